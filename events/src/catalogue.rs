@@ -1,0 +1,728 @@
+//! The v1 event catalogue: one variant per event type, one data struct per
+//! variant, every field a domain type.
+//!
+//! [`data_struct!`] writes each struct, its `FromJson` (every problem, unknown
+//! fields refused) and its `Serialize` (optional fields left out when absent)
+//! from one field list, so the three cannot drift apart. Rules that span
+//! fields ("21 stands alone", "a review names its plan") are plain functions
+//! named after the struct's `check`.
+
+use crate::codes::*;
+use crate::fields::{Fields, FromJson, no_repeats};
+use crate::ids::*;
+use crate::personal::Personal;
+use crate::problem::{Problems, child_pointer};
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
+
+macro_rules! field_type {
+    (req, $t:ty) => { $t };
+    (opt, $t:ty) => { Option<$t> };
+}
+
+macro_rules! read_field {
+    (req, $fields:ident, $name:expr, $t:ty) => { $fields.required::<$t>($name) };
+    (opt, $fields:ident, $name:expr, $t:ty) => { $fields.optional::<$t>($name) };
+}
+
+macro_rules! write_field {
+    (req, $map:ident, $name:expr, $v:expr) => { $map.serialize_entry($name, $v)?; };
+    (opt, $map:ident, $name:expr, $v:expr) => {
+        if let Some(v) = $v { $map.serialize_entry($name, v)?; }
+    };
+}
+
+macro_rules! data_struct {
+    (
+        $(#[$meta:meta])*
+        $name:ident { $( $kind:ident $field:ident : $t:ty ),* $(,)? }
+        $( check $check:ident )?
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $( pub $field: field_type!($kind, $t), )*
+        }
+
+        impl FromJson for $name {
+            #[allow(unused_mut, unused_variables)]
+            fn from_json(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
+                let mut fields = Fields::open(value, at, problems)?;
+                $( let $field = read_field!($kind, fields, stringify!($field), $t); )*
+                if !fields.finish() {
+                    return None;
+                }
+                let parsed = Self { $( $field: $field?, )* };
+                $(
+                    let before = problems.len();
+                    $check(&parsed, at, problems);
+                    if problems.len() > before {
+                        return None;
+                    }
+                )?
+                Some(parsed)
+            }
+        }
+
+        impl Serialize for $name {
+            #[allow(unused_mut)]
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(None)?;
+                $( write_field!($kind, map, stringify!($field), &self.$field); )*
+                map.end()
+            }
+        }
+    };
+}
+
+/// What kind of thing an event's `subject` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SubjectKind {
+    /// A child's UUID.
+    Child,
+    /// A worker's UUID.
+    Worker,
+    /// A council's ONS code.
+    Council,
+}
+
+macro_rules! catalogue {
+    ( $( $variant:ident = $name:literal, $subject:ident, $data:ident ; )+ ) => {
+        /// Every event type of catalogue v1. The names are stable forever.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum EventType { $( $variant ),+ }
+
+        impl EventType {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The CloudEvents `type`, such as `referral.received`.
+            pub const fn name(self) -> &'static str {
+                match self { $(Self::$variant => $name),+ }
+            }
+
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name { $($name => Some(Self::$variant),)+ _ => None }
+            }
+
+            /// What this type's `subject` must name.
+            pub const fn subject_kind(self) -> SubjectKind {
+                match self { $(Self::$variant => SubjectKind::$subject),+ }
+            }
+        }
+
+        /// The typed `data` of an event.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum EventData { $( $variant($data) ),+ }
+
+        impl EventData {
+            pub fn event_type(&self) -> EventType {
+                match self { $(Self::$variant(_) => EventType::$variant),+ }
+            }
+
+            /// Parses `value` as the data of `event_type`, recording every
+            /// problem under `at`.
+            pub fn parse(event_type: EventType, value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
+                match event_type {
+                    $( EventType::$variant => $data::from_json(value, at, problems).map(Self::$variant), )+
+                }
+            }
+        }
+
+        impl Serialize for EventData {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self { $(Self::$variant(d) => d.serialize(s)),+ }
+            }
+        }
+    };
+}
+
+catalogue! {
+    ChildRegistered = "child.registered", Child, ChildRegistered;
+    ChildDetailsUpdated = "child.details_updated", Child, ChildDetailsUpdated;
+    ChildTransferred = "child.transferred", Child, ChildTransferred;
+    ChildDied = "child.died", Child, ChildDied;
+    RelationshipRecorded = "relationship.recorded", Child, RelationshipRecorded;
+    ContactRecorded = "contact.recorded", Child, ContactRecorded;
+    ReferralReceived = "referral.received", Child, ReferralReceived;
+    AssessmentStarted = "assessment.started", Child, AssessmentStarted;
+    AssessmentCompleted = "assessment.completed", Child, AssessmentCompleted;
+    StrategyDiscussionHeld = "strategy_discussion.held", Child, StrategyDiscussionHeld;
+    S47Started = "s47.started", Child, S47Started;
+    S47Completed = "s47.completed", Child, S47Completed;
+    ConferenceHeld = "conference.held", Child, ConferenceHeld;
+    CpPlanStarted = "cp_plan.started", Child, CpPlanStarted;
+    CpPlanCategoryChanged = "cp_plan.category_changed", Child, CpPlanCategoryChanged;
+    CpPlanEnded = "cp_plan.ended", Child, CpPlanEnded;
+    CinPlanStarted = "cin_plan.started", Child, CinPlanStarted;
+    CinPlanEnded = "cin_plan.ended", Child, CinPlanEnded;
+    ChildSeen = "child.seen", Child, ChildSeen;
+    CaseAllocated = "case.allocated", Child, CaseAllocated;
+    CaseDeallocated = "case.deallocated", Child, CaseDeallocated;
+    CaseClosed = "case.closed", Child, CaseClosed;
+    ConcernRaised = "concern.raised", Child, ConcernRaised;
+    InformationShared = "information.shared", Child, InformationShared;
+    CourtApplicationFiled = "court.application_filed", Child, CourtApplicationFiled;
+    CourtHearingHeld = "court.hearing_held", Child, CourtHearingHeld;
+    CourtOrderMade = "court.order_made", Child, CourtOrderMade;
+    CourtProceedingsConcluded = "court.proceedings_concluded", Child, CourtProceedingsConcluded;
+    RecordCorrected = "record.corrected", Child, RecordCorrected;
+    RecordRetracted = "record.retracted", Child, RecordRetracted;
+    RecordSealed = "record.sealed", Child, SealChange;
+    RecordUnsealed = "record.unsealed", Child, SealChange;
+    ReviewOpened = "review.opened", Child, ReviewOpened;
+    ReviewClosed = "review.closed", Child, ReviewClosed;
+    WorkerJoined = "worker.joined", Worker, WorkerJoined;
+    WorkerChanged = "worker.changed", Worker, WorkerChanged;
+    WorkerLeft = "worker.left", Worker, WorkerLeft;
+    CouncilConfigured = "council.configured", Council, CouncilConfigured;
+}
+
+impl EventType {
+    /// Types only a principal with the `admin` role may publish, whatever its
+    /// `event_types` say: they change who may read a record or how a council
+    /// is measured.
+    pub fn admin_only(self) -> bool {
+        matches!(
+            self,
+            Self::ReviewOpened | Self::ReviewClosed | Self::RecordSealed | Self::RecordUnsealed | Self::CouncilConfigured
+        )
+    }
+
+    /// Whether this type amends an earlier event rather than stating a new fact.
+    pub fn amends(self) -> bool {
+        matches!(self, Self::RecordCorrected | Self::RecordRetracted)
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+// ----- people -------------------------------------------------------------
+
+data_struct! {
+    /// A child's identifying details. The whole object is personal data.
+    ChildPerson {
+        opt given_name: Label,
+        opt family_name: Label,
+        opt nhs_number: NhsNumber,
+        opt upn: Upn,
+        opt former_upn: Upn,
+        opt upn_unknown: UpnUnknown,
+        opt address: Text,
+    }
+    check check_child_person
+}
+
+fn check_child_person(p: &ChildPerson, at: &str, problems: &mut Problems) {
+    if p.upn.is_some() && p.upn_unknown.is_some() {
+        problems.push(child_pointer(at, "upn_unknown"), "must not be given with a upn: it says why there is none");
+    }
+    let empty = p.given_name.is_none()
+        && p.family_name.is_none()
+        && p.nhs_number.is_none()
+        && p.upn.is_none()
+        && p.former_upn.is_none()
+        && p.upn_unknown.is_none()
+        && p.address.is_none();
+    if empty {
+        problems.push(at, "must give at least one detail, or be left out");
+    }
+}
+
+data_struct! {
+    /// A person related to the child. The whole object is personal data.
+    RelatedPerson {
+        opt given_name: Label,
+        opt family_name: Label,
+        opt address: Text,
+    }
+    check check_related_person
+}
+
+fn check_related_person(p: &RelatedPerson, at: &str, problems: &mut Problems) {
+    if p.given_name.is_none() && p.family_name.is_none() && p.address.is_none() {
+        problems.push(at, "must give at least one detail, or be left out");
+    }
+}
+
+// ----- the child ----------------------------------------------------------
+
+data_struct! {
+    /// A child becomes known to the backbone. Exactly once per child.
+    ChildRegistered {
+        req council: CouncilCode,
+        req la_child_id: LaChildId,
+        req sex: Sex,
+        opt birth_date: NaiveDate,
+        opt expected_birth_date: NaiveDate,
+        opt ethnicity: Ethnicity,
+        opt disabilities: Vec<Disability>,
+        opt person: Personal<ChildPerson>,
+    }
+    check check_child_registered
+}
+
+fn check_child_registered(e: &ChildRegistered, at: &str, problems: &mut Problems) {
+    if e.birth_date.is_none() && e.expected_birth_date.is_none() {
+        problems.push(child_pointer(at, "birth_date"), "is required (or expected_birth_date, for an unborn child)");
+    }
+    if let Some(d) = &e.disabilities {
+        check_disabilities(d, &child_pointer(at, "disabilities"), problems);
+    }
+}
+
+fn check_disabilities(list: &[Disability], at: &str, problems: &mut Problems) {
+    if list.len() > 1 && list.contains(&Disability::None) {
+        problems.push(at, "NONE must stand alone: it cannot be listed with other disabilities");
+    }
+    no_repeats(list, at, problems);
+}
+
+data_struct! {
+    /// New values for some of the child's details (never the council: that
+    /// changes only by transfer).
+    ChildDetailsUpdated {
+        opt la_child_id: LaChildId,
+        opt sex: Sex,
+        opt birth_date: NaiveDate,
+        opt expected_birth_date: NaiveDate,
+        opt ethnicity: Ethnicity,
+        opt disabilities: Vec<Disability>,
+        opt person: Personal<ChildPerson>,
+    }
+    check check_child_details_updated
+}
+
+fn check_child_details_updated(e: &ChildDetailsUpdated, at: &str, problems: &mut Problems) {
+    let nothing = e.la_child_id.is_none()
+        && e.sex.is_none()
+        && e.birth_date.is_none()
+        && e.expected_birth_date.is_none()
+        && e.ethnicity.is_none()
+        && e.disabilities.is_none()
+        && e.person.is_none();
+    if nothing {
+        problems.push(at, "must update at least one detail");
+    }
+    if let Some(d) = &e.disabilities {
+        check_disabilities(d, &child_pointer(at, "disabilities"), problems);
+    }
+}
+
+data_struct! {
+    /// The child's case moves to another council (the receiving one).
+    ChildTransferred { req council: CouncilCode }
+}
+
+data_struct! {
+    /// The child has died.
+    ChildDied { req date: NaiveDate }
+}
+
+data_struct! {
+    /// A person in the child's life, by role.
+    RelationshipRecorded {
+        req person_id: LocalId,
+        req role: RelationshipRole,
+        opt person: Personal<RelatedPerson>,
+    }
+}
+
+// ----- the life of a case -------------------------------------------------
+
+data_struct! {
+    /// Someone got in touch about the child.
+    ContactRecorded {
+        req contact_id: LocalId,
+        req source: ReferralSource,
+        req summary: Personal<Text>,
+        opt outcome: ContactOutcome,
+    }
+}
+
+data_struct! {
+    /// A referral to children's social care starts an episode.
+    ReferralReceived {
+        req referral_id: LocalId,
+        req source: ReferralSource,
+        req nfa: bool,
+        opt primary_need: PrimaryNeed,
+    }
+}
+
+data_struct! {
+    /// A single assessment starts.
+    AssessmentStarted {
+        req assessment_id: LocalId,
+        req referral_id: LocalId,
+    }
+}
+
+data_struct! {
+    /// A single assessment is authorised, with the factors it found.
+    AssessmentCompleted {
+        req assessment_id: LocalId,
+        req factors: Vec<AssessmentFactor>,
+        req child_seen: bool,
+        req needs_support: bool,
+    }
+    check check_assessment_completed
+}
+
+fn check_assessment_completed(e: &AssessmentCompleted, at: &str, problems: &mut Problems) {
+    let at = child_pointer(at, "factors");
+    if e.factors.len() > 1 && e.factors.contains(&AssessmentFactor::F21) {
+        problems.push(&at, "factor 21 (no factors identified) must stand alone");
+    }
+    no_repeats(&e.factors, &at, problems);
+}
+
+data_struct! {
+    /// Police, health and social care discussed whether to start a section 47 enquiry.
+    StrategyDiscussionHeld {
+        req discussion_id: LocalId,
+        req referral_id: LocalId,
+        req agencies: Vec<Label>,
+        req decision: StrategyDecision,
+    }
+}
+
+data_struct! {
+    /// A section 47 enquiry starts; the ICPC clock starts with it.
+    S47Started {
+        req s47_id: LocalId,
+        req referral_id: LocalId,
+        opt discussion_id: LocalId,
+    }
+}
+
+data_struct! {
+    /// A section 47 enquiry ends.
+    S47Completed {
+        req s47_id: LocalId,
+        req icpc_required: bool,
+    }
+}
+
+data_struct! {
+    /// A child protection conference took place.
+    ConferenceHeld {
+        req conference_id: LocalId,
+        req kind: ConferenceKind,
+        opt s47_id: LocalId,
+        opt plan_id: LocalId,
+        req outcome: ConferenceOutcome,
+    }
+    check check_conference
+}
+
+fn check_conference(e: &ConferenceHeld, at: &str, problems: &mut Problems) {
+    use ConferenceKind as K;
+    use ConferenceOutcome as O;
+    let fits = match e.kind {
+        K::Initial | K::TransferIn => matches!(e.outcome, O::Plan | O::NoPlan),
+        K::Review => matches!(e.outcome, O::Continue | O::End),
+    };
+    if !fits {
+        let allowed = if e.kind == K::Review { "continue or end" } else { "plan or no_plan" };
+        problems.push(child_pointer(at, "outcome"), format!("must be {allowed} for a {} conference", e.kind.code()));
+    }
+    if e.kind == K::Review && e.plan_id.is_none() {
+        problems.push(child_pointer(at, "plan_id"), "is required for a review conference: it names the plan reviewed");
+    }
+}
+
+data_struct! {
+    /// A child protection plan starts, decided at a conference.
+    CpPlanStarted {
+        req plan_id: LocalId,
+        req conference_id: LocalId,
+        req category: CategoryOfAbuse,
+    }
+}
+
+data_struct! {
+    /// A plan's category of abuse changes.
+    CpPlanCategoryChanged {
+        req plan_id: LocalId,
+        req category: CategoryOfAbuse,
+    }
+}
+
+data_struct! {
+    /// A child protection plan ends.
+    CpPlanEnded {
+        req plan_id: LocalId,
+        opt reason: Personal<Text>,
+    }
+}
+
+data_struct! {
+    /// A child in need plan starts.
+    CinPlanStarted {
+        req plan_id: LocalId,
+        req referral_id: LocalId,
+    }
+}
+
+data_struct! {
+    /// A child in need plan ends.
+    CinPlanEnded { req plan_id: LocalId }
+}
+
+data_struct! {
+    /// A professional saw the child.
+    ChildSeen {
+        req seen_by: LocalId,
+        req seen_alone: bool,
+        req context: SeenContext,
+        opt agency: Label,
+    }
+}
+
+data_struct! {
+    /// The case is allocated to a worker in a team.
+    CaseAllocated {
+        req worker_id: WorkerId,
+        req team_id: LocalId,
+    }
+}
+
+data_struct! {
+    /// A worker no longer holds the case.
+    CaseDeallocated { req worker_id: WorkerId }
+}
+
+data_struct! {
+    /// The episode that began with a referral is closed.
+    CaseClosed {
+        req referral_id: LocalId,
+        req reason: ClosureReason,
+    }
+}
+
+data_struct! {
+    /// Another agency raised a concern. `category`, when given, is the
+    /// category of abuse the concern points to.
+    ConcernRaised {
+        req concern_id: LocalId,
+        req summary: Personal<Text>,
+        opt category: CategoryOfAbuse,
+    }
+}
+
+data_struct! {
+    /// Information about the child was shared with another agency.
+    InformationShared {
+        req with_agency: Label,
+        req purpose: Personal<Text>,
+        opt summary: Personal<Text>,
+    }
+}
+
+// ----- court --------------------------------------------------------------
+
+data_struct! {
+    /// The council applied to court.
+    CourtApplicationFiled {
+        req proceedings_id: LocalId,
+        req kind: ApplicationKind,
+        req court: Label,
+        opt pre_proceedings_letter_date: NaiveDate,
+    }
+}
+
+data_struct! {
+    /// A hearing in the proceedings took place.
+    CourtHearingHeld {
+        req proceedings_id: LocalId,
+        opt summary: Personal<Text>,
+    }
+}
+
+data_struct! {
+    /// The court made an order.
+    CourtOrderMade {
+        req proceedings_id: LocalId,
+        req order: CourtOrder,
+    }
+}
+
+data_struct! {
+    /// The proceedings ended.
+    CourtProceedingsConcluded { req proceedings_id: LocalId }
+}
+
+// ----- amendments, sealing and reviews -----------------------------------
+
+data_struct! {
+    /// A publisher corrects one of its own earlier events. `data` is the
+    /// corrected event's data, whole; `time`, when given, corrects its
+    /// business time.
+    RecordCorrected {
+        req corrects: EventId,
+        req reason: Personal<Text>,
+        req data: CorrectedData,
+        opt time: DateTime<FixedOffset>,
+    }
+}
+
+impl RecordCorrected {
+    /// Checks the corrected data against the type of the event it corrects,
+    /// which only the subject's history knows. On success the data is typed,
+    /// so its personal fields are known too.
+    pub fn resolve(&mut self, corrected: EventType, at: &str) -> Result<(), Problems> {
+        let mut problems = Problems::new();
+        if corrected.amends() {
+            problems.push(child_pointer(at, "corrects"), "must name an original event, not another correction or retraction");
+            return Err(problems);
+        }
+        let raw = match &self.data {
+            CorrectedData::Unresolved(raw) => Value::Object(raw.clone()),
+            CorrectedData::Resolved(data) if data.event_type() == corrected => return Ok(()),
+            CorrectedData::Resolved(data) => serde_json::to_value(data).unwrap_or(Value::Null),
+        };
+        match EventData::parse(corrected, &raw, &child_pointer(at, "data"), &mut problems) {
+            Some(data) => {
+                self.data = CorrectedData::Resolved(Box::new(data));
+                Ok(())
+            }
+            None => Err(problems),
+        }
+    }
+}
+
+/// The data of a correction: an object whose shape depends on the type of the
+/// event corrected, so it is checked in two steps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CorrectedData {
+    /// An object, not yet checked against the corrected event's type.
+    Unresolved(Map<String, Value>),
+    /// Checked and typed by [`RecordCorrected::resolve`].
+    Resolved(Box<EventData>),
+}
+
+impl FromJson for CorrectedData {
+    fn from_json(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
+        match value {
+            Value::Object(map) => Some(Self::Unresolved(map.clone())),
+            other => {
+                problems.push(at, format!("must be an object (the corrected event's data, whole), not {}", crate::fields::kind_of(other)));
+                None
+            }
+        }
+    }
+}
+
+impl Serialize for CorrectedData {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Unresolved(map) => map.serialize(s),
+            Self::Resolved(data) => data.serialize(s),
+        }
+    }
+}
+
+data_struct! {
+    /// A publisher withdraws one of its own earlier events as made in error.
+    RecordRetracted {
+        req retracts: EventId,
+        req reason: Personal<Text>,
+    }
+}
+
+data_struct! {
+    /// The child's record is sealed (or unsealed): only admins may read it.
+    SealChange { req reason: Personal<Text> }
+}
+
+data_struct! {
+    /// A practice review opens, naming the principals who may read the child's record.
+    ReviewOpened {
+        req review_id: LocalId,
+        req kind: ReviewKind,
+        req reviewers: Vec<PrincipalName>,
+    }
+    check check_review_opened
+}
+
+fn check_review_opened(e: &ReviewOpened, at: &str, problems: &mut Problems) {
+    no_repeats(&e.reviewers, &child_pointer(at, "reviewers"), problems);
+}
+
+data_struct! {
+    /// A practice review closes; its reviewers lose access.
+    ReviewClosed { req review_id: LocalId }
+}
+
+// ----- workforce and councils --------------------------------------------
+
+data_struct! {
+    /// A worker joins a council's children's services.
+    WorkerJoined {
+        req council: CouncilCode,
+        req team_id: LocalId,
+        req role: WorkerRole,
+        req fte: Fte,
+        req agency_staff: bool,
+    }
+}
+
+data_struct! {
+    /// A worker's team, role or hours change.
+    WorkerChanged {
+        opt team_id: LocalId,
+        opt role: WorkerRole,
+        opt fte: Fte,
+    }
+    check check_worker_changed
+}
+
+fn check_worker_changed(e: &WorkerChanged, at: &str, problems: &mut Problems) {
+    if e.team_id.is_none() && e.role.is_none() && e.fte.is_none() {
+        problems.push(at, "must change at least one of team_id, role, fte");
+    }
+}
+
+data_struct! {
+    /// A worker leaves.
+    WorkerLeft {}
+}
+
+data_struct! {
+    /// A council's settings, in force from a date.
+    CouncilConfigured {
+        req effective_from: NaiveDate,
+        opt dfe_la_code: DfeLaCode,
+        opt population_0_17: u64,
+        opt assessment_timescale_days: u32,
+        opt visit_interval_days: u32,
+        opt caseload_threshold: u32,
+        opt funded_social_worker_fte: FteTotal,
+    }
+    check check_council_configured
+}
+
+fn check_council_configured(e: &CouncilConfigured, at: &str, problems: &mut Problems) {
+    let days = [
+        ("assessment_timescale_days", e.assessment_timescale_days),
+        ("visit_interval_days", e.visit_interval_days),
+    ];
+    for (name, value) in days {
+        if let Some(v) = value {
+            if !(1..=365).contains(&v) {
+                problems.push(child_pointer(at, name), "must be between 1 and 365 days");
+            }
+        }
+    }
+    if e.caseload_threshold == Some(0) {
+        problems.push(child_pointer(at, "caseload_threshold"), "must be at least 1");
+    }
+    if e.population_0_17 == Some(0) {
+        problems.push(child_pointer(at, "population_0_17"), "must be at least 1");
+    }
+}

@@ -1,0 +1,36 @@
+//! The vocabulary of the backbone: what every event looks like, what makes
+//! one valid, and how its bytes are fixed so that a hash chain and a signature
+//! mean the same thing to us and to an outside verifier.
+//!
+//! This crate does no IO: no network, no files, no clock. Code that needs the
+//! time takes `now` as an argument.
+//!
+//! # Layout
+//!
+//! - [`envelope`]: the CloudEvents envelope as received and as stored.
+//! - [`catalogue`]: every event type of v1 and its typed data.
+//! - [`codes`], [`ids`]: code sets and identifiers, parsed once at the edge.
+//! - [`fields`], [`problem`], [`json`]: strict JSON and parsing that reports
+//!   every problem with its JSON pointer.
+//! - [`personal`]: which fields are personal data, as a property of the types.
+//! - [`canonical`], [`chain`]: RFC 8785 bytes, hashes, signatures, and the
+//!   verification of a history.
+//! - [`calendar`]: business dates and England-and-Wales working days.
+
+pub mod calendar;
+pub mod canonical;
+pub mod catalogue;
+pub mod chain;
+pub mod codes;
+pub mod envelope;
+pub mod fields;
+pub mod ids;
+pub mod json;
+pub mod personal;
+pub mod problem;
+
+pub use catalogue::{EventData, EventType, SubjectKind};
+pub use chain::{Break, BreakKind, Digest, Head};
+pub use envelope::{ReceivedEvent, Stamp, StoredEvent, Subject, parse_received};
+pub use personal::{Personal, personal_pointers};
+pub use problem::{Problem, Problems};
