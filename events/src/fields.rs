@@ -192,17 +192,15 @@ impl FromJson for DateTime<FixedOffset> {
 
 pub(crate) fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, String> {
     DateTime::parse_from_rfc3339(s).map_err(|_| {
-        if s.len() >= 19 && NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").is_ok() && !has_offset(s) {
+        // A well-formed local time that lacks only its offset gets a message
+        // saying exactly that.
+        let local = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok();
+        if local {
             "must carry a UTC offset (for example 2025-01-14T09:30:00Z or +01:00)".to_string()
         } else {
             "must be an RFC 3339 date and time with an offset, for example 2025-01-14T09:30:00Z".to_string()
         }
     })
-}
-
-fn has_offset(s: &str) -> bool {
-    let tail = &s[19..];
-    tail.ends_with('Z') || tail.ends_with('z') || tail.contains('+') || tail.contains('-')
 }
 
 /// A list; every element is checked, and empty lists are refused because every

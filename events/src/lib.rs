@@ -23,6 +23,7 @@ pub mod catalogue;
 pub mod chain;
 pub mod codes;
 pub mod envelope;
+pub mod examples;
 pub mod fields;
 pub mod ids;
 pub mod json;
