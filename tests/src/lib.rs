@@ -1,1 +1,47 @@
+//! The test harness every suite uses: real `nats-server` processes and
+//! isolated PostgreSQL databases, each owned by one test and gone when it
+//! drops, so the suite runs in parallel and leaves nothing behind.
+//!
+//! # Layout
+//!
+//! - [`nats`]: [`NatsServer`] (one JetStream server on free ports with its
+//!   own store directory) and [`NatsCluster`] (three of them, clustered).
+//! - [`postgres`]: [`TestDatabase`] (a fresh database on the shared server)
+//!   and [`PgCluster`] (a private cluster made with `initdb`, for tests that
+//!   must stop, kill or restart PostgreSQL).
+//!
+//! Nothing here is a stand-in: tests talk to the same servers production
+//! runs, configured as production is (`sync_interval: always`).
 
+pub mod nats;
+pub mod postgres;
+
+pub use nats::{NatsCluster, NatsServer};
+pub use postgres::{PgCluster, TestDatabase};
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago. The kernel hands out
+/// ephemeral ports in rotation, so reuse by another test before the server
+/// binds it is very unlikely; servers that fail to bind are reported with
+/// their log.
+pub fn free_port() -> u16 {
+    #[allow(clippy::expect_used)]
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
+    #[allow(clippy::expect_used)]
+    listener.local_addr().expect("local address").port()
+}
+
+/// The workspace root (where `.venv/` and `ops/` live).
+pub fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+/// The last `lines` lines of a log file, for failure messages.
+pub(crate) fn log_tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
