@@ -713,11 +713,10 @@ fn check_council_configured(e: &CouncilConfigured, at: &str, problems: &mut Prob
         ("visit_interval_days", e.visit_interval_days),
     ];
     for (name, value) in days {
-        if let Some(v) = value {
-            if !(1..=365).contains(&v) {
+        if let Some(v) = value
+            && !(1..=365).contains(&v) {
                 problems.push(child_pointer(at, name), "must be between 1 and 365 days");
             }
-        }
     }
     if e.caseload_threshold == Some(0) {
         problems.push(child_pointer(at, "caseload_threshold"), "must be at least 1");

@@ -228,11 +228,10 @@ pub fn verify_history(subject: &str, messages: &[&[u8]], key: &VerifyingKey, hea
             Some(p) if p.sequence + 1 == r.sequence && p.intact => Some(p.hash),
             _ => None,
         };
-        if let Some(link) = link_expected {
-            if r.intact && r.prevhash != Some(link) {
+        if let Some(link) = link_expected
+            && r.intact && r.prevhash != Some(link) {
                 push(r.sequence, BreakKind::Altered, format!("prevhash does not match the hash of sequence {}", r.sequence - 1));
             }
-        }
         expected = r.sequence + 1;
         previous = Some(r);
     }
@@ -241,11 +240,10 @@ pub fn verify_history(subject: &str, messages: &[&[u8]], key: &VerifyingKey, hea
         for missing in expected..=head.sequence {
             push(missing, BreakKind::Missing, format!("the known head is at sequence {}, but no event holds sequence {missing}", head.sequence));
         }
-        if let Some(r) = reads.iter().find(|r| r.sequence == head.sequence) {
-            if r.hash != head.hash {
+        if let Some(r) = reads.iter().find(|r| r.sequence == head.sequence)
+            && r.hash != head.hash {
                 push(head.sequence, BreakKind::Altered, "the event differs from the known head's hash".into());
             }
-        }
     }
 
     breaks.sort_by_key(|b| b.sequence);

@@ -366,7 +366,7 @@ impl FteTotal {
 impl FromJson for FteTotal {
     fn from_json(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
         match value.as_f64() {
-            Some(f) if f >= 0.0 && f <= 1_000_000.0 => Some(Self(f)),
+            Some(f) if (0.0..=1_000_000.0).contains(&f) => Some(Self(f)),
             _ => {
                 problems.push(at, "must be a number of full-time equivalent posts, zero or more");
                 None

@@ -94,7 +94,7 @@ impl ser::Error for Never {
 
 impl Finder {
     fn nested<T: Serialize + ?Sized>(&mut self, token: &str, value: &T) -> Result<(), Never> {
-        let saved = std::mem::replace(&mut self.path, String::new());
+        let saved = std::mem::take(&mut self.path);
         self.path = child_pointer(&saved, token);
         let r = value.serialize(&mut *self);
         self.path = saved;

@@ -6,7 +6,7 @@
 //!
 //! - [`nats`]: [`NatsServer`] (one JetStream server on free ports with its
 //!   own store directory) and [`NatsCluster`] (three of them, clustered).
-//! - [`postgres`]: [`TestDatabase`] (a fresh database on the shared server)
+//! - [`postgres`]: [`TestDatabase`], a fresh database on the shared server,
 //!   and [`PgCluster`] (a private cluster made with `initdb`, for tests that
 //!   must stop, kill or restart PostgreSQL).
 //!
