@@ -172,11 +172,13 @@ pub struct PrincipalName(String);
 
 impl PrincipalName {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let ok_char = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.';
+        // No dots: a principal's name is one token of a NATS subject (the
+        // index of event ids it has published).
+        let ok_char = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_';
         if (1..=64).contains(&s.len()) && s.bytes().all(ok_char) {
             Ok(Self(s.to_owned()))
         } else {
-            Err("must be a principal name: 1 to 64 lowercase letters, digits and - _ .".into())
+            Err("must be a principal name: 1 to 64 lowercase letters, digits, - and _".into())
         }
     }
     pub fn as_str(&self) -> &str {

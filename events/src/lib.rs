@@ -28,7 +28,9 @@ pub mod fields;
 pub mod ids;
 pub mod json;
 pub mod personal;
+pub mod privacy;
 pub mod problem;
+pub mod subjects;
 
 pub use catalogue::{EventData, EventType, SubjectKind};
 pub use chain::{Break, BreakKind, Digest, Head};

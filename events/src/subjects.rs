@@ -1,0 +1,87 @@
+//! The NATS subject scheme. Stored subjects can never change, so the scheme
+//! carries its partition from the first event on: projectors scale out by
+//! taking a share of the partitions, and per-subject order is kept because a
+//! subject always lives in one partition.
+//!
+//! | subject | holds |
+//! |---|---|
+//! | `sg.ev.<pp>.child.<child uuid>` | a child's events |
+//! | `sg.ev.<pp>.worker.<worker uuid>` | a worker's events |
+//! | `sg.ev.<pp>.council.<ONS code>` | a council's events |
+//! | `sg.id.<source>.<id digest>` | one message per (publisher, event id) ever stored: the id index |
+//! | `sg.audit.access.<pp>.<child uuid>` | access events (audit stream) |
+//! | `sg.audit.checkpoint` | signed checkpoints (audit stream) |
+//!
+//! `<pp>` is the partition, two digits `00` to `31`: the first four bytes of
+//! the SHA-256 of the subject's text form, big-endian, modulo 32. Personal
+//! data never appears in a subject: child and worker ids are random UUIDs,
+//! councils are public codes, and event ids appear only as a digest.
+
+use crate::envelope::Subject;
+use crate::ids::{EventId, PrincipalName};
+use sha2::{Digest, Sha256};
+
+/// Fixed forever: changing it would move subjects between partitions.
+pub const PARTITIONS: u32 = 32;
+
+/// The event stream's subjects.
+pub const EVENTS_FILTER: &str = "sg.ev.>";
+/// The id index's subjects (same stream as the events).
+pub const IDS_FILTER: &str = "sg.id.>";
+/// The audit stream's subjects.
+pub const AUDIT_FILTER: &str = "sg.audit.>";
+/// Where checkpoints are published.
+pub const CHECKPOINT: &str = "sg.audit.checkpoint";
+
+/// The partition of a subject.
+pub fn partition(subject: &Subject) -> u32 {
+    let digest = Sha256::digest(subject.to_string().as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % PARTITIONS
+}
+
+fn kind_token(subject: &Subject) -> &'static str {
+    match subject {
+        Subject::Child(_) => "child",
+        Subject::Worker(_) => "worker",
+        Subject::Council(_) => "council",
+    }
+}
+
+/// The NATS subject that holds `subject`'s events.
+pub fn event_subject(subject: &Subject) -> String {
+    format!("sg.ev.{:02}.{}.{}", partition(subject), kind_token(subject), subject)
+}
+
+/// The filter of one partition's events, for a projector that owns it.
+pub fn partition_filter(partition: u32) -> String {
+    format!("sg.ev.{partition:02}.>")
+}
+
+/// The id-index subject of one (publisher, event id). The id is digested so
+/// that any printable id fits in one subject token.
+pub fn id_subject(source: &PrincipalName, id: &EventId) -> String {
+    let digest = Sha256::digest(id.as_str().as_bytes());
+    format!("sg.id.{}.{}", source.as_str(), hex::encode(&digest[..16]))
+}
+
+/// Where access events about a child are published.
+pub fn access_subject(subject: &Subject) -> String {
+    format!("sg.audit.access.{:02}.{}", partition(subject), subject)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ChildId;
+
+    #[test]
+    fn subjects_are_stable() {
+        let child = Subject::Child(ChildId::parse("7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11").expect("id"));
+        // Pinned: a change here would strand every stored event.
+        assert_eq!(event_subject(&child), format!("sg.ev.{:02}.child.7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11", partition(&child)));
+        assert_eq!(partition(&child), 7);
+        let id = id_subject(&PrincipalName::parse("haringey-csc").expect("name"), &EventId::parse("lcs-1").expect("id"));
+        assert!(id.starts_with("sg.id.haringey-csc."));
+        assert_eq!(id.split('.').count(), 4);
+    }
+}
