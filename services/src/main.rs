@@ -1,22 +1,98 @@
-//! `safeguard`: one binary for every role of the backbone.
-//!
-//! The roles (gateway, projector, query) and the operator commands arrive
-//! with the issues that build them; today the binary describes itself.
+//! `safeguard`: one binary for every role of the backbone. This file only
+//! parses the command line; the work is in the library.
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
+use services::config::{GatewayArgs, GatewaySettings, NatsArgs};
 
 /// Safeguard: an event-sourced backbone for child protection in England.
 ///
 /// Every referral, contact, visit, conference, plan and court filing about a
-/// child is an immutable, signed, hash-chained event on NATS JetStream;
-/// read models in PostgreSQL serve caseloads, indicators and chronologies.
+/// child is an immutable, signed, hash-chained event on NATS JetStream.
 #[derive(Debug, Parser)]
 #[command(name = "safeguard", version, about, long_about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    Cli::parse();
-    // With no subcommands yet, a bare invocation shows what the binary is.
-    let mut command = <Cli as clap::CommandFactory>::command();
-    let _ = command.print_long_help();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the backbone's roles (all of them when none is named).
+    Serve {
+        /// A role to run; repeat for several.
+        #[arg(long = "role", value_enum)]
+        roles: Vec<Role>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Print a new random token once, and the principals.toml entry for it.
+    Token {
+        #[arg(long)]
+        name: String,
+        /// publish, practitioner, reviewer, dashboard, auditor or admin; repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// A council ONS code in scope, or *; repeat for several (default *).
+        #[arg(long = "council")]
+        councils: Vec<String>,
+        /// An event type it may publish, or *; repeat for several (default *).
+        #[arg(long = "event-type")]
+        event_types: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Role {
+    /// Accepts events over HTTP and stores them on JetStream.
+    Gateway,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Token { name, roles, councils, event_types } => {
+            let token = services::token::new_token();
+            match services::token::render(&name, &roles, &councils, &event_types, &token) {
+                Ok(text) => {
+                    #[allow(clippy::print_stdout)]
+                    {
+                        print!("{text}");
+                    }
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("safeguard token: {message}");
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
+        Command::Serve { roles, nats, gateway } => {
+            init_tracing();
+            // Only the gateway exists so far, so every selection runs it.
+            let _ = roles;
+            let settings = GatewaySettings::new(nats, gateway);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("safeguard: could not start the runtime: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(services::run_gateway(settings, services::shutdown_signal(), None)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "safeguard stopped");
+                    eprintln!("safeguard: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 }

@@ -13,6 +13,7 @@
 //! Nothing here is a stand-in: tests talk to the same servers production
 //! runs, configured as production is (`sync_interval: always`).
 
+pub mod gateway;
 pub mod nats;
 pub mod postgres;
 

@@ -1,0 +1,145 @@
+//! The connection to NATS and the JetStream resources the backbone owns:
+//! the event stream (events and the id index), the audit stream, and the
+//! key-value bucket that holds children's data keys.
+
+use async_nats::jetstream::{self, kv, stream};
+use events::subjects;
+use std::time::Duration;
+
+pub const EVENTS_STREAM: &str = "SG_EVENTS";
+pub const AUDIT_STREAM: &str = "SG_AUDIT";
+pub const KEYS_BUCKET: &str = "sg_child_keys";
+
+/// The oldest server the backbone runs on: atomic batch publish arrived in 2.12.
+pub const MIN_SERVER: (u32, u32) = (2, 12);
+
+/// How the streams are made.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// 1 on a single server, 3 in a cluster.
+    pub replicas: usize,
+    /// JetStream's own duplicate window. The backbone does not depend on it
+    /// (the id index makes ids permanent), but it bounds JetStream's memory.
+    pub duplicate_window: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("could not connect to NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("NATS server {found} is too old: the backbone needs {}.{} or newer (atomic batch publish)", MIN_SERVER.0, MIN_SERVER.1)]
+    TooOld { found: String },
+    #[error("could not set up {what}: {message}")]
+    Setup { what: &'static str, message: String },
+}
+
+/// Connects to the comma-separated `urls`, with a credentials file if given.
+pub async fn connect(urls: &str, creds: Option<&std::path::Path>) -> Result<async_nats::Client, BusError> {
+    let addrs: Vec<async_nats::ServerAddr> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| u.parse().map_err(|e| BusError::Connect { url: u.to_owned(), message: format!("{e}") }))
+        .collect::<Result<_, _>>()?;
+    let mut options = async_nats::ConnectOptions::new()
+        .name("safeguard")
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5));
+    if let Some(path) = creds {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| BusError::Connect { url: urls.to_owned(), message: format!("credentials: {e}") })?;
+    }
+    let client = tokio::time::timeout(Duration::from_secs(30), options.connect(addrs))
+        .await
+        .map_err(|_| BusError::Connect { url: urls.to_owned(), message: "timed out".into() })?
+        .map_err(|e| BusError::Connect { url: urls.to_owned(), message: e.to_string() })?;
+    // The server info arrives with the connection; wait briefly for it.
+    for _ in 0..100 {
+        if !client.server_info().version.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check_version(&client.server_info().version)?;
+    Ok(client)
+}
+
+/// Refuses servers older than [`MIN_SERVER`].
+pub fn check_version(version: &str) -> Result<(), BusError> {
+    let mut parts = version.trim_start_matches('v').split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_SERVER {
+        return Err(BusError::TooOld { found: version.to_owned() });
+    }
+    Ok(())
+}
+
+fn protected(name: &str, subjects: Vec<String>, settings: &StreamSettings) -> stream::Config {
+    stream::Config {
+        name: name.to_owned(),
+        subjects,
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        // Nothing is ever removed: no limits, no deletes, no purges.
+        max_age: Duration::ZERO,
+        deny_delete: true,
+        deny_purge: true,
+        allow_direct: true,
+        allow_atomic_publish: true,
+        duplicate_window: settings.duplicate_window,
+        ..Default::default()
+    }
+}
+
+/// Creates the event and audit streams if they are missing. Existing streams
+/// are left as they are (they cannot be loosened: deny_delete and
+/// deny_purge are permanent).
+pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), BusError> {
+    let events = protected(
+        EVENTS_STREAM,
+        vec![subjects::EVENTS_FILTER.to_owned(), subjects::IDS_FILTER.to_owned()],
+        settings,
+    );
+    js.get_or_create_stream(events)
+        .await
+        .map_err(|e| BusError::Setup { what: "the event stream", message: e.to_string() })?;
+    let audit = protected(AUDIT_STREAM, vec![subjects::AUDIT_FILTER.to_owned()], settings);
+    js.get_or_create_stream(audit)
+        .await
+        .map_err(|e| BusError::Setup { what: "the audit stream", message: e.to_string() })?;
+    Ok(())
+}
+
+/// The bucket of children's data keys: separate from the event stream
+/// because, unlike events, a key must be erasable.
+pub async fn ensure_key_bucket(js: &jetstream::Context, settings: &StreamSettings) -> Result<kv::Store, BusError> {
+    if let Ok(store) = js.get_key_value(KEYS_BUCKET).await {
+        return Ok(store);
+    }
+    js.create_key_value(kv::Config {
+        bucket: KEYS_BUCKET.to_owned(),
+        description: "per-child data keys, wrapped by the master key".to_owned(),
+        history: 1,
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| BusError::Setup { what: "the key bucket", message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_servers_are_refused() {
+        assert!(check_version("2.9.15").is_err());
+        assert!(check_version("2.11.9").is_err());
+        assert!(check_version("2.12.0").is_ok());
+        assert!(check_version("2.15.1").is_ok());
+        assert!(check_version("3.0.0-beta").is_ok());
+    }
+}

@@ -1,0 +1,72 @@
+//! Configuration: each flag has an environment variable (CONTRACT.md).
+
+use crate::bus::StreamSettings;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where NATS is and how the streams are made.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server(s), comma-separated.
+    #[arg(long = "nats-url", env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub url: String,
+    /// NATS credentials file for this role.
+    #[arg(long = "nats-creds", env = "NATS_CREDS")]
+    pub creds: Option<PathBuf>,
+    /// Replicas of each stream: 1 on one server, 3 in a cluster.
+    #[arg(long, env = "SAFEGUARD_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+    /// JetStream's duplicate window in seconds (ids stay unique forever regardless).
+    #[arg(long, env = "SAFEGUARD_DUPLICATE_WINDOW_SECS", default_value_t = 120)]
+    pub duplicate_window_secs: u64,
+}
+
+impl NatsArgs {
+    pub fn stream_settings(&self) -> StreamSettings {
+        StreamSettings { replicas: self.replicas, duplicate_window: Duration::from_secs(self.duplicate_window_secs) }
+    }
+}
+
+/// The gateway role's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayArgs {
+    /// HTTP address.
+    #[arg(long, env = "SAFEGUARD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Who may do what; reloaded on SIGHUP.
+    #[arg(long, env = "SAFEGUARD_PRINCIPALS", default_value = "principals.toml")]
+    pub principals: PathBuf,
+    /// Ed25519 key the gateway signs events with (created if missing).
+    #[arg(long, env = "SAFEGUARD_SIGNING_KEY", default_value = "signing.key")]
+    pub signing_key: PathBuf,
+    /// Key that wraps children's data keys (created if missing). Keep it apart from backups of the streams.
+    #[arg(long, env = "SAFEGUARD_MASTER_KEY", default_value = "master.key")]
+    pub master_key: PathBuf,
+    /// How long a request may wait for JetStream before it is answered 503, in milliseconds.
+    #[arg(long, env = "SAFEGUARD_PUBLISH_TIMEOUT_MS", default_value_t = 5000)]
+    pub publish_timeout_ms: u64,
+}
+
+/// Everything the gateway needs, resolved.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub nats: NatsArgs,
+    pub listen: String,
+    pub principals: PathBuf,
+    pub signing_key: PathBuf,
+    pub master_key: PathBuf,
+    pub publish_timeout: Duration,
+}
+
+impl GatewaySettings {
+    pub fn new(nats: NatsArgs, gateway: GatewayArgs) -> Self {
+        Self {
+            nats,
+            listen: gateway.listen,
+            principals: gateway.principals,
+            signing_key: gateway.signing_key,
+            master_key: gateway.master_key,
+            publish_timeout: Duration::from_millis(gateway.publish_timeout_ms),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Writing to JetStream with atomic batch publish (NATS 2.12+): every
+//! message of a request's chunk is stored, or none is.
+//!
+//! Each event travels with an id-index message (`sg.id.<source>.<digest>`)
+//! that expects its subject to be empty, so a (publisher, id) can be stored
+//! once, ever, whatever the timing, and with the event's first message per
+//! subject carrying the subject's expected last sequence, so two writers can
+//! never fork a chain. JetStream applies these checks to the state before
+//! the whole batch and commits all or nothing.
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use std::time::Duration;
+
+/// The server's limit on messages in one atomic batch.
+pub const MAX_BATCH_MESSAGES: usize = 1000;
+
+/// One message to store.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub subject: String,
+    pub payload: Bytes,
+    /// JetStream's `Nats-Expected-Last-Subject-Sequence` for this message.
+    pub expect_last_subject_seq: Option<u64>,
+}
+
+/// What a committed batch tells us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Stream sequence of the first message of the batch.
+    pub first_stream_seq: u64,
+    pub count: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// An expectation failed: another writer changed a subject first.
+    #[error("a subject moved on: {0}")]
+    WrongLastSequence(String),
+    /// No answer within the timeout: the batch may or may not be stored.
+    #[error("no answer from JetStream within {0:?}")]
+    TimedOut(Duration),
+    /// NATS or JetStream refused or could not be reached; nothing was stored.
+    #[error("JetStream unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// JetStream's error code for a failed expected-sequence check.
+const WRONG_LAST_SEQUENCE: u64 = 10071;
+
+/// Stores `messages` as one atomic batch.
+pub async fn publish_atomic(
+    client: &async_nats::Client,
+    messages: &[Outgoing],
+    timeout: Duration,
+) -> Result<Committed, PublishError> {
+    let batch_id = uuid::Uuid::new_v4().simple().to_string();
+    let last = messages.len();
+    let work = async {
+        for (i, message) in messages.iter().enumerate() {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Batch-Id", batch_id.as_str());
+            headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+            if let Some(seq) = message.expect_last_subject_seq {
+                headers.insert("Nats-Expected-Last-Subject-Sequence", seq.to_string().as_str());
+            }
+            if i + 1 == last {
+                headers.insert("Nats-Batch-Commit", "1");
+                let reply = client
+                    .request_with_headers(message.subject.clone(), headers, message.payload.clone())
+                    .await
+                    .map_err(|e| PublishError::Unavailable(e.to_string()))?;
+                return parse_ack(&reply.payload);
+            }
+            client
+                .publish_with_headers(message.subject.clone(), headers, message.payload.clone())
+                .await
+                .map_err(|e| PublishError::Unavailable(e.to_string()))?;
+        }
+        Err(PublishError::Unavailable("an empty batch was not sent".into()))
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(PublishError::TimedOut(timeout)),
+    }
+}
+
+fn parse_ack(payload: &[u8]) -> Result<Committed, PublishError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|_| PublishError::Unavailable("JetStream's answer is not JSON".into()))?;
+    if let Some(error) = value.get("error") {
+        let code = error.get("err_code").and_then(|c| c.as_u64()).unwrap_or(0);
+        let description = error.get("description").and_then(|d| d.as_str()).unwrap_or("").to_owned();
+        if code == WRONG_LAST_SEQUENCE || description.contains("wrong last sequence") {
+            return Err(PublishError::WrongLastSequence(description));
+        }
+        return Err(PublishError::Unavailable(format!("{description} (code {code})")));
+    }
+    let seq = value.get("seq").and_then(|s| s.as_u64());
+    let count = value.get("count").and_then(|c| c.as_u64());
+    match (seq, count) {
+        (Some(seq), Some(count)) if count >= 1 && seq >= count => {
+            Ok(Committed { first_stream_seq: seq - count + 1, count })
+        }
+        _ => Err(PublishError::Unavailable(format!("unexpected JetStream answer: {value}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_and_errors_are_read() {
+        let ok = parse_ack(br#"{"stream":"SG_EVENTS","seq":12,"batch":"b","count":4}"#).expect("ack");
+        assert_eq!(ok, Committed { first_stream_seq: 9, count: 4 });
+        let wrong = parse_ack(br#"{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"}}"#);
+        assert!(matches!(wrong, Err(PublishError::WrongLastSequence(_))));
+    }
+}

@@ -1,0 +1,154 @@
+//! What the gateway must know about a subject before it appends to it,
+//! folded from that subject's own history in the stream.
+//!
+//! The gateway never reads Postgres. A subject's state (position, head hash,
+//! whether it is registered, its council, and the ids already stored in it)
+//! is loaded on demand by reading the subject's messages from the stream,
+//! cached, and brought up to date from the cached position whenever
+//! JetStream refuses a write because another writer got there first.
+
+use async_nats::jetstream::stream::{RawMessageErrorKind, Stream};
+use events::catalogue::EventType;
+use events::chain::Digest;
+use events::envelope::{StoredEvent, Subject};
+use events::ids::{CouncilCode, EventId, PrincipalName};
+use events::json::parse_strict;
+use events::subjects;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OwnedMutexGuard;
+
+/// An event already stored in a subject, by (publisher, id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub event_type: EventType,
+    pub sequence: u64,
+    /// Where it is in the stream (0 while it is only planned).
+    pub stream_seq: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubjectState {
+    /// The subject's last position; 0 before its first event.
+    pub sequence: u64,
+    pub head: Digest,
+    /// The stream sequence of the head, for JetStream's
+    /// expected-last-subject-sequence check; 0 before the first event.
+    pub last_stream_seq: u64,
+    /// A child has been registered, or a worker has joined. Councils need neither.
+    pub registered: bool,
+    /// The council the subject belongs to now.
+    pub council: Option<CouncilCode>,
+    pub ids: HashMap<(PrincipalName, EventId), Known>,
+}
+
+impl SubjectState {
+    pub fn new(subject: &Subject) -> Self {
+        let (registered, council) = match subject {
+            Subject::Council(code) => (true, Some(code.clone())),
+            _ => (false, None),
+        };
+        Self { sequence: 0, head: Digest::ZERO, last_stream_seq: 0, registered, council, ids: HashMap::new() }
+    }
+
+    /// Folds one stored event in.
+    pub fn apply(&mut self, event: &StoredEvent, stream_seq: u64) {
+        self.sequence = event.sequence;
+        self.head = event.hash;
+        self.last_stream_seq = stream_seq;
+        let council = || event.data.get("council").and_then(|v| v.as_str()).and_then(|s| CouncilCode::parse(s).ok());
+        match event.event_type {
+            EventType::ChildRegistered | EventType::WorkerJoined => {
+                self.registered = true;
+                self.council = council();
+            }
+            EventType::ChildTransferred => self.council = council(),
+            _ => {}
+        }
+        self.ids
+            .insert((event.source.clone(), event.id.clone()), Known { event_type: event.event_type, sequence: event.sequence, stream_seq });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the stream could not be read: {0}")]
+    Unavailable(String),
+    #[error("stream message {stream_seq} is not a stored event: {detail}")]
+    Corrupt { stream_seq: u64, detail: String },
+}
+
+/// Brings `state` up to date by reading the subject's messages after its
+/// cached position, from the stream leader.
+pub async fn catch_up(stream: &Stream, subject: &Subject, state: &mut SubjectState) -> Result<(), LoadError> {
+    let filter = subjects::event_subject(subject);
+    loop {
+        let next = stream
+            .raw_message_builder()
+            .sequence(state.last_stream_seq + 1)
+            .next_by_subject(filter.clone())
+            .send()
+            .await;
+        let message = match next {
+            Ok(m) => m,
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(()),
+            Err(e) => return Err(LoadError::Unavailable(e.to_string())),
+        };
+        let event = parse_stored(&message.payload)
+            .map_err(|detail| LoadError::Corrupt { stream_seq: message.sequence, detail })?;
+        state.apply(&event, message.sequence);
+    }
+}
+
+/// Reads a stored event's attributes from a stream message.
+pub fn parse_stored(payload: &[u8]) -> Result<StoredEvent, String> {
+    match parse_strict(payload) {
+        Ok(serde_json::Value::Object(doc)) => StoredEvent::from_document(&doc).map_err(|p| p.to_string()),
+        Ok(_) => Err("not a JSON object".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Per-subject states with a lock each. One writer per subject at a time in
+/// this gateway; writers in other gateways are caught by JetStream's
+/// expected-last-subject-sequence check.
+#[derive(Debug, Default)]
+pub struct Cache {
+    entries: Mutex<HashMap<Subject, Arc<tokio::sync::Mutex<Option<SubjectState>>>>>,
+}
+
+/// Subjects cached at most before idle ones are dropped.
+const CACHE_LIMIT: usize = 200_000;
+
+pub type Slot = OwnedMutexGuard<Option<SubjectState>>;
+
+impl Cache {
+    /// Locks every subject in `wanted` (in a fixed order, so two batches
+    /// touching the same subjects cannot deadlock).
+    pub async fn lock(&self, wanted: &[Subject]) -> Vec<(Subject, Slot)> {
+        let mut sorted: Vec<Subject> = wanted.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        let mutexes: Vec<(Subject, Arc<tokio::sync::Mutex<Option<SubjectState>>>)> = {
+            let Ok(mut entries) = self.entries.lock() else { return Vec::new() };
+            if entries.len() > CACHE_LIMIT {
+                // Drop states nobody holds; they reload on demand.
+                entries.retain(|_, m| Arc::strong_count(m) > 1);
+            }
+            sorted.iter().map(|s| (s.clone(), entries.entry(s.clone()).or_default().clone())).collect()
+        };
+        let mut out = Vec::with_capacity(mutexes.len());
+        for (subject, mutex) in mutexes {
+            out.push((subject, mutex.lock_owned().await));
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

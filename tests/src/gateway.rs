@@ -1,0 +1,272 @@
+//! A real gateway for tests: `services::run_gateway` on a free port, with
+//! its own principals, keys and settings, pointed at a test NATS.
+
+use ed25519_dalek::VerifyingKey;
+use services::config::{GatewaySettings, NatsArgs};
+use std::path::PathBuf;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Tokens of the principals every gateway test starts with.
+pub mod tokens {
+    /// publish + admin, every council and type.
+    pub const ADMIN: &str = "test-admin-token";
+    /// publish + practitioner for Haringey (E09000014), every type.
+    pub const HARINGEY: &str = "test-haringey-token";
+    /// publish for Haringey, only concerns, sightings and information sharing.
+    pub const POLICE: &str = "test-police-token";
+    /// publish for Islington (E09000019) only.
+    pub const ISLINGTON: &str = "test-islington-token";
+    /// dashboard only.
+    pub const DASHBOARD: &str = "test-dashboard-token";
+}
+
+fn principals_toml() -> String {
+    let entry = |name: &str, token: &str, roles: &str, councils: &str, types: &str| {
+        format!(
+            "[[principal]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\nroles = {roles}\ncouncils = {councils}\nevent_types = {types}\n\n",
+            services::principals::token_sha256(token)
+        )
+    };
+    [
+        entry("safeguard-admin", tokens::ADMIN, r#"["publish", "admin"]"#, r#"["*"]"#, r#"["*"]"#),
+        entry("haringey-csc", tokens::HARINGEY, r#"["publish", "practitioner"]"#, r#"["E09000014"]"#, r#"["*"]"#),
+        entry(
+            "met-police",
+            tokens::POLICE,
+            r#"["publish"]"#,
+            r#"["E09000014"]"#,
+            r#"["concern.raised", "child.seen", "information.shared"]"#,
+        ),
+        entry("islington-csc", tokens::ISLINGTON, r#"["publish"]"#, r#"["E09000019"]"#, r#"["*"]"#),
+        entry("partnership-dashboard", tokens::DASHBOARD, r#"["dashboard"]"#, r#"["*"]"#, r#"["*"]"#),
+    ]
+    .concat()
+}
+
+/// Settings a test may change before starting a gateway.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub publish_timeout: Duration,
+    pub duplicate_window: Duration,
+    pub replicas: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { publish_timeout: Duration::from_secs(10), duplicate_window: Duration::from_secs(120), replicas: 1 }
+    }
+}
+
+/// A running gateway. Its keys and principals live in a directory that
+/// outlives restarts of the gateway itself.
+#[derive(Debug)]
+pub struct TestGateway {
+    dir: TempDir,
+    nats_url: String,
+    options: Options,
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestGateway {
+    pub async fn start(nats_url: &str) -> Self {
+        Self::start_with(nats_url, Options::default()).await
+    }
+
+    pub async fn start_with(nats_url: &str, options: Options) -> Self {
+        #[allow(clippy::expect_used)]
+        let dir = tempfile::Builder::new().prefix("sg-gateway-").tempdir().expect("temporary directory");
+        #[allow(clippy::expect_used)]
+        std::fs::write(dir.path().join("principals.toml"), principals_toml()).expect("write principals");
+        let mut gateway =
+            Self { dir, nats_url: nats_url.to_owned(), options, base: String::new(), stop: None, task: None };
+        gateway.launch().await;
+        gateway
+    }
+
+    /// A second gateway sharing this one's keys and principals (two
+    /// instances behind one load balancer).
+    pub async fn sibling(&self) -> Self {
+        #[allow(clippy::expect_used)]
+        let dir = tempfile::Builder::new().prefix("sg-gateway-").tempdir().expect("temporary directory");
+        for file in ["principals.toml", "signing.key", "master.key"] {
+            #[allow(clippy::expect_used)]
+            std::fs::copy(self.dir.path().join(file), dir.path().join(file)).expect("copy");
+        }
+        let mut gateway = Self {
+            dir,
+            nats_url: self.nats_url.clone(),
+            options: self.options.clone(),
+            base: String::new(),
+            stop: None,
+            task: None,
+        };
+        gateway.launch().await;
+        gateway
+    }
+
+    fn settings(&self) -> GatewaySettings {
+        GatewaySettings {
+            nats: NatsArgs {
+                url: self.nats_url.clone(),
+                creds: None,
+                replicas: self.options.replicas,
+                duplicate_window_secs: self.options.duplicate_window.as_secs().max(1),
+            },
+            listen: "127.0.0.1:0".into(),
+            principals: self.path("principals.toml"),
+            signing_key: self.path("signing.key"),
+            master_key: self.path("master.key"),
+            publish_timeout: self.options.publish_timeout,
+        }
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    async fn launch(&mut self) {
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (bound_tx, bound_rx) = oneshot::channel();
+        let settings = self.settings();
+        let task = tokio::spawn(async move {
+            services::run_gateway(
+                settings,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                Some(bound_tx),
+            )
+            .await
+        });
+        let addr = match tokio::time::timeout(Duration::from_secs(30), bound_rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => {
+                let outcome = if task.is_finished() { format!("{:?}", task.await) } else { "still starting".into() };
+                panic!("the gateway did not start: {outcome}");
+            }
+        };
+        self.base = format!("http://{addr}");
+        self.stop = Some(stop_tx);
+        self.task = Some(task);
+    }
+
+    /// Stops the gateway (graceful) and starts a new one on the same keys:
+    /// a restart with a cold cache.
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        self.launch().await;
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The public key events are signed with.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        #[allow(clippy::expect_used)]
+        let text = std::fs::read_to_string(self.path("signing.key")).expect("signing key");
+        #[allow(clippy::expect_used)]
+        events::chain::decode_signing_key(&text).expect("key").verifying_key()
+    }
+
+    /// POSTs `body` (JSON) to `/v1/events` with `token`.
+    pub async fn post(&self, token: &str, body: &serde_json::Value) -> Response {
+        self.post_raw(Some(token), "application/cloudevents+json", body.to_string().into_bytes()).await
+    }
+
+    pub async fn post_raw(&self, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Response {
+        let client = reqwest::Client::new();
+        let mut request = client.post(self.url("/v1/events")).header("content-type", content_type).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        #[allow(clippy::expect_used)]
+        let response = request.send().await.expect("the gateway answers");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Response { status, content_type, json, text }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What the gateway answered.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: String,
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+impl Response {
+    /// The `index`-th result of a 201.
+    pub fn result(&self, index: usize) -> &serde_json::Value {
+        &self.json["results"][index]
+    }
+}
+
+/// Every message of the event stream, in order, as (NATS subject, payload).
+pub async fn stream_messages(nats_url: &str) -> Vec<(String, Vec<u8>)> {
+    #[allow(clippy::expect_used)]
+    let client = async_nats::connect(nats_url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    #[allow(clippy::expect_used)]
+    let mut stream = js.get_stream(services::bus::EVENTS_STREAM).await.expect("stream");
+    #[allow(clippy::expect_used)]
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            out.push((m.subject.to_string(), m.payload.to_vec()));
+        }
+    }
+    out
+}
+
+/// The stored events of one subject, in stream order.
+pub async fn subject_history(nats_url: &str, subject: &events::Subject) -> Vec<Vec<u8>> {
+    let wanted = events::subjects::event_subject(subject);
+    stream_messages(nats_url).await.into_iter().filter(|(s, _)| *s == wanted).map(|(_, p)| p).collect()
+}
+
+/// The number of messages in the event stream.
+pub async fn stream_count(nats_url: &str) -> u64 {
+    #[allow(clippy::expect_used)]
+    let client = async_nats::connect(nats_url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    match js.get_stream(services::bus::EVENTS_STREAM).await {
+        Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+        Err(_) => 0,
+    }
+}

@@ -1,0 +1,299 @@
+//! The gateway against real JetStream, through its HTTP API.
+
+use events::{EventType, Subject, examples};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use tests::NatsServer;
+use tests::gateway::{Options, TestGateway, stream_count, subject_history, tokens};
+
+fn child_subject(id: &str) -> Subject {
+    Subject::Child(events::ids::ChildId::parse(id).expect("child id"))
+}
+
+fn event(t: EventType, id: &str) -> Value {
+    examples::event(t, id, "2025-01-14T09:30:00Z")
+}
+
+/// A child event for a given child.
+fn for_child(t: EventType, id: &str, child: &str) -> Value {
+    let mut e = event(t, id);
+    e["subject"] = json!(child);
+    e
+}
+
+fn new_child() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn register(gw: &TestGateway, child: &str) {
+    let r = gw.post(tokens::HARINGEY, &for_child(EventType::ChildRegistered, &format!("reg-{child}"), child)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+fn verify(gw: &TestGateway, subject: &Subject, history: &[Vec<u8>]) -> Vec<events::Break> {
+    let refs: Vec<&[u8]> = history.iter().map(Vec::as_slice).collect();
+    events::chain::verify_history(&subject.to_string(), &refs, &gw.verifying_key(), None)
+}
+
+#[tokio::test]
+async fn every_catalogue_type_is_accepted_from_a_principal_allowed_to_send_it() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let order = [
+        EventType::ChildRegistered,
+        EventType::WorkerJoined,
+        EventType::CouncilConfigured,
+    ];
+    let mut types: Vec<EventType> = order.to_vec();
+    // The transfer comes last: afterwards the child belongs to Islington and
+    // Haringey may no longer write to it.
+    types.extend(
+        EventType::ALL
+            .iter()
+            .copied()
+            .filter(|t| !order.contains(t) && !t.amends() && *t != EventType::ChildTransferred),
+    );
+    // The corrected and retracted event must exist first: its id is the one
+    // the examples name.
+    let target = event(EventType::ReferralReceived, "lcs-20250114-000187");
+    for (n, t) in types.iter().enumerate() {
+        let token = if t.admin_only() { tokens::ADMIN } else { tokens::HARINGEY };
+        let r = gw.post(token, &event(*t, &format!("all-{n}"))).await;
+        assert_eq!(r.status, 201, "{t}: {}", r.text);
+        assert_eq!(r.result(0)["duplicate"], false);
+    }
+    let r = gw.post(tokens::HARINGEY, &target).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    for t in [EventType::RecordCorrected, EventType::RecordRetracted, EventType::ChildTransferred] {
+        let r = gw.post(tokens::HARINGEY, &event(t, &format!("late-{}", t.name()))).await;
+        assert_eq!(r.status, 201, "{t}: {}", r.text);
+    }
+    // Now Islington's, the child is out of Haringey's scope.
+    let r = gw.post(tokens::HARINGEY, &event(EventType::ChildSeen, "after-transfer")).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.json["errors"][0]["pointer"], "/subject");
+    let r = gw.post(tokens::ISLINGTON, &event(EventType::ChildSeen, "after-transfer")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let child = child_subject(examples::CHILD);
+    let history = subject_history(&nats.url(), &child).await;
+    let child_types = EventType::ALL.iter().filter(|t| t.subject_kind() == events::SubjectKind::Child).count();
+    // Every child type once, plus the referral that was corrected and the
+    // sighting after the transfer.
+    assert_eq!(history.len(), child_types + 2);
+    assert_eq!(verify(&gw, &child, &history), vec![]);
+}
+
+#[tokio::test]
+async fn a_batch_of_1000_is_stored_whole_and_chained() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let child = new_child();
+    let mut batch = vec![for_child(EventType::ChildRegistered, "b-0", &child)];
+    for i in 1..1000 {
+        batch.push(for_child(EventType::ChildSeen, &format!("b-{i}"), &child));
+    }
+    let r = gw.post(tokens::HARINGEY, &Value::Array(batch)).await;
+    assert_eq!(r.status, 201, "{}", &r.text[..r.text.len().min(500)]);
+    let results = r.json["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1000);
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result["sequence"], i as u64 + 1);
+        assert_eq!(result["id"], format!("b-{i}"));
+    }
+    let subject = child_subject(&child);
+    let history = subject_history(&nats.url(), &subject).await;
+    assert_eq!(history.len(), 1000);
+    assert_eq!(verify(&gw, &subject, &history), vec![]);
+    // Each event travels with its id-index entry.
+    assert_eq!(stream_count(&nats.url()).await, 2000);
+}
+
+#[tokio::test]
+async fn two_writers_with_the_same_expected_sequence_get_one_201_and_one_409() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let child = new_child();
+    register(&gw, &child).await;
+    let mut a = for_child(EventType::ChildSeen, "race-a", &child);
+    a["expectedsequence"] = json!(1);
+    let mut b = for_child(EventType::ConcernRaised, "race-b", &child);
+    b["expectedsequence"] = json!(1);
+    let (ra, rb) = tokio::join!(gw.post(tokens::HARINGEY, &a), gw.post(tokens::HARINGEY, &b));
+    let mut statuses = vec![ra.status, rb.status];
+    statuses.sort();
+    assert_eq!(statuses, vec![201, 409], "{} / {}", ra.text, rb.text);
+    let loser = if ra.status == 409 { &ra } else { &rb };
+    assert_eq!(loser.json["current_sequence"], 2);
+    assert_eq!(loser.json["index"], 0);
+    assert_eq!(loser.json["errors"][0]["pointer"], "/expectedsequence");
+    assert_eq!(subject_history(&nats.url(), &child_subject(&child)).await.len(), 2);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_writers_on_two_gateways_extend_one_unbroken_chain() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    // A second gateway on the same stream: writers race through JetStream's
+    // expected-sequence check, not only through one process's lock.
+    let other = gw.sibling().await;
+    let child = new_child();
+    register(&gw, &child).await;
+    let posts = (0..50).map(|i| {
+        let target = if i % 2 == 0 { &gw } else { &other };
+        let body = for_child(EventType::ChildSeen, &format!("w-{i}"), &child);
+        async move { target.post(tokens::HARINGEY, &body).await }
+    });
+    let responses = futures::future::join_all(posts).await;
+    let mut sequences = BTreeSet::new();
+    for r in &responses {
+        assert_eq!(r.status, 201, "{}", r.text);
+        sequences.insert(r.result(0)["sequence"].as_u64().expect("sequence"));
+    }
+    assert_eq!(sequences, (2..=51).collect::<BTreeSet<u64>>());
+    let subject = child_subject(&child);
+    let history = subject_history(&nats.url(), &subject).await;
+    assert_eq!(history.len(), 51);
+    assert_eq!(verify(&gw, &subject, &history), vec![]);
+}
+
+#[tokio::test]
+async fn an_old_id_retried_after_the_duplicate_window_and_a_restart_is_not_stored_twice() {
+    let nats = NatsServer::start().await;
+    let options = Options { duplicate_window: Duration::from_secs(1), ..Options::default() };
+    let mut gw = TestGateway::start_with(&nats.url(), options).await;
+    let child = new_child();
+    register(&gw, &child).await;
+    let fact = for_child(EventType::ContactRecorded, "late-retry", &child);
+    let first = gw.post(tokens::HARINGEY, &fact).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let before = stream_count(&nats.url()).await;
+
+    // Past JetStream's own duplicate window: only the backbone's id index
+    // and the subject's history can recognise the retry.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = gw.post(tokens::HARINGEY, &fact).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(again.result(0)["duplicate"], true);
+    for field in ["sequence", "stream_sequence", "recorded_at", "hash"] {
+        assert_eq!(again.result(0)[field], first.result(0)[field], "{field}");
+    }
+
+    gw.restart().await; // a cold cache
+    let after_restart = gw.post(tokens::HARINGEY, &fact).await;
+    assert_eq!(after_restart.status, 201, "{}", after_restart.text);
+    assert_eq!(after_restart.result(0)["duplicate"], true);
+    assert_eq!(after_restart.result(0)["hash"], first.result(0)["hash"]);
+    assert_eq!(stream_count(&nats.url()).await, before, "nothing more was stored");
+
+    // The same id with other content is a conflict, in the same child or another.
+    let mut changed = fact.clone();
+    changed["data"]["summary"] = json!("A different account");
+    let r = gw.post(tokens::HARINGEY, &changed).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.json["errors"][0]["pointer"], "/id");
+    let other_child = new_child();
+    register(&gw, &other_child).await;
+    let elsewhere = for_child(EventType::ContactRecorded, "late-retry", &other_child);
+    let r = gw.post(tokens::HARINGEY, &elsewhere).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(stream_count(&nats.url()).await, before + 2, "only the second registration was stored");
+}
+
+#[tokio::test]
+async fn a_restarted_nats_server_still_has_every_acknowledged_event() {
+    let mut nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let child = new_child();
+    register(&gw, &child).await;
+    let mut acknowledged = Vec::new();
+    for i in 0..30 {
+        let r = gw.post(tokens::HARINGEY, &for_child(EventType::ChildSeen, &format!("k-{i}"), &child)).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        acknowledged.push(r.result(0)["hash"].as_str().expect("hash").to_owned());
+    }
+    nats.kill();
+    nats.relaunch();
+    nats.wait_ready().await;
+    let subject = child_subject(&child);
+    let history = subject_history(&nats.url(), &subject).await;
+    assert_eq!(history.len(), 31);
+    let stored: Vec<String> = history[1..]
+        .iter()
+        .map(|m| serde_json::from_slice::<Value>(m).expect("json")["hash"].as_str().expect("hash").to_owned())
+        .collect();
+    assert_eq!(stored, acknowledged);
+    assert_eq!(verify(&gw, &subject, &history), vec![]);
+}
+
+#[tokio::test]
+async fn personal_data_is_not_readable_in_the_raw_stream() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let child = new_child();
+    let mut registration = for_child(EventType::ChildRegistered, "pd-1", &child);
+    registration["data"]["person"]["given_name"] = json!("Zebedee");
+    registration["data"]["person"]["family_name"] = json!("Quennell-Fotheringay");
+    let mut contact = for_child(EventType::ContactRecorded, "pd-2", &child);
+    contact["data"]["summary"] = json!("Neighbour Marguerite Oyelaran-Pike heard crying");
+    let r = gw.post(tokens::HARINGEY, &json!([registration, contact])).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let all: Vec<u8> = tests::gateway::stream_messages(&nats.url()).await.into_iter().flat_map(|(s, p)| [s.into_bytes(), p].concat()).collect();
+    let text = String::from_utf8_lossy(&all);
+    for secret in ["Zebedee", "Quennell", "Marguerite", "Oyelaran", "9434765919", "Example Road", "heard crying"] {
+        assert!(!text.contains(secret), "{secret} is readable in the stream");
+    }
+    // What is not personal stays readable: codes and dates.
+    assert!(text.contains("\"la_child_id\":\"HAR0001234\""));
+    assert!(text.contains("\"enc\":\"xchacha20poly1305\""));
+    // Nor is it on disk in the server's store.
+    let mut on_disk = Vec::new();
+    collect_files(&nats.store_dir(), &mut on_disk);
+    let disk = String::from_utf8_lossy(&on_disk);
+    assert!(disk.contains("HAR0001234"), "the store holds the events");
+    assert!(!disk.contains("Zebedee") && !disk.contains("Marguerite"));
+}
+
+fn collect_files(dir: &std::path::Path, out: &mut Vec<u8>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.extend(bytes);
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_nats_stopped_the_gateway_answers_503_within_its_timeout_and_stores_nothing() {
+    let mut nats = NatsServer::start().await;
+    let timeout = Duration::from_secs(2);
+    let gw = TestGateway::start_with(&nats.url(), Options { publish_timeout: timeout, ..Options::default() }).await;
+    let child = new_child();
+    register(&gw, &child).await;
+    let before = stream_count(&nats.url()).await;
+    nats.kill();
+    let started = Instant::now();
+    let r = gw.post(tokens::HARINGEY, &for_child(EventType::ChildSeen, "while-down", &child)).await;
+    let waited = started.elapsed();
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.content_type, "application/problem+json");
+    assert_eq!(r.json["stored"], json!([]), "nothing is reported stored");
+    // The answer comes from the gateway's own timeout, not a hung request.
+    assert!(waited < timeout * 3, "answered after {waited:?}");
+    nats.relaunch();
+    nats.wait_ready().await;
+    assert_eq!(stream_count(&nats.url()).await, before, "and nothing was stored");
+    // Once NATS is back the same request goes through.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = gw.post(tokens::HARINGEY, &for_child(EventType::ChildSeen, "while-down", &child)).await;
+        if r.status == 201 {
+            assert_eq!(r.result(0)["sequence"], 2);
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {}: {}", r.status, r.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
