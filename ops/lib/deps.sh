@@ -91,6 +91,35 @@ stop_private_postgres() {
   fi
 }
 
+# Makes DATABASE_URL answer: the configured server if it does, else a
+# private cluster under .run/pg on port 55433 (left running for the next run).
+ensure_database_url() {
+  local url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/safeguard}"
+  local admin="${url%/*}/postgres"
+  if pg_answers "$admin"; then
+    export DATABASE_URL="$url"
+    return
+  fi
+  if [ -z "$(pg_bindir)" ] || ! command -v psql >/dev/null 2>&1; then
+    apt_install postgresql
+  fi
+  local bin dir port=55433
+  bin="$(pg_bindir)"
+  dir="$ROOT/.run/pg"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    log "creating a private PostgreSQL cluster in .run/pg"
+    rm -rf "$dir"; mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    as_postgres "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  if ! pg_answers "postgres://postgres@127.0.0.1:$port/postgres"; then
+    log "starting PostgreSQL on 127.0.0.1:$port"
+    as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+  fi
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$port/safeguard"
+}
+
 ensure_postgres_server_binaries() {
   # The harness's PgCluster needs initdb and pg_ctl even when a server is reachable.
   if [ -z "$(pg_bindir)" ]; then

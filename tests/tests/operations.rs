@@ -1,0 +1,80 @@
+//! The gateway's operational surface: health, readiness, metrics, the
+//! OpenAPI document, and reloading principals on SIGHUP.
+
+use events::{EventType, examples};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tests::NatsServer;
+use tests::gateway::{TestGateway, tokens};
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.expect("answer");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_openapi() {
+    let mut nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    assert_eq!(get(&gw.url("/healthz")).await.0, 200);
+    assert_eq!(get(&gw.url("/readyz")).await.0, 200);
+
+    let r = gw.post(tokens::HARINGEY, &examples::event(EventType::ChildRegistered, "m-1", "2025-01-14T09:30:00Z")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (status, metrics) = get(&gw.url("/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains(r#"safeguard_gateway_events_stored_total{event_type="child.registered"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"safeguard_gateway_requests_total{status="201"} 1"#), "{metrics}");
+    assert!(!metrics.contains(examples::CHILD), "metrics never name a child");
+
+    let (status, doc) = get(&gw.url("/openapi.json")).await;
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&doc).expect("json");
+    assert!(doc["paths"]["/v1/events"]["post"]["responses"]["201"].is_object(), "{doc}");
+    assert!(doc["components"]["schemas"]["EventResult"].is_object());
+
+    nats.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&gw.url("/readyz")).await.0 != 503 {
+        assert!(Instant::now() < deadline, "still ready without NATS");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(&gw.url("/healthz")).await.0, 200, "alive all the same");
+}
+
+#[tokio::test]
+async fn principals_reload_on_sighup_and_a_bad_file_keeps_the_old_ones() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let child = examples::event(EventType::ChildRegistered, "h-1", "2025-01-14T09:30:00Z");
+    let path = gw.path("principals.toml");
+    let original = std::fs::read_to_string(&path).expect("principals");
+
+    // A new principal, then SIGHUP.
+    let added = format!(
+        "{original}[[principal]]\nname = \"newcomer\"\ntoken_sha256 = \"{}\"\nroles = [\"publish\"]\ncouncils = [\"*\"]\nevent_types = [\"*\"]\n",
+        services::principals::token_sha256("newcomer-token")
+    );
+    std::fs::write(&path, added).expect("write");
+    assert_eq!(gw.post("newcomer-token", &child).await.status, 401, "not before the signal");
+    nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGHUP).expect("signal");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = gw.post("newcomer-token", &child).await;
+        if r.status == 201 {
+            assert_eq!(r.result(0)["sequence"], 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new principal never arrived: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A broken file is refused and the set in force stays.
+    std::fs::write(&path, "[[principal]]\nname = \"broken\"\n").expect("write");
+    nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGHUP).expect("signal");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut seen = examples::event(EventType::ChildSeen, "h-2", "2025-01-14T09:30:00Z");
+    seen["subject"] = json!(examples::CHILD);
+    let r = gw.post("newcomer-token", &seen).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
