@@ -70,6 +70,7 @@ pub struct TestGateway {
     base: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    http: reqwest::Client,
 }
 
 impl TestGateway {
@@ -82,8 +83,15 @@ impl TestGateway {
         let dir = tempfile::Builder::new().prefix("sg-gateway-").tempdir().expect("temporary directory");
         #[allow(clippy::expect_used)]
         std::fs::write(dir.path().join("principals.toml"), principals_toml()).expect("write principals");
-        let mut gateway =
-            Self { dir, nats_url: nats_url.to_owned(), options, base: String::new(), stop: None, task: None };
+        let mut gateway = Self {
+            dir,
+            nats_url: nats_url.to_owned(),
+            options,
+            base: String::new(),
+            stop: None,
+            task: None,
+            http: reqwest::Client::new(),
+        };
         gateway.launch().await;
         gateway
     }
@@ -104,6 +112,7 @@ impl TestGateway {
             base: String::new(),
             stop: None,
             task: None,
+            http: reqwest::Client::new(),
         };
         gateway.launch().await;
         gateway
@@ -189,8 +198,7 @@ impl TestGateway {
     }
 
     pub async fn post_raw(&self, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Response {
-        let client = reqwest::Client::new();
-        let mut request = client.post(self.url("/v1/events")).header("content-type", content_type).body(body);
+        let mut request = self.http.post(self.url("/v1/events")).header("content-type", content_type).body(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

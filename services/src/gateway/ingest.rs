@@ -212,13 +212,21 @@ impl Ingest {
                 let micros = rand::random::<u64>() % ceiling;
                 tokio::time::sleep(Duration::from_micros(micros)).await;
             }
-            // Load or bring up to date every subject's state.
+            // Every subject's state: the cached one is trusted on the first
+            // attempt (JetStream's expectations catch a stale cache); a subject
+            // not cached, or any subject after a failed commit, is brought up
+            // to date from the stream.
             let mut states: HashMap<Subject, SubjectState> = HashMap::new();
             for (subject, slot) in slots.iter_mut() {
+                let cached = slot.is_some();
                 let mut st = slot.take().unwrap_or_else(|| SubjectState::new(subject));
-                let loaded = state::catch_up(&self.stream, subject, &mut st).await;
-                **slot = Some(st.clone());
-                loaded.map_err(|e| unavailable(e.to_string(), &committed))?;
+                if !cached || attempt > 0 {
+                    let loaded = state::catch_up(&self.stream, subject, &mut st).await;
+                    **slot = Some(st.clone());
+                    loaded.map_err(|e| unavailable(e.to_string(), &committed))?;
+                } else {
+                    **slot = Some(st.clone());
+                }
                 states.insert(subject.clone(), st);
             }
 
