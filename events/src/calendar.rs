@@ -67,7 +67,9 @@ impl Calendar {
                 let mut parts = rest.split_whitespace().map(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d"));
                 match (parts.next(), parts.next()) {
                     (Some(Ok(a)), Some(Ok(b))) if a <= b => coverage = Some((a, b)),
-                    _ => return Err(format!("line {}: coverage must be two ISO dates, first then last", n + 1)),
+                    _ => {
+                        return Err(format!("line {}: coverage must be two ISO dates, first then last", n + 1));
+                    }
                 }
             } else if line.is_empty() || line.starts_with('#') {
                 continue;

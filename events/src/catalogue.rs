@@ -22,14 +22,22 @@ macro_rules! field_type {
 }
 
 macro_rules! read_field {
-    (req, $fields:ident, $name:expr, $t:ty) => { $fields.required::<$t>($name) };
-    (opt, $fields:ident, $name:expr, $t:ty) => { $fields.optional::<$t>($name) };
+    (req, $fields:ident, $name:expr, $t:ty) => {
+        $fields.required::<$t>($name)
+    };
+    (opt, $fields:ident, $name:expr, $t:ty) => {
+        $fields.optional::<$t>($name)
+    };
 }
 
 macro_rules! write_field {
-    (req, $map:ident, $name:expr, $v:expr) => { $map.serialize_entry($name, $v)?; };
+    (req, $map:ident, $name:expr, $v:expr) => {
+        $map.serialize_entry($name, $v)?;
+    };
     (opt, $map:ident, $name:expr, $v:expr) => {
-        if let Some(v) = $v { $map.serialize_entry($name, v)?; }
+        if let Some(v) = $v {
+            $map.serialize_entry($name, v)?;
+        }
     };
 }
 
@@ -185,7 +193,11 @@ impl EventType {
     pub fn admin_only(self) -> bool {
         matches!(
             self,
-            Self::ReviewOpened | Self::ReviewClosed | Self::RecordSealed | Self::RecordUnsealed | Self::CouncilConfigured
+            Self::ReviewOpened
+                | Self::ReviewClosed
+                | Self::RecordSealed
+                | Self::RecordUnsealed
+                | Self::CouncilConfigured
         )
     }
 
@@ -578,7 +590,10 @@ impl RecordCorrected {
     pub fn resolve(&mut self, corrected: EventType, at: &str) -> Result<(), Problems> {
         let mut problems = Problems::new();
         if corrected.amends() {
-            problems.push(child_pointer(at, "corrects"), "must name an original event, not another correction or retraction");
+            problems.push(
+                child_pointer(at, "corrects"),
+                "must name an original event, not another correction or retraction",
+            );
             return Err(problems);
         }
         let raw = match &self.data {
@@ -611,7 +626,13 @@ impl FromJson for CorrectedData {
         match value {
             Value::Object(map) => Some(Self::Unresolved(map.clone())),
             other => {
-                problems.push(at, format!("must be an object (the corrected event's data, whole), not {}", crate::fields::kind_of(other)));
+                problems.push(
+                    at,
+                    format!(
+                        "must be an object (the corrected event's data, whole), not {}",
+                        crate::fields::kind_of(other)
+                    ),
+                );
                 None
             }
         }
@@ -708,15 +729,14 @@ data_struct! {
 }
 
 fn check_council_configured(e: &CouncilConfigured, at: &str, problems: &mut Problems) {
-    let days = [
-        ("assessment_timescale_days", e.assessment_timescale_days),
-        ("visit_interval_days", e.visit_interval_days),
-    ];
+    let days =
+        [("assessment_timescale_days", e.assessment_timescale_days), ("visit_interval_days", e.visit_interval_days)];
     for (name, value) in days {
         if let Some(v) = value
-            && !(1..=365).contains(&v) {
-                problems.push(child_pointer(at, name), "must be between 1 and 365 days");
-            }
+            && !(1..=365).contains(&v)
+        {
+            problems.push(child_pointer(at, name), "must be between 1 and 365 days");
+        }
     }
     if e.caseload_threshold == Some(0) {
         problems.push(child_pointer(at, "caseload_threshold"), "must be at least 1");

@@ -74,8 +74,12 @@ pub fn sign_digest(key: &SigningKey, digest: &Digest) -> String {
 
 /// Whether `signature` (base64) is `key`'s signature of `digest`.
 pub fn signature_valid(key: &VerifyingKey, digest: &Digest, signature: &str) -> bool {
-    let Ok(bytes) = BASE64.decode(signature) else { return false };
-    let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) else { return false };
+    let Ok(bytes) = BASE64.decode(signature) else {
+        return false;
+    };
+    let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+        return false;
+    };
     key.verify_strict(&digest.0, &Signature::from_bytes(&bytes)).is_ok()
 }
 
@@ -101,7 +105,8 @@ pub fn encode_signing_key(key: &SigningKey) -> String {
 
 pub fn decode_signing_key(text: &str) -> Result<SigningKey, String> {
     let bytes = BASE64.decode(text.trim()).map_err(|_| "signing key file must hold one line of base64".to_string())?;
-    let seed = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| "signing key must be a 32-byte Ed25519 seed".to_string())?;
+    let seed =
+        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| "signing key must be a 32-byte Ed25519 seed".to_string())?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -229,21 +234,32 @@ pub fn verify_history(subject: &str, messages: &[&[u8]], key: &VerifyingKey, hea
             _ => None,
         };
         if let Some(link) = link_expected
-            && r.intact && r.prevhash != Some(link) {
-                push(r.sequence, BreakKind::Altered, format!("prevhash does not match the hash of sequence {}", r.sequence - 1));
-            }
+            && r.intact
+            && r.prevhash != Some(link)
+        {
+            push(
+                r.sequence,
+                BreakKind::Altered,
+                format!("prevhash does not match the hash of sequence {}", r.sequence - 1),
+            );
+        }
         expected = r.sequence + 1;
         previous = Some(r);
     }
 
     if let Some(head) = head {
         for missing in expected..=head.sequence {
-            push(missing, BreakKind::Missing, format!("the known head is at sequence {}, but no event holds sequence {missing}", head.sequence));
+            push(
+                missing,
+                BreakKind::Missing,
+                format!("the known head is at sequence {}, but no event holds sequence {missing}", head.sequence),
+            );
         }
         if let Some(r) = reads.iter().find(|r| r.sequence == head.sequence)
-            && r.hash != head.hash {
-                push(head.sequence, BreakKind::Altered, "the event differs from the known head's hash".into());
-            }
+            && r.hash != head.hash
+        {
+            push(head.sequence, BreakKind::Altered, "the event differs from the known head's hash".into());
+        }
     }
 
     breaks.sort_by_key(|b| b.sequence);
@@ -263,13 +279,20 @@ pub fn compare_copies(subject: &str, stream: &[&[u8]], copy: &[&[u8]]) -> Vec<Br
     for i in 0..stream.len().max(copy.len()) {
         let sequence = i as u64 + 1;
         let detail = match (stream.get(i), copy.get(i)) {
-            (Some(a), Some(b)) if canonical_of(a).is_some() && canonical_of(a) == canonical_of(b) => continue,
+            (Some(a), Some(b)) if canonical_of(a).is_some() && canonical_of(a) == canonical_of(b) => {
+                continue;
+            }
             (Some(_), Some(_)) => "the stream and the copy hold different events",
             (Some(_), None) => "the copy lacks an event the stream holds",
             (None, Some(_)) => "the copy holds an event the stream lacks",
             (None, None) => continue,
         };
-        breaks.push(Break { subject: subject.to_owned(), sequence, kind: BreakKind::CopyMismatch, detail: detail.into() });
+        breaks.push(Break {
+            subject: subject.to_owned(),
+            sequence,
+            kind: BreakKind::CopyMismatch,
+            detail: detail.into(),
+        });
     }
     breaks
 }

@@ -27,7 +27,16 @@ pub const MAX_FUTURE: TimeDelta = TimeDelta::minutes(5);
 const BACKBONE_ATTRIBUTES: [&str; 4] = ["sequence", "prevhash", "hash", "signature"];
 
 const RECEIVED_ATTRIBUTES: [&str; 10] = [
-    "specversion", "id", "type", "subject", "time", "data", "source", "recordedat", "expectedsequence", "datacontenttype",
+    "specversion",
+    "id",
+    "type",
+    "subject",
+    "time",
+    "data",
+    "source",
+    "recordedat",
+    "expectedsequence",
+    "datacontenttype",
 ];
 
 /// What an event is about: a child, a worker or a council.
@@ -133,7 +142,8 @@ pub fn parse_received(value: &Value, now: DateTime<Utc>) -> Result<ReceivedEvent
 
     let data = required(object, "data", &mut problems).and_then(|v| {
         if !v.is_object() {
-            problems.push("/data", format!("must be an object ({{}} where the type has no fields), not {}", kind_of(v)));
+            problems
+                .push("/data", format!("must be an object ({{}} where the type has no fields), not {}", kind_of(v)));
             return None;
         }
         EventData::parse(event_type?, v, "/data", &mut problems)
@@ -165,16 +175,9 @@ pub fn parse_received(value: &Value, now: DateTime<Utc>) -> Result<ReceivedEvent
         return Err(problems);
     }
     match (id, event_type, subject, time, data) {
-        (Some(id), Some(event_type), Some(subject), Some(time), Some(data)) => Ok(ReceivedEvent {
-            id,
-            event_type,
-            subject,
-            time,
-            data,
-            claimed_source,
-            recorded_at,
-            expected_sequence,
-        }),
+        (Some(id), Some(event_type), Some(subject), Some(time), Some(data)) => {
+            Ok(ReceivedEvent { id, event_type, subject, time, data, claimed_source, recorded_at, expected_sequence })
+        }
         // Every None above recorded a problem, so this arm is unreachable in
         // practice; it keeps the function total.
         _ => {
@@ -368,10 +371,13 @@ mod tests {
 
     #[test]
     fn every_envelope_problem_is_reported_at_once() {
-        let e = parse_received(&json!({"specversion": "0.3", "type": "referral.received", "data": {}, "hash": "x"}), now())
-            .expect_err("invalid");
+        let e =
+            parse_received(&json!({"specversion": "0.3", "type": "referral.received", "data": {}, "hash": "x"}), now())
+                .expect_err("invalid");
         let p = pointers(e);
-        for expected in ["/hash", "/specversion", "/id", "/subject", "/time", "/data/referral_id", "/data/source", "/data/nfa"] {
+        for expected in
+            ["/hash", "/specversion", "/id", "/subject", "/time", "/data/referral_id", "/data/source", "/data/nfa"]
+        {
             assert!(p.contains(&expected.to_string()), "missing {expected} in {p:?}");
         }
     }

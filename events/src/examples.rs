@@ -26,7 +26,9 @@ pub fn data(event_type: EventType) -> Value {
             "person": {"given_name": "Sam", "family_name": "Example", "nhs_number": "9434765919",
                        "upn_unknown": "UN6", "address": "1 Example Road, London N17 0AA"}
         }),
-        T::ChildDetailsUpdated => json!({"ethnicity": "MWBC", "person": {"address": "2 Example Road, London N17 0AB"}}),
+        T::ChildDetailsUpdated => {
+            json!({"ethnicity": "MWBC", "person": {"address": "2 Example Road, London N17 0AB"}})
+        }
         T::ChildTransferred => json!({"council": "E09000019"}),
         T::ChildDied => json!({"date": "2025-03-01"}),
         T::RelationshipRecorded => json!({
@@ -35,42 +37,66 @@ pub fn data(event_type: EventType) -> Value {
         T::ContactRecorded => json!({
             "contact_id": "C-1001", "source": "3B", "summary": "Health visitor worried about bruising", "outcome": "referral"
         }),
-        T::ReferralReceived => json!({"referral_id": "R-4411", "source": "6", "nfa": false, "primary_need": "N1"}),
+        T::ReferralReceived => {
+            json!({"referral_id": "R-4411", "source": "6", "nfa": false, "primary_need": "N1"})
+        }
         T::AssessmentStarted => json!({"assessment_id": "A-1", "referral_id": "R-4411"}),
-        T::AssessmentCompleted => json!({"assessment_id": "A-1", "factors": ["3B", "16A"], "child_seen": true, "needs_support": true}),
+        T::AssessmentCompleted => {
+            json!({"assessment_id": "A-1", "factors": ["3B", "16A"], "child_seen": true, "needs_support": true})
+        }
         T::StrategyDiscussionHeld => json!({
             "discussion_id": "SD-1", "referral_id": "R-4411", "agencies": ["police", "health", "social care"], "decision": "s47"
         }),
-        T::S47Started => json!({"s47_id": "S47-1", "referral_id": "R-4411", "discussion_id": "SD-1"}),
+        T::S47Started => {
+            json!({"s47_id": "S47-1", "referral_id": "R-4411", "discussion_id": "SD-1"})
+        }
         T::S47Completed => json!({"s47_id": "S47-1", "icpc_required": true}),
-        T::ConferenceHeld => json!({"conference_id": "CC-1", "kind": "initial", "s47_id": "S47-1", "outcome": "plan"}),
+        T::ConferenceHeld => {
+            json!({"conference_id": "CC-1", "kind": "initial", "s47_id": "S47-1", "outcome": "plan"})
+        }
         T::CpPlanStarted => json!({"plan_id": "CPP-1", "conference_id": "CC-1", "category": "NEG"}),
         T::CpPlanCategoryChanged => json!({"plan_id": "CPP-1", "category": "EMO"}),
-        T::CpPlanEnded => json!({"plan_id": "CPP-1", "reason": "Risks reduced; stepped down to a child in need plan"}),
+        T::CpPlanEnded => {
+            json!({"plan_id": "CPP-1", "reason": "Risks reduced; stepped down to a child in need plan"})
+        }
         T::CinPlanStarted => json!({"plan_id": "CIN-1", "referral_id": "R-4411"}),
         T::CinPlanEnded => json!({"plan_id": "CIN-1"}),
-        T::ChildSeen => json!({"seen_by": WORKER, "seen_alone": true, "context": "statutory_visit", "agency": "Haringey children's services"}),
+        T::ChildSeen => {
+            json!({"seen_by": WORKER, "seen_alone": true, "context": "statutory_visit", "agency": "Haringey children's services"})
+        }
         T::CaseAllocated => json!({"worker_id": WORKER, "team_id": "T-NORTH-1"}),
         T::CaseDeallocated => json!({"worker_id": WORKER}),
         T::CaseClosed => json!({"referral_id": "R-4411", "reason": "RC7"}),
-        T::ConcernRaised => json!({"concern_id": "CON-9", "summary": "Child arrived at school hungry three days running", "category": "NEG"}),
-        T::InformationShared => json!({"with_agency": "police", "purpose": "Strategy discussion", "summary": "Chronology of contacts shared"}),
+        T::ConcernRaised => {
+            json!({"concern_id": "CON-9", "summary": "Child arrived at school hungry three days running", "category": "NEG"})
+        }
+        T::InformationShared => {
+            json!({"with_agency": "police", "purpose": "Strategy discussion", "summary": "Chronology of contacts shared"})
+        }
         T::CourtApplicationFiled => json!({
             "proceedings_id": "PR-1", "kind": "care", "court": "East London Family Court", "pre_proceedings_letter_date": "2025-02-01"
         }),
-        T::CourtHearingHeld => json!({"proceedings_id": "PR-1", "summary": "Case management hearing; timetable set"}),
+        T::CourtHearingHeld => {
+            json!({"proceedings_id": "PR-1", "summary": "Case management hearing; timetable set"})
+        }
         T::CourtOrderMade => json!({"proceedings_id": "PR-1", "order": "interim_care"}),
         T::CourtProceedingsConcluded => json!({"proceedings_id": "PR-1"}),
         T::RecordCorrected => json!({
             "corrects": "lcs-20250114-000187", "reason": "Wrong referral source keyed",
             "data": {"referral_id": "R-4411", "source": "3A", "nfa": false, "primary_need": "N1"}
         }),
-        T::RecordRetracted => json!({"retracts": "lcs-20250114-000187", "reason": "Entered on the wrong child's record"}),
+        T::RecordRetracted => {
+            json!({"retracts": "lcs-20250114-000187", "reason": "Entered on the wrong child's record"})
+        }
         T::RecordSealed => json!({"reason": "Child adopted; record sealed by court order"}),
         T::RecordUnsealed => json!({"reason": "Seal lifted for the practice review"}),
-        T::ReviewOpened => json!({"review_id": "CSPR-2025-01", "kind": "cspr", "reviewers": ["haringey-cspr-panel"]}),
+        T::ReviewOpened => {
+            json!({"review_id": "CSPR-2025-01", "kind": "cspr", "reviewers": ["haringey-cspr-panel"]})
+        }
         T::ReviewClosed => json!({"review_id": "CSPR-2025-01"}),
-        T::WorkerJoined => json!({"council": COUNCIL, "team_id": "T-NORTH-1", "role": "social_worker", "fte": 1.0, "agency_staff": false}),
+        T::WorkerJoined => {
+            json!({"council": COUNCIL, "team_id": "T-NORTH-1", "role": "social_worker", "fte": 1.0, "agency_staff": false})
+        }
         T::WorkerChanged => json!({"team_id": "T-NORTH-2", "fte": 0.8}),
         T::WorkerLeft => json!({}),
         T::CouncilConfigured => json!({

@@ -17,11 +17,7 @@ pub trait FromJson: Sized {
 }
 
 /// Helper for scalar types whose only failure is one message at one place.
-pub(crate) fn scalar<T>(
-    at: &str,
-    problems: &mut Problems,
-    result: Result<T, String>,
-) -> Option<T> {
+pub(crate) fn scalar<T>(at: &str, problems: &mut Problems, result: Result<T, String>) -> Option<T> {
     result.map_err(|m| problems.push(at, m)).ok()
 }
 
@@ -113,15 +109,12 @@ impl<'v, 'p> Fields<'v, 'p> {
     /// Refuses every field that was not read, and says whether this object
     /// produced no problems at all.
     pub fn finish(self) -> bool {
-        let mut unknown: Vec<&String> =
-            self.object.keys().filter(|k| !self.read.contains(&k.as_str())).collect();
+        let mut unknown: Vec<&String> = self.object.keys().filter(|k| !self.read.contains(&k.as_str())).collect();
         unknown.sort();
         for key in unknown {
             let expected = self.read.join(", ");
-            self.problems.push(
-                child_pointer(&self.at, key),
-                format!("is not a known field here; expected only: {expected}"),
-            );
+            self.problems
+                .push(child_pointer(&self.at, key), format!("is not a known field here; expected only: {expected}"));
         }
         self.problems.len() == self.before
     }

@@ -24,7 +24,8 @@ macro_rules! from_json_via_parse {
 /// chains, so `7D1C…` and `7d1c…` must not become two children: anything but
 /// lowercase hyphenated form is refused rather than rewritten.
 fn parse_canonical_uuid(s: &str, what: &str) -> Result<Uuid, String> {
-    let uuid = Uuid::try_parse(s).map_err(|_| format!("must be a {what} UUID, for example 7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11"))?;
+    let uuid = Uuid::try_parse(s)
+        .map_err(|_| format!("must be a {what} UUID, for example 7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11"))?;
     if uuid.is_nil() {
         return Err(format!("must be a {what} UUID other than the nil UUID"));
     }
@@ -200,7 +201,9 @@ impl NhsNumber {
         let sum: u32 = b[..9].iter().zip((2..=10).rev()).map(|(d, w)| u32::from(d - b'0') * w).sum();
         let check = match 11 - sum % 11 {
             11 => 0,
-            10 => return Err("is not a valid NHS number (no check digit is possible for these digits)".into()),
+            10 => {
+                return Err("is not a valid NHS number (no check digit is possible for these digits)".into());
+            }
             c => c,
         };
         if u32::from(b[9] - b'0') != check {
@@ -237,7 +240,10 @@ impl Upn {
             && b[1..12].iter().all(u8::is_ascii_digit)
             && (b[12].is_ascii_digit() || UPN_LETTERS.contains(&b[12]));
         if !shape_ok {
-            return Err("must be a UPN: a capital check letter, 11 digits, then a digit or capital letter (not I, O or S)".into());
+            return Err(
+                "must be a UPN: a capital check letter, 11 digits, then a digit or capital letter (not I, O or S)"
+                    .into(),
+            );
         }
         if Self::check_letter(&b[1..]) != b[0] {
             return Err("is not a valid UPN (the check letter does not match)".into());
@@ -378,7 +384,17 @@ impl FromJson for FteTotal {
 }
 
 from_json_via_parse!(
-    ChildId, WorkerId, CouncilCode, DfeLaCode, LaChildId, LocalId, EventId, PrincipalName, NhsNumber, Upn, Text,
+    ChildId,
+    WorkerId,
+    CouncilCode,
+    DfeLaCode,
+    LaChildId,
+    LocalId,
+    EventId,
+    PrincipalName,
+    NhsNumber,
+    Upn,
+    Text,
     Label
 );
 

@@ -122,24 +122,60 @@ impl<'a> Serializer for &'a mut Finder {
         }
     }
 
-    fn serialize_bool(self, _: bool) -> Result<(), Never> { Ok(()) }
-    fn serialize_i8(self, _: i8) -> Result<(), Never> { Ok(()) }
-    fn serialize_i16(self, _: i16) -> Result<(), Never> { Ok(()) }
-    fn serialize_i32(self, _: i32) -> Result<(), Never> { Ok(()) }
-    fn serialize_i64(self, _: i64) -> Result<(), Never> { Ok(()) }
-    fn serialize_u8(self, _: u8) -> Result<(), Never> { Ok(()) }
-    fn serialize_u16(self, _: u16) -> Result<(), Never> { Ok(()) }
-    fn serialize_u32(self, _: u32) -> Result<(), Never> { Ok(()) }
-    fn serialize_u64(self, _: u64) -> Result<(), Never> { Ok(()) }
-    fn serialize_f32(self, _: f32) -> Result<(), Never> { Ok(()) }
-    fn serialize_f64(self, _: f64) -> Result<(), Never> { Ok(()) }
-    fn serialize_char(self, _: char) -> Result<(), Never> { Ok(()) }
-    fn serialize_str(self, _: &str) -> Result<(), Never> { Ok(()) }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), Never> { Ok(()) }
-    fn serialize_none(self) -> Result<(), Never> { Ok(()) }
-    fn serialize_unit(self) -> Result<(), Never> { Ok(()) }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Never> { Ok(()) }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Never> { Ok(()) }
+    fn serialize_bool(self, _: bool) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_i8(self, _: i8) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_i16(self, _: i16) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_i32(self, _: i32) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_i64(self, _: i64) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_u8(self, _: u8) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_u16(self, _: u16) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_u32(self, _: u32) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_u64(self, _: u64) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_f32(self, _: f32) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_f64(self, _: f64) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_char(self, _: char) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_str(self, _: &str) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_unit(self) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Never> {
+        Ok(())
+    }
 
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Never> {
         value.serialize(self)
@@ -173,7 +209,13 @@ impl<'a> Serializer for &'a mut Finder {
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<MapWalk<'a>, Never> {
         Ok(MapWalk { finder: self, key: None })
     }
-    fn serialize_struct_variant(self, _: &'static str, _: u32, _: &'static str, _: usize) -> Result<MapWalk<'a>, Never> {
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<MapWalk<'a>, Never> {
         Ok(MapWalk { finder: self, key: None })
     }
 }
@@ -197,7 +239,9 @@ impl ser::SerializeSeq for Seq<'_> {
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
         self.element(value)
     }
-    fn end(self) -> Result<(), Never> { Ok(()) }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
 }
 
 impl ser::SerializeTuple for Seq<'_> {
@@ -206,7 +250,9 @@ impl ser::SerializeTuple for Seq<'_> {
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
         self.element(value)
     }
-    fn end(self) -> Result<(), Never> { Ok(()) }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
 }
 
 impl ser::SerializeTupleStruct for Seq<'_> {
@@ -215,7 +261,9 @@ impl ser::SerializeTupleStruct for Seq<'_> {
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
         self.element(value)
     }
-    fn end(self) -> Result<(), Never> { Ok(()) }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
 }
 
 impl ser::SerializeTupleVariant for Seq<'_> {
@@ -224,7 +272,9 @@ impl ser::SerializeTupleVariant for Seq<'_> {
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
         self.element(value)
     }
-    fn end(self) -> Result<(), Never> { Ok(()) }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
 }
 
 struct MapWalk<'a> {
@@ -243,7 +293,9 @@ impl ser::SerializeMap for MapWalk<'_> {
         let key = self.key.take().unwrap_or_default();
         self.finder.nested(&key, value)
     }
-    fn end(self) -> Result<(), Never> { Ok(()) }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
 }
 
 impl ser::SerializeStruct for MapWalk<'_> {
@@ -252,8 +304,12 @@ impl ser::SerializeStruct for MapWalk<'_> {
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Never> {
         self.finder.nested(key, value)
     }
-    fn skip_field(&mut self, _: &'static str) -> Result<(), Never> { Ok(()) }
-    fn end(self) -> Result<(), Never> { Ok(()) }
+    fn skip_field(&mut self, _: &'static str) -> Result<(), Never> {
+        Ok(())
+    }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
 }
 
 impl ser::SerializeStructVariant for MapWalk<'_> {
@@ -262,7 +318,9 @@ impl ser::SerializeStructVariant for MapWalk<'_> {
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Never> {
         self.finder.nested(key, value)
     }
-    fn end(self) -> Result<(), Never> { Ok(()) }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

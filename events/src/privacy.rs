@@ -119,7 +119,9 @@ pub fn open_fields(doc: &mut Value, key: Option<&DataKey>) -> Vec<String> {
     find_sealed(doc, "", &mut sealed);
     let mut failed = Vec::new();
     for pointer in sealed {
-        let Some(slot) = doc.pointer_mut(&pointer) else { continue };
+        let Some(slot) = doc.pointer_mut(&pointer) else {
+            continue;
+        };
         let opened = key.and_then(|k| open_value(k, &associated_data(&subject, &source, &id, &pointer), slot).ok());
         match opened {
             Some(v) => *slot = v,

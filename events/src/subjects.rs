@@ -78,9 +78,13 @@ mod tests {
     fn subjects_are_stable() {
         let child = Subject::Child(ChildId::parse("7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11").expect("id"));
         // Pinned: a change here would strand every stored event.
-        assert_eq!(event_subject(&child), format!("sg.ev.{:02}.child.7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11", partition(&child)));
+        assert_eq!(
+            event_subject(&child),
+            format!("sg.ev.{:02}.child.7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11", partition(&child))
+        );
         assert_eq!(partition(&child), 7);
-        let id = id_subject(&PrincipalName::parse("haringey-csc").expect("name"), &EventId::parse("lcs-1").expect("id"));
+        let id =
+            id_subject(&PrincipalName::parse("haringey-csc").expect("name"), &EventId::parse("lcs-1").expect("id"));
         assert!(id.starts_with("sg.id.haringey-csc."));
         assert_eq!(id.split('.').count(), 4);
     }

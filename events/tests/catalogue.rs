@@ -37,8 +37,7 @@ fn every_type_parses_its_example_and_round_trips() {
 
 #[test]
 fn every_type_has_its_json_shape_pinned() {
-    let pinned: BTreeMap<&str, &str> =
-        PINNED.lines().filter_map(|l| l.split_once(' ')).collect();
+    let pinned: BTreeMap<&str, &str> = PINNED.lines().filter_map(|l| l.split_once(' ')).collect();
     let mut actual = String::new();
     let lines: Vec<(EventType, String)> = EventType::ALL
         .iter()
@@ -55,7 +54,11 @@ fn every_type_has_its_json_shape_pinned() {
     }
     for (t, line) in lines {
         actual.push_str(&format!("{} {}\n", t.name(), line));
-        assert_eq!(pinned.get(t.name()).copied(), Some(line.as_str()), "{t} shape differs from tests/golden/catalogue-shapes.txt");
+        assert_eq!(
+            pinned.get(t.name()).copied(),
+            Some(line.as_str()),
+            "{t} shape differs from tests/golden/catalogue-shapes.txt"
+        );
     }
     assert_eq!(pinned.len(), EventType::ALL.len(), "the golden file lists types the catalogue lacks:\n{actual}");
 }

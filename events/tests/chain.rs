@@ -19,7 +19,8 @@ fn history(types: &[EventType], key: &SigningKey) -> Vec<Vec<u8>> {
     let mut prevhash = Digest::ZERO;
     let mut out = Vec::new();
     for (i, &t) in types.iter().enumerate() {
-        let received = parse_received(&examples::event(t, &format!("ev-{i}"), "2025-01-14T09:30:00Z"), now).expect("valid");
+        let received =
+            parse_received(&examples::event(t, &format!("ev-{i}"), "2025-01-14T09:30:00Z"), now).expect("valid");
         let stamp = Stamp {
             source: PrincipalName::parse("haringey-csc").expect("name"),
             recorded_at: DateTime::parse_from_rfc3339("2025-01-14T09:31:00Z").expect("time"),
@@ -66,7 +67,8 @@ fn altering_any_byte_of_any_event_is_caught() {
             // A byte in the signature leaves the content and its hash intact:
             // the event is then not signed by us. Anywhere else the bytes no
             // longer match the hash, or no longer parse.
-            let expected = if i >= signature_at && i < message.len() - 2 { BreakKind::Forged } else { BreakKind::Altered };
+            let expected =
+                if i >= signature_at && i < message.len() - 2 { BreakKind::Forged } else { BreakKind::Altered };
             assert!(
                 breaks.iter().any(|b| b.kind == expected),
                 "byte {i} of event {e} ({:?}): expected {expected:?}, got {breaks:?}",
@@ -156,7 +158,8 @@ fn copies_that_differ_are_named() {
     );
     // Key order in the JSON text does not matter, only content.
     let reordered: serde_json::Value = serde_json::from_slice(&stream[0]).expect("json");
-    let mut keys: Vec<(String, serde_json::Value)> = reordered.as_object().expect("object").clone().into_iter().collect();
+    let mut keys: Vec<(String, serde_json::Value)> =
+        reordered.as_object().expect("object").clone().into_iter().collect();
     keys.reverse();
     let text = serde_json::to_vec(&keys.into_iter().collect::<serde_json::Map<_, _>>()).expect("json");
     assert!(compare_copies(examples::CHILD, &a[..1], &[text.as_slice()]).is_empty());

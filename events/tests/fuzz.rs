@@ -16,9 +16,26 @@ fn now() -> DateTime<Utc> {
 /// own vocabulary so that generated values reach deep into the parsers.
 fn arb_json() -> impl Strategy<Value = Value> {
     let words = prop::sample::select(vec![
-        "specversion", "id", "type", "subject", "time", "data", "person", "council", "sex", "factors",
-        "1.0", "referral.received", "child.registered", "E09000014", "NONE", "21", "N1",
-        "7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11", "2025-01-14T09:30:00Z", "9434765919",
+        "specversion",
+        "id",
+        "type",
+        "subject",
+        "time",
+        "data",
+        "person",
+        "council",
+        "sex",
+        "factors",
+        "1.0",
+        "referral.received",
+        "child.registered",
+        "E09000014",
+        "NONE",
+        "21",
+        "N1",
+        "7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11",
+        "2025-01-14T09:30:00Z",
+        "9434765919",
     ]);
     let text = prop_oneof![words.clone().prop_map(str::to_owned), ".{0,12}"];
     let leaf = prop_oneof![

@@ -87,7 +87,11 @@ fn subjects_must_fit_the_type() {
         "/subject",
         "lowercase",
     );
-    refused_at(&with(example(EventType::CouncilConfigured), "/subject", json!(examples::CHILD)), "/subject", "ONS code");
+    refused_at(
+        &with(example(EventType::CouncilConfigured), "/subject", json!(examples::CHILD)),
+        "/subject",
+        "ONS code",
+    );
     refused_at(&with(example(EventType::WorkerLeft), "/subject", json!("E09000014")), "/subject", "worker UUID");
 }
 
@@ -136,7 +140,11 @@ fn each_code_set_refuses_a_wrong_code() {
 #[test]
 fn check_digits_and_check_letters() {
     let e = example(EventType::ChildRegistered);
-    refused_at(&with(e.clone(), "/data/person/nhs_number", json!("9434765918")), "/data/person/nhs_number", "check digit");
+    refused_at(
+        &with(e.clone(), "/data/person/nhs_number", json!("9434765918")),
+        "/data/person/nhs_number",
+        "check digit",
+    );
     let mut upn = e.clone();
     upn["data"]["person"]["upn"] = json!("A820200101001");
     upn["data"]["person"].as_object_mut().expect("person").remove("upn_unknown");
@@ -199,7 +207,8 @@ fn cross_field_rules() {
     refused_at(&with(example(EventType::WorkerChanged), "/data", json!({})), "/data", "at least one");
     // A UPN and a reason for having none contradict each other.
     let mut both = example(EventType::ChildRegistered);
-    both["data"]["person"]["upn"] = json!(format!("{}820200101001", events::ids::Upn::check_letter(b"820200101001") as char));
+    both["data"]["person"]["upn"] =
+        json!(format!("{}820200101001", events::ids::Upn::check_letter(b"820200101001") as char));
     refused_at(&both, "/data/person/upn_unknown", "must not be given with a upn");
 }
 

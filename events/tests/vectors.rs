@@ -33,11 +33,16 @@ fn events() -> Vec<Value> {
     };
     vec![
         t(EventType::ChildRegistered, "lcs-20250110-000001", "2025-01-10T10:00:00Z", None),
-        t(EventType::ContactRecorded, "police-2025-0042", "2025-01-13T22:15:00Z", Some(json!({
-            "contact_id": "C-0042", "source": "6",
-            "summary": "Neighbour reported shouting; officer noted \"bruise\" on left cheek \u{1F61F}\nFollow-up: é, ü, 日本",
-            "outcome": "referral"
-        }))),
+        t(
+            EventType::ContactRecorded,
+            "police-2025-0042",
+            "2025-01-13T22:15:00Z",
+            Some(json!({
+                "contact_id": "C-0042", "source": "6",
+                "summary": "Neighbour reported shouting; officer noted \"bruise\" on left cheek \u{1F61F}\nFollow-up: é, ü, 日本",
+                "outcome": "referral"
+            })),
+        ),
         t(EventType::ReferralReceived, "lcs-20250114-000187", "2025-01-14T09:30:00Z", None),
         t(EventType::ChildSeen, "lcs-20250116-000301", "2025-06-16T16:45:00+01:00", None),
         t(EventType::AssessmentCompleted, "lcs-20250220-000410", "2025-02-20T11:00:00Z", None),
@@ -91,7 +96,10 @@ fn generate() -> Generated {
         "events": manifest,
     });
     files.push(("manifest.json".into(), (serde_json::to_string_pretty(&manifest).expect("json") + "\n").into_bytes()));
-    files.push(("public-key.txt".into(), format!("{}\n", chain::encode_verifying_key(&key.verifying_key())).into_bytes()));
+    files.push((
+        "public-key.txt".into(),
+        format!("{}\n", chain::encode_verifying_key(&key.verifying_key())).into_bytes(),
+    ));
     files.push(("test-signing-key.txt".into(), chain::encode_signing_key(&key).into_bytes()));
     Generated { files }
 }
@@ -120,8 +128,8 @@ fn published_vectors_verify_from_the_files_alone() {
     assert_eq!(lines.len(), events().len());
     assert!(verify_history(examples::CHILD, &lines, &key, None).is_empty());
 
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(dir().join("manifest.json")).expect("manifest"))
-        .expect("json");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("manifest.json")).expect("manifest")).expect("json");
     for entry in manifest["events"].as_array().expect("events") {
         let canonical = std::fs::read(dir().join(entry["canonical"].as_str().expect("name"))).expect("canonical");
         let hash = hex::encode(Sha256::digest(&canonical));

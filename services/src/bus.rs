@@ -97,11 +97,8 @@ fn protected(name: &str, subjects: Vec<String>, settings: &StreamSettings) -> st
 /// are left as they are (they cannot be loosened: deny_delete and
 /// deny_purge are permanent).
 pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), BusError> {
-    let events = protected(
-        EVENTS_STREAM,
-        vec![subjects::EVENTS_FILTER.to_owned(), subjects::IDS_FILTER.to_owned()],
-        settings,
-    );
+    let events =
+        protected(EVENTS_STREAM, vec![subjects::EVENTS_FILTER.to_owned(), subjects::IDS_FILTER.to_owned()], settings);
     js.get_or_create_stream(events)
         .await
         .map_err(|e| BusError::Setup { what: "the event stream", message: e.to_string() })?;

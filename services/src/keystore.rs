@@ -48,7 +48,8 @@ impl MasterKey {
         }
         let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
         let bytes = BASE64.decode(text.trim()).context("the master key file must hold base64")?;
-        let key = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| anyhow::anyhow!("the master key must be 32 bytes"))?;
+        let key =
+            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| anyhow::anyhow!("the master key must be 32 bytes"))?;
         Ok(Self(key))
     }
 
@@ -120,9 +121,10 @@ impl KeyStore {
                 self.remember(child, &key);
                 Ok(key)
             }
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                self.fetch(child).await?.ok_or_else(|| KeyError::Unavailable("a key vanished while being created".into()))
-            }
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => self
+                .fetch(child)
+                .await?
+                .ok_or_else(|| KeyError::Unavailable("a key vanished while being created".into())),
             Err(e) => Err(KeyError::Unavailable(e.to_string())),
         }
     }
@@ -137,7 +139,9 @@ impl KeyStore {
 
     async fn fetch(&self, child: &ChildId) -> Result<Option<DataKey>, KeyError> {
         let entry = self.bucket.get(child.to_string()).await.map_err(|e| KeyError::Unavailable(e.to_string()))?;
-        let Some(wrapped) = entry else { return Ok(None) };
+        let Some(wrapped) = entry else {
+            return Ok(None);
+        };
         let key = self.unwrap(child, &wrapped)?;
         self.remember(child, &key);
         Ok(Some(key))

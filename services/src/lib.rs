@@ -78,7 +78,9 @@ pub async fn run_gateway(
     let reload_path = settings.principals.clone();
     let reloadable = principals.clone();
     tokio::spawn(async move {
-        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
         while hangups.recv().await.is_some() {
             match reloadable.reload(&reload_path) {
                 Ok(n) => tracing::info!(principals = n, "reloaded principals"),

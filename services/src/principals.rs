@@ -121,7 +121,8 @@ impl Principals {
     pub fn reload(&self, path: &Path) -> Result<usize, LoadError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
-        let parsed = parse(&text).map_err(|message| LoadError::Invalid { path: path.display().to_string(), message })?;
+        let parsed =
+            parse(&text).map_err(|message| LoadError::Invalid { path: path.display().to_string(), message })?;
         let n = parsed.len();
         if let Ok(mut guard) = self.inner.write() {
             *guard = Arc::new(parsed);

@@ -15,7 +15,13 @@ pub fn new_token() -> String {
 }
 
 /// The text `safeguard token` prints.
-pub fn render(name: &str, roles: &[String], councils: &[String], event_types: &[String], token: &str) -> Result<String, String> {
+pub fn render(
+    name: &str,
+    roles: &[String],
+    councils: &[String],
+    event_types: &[String],
+    token: &str,
+) -> Result<String, String> {
     PrincipalName::parse(name).map_err(|m| format!("--name {m}"))?;
     const ROLES: [&str; 6] = ["publish", "practitioner", "reviewer", "dashboard", "auditor", "admin"];
     if roles.is_empty() {

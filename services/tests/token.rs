@@ -5,16 +5,22 @@ use std::process::Command;
 #[test]
 fn token_prints_a_working_principal_entry() {
     let out = Command::new(env!("CARGO_BIN_EXE_safeguard"))
-        .args(["token", "--name", "haringey-csc", "--role", "publish", "--role", "practitioner", "--council", "E09000014"])
+        .args([
+            "token",
+            "--name",
+            "haringey-csc",
+            "--role",
+            "publish",
+            "--role",
+            "practitioner",
+            "--council",
+            "E09000014",
+        ])
         .output()
         .expect("run safeguard");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).expect("utf-8");
-    let token = text
-        .lines()
-        .next()
-        .and_then(|l| l.rsplit(' ').next())
-        .expect("the token line");
+    let token = text.lines().next().and_then(|l| l.rsplit(' ').next()).expect("the token line");
     assert!(token.starts_with("sg_"));
     let principals = services::principals::Principals::from_text(&text).expect("a valid principals.toml entry");
     let who = principals.authenticate(token).expect("the token authenticates");

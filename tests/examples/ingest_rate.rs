@@ -7,6 +7,8 @@
 //! and pipelined), gateway single events (one client, then CONCURRENCY
 //! clients), and gateway batches of 1,000. A measurement, not a test.
 
+#![allow(clippy::print_stdout)] // printing the figures is the point
+
 use events::{EventType, examples};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -65,12 +67,15 @@ async fn main() {
     for ack in acks {
         ack.await.expect("ack");
     }
-    report("raw JetStream publish, pipelined", single, started.elapsed(), &mut Vec::new());
+    report("raw JetStream publish, pipelined", single, started.elapsed(), &mut []);
 
     // Gateway single events, one client, spread over children.
     let children: Vec<String> = (0..64).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-    let registrations: Vec<Value> =
-        children.iter().enumerate().map(|(i, c)| child_event(EventType::ChildRegistered, &format!("reg-{i}"), c)).collect();
+    let registrations: Vec<Value> = children
+        .iter()
+        .enumerate()
+        .map(|(i, c)| child_event(EventType::ChildRegistered, &format!("reg-{i}"), c))
+        .collect();
     assert_eq!(gw.post(tokens::ADMIN, &Value::Array(registrations)).await.status, 201);
     let mut lat = Vec::with_capacity(single);
     let started = Instant::now();
@@ -91,7 +96,11 @@ async fn main() {
     let tasks = (0..concurrency).map(|c| async move {
         let mut lat = Vec::with_capacity(per_client);
         for i in 0..per_client {
-            let body = child_event(EventType::ChildSeen, &format!("c{c}-{i}"), &children_ref[(c * 7 + i) % children_ref.len()]);
+            let body = child_event(
+                EventType::ChildSeen,
+                &format!("c{c}-{i}"),
+                &children_ref[(c * 7 + i) % children_ref.len()],
+            );
             let t = Instant::now();
             let r = gw_ref.post(tokens::ADMIN, &body).await;
             assert_eq!(r.status, 201, "{}", r.text);
@@ -100,7 +109,12 @@ async fn main() {
         lat
     });
     let mut lat: Vec<Duration> = futures::future::join_all(tasks).await.into_iter().flatten().collect();
-    report(&format!("gateway single events, {concurrency} clients"), per_client * concurrency, started.elapsed(), &mut lat);
+    report(
+        &format!("gateway single events, {concurrency} clients"),
+        per_client * concurrency,
+        started.elapsed(),
+        &mut lat,
+    );
 
     // Gateway batches of 1,000 (each batch one new child's history).
     let mut lat = Vec::with_capacity(batches);
@@ -117,7 +131,7 @@ async fn main() {
     report("gateway batches of 1,000 (p = per batch)", batches * 1000, started.elapsed(), &mut lat);
 }
 
-fn report(name: &str, events: usize, elapsed: Duration, latencies: &mut Vec<Duration>) {
+fn report(name: &str, events: usize, elapsed: Duration, latencies: &mut [Duration]) {
     latencies.sort();
     let rate = events as f64 / elapsed.as_secs_f64();
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);

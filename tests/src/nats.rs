@@ -275,8 +275,7 @@ impl NatsCluster {
 
     /// A client that knows every node and fails over between them.
     pub async fn client(&self) -> async_nats::Client {
-        let addrs: Vec<async_nats::ServerAddr> =
-            self.nodes.iter().filter_map(|n| n.url().parse().ok()).collect();
+        let addrs: Vec<async_nats::ServerAddr> = self.nodes.iter().filter_map(|n| n.url().parse().ok()).collect();
         #[allow(clippy::expect_used)]
         async_nats::connect(addrs).await.expect("connect to the test cluster")
     }

@@ -89,10 +89,13 @@ impl Drop for TestDatabase {
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
         let dropper = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
             rt.block_on(async move {
                 if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut admin).await;
+                    let _ =
+                        sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut admin).await;
                     let _ = admin.close().await;
                 }
             });
@@ -117,15 +120,26 @@ impl PgCluster {
         let dir = tempfile::Builder::new().prefix("sg-pg-").tempdir().expect("temporary directory");
         if Uid::effective().is_root() {
             #[allow(clippy::expect_used)]
-            let postgres = User::from_name("postgres").ok().flatten().expect("a postgres system user (install postgresql)");
+            let postgres =
+                User::from_name("postgres").ok().flatten().expect("a postgres system user (install postgresql)");
             #[allow(clippy::expect_used)]
             chown(dir.path(), Some(postgres.uid), Some(postgres.gid)).expect("chown the cluster directory");
         }
         let cluster = Self { port: free_port(), dir, bin };
         let data = cluster.data_dir();
-        cluster.run_checked("initdb", &[
-            "-D", path_str(&data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
-        ]);
+        cluster.run_checked(
+            "initdb",
+            &[
+                "-D",
+                path_str(&data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+        );
         cluster.start_server();
         cluster.wait_ready().await;
         cluster
@@ -169,8 +183,14 @@ impl PgCluster {
         );
         let data = self.data_dir();
         let log = self.log_path();
-        let out = self.run("pg_ctl", &["-D", path_str(&data), "-l", path_str(&log), "-o", &options, "-w", "-t", "60", "start"]);
-        assert!(out.status.success(), "pg_ctl start failed: {}\nlog tail:\n{}", stderr(&out), log_tail(&self.log_path(), 30));
+        let out = self
+            .run("pg_ctl", &["-D", path_str(&data), "-l", path_str(&log), "-o", &options, "-w", "-t", "60", "start"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\nlog tail:\n{}",
+            stderr(&out),
+            log_tail(&self.log_path(), 30)
+        );
     }
 
     async fn wait_ready(&self) {
@@ -269,5 +289,8 @@ pub fn pg_bindir() -> PathBuf {
         .filter(|(_, p): &(u32, PathBuf)| p.join("initdb").exists())
         .collect();
     found.sort();
-    found.pop().map(|(_, p)| p).unwrap_or_else(|| panic!("no PostgreSQL server binaries found: install postgresql or set PG_BINDIR"))
+    found
+        .pop()
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| panic!("no PostgreSQL server binaries found: install postgresql or set PG_BINDIR"))
 }

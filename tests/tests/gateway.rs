@@ -40,11 +40,7 @@ fn verify(gw: &TestGateway, subject: &Subject, history: &[Vec<u8>]) -> Vec<event
 async fn every_catalogue_type_is_accepted_from_a_principal_allowed_to_send_it() {
     let nats = NatsServer::start().await;
     let gw = TestGateway::start(&nats.url()).await;
-    let order = [
-        EventType::ChildRegistered,
-        EventType::WorkerJoined,
-        EventType::CouncilConfigured,
-    ];
+    let order = [EventType::ChildRegistered, EventType::WorkerJoined, EventType::CouncilConfigured];
     let mut types: Vec<EventType> = order.to_vec();
     // The transfer comes last: afterwards the child belongs to Islington and
     // Haringey may no longer write to it.
@@ -238,7 +234,11 @@ async fn personal_data_is_not_readable_in_the_raw_stream() {
     contact["data"]["summary"] = json!("Neighbour Marguerite Oyelaran-Pike heard crying");
     let r = gw.post(tokens::HARINGEY, &json!([registration, contact])).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let all: Vec<u8> = tests::gateway::stream_messages(&nats.url()).await.into_iter().flat_map(|(s, p)| [s.into_bytes(), p].concat()).collect();
+    let all: Vec<u8> = tests::gateway::stream_messages(&nats.url())
+        .await
+        .into_iter()
+        .flat_map(|(s, p)| [s.into_bytes(), p].concat())
+        .collect();
     let text = String::from_utf8_lossy(&all);
     for secret in ["Zebedee", "Quennell", "Marguerite", "Oyelaran", "9434765919", "Example Road", "heard crying"] {
         assert!(!text.contains(secret), "{secret} is readable in the stream");

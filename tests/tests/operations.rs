@@ -19,7 +19,8 @@ async fn health_readiness_metrics_and_openapi() {
     assert_eq!(get(&gw.url("/healthz")).await.0, 200);
     assert_eq!(get(&gw.url("/readyz")).await.0, 200);
 
-    let r = gw.post(tokens::HARINGEY, &examples::event(EventType::ChildRegistered, "m-1", "2025-01-14T09:30:00Z")).await;
+    let r =
+        gw.post(tokens::HARINGEY, &examples::event(EventType::ChildRegistered, "m-1", "2025-01-14T09:30:00Z")).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let (status, metrics) = get(&gw.url("/metrics")).await;
     assert_eq!(status, 200);

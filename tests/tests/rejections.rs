@@ -64,7 +64,9 @@ async fn every_bad_input_is_refused_with_its_field_and_nothing_is_stored() {
     expect(&r, 422, Some(""), "an empty batch");
     let r = gw.post_raw(Some(tokens::HARINGEY), "text/plain", contact.to_string().into_bytes()).await;
     expect(&r, 415, None, "wrong content type");
-    let r = gw.post_raw(Some(tokens::HARINGEY), "application/x-www-form-urlencoded", contact.to_string().into_bytes()).await;
+    let r = gw
+        .post_raw(Some(tokens::HARINGEY), "application/x-www-form-urlencoded", contact.to_string().into_bytes())
+        .await;
     expect(&r, 415, None, "form content type");
     let huge = json!({"padding": "x".repeat(4 * 1024 * 1024)});
     let r = gw.post(tokens::HARINGEY, &huge).await;
@@ -157,7 +159,10 @@ async fn every_bad_input_is_refused_with_its_field_and_nothing_is_stored() {
 
     // Ids.
     let r = gw
-        .post(tokens::HARINGEY, &json!([event(EventType::ChildSeen, "twice", &child), event(EventType::ConcernRaised, "twice", &child)]))
+        .post(
+            tokens::HARINGEY,
+            &json!([event(EventType::ChildSeen, "twice", &child), event(EventType::ConcernRaised, "twice", &child)]),
+        )
         .await;
     expect(&r, 422, Some("/id"), "the same id twice in a batch");
     assert_eq!(r.json["errors"][0]["index"], 1);

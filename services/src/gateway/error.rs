@@ -102,7 +102,9 @@ fn summarise(errors: &[FieldError]) -> String {
     match errors {
         [] => String::new(),
         [only] => format!("event {} {}: {}", only.index, only.pointer, only.message),
-        [first, rest @ ..] => format!("event {} {}: {} (and {} more)", first.index, first.pointer, first.message, rest.len()),
+        [first, rest @ ..] => {
+            format!("event {} {}: {} (and {} more)", first.index, first.pointer, first.message, rest.len())
+        }
     }
 }
 
@@ -122,7 +124,9 @@ impl IntoResponse for ApiError {
         };
         match self {
             Self::BadJson { detail } | Self::UnsupportedMediaType { detail } => body.detail = detail,
-            Self::Unauthorized => body.detail = "send Authorization: Bearer TOKEN with a token from principals.toml".into(),
+            Self::Unauthorized => {
+                body.detail = "send Authorization: Bearer TOKEN with a token from principals.toml".into()
+            }
             Self::Forbidden { errors } | Self::Invalid { errors } => {
                 body.detail = summarise(&errors);
                 body.errors = errors;
@@ -147,9 +151,7 @@ impl IntoResponse for ApiError {
             }
         }
         let mut response = (status, axum::Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -78,15 +78,19 @@ impl std::fmt::Debug for Ingest {
 pub fn check_permissions(principal: &Principal, events: &[Value]) -> Result<(), ApiError> {
     let mut errors = Vec::new();
     for (i, event) in events.iter().enumerate() {
-        if let Some(source) = event.get("source") {
-            if source.as_str() != Some(principal.name.as_str()) {
-                errors.push(FieldError::new(i, "/source", "must be this principal's own name, or be left out: the gateway stamps it"));
-            }
+        if let Some(source) = event.get("source")
+            && source.as_str() != Some(principal.name.as_str())
+        {
+            errors.push(FieldError::new(
+                i,
+                "/source",
+                "must be this principal's own name, or be left out: the gateway stamps it",
+            ));
         }
-        if let Some(event_type) = event.get("type").and_then(Value::as_str).and_then(EventType::from_name) {
-            if let Err(why) = principal.may_publish(event_type) {
-                errors.push(FieldError::new(i, "/type", why));
-            }
+        if let Some(event_type) = event.get("type").and_then(Value::as_str).and_then(EventType::from_name)
+            && let Err(why) = principal.may_publish(event_type)
+        {
+            errors.push(FieldError::new(i, "/type", why));
         }
         if event.get("recordedat").is_some() && !principal.is_admin() {
             errors.push(FieldError::new(i, "/recordedat", "only an admin import may carry an original recordedat"));
@@ -107,11 +111,11 @@ pub fn validate(events: &[Value], now: DateTime<Utc>) -> Result<Vec<ReceivedEven
                 errors.extend(problems.into_iter().map(|p| FieldError::new(i, p.pointer, p.message)));
             }
         }
-        if let Some(id) = event.get("id").and_then(Value::as_str) {
-            if let Some(earlier) = first_index.insert(id, i) {
-                errors.push(FieldError::new(i, "/id", format!("repeats the id of event {earlier} in this batch")));
-                first_index.insert(id, earlier);
-            }
+        if let Some(id) = event.get("id").and_then(Value::as_str)
+            && let Some(earlier) = first_index.insert(id, i)
+        {
+            errors.push(FieldError::new(i, "/id", format!("repeats the id of event {earlier} in this batch")));
+            first_index.insert(id, earlier);
         }
     }
     if errors.is_empty() { Ok(parsed) } else { Err(ApiError::Invalid { errors }) }
@@ -271,7 +275,11 @@ impl Ingest {
                                 duplicate: false,
                             });
                             if let Ok(mut c) = committed.lock() {
-                                c.push(KnownStored { index: n.request_index, id: n.id.as_str().to_owned(), sequence: n.sequence });
+                                c.push(KnownStored {
+                                    index: n.request_index,
+                                    id: n.id.as_str().to_owned(),
+                                    sequence: n.sequence,
+                                });
                             }
                         }
                     }
@@ -338,14 +346,13 @@ impl Ingest {
 
             // Corrections are checked against the type they correct first,
             // so that a retried correction compares like with like.
-            if let EventData::RecordCorrected(correction) = &mut event.data {
-                if let Some(target) = st.ids.get(&(principal.name.clone(), correction.corrects.clone())) {
-                    if let Err(problems) = correction.resolve(target.event_type, "/data") {
-                        invalid.extend(problems.into_iter().map(|p| FieldError::new(i, p.pointer, p.message)));
-                        slots.push(Slot::Refused);
-                        continue;
-                    }
-                }
+            if let EventData::RecordCorrected(correction) = &mut event.data
+                && let Some(target) = st.ids.get(&(principal.name.clone(), correction.corrects.clone()))
+                && let Err(problems) = correction.resolve(target.event_type, "/data")
+            {
+                invalid.extend(problems.into_iter().map(|p| FieldError::new(i, p.pointer, p.message)));
+                slots.push(Slot::Refused);
+                continue;
             }
 
             // Idempotency: this subject's own history first, then (after a
@@ -366,7 +373,11 @@ impl Ingest {
                     self.metrics.duplicates.inc();
                     slots.push(Slot::Earlier(original));
                 } else {
-                    conflicts.push(FieldError::new(i, "/id", "was already used by this publisher for a different event"));
+                    conflicts.push(FieldError::new(
+                        i,
+                        "/id",
+                        "was already used by this publisher for a different event",
+                    ));
                     slots.push(Slot::Refused);
                 }
                 continue;
@@ -375,7 +386,11 @@ impl Ingest {
             // References to the subject's own history.
             match event.event_type {
                 EventType::ChildRegistered if st.registered => {
-                    invalid.push(FieldError::new(i, "/subject", "is already registered: a child is registered once (use child.details_updated)"));
+                    invalid.push(FieldError::new(
+                        i,
+                        "/subject",
+                        "is already registered: a child is registered once (use child.details_updated)",
+                    ));
                 }
                 EventType::WorkerJoined if st.registered => {
                     invalid.push(FieldError::new(i, "/subject", "has already joined: use worker.changed"));
@@ -398,25 +413,32 @@ impl Ingest {
                 EventData::WorkerJoined(d) => Some(d.council.clone()),
                 _ => st.council.clone(),
             };
-            if let Some(council) = &council {
-                if !principal.councils.allows(council) {
-                    let pointer = if matches!(event.event_type, EventType::ChildRegistered | EventType::WorkerJoined) { "/data/council" } else { "/subject" };
-                    forbidden.push(FieldError::new(i, pointer, format!("belongs to council {}, outside this principal's scope", council.as_str())));
-                }
+            if let Some(council) = &council
+                && !principal.councils.allows(council)
+            {
+                let pointer = if matches!(event.event_type, EventType::ChildRegistered | EventType::WorkerJoined) {
+                    "/data/council"
+                } else {
+                    "/subject"
+                };
+                forbidden.push(FieldError::new(
+                    i,
+                    pointer,
+                    format!("belongs to council {}, outside this principal's scope", council.as_str()),
+                ));
             }
 
             // The publisher's view of the subject's position.
-            if first_of_subject {
-                if let Some(expected) = event.expected_sequence {
-                    if expected != st.sequence {
-                        conflicts.push(FieldError::new(
-                            i,
-                            "/expectedsequence",
-                            format!("is {expected}, but the subject is at sequence {}", st.sequence),
-                        ));
-                        current_sequence.get_or_insert(st.sequence);
-                    }
-                }
+            if first_of_subject
+                && let Some(expected) = event.expected_sequence
+                && expected != st.sequence
+            {
+                conflicts.push(FieldError::new(
+                    i,
+                    "/expectedsequence",
+                    format!("is {expected}, but the subject is at sequence {}", st.sequence),
+                ));
+                current_sequence.get_or_insert(st.sequence);
             }
 
             // Amendments name an earlier event of this subject by this publisher.
@@ -427,7 +449,11 @@ impl Ingest {
             };
             if let Some((pointer, target)) = target {
                 match st.ids.get(&(principal.name.clone(), target)) {
-                    None => invalid.push(FieldError::new(i, pointer, "names no earlier event of this publisher in this subject's history")),
+                    None => invalid.push(FieldError::new(
+                        i,
+                        pointer,
+                        "names no earlier event of this publisher in this subject's history",
+                    )),
                     Some(k) if k.event_type == EventType::RecordRetracted => {
                         invalid.push(FieldError::new(i, pointer, "names a retraction, which cannot itself be amended"))
                     }
@@ -453,11 +479,17 @@ impl Ingest {
             if !pointers.is_empty() {
                 let key = self.data_key(&subject).await?;
                 let subject_text = subject.to_string();
-                privacy::seal_fields(&mut doc, &pointers, &key, (&subject_text, principal.name.as_str(), event.id.as_str()), || {
-                    let mut nonce = [0u8; 24];
-                    rand::rngs::OsRng.fill_bytes(&mut nonce);
-                    nonce
-                });
+                privacy::seal_fields(
+                    &mut doc,
+                    &pointers,
+                    &key,
+                    (&subject_text, principal.name.as_str(), event.id.as_str()),
+                    || {
+                        let mut nonce = [0u8; 24];
+                        rand::rngs::OsRng.fill_bytes(&mut nonce);
+                        nonce
+                    },
+                );
             }
             let Value::Object(unsealed) = doc else {
                 return Err(ApiError::Internal(anyhow::anyhow!("a stored document is not an object")).into());
@@ -524,7 +556,10 @@ impl Ingest {
             return Err(ApiError::Internal(anyhow::anyhow!("personal data on a subject that is not a child")).into());
         };
         self.keys.key_for(child).await.map_err(|e| match e {
-            KeyError::Unavailable(m) => PlanError::Api(ApiError::Unavailable { detail: format!("the key store is unavailable: {m}"), stored: Vec::new() }),
+            KeyError::Unavailable(m) => PlanError::Api(ApiError::Unavailable {
+                detail: format!("the key store is unavailable: {m}"),
+                stored: Vec::new(),
+            }),
             other => PlanError::Api(ApiError::Internal(other.into())),
         })
     }
@@ -535,14 +570,20 @@ impl Ingest {
         let message = match found {
             Ok(m) => m,
             Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(None),
-            Err(e) => return Err(ApiError::Unavailable { detail: e.to_string(), stored: Vec::new() }.into()),
+            Err(e) => {
+                return Err(ApiError::Unavailable { detail: e.to_string(), stored: Vec::new() }.into());
+            }
         };
         // The event is always the message after its index entry: both are
         // written in one atomic batch, index first.
         let stream_seq = message.sequence + 1;
         let stored = self.fetch(stream_seq).await?;
         if stored.1.source != *source || stored.1.id != *id {
-            return Err(ApiError::Internal(anyhow::anyhow!("id index entry {} does not precede its event", message.sequence)).into());
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "id index entry {} does not precede its event",
+                message.sequence
+            ))
+            .into());
         }
         Ok(Some((stored.1.subject.clone(), stream_seq)))
     }
@@ -587,7 +628,8 @@ impl Ingest {
         }
         let received = serde_json::to_value(&event.data).map_err(|e| ApiError::Internal(e.into()))?;
         let same_time = doc["time"].as_str() == Some(format_time(&event.time).as_str());
-        let same_recorded = event.recorded_at.is_none_or(|r| doc["recordedat"].as_str() == Some(format_time(&r).as_str()));
+        let same_recorded =
+            event.recorded_at.is_none_or(|r| doc["recordedat"].as_str() == Some(format_time(&r).as_str()));
         Ok(stored.event_type == event.event_type
             && same_time
             && same_recorded
@@ -597,7 +639,9 @@ impl Ingest {
 
 fn unavailable(detail: String, committed: &Arc<Mutex<Vec<KnownStored>>>) -> ApiError {
     ApiError::Unavailable {
-        detail: format!("{detail}; events listed in `stored` are stored, and retrying the whole request with the same ids is safe"),
+        detail: format!(
+            "{detail}; events listed in `stored` are stored, and retrying the whole request with the same ids is safe"
+        ),
         stored: committed.lock().map(|c| c.clone()).unwrap_or_default(),
     }
 }

@@ -41,9 +41,17 @@ impl Default for Metrics {
         let stored = Family::<TypeLabel, Counter>::default();
         registry.register("events_stored", "Events stored, by type", stored.clone());
         let duplicates = Counter::default();
-        registry.register("events_duplicate", "Events received again and answered with the original", duplicates.clone());
+        registry.register(
+            "events_duplicate",
+            "Events received again and answered with the original",
+            duplicates.clone(),
+        );
         let retries = Counter::default();
-        registry.register("write_retries", "Requests planned again because another writer moved a subject on", retries.clone());
+        registry.register(
+            "write_retries",
+            "Requests planned again because another writer moved a subject on",
+            retries.clone(),
+        );
         let unavailable = Counter::default();
         registry.register("storage_unavailable", "Requests answered 503", unavailable.clone());
         let requests = Family::<StatusLabel, Counter>::default();

@@ -142,9 +142,8 @@ async fn handle_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadJson { detail: "the body is empty".into() });
     }
-    let value = events::json::parse_strict(&bytes).map_err(|e| ApiError::BadJson {
-        detail: format!("{} (line {}, column {})", e.message, e.line, e.column),
-    })?;
+    let value = events::json::parse_strict(&bytes)
+        .map_err(|e| ApiError::BadJson { detail: format!("{} (line {}, column {})", e.message, e.line, e.column) })?;
     let events = match value {
         Value::Array(items) => {
             if items.is_empty() {

@@ -86,8 +86,8 @@ pub async fn publish_atomic(
 }
 
 fn parse_ack(payload: &[u8]) -> Result<Committed, PublishError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(payload).map_err(|_| PublishError::Unavailable("JetStream's answer is not JSON".into()))?;
+    let value: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|_| PublishError::Unavailable("JetStream's answer is not JSON".into()))?;
     if let Some(error) = value.get("error") {
         let code = error.get("err_code").and_then(|c| c.as_u64()).unwrap_or(0);
         let description = error.get("description").and_then(|d| d.as_str()).unwrap_or("").to_owned();

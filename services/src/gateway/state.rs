@@ -65,8 +65,10 @@ impl SubjectState {
             EventType::ChildTransferred => self.council = council(),
             _ => {}
         }
-        self.ids
-            .insert((event.source.clone(), event.id.clone()), Known { event_type: event.event_type, sequence: event.sequence, stream_seq });
+        self.ids.insert(
+            (event.source.clone(), event.id.clone()),
+            Known { event_type: event.event_type, sequence: event.sequence, stream_seq },
+        );
     }
 }
 
@@ -130,7 +132,9 @@ impl Cache {
         sorted.sort();
         sorted.dedup();
         let mutexes: Vec<(Subject, Arc<tokio::sync::Mutex<Option<SubjectState>>>)> = {
-            let Ok(mut entries) = self.entries.lock() else { return Vec::new() };
+            let Ok(mut entries) = self.entries.lock() else {
+                return Vec::new();
+            };
             if entries.len() > CACHE_LIMIT {
                 // Drop states nobody holds; they reload on demand.
                 entries.retain(|_, m| Arc::strong_count(m) > 1);
