@@ -227,7 +227,12 @@ impl Ingest {
                 if !cached || attempt > 0 {
                     let loaded = state::catch_up(&self.stream, subject, &mut st).await;
                     **slot = Some(st.clone());
-                    loaded.map_err(|e| unavailable(e.to_string(), &committed))?;
+                    loaded.map_err(|e| match e {
+                        state::LoadError::Unavailable(m) => unavailable(m, &committed),
+                        // A stored message that is not an event is not an
+                        // outage: refuse loudly rather than ask for retries.
+                        corrupt @ state::LoadError::Corrupt { .. } => ApiError::Internal(corrupt.into()),
+                    })?;
                 } else {
                     **slot = Some(st.clone());
                 }
