@@ -1,11 +1,22 @@
 //! Read models in PostgreSQL, built from the event stream.
 //!
-//! This crate will own every read-model table and the only code that writes
-//! them: a projection is a pure function from (state, event) to changes, plus
-//! the small piece that applies those changes in the same transaction that
-//! stores the stream position. It depends on `events` and on nothing that
-//! serves HTTP or publishes to NATS.
+//! This crate owns every read-model table and the only code that writes
+//! them. A projection is a pure function of stored events (for example
+//! [`summary`]), plus [`store`], which writes what it yields in the same
+//! transaction that moves the projector's stream position, and [`runtime`],
+//! the consumer loop. It depends on `events`, never on the gateway or the
+//! query side.
 //!
-//! It is empty until the projector is built (issue 4); it exists now so that
-//! the workspace's dependency direction (events ← projections ← services) is
-//! fixed from the start.
+//! # Layout
+//!
+//! - `migrations/`: the schema, each table with a comment saying why it exists.
+//! - [`store`]: decoding stream messages and applying a batch in one transaction.
+//! - [`summary`]: one-line chronology summaries from codes only.
+//! - [`runtime`]: the durable pull consumer, acknowledging after commit.
+
+pub mod runtime;
+pub mod store;
+pub mod summary;
+
+/// The read-model schema.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -70,3 +70,22 @@ impl GatewaySettings {
         }
     }
 }
+
+/// The read-model database.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// Read-model database (created if missing).
+    #[arg(long = "database-url", env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/safeguard")]
+    pub url: String,
+}
+
+/// The projector role's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProjectorArgs {
+    /// Names this projector's durable consumer and its position row.
+    #[arg(long = "projector-name", env = "SAFEGUARD_PROJECTOR", default_value = "main")]
+    pub name: String,
+    /// Stream messages applied per transaction at most.
+    #[arg(long = "projector-batch", env = "SAFEGUARD_PROJECTOR_BATCH", default_value_t = 1000)]
+    pub batch: usize,
+}

@@ -57,6 +57,54 @@ pub fn load_or_create_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
     events::chain::decode_signing_key(&text).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))
 }
 
+/// Connects to the read-model database, creating it if it does not exist.
+pub async fn connect_database(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    use sqlx::ConnectOptions as _;
+    use std::str::FromStr as _;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url).context("DATABASE_URL is not a PostgreSQL URL")?;
+    let database = options.get_database().unwrap_or("safeguard").to_owned();
+    if !database.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        anyhow::bail!("the database name in DATABASE_URL must be letters, digits and _");
+    }
+    let admin = options.clone().database("postgres");
+    let mut conn = admin.connect().await.context("could not reach PostgreSQL at DATABASE_URL")?;
+    let exists: bool = sqlx::query_scalar("select exists (select from pg_database where datname = $1)")
+        .bind(&database)
+        .fetch_one(&mut conn)
+        .await?;
+    if !exists {
+        // Two roles starting at once may both try; the loser's error is harmless.
+        let _ = sqlx::query(&format!("create database {database}")).execute(&mut conn).await;
+        tracing::info!(database = %database, "created the read-model database");
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .context("could not connect to the read-model database")?;
+    Ok(pool)
+}
+
+/// Runs the projector until `shutdown` resolves.
+pub async fn run_projector(
+    nats: config::NatsArgs,
+    database: config::DatabaseArgs,
+    projector: config::ProjectorArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let client = bus::connect(&nats.url, nats.creds.as_deref()).await?;
+    let js = async_nats::jetstream::new(client);
+    bus::ensure_streams(&js, &nats.stream_settings()).await?;
+    let pool = connect_database(&database.url).await?;
+    let settings = projections::runtime::Settings {
+        name: projector.name,
+        batch: projector.batch,
+        ..projections::runtime::Settings::default()
+    };
+    projections::runtime::run(pool, js, settings, Arc::default(), shutdown).await?;
+    Ok(())
+}
+
 /// Runs the gateway until `shutdown` resolves. Returns the address it bound
 /// through `bound` before serving, so tests can use port 0.
 pub async fn run_gateway(

@@ -2,7 +2,7 @@
 //! parses the command line; the work is in the library.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use services::config::{GatewayArgs, GatewaySettings, NatsArgs};
+use services::config::{DatabaseArgs, GatewayArgs, GatewaySettings, NatsArgs, ProjectorArgs};
 
 /// Safeguard: an event-sourced backbone for child protection in England.
 ///
@@ -26,6 +26,10 @@ enum Command {
         nats: NatsArgs,
         #[command(flatten)]
         gateway: GatewayArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        projector: ProjectorArgs,
     },
     /// Print a new random token once, and the principals.toml entry for it.
     Token {
@@ -47,6 +51,8 @@ enum Command {
 enum Role {
     /// Accepts events over HTTP and stores them on JetStream.
     Gateway,
+    /// Applies the stream to the read models in PostgreSQL.
+    Projector,
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,11 +74,10 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Command::Serve { roles, nats, gateway } => {
+        Command::Serve { roles, nats, gateway, database, projector } => {
             init_tracing();
-            // Only the gateway exists so far, so every selection runs it.
-            let _ = roles;
-            let settings = GatewaySettings::new(nats, gateway);
+            let all = roles.is_empty();
+            let wants = |role: Role| all || roles.contains(&role);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -80,7 +85,34 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(services::run_gateway(settings, services::shutdown_signal(), None)) {
+            let outcome = runtime.block_on(async move {
+                // One shutdown signal, told to every role.
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    services::shutdown_signal().await;
+                    let _ = stop_tx.send(true);
+                });
+                let stopped = move || {
+                    let mut rx = stop_rx.clone();
+                    async move {
+                        let _ = rx.wait_for(|stop| *stop).await;
+                    }
+                };
+                let mut tasks = tokio::task::JoinSet::new();
+                if wants(Role::Gateway) {
+                    let settings = GatewaySettings::new(nats.clone(), gateway);
+                    tasks.spawn(services::run_gateway(settings, stopped(), None));
+                }
+                if wants(Role::Projector) {
+                    tasks.spawn(services::run_projector(nats, database, projector, stopped()));
+                }
+                // The first role to fail stops the process.
+                while let Some(done) = tasks.join_next().await {
+                    done??;
+                }
+                anyhow::Ok(())
+            });
+            match outcome {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "safeguard stopped");

@@ -1,0 +1,137 @@
+//! The projector: a durable JetStream pull consumer whose batches are applied
+//! in one Postgres transaction each and acknowledged only after commit.
+//!
+//! PostgreSQL holds the truth about how far the read models have got
+//! (`projector_position`, written in each batch's transaction). At start the
+//! consumer is made afresh from that position, so a database restored from
+//! an older backup, or a fresh one, replays exactly what it lacks; a crash
+//! between commit and acknowledgement only redelivers messages the
+//! position already covers, which [`crate::store::apply_batch`] skips.
+
+use crate::store::{self, Incoming};
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use sqlx::PgPool;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The stream the projector reads.
+pub const EVENTS_STREAM: &str = "SG_EVENTS";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Names the durable consumer and the row in `projector_position`.
+    pub name: String,
+    /// Messages applied per transaction at most.
+    pub batch: usize,
+    /// The subjects this projector owns (all events, or some partitions).
+    pub filter: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { name: "main".into(), batch: 1000, filter: events::subjects::EVENTS_FILTER.into() }
+    }
+}
+
+/// Counters the projector keeps for its metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub applied: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub position: AtomicU64,
+    /// The stream's last sequence when last looked at.
+    pub stream_last: AtomicU64,
+}
+
+impl Stats {
+    /// Stream head minus applied position (the stream also holds id-index
+    /// messages this projector does not apply, so this is an upper bound).
+    pub fn lag(&self) -> u64 {
+        self.stream_last.load(Ordering::Relaxed).saturating_sub(self.position.load(Ordering::Relaxed))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error("the read-model database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("could not migrate the read-model database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("JetStream failed: {0}")]
+    JetStream(String),
+}
+
+fn js_error(e: impl std::fmt::Display) -> ProjectorError {
+    ProjectorError::JetStream(e.to_string())
+}
+
+/// Applies the stream to the read models until `shutdown` resolves.
+pub async fn run(
+    pool: PgPool,
+    js: jetstream::Context,
+    settings: Settings,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProjectorError> {
+    crate::MIGRATOR.run(&pool).await?;
+    let mut conn = pool.acquire().await?;
+    let from = store::position(&mut conn, &settings.name).await?;
+    drop(conn);
+    stats.position.store(from, Ordering::Relaxed);
+
+    let stream = js.get_stream(EVENTS_STREAM).await.map_err(js_error)?;
+    let durable = format!("sg-projector-{}", settings.name);
+    // The durable is rebuilt from the database's position: Postgres, not the
+    // consumer's ack floor, says what the read models hold.
+    let _ = stream.delete_consumer(&durable).await;
+    let consumer: consumer::PullConsumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(durable.clone()),
+            filter_subject: settings.filter.clone(),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: from + 1 },
+            ack_policy: consumer::AckPolicy::All,
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: 100_000,
+            ..Default::default()
+        })
+        .await
+        .map_err(js_error)?;
+    tracing::info!(projector = %settings.name, from, "projector started");
+
+    tokio::pin!(shutdown);
+    loop {
+        let fetch = consumer.fetch().max_messages(settings.batch).expires(Duration::from_millis(500)).messages();
+        let mut messages = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            m = fetch => m.map_err(js_error)?,
+        };
+        let mut batch = Vec::with_capacity(settings.batch);
+        let mut last = None;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(js_error)?;
+            let info = message.info().map_err(js_error)?;
+            batch.push(Incoming::decode(info.stream_sequence, message.subject.as_str(), &message.payload));
+            last = Some(message);
+        }
+        let Some(last) = last else {
+            if let Ok(info) = stream.get_info().await {
+                stats.stream_last.store(info.state.last_sequence, Ordering::Relaxed);
+            }
+            continue;
+        };
+        let mut tx = pool.begin().await?;
+        let applied = store::apply_batch(&mut tx, &settings.name, &batch).await?;
+        tx.commit().await?;
+        // Acknowledged only now: AckPolicy::All acknowledges the whole batch.
+        last.ack().await.map_err(js_error)?;
+        stats.applied.fetch_add(applied.events, Ordering::Relaxed);
+        stats.dead_letters.fetch_add(applied.dead_letters, Ordering::Relaxed);
+        stats.position.store(applied.position, Ordering::Relaxed);
+        if applied.dead_letters > 0 {
+            tracing::warn!(count = applied.dead_letters, "kept undecodable messages in dead_letter");
+        }
+    }
+}

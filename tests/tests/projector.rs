@@ -1,0 +1,132 @@
+//! The projector against real JetStream and PostgreSQL: every stored event
+//! copied once, the chronology written from codes only, undecodable messages
+//! kept, and a second run applying nothing twice.
+
+use events::{EventType, examples};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tests::gateway::{TestGateway, stream_count, tokens};
+use tests::{NatsServer, TestDatabase};
+
+fn child_event(t: EventType, id: &str, child: &str) -> Value {
+    let mut e = examples::event(t, id, "2025-01-14T09:30:00Z");
+    e["subject"] = json!(child);
+    e
+}
+
+/// Runs a projector until its position reaches `target`, then stops it.
+async fn project_until(nats_url: &str, pool: &PgPool, target: u64) {
+    let client = async_nats::connect(nats_url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let stats = Arc::new(projections::runtime::Stats::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(projections::runtime::run(
+        pool.clone(),
+        js,
+        projections::runtime::Settings::default(),
+        stats.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stats.position.load(std::sync::atomic::Ordering::Relaxed) < target {
+        assert!(!task.is_finished(), "the projector stopped: {:?}", task.await);
+        assert!(Instant::now() < deadline, "the projector did not reach {target}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_tx.send(());
+    task.await.expect("join").expect("the projector ran cleanly");
+}
+
+async fn count(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(pool).await.expect("count")
+}
+
+#[tokio::test]
+async fn every_event_is_copied_once_and_a_rerun_applies_nothing_twice() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+
+    let mut expected_child_events = 0;
+    for c in 0..20 {
+        let child = uuid::Uuid::new_v4().to_string();
+        let mut batch = vec![child_event(EventType::ChildRegistered, &format!("r-{c}"), &child)];
+        for (i, t) in [EventType::ContactRecorded, EventType::ReferralReceived, EventType::ChildSeen, EventType::ConcernRaised]
+            .into_iter()
+            .enumerate()
+        {
+            batch.push(child_event(t, &format!("e-{c}-{i}"), &child));
+        }
+        expected_child_events += batch.len() as i64;
+        let r = gw.post(tokens::HARINGEY, &Value::Array(batch)).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = gw.post(tokens::ADMIN, &examples::event(EventType::WorkerJoined, "w-1", "2025-01-14T09:30:00Z")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let last = r.result(0)["stream_sequence"].as_u64().expect("stream sequence");
+
+    project_until(&nats.url(), &pool, last).await;
+    assert_eq!(count(&pool, "stored_event").await, expected_child_events + 1);
+    assert_eq!(count(&pool, "chronology_entry").await, expected_child_events);
+    assert_eq!(count(&pool, "dead_letter").await, 0);
+
+    // The Postgres copy is the stream's, byte for byte in canonical form.
+    let messages = tests::gateway::stream_messages(&nats.url()).await;
+    let stream_events: Vec<Vec<u8>> =
+        messages.into_iter().filter(|(s, _)| s.starts_with("sg.ev.")).map(|(_, p)| p).collect();
+    let copies: Vec<Value> = sqlx::query_scalar("select document from stored_event order by stream_seq")
+        .fetch_all(&pool)
+        .await
+        .expect("copies");
+    let copies: Vec<Vec<u8>> = copies.iter().map(|v| serde_json::to_vec(v).expect("json")).collect();
+    let a: Vec<&[u8]> = stream_events.iter().map(Vec::as_slice).collect();
+    let b: Vec<&[u8]> = copies.iter().map(Vec::as_slice).collect();
+    assert_eq!(events::chain::compare_copies("all", &a, &b), vec![]);
+
+    // Nothing personal in the chronology.
+    let summaries: Vec<String> =
+        sqlx::query_scalar("select summary from chronology_entry").fetch_all(&pool).await.expect("summaries");
+    assert!(summaries.iter().any(|s| s.starts_with("Referral R-4411 from police (6)")));
+    for s in &summaries {
+        assert!(!s.contains("Sam") && !s.contains("bruising") && !s.contains("hungry"), "{s}");
+    }
+
+    // A second run starts from the stored position and applies nothing.
+    project_until(&nats.url(), &pool, last).await;
+    assert_eq!(count(&pool, "stored_event").await, expected_child_events + 1);
+    assert_eq!(count(&pool, "chronology_entry").await, expected_child_events);
+}
+
+#[tokio::test]
+async fn an_undecodable_message_is_kept_as_a_dead_letter_and_the_rest_flows_on() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let child = uuid::Uuid::new_v4().to_string();
+    let r = gw.post(tokens::HARINGEY, &child_event(EventType::ChildRegistered, "d-1", &child)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // Something that is not a stored event, written behind the gateway's back.
+    let js = async_nats::jetstream::new(nats.client().await);
+    js.publish(format!("sg.ev.00.child.{}", uuid::Uuid::new_v4()), "not an event".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    let r = gw.post(tokens::HARINGEY, &child_event(EventType::ChildSeen, "d-2", &child)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let last = r.result(0)["stream_sequence"].as_u64().expect("stream sequence");
+    assert!(stream_count(&nats.url()).await >= last);
+
+    project_until(&nats.url(), &pool, last).await;
+    let (reason, payload): (String, Vec<u8>) =
+        sqlx::query_as("select reason, payload from dead_letter").fetch_one(&pool).await.expect("one dead letter");
+    assert!(!reason.is_empty());
+    assert_eq!(payload, b"not an event");
+    assert_eq!(count(&pool, "stored_event").await, 2);
+}
