@@ -33,9 +33,12 @@ impl Incoming {
         });
         match parsed {
             Ok((event, document)) => Self::Event { stream_seq, event: Box::new(event), document },
-            Err(reason) => {
-                Self::Undecodable { stream_seq, nats_subject: nats_subject.to_owned(), reason, payload: payload.to_vec() }
-            }
+            Err(reason) => Self::Undecodable {
+                stream_seq,
+                nats_subject: nats_subject.to_owned(),
+                reason,
+                payload: payload.to_vec(),
+            },
         }
     }
 }
@@ -66,7 +69,11 @@ fn to_i64(n: u64) -> i64 {
 /// Applies `batch` (in stream order) within `tx`. Messages at or below the
 /// stored position are skipped, so a batch redelivered after a crash
 /// applies nothing twice.
-pub async fn apply_batch(tx: &mut Transaction<'_, Postgres>, projector: &str, batch: &[Incoming]) -> Result<Applied, sqlx::Error> {
+pub async fn apply_batch(
+    tx: &mut Transaction<'_, Postgres>,
+    projector: &str,
+    batch: &[Incoming],
+) -> Result<Applied, sqlx::Error> {
     sqlx::query("insert into projector_position (projector, stream_seq) values ($1, 0) on conflict do nothing")
         .bind(projector)
         .execute(&mut **tx)

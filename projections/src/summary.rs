@@ -16,7 +16,12 @@ fn flag(data: &Map<String, Value>, field: &str) -> Option<bool> {
 }
 
 /// "label (code)" for a code of a code set, or the raw code if unknown.
-fn coded<C: Copy>(data: &Map<String, Value>, field: &str, parse: fn(&str) -> Option<C>, label: fn(C) -> &'static str) -> String {
+fn coded<C: Copy>(
+    data: &Map<String, Value>,
+    field: &str,
+    parse: fn(&str) -> Option<C>,
+    label: fn(C) -> &'static str,
+) -> String {
     let code = text(data, field);
     match parse(code) {
         Some(c) => format!("{} ({code})", label(c)),
@@ -108,7 +113,9 @@ pub fn summarise(event_type: EventType, data: &Map<String, Value>) -> String {
             let agencies = data.get("agencies").and_then(Value::as_array).map_or(0, Vec::len);
             format!("Strategy discussion {} with {agencies} agencies: {decision}", text(data, "discussion_id"))
         }
-        T::S47Started => format!("Section 47 enquiry {} started (referral {})", text(data, "s47_id"), text(data, "referral_id")),
+        T::S47Started => {
+            format!("Section 47 enquiry {} started (referral {})", text(data, "s47_id"), text(data, "referral_id"))
+        }
         T::S47Completed => format!(
             "Section 47 enquiry {} completed: {}",
             text(data, "s47_id"),
@@ -121,7 +128,9 @@ pub fn summarise(event_type: EventType, data: &Map<String, Value>) -> String {
             ConferenceOutcome::from_code(text(data, "outcome")).map_or("?", ConferenceOutcome::label)
         ),
         T::CpPlanStarted => format!("Child protection plan {} started: {}", text(data, "plan_id"), category(data)),
-        T::CpPlanCategoryChanged => format!("Child protection plan {} category now {}", text(data, "plan_id"), category(data)),
+        T::CpPlanCategoryChanged => {
+            format!("Child protection plan {} category now {}", text(data, "plan_id"), category(data))
+        }
         T::CpPlanEnded => format!("Child protection plan {} ended", text(data, "plan_id")),
         T::CinPlanStarted => format!("Child in need plan {} started", text(data, "plan_id")),
         T::CinPlanEnded => format!("Child in need plan {} ended", text(data, "plan_id")),
@@ -131,7 +140,9 @@ pub fn summarise(event_type: EventType, data: &Map<String, Value>) -> String {
             SeenContext::from_code(text(data, "context")).map_or("?", SeenContext::label),
             text(data, "seen_by")
         ),
-        T::CaseAllocated => format!("Case allocated to worker {} in team {}", text(data, "worker_id"), text(data, "team_id")),
+        T::CaseAllocated => {
+            format!("Case allocated to worker {} in team {}", text(data, "worker_id"), text(data, "team_id"))
+        }
         T::CaseDeallocated => format!("Case no longer held by worker {}", text(data, "worker_id")),
         T::CaseClosed => format!(
             "Case closed (referral {}): {}",
@@ -201,14 +212,29 @@ mod tests {
             "Referral R-4411 from police (6): primary need N1, abuse or neglect"
         );
         assert_eq!(summary_of(EventType::CpPlanStarted), "Child protection plan CPP-1 started: neglect (NEG)");
-        assert_eq!(summary_of(EventType::ContactRecorded), "Contact from health: health visitor (3B): referred to children's social care");
+        assert_eq!(
+            summary_of(EventType::ContactRecorded),
+            "Contact from health: health visitor (3B): referred to children's social care"
+        );
     }
 
     #[test]
     fn summaries_never_carry_free_text_or_personal_details() {
         for &t in EventType::ALL {
             let line = summary_of(t);
-            for secret in ["Sam", "Alex", "Example", "9434765919", "bruising", "hungry", "Risks reduced", "Wrong referral", "wrong child", "adopted;", "timetable"] {
+            for secret in [
+                "Sam",
+                "Alex",
+                "Example",
+                "9434765919",
+                "bruising",
+                "hungry",
+                "Risks reduced",
+                "Wrong referral",
+                "wrong child",
+                "adopted;",
+                "timetable",
+            ] {
                 assert!(!line.contains(secret), "{t}: {line}");
             }
         }

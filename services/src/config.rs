@@ -76,7 +76,7 @@ impl GatewaySettings {
 pub struct DatabaseArgs {
     /// Read-model database (created if missing).
     #[arg(long = "database-url", env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/safeguard")]
-    pub url: String,
+    pub database_url: String,
 }
 
 /// The projector role's settings.

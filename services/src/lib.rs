@@ -95,7 +95,7 @@ pub async fn run_projector(
     let client = bus::connect(&nats.url, nats.creds.as_deref()).await?;
     let js = async_nats::jetstream::new(client);
     bus::ensure_streams(&js, &nats.stream_settings()).await?;
-    let pool = connect_database(&database.url).await?;
+    let pool = connect_database(&database.database_url).await?;
     let settings = projections::runtime::Settings {
         name: projector.name,
         batch: projector.batch,

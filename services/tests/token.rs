@@ -33,3 +33,13 @@ fn token_prints_a_working_principal_entry() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("overlord"));
 }
+
+#[test]
+fn every_subcommand_parses_its_help() {
+    // clap checks its own definitions (unique names, valid defaults) when a
+    // command is parsed; a mistake there would stop `safeguard serve` dead.
+    for args in [&["--help"][..], &["serve", "--help"], &["token", "--help"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_safeguard")).args(args).output().expect("run safeguard");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -46,3 +46,32 @@ pub(crate) fn log_tail(path: &std::path::Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// The `safeguard` binary, for tests that must kill a real process.
+///
+/// `cargo test --workspace` (what `ops/test` runs) builds it with the
+/// workspace's features before any test starts, so it is used as found.
+/// Only when it is missing (`cargo test -p tests` on a fresh tree) is it
+/// built here, once per test process.
+pub fn safeguard_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace_root().join("target"));
+            let binary = target.join("debug").join("safeguard");
+            if !binary.exists() {
+                let cargo = option_env!("CARGO").unwrap_or("cargo");
+                #[allow(clippy::expect_used)]
+                let status = std::process::Command::new(cargo)
+                    .args(["build", "-q", "-p", "services", "--bin", "safeguard"])
+                    .current_dir(workspace_root())
+                    .status()
+                    .expect("run cargo build");
+                assert!(status.success(), "cargo build of the safeguard binary failed");
+            }
+            binary
+        })
+        .clone()
+}

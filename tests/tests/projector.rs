@@ -56,9 +56,10 @@ async fn every_event_is_copied_once_and_a_rerun_applies_nothing_twice() {
     for c in 0..20 {
         let child = uuid::Uuid::new_v4().to_string();
         let mut batch = vec![child_event(EventType::ChildRegistered, &format!("r-{c}"), &child)];
-        for (i, t) in [EventType::ContactRecorded, EventType::ReferralReceived, EventType::ChildSeen, EventType::ConcernRaised]
-            .into_iter()
-            .enumerate()
+        for (i, t) in
+            [EventType::ContactRecorded, EventType::ReferralReceived, EventType::ChildSeen, EventType::ConcernRaised]
+                .into_iter()
+                .enumerate()
         {
             batch.push(child_event(t, &format!("e-{c}-{i}"), &child));
         }

@@ -1,0 +1,126 @@
+//! Crash test: a real projector process killed with SIGKILL mid-batch, again
+//! and again, leaves read models equal to a clean rebuild, with nothing
+//! applied twice.
+
+use events::{EventType, examples};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tests::gateway::{TestGateway, tokens};
+use tests::{NatsServer, TestDatabase, safeguard_binary};
+
+fn child_event(t: EventType, id: &str, child: &str) -> Value {
+    let mut e = examples::event(t, id, "2025-01-14T09:30:00Z");
+    e["subject"] = json!(child);
+    e
+}
+
+fn spawn_projector(nats_url: &str, database_url: &str) -> Child {
+    Command::new(safeguard_binary())
+        .args(["serve", "--role", "projector"])
+        .env("NATS_URL", nats_url)
+        .env("DATABASE_URL", database_url)
+        .env("SAFEGUARD_PROJECTOR_BATCH", "150")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the projector")
+}
+
+async fn position(pool: &PgPool) -> u64 {
+    sqlx::query_scalar::<_, i64>("select coalesce(max(stream_seq), 0) from projector_position")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0) as u64
+}
+
+/// A checksum of a table's rows in a fixed order, leaving out columns that
+/// record when the projector ran rather than what it projected.
+async fn checksum(pool: &PgPool, table: &str, order: &str) -> String {
+    let sql =
+        format!("select coalesce(md5(string_agg(row_to_json(t)::text, '\n' order by {order})), '') from {table} t");
+    sqlx::query_scalar(&sql).fetch_one(pool).await.expect("checksum")
+}
+
+#[tokio::test]
+async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let mut last = 0;
+    for c in 0..6 {
+        let child = uuid::Uuid::new_v4().to_string();
+        let mut batch = vec![child_event(EventType::ChildRegistered, &format!("c{c}-0"), &child)];
+        batch.extend((1..500).map(|i| child_event(EventType::ChildSeen, &format!("c{c}-{i}"), &child)));
+        let r = gw.post(tokens::HARINGEY, &Value::Array(batch)).await;
+        assert_eq!(r.status, 201, "{}", &r.text[..r.text.len().min(300)]);
+        last = r.result(499)["stream_sequence"].as_u64().expect("stream sequence");
+    }
+
+    let crashed = TestDatabase::create().await;
+    let pool = crashed.pool().await;
+    let mut kills = 0;
+    let mut previous = 0;
+    for round in 0..6u64 {
+        let mut projector = spawn_projector(&nats.url(), crashed.url());
+        // Let it get into its work, then kill it without warning.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let at = position(&pool).await;
+            if at > previous || at >= last || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Kill at a different point in each round: mid-fetch, mid-transaction, mid-ack.
+        tokio::time::sleep(Duration::from_millis(7 + 23 * round)).await;
+        let _ = projector.kill();
+        let _ = projector.wait();
+        kills += 1;
+        previous = position(&pool).await;
+    }
+    assert_eq!(kills, 6);
+    assert!(previous < last, "the kills should land before the end, to mean something");
+    // A last run to the end.
+    let mut projector = spawn_projector(&nats.url(), crashed.url());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while position(&pool).await < last {
+        assert!(Instant::now() < deadline, "the projector did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = projector.kill();
+    let _ = projector.wait();
+
+    // A clean rebuild in another database, by an in-process projector.
+    let clean = TestDatabase::create().await;
+    let clean_pool = clean.pool().await;
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let stats = Arc::new(projections::runtime::Stats::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(projections::runtime::run(
+        clean_pool.clone(),
+        async_nats::jetstream::new(client),
+        projections::runtime::Settings { name: "clean".into(), ..Default::default() },
+        stats.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stats.position.load(std::sync::atomic::Ordering::Relaxed) < last {
+        assert!(Instant::now() < deadline, "the clean rebuild did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_tx.send(());
+    task.await.expect("join").expect("clean run");
+
+    let n: i64 = sqlx::query_scalar("select count(*) from stored_event").fetch_one(&pool).await.expect("count");
+    assert_eq!(n, 3000, "every event exactly once");
+    for (table, order) in
+        [("stored_event", "stream_seq"), ("chronology_entry", "child_id, sequence"), ("dead_letter", "stream_seq")]
+    {
+        assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");
+    }
+}
