@@ -159,6 +159,21 @@ impl NatsServer {
         }
     }
 
+    /// SIGSTOP: the server freezes with its sockets open, so clients see a
+    /// server that is connected but does not answer (a slow or hung server).
+    pub fn pause(&self) {
+        if let Some(child) = &self.child {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGSTOP);
+        }
+    }
+
+    /// SIGCONT after [`NatsServer::pause`].
+    pub fn resume(&self) {
+        if let Some(child) = &self.child {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+        }
+    }
+
     /// SIGTERM, then wait for a clean exit (SIGKILL after 20 s).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -54,6 +54,13 @@ pub async fn publish_atomic(
     messages: &[Outgoing],
     timeout: Duration,
 ) -> Result<Committed, PublishError> {
+    // While disconnected the client would buffer these messages and send them
+    // on reconnect, long after the request was answered 503. That would still
+    // be safe (ids and expectations hold), but a publisher should not find a
+    // refused write appearing minutes later, so a known outage sends nothing.
+    if client.connection_state() != async_nats::connection::State::Connected {
+        return Err(PublishError::Unavailable("not connected to NATS".into()));
+    }
     let batch_id = uuid::Uuid::new_v4().simple().to_string();
     let last = messages.len();
     let work = async {
