@@ -58,56 +58,17 @@ as_postgres() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-ensure_postgres() {
-  local url="${SAFEGUARD_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-  if pg_answers "$url"; then
-    export SAFEGUARD_TEST_DATABASE_URL="$url"
-    return
-  fi
+# Starts a private PostgreSQL cluster in DIR on 127.0.0.1:PORT, creating it
+# (trust auth, run as the postgres user when we are root) if needed, and
+# installing PostgreSQL if it is missing.
+private_cluster() {
+  local dir="$1" port="$2" bin
   if [ -z "$(pg_bindir)" ] || ! command -v psql >/dev/null 2>&1; then
     apt_install postgresql
   fi
-  local bin dir port=55432
   bin="$(pg_bindir)"
-  dir="$ROOT/.run/test-pg"
   if [ ! -f "$dir/data/PG_VERSION" ]; then
-    log "creating a private PostgreSQL cluster for tests in .run/test-pg"
-    rm -rf "$dir"; mkdir -p "$dir"
-    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
-    as_postgres "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
-  fi
-  if ! pg_answers "postgres://postgres@127.0.0.1:$port/postgres"; then
-    log "starting the private PostgreSQL on 127.0.0.1:$port"
-    as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
-    PRIVATE_PG_STARTED="$dir"
-  fi
-  export SAFEGUARD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
-}
-
-stop_private_postgres() {
-  if [ -n "${PRIVATE_PG_STARTED:-}" ]; then
-    as_postgres "$(pg_bindir)/pg_ctl" -D "$PRIVATE_PG_STARTED/data" -m fast -w stop >/dev/null || true
-  fi
-}
-
-# Makes DATABASE_URL answer: the configured server if it does, else a
-# private cluster under .run/pg on port 55433 (left running for the next run).
-ensure_database_url() {
-  local url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/safeguard}"
-  local admin="${url%/*}/postgres"
-  if pg_answers "$admin"; then
-    export DATABASE_URL="$url"
-    return
-  fi
-  if [ -z "$(pg_bindir)" ] || ! command -v psql >/dev/null 2>&1; then
-    apt_install postgresql
-  fi
-  local bin dir port=55433
-  bin="$(pg_bindir)"
-  dir="$ROOT/.run/pg"
-  if [ ! -f "$dir/data/PG_VERSION" ]; then
-    log "creating a private PostgreSQL cluster in .run/pg"
+    log "creating a private PostgreSQL cluster in ${dir#"$ROOT"/}"
     rm -rf "$dir"; mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres: "$dir"
     as_postgres "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
@@ -115,9 +76,40 @@ ensure_database_url() {
   if ! pg_answers "postgres://postgres@127.0.0.1:$port/postgres"; then
     log "starting PostgreSQL on 127.0.0.1:$port"
     as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+    PRIVATE_PG_STARTED="$dir"
   fi
-  export DATABASE_URL="postgres://postgres@127.0.0.1:$port/safeguard"
+}
+
+# For tests: SAFEGUARD_TEST_DATABASE_URL if it answers, else a private
+# cluster in .run/test-pg on port 55432 (stopped by stop_private_postgres).
+ensure_postgres() {
+  local url="${SAFEGUARD_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  if pg_answers "$url"; then
+    export SAFEGUARD_TEST_DATABASE_URL="$url"
+    return
+  fi
+  private_cluster "$ROOT/.run/test-pg" 55432
+  export SAFEGUARD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:55432/postgres"
+}
+
+# For running the backbone: DATABASE_URL's server if it answers, else a
+# private cluster in .run/pg on port 55433 (left running for the next run).
+ensure_database_url() {
+  local url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/safeguard}"
+  if pg_answers "${url%/*}/postgres"; then
+    export DATABASE_URL="$url"
+    return
+  fi
+  private_cluster "$ROOT/.run/pg" 55433
+  PRIVATE_PG_STARTED=""
+  export DATABASE_URL="postgres://postgres@127.0.0.1:55433/safeguard"
+}
+
+stop_private_postgres() {
+  if [ -n "${PRIVATE_PG_STARTED:-}" ]; then
+    as_postgres "$(pg_bindir)/pg_ctl" -D "$PRIVATE_PG_STARTED/data" -m fast -w stop >/dev/null || true
+  fi
 }
 
 ensure_postgres_server_binaries() {
