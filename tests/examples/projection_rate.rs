@@ -10,9 +10,7 @@
 
 use events::{EventType, examples};
 use serde_json::{Value, json};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tests::gateway::{TestGateway, tokens};
 use tests::{NatsServer, TestDatabase};
 
@@ -45,25 +43,8 @@ async fn main() {
 
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
-    let js = async_nats::jetstream::new(nats.client().await);
-    let stats = Arc::new(projections::runtime::Stats::default());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let started = Instant::now();
-    let task = tokio::spawn(projections::runtime::run(
-        pool.clone(),
-        js,
-        projections::runtime::Settings::default(),
-        stats.clone(),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    while stats.position.load(Ordering::Relaxed) < last {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let elapsed = started.elapsed();
-    let _ = stop_tx.send(());
-    task.await.expect("join").expect("projector");
+    let elapsed =
+        tests::projector::run_until(&nats.url(), &pool, projections::runtime::Settings::default(), last).await;
     println!(
         "projected {loaded} events (event copy + chronology) in {:.2} s: {:.0} events/s",
         elapsed.as_secs_f64(),

@@ -16,6 +16,7 @@
 pub mod gateway;
 pub mod nats;
 pub mod postgres;
+pub mod projector;
 
 pub use nats::{NatsCluster, NatsServer};
 pub use postgres::{PgCluster, TestDatabase};

@@ -6,7 +6,6 @@ use events::{EventType, examples};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tests::gateway::{TestGateway, tokens};
 use tests::{NatsServer, TestDatabase, safeguard_binary};
@@ -100,25 +99,8 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
     // A clean rebuild in another database, by an in-process projector.
     let clean = TestDatabase::create().await;
     let clean_pool = clean.pool().await;
-    let client = async_nats::connect(nats.url()).await.expect("connect");
-    let stats = Arc::new(projections::runtime::Stats::default());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(projections::runtime::run(
-        clean_pool.clone(),
-        async_nats::jetstream::new(client),
-        projections::runtime::Settings { name: "clean".into(), ..Default::default() },
-        stats.clone(),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stats.position.load(std::sync::atomic::Ordering::Relaxed) < last {
-        assert!(Instant::now() < deadline, "the clean rebuild did not finish");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = stop_tx.send(());
-    task.await.expect("join").expect("clean run");
+    let settings = projections::runtime::Settings { name: "clean".into(), ..Default::default() };
+    tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
 
     let n: i64 = sqlx::query_scalar("select count(*) from stored_event").fetch_one(&pool).await.expect("count");
     assert_eq!(n, 3000, "every event exactly once");

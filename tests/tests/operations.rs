@@ -73,6 +73,8 @@ async fn principals_reload_on_sighup_and_a_bad_file_keeps_the_old_ones() {
     // A broken file is refused and the set in force stays.
     std::fs::write(&path, "[[principal]]\nname = \"broken\"\n").expect("write");
     nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGHUP).expect("signal");
+    // Nothing observable changes when a reload is refused, so there is no
+    // condition to wait on: give the reload task time to run and fail.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut seen = examples::event(EventType::ChildSeen, "h-2", "2025-01-14T09:30:00Z");
     seen["subject"] = json!(examples::CHILD);

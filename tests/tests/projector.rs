@@ -5,8 +5,6 @@
 use events::{EventType, examples};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tests::gateway::{TestGateway, stream_count, tokens};
 use tests::{NatsServer, TestDatabase};
 
@@ -16,29 +14,8 @@ fn child_event(t: EventType, id: &str, child: &str) -> Value {
     e
 }
 
-/// Runs a projector until its position reaches `target`, then stops it.
 async fn project_until(nats_url: &str, pool: &PgPool, target: u64) {
-    let client = async_nats::connect(nats_url).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
-    let stats = Arc::new(projections::runtime::Stats::default());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(projections::runtime::run(
-        pool.clone(),
-        js,
-        projections::runtime::Settings::default(),
-        stats.clone(),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stats.position.load(std::sync::atomic::Ordering::Relaxed) < target {
-        assert!(!task.is_finished(), "the projector stopped: {:?}", task.await);
-        assert!(Instant::now() < deadline, "the projector did not reach {target}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = stop_tx.send(());
-    task.await.expect("join").expect("the projector ran cleanly");
+    tests::projector::run_until(nats_url, pool, projections::runtime::Settings::default(), target).await;
 }
 
 async fn count(pool: &PgPool, table: &str) -> i64 {
