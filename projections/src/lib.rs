@@ -13,7 +13,9 @@
 //! - [`store`]: decoding stream messages and applying a batch in one transaction.
 //! - [`summary`]: one-line chronology summaries from codes only.
 //! - [`runtime`]: the durable pull consumer, acknowledging after commit.
+//! - [`chronology`]: reading a child's chronology as it stood at a moment.
 
+pub mod chronology;
 pub mod runtime;
 pub mod store;
 pub mod summary;

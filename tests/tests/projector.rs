@@ -108,3 +108,67 @@ async fn an_undecodable_message_is_kept_as_a_dead_letter_and_the_rest_flows_on()
     assert_eq!(payload, b"not an event");
     assert_eq!(count(&pool, "stored_event").await, 2);
 }
+
+fn at(event: Value, time: &str) -> Value {
+    let mut e = event;
+    e["time"] = json!(time);
+    e
+}
+
+#[tokio::test]
+async fn the_chronology_is_in_business_order_with_amendments_as_known_at_the_time() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let child = uuid::Uuid::new_v4().to_string();
+    let first = json!([
+        at(child_event(EventType::ChildRegistered, "k-reg", &child), "2025-01-10T10:00:00Z"),
+        at(child_event(EventType::ReferralReceived, "k-ref", &child), "2025-01-14T09:30:00Z"),
+        at(child_event(EventType::ChildSeen, "k-seen", &child), "2025-01-20T15:00:00Z"),
+        // Recorded last, happened first after registration: a late fact.
+        at(child_event(EventType::ContactRecorded, "k-contact", &child), "2025-01-12T08:00:00Z"),
+    ]);
+    let r = gw.post(tokens::HARINGEY, &first).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let before_amendments = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut correction = child_event(EventType::RecordCorrected, "k-fix", &child);
+    correction["data"]["corrects"] = json!("k-ref");
+    let mut retraction = child_event(EventType::RecordRetracted, "k-undo", &child);
+    retraction["data"]["retracts"] = json!("k-seen");
+    let r = gw.post(tokens::HARINGEY, &json!([correction, retraction])).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let last = r.result(1)["stream_sequence"].as_u64().expect("stream sequence");
+    project_until(&nats.url(), &pool, last).await;
+
+    let read = |as_of| {
+        let q = projections::chronology::Query {
+            child: child.parse().expect("uuid"),
+            as_of,
+            from: None,
+            to: None,
+            limit: 100,
+            after: None,
+        };
+        let pool = pool.clone();
+        async move { projections::chronology::read(&pool, &q).await.expect("read") }
+    };
+    let now = read(chrono::Utc::now()).await;
+    let ids: Vec<&str> = now.iter().map(|e| e.id.as_str()).collect();
+    // The amendments happened (business time) on 14 January, before the sighting.
+    assert_eq!(ids, ["k-reg", "k-contact", "k-ref", "k-fix", "k-undo", "k-seen"]);
+    let status: Vec<(&str, &str, Option<&str>, Option<&str>)> = now
+        .iter()
+        .map(|e| (e.id.as_str(), e.status.as_str(), e.corrected_by.as_deref(), e.retracted_by.as_deref()))
+        .collect();
+    assert_eq!(status[2], ("k-ref", "corrected", Some("k-fix"), None));
+    assert_eq!(status[5], ("k-seen", "retracted", None, Some("k-undo")));
+    assert_eq!(status[1], ("k-contact", "current", None, None));
+
+    // As known before the amendments were recorded.
+    let then = read(before_amendments).await;
+    let then: Vec<(&str, &str)> = then.iter().map(|e| (e.id.as_str(), e.status.as_str())).collect();
+    assert_eq!(then, [("k-reg", "current"), ("k-contact", "current"), ("k-ref", "current"), ("k-seen", "current")]);
+}

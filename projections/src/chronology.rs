@@ -1,0 +1,82 @@
+//! Reading a child's chronology: every agency's entries in business-time
+//! order (ties in recorded order), each with its status and the amendments
+//! that name it, as it stood at `as_of`.
+//!
+//! Status is derived when reading, from the amendments recorded by then, so
+//! the same table answers "what is known now" and "what was known when".
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// One line of a chronology.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Entry {
+    pub sequence: i64,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub source: String,
+    pub summary: String,
+    /// current, corrected or retracted.
+    pub status: String,
+    pub corrected_by: Option<String>,
+    pub retracted_by: Option<String>,
+}
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub child: uuid::Uuid,
+    /// Only what had been recorded by then, as it then stood.
+    pub as_of: DateTime<Utc>,
+    /// Business dates, inclusive.
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub limit: i64,
+    /// Entries after this one in chronology order: (occurred_at, sequence).
+    pub after: Option<(DateTime<Utc>, i64)>,
+}
+
+pub async fn read(pool: &PgPool, q: &Query) -> Result<Vec<Entry>, sqlx::Error> {
+    let (after_at, after_seq) = match q.after {
+        Some((at, seq)) => (Some(at), Some(seq)),
+        None => (None, None),
+    };
+    sqlx::query_as::<_, Entry>(
+        "select e.sequence, e.event_id as id, e.event_type, e.occurred_at, e.recorded_at, e.source, e.summary,
+                case when r.event_id is not null then 'retracted'
+                     when c.event_id is not null then 'corrected'
+                     else 'current' end as status,
+                c.event_id as corrected_by, r.event_id as retracted_by
+           from chronology_entry e
+           left join lateral (
+                select a.event_id from chronology_entry a
+                 where a.child_id = e.child_id and a.source = e.source and a.amends_event_id = e.event_id
+                   and a.event_type = 'record.corrected' and a.recorded_at <= $2
+                 order by a.sequence desc limit 1) c on true
+           left join lateral (
+                select a.event_id from chronology_entry a
+                 where a.child_id = e.child_id and a.source = e.source and a.amends_event_id = e.event_id
+                   and a.event_type = 'record.retracted' and a.recorded_at <= $2
+                 order by a.sequence desc limit 1) r on true
+          where e.child_id = $1
+            and e.recorded_at <= $2
+            and ($3::date is null or e.business_date >= $3)
+            and ($4::date is null or e.business_date <= $4)
+            and ($6::timestamptz is null or (e.occurred_at, e.sequence) > ($6, $7))
+          order by e.occurred_at, e.sequence
+          limit $5",
+    )
+    .bind(q.child)
+    .bind(q.as_of)
+    .bind(q.from)
+    .bind(q.to)
+    .bind(q.limit)
+    .bind(after_at)
+    .bind(after_seq)
+    .fetch_all(pool)
+    .await
+}
