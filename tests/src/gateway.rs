@@ -46,6 +46,11 @@ fn principals_toml() -> String {
     .concat()
 }
 
+fn new_dir() -> TempDir {
+    #[allow(clippy::expect_used)]
+    tempfile::Builder::new().prefix("sg-gateway-").tempdir().expect("temporary directory")
+}
+
 /// Settings a test may change before starting a gateway.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -79,36 +84,28 @@ impl TestGateway {
     }
 
     pub async fn start_with(nats_url: &str, options: Options) -> Self {
-        #[allow(clippy::expect_used)]
-        let dir = tempfile::Builder::new().prefix("sg-gateway-").tempdir().expect("temporary directory");
+        let dir = new_dir();
         #[allow(clippy::expect_used)]
         std::fs::write(dir.path().join("principals.toml"), principals_toml()).expect("write principals");
-        let mut gateway = Self {
-            dir,
-            nats_url: nats_url.to_owned(),
-            options,
-            base: String::new(),
-            stop: None,
-            task: None,
-            http: reqwest::Client::new(),
-        };
-        gateway.launch().await;
-        gateway
+        Self::launch_in(dir, nats_url, options).await
     }
 
     /// A second gateway sharing this one's keys and principals (two
     /// instances behind one load balancer).
     pub async fn sibling(&self) -> Self {
-        #[allow(clippy::expect_used)]
-        let dir = tempfile::Builder::new().prefix("sg-gateway-").tempdir().expect("temporary directory");
+        let dir = new_dir();
         for file in ["principals.toml", "signing.key", "master.key"] {
             #[allow(clippy::expect_used)]
             std::fs::copy(self.dir.path().join(file), dir.path().join(file)).expect("copy");
         }
+        Self::launch_in(dir, &self.nats_url, self.options.clone()).await
+    }
+
+    async fn launch_in(dir: TempDir, nats_url: &str, options: Options) -> Self {
         let mut gateway = Self {
             dir,
-            nats_url: self.nats_url.clone(),
-            options: self.options.clone(),
+            nats_url: nats_url.to_owned(),
+            options,
             base: String::new(),
             stop: None,
             task: None,

@@ -290,17 +290,9 @@ async fn with_nats_stopped_the_gateway_answers_503_within_its_timeout_and_report
     let after = stream_count(&nats.url()).await;
     assert!(after == before || after == before + 2, "{before} then {after}");
     // Retrying the same request is safe either way: one event, sequence 2.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = gw.post(tokens::HARINGEY, &for_child(EventType::ChildSeen, "while-down", &child)).await;
-        if r.status == 201 {
-            // New, or the original if the batch on the wire landed after all.
-            assert_eq!(r.result(0)["sequence"], 2);
-            break;
-        }
-        assert!(Instant::now() < deadline, "still {}: {}", r.status, r.text);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // New, or the original if the batch on the wire landed after all.
+    let r = post_until_stored(&gw, &for_child(EventType::ChildSeen, "while-down", &child)).await;
+    assert_eq!(r.result(0)["sequence"], 2);
     let subject = child_subject(&child);
     let history = subject_history(&nats.url(), &subject).await;
     assert_eq!(history.len(), 2);
@@ -324,18 +316,23 @@ async fn with_nats_hung_the_gateway_answers_503_after_its_timeout() {
     assert_eq!(r.json["stored"], json!([]), "nothing is reported stored");
     assert!(waited >= timeout && waited < timeout * 3, "answered after {waited:?}");
     // The batch was on the wire: it lands whole or not at all, and a retry is safe.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = gw.post(tokens::HARINGEY, &for_child(EventType::ChildSeen, "while-hung", &child)).await;
-        if r.status == 201 {
-            assert_eq!(r.result(0)["sequence"], 2);
-            break;
-        }
-        assert!(Instant::now() < deadline, "still {}: {}", r.status, r.text);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let r = post_until_stored(&gw, &for_child(EventType::ChildSeen, "while-hung", &child)).await;
+    assert_eq!(r.result(0)["sequence"], 2);
     assert_eq!(stream_count(&nats.url()).await, before + 2);
     let subject = child_subject(&child);
     let history = subject_history(&nats.url(), &subject).await;
     assert_eq!(verify(&gw, &subject, &history), vec![]);
+}
+
+/// Retries a POST until it is answered 201 (NATS coming back), with a deadline.
+async fn post_until_stored(gw: &TestGateway, body: &Value) -> tests::gateway::Response {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = gw.post(tokens::HARINGEY, body).await;
+        if r.status == 201 {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "still {}: {}", r.status, r.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

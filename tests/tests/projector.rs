@@ -131,9 +131,9 @@ async fn the_chronology_is_in_business_order_with_amendments_as_known_at_the_tim
     ]);
     let r = gw.post(tokens::HARINGEY, &first).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let before_amendments = chrono::Utc::now();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // The moment the first batch was recorded: the amendments come after it.
+    let before_amendments: chrono::DateTime<chrono::Utc> =
+        r.result(3)["recorded_at"].as_str().expect("recorded_at").parse().expect("time");
     let mut correction = child_event(EventType::RecordCorrected, "k-fix", &child);
     correction["data"]["corrects"] = json!("k-ref");
     let mut retraction = child_event(EventType::RecordRetracted, "k-undo", &child);
