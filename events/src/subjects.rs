@@ -11,6 +11,8 @@
 //! | `sg.id.<source>.<id digest>` | one message per (publisher, event id) ever stored: the id index |
 //! | `sg.audit.access.<pp>.<child uuid>` | access events (audit stream) |
 //! | `sg.audit.checkpoint` | signed checkpoints (audit stream) |
+//! | `sg.changes.indicators.<ONS code>.<period>` | a council's indicators for a period (e.g. `2024-25`), each time they change (core NATS, not stored) |
+//! | `sg.changes.caseload.<ONS code>.<team>` | a team's caseload, each time it changes (core NATS, not stored) |
 //!
 //! `<pp>` is the partition, two digits `00` to `31`: the first four bytes of
 //! the SHA-256 of the subject's text form, big-endian, modulo 32. Personal
@@ -32,6 +34,30 @@ pub const IDS_FILTER: &str = "sg.id.>";
 pub const AUDIT_FILTER: &str = "sg.audit.>";
 /// Where checkpoints are published.
 pub const CHECKPOINT: &str = "sg.audit.checkpoint";
+
+/// Everything dashboards may subscribe to.
+pub const CHANGES_FILTER: &str = "sg.changes.>";
+
+/// Where a council's indicators for a period are announced when they change.
+pub fn indicators_change_subject(council: &str, period: &str) -> String {
+    format!("sg.changes.indicators.{council}.{}", token(period))
+}
+
+/// Where a team's caseload is announced when it changes.
+pub fn caseload_change_subject(council: &str, team: &str) -> String {
+    format!("sg.changes.caseload.{council}.{}", token(team))
+}
+
+/// A subject token for a local id: kept as it is when it is letters,
+/// digits, `-` and `_`; otherwise `x` and the hex of its bytes, since `.`
+/// would split it into two tokens (team ids may hold `.`, `:` and `/`).
+fn token(id: &str) -> String {
+    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        id.to_owned()
+    } else {
+        format!("x{}", hex::encode(id.as_bytes()))
+    }
+}
 
 /// The partition of a subject.
 pub fn partition(subject: &Subject) -> u32 {
@@ -87,5 +113,8 @@ mod tests {
             id_subject(&PrincipalName::parse("haringey-csc").expect("name"), &EventId::parse("lcs-1").expect("id"));
         assert!(id.starts_with("sg.id.haringey-csc."));
         assert_eq!(id.split('.').count(), 4);
+        assert_eq!(caseload_change_subject("E09000014", "team-1"), "sg.changes.caseload.E09000014.team-1");
+        assert_eq!(caseload_change_subject("E09000014", "a.b"), "sg.changes.caseload.E09000014.x612e62");
+        assert_eq!(indicators_change_subject("E09000014", "2024-25"), "sg.changes.indicators.E09000014.2024-25");
     }
 }

@@ -14,11 +14,46 @@
 //! - [`summary`]: one-line chronology summaries from codes only.
 //! - [`runtime`]: the durable pull consumer, acknowledging after commit.
 //! - [`chronology`]: reading a child's chronology as it stood at a moment.
+//! - [`casework`]: the pure folds from a subject's history to caseload and indicator facts.
+//! - [`refold`]: writing those facts, in the batch's transaction.
+//! - [`indicators`]: the indicator arithmetic (pure) and the reading of a council's facts.
+//! - [`caseload`]: caseloads per worker, team and council, on a given day.
+//! - [`notify`]: change notifications for dashboards on NATS.
+//! - [`rebuild`]: building the read models afresh beside the live ones, then swapping.
 
+pub mod caseload;
+pub mod casework;
 pub mod chronology;
+pub mod indicators;
+pub mod notify;
+pub mod rebuild;
+pub mod refold;
 pub mod runtime;
 pub mod store;
 pub mod summary;
 
-/// The read-model schema.
+/// The read-model tables.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The Postgres schema the live read models are in. A rebuild fills
+/// [`REBUILD_SCHEMA`] beside it and then swaps the two names in one
+/// transaction (see [`rebuild`]); every connection finds the tables by
+/// name through its `search_path`, so it follows the swap.
+pub const LIVE_SCHEMA: &str = "projection";
+/// Where a rebuild builds the read models afresh.
+pub const REBUILD_SCHEMA: &str = "projection_rebuild";
+/// Where the read models a rebuild replaced are kept, until the next rebuild.
+pub const PREVIOUS_SCHEMA: &str = "projection_previous";
+
+/// Connection options whose unqualified table names resolve in `schema`.
+pub fn in_schema(options: sqlx::postgres::PgConnectOptions, schema: &str) -> sqlx::postgres::PgConnectOptions {
+    options.options([("search_path", schema)])
+}
+
+/// Creates `schema` if missing and applies the migrations in it. The pool's
+/// connections must have been made [`in_schema`] with the same schema.
+pub async fn migrate(pool: &sqlx::PgPool, schema: &str) -> Result<(), sqlx::migrate::MigrateError> {
+    // Two roles starting at once may race to create it; "if not exists" makes that harmless.
+    sqlx::query(&format!("create schema if not exists {schema}")).execute(pool).await?;
+    MIGRATOR.run(pool).await
+}

@@ -8,6 +8,7 @@
 //! between commit and acknowledgement only redelivers messages the
 //! position already covers, which [`crate::store::apply_batch`] skips.
 
+use crate::notify::Notifier;
 use crate::store::{self, Incoming};
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
@@ -76,37 +77,103 @@ pub async fn run(
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProjectorError> {
-    crate::MIGRATOR.run(&pool).await?;
-    let mut conn = pool.acquire().await?;
-    let from = store::position(&mut conn, &settings.name).await?;
-    drop(conn);
-    stats.position.store(from, Ordering::Relaxed);
+    run_with(pool, js, settings, stats, None, shutdown).await
+}
 
+/// [`run`], marking what each batch changed on `notifier`.
+pub async fn run_with(
+    pool: PgPool,
+    js: jetstream::Context,
+    settings: Settings,
+    stats: Arc<Stats>,
+    notifier: Option<Notifier>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProjectorError> {
+    crate::migrate(&pool, crate::LIVE_SCHEMA).await?;
     let stream = js.get_stream(EVENTS_STREAM).await.map_err(js_error)?;
     let durable = format!("sg-projector-{}", settings.name);
-    // The durable is rebuilt from the database's position: Postgres, not the
-    // consumer's ack floor, says what the read models hold.
-    let _ = stream.delete_consumer(&durable).await;
-    let consumer: consumer::PullConsumer = stream
+    tokio::pin!(shutdown);
+    loop {
+        let mut conn = pool.acquire().await?;
+        let from = store::position(&mut conn, &settings.name).await?;
+        drop(conn);
+        stats.position.store(from, Ordering::Relaxed);
+        // The durable is rebuilt from the database's position: Postgres, not the
+        // consumer's ack floor, says what the read models hold.
+        let _ = stream.delete_consumer(&durable).await;
+        let consumer = consumer_from(&stream, Some(durable.clone()), &settings.filter, from).await?;
+        tracing::info!(projector = %settings.name, from, "projector started");
+        let target = Target::Forever(&mut shutdown);
+        match pump(&pool, &stream, &consumer, &settings, &stats, from, notifier.as_ref(), target).await? {
+            Outcome::Stopped | Outcome::Reached => return Ok(()),
+            Outcome::Moved { stored } => {
+                tracing::info!(projector = %settings.name, from = stored, "read models moved under the projector, resuming from them");
+            }
+        }
+    }
+}
+
+/// A pull consumer over `filter` that starts after `from`.
+pub(crate) async fn consumer_from(
+    stream: &jetstream::stream::Stream,
+    durable: Option<String>,
+    filter: &str,
+    from: u64,
+) -> Result<consumer::PullConsumer, ProjectorError> {
+    stream
         .create_consumer(consumer::pull::Config {
-            durable_name: Some(durable.clone()),
-            filter_subject: settings.filter.clone(),
+            durable_name: durable,
+            filter_subject: filter.to_owned(),
             deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: from + 1 },
             ack_policy: consumer::AckPolicy::All,
             ack_wait: Duration::from_secs(60),
             max_ack_pending: 100_000,
+            inactive_threshold: Duration::from_secs(300),
             ..Default::default()
         })
         .await
-        .map_err(js_error)?;
-    tracing::info!(projector = %settings.name, from, "projector started");
+        .map_err(js_error)
+}
 
-    tokio::pin!(shutdown);
+/// When [`pump`] stops.
+pub(crate) enum Target<'a, F: Future<Output = ()> + Unpin> {
+    /// Until the future resolves.
+    Forever(&'a mut F),
+    /// Until the position reaches the stream's last sequence as it is when
+    /// looked at (a rebuild catching up).
+    Head,
+}
+
+pub(crate) enum Outcome {
+    Stopped,
+    Reached,
+    /// The stored position is not where this pump left it.
+    Moved {
+        stored: u64,
+    },
+}
+
+/// Fetches, applies and acknowledges batches.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
+    pool: &PgPool,
+    stream: &jetstream::stream::Stream,
+    consumer: &consumer::PullConsumer,
+    settings: &Settings,
+    stats: &Stats,
+    from: u64,
+    notifier: Option<&Notifier>,
+    mut target: Target<'_, F>,
+) -> Result<Outcome, ProjectorError> {
+    let mut position = from;
     loop {
         let fetch = consumer.fetch().max_messages(settings.batch).expires(Duration::from_millis(500)).messages();
-        let mut messages = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            m = fetch => m.map_err(js_error)?,
+        let mut messages = match &mut target {
+            Target::Forever(shutdown) => tokio::select! {
+                () = &mut **shutdown => return Ok(Outcome::Stopped),
+                m = fetch => m.map_err(js_error)?,
+            },
+            Target::Head => fetch.await.map_err(js_error)?,
         };
         let mut batch = Vec::with_capacity(settings.batch);
         let mut last = None;
@@ -120,18 +187,33 @@ pub async fn run(
             if let Ok(info) = stream.get_info().await {
                 stats.stream_last.store(info.state.last_sequence, Ordering::Relaxed);
             }
+            // Nothing came: at the head if nothing matching the filter is left undelivered.
+            if matches!(target, Target::Head) {
+                let info = consumer.clone().info().await.map_err(js_error)?.clone();
+                if info.num_pending == 0 && info.num_ack_pending == 0 {
+                    return Ok(Outcome::Reached);
+                }
+            }
             continue;
         };
         let mut tx = pool.begin().await?;
-        let applied = store::apply_batch(&mut tx, &settings.name, &batch).await?;
+        let applied = match store::apply_batch(&mut tx, &settings.name, &batch, Some(position)).await {
+            Ok(applied) => applied,
+            Err(store::ApplyError::Moved { stored, .. }) => return Ok(Outcome::Moved { stored }),
+            Err(store::ApplyError::Database(e)) => return Err(e.into()),
+        };
         tx.commit().await?;
         // Acknowledged only now: AckPolicy::All acknowledges the whole batch.
         last.ack().await.map_err(js_error)?;
+        position = applied.position;
         stats.applied.fetch_add(applied.events, Ordering::Relaxed);
         stats.dead_letters.fetch_add(applied.dead_letters, Ordering::Relaxed);
         stats.position.store(applied.position, Ordering::Relaxed);
         if applied.dead_letters > 0 {
             tracing::warn!(count = applied.dead_letters, "kept undecodable messages in dead_letter");
+        }
+        if let Some(notifier) = notifier {
+            notifier.mark(&applied.changed, &applied.years);
         }
     }
 }

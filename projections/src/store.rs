@@ -2,12 +2,15 @@
 //! that also moves the projector's position, so a batch is either wholly
 //! applied, position included, or not at all.
 
+use crate::indicators::Period;
+use crate::refold::{self, Changed, Touched};
 use crate::summary;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use events::Subject;
 use events::calendar::business_date_of;
 use events::envelope::StoredEvent;
 use sqlx::{PgConnection, Postgres, Transaction};
+use std::collections::BTreeSet;
 
 /// A stream message, decoded or not.
 #[derive(Debug, Clone)]
@@ -44,13 +47,29 @@ impl Incoming {
 }
 
 /// What one batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     pub events: u64,
     pub dead_letters: u64,
     /// Messages at or below the stored position, already applied before.
     pub skipped: u64,
     pub position: u64,
+    /// Councils and teams whose caseloads or indicators may have changed.
+    pub changed: Changed,
+    /// Financial years (by their first calendar year) the batch's business dates fall in.
+    pub years: BTreeSet<i32>,
+}
+
+/// Why a batch was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("the read-model database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The stored position is not where this projector left it: the read
+    /// models were swapped by a rebuild, or restored. The caller must
+    /// resume from `stored`.
+    #[error("the read models are at {stored}, not at {expected} where this projector left them")]
+    Moved { stored: u64, expected: u64 },
 }
 
 /// The position a projector has applied up to (0 before anything).
@@ -68,12 +87,14 @@ fn to_i64(n: u64) -> i64 {
 
 /// Applies `batch` (in stream order) within `tx`. Messages at or below the
 /// stored position are skipped, so a batch redelivered after a crash
-/// applies nothing twice.
+/// applies nothing twice. With `expected`, the batch is refused unless the
+/// stored position is exactly where the caller last left it.
 pub async fn apply_batch(
     tx: &mut Transaction<'_, Postgres>,
     projector: &str,
     batch: &[Incoming],
-) -> Result<Applied, sqlx::Error> {
+    expected: Option<u64>,
+) -> Result<Applied, ApplyError> {
     sqlx::query("insert into projector_position (projector, stream_seq) values ($1, 0) on conflict do nothing")
         .bind(projector)
         .execute(&mut **tx)
@@ -83,6 +104,12 @@ pub async fn apply_batch(
         .fetch_one(&mut **tx)
         .await?;
     let from = from.max(0) as u64;
+    if let Some(expected) = expected
+        && expected != from
+    {
+        return Err(ApplyError::Moved { stored: from, expected });
+    }
+    let mut touched = Touched::default();
 
     let mut applied = Applied { position: from, ..Applied::default() };
     let mut rows = EventRows::default();
@@ -99,8 +126,18 @@ pub async fn apply_batch(
             Incoming::Event { stream_seq, event, document } => {
                 applied.events += 1;
                 rows.push(*stream_seq, event, document);
-                if let Subject::Child(child) = &event.subject {
-                    chronology.push(*stream_seq, *child.as_uuid(), event);
+                applied.years.insert(Period::containing(business_date_of(&event.time)).from.year());
+                match &event.subject {
+                    Subject::Child(child) => {
+                        chronology.push(*stream_seq, *child.as_uuid(), event);
+                        touched.children.insert(*child.as_uuid());
+                    }
+                    Subject::Worker(worker) => {
+                        touched.workers.insert(*worker.as_uuid());
+                    }
+                    Subject::Council(council) => {
+                        touched.councils.insert(council.as_str().to_owned());
+                    }
                 }
             }
             Incoming::Undecodable { stream_seq, nats_subject, reason, payload } => {
@@ -168,6 +205,8 @@ pub async fn apply_batch(
         .execute(&mut **tx)
         .await?;
     }
+    // After the copy is written: the folds read each subject's whole history from it.
+    applied.changed = refold::refold(tx, &touched).await?;
     if applied.position > from {
         sqlx::query("update projector_position set stream_seq = $2, updated_at = now() where projector = $1")
             .bind(projector)

@@ -88,4 +88,31 @@ pub struct ProjectorArgs {
     /// Stream messages applied per transaction at most.
     #[arg(long = "projector-batch", env = "SAFEGUARD_PROJECTOR_BATCH", default_value_t = 1000)]
     pub batch: usize,
+    /// HTTP address for the projector's /healthz, /readyz and /metrics (lag, dead letters).
+    #[arg(
+        id = "projector_listen",
+        long = "projector-listen",
+        env = "SAFEGUARD_PROJECTOR_LISTEN",
+        default_value = "127.0.0.1:8082"
+    )]
+    pub listen: String,
+    /// How often change notifications for dashboards are flushed, in milliseconds.
+    #[arg(long = "notify-interval-ms", env = "SAFEGUARD_NOTIFY_INTERVAL_MS", default_value_t = 1000)]
+    pub notify_interval_ms: u64,
+}
+
+/// The query role's settings (principals come from `SAFEGUARD_PRINCIPALS`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryArgs {
+    /// HTTP address of the query role (the gateway has SAFEGUARD_LISTEN).
+    #[arg(
+        id = "query_listen",
+        long = "query-listen",
+        env = "SAFEGUARD_QUERY_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub listen: String,
+    /// How long a read may wait for its access event to be stored before it is answered 503, in milliseconds.
+    #[arg(long = "access-timeout-ms", env = "SAFEGUARD_ACCESS_TIMEOUT_MS", default_value_t = 5000)]
+    pub access_timeout_ms: u64,
 }

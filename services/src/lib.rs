@@ -7,6 +7,7 @@
 //! - [`principals`]: `principals.toml`, tokens, roles and scopes.
 //! - [`keystore`]: children's data keys, wrapped by the master key.
 //! - [`gateway`]: the gateway role (`POST /v1/events`).
+//! - [`query`]: the query role (chronologies, lookups, caseloads, indicators).
 //! - [`token`]: `safeguard token`.
 //!
 //! `main.rs` only parses the command line and calls in here.
@@ -16,6 +17,8 @@ pub mod config;
 pub mod gateway;
 pub mod keystore;
 pub mod principals;
+pub mod query;
+pub mod seed;
 pub mod token;
 
 use anyhow::Context as _;
@@ -58,7 +61,19 @@ pub fn load_or_create_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
 }
 
 /// Connects to the read-model database, creating it if it does not exist.
+/// Table names resolve in the live read-model schema.
 pub async fn connect_database(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    let options = database_options(url).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(projections::in_schema(options, projections::LIVE_SCHEMA))
+        .await
+        .context("could not connect to the read-model database")?;
+    Ok(pool)
+}
+
+/// The options of DATABASE_URL, after creating its database if it does not exist.
+pub async fn database_options(url: &str) -> anyhow::Result<sqlx::postgres::PgConnectOptions> {
     use sqlx::ConnectOptions as _;
     use std::str::FromStr as _;
     let options = sqlx::postgres::PgConnectOptions::from_str(url).context("DATABASE_URL is not a PostgreSQL URL")?;
@@ -77,15 +92,11 @@ pub async fn connect_database(url: &str) -> anyhow::Result<sqlx::PgPool> {
         let _ = sqlx::query(&format!("create database {database}")).execute(&mut conn).await;
         tracing::info!(database = %database, "created the read-model database");
     }
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
-        .await
-        .context("could not connect to the read-model database")?;
-    Ok(pool)
+    Ok(options)
 }
 
-/// Runs the projector until `shutdown` resolves.
+/// Runs the projector until `shutdown` resolves, with change notifications
+/// for dashboards and an HTTP listener for its health and metrics.
 pub async fn run_projector(
     nats: config::NatsArgs,
     database: config::DatabaseArgs,
@@ -93,16 +104,151 @@ pub async fn run_projector(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let client = bus::connect(&nats.url, nats.creds.as_deref()).await?;
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(client.clone());
     bus::ensure_streams(&js, &nats.stream_settings()).await?;
     let pool = connect_database(&database.database_url).await?;
     let settings = projections::runtime::Settings {
-        name: projector.name,
+        name: projector.name.clone(),
         batch: projector.batch,
         ..projections::runtime::Settings::default()
     };
-    projections::runtime::run(pool, js, settings, Arc::default(), shutdown).await?;
+    let stats = Arc::new(projections::runtime::Stats::default());
+    let notifier = projections::notify::Notifier::default();
+    let notifying = tokio::spawn(notifier.clone().run(
+        client.clone(),
+        pool.clone(),
+        std::time::Duration::from_millis(projector.notify_interval_ms),
+        chrono::Utc::now,
+    ));
+    let listener = tokio::net::TcpListener::bind(&projector.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", projector.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "projector metrics listening");
+    let health = tokio::spawn(
+        axum::serve(listener, projector_router(projector.name, stats.clone(), pool.clone(), client)).into_future(),
+    );
+    let outcome = projections::runtime::run_with(pool, js, settings, stats, Some(notifier), shutdown).await;
+    notifying.abort();
+    health.abort();
+    outcome?;
     Ok(())
+}
+
+/// The projector's `/healthz`, `/readyz` and `/metrics`.
+fn projector_router(
+    name: String,
+    stats: Arc<projections::runtime::Stats>,
+    pool: sqlx::PgPool,
+    client: async_nats::Client,
+) -> axum::Router {
+    use axum::routing::get;
+    use std::sync::atomic::Ordering;
+    let metrics = move || {
+        let s = stats.clone();
+        let name = name.clone();
+        async move {
+            let label = format!("{{projector=\"{name}\"}}");
+            let mut out = String::new();
+            let mut gauge = |metric: &str, help: &str, kind: &str, value: u64| {
+                let suffix = if kind == "counter" { "_total" } else { "" };
+                out.push_str(&format!(
+                    "# HELP safeguard_projector_{metric} {help}\n# TYPE safeguard_projector_{metric} {kind}\nsafeguard_projector_{metric}{suffix}{label} {value}\n"
+                ));
+            };
+            gauge("position", "Stream sequence applied up to", "gauge", s.position.load(Ordering::Relaxed));
+            gauge(
+                "stream_last",
+                "The stream's last sequence when last looked at",
+                "gauge",
+                s.stream_last.load(Ordering::Relaxed),
+            );
+            gauge(
+                "lag",
+                "Stream head minus applied position (an upper bound: the stream also holds id-index messages)",
+                "gauge",
+                s.lag(),
+            );
+            gauge("events_applied", "Events applied since start", "counter", s.applied.load(Ordering::Relaxed));
+            gauge(
+                "dead_letters",
+                "Undecodable messages kept in dead_letter since start",
+                "counter",
+                s.dead_letters.load(Ordering::Relaxed),
+            );
+            out.push_str("# EOF\n");
+            ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out)
+        }
+    };
+    let ready = move || {
+        let pool = pool.clone();
+        let client = client.clone();
+        async move {
+            let nats = client.connection_state() == async_nats::connection::State::Connected;
+            let pg = sqlx::query("select 1").execute(&pool).await.is_ok();
+            if nats && pg {
+                (axum::http::StatusCode::OK, "ready\n")
+            } else {
+                (axum::http::StatusCode::SERVICE_UNAVAILABLE, "NATS or PostgreSQL is not reachable\n")
+            }
+        }
+    };
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+/// Runs the query role until `shutdown` resolves. Returns the address it
+/// bound through `bound` before serving, so tests can use port 0.
+pub async fn run_query(
+    nats: config::NatsArgs,
+    database: config::DatabaseArgs,
+    principals_path: std::path::PathBuf,
+    query: config::QueryArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> anyhow::Result<()> {
+    let client = bus::connect(&nats.url, nats.creds.as_deref()).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    bus::ensure_streams(&js, &nats.stream_settings()).await?;
+    let pool = connect_database(&database.database_url).await?;
+    // The query role may start before any projector: the tables it reads must exist.
+    projections::migrate(&pool, projections::LIVE_SCHEMA).await.context("could not migrate the read models")?;
+    let principals = principals::Principals::load(&principals_path)?;
+    reload_on_hangup(principals.clone(), principals_path);
+    let state = Arc::new(query::QueryState {
+        principals,
+        pool,
+        access: query::access::AccessLog { js, timeout: std::time::Duration::from_millis(query.access_timeout_ms) },
+        client,
+        metrics: query::QueryMetrics::default(),
+        now: chrono::Utc::now,
+    });
+    let listener = tokio::net::TcpListener::bind(&query.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", query.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "query role listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+    axum::serve(listener, query::router(state)).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+/// SIGHUP reloads principals.toml; a bad file keeps the old set.
+fn reload_on_hangup(principals: principals::Principals, path: std::path::PathBuf) {
+    tokio::spawn(async move {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match principals.reload(&path) {
+                Ok(n) => tracing::info!(principals = n, "reloaded principals"),
+                Err(e) => tracing::error!(error = %e, "kept the previous principals"),
+            }
+        }
+    });
 }
 
 /// Runs the gateway until `shutdown` resolves. Returns the address it bound
@@ -122,20 +268,7 @@ pub async fn run_gateway(
     let signing = load_or_create_signing_key(&settings.signing_key)?;
     let principals = principals::Principals::load(&settings.principals)?;
 
-    // SIGHUP reloads principals.toml; a bad file keeps the old set.
-    let reload_path = settings.principals.clone();
-    let reloadable = principals.clone();
-    tokio::spawn(async move {
-        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            match reloadable.reload(&reload_path) {
-                Ok(n) => tracing::info!(principals = n, "reloaded principals"),
-                Err(e) => tracing::error!(error = %e, "kept the previous principals"),
-            }
-        }
-    });
+    reload_on_hangup(principals.clone(), settings.principals.clone());
 
     let state = Arc::new(gateway::AppState {
         principals,
@@ -160,4 +293,63 @@ pub async fn run_gateway(
     }
     axum::serve(listener, gateway::router(state)).with_graceful_shutdown(shutdown).await?;
     Ok(())
+}
+
+/// `safeguard rebuild`: builds the read models afresh beside the live ones
+/// with a progress bar on stderr, then switches over.
+pub async fn run_rebuild(
+    nats: config::NatsArgs,
+    database: config::DatabaseArgs,
+    batch: usize,
+    name: String,
+) -> anyhow::Result<()> {
+    let client = bus::connect(&nats.url, nats.creds.as_deref()).await?;
+    let js = async_nats::jetstream::new(client);
+    bus::ensure_streams(&js, &nats.stream_settings()).await?;
+    let options = database_options(&database.database_url).await?;
+    let settings =
+        projections::runtime::Settings { name, batch: batch.max(1), ..projections::runtime::Settings::default() };
+    let stats = Arc::new(projections::runtime::Stats::default());
+    let progress = tokio::spawn(progress_bar(stats.clone()));
+    let report = projections::rebuild::rebuild(options, js, settings, stats).await;
+    progress.abort();
+    eprintln!();
+    let report = report?;
+    let rate = report.events as f64 / report.elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "rebuilt {} events up to stream position {} in {:.1} s ({rate:.0} events/s); {}",
+        report.events,
+        report.position,
+        report.elapsed.as_secs_f64(),
+        if report.replaced {
+            "the previous read models are kept in schema projection_previous until the next rebuild"
+        } else {
+            "there were no live read models to replace"
+        }
+    );
+    Ok(())
+}
+
+/// Draws `[#####.....]  45%  123456/270000  5432/s` on stderr until aborted.
+async fn progress_bar(stats: Arc<projections::runtime::Stats>) {
+    use std::io::Write as _;
+    use std::sync::atomic::Ordering;
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let at = stats.position.load(Ordering::Relaxed);
+        let end = stats.stream_last.load(Ordering::Relaxed).max(at).max(1);
+        let filled = (at * 30 / end) as usize;
+        let rate = stats.applied.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r[{}{}] {:>3}%  {at}/{end} stream position  {rate:.0} events/s ",
+            "#".repeat(filled),
+            ".".repeat(30 - filled.min(30)),
+            at * 100 / end
+        );
+        let _ = err.flush();
+    }
 }

@@ -2,7 +2,7 @@
 //! parses the command line; the work is in the library.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use services::config::{DatabaseArgs, GatewayArgs, GatewaySettings, NatsArgs, ProjectorArgs};
+use services::config::{DatabaseArgs, GatewayArgs, GatewaySettings, NatsArgs, ProjectorArgs, QueryArgs};
 
 /// Safeguard: an event-sourced backbone for child protection in England.
 ///
@@ -30,7 +30,35 @@ enum Command {
         database: DatabaseArgs,
         #[command(flatten)]
         projector: ProjectorArgs,
+        #[command(flatten)]
+        query: QueryArgs,
     },
+    /// Build the read models afresh from the stream beside the live ones,
+    /// then switch over in one step; reads are served throughout.
+    ///
+    /// All read models share one transaction per batch and one stream
+    /// position (the caseload and indicator folds read the stored copy), so
+    /// naming any projection rebuilds them together.
+    Rebuild {
+        /// chronology, events, caseload or indicators.
+        #[arg(value_parser = ["chronology", "events", "caseload", "indicators"], required_unless_present = "all")]
+        projection: Option<String>,
+        /// Rebuild every read model.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Messages applied per transaction while rebuilding.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        /// The live projector whose position the rebuild must reach.
+        #[arg(long = "projector-name", env = "SAFEGUARD_PROJECTOR", default_value = "main")]
+        name: String,
+    },
+    /// Generate a deterministic synthetic population and publish it through the gateway.
+    Seed(services::seed::SeedArgs),
     /// Print a new random token once, and the principals.toml entry for it.
     Token {
         #[arg(long)]
@@ -53,6 +81,8 @@ enum Role {
     Gateway,
     /// Applies the stream to the read models in PostgreSQL.
     Projector,
+    /// Serves chronologies, lookups, caseloads and indicators over HTTP.
+    Query,
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,7 +104,15 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Command::Serve { roles, nats, gateway, database, projector } => {
+        Command::Rebuild { projection: _, all: _, nats, database, batch, name } => {
+            init_tracing();
+            block_on(services::run_rebuild(nats, database, batch, name))
+        }
+        Command::Seed(args) => {
+            init_tracing();
+            block_on(services::seed::run(args))
+        }
+        Command::Serve { roles, nats, gateway, database, projector, query } => {
             init_tracing();
             let all = roles.is_empty();
             let wants = |role: Role| all || roles.contains(&role);
@@ -100,8 +138,19 @@ fn main() -> std::process::ExitCode {
                 };
                 let mut tasks = tokio::task::JoinSet::new();
                 if wants(Role::Gateway) {
-                    let settings = GatewaySettings::new(nats.clone(), gateway);
+                    let settings = GatewaySettings::new(nats.clone(), gateway.clone());
                     tasks.spawn(services::run_gateway(settings, stopped(), None));
+                }
+                if wants(Role::Query) {
+                    let principals = gateway.principals.clone();
+                    tasks.spawn(services::run_query(
+                        nats.clone(),
+                        database.clone(),
+                        principals,
+                        query,
+                        stopped(),
+                        None,
+                    ));
                 }
                 if wants(Role::Projector) {
                     tasks.spawn(services::run_projector(nats, database, projector, stopped()));
@@ -120,6 +169,18 @@ fn main() -> std::process::ExitCode {
                     std::process::ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs a one-shot command on a fresh runtime.
+fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> std::process::ExitCode {
+    let outcome = tokio::runtime::Runtime::new().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(work));
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("safeguard: {e:#}");
+            std::process::ExitCode::FAILURE
         }
     }
 }

@@ -62,9 +62,29 @@ impl TestDatabase {
     }
 
     /// A small pool on this database.
+    /// A pool whose tables resolve in the live read-model schema, as the
+    /// projector's and the query role's do.
     pub async fn pool(&self) -> PgPool {
+        let pool = self.pool_in(projections::LIVE_SCHEMA).await;
+        // As every role does before it uses the database.
         #[allow(clippy::expect_used)]
-        PgPoolOptions::new().max_connections(4).connect(&self.url).await.expect("connect to the test database")
+        sqlx::query(&format!("create schema if not exists {}", projections::LIVE_SCHEMA))
+            .execute(&pool)
+            .await
+            .expect("create the read-model schema");
+        pool
+    }
+
+    /// A pool whose tables resolve in `schema`.
+    pub async fn pool_in(&self, schema: &str) -> PgPool {
+        #[allow(clippy::expect_used)]
+        let options = PgConnectOptions::from_str(&self.url).expect("test database url");
+        #[allow(clippy::expect_used)]
+        PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(projections::in_schema(options, schema))
+            .await
+            .expect("connect to the test database")
     }
 }
 

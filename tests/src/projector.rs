@@ -36,3 +36,59 @@ pub async fn run_until(nats_url: &str, pool: &PgPool, settings: Settings, target
     task.await.expect("join the projector").expect("the projector ran cleanly");
     elapsed
 }
+
+/// A projector running in the background, as `serve --role projector`
+/// runs it (with change notifications), until dropped.
+#[derive(Debug)]
+pub struct LiveProjector {
+    pub stats: Arc<Stats>,
+    task: tokio::task::JoinHandle<Result<(), projections::runtime::ProjectorError>>,
+    notifier: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl LiveProjector {
+    pub async fn start(nats_url: &str, pool: &PgPool) -> Self {
+        #[allow(clippy::expect_used)]
+        let client = async_nats::connect(nats_url).await.expect("connect to the test nats-server");
+        let stats = Arc::new(Stats::default());
+        let notifier = projections::notify::Notifier::default();
+        let notifying = tokio::spawn(notifier.clone().run(
+            client.clone(),
+            pool.clone(),
+            Duration::from_millis(100),
+            chrono::Utc::now,
+        ));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(projections::runtime::run_with(
+            pool.clone(),
+            async_nats::jetstream::new(client),
+            Settings::default(),
+            stats.clone(),
+            Some(notifier),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        Self { stats, task, notifier: notifying, stop: Some(stop_tx) }
+    }
+
+    /// Waits until the projector has applied the stream up to `target`.
+    pub async fn wait_for(&self, target: u64) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.stats.position.load(Ordering::Relaxed) < target {
+            assert!(!self.task.is_finished(), "the projector stopped early");
+            assert!(Instant::now() < deadline, "the projector did not reach {target}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for LiveProjector {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.notifier.abort();
+    }
+}

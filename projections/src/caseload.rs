@@ -1,0 +1,203 @@
+//! Caseloads: who holds which child, when each child was last seen, and
+//! which visits and reviews are overdue, per worker, team and council.
+//!
+//! Read from the casework tables on the day asked for (`today`, passed in),
+//! since "overdue" moves with the calendar even when no event arrives.
+
+use crate::indicators::{DEFAULT_CASELOAD_THRESHOLD, DEFAULT_VISIT_INTERVAL_DAYS, over_threshold};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::{PgPool, Row};
+use std::collections::BTreeMap;
+
+/// One case a worker holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Case {
+    pub child: uuid::Uuid,
+    pub council: String,
+    pub allocated_at: DateTime<Utc>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub last_seen_alone: Option<DateTime<Utc>>,
+    pub on_plan: bool,
+    pub visit_overdue: bool,
+    pub review_overdue: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkerLoad {
+    pub worker: uuid::Uuid,
+    pub team: String,
+    pub role: String,
+    pub open_cases: i64,
+    pub fte: f64,
+    pub over_threshold: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TeamLoad {
+    pub team: String,
+    pub open_cases: i64,
+    pub workers: i64,
+}
+
+/// A council's caseloads on one day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CouncilCaseload {
+    pub council: String,
+    pub on: NaiveDate,
+    pub threshold: f64,
+    pub workers: Vec<WorkerLoad>,
+    pub teams: Vec<TeamLoad>,
+}
+
+impl CouncilCaseload {
+    /// One team's part, for team-level change notifications.
+    pub fn team(&self, team: &str) -> serde_json::Value {
+        let workers: Vec<&WorkerLoad> = self.workers.iter().filter(|w| w.team == team).collect();
+        let open_cases = self.teams.iter().find(|t| t.team == team).map_or(0, |t| t.open_cases);
+        serde_json::json!({
+            "council": self.council, "team": team, "on": self.on, "open_cases": open_cases, "workers": workers,
+        })
+    }
+}
+
+/// The council's settings on `day` that caseloads use: visit interval and threshold.
+async fn settings(pool: &PgPool, council: &str, day: NaiveDate) -> Result<(i64, f64), sqlx::Error> {
+    let row = sqlx::query(
+        "select visit_interval_days, caseload_threshold from council_setting where council = $1
+          order by (effective_from <= $2) desc, case when effective_from <= $2 then effective_from end desc,
+                   effective_from limit 1",
+    )
+    .bind(council)
+    .bind(day)
+    .fetch_optional(pool)
+    .await?;
+    let interval = row
+        .as_ref()
+        .and_then(|r| r.try_get::<Option<i32>, _>("visit_interval_days").ok().flatten())
+        .map_or(DEFAULT_VISIT_INTERVAL_DAYS, i64::from);
+    let threshold = row
+        .as_ref()
+        .and_then(|r| r.try_get::<Option<i32>, _>("caseload_threshold").ok().flatten())
+        .map_or(DEFAULT_CASELOAD_THRESHOLD, f64::from);
+    Ok((interval, threshold))
+}
+
+/// The council a worker is in on `day` (their latest spell otherwise), if known.
+pub async fn worker_council(pool: &PgPool, worker: uuid::Uuid, day: NaiveDate) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select council from worker_spell where worker_id = $1
+          order by (from_on <= $2 and (to_on is null or to_on > $2)) desc, ordinal desc limit 1",
+    )
+    .bind(worker)
+    .bind(day)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The cases `worker` holds on `today`. Sealed children are left out.
+pub async fn worker_cases(pool: &PgPool, worker: uuid::Uuid, today: NaiveDate) -> Result<Vec<Case>, sqlx::Error> {
+    let rows = sqlx::query(
+        "select a.child_id, a.council, a.allocated_at, s.last_seen_at, s.last_seen_alone_at, s.on_cp_plan,
+                s.on_cin_plan, s.plan_started_on, s.review_due_on, s.last_visit_on
+           from allocation a join child_status s using (child_id)
+          where a.worker_id = $1 and a.from_on <= $2 and (a.to_on is null or a.to_on > $2) and not s.sealed
+          order by a.allocated_at, a.child_id",
+    )
+    .bind(worker)
+    .bind(today)
+    .fetch_all(pool)
+    .await?;
+    let mut intervals: BTreeMap<String, i64> = BTreeMap::new();
+    let mut cases = Vec::with_capacity(rows.len());
+    for row in rows {
+        let council: String = row.try_get("council")?;
+        let interval = match intervals.get(&council) {
+            Some(i) => *i,
+            None => {
+                let (i, _) = settings(pool, &council, today).await?;
+                intervals.insert(council.clone(), i);
+                i
+            }
+        };
+        let on_cp: bool = row.try_get("on_cp_plan")?;
+        let on_plan = on_cp || row.try_get::<bool, _>("on_cin_plan")?;
+        let last_visit: Option<NaiveDate> = row.try_get("last_visit_on")?;
+        let plan_started: Option<NaiveDate> = row.try_get("plan_started_on")?;
+        let review_due: Option<NaiveDate> = row.try_get("review_due_on")?;
+        cases.push(Case {
+            child: row.try_get("child_id")?,
+            council,
+            allocated_at: row.try_get("allocated_at")?,
+            last_seen: row.try_get("last_seen_at")?,
+            last_seen_alone: row.try_get("last_seen_alone_at")?,
+            on_plan,
+            visit_overdue: on_plan && visit_overdue(last_visit.or(plan_started), interval, today),
+            review_overdue: on_cp && review_due.is_some_and(|due| due < today),
+        });
+    }
+    Ok(cases)
+}
+
+/// A visit is overdue when the last one (or the plan's start, before any)
+/// is more than `interval` calendar days before `today`.
+pub fn visit_overdue(since: Option<NaiveDate>, interval: i64, today: NaiveDate) -> bool {
+    match since {
+        Some(day) => day.checked_add_days(Days::new(interval.max(0) as u64)).is_some_and(|due| due < today),
+        None => false,
+    }
+}
+
+/// Every worker and team of `council` on `today`.
+pub async fn council(pool: &PgPool, council: &str, today: NaiveDate) -> Result<CouncilCaseload, sqlx::Error> {
+    let (_, threshold) = settings(pool, council, today).await?;
+    let workers = sqlx::query(
+        "select w.worker_id, w.team_id, w.role, w.fte,
+                (select count(*) from allocation a join child_status s using (child_id)
+                  where a.worker_id = w.worker_id and a.from_on <= $2 and (a.to_on is null or a.to_on > $2))
+                  as open_cases
+           from worker_spell w
+          where w.council = $1 and w.from_on <= $2 and (w.to_on is null or w.to_on > $2)
+          order by w.team_id, w.worker_id",
+    )
+    .bind(council)
+    .bind(today)
+    .fetch_all(pool)
+    .await?;
+    let mut out = CouncilCaseload { council: council.to_owned(), on: today, threshold, workers: vec![], teams: vec![] };
+    for row in workers {
+        let open_cases: i64 = row.try_get("open_cases")?;
+        let fte: f64 = row.try_get("fte")?;
+        let role: String = row.try_get("role")?;
+        let holds = matches!(role.as_str(), "social_worker" | "senior_social_worker");
+        out.workers.push(WorkerLoad {
+            worker: row.try_get("worker_id")?,
+            team: row.try_get("team_id")?,
+            role,
+            open_cases,
+            fte,
+            over_threshold: holds && over_threshold(open_cases.max(0) as usize, fte, threshold),
+        });
+    }
+    let teams = sqlx::query(
+        "select team_id, count(*) as open_cases from allocation
+          where council = $1 and from_on <= $2 and (to_on is null or to_on > $2) group by team_id",
+    )
+    .bind(council)
+    .bind(today)
+    .fetch_all(pool)
+    .await?;
+    let mut by_team: BTreeMap<String, TeamLoad> = BTreeMap::new();
+    for row in teams {
+        let team: String = row.try_get("team_id")?;
+        by_team.insert(team.clone(), TeamLoad { team, open_cases: row.try_get("open_cases")?, workers: 0 });
+    }
+    for w in &out.workers {
+        by_team
+            .entry(w.team.clone())
+            .or_insert_with(|| TeamLoad { team: w.team.clone(), open_cases: 0, workers: 0 })
+            .workers += 1;
+    }
+    out.teams = by_team.into_values().collect();
+    Ok(out)
+}

@@ -1,0 +1,134 @@
+//! Change notifications for dashboard teams: after batches commit, each
+//! council whose indicators changed and each team whose caseload changed is
+//! announced on core NATS (subjects in `events::subjects`), with the same
+//! JSON the query API returns.
+//!
+//! Why debounced: a bulk load commits many batches a second, and
+//! recomputing a council's indicators after every one would cost more than
+//! applying the batch. Marks are gathered and flushed every `interval`; a
+//! document is published only when it differs from the last one published
+//! for that subject, so subscribers see changes, not heartbeats. After a
+//! restart the first flush of each subject is published again: a
+//! subscriber may see one repeat, never a gap.
+
+use crate::refold::Changed;
+use crate::{caseload, indicators};
+use chrono::{DateTime, NaiveDate, Utc};
+use events::calendar::business_date;
+use events::subjects::{caseload_change_subject, indicators_change_subject};
+use indicators::Period;
+use sqlx::PgPool;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default)]
+struct Dirty {
+    /// Council to the financial years (by first calendar year) to recompute.
+    councils: BTreeMap<String, BTreeSet<i32>>,
+    teams: BTreeSet<(String, String)>,
+}
+
+/// Marks what changed; a background task publishes it.
+#[derive(Debug, Clone, Default)]
+pub struct Notifier {
+    dirty: Arc<Mutex<Dirty>>,
+}
+
+impl Notifier {
+    /// Marks what a committed batch changed.
+    pub fn mark(&self, changed: &Changed, years: &BTreeSet<i32>) {
+        let Ok(mut dirty) = self.dirty.lock() else { return };
+        for council in &changed.councils {
+            dirty.councils.entry(council.clone()).or_default().extend(years.iter().copied());
+        }
+        dirty.teams.extend(changed.teams.iter().cloned());
+    }
+
+    fn take(&self) -> Dirty {
+        self.dirty.lock().map(|mut d| std::mem::take(&mut *d)).unwrap_or_default()
+    }
+
+    /// Publishes what was marked, every `interval`, until the task is dropped.
+    pub async fn run(self, client: async_nats::Client, pool: PgPool, interval: Duration, now: fn() -> DateTime<Utc>) {
+        let mut last: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let dirty = self.take();
+            if dirty.councils.is_empty() && dirty.teams.is_empty() {
+                continue;
+            }
+            let today = business_date(&now());
+            if let Err(e) = publish(&client, &pool, dirty.clone(), today, &mut last).await {
+                tracing::warn!(error = %e, "could not publish change notifications");
+                let mut again = Changed { councils: BTreeSet::new(), teams: dirty.teams };
+                for (council, years) in dirty.councils {
+                    again.councils.insert(council.clone());
+                    self.mark(&Changed { councils: [council].into(), teams: BTreeSet::new() }, &years);
+                }
+                self.mark(&Changed { councils: BTreeSet::new(), teams: again.teams }, &BTreeSet::new());
+            }
+        }
+    }
+}
+
+async fn publish(
+    client: &async_nats::Client,
+    pool: &PgPool,
+    dirty: Dirty,
+    today: NaiveDate,
+    last: &mut HashMap<String, Vec<u8>>,
+) -> Result<(), NotifyError> {
+    let current = Period::containing(today);
+    for (council, years) in dirty.councils {
+        let mut periods: BTreeSet<i32> = years;
+        periods.insert(chrono::Datelike::year(&current.from));
+        for year in periods {
+            let Some(from) = NaiveDate::from_ymd_opt(year, 4, 1) else { continue };
+            let period = Period::containing(from);
+            let doc = indicators::document(pool, &council, period, today).await?;
+            let subject = indicators_change_subject(&council, &doc.period);
+            send(client, subject, serde_json::to_vec(&doc)?, last).await?;
+        }
+    }
+    let mut by_council: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (council, team) in dirty.teams {
+        by_council.entry(council).or_default().push(team);
+    }
+    for (council, teams) in by_council {
+        let loads = caseload::council(pool, &council, today).await?;
+        for team in teams {
+            let subject = caseload_change_subject(&council, &team);
+            send(client, subject, serde_json::to_vec(&loads.team(&team))?, last).await?;
+        }
+    }
+    client.flush().await.map_err(|e| NotifyError::Nats(e.to_string()))?;
+    Ok(())
+}
+
+async fn send(
+    client: &async_nats::Client,
+    subject: String,
+    payload: Vec<u8>,
+    last: &mut HashMap<String, Vec<u8>>,
+) -> Result<(), NotifyError> {
+    if last.get(&subject) == Some(&payload) {
+        return Ok(());
+    }
+    client.publish(subject.clone(), payload.clone().into()).await.map_err(|e| NotifyError::Nats(e.to_string()))?;
+    last.insert(subject, payload);
+    Ok(())
+}
+
+/// Why a flush of notifications failed; its marks are kept for the next one.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("encoding: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("nats: {0}")]
+    Nats(String),
+}

@@ -1,0 +1,363 @@
+//! Writing the casework tables: each touched subject's rows are deleted and
+//! written afresh from its whole history, inside the batch's transaction.
+//! The fold itself is [`crate::casework`]; this is only its IO.
+
+use crate::casework::{self, Recorded};
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{Postgres, Row, Transaction};
+use std::collections::BTreeSet;
+
+/// The subjects a batch touched, by kind.
+#[derive(Debug, Default, Clone)]
+pub struct Touched {
+    pub children: BTreeSet<uuid::Uuid>,
+    pub workers: BTreeSet<uuid::Uuid>,
+    pub councils: BTreeSet<String>,
+}
+
+/// What a refold changed, for change notifications: councils whose
+/// indicators may have moved and (council, team) pairs whose caseload may have.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub councils: BTreeSet<String>,
+    pub teams: BTreeSet<(String, String)>,
+}
+
+impl Changed {
+    pub fn merge(&mut self, other: Changed) {
+        self.councils.extend(other.councils);
+        self.teams.extend(other.teams);
+    }
+}
+
+async fn histories(
+    tx: &mut Transaction<'_, Postgres>,
+    kind: &str,
+    subjects: &[String],
+) -> Result<Vec<(String, Vec<Recorded>)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data
+           from stored_event where subject_kind = $1 and subject = any($2) order by subject, sequence",
+    )
+    .bind(kind)
+    .bind(subjects)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out: Vec<(String, Vec<Recorded>)> = Vec::new();
+    for row in rows {
+        let subject: String = row.try_get("subject")?;
+        let data = match row.try_get::<serde_json::Value, _>("data")? {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        let recorded = Recorded {
+            sequence: row.try_get("sequence")?,
+            event_id: row.try_get("event_id")?,
+            source: row.try_get("source")?,
+            event_type: row.try_get("event_type")?,
+            occurred_at: row.try_get("occurred_at")?,
+            business_date: row.try_get("business_date")?,
+            data,
+        };
+        match out.last_mut() {
+            Some((s, list)) if *s == subject => list.push(recorded),
+            _ => out.push((subject, vec![recorded])),
+        }
+    }
+    Ok(out)
+}
+
+/// Refolds every touched subject within `tx`.
+pub async fn refold(tx: &mut Transaction<'_, Postgres>, touched: &Touched) -> Result<Changed, sqlx::Error> {
+    let mut changed = Changed::default();
+    if !touched.children.is_empty() {
+        changed.merge(refold_children(tx, &touched.children).await?);
+    }
+    if !touched.workers.is_empty() {
+        changed.merge(refold_workers(tx, &touched.workers).await?);
+    }
+    if !touched.councils.is_empty() {
+        changed.merge(refold_councils(tx, &touched.councils).await?);
+    }
+    Ok(changed)
+}
+
+fn i32_of(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+async fn refold_children(
+    tx: &mut Transaction<'_, Postgres>,
+    children: &BTreeSet<uuid::Uuid>,
+) -> Result<Changed, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = children.iter().copied().collect();
+    let mut changed = Changed::default();
+    // What the children looked like before, so a council or team they left hears of it too.
+    let before = sqlx::query(
+        "select council, null as team_id from child_status where child_id = any($1) and council is not null
+         union select council, team_id from allocation where child_id = any($1) and to_on is null",
+    )
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in before {
+        let council: String = row.try_get("council")?;
+        if let Some(team) = row.try_get::<Option<String>, _>("team_id")? {
+            changed.teams.insert((council.clone(), team));
+        }
+        changed.councils.insert(council);
+    }
+    for table in ["child_status", "referral", "assessment", "icpc", "cp_plan", "allocation", "sighting"] {
+        sqlx::query(&format!("delete from {table} where child_id = any($1)")).bind(&ids).execute(&mut **tx).await?;
+    }
+
+    let subjects: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
+    let mut rows = ChildRows::default();
+    for (subject, history) in histories(tx, "child", &subjects).await? {
+        let Ok(child) = subject.parse::<uuid::Uuid>() else { continue };
+        let facts = casework::fold_child(&history);
+        if let Some(council) = &facts.status.council {
+            changed.councils.insert(council.clone());
+        }
+        for a in facts.allocations.iter().filter(|a| a.to_on.is_none()) {
+            changed.teams.insert((a.council.clone(), a.team_id.clone()));
+        }
+        changed.councils.extend(facts.referrals.iter().map(|r| r.council.clone()));
+        changed.councils.extend(facts.plans.iter().map(|p| p.council.clone()));
+        rows.push(child, facts);
+    }
+    rows.write(tx).await?;
+    Ok(changed)
+}
+
+#[derive(Default)]
+struct ChildRows {
+    status: Vec<(uuid::Uuid, casework::ChildStatus)>,
+    referrals: Vec<(uuid::Uuid, casework::Referral)>,
+    assessments: Vec<(uuid::Uuid, casework::Assessment)>,
+    icpcs: Vec<(uuid::Uuid, casework::Icpc)>,
+    plans: Vec<(uuid::Uuid, casework::CpPlan)>,
+    allocations: Vec<(uuid::Uuid, i32, uuid::Uuid, casework::Allocation)>,
+    sightings: Vec<(uuid::Uuid, i32, casework::Sighting)>,
+}
+
+impl ChildRows {
+    fn push(&mut self, child: uuid::Uuid, facts: casework::ChildFacts) {
+        self.status.push((child, facts.status));
+        self.referrals.extend(facts.referrals.into_iter().map(|r| (child, r)));
+        self.assessments.extend(facts.assessments.into_iter().map(|a| (child, a)));
+        self.icpcs.extend(facts.icpcs.into_iter().map(|i| (child, i)));
+        self.plans.extend(facts.plans.into_iter().map(|p| (child, p)));
+        // Worker ids were checked at the gateway; one that does not parse is left out, not guessed.
+        self.allocations.extend(
+            facts
+                .allocations
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, a)| Some((child, i32_of(i), a.worker_id.parse().ok()?, a))),
+        );
+        self.sightings.extend(facts.sightings.into_iter().enumerate().map(|(i, s)| (child, i32_of(i), s)));
+    }
+
+    async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        if !self.status.is_empty() {
+            let s = &self.status;
+            sqlx::query(
+                "insert into child_status select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[],
+                    $5::bool[], $6::bool[], $7::bool[], $8::bool[], $9::date[], $10::date[], $11::timestamptz[],
+                    $12::timestamptz[], $13::date[])",
+            )
+            .bind(s.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, x)| x.la_child_id.clone()).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, x)| x.died_on).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, x)| x.sealed).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, x)| x.episode_open).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, x)| x.on_cp_plan).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, x)| x.on_cin_plan).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, x)| x.plan_started_on).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, x)| x.review_due_on).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, x)| x.last_seen_at).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, x)| x.last_seen_alone_at).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, x)| x.last_visit_on).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !self.referrals.is_empty() {
+            let r = &self.referrals;
+            sqlx::query(
+                "insert into referral select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[],
+                    $5::bool[], $6::date[], $7::date[])",
+            )
+            .bind(r.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+            .bind(r.iter().map(|(_, x)| x.referral_id.clone()).collect::<Vec<_>>())
+            .bind(r.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+            .bind(r.iter().map(|(_, x)| x.received_on).collect::<Vec<_>>())
+            .bind(r.iter().map(|(_, x)| x.nfa).collect::<Vec<_>>())
+            .bind(r.iter().map(|(_, x)| x.previous_on).collect::<Vec<_>>())
+            .bind(r.iter().map(|(_, x)| x.closed_on).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !self.assessments.is_empty() {
+            let a = &self.assessments;
+            sqlx::query(
+                "insert into assessment select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::date[])",
+            )
+            .bind(a.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+            .bind(a.iter().map(|(_, x)| x.assessment_id.clone()).collect::<Vec<_>>())
+            .bind(a.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+            .bind(a.iter().map(|(_, x)| x.started_on).collect::<Vec<_>>())
+            .bind(a.iter().map(|(_, x)| x.completed_on).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !self.icpcs.is_empty() {
+            let i = &self.icpcs;
+            sqlx::query(
+                "insert into icpc select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::date[])",
+            )
+            .bind(i.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+            .bind(i.iter().map(|(_, x)| x.conference_id.clone()).collect::<Vec<_>>())
+            .bind(i.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+            .bind(i.iter().map(|(_, x)| x.held_on).collect::<Vec<_>>())
+            .bind(i.iter().map(|(_, x)| x.s47_started_on).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !self.plans.is_empty() {
+            let p = &self.plans;
+            // Reviews travel as one text per plan: Postgres has no arrays of arrays of unequal length.
+            sqlx::query(
+                "insert into cp_plan
+                 select c, id, council, category, started, ended, icpc, earlier,
+                        coalesce(string_to_array(nullif(reviews, ''), ',')::date[], '{}')
+                   from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::date[], $6::date[], $7::date[],
+                               $8::bool[], $9::text[])
+                     as t(c, id, council, category, started, ended, icpc, earlier, reviews)",
+            )
+            .bind(p.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+            .bind(p.iter().map(|(_, x)| x.plan_id.clone()).collect::<Vec<_>>())
+            .bind(p.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+            .bind(p.iter().map(|(_, x)| x.category.clone()).collect::<Vec<_>>())
+            .bind(p.iter().map(|(_, x)| x.started_on).collect::<Vec<_>>())
+            .bind(p.iter().map(|(_, x)| x.ended_on).collect::<Vec<_>>())
+            .bind(p.iter().map(|(_, x)| x.icpc_on).collect::<Vec<_>>())
+            .bind(p.iter().map(|(_, x)| x.earlier_plan).collect::<Vec<_>>())
+            .bind(
+                p.iter()
+                    .map(|(_, x)| x.reviews.iter().map(NaiveDate::to_string).collect::<Vec<_>>().join(","))
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !self.allocations.is_empty() {
+            let a = &self.allocations;
+            sqlx::query(
+                "insert into allocation select * from unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[],
+                    $6::timestamptz[], $7::date[], $8::date[])",
+            )
+            .bind(a.iter().map(|(c, _, _, _)| *c).collect::<Vec<_>>())
+            .bind(a.iter().map(|(_, i, _, _)| *i).collect::<Vec<_>>())
+            .bind(a.iter().map(|(_, _, w, _)| *w).collect::<Vec<_>>())
+            .bind(a.iter().map(|(_, _, _, x)| x.team_id.clone()).collect::<Vec<_>>())
+            .bind(a.iter().map(|(_, _, _, x)| x.council.clone()).collect::<Vec<_>>())
+            .bind(a.iter().map(|(_, _, _, x)| x.allocated_at).collect::<Vec<DateTime<Utc>>>())
+            .bind(a.iter().map(|(_, _, _, x)| x.from_on).collect::<Vec<_>>())
+            .bind(a.iter().map(|(_, _, _, x)| x.to_on).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !self.sightings.is_empty() {
+            let s = &self.sightings;
+            sqlx::query(
+                "insert into sighting select * from unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::date[],
+                    $5::bool[], $6::bool[])",
+            )
+            .bind(s.iter().map(|(c, _, _)| *c).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, _, x)| x.seen_at).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, _, x)| x.seen_on).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, _, x)| x.statutory).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, _, x)| x.alone).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn refold_workers(
+    tx: &mut Transaction<'_, Postgres>,
+    workers: &BTreeSet<uuid::Uuid>,
+) -> Result<Changed, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = workers.iter().copied().collect();
+    let mut changed = Changed::default();
+    let before = sqlx::query("delete from worker_spell where worker_id = any($1) returning council, team_id")
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in before {
+        let council: String = row.try_get("council")?;
+        changed.teams.insert((council.clone(), row.try_get("team_id")?));
+        changed.councils.insert(council);
+    }
+    let subjects: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
+    let mut rows: Vec<(uuid::Uuid, i32, casework::WorkerSpell)> = Vec::new();
+    for (subject, history) in histories(tx, "worker", &subjects).await? {
+        let Ok(worker) = subject.parse::<uuid::Uuid>() else { continue };
+        for (i, spell) in casework::fold_worker(&history).into_iter().enumerate() {
+            changed.councils.insert(spell.council.clone());
+            changed.teams.insert((spell.council.clone(), spell.team_id.clone()));
+            rows.push((worker, i32_of(i), spell));
+        }
+    }
+    if !rows.is_empty() {
+        sqlx::query(
+            "insert into worker_spell select * from unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[],
+                $6::float8[], $7::bool[], $8::date[], $9::date[])",
+        )
+        .bind(rows.iter().map(|(w, _, _)| *w).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, _, s)| s.council.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, _, s)| s.team_id.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, _, s)| s.role.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, _, s)| s.fte).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, _, s)| s.agency).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, _, s)| s.from_on).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, _, s)| s.to_on).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(changed)
+}
+
+async fn refold_councils(
+    tx: &mut Transaction<'_, Postgres>,
+    councils: &BTreeSet<String>,
+) -> Result<Changed, sqlx::Error> {
+    let codes: Vec<String> = councils.iter().cloned().collect();
+    sqlx::query("delete from council_setting where council = any($1)").bind(&codes).execute(&mut **tx).await?;
+    let mut rows: Vec<(String, casework::CouncilSetting)> = Vec::new();
+    for (council, history) in histories(tx, "council", &codes).await? {
+        rows.extend(casework::fold_council(&history).into_iter().map(|s| (council.clone(), s)));
+    }
+    if !rows.is_empty() {
+        sqlx::query(
+            "insert into council_setting select * from unnest($1::text[], $2::date[], $3::text[], $4::bigint[],
+                $5::int[], $6::int[], $7::int[], $8::float8[])",
+        )
+        .bind(rows.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| s.effective_from).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| s.dfe_la_code.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| s.population_0_17).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| s.assessment_timescale_days).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| s.visit_interval_days).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| s.caseload_threshold).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| s.funded_social_worker_fte).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(Changed { councils: councils.clone(), teams: Default::default() })
+}

@@ -1,0 +1,96 @@
+//! Access events: every child-level read, and every refusal of one, is
+//! published to the audit stream and acknowledged by JetStream before the
+//! answer is sent. If it cannot be stored, the read fails (503): a read
+//! nobody can later account for does not happen.
+//!
+//! The query role publishes nothing else.
+
+use chrono::{DateTime, Utc};
+use events::Subject;
+use events::ids::ChildId;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Who asked, and why (the `X-Acting-User` and `X-Purpose` headers).
+#[derive(Debug, Clone, Default)]
+pub struct Asker {
+    pub principal: String,
+    pub acting_user: Option<String>,
+    pub purpose: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Allowed,
+    Refused,
+}
+
+/// One access event, as stored on `sg.audit.access.<pp>.<child>`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessEvent<'a> {
+    pub id: uuid::Uuid,
+    pub child: Option<uuid::Uuid>,
+    pub principal: &'a str,
+    pub acting_user: Option<&'a str>,
+    pub purpose: Option<&'a str>,
+    pub endpoint: &'a str,
+    pub at: DateTime<Utc>,
+    pub outcome: Outcome,
+}
+
+/// Where access events go.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    pub js: async_nats::jetstream::Context,
+    pub timeout: Duration,
+}
+
+/// Where an access event that names no child (a lookup that found nobody) goes.
+pub const LOOKUP_SUBJECT: &str = "sg.audit.lookup";
+
+impl AccessLog {
+    /// Records `outcome` for each child (or one event with no child when
+    /// `children` is empty), waiting for JetStream to store every one.
+    pub async fn record(
+        &self,
+        asker: &Asker,
+        endpoint: &str,
+        children: &[uuid::Uuid],
+        outcome: Outcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let targets: Vec<Option<uuid::Uuid>> =
+            if children.is_empty() { vec![None] } else { children.iter().copied().map(Some).collect() };
+        let mut acks = Vec::with_capacity(targets.len());
+        for child in targets {
+            let event = AccessEvent {
+                id: uuid::Uuid::new_v4(),
+                child,
+                principal: &asker.principal,
+                acting_user: asker.acting_user.as_deref(),
+                purpose: asker.purpose.as_deref(),
+                endpoint,
+                at,
+                outcome,
+            };
+            let subject = match child {
+                Some(c) => events::subjects::access_subject(&Subject::Child(ChildId::from_uuid(c))),
+                None => LOOKUP_SUBJECT.to_owned(),
+            };
+            let payload = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+            let ack = tokio::time::timeout(self.timeout, self.js.publish(subject, payload.into()))
+                .await
+                .map_err(|_| "timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            tokio::time::timeout(self.timeout, ack)
+                .await
+                .map_err(|_| "timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,98 @@
+//! The query role's one error type: its `IntoResponse` alone decides status
+//! codes, and every rejection names the parameter at fault and why, as
+//! problem+json.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// A parameter (query string, path or body field) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ParamError {
+    pub parameter: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The principal may not read this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("invalid parameter")]
+    Invalid(Vec<ParamError>),
+    /// The access log could not record the read, so the read is refused.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl QueryError {
+    pub fn invalid(parameter: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![ParamError { parameter: parameter.to_owned(), message: message.into() }])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sqlx::Error> for QueryError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(anyhow::Error::new(e).context("the read-model database failed"))
+    }
+}
+
+#[derive(Serialize)]
+struct Problem {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<ParamError>,
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (slug, title, detail, errors) = match self {
+            Self::Unauthorized => (
+                "unauthorized",
+                "No valid bearer token",
+                "send Authorization: Bearer TOKEN with a token from principals.toml".to_owned(),
+                vec![],
+            ),
+            Self::Forbidden(detail) => ("forbidden", "Not allowed for this principal", detail, vec![]),
+            Self::NotFound(detail) => ("not-found", "Not found", detail, vec![]),
+            Self::Invalid(errors) => {
+                let detail = errors.iter().map(|e| format!("{}: {}", e.parameter, e.message)).collect::<Vec<_>>();
+                ("invalid-parameter", "Invalid parameter", detail.join("; "), errors)
+            }
+            Self::Unavailable(detail) => ("unavailable", "Unavailable", detail, vec![]),
+            Self::Internal(cause) => {
+                tracing::error!(error = %format!("{cause:#}"), "internal error");
+                ("internal", "Internal error", "the query role failed; the cause is in its log".to_owned(), vec![])
+            }
+        };
+        let body = Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail, errors };
+        let mut response = (status, axum::Json(body)).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

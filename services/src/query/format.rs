@@ -1,0 +1,95 @@
+//! The chronology as CSV and Markdown, with the columns courts expect of a
+//! care-proceedings chronology (`serial`, `date`, `event`,
+//! `source_reference`, ISO dates) and then the backbone's own.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use projections::chronology::Entry;
+
+const COLUMNS: [&str; 10] = [
+    "serial",
+    "date",
+    "event",
+    "source_reference",
+    "type",
+    "occurred_at",
+    "recorded_at",
+    "status",
+    "corrected_by",
+    "retracted_by",
+];
+
+fn row(serial: usize, e: &Entry) -> [String; 10] {
+    let iso = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let event = match e.status.as_str() {
+        "corrected" => format!("{} [corrected]", e.summary),
+        "retracted" => format!("{} [retracted]", e.summary),
+        _ => e.summary.clone(),
+    };
+    [
+        serial.to_string(),
+        events::calendar::business_date(&e.occurred_at).to_string(),
+        event,
+        format!("{} {}", e.source, e.id),
+        e.event_type.clone(),
+        iso(&e.occurred_at),
+        iso(&e.recorded_at),
+        e.status.clone(),
+        e.corrected_by.clone().unwrap_or_default(),
+        e.retracted_by.clone().unwrap_or_default(),
+    ]
+}
+
+/// RFC 4180 quoting. A leading `=`, `+`, `-` or `@` is prefixed with `'` so
+/// a spreadsheet never runs a cell as a formula.
+fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@']) { format!("'{value}") } else { value.to_owned() };
+    if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
+}
+
+/// `first_serial` numbers the first row, so pages continue each other.
+pub fn csv(entries: &[Entry], first_serial: usize) -> String {
+    let mut out = COLUMNS.join(",");
+    out.push_str("\r\n");
+    for (i, e) in entries.iter().enumerate() {
+        let cells: Vec<String> = row(first_serial + i, e).iter().map(|c| csv_field(c)).collect();
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn md_cell(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+pub fn markdown(child: &uuid::Uuid, as_of: &DateTime<Utc>, entries: &[Entry], first_serial: usize) -> String {
+    let mut out = format!(
+        "# Chronology of child {child}\n\nAs recorded by {}. Dates are business dates (Europe/London).\n\n",
+        as_of.to_rfc3339_opts(SecondsFormat::Secs, true)
+    );
+    out.push_str(&format!("| {} |\n", COLUMNS.join(" | ")));
+    out.push_str(&format!("|{}\n", "---|".repeat(COLUMNS.len())));
+    for (i, e) in entries.iter().enumerate() {
+        let cells: Vec<String> = row(first_serial + i, e).iter().map(|c| md_cell(c)).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=1+1"), "'=1+1");
+    }
+
+    #[test]
+    fn markdown_cells_cannot_break_the_table() {
+        assert_eq!(md_cell("a|b\nc"), "a\\|b c");
+    }
+}

@@ -1,0 +1,628 @@
+//! The query role: the read endpoints of CONTRACT.md ("Reads") over the
+//! read models, every request authenticated, child-level reads scoped to
+//! the principal's councils and recorded in the access log before the
+//! answer is sent.
+//!
+//! # Layout
+//!
+//! - [`access`]: access events, stored on the audit stream before answering.
+//! - [`format`]: the chronology as CSV and Markdown.
+//! - [`error`]: the one error type and its problem+json form.
+//!
+//! The query role reads PostgreSQL and publishes nothing but access events.
+//! Who may read what (issue 4's part of the role matrix): `practitioner`
+//! and `admin` read children of their councils; `dashboard` reads
+//! aggregates (indicators, council caseload counts) only; a sealed child is
+//! refused to all but `admin`.
+
+pub mod access;
+pub mod error;
+pub mod format;
+
+use crate::principals::{Principal, Principals, Role};
+use access::{AccessLog, Asker, Outcome};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use error::{ParamError, QueryError};
+use events::calendar::business_date;
+use events::ids::CouncilCode;
+use futures::StreamExt as _;
+use projections::indicators::Period;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+/// Chronology entries per page unless `limit` says otherwise, and the most it may say.
+pub const DEFAULT_LIMIT: i64 = 500;
+pub const MAX_LIMIT: i64 = 5000;
+
+#[derive(Debug)]
+pub struct QueryState {
+    pub principals: Principals,
+    pub pool: PgPool,
+    pub access: AccessLog,
+    pub client: async_nats::Client,
+    pub metrics: QueryMetrics,
+    /// A clock that tests can replace.
+    pub now: fn() -> DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabel {
+    pub endpoint: &'static str,
+    pub status: u16,
+}
+
+#[derive(Debug)]
+pub struct QueryMetrics {
+    registry: Registry,
+    pub requests: Family<RequestLabel, Counter>,
+    pub access_failures: Counter,
+}
+
+impl Default for QueryMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("safeguard_query");
+        let requests = Family::<RequestLabel, Counter>::default();
+        registry.register("requests", "Read requests by endpoint and status", requests.clone());
+        let access_failures = Counter::default();
+        registry.register(
+            "access_log_failures",
+            "Reads refused with 503 because the access event could not be stored",
+            access_failures.clone(),
+        );
+        Self { registry, requests, access_failures }
+    }
+}
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Safeguard queries", description = "Chronologies, lookups, caseloads and indicators."),
+    paths(chronology, lookup, worker_caseload, caseloads, indicators, indicators_stream),
+    components(schemas(ParamError))
+)]
+pub struct ApiDoc;
+
+pub fn router(state: Arc<QueryState>) -> Router {
+    Router::new()
+        .route("/v1/children/{child}/chronology", get(chronology))
+        .route("/v1/children/lookup", post(lookup))
+        .route("/v1/workers/{worker}/caseload", get(worker_caseload))
+        .route("/v1/caseloads", get(caseloads))
+        .route("/v1/indicators", get(indicators))
+        .route("/v1/indicators/stream", get(indicators_stream))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .with_state(state)
+}
+
+fn count(app: &QueryState, endpoint: &'static str, result: Result<Response, QueryError>) -> Response {
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    app.metrics.requests.get_or_create(&RequestLabel { endpoint, status: response.status().as_u16() }).inc();
+    response
+}
+
+/// The caller, from the bearer token and the `X-Acting-User` / `X-Purpose` headers.
+fn caller(app: &QueryState, headers: &HeaderMap) -> Result<(Principal, Asker), QueryError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(QueryError::Unauthorized)?;
+    let principal = app.principals.authenticate(token).ok_or(QueryError::Unauthorized)?;
+    let header_text = |name: &str| -> Result<Option<String>, QueryError> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => {
+                let text = v.to_str().map_err(|_| QueryError::invalid(name, "must be printable ASCII"))?.trim();
+                if text.len() > 200 {
+                    return Err(QueryError::invalid(name, "must be at most 200 characters"));
+                }
+                Ok((!text.is_empty()).then(|| text.to_owned()))
+            }
+        }
+    };
+    let asker = Asker {
+        principal: principal.name.as_str().to_owned(),
+        acting_user: header_text("x-acting-user")?,
+        purpose: header_text("x-purpose")?,
+    };
+    Ok((principal, asker))
+}
+
+fn council_param(value: Option<&str>) -> Result<CouncilCode, QueryError> {
+    let text = value.ok_or_else(|| QueryError::invalid("council", "is required (an ONS code such as E09000014)"))?;
+    CouncilCode::parse(text).map_err(|m| QueryError::invalid("council", m))
+}
+
+/// Aggregates (indicators, council caseloads): practitioners, dashboards and admins of the council.
+fn may_read_aggregates(principal: &Principal, council: &CouncilCode) -> Result<(), QueryError> {
+    if !(principal.has(Role::Practitioner) || principal.has(Role::Dashboard)) {
+        return Err(QueryError::Forbidden("aggregates need the practitioner, dashboard or admin role".into()));
+    }
+    if !principal.councils.allows(council) {
+        return Err(QueryError::Forbidden(format!("council {} is outside this principal's scope", council.as_str())));
+    }
+    Ok(())
+}
+
+/// Child-level reads: practitioners and admins, for children of their councils;
+/// sealed children for admins only.
+fn may_read_child(principal: &Principal, council: Option<&str>, sealed: bool) -> Result<(), String> {
+    if !principal.has(Role::Practitioner) {
+        return Err("child-level reads need the practitioner or admin role".into());
+    }
+    if sealed && !principal.is_admin() {
+        return Err("this child's record is sealed".into());
+    }
+    let in_scope = council.and_then(|c| CouncilCode::parse(c).ok()).is_some_and(|c| principal.councils.allows(&c));
+    if !in_scope && !principal.is_admin() {
+        return Err("this child is outside this principal's councils".into());
+    }
+    Ok(())
+}
+
+/// Checks a child-level read of `child` and records it (allowed or refused)
+/// before anything is answered.
+async fn admit_child(
+    app: &QueryState,
+    principal: &Principal,
+    asker: &Asker,
+    endpoint: &str,
+    child: uuid::Uuid,
+) -> Result<(), QueryError> {
+    let row: Option<(Option<String>, bool)> =
+        sqlx::query_as("select council, sealed from child_status where child_id = $1")
+            .bind(child)
+            .fetch_optional(&app.pool)
+            .await?;
+    let Some((council, sealed)) = row else {
+        return Err(QueryError::NotFound(format!("no child {child} is known")));
+    };
+    let decision = may_read_child(principal, council.as_deref(), sealed);
+    let outcome = if decision.is_ok() { Outcome::Allowed } else { Outcome::Refused };
+    record(app, asker, endpoint, &[child], outcome).await?;
+    decision.map_err(QueryError::Forbidden)
+}
+
+async fn record(
+    app: &QueryState,
+    asker: &Asker,
+    endpoint: &str,
+    children: &[uuid::Uuid],
+    outcome: Outcome,
+) -> Result<(), QueryError> {
+    app.access.record(asker, endpoint, children, outcome, (app.now)()).await.map_err(|e| {
+        app.metrics.access_failures.inc();
+        tracing::error!(error = %e, "could not store an access event; the read is refused");
+        QueryError::Unavailable("the access log could not record this read, so it is not answered".into())
+    })
+}
+
+fn uuid_param(name: &str, text: &str) -> Result<uuid::Uuid, QueryError> {
+    uuid::Uuid::parse_str(text).map_err(|_| QueryError::invalid(name, "must be a UUID"))
+}
+
+fn date_param(name: &str, text: Option<&str>) -> Result<Option<NaiveDate>, QueryError> {
+    text.map(|t| t.parse::<NaiveDate>().map_err(|_| QueryError::invalid(name, "must be a date, YYYY-MM-DD")))
+        .transpose()
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ChronologyParams {
+    as_of: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
+    format: Option<String>,
+}
+
+/// `after` cursors are opaque to callers: microseconds of the business time and the subject sequence.
+fn cursor(entry: &projections::chronology::Entry) -> String {
+    format!("{}.{}", entry.occurred_at.timestamp_micros(), entry.sequence)
+}
+
+fn parse_cursor(text: &str) -> Option<(DateTime<Utc>, i64)> {
+    let (micros, seq) = text.split_once('.')?;
+    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, seq.parse().ok()?))
+}
+
+/// A child's chronology across agencies, in business-time order.
+#[utoipa::path(
+    get,
+    path = "/v1/children/{child}/chronology",
+    params(
+        ("child" = String, Path, description = "The child's id"),
+        ("as_of" = Option<String>, Query, description = "RFC 3339 time: only what had been recorded by then, as it then stood"),
+        ("from" = Option<String>, Query, description = "First business date, inclusive"),
+        ("to" = Option<String>, Query, description = "Last business date, inclusive"),
+        ("limit" = Option<i64>, Query, description = "Entries per page (1 to 5000, default 500)"),
+        ("after" = Option<String>, Query, description = "The `next` of the previous page"),
+        ("format" = Option<String>, Query, description = "json (default), csv or md"),
+    ),
+    responses(
+        (status = 200, description = "The chronology"),
+        (status = 403, description = "Outside the principal's scope (recorded)", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown child", content_type = "application/problem+json"),
+        (status = 422, description = "A parameter is invalid", content_type = "application/problem+json"),
+        (status = 503, description = "The access log could not record the read", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn chronology(
+    State(app): State<Arc<QueryState>>,
+    Path(child): Path<String>,
+    Query(params): Query<ChronologyParams>,
+    headers: HeaderMap,
+) -> Response {
+    let result = read_chronology(&app, &child, params, &headers).await;
+    count(&app, "chronology", result)
+}
+
+async fn read_chronology(
+    app: &QueryState,
+    child: &str,
+    params: ChronologyParams,
+    headers: &HeaderMap,
+) -> Result<Response, QueryError> {
+    let (principal, asker) = caller(app, headers)?;
+    let child = uuid_param("child", child)?;
+    // Every parameter is checked before the read is admitted and logged.
+    let mut problems = Vec::new();
+    let mut check = |r: Result<(), QueryError>| {
+        if let Err(QueryError::Invalid(mut e)) = r {
+            problems.append(&mut e);
+        }
+    };
+    let mut as_of = (app.now)();
+    if let Some(t) = &params.as_of {
+        match DateTime::parse_from_rfc3339(t) {
+            Ok(t) => as_of = t.to_utc(),
+            Err(_) => check(Err(QueryError::invalid("as_of", "must be an RFC 3339 time, e.g. 2025-01-14T09:30:00Z"))),
+        }
+    }
+    let from = date_param("from", params.from.as_deref()).unwrap_or_else(|e| {
+        check(Err(e));
+        None
+    });
+    let to = date_param("to", params.to.as_deref()).unwrap_or_else(|e| {
+        check(Err(e));
+        None
+    });
+    let mut limit = DEFAULT_LIMIT;
+    if let Some(l) = &params.limit {
+        match l.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
+            _ => check(Err(QueryError::invalid("limit", format!("must be a whole number from 1 to {MAX_LIMIT}")))),
+        }
+    }
+    let after = match &params.after {
+        Some(a) => parse_cursor(a).or_else(|| {
+            check(Err(QueryError::invalid("after", "must be the `next` value of a previous page")));
+            None
+        }),
+        None => None,
+    };
+    let format = params.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "csv" | "md") {
+        check(Err(QueryError::invalid("format", "must be json, csv or md")));
+    }
+    if !problems.is_empty() {
+        return Err(QueryError::Invalid(problems));
+    }
+    admit_child(app, &principal, &asker, "GET /v1/children/{child}/chronology", child).await?;
+
+    let q = projections::chronology::Query { child, as_of, from, to, limit: limit + 1, after };
+    let mut entries = projections::chronology::read(&app.pool, &q).await?;
+    let next = if entries.len() as i64 > limit {
+        entries.truncate(limit as usize);
+        entries.last().map(cursor)
+    } else {
+        None
+    };
+    let first_serial = 1 + match after {
+        Some(_) => serial_before(app, &q).await?,
+        None => 0,
+    };
+    Ok(match format {
+        "csv" => {
+            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], format::csv(&entries, first_serial)).into_response()
+        }
+        "md" => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            format::markdown(&child, &as_of, &entries, first_serial),
+        )
+            .into_response(),
+        _ => Json(json!({ "child": child, "as_of": as_of, "entries": entries, "next": next })).into_response(),
+    })
+}
+
+/// How many entries come before a page, so serial numbers run on across pages.
+async fn serial_before(app: &QueryState, q: &projections::chronology::Query) -> Result<usize, QueryError> {
+    let Some((at, seq)) = q.after else { return Ok(0) };
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from chronology_entry where child_id = $1 and recorded_at <= $2
+            and ($3::date is null or business_date >= $3) and ($4::date is null or business_date <= $4)
+            and (occurred_at, sequence) <= ($5, $6)",
+    )
+    .bind(q.child)
+    .bind(q.as_of)
+    .bind(q.from)
+    .bind(q.to)
+    .bind(at)
+    .bind(seq)
+    .fetch_one(&app.pool)
+    .await?;
+    Ok(n.max(0) as usize)
+}
+
+#[derive(Debug, Serialize)]
+struct Found {
+    child: uuid::Uuid,
+    council: String,
+}
+
+/// Finds children by the council's own id (or, in a later issue, NHS number).
+#[utoipa::path(
+    post,
+    path = "/v1/children/lookup",
+    request_body(content = Value, description = r#"{"council", "la_child_id"} or {"nhs_number"}"#),
+    responses((status = 200, description = r#"{"children": [{"child", "council"}]}"#)),
+    security(("bearer" = []))
+)]
+async fn lookup(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let result = do_lookup(&app, &headers, &body).await;
+    count(&app, "lookup", result)
+}
+
+async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: &[u8]) -> Result<Response, QueryError> {
+    let (principal, asker) = caller(app, headers)?;
+    if !principal.has(Role::Practitioner) {
+        record(app, &asker, "POST /v1/children/lookup", &[], Outcome::Refused).await?;
+        return Err(QueryError::Forbidden("lookups need the practitioner or admin role".into()));
+    }
+    let value = events::json::parse_strict(body).map_err(|e| QueryError::invalid("body", e.message))?;
+    let Value::Object(map) = value else {
+        return Err(QueryError::invalid("body", r#"must be {"council", "la_child_id"} or {"nhs_number"}"#));
+    };
+    let text = |name: &str| map.get(name).and_then(Value::as_str);
+    for key in map.keys() {
+        if !matches!(key.as_str(), "council" | "la_child_id" | "nhs_number") {
+            return Err(QueryError::invalid(key, "is not a lookup field (council, la_child_id or nhs_number)"));
+        }
+    }
+    if map.contains_key("nhs_number") {
+        // Personal fields are sealed in the read models; an NHS-number index
+        // (a keyed digest, never the number) comes with issue 5's key handling.
+        events::ids::NhsNumber::parse(text("nhs_number").unwrap_or_default())
+            .map_err(|m| QueryError::invalid("nhs_number", m))?;
+        return Err(QueryError::invalid(
+            "nhs_number",
+            "lookup by NHS number is not offered by this version: use council and la_child_id",
+        ));
+    }
+    let council = council_param(text("council"))?;
+    let local = text("la_child_id").ok_or_else(|| QueryError::invalid("la_child_id", "is required with council"))?;
+    let local = events::ids::LaChildId::parse(local).map_err(|m| QueryError::invalid("la_child_id", m))?;
+    if !principal.councils.allows(&council) {
+        record(app, &asker, "POST /v1/children/lookup", &[], Outcome::Refused).await?;
+        return Err(QueryError::Forbidden(format!("council {} is outside this principal's scope", council.as_str())));
+    }
+    let found: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "select child_id, council from child_status
+          where council = $1 and la_child_id = $2 and (not sealed or $3) order by child_id",
+    )
+    .bind(council.as_str())
+    .bind(local.as_str())
+    .bind(principal.is_admin())
+    .fetch_all(&app.pool)
+    .await?;
+    let ids: Vec<uuid::Uuid> = found.iter().map(|(c, _)| *c).collect();
+    record(app, &asker, "POST /v1/children/lookup", &ids, Outcome::Allowed).await?;
+    let children: Vec<Found> = found.into_iter().map(|(child, council)| Found { child, council }).collect();
+    Ok(Json(json!({ "children": children })).into_response())
+}
+
+/// The cases a worker holds today.
+#[utoipa::path(
+    get,
+    path = "/v1/workers/{worker}/caseload",
+    params(("worker" = String, Path, description = "The worker's id")),
+    responses((status = 200, description = r#"{"worker", "cases": [...]}"#)),
+    security(("bearer" = []))
+)]
+async fn worker_caseload(
+    State(app): State<Arc<QueryState>>,
+    Path(worker): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = read_worker_caseload(&app, &worker, &headers).await;
+    count(&app, "worker_caseload", result)
+}
+
+async fn read_worker_caseload(app: &QueryState, worker: &str, headers: &HeaderMap) -> Result<Response, QueryError> {
+    let (principal, asker) = caller(app, headers)?;
+    let worker = uuid_param("worker", worker)?;
+    let today = business_date(&(app.now)());
+    let endpoint = "GET /v1/workers/{worker}/caseload";
+    let council = projections::caseload::worker_council(&app.pool, worker, today)
+        .await?
+        .ok_or_else(|| QueryError::NotFound(format!("no worker {worker} is known")))?;
+    let cases = projections::caseload::worker_cases(&app.pool, worker, today).await?;
+    let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();
+    if let Err(reason) = may_read_child(&principal, Some(&council), false) {
+        record(app, &asker, endpoint, &ids, Outcome::Refused).await?;
+        return Err(QueryError::Forbidden(reason));
+    }
+    // A case held in another council (after a transfer) is left out, not shown.
+    let cases: Vec<_> = cases
+        .into_iter()
+        .filter(|c| {
+            principal.is_admin() || CouncilCode::parse(&c.council).is_ok_and(|cc| principal.councils.allows(&cc))
+        })
+        .collect();
+    let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();
+    record(app, &asker, endpoint, &ids, Outcome::Allowed).await?;
+    Ok(Json(json!({ "worker": worker, "council": council, "on": today, "cases": cases })).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CouncilParams {
+    council: Option<String>,
+    period: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Every worker and team of a council today, with open cases and who is over the threshold.
+#[utoipa::path(
+    get,
+    path = "/v1/caseloads",
+    params(("council" = String, Query, description = "ONS code")),
+    responses((status = 200, description = r#"{"council", "workers": [...], "teams": [...]}"#)),
+    security(("bearer" = []))
+)]
+async fn caseloads(State(app): State<Arc<QueryState>>, Query(p): Query<CouncilParams>, headers: HeaderMap) -> Response {
+    let result = async {
+        let (principal, _) = caller(&app, &headers)?;
+        let council = council_param(p.council.as_deref())?;
+        may_read_aggregates(&principal, &council)?;
+        let today = business_date(&(app.now)());
+        let loads = projections::caseload::council(&app.pool, council.as_str(), today).await?;
+        Ok(Json(loads).into_response())
+    }
+    .await;
+    count(&app, "caseloads", result)
+}
+
+fn period_of(p: &CouncilParams, today: NaiveDate) -> Result<Period, QueryError> {
+    match (&p.period, &p.from, &p.to) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            Err(QueryError::invalid("period", "give either period or from and to, not both"))
+        }
+        (Some(text), None, None) => Period::financial_year(text).map_err(|m| QueryError::invalid("period", m)),
+        (None, None, None) => Ok(Period::containing(today)),
+        (None, from, to) => {
+            let from = date_param("from", from.as_deref())?
+                .ok_or_else(|| QueryError::invalid("from", "is required with to"))?;
+            let to =
+                date_param("to", to.as_deref())?.ok_or_else(|| QueryError::invalid("to", "is required with from"))?;
+            if to < from {
+                return Err(QueryError::invalid("to", "must not be before from"));
+            }
+            Ok(Period { from, to })
+        }
+    }
+}
+
+/// A council's indicators for a financial year (default: the current one) or a span of dates.
+#[utoipa::path(
+    get,
+    path = "/v1/indicators",
+    params(
+        ("council" = String, Query, description = "ONS code"),
+        ("period" = Option<String>, Query, description = "Financial year such as 2024-25"),
+        ("from" = Option<String>, Query, description = "First business date, with to"),
+        ("to" = Option<String>, Query, description = "Last business date, with from"),
+    ),
+    responses((status = 200, description = r#"{"council", "period", "indicators": [...]}"#)),
+    security(("bearer" = []))
+)]
+async fn indicators(
+    State(app): State<Arc<QueryState>>,
+    Query(p): Query<CouncilParams>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let (principal, _) = caller(&app, &headers)?;
+        let council = council_param(p.council.as_deref())?;
+        let today = business_date(&(app.now)());
+        let period = period_of(&p, today)?;
+        may_read_aggregates(&principal, &council)?;
+        let doc = projections::indicators::document(&app.pool, council.as_str(), period, today).await?;
+        Ok(Json(doc).into_response())
+    }
+    .await;
+    count(&app, "indicators", result)
+}
+
+/// Server-Sent Events: the indicators document now, then each time it changes.
+#[utoipa::path(
+    get,
+    path = "/v1/indicators/stream",
+    params(
+        ("council" = String, Query, description = "ONS code"),
+        ("period" = Option<String>, Query, description = "Financial year such as 2024-25 (default: the current one)"),
+    ),
+    responses((status = 200, description = "text/event-stream of `indicators` events", content_type = "text/event-stream")),
+    security(("bearer" = []))
+)]
+async fn indicators_stream(
+    State(app): State<Arc<QueryState>>,
+    Query(p): Query<CouncilParams>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let (principal, _) = caller(&app, &headers)?;
+        let council = council_param(p.council.as_deref())?;
+        let today = business_date(&(app.now)());
+        if p.from.is_some() || p.to.is_some() {
+            return Err(QueryError::invalid("from", "the stream follows a financial year: use period"));
+        }
+        let period = period_of(&p, today)?;
+        may_read_aggregates(&principal, &council)?;
+        // Subscribe first, then read: a change between the two is not missed.
+        let subject = events::subjects::indicators_change_subject(council.as_str(), &period.label());
+        let changes = app.client.subscribe(subject).await.map_err(|e| anyhow::anyhow!("subscribe: {e}"))?;
+        let first = projections::indicators::document(&app.pool, council.as_str(), period, today).await?;
+        let first = serde_json::to_string(&first).map_err(anyhow::Error::from)?;
+        let head = futures::stream::once(async move {
+            Ok::<_, std::convert::Infallible>(Event::default().event("indicators").data(first))
+        });
+        let rest = changes.map(|m| {
+            Ok::<_, std::convert::Infallible>(
+                Event::default().event("indicators").data(String::from_utf8_lossy(&m.payload)),
+            )
+        });
+        Ok(Sse::new(head.chain(rest)).keep_alive(KeepAlive::default()).into_response())
+    }
+    .await;
+    count(&app, "indicators_stream", result)
+}
+
+/// Readiness: PostgreSQL answers and NATS is connected.
+async fn readyz(State(app): State<Arc<QueryState>>) -> Response {
+    let nats = app.client.connection_state() == async_nats::connection::State::Connected;
+    let pg = tokio::time::timeout(std::time::Duration::from_secs(2), sqlx::query("select 1").execute(&app.pool))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if nats && pg {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let missing: HashMap<&str, bool> = [("nats", nats), ("postgres", pg)].into();
+        (StatusCode::SERVICE_UNAVAILABLE, Json(missing)).into_response()
+    }
+}
+
+async fn metrics_text(State(app): State<Arc<QueryState>>) -> Response {
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &app.metrics.registry);
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out).into_response()
+}

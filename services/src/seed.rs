@@ -1,0 +1,478 @@
+//! `safeguard seed`: a deterministic synthetic population of councils,
+//! workers and children with plausible multi-agency histories, published
+//! through the gateway like any agency system's events (so it is validated,
+//! sealed, chained and signed the same way) and optionally written as NDJSON.
+//!
+//! Deterministic: the same `--seed`, sizes and `--until` give the same
+//! events, ids included, so publishing twice stores nothing twice.
+//!
+//! This first cut follows the shape of a case (contact, referral,
+//! assessment, strategy discussion, section 47, ICPC, plan, reviews,
+//! visits, closure, re-referral) with rates near DOMAIN.md's; issue 6 tunes
+//! them to the national figures.
+
+use anyhow::Context as _;
+use chrono::{Datelike, Days, NaiveDate, Weekday};
+use events::calendar::Calendar;
+use serde_json::{Value, json};
+use std::io::Write as _;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SeedArgs {
+    /// The seed: the same seed and sizes give the same population.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Councils (up to 8 London boroughs).
+    #[arg(long, default_value_t = 2)]
+    pub councils: usize,
+    /// Children per council.
+    #[arg(long, default_value_t = 50)]
+    pub children: usize,
+    /// The last business date of the histories (default: today). Histories start four years earlier.
+    #[arg(long)]
+    pub until: Option<NaiveDate>,
+    /// The gateway to publish through.
+    #[arg(long = "gateway-url", env = "SAFEGUARD_GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+    pub gateway_url: String,
+    /// A token with the publish and admin roles (council.configured needs admin).
+    #[arg(long, env = "SAFEGUARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Write the events as NDJSON here too.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Only write NDJSON; publish nothing.
+    #[arg(long)]
+    pub no_publish: bool,
+}
+
+/// Councils the seed draws from: (ONS code, DfE code, name).
+pub const COUNCILS: [(&str, &str, &str); 8] = [
+    ("E09000014", "309", "Haringey"),
+    ("E09000019", "206", "Islington"),
+    ("E09000007", "202", "Camden"),
+    ("E09000012", "204", "Hackney"),
+    ("E09000022", "208", "Lambeth"),
+    ("E09000028", "210", "Southwark"),
+    ("E09000030", "211", "Tower Hamlets"),
+    ("E09000033", "213", "Westminster"),
+];
+
+/// SplitMix64: tiny, fast and fixed forever, so a seed means the same population in every version.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next_u64() % items.len() as u64) as usize]
+    }
+    pub fn uuid(&mut self) -> uuid::Uuid {
+        let bytes = (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64());
+        uuid::Builder::from_random_bytes(bytes.to_be_bytes()).into_uuid()
+    }
+}
+
+/// Referral sources, weighted roughly as nationally (police and schools most).
+const SOURCES: [&str; 20] =
+    ["6", "6", "6", "6", "2A", "2A", "2A", "3A", "3B", "3E", "3F", "1A", "1B", "1C", "4", "5A", "7", "8", "9", "10"];
+const CATEGORIES: [&str; 20] = [
+    "NEG", "NEG", "NEG", "NEG", "NEG", "NEG", "NEG", "NEG", "NEG", "NEG", "EMO", "EMO", "EMO", "EMO", "EMO", "EMO",
+    "EMO", "PHY", "SAB", "MUL",
+];
+const NEEDS: [&str; 8] = ["N1", "N1", "N1", "N1", "N2", "N3", "N4", "N8"];
+const FACTORS: [&str; 10] = ["3B", "4B", "2B", "1B", "16A", "18B", "3A", "6A", "5A", "22A"];
+const ETHNICITY: [&str; 10] = ["WBRI", "WBRI", "WBRI", "WOTH", "BAFR", "BCRB", "MWBC", "ABAN", "APKN", "OOTH"];
+const GIVEN: [&str; 10] = ["Sam", "Alex", "Jordan", "Riley", "Casey", "Morgan", "Taylor", "Jamie", "Robin", "Charlie"];
+const FAMILY: [&str; 8] = ["Smith", "Jones", "Ahmed", "Okafor", "Brown", "Nowak", "Khan", "Williams"];
+
+/// Builds events for one run; each subject's events stay together and in order.
+struct Builder<'a> {
+    seed: u64,
+    n: u64,
+    until: NaiveDate,
+    calendar: &'a Calendar,
+    out: Vec<Value>,
+}
+
+impl Builder<'_> {
+    fn event(&mut self, event_type: &str, subject: &str, day: NaiveDate, data: Value) {
+        self.n += 1;
+        let time = format!("{day}T10:{:02}:00Z", self.n % 60);
+        self.out.push(json!({
+            "specversion": "1.0", "id": format!("seed-{}-{}", self.seed, self.n), "type": event_type,
+            "subject": subject, "time": time, "data": data,
+        }));
+    }
+
+    /// The next working day on or after `day`.
+    fn working(&self, mut day: NaiveDate) -> NaiveDate {
+        while !self.calendar.is_working_day(day) || matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+            day = day + Days::new(1);
+        }
+        day
+    }
+}
+
+/// One subject's events, the unit batches are cut along.
+pub type Group = Vec<Value>;
+
+/// Generates the population: the councils' and workers' groups first, then one group per child.
+pub fn generate(seed: u64, councils: usize, children: usize, until: NaiveDate) -> anyhow::Result<Vec<Group>> {
+    anyhow::ensure!((1..=COUNCILS.len()).contains(&councils), "--councils must be 1 to {}", COUNCILS.len());
+    let calendar = Calendar::england_and_wales();
+    let start = until.checked_sub_days(Days::new(4 * 365)).context("--until is too early")?;
+    let mut rng = Rng::new(seed);
+    let mut b = Builder { seed, n: 0, until, calendar, out: Vec::new() };
+    let mut groups = Vec::new();
+    for (index, (code, dfe, _)) in COUNCILS.iter().take(councils).enumerate() {
+        let workers_needed = (children / 12).max(4);
+        // The second council sets its own, shorter assessment timescale.
+        let timescale = if index == 1 { json!(35) } else { Value::Null };
+        let mut data = json!({
+            "effective_from": start, "dfe_la_code": dfe, "population_0_17": 40_000 + rng.range(0, 30_000),
+            "visit_interval_days": 14, "caseload_threshold": 18,
+            "funded_social_worker_fte": (workers_needed as f64 * 1.15).round(),
+        });
+        if !timescale.is_null() {
+            data["assessment_timescale_days"] = timescale;
+        }
+        b.event("council.configured", code, start, data);
+        groups.push(std::mem::take(&mut b.out));
+
+        let mut workers: Vec<(String, String)> = Vec::new();
+        for w in 0..workers_needed {
+            let id = rng.uuid().to_string();
+            let team = format!("T{}", w / 6 + 1);
+            let role = if w % 6 == 0 {
+                "team_manager"
+            } else if w % 6 == 1 {
+                "senior_social_worker"
+            } else {
+                "social_worker"
+            };
+            let joined = start + Days::new(rng.range(0, 60));
+            b.event(
+                "worker.joined",
+                &id,
+                joined,
+                json!({"council": code, "team_id": team, "role": role,
+                       "fte": if rng.chance(0.8) { 1.0 } else { 0.8 }, "agency_staff": rng.chance(0.18)}),
+            );
+            if rng.chance(0.1) {
+                let left = joined + Days::new(rng.range(200, 1200));
+                if left < until {
+                    b.event("worker.left", &id, left, json!({}));
+                    groups.push(std::mem::take(&mut b.out));
+                    continue;
+                }
+            }
+            groups.push(std::mem::take(&mut b.out));
+            if role != "team_manager" {
+                workers.push((id, team));
+            }
+        }
+
+        for c in 0..children {
+            child(&mut b, &mut rng, code, c, start, &workers);
+            groups.push(std::mem::take(&mut b.out));
+        }
+    }
+    Ok(groups)
+}
+
+fn child(
+    b: &mut Builder<'_>,
+    rng: &mut Rng,
+    council: &str,
+    index: usize,
+    start: NaiveDate,
+    workers: &[(String, String)],
+) {
+    let id = rng.uuid().to_string();
+    let registered = start + Days::new(rng.range(0, 3 * 365));
+    let born = registered.checked_sub_days(Days::new(rng.range(30, 16 * 365))).unwrap_or(registered);
+    b.event(
+        "child.registered",
+        &id,
+        registered,
+        json!({
+            "council": council, "la_child_id": format!("{}{:06}", &council[5..], index), "sex": *rng.pick(&["M", "F"]),
+            "birth_date": born, "ethnicity": *rng.pick(&ETHNICITY),
+            "person": {"given_name": *rng.pick(&GIVEN), "family_name": *rng.pick(&FAMILY)},
+        }),
+    );
+    let mut day = registered;
+    let mut referral = 0;
+    let mut plans = 0;
+    loop {
+        referral += 1;
+        let r = format!("R{referral}");
+        day = b.working(day);
+        if day >= b.until {
+            return;
+        }
+        let source = *rng.pick(&SOURCES);
+        b.event(
+            "contact.recorded",
+            &id,
+            day,
+            json!({"contact_id": format!("C{referral}"), "source": source, "summary": "Concerns reported", "outcome": "referral"}),
+        );
+        let nfa = rng.chance(0.2);
+        b.event(
+            "referral.received",
+            &id,
+            day,
+            json!({"referral_id": r, "source": source, "nfa": nfa, "primary_need": *rng.pick(&NEEDS)}),
+        );
+        if nfa {
+            // A re-referral within a year for some.
+            if rng.chance(0.3) {
+                day = day + Days::new(rng.range(20, 500));
+                continue;
+            }
+            return;
+        }
+        let (worker, team) = rng.pick(workers).clone();
+        b.event("case.allocated", &id, day, json!({"worker_id": worker, "team_id": team}));
+        let a = format!("A{referral}");
+        let a_start = b.working(day + Days::new(rng.range(0, 2)));
+        b.event("assessment.started", &id, a_start, json!({"assessment_id": a, "referral_id": r}));
+        b.event(
+            "child.seen",
+            &id,
+            a_start + Days::new(1),
+            json!({"seen_by": worker, "seen_alone": rng.chance(0.7), "context": "assessment"}),
+        );
+        let wd = if rng.chance(0.86) { rng.range(10, 45) } else { rng.range(46, 70) } as u32;
+        let a_done = b.calendar.add_working_days(a_start, wd);
+        let mut end = a_done;
+        if rng.chance(0.36) {
+            let sd = b.working(a_start + Days::new(rng.range(1, 5)));
+            b.event("strategy_discussion.held", &id, sd, json!({"discussion_id": format!("SD{referral}"), "referral_id": r, "agencies": ["police", "health", "social care"], "decision": "s47"}));
+            b.event(
+                "s47.started",
+                &id,
+                sd,
+                json!({"s47_id": format!("S{referral}"), "referral_id": r, "discussion_id": format!("SD{referral}")}),
+            );
+            let icpc_wd = if rng.chance(0.81) { rng.range(5, 15) } else { rng.range(16, 25) } as u32;
+            let icpc = b.calendar.add_working_days(sd, icpc_wd);
+            b.event(
+                "s47.completed",
+                &id,
+                icpc.min(sd + Days::new(10)),
+                json!({"s47_id": format!("S{referral}"), "icpc_required": true}),
+            );
+            if icpc < b.until {
+                let plan = rng.chance(0.86);
+                let conf = format!("CC{referral}");
+                b.event("conference.held", &id, icpc, json!({"conference_id": conf, "kind": "initial", "s47_id": format!("S{referral}"), "outcome": if plan { "plan" } else { "no_plan" }}));
+                if plan {
+                    plans += 1;
+                    let p = format!("P{plans}");
+                    b.event(
+                        "cp_plan.started",
+                        &id,
+                        icpc,
+                        json!({"plan_id": p, "conference_id": conf, "category": *rng.pick(&CATEGORIES)}),
+                    );
+                    let months = if rng.chance(0.05) { rng.range(24, 30) } else { rng.range(3, 18) } as u32;
+                    let plan_end = events::calendar::add_months(icpc, months);
+                    // Visits while the plan is open, mostly every one to two weeks.
+                    let mut visit = icpc + Days::new(rng.range(3, 10));
+                    while visit < plan_end.min(b.until) {
+                        b.event(
+                            "child.seen",
+                            &id,
+                            visit,
+                            json!({"seen_by": worker, "seen_alone": rng.chance(0.7), "context": "statutory_visit"}),
+                        );
+                        visit = visit + Days::new(if rng.chance(0.9) { rng.range(7, 14) } else { rng.range(15, 30) });
+                    }
+                    let mut review = events::calendar::add_months(icpc, 3);
+                    let mut k = 0;
+                    while review < plan_end.min(b.until) {
+                        k += 1;
+                        let held = if rng.chance(0.9) {
+                            review.checked_sub_days(Days::new(rng.range(0, 10))).unwrap_or(review)
+                        } else {
+                            review + Days::new(rng.range(1, 20))
+                        };
+                        let held = b.working(held);
+                        if held >= b.until {
+                            break;
+                        }
+                        let last = events::calendar::add_months(held, 6) >= plan_end;
+                        b.event("conference.held", &id, held, json!({"conference_id": format!("RC{referral}-{k}"), "kind": "review", "plan_id": p, "outcome": if last { "end" } else { "continue" }}));
+                        review = events::calendar::add_months(held, 6);
+                    }
+                    if plan_end >= b.until {
+                        return; // still on a plan today
+                    }
+                    b.event("cp_plan.ended", &id, plan_end, json!({"plan_id": p}));
+                    end = plan_end;
+                }
+            }
+        }
+        if a_done >= b.until {
+            return;
+        }
+        b.event("assessment.completed", &id, a_done, json!({"assessment_id": a, "factors": [*rng.pick(&FACTORS)], "child_seen": true, "needs_support": end > a_done}));
+        let close = b.working(end.max(a_done) + Days::new(rng.range(1, 20)));
+        if close >= b.until {
+            return;
+        }
+        b.event(
+            "case.closed",
+            &id,
+            close,
+            json!({"referral_id": r, "reason": if end > a_done { "RC1" } else { "RC8" }}),
+        );
+        if !rng.chance(0.25) {
+            return;
+        }
+        day = close + Days::new(rng.range(30, 700));
+    }
+}
+
+/// Batches of at most `max` events that never split a subject's group, so
+/// batches can be sent side by side.
+pub fn batches(groups: &[Group], max: usize) -> Vec<Vec<Value>> {
+    let mut out: Vec<Vec<Value>> = Vec::new();
+    let mut current: Vec<Value> = Vec::new();
+    for g in groups {
+        if !current.is_empty() && current.len() + g.len() > max {
+            out.push(std::mem::take(&mut current));
+        }
+        current.extend(g.iter().cloned());
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Generates, writes and publishes.
+pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
+    let until = args.until.unwrap_or_else(|| events::calendar::business_date(&chrono::Utc::now()));
+    let groups = generate(args.seed, args.councils, args.children, until)?;
+    let total: usize = groups.iter().map(Vec::len).sum();
+    if let Some(path) = &args.out {
+        let mut file = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("could not create {}", path.display()))?,
+        );
+        for e in groups.iter().flatten() {
+            serde_json::to_writer(&mut file, e)?;
+            file.write_all(b"\n")?;
+        }
+        file.flush()?;
+        eprintln!("wrote {total} events to {}", path.display());
+    }
+    if args.no_publish {
+        return Ok(());
+    }
+    let token = args.token.context("set SAFEGUARD_TOKEN (or --token) to a token with the publish and admin roles")?;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/events", args.gateway_url.trim_end_matches('/'));
+    let started = std::time::Instant::now();
+    // Councils and workers first, alone: children's allocations name workers.
+    let children_from =
+        groups.iter().position(|g| g.first().is_some_and(|e| e["type"] == "child.registered")).unwrap_or(groups.len());
+    let mut sent = 0;
+    for part in [&groups[..children_from], &groups[children_from..]] {
+        let list = batches(part, 1000);
+        let mut in_flight = futures::stream::iter(list.into_iter().map(|batch| {
+            let http = http.clone();
+            let url = url.clone();
+            let token = token.clone();
+            async move { post(&http, &url, &token, batch).await }
+        }))
+        .buffer_unordered(4);
+        use futures::StreamExt as _;
+        while let Some(n) = in_flight.next().await {
+            sent += n?;
+            eprint!("\rpublished {sent}/{total} events");
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("\rpublished {sent} events in {secs:.1} s ({:.0} events/s)", sent as f64 / secs.max(1e-9));
+    Ok(())
+}
+
+async fn post(http: &reqwest::Client, url: &str, token: &str, batch: Vec<Value>) -> anyhow::Result<usize> {
+    let n = batch.len();
+    for attempt in 0..5u64 {
+        let response = http
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/cloudevents-batch+json")
+            .json(&batch)
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status().as_u16() == 201 => return Ok(n),
+            // Retrying the same ids is always safe: nothing is stored twice.
+            Ok(r) if r.status().as_u16() == 503 => {}
+            Ok(r) => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                anyhow::bail!("the gateway answered {status}: {}", &body[..body.len().min(500)]);
+            }
+            Err(e) if attempt == 4 => return Err(e).context("could not reach the gateway"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200 * (attempt + 1))).await;
+    }
+    anyhow::bail!("the gateway stayed unavailable")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_population() {
+        let until = NaiveDate::from_ymd_opt(2026, 3, 31).unwrap_or_default();
+        let a = generate(7, 2, 30, until).unwrap_or_default();
+        let b = generate(7, 2, 30, until).unwrap_or_default();
+        let c = generate(8, 2, 30, until).unwrap_or_default();
+        assert!(!a.is_empty());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn every_seeded_event_is_valid() {
+        let until = NaiveDate::from_ymd_opt(2026, 3, 31).unwrap_or_default();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-04-01T00:00:00Z").map(|t| t.to_utc()).unwrap_or_default();
+        for e in generate(3, 3, 40, until).unwrap_or_default().iter().flatten() {
+            let parsed = events::envelope::parse_received(e, now);
+            assert!(parsed.is_ok(), "{e}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn batches_never_split_a_subject() {
+        let groups = vec![vec![json!(1), json!(2)], vec![json!(3), json!(4), json!(5)], vec![json!(6)]];
+        assert_eq!(batches(&groups, 4), vec![vec![json!(1), json!(2)], vec![json!(3), json!(4), json!(5), json!(6)]]);
+    }
+}

@@ -1,0 +1,105 @@
+//! A real query role for tests: `services::run_query` on a free port,
+//! reading a test database, with the gateway's principals.
+
+use services::config::{DatabaseArgs, NatsArgs, QueryArgs};
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+#[derive(Debug)]
+pub struct TestQuery {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    http: reqwest::Client,
+}
+
+/// What the query role answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+impl TestQuery {
+    /// Starts one against `nats_url` and `database_url`, with the principals in `principals`.
+    pub async fn start(nats_url: &str, database_url: &str, principals: &Path) -> Self {
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (bound_tx, bound_rx) = oneshot::channel();
+        let nats = NatsArgs { url: nats_url.to_owned(), creds: None, replicas: 1, duplicate_window_secs: 120 };
+        let database = DatabaseArgs { database_url: database_url.to_owned() };
+        let query = QueryArgs { listen: "127.0.0.1:0".into(), access_timeout_ms: 5000 };
+        let principals = principals.to_owned();
+        let task = tokio::spawn(async move {
+            services::run_query(
+                nats,
+                database,
+                principals,
+                query,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                Some(bound_tx),
+            )
+            .await
+        });
+        let addr = match tokio::time::timeout(Duration::from_secs(30), bound_rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => {
+                let outcome = if task.is_finished() { format!("{:?}", task.await) } else { "still starting".into() };
+                panic!("the query role did not start: {outcome}");
+            }
+        };
+        Self { base: format!("http://{addr}"), stop: Some(stop_tx), task: Some(task), http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GETs `path` with `token` (if any) and extra headers.
+    pub async fn get_with(&self, token: Option<&str>, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        #[allow(clippy::expect_used)]
+        answer(request.send().await.expect("the query role answers")).await
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Answer {
+        self.get_with(Some(token), path, &[]).await
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: &serde_json::Value) -> Answer {
+        let request = self.http.post(self.url(path)).bearer_auth(token).json(body);
+        #[allow(clippy::expect_used)]
+        answer(request.send().await.expect("the query role answers")).await
+    }
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let text = response.text().await.unwrap_or_default();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Answer { status, content_type, json, text }
+}
+
+impl Drop for TestQuery {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

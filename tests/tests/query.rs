@@ -1,0 +1,332 @@
+//! The query role end to end: events in through the gateway, applied by the
+//! projector, read back through the API with scoping, formats and the
+//! access log; and change notifications to NATS subscribers and SSE clients.
+
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tests::gateway::{TestGateway, tokens};
+use tests::projector::LiveProjector;
+use tests::query::TestQuery;
+use tests::{NatsServer, TestDatabase};
+
+const HARINGEY: &str = "E09000014";
+const ISLINGTON: &str = "E09000019";
+
+fn event(id: &str, t: &str, subject: &str, time: &str, data: Value) -> Value {
+    json!({"specversion": "1.0", "id": id, "type": t, "subject": subject, "time": time, "data": data})
+}
+
+fn registered(id: &str, child: &str, council: &str) -> Value {
+    event(
+        id,
+        "child.registered",
+        child,
+        "2024-01-02T10:00:00Z",
+        json!({"council": council, "la_child_id": format!("L{}", &child[..8]), "sex": "F", "birth_date": "2019-03-04"}),
+    )
+}
+
+struct System {
+    nats: NatsServer,
+    gateway: TestGateway,
+    _db: TestDatabase,
+    projector: LiveProjector,
+    query: TestQuery,
+}
+
+impl System {
+    async fn start() -> Self {
+        let nats = NatsServer::start().await;
+        let gateway = TestGateway::start(&nats.url()).await;
+        let db = TestDatabase::create().await;
+        let projector = LiveProjector::start(&nats.url(), &db.pool().await).await;
+        let query = TestQuery::start(&nats.url(), db.url(), &gateway.path("principals.toml")).await;
+        Self { nats, gateway, _db: db, projector, query }
+    }
+
+    /// Publishes and waits until the projector has applied it.
+    async fn publish(&self, token: &str, events: Vec<Value>) {
+        let r = self.gateway.post(token, &Value::Array(events)).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let last = r.json["results"].as_array().and_then(|a| a.last()).cloned().unwrap_or_default();
+        self.projector.wait_for(last["stream_sequence"].as_u64().expect("stream sequence")).await;
+    }
+}
+
+/// Every access event on the audit stream, in order.
+async fn access_events(nats_url: &str) -> Vec<Value> {
+    let client = async_nats::connect(nats_url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream(services::bus::AUDIT_STREAM).await.expect("audit stream");
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            out.push(serde_json::from_slice(&m.payload).expect("an access event is JSON"));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn chronology_in_three_formats_scoped_and_logged_before_answering() {
+    let sys = System::start().await;
+    let child = uuid::Uuid::new_v4().to_string();
+    let other = uuid::Uuid::new_v4().to_string();
+    sys.publish(
+        tokens::ADMIN,
+        vec![
+            registered("reg-1", &child, HARINGEY),
+            registered("reg-2", &other, ISLINGTON),
+            // Recorded out of business order on purpose: the visit happened after the referral.
+            event("v-1", "child.seen", &child, "2024-03-05T15:00:00Z", json!({"seen_by": "W1", "seen_alone": true, "context": "statutory_visit"})),
+            event("ref-1", "referral.received", &child, "2024-02-01T09:00:00Z", json!({"referral_id": "R1", "source": "6", "nfa": false, "primary_need": "N1"})),
+            event("c-1", "contact.recorded", &child, "2024-01-31T09:00:00Z", json!({"contact_id": "C1", "source": "6", "summary": "Police attended a domestic incident", "outcome": "referral"})),
+        ],
+    )
+    .await;
+
+    let path = format!("/v1/children/{child}/chronology");
+    let headers = [("x-acting-user", "j.smith"), ("x-purpose", "visit preparation")];
+    let json = sys.query.get_with(Some(tokens::HARINGEY), &path, &headers).await;
+    assert_eq!(json.status, 200, "{}", json.text);
+    let types: Vec<&str> =
+        json.json["entries"].as_array().expect("entries").iter().map(|e| e["type"].as_str().unwrap_or("")).collect();
+    assert_eq!(types, ["child.registered", "contact.recorded", "referral.received", "child.seen"]);
+    let referral = &json.json["entries"][2];
+    assert_eq!(referral["summary"], "Referral R1 from police (6): primary need N1, abuse or neglect");
+    assert_eq!(referral["status"], "current");
+    assert!(referral["recorded_at"].as_str().is_some() && referral["occurred_at"] == "2024-02-01T09:00:00Z");
+    // Free text never reaches the chronology's summaries.
+    assert!(!json.text.contains("domestic incident"));
+
+    let csv = sys.query.get(tokens::HARINGEY, &format!("{path}?format=csv")).await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.content_type.starts_with("text/csv"));
+    let mut lines = csv.text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("serial,date,event,source_reference,type,occurred_at,recorded_at,status,corrected_by,retracted_by")
+    );
+    assert!(lines.nth(2).expect("third row").starts_with("3,2024-02-01,\"Referral R1 from police (6)"));
+
+    let md = sys.query.get(tokens::HARINGEY, &format!("{path}?format=md")).await;
+    assert_eq!(md.status, 200);
+    assert!(md.text.contains("| serial | date | event | source_reference |"));
+    assert!(md.text.contains("| 4 | 2024-03-05 |"));
+
+    // Pages follow each other, and serial numbers run on.
+    let first = sys.query.get(tokens::HARINGEY, &format!("{path}?limit=3")).await;
+    let next = first.json["next"].as_str().expect("a next page");
+    let second = sys.query.get(tokens::HARINGEY, &format!("{path}?limit=3&after={next}&format=csv")).await;
+    assert!(second.text.lines().nth(1).expect("row").starts_with("4,2024-03-05,"), "{}", second.text);
+
+    // Refusals: another council's child, a dashboard, no token; unknown child; bad parameters.
+    let islington = sys.query.get(tokens::HARINGEY, &format!("/v1/children/{other}/chronology")).await;
+    assert_eq!(islington.status, 403);
+    assert_eq!(sys.query.get(tokens::DASHBOARD, &path).await.status, 403);
+    assert_eq!(sys.query.get_with(None, &path, &[]).await.status, 401);
+    let unknown = sys.query.get(tokens::HARINGEY, &format!("/v1/children/{}/chronology", uuid::Uuid::new_v4())).await;
+    assert_eq!(unknown.status, 404);
+    let bad = sys.query.get(tokens::HARINGEY, &format!("{path}?as_of=yesterday&limit=0&format=pdf")).await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.content_type, "application/problem+json");
+    let named: Vec<&str> =
+        bad.json["errors"].as_array().expect("errors").iter().map(|e| e["parameter"].as_str().unwrap_or("")).collect();
+    assert_eq!(named, ["as_of", "limit", "format"]);
+
+    // Every child-level read and refusal was stored before it was answered.
+    let log = access_events(&sys.nats.url()).await;
+    let about = |c: &str| log.iter().filter(|e| e["child"] == c).cloned().collect::<Vec<_>>();
+    let mine = about(&child);
+    assert_eq!(mine.iter().filter(|e| e["outcome"] == "allowed").count(), 5, "{mine:?}");
+    assert_eq!(mine.iter().filter(|e| e["outcome"] == "refused").count(), 1, "the dashboard's refusal");
+    assert_eq!(mine[0]["principal"], "haringey-csc");
+    assert_eq!(mine[0]["acting_user"], "j.smith");
+    assert_eq!(mine[0]["purpose"], "visit preparation");
+    assert_eq!(mine[0]["endpoint"], "GET /v1/children/{child}/chronology");
+    let theirs = about(&other);
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0]["outcome"], "refused");
+
+    // Lookup by the council's own id, logged too.
+    let found = sys
+        .query
+        .post(
+            tokens::HARINGEY,
+            "/v1/children/lookup",
+            &json!({"council": HARINGEY, "la_child_id": format!("L{}", &child[..8])}),
+        )
+        .await;
+    assert_eq!(found.status, 200, "{}", found.text);
+    assert_eq!(found.json["children"], json!([{"child": child, "council": HARINGEY}]));
+    let outside = sys
+        .query
+        .post(tokens::HARINGEY, "/v1/children/lookup", &json!({"council": ISLINGTON, "la_child_id": "X"}))
+        .await;
+    assert_eq!(outside.status, 403);
+    let log = access_events(&sys.nats.url()).await;
+    assert!(log.iter().any(|e| e["child"] == child && e["endpoint"] == "POST /v1/children/lookup"));
+}
+
+#[tokio::test]
+async fn caseloads_and_indicators_answer_from_the_read_models() {
+    let sys = System::start().await;
+    let worker = uuid::Uuid::new_v4().to_string();
+    let child = uuid::Uuid::new_v4().to_string();
+    sys.publish(
+        tokens::ADMIN,
+        vec![
+            event("cfg", "council.configured", HARINGEY, "2024-01-01T00:00:00Z", json!({"effective_from": "2024-01-01", "population_0_17": 20000, "caseload_threshold": 15, "visit_interval_days": 14, "funded_social_worker_fte": 4})),
+            event("w", "worker.joined", &worker, "2024-01-01T09:00:00Z", json!({"council": HARINGEY, "team_id": "north", "role": "social_worker", "fte": 1.0, "agency_staff": false})),
+            registered("reg", &child, HARINGEY),
+            event("ref", "referral.received", &child, "2024-12-02T10:00:00Z", json!({"referral_id": "R1", "source": "6", "nfa": false})),
+            event("alloc", "case.allocated", &child, "2024-12-02T11:00:00Z", json!({"worker_id": worker, "team_id": "north"})),
+            event("s47", "s47.started", &child, "2024-12-16T10:00:00Z", json!({"s47_id": "S1", "referral_id": "R1"})),
+            event("icpc", "conference.held", &child, "2025-01-09T10:00:00Z", json!({"conference_id": "C1", "kind": "initial", "s47_id": "S1", "outcome": "plan"})),
+            event("plan", "cp_plan.started", &child, "2025-01-09T11:00:00Z", json!({"plan_id": "P1", "conference_id": "C1", "category": "NEG"})),
+            event("seen", "child.seen", &child, "2025-01-20T11:00:00Z", json!({"seen_by": worker, "seen_alone": true, "context": "statutory_visit"})),
+        ],
+    )
+    .await;
+
+    let mine = sys.query.get(tokens::HARINGEY, &format!("/v1/workers/{worker}/caseload")).await;
+    assert_eq!(mine.status, 200, "{}", mine.text);
+    let case = &mine.json["cases"][0];
+    assert_eq!(case["child"], child);
+    assert_eq!(case["on_plan"], true);
+    assert_eq!(case["last_seen"], "2025-01-20T11:00:00Z");
+    assert_eq!(case["last_seen_alone"], "2025-01-20T11:00:00Z");
+    // Today is long after the last visit (14 days) and the first review (9 April 2025).
+    assert_eq!(case["visit_overdue"], true);
+    assert_eq!(case["review_overdue"], true);
+    assert_eq!(sys.query.get(tokens::DASHBOARD, &format!("/v1/workers/{worker}/caseload")).await.status, 403);
+
+    let council = sys.query.get(tokens::DASHBOARD, &format!("/v1/caseloads?council={HARINGEY}")).await;
+    assert_eq!(council.status, 200, "{}", council.text);
+    assert_eq!(council.json["workers"][0]["worker"], worker);
+    assert_eq!(council.json["workers"][0]["open_cases"], 1);
+    assert_eq!(council.json["workers"][0]["over_threshold"], false);
+    assert_eq!(council.json["teams"], json!([{"team": "north", "open_cases": 1, "workers": 1}]));
+
+    let ind = sys.query.get(tokens::DASHBOARD, &format!("/v1/indicators?council={HARINGEY}&period=2024-25")).await;
+    assert_eq!(ind.status, 200, "{}", ind.text);
+    assert_eq!(ind.json["period"], "2024-25");
+    let by_name = |name: &str| {
+        ind.json["indicators"].as_array().expect("list").iter().find(|i| i["name"] == name).cloned().expect(name)
+    };
+    let referrals = by_name("referrals");
+    assert_eq!(
+        (referrals["numerator"].clone(), referrals["denominator"].clone(), referrals["value"].clone()),
+        (json!(1), json!(20000), json!(0.5))
+    );
+    let icpc = by_name("icpc_within_15_working_days");
+    assert_eq!(icpc["value"], json!(1));
+    assert_eq!(icpc["detail"]["bands"]["11-15"], 1);
+    assert_eq!(by_name("plans_open_at_period_end")["numerator"], 1);
+    let vacancy = by_name("vacancy_rate");
+    assert_eq!((vacancy["numerator"].clone(), vacancy["value"].clone()), (json!(3), json!(0.75)));
+    let bad = sys.query.get(tokens::DASHBOARD, &format!("/v1/indicators?council={HARINGEY}&period=2024")).await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.json["errors"][0]["parameter"], "period");
+    assert_eq!(sys.query.get(tokens::ISLINGTON, &format!("/v1/indicators?council={HARINGEY}")).await.status, 403);
+}
+
+/// Reads Server-Sent Events from `response` until one `indicators` event arrives.
+async fn next_sse_event(body: &mut reqwest::Response, buffer: &mut String) -> Value {
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                return serde_json::from_str(data.trim()).expect("SSE data is JSON");
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.chunk()).await.expect("an SSE event in time");
+        buffer.push_str(&String::from_utf8_lossy(&chunk.expect("stream open").expect("the stream stays open")));
+    }
+}
+
+fn referrals_numerator(doc: &Value) -> Value {
+    doc["indicators"].as_array().expect("list").iter().find(|i| i["name"] == "referrals").expect("referrals")["numerator"].clone()
+}
+
+#[tokio::test]
+async fn indicator_changes_reach_nats_subscribers_and_sse_clients() {
+    let sys = System::start().await;
+    let child = uuid::Uuid::new_v4().to_string();
+    sys.publish(tokens::ADMIN, vec![registered("reg", &child, HARINGEY)]).await;
+
+    let now = chrono::Utc::now();
+    let period = projections::indicators::Period::containing(events::calendar::business_date(&now)).label();
+    let client = async_nats::connect(sys.nats.url()).await.expect("connect");
+    let mut indicators =
+        client.subscribe(format!("sg.changes.indicators.{HARINGEY}.{period}")).await.expect("subscribe");
+    let mut caseloads = client.subscribe(format!("sg.changes.caseload.{HARINGEY}.>")).await.expect("subscribe");
+    client.flush().await.expect("flush");
+
+    let sse = reqwest::Client::new()
+        .get(sys.query.url(&format!("/v1/indicators/stream?council={HARINGEY}")))
+        .bearer_auth(tokens::DASHBOARD)
+        .send()
+        .await
+        .expect("the stream opens");
+    assert_eq!(sse.status(), 200);
+    assert!(sse.headers()["content-type"].to_str().unwrap_or("").starts_with("text/event-stream"));
+    let mut body = sse;
+    let mut buffer = String::new();
+    let first = next_sse_event(&mut body, &mut buffer).await;
+    assert_eq!(first["period"], period);
+    assert_eq!(referrals_numerator(&first), 0);
+
+    let worker = uuid::Uuid::new_v4().to_string();
+    let time = (now - chrono::Duration::minutes(5)).to_rfc3339();
+    sys.publish(tokens::ADMIN, vec![event("w", "worker.joined", &worker, &time, json!({"council": HARINGEY, "team_id": "south", "role": "social_worker", "fte": 1.0, "agency_staff": false}))]).await;
+    sys.publish(
+        tokens::HARINGEY,
+        vec![
+            event(
+                "ref",
+                "referral.received",
+                &child,
+                &time,
+                json!({"referral_id": "R1", "source": "2A", "nfa": false}),
+            ),
+            event("alloc", "case.allocated", &child, &time, json!({"worker_id": worker, "team_id": "south"})),
+        ],
+    )
+    .await;
+
+    // A plain NATS subscriber sees the change...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = tokio::time::timeout_at(deadline, indicators.next())
+            .await
+            .expect("an indicators change in time")
+            .expect("message");
+        let doc: Value = serde_json::from_slice(&m.payload).expect("JSON");
+        if referrals_numerator(&doc) == 1 {
+            break;
+        }
+    }
+    let team = loop {
+        let m = tokio::time::timeout_at(deadline, caseloads.next())
+            .await
+            .expect("a caseload change in time")
+            .expect("message");
+        let doc: Value = serde_json::from_slice(&m.payload).expect("JSON");
+        if doc["open_cases"] == 1 {
+            break doc;
+        }
+    };
+    assert_eq!(team["team"], "south");
+    assert_eq!(team["workers"][0]["worker"], worker);
+    // ...and so does the SSE client.
+    loop {
+        let doc = next_sse_event(&mut body, &mut buffer).await;
+        if referrals_numerator(&doc) == 1 {
+            break;
+        }
+    }
+}
