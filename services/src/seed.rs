@@ -176,7 +176,7 @@ pub fn generate(seed: u64, councils: usize, children: usize, until: NaiveDate) -
                 json!({"council": code, "team_id": team, "role": role,
                        "fte": if rng.chance(0.8) { 1.0 } else { 0.8 }, "agency_staff": rng.chance(0.18)}),
             );
-            if rng.chance(0.1) {
+            if w >= 6 && rng.chance(0.1) {
                 let left = joined + Days::new(rng.range(200, 1200));
                 if left < until {
                     b.event("worker.left", &id, left, json!({}));

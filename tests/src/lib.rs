@@ -21,6 +21,7 @@ pub mod nats;
 pub mod postgres;
 pub mod projector;
 pub mod query;
+pub mod tables;
 
 pub use nats::{NatsCluster, NatsServer};
 pub use postgres::{PgCluster, TestDatabase};

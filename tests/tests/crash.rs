@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tests::gateway::{TestGateway, tokens};
+use tests::tables::checksum;
 use tests::{NatsServer, TestDatabase, safeguard_binary};
 
 fn child_event(t: EventType, id: &str, child: &str) -> Value {
@@ -34,14 +35,6 @@ async fn position(pool: &PgPool) -> u64 {
         .fetch_one(pool)
         .await
         .unwrap_or(0) as u64
-}
-
-/// A checksum of a table's rows in a fixed order, leaving out columns that
-/// record when the projector ran rather than what it projected.
-async fn checksum(pool: &PgPool, table: &str, order: &str) -> String {
-    let sql =
-        format!("select coalesce(md5(string_agg(row_to_json(t)::text, '\n' order by {order})), '') from {table} t");
-    sqlx::query_scalar(&sql).fetch_one(pool).await.expect("checksum")
 }
 
 #[tokio::test]
@@ -104,9 +97,8 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
 
     let n: i64 = sqlx::query_scalar("select count(*) from stored_event").fetch_one(&pool).await.expect("count");
     assert_eq!(n, 3000, "every event exactly once");
-    for (table, order) in
-        [("stored_event", "stream_seq"), ("chronology_entry", "child_id, sequence"), ("dead_letter", "stream_seq")]
-    {
+    for (table, order) in tests::tables::READ_MODELS {
         assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");
     }
+    assert_eq!(tests::tables::count(&pool, "sighting").await, 6 * 499, "every sighting once");
 }

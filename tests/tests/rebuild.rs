@@ -1,0 +1,114 @@
+//! `safeguard rebuild` under read load: the real binary rebuilds the read
+//! models beside the live ones while readers keep asking; every read is
+//! answered, the rebuilt tables equal the ones they replace, and the live
+//! projector carries on in the rebuilt schema.
+
+use chrono::NaiveDate;
+use serde_json::{Value, json};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tests::gateway::{TestGateway, tokens};
+use tests::projector::LiveProjector;
+use tests::query::TestQuery;
+use tests::tables::{READ_MODELS, checksum, count};
+use tests::{NatsServer, TestDatabase, safeguard_binary};
+
+#[tokio::test]
+async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables() {
+    let nats = NatsServer::start().await;
+    let gateway = TestGateway::start(&nats.url()).await;
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let projector = LiveProjector::start(&nats.url(), &pool).await;
+    let query = Arc::new(TestQuery::start(&nats.url(), db.url(), &gateway.path("principals.toml")).await);
+
+    let until = NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
+    let groups = services::seed::generate(5, 2, 30, until).expect("seed");
+    let mut last = 0;
+    for batch in services::seed::batches(&groups, 1000) {
+        let r = gateway.post(tokens::ADMIN, &Value::Array(batch)).await;
+        assert_eq!(r.status, 201, "{}", &r.text[..r.text.len().min(300)]);
+        last = r.json["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["stream_sequence"].as_u64())
+            .max()
+            .unwrap_or(last);
+    }
+    projector.wait_for(last).await;
+    let child = groups.iter().flatten().find(|e| e["type"] == "child.registered").expect("a child")["subject"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    // Readers: a chronology and an indicators document, over and over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|i| {
+            let query = query.clone();
+            let stop = stop.clone();
+            let child = child.clone();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let path = if i == 0 {
+                        format!("/v1/children/{child}/chronology")
+                    } else {
+                        "/v1/indicators?council=E09000014&period=2024-25".to_owned()
+                    };
+                    answers.push(query.get(tokens::HARINGEY, &path).await.status);
+                }
+                answers
+            })
+        })
+        .collect();
+
+    let nats_url = nats.url();
+    let database_url = db.url().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(safeguard_binary())
+            .args(["rebuild", "--all", "--batch", "500"])
+            .env("NATS_URL", nats_url)
+            .env("DATABASE_URL", database_url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run safeguard rebuild")
+    })
+    .await
+    .expect("join");
+    stop.store(true, Ordering::Relaxed);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "rebuild failed: {stderr}");
+    assert!(stderr.contains("rebuilt") && stderr.contains("events/s"), "{stderr}");
+
+    let mut answered = 0;
+    for reader in readers {
+        let answers = reader.await.expect("reader");
+        assert!(answers.iter().all(|s| *s == 200), "a read failed during the rebuild: {answers:?}");
+        answered += answers.len();
+    }
+    assert!(answered >= 4, "the readers kept reading ({answered} reads)");
+
+    for (table, order) in READ_MODELS {
+        let old = checksum(&pool, &format!("{}.{table}", projections::PREVIOUS_SCHEMA), order).await;
+        let new = checksum(&pool, &format!("{}.{table}", projections::LIVE_SCHEMA), order).await;
+        assert_eq!(old, new, "{table} differs after the rebuild");
+    }
+    let before = count(&pool, "projection.stored_event").await;
+    assert!(before > 500, "{before} events");
+
+    // The live projector carries on, now in the rebuilt tables.
+    let r = gateway
+        .post(
+            tokens::ADMIN,
+            &json!({"specversion": "1.0", "id": "after-rebuild", "type": "child.seen", "subject": child,
+                    "time": "2026-03-30T10:00:00Z", "data": {"seen_by": "W9", "seen_alone": true, "context": "school"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    projector.wait_for(r.result(0)["stream_sequence"].as_u64().expect("seq")).await;
+    assert_eq!(count(&pool, "projection.stored_event").await, before + 1);
+    assert_eq!(count(&pool, "projection_previous.stored_event").await, before);
+}
