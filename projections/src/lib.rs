@@ -18,12 +18,14 @@
 //! - [`refold`]: writing those facts, in the batch's transaction.
 //! - [`indicators`]: the indicator arithmetic (pure) and the reading of a council's facts.
 //! - [`caseload`]: caseloads per worker, team and council, on a given day.
+//! - [`identifiers`]: keyed digests of NHS numbers, for lookups.
 //! - [`notify`]: change notifications for dashboards on NATS.
 //! - [`rebuild`]: building the read models afresh beside the live ones, then swapping.
 
 pub mod caseload;
 pub mod casework;
 pub mod chronology;
+pub mod identifiers;
 pub mod indicators;
 pub mod notify;
 pub mod rebuild;

@@ -3,6 +3,8 @@
 //! The fold itself is [`crate::casework`]; this is only its IO.
 
 use crate::casework::{self, Recorded};
+use crate::identifiers::{self, ChildKeys};
+use crate::store::ApplyError;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{Postgres, Row, Transaction};
 use std::collections::BTreeSet;
@@ -11,6 +13,8 @@ use std::collections::BTreeSet;
 #[derive(Debug, Default, Clone)]
 pub struct Touched {
     pub children: BTreeSet<uuid::Uuid>,
+    /// Children with an event that may carry an identifier (see [`crate::identifiers`]).
+    pub identities: BTreeSet<uuid::Uuid>,
     pub workers: BTreeSet<uuid::Uuid>,
     pub councils: BTreeSet<String>,
 }
@@ -67,11 +71,22 @@ async fn histories(
     Ok(out)
 }
 
-/// Refolds every touched subject within `tx`.
-pub async fn refold(tx: &mut Transaction<'_, Postgres>, touched: &Touched) -> Result<Changed, sqlx::Error> {
+/// Refolds every touched subject within `tx`; with `keys`, also the
+/// identifier index of children whose identifying events arrived.
+pub async fn refold(
+    tx: &mut Transaction<'_, Postgres>,
+    touched: &Touched,
+    keys: Option<&dyn ChildKeys>,
+) -> Result<Changed, ApplyError> {
     let mut changed = Changed::default();
     if !touched.children.is_empty() {
-        changed.merge(refold_children(tx, &touched.children).await?);
+        let (child_changes, histories) = refold_children(tx, &touched.children).await?;
+        changed.merge(child_changes);
+        if let Some(keys) = keys
+            && !touched.identities.is_empty()
+        {
+            identifiers::refresh(tx, keys, &touched.identities, &histories).await?;
+        }
     }
     if !touched.workers.is_empty() {
         changed.merge(refold_workers(tx, &touched.workers).await?);
@@ -89,7 +104,7 @@ fn i32_of(n: usize) -> i32 {
 async fn refold_children(
     tx: &mut Transaction<'_, Postgres>,
     children: &BTreeSet<uuid::Uuid>,
-) -> Result<Changed, sqlx::Error> {
+) -> Result<(Changed, Vec<(String, Vec<Recorded>)>), sqlx::Error> {
     let ids: Vec<uuid::Uuid> = children.iter().copied().collect();
     let mut changed = Changed::default();
     // What the children looked like before, so a council or team they left hears of it too.
@@ -113,9 +128,10 @@ async fn refold_children(
 
     let subjects: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
     let mut rows = ChildRows::default();
-    for (subject, history) in histories(tx, "child", &subjects).await? {
+    let loaded = histories(tx, "child", &subjects).await?;
+    for (subject, history) in &loaded {
         let Ok(child) = subject.parse::<uuid::Uuid>() else { continue };
-        let facts = casework::fold_child(&history);
+        let facts = casework::fold_child(history);
         if let Some(council) = &facts.status.council {
             changed.councils.insert(council.clone());
         }
@@ -127,7 +143,7 @@ async fn refold_children(
         rows.push(child, facts);
     }
     rows.write(tx).await?;
-    Ok(changed)
+    Ok((changed, loaded))
 }
 
 #[derive(Default)]

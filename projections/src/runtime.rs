@@ -8,6 +8,7 @@
 //! between commit and acknowledgement only redelivers messages the
 //! position already covers, which [`crate::store::apply_batch`] skips.
 
+use crate::identifiers::ChildKeys;
 use crate::notify::Notifier;
 use crate::store::{self, Incoming};
 use async_nats::jetstream::{self, consumer};
@@ -29,11 +30,14 @@ pub struct Settings {
     pub batch: usize,
     /// The subjects this projector owns (all events, or some partitions).
     pub filter: String,
+    /// Children's data keys, for the NHS-number index; without them that
+    /// index is left empty.
+    pub keys: Option<Arc<dyn ChildKeys>>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { name: "main".into(), batch: 1000, filter: events::subjects::EVENTS_FILTER.into() }
+        Self { name: "main".into(), batch: 1000, filter: events::subjects::EVENTS_FILTER.into(), keys: None }
     }
 }
 
@@ -63,6 +67,8 @@ pub enum ProjectorError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("JetStream failed: {0}")]
     JetStream(String),
+    #[error("the key store failed: {0}")]
+    Keys(String),
 }
 
 fn js_error(e: impl std::fmt::Display) -> ProjectorError {
@@ -197,10 +203,12 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
             continue;
         };
         let mut tx = pool.begin().await?;
-        let applied = match store::apply_batch(&mut tx, &settings.name, &batch, Some(position)).await {
+        let keys = settings.keys.as_deref();
+        let applied = match store::apply_batch(&mut tx, &settings.name, &batch, Some(position), keys).await {
             Ok(applied) => applied,
             Err(store::ApplyError::Moved { stored, .. }) => return Ok(Outcome::Moved { stored }),
             Err(store::ApplyError::Database(e)) => return Err(e.into()),
+            Err(store::ApplyError::Keys(e)) => return Err(ProjectorError::Keys(e)),
         };
         tx.commit().await?;
         // Acknowledged only now: AckPolicy::All acknowledges the whole batch.

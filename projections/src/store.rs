@@ -2,6 +2,7 @@
 //! that also moves the projector's position, so a batch is either wholly
 //! applied, position included, or not at all.
 
+use crate::identifiers::{self, ChildKeys};
 use crate::indicators::Period;
 use crate::refold::{self, Changed, Touched};
 use crate::summary;
@@ -70,6 +71,9 @@ pub enum ApplyError {
     /// resume from `stored`.
     #[error("the read models are at {stored}, not at {expected} where this projector left them")]
     Moved { stored: u64, expected: u64 },
+    /// Children's data keys could not be fetched for the identifier index.
+    #[error("the key store failed: {0}")]
+    Keys(String),
 }
 
 /// The position a projector has applied up to (0 before anything).
@@ -94,6 +98,7 @@ pub async fn apply_batch(
     projector: &str,
     batch: &[Incoming],
     expected: Option<u64>,
+    keys: Option<&dyn ChildKeys>,
 ) -> Result<Applied, ApplyError> {
     sqlx::query("insert into projector_position (projector, stream_seq) values ($1, 0) on conflict do nothing")
         .bind(projector)
@@ -131,6 +136,9 @@ pub async fn apply_batch(
                     Subject::Child(child) => {
                         chronology.push(*stream_seq, *child.as_uuid(), event);
                         touched.children.insert(*child.as_uuid());
+                        if identifiers::carries_identifiers(event.event_type.name()) {
+                            touched.identities.insert(*child.as_uuid());
+                        }
                     }
                     Subject::Worker(worker) => {
                         touched.workers.insert(*worker.as_uuid());
@@ -206,7 +214,7 @@ pub async fn apply_batch(
         .await?;
     }
     // After the copy is written: the folds read each subject's whole history from it.
-    applied.changed = refold::refold(tx, &touched).await?;
+    applied.changed = refold::refold(tx, &touched, keys).await?;
     if applied.position > from {
         sqlx::query("update projector_position set stream_seq = $2, updated_at = now() where projector = $1")
             .bind(projector)

@@ -38,19 +38,47 @@ impl std::fmt::Debug for MasterKey {
 impl MasterKey {
     /// Reads the key file (base64 of 32 bytes), creating it with a new
     /// random key (mode 0600) if it does not exist.
+    ///
+    /// Roles started together in one process may race to create it: the
+    /// file is created exclusively, the loser reads the winner's key, and a
+    /// read that catches the file before its contents are written tries again.
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         if !path.exists() {
             let mut bytes = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut bytes);
-            write_secret(path, &format!("{}\n", BASE64.encode(bytes)))
-                .with_context(|| format!("could not create the master key {}", path.display()))?;
+            match write_secret(path, &format!("{}\n", BASE64.encode(bytes))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("could not create the master key {}", path.display()));
+                }
+            }
         }
-        let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
-        let bytes = BASE64.decode(text.trim()).context("the master key file must hold base64")?;
-        let key =
-            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| anyhow::anyhow!("the master key must be 32 bytes"))?;
-        Ok(Self(key))
+        let mut attempts = 0;
+        loop {
+            let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
+            match BASE64.decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()) {
+                Some(key) => return Ok(Self(key)),
+                None if attempts < 20 && text.is_empty() => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                None => anyhow::bail!("the master key file {} must hold base64 of 32 bytes", path.display()),
+            }
+        }
+    }
+
+    /// The key that digests identifiers for lookups (see
+    /// `events::privacy::identifier_digest`), derived from the master key
+    /// so that nothing more needs keeping: SHA-256 over a fixed context
+    /// label and the master key.
+    pub fn lookup_key(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(b"safeguard identifier lookup key v1\n");
+        hasher.update(self.0);
+        hasher.finalize().into()
     }
 
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
@@ -188,5 +216,30 @@ impl KeyStore {
             .map_err(|_| KeyError::WrongMasterKey)?;
         let key = <[u8; 32]>::try_from(key.as_slice()).map_err(|_| KeyError::WrongMasterKey)?;
         Ok(DataKey::from_bytes(key))
+    }
+}
+
+/// Children's data keys for the projector's identifier index. It only ever
+/// reads keys: a child without one (erased, or never given personal data)
+/// is simply not indexed.
+#[derive(Debug)]
+pub struct ProjectorKeys {
+    store: KeyStore,
+    lookup: [u8; 32],
+}
+
+impl ProjectorKeys {
+    pub fn new(store: KeyStore, master: &MasterKey) -> Self {
+        Self { lookup: master.lookup_key(), store }
+    }
+}
+
+impl projections::identifiers::ChildKeys for ProjectorKeys {
+    fn key(&self, child: uuid::Uuid) -> projections::identifiers::KeyFuture<'_> {
+        Box::pin(async move { self.store.existing_key(&ChildId::from_uuid(child)).await.map_err(|e| e.to_string()) })
+    }
+
+    fn lookup_key(&self) -> &[u8; 32] {
+        &self.lookup
     }
 }

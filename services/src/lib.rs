@@ -101,15 +101,18 @@ pub async fn run_projector(
     nats: config::NatsArgs,
     database: config::DatabaseArgs,
     projector: config::ProjectorArgs,
+    master_key: std::path::PathBuf,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let client = bus::connect(&nats.url, nats.creds.as_deref()).await?;
     let js = async_nats::jetstream::new(client.clone());
     bus::ensure_streams(&js, &nats.stream_settings()).await?;
+    let keys = projector_keys(&js, &nats, &master_key).await?;
     let pool = connect_database(&database.database_url).await?;
     let settings = projections::runtime::Settings {
         name: projector.name.clone(),
         batch: projector.batch,
+        keys: Some(keys),
         ..projections::runtime::Settings::default()
     };
     let stats = Arc::new(projections::runtime::Stats::default());
@@ -132,6 +135,17 @@ pub async fn run_projector(
     health.abort();
     outcome?;
     Ok(())
+}
+
+/// Read access to children's data keys, for the NHS-number index.
+pub async fn projector_keys(
+    js: &async_nats::jetstream::Context,
+    nats: &config::NatsArgs,
+    master_key: &std::path::Path,
+) -> anyhow::Result<Arc<dyn projections::identifiers::ChildKeys>> {
+    let bucket = bus::ensure_key_bucket(js, &nats.stream_settings()).await?;
+    let master = keystore::MasterKey::load_or_create(master_key)?;
+    Ok(Arc::new(keystore::ProjectorKeys::new(keystore::KeyStore::new(bucket, master.clone()), &master)))
 }
 
 /// The projector's `/healthz`, `/readyz` and `/metrics`.
@@ -204,6 +218,7 @@ pub async fn run_query(
     nats: config::NatsArgs,
     database: config::DatabaseArgs,
     principals_path: std::path::PathBuf,
+    master_key: std::path::PathBuf,
     query: config::QueryArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
     bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
@@ -216,8 +231,10 @@ pub async fn run_query(
     projections::migrate(&pool, projections::LIVE_SCHEMA).await.context("could not migrate the read models")?;
     let principals = principals::Principals::load(&principals_path)?;
     reload_on_hangup(principals.clone(), principals_path);
+    let lookup_key = keystore::MasterKey::load_or_create(&master_key)?.lookup_key();
     let state = Arc::new(query::QueryState {
         principals,
+        lookup_key,
         pool,
         access: query::access::AccessLog { js, timeout: std::time::Duration::from_millis(query.access_timeout_ms) },
         client,
@@ -302,13 +319,19 @@ pub async fn run_rebuild(
     database: config::DatabaseArgs,
     batch: usize,
     name: String,
+    master_key: std::path::PathBuf,
 ) -> anyhow::Result<()> {
     let client = bus::connect(&nats.url, nats.creds.as_deref()).await?;
     let js = async_nats::jetstream::new(client);
     bus::ensure_streams(&js, &nats.stream_settings()).await?;
+    let keys = projector_keys(&js, &nats, &master_key).await?;
     let options = database_options(&database.database_url).await?;
-    let settings =
-        projections::runtime::Settings { name, batch: batch.max(1), ..projections::runtime::Settings::default() };
+    let settings = projections::runtime::Settings {
+        name,
+        batch: batch.max(1),
+        keys: Some(keys),
+        ..projections::runtime::Settings::default()
+    };
     let stats = Arc::new(projections::runtime::Stats::default());
     let progress = tokio::spawn(progress_bar(stats.clone()));
     let report = projections::rebuild::rebuild(options, js, settings, stats).await;

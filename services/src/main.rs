@@ -56,6 +56,9 @@ enum Command {
         /// The live projector whose position the rebuild must reach.
         #[arg(long = "projector-name", env = "SAFEGUARD_PROJECTOR", default_value = "main")]
         name: String,
+        /// The master key (for the NHS-number index, which needs children's data keys).
+        #[arg(long, env = "SAFEGUARD_MASTER_KEY", default_value = "master.key")]
+        master_key: std::path::PathBuf,
     },
     /// Generate a deterministic synthetic population and publish it through the gateway.
     Seed(services::seed::SeedArgs),
@@ -104,9 +107,9 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Command::Rebuild { projection: _, all: _, nats, database, batch, name } => {
+        Command::Rebuild { projection: _, all: _, nats, database, batch, name, master_key } => {
             init_tracing();
-            block_on(services::run_rebuild(nats, database, batch, name))
+            block_on(services::run_rebuild(nats, database, batch, name, master_key))
         }
         Command::Seed(args) => {
             init_tracing();
@@ -147,13 +150,15 @@ fn main() -> std::process::ExitCode {
                         nats.clone(),
                         database.clone(),
                         principals,
+                        gateway.master_key.clone(),
                         query,
                         stopped(),
                         None,
                     ));
                 }
                 if wants(Role::Projector) {
-                    tasks.spawn(services::run_projector(nats, database, projector, stopped()));
+                    let master_key = gateway.master_key.clone();
+                    tasks.spawn(services::run_projector(nats, database, projector, master_key, stopped()));
                 }
                 // The first role to fail stops the process.
                 while let Some(done) = tasks.join_next().await {

@@ -48,9 +48,33 @@ pub struct LiveProjector {
 }
 
 impl LiveProjector {
+    /// A projector without access to children's keys (no NHS-number index).
     pub async fn start(nats_url: &str, pool: &PgPool) -> Self {
+        Self::start_with(nats_url, pool, None).await
+    }
+
+    /// A projector that reads children's keys with `gateway`'s master key,
+    /// as `serve` runs it.
+    pub async fn start_for(gateway: &crate::gateway::TestGateway, nats_url: &str, pool: &PgPool) -> Self {
+        Self::start_with(nats_url, pool, Some(gateway.path("master.key"))).await
+    }
+
+    async fn start_with(nats_url: &str, pool: &PgPool, master_key: Option<std::path::PathBuf>) -> Self {
         #[allow(clippy::expect_used)]
         let client = async_nats::connect(nats_url).await.expect("connect to the test nats-server");
+        let mut settings = Settings::default();
+        if let Some(path) = master_key {
+            let js = async_nats::jetstream::new(client.clone());
+            let nats = services::config::NatsArgs {
+                url: nats_url.to_owned(),
+                creds: None,
+                replicas: 1,
+                duplicate_window_secs: 120,
+            };
+            #[allow(clippy::expect_used)]
+            let keys = services::projector_keys(&js, &nats, &path).await.expect("the key store");
+            settings.keys = Some(keys);
+        }
         let stats = Arc::new(Stats::default());
         let notifier = projections::notify::Notifier::default();
         let notifying = tokio::spawn(notifier.clone().run(
@@ -63,7 +87,7 @@ impl LiveProjector {
         let task = tokio::spawn(projections::runtime::run_with(
             pool.clone(),
             async_nats::jetstream::new(client),
-            Settings::default(),
+            settings,
             stats.clone(),
             Some(notifier),
             async move {

@@ -25,19 +25,26 @@ pub struct Answer {
 }
 
 impl TestQuery {
-    /// Starts one against `nats_url` and `database_url`, with the principals in `principals`.
-    pub async fn start(nats_url: &str, database_url: &str, principals: &Path) -> Self {
+    /// Starts one against `nats_url` and `database_url`, with the principals
+    /// and master key of `gateway`.
+    pub async fn start(nats_url: &str, database_url: &str, gateway: &crate::gateway::TestGateway) -> Self {
+        Self::start_with(nats_url, database_url, &gateway.path("principals.toml"), &gateway.path("master.key")).await
+    }
+
+    pub async fn start_with(nats_url: &str, database_url: &str, principals: &Path, master_key: &Path) -> Self {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (bound_tx, bound_rx) = oneshot::channel();
         let nats = NatsArgs { url: nats_url.to_owned(), creds: None, replicas: 1, duplicate_window_secs: 120 };
         let database = DatabaseArgs { database_url: database_url.to_owned() };
         let query = QueryArgs { listen: "127.0.0.1:0".into(), access_timeout_ms: 5000 };
         let principals = principals.to_owned();
+        let master_key = master_key.to_owned();
         let task = tokio::spawn(async move {
             services::run_query(
                 nats,
                 database,
                 principals,
+                master_key,
                 query,
                 async move {
                     let _ = stop_rx.await;

@@ -4,7 +4,7 @@ use sqlx::PgPool;
 
 /// Every read-model table with the order that makes its rows comparable.
 /// `projector_position` is left out: it records when the projector ran.
-pub const READ_MODELS: [(&str, &str); 12] = [
+pub const READ_MODELS: [(&str, &str); 13] = [
     ("stored_event", "stream_seq"),
     ("chronology_entry", "child_id, sequence"),
     ("dead_letter", "stream_seq"),
@@ -17,6 +17,7 @@ pub const READ_MODELS: [(&str, &str); 12] = [
     ("sighting", "child_id, ordinal"),
     ("worker_spell", "worker_id, ordinal"),
     ("council_setting", "council, effective_from"),
+    ("child_identifier", "child_id, kind, digest"),
 ];
 
 /// The casework tables: what late facts must leave as if they came in business order.

@@ -17,12 +17,14 @@ fn child_event(t: EventType, id: &str, child: &str) -> Value {
     e
 }
 
-fn spawn_projector(nats_url: &str, database_url: &str) -> Child {
+fn spawn_projector(nats_url: &str, database_url: &str, master_key: &std::path::Path) -> Child {
     Command::new(safeguard_binary())
         .args(["serve", "--role", "projector"])
         .env("NATS_URL", nats_url)
         .env("DATABASE_URL", database_url)
         .env("SAFEGUARD_PROJECTOR_BATCH", "40")
+        .env("SAFEGUARD_MASTER_KEY", master_key)
+        .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -59,7 +61,7 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
         if previous >= last {
             break;
         }
-        let mut projector = spawn_projector(&nats.url(), crashed.url());
+        let mut projector = spawn_projector(&nats.url(), crashed.url(), &gw.path("master.key"));
         // Let it get into its work, then kill it without warning.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -80,7 +82,7 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
     // through the work, which is what the test is about.
     assert!(kills >= 3, "only {kills} kills landed before the projector finished");
     // A last run to the end.
-    let mut projector = spawn_projector(&nats.url(), crashed.url());
+    let mut projector = spawn_projector(&nats.url(), crashed.url(), &gw.path("master.key"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while position(&pool).await < last {
         assert!(Instant::now() < deadline, "the projector did not finish");
@@ -92,7 +94,13 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
     // A clean rebuild in another database, by an in-process projector.
     let clean = TestDatabase::create().await;
     let clean_pool = clean.pool().await;
-    let settings = projections::runtime::Settings { name: "clean".into(), ..Default::default() };
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let nats_args =
+        services::config::NatsArgs { url: nats.url(), creds: None, replicas: 1, duplicate_window_secs: 120 };
+    let keys = services::projector_keys(&async_nats::jetstream::new(client), &nats_args, &gw.path("master.key"))
+        .await
+        .expect("keys");
+    let settings = projections::runtime::Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
     tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
 
     let n: i64 = sqlx::query_scalar("select count(*) from stored_event").fetch_one(&pool).await.expect("count");
@@ -101,4 +109,5 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
         assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");
     }
     assert_eq!(tests::tables::count(&pool, "sighting").await, 6 * 499, "every sighting once");
+    assert_eq!(tests::tables::count(&pool, "child_identifier").await, 6, "every child's NHS number indexed");
 }

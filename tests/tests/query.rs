@@ -40,8 +40,8 @@ impl System {
         let nats = NatsServer::start().await;
         let gateway = TestGateway::start(&nats.url()).await;
         let db = TestDatabase::create().await;
-        let projector = LiveProjector::start(&nats.url(), &db.pool().await).await;
-        let query = TestQuery::start(&nats.url(), db.url(), &gateway.path("principals.toml")).await;
+        let projector = LiveProjector::start_for(&gateway, &nats.url(), &db.pool().await).await;
+        let query = TestQuery::start(&nats.url(), db.url(), &gateway).await;
         Self { nats, gateway, _db: db, projector, query }
     }
 
@@ -327,6 +327,66 @@ async fn indicator_changes_reach_nats_subscribers_and_sse_clients() {
         let doc = next_sse_event(&mut body, &mut buffer).await;
         if referrals_numerator(&doc) == 1 {
             break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn lookup_by_nhs_number_finds_children_in_scope_without_storing_the_number() {
+    let sys = System::start().await;
+    let child = uuid::Uuid::new_v4().to_string();
+    let other = uuid::Uuid::new_v4().to_string();
+    let mut mine = registered("reg-1", &child, HARINGEY);
+    mine["data"]["person"] = json!({"given_name": "Adaleigh", "family_name": "Example", "nhs_number": "9434765919"});
+    let mut theirs = registered("reg-2", &other, ISLINGTON);
+    theirs["data"]["person"] = json!({"nhs_number": "9434765870"});
+    sys.publish(tokens::ADMIN, vec![mine, theirs]).await;
+    // The number changes later; the old one still finds the child.
+    sys.publish(
+        tokens::HARINGEY,
+        vec![event(
+            "upd",
+            "child.details_updated",
+            &child,
+            "2024-05-01T10:00:00Z",
+            json!({"person": {"nhs_number": "9434765927"}}),
+        )],
+    )
+    .await;
+
+    let find = |n: &str| {
+        let body = json!({"nhs_number": n});
+        let query = &sys.query;
+        async move { query.post(tokens::HARINGEY, "/v1/children/lookup", &body).await }
+    };
+    for number in ["9434765919", "9434765927", "943 476 5919"] {
+        let found = find(number).await;
+        assert_eq!(found.status, 200, "{number}: {}", found.text);
+        assert_eq!(found.json["children"], json!([{"child": child, "council": HARINGEY}]), "{number}");
+    }
+    // Another council's child is not revealed; an unknown number finds nobody; a bad one is named.
+    assert_eq!(find("9434765870").await.json["children"], json!([]));
+    let admin = sys.query.post(tokens::ADMIN, "/v1/children/lookup", &json!({"nhs_number": "9434765870"})).await;
+    assert_eq!(admin.json["children"], json!([{"child": other, "council": ISLINGTON}]));
+    let bad = find("9434765918").await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.json["errors"][0]["parameter"], "nhs_number");
+    assert!(!bad.text.contains("9434765918"), "errors never repeat the value");
+
+    // No table holds the number, or the name, in clear.
+    let pool = sys._db.pool().await;
+    let tables: Vec<String> =
+        sqlx::query_scalar("select table_name::text from information_schema.tables where table_schema = 'projection'")
+            .fetch_all(&pool)
+            .await
+            .expect("tables");
+    for table in tables {
+        let text: String = sqlx::query_scalar(&format!("select coalesce(string_agg(t::text, ' '), '') from {table} t"))
+            .fetch_one(&pool)
+            .await
+            .expect("dump");
+        for secret in ["9434765919", "9434765927", "Adaleigh"] {
+            assert!(!text.contains(secret), "{table} holds {secret} in clear");
         }
     }
 }

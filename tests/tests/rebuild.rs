@@ -20,8 +20,8 @@ async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables(
     let gateway = TestGateway::start(&nats.url()).await;
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
-    let projector = LiveProjector::start(&nats.url(), &pool).await;
-    let query = Arc::new(TestQuery::start(&nats.url(), db.url(), &gateway.path("principals.toml")).await);
+    let projector = LiveProjector::start_for(&gateway, &nats.url(), &pool).await;
+    let query = Arc::new(TestQuery::start(&nats.url(), db.url(), &gateway).await);
 
     let until = NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
     let groups = services::seed::generate(5, 2, 30, until).expect("seed");
@@ -67,11 +67,13 @@ async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables(
 
     let nats_url = nats.url();
     let database_url = db.url().to_owned();
+    let master_key = gateway.path("master.key");
     let output = tokio::task::spawn_blocking(move || {
         Command::new(safeguard_binary())
             .args(["rebuild", "--all", "--batch", "500"])
             .env("NATS_URL", nats_url)
             .env("DATABASE_URL", database_url)
+            .env("SAFEGUARD_MASTER_KEY", master_key)
             .env("RUST_LOG", "warn")
             .output()
             .expect("run safeguard rebuild")

@@ -51,6 +51,8 @@ pub const MAX_LIMIT: i64 = 5000;
 #[derive(Debug)]
 pub struct QueryState {
     pub principals: Principals,
+    /// Digests NHS numbers for lookups, as the projector did when indexing.
+    pub lookup_key: [u8; 32],
     pub pool: PgPool,
     pub access: AccessLog,
     pub client: async_nats::Client,
@@ -379,7 +381,7 @@ struct Found {
     council: String,
 }
 
-/// Finds children by the council's own id (or, in a later issue, NHS number).
+/// Finds children by the council's own id or by NHS number.
 #[utoipa::path(
     post,
     path = "/v1/children/lookup",
@@ -409,14 +411,28 @@ async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: &[u8]) -> Result
         }
     }
     if map.contains_key("nhs_number") {
-        // Personal fields are sealed in the read models; an NHS-number index
-        // (a keyed digest, never the number) comes with issue 5's key handling.
-        events::ids::NhsNumber::parse(text("nhs_number").unwrap_or_default())
-            .map_err(|m| QueryError::invalid("nhs_number", m))?;
-        return Err(QueryError::invalid(
-            "nhs_number",
-            "lookup by NHS number is not offered by this version: use council and la_child_id",
-        ));
+        if map.len() > 1 {
+            return Err(QueryError::invalid("nhs_number", "give the NHS number alone, or council and la_child_id"));
+        }
+        // People write NHS numbers in groups of 3, 3 and 4 digits.
+        let written: String = text("nhs_number").unwrap_or_default().chars().filter(|c| *c != ' ').collect();
+        let number = events::ids::NhsNumber::parse(&written).map_err(|m| QueryError::invalid("nhs_number", m))?;
+        let digest =
+            events::privacy::identifier_digest(&app.lookup_key, projections::identifiers::NHS_NUMBER, number.as_str());
+        let found: Vec<(uuid::Uuid, Option<String>, bool)> = sqlx::query_as(
+            "select distinct s.child_id, s.council, s.sealed from child_identifier i join child_status s using (child_id)
+              where i.kind = 'nhs_number' and i.digest = $1 order by s.child_id",
+        )
+        .bind(&digest)
+        .fetch_all(&app.pool)
+        .await?;
+        // Only children this principal may read are named; the rest are not revealed to exist.
+        let found: Vec<(uuid::Uuid, String)> = found
+            .into_iter()
+            .filter(|(_, council, sealed)| may_read_child(&principal, council.as_deref(), *sealed).is_ok())
+            .map(|(child, council, _)| (child, council.unwrap_or_default()))
+            .collect();
+        return answer_lookup(app, &asker, found).await;
     }
     let council = council_param(text("council"))?;
     let local = text("la_child_id").ok_or_else(|| QueryError::invalid("la_child_id", "is required with council"))?;
@@ -434,8 +450,16 @@ async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: &[u8]) -> Result
     .bind(principal.is_admin())
     .fetch_all(&app.pool)
     .await?;
+    answer_lookup(app, &asker, found).await
+}
+
+async fn answer_lookup(
+    app: &QueryState,
+    asker: &Asker,
+    found: Vec<(uuid::Uuid, String)>,
+) -> Result<Response, QueryError> {
     let ids: Vec<uuid::Uuid> = found.iter().map(|(c, _)| *c).collect();
-    record(app, &asker, "POST /v1/children/lookup", &ids, Outcome::Allowed).await?;
+    record(app, asker, "POST /v1/children/lookup", &ids, Outcome::Allowed).await?;
     let children: Vec<Found> = found.into_iter().map(|(child, council)| Found { child, council }).collect();
     Ok(Json(json!({ "children": children })).into_response())
 }

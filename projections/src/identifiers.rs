@@ -1,0 +1,91 @@
+//! The identifier index: keyed digests of NHS numbers, so a lookup can find
+//! a child without any table holding the number (migration 0004).
+//!
+//! This is the one read model that needs personal data: the projector
+//! opens a child's sealed `person` fields with the child's data key,
+//! digests the NHS number under the lookup key and forgets both. Keys come
+//! from the caller through [`ChildKeys`] (the key store lives with the
+//! services), so this crate holds no key of its own.
+
+use crate::casework::Recorded;
+use events::privacy::{DataKey, associated_data, identifier_digest, open_value};
+use serde_json::Value;
+use sqlx::{Postgres, Transaction};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+
+/// What kind of identifier a digest is of.
+pub const NHS_NUMBER: &str = "nhs_number";
+
+/// A child's data key, if it has one (none after erasure).
+pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<DataKey>, String>> + Send + 'a>>;
+
+/// Where the projector gets children's data keys and the lookup key.
+pub trait ChildKeys: Send + Sync + std::fmt::Debug {
+    fn key(&self, child: uuid::Uuid) -> KeyFuture<'_>;
+    fn lookup_key(&self) -> &[u8; 32];
+}
+
+/// Event types that may carry an NHS number.
+pub fn carries_identifiers(event_type: &str) -> bool {
+    matches!(event_type, "child.registered" | "child.details_updated" | "record.corrected")
+}
+
+/// The NHS numbers recorded in a child's history (in registrations, detail
+/// updates and corrections of them), opened with `key`. Pure.
+pub fn nhs_numbers(subject: &str, history: &[Recorded], key: &DataKey) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for r in history {
+        let (person, pointer) = match r.event_type.as_str() {
+            "child.registered" | "child.details_updated" => (r.data.get("person"), "/data/person"),
+            "record.corrected" => (r.data.get("data").and_then(|d| d.get("person")), "/data/data/person"),
+            _ => continue,
+        };
+        let Some(sealed) = person else { continue };
+        let aad = associated_data(subject, &r.source, &r.event_id, pointer);
+        if let Ok(Value::Object(person)) = open_value(key, &aad, sealed)
+            && let Some(number) = person.get("nhs_number").and_then(Value::as_str)
+        {
+            out.insert(number.to_owned());
+        }
+    }
+    out
+}
+
+/// Rewrites the identifier rows of `children` from their histories.
+pub async fn refresh(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &dyn ChildKeys,
+    children: &BTreeSet<uuid::Uuid>,
+    histories: &[(String, Vec<Recorded>)],
+) -> Result<(), crate::store::ApplyError> {
+    let ids: Vec<uuid::Uuid> = children.iter().copied().collect();
+    sqlx::query("delete from child_identifier where child_id = any($1)").bind(&ids).execute(&mut **tx).await?;
+    let mut rows: (Vec<uuid::Uuid>, Vec<String>) = (Vec::new(), Vec::new());
+    for (subject, history) in histories {
+        let Ok(child) = subject.parse::<uuid::Uuid>() else { continue };
+        if !children.contains(&child) {
+            continue;
+        }
+        // A key store that does not answer stops the batch: the index must not silently miss a child.
+        let Some(key) = keys.key(child).await.map_err(crate::store::ApplyError::Keys)? else {
+            continue; // erased: nothing can be read, nothing is indexed
+        };
+        for number in nhs_numbers(subject, history, &key) {
+            rows.0.push(child);
+            rows.1.push(identifier_digest(keys.lookup_key(), NHS_NUMBER, &number));
+        }
+    }
+    if !rows.0.is_empty() {
+        sqlx::query(
+            "insert into child_identifier (child_id, kind, digest)
+             select c, 'nhs_number', d from unnest($1::uuid[], $2::text[]) as t(c, d) on conflict do nothing",
+        )
+        .bind(&rows.0)
+        .bind(&rows.1)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
