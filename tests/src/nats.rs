@@ -264,7 +264,35 @@ impl NatsCluster {
         for node in &cluster.nodes {
             node.wait_ready().await;
         }
+        cluster.wait_placeable().await;
         cluster
+    }
+
+    /// Waits until the meta leader knows every peer well enough to place a
+    /// stream on all of them: a meta leader may answer account queries
+    /// before the last peer has reported in ("no suitable peers for
+    /// placement"). Probes by creating and deleting a stream of full size.
+    async fn wait_placeable(&self) {
+        let js = async_nats::jetstream::new(self.client().await);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let probe = js
+                .create_stream(async_nats::jetstream::stream::Config {
+                    name: "HARNESS_PLACEMENT_PROBE".into(),
+                    subjects: vec!["harness-probe.placement".into()],
+                    num_replicas: self.nodes.len(),
+                    ..Default::default()
+                })
+                .await;
+            match probe {
+                Ok(_) => {
+                    let _ = js.delete_stream("HARNESS_PLACEMENT_PROBE").await;
+                    return;
+                }
+                Err(e) => assert!(Instant::now() < deadline, "the cluster could not place a stream on every node: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Every node's URL, comma-separated, as `NATS_URL` takes them.
