@@ -115,7 +115,10 @@ struct Builder<'a> {
 impl Builder<'_> {
     fn event(&mut self, event_type: &str, subject: &str, day: NaiveDate, data: Value) {
         self.n += 1;
-        let time = format!("{day}T10:{:02}:00Z", self.n % 60);
+        // Within a subject, times rise with each event (a minute apart from
+        // 08:00 UTC), so same-day events keep the order they were written in.
+        let minutes = 8 * 60 + self.out.len();
+        let time = format!("{day}T{:02}:{:02}:00Z", (minutes / 60).min(23), minutes % 60);
         self.out.push(json!({
             "specversion": "1.0", "id": format!("seed-{}-{}", self.seed, self.n), "type": event_type,
             "subject": subject, "time": time, "data": data,

@@ -18,13 +18,17 @@ fn child_event(t: EventType, id: &str, child: &str) -> Value {
 }
 
 fn spawn_projector(nats_url: &str, database_url: &str, master_key: &std::path::Path) -> Child {
+    spawn_projector_on(nats_url, database_url, master_key, "127.0.0.1:0")
+}
+
+fn spawn_projector_on(nats_url: &str, database_url: &str, master_key: &std::path::Path, listen: &str) -> Child {
     Command::new(safeguard_binary())
         .args(["serve", "--role", "projector"])
         .env("NATS_URL", nats_url)
         .env("DATABASE_URL", database_url)
         .env("SAFEGUARD_PROJECTOR_BATCH", "40")
         .env("SAFEGUARD_MASTER_KEY", master_key)
-        .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
+        .env("SAFEGUARD_PROJECTOR_LISTEN", listen)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -81,13 +85,27 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
     // Small batches and short fuses: the kills land before the end, mid-way
     // through the work, which is what the test is about.
     assert!(kills >= 3, "only {kills} kills landed before the projector finished");
-    // A last run to the end.
-    let mut projector = spawn_projector(&nats.url(), crashed.url(), &gw.path("master.key"));
+    // A last run to the end, whose metrics show it caught up.
+    let listen = format!("127.0.0.1:{}", tests::free_port());
+    let mut projector = spawn_projector_on(&nats.url(), crashed.url(), &gw.path("master.key"), &listen);
     let deadline = Instant::now() + Duration::from_secs(60);
     while position(&pool).await < last {
         assert!(Instant::now() < deadline, "the projector did not finish");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let metrics = loop {
+        let text = match reqwest::get(format!("http://{listen}/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(&format!("safeguard_projector_position{{projector=\"main\"}} {last}")) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the projector's metrics never showed {last}: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(metrics.contains("safeguard_projector_lag{projector=\"main\"}"), "{metrics}");
+    assert!(metrics.contains("safeguard_projector_dead_letters_total{projector=\"main\"} 0"), "{metrics}");
     let _ = projector.kill();
     let _ = projector.wait();
 
