@@ -384,13 +384,18 @@ pub async fn document(
     today: NaiveDate,
 ) -> Result<Document, sqlx::Error> {
     let data = load(pool, council).await?;
-    Ok(Document {
+    Ok(document_from(&data, council, period, today))
+}
+
+/// The document from facts already loaded (one load serves many periods).
+pub fn document_from(data: &CouncilData, council: &str, period: Period, today: NaiveDate) -> Document {
+    Document {
         council: council.to_owned(),
         period: period.label(),
         from: period.from,
         to: period.to,
-        indicators: compute(&data, period, today, Calendar::england_and_wales()),
-    })
+        indicators: compute(data, period, today, Calendar::england_and_wales()),
+    }
 }
 
 /// Reads everything [`compute`] needs about one council.

@@ -5,7 +5,8 @@
 //! stream message with an ephemeral consumer, while the live schema keeps
 //! serving reads and the live projector keeps applying new events. Once
 //! caught up, one transaction locks the live projectors' position rows
-//! (waiting for any batch in flight), checks the rebuild has reached them,
+//! (waiting for any batch in flight), catches the rebuild up to them while
+//! they are held still (so it finishes under steady live traffic too),
 //! and renames the schemas: live becomes [`crate::PREVIOUS_SCHEMA`],
 //! rebuilt becomes live. Every connection resolves table names through its
 //! `search_path`, and PostgreSQL re-plans cached statements when a schema is
@@ -58,8 +59,8 @@ pub async fn rebuild(
     }
     let consumer = runtime::consumer_from(&stream, None, &settings.filter, 0).await?;
     let mut position = 0;
+    let mut target = Target::<std::future::Pending<()>>::Head;
     loop {
-        let target = Target::<std::future::Pending<()>>::Head;
         match runtime::pump(&pool, &stream, &consumer, &settings, &stats, position, None, target).await? {
             Outcome::Reached | Outcome::Stopped => {}
             Outcome::Moved { stored } => {
@@ -69,10 +70,14 @@ pub async fn rebuild(
             }
         }
         position = stats.position.load(Ordering::Relaxed);
-        if switch(&mut admin, &settings.name, position).await? {
-            break;
+        match switch(&mut admin, &settings.name, position, &pool, &stream, &consumer, &settings, &stats).await? {
+            Some(at) => {
+                position = at;
+                break;
+            }
+            // The live projector got ahead while the lock was being taken: catch up and try again.
+            None => target = Target::Head,
         }
-        // The live projector got ahead while we checked: catch up again.
     }
     pool.close().await;
     let replaced = sqlx::query_scalar::<_, bool>("select exists (select from pg_namespace where nspname = $1)")
@@ -82,9 +87,21 @@ pub async fn rebuild(
     Ok(Report { events: stats.applied.load(Ordering::Relaxed), position, elapsed: started.elapsed(), replaced })
 }
 
-/// Swaps the rebuilt schema in if it has reached every live projector's
-/// position; returns false (changing nothing) if it has not.
-async fn switch(admin: &mut sqlx::PgConnection, name: &str, position: u64) -> Result<bool, ProjectorError> {
+/// Swaps the rebuilt schema in. Holding the live projectors' position rows
+/// (so they cannot move), it catches the rebuild up to the furthest of them,
+/// then renames the schemas in the same transaction. Returns the position
+/// the rebuilt read models cover.
+#[allow(clippy::too_many_arguments)]
+async fn switch(
+    admin: &mut sqlx::PgConnection,
+    name: &str,
+    mut position: u64,
+    pool: &sqlx::PgPool,
+    stream: &jetstream::stream::Stream,
+    consumer: &jetstream::consumer::PullConsumer,
+    settings: &Settings,
+    stats: &Stats,
+) -> Result<Option<u64>, ProjectorError> {
     let mut tx = admin.begin().await?;
     let live_exists: bool = sqlx::query_scalar("select exists (select from pg_namespace where nspname = $1)")
         .bind(LIVE_SCHEMA)
@@ -98,15 +115,24 @@ async fn switch(admin: &mut sqlx::PgConnection, name: &str, position: u64) -> Re
         ))
         .fetch_all(&mut *tx)
         .await?;
+        let mut furthest = 0u64;
         for row in rows {
             let live: i64 = row.try_get("stream_seq")?;
-            if live.max(0) as u64 > position {
-                tx.rollback().await?;
-                return Ok(false);
-            }
+            furthest = furthest.max(live.max(0) as u64);
             let projector: String = row.try_get("projector")?;
             if !names.contains(&projector) {
                 names.push(projector);
+            }
+        }
+        if furthest > position {
+            // The rebuild applies on its own connections, so the lock held here only stops the live side.
+            let target = Target::<std::future::Pending<()>>::Until(furthest);
+            match runtime::pump(pool, stream, consumer, settings, stats, position, None, target).await? {
+                Outcome::Reached => position = stats.position.load(Ordering::Relaxed),
+                Outcome::Stopped | Outcome::Moved { .. } => {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
             }
         }
     }
@@ -128,5 +154,5 @@ async fn switch(admin: &mut sqlx::PgConnection, name: &str, position: u64) -> Re
     sqlx::query(&format!("alter schema {REBUILD_SCHEMA} rename to {LIVE_SCHEMA}")).execute(&mut *tx).await?;
     tx.commit().await?;
     tracing::info!(position, "switched to the rebuilt read models");
-    Ok(true)
+    Ok(Some(position))
 }

@@ -145,9 +145,11 @@ pub(crate) async fn consumer_from(
 pub(crate) enum Target<'a, F: Future<Output = ()> + Unpin> {
     /// Until the future resolves.
     Forever(&'a mut F),
-    /// Until the position reaches the stream's last sequence as it is when
-    /// looked at (a rebuild catching up).
+    /// Until nothing matching the filter is left undelivered (a rebuild
+    /// catching up; under live traffic that is a moment, not a state).
     Head,
+    /// Until the position reaches at least this stream sequence.
+    Until(u64),
 }
 
 pub(crate) enum Outcome {
@@ -179,7 +181,7 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
                 () = &mut **shutdown => return Ok(Outcome::Stopped),
                 m = fetch => m.map_err(js_error)?,
             },
-            Target::Head => fetch.await.map_err(js_error)?,
+            Target::Head | Target::Until(_) => fetch.await.map_err(js_error)?,
         };
         let mut batch = Vec::with_capacity(settings.batch);
         let mut last = None;
@@ -194,11 +196,8 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
                 stats.stream_last.store(info.state.last_sequence, Ordering::Relaxed);
             }
             // Nothing came: at the head if nothing matching the filter is left undelivered.
-            if matches!(target, Target::Head) {
-                let info = consumer.clone().info().await.map_err(js_error)?.clone();
-                if info.num_pending == 0 && info.num_ack_pending == 0 {
-                    return Ok(Outcome::Reached);
-                }
+            if matches!(target, Target::Head) && caught_up(consumer).await? {
+                return Ok(Outcome::Reached);
             }
             continue;
         };
@@ -223,5 +222,16 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
         if let Some(notifier) = notifier {
             notifier.mark(&applied.changed, &applied.years);
         }
+        match target {
+            Target::Until(wanted) if position >= wanted => return Ok(Outcome::Reached),
+            Target::Head if caught_up(consumer).await? => return Ok(Outcome::Reached),
+            _ => {}
+        }
     }
+}
+
+/// Whether the consumer has delivered everything its filter matches.
+async fn caught_up(consumer: &consumer::PullConsumer) -> Result<bool, ProjectorError> {
+    let info = consumer.clone().info().await.map_err(js_error)?.clone();
+    Ok(info.num_pending == 0)
 }

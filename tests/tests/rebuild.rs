@@ -1,7 +1,8 @@
 //! `safeguard rebuild` under read load: the real binary rebuilds the read
 //! models beside the live ones while readers keep asking; every read is
 //! answered, the rebuilt tables equal the ones they replace, and the live
-//! projector carries on in the rebuilt schema.
+//! projector carries on in the rebuilt schema. A second rebuild runs while
+//! events keep arriving, and still finishes and equals a clean projection.
 
 use chrono::NaiveDate;
 use serde_json::{Value, json};
@@ -14,10 +15,35 @@ use tests::query::TestQuery;
 use tests::tables::{READ_MODELS, checksum, count};
 use tests::{NatsServer, TestDatabase, safeguard_binary};
 
+/// Runs `safeguard rebuild --all` to the end and returns its stderr.
+async fn rebuild(nats_url: String, database_url: String, master_key: std::path::PathBuf) -> String {
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(safeguard_binary())
+            .args(["rebuild", "--all", "--batch", "500"])
+            .env("NATS_URL", nats_url)
+            .env("DATABASE_URL", database_url)
+            .env("SAFEGUARD_MASTER_KEY", master_key)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run safeguard rebuild")
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "rebuild failed: {stderr}");
+    assert!(stderr.contains("rebuilt") && stderr.contains("events/s"), "{stderr}");
+    stderr
+}
+
+fn seen(id: &str, child: &str) -> Value {
+    json!({"specversion": "1.0", "id": id, "type": "child.seen", "subject": child,
+           "time": "2026-03-30T10:00:00Z", "data": {"seen_by": "W9", "seen_alone": true, "context": "school"}})
+}
+
 #[tokio::test]
 async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables() {
     let nats = NatsServer::start().await;
-    let gateway = TestGateway::start(&nats.url()).await;
+    let gateway = Arc::new(TestGateway::start(&nats.url()).await);
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
     let projector = LiveProjector::start_for(&gateway, &nats.url(), &pool).await;
@@ -65,25 +91,8 @@ async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables(
         })
         .collect();
 
-    let nats_url = nats.url();
-    let database_url = db.url().to_owned();
-    let master_key = gateway.path("master.key");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(safeguard_binary())
-            .args(["rebuild", "--all", "--batch", "500"])
-            .env("NATS_URL", nats_url)
-            .env("DATABASE_URL", database_url)
-            .env("SAFEGUARD_MASTER_KEY", master_key)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run safeguard rebuild")
-    })
-    .await
-    .expect("join");
+    rebuild(nats.url(), db.url().to_owned(), gateway.path("master.key")).await;
     stop.store(true, Ordering::Relaxed);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "rebuild failed: {stderr}");
-    assert!(stderr.contains("rebuilt") && stderr.contains("events/s"), "{stderr}");
 
     let mut answered = 0;
     for reader in readers {
@@ -102,15 +111,51 @@ async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables(
     assert!(before > 500, "{before} events");
 
     // The live projector carries on, now in the rebuilt tables.
-    let r = gateway
-        .post(
-            tokens::ADMIN,
-            &json!({"specversion": "1.0", "id": "after-rebuild", "type": "child.seen", "subject": child,
-                    "time": "2026-03-30T10:00:00Z", "data": {"seen_by": "W9", "seen_alone": true, "context": "school"}}),
-        )
-        .await;
+    let r = gateway.post(tokens::ADMIN, &seen("after-rebuild", &child)).await;
     assert_eq!(r.status, 201, "{}", r.text);
     projector.wait_for(r.result(0)["stream_sequence"].as_u64().expect("seq")).await;
     assert_eq!(count(&pool, "projection.stored_event").await, before + 1);
     assert_eq!(count(&pool, "projection_previous.stored_event").await, before);
+
+    // Again, with events arriving all the while: the rebuild must still
+    // finish (it catches up while holding the live projector still) and the
+    // result, once the writer stops, equals a clean projection.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let writing = writing.clone();
+        let gateway = gateway.clone();
+        let child = child.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut n = 0;
+            while writing.load(Ordering::Relaxed) {
+                n += 1;
+                let r = gateway.post(tokens::ADMIN, &seen(&format!("during-{n}"), &child)).await;
+                assert_eq!(r.status, 201, "{}", r.text);
+                last = r.result(0)["stream_sequence"].as_u64().expect("seq");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            (n, last)
+        })
+    };
+    rebuild(nats.url(), db.url().to_owned(), gateway.path("master.key")).await;
+    writing.store(false, Ordering::Relaxed);
+    let (written, last) = writer.await.expect("writer");
+    assert!(written > 5, "events arrived during the rebuild ({written})");
+    projector.wait_for(last).await;
+
+    let clean = TestDatabase::create().await;
+    let clean_pool = clean.pool().await;
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let nats_args =
+        services::config::NatsArgs { url: nats.url(), creds: None, replicas: 1, duplicate_window_secs: 120 };
+    let keys = services::projector_keys(&async_nats::jetstream::new(client), &nats_args, &gateway.path("master.key"))
+        .await
+        .expect("keys");
+    let settings = projections::runtime::Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
+    tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
+    for (table, order) in READ_MODELS {
+        assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");
+    }
+    assert_eq!(count(&pool, "stored_event").await, before + 1 + written as i64);
 }
