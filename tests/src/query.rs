@@ -36,7 +36,7 @@ impl TestQuery {
         let (bound_tx, bound_rx) = oneshot::channel();
         let nats = NatsArgs { url: nats_url.to_owned(), creds: None, replicas: 1, duplicate_window_secs: 120 };
         let database = DatabaseArgs { database_url: database_url.to_owned() };
-        let query = QueryArgs { listen: "127.0.0.1:0".into(), access_timeout_ms: 5000 };
+        let query = QueryArgs { listen: "127.0.0.1:0".into(), access_timeout_ms: 2000 };
         let principals = principals.to_owned();
         let master_key = master_key.to_owned();
         let task = tokio::spawn(async move {

@@ -390,3 +390,36 @@ async fn lookup_by_nhs_number_finds_children_in_scope_without_storing_the_number
         }
     }
 }
+
+#[tokio::test]
+async fn a_read_that_cannot_be_logged_is_not_answered() {
+    let mut sys = System::start().await;
+    let child = uuid::Uuid::new_v4().to_string();
+    sys.publish(tokens::ADMIN, vec![registered("reg", &child, HARINGEY)]).await;
+    let path = format!("/v1/children/{child}/chronology");
+    assert_eq!(sys.query.get(tokens::HARINGEY, &path).await.status, 200);
+
+    // Operations endpoints answer without a token and describe the role.
+    assert_eq!(sys.query.get_with(None, "/healthz", &[]).await.status, 200);
+    assert_eq!(sys.query.get_with(None, "/readyz", &[]).await.status, 200);
+    let metrics = sys.query.get_with(None, "/metrics", &[]).await;
+    assert!(
+        metrics.text.contains("safeguard_query_requests_total{endpoint=\"chronology\",status=\"200\"} 1"),
+        "{}",
+        metrics.text
+    );
+    let openapi = sys.query.get_with(None, "/openapi.json", &[]).await;
+    for path in ["/v1/children/{child}/chronology", "/v1/children/lookup", "/v1/caseloads", "/v1/indicators/stream"] {
+        assert!(openapi.json["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    }
+
+    // With NATS gone the access event cannot be stored: 503, and no chronology in the body.
+    sys.nats.stop();
+    let refused = sys.query.get(tokens::HARINGEY, &path).await;
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(refused.content_type, "application/problem+json");
+    assert!(!refused.text.contains("child.registered"));
+    assert_eq!(sys.query.get_with(None, "/readyz", &[]).await.status, 503);
+    let metrics = sys.query.get_with(None, "/metrics", &[]).await;
+    assert!(metrics.text.contains("safeguard_query_access_log_failures_total 1"), "{}", metrics.text);
+}
