@@ -96,27 +96,54 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ProjectorError> {
     crate::migrate(&pool, crate::LIVE_SCHEMA).await?;
-    let stream = js.get_stream(EVENTS_STREAM).await.map_err(js_error)?;
     let durable = format!("sg-projector-{}", settings.name);
     tokio::pin!(shutdown);
+    let mut failures: u32 = 0;
     loop {
-        let mut conn = pool.acquire().await?;
-        let from = store::position(&mut conn, &settings.name).await?;
-        drop(conn);
-        stats.position.store(from, Ordering::Relaxed);
-        // The durable is rebuilt from the database's position: Postgres, not the
-        // consumer's ack floor, says what the read models hold.
-        let _ = stream.delete_consumer(&durable).await;
-        let consumer = consumer_from(&stream, Some(durable.clone()), &settings.filter, from).await?;
-        tracing::info!(projector = %settings.name, from, "projector started");
-        let target = Target::Forever(&mut shutdown);
-        match pump(&pool, &stream, &consumer, &settings, &stats, from, notifier.as_ref(), target).await? {
-            Outcome::Stopped | Outcome::Reached => return Ok(()),
-            Outcome::Moved { stored } => {
+        match session(&pool, &js, &durable, &settings, &stats, notifier.as_ref(), &mut shutdown).await {
+            Ok(Outcome::Stopped | Outcome::Reached) => return Ok(()),
+            Ok(Outcome::Moved { stored }) => {
+                failures = 0;
                 tracing::info!(projector = %settings.name, from = stored, "read models moved under the projector, resuming from them");
+            }
+            // NATS or PostgreSQL went away (a restart, a failover): nothing
+            // was acknowledged that is not committed, so start again from
+            // what PostgreSQL holds, backing off up to 5 s.
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let wait = Duration::from_millis(200 * u64::from(failures.min(25)));
+                tracing::warn!(projector = %settings.name, error = %e, retry_in_ms = wait.as_millis() as u64, "projector interrupted");
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(wait) => {}
+                }
             }
         }
     }
+}
+
+/// One run of the consumer, from the position PostgreSQL holds until
+/// shutdown, a move of the read models, or a failure.
+async fn session<F: Future<Output = ()> + Unpin>(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    durable: &str,
+    settings: &Settings,
+    stats: &Stats,
+    notifier: Option<&Notifier>,
+    shutdown: &mut F,
+) -> Result<Outcome, ProjectorError> {
+    let stream = js.get_stream(EVENTS_STREAM).await.map_err(js_error)?;
+    let mut conn = pool.acquire().await?;
+    let from = store::position(&mut conn, &settings.name).await?;
+    drop(conn);
+    stats.position.store(from, Ordering::Relaxed);
+    // The durable is rebuilt from the database's position: Postgres, not the
+    // consumer's ack floor, says what the read models hold.
+    let _ = stream.delete_consumer(durable).await;
+    let consumer = consumer_from(&stream, Some(durable.to_owned()), &settings.filter, from).await?;
+    tracing::info!(projector = %settings.name, from, "projector started");
+    pump(pool, &stream, &consumer, settings, stats, from, notifier, Target::Forever(shutdown)).await
 }
 
 /// A pull consumer over `filter` that starts after `from`.

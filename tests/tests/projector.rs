@@ -172,3 +172,43 @@ async fn the_chronology_is_in_business_order_with_amendments_as_known_at_the_tim
     let then: Vec<(&str, &str)> = then.iter().map(|e| (e.id.as_str(), e.status.as_str())).collect();
     assert_eq!(then, [("k-reg", "current"), ("k-contact", "current"), ("k-ref", "current"), ("k-seen", "current")]);
 }
+
+#[tokio::test]
+async fn the_projector_rides_out_a_nats_restart_and_a_database_outage() {
+    let mut nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let pg = tests::PgCluster::start().await;
+    let db = TestDatabase::create_on(&pg.admin_url()).await;
+    let pool = db.pool().await;
+    let projector = tests::projector::LiveProjector::start(&nats.url(), &pool).await;
+
+    let child = uuid::Uuid::new_v4().to_string();
+    let mut publish = async |id: &str, t: EventType| -> u64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let r = gw.post(tokens::HARINGEY, &child_event(t, id, &child)).await;
+            if r.status == 201 {
+                return r.result(0)["stream_sequence"].as_u64().expect("stream sequence");
+            }
+            assert!(std::time::Instant::now() < deadline, "the gateway never stored {id}: {}", r.text);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    let first = publish("r-1", EventType::ChildRegistered).await;
+    projector.wait_for(first).await;
+
+    // NATS restarts under the projector: it reconnects and carries on.
+    nats.restart().await;
+    let second = publish("s-1", EventType::ChildSeen).await;
+    projector.wait_for(second).await;
+
+    // PostgreSQL is killed and comes back: the projector retries from what was committed.
+    pg.kill();
+    let third = publish("s-2", EventType::ChildSeen).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    pg.start_again().await;
+    projector.wait_for(third).await;
+
+    assert_eq!(count(&pool, "stored_event").await, 3);
+    assert_eq!(count(&pool, "sighting").await, 2);
+}
