@@ -183,7 +183,7 @@ async fn the_projector_rides_out_a_nats_restart_and_a_database_outage() {
     let projector = tests::projector::LiveProjector::start(&nats.url(), &pool).await;
 
     let child = uuid::Uuid::new_v4().to_string();
-    let mut publish = async |id: &str, t: EventType| -> u64 {
+    let publish = async |id: &str, t: EventType| -> u64 {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let r = gw.post(tokens::HARINGEY, &child_event(t, id, &child)).await;
