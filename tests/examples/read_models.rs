@@ -11,7 +11,9 @@
 //!    (stored copy, chronology, caseload and indicator facts together);
 //! 2. `rebuild` of all of it beside the live tables, then the switch;
 //! 3. GET /v1/children/{child}/chronology for the 1,000-event child through
-//!    the query role (access event stored before each answer), 200 times.
+//!    the query role (access event stored before each answer), 200 times;
+//! 4. GET /v1/indicators for one council and year, and GET /v1/caseloads,
+//!    50 times each.
 
 #![allow(clippy::print_stdout)] // printing the figures is the point
 
@@ -123,4 +125,23 @@ async fn main() {
         ms(times[times.len() / 2]),
         ms(times[times.len() * 99 / 100])
     );
+
+    for (what, path) in [
+        ("indicators of one council and year", "/v1/indicators?council=E09000014&period=2024-25"),
+        ("caseloads of one council", "/v1/caseloads?council=E09000014"),
+    ] {
+        let mut times: Vec<Duration> = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            let r = query.get(tokens::ADMIN, path).await;
+            times.push(t.elapsed());
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+        times.sort();
+        println!(
+            "{what} over HTTP ({per_council} children in the council): p50 {:.1} ms, p99 {:.1} ms",
+            ms(times[times.len() / 2]),
+            ms(times[times.len() * 99 / 100])
+        );
+    }
 }
