@@ -9,10 +9,13 @@
 //! - [`gateway`]: the gateway role (`POST /v1/events`).
 //! - [`query`]: the query role (chronologies, lookups, caseloads, indicators).
 //! - [`token`]: `safeguard token`.
+//! - [`seed`]: `safeguard seed`.
+//! - [`chronology_cmd`]: `safeguard chronology`, through the query API.
 //!
 //! `main.rs` only parses the command line and calls in here.
 
 pub mod bus;
+pub mod chronology_cmd;
 pub mod config;
 pub mod gateway;
 pub mod keystore;

@@ -62,6 +62,8 @@ enum Command {
     },
     /// Generate a deterministic synthetic population and publish it through the gateway.
     Seed(services::seed::SeedArgs),
+    /// Print a child's chronology (as it stood at --as-of) through the query API.
+    Chronology(services::chronology_cmd::ChronologyArgs),
     /// Print a new random token once, and the principals.toml entry for it.
     Token {
         #[arg(long)]
@@ -115,6 +117,7 @@ fn main() -> std::process::ExitCode {
             init_tracing();
             block_on(services::seed::run(args))
         }
+        Command::Chronology(args) => block_on(services::chronology_cmd::run(args)),
         Command::Serve { roles, nats, gateway, database, projector, query } => {
             init_tracing();
             let all = roles.is_empty();

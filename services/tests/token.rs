@@ -38,9 +38,14 @@ fn token_prints_a_working_principal_entry() {
 fn every_subcommand_parses_its_help() {
     // clap checks its own definitions (unique names, valid defaults) when a
     // command is parsed; a mistake there would stop `safeguard serve` dead.
-    for args in
-        [&["--help"][..], &["serve", "--help"], &["token", "--help"], &["rebuild", "--help"], &["seed", "--help"]]
-    {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["token", "--help"],
+        &["rebuild", "--help"],
+        &["seed", "--help"],
+        &["chronology", "--help"],
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_safeguard")).args(args).output().expect("run safeguard");
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }

@@ -423,3 +423,61 @@ async fn a_read_that_cannot_be_logged_is_not_answered() {
     let metrics = sys.query.get_with(None, "/metrics", &[]).await;
     assert!(metrics.text.contains("safeguard_query_access_log_failures_total 1"), "{}", metrics.text);
 }
+
+// Multi-threaded: the command runs as a blocking child process while this
+// runtime serves it the query role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chronology_command_reads_through_the_api_as_it_stood() {
+    let sys = System::start().await;
+    let child = uuid::Uuid::new_v4().to_string();
+    sys.publish(
+        tokens::HARINGEY,
+        vec![
+            registered("reg", &child, HARINGEY),
+            event(
+                "ref",
+                "referral.received",
+                &child,
+                "2024-02-01T09:00:00Z",
+                json!({"referral_id": "R1", "source": "6", "nfa": false}),
+            ),
+        ],
+    )
+    .await;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    sys.publish(
+        tokens::HARINGEY,
+        vec![event("fix", "record.corrected", &child, "2024-02-02T09:00:00Z", json!({"corrects": "ref", "reason": "source was a school", "data": {"referral_id": "R1", "source": "2A", "nfa": false}}))],
+    )
+    .await;
+
+    let run = |as_of: Option<String>, format: &str| {
+        let mut args = vec!["chronology".to_owned(), "--child".into(), child.clone(), "--format".into(), format.into()];
+        if let Some(t) = as_of {
+            args.extend(["--as-of".to_owned(), t]);
+        }
+        let output = std::process::Command::new(tests::safeguard_binary())
+            .args(&args)
+            .args(["--purpose", "case review", "--acting-user", "reviewer.one"])
+            .env("SAFEGUARD_QUERY_URL", sys.query.url(""))
+            .env("SAFEGUARD_TOKEN", tokens::HARINGEY)
+            .output()
+            .expect("run safeguard chronology");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // Before the correction was recorded, the referral stood uncorrected and the correction did not exist.
+    let then = run(Some(between.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)), "md");
+    assert!(then.contains("| 2 | 2024-02-01 | Referral R1 from police (6)"), "{then}");
+    assert!(!then.contains("[corrected]") && !then.contains("record.corrected"), "{then}");
+    let now = run(None, "md");
+    assert!(now.contains("[corrected]") && now.contains("record.corrected"), "{now}");
+    let csv = run(None, "csv");
+    assert!(csv.starts_with("serial,date,event,source_reference"), "{csv}");
+
+    let log = access_events(&sys.nats.url()).await;
+    assert!(
+        log.iter().any(|e| e["child"] == child && e["acting_user"] == "reviewer.one" && e["purpose"] == "case review")
+    );
+}
