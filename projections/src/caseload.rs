@@ -151,14 +151,18 @@ pub fn visit_overdue(since: Option<NaiveDate>, interval: i64, today: NaiveDate) 
 /// Every worker and team of `council` on `today`.
 pub async fn council(pool: &PgPool, council: &str, today: NaiveDate) -> Result<CouncilCaseload, sqlx::Error> {
     let (_, threshold) = settings(pool, council, today).await?;
+    // One pass over the council's workers and their open allocations.
     let workers = sqlx::query(
-        "select w.worker_id, w.team_id, w.role, w.fte,
-                (select count(*) from allocation a join child_status s using (child_id)
-                  where a.worker_id = w.worker_id and a.from_on <= $2 and (a.to_on is null or a.to_on > $2))
-                  as open_cases
-           from worker_spell w
-          where w.council = $1 and w.from_on <= $2 and (w.to_on is null or w.to_on > $2)
-          order by w.team_id, w.worker_id",
+        "with staff as (
+             select worker_id, team_id, role, fte from worker_spell
+              where council = $1 and from_on <= $2 and (to_on is null or to_on > $2)),
+         held as (
+             select a.worker_id, count(*) as open_cases from allocation a join staff using (worker_id)
+              where a.from_on <= $2 and (a.to_on is null or a.to_on > $2)
+              group by a.worker_id)
+         select s.worker_id, s.team_id, s.role, s.fte, coalesce(h.open_cases, 0) as open_cases
+           from staff s left join held h using (worker_id)
+          order by s.team_id, s.worker_id",
     )
     .bind(council)
     .bind(today)
