@@ -152,6 +152,13 @@ impl Principals {
         }
         found
     }
+
+    /// The principal whose token an `Authorization: Bearer TOKEN` header
+    /// value carries, if any.
+    pub fn authenticate_header(&self, authorization: Option<&str>) -> Option<Principal> {
+        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        if token.is_empty() { None } else { self.authenticate(token) }
+    }
 }
 
 fn parse(text: &str) -> Result<Vec<Principal>, String> {

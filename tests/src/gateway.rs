@@ -200,13 +200,7 @@ impl TestGateway {
             request = request.bearer_auth(token);
         }
         #[allow(clippy::expect_used)]
-        let response = request.send().await.expect("the gateway answers");
-        let status = response.status().as_u16();
-        let content_type =
-            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let text = response.text().await.unwrap_or_default();
-        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-        Response { status, content_type, json, text }
+        Response::read(request.send().await.expect("the gateway answers")).await
     }
 }
 
@@ -221,7 +215,7 @@ impl Drop for TestGateway {
     }
 }
 
-/// What the gateway answered.
+/// What a role answered over HTTP.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
@@ -231,6 +225,16 @@ pub struct Response {
 }
 
 impl Response {
+    /// Reads status, content type and body (parsed as JSON when it is).
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let text = response.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Self { status, content_type, json, text }
+    }
+
     /// The `index`-th result of a 201.
     pub fn result(&self, index: usize) -> &serde_json::Value {
         &self.json["results"][index]

@@ -16,13 +16,7 @@ pub struct TestQuery {
 }
 
 /// What the query role answered.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    pub content_type: String,
-    pub json: serde_json::Value,
-    pub text: String,
-}
+pub type Answer = crate::gateway::Response;
 
 impl TestQuery {
     /// Starts one against `nats_url` and `database_url`, with the principals
@@ -77,7 +71,7 @@ impl TestQuery {
             request = request.header(*name, *value);
         }
         #[allow(clippy::expect_used)]
-        answer(request.send().await.expect("the query role answers")).await
+        Answer::read(request.send().await.expect("the query role answers")).await
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Answer {
@@ -87,17 +81,8 @@ impl TestQuery {
     pub async fn post(&self, token: &str, path: &str, body: &serde_json::Value) -> Answer {
         let request = self.http.post(self.url(path)).bearer_auth(token).json(body);
         #[allow(clippy::expect_used)]
-        answer(request.send().await.expect("the query role answers")).await
+        Answer::read(request.send().await.expect("the query role answers")).await
     }
-}
-
-async fn answer(response: reqwest::Response) -> Answer {
-    let status = response.status().as_u16();
-    let content_type =
-        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let text = response.text().await.unwrap_or_default();
-    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    Answer { status, content_type, json, text }
 }
 
 impl Drop for TestQuery {

@@ -123,7 +123,7 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
 
     let n: i64 = sqlx::query_scalar("select count(*) from stored_event").fetch_one(&pool).await.expect("count");
     assert_eq!(n, 3000, "every event exactly once");
-    for (table, order) in tests::tables::READ_MODELS {
+    for (table, order) in tests::tables::read_models() {
         assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");
     }
     assert_eq!(tests::tables::count(&pool, "sighting").await, 6 * 499, "every sighting once");

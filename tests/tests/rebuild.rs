@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tests::gateway::{TestGateway, tokens};
 use tests::projector::LiveProjector;
 use tests::query::TestQuery;
-use tests::tables::{READ_MODELS, checksum, count};
+use tests::tables::{checksum, count, read_models};
 use tests::{NatsServer, TestDatabase, safeguard_binary};
 
 /// Runs `safeguard rebuild --all` to the end and returns its stderr.
@@ -102,7 +102,7 @@ async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables(
     }
     assert!(answered >= 4, "the readers kept reading ({answered} reads)");
 
-    for (table, order) in READ_MODELS {
+    for (table, order) in read_models() {
         let old = checksum(&pool, &format!("{}.{table}", projections::PREVIOUS_SCHEMA), order).await;
         let new = checksum(&pool, &format!("{}.{table}", projections::LIVE_SCHEMA), order).await;
         assert_eq!(old, new, "{table} differs after the rebuild");
@@ -154,7 +154,7 @@ async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables(
         .expect("keys");
     let settings = projections::runtime::Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
     tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
-    for (table, order) in READ_MODELS {
+    for (table, order) in read_models() {
         assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");
     }
     assert_eq!(count(&pool, "stored_event").await, before + 1 + written as i64);

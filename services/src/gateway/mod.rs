@@ -72,14 +72,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 fn authenticate(principals: &Principals, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or(ApiError::Unauthorized)?;
-    principals.authenticate(token).ok_or(ApiError::Unauthorized)
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    principals.authenticate_header(authorization).ok_or(ApiError::Unauthorized)
 }
 
 /// JSON media types: `application/json` and `application/*+json`.

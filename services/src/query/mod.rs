@@ -120,14 +120,8 @@ fn count(app: &QueryState, endpoint: &'static str, result: Result<Response, Quer
 
 /// The caller, from the bearer token and the `X-Acting-User` / `X-Purpose` headers.
 fn caller(app: &QueryState, headers: &HeaderMap) -> Result<(Principal, Asker), QueryError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or(QueryError::Unauthorized)?;
-    let principal = app.principals.authenticate(token).ok_or(QueryError::Unauthorized)?;
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let principal = app.principals.authenticate_header(authorization).ok_or(QueryError::Unauthorized)?;
     let header_text = |name: &str| -> Result<Option<String>, QueryError> {
         match headers.get(name) {
             None => Ok(None),
@@ -151,6 +145,14 @@ fn caller(app: &QueryState, headers: &HeaderMap) -> Result<(Principal, Asker), Q
 fn council_param(value: Option<&str>) -> Result<CouncilCode, QueryError> {
     let text = value.ok_or_else(|| QueryError::invalid("council", "is required (an ONS code such as E09000014)"))?;
     CouncilCode::parse(text).map_err(|m| QueryError::invalid("council", m))
+}
+
+/// The council an aggregate request names, once the caller is known to be allowed its aggregates.
+fn aggregate_scope(app: &QueryState, headers: &HeaderMap, p: &CouncilParams) -> Result<CouncilCode, QueryError> {
+    let (principal, _) = caller(app, headers)?;
+    let council = council_param(p.council.as_deref())?;
+    may_read_aggregates(&principal, &council)?;
+    Ok(council)
 }
 
 /// Aggregates (indicators, council caseloads): practitioners, dashboards and admins of the council.
@@ -525,9 +527,7 @@ pub struct CouncilParams {
 )]
 async fn caseloads(State(app): State<Arc<QueryState>>, Query(p): Query<CouncilParams>, headers: HeaderMap) -> Response {
     let result = async {
-        let (principal, _) = caller(&app, &headers)?;
-        let council = council_param(p.council.as_deref())?;
-        may_read_aggregates(&principal, &council)?;
+        let council = aggregate_scope(&app, &headers, &p)?;
         let today = business_date(&(app.now)());
         let loads = projections::caseload::council(&app.pool, council.as_str(), today).await?;
         Ok(Json(loads).into_response())
@@ -575,11 +575,9 @@ async fn indicators(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        let (principal, _) = caller(&app, &headers)?;
-        let council = council_param(p.council.as_deref())?;
+        let council = aggregate_scope(&app, &headers, &p)?;
         let today = business_date(&(app.now)());
         let period = period_of(&p, today)?;
-        may_read_aggregates(&principal, &council)?;
         let doc = projections::indicators::document(&app.pool, council.as_str(), period, today).await?;
         Ok(Json(doc).into_response())
     }
@@ -604,14 +602,12 @@ async fn indicators_stream(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        let (principal, _) = caller(&app, &headers)?;
-        let council = council_param(p.council.as_deref())?;
+        let council = aggregate_scope(&app, &headers, &p)?;
         let today = business_date(&(app.now)());
         if p.from.is_some() || p.to.is_some() {
             return Err(QueryError::invalid("from", "the stream follows a financial year: use period"));
         }
         let period = period_of(&p, today)?;
-        may_read_aggregates(&principal, &council)?;
         // Subscribe first, then read: a change between the two is not missed.
         let subject = events::subjects::indicators_change_subject(council.as_str(), &period.label());
         let changes = app.client.subscribe(subject).await.map_err(|e| anyhow::anyhow!("subscribe: {e}"))?;
