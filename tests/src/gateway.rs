@@ -136,29 +136,14 @@ impl TestGateway {
     }
 
     async fn launch(&mut self) {
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let (bound_tx, bound_rx) = oneshot::channel();
         let settings = self.settings();
-        let task = tokio::spawn(async move {
-            services::run_gateway(
-                settings,
-                async move {
-                    let _ = stop_rx.await;
-                },
-                Some(bound_tx),
-            )
-            .await
-        });
-        let addr = match tokio::time::timeout(Duration::from_secs(30), bound_rx).await {
-            Ok(Ok(addr)) => addr,
-            _ => {
-                let outcome = if task.is_finished() { format!("{:?}", task.await) } else { "still starting".into() };
-                panic!("the gateway did not start: {outcome}");
-            }
-        };
-        self.base = format!("http://{addr}");
-        self.stop = Some(stop_tx);
-        self.task = Some(task);
+        let running = crate::start_role("gateway", |stopped, bound| async move {
+            services::run_gateway(settings, stopped, Some(bound)).await
+        })
+        .await;
+        self.base = running.base;
+        self.stop = Some(running.stop);
+        self.task = Some(running.task);
     }
 
     /// Stops the gateway (graceful) and starts a new one on the same keys:

@@ -81,3 +81,40 @@ pub fn safeguard_binary() -> PathBuf {
         })
         .clone()
 }
+
+/// A role of the `safeguard` library running in this process on port 0.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub base: String,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts a role: `run` gets the shutdown future and the sender for the
+/// address it bound, as `services::run_gateway` and `services::run_query`
+/// take them. Waits until it listens; panics with its error if it fails.
+pub(crate) async fn start_role<F>(
+    what: &str,
+    run: impl FnOnce(
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+        tokio::sync::oneshot::Sender<std::net::SocketAddr>,
+    ) -> F,
+) -> Running
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let stopped = Box::pin(async move {
+        let _ = stop_rx.await;
+    });
+    let task = tokio::spawn(run(stopped, bound_tx));
+    let addr = match tokio::time::timeout(std::time::Duration::from_secs(30), bound_rx).await {
+        Ok(Ok(addr)) => addr,
+        _ => {
+            let outcome = if task.is_finished() { format!("{:?}", task.await) } else { "still starting".into() };
+            panic!("the {what} did not start: {outcome}");
+        }
+    };
+    Running { base: format!("http://{addr}"), stop, task }
+}

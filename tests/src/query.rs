@@ -3,7 +3,6 @@
 
 use services::config::{DatabaseArgs, NatsArgs, QueryArgs};
 use std::path::Path;
-use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -26,35 +25,15 @@ impl TestQuery {
     }
 
     pub async fn start_with(nats_url: &str, database_url: &str, principals: &Path, master_key: &Path) -> Self {
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let (bound_tx, bound_rx) = oneshot::channel();
         let nats = NatsArgs { url: nats_url.to_owned(), creds: None, replicas: 1, duplicate_window_secs: 120 };
         let database = DatabaseArgs { database_url: database_url.to_owned() };
         let query = QueryArgs { listen: "127.0.0.1:0".into(), access_timeout_ms: 2000 };
-        let principals = principals.to_owned();
-        let master_key = master_key.to_owned();
-        let task = tokio::spawn(async move {
-            services::run_query(
-                nats,
-                database,
-                principals,
-                master_key,
-                query,
-                async move {
-                    let _ = stop_rx.await;
-                },
-                Some(bound_tx),
-            )
-            .await
-        });
-        let addr = match tokio::time::timeout(Duration::from_secs(30), bound_rx).await {
-            Ok(Ok(addr)) => addr,
-            _ => {
-                let outcome = if task.is_finished() { format!("{:?}", task.await) } else { "still starting".into() };
-                panic!("the query role did not start: {outcome}");
-            }
-        };
-        Self { base: format!("http://{addr}"), stop: Some(stop_tx), task: Some(task), http: reqwest::Client::new() }
+        let (principals, master_key) = (principals.to_owned(), master_key.to_owned());
+        let running = crate::start_role("query role", |stopped, bound| async move {
+            services::run_query(nats, database, principals, master_key, query, stopped, Some(bound)).await
+        })
+        .await;
+        Self { base: running.base, stop: Some(running.stop), task: Some(running.task), http: reqwest::Client::new() }
     }
 
     pub fn url(&self, path: &str) -> String {
