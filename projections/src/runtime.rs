@@ -49,6 +49,8 @@ pub struct Stats {
     pub position: AtomicU64,
     /// The stream's last sequence when last looked at.
     pub stream_last: AtomicU64,
+    /// Sessions ended by a NATS or PostgreSQL failure (each followed by a retry).
+    pub interruptions: AtomicU64,
 }
 
 impl Stats {
@@ -110,6 +112,7 @@ pub async fn run_with(
             // was acknowledged that is not committed, so start again from
             // what PostgreSQL holds, backing off up to 5 s.
             Err(e) => {
+                stats.interruptions.fetch_add(1, Ordering::Relaxed);
                 failures = failures.saturating_add(1);
                 let wait = Duration::from_millis(200 * u64::from(failures.min(25)));
                 tracing::warn!(projector = %settings.name, error = %e, retry_in_ms = wait.as_millis() as u64, "projector interrupted");

@@ -97,6 +97,11 @@ impl LiveProjector {
         Self { stats, task, notifier: notifying, stop: Some(stop_tx) }
     }
 
+    /// How many times a NATS or PostgreSQL failure has interrupted it.
+    pub fn interruptions(&self) -> u64 {
+        self.stats.interruptions.load(Ordering::Relaxed)
+    }
+
     /// Waits until the projector has applied the stream up to `target`.
     pub async fn wait_for(&self, target: u64) {
         let deadline = Instant::now() + Duration::from_secs(120);

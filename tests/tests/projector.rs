@@ -205,7 +205,12 @@ async fn the_projector_rides_out_a_nats_restart_and_a_database_outage() {
     // PostgreSQL is killed and comes back: the projector retries from what was committed.
     pg.kill();
     let third = publish("s-2", EventType::ChildSeen).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Keep PostgreSQL down until the projector has failed to apply the new event at least once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while projector.interruptions() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the projector never noticed the outage");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     pg.start_again().await;
     projector.wait_for(third).await;
 

@@ -45,12 +45,14 @@ impl System {
         Self { nats, gateway, _db: db, projector, query }
     }
 
-    /// Publishes and waits until the projector has applied it.
-    async fn publish(&self, token: &str, events: Vec<Value>) {
+    /// Publishes, waits until the projector has applied it, and returns the
+    /// last event's result.
+    async fn publish(&self, token: &str, events: Vec<Value>) -> Value {
         let r = self.gateway.post(token, &Value::Array(events)).await;
         assert_eq!(r.status, 201, "{}", r.text);
         let last = r.json["results"].as_array().and_then(|a| a.last()).cloned().unwrap_or_default();
         self.projector.wait_for(last["stream_sequence"].as_u64().expect("stream sequence")).await;
+        last
     }
 }
 
@@ -430,22 +432,23 @@ async fn a_read_that_cannot_be_logged_is_not_answered() {
 async fn the_chronology_command_reads_through_the_api_as_it_stood() {
     let sys = System::start().await;
     let child = uuid::Uuid::new_v4().to_string();
-    sys.publish(
-        tokens::HARINGEY,
-        vec![
-            registered("reg", &child, HARINGEY),
-            event(
-                "ref",
-                "referral.received",
-                &child,
-                "2024-02-01T09:00:00Z",
-                json!({"referral_id": "R1", "source": "6", "nfa": false}),
-            ),
-        ],
-    )
-    .await;
-    let between = chrono::Utc::now();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let referral = sys
+        .publish(
+            tokens::HARINGEY,
+            vec![
+                registered("reg", &child, HARINGEY),
+                event(
+                    "ref",
+                    "referral.received",
+                    &child,
+                    "2024-02-01T09:00:00Z",
+                    json!({"referral_id": "R1", "source": "6", "nfa": false}),
+                ),
+            ],
+        )
+        .await;
+    // As the record stood when the referral was recorded: the correction is recorded after it.
+    let between = referral["recorded_at"].as_str().expect("recorded_at").to_owned();
     sys.publish(
         tokens::HARINGEY,
         vec![event("fix", "record.corrected", &child, "2024-02-02T09:00:00Z", json!({"corrects": "ref", "reason": "source was a school", "data": {"referral_id": "R1", "source": "2A", "nfa": false}}))],
@@ -468,7 +471,7 @@ async fn the_chronology_command_reads_through_the_api_as_it_stood() {
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     // Before the correction was recorded, the referral stood uncorrected and the correction did not exist.
-    let then = run(Some(between.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)), "md");
+    let then = run(Some(between), "md");
     assert!(then.contains("| 2 | 2024-02-01 | Referral R1 from police (6)"), "{then}");
     assert!(!then.contains("[corrected]") && !then.contains("record.corrected"), "{then}");
     let now = run(None, "md");
