@@ -156,59 +156,77 @@ pub struct Head {
     pub hash: Digest,
 }
 
-struct Read {
-    position: usize,
-    sequence: u64,
-    hash: Digest,
-    prevhash: Option<Digest>,
-    /// Whether the bytes hash to `hash`; links are only checked between
-    /// events whose own hashes hold.
-    intact: bool,
+/// What verification keeps of one event once its bytes have been checked:
+/// enough to check the links between events without holding the bytes, so
+/// a whole stream can be verified in one pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Link {
+    /// Where it came in the subject's messages (stream order, from 0).
+    pub position: usize,
+    pub sequence: u64,
+    /// The hash of its bytes as they are (not the hash it claims).
+    pub hash: Digest,
+    pub prevhash: Option<Digest>,
+    /// Whether the bytes hash to the claimed `hash`; links are only checked
+    /// between events whose own hashes hold.
+    pub intact: bool,
 }
 
-/// Verifies one subject's history, given as the stored messages in stream
-/// order, and names every break. Pure: the caller fetches the messages.
-pub fn verify_history(subject: &str, messages: &[&[u8]], key: &VerifyingKey, head: Option<Head>) -> Vec<Break> {
-    let mut breaks = Vec::new();
+/// Checks one stored message of `subject` on its own: that it parses, names
+/// the subject, matches its hash and carries the backbone's signature.
+/// Pushes what is wrong onto `breaks`; returns what [`check_links`] needs,
+/// unless the message is too damaged to place in the history.
+pub fn check_event(
+    subject: &str,
+    position: usize,
+    bytes: &[u8],
+    key: &VerifyingKey,
+    breaks: &mut Vec<Break>,
+) -> Option<Link> {
+    let mut push = |sequence: u64, kind: BreakKind, detail: String| {
+        breaks.push(Break { subject: subject.to_owned(), sequence, kind, detail });
+    };
+    let guess = position as u64 + 1;
+    let doc = match parse_strict(bytes) {
+        Ok(Value::Object(doc)) => doc,
+        Ok(_) | Err(_) => {
+            push(guess, BreakKind::Altered, format!("message {guess} in stream order is not a JSON object"));
+            return None;
+        }
+    };
+    let Some(sequence) = doc.get("sequence").and_then(Value::as_u64).filter(|s| *s >= 1) else {
+        push(guess, BreakKind::Altered, format!("message {guess} in stream order has no valid sequence"));
+        return None;
+    };
+    let claimed = doc.get("hash").and_then(Value::as_str).and_then(|s| Digest::parse(s).ok());
+    let actual = content_hash(&doc);
+    let prevhash = doc.get("prevhash").and_then(Value::as_str).and_then(|s| Digest::parse(s).ok());
+    if doc.get("subject").and_then(Value::as_str) != Some(subject) {
+        push(sequence, BreakKind::Altered, "the event names another subject".into());
+    }
+    let intact = claimed == Some(actual);
+    if !intact {
+        push(sequence, BreakKind::Altered, "the event's bytes do not match its hash".into());
+    } else {
+        let signature = doc.get("signature").and_then(Value::as_str).unwrap_or("");
+        if !signature_valid(key, &actual, signature) {
+            push(sequence, BreakKind::Forged, "the signature is not the backbone's signature of this hash".into());
+        }
+    }
+    Some(Link { position, sequence, hash: actual, prevhash, intact })
+}
+
+/// Checks the order of one subject's events (given in stream order), the
+/// links between them, that no position is missing, and, with a known
+/// `head`, that nothing was removed from the end or changed at the head.
+pub fn check_links(subject: &str, links: &[Link], head: Option<Head>, breaks: &mut Vec<Break>) {
     let mut push = |sequence: u64, kind: BreakKind, detail: String| {
         breaks.push(Break { subject: subject.to_owned(), sequence, kind, detail });
     };
 
-    let mut reads: Vec<Read> = Vec::with_capacity(messages.len());
-    for (position, bytes) in messages.iter().enumerate() {
-        let guess = position as u64 + 1;
-        let doc = match parse_strict(bytes) {
-            Ok(Value::Object(doc)) => doc,
-            Ok(_) | Err(_) => {
-                push(guess, BreakKind::Altered, format!("message {guess} in stream order is not a JSON object"));
-                continue;
-            }
-        };
-        let Some(sequence) = doc.get("sequence").and_then(Value::as_u64).filter(|s| *s >= 1) else {
-            push(guess, BreakKind::Altered, format!("message {guess} in stream order has no valid sequence"));
-            continue;
-        };
-        let claimed = doc.get("hash").and_then(Value::as_str).and_then(|s| Digest::parse(s).ok());
-        let actual = content_hash(&doc);
-        let prevhash = doc.get("prevhash").and_then(Value::as_str).and_then(|s| Digest::parse(s).ok());
-        if doc.get("subject").and_then(Value::as_str) != Some(subject) {
-            push(sequence, BreakKind::Altered, "the event names another subject".into());
-        }
-        let intact = claimed == Some(actual);
-        if !intact {
-            push(sequence, BreakKind::Altered, "the event's bytes do not match its hash".into());
-        } else {
-            let signature = doc.get("signature").and_then(Value::as_str).unwrap_or("");
-            if !signature_valid(key, &actual, signature) {
-                push(sequence, BreakKind::Forged, "the signature is not the backbone's signature of this hash".into());
-            }
-        }
-        reads.push(Read { position, sequence, hash: actual, prevhash, intact });
-    }
-
     // Order: each event must come after every event with a lower sequence.
     let mut highest = 0;
-    for r in &reads {
+    for r in links {
         if r.sequence < highest {
             push(r.sequence, BreakKind::Reordered, format!("sequence {} appears after sequence {highest}", r.sequence));
         }
@@ -216,10 +234,10 @@ pub fn verify_history(subject: &str, messages: &[&[u8]], key: &VerifyingKey, hea
     }
 
     // Links, in sequence order.
-    let mut by_sequence: Vec<&Read> = reads.iter().collect();
+    let mut by_sequence: Vec<&Link> = links.iter().collect();
     by_sequence.sort_by_key(|r| (r.sequence, r.position));
     let mut expected = 1;
-    let mut previous: Option<&Read> = None;
+    let mut previous: Option<&Link> = None;
     for r in by_sequence {
         if r.sequence < expected {
             push(r.sequence, BreakKind::Altered, format!("sequence {} appears more than once", r.sequence));
@@ -255,33 +273,47 @@ pub fn verify_history(subject: &str, messages: &[&[u8]], key: &VerifyingKey, hea
                 format!("the known head is at sequence {}, but no event holds sequence {missing}", head.sequence),
             );
         }
-        if let Some(r) = reads.iter().find(|r| r.sequence == head.sequence)
+        if let Some(r) = links.iter().find(|r| r.sequence == head.sequence)
             && r.hash != head.hash
         {
             push(head.sequence, BreakKind::Altered, "the event differs from the known head's hash".into());
         }
     }
+}
 
+/// Verifies one subject's history, given as the stored messages in stream
+/// order, and names every break. Pure: the caller fetches the messages.
+pub fn verify_history(subject: &str, messages: &[&[u8]], key: &VerifyingKey, head: Option<Head>) -> Vec<Break> {
+    let mut breaks = Vec::new();
+    let links: Vec<Link> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(position, bytes)| check_event(subject, position, bytes, key, &mut breaks))
+        .collect();
+    check_links(subject, &links, head, &mut breaks);
     breaks.sort_by_key(|b| b.sequence);
     breaks
 }
 
-/// Compares two copies of one subject's history (the stream and the Postgres
-/// copy), position by position, by canonical content.
-pub fn compare_copies(subject: &str, stream: &[&[u8]], copy: &[&[u8]]) -> Vec<Break> {
+/// Whether two stored copies of an event have the same canonical content.
+pub fn same_event(a: &[u8], b: &[u8]) -> bool {
     let canonical_of = |bytes: &[u8]| -> Option<Vec<u8>> {
         match parse_strict(bytes) {
             Ok(Value::Object(doc)) => Some(canonical_object(&doc)),
             _ => None,
         }
     };
+    canonical_of(a).is_some_and(|a| Some(a) == canonical_of(b))
+}
+
+/// Compares two copies of one subject's history (the stream and the Postgres
+/// copy), position by position, by canonical content.
+pub fn compare_copies(subject: &str, stream: &[&[u8]], copy: &[&[u8]]) -> Vec<Break> {
     let mut breaks = Vec::new();
     for i in 0..stream.len().max(copy.len()) {
         let sequence = i as u64 + 1;
         let detail = match (stream.get(i), copy.get(i)) {
-            (Some(a), Some(b)) if canonical_of(a).is_some() && canonical_of(a) == canonical_of(b) => {
-                continue;
-            }
+            (Some(a), Some(b)) if same_event(a, b) => continue,
             (Some(_), Some(_)) => "the stream and the copy hold different events",
             (Some(_), None) => "the copy lacks an event the stream holds",
             (None, Some(_)) => "the copy holds an event the stream lacks",

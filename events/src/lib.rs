@@ -21,6 +21,7 @@ pub mod calendar;
 pub mod canonical;
 pub mod catalogue;
 pub mod chain;
+pub mod checkpoint;
 pub mod codes;
 pub mod envelope;
 pub mod examples;

@@ -10,6 +10,8 @@
 //! | `sg.ev.<pp>.council.<ONS code>` | a council's events |
 //! | `sg.id.<source>.<id digest>` | one message per (publisher, event id) ever stored: the id index |
 //! | `sg.audit.access.<pp>.<child uuid>` | access events (audit stream) |
+//! | `sg.audit.lookup` | access events of lookups that found nobody (audit stream) |
+//! | `sg.audit.erasure.<pp>.<child uuid>` | erasures of a child's data key (audit stream) |
 //! | `sg.audit.checkpoint` | signed checkpoints (audit stream) |
 //! | `sg.changes.indicators.<ONS code>.<period>` | a council's indicators for a period (e.g. `2024-25`), each time they change (core NATS, not stored) |
 //! | `sg.changes.caseload.<ONS code>.<team>` | a team's caseload, each time it changes (core NATS, not stored) |
@@ -78,6 +80,20 @@ pub fn event_subject(subject: &Subject) -> String {
     format!("sg.ev.{:02}.{}.{}", partition(subject), kind_token(subject), subject)
 }
 
+/// The event subject (child or worker id, council code) a NATS subject of
+/// the event stream holds, or None for anything else (the id index).
+pub fn subject_of(nats_subject: &str) -> Option<&str> {
+    let rest = nats_subject.strip_prefix("sg.ev.")?;
+    let mut tokens = rest.splitn(3, '.');
+    let (_partition, _kind, id) = (tokens.next()?, tokens.next()?, tokens.next()?);
+    Some(id)
+}
+
+/// Where erasures of children's keys are recorded (audit stream).
+pub fn erasure_subject(subject: &Subject) -> String {
+    format!("sg.audit.erasure.{:02}.{}", partition(subject), subject)
+}
+
 /// The filter of one partition's events, for a projector that owns it.
 pub fn partition_filter(partition: u32) -> String {
     format!("sg.ev.{partition:02}.>")
@@ -112,6 +128,8 @@ mod tests {
         let id =
             id_subject(&PrincipalName::parse("haringey-csc").expect("name"), &EventId::parse("lcs-1").expect("id"));
         assert!(id.starts_with("sg.id.haringey-csc."));
+        assert_eq!(subject_of(&event_subject(&child)), Some("7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11"));
+        assert_eq!(subject_of(&id), None);
         assert_eq!(id.split('.').count(), 4);
         assert_eq!(caseload_change_subject("E09000014", "team-1"), "sg.changes.caseload.E09000014.team-1");
         assert_eq!(caseload_change_subject("E09000014", "a.b"), "sg.changes.caseload.E09000014.x612e62");

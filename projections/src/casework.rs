@@ -214,6 +214,17 @@ pub struct ChildStatus {
     pub last_visit_on: Option<NaiveDate>,
 }
 
+/// A serious case or practice review of the child: while it is open, the
+/// principals it names may read the child's record (the reviewer role).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub review_id: String,
+    pub kind: String,
+    pub reviewers: Vec<String>,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
 /// Everything the casework tables hold about one child.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChildFacts {
@@ -224,6 +235,7 @@ pub struct ChildFacts {
     pub plans: Vec<CpPlan>,
     pub allocations: Vec<Allocation>,
     pub sightings: Vec<Sighting>,
+    pub reviews: Vec<Review>,
 }
 
 /// Folds a child's whole history.
@@ -264,6 +276,27 @@ pub fn fold_child(history: &[Recorded]) -> ChildFacts {
             EventType::ChildDied => out.status.died_on = date(d, "date").or(Some(f.on)),
             EventType::RecordSealed => out.status.sealed = true,
             EventType::RecordUnsealed => out.status.sealed = false,
+            EventType::ReviewOpened => {
+                let id = owned(d, "review_id");
+                out.reviews.retain(|r| r.review_id != id);
+                let reviewers = d
+                    .get("reviewers")
+                    .and_then(Value::as_array)
+                    .map_or_else(Vec::new, |names| names.iter().filter_map(Value::as_str).map(str::to_owned).collect());
+                out.reviews.push(Review {
+                    review_id: id,
+                    kind: owned(d, "kind"),
+                    reviewers,
+                    opened_at: f.at,
+                    closed_at: None,
+                });
+            }
+            EventType::ReviewClosed => {
+                let id = text(d, "review_id").unwrap_or_default();
+                if let Some(r) = out.reviews.iter_mut().find(|r| r.review_id == id) {
+                    r.closed_at = Some(f.at);
+                }
+            }
             EventType::ReferralReceived => {
                 let id = owned(d, "referral_id");
                 out.referrals.retain(|r| r.referral_id != id);

@@ -53,7 +53,9 @@ pub fn nhs_numbers(subject: &str, history: &[Recorded], key: &DataKey) -> BTreeS
     out
 }
 
-/// Rewrites the identifier rows of `children` from their histories.
+/// Rewrites the identifier rows of `children` from their histories. A child
+/// in `audit.erased_child` gets none, even if a key was still in hand: the
+/// erasure ([`crate::audit`]) locks this table against such a race.
 pub async fn refresh(
     tx: &mut Transaction<'_, Postgres>,
     keys: &dyn ChildKeys,
@@ -80,7 +82,9 @@ pub async fn refresh(
     if !rows.0.is_empty() {
         sqlx::query(
             "insert into child_identifier (child_id, kind, digest)
-             select c, 'nhs_number', d from unnest($1::uuid[], $2::text[]) as t(c, d) on conflict do nothing",
+             select c, 'nhs_number', d from unnest($1::uuid[], $2::text[]) as t(c, d)
+              where not exists (select 1 from audit.erased_child e where e.child_id = t.c)
+             on conflict do nothing",
         )
         .bind(&rows.0)
         .bind(&rows.1)

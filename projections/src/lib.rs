@@ -20,8 +20,10 @@
 //! - [`caseload`]: caseloads per worker, team and council, on a given day.
 //! - [`identifiers`]: keyed digests of NHS numbers, for lookups.
 //! - [`notify`]: change notifications for dashboards on NATS.
+//! - [`audit`]: the audit stream into the `audit` schema: access log, erasures, checkpoints.
 //! - [`rebuild`]: building the read models afresh beside the live ones, then swapping.
 
+pub mod audit;
 pub mod caseload;
 pub mod casework;
 pub mod chronology;

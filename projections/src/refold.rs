@@ -122,7 +122,8 @@ async fn refold_children(
         }
         changed.councils.insert(council);
     }
-    for table in ["child_status", "referral", "assessment", "icpc", "cp_plan", "allocation", "sighting"] {
+    for table in ["child_status", "referral", "assessment", "icpc", "cp_plan", "allocation", "sighting", "child_review"]
+    {
         sqlx::query(&format!("delete from {table} where child_id = any($1)")).bind(&ids).execute(&mut **tx).await?;
     }
 
@@ -155,6 +156,7 @@ struct ChildRows {
     plans: Vec<(uuid::Uuid, casework::CpPlan)>,
     allocations: Vec<(uuid::Uuid, i32, uuid::Uuid, casework::Allocation)>,
     sightings: Vec<(uuid::Uuid, i32, casework::Sighting)>,
+    reviews: Vec<(uuid::Uuid, casework::Review)>,
 }
 
 impl ChildRows {
@@ -173,6 +175,7 @@ impl ChildRows {
                 .filter_map(|(i, a)| Some((child, i32_of(i), a.worker_id.parse().ok()?, a))),
         );
         self.sightings.extend(facts.sightings.into_iter().enumerate().map(|(i, s)| (child, i32_of(i), s)));
+        self.reviews.extend(facts.reviews.into_iter().map(|r| (child, r)));
     }
 
     async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
@@ -299,6 +302,18 @@ impl ChildRows {
             .bind(s.iter().map(|(_, _, x)| x.alone).collect::<Vec<_>>())
             .execute(&mut **tx)
             .await?;
+        }
+        // One row at a time: reviews are rare.
+        for (child, r) in &self.reviews {
+            sqlx::query("insert into child_review values ($1, $2, $3, $4, $5, $6)")
+                .bind(child)
+                .bind(&r.review_id)
+                .bind(&r.kind)
+                .bind(&r.reviewers)
+                .bind(r.opened_at)
+                .bind(r.closed_at)
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(())
     }

@@ -93,13 +93,17 @@ fn protected(name: &str, subjects: Vec<String>, settings: &StreamSettings) -> st
     }
 }
 
+/// The event stream as the backbone makes it. (Tests of tamper evidence
+/// make it themselves with deletes allowed, before any gateway starts.)
+pub fn events_stream_config(settings: &StreamSettings) -> stream::Config {
+    protected(EVENTS_STREAM, vec![subjects::EVENTS_FILTER.to_owned(), subjects::IDS_FILTER.to_owned()], settings)
+}
+
 /// Creates the event and audit streams if they are missing. Existing streams
 /// are left as they are (they cannot be loosened: deny_delete and
 /// deny_purge are permanent).
 pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), BusError> {
-    let events =
-        protected(EVENTS_STREAM, vec![subjects::EVENTS_FILTER.to_owned(), subjects::IDS_FILTER.to_owned()], settings);
-    js.get_or_create_stream(events)
+    js.get_or_create_stream(events_stream_config(settings))
         .await
         .map_err(|e| BusError::Setup { what: "the event stream", message: e.to_string() })?;
     let audit = protected(AUDIT_STREAM, vec![subjects::AUDIT_FILTER.to_owned()], settings);
@@ -110,21 +114,71 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) 
 }
 
 /// The bucket of children's data keys: separate from the event stream
-/// because, unlike events, a key must be erasable.
+/// because, unlike events, a key must be erasable. Its stream is made here
+/// rather than by the key-value API, which always denies message deletes:
+/// erasure must securely erase the message that held a wrapped key, not
+/// just hide it (see `keystore`). Otherwise it is an ordinary bucket with
+/// one value per key.
 pub async fn ensure_key_bucket(js: &jetstream::Context, settings: &StreamSettings) -> Result<kv::Store, BusError> {
     if let Ok(store) = js.get_key_value(KEYS_BUCKET).await {
         return Ok(store);
     }
-    js.create_key_value(kv::Config {
-        bucket: KEYS_BUCKET.to_owned(),
-        description: "per-child data keys, wrapped by the master key".to_owned(),
-        history: 1,
+    let config = stream::Config {
+        name: format!("KV_{KEYS_BUCKET}"),
+        description: Some("per-child data keys, wrapped by the master key".to_owned()),
+        subjects: vec![format!("$KV.{KEYS_BUCKET}.>")],
+        max_messages_per_subject: 1,
         storage: stream::StorageType::File,
         num_replicas: settings.replicas,
+        allow_rollup: true,
+        deny_delete: false,
+        deny_purge: false,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
         ..Default::default()
-    })
-    .await
-    .map_err(|e| BusError::Setup { what: "the key bucket", message: e.to_string() })
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| BusError::Setup { what: "the key bucket", message: e.to_string() })?;
+    js.get_key_value(KEYS_BUCKET).await.map_err(|e| BusError::Setup { what: "the key bucket", message: e.to_string() })
+}
+
+/// Reads the messages of `stream` matching `filter` in stream order, from
+/// stream sequence `from` on (1 is the start), with an ordered consumer
+/// that nothing else shares and the server forgets when it is dropped.
+pub async fn read_ordered(
+    stream: &jetstream::stream::Stream,
+    filter: &str,
+    from: u64,
+) -> Result<jetstream::consumer::pull::Ordered, BusError> {
+    let setup = |e: &dyn std::fmt::Display| BusError::Setup { what: "a reader", message: e.to_string() };
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: filter.to_owned(),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: from.max(1) },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| setup(&e))?;
+    consumer.messages().await.map_err(|e| setup(&e))
+}
+
+/// How many messages match `filter` in `stream` (0 when none).
+pub async fn count_matching(stream: &jetstream::stream::Stream, filter: &str) -> Result<u64, BusError> {
+    let setup = |e: &dyn std::fmt::Display| BusError::Setup { what: "a count", message: e.to_string() };
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: filter.to_owned(),
+            inactive_threshold: Duration::from_secs(10),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| setup(&e))?;
+    let mut consumer = consumer;
+    let pending = consumer.info().await.map_err(|e| setup(&e))?.num_pending;
+    let name = consumer.cached_info().name.clone();
+    let _ = stream.delete_consumer(&name).await;
+    Ok(pending)
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ pub struct ChronologyArgs {
     /// md, csv or json.
     #[arg(long, default_value = "md", value_parser = ["md", "csv", "json"])]
     pub format: String,
+    /// The anonymised chronology for publication (Child A, people by role, nothing identifying).
+    #[arg(long, conflicts_with_all = ["as_of", "from", "to"])]
+    pub export: bool,
     /// Why you are reading it (recorded in the access log).
     #[arg(long)]
     pub purpose: Option<String>,
@@ -40,6 +43,9 @@ pub struct ChronologyArgs {
 /// Fetches every page and writes the chronology to stdout.
 pub async fn run(args: ChronologyArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
+    if args.export {
+        return export(&http, &args).await;
+    }
     let base = format!("{}/v1/children/{}/chronology", args.query_url.trim_end_matches('/'), args.child);
     let mut after: Option<String> = None;
     let mut entries: Vec<serde_json::Value> = Vec::new();
@@ -96,6 +102,32 @@ pub async fn run(args: ChronologyArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// The anonymised export, written as the query role renders it.
+async fn export(http: &reqwest::Client, args: &ChronologyArgs) -> anyhow::Result<()> {
+    let url = format!("{}/v1/children/{}/chronology/export", args.query_url.trim_end_matches('/'), args.child);
+    let mut request = http.get(&url).bearer_auth(&args.token).query(&[("format", &args.format)]);
+    if let Some(p) = &args.purpose {
+        request = request.header("x-purpose", p);
+    }
+    if let Some(u) = &args.acting_user {
+        request = request.header("x-acting-user", u);
+    }
+    let response = request.send().await.context("could not reach the query role")?;
+    let status = response.status();
+    let body = response.text().await.context("the query role's answer could not be read")?;
+    if !status.is_success() {
+        let detail = serde_json::from_str::<serde_json::Value>(&body).ok();
+        let detail = detail.as_ref().and_then(|b| b["detail"].as_str()).unwrap_or("");
+        anyhow::bail!("the query role answered {status}: {detail}");
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(body.as_bytes())?;
+    if !body.ends_with('\n') {
         out.write_all(b"\n")?;
     }
     Ok(())

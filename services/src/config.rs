@@ -45,6 +45,9 @@ pub struct GatewayArgs {
     /// How long a request may wait for JetStream before it is answered 503, in milliseconds.
     #[arg(long, env = "SAFEGUARD_PUBLISH_TIMEOUT_MS", default_value_t = 5000)]
     pub publish_timeout_ms: u64,
+    /// How often a signed checkpoint is published when the stream has moved, in milliseconds; 0 for never.
+    #[arg(long, env = "SAFEGUARD_CHECKPOINT_INTERVAL_MS", default_value_t = 300_000)]
+    pub checkpoint_interval_ms: u64,
 }
 
 /// Everything the gateway needs, resolved.
@@ -56,6 +59,8 @@ pub struct GatewaySettings {
     pub signing_key: PathBuf,
     pub master_key: PathBuf,
     pub publish_timeout: Duration,
+    /// None: no checkpoints.
+    pub checkpoint_interval: Option<Duration>,
 }
 
 impl GatewaySettings {
@@ -67,6 +72,8 @@ impl GatewaySettings {
             signing_key: gateway.signing_key,
             master_key: gateway.master_key,
             publish_timeout: Duration::from_millis(gateway.publish_timeout_ms),
+            checkpoint_interval: (gateway.checkpoint_interval_ms > 0)
+                .then(|| Duration::from_millis(gateway.checkpoint_interval_ms)),
         }
     }
 }
@@ -115,4 +122,8 @@ pub struct QueryArgs {
     /// How long a read may wait for its access event to be stored before it is answered 503, in milliseconds.
     #[arg(long = "access-timeout-ms", env = "SAFEGUARD_ACCESS_TIMEOUT_MS", default_value_t = 5000)]
     pub access_timeout_ms: u64,
+    /// The gateway's public key (base64 of 32 bytes), for `GET /v1/verify`.
+    /// The gateway writes it beside its signing key as `<signing key>.pub`.
+    #[arg(long = "public-key", env = "SAFEGUARD_PUBLIC_KEY", default_value = "signing.key.pub")]
+    pub public_key: PathBuf,
 }

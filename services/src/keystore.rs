@@ -9,6 +9,12 @@
 //! child's personal data unreadable everywhere, while every hash and
 //! signature still verifies.
 //!
+//! Erasure ([`KeyStore::erase`]) replaces the entry with a tombstone, so no
+//! new key is ever made for that child, and securely erases the message
+//! that held the wrapped key (JetStream overwrites it on disk), which is why
+//! the bucket's stream allows message deletes. Every process that caches
+//! keys watches the bucket and forgets a key the moment its entry changes.
+//!
 //! Back up the bucket with the streams (it is a JetStream stream,
 //! `KV_sg_child_keys`), and the master key separately: either without the
 //! other is useless, which is the point.
@@ -103,6 +109,8 @@ pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    #[error("the child's data key has been erased")]
+    Erased,
     #[error("the key store is unavailable: {0}")]
     Unavailable(String),
     #[error("a stored data key does not unwrap with this master key")]
@@ -125,9 +133,74 @@ impl std::fmt::Debug for KeyStore {
 /// Keys cached at most; a cold key costs one bucket read.
 const CACHE_LIMIT: usize = 100_000;
 
+/// What an erased child's entry holds instead of a wrapped key.
+const TOMBSTONE: &[u8] = b"erased";
+
 impl KeyStore {
     pub fn new(bucket: kv::Store, master: MasterKey) -> Self {
         Self { bucket, master, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// A key store whose cache forgets a child's key as soon as its entry
+    /// changes anywhere (an erasure by another process). The watch is held
+    /// by a task that ends when the store is dropped.
+    pub async fn watched(bucket: kv::Store, master: MasterKey) -> Result<std::sync::Arc<Self>, KeyError> {
+        let store = std::sync::Arc::new(Self::new(bucket, master));
+        let mut watch = store.bucket.watch_all().await.map_err(|e| KeyError::Unavailable(e.to_string()))?;
+        let weak = std::sync::Arc::downgrade(&store);
+        tokio::spawn(async move {
+            use futures::StreamExt as _;
+            while let Some(entry) = watch.next().await {
+                let Some(store) = weak.upgrade() else { return };
+                match entry {
+                    Ok(entry) => {
+                        if let Ok(child) = ChildId::parse(&entry.key)
+                            && let Ok(mut cache) = store.cache.lock()
+                        {
+                            cache.remove(&child);
+                        }
+                    }
+                    // A watch that breaks cannot say what changed: forget everything.
+                    Err(_) => {
+                        if let Ok(mut cache) = store.cache.lock() {
+                            cache.clear();
+                        }
+                    }
+                }
+            }
+        });
+        Ok(store)
+    }
+
+    /// Erases the child's data key for good: a tombstone takes the entry's
+    /// place (so no new key is made), and the message that held the
+    /// wrapped key is securely erased from the bucket's stream. Safe to
+    /// repeat. Returns whether there was a key to erase.
+    pub async fn erase(&self, child: &ChildId) -> Result<bool, KeyError> {
+        let unavailable = |e: &dyn std::fmt::Display| KeyError::Unavailable(e.to_string());
+        let stream = self.bucket.stream.clone();
+        let mut erased = false;
+        loop {
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.remove(child);
+            }
+            match self.bucket.entry(child.to_string()).await.map_err(|e| unavailable(&e))? {
+                Some(entry) if entry.operation == kv::Operation::Put && entry.value.as_ref() == TOMBSTONE => {
+                    return Ok(erased);
+                }
+                Some(entry) if entry.operation == kv::Operation::Put => {
+                    // Erase (not merely delete) the wrapped key, then try again to place the tombstone.
+                    stream.delete_message(entry.revision).await.map_err(|e| unavailable(&e))?;
+                    erased = true;
+                }
+                Some(_) | None => match self.bucket.create(child.to_string(), TOMBSTONE.into()).await {
+                    Ok(_) => return Ok(erased),
+                    // A gateway made a key in between: erase that one too.
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(unavailable(&e)),
+                },
+            }
+        }
     }
 
     /// The child's data key, created if the child has none yet. Two gateways
@@ -162,7 +235,10 @@ impl KeyStore {
         if let Some(key) = self.cached(child) {
             return Ok(Some(key));
         }
-        self.fetch(child).await
+        match self.fetch(child).await {
+            Err(KeyError::Erased) => Ok(None),
+            other => other,
+        }
     }
 
     async fn fetch(&self, child: &ChildId) -> Result<Option<DataKey>, KeyError> {
@@ -170,6 +246,9 @@ impl KeyStore {
         let Some(wrapped) = entry else {
             return Ok(None);
         };
+        if wrapped.as_ref() == TOMBSTONE {
+            return Err(KeyError::Erased);
+        }
         let key = self.unwrap(child, &wrapped)?;
         self.remember(child, &key);
         Ok(Some(key))
@@ -224,12 +303,12 @@ impl KeyStore {
 /// is simply not indexed.
 #[derive(Debug)]
 pub struct ProjectorKeys {
-    store: KeyStore,
+    store: std::sync::Arc<KeyStore>,
     lookup: [u8; 32],
 }
 
 impl ProjectorKeys {
-    pub fn new(store: KeyStore, master: &MasterKey) -> Self {
+    pub fn new(store: std::sync::Arc<KeyStore>, master: &MasterKey) -> Self {
         Self { lookup: master.lookup_key(), store }
     }
 }

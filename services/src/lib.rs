@@ -11,9 +11,12 @@
 //! - [`token`]: `safeguard token`.
 //! - [`seed`]: `safeguard seed`.
 //! - [`chronology_cmd`]: `safeguard chronology`, through the query API.
+//! - [`audit_cmd`]: `safeguard verify` and `safeguard erase`.
+//! - [`verify`]: chains, signatures, the Postgres copy and checkpoints (`safeguard verify`, `GET /v1/verify`).
 //!
 //! `main.rs` only parses the command line and calls in here.
 
+pub mod audit_cmd;
 pub mod bus;
 pub mod chronology_cmd;
 pub mod config;
@@ -23,6 +26,7 @@ pub mod principals;
 pub mod query;
 pub mod seed;
 pub mod token;
+pub mod verify;
 
 use anyhow::Context as _;
 use ed25519_dalek::SigningKey;
@@ -133,7 +137,15 @@ pub async fn run_projector(
     let health = tokio::spawn(
         axum::serve(listener, projector_router(projector.name, stats.clone(), pool.clone(), client)).into_future(),
     );
+    // The audit stream's consumer runs beside the event projector, stopping with it.
+    let audit_stats = Arc::new(projections::runtime::Stats::default());
+    let (stop_audit, audit_stopped) = tokio::sync::oneshot::channel::<()>();
+    let audit = tokio::spawn(projections::audit::run(pool.clone(), js.clone(), audit_stats, async {
+        let _ = audit_stopped.await;
+    }));
     let outcome = projections::runtime::run_with(pool, js, settings, stats, Some(notifier), shutdown).await;
+    let _ = stop_audit.send(());
+    let _ = audit.await;
     notifying.abort();
     health.abort();
     outcome?;
@@ -148,7 +160,8 @@ pub async fn projector_keys(
 ) -> anyhow::Result<Arc<dyn projections::identifiers::ChildKeys>> {
     let bucket = bus::ensure_key_bucket(js, &nats.stream_settings()).await?;
     let master = keystore::MasterKey::load_or_create(master_key)?;
-    Ok(Arc::new(keystore::ProjectorKeys::new(keystore::KeyStore::new(bucket, master.clone()), &master)))
+    let store = keystore::KeyStore::watched(bucket, master.clone()).await?;
+    Ok(Arc::new(keystore::ProjectorKeys::new(store, &master)))
 }
 
 /// The projector's `/healthz`, `/readyz` and `/metrics`.
@@ -234,10 +247,15 @@ pub async fn run_query(
     projections::migrate(&pool, projections::LIVE_SCHEMA).await.context("could not migrate the read models")?;
     let principals = principals::Principals::load(&principals_path)?;
     reload_on_hangup(principals.clone(), principals_path);
-    let lookup_key = keystore::MasterKey::load_or_create(&master_key)?.lookup_key();
+    let master = keystore::MasterKey::load_or_create(&master_key)?;
+    let lookup_key = master.lookup_key();
+    let bucket = bus::ensure_key_bucket(&js, &nats.stream_settings()).await?;
+    let keys = keystore::KeyStore::watched(bucket, master).await?;
     let state = Arc::new(query::QueryState {
         principals,
         lookup_key,
+        keys,
+        public_key: query.public_key.clone(),
         pool,
         access: query::access::AccessLog { js, timeout: std::time::Duration::from_millis(query.access_timeout_ms) },
         client,
@@ -286,16 +304,21 @@ pub async fn run_gateway(
     let stream = js.get_stream(bus::EVENTS_STREAM).await.context("could not open the event stream")?;
     let master = keystore::MasterKey::load_or_create(&settings.master_key)?;
     let signing = load_or_create_signing_key(&settings.signing_key)?;
+    write_public_key(&settings.signing_key, &signing)?;
     let principals = principals::Principals::load(&settings.principals)?;
+    let keys = keystore::KeyStore::watched(bucket, master).await?;
 
     reload_on_hangup(principals.clone(), settings.principals.clone());
+    let checkpointer = settings
+        .checkpoint_interval
+        .map(|every| tokio::spawn(gateway::checkpoint::run(js.clone(), signing.clone(), every)));
 
     let state = Arc::new(gateway::AppState {
         principals,
         ingest: gateway::ingest::Ingest {
             client,
             stream,
-            keys: keystore::KeyStore::new(bucket, master),
+            keys,
             signing,
             cache: gateway::state::Cache::default(),
             publish_timeout: settings.publish_timeout,
@@ -311,7 +334,29 @@ pub async fn run_gateway(
     if let Some(tx) = bound {
         let _ = tx.send(addr);
     }
-    axum::serve(listener, gateway::router(state)).with_graceful_shutdown(shutdown).await?;
+    let served = axum::serve(listener, gateway::router(state)).with_graceful_shutdown(shutdown).await;
+    if let Some(task) = checkpointer {
+        task.abort();
+    }
+    served?;
+    Ok(())
+}
+
+/// The public key file beside the signing key (`signing.key.pub`): what an
+/// outside verifier needs, and all it needs. Rewritten at every start, so it
+/// always matches the key in use.
+pub fn public_key_path(signing_key: &Path) -> std::path::PathBuf {
+    let mut name = signing_key.as_os_str().to_owned();
+    name.push(".pub");
+    name.into()
+}
+
+fn write_public_key(signing_key: &Path, key: &SigningKey) -> anyhow::Result<()> {
+    let path = public_key_path(signing_key);
+    let text = format!("{}\n", events::chain::encode_verifying_key(&key.verifying_key()));
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        std::fs::write(&path, text).with_context(|| format!("could not write {}", path.display()))?;
+    }
     Ok(())
 }
 

@@ -64,6 +64,12 @@ enum Command {
     Seed(services::seed::SeedArgs),
     /// Print a child's chronology (as it stood at --as-of) through the query API.
     Chronology(services::chronology_cmd::ChronologyArgs),
+    /// Check every chain and signature in the stream, the Postgres copy and
+    /// the signed checkpoints; report every break. Exits 3 if anything is broken.
+    Verify(services::audit_cmd::VerifyArgs),
+    /// Erase a child's data key (admin, through the gateway): the child's
+    /// personal data becomes unreadable everywhere; chains still verify.
+    Erase(services::audit_cmd::EraseArgs),
     /// Print a new random token once, and the principals.toml entry for it.
     Token {
         #[arg(long)]
@@ -118,6 +124,15 @@ fn main() -> std::process::ExitCode {
             block_on(services::seed::run(args))
         }
         Command::Chronology(args) => block_on(services::chronology_cmd::run(args)),
+        Command::Erase(args) => block_on(services::audit_cmd::run_erase(args)),
+        Command::Verify(args) => {
+            let mut ok = false;
+            let code = block_on(async {
+                ok = services::audit_cmd::run_verify(args).await?;
+                Ok(())
+            });
+            if code == std::process::ExitCode::SUCCESS && !ok { std::process::ExitCode::from(3) } else { code }
+        }
         Command::Serve { roles, nats, gateway, database, projector, query } => {
             init_tracing();
             let all = roles.is_empty();

@@ -57,11 +57,18 @@ pub struct Options {
     pub publish_timeout: Duration,
     pub duplicate_window: Duration,
     pub replicas: usize,
+    /// Signed checkpoints every so often (none by default).
+    pub checkpoint_interval: Option<Duration>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { publish_timeout: Duration::from_secs(10), duplicate_window: Duration::from_secs(120), replicas: 1 }
+        Self {
+            publish_timeout: Duration::from_secs(10),
+            duplicate_window: Duration::from_secs(120),
+            replicas: 1,
+            checkpoint_interval: None,
+        }
     }
 }
 
@@ -128,6 +135,7 @@ impl TestGateway {
             signing_key: self.path("signing.key"),
             master_key: self.path("master.key"),
             publish_timeout: self.options.publish_timeout,
+            checkpoint_interval: self.options.checkpoint_interval,
         }
     }
 

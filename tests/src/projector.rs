@@ -38,13 +38,17 @@ pub async fn run_until(nats_url: &str, pool: &PgPool, settings: Settings, target
 }
 
 /// A projector running in the background, as `serve --role projector`
-/// runs it (with change notifications), until dropped.
+/// runs it (with change notifications and the audit consumer), until dropped.
 #[derive(Debug)]
 pub struct LiveProjector {
     pub stats: Arc<Stats>,
+    /// The audit consumer's position in the audit stream.
+    pub audit_stats: Arc<Stats>,
     task: tokio::task::JoinHandle<Result<(), projections::runtime::ProjectorError>>,
+    audit: tokio::task::JoinHandle<Result<(), projections::runtime::ProjectorError>>,
     notifier: tokio::task::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    nats_url: String,
 }
 
 impl LiveProjector {
@@ -84,6 +88,13 @@ impl LiveProjector {
             chrono::Utc::now,
         ));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let audit_stats = Arc::new(Stats::default());
+        let audit = tokio::spawn(projections::audit::run(
+            pool.clone(),
+            async_nats::jetstream::new(client.clone()),
+            audit_stats.clone(),
+            std::future::pending(),
+        ));
         let task = tokio::spawn(projections::runtime::run_with(
             pool.clone(),
             async_nats::jetstream::new(client),
@@ -94,12 +105,37 @@ impl LiveProjector {
                 let _ = stop_rx.await;
             },
         ));
-        Self { stats, task, notifier: notifying, stop: Some(stop_tx) }
+        Self {
+            stats,
+            audit_stats,
+            task,
+            audit,
+            notifier: notifying,
+            stop: Some(stop_tx),
+            nats_url: nats_url.to_owned(),
+        }
     }
 
     /// How many times a NATS or PostgreSQL failure has interrupted it.
     pub fn interruptions(&self) -> u64 {
         self.stats.interruptions.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the audit consumer has applied everything the audit stream holds now.
+    pub async fn wait_for_audit(&self) {
+        #[allow(clippy::expect_used)]
+        let client = async_nats::connect(&self.nats_url).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        #[allow(clippy::expect_used)]
+        let mut stream = js.get_stream(projections::audit::AUDIT_STREAM).await.expect("the audit stream");
+        #[allow(clippy::expect_used)]
+        let target = stream.info().await.expect("audit stream info").state.last_sequence;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.audit_stats.position.load(Ordering::Relaxed) < target {
+            assert!(!self.audit.is_finished(), "the audit consumer stopped early");
+            assert!(Instant::now() < deadline, "the audit consumer did not reach {target}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Waits until the projector has applied the stream up to `target`.
@@ -119,5 +155,6 @@ impl Drop for LiveProjector {
             let _ = stop.send(());
         }
         self.notifier.abort();
+        self.audit.abort();
     }
 }

@@ -21,13 +21,27 @@ impl TestQuery {
     /// Starts one against `nats_url` and `database_url`, with the principals
     /// and master key of `gateway`.
     pub async fn start(nats_url: &str, database_url: &str, gateway: &crate::gateway::TestGateway) -> Self {
-        Self::start_with(nats_url, database_url, &gateway.path("principals.toml"), &gateway.path("master.key")).await
+        Self::start_with(
+            nats_url,
+            database_url,
+            &gateway.path("principals.toml"),
+            &gateway.path("master.key"),
+            &gateway.path("signing.key.pub"),
+        )
+        .await
     }
 
-    pub async fn start_with(nats_url: &str, database_url: &str, principals: &Path, master_key: &Path) -> Self {
+    pub async fn start_with(
+        nats_url: &str,
+        database_url: &str,
+        principals: &Path,
+        master_key: &Path,
+        public_key: &Path,
+    ) -> Self {
         let nats = NatsArgs { url: nats_url.to_owned(), creds: None, replicas: 1, duplicate_window_secs: 120 };
         let database = DatabaseArgs { database_url: database_url.to_owned() };
-        let query = QueryArgs { listen: "127.0.0.1:0".into(), access_timeout_ms: 2000 };
+        let query =
+            QueryArgs { listen: "127.0.0.1:0".into(), access_timeout_ms: 2000, public_key: public_key.to_owned() };
         let (principals, master_key) = (principals.to_owned(), master_key.to_owned());
         let running = crate::start_role("query role", |stopped, bound| async move {
             services::run_query(nats, database, principals, master_key, query, stopped, Some(bound)).await

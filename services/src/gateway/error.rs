@@ -47,6 +47,8 @@ pub enum ApiError {
     Invalid { errors: Vec<FieldError> },
     #[error("storage unavailable")]
     Unavailable { detail: String, stored: Vec<KnownStored> },
+    #[error("not found")]
+    NotFound { detail: String },
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
 }
@@ -79,6 +81,7 @@ impl ApiError {
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -93,6 +96,7 @@ impl ApiError {
             Self::UnsupportedMediaType { .. } => ("unsupported-media-type", "Unsupported content type"),
             Self::Invalid { .. } => ("invalid-event", "Invalid event"),
             Self::Unavailable { .. } => ("storage-unavailable", "Storage unavailable"),
+            Self::NotFound { .. } => ("not-found", "Not found"),
             Self::Internal(_) => ("internal", "Internal error"),
         }
     }
@@ -123,7 +127,9 @@ impl IntoResponse for ApiError {
             stored: None,
         };
         match self {
-            Self::BadJson { detail } | Self::UnsupportedMediaType { detail } => body.detail = detail,
+            Self::BadJson { detail } | Self::UnsupportedMediaType { detail } | Self::NotFound { detail } => {
+                body.detail = detail;
+            }
             Self::Unauthorized => {
                 body.detail = "send Authorization: Bearer TOKEN with a token from principals.toml".into()
             }

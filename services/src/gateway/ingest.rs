@@ -59,7 +59,7 @@ pub struct EventResult {
 pub struct Ingest {
     pub client: async_nats::Client,
     pub stream: Stream,
-    pub keys: KeyStore,
+    pub keys: Arc<KeyStore>,
     pub signing: SigningKey,
     pub cache: Cache,
     pub publish_timeout: Duration,
@@ -159,6 +159,8 @@ enum PlanError {
     Api(ApiError),
     /// The stream moved on under us; catch up and plan again.
     Stale,
+    /// The child's data key was erased: personal fields cannot be sealed.
+    Erased,
 }
 
 impl From<ApiError> for PlanError {
@@ -243,6 +245,13 @@ impl Ingest {
                 Ok(plan) => plan,
                 Err(PlanError::Api(e)) => return Err(e),
                 Err(PlanError::Stale) => continue,
+                // `plan` turns an erased key into a conflict naming the event; this is only a backstop.
+                Err(PlanError::Erased) => {
+                    return Err(ApiError::Conflict {
+                        errors: vec![FieldError::new(0, "", "this child's personal data has been erased")],
+                        current_sequence: None,
+                    });
+                }
             };
 
             let mut results: Vec<Option<EventResult>> = vec![None; plan.slots.len()];
@@ -482,7 +491,20 @@ impl Ingest {
             let mut doc = Value::Object(event.to_unsealed(&stamp, data));
             let pointers = personal_pointers(&event.data, "/data");
             if !pointers.is_empty() {
-                let key = self.data_key(&subject).await?;
+                let key = match self.data_key(&subject).await {
+                    Ok(key) => key,
+                    Err(PlanError::Erased) => {
+                        let pointer = pointers.first().cloned().unwrap_or_default();
+                        conflicts.push(FieldError::new(
+                            i,
+                            pointer,
+                            "this child's personal data has been erased; record the fact without personal fields",
+                        ));
+                        slots.push(Slot::Refused);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let subject_text = subject.to_string();
                 privacy::seal_fields(
                     &mut doc,
@@ -561,6 +583,7 @@ impl Ingest {
             return Err(ApiError::Internal(anyhow::anyhow!("personal data on a subject that is not a child")).into());
         };
         self.keys.key_for(child).await.map_err(|e| match e {
+            KeyError::Erased => PlanError::Erased,
             KeyError::Unavailable(m) => PlanError::Api(ApiError::Unavailable {
                 detail: format!("the key store is unavailable: {m}"),
                 stored: Vec::new(),

@@ -8,9 +8,14 @@
 //! - [`publish`]: atomic batch publish with JetStream's expectations.
 //! - [`error`]: the one error type and its problem+json form.
 //! - [`metrics`]: Prometheus counters.
+//! - [`checkpoint`]: signed checkpoints of every subject's head, published periodically.
 //!
-//! The gateway never touches PostgreSQL.
+//! Besides events, the gateway erases children's data keys
+//! (`POST /v1/children/{child}/erasure`, admin only), because it is the
+//! role that holds the key store; the erasure is recorded on the audit
+//! stream before the key goes. The gateway never touches PostgreSQL.
 
+pub mod checkpoint;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
@@ -19,7 +24,7 @@ pub mod state;
 
 use crate::principals::{Principal, Principals, Role};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -56,14 +61,15 @@ pub struct Accepted {
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "Safeguard gateway", description = "Publish child-protection events as CloudEvents 1.0."),
-    paths(post_events, healthz, readyz, metrics_text),
-    components(schemas(Accepted, EventResult, FieldError, error::KnownStored))
+    paths(post_events, erase_child, healthz, readyz, metrics_text),
+    components(schemas(Accepted, EventResult, FieldError, error::KnownStored, Erased))
 )]
 pub struct ApiDoc;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
+        .route("/v1/children/{child}/erasure", post(erase_child))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -169,6 +175,101 @@ async fn handle_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<
     let received = ingest::validate(&events, now)?;
     let results = app.ingest.ingest(&principal, received, now).await?;
     Ok(Accepted { results })
+}
+
+/// What an erasure answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Erased {
+    pub child: String,
+    pub erased_at: String,
+    /// Whether a key was erased now (false when it already had been, or the child never had one).
+    pub key_erased: bool,
+    /// Where the erasure is recorded in the audit stream.
+    pub audit_sequence: u64,
+}
+
+/// Erases a child's data key: afterwards the child's personal data is
+/// unreadable everywhere, while every chain and signature still verifies.
+/// Recorded on the audit stream (`sg.audit.erasure.<pp>.<child>`) before the
+/// key is erased; safe to repeat.
+#[utoipa::path(
+    post,
+    path = "/v1/children/{child}/erasure",
+    params(("child" = String, Path, description = "The child's id")),
+    responses(
+        (status = 200, description = "The key is erased", body = Erased),
+        (status = 401, description = "No or unknown bearer token", content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", content_type = "application/problem+json"),
+        (status = 404, description = "No such child in the stream", content_type = "application/problem+json"),
+        (status = 422, description = "The child id is not a UUID", content_type = "application/problem+json"),
+        (status = 503, description = "The audit stream or key store is unavailable; nothing or only the record was done, and repeating is safe", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn erase_child(State(app): State<Arc<AppState>>, Path(child): Path<String>, headers: HeaderMap) -> Response {
+    match erase(&app, &child, &headers).await {
+        Ok(erased) => (StatusCode::OK, Json(erased)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn erase(app: &AppState, child: &str, headers: &HeaderMap) -> Result<Erased, ApiError> {
+    use events::ids::ChildId;
+    let principal = authenticate(&app.principals, headers)?;
+    if !principal.is_admin() {
+        return Err(ApiError::Forbidden { errors: vec![FieldError::new(0, "", "erasure needs the admin role")] });
+    }
+    let child = ChildId::parse(child)
+        .map_err(|m| ApiError::Invalid { errors: vec![FieldError::new(0, "/child", format!("the child id {m}"))] })?;
+    let subject = events::Subject::Child(child);
+    let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable { detail: e.to_string(), stored: Vec::new() };
+    match app
+        .ingest
+        .stream
+        .raw_message_builder()
+        .last_by_subject(events::subjects::event_subject(&subject))
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound => {
+            return Err(ApiError::NotFound { detail: format!("no child {child} has any event") });
+        }
+        Err(e) => return Err(unavailable(&e)),
+    }
+    let header = |name: &str| -> Option<String> {
+        let text = headers.get(name)?.to_str().ok()?.trim();
+        (!text.is_empty()).then(|| text.chars().take(200).collect())
+    };
+    let at = (app.now)();
+    let record = serde_json::json!({
+        "id": uuid::Uuid::new_v4(),
+        "child": child,
+        "principal": principal.name.as_str(),
+        "acting_user": header("x-acting-user"),
+        "purpose": header("x-purpose"),
+        "at": at,
+    });
+    let js = async_nats::jetstream::new(app.ingest.client.clone());
+    let payload = serde_json::to_vec(&record).map_err(|e| ApiError::Internal(e.into()))?;
+    let publish = async {
+        js.publish(events::subjects::erasure_subject(&subject), payload.into())
+            .await
+            .map_err(|e| unavailable(&e))?
+            .await
+            .map_err(|e| unavailable(&e))
+    };
+    let ack = tokio::time::timeout(app.ingest.publish_timeout, publish)
+        .await
+        .map_err(|_| unavailable(&"the audit stream did not answer in time"))??;
+    let key_erased = app.ingest.keys.erase(&child).await.map_err(|e| unavailable(&e))?;
+    tracing::info!(principal = %principal.name.as_str(), audit_sequence = ack.sequence, "erased a child's data key");
+    Ok(Erased {
+        child: child.to_string(),
+        erased_at: at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        key_erased,
+        audit_sequence: ack.sequence,
+    })
 }
 
 /// Liveness: the process answers.

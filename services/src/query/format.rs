@@ -41,7 +41,7 @@ fn row(serial: usize, e: &Entry) -> [String; 10] {
 
 /// RFC 4180 quoting. A leading `=`, `+`, `-` or `@` is prefixed with `'` so
 /// a spreadsheet never runs a cell as a formula.
-fn csv_field(value: &str) -> String {
+pub(crate) fn csv_field(value: &str) -> String {
     let value = if value.starts_with(['=', '+', '-', '@']) { format!("'{value}") } else { value.to_owned() };
     if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
 }
@@ -58,7 +58,7 @@ pub fn csv(entries: &[Entry], first_serial: usize) -> String {
     out
 }
 
-fn md_cell(value: &str) -> String {
+pub(crate) fn md_cell(value: &str) -> String {
     value.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 

@@ -9,14 +9,26 @@
 //! - [`format`]: the chronology as CSV and Markdown.
 //! - [`error`]: the one error type and its problem+json form.
 //!
+//! - [`export`]: the anonymised chronology for publication.
+//!
 //! The query role reads PostgreSQL and publishes nothing but access events.
-//! Who may read what (issue 4's part of the role matrix): `practitioner`
-//! and `admin` read children of their councils; `dashboard` reads
-//! aggregates (indicators, council caseload counts) only; a sealed child is
-//! refused to all but `admin`.
+//! Who may read what (the role matrix of CONTRACT.md, decided in
+//! [`may_read_child`] and [`may_read_aggregates`]):
+//!
+//! | role | child-level reads (chronology, export) | access log | lookups, worker caseloads | aggregates | verify |
+//! |---|---|---|---|---|---|
+//! | practitioner | children of its councils | no | its councils | its councils | no |
+//! | reviewer | children with an open review naming it | no | no | no | no |
+//! | dashboard | no | no | no | its councils | no |
+//! | auditor | no | children of its councils | no | no | a child of its councils; the whole stream with `["*"]` |
+//! | admin | everything | everything | everything | everything | everything |
+//!
+//! A sealed child is refused to all but admin, left out of lookups and of
+//! worker caseloads, and still counted in aggregates.
 
 pub mod access;
 pub mod error;
+pub mod export;
 pub mod format;
 
 use crate::principals::{Principal, Principals, Role};
@@ -56,6 +68,10 @@ pub struct QueryState {
     pub pool: PgPool,
     pub access: AccessLog,
     pub client: async_nats::Client,
+    /// Children's data keys, read only: the export opens free text to redact it.
+    pub keys: Arc<crate::keystore::KeyStore>,
+    /// The gateway's public key file, for verification.
+    pub public_key: std::path::PathBuf,
     pub metrics: QueryMetrics,
     /// A clock that tests can replace.
     pub now: fn() -> DateTime<Utc>,
@@ -92,7 +108,17 @@ impl Default for QueryMetrics {
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "Safeguard queries", description = "Chronologies, lookups, caseloads and indicators."),
-    paths(chronology, lookup, worker_caseload, caseloads, indicators, indicators_stream),
+    paths(
+        chronology,
+        chronology_export,
+        access_log,
+        verify,
+        lookup,
+        worker_caseload,
+        caseloads,
+        indicators,
+        indicators_stream
+    ),
     components(schemas(ParamError))
 )]
 pub struct ApiDoc;
@@ -100,6 +126,9 @@ pub struct ApiDoc;
 pub fn router(state: Arc<QueryState>) -> Router {
     Router::new()
         .route("/v1/children/{child}/chronology", get(chronology))
+        .route("/v1/children/{child}/chronology/export", get(chronology_export))
+        .route("/v1/children/{child}/access-log", get(access_log))
+        .route("/v1/verify", get(verify))
         .route("/v1/children/lookup", post(lookup))
         .route("/v1/workers/{worker}/caseload", get(worker_caseload))
         .route("/v1/caseloads", get(caseloads))
@@ -166,20 +195,72 @@ fn may_read_aggregates(principal: &Principal, council: &CouncilCode) -> Result<(
     Ok(())
 }
 
-/// Child-level reads: practitioners and admins, for children of their councils;
-/// sealed children for admins only.
-fn may_read_child(principal: &Principal, council: Option<&str>, sealed: bool) -> Result<(), String> {
-    if !principal.has(Role::Practitioner) {
-        return Err("child-level reads need the practitioner or admin role".into());
+/// What a child-level request wants to see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// The child's record: chronology, export, a place in a caseload.
+    Record,
+    /// Who has looked at the record, and whether its chain holds.
+    Audit,
+}
+
+/// What the access rules need to know about a child.
+#[derive(Debug, Default)]
+struct ChildInfo {
+    council: Option<String>,
+    sealed: bool,
+    /// Principals named by the child's open reviews.
+    reviewers: Vec<String>,
+}
+
+async fn child_info(pool: &PgPool, child: uuid::Uuid) -> Result<Option<ChildInfo>, QueryError> {
+    let row: Option<(Option<String>, bool, Vec<String>)> = sqlx::query_as(
+        "select s.council, s.sealed,
+                coalesce((select array_agg(distinct r) from child_review v, unnest(v.reviewers) r
+                           where v.child_id = s.child_id and v.closed_at is null), '{}')
+           from child_status s where s.child_id = $1",
+    )
+    .bind(child)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(council, sealed, reviewers)| ChildInfo { council, sealed, reviewers }))
+}
+
+/// The role matrix for one child (see the module's table).
+fn may_read_child(principal: &Principal, child: &ChildInfo, need: Need) -> Result<(), String> {
+    if principal.is_admin() {
+        return Ok(());
     }
-    if sealed && !principal.is_admin() {
+    if child.sealed {
         return Err("this child's record is sealed".into());
     }
-    let in_scope = council.and_then(|c| CouncilCode::parse(c).ok()).is_some_and(|c| principal.councils.allows(&c));
-    if !in_scope && !principal.is_admin() {
-        return Err("this child is outside this principal's councils".into());
+    let in_scope = child
+        .council
+        .as_deref()
+        .and_then(|c| CouncilCode::parse(c).ok())
+        .is_some_and(|c| principal.councils.allows(&c));
+    match need {
+        Need::Record => {
+            let practitioner = principal.has(Role::Practitioner);
+            let reviewer = principal.has(Role::Reviewer);
+            if practitioner && in_scope {
+                return Ok(());
+            }
+            if reviewer && child.reviewers.iter().any(|r| r == principal.name.as_str()) {
+                return Ok(());
+            }
+            Err(match (practitioner, reviewer) {
+                (false, false) => "child-level reads need the practitioner, reviewer or admin role".into(),
+                (true, false) => "this child is outside this principal's councils".into(),
+                (_, true) => "no open review of this child names this principal".into(),
+            })
+        }
+        Need::Audit => match (principal.has(Role::Auditor), in_scope) {
+            (true, true) => Ok(()),
+            (true, false) => Err("this child is outside this principal's councils".into()),
+            (false, _) => Err("access logs and verification need the auditor or admin role".into()),
+        },
     }
-    Ok(())
 }
 
 /// Checks a child-level read of `child` and records it (allowed or refused)
@@ -190,16 +271,12 @@ async fn admit_child(
     asker: &Asker,
     endpoint: &str,
     child: uuid::Uuid,
+    need: Need,
 ) -> Result<(), QueryError> {
-    let row: Option<(Option<String>, bool)> =
-        sqlx::query_as("select council, sealed from child_status where child_id = $1")
-            .bind(child)
-            .fetch_optional(&app.pool)
-            .await?;
-    let Some((council, sealed)) = row else {
+    let Some(info) = child_info(&app.pool, child).await? else {
         return Err(QueryError::NotFound(format!("no child {child} is known")));
     };
-    let decision = may_read_child(principal, council.as_deref(), sealed);
+    let decision = may_read_child(principal, &info, need);
     let outcome = if decision.is_ok() { Outcome::Allowed } else { Outcome::Refused };
     record(app, asker, endpoint, &[child], outcome).await?;
     decision.map_err(QueryError::Forbidden)
@@ -331,7 +408,7 @@ async fn read_chronology(
     if !problems.is_empty() {
         return Err(QueryError::Invalid(problems));
     }
-    admit_child(app, &principal, &asker, "GET /v1/children/{child}/chronology", child).await?;
+    admit_child(app, &principal, &asker, "GET /v1/children/{child}/chronology", child, Need::Record).await?;
 
     let q = projections::chronology::Query { child, as_of, from, to, limit: limit + 1, after };
     let mut entries = projections::chronology::read(&app.pool, &q).await?;
@@ -375,6 +452,195 @@ async fn serial_before(app: &QueryState, q: &projections::chronology::Query) -> 
     .fetch_one(&app.pool)
     .await?;
     Ok(n.max(0) as usize)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FormatParams {
+    format: Option<String>,
+}
+
+/// The anonymised chronology for publication: the child is "Child A",
+/// people and professionals appear by role, and no name, identifier or
+/// personal detail remains.
+#[utoipa::path(
+    get,
+    path = "/v1/children/{child}/chronology/export",
+    params(
+        ("child" = String, Path, description = "The child's id"),
+        ("format" = Option<String>, Query, description = "md (default), csv or json"),
+    ),
+    responses(
+        (status = 200, description = "The anonymised chronology"),
+        (status = 403, description = "Outside the principal's scope (recorded)", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown child", content_type = "application/problem+json"),
+        (status = 503, description = "The access log could not record the read", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn chronology_export(
+    State(app): State<Arc<QueryState>>,
+    Path(child): Path<String>,
+    Query(params): Query<FormatParams>,
+    headers: HeaderMap,
+) -> Response {
+    let result = read_export(&app, &child, params, &headers).await;
+    count(&app, "chronology_export", result)
+}
+
+async fn read_export(
+    app: &QueryState,
+    child: &str,
+    params: FormatParams,
+    headers: &HeaderMap,
+) -> Result<Response, QueryError> {
+    let (principal, asker) = caller(app, headers)?;
+    let child = uuid_param("child", child)?;
+    let format = params.format.as_deref().unwrap_or("md");
+    if !matches!(format, "json" | "csv" | "md") {
+        return Err(QueryError::invalid("format", "must be md, csv or json"));
+    }
+    admit_child(app, &principal, &asker, "GET /v1/children/{child}/chronology/export", child, Need::Record).await?;
+
+    let produced_at = (app.now)();
+    // The position first: everything read after it covers at least that much.
+    let position: Option<i64> =
+        sqlx::query_scalar("select max(stream_seq) from projector_position").fetch_one(&app.pool).await?;
+    let q = projections::chronology::Query {
+        child,
+        as_of: produced_at,
+        from: None,
+        to: None,
+        limit: i64::from(i32::MAX),
+        after: None,
+    };
+    let entries = projections::chronology::read(&app.pool, &q).await?;
+    let stored: Vec<Value> =
+        sqlx::query_scalar("select document from stored_event where subject = $1 order by stream_seq")
+            .bind(child.to_string())
+            .fetch_all(&app.pool)
+            .await?;
+    let key = app
+        .keys
+        .existing_key(&events::ids::ChildId::from_uuid(child))
+        .await
+        .map_err(|e| QueryError::Unavailable(format!("the key store is unavailable: {e}")))?;
+    let documents: Vec<Value> = stored
+        .into_iter()
+        .map(|mut doc| {
+            // After erasure nothing opens: the fields become null and only codes remain.
+            events::privacy::open_fields(&mut doc, key.as_ref());
+            doc
+        })
+        .collect();
+    let workers: Vec<String> = documents
+        .iter()
+        .filter_map(|d| d.get("data"))
+        .flat_map(|d| [d.get("worker_id"), d.get("seen_by")])
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    let workers: Vec<uuid::Uuid> = workers.iter().filter_map(|w| w.parse().ok()).collect();
+    let worker_roles: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
+        "select distinct on (worker_id) worker_id::text, role from worker_spell
+          where worker_id = any($1) order by worker_id, ordinal desc",
+    )
+    .bind(&workers)
+    .fetch_all(&app.pool)
+    .await?
+    .into_iter()
+    .collect();
+    let exported = export::anonymise(&export::Sources {
+        child,
+        documents: &documents,
+        entries: &entries,
+        worker_roles: &worker_roles,
+        produced_at,
+        stream_position: position.unwrap_or(0).max(0) as u64,
+    });
+    Ok(match format {
+        "csv" => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], export::csv(&exported)).into_response(),
+        "json" => Json(exported).into_response(),
+        _ => ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], export::markdown(&exported)).into_response(),
+    })
+}
+
+/// Who has read the child's record, or been refused: for auditors and
+/// admins. Reading it is itself recorded. Entries are those the projector
+/// has taken from the audit stream (up to `audit_position`).
+#[utoipa::path(
+    get,
+    path = "/v1/children/{child}/access-log",
+    params(("child" = String, Path, description = "The child's id")),
+    responses(
+        (status = 200, description = r#"{"child", "entries": [{"principal", "acting_user", "purpose", "endpoint", "at", "outcome"}]}"#),
+        (status = 403, description = "Not an auditor of the child's council (recorded)", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown child", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn access_log(State(app): State<Arc<QueryState>>, Path(child): Path<String>, headers: HeaderMap) -> Response {
+    let result = async {
+        let (principal, asker) = caller(&app, &headers)?;
+        let child = uuid_param("child", &child)?;
+        admit_child(&app, &principal, &asker, "GET /v1/children/{child}/access-log", child, Need::Audit).await?;
+        let (entries, position) = projections::audit::access_log(&app.pool, child).await?;
+        Ok(Json(json!({ "child": child, "entries": entries, "audit_position": position })).into_response())
+    }
+    .await;
+    count(&app, "access_log", result)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct VerifyParams {
+    child: Option<String>,
+}
+
+/// Checks every chain and signature in the stream (or one child's) against
+/// the Postgres copy and the signed checkpoints, and reports each break.
+#[utoipa::path(
+    get,
+    path = "/v1/verify",
+    params(("child" = Option<String>, Query, description = "Only this child's history")),
+    responses(
+        (status = 200, description = r#"{"ok", "checked", "breaks": [{"subject", "sequence", "kind", "detail"}], "checkpoints": {...}}"#),
+        (status = 403, description = "Not an auditor (of every council, for the whole stream)", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn verify(State(app): State<Arc<QueryState>>, Query(p): Query<VerifyParams>, headers: HeaderMap) -> Response {
+    let result = async {
+        let (principal, asker) = caller(&app, &headers)?;
+        let child = match p.child.as_deref() {
+            Some(text) => {
+                let child = uuid_param("child", text)?;
+                admit_child(&app, &principal, &asker, "GET /v1/verify", child, Need::Audit).await?;
+                Some(events::Subject::Child(events::ids::ChildId::from_uuid(child)))
+            }
+            None => {
+                if !principal.has(Role::Auditor) {
+                    return Err(QueryError::Forbidden("verification needs the auditor or admin role".into()));
+                }
+                if !matches!(principal.councils, crate::principals::Scope::All) {
+                    return Err(QueryError::Forbidden(
+                        "verifying the whole stream needs an auditor of every council; name a child instead".into(),
+                    ));
+                }
+                None
+            }
+        };
+        let text = std::fs::read_to_string(&app.public_key).map_err(|_| {
+            QueryError::Unavailable(format!("the public key {} cannot be read", app.public_key.display()))
+        })?;
+        let key = events::chain::decode_verifying_key(&text)
+            .map_err(|m| QueryError::Unavailable(format!("the public key {}: {m}", app.public_key.display())))?;
+        let js = app.access.js.clone();
+        let report = crate::verify::verify(&js, Some(&app.pool), &key, child.as_ref())
+            .await
+            .map_err(|e| QueryError::Unavailable(format!("verification could not run: {e:#}")))?;
+        Ok(Json(report).into_response())
+    }
+    .await;
+    count(&app, "verify", result)
 }
 
 #[derive(Debug, Serialize)]
@@ -431,7 +697,10 @@ async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: &[u8]) -> Result
         // Only children this principal may read are named; the rest are not revealed to exist.
         let found: Vec<(uuid::Uuid, String)> = found
             .into_iter()
-            .filter(|(_, council, sealed)| may_read_child(&principal, council.as_deref(), *sealed).is_ok())
+            .filter(|(_, council, sealed)| {
+                let info = ChildInfo { council: council.clone(), sealed: *sealed, reviewers: Vec::new() };
+                may_read_child(&principal, &info, Need::Record).is_ok()
+            })
             .map(|(child, council, _)| (child, council.unwrap_or_default()))
             .collect();
         return answer_lookup(app, &asker, found).await;
@@ -493,15 +762,27 @@ async fn read_worker_caseload(app: &QueryState, worker: &str, headers: &HeaderMa
         .ok_or_else(|| QueryError::NotFound(format!("no worker {worker} is known")))?;
     let cases = projections::caseload::worker_cases(&app.pool, worker, today).await?;
     let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();
-    if let Err(reason) = may_read_child(&principal, Some(&council), false) {
+    let worker_scope = ChildInfo { council: Some(council.clone()), ..ChildInfo::default() };
+    if !principal.has(Role::Practitioner) || may_read_child(&principal, &worker_scope, Need::Record).is_err() {
         record(app, &asker, endpoint, &ids, Outcome::Refused).await?;
-        return Err(QueryError::Forbidden(reason));
+        return Err(QueryError::Forbidden(if principal.has(Role::Practitioner) {
+            "this worker is outside this principal's councils".into()
+        } else {
+            "caseloads need the practitioner or admin role".into()
+        }));
     }
-    // A case held in another council (after a transfer) is left out, not shown.
+    // A case held in another council (after a transfer) is left out, and so is a sealed child.
+    let sealed: Vec<uuid::Uuid> =
+        sqlx::query_scalar("select child_id from child_status where child_id = any($1) and sealed")
+            .bind(&ids)
+            .fetch_all(&app.pool)
+            .await?;
     let cases: Vec<_> = cases
         .into_iter()
         .filter(|c| {
-            principal.is_admin() || CouncilCode::parse(&c.council).is_ok_and(|cc| principal.councils.allows(&cc))
+            principal.is_admin()
+                || (!sealed.contains(&c.child)
+                    && CouncilCode::parse(&c.council).is_ok_and(|cc| principal.councils.allows(&cc)))
         })
         .collect();
     let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();

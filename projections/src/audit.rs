@@ -1,0 +1,268 @@
+//! The audit consumer: projects the audit stream (`SG_AUDIT`) into the
+//! `audit` schema (migration 0007): access events for the access log,
+//! erasures, and checkpoints.
+//!
+//! Like the event projector, each batch is one transaction that also moves
+//! `audit.position`, acknowledged only after commit, and re-run safely from
+//! the stored position. The audit tables live outside the `projection`
+//! schema, so a rebuild of the read models leaves them alone.
+//!
+//! An erasure also removes the child's rows from the identifier index, in
+//! every copy of the read models, under a lock that waits for any batch
+//! writing that index to finish: a projector that fetched the child's key
+//! before it was erased cannot slip digests in afterwards.
+
+use crate::runtime::{ProjectorError, Stats, consumer_from};
+use async_nats::jetstream;
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use serde::Deserialize;
+use sqlx::{PgPool, Postgres, Transaction};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The audit stream.
+pub const AUDIT_STREAM: &str = "SG_AUDIT";
+/// The consumer's row in `audit.position` and its durable's name.
+const CONSUMER: &str = "audit";
+
+/// An access event as the query role publishes it.
+#[derive(Debug, Deserialize)]
+pub struct AccessRecord {
+    pub id: uuid::Uuid,
+    pub child: Option<uuid::Uuid>,
+    pub principal: String,
+    pub acting_user: Option<String>,
+    pub purpose: Option<String>,
+    pub endpoint: String,
+    pub at: DateTime<Utc>,
+    pub outcome: String,
+}
+
+/// An erasure as the gateway records it, before it erases the key.
+#[derive(Debug, Deserialize)]
+pub struct ErasureRecord {
+    pub child: uuid::Uuid,
+    pub principal: String,
+    pub acting_user: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// One decoded audit message.
+enum Record {
+    Access(AccessRecord),
+    Erasure(ErasureRecord),
+    Checkpoint { covers: i64, root: String, document: serde_json::Value },
+    Unknown(String),
+}
+
+fn decode(subject: &str, payload: &[u8]) -> Record {
+    let result = if subject.starts_with("sg.audit.access.") || subject == "sg.audit.lookup" {
+        serde_json::from_slice(payload).map(Record::Access).map_err(|e| e.to_string())
+    } else if subject.starts_with("sg.audit.erasure.") {
+        serde_json::from_slice(payload).map(Record::Erasure).map_err(|e| e.to_string())
+    } else if subject == events::subjects::CHECKPOINT {
+        serde_json::from_slice::<serde_json::Value>(payload).map_err(|e| e.to_string()).and_then(|document| {
+            let covers = document["covers"].as_i64().ok_or("no covers")?;
+            let root = document["root"].as_str().ok_or("no root")?.to_owned();
+            Ok(Record::Checkpoint { covers, root, document })
+        })
+    } else {
+        Err("not an audit subject this version knows".to_owned())
+    };
+    result.unwrap_or_else(Record::Unknown)
+}
+
+/// Applies the audit stream until `shutdown` resolves, retrying (with
+/// backoff) through NATS and PostgreSQL failures.
+pub async fn run(
+    pool: PgPool,
+    js: jetstream::Context,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProjectorError> {
+    crate::migrate(&pool, crate::LIVE_SCHEMA).await?;
+    tokio::pin!(shutdown);
+    let mut failures: u32 = 0;
+    loop {
+        let session = session(&pool, &js, &stats);
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            result = session => {
+                let e = match result { Ok(()) => continue, Err(e) => e };
+                stats.interruptions.fetch_add(1, Ordering::Relaxed);
+                failures = failures.saturating_add(1);
+                let wait = Duration::from_millis(200 * u64::from(failures.min(25)));
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "audit consumer interrupted");
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn session(pool: &PgPool, js: &jetstream::Context, stats: &Stats) -> Result<(), ProjectorError> {
+    let stream = js.get_stream(AUDIT_STREAM).await.map_err(|e| ProjectorError::JetStream(e.to_string()))?;
+    let from: i64 = sqlx::query_scalar("select stream_seq from audit.position where consumer = $1")
+        .bind(CONSUMER)
+        .fetch_optional(pool)
+        .await?
+        .unwrap_or(0);
+    let from = from.max(0) as u64;
+    stats.position.store(from, Ordering::Relaxed);
+    let durable = "sg-audit-projector".to_owned();
+    let _ = stream.delete_consumer(&durable).await;
+    let consumer = consumer_from(&stream, Some(durable), events::subjects::AUDIT_FILTER, from).await?;
+    loop {
+        let mut messages = consumer
+            .fetch()
+            .max_messages(1000)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .map_err(|e| ProjectorError::JetStream(e.to_string()))?;
+        let mut batch = Vec::new();
+        let mut last = None;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| ProjectorError::JetStream(e.to_string()))?;
+            let info = message.info().map_err(|e| ProjectorError::JetStream(e.to_string()))?;
+            batch.push((info.stream_sequence, decode(message.subject.as_str(), &message.payload)));
+            last = Some(message);
+        }
+        let Some(last) = last else { continue };
+        let mut tx = pool.begin().await?;
+        let position = apply(&mut tx, &batch).await?;
+        tx.commit().await?;
+        last.ack().await.map_err(|e| ProjectorError::JetStream(e.to_string()))?;
+        stats.position.store(position, Ordering::Relaxed);
+        stats.applied.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Applies one batch in `tx`, skipping what the stored position covers.
+async fn apply(tx: &mut Transaction<'_, Postgres>, batch: &[(u64, Record)]) -> Result<u64, sqlx::Error> {
+    sqlx::query("insert into audit.position values ($1, 0) on conflict do nothing")
+        .bind(CONSUMER)
+        .execute(&mut **tx)
+        .await?;
+    let from: i64 = sqlx::query_scalar("select stream_seq from audit.position where consumer = $1 for update")
+        .bind(CONSUMER)
+        .fetch_one(&mut **tx)
+        .await?;
+    let mut position = from.max(0) as u64;
+    for (seq, record) in batch {
+        if *seq <= position {
+            continue;
+        }
+        let stream_seq = i64::try_from(*seq).unwrap_or(i64::MAX);
+        match record {
+            Record::Access(a) => {
+                sqlx::query(
+                    "insert into audit.access_event values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     on conflict do nothing",
+                )
+                .bind(stream_seq)
+                .bind(a.id)
+                .bind(a.child)
+                .bind(&a.principal)
+                .bind(&a.acting_user)
+                .bind(&a.purpose)
+                .bind(&a.endpoint)
+                .bind(a.at)
+                .bind(&a.outcome)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Record::Erasure(e) => erase(tx, stream_seq, e).await?,
+            Record::Checkpoint { covers, root, document } => {
+                sqlx::query("insert into audit.checkpoint values ($1, $2, $3, $4) on conflict do nothing")
+                    .bind(stream_seq)
+                    .bind(covers)
+                    .bind(root)
+                    .bind(document)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Record::Unknown(reason) => {
+                tracing::warn!(stream_seq, reason = %reason, "skipped an audit message this version cannot read");
+            }
+        }
+        position = *seq;
+    }
+    sqlx::query("update audit.position set stream_seq = $2 where consumer = $1")
+        .bind(CONSUMER)
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .execute(&mut **tx)
+        .await?;
+    Ok(position)
+}
+
+/// Records the erasure and removes the child's identifier digests from the
+/// live read models, a rebuild in progress and the kept previous copy.
+async fn erase(tx: &mut Transaction<'_, Postgres>, stream_seq: i64, e: &ErasureRecord) -> Result<(), sqlx::Error> {
+    sqlx::query("insert into audit.erased_child values ($1, $2, $3, $4, $5) on conflict do nothing")
+        .bind(e.child)
+        .bind(stream_seq)
+        .bind(&e.principal)
+        .bind(&e.acting_user)
+        .bind(e.at)
+        .execute(&mut **tx)
+        .await?;
+    for schema in [crate::LIVE_SCHEMA, crate::REBUILD_SCHEMA, crate::PREVIOUS_SCHEMA] {
+        let table = format!("{schema}.child_identifier");
+        let exists: Option<String> =
+            sqlx::query_scalar("select to_regclass($1)::text").bind(&table).fetch_one(&mut **tx).await?;
+        if exists.is_none() {
+            continue;
+        }
+        // Waits for any batch that is writing the index to commit, so its
+        // rows are visible to the delete; later batches see erased_child.
+        sqlx::query(&format!("lock table {table} in share row exclusive mode")).execute(&mut **tx).await?;
+        sqlx::query(&format!("delete from {table} where child_id = $1")).bind(e.child).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// One entry of a child's access log.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct AccessEntry {
+    pub principal: String,
+    pub acting_user: Option<String>,
+    pub purpose: Option<String>,
+    pub endpoint: String,
+    pub at: DateTime<Utc>,
+    pub outcome: String,
+}
+
+/// A child's access log, oldest first, as far as the audit consumer has
+/// applied the audit stream (returned alongside).
+pub async fn access_log(pool: &PgPool, child: uuid::Uuid) -> Result<(Vec<AccessEntry>, u64), sqlx::Error> {
+    type Row = (String, Option<String>, Option<String>, String, DateTime<Utc>, String);
+    let rows: Vec<Row> = sqlx::query_as(
+        "select principal, acting_user, purpose, endpoint, at, outcome from audit.access_event
+          where child_id = $1 order by at, stream_seq",
+    )
+    .bind(child)
+    .fetch_all(pool)
+    .await?;
+    let position: Option<i64> = sqlx::query_scalar("select stream_seq from audit.position where consumer = $1")
+        .bind(CONSUMER)
+        .fetch_optional(pool)
+        .await?;
+    let entries = rows
+        .into_iter()
+        .map(|(principal, acting_user, purpose, endpoint, at, outcome)| AccessEntry {
+            principal,
+            acting_user,
+            purpose,
+            endpoint,
+            at,
+            outcome,
+        })
+        .collect();
+    Ok((entries, position.unwrap_or(0).max(0) as u64))
+}
