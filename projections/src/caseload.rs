@@ -21,6 +21,8 @@ pub struct Case {
     pub on_plan: bool,
     pub visit_overdue: bool,
     pub review_overdue: bool,
+    /// Sealed records are shown to admins only; the query role leaves them out for everyone else.
+    pub sealed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -95,13 +97,13 @@ pub async fn worker_council(pool: &PgPool, worker: uuid::Uuid, day: NaiveDate) -
     .await
 }
 
-/// The cases `worker` holds on `today`. Sealed children are left out.
+/// The cases `worker` holds on `today`, sealed children included (marked).
 pub async fn worker_cases(pool: &PgPool, worker: uuid::Uuid, today: NaiveDate) -> Result<Vec<Case>, sqlx::Error> {
     let rows = sqlx::query(
         "select a.child_id, a.council, a.allocated_at, s.last_seen_at, s.last_seen_alone_at, s.on_cp_plan,
-                s.on_cin_plan, s.plan_started_on, s.review_due_on, s.last_visit_on
+                s.on_cin_plan, s.plan_started_on, s.review_due_on, s.last_visit_on, s.sealed
            from allocation a join child_status s using (child_id)
-          where a.worker_id = $1 and a.from_on <= $2 and (a.to_on is null or a.to_on > $2) and not s.sealed
+          where a.worker_id = $1 and a.from_on <= $2 and (a.to_on is null or a.to_on > $2)
           order by a.allocated_at, a.child_id",
     )
     .bind(worker)
@@ -134,6 +136,7 @@ pub async fn worker_cases(pool: &PgPool, worker: uuid::Uuid, today: NaiveDate) -
             on_plan,
             visit_overdue: on_plan && visit_overdue(last_visit.or(plan_started), interval, today),
             review_overdue: on_cp && review_due.is_some_and(|due| due < today),
+            sealed: row.try_get("sealed")?,
         });
     }
     Ok(cases)

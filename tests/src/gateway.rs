@@ -21,6 +21,12 @@ pub mod tokens {
     pub const ISLINGTON: &str = "test-islington-token";
     /// dashboard only.
     pub const DASHBOARD: &str = "test-dashboard-token";
+    /// reviewer only, named `panel-reviewer` (reviews name it), every council.
+    pub const REVIEWER: &str = "test-reviewer-token";
+    /// auditor for Haringey only.
+    pub const AUDITOR: &str = "test-auditor-token";
+    /// auditor of every council.
+    pub const NATIONAL_AUDITOR: &str = "test-national-auditor-token";
 }
 
 fn principals_toml() -> String {
@@ -42,6 +48,9 @@ fn principals_toml() -> String {
         ),
         entry("islington-csc", tokens::ISLINGTON, r#"["publish"]"#, r#"["E09000019"]"#, r#"["*"]"#),
         entry("partnership-dashboard", tokens::DASHBOARD, r#"["dashboard"]"#, r#"["*"]"#, r#"["*"]"#),
+        entry("panel-reviewer", tokens::REVIEWER, r#"["reviewer"]"#, r#"["*"]"#, r#"["*"]"#),
+        entry("haringey-auditor", tokens::AUDITOR, r#"["auditor"]"#, r#"["E09000014"]"#, r#"["*"]"#),
+        entry("national-auditor", tokens::NATIONAL_AUDITOR, r#"["auditor"]"#, r#"["*"]"#, r#"["*"]"#),
     ]
     .concat()
 }

@@ -1,0 +1,150 @@
+//! Trust figures: what sealing personal data and signing cost per event on
+//! ingest, and how fast the stream verifies. A measurement, not a test.
+//!
+//! `cargo run --release -p tests --example trust -- [EVENTS]`
+//!
+//! 1. On EVENTS seeded events (default 200,000; eight councils), the
+//!    gateway's per-event crypto alone, on one core: sealing the personal
+//!    fields (XChaCha20-Poly1305 under the child's key), then hashing
+//!    (RFC 8785 + SHA-256) and signing (Ed25519). Compared with the time a
+//!    whole event takes at the measured gateway ingest rate.
+//! 2. The same events loaded through a real gateway into a real NATS
+//!    (sync_interval: always) and projected; then `verify` over the whole
+//!    stream, with the Postgres copy and without it (the outside verifier),
+//!    and for one child.
+
+#![allow(clippy::print_stdout)] // printing the figures is the point
+
+use chrono::NaiveDate;
+use futures::StreamExt as _;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Instant;
+use tests::gateway::{TestGateway, tokens};
+use tests::{NatsServer, TestDatabase};
+
+#[tokio::main]
+async fn main() {
+    let target: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let until = NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
+    let per_council = (target / 8 / 19).max(10);
+    let groups = services::seed::generate(7, 8, per_council, until).expect("seed");
+    let all: Vec<Value> = groups.iter().flatten().cloned().collect();
+    println!("generated {} events", all.len());
+
+    crypto_cost(&all);
+
+    let nats = NatsServer::start().await;
+    let gw = Arc::new(TestGateway::start(&nats.url()).await);
+    let started = Instant::now();
+    let (people, children): (Vec<_>, Vec<_>) =
+        groups.into_iter().partition(|g| g.first().is_some_and(|e| e["type"] != "child.registered"));
+    let mut last = 0;
+    let mut a_child = String::new();
+    for part in [people, children] {
+        if let Some(first) = part.first().and_then(|g| g.first()) {
+            a_child = first["subject"].as_str().unwrap_or_default().to_owned();
+        }
+        let mut sends = futures::stream::iter(services::seed::batches(&part, 1000).into_iter().map(|batch| {
+            let gw = gw.clone();
+            async move {
+                let r = gw.post(tokens::ADMIN, &Value::Array(batch)).await;
+                assert_eq!(r.status, 201, "{}", &r.text[..r.text.len().min(300)]);
+                r.json["results"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x["stream_sequence"].as_u64())
+                    .max()
+                    .unwrap_or(0)
+            }
+        }))
+        .buffer_unordered(4);
+        while let Some(seq) = sends.next().await {
+            last = last.max(seq);
+        }
+    }
+    let load = started.elapsed().as_secs_f64();
+    let rate = all.len() as f64 / load;
+    println!(
+        "loaded through the gateway: {load:.1} s, {rate:.0} events/s ({:.0} µs of wall time per event)",
+        1e6 / rate
+    );
+
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    tests::projector::run_until(&nats.url(), &pool, projections::runtime::Settings::default(), last).await;
+    let key = gw.verifying_key();
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
+    for (what, copy) in [("with the Postgres copy", Some(&pool)), ("stream only (the outside verifier)", None)] {
+        let t = Instant::now();
+        let report = services::verify::verify(&js, copy, &key, None).await.expect("verify");
+        let s = t.elapsed().as_secs_f64();
+        assert!(report.ok, "{:?}", report.breaks.first());
+        println!("verified {} events {what}: {s:.1} s, {:.0} events/s", report.checked, report.checked as f64 / s);
+    }
+    let child = events::Subject::Child(events::ids::ChildId::parse(&a_child).expect("a child"));
+    let t = Instant::now();
+    let report = services::verify::verify(&js, Some(&pool), &key, Some(&child)).await.expect("verify");
+    println!(
+        "verified one child ({} events) with the copy: {:.1} ms",
+        report.checked,
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
+/// The gateway's sealing, hashing and signing of each event, timed apart
+/// from everything else it does.
+fn crypto_cost(all: &[Value]) {
+    let now = chrono::Utc::now();
+    let received: Vec<events::ReceivedEvent> = all.iter().filter_map(|v| events::parse_received(v, now).ok()).collect();
+    let data_key = events::privacy::DataKey::from_bytes([9; 32]);
+    let signing = events::chain::signing_key_from_seed([1; 32]);
+    let source = events::ids::PrincipalName::parse("measure").expect("name");
+    let stamp = events::Stamp { source, recorded_at: now.fixed_offset(), sequence: 1, prevhash: events::Digest::ZERO };
+    let docs: Vec<(Value, Vec<String>, String, String)> = received
+        .iter()
+        .map(|e| {
+            let doc = Value::Object(e.to_unsealed_plain(&stamp));
+            (doc, events::personal_pointers(&e.data, "/data"), e.subject.to_string(), e.id.as_str().to_owned())
+        })
+        .collect();
+    let personal = docs.iter().filter(|d| !d.1.is_empty()).count();
+    let mut sealed = Vec::with_capacity(docs.len());
+    let t = Instant::now();
+    for (doc, pointers, subject, id) in &docs {
+        let mut doc = doc.clone();
+        if !pointers.is_empty() {
+            events::privacy::seal_fields(&mut doc, pointers, &data_key, (subject, "measure", id), || {
+                let mut nonce = [0u8; 24];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+                nonce
+            });
+        }
+        sealed.push(doc);
+    }
+    let seal = t.elapsed().as_secs_f64();
+    let clone_only = {
+        let t = Instant::now();
+        let copies: Vec<Value> = docs.iter().map(|d| d.0.clone()).collect();
+        let s = t.elapsed().as_secs_f64();
+        drop(copies);
+        s
+    };
+    let t = Instant::now();
+    let mut signed = 0usize;
+    for doc in sealed {
+        if let Value::Object(map) = doc {
+            signed += events::chain::seal(map, &signing).len();
+        }
+    }
+    let sign = t.elapsed().as_secs_f64();
+    let n = docs.len() as f64;
+    println!(
+        "sealing personal fields ({personal} of {} events carry some): {:.1} µs per event ({:.1} µs per event that has any)",
+        docs.len(),
+        (seal - clone_only).max(0.0) * 1e6 / n,
+        (seal - clone_only).max(0.0) * 1e6 / personal.max(1) as f64
+    );
+    println!("hashing (RFC 8785, SHA-256) and signing (Ed25519): {:.1} µs per event ({signed} fields)", sign * 1e6 / n);
+}
