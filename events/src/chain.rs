@@ -83,6 +83,13 @@ pub fn signature_valid(key: &VerifyingKey, digest: &Digest, signature: &str) -> 
     key.verify_strict(&digest.0, &Signature::from_bytes(&bytes)).is_ok()
 }
 
+/// Whether `signature` is the signature of `digest` by any of `keys` (the
+/// backbone's keys over time: after a rotation, older events stay signed
+/// by the key of their day).
+pub fn signature_valid_any(keys: &[VerifyingKey], digest: &Digest, signature: &str) -> bool {
+    keys.iter().any(|key| signature_valid(key, digest, signature))
+}
+
 /// Adds `hash` and `signature` to an unsealed stored document.
 pub fn seal(mut doc: Map<String, Value>, key: &SigningKey) -> Map<String, Value> {
     doc.remove("hash");
@@ -113,6 +120,21 @@ pub fn decode_signing_key(text: &str) -> Result<SigningKey, String> {
 /// The public key in the form we publish it: base64 of its 32 bytes.
 pub fn encode_verifying_key(key: &VerifyingKey) -> String {
     BASE64.encode(key.to_bytes())
+}
+
+/// A public key file: one key per line (base64), oldest first; blank lines
+/// and lines starting with `#` are ignored. At least one key is required.
+pub fn decode_verifying_keys(text: &str) -> Result<Vec<VerifyingKey>, String> {
+    let keys = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(decode_verifying_key)
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err("the public key file holds no key".into());
+    }
+    Ok(keys)
 }
 
 pub fn decode_verifying_key(text: &str) -> Result<VerifyingKey, String> {
@@ -180,7 +202,7 @@ pub fn check_event(
     subject: &str,
     position: usize,
     bytes: &[u8],
-    key: &VerifyingKey,
+    keys: &[VerifyingKey],
     breaks: &mut Vec<Break>,
 ) -> Option<Link> {
     let mut push = |sequence: u64, kind: BreakKind, detail: String| {
@@ -209,7 +231,7 @@ pub fn check_event(
         push(sequence, BreakKind::Altered, "the event's bytes do not match its hash".into());
     } else {
         let signature = doc.get("signature").and_then(Value::as_str).unwrap_or("");
-        if !signature_valid(key, &actual, signature) {
+        if !signature_valid_any(keys, &actual, signature) {
             push(sequence, BreakKind::Forged, "the signature is not the backbone's signature of this hash".into());
         }
     }
@@ -288,7 +310,7 @@ pub fn verify_history(subject: &str, messages: &[&[u8]], key: &VerifyingKey, hea
     let links: Vec<Link> = messages
         .iter()
         .enumerate()
-        .filter_map(|(position, bytes)| check_event(subject, position, bytes, key, &mut breaks))
+        .filter_map(|(position, bytes)| check_event(subject, position, bytes, std::slice::from_ref(key), &mut breaks))
         .collect();
     check_links(subject, &links, head, &mut breaks);
     breaks.sort_by_key(|b| b.sequence);

@@ -97,8 +97,9 @@ pub enum CheckpointError {
     Forged,
 }
 
-/// Reads a published checkpoint and checks its hash and signature.
-pub fn open(bytes: &[u8], key: &VerifyingKey) -> Result<Checkpoint, CheckpointError> {
+/// Reads a published checkpoint and checks its hash and its signature by
+/// one of `keys`.
+pub fn open(bytes: &[u8], keys: &[VerifyingKey]) -> Result<Checkpoint, CheckpointError> {
     let Ok(Value::Object(doc)) = parse_strict(bytes) else {
         return Err(CheckpointError::Malformed("not a JSON object"));
     };
@@ -114,7 +115,7 @@ pub fn open(bytes: &[u8], key: &VerifyingKey) -> Result<Checkpoint, CheckpointEr
     if claimed != actual {
         return Err(CheckpointError::Altered);
     }
-    if !chain::signature_valid(key, &actual, text("signature")?) {
+    if !chain::signature_valid_any(keys, &actual, text("signature")?) {
         return Err(CheckpointError::Forged);
     }
     let at = chrono::DateTime::parse_from_rfc3339(text("at")?).map_err(|_| CheckpointError::Malformed("at"))?.to_utc();
@@ -144,16 +145,17 @@ mod tests {
         let at = chrono::DateTime::parse_from_rfc3339("2025-01-14T09:30:00Z").expect("time").to_utc();
         let doc = sign("SG_EVENTS", 10, (2, 3), &r, &Digest::ZERO, at, &key);
         let bytes = serde_json::to_vec(&doc).expect("json");
-        let opened = open(&bytes, &key.verifying_key()).expect("valid");
+        let opened = open(&bytes, &[key.verifying_key()]).expect("valid");
         assert_eq!((opened.covers, opened.subjects, opened.root), (10, 2, r));
 
         let mut altered = doc.clone();
         altered.insert("covers".into(), 11.into());
         assert_eq!(
-            open(&serde_json::to_vec(&altered).expect("json"), &key.verifying_key()),
+            open(&serde_json::to_vec(&altered).expect("json"), &[key.verifying_key()]),
             Err(CheckpointError::Altered)
         );
         let other = chain::signing_key_from_seed([8; 32]);
-        assert_eq!(open(&bytes, &other.verifying_key()), Err(CheckpointError::Forged));
+        assert_eq!(open(&bytes, &[other.verifying_key()]), Err(CheckpointError::Forged));
+        assert!(open(&bytes, &[other.verifying_key(), key.verifying_key()]).is_ok(), "any listed key will do");
     }
 }

@@ -15,7 +15,8 @@ pub struct VerifyArgs {
     /// Only this child's history.
     #[arg(long)]
     pub child: Option<uuid::Uuid>,
-    /// The gateway's public key (base64 of 32 bytes, as in `signing.key.pub`).
+    /// The gateway's public keys: one base64 key per line, every key it has
+    /// signed with (as the gateway keeps `signing.key.pub`).
     #[arg(long = "public-key", env = "SAFEGUARD_PUBLIC_KEY", default_value = "signing.key.pub")]
     pub public_key: std::path::PathBuf,
     /// Check the stream and checkpoints alone, without the Postgres copy:
@@ -33,13 +34,13 @@ pub struct VerifyArgs {
 pub async fn run_verify(args: VerifyArgs) -> anyhow::Result<bool> {
     let text = std::fs::read_to_string(&args.public_key)
         .with_context(|| format!("could not read the public key {}", args.public_key.display()))?;
-    let key = events::chain::decode_verifying_key(&text).map_err(|m| anyhow::anyhow!("{m}"))?;
+    let keys = events::chain::decode_verifying_keys(&text).map_err(|m| anyhow::anyhow!("{m}"))?;
     let client = bus::connect(&args.nats.url, args.nats.creds.as_deref()).await?;
     let js = async_nats::jetstream::new(client);
     let pool = if args.stream_only { None } else { Some(crate::connect_database(&args.database.database_url).await?) };
     let child = args.child.map(|c| events::Subject::Child(events::ids::ChildId::from_uuid(c)));
     let started = std::time::Instant::now();
-    let report = verify::verify(&js, pool.as_ref(), &key, child.as_ref()).await?;
+    let report = verify::verify(&js, pool.as_ref(), &keys, child.as_ref()).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &report)?;

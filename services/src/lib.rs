@@ -304,14 +304,14 @@ pub async fn run_gateway(
     let stream = js.get_stream(bus::EVENTS_STREAM).await.context("could not open the event stream")?;
     let master = keystore::MasterKey::load_or_create(&settings.master_key)?;
     let signing = load_or_create_signing_key(&settings.signing_key)?;
-    write_public_key(&settings.signing_key, &signing)?;
+    let public_keys = write_public_key(&settings.signing_key, &signing)?;
     let principals = principals::Principals::load(&settings.principals)?;
     let keys = keystore::KeyStore::watched(bucket, master).await?;
 
     reload_on_hangup(principals.clone(), settings.principals.clone());
     let checkpointer = settings
         .checkpoint_interval
-        .map(|every| tokio::spawn(gateway::checkpoint::run(js.clone(), signing.clone(), every)));
+        .map(|every| tokio::spawn(gateway::checkpoint::run(js.clone(), signing.clone(), public_keys, every)));
 
     let state = Arc::new(gateway::AppState {
         principals,
@@ -343,21 +343,34 @@ pub async fn run_gateway(
 }
 
 /// The public key file beside the signing key (`signing.key.pub`): what an
-/// outside verifier needs, and all it needs. Rewritten at every start, so it
-/// always matches the key in use.
+/// outside verifier needs, and all it needs. One base64 key per line, oldest
+/// first: every key the gateway has signed with, because events keep the
+/// signature of their day after a rotation.
 pub fn public_key_path(signing_key: &Path) -> std::path::PathBuf {
     let mut name = signing_key.as_os_str().to_owned();
     name.push(".pub");
     name.into()
 }
 
-fn write_public_key(signing_key: &Path, key: &SigningKey) -> anyhow::Result<()> {
+/// Adds the signing key's public key to the public key file if it is not
+/// there yet (after a rotation, a new line), and returns every key listed.
+fn write_public_key(signing_key: &Path, key: &SigningKey) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
     let path = public_key_path(signing_key);
-    let text = format!("{}\n", events::chain::encode_verifying_key(&key.verifying_key()));
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut keys = if text.trim().is_empty() {
+        Vec::new()
+    } else {
+        events::chain::decode_verifying_keys(&text).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?
+    };
+    if !keys.contains(&key.verifying_key()) {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("{}\n", events::chain::encode_verifying_key(&key.verifying_key())));
         std::fs::write(&path, text).with_context(|| format!("could not write {}", path.display()))?;
+        keys.push(key.verifying_key());
     }
-    Ok(())
+    Ok(keys)
 }
 
 /// `safeguard rebuild`: builds the read models afresh beside the live ones

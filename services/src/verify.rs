@@ -73,12 +73,13 @@ struct Checked {
     breaks: Vec<Break>,
 }
 
-/// Verifies the whole stream (or one child's history) against `key`, and
-/// against the Postgres copy when `copy` is given.
+/// Verifies the whole stream (or one child's history) against `keys` (every
+/// public key the gateway has signed with), and against the Postgres copy
+/// when `copy` is given.
 pub async fn verify(
     js: &jetstream::Context,
     copy: Option<&PgPool>,
-    key: &VerifyingKey,
+    keys: &[VerifyingKey],
     child: Option<&Subject>,
 ) -> anyhow::Result<Report> {
     let stream = js.get_stream(bus::EVENTS_STREAM).await.context("could not open the event stream")?;
@@ -88,7 +89,7 @@ pub async fn verify(
     // Checkpoints cover every subject, so only a whole-stream pass can check them.
     let mut report = CheckpointReport::default();
     let mut pending_checkpoints = match child {
-        None => read_checkpoints(js, key, &mut report).await?,
+        None => read_checkpoints(js, keys, &mut report).await?,
         Some(_) => Vec::new(),
     };
     pending_checkpoints.reverse(); // popped from the end, oldest first
@@ -147,9 +148,9 @@ pub async fn verify(
                 }
                 _ => (Vec::new(), None),
             };
-            let key = *key;
+            let keys = keys.to_vec();
             in_flight
-                .push_back(tokio::task::spawn_blocking(move || Ok(check_chunk(&chunk, &rows, compare_upto, &key))));
+                .push_back(tokio::task::spawn_blocking(move || Ok(check_chunk(&chunk, &rows, compare_upto, &keys))));
         }
         let done_reading = read >= to_read;
         if in_flight.len() >= 2 || (done_reading && !in_flight.is_empty()) {
@@ -230,11 +231,11 @@ pub async fn verify(
 
 /// Checks a chunk's messages on their own, and against the copy's rows for
 /// the same stream positions (up to `compare_upto`).
-fn check_chunk(chunk: &[Item], rows: &[CopyRow], compare_upto: Option<u64>, key: &VerifyingKey) -> Checked {
+fn check_chunk(chunk: &[Item], rows: &[CopyRow], compare_upto: Option<u64>, keys: &[VerifyingKey]) -> Checked {
     let mut breaks = Vec::new();
     let mut links = Vec::with_capacity(chunk.len());
     for item in chunk {
-        let link = chain::check_event(&item.subject, item.position, &item.bytes, key, &mut breaks);
+        let link = chain::check_event(&item.subject, item.position, &item.bytes, keys, &mut breaks);
         links.push((item.stream_seq, item.subject.clone(), link));
     }
     if let Some(upto) = compare_upto {
@@ -297,7 +298,7 @@ fn check_root(
 /// the rest are reported. Each must also name the one before it.
 async fn read_checkpoints(
     js: &jetstream::Context,
-    key: &VerifyingKey,
+    keys: &[VerifyingKey],
     report: &mut CheckpointReport,
 ) -> anyhow::Result<Vec<(u64, checkpoint::Checkpoint)>> {
     let stream = js.get_stream(bus::AUDIT_STREAM).await.context("could not open the audit stream")?;
@@ -315,7 +316,7 @@ async fn read_checkpoints(
             .context("the audit stream ended early")?
             .map_err(|e| anyhow::anyhow!("reading checkpoints: {e}"))?;
         let audit_sequence = message.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence;
-        match checkpoint::open(&message.payload, key) {
+        match checkpoint::open(&message.payload, keys) {
             Ok(cp) => {
                 if cp.previous != previous {
                     report.failures.push(CheckpointFailure {

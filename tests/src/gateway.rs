@@ -170,6 +170,16 @@ impl TestGateway {
         self.launch().await;
     }
 
+    /// Rotates the signing key: stops the gateway, retires its key (kept
+    /// as `signing.key.retired`) and starts it again, which makes a new key
+    /// and adds its public key to `signing.key.pub`.
+    pub async fn rotate_signing_key(&mut self) {
+        self.shutdown().await;
+        #[allow(clippy::expect_used)]
+        std::fs::rename(self.path("signing.key"), self.path("signing.key.retired")).expect("retire the key");
+        self.launch().await;
+    }
+
     pub async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -550,19 +550,8 @@ async fn tampering_is_reported_by_kind_and_a_checkpoint_holds_only_until_the_str
     let last = seqs[&d][2];
 
     // Wait for a checkpoint that covers everything, then keep only the public key.
+    checkpoint_covering(&sys.nats, last).await;
     let js = async_nats::jetstream::new(sys.nats.client().await);
-    let audit = js.get_stream(services::bus::AUDIT_STREAM).await.expect("audit stream");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(m) = audit.get_last_raw_message_by_subject(events::subjects::CHECKPOINT).await {
-            let cp: Value = serde_json::from_slice(&m.payload).expect("json");
-            if cp["covers"].as_u64() >= Some(last) {
-                break;
-            }
-        }
-        assert!(std::time::Instant::now() < deadline, "no checkpoint covered stream position {last}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let outside = tempfile::tempdir().expect("dir");
     let public_key = outside.path().join("safeguard.pub");
     std::fs::copy(sys.gateway.path("signing.key.pub"), &public_key).expect("copy the public key");
@@ -633,6 +622,61 @@ async fn tampering_is_reported_by_kind_and_a_checkpoint_holds_only_until_the_str
     let subjects: Vec<&str> =
         one.json["breaks"].as_array().expect("breaks").iter().filter_map(|b| b["subject"].as_str()).collect();
     assert!(!subjects.is_empty() && subjects.iter().all(|s| *s == a), "{}", one.text);
+}
+
+/// Waits until a checkpoint covers stream position `position`.
+async fn checkpoint_covering(nats: &NatsServer, position: u64) {
+    let js = async_nats::jetstream::new(nats.client().await);
+    let audit = js.get_stream(services::bus::AUDIT_STREAM).await.expect("audit stream");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(m) = audit.get_last_raw_message_by_subject(events::subjects::CHECKPOINT).await {
+            let cp: Value = serde_json::from_slice(&m.payload).expect("json");
+            if cp["covers"].as_u64() >= Some(position) {
+                return;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no checkpoint covered stream position {position}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn after_a_key_rotation_events_and_checkpoints_of_both_keys_verify_with_the_listed_keys() {
+    let mut sys =
+        System::start(Setup { checkpoint_interval: Some(Duration::from_millis(100)), ..Setup::default() }).await;
+    let child = new_id();
+    let seen = |id: &str, day: &str| {
+        event(
+            id,
+            "child.seen",
+            &child,
+            &format!("2024-02-{day}T09:00:00Z"),
+            json!({"seen_by": new_id(), "seen_alone": true, "context": "school"}),
+        )
+    };
+    let before = sys.publish(tokens::HARINGEY, vec![registered("reg", &child, HARINGEY), seen("s1", "01")]).await;
+    checkpoint_covering(&sys.nats, before[1]["stream_sequence"].as_u64().expect("seq")).await;
+    sys.gateway.rotate_signing_key().await;
+    let after = sys.publish(tokens::HARINGEY, vec![seen("s2", "02"), seen("s3", "03")]).await;
+    assert_eq!(after[1]["sequence"], 4, "the chain runs on across the rotation");
+    checkpoint_covering(&sys.nats, after[1]["stream_sequence"].as_u64().expect("seq")).await;
+
+    let listed = std::fs::read_to_string(sys.gateway.path("signing.key.pub")).expect("public keys");
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    let (code, report) = outside_verifier(&sys.nats.url(), &sys.gateway.path("signing.key.pub")).await;
+    assert_eq!(code, 0, "{report}");
+    assert!(report["checkpoints"]["checked"].as_u64() >= Some(2), "{report}");
+
+    // With the new key alone, everything the old key signed looks forged.
+    let dir = tempfile::tempdir().expect("dir");
+    let newest = dir.path().join("newest.pub");
+    std::fs::write(&newest, listed.lines().last().expect("a key")).expect("write");
+    let (code, report) = outside_verifier(&sys.nats.url(), &newest).await;
+    assert_eq!(code, 3, "{report}");
+    assert!(has_break(&report, &child, 1, "forged") && has_break(&report, &child, 2, "forged"), "{report}");
+    assert!(!has_break(&report, &child, 3, "forged"), "{report}");
+    assert!(!report["checkpoints"]["failures"].as_array().expect("failures").is_empty(), "{report}");
 }
 
 /// Every row of every read-model and audit table, as text.

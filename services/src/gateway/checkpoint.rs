@@ -27,16 +27,28 @@ struct HeadOf {
 
 /// Runs until the task is dropped. Failures (NATS away) are logged and
 /// retried from the start of the stream.
-pub async fn run(js: jetstream::Context, signing: SigningKey, interval: Duration) {
+/// `keys` are every public key the gateway has signed with (the last
+/// checkpoint may be signed by a key since rotated out).
+pub async fn run(
+    js: jetstream::Context,
+    signing: SigningKey,
+    keys: Vec<ed25519_dalek::VerifyingKey>,
+    interval: Duration,
+) {
     loop {
-        if let Err(e) = follow(&js, &signing, interval).await {
+        if let Err(e) = follow(&js, &signing, &keys, interval).await {
             tracing::warn!(error = %e, "checkpointer interrupted; starting again");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-async fn follow(js: &jetstream::Context, signing: &SigningKey, interval: Duration) -> anyhow::Result<()> {
+async fn follow(
+    js: &jetstream::Context,
+    signing: &SigningKey,
+    keys: &[ed25519_dalek::VerifyingKey],
+    interval: Duration,
+) -> anyhow::Result<()> {
     let events = js.get_stream(bus::EVENTS_STREAM).await?;
     let audit = js.get_stream(bus::AUDIT_STREAM).await?;
     let mut messages = bus::read_ordered(&events, subjects::EVENTS_FILTER, 1).await?;
@@ -44,7 +56,7 @@ async fn follow(js: &jetstream::Context, signing: &SigningKey, interval: Duratio
     let mut covers = 0u64;
     let mut count = 0u64;
     let mut caught_up = false;
-    let mut published = last_checkpoint(&audit, signing).await?.map_or(0, |(_, cp)| cp.covers);
+    let mut published = last_checkpoint(&audit, keys).await?.map_or(0, |(_, cp)| cp.covers);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -64,7 +76,7 @@ async fn follow(js: &jetstream::Context, signing: &SigningKey, interval: Duratio
             _ = tick.tick() => {
                 if caught_up
                     && covers > published
-                    && let Some(made) = publish(js, &audit, signing, (covers, count), &heads).await?
+                    && let Some(made) = publish(js, &audit, (signing, keys), (covers, count), &heads).await?
                 {
                     published = made;
                 }
@@ -76,12 +88,12 @@ async fn follow(js: &jetstream::Context, signing: &SigningKey, interval: Duratio
 /// The last checkpoint on the audit stream and its audit sequence.
 async fn last_checkpoint(
     audit: &jetstream::stream::Stream,
-    signing: &SigningKey,
+    keys: &[ed25519_dalek::VerifyingKey],
 ) -> anyhow::Result<Option<(u64, checkpoint::Checkpoint)>> {
     use async_nats::jetstream::stream::RawMessageErrorKind;
     match audit.raw_message_builder().last_by_subject(subjects::CHECKPOINT).send().await {
         Ok(message) => {
-            let cp = checkpoint::open(&message.payload, &signing.verifying_key())
+            let cp = checkpoint::open(&message.payload, keys)
                 .map_err(|e| anyhow::anyhow!("the last checkpoint does not verify: {e}"))?;
             Ok(Some((message.sequence, cp)))
         }
@@ -95,11 +107,11 @@ async fn last_checkpoint(
 async fn publish(
     js: &jetstream::Context,
     audit: &jetstream::stream::Stream,
-    signing: &SigningKey,
+    (signing, keys): (&SigningKey, &[ed25519_dalek::VerifyingKey]),
     (covers, events): (u64, u64),
     heads: &HashMap<String, (u64, Digest)>,
 ) -> anyhow::Result<Option<u64>> {
-    let last = last_checkpoint(audit, signing).await?;
+    let last = last_checkpoint(audit, keys).await?;
     if let Some((_, cp)) = &last
         && cp.covers >= covers
     {

@@ -631,10 +631,10 @@ async fn verify(State(app): State<Arc<QueryState>>, Query(p): Query<VerifyParams
         let text = std::fs::read_to_string(&app.public_key).map_err(|_| {
             QueryError::Unavailable(format!("the public key {} cannot be read", app.public_key.display()))
         })?;
-        let key = events::chain::decode_verifying_key(&text)
-            .map_err(|m| QueryError::Unavailable(format!("the public key {}: {m}", app.public_key.display())))?;
+        let keys = events::chain::decode_verifying_keys(&text)
+            .map_err(|m| QueryError::Unavailable(format!("the public key file {}: {m}", app.public_key.display())))?;
         let js = app.access.js.clone();
-        let report = crate::verify::verify(&js, Some(&app.pool), &key, child.as_ref())
+        let report = crate::verify::verify(&js, Some(&app.pool), &keys, child.as_ref())
             .await
             .map_err(|e| QueryError::Unavailable(format!("verification could not run: {e:#}")))?;
         Ok(Json(report).into_response())
