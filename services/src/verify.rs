@@ -84,6 +84,13 @@ pub async fn verify(
 ) -> anyhow::Result<Report> {
     let stream = js.get_stream(bus::EVENTS_STREAM).await.context("could not open the event stream")?;
     let filter = child.map_or_else(|| subjects::EVENTS_FILTER.to_owned(), subjects::event_subject);
+    // The copy's position before the stream's length: everything the copy
+    // holds up to there is then among the messages this pass reads, however
+    // much arrives meanwhile.
+    let copy_position = match copy {
+        Some(pool) => Some(copy_position(pool).await?),
+        None => None,
+    };
     let to_read = bus::count_matching(&stream, &filter).await?;
 
     // Checkpoints cover every subject, so only a whole-stream pass can check them.
@@ -93,11 +100,6 @@ pub async fn verify(
         Some(_) => Vec::new(),
     };
     pending_checkpoints.reverse(); // popped from the end, oldest first
-
-    let copy_position = match copy {
-        Some(pool) => Some(copy_position(pool).await?),
-        None => None,
-    };
 
     let mut breaks = Vec::new();
     let mut links: HashMap<String, Vec<Link>> = HashMap::new();
@@ -205,9 +207,9 @@ pub async fn verify(
 
     // The copy's heads say where each subject's history should end, so
     // events removed from the end of the stream show as missing.
-    let copy_heads = match copy {
-        Some(pool) => copy_heads(pool, child).await?,
-        None => HashMap::new(),
+    let copy_heads = match (copy, copy_position) {
+        (Some(pool), Some(limit)) => copy_heads(pool, child, limit.min(last_seq)).await?,
+        _ => HashMap::new(),
     };
     for (subject, subject_links) in &links {
         chain::check_links(subject, subject_links, copy_heads.get(subject).copied(), &mut breaks);
@@ -352,15 +354,32 @@ async fn copy_position(pool: &PgPool) -> anyhow::Result<u64> {
 
 /// The copy's rows with stream positions in `(after, upto]`.
 async fn copy_rows(pool: &PgPool, child: Option<&Subject>, after: u64, upto: u64) -> anyhow::Result<Vec<CopyRow>> {
-    let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
-        "select stream_seq, subject, sequence, document::text from stored_event
-          where stream_seq > $1 and stream_seq <= $2 and ($3::text is null or subject = $3) order by stream_seq",
-    )
-    .bind(i64::try_from(after).unwrap_or(i64::MAX))
-    .bind(i64::try_from(upto).unwrap_or(i64::MAX))
-    .bind(child.map(ToString::to_string))
-    .fetch_all(pool)
-    .await
+    let (after, upto) = (i64::try_from(after).unwrap_or(i64::MAX), i64::try_from(upto).unwrap_or(i64::MAX));
+    // Two statements rather than one with "$3 is null or subject = $3",
+    // which would keep the planner from the subject index for one child.
+    let rows: Vec<(i64, String, i64, String)> = match child {
+        Some(subject) => {
+            sqlx::query_as(
+                "select stream_seq, subject, sequence, document::text from stored_event
+              where subject = $3 and stream_seq > $1 and stream_seq <= $2 order by stream_seq",
+            )
+            .bind(after)
+            .bind(upto)
+            .bind(subject.to_string())
+            .fetch_all(pool)
+            .await
+        }
+        None => {
+            sqlx::query_as(
+                "select stream_seq, subject, sequence, document::text from stored_event
+              where stream_seq > $1 and stream_seq <= $2 order by stream_seq",
+            )
+            .bind(after)
+            .bind(upto)
+            .fetch_all(pool)
+            .await
+        }
+    }
     .context("could not read the Postgres copy")?;
     Ok(rows
         .into_iter()
@@ -373,15 +392,30 @@ async fn copy_rows(pool: &PgPool, child: Option<&Subject>, after: u64, upto: u64
         .collect())
 }
 
-/// Each subject's last event in the copy.
-async fn copy_heads(pool: &PgPool, child: Option<&Subject>) -> anyhow::Result<HashMap<String, Head>> {
-    let rows: Vec<(String, i64, String)> = sqlx::query_as(
-        "select distinct on (subject) subject, sequence, hash from stored_event
-          where ($1::text is null or subject = $1) order by subject, sequence desc",
-    )
-    .bind(child.map(ToString::to_string))
-    .fetch_all(pool)
-    .await
+/// Each subject's last event in the copy, up to stream position `upto`.
+async fn copy_heads(pool: &PgPool, child: Option<&Subject>, upto: u64) -> anyhow::Result<HashMap<String, Head>> {
+    let upto = i64::try_from(upto).unwrap_or(i64::MAX);
+    let rows: Vec<(String, i64, String)> = match child {
+        Some(subject) => {
+            sqlx::query_as(
+                "select subject, sequence, hash from stored_event
+              where subject = $1 and stream_seq <= $2 order by sequence desc limit 1",
+            )
+            .bind(subject.to_string())
+            .bind(upto)
+            .fetch_all(pool)
+            .await
+        }
+        None => {
+            sqlx::query_as(
+                "select distinct on (subject) subject, sequence, hash from stored_event
+              where stream_seq <= $1 order by subject, sequence desc",
+            )
+            .bind(upto)
+            .fetch_all(pool)
+            .await
+        }
+    }
     .context("could not read the copy's heads")?;
     Ok(rows
         .into_iter()

@@ -474,7 +474,9 @@ async fn the_access_log_shows_who_read_why_and_reading_it_is_logged_too() {
     let first = sys.get(tokens::AUDITOR, &log_path).await;
     assert_eq!(first.status, 200, "{}", first.text);
     let entries = first.json["entries"].as_array().expect("entries").clone();
-    assert_eq!(entries.len(), 2, "{}", first.text);
+    // The two reads, then (if the audit consumer was quick enough) this very read of the log.
+    assert!(entries.len() >= 2, "{}", first.text);
+    assert!(entries[2..].iter().all(|e| e["principal"] == "haringey-auditor"), "{}", first.text);
     assert_eq!(entries[0]["principal"], "haringey-csc");
     assert_eq!(entries[0]["acting_user"], "j.bloggs@haringey");
     assert_eq!(entries[0]["purpose"], "strategy discussion");
