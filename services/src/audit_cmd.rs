@@ -16,9 +16,12 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub child: Option<uuid::Uuid>,
     /// The gateway's public keys: one base64 key per line, every key it has
-    /// signed with (as the gateway keeps `signing.key.pub`).
-    #[arg(long = "public-key", env = "SAFEGUARD_PUBLIC_KEY", default_value = "signing.key.pub")]
-    pub public_key: std::path::PathBuf,
+    /// signed with (default: `<SAFEGUARD_SIGNING_KEY>.pub`, as the gateway keeps them).
+    #[arg(long = "public-key", env = "SAFEGUARD_PUBLIC_KEY")]
+    pub public_key: Option<std::path::PathBuf>,
+    /// Only to find the default public key file beside it; verification never reads it.
+    #[arg(long, env = "SAFEGUARD_SIGNING_KEY", default_value = "signing.key", hide = true)]
+    pub signing_key: std::path::PathBuf,
     /// Check the stream and checkpoints alone, without the Postgres copy:
     /// all an outside verifier needs is NATS read access and the public key.
     #[arg(long)]
@@ -32,8 +35,9 @@ pub struct VerifyArgs {
 /// Runs verification; prints the report as JSON on stdout and a summary on
 /// stderr. Returns whether everything held.
 pub async fn run_verify(args: VerifyArgs) -> anyhow::Result<bool> {
-    let text = std::fs::read_to_string(&args.public_key)
-        .with_context(|| format!("could not read the public key {}", args.public_key.display()))?;
+    let path = args.public_key.clone().unwrap_or_else(|| crate::public_key_path(&args.signing_key));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("could not read the public keys {}", path.display()))?;
     let keys = events::chain::decode_verifying_keys(&text).map_err(|m| anyhow::anyhow!("{m}"))?;
     let client = bus::connect(&args.nats.url, args.nats.creds.as_deref()).await?;
     let js = async_nats::jetstream::new(client);

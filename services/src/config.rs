@@ -122,8 +122,9 @@ pub struct QueryArgs {
     /// How long a read may wait for its access event to be stored before it is answered 503, in milliseconds.
     #[arg(long = "access-timeout-ms", env = "SAFEGUARD_ACCESS_TIMEOUT_MS", default_value_t = 5000)]
     pub access_timeout_ms: u64,
-    /// The gateway's public key (base64 of 32 bytes), for `GET /v1/verify`.
-    /// The gateway writes it beside its signing key as `<signing key>.pub`.
-    #[arg(long = "public-key", env = "SAFEGUARD_PUBLIC_KEY", default_value = "signing.key.pub")]
-    pub public_key: PathBuf,
+    /// The gateway's public keys (one base64 key per line), for `GET /v1/verify`.
+    /// The gateway keeps them beside its signing key as `<signing key>.pub`,
+    /// which is the default.
+    #[arg(long = "public-key", env = "SAFEGUARD_PUBLIC_KEY")]
+    pub public_key: Option<PathBuf>,
 }

@@ -255,7 +255,7 @@ pub async fn run_query(
         principals,
         lookup_key,
         keys,
-        public_key: query.public_key.clone(),
+        public_key: query.public_key.clone().unwrap_or_else(|| public_key_path(Path::new("signing.key"))),
         pool,
         access: query::access::AccessLog { js, timeout: std::time::Duration::from_millis(query.access_timeout_ms) },
         client,

@@ -164,6 +164,11 @@ fn main() -> std::process::ExitCode {
                 }
                 if wants(Role::Query) {
                     let principals = gateway.principals.clone();
+                    let mut query = query;
+                    // The public keys are where the gateway keeps them, unless said otherwise.
+                    if query.public_key.is_none() {
+                        query.public_key = Some(services::public_key_path(&gateway.signing_key));
+                    }
                     tasks.spawn(services::run_query(
                         nats.clone(),
                         database.clone(),

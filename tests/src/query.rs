@@ -40,8 +40,11 @@ impl TestQuery {
     ) -> Self {
         let nats = NatsArgs { url: nats_url.to_owned(), creds: None, replicas: 1, duplicate_window_secs: 120 };
         let database = DatabaseArgs { database_url: database_url.to_owned() };
-        let query =
-            QueryArgs { listen: "127.0.0.1:0".into(), access_timeout_ms: 2000, public_key: public_key.to_owned() };
+        let query = QueryArgs {
+            listen: "127.0.0.1:0".into(),
+            access_timeout_ms: 2000,
+            public_key: Some(public_key.to_owned()),
+        };
         let (principals, master_key) = (principals.to_owned(), master_key.to_owned());
         let running = crate::start_role("query role", |stopped, bound| async move {
             services::run_query(nats, database, principals, master_key, query, stopped, Some(bound)).await
