@@ -61,13 +61,7 @@ pub async fn run(args: ChronologyArgs) -> anyhow::Result<()> {
         if let Some(a) = &after {
             query.push(("after", a.clone()));
         }
-        let mut request = http.get(&base).bearer_auth(&args.token).query(&query);
-        if let Some(p) = &args.purpose {
-            request = request.header("x-purpose", p);
-        }
-        if let Some(u) = &args.acting_user {
-            request = request.header("x-acting-user", u);
-        }
+        let request = asking(http.get(&base).query(&query), &args);
         let response = request.send().await.context("could not reach the query role")?;
         let status = response.status();
         let body: serde_json::Value = response.json().await.context("the query role did not answer JSON")?;
@@ -107,16 +101,22 @@ pub async fn run(args: ChronologyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The anonymised export, written as the query role renders it.
-async fn export(http: &reqwest::Client, args: &ChronologyArgs) -> anyhow::Result<()> {
-    let url = format!("{}/v1/children/{}/chronology/export", args.query_url.trim_end_matches('/'), args.child);
-    let mut request = http.get(&url).bearer_auth(&args.token).query(&[("format", &args.format)]);
+/// The request with the token, and who is reading and why (for the access log).
+fn asking(request: reqwest::RequestBuilder, args: &ChronologyArgs) -> reqwest::RequestBuilder {
+    let mut request = request.bearer_auth(&args.token);
     if let Some(p) = &args.purpose {
         request = request.header("x-purpose", p);
     }
     if let Some(u) = &args.acting_user {
         request = request.header("x-acting-user", u);
     }
+    request
+}
+
+/// The anonymised export, written as the query role renders it.
+async fn export(http: &reqwest::Client, args: &ChronologyArgs) -> anyhow::Result<()> {
+    let url = format!("{}/v1/children/{}/chronology/export", args.query_url.trim_end_matches('/'), args.child);
+    let request = asking(http.get(&url).query(&[("format", &args.format)]), args);
     let response = request.send().await.context("could not reach the query role")?;
     let status = response.status();
     let body = response.text().await.context("the query role's answer could not be read")?;

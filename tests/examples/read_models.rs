@@ -18,8 +18,7 @@
 #![allow(clippy::print_stdout)] // printing the figures is the point
 
 use chrono::NaiveDate;
-use futures::StreamExt as _;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tests::gateway::{TestGateway, tokens};
@@ -53,29 +52,7 @@ async fn main() {
     let nats = NatsServer::start().await;
     let gw = Arc::new(TestGateway::start(&nats.url()).await);
     let started = Instant::now();
-    let (people, children): (Vec<_>, Vec<_>) =
-        groups.into_iter().partition(|g| g.first().is_some_and(|e| e["type"] != "child.registered"));
-    let mut last = 0;
-    for part in [people, children] {
-        let mut sends = futures::stream::iter(services::seed::batches(&part, 1000).into_iter().map(|batch| {
-            let gw = gw.clone();
-            async move {
-                let r = gw.post(tokens::ADMIN, &Value::Array(batch)).await;
-                assert_eq!(r.status, 201, "{}", &r.text[..r.text.len().min(300)]);
-                r.json["results"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|x| x["stream_sequence"].as_u64())
-                    .max()
-                    .unwrap_or(0)
-            }
-        }))
-        .buffer_unordered(4);
-        while let Some(seq) = sends.next().await {
-            last = last.max(seq);
-        }
-    }
+    let last = tests::gateway::load_groups(&gw, groups).await;
     let load = started.elapsed();
     println!(
         "loaded {total} events through the gateway in {:.1} s ({:.0} events/s)",

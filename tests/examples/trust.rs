@@ -16,11 +16,10 @@
 #![allow(clippy::print_stdout)] // printing the figures is the point
 
 use chrono::NaiveDate;
-use futures::StreamExt as _;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
-use tests::gateway::{TestGateway, tokens};
+use tests::gateway::TestGateway;
 use tests::{NatsServer, TestDatabase};
 
 #[tokio::main]
@@ -37,33 +36,9 @@ async fn main() {
     let nats = NatsServer::start().await;
     let gw = Arc::new(TestGateway::start(&nats.url()).await);
     let started = Instant::now();
-    let (people, children): (Vec<_>, Vec<_>) =
-        groups.into_iter().partition(|g| g.first().is_some_and(|e| e["type"] != "child.registered"));
-    let mut last = 0;
-    let mut a_child = String::new();
-    for part in [people, children] {
-        if let Some(first) = part.first().and_then(|g| g.first()) {
-            a_child = first["subject"].as_str().unwrap_or_default().to_owned();
-        }
-        let mut sends = futures::stream::iter(services::seed::batches(&part, 1000).into_iter().map(|batch| {
-            let gw = gw.clone();
-            async move {
-                let r = gw.post(tokens::ADMIN, &Value::Array(batch)).await;
-                assert_eq!(r.status, 201, "{}", &r.text[..r.text.len().min(300)]);
-                r.json["results"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|x| x["stream_sequence"].as_u64())
-                    .max()
-                    .unwrap_or(0)
-            }
-        }))
-        .buffer_unordered(4);
-        while let Some(seq) = sends.next().await {
-            last = last.max(seq);
-        }
-    }
+    let a_child = all.iter().find(|e| e["type"] == "child.registered").and_then(|e| e["subject"].as_str());
+    let a_child = a_child.expect("a child").to_owned();
+    let last = tests::gateway::load_groups(&gw, groups).await;
     let load = started.elapsed().as_secs_f64();
     let rate = all.len() as f64 / load;
     println!(

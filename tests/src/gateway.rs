@@ -287,3 +287,34 @@ pub async fn stream_count(nats_url: &str) -> u64 {
         Err(_) => 0,
     }
 }
+
+/// Loads seeded groups (`services::seed::generate`) through `gateway` as
+/// admin, workers and councils first, in batches of 1,000 that never split
+/// a subject, four requests at a time. Returns the highest stream sequence stored.
+pub async fn load_groups(gateway: &std::sync::Arc<TestGateway>, groups: Vec<Vec<serde_json::Value>>) -> u64 {
+    use futures::StreamExt as _;
+    let (people, children): (Vec<_>, Vec<_>) =
+        groups.into_iter().partition(|g| g.first().is_some_and(|e| e["type"] != "child.registered"));
+    let mut last = 0;
+    for part in [people, children] {
+        let mut sends = futures::stream::iter(services::seed::batches(&part, 1000).into_iter().map(|batch| {
+            let gw = gateway.clone();
+            async move {
+                let r = gw.post(tokens::ADMIN, &serde_json::Value::Array(batch)).await;
+                assert_eq!(r.status, 201, "{}", &r.text[..r.text.len().min(300)]);
+                r.json["results"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x["stream_sequence"].as_u64())
+                    .max()
+                    .unwrap_or(0)
+            }
+        }))
+        .buffer_unordered(4);
+        while let Some(seq) = sends.next().await {
+            last = last.max(seq);
+        }
+    }
+    last
+}

@@ -9,13 +9,15 @@
 //! - [`postgres`]: [`TestDatabase`], a fresh database on the shared server,
 //!   and [`PgCluster`] (a private cluster made with `initdb`, for tests that
 //!   must stop, kill or restart PostgreSQL).
-//! - [`gateway`]: a real gateway on a free port, with test principals.
+//! - [`fixtures`]: events as an agency system would send them.
+//! - [`gateway`]: a real gateway on a free port, with test principals, and bulk loading.
 //! - [`projector`]: the projector in-process, to a position or left running.
 //! - [`query`]: a real query role on a free port.
 //!
 //! Nothing here is a stand-in: tests talk to the same servers production
 //! runs, configured as production is (`sync_interval: always`).
 
+pub mod fixtures;
 pub mod gateway;
 pub mod nats;
 pub mod postgres;

@@ -5,6 +5,7 @@
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use std::time::Duration;
+use tests::fixtures::{event, registered};
 use tests::gateway::{TestGateway, tokens};
 use tests::projector::LiveProjector;
 use tests::query::TestQuery;
@@ -12,20 +13,6 @@ use tests::{NatsServer, TestDatabase};
 
 const HARINGEY: &str = "E09000014";
 const ISLINGTON: &str = "E09000019";
-
-fn event(id: &str, t: &str, subject: &str, time: &str, data: Value) -> Value {
-    json!({"specversion": "1.0", "id": id, "type": t, "subject": subject, "time": time, "data": data})
-}
-
-fn registered(id: &str, child: &str, council: &str) -> Value {
-    event(
-        id,
-        "child.registered",
-        child,
-        "2024-01-02T10:00:00Z",
-        json!({"council": council, "la_child_id": format!("L{}", &child[..8]), "sex": "F", "birth_date": "2019-03-04"}),
-    )
-}
 
 struct System {
     nats: NatsServer,
