@@ -9,6 +9,7 @@
 //! - [`gateway`]: the gateway role (`POST /v1/events`).
 //! - [`query`]: the query role (chronologies, lookups, caseloads, indicators).
 //! - [`token`]: `safeguard token`.
+//! - [`import`]: `safeguard import`, bulk NDJSON through the gateway.
 //! - [`seed`]: `safeguard seed`.
 //! - [`chronology_cmd`]: `safeguard chronology`, through the query API.
 //! - [`audit_cmd`]: `safeguard verify` and `safeguard erase`.
@@ -21,6 +22,7 @@ pub mod bus;
 pub mod chronology_cmd;
 pub mod config;
 pub mod gateway;
+pub mod import;
 pub mod keystore;
 pub mod principals;
 pub mod query;

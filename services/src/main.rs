@@ -70,6 +70,8 @@ enum Command {
     /// Erase a child's data key (admin, through the gateway): the child's
     /// personal data becomes unreadable everywhere; chains still verify.
     Erase(services::audit_cmd::EraseArgs),
+    /// Bulk-import NDJSON CloudEvents through the gateway (admin): resumable, batched.
+    Import(services::import::ImportArgs),
     /// Print a new random token once, and the principals.toml entry for it.
     Token {
         #[arg(long)]
@@ -125,6 +127,10 @@ fn main() -> std::process::ExitCode {
         }
         Command::Chronology(args) => block_on(services::chronology_cmd::run(args)),
         Command::Erase(args) => block_on(services::audit_cmd::run_erase(args)),
+        Command::Import(args) => {
+            init_tracing();
+            block_on(async move { services::import::run(args).await.map(|_| ()) })
+        }
         Command::Verify(args) => {
             let mut ok = false;
             let code = block_on(async {
