@@ -41,6 +41,20 @@ ensure_nats() {
   "$bin" --version >/dev/null
 }
 
+# The DfE's CIN census rules (csc-validator-be-cin, RETURNS.md), for the
+# returns tests. It needs numpy before 2 and pytest beside it.
+CIN_VALIDATOR_VERSION=0.1.13
+
+ensure_cin_validator() {
+  ensure_nats # the same virtual environment
+  if "$ROOT/.venv/bin/python" -c 'import cin_validator' >/dev/null 2>&1; then
+    return
+  fi
+  log "installing csc-validator-be-cin $CIN_VALIDATOR_VERSION from PyPI into .venv"
+  "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check \
+    "csc-validator-be-cin==$CIN_VALIDATOR_VERSION" "numpy<2" pytest
+}
+
 pg_answers() {
   command -v psql >/dev/null 2>&1 || return 1
   PGCONNECT_TIMEOUT=3 psql "$1" -Atqc 'select 1' >/dev/null 2>&1

@@ -36,12 +36,12 @@ pub struct Recorded {
 
 /// An event as it now stands: corrections applied, in business order.
 #[derive(Debug, Clone)]
-struct Fact<'a> {
-    at: DateTime<Utc>,
-    on: NaiveDate,
-    sequence: i64,
-    event_type: EventType,
-    data: &'a Map<String, Value>,
+pub(crate) struct Fact<'a> {
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) on: NaiveDate,
+    pub(crate) sequence: i64,
+    pub(crate) event_type: EventType,
+    pub(crate) data: &'a Map<String, Value>,
 }
 
 fn text<'a>(data: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
@@ -64,7 +64,7 @@ fn owned(data: &Map<String, Value>, field: &str) -> String {
 type Correction<'a> = (&'a Map<String, Value>, Option<DateTime<FixedOffset>>);
 
 /// The history as it now stands, in business order (ties in recorded order).
-fn effective(history: &[Recorded]) -> Vec<Fact<'_>> {
+pub(crate) fn effective(history: &[Recorded]) -> Vec<Fact<'_>> {
     let mut corrected: HashMap<(&str, &str), Correction<'_>> = HashMap::new();
     let mut retracted: HashSet<(&str, &str)> = HashSet::new();
     let mut ordered: Vec<&Recorded> = history.iter().collect();

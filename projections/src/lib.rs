@@ -16,6 +16,7 @@
 //! - [`chronology`]: reading a child's chronology as it stood at a moment.
 //! - [`casework`]: the pure folds from a subject's history to caseload and indicator facts.
 //! - [`refold`]: writing those facts, in the batch's transaction.
+//! - [`cin`]: the CIN census: a child's history as its census record, and the XML message.
 //! - [`indicators`]: the indicator arithmetic (pure) and the reading of a council's facts.
 //! - [`caseload`]: caseloads per worker, team and council, on a given day.
 //! - [`identifiers`]: keyed digests of NHS numbers, for lookups.
@@ -27,6 +28,7 @@ pub mod audit;
 pub mod caseload;
 pub mod casework;
 pub mod chronology;
+pub mod cin;
 pub mod identifiers;
 pub mod indicators;
 pub mod notify;

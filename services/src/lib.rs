@@ -9,6 +9,7 @@
 //! - [`gateway`]: the gateway role (`POST /v1/events`).
 //! - [`query`]: the query role (chronologies, lookups, caseloads, indicators).
 //! - [`token`]: `safeguard token`.
+//! - [`returns_cmd`]: `safeguard return`, through the query API.
 //! - [`import`]: `safeguard import`, bulk NDJSON through the gateway.
 //! - [`seed`]: `safeguard seed`.
 //! - [`chronology_cmd`]: `safeguard chronology`, through the query API.
@@ -26,6 +27,7 @@ pub mod import;
 pub mod keystore;
 pub mod principals;
 pub mod query;
+pub mod returns_cmd;
 pub mod seed;
 pub mod token;
 pub mod verify;

@@ -70,6 +70,8 @@ enum Command {
     /// Erase a child's data key (admin, through the gateway): the child's
     /// personal data becomes unreadable everywhere; chains still verify.
     Erase(services::audit_cmd::EraseArgs),
+    /// Write a statutory return (the CIN census XML) through the query API.
+    Return(services::returns_cmd::ReturnArgs),
     /// Bulk-import NDJSON CloudEvents through the gateway (admin): resumable, batched.
     Import(services::import::ImportArgs),
     /// Print a new random token once, and the principals.toml entry for it.
@@ -127,6 +129,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Chronology(args) => block_on(services::chronology_cmd::run(args)),
         Command::Erase(args) => block_on(services::audit_cmd::run_erase(args)),
+        Command::Return(args) => block_on(services::returns_cmd::run(args)),
         Command::Import(args) => {
             init_tracing();
             block_on(async move { services::import::run(args).await.map(|_| ()) })

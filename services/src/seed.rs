@@ -268,7 +268,12 @@ fn child(
         let wd = if rng.chance(0.86) { rng.range(10, 45) } else { rng.range(46, 70) } as u32;
         let a_done = b.calendar.add_working_days(a_start, wd);
         let mut end = a_done;
-        if rng.chance(0.36) {
+        let enquiry = rng.chance(0.36);
+        // The assessment is authorised when it is done, whatever follows it.
+        if a_done < b.until {
+            b.event("assessment.completed", &id, a_done, json!({"assessment_id": a, "factors": [*rng.pick(&FACTORS)], "child_seen": true, "needs_support": enquiry}));
+        }
+        if enquiry {
             let sd = b.working(a_start + Days::new(rng.range(1, 5)));
             b.event("strategy_discussion.held", &id, sd, json!({"discussion_id": format!("SD{referral}"), "referral_id": r, "agencies": ["police", "health", "social care"], "decision": "s47"}));
             b.event(
@@ -339,17 +344,19 @@ fn child(
         if a_done >= b.until {
             return;
         }
-        b.event("assessment.completed", &id, a_done, json!({"assessment_id": a, "factors": [*rng.pick(&FACTORS)], "child_seen": true, "needs_support": end > a_done}));
         let close = b.working(end.max(a_done) + Days::new(rng.range(1, 20)));
         if close >= b.until {
             return;
         }
-        b.event(
-            "case.closed",
-            &id,
-            close,
-            json!({"referral_id": r, "reason": if end > a_done { "RC1" } else { "RC8" }}),
-        );
+        // RC7: services ceased; RC8 / RC9: closed after assessment, with no further action or to early help.
+        let reason = if enquiry {
+            "RC7"
+        } else if rng.chance(0.3) {
+            "RC9"
+        } else {
+            "RC8"
+        };
+        b.event("case.closed", &id, close, json!({"referral_id": r, "reason": reason}));
         if !rng.chance(0.25) {
             return;
         }

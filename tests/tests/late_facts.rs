@@ -63,7 +63,7 @@ async fn chronology(pool: &PgPool, child: uuid::Uuid) -> Vec<(String, String, St
 #[tokio::test]
 async fn facts_recorded_late_and_out_of_order_give_the_same_read_models() {
     let until = NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
-    let groups = services::seed::generate(11, 2, 20, until).expect("seed");
+    let groups = services::seed::generate(13, 2, 25, until).expect("seed");
     let in_order: Vec<Value> = groups.iter().flatten().cloned().collect();
     // The other system learns everything backwards: councils and workers
     // (whose events are few) as they are, every child registered, then all

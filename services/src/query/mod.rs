@@ -129,6 +129,7 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/v1/children/{child}/chronology/export", get(chronology_export))
         .route("/v1/children/{child}/access-log", get(access_log))
         .route("/v1/verify", get(verify))
+        .route("/v1/returns/cin", get(cin_return))
         .route("/v1/children/lookup", post(lookup))
         .route("/v1/workers/{worker}/caseload", get(worker_caseload))
         .route("/v1/caseloads", get(caseloads))
@@ -641,6 +642,84 @@ async fn verify(State(app): State<Arc<QueryState>>, Query(p): Query<VerifyParams
     }
     .await;
     count(&app, "verify", result)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ReturnParams {
+    council: Option<String>,
+    year: Option<String>,
+}
+
+/// The DfE CIN census XML for a council and collection year, from the
+/// read models. Every child in it is recorded in the access log.
+#[utoipa::path(
+    get,
+    path = "/v1/returns/cin",
+    params(
+        ("council" = String, Query, description = "ONS code"),
+        ("year" = String, Query, description = "Collection year such as 2024-25"),
+    ),
+    responses(
+        (status = 200, description = "The CIN census message", content_type = "application/xml"),
+        (status = 403, description = "Not a practitioner or admin of the council", content_type = "application/problem+json"),
+        (status = 422, description = "A parameter is invalid, or the council has no DfE code configured", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn cin_return(State(app): State<Arc<QueryState>>, Query(p): Query<ReturnParams>, headers: HeaderMap) -> Response {
+    let result = read_cin_return(&app, &p, &headers).await;
+    count(&app, "cin_return", result)
+}
+
+async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap) -> Result<Response, QueryError> {
+    let endpoint = "GET /v1/returns/cin";
+    let (principal, asker) = caller(app, headers)?;
+    let council = council_param(p.council.as_deref())?;
+    let year = p
+        .year
+        .as_deref()
+        .ok_or_else(|| QueryError::invalid("year", "is required (a collection year such as 2024-25)"))?;
+    let year = projections::cin::CollectionYear::parse(year).map_err(|m| QueryError::invalid("year", m))?;
+    let scope = ChildInfo { council: Some(council.as_str().to_owned()), ..ChildInfo::default() };
+    if !principal.has(Role::Practitioner) || may_read_child(&principal, &scope, Need::Record).is_err() {
+        record(app, &asker, endpoint, &[], Outcome::Refused).await?;
+        return Err(QueryError::Forbidden(
+            "statutory returns need the practitioner or admin role for the council".into(),
+        ));
+    }
+    let (dfe, histories) = projections::cin::load(&app.pool, council.as_str(), &year).await?;
+    let dfe = dfe.ok_or_else(|| {
+        QueryError::invalid("council", "has no DfE LA code: publish council.configured with dfe_la_code first")
+    })?;
+    let calendar = events::calendar::Calendar::england_and_wales();
+    let mut children = Vec::new();
+    let mut ids = Vec::new();
+    for (child, mut history) in histories {
+        let key = app
+            .keys
+            .existing_key(&events::ids::ChildId::from_uuid(child))
+            .await
+            .map_err(|e| QueryError::Unavailable(format!("the key store is unavailable: {e}")))?;
+        if let Some(key) = key {
+            projections::cin::open_people(&child.to_string(), &mut history, &key);
+        }
+        if let Some(record) = projections::cin::census_child(&history, council.as_str(), &year, calendar) {
+            ids.push(child);
+            children.push(record);
+        }
+    }
+    children.sort_by(|a, b| a.la_child_id.cmp(&b.la_child_id));
+    // Sealed children are in statutory returns too; every child returned is a child-level read.
+    record(app, &asker, endpoint, &ids, Outcome::Allowed).await?;
+    let header = projections::cin::Header {
+        dfe_la_code: dfe,
+        software: "Safeguard".into(),
+        release: env!("CARGO_PKG_VERSION").into(),
+        serial: 1,
+        made_at: (app.now)(),
+    };
+    let xml = projections::cin::message(&header, &year, &children);
+    Ok(([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response())
 }
 
 #[derive(Debug, Serialize)]
