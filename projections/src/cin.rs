@@ -55,12 +55,16 @@ pub struct CinChild {
     pub ethnicity: Option<String>,
     pub disabilities: Vec<String>,
     pub episodes: Vec<Episode>,
+    /// Each plan's initial conference (plan id, conference id), for the quality rules.
+    pub plan_conferences: Vec<(String, String)>,
+    /// Every initial conference (id, date).
+    pub initial_conferences: Vec<(String, NaiveDate)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Episode {
-    referral_id: String,
-    council: String,
+    pub referral_id: String,
+    pub council: String,
     pub referral_date: NaiveDate,
     pub source: String,
     pub primary_need: Option<String>,
@@ -76,7 +80,7 @@ pub struct Episode {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Assessment {
-    id: String,
+    pub id: String,
     pub start: NaiveDate,
     pub authorised: Option<NaiveDate>,
     pub factors: Vec<String>,
@@ -84,7 +88,7 @@ pub struct Assessment {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Section47 {
-    id: String,
+    pub id: String,
     pub start: NaiveDate,
     pub icpc_target: NaiveDate,
     pub icpc: Option<NaiveDate>,
@@ -93,7 +97,7 @@ pub struct Section47 {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
-    id: String,
+    pub id: String,
     pub start: NaiveDate,
     pub end: Option<NaiveDate>,
     pub initial_category: String,
@@ -121,181 +125,9 @@ pub fn census_child(
     year: &CollectionYear,
     calendar: &Calendar,
 ) -> Option<CinChild> {
-    let facts: Vec<Fact<'_>> = effective(history).into_iter().filter(|f| f.on <= year.reference_date).collect();
-    let mut child = CinChild::default();
-    let mut current_council = String::new();
-    let mut episodes: Vec<Episode> = Vec::new();
-    let mut plans_started = 0u32;
-    let mut reviews: Vec<(String, NaiveDate)> = Vec::new();
-    for f in &facts {
-        let d = f.data;
-        match f.event_type {
-            EventType::ChildRegistered | EventType::ChildDetailsUpdated => {
-                if f.event_type == EventType::ChildRegistered {
-                    current_council = owned(d, "council");
-                }
-                if let Some(id) = text(d, "la_child_id") {
-                    child.la_child_id = id.to_owned();
-                }
-                if let Some(sex) = text(d, "sex") {
-                    child.sex = sex.to_owned();
-                }
-                if let Some(born) = date(d, "birth_date") {
-                    child.birth_date = Some(born);
-                    child.expected_birth_date = None;
-                }
-                if let Some(due) = date(d, "expected_birth_date") {
-                    child.expected_birth_date = Some(due);
-                }
-                if let Some(e) = text(d, "ethnicity") {
-                    child.ethnicity = Some(e.to_owned());
-                }
-                if let Some(list) = d.get("disabilities").and_then(Value::as_array) {
-                    child.disabilities = list.iter().filter_map(Value::as_str).map(str::to_owned).collect();
-                }
-                if let Some(person) = d.get("person").and_then(Value::as_object) {
-                    for (field, slot) in [
-                        ("upn", &mut child.upn),
-                        ("former_upn", &mut child.former_upn),
-                        ("upn_unknown", &mut child.upn_unknown),
-                    ] {
-                        if let Some(v) = text(person, field) {
-                            *slot = Some(v.to_owned());
-                        }
-                    }
-                }
-            }
-            EventType::ChildTransferred => current_council = owned(d, "council"),
-            EventType::ChildDied => child.death_date = date(d, "date").or(Some(f.on)),
-            EventType::ReferralReceived => {
-                let nfa = d.get("nfa").and_then(Value::as_bool).unwrap_or(false);
-                episodes.push(Episode {
-                    referral_id: owned(d, "referral_id"),
-                    council: current_council.clone(),
-                    referral_date: f.on,
-                    source: owned(d, "source"),
-                    primary_need: text(d, "primary_need").map(str::to_owned),
-                    nfa,
-                    // A referral with no further action is closed the day it is received.
-                    closure: nfa.then(|| (f.on, "RC8".to_owned())),
-                    ..Episode::default()
-                });
-            }
-            EventType::AssessmentStarted => {
-                if let Some(e) = episode(&mut episodes, text(d, "referral_id")) {
-                    e.assessments.push(Assessment {
-                        id: owned(d, "assessment_id"),
-                        start: f.on,
-                        ..Assessment::default()
-                    });
-                }
-            }
-            EventType::AssessmentCompleted => {
-                let id = owned(d, "assessment_id");
-                if let Some(a) = episodes.iter_mut().rev().flat_map(|e| e.assessments.iter_mut()).find(|a| a.id == id) {
-                    a.authorised = Some(f.on);
-                    a.factors = d
-                        .get("factors")
-                        .and_then(Value::as_array)
-                        .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                        .unwrap_or_default();
-                }
-            }
-            EventType::S47Started => {
-                if let Some(e) = episode(&mut episodes, text(d, "referral_id")) {
-                    e.section47s.push(Section47 {
-                        id: owned(d, "s47_id"),
-                        start: f.on,
-                        icpc_target: calendar.add_working_days(f.on, 15),
-                        ..Section47::default()
-                    });
-                }
-            }
-            EventType::S47Completed => {
-                let id = owned(d, "s47_id");
-                if let Some(s) = episodes.iter_mut().rev().flat_map(|e| e.section47s.iter_mut()).find(|s| s.id == id) {
-                    s.icpc_not_required = d.get("icpc_required").and_then(Value::as_bool) == Some(false);
-                }
-            }
-            EventType::ConferenceHeld => match text(d, "kind") {
-                Some("initial") => {
-                    let s47 = text(d, "s47_id").map(str::to_owned);
-                    let found = episodes
-                        .iter_mut()
-                        .rev()
-                        .flat_map(|e| e.section47s.iter_mut())
-                        .find(|s| s47.as_deref().is_none_or(|id| s.id == id) && s.icpc.is_none());
-                    match found {
-                        Some(s) => s.icpc = Some(f.on),
-                        None => {
-                            if let Some(e) = episodes.last_mut() {
-                                e.initial_cpc = Some(f.on);
-                            }
-                        }
-                    }
-                }
-                Some("review") => {
-                    if let Some(plan) = text(d, "plan_id") {
-                        reviews.push((plan.to_owned(), f.on));
-                    }
-                }
-                _ => {}
-            },
-            EventType::CpPlanStarted => {
-                let category = owned(d, "category");
-                if let Some(e) = episodes.last_mut() {
-                    e.plans.push(Plan {
-                        id: owned(d, "plan_id"),
-                        start: f.on,
-                        initial_category: category.clone(),
-                        latest_category: category,
-                        previous_plans: plans_started,
-                        ..Plan::default()
-                    });
-                }
-                plans_started += 1;
-            }
-            EventType::CpPlanCategoryChanged => {
-                if let Some(p) = plan(&mut episodes, text(d, "plan_id")) {
-                    p.latest_category = owned(d, "category");
-                }
-            }
-            EventType::CpPlanEnded => {
-                if let Some(p) = plan(&mut episodes, text(d, "plan_id")) {
-                    p.end = Some(f.on);
-                }
-            }
-            EventType::CinPlanStarted => {
-                if let Some(e) = episode(&mut episodes, text(d, "referral_id")) {
-                    e.cin_plans.push((f.on, None));
-                }
-            }
-            EventType::CinPlanEnded => {
-                if let Some(p) = episodes.iter_mut().rev().flat_map(|e| e.cin_plans.iter_mut()).find(|p| p.1.is_none())
-                {
-                    p.1 = Some(f.on);
-                }
-            }
-            EventType::CaseClosed => {
-                if let Some(e) = episode(&mut episodes, text(d, "referral_id"))
-                    && e.closure.is_none()
-                {
-                    e.closure = Some((f.on, owned(d, "reason")));
-                }
-            }
-            _ => {}
-        }
-    }
-    for (plan_id, day) in reviews {
-        if let Some(p) = plan(&mut episodes, Some(&plan_id))
-            && day > p.start
-        {
-            p.reviews.push(day);
-        }
-    }
-
+    let mut child = fold(history, year.reference_date, calendar);
     // What belongs to this council's return for this year.
-    child.episodes = episodes
+    child.episodes = std::mem::take(&mut child.episodes)
         .into_iter()
         .filter(|e| e.council == council && year.touches(e.referral_date, e.closure.as_ref().map(|c| c.0)))
         .map(|mut e| {
@@ -323,11 +155,246 @@ pub fn census_child(
     (!child.episodes.is_empty()).then_some(child)
 }
 
-fn episode<'a>(episodes: &'a mut [Episode], referral_id: Option<&str>) -> Option<&'a mut Episode> {
-    match referral_id {
-        Some(id) => episodes.iter_mut().rev().find(|e| e.referral_id == id),
-        None => episodes.last_mut(),
+/// Every referral episode of the child with everything that belongs to
+/// it, from what had happened by `until` (business date). Two passes:
+/// first the child and its episodes, then what hangs off them, found by
+/// the ids that link them (`referral_id`, `s47_id`, `conference_id`,
+/// `plan_id`) or, where an event names none, by the episode its date falls
+/// in; so a fact dated before its referral is still found (and flagged).
+pub fn fold(history: &[Recorded], until: NaiveDate, calendar: &Calendar) -> CinChild {
+    let facts: Vec<Fact<'_>> = effective(history).into_iter().filter(|f| f.on <= until).collect();
+    let mut child = CinChild::default();
+    let mut current_council = String::new();
+    let mut episodes: Vec<Episode> = Vec::new();
+    for f in &facts {
+        let d = f.data;
+        match f.event_type {
+            EventType::ChildRegistered | EventType::ChildDetailsUpdated => {
+                if f.event_type == EventType::ChildRegistered {
+                    current_council = owned(d, "council");
+                }
+                details(&mut child, d);
+            }
+            EventType::ChildTransferred => current_council = owned(d, "council"),
+            EventType::ChildDied => child.death_date = date(d, "date").or(Some(f.on)),
+            EventType::ReferralReceived => {
+                let nfa = d.get("nfa").and_then(Value::as_bool).unwrap_or(false);
+                episodes.push(Episode {
+                    referral_id: owned(d, "referral_id"),
+                    council: current_council.clone(),
+                    referral_date: f.on,
+                    source: owned(d, "source"),
+                    primary_need: text(d, "primary_need").map(str::to_owned),
+                    nfa,
+                    // A referral with no further action is closed the day it is received.
+                    closure: nfa.then(|| (f.on, "RC8".to_owned())),
+                    ..Episode::default()
+                });
+            }
+            EventType::CaseClosed => {
+                if let Some(e) = episode(&mut episodes, text(d, "referral_id"), f.on)
+                    && e.closure.is_none()
+                {
+                    e.closure = Some((f.on, owned(d, "reason")));
+                }
+            }
+            _ => {}
+        }
     }
+    let mut plans_started = 0u32;
+    let mut plan_conference: Vec<(String, String)> = Vec::new();
+    let mut conference_episode: Vec<(String, usize)> = Vec::new();
+    let mut reviews: Vec<(String, NaiveDate)> = Vec::new();
+    let mut initial_conferences: Vec<(String, NaiveDate)> = Vec::new();
+    // What starts a thing, then what hangs off it, then what ends or amends
+    // it: so an end dated (wrongly) before its start still finds it.
+    let phase = |t: EventType| match t {
+        EventType::AssessmentStarted
+        | EventType::S47Started
+        | EventType::ConferenceHeld
+        | EventType::CinPlanStarted => 1,
+        EventType::CpPlanStarted => 2,
+        _ => 3,
+    };
+    for current in 1..=3 {
+        for f in facts.iter().filter(|f| phase(f.event_type) == current) {
+            let d = f.data;
+            match f.event_type {
+                EventType::AssessmentStarted => {
+                    if let Some(e) = episode(&mut episodes, text(d, "referral_id"), f.on) {
+                        e.assessments.push(Assessment {
+                            id: owned(d, "assessment_id"),
+                            start: f.on,
+                            ..Assessment::default()
+                        });
+                    }
+                }
+                EventType::AssessmentCompleted => {
+                    let id = owned(d, "assessment_id");
+                    if let Some(a) =
+                        episodes.iter_mut().rev().flat_map(|e| e.assessments.iter_mut()).find(|a| a.id == id)
+                    {
+                        a.authorised = Some(f.on);
+                        a.factors = d
+                            .get("factors")
+                            .and_then(Value::as_array)
+                            .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                            .unwrap_or_default();
+                    }
+                }
+                EventType::S47Started => {
+                    if let Some(e) = episode(&mut episodes, text(d, "referral_id"), f.on) {
+                        e.section47s.push(Section47 {
+                            id: owned(d, "s47_id"),
+                            start: f.on,
+                            icpc_target: calendar.add_working_days(f.on, 15),
+                            ..Section47::default()
+                        });
+                    }
+                }
+                EventType::S47Completed => {
+                    let id = owned(d, "s47_id");
+                    if let Some(s) =
+                        episodes.iter_mut().rev().flat_map(|e| e.section47s.iter_mut()).find(|s| s.id == id)
+                    {
+                        s.icpc_not_required = d.get("icpc_required").and_then(Value::as_bool) == Some(false);
+                    }
+                }
+                EventType::ConferenceHeld => match text(d, "kind") {
+                    Some("initial") => {
+                        let conference = owned(d, "conference_id");
+                        initial_conferences.push((conference.clone(), f.on));
+                        let s47 = text(d, "s47_id");
+                        let found = episodes.iter_mut().enumerate().rev().find_map(|(i, e)| {
+                            e.section47s
+                                .iter_mut()
+                                .find(|s| s47.is_none_or(|id| s.id == id) && s.icpc.is_none())
+                                .map(|s| (i, s))
+                        });
+                        match found {
+                            Some((i, s)) => {
+                                s.icpc = Some(f.on);
+                                conference_episode.push((conference, i));
+                            }
+                            None => {
+                                if let Some(i) = episode_index(&episodes, None, f.on) {
+                                    episodes[i].initial_cpc = Some(f.on);
+                                    conference_episode.push((conference, i));
+                                }
+                            }
+                        }
+                    }
+                    Some("review") => {
+                        if let Some(plan) = text(d, "plan_id") {
+                            reviews.push((plan.to_owned(), f.on));
+                        }
+                    }
+                    _ => {}
+                },
+                EventType::CpPlanStarted => {
+                    let conference = owned(d, "conference_id");
+                    let at = conference_episode
+                        .iter()
+                        .find(|(c, _)| *c == conference)
+                        .map(|(_, i)| *i)
+                        .or_else(|| episode_index(&episodes, None, f.on));
+                    let category = owned(d, "category");
+                    if let Some(i) = at {
+                        episodes[i].plans.push(Plan {
+                            id: owned(d, "plan_id"),
+                            start: f.on,
+                            initial_category: category.clone(),
+                            latest_category: category,
+                            previous_plans: plans_started,
+                            ..Plan::default()
+                        });
+                        plan_conference.push((owned(d, "plan_id"), conference));
+                    }
+                    plans_started += 1;
+                }
+                EventType::CpPlanCategoryChanged => {
+                    if let Some(p) = plan(&mut episodes, text(d, "plan_id")) {
+                        p.latest_category = owned(d, "category");
+                    }
+                }
+                EventType::CpPlanEnded => {
+                    if let Some(p) = plan(&mut episodes, text(d, "plan_id")) {
+                        p.end = Some(f.on);
+                    }
+                }
+                EventType::CinPlanStarted => {
+                    if let Some(e) = episode(&mut episodes, text(d, "referral_id"), f.on) {
+                        e.cin_plans.push((f.on, None));
+                    }
+                }
+                EventType::CinPlanEnded => {
+                    if let Some(p) =
+                        episodes.iter_mut().rev().flat_map(|e| e.cin_plans.iter_mut()).find(|p| p.1.is_none())
+                    {
+                        p.1 = Some(f.on);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for (plan_id, day) in reviews {
+        if let Some(p) = plan(&mut episodes, Some(&plan_id)) {
+            p.reviews.push(day);
+        }
+    }
+    child.plan_conferences = plan_conference;
+    child.initial_conferences = initial_conferences;
+    child.episodes = episodes;
+    child
+}
+
+fn details(child: &mut CinChild, d: &Map<String, Value>) {
+    if let Some(id) = text(d, "la_child_id") {
+        child.la_child_id = id.to_owned();
+    }
+    if let Some(sex) = text(d, "sex") {
+        child.sex = sex.to_owned();
+    }
+    if let Some(born) = date(d, "birth_date") {
+        child.birth_date = Some(born);
+        child.expected_birth_date = None;
+    }
+    if let Some(due) = date(d, "expected_birth_date") {
+        child.expected_birth_date = Some(due);
+    }
+    if let Some(e) = text(d, "ethnicity") {
+        child.ethnicity = Some(e.to_owned());
+    }
+    if let Some(list) = d.get("disabilities").and_then(Value::as_array) {
+        child.disabilities = list.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+    }
+    if let Some(person) = d.get("person").and_then(Value::as_object) {
+        for (field, slot) in
+            [("upn", &mut child.upn), ("former_upn", &mut child.former_upn), ("upn_unknown", &mut child.upn_unknown)]
+        {
+            if let Some(v) = text(person, field) {
+                *slot = Some(v.to_owned());
+            }
+        }
+    }
+}
+
+/// The episode a fact belongs to: the one its `referral_id` names, or else
+/// the latest that began on or before its date (or the first, for a fact
+/// dated before every referral).
+fn episode_index(episodes: &[Episode], referral_id: Option<&str>, on: NaiveDate) -> Option<usize> {
+    if let Some(id) = referral_id
+        && let Some(i) = episodes.iter().rposition(|e| e.referral_id == id)
+    {
+        return Some(i);
+    }
+    episodes.iter().rposition(|e| e.referral_date <= on).or((!episodes.is_empty()).then_some(0))
+}
+
+fn episode<'a>(episodes: &'a mut [Episode], referral_id: Option<&str>, on: NaiveDate) -> Option<&'a mut Episode> {
+    let i = episode_index(episodes, referral_id, on)?;
+    episodes.get_mut(i)
 }
 
 fn plan<'a>(episodes: &'a mut [Episode], plan_id: Option<&str>) -> Option<&'a mut Plan> {
@@ -557,4 +624,53 @@ pub async fn load(
         }
     }
     Ok((dfe, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn history(facts: &[(&str, &str, Value)]) -> Vec<Recorded> {
+        facts
+            .iter()
+            .enumerate()
+            .map(|(i, (t, day, data))| {
+                let on: NaiveDate = day.parse().expect("date");
+                Recorded {
+                    sequence: i as i64 + 1,
+                    event_id: format!("e{i}"),
+                    source: "test".into(),
+                    event_type: (*t).to_owned(),
+                    occurred_at: on.and_hms_opt(10, 0, 0).expect("time").and_utc(),
+                    business_date: on,
+                    data: data.as_object().cloned().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_icpc_belongs_to_its_enquiry_even_when_both_precede_the_referral() {
+        let h = history(&[
+            (
+                "child.registered",
+                "2024-01-02",
+                json!({"council": "E09000014", "la_child_id": "A1", "sex": "F", "birth_date": "2015-03-04"}),
+            ),
+            ("referral.received", "2024-05-01", json!({"referral_id": "R1", "source": "6", "nfa": false})),
+            ("s47.started", "2024-04-22", json!({"s47_id": "S1", "referral_id": "R1"})),
+            (
+                "conference.held",
+                "2024-04-25",
+                json!({"conference_id": "C1", "kind": "initial", "s47_id": "S1", "outcome": "no_plan"}),
+            ),
+        ]);
+        let year = CollectionYear::parse("2024-25").expect("year");
+        let child = census_child(&h, "E09000014", &year, Calendar::england_and_wales()).expect("in scope");
+        let e = &child.episodes[0];
+        assert_eq!(e.section47s.len(), 1, "{e:?}");
+        assert_eq!(e.section47s[0].icpc, NaiveDate::from_ymd_opt(2024, 4, 25));
+        assert_eq!(e.initial_cpc, None);
+    }
 }

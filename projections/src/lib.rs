@@ -20,6 +20,7 @@
 //! - [`indicators`]: the indicator arithmetic (pure) and the reading of a council's facts.
 //! - [`caseload`]: caseloads per worker, team and council, on a given day.
 //! - [`identifiers`]: keyed digests of NHS numbers, for lookups.
+//! - [`quality`]: data-quality flags, the DfE rules a child's history breaks.
 //! - [`notify`]: change notifications for dashboards on NATS.
 //! - [`audit`]: the audit stream into the `audit` schema: access log, erasures, checkpoints.
 //! - [`rebuild`]: building the read models afresh beside the live ones, then swapping.
@@ -32,6 +33,7 @@ pub mod cin;
 pub mod identifiers;
 pub mod indicators;
 pub mod notify;
+pub mod quality;
 pub mod rebuild;
 pub mod refold;
 pub mod runtime;

@@ -133,6 +133,11 @@ async fn refold_children(
     for (subject, history) in &loaded {
         let Ok(child) = subject.parse::<uuid::Uuid>() else { continue };
         let facts = casework::fold_child(history);
+        let folded = crate::cin::fold(history, NaiveDate::MAX, events::calendar::Calendar::england_and_wales());
+        let mut flags = crate::quality::flags(&folded);
+        // In a fixed order, so the rows do not depend on the order the events arrived in.
+        flags.sort_by(|a, b| (a.rule, &a.reference, a.on, &a.detail).cmp(&(b.rule, &b.reference, b.on, &b.detail)));
+        rows.flags.extend(flags.into_iter().enumerate().map(|(i, f)| (child, i32_of(i), f)));
         if let Some(council) = &facts.status.council {
             changed.councils.insert(council.clone());
         }
@@ -157,6 +162,7 @@ struct ChildRows {
     allocations: Vec<(uuid::Uuid, i32, uuid::Uuid, casework::Allocation)>,
     sightings: Vec<(uuid::Uuid, i32, casework::Sighting)>,
     reviews: Vec<(uuid::Uuid, casework::Review)>,
+    flags: Vec<(uuid::Uuid, i32, crate::quality::Flag)>,
 }
 
 impl ChildRows {
@@ -300,6 +306,22 @@ impl ChildRows {
             .bind(s.iter().map(|(_, _, x)| x.seen_on).collect::<Vec<_>>())
             .bind(s.iter().map(|(_, _, x)| x.statutory).collect::<Vec<_>>())
             .bind(s.iter().map(|(_, _, x)| x.alone).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !self.flags.is_empty() {
+            let f = &self.flags;
+            sqlx::query(
+                "insert into quality_flag select * from unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[],
+                    $6::text[], $7::date[])",
+            )
+            .bind(f.iter().map(|(c, _, _)| *c).collect::<Vec<_>>())
+            .bind(f.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
+            .bind(f.iter().map(|(_, _, x)| x.council.clone()).collect::<Vec<_>>())
+            .bind(f.iter().map(|(_, _, x)| x.rule.to_owned()).collect::<Vec<_>>())
+            .bind(f.iter().map(|(_, _, x)| x.reference.clone()).collect::<Vec<_>>())
+            .bind(f.iter().map(|(_, _, x)| x.detail.clone()).collect::<Vec<_>>())
+            .bind(f.iter().map(|(_, _, x)| x.on).collect::<Vec<_>>())
             .execute(&mut **tx)
             .await?;
         }

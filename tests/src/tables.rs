@@ -3,7 +3,8 @@
 use sqlx::PgPool;
 
 /// The casework tables: what late facts must leave as if they came in business order.
-pub const CASEWORK: [(&str, &str); 10] = [
+pub const CASEWORK: [(&str, &str); 11] = [
+    ("quality_flag", "child_id, ordinal"),
     ("child_review", "child_id, review_id"),
     ("child_status", "child_id"),
     ("referral", "child_id, referral_id"),

@@ -130,6 +130,8 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/v1/children/{child}/access-log", get(access_log))
         .route("/v1/verify", get(verify))
         .route("/v1/returns/cin", get(cin_return))
+        .route("/v1/quality", get(council_quality))
+        .route("/v1/children/{child}/quality", get(child_quality))
         .route("/v1/children/lookup", post(lookup))
         .route("/v1/workers/{worker}/caseload", get(worker_caseload))
         .route("/v1/caseloads", get(caseloads))
@@ -720,6 +722,105 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
     };
     let xml = projections::cin::message(&header, &year, &children);
     Ok(([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response())
+}
+
+/// One data-quality flag as answered.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct FlagRow {
+    child: uuid::Uuid,
+    rule: String,
+    reference: String,
+    detail: String,
+    on: NaiveDate,
+}
+
+fn rule_description(rule: &str) -> &'static str {
+    projections::quality::RULES.iter().find(|(r, _)| *r == rule).map_or("", |(_, d)| d)
+}
+
+/// A council's data-quality flags: the DfE rules its children's histories
+/// break, per rule and per child, so they are fixed before the return.
+#[utoipa::path(
+    get,
+    path = "/v1/quality",
+    params(("council" = String, Query, description = "ONS code")),
+    responses((status = 200, description = r#"{"council", "rules": [{"rule", "description", "children", "flags"}], "flags": [{"child", "rule", "reference", "detail", "on"}]}"#)),
+    security(("bearer" = []))
+)]
+async fn council_quality(
+    State(app): State<Arc<QueryState>>,
+    Query(p): Query<CouncilParams>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let endpoint = "GET /v1/quality";
+        let (principal, asker) = caller(&app, &headers)?;
+        let council = council_param(p.council.as_deref())?;
+        let scope = ChildInfo { council: Some(council.as_str().to_owned()), ..ChildInfo::default() };
+        if !principal.has(Role::Practitioner) || may_read_child(&principal, &scope, Need::Record).is_err() {
+            record(&app, &asker, endpoint, &[], Outcome::Refused).await?;
+            return Err(QueryError::Forbidden("data-quality flags need the practitioner or admin role for the council".into()));
+        }
+        let counts: Vec<(String, i64, i64)> = sqlx::query_as(
+            "select rule, count(distinct child_id), count(*) from quality_flag where council = $1 group by rule order by rule",
+        )
+        .bind(council.as_str())
+        .fetch_all(&app.pool)
+        .await?;
+        // The list names children: sealed ones only for admins.
+        let flags: Vec<FlagRow> = sqlx::query_as(
+            "select q.child_id as child, q.rule, q.reference, q.detail, q.on_date as on from quality_flag q
+               join child_status s using (child_id)
+              where q.council = $1 and (not s.sealed or $2) order by q.rule, q.on_date, q.child_id",
+        )
+        .bind(council.as_str())
+        .bind(principal.is_admin())
+        .fetch_all(&app.pool)
+        .await?;
+        let mut ids: Vec<uuid::Uuid> = flags.iter().map(|f| f.child).collect();
+        ids.sort();
+        ids.dedup();
+        record(&app, &asker, endpoint, &ids, Outcome::Allowed).await?;
+        let rules: Vec<Value> = counts
+            .into_iter()
+            .map(|(rule, children, n)| {
+                json!({"rule": rule, "description": rule_description(&rule), "children": children, "flags": n})
+            })
+            .collect();
+        Ok(Json(json!({ "council": council.as_str(), "rules": rules, "flags": flags })).into_response())
+    }
+    .await;
+    count(&app, "quality", result)
+}
+
+/// One child's data-quality flags.
+#[utoipa::path(
+    get,
+    path = "/v1/children/{child}/quality",
+    params(("child" = String, Path, description = "The child's id")),
+    responses((status = 200, description = r#"{"child", "flags": [{"rule", "description", "reference", "detail", "on"}]}"#)),
+    security(("bearer" = []))
+)]
+async fn child_quality(State(app): State<Arc<QueryState>>, Path(child): Path<String>, headers: HeaderMap) -> Response {
+    let result = async {
+        let (principal, asker) = caller(&app, &headers)?;
+        let child = uuid_param("child", &child)?;
+        admit_child(&app, &principal, &asker, "GET /v1/children/{child}/quality", child, Need::Record).await?;
+        let flags: Vec<FlagRow> = sqlx::query_as(
+            "select child_id as child, rule, reference, detail, on_date as on from quality_flag
+              where child_id = $1 order by on_date, rule",
+        )
+        .bind(child)
+        .fetch_all(&app.pool)
+        .await?;
+        let flags: Vec<Value> = flags
+            .into_iter()
+            .map(|f| json!({"rule": f.rule, "description": rule_description(&f.rule), "reference": f.reference, "detail": f.detail, "on": f.on}))
+            .collect();
+        Ok(Json(json!({ "child": child, "flags": flags })).into_response())
+    }
+    .await;
+    count(&app, "child_quality", result)
 }
 
 #[derive(Debug, Serialize)]

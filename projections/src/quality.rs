@@ -1,0 +1,203 @@
+//! Data-quality flags: breaches of the DfE's CIN census rules visible in a
+//! child's own history, found as the events arrive, so a council fixes its
+//! data before the return is due. Pure: a child's folded episodes
+//! ([`crate::cin::fold`]) in, flags named by rule number out.
+//!
+//! Ingestion never refuses a fact for being inconsistent with the rest of
+//! the record (CONTRACT.md); this is where such findings go.
+
+use crate::cin::{CinChild, Episode};
+use chrono::NaiveDate;
+use serde::Serialize;
+
+/// One breach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flag {
+    pub rule: &'static str,
+    /// The council whose episode it is in.
+    pub council: String,
+    /// What it concerns: a referral, assessment, section 47 or plan id.
+    pub reference: String,
+    pub detail: String,
+    /// The business date it is about.
+    pub on: NaiveDate,
+}
+
+/// Every rule checked, with the DfE's wording shortened.
+pub const RULES: [(&str, &str); 16] = [
+    ("1103", "assessment started before the referral"),
+    ("1104", "initial child protection conference before the referral"),
+    ("1105", "child protection plan started before the referral"),
+    ("2885", "child protection plan started on a different day from its initial conference"),
+    ("2889", "section 47 enquiry started before the referral"),
+    ("8565", "activity after the case was closed"),
+    ("8608", "assessment started after it was authorised"),
+    ("8815", "more than one open episode"),
+    ("8816", "an open episode that is not the latest"),
+    ("8820", "episodes overlap"),
+    ("8840", "child protection plan started and ended on the same day"),
+    ("8841", "plan review on or before the plan started"),
+    ("8869", "assessment factor 21 (no factors) given with other factors"),
+    ("8925", "child protection plan ended before it started"),
+    ("8935", "more than one open child protection plan"),
+    ("8940", "child protection plans overlap"),
+];
+
+/// The flags of one child.
+pub fn flags(child: &CinChild) -> Vec<Flag> {
+    let mut out = Vec::new();
+    let mut flag = |rule: &'static str, e: &Episode, reference: &str, on: NaiveDate, detail: String| {
+        out.push(Flag { rule, council: e.council.clone(), reference: reference.to_owned(), detail, on });
+    };
+    for e in &child.episodes {
+        let referred = e.referral_date;
+        for a in &e.assessments {
+            if a.start < referred {
+                flag(
+                    "1103",
+                    e,
+                    &a.id,
+                    a.start,
+                    format!("assessment started {} before the referral of {referred}", a.start),
+                );
+            }
+            if let Some(done) = a.authorised
+                && a.start > done
+            {
+                flag(
+                    "8608",
+                    e,
+                    &a.id,
+                    a.start,
+                    format!("assessment started {} after it was authorised on {done}", a.start),
+                );
+            }
+            if a.factors.iter().any(|f| f == "21") && a.factors.len() > 1 {
+                flag("8869", e, &a.id, a.authorised.unwrap_or(a.start), "factor 21 with other factors".into());
+            }
+        }
+        for s in &e.section47s {
+            if s.start < referred {
+                flag(
+                    "2889",
+                    e,
+                    &s.id,
+                    s.start,
+                    format!("section 47 started {} before the referral of {referred}", s.start),
+                );
+            }
+            if let Some(icpc) = s.icpc
+                && icpc < referred
+            {
+                flag("1104", e, &s.id, icpc, format!("initial conference {icpc} before the referral of {referred}"));
+            }
+        }
+        if let Some(icpc) = e.initial_cpc
+            && icpc < referred
+        {
+            flag(
+                "1104",
+                e,
+                &e.referral_id,
+                icpc,
+                format!("initial conference {icpc} before the referral of {referred}"),
+            );
+        }
+        for p in &e.plans {
+            if p.start < referred {
+                flag("1105", e, &p.id, p.start, format!("plan started {} before the referral of {referred}", p.start));
+            }
+            if let Some(end) = p.end {
+                if end < p.start {
+                    flag("8925", e, &p.id, end, format!("plan ended {end} before it started on {}", p.start));
+                } else if end == p.start {
+                    flag("8840", e, &p.id, end, format!("plan started and ended on {end}"));
+                }
+            }
+            let conference = child.plan_conferences.iter().find(|(plan, _)| *plan == p.id).map(|(_, c)| c);
+            let held =
+                conference.and_then(|c| child.initial_conferences.iter().find(|(id, _)| id == c)).map(|(_, d)| *d);
+            if let Some(held) = held
+                && held != p.start
+            {
+                flag(
+                    "2885",
+                    e,
+                    &p.id,
+                    p.start,
+                    format!("plan started {} but its initial conference was on {held}", p.start),
+                );
+            }
+            for r in p.reviews.iter().filter(|r| **r <= p.start) {
+                flag("8841", e, &p.id, *r, format!("review on {r}, the plan started on {}", p.start));
+            }
+        }
+        if let Some((closed, _)) = &e.closure {
+            let mut later: Vec<NaiveDate> = Vec::new();
+            later.extend(e.assessments.iter().flat_map(|a| [Some(a.start), a.authorised]).flatten());
+            later.extend(e.section47s.iter().flat_map(|s| [Some(s.start), s.icpc]).flatten());
+            later.extend(e.plans.iter().flat_map(|p| [Some(p.start), p.end]).flatten());
+            later.extend(e.plans.iter().flat_map(|p| p.reviews.iter().copied()));
+            later.extend(e.cin_plans.iter().flat_map(|(s, end)| [Some(*s), *end]).flatten());
+            if let Some(first) = later.into_iter().filter(|d| d > closed).min() {
+                flag(
+                    "8565",
+                    e,
+                    &e.referral_id,
+                    first,
+                    format!("activity on {first} after the case closed on {closed}"),
+                );
+            }
+        }
+    }
+
+    // Across episodes and plans.
+    let open: Vec<&Episode> = child.episodes.iter().filter(|e| e.closure.is_none() && !e.nfa).collect();
+    if open.len() > 1 {
+        for e in &open {
+            flag("8815", e, &e.referral_id, e.referral_date, format!("{} episodes open at once", open.len()));
+        }
+    }
+    let latest = child.episodes.iter().map(|e| e.referral_date).max();
+    for e in &open {
+        if Some(e.referral_date) < latest {
+            flag("8816", e, &e.referral_id, e.referral_date, "an open episode with a later episode after it".into());
+        }
+    }
+    let mut episodes: Vec<&Episode> = child.episodes.iter().collect();
+    episodes.sort_by_key(|e| e.referral_date);
+    for pair in episodes.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a.closure.as_ref().is_none_or(|(closed, _)| *closed > b.referral_date) {
+            flag(
+                "8820",
+                b,
+                &b.referral_id,
+                b.referral_date,
+                format!("referred {} while episode from {} was open", b.referral_date, a.referral_date),
+            );
+        }
+    }
+    let mut plans: Vec<(&Episode, &crate::cin::Plan)> =
+        child.episodes.iter().flat_map(|e| e.plans.iter().map(move |p| (e, p))).collect();
+    plans.sort_by_key(|(_, p)| p.start);
+    let open_plans = plans.iter().filter(|(_, p)| p.end.is_none()).count();
+    if open_plans > 1 {
+        for (e, p) in plans.iter().filter(|(_, p)| p.end.is_none()) {
+            flag("8935", e, &p.id, p.start, format!("{open_plans} plans open at once"));
+        }
+    }
+    for pair in plans.windows(2) {
+        let ((_, a), (e, b)) = (pair[0], pair[1]);
+        if a.end.is_none_or(|end| end > b.start) {
+            flag(
+                "8940",
+                e,
+                &b.id,
+                b.start,
+                format!("plan started {} while the plan from {} was open", b.start, a.start),
+            );
+        }
+    }
+    out
+}
