@@ -16,6 +16,7 @@
 //! - [`chronology`]: reading a child's chronology as it stood at a moment.
 //! - [`casework`]: the pure folds from a subject's history to caseload and indicator facts.
 //! - [`refold`]: writing those facts, in the batch's transaction.
+//! - [`annex_a`]: Ofsted's Annex A lists from a child's history.
 //! - [`cin`]: the CIN census: a child's history as its census record, and the XML message.
 //! - [`indicators`]: the indicator arithmetic (pure) and the reading of a council's facts.
 //! - [`caseload`]: caseloads per worker, team and council, on a given day.
@@ -25,6 +26,7 @@
 //! - [`audit`]: the audit stream into the `audit` schema: access log, erasures, checkpoints.
 //! - [`rebuild`]: building the read models afresh beside the live ones, then swapping.
 
+pub mod annex_a;
 pub mod audit;
 pub mod caseload;
 pub mod casework;

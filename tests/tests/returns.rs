@@ -94,6 +94,15 @@ async fn the_cin_census_of_a_seeded_population_holds_no_error_under_the_dfe_rule
     assert!(children > 100, "{children} children returned");
     assert!(errors.is_empty(), "{} errors, the first: {:#?}", errors.len(), &errors[..errors.len().min(15)]);
 
+    // Annex A of the same population: every list answers, and the busy ones have rows.
+    for n in [1, 3, 4, 5, 6, 7] {
+        let path = format!("/v1/returns/annex-a?council=E09000014&date=2025-03-31&list={n}");
+        let answer = query.get(tokens::ADMIN, &path).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let rows = answer.text.lines().count() - 1;
+        assert!(rows > 0 || n == 5, "list {n} is empty");
+    }
+
     // Every child returned is a child-level read in the access log; a dashboard may not have the return.
     projector.wait_for_audit().await;
     let logged: i64 = sqlx::query_scalar(
@@ -330,4 +339,142 @@ async fn deliberate_breaches_are_flagged_by_rule_and_the_dfe_rules_find_the_same
     let found: std::collections::BTreeSet<String> =
         validate(&census.text, "breaches").await.into_iter().map(|f| f.0).filter(|r| !r.ends_with('Q')).collect();
     assert_eq!(found, expected, "{}", census.text);
+}
+
+/// The rows of an Annex A list, as (header, rows) of cells.
+fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut lines = text.lines();
+    let header = lines.next().map(split_csv).unwrap_or_default();
+    (header, lines.map(split_csv).collect())
+}
+
+// Multi-threaded: the command runs as a child process while this runtime serves the roles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annex_a_lists_a_known_child_with_ofsteds_columns_and_values() {
+    use serde_json::json;
+    let nats = NatsServer::start().await;
+    let gateway = TestGateway::start(&nats.url()).await;
+    let db = TestDatabase::create().await;
+    let projector = LiveProjector::start_for(&gateway, &nats.url(), &db.pool().await).await;
+    let query = TestQuery::start(&nats.url(), db.url(), &gateway).await;
+    let child = uuid::Uuid::new_v4().to_string();
+    let worker = uuid::Uuid::new_v4().to_string();
+    let facts: Vec<Fact> = vec![
+        (
+            "child.registered",
+            "2018-02-10",
+            json!({"council": "E09000014", "la_child_id": "HAR001", "sex": "M", "birth_date": "2018-02-10", "ethnicity": "BAFR", "disabilities": ["LD"]}),
+        ),
+        ("referral.received", "2024-06-03", json!({"referral_id": "R0", "source": "2A", "nfa": true})),
+        ("contact.recorded", "2024-10-01", json!({"contact_id": "C1", "source": "6", "summary": "Police attended"})),
+        (
+            "referral.received",
+            "2024-10-01",
+            json!({"referral_id": "R1", "source": "6", "nfa": false, "primary_need": "N1"}),
+        ),
+        ("case.allocated", "2024-10-02", json!({"worker_id": worker, "team_id": "T-NORTH"})),
+        ("assessment.started", "2024-10-02", json!({"assessment_id": "A1", "referral_id": "R1"})),
+        ("s47.started", "2024-10-03", json!({"s47_id": "S1", "referral_id": "R1"})),
+        ("court.order_made", "2024-10-04", json!({"proceedings_id": "P-1", "order": "epo"})),
+        (
+            "conference.held",
+            "2024-10-17",
+            json!({"conference_id": "C-I", "kind": "initial", "s47_id": "S1", "outcome": "plan"}),
+        ),
+        ("cp_plan.started", "2024-10-17", json!({"plan_id": "P1", "conference_id": "C-I", "category": "PHY"})),
+        (
+            "assessment.completed",
+            "2024-11-20",
+            json!({"assessment_id": "A1", "factors": ["3B"], "child_seen": true, "needs_support": true}),
+        ),
+        ("cp_plan.category_changed", "2024-12-02", json!({"plan_id": "P1", "category": "MUL"})),
+        ("child.seen", "2025-01-06", json!({"seen_by": worker, "seen_alone": false, "context": "statutory_visit"})),
+        (
+            "conference.held",
+            "2025-01-15",
+            json!({"conference_id": "C-R", "kind": "review", "plan_id": "P1", "outcome": "continue"}),
+        ),
+        ("child.seen", "2025-01-20", json!({"seen_by": worker, "seen_alone": true, "context": "school"})),
+    ];
+    let events: Vec<serde_json::Value> = facts
+        .into_iter()
+        .enumerate()
+        .map(|(i, (t, day, data))| {
+            json!({"specversion": "1.0", "id": format!("a-{i}"), "type": t, "subject": child, "time": format!("{day}T10:00:00Z"), "data": data})
+        })
+        .collect();
+    let r = gateway.post(tokens::ADMIN, &serde_json::Value::Array(events)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let last = r.json["results"].as_array().and_then(|a| a.last()).and_then(|l| l["stream_sequence"].as_u64());
+    projector.wait_for(last.expect("a position")).await;
+
+    let list = |n: u8| {
+        let query = &query;
+        async move {
+            let answer = query
+                .get(tokens::HARINGEY, &format!("/v1/returns/annex-a?council=E09000014&date=2025-02-01&list={n}"))
+                .await;
+            assert_eq!(answer.status, 200, "{}", answer.text);
+            parse_csv(&answer.text)
+        }
+    };
+    let common = ["HAR001", "a) Male", "BAFR", "10/02/2018", "6"];
+    let row = |own: &[&str]| common.iter().chain(own).map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let (header, rows) = list(1).await;
+    assert_eq!(header[..5], ["Child Unique ID", "Gender", "Ethnicity", "Date of Birth", "Age"]);
+    assert_eq!(rows, vec![row(&["01/10/2024", "q) 6: police"])]);
+    let (header, rows) = list(3).await;
+    assert_eq!(header[8], "Number of Referrals in Last 12 Months");
+    // The NFA referral of June is outside the six months but counts among the last twelve.
+    assert_eq!(rows, vec![row(&["01/10/2024", "q) 6: police", "b) No", "1", "T-NORTH", &worker])]);
+    let (_, rows) = list(4).await;
+    assert_eq!(rows, vec![row(&["a) Yes", "02/10/2024", "a) Yes", "20/11/2024", "a) Yes", "T-NORTH", &worker])]);
+    let (_, rows) = list(5).await;
+    assert_eq!(
+        rows,
+        vec![row(&["a) Yes", "03/10/2024", "b) No", "17/10/2024", "a) Yes", "0", "0", "T-NORTH", &worker])]
+    );
+    let (_, rows) = list(6).await;
+    assert_eq!(
+        rows,
+        vec![row(&["a) Yes", "01/10/2024", "N1", "20/01/2025", "", "", "b) CP plan", "T-NORTH", &worker])]
+    );
+    let (header, rows) = list(7).await;
+    assert_eq!(header.len(), 17);
+    assert_eq!(
+        rows,
+        vec![row(&[
+            "a) Yes",
+            "17/10/2024",
+            "b) Physical abuse",
+            "e) Multiple/not recommended",
+            "06/01/2025",
+            "b) No",
+            "15/01/2025",
+            "",
+            "a) Yes",
+            "0",
+            "T-NORTH",
+            &worker,
+        ])]
+    );
+    let bad = query.get(tokens::HARINGEY, "/v1/returns/annex-a?council=E09000014&date=2025-02-01&list=2").await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.text.contains("list"), "{}", bad.text);
+
+    // The command writes all six lists.
+    let dir = tempfile::tempdir().expect("dir");
+    let run = tokio::process::Command::new(tests::safeguard_binary())
+        .args(["return", "annex-a", "--council", "E09000014", "--date", "2025-02-01", "--out"])
+        .arg(dir.path())
+        .env("SAFEGUARD_QUERY_URL", query.url(""))
+        .env("SAFEGUARD_TOKEN", tokens::HARINGEY)
+        .output()
+        .await
+        .expect("run safeguard return");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    for n in [1, 3, 4, 5, 6, 7] {
+        let text = std::fs::read_to_string(dir.path().join(format!("list{n}.csv"))).expect("a list");
+        assert!(text.contains("HAR001"), "list {n}: {text}");
+    }
 }

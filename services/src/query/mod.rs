@@ -130,6 +130,7 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/v1/children/{child}/access-log", get(access_log))
         .route("/v1/verify", get(verify))
         .route("/v1/returns/cin", get(cin_return))
+        .route("/v1/returns/annex-a", get(annex_a_return))
         .route("/v1/quality", get(council_quality))
         .route("/v1/children/{child}/quality", get(child_quality))
         .route("/v1/children/lookup", post(lookup))
@@ -650,6 +651,8 @@ async fn verify(State(app): State<Arc<QueryState>>, Query(p): Query<VerifyParams
 pub struct ReturnParams {
     council: Option<String>,
     year: Option<String>,
+    date: Option<String>,
+    list: Option<String>,
 }
 
 /// The DfE CIN census XML for a council and collection year, from the
@@ -722,6 +725,69 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
     };
     let xml = projections::cin::message(&header, &year, &children);
     Ok(([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response())
+}
+
+/// One of Ofsted's Annex A lists (1, 3, 4, 5, 6 or 7) for the six months
+/// before an inspection date, as CSV with Ofsted's columns and values.
+#[utoipa::path(
+    get,
+    path = "/v1/returns/annex-a",
+    params(
+        ("council" = String, Query, description = "ONS code"),
+        ("date" = String, Query, description = "The inspection date, YYYY-MM-DD"),
+        ("list" = u8, Query, description = "1, 3, 4, 5, 6 or 7"),
+    ),
+    responses((status = 200, description = "The list", content_type = "text/csv")),
+    security(("bearer" = []))
+)]
+async fn annex_a_return(
+    State(app): State<Arc<QueryState>>,
+    Query(p): Query<ReturnParams>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let endpoint = "GET /v1/returns/annex-a";
+        let (principal, asker) = caller(&app, &headers)?;
+        let council = council_param(p.council.as_deref())?;
+        let date = date_param("date", p.date.as_deref())?
+            .ok_or_else(|| QueryError::invalid("date", "is required (the inspection date, YYYY-MM-DD)"))?;
+        let list = p
+            .list
+            .as_deref()
+            .and_then(|l| l.parse::<u8>().ok())
+            .filter(|l| projections::annex_a::LISTS.contains(l))
+            .ok_or_else(|| QueryError::invalid("list", "must be 1, 3, 4, 5, 6 or 7"))?;
+        let scope = ChildInfo { council: Some(council.as_str().to_owned()), ..ChildInfo::default() };
+        if !principal.has(Role::Practitioner) || may_read_child(&principal, &scope, Need::Record).is_err() {
+            record(&app, &asker, endpoint, &[], Outcome::Refused).await?;
+            return Err(QueryError::Forbidden(
+                "statutory returns need the practitioner or admin role for the council".into(),
+            ));
+        }
+        let from = date.checked_sub_months(chrono::Months::new(6)).unwrap_or(date);
+        let window = projections::cin::CollectionYear { start: from, reference_date: date };
+        let (_, histories) = projections::cin::load(&app.pool, council.as_str(), &window).await?;
+        let calendar = events::calendar::Calendar::england_and_wales();
+        let mut rows = Vec::new();
+        let mut ids = Vec::new();
+        for (child, history) in histories {
+            let mine: Vec<Vec<String>> = projections::annex_a::rows(&history, council.as_str(), date, calendar)
+                .into_iter()
+                .filter(|(l, _)| *l == list)
+                .map(|(_, row)| row)
+                .collect();
+            if !mine.is_empty() {
+                ids.push(child);
+                rows.extend(mine);
+            }
+        }
+        rows.sort();
+        record(&app, &asker, endpoint, &ids, Outcome::Allowed).await?;
+        Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], projections::annex_a::csv(list, &rows))
+            .into_response())
+    }
+    .await;
+    count(&app, "annex_a", result)
 }
 
 /// One data-quality flag as answered.
