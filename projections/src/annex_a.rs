@@ -229,7 +229,7 @@ pub fn rows(history: &[Recorded], council: &str, date: NaiveDate, calendar: &Cal
         .filter(|e| !e.nfa && e.referral_date <= date && e.closure.as_ref().is_none_or(|(c, _)| *c > from))
     {
         let open_plan = e.plans.iter().any(|p| p.end.is_none());
-        let open_cin_plan = e.cin_plans.iter().any(|(_, end)| end.is_none());
+        let open_cin_plan = e.cin_plans.iter().any(|p| p.end.is_none());
         let open_assessment = e.assessments.iter().any(|a| a.authorised.is_none());
         let status = if e.closure.is_some() {
             "e) Closed episode"

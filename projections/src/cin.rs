@@ -73,9 +73,16 @@ pub struct Episode {
     /// An ICPC that belongs to no section 47 of the episode.
     pub initial_cpc: Option<NaiveDate>,
     pub assessments: Vec<Assessment>,
-    pub cin_plans: Vec<(NaiveDate, Option<NaiveDate>)>,
+    pub cin_plans: Vec<CinPlan>,
     pub section47s: Vec<Section47>,
     pub plans: Vec<Plan>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CinPlan {
+    pub id: String,
+    pub start: NaiveDate,
+    pub end: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -137,7 +144,7 @@ pub fn census_child(
                     a.factors.clear();
                 }
             }
-            e.cin_plans.retain(|(start, end)| year.touches(*start, *end));
+            e.cin_plans.retain(|p| year.touches(p.start, p.end));
             e.section47s.retain(|s| match s.icpc {
                 Some(icpc) => year.contains(icpc),
                 None => year.contains(s.start) || (s.icpc_not_required && year.touches(s.start, None)),
@@ -324,14 +331,14 @@ pub fn fold(history: &[Recorded], until: NaiveDate, calendar: &Calendar) -> CinC
                 }
                 EventType::CinPlanStarted => {
                     if let Some(e) = episode(&mut episodes, text(d, "referral_id"), f.on) {
-                        e.cin_plans.push((f.on, None));
+                        e.cin_plans.push(CinPlan { id: owned(d, "plan_id"), start: f.on, end: None });
                     }
                 }
                 EventType::CinPlanEnded => {
-                    if let Some(p) =
-                        episodes.iter_mut().rev().flat_map(|e| e.cin_plans.iter_mut()).find(|p| p.1.is_none())
+                    let id = owned(d, "plan_id");
+                    if let Some(p) = episodes.iter_mut().rev().flat_map(|e| e.cin_plans.iter_mut()).find(|p| p.id == id)
                     {
-                        p.1 = Some(f.on);
+                        p.end = Some(f.on);
                     }
                 }
                 _ => {}
@@ -512,10 +519,10 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
                 }
                 x.close("Assessments");
             }
-            for (start, end) in &e.cin_plans {
+            for p in &e.cin_plans {
                 x.open("CINPlanDates");
-                x.leaf("CINPlanStartDate", start);
-                x.maybe("CINPlanEndDate", *end);
+                x.leaf("CINPlanStartDate", p.start);
+                x.maybe("CINPlanEndDate", p.end);
                 x.close("CINPlanDates");
             }
             for s in &e.section47s {

@@ -138,7 +138,7 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
             later.extend(e.section47s.iter().flat_map(|s| [Some(s.start), s.icpc]).flatten());
             later.extend(e.plans.iter().flat_map(|p| [Some(p.start), p.end]).flatten());
             later.extend(e.plans.iter().flat_map(|p| p.reviews.iter().copied()));
-            later.extend(e.cin_plans.iter().flat_map(|(s, end)| [Some(*s), *end]).flatten());
+            later.extend(e.cin_plans.iter().flat_map(|p| [Some(p.start), p.end]).flatten());
             if let Some(first) = later.into_iter().filter(|d| d > closed).min() {
                 flag(
                     "8565",

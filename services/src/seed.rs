@@ -84,20 +84,48 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[(self.next_u64() % items.len() as u64) as usize]
     }
+    /// One of `items`, each as likely as its weight.
+    pub fn weighted<'a, T>(&mut self, items: &'a [(T, u32)]) -> &'a T {
+        let total: u64 = items.iter().map(|(_, w)| u64::from(*w)).sum();
+        let mut roll = self.next_u64() % total.max(1);
+        for (item, w) in items {
+            if roll < u64::from(*w) {
+                return item;
+            }
+            roll -= u64::from(*w);
+        }
+        &items[items.len() - 1].0
+    }
     pub fn uuid(&mut self) -> uuid::Uuid {
         let bytes = (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64());
         uuid::Builder::from_random_bytes(bytes.to_be_bytes()).into_uuid()
     }
 }
 
-/// Referral sources, weighted roughly as nationally (police and schools most).
-const SOURCES: [&str; 20] =
-    ["6", "6", "6", "6", "2A", "2A", "2A", "3A", "3B", "3E", "3F", "1A", "1B", "1C", "4", "5A", "7", "8", "9", "10"];
-const CATEGORIES: [&str; 20] = [
-    "NEG", "NEG", "NEG", "NEG", "NEG", "NEG", "NEG", "NEG", "NEG", "NEG", "EMO", "EMO", "EMO", "EMO", "EMO", "EMO",
-    "EMO", "PHY", "SAB", "MUL",
+/// Referral sources, weighted as the CIN census reports them nationally
+/// (police about 29%, schools 20%, health 14%, council services 10%, ...).
+const SOURCES: [(&str, u32); 16] = [
+    ("6", 29),
+    ("2A", 19),
+    ("2B", 1),
+    ("3A", 3),
+    ("3B", 2),
+    ("3E", 4),
+    ("3F", 5),
+    ("1A", 4),
+    ("1C", 2),
+    ("1D", 1),
+    ("4", 2),
+    ("5A", 6),
+    ("5C", 4),
+    ("7", 5),
+    ("8", 9),
+    ("9", 1),
 ];
-const NEEDS: [&str; 8] = ["N1", "N1", "N1", "N1", "N2", "N3", "N4", "N8"];
+/// Categories of abuse of plans starting, as DOMAIN.md gives them (per mille).
+const CATEGORIES: [(&str, u32); 5] = [("NEG", 505), ("EMO", 357), ("PHY", 74), ("SAB", 38), ("MUL", 26)];
+const NEEDS: [(&str, u32); 8] =
+    [("N1", 57), ("N2", 3), ("N3", 9), ("N4", 16), ("N5", 4), ("N6", 3), ("N8", 6), ("N9", 2)];
 const FACTORS: [&str; 10] = ["3B", "4B", "2B", "1B", "16A", "18B", "3A", "6A", "5A", "22A"];
 const ETHNICITY: [&str; 10] = ["WBRI", "WBRI", "WBRI", "WOTH", "BAFR", "BCRB", "MWBC", "ABAN", "APKN", "OOTH"];
 const GIVEN: [&str; 10] = ["Sam", "Alex", "Jordan", "Riley", "Casey", "Morgan", "Taylor", "Jamie", "Robin", "Charlie"];
@@ -123,6 +151,11 @@ impl Builder<'_> {
             "specversion": "1.0", "id": format!("seed-{}-{}", self.seed, self.n), "type": event_type,
             "subject": subject, "time": time, "data": data,
         }));
+    }
+
+    /// The id the next event will have.
+    fn event_id_next(&self) -> String {
+        format!("seed-{}-{}", self.seed, self.n + 1)
     }
 
     /// The next working day on or after `day`.
@@ -201,6 +234,15 @@ pub fn generate(seed: u64, councils: usize, children: usize, until: NaiveDate) -
     Ok(groups)
 }
 
+/// One child's life with children's services, following DOMAIN.md's
+/// national funnel: per referral about 0.36 section 47 enquiries, per
+/// enquiry 0.31 ICPCs (81% within 15 working days), per ICPC 0.86 plans
+/// (4.4% lasting two years or more), re-referrals about a fifth of
+/// referrals, assessments with a median near 33 working days (86% within
+/// 45). Around it: relatives, contacts and concerns from other agencies,
+/// information shared, CIN plans, changes of worker, visits (some late),
+/// court proceedings for a few plans, a rare death, and a sprinkling of
+/// corrections and retractions.
 fn child(
     b: &mut Builder<'_>,
     rng: &mut Rng,
@@ -212,16 +254,32 @@ fn child(
     let id = rng.uuid().to_string();
     let registered = start + Days::new(rng.range(0, 3 * 365));
     let born = registered.checked_sub_days(Days::new(rng.range(30, 16 * 365))).unwrap_or(registered);
-    b.event(
-        "child.registered",
-        &id,
-        registered,
-        json!({
-            "council": council, "la_child_id": format!("{}{:06}", &council[5..], index), "sex": *rng.pick(&["M", "F"]),
-            "birth_date": born, "ethnicity": *rng.pick(&ETHNICITY),
-            "person": {"given_name": *rng.pick(&GIVEN), "family_name": *rng.pick(&FAMILY)},
-        }),
-    );
+    let family = *rng.pick(&FAMILY);
+    let mut data = json!({
+        "council": council, "la_child_id": format!("{}{:06}", &council[5..], index), "sex": *rng.pick(&["M", "F"]),
+        "birth_date": born, "ethnicity": *rng.pick(&ETHNICITY),
+        "person": {"given_name": *rng.pick(&GIVEN), "family_name": family},
+    });
+    if rng.chance(0.08) {
+        data["disabilities"] = json!([*rng.pick(&["LD", "COMM", "AUT", "BEH", "MOB"])]);
+    }
+    b.event("child.registered", &id, registered, data);
+    // Relatives: a mother nearly always, a father often, siblings sometimes.
+    let mut relatives = vec![("mother", 0.92), ("father", 0.55)];
+    for _ in 0..rng.range(0, 2) {
+        relatives.push(("sibling", 1.0));
+    }
+    for (n, (role, p)) in relatives.into_iter().enumerate() {
+        if rng.chance(p) {
+            b.event(
+                "relationship.recorded",
+                &id,
+                registered,
+                json!({"person_id": format!("PER{n}"), "role": role, "person": {"given_name": *rng.pick(&GIVEN), "family_name": family}}),
+            );
+        }
+    }
+
     let mut day = registered;
     let mut referral = 0;
     let mut plans = 0;
@@ -232,46 +290,102 @@ fn child(
         if day >= b.until {
             return;
         }
-        let source = *rng.pick(&SOURCES);
+        let source = *rng.weighted(&SOURCES);
+        let contact = format!("C{referral}");
         b.event(
             "contact.recorded",
             &id,
             day,
-            json!({"contact_id": format!("C{referral}"), "source": source, "summary": "Concerns reported", "outcome": "referral"}),
+            json!({"contact_id": contact, "source": source, "summary": "Concerns reported", "outcome": "referral"}),
         );
-        let nfa = rng.chance(0.2);
+        let nfa = rng.chance(0.1);
+        let referral_id = b.event_id_next();
+        let need = *rng.weighted(&NEEDS);
         b.event(
             "referral.received",
             &id,
             day,
-            json!({"referral_id": r, "source": source, "nfa": nfa, "primary_need": *rng.pick(&NEEDS)}),
+            json!({"referral_id": r, "source": source, "nfa": nfa, "primary_need": need}),
         );
-        if nfa {
-            // A re-referral within a year for some.
-            if rng.chance(0.3) {
-                day = day + Days::new(rng.range(20, 500));
-                continue;
-            }
-            return;
+        // A few referrals are corrected later: the source was recorded wrongly.
+        if rng.chance(0.02) {
+            let fixed = if source == "6" { "2A" } else { "6" };
+            let when = (day + Days::new(rng.range(1, 20))).min(b.until);
+            b.event(
+                "record.corrected",
+                &id,
+                when,
+                json!({"corrects": referral_id, "reason": "referral source recorded wrongly",
+                       "data": {"referral_id": r, "source": fixed, "nfa": nfa, "primary_need": need}}),
+            );
         }
-        let (worker, team) = rng.pick(workers).clone();
+        // About a fifth of referrals come within a year of the one before
+        // (counted from that referral, so a re-referral soon after a closure).
+        let again = |rng: &mut Rng, from: NaiveDate| -> Option<NaiveDate> {
+            if rng.chance(0.3) {
+                Some(from + Days::new(rng.range(14, 200)))
+            } else if rng.chance(0.1) {
+                Some(from + Days::new(rng.range(370, 900)))
+            } else {
+                None
+            }
+        };
+        if nfa {
+            match again(rng, day) {
+                Some(next) => {
+                    day = next;
+                    continue;
+                }
+                None => return,
+            }
+        }
+        let (mut worker, team) = rng.pick(workers).clone();
         b.event("case.allocated", &id, day, json!({"worker_id": worker, "team_id": team}));
+        if rng.chance(0.2) {
+            b.event(
+                "concern.raised",
+                &id,
+                day + Days::new(rng.range(1, 20)),
+                json!({"concern_id": format!("CN{referral}"), "summary": "Further concern reported", "category": *rng.weighted(&CATEGORIES)}),
+            );
+        }
         let a = format!("A{referral}");
         let a_start = b.working(day + Days::new(rng.range(0, 2)));
         b.event("assessment.started", &id, a_start, json!({"assessment_id": a, "referral_id": r}));
+        let seen_id = b.event_id_next();
         b.event(
             "child.seen",
             &id,
             a_start + Days::new(1),
             json!({"seen_by": worker, "seen_alone": rng.chance(0.7), "context": "assessment"}),
         );
-        let wd = if rng.chance(0.86) { rng.range(10, 45) } else { rng.range(46, 70) } as u32;
+        // One sighting in a hundred was recorded against the wrong child and is retracted.
+        if rng.chance(0.01) {
+            b.event(
+                "record.retracted",
+                &id,
+                a_start + Days::new(3),
+                json!({"retracts": seen_id, "reason": "recorded against the wrong child"}),
+            );
+        }
+        let wd = if rng.chance(0.86) { rng.range(16, 45) } else { rng.range(46, 80) } as u32;
         let a_done = b.calendar.add_working_days(a_start, wd);
         let mut end = a_done;
-        let enquiry = rng.chance(0.36);
+        let enquiry = rng.chance(0.4);
+        let mut cin_plan = false;
         // The assessment is authorised when it is done, whatever follows it.
         if a_done < b.until {
-            b.event("assessment.completed", &id, a_done, json!({"assessment_id": a, "factors": [*rng.pick(&FACTORS)], "child_seen": true, "needs_support": enquiry}));
+            let needs = enquiry || rng.chance(0.45);
+            cin_plan = needs && !enquiry;
+            b.event("assessment.completed", &id, a_done, json!({"assessment_id": a, "factors": [*rng.pick(&FACTORS)], "child_seen": true, "needs_support": needs}));
+            if rng.chance(0.3) {
+                b.event(
+                    "information.shared",
+                    &id,
+                    a_done,
+                    json!({"with_agency": *rng.pick(&["school", "health visitor", "GP", "police"]), "purpose": "Assessment outcome shared"}),
+                );
+            }
         }
         if enquiry {
             let sd = b.working(a_start + Days::new(rng.range(1, 5)));
@@ -282,15 +396,27 @@ fn child(
                 sd,
                 json!({"s47_id": format!("S{referral}"), "referral_id": r, "discussion_id": format!("SD{referral}")}),
             );
-            let icpc_wd = if rng.chance(0.81) { rng.range(5, 15) } else { rng.range(16, 25) } as u32;
+            let conference = rng.chance(0.31);
+            let icpc_wd = if rng.chance(0.814) { rng.range(5, 15) } else { rng.range(16, 25) } as u32;
             let icpc = b.calendar.add_working_days(sd, icpc_wd);
-            b.event(
-                "s47.completed",
-                &id,
-                icpc.min(sd + Days::new(10)),
-                json!({"s47_id": format!("S{referral}"), "icpc_required": true}),
-            );
-            if icpc < b.until {
+            let s47_done = if conference {
+                icpc.min(sd + Days::new(10))
+            } else {
+                b.calendar.add_working_days(sd, rng.range(5, 15) as u32)
+            };
+            if s47_done < b.until {
+                b.event(
+                    "s47.completed",
+                    &id,
+                    s47_done,
+                    json!({"s47_id": format!("S{referral}"), "icpc_required": conference}),
+                );
+            }
+            end = end.max(s47_done);
+            if conference && icpc >= b.until {
+                return; // the conference is still to come
+            }
+            if conference {
                 let plan = rng.chance(0.86);
                 let conf = format!("CC{referral}");
                 b.event("conference.held", &id, icpc, json!({"conference_id": conf, "kind": "initial", "s47_id": format!("S{referral}"), "outcome": if plan { "plan" } else { "no_plan" }}));
@@ -301,12 +427,35 @@ fn child(
                         "cp_plan.started",
                         &id,
                         icpc,
-                        json!({"plan_id": p, "conference_id": conf, "category": *rng.pick(&CATEGORIES)}),
+                        json!({"plan_id": p, "conference_id": conf, "category": *rng.weighted(&CATEGORIES)}),
                     );
-                    let months = if rng.chance(0.05) { rng.range(24, 30) } else { rng.range(3, 18) } as u32;
-                    let plan_end = events::calendar::add_months(icpc, months);
-                    // Visits while the plan is open, mostly every one to two weeks.
+                    // A long plan is more likely than the 4.4% of endings: histories start four years back, so
+                    // long plans that began before them are missing from the endings seen.
+                    let months = if rng.chance(0.09) { rng.range(24, 36) } else { rng.range(3, 20) } as u32;
+                    let plan_end = b.working(events::calendar::add_months(icpc, months));
+                    // Court proceedings for a few children on plans.
+                    if rng.chance(0.06) {
+                        let filed = icpc + Days::new(rng.range(30, 120));
+                        if filed < plan_end.min(b.until) {
+                            let pid = format!("CP{referral}");
+                            b.event(
+                                "court.application_filed",
+                                &id,
+                                filed,
+                                json!({"proceedings_id": pid, "kind": "care", "court": "Family Court at East London"}),
+                            );
+                            b.event("court.hearing_held", &id, filed + Days::new(14), json!({"proceedings_id": pid}));
+                            b.event(
+                                "court.order_made",
+                                &id,
+                                filed + Days::new(14),
+                                json!({"proceedings_id": pid, "order": "interim_care"}),
+                            );
+                        }
+                    }
+                    // Visits while the plan is open, mostly every one to two weeks; a few late.
                     let mut visit = icpc + Days::new(rng.range(3, 10));
+                    let mut changed = false;
                     while visit < plan_end.min(b.until) {
                         b.event(
                             "child.seen",
@@ -314,6 +463,16 @@ fn child(
                             visit,
                             json!({"seen_by": worker, "seen_alone": rng.chance(0.7), "context": "statutory_visit"}),
                         );
+                        // Some cases change worker along the way.
+                        if !changed && rng.chance(0.02) {
+                            changed = true;
+                            let (next, next_team) = rng.pick(workers).clone();
+                            if next != worker {
+                                b.event("case.deallocated", &id, visit, json!({"worker_id": worker}));
+                                b.event("case.allocated", &id, visit, json!({"worker_id": next, "team_id": next_team}));
+                                worker = next;
+                            }
+                        }
                         visit = visit + Days::new(if rng.chance(0.9) { rng.range(7, 14) } else { rng.range(15, 30) });
                     }
                     let mut review = events::calendar::add_months(icpc, 3);
@@ -326,7 +485,7 @@ fn child(
                             review + Days::new(rng.range(1, 20))
                         };
                         let held = b.working(held);
-                        if held >= b.until {
+                        if held >= b.until || held >= plan_end {
                             break;
                         }
                         let last = events::calendar::add_months(held, 6) >= plan_end;
@@ -344,12 +503,27 @@ fn child(
         if a_done >= b.until {
             return;
         }
+        // Children in need without a protection plan are often supported on a CIN plan.
+        if cin_plan {
+            let p = format!("CIN{referral}");
+            let from = b.working(a_done + Days::new(rng.range(1, 10)));
+            let to = b.working(events::calendar::add_months(from, rng.range(3, 12) as u32));
+            if from >= b.until {
+                return;
+            }
+            b.event("cin_plan.started", &id, from, json!({"plan_id": p, "referral_id": r}));
+            if to >= b.until {
+                return;
+            }
+            b.event("cin_plan.ended", &id, to, json!({"plan_id": p}));
+            end = end.max(to);
+        }
         let close = b.working(end.max(a_done) + Days::new(rng.range(1, 20)));
         if close >= b.until {
             return;
         }
         // RC7: services ceased; RC8 / RC9: closed after assessment, with no further action or to early help.
-        let reason = if enquiry {
+        let reason = if enquiry || cin_plan {
             "RC7"
         } else if rng.chance(0.3) {
             "RC9"
@@ -357,10 +531,18 @@ fn child(
             "RC8"
         };
         b.event("case.closed", &id, close, json!({"referral_id": r, "reason": reason}));
-        if !rng.chance(0.25) {
+        // Rarely, a child dies; nothing follows.
+        if rng.chance(0.002) {
+            let died = close + Days::new(rng.range(30, 400));
+            if died < b.until {
+                b.event("child.died", &id, died, json!({"date": died}));
+            }
             return;
         }
-        day = close + Days::new(rng.range(30, 700));
+        match again(rng, close) {
+            Some(next) => day = next,
+            None => return,
+        }
     }
 }
 
