@@ -79,6 +79,12 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        // A fraction or exponent does not make a big number safe: RFC 8785
+        // writes 6.59e16 as the integer 65900000000000000, which some
+        // readers would then hold inexactly (found by fuzzing).
+        if v.abs() > MAX_SAFE_INTEGER as f64 {
+            return Err(E::custom("number is too large to be exact in every JSON reader (over 2^53 - 1)"));
+        }
         Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number is not finite"))
     }
 
@@ -135,6 +141,10 @@ mod tests {
     fn refuses_unsafe_integers_and_trailing_bytes() {
         assert!(parse_strict(b"9007199254740992").is_err());
         assert!(parse_strict(b"9007199254740991").is_ok());
+        // Found by fuzzing: a float whose canonical form is an unsafe integer.
+        assert!(parse_strict(b"65900000000000000E00000000000000000").is_err());
+        assert!(parse_strict(b"-1e300").is_err());
+        assert!(parse_strict(b"0.5").is_ok());
         assert!(parse_strict(b"{} x").is_err());
         assert!(parse_strict(b"").is_err());
     }
