@@ -583,7 +583,6 @@ pub async fn load(
     council: &str,
     year: &CollectionYear,
 ) -> Result<(Option<String>, Vec<(uuid::Uuid, Vec<Recorded>)>), sqlx::Error> {
-    use sqlx::Row as _;
     let dfe: Option<String> = sqlx::query_scalar(
         "select dfe_la_code from council_setting where council = $1 and dfe_la_code is not null
           order by effective_from desc limit 1",
@@ -608,28 +607,10 @@ pub async fn load(
     .bind(&children)
     .fetch_all(pool)
     .await?;
-    let mut out: Vec<(uuid::Uuid, Vec<Recorded>)> = Vec::new();
-    for row in rows {
-        let subject: String = row.try_get("subject")?;
-        let Ok(child) = subject.parse::<uuid::Uuid>() else { continue };
-        let data = match row.try_get::<Value, _>("data")? {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        };
-        let recorded = Recorded {
-            sequence: row.try_get("sequence")?,
-            event_id: row.try_get("event_id")?,
-            source: row.try_get("source")?,
-            event_type: row.try_get("event_type")?,
-            occurred_at: row.try_get("occurred_at")?,
-            business_date: row.try_get("business_date")?,
-            data,
-        };
-        match out.last_mut() {
-            Some((c, list)) if *c == child => list.push(recorded),
-            _ => out.push((child, vec![recorded])),
-        }
-    }
+    let out = crate::refold::group_histories(&rows)?
+        .into_iter()
+        .filter_map(|(subject, history)| Some((subject.parse::<uuid::Uuid>().ok()?, history)))
+        .collect();
     Ok((dfe, out))
 }
 

@@ -47,6 +47,13 @@ async fn histories(
     .bind(subjects)
     .fetch_all(&mut **tx)
     .await?;
+    group_histories(&rows)
+}
+
+/// Groups rows of `stored_event` (subject, sequence, event_id, source,
+/// event_type, occurred_at, business_date and `document->'data' as data`),
+/// ordered by subject and sequence, into each subject's history.
+pub(crate) fn group_histories(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(String, Vec<Recorded>)>, sqlx::Error> {
     let mut out: Vec<(String, Vec<Recorded>)> = Vec::new();
     for row in rows {
         let subject: String = row.try_get("subject")?;

@@ -286,6 +286,26 @@ async fn admit_child(
     decision.map_err(QueryError::Forbidden)
 }
 
+/// Council-wide child-level reads (returns, data-quality lists): the
+/// practitioner or admin role for the council; a refusal is recorded.
+async fn admit_council(
+    app: &QueryState,
+    principal: &Principal,
+    asker: &Asker,
+    endpoint: &str,
+    council: &CouncilCode,
+) -> Result<(), QueryError> {
+    let scope = ChildInfo { council: Some(council.as_str().to_owned()), ..ChildInfo::default() };
+    if principal.has(Role::Practitioner) && may_read_child(principal, &scope, Need::Record).is_ok() {
+        return Ok(());
+    }
+    record(app, asker, endpoint, &[], Outcome::Refused).await?;
+    Err(QueryError::Forbidden(format!(
+        "council-wide child-level reads need the practitioner or admin role for council {}",
+        council.as_str()
+    )))
+}
+
 async fn record(
     app: &QueryState,
     asker: &Asker,
@@ -685,13 +705,7 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
         .as_deref()
         .ok_or_else(|| QueryError::invalid("year", "is required (a collection year such as 2024-25)"))?;
     let year = projections::cin::CollectionYear::parse(year).map_err(|m| QueryError::invalid("year", m))?;
-    let scope = ChildInfo { council: Some(council.as_str().to_owned()), ..ChildInfo::default() };
-    if !principal.has(Role::Practitioner) || may_read_child(&principal, &scope, Need::Record).is_err() {
-        record(app, &asker, endpoint, &[], Outcome::Refused).await?;
-        return Err(QueryError::Forbidden(
-            "statutory returns need the practitioner or admin role for the council".into(),
-        ));
-    }
+    admit_council(app, &principal, &asker, endpoint, &council).await?;
     let (dfe, histories) = projections::cin::load(&app.pool, council.as_str(), &year).await?;
     let dfe = dfe.ok_or_else(|| {
         QueryError::invalid("council", "has no DfE LA code: publish council.configured with dfe_la_code first")
@@ -757,13 +771,7 @@ async fn annex_a_return(
             .and_then(|l| l.parse::<u8>().ok())
             .filter(|l| projections::annex_a::LISTS.contains(l))
             .ok_or_else(|| QueryError::invalid("list", "must be 1, 3, 4, 5, 6 or 7"))?;
-        let scope = ChildInfo { council: Some(council.as_str().to_owned()), ..ChildInfo::default() };
-        if !principal.has(Role::Practitioner) || may_read_child(&principal, &scope, Need::Record).is_err() {
-            record(&app, &asker, endpoint, &[], Outcome::Refused).await?;
-            return Err(QueryError::Forbidden(
-                "statutory returns need the practitioner or admin role for the council".into(),
-            ));
-        }
+        admit_council(&app, &principal, &asker, endpoint, &council).await?;
         let from = date.checked_sub_months(chrono::Months::new(6)).unwrap_or(date);
         let window = projections::cin::CollectionYear { start: from, reference_date: date };
         let (_, histories) = projections::cin::load(&app.pool, council.as_str(), &window).await?;
@@ -822,11 +830,7 @@ async fn council_quality(
         let endpoint = "GET /v1/quality";
         let (principal, asker) = caller(&app, &headers)?;
         let council = council_param(p.council.as_deref())?;
-        let scope = ChildInfo { council: Some(council.as_str().to_owned()), ..ChildInfo::default() };
-        if !principal.has(Role::Practitioner) || may_read_child(&principal, &scope, Need::Record).is_err() {
-            record(&app, &asker, endpoint, &[], Outcome::Refused).await?;
-            return Err(QueryError::Forbidden("data-quality flags need the practitioner or admin role for the council".into()));
-        }
+        admit_council(&app, &principal, &asker, endpoint, &council).await?;
         let counts: Vec<(String, i64, i64)> = sqlx::query_as(
             "select rule, count(distinct child_id), count(*) from quality_flag where council = $1 group by rule order by rule",
         )
