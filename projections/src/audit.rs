@@ -28,10 +28,14 @@ pub const AUDIT_STREAM: &str = "SG_AUDIT";
 /// The consumer's row in `audit.position` and its durable's name.
 const CONSUMER: &str = "audit";
 
-/// An access event as the query role publishes it.
-#[derive(Debug, Deserialize)]
+/// An access event as the query role publishes it, and as the access log
+/// answers it (without its own id and the child, which the caller named).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, sqlx::FromRow)]
 pub struct AccessRecord {
+    #[serde(skip_serializing)]
     pub id: uuid::Uuid,
+    #[serde(skip_serializing)]
+    #[sqlx(rename = "child_id")]
     pub child: Option<uuid::Uuid>,
     pub principal: String,
     pub acting_user: Option<String>,
@@ -227,23 +231,11 @@ async fn erase(tx: &mut Transaction<'_, Postgres>, stream_seq: i64, e: &ErasureR
     Ok(())
 }
 
-/// One entry of a child's access log.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct AccessEntry {
-    pub principal: String,
-    pub acting_user: Option<String>,
-    pub purpose: Option<String>,
-    pub endpoint: String,
-    pub at: DateTime<Utc>,
-    pub outcome: String,
-}
-
 /// A child's access log, oldest first, as far as the audit consumer has
 /// applied the audit stream (returned alongside).
-pub async fn access_log(pool: &PgPool, child: uuid::Uuid) -> Result<(Vec<AccessEntry>, u64), sqlx::Error> {
-    type Row = (String, Option<String>, Option<String>, String, DateTime<Utc>, String);
-    let rows: Vec<Row> = sqlx::query_as(
-        "select principal, acting_user, purpose, endpoint, at, outcome from audit.access_event
+pub async fn access_log(pool: &PgPool, child: uuid::Uuid) -> Result<(Vec<AccessRecord>, u64), sqlx::Error> {
+    let entries: Vec<AccessRecord> = sqlx::query_as(
+        "select id, child_id, principal, acting_user, purpose, endpoint, at, outcome from audit.access_event
           where child_id = $1 order by at, stream_seq",
     )
     .bind(child)
@@ -253,16 +245,5 @@ pub async fn access_log(pool: &PgPool, child: uuid::Uuid) -> Result<(Vec<AccessE
         .bind(CONSUMER)
         .fetch_optional(pool)
         .await?;
-    let entries = rows
-        .into_iter()
-        .map(|(principal, acting_user, purpose, endpoint, at, outcome)| AccessEntry {
-            principal,
-            acting_user,
-            purpose,
-            endpoint,
-            at,
-            outcome,
-        })
-        .collect();
     Ok((entries, position.unwrap_or(0).max(0) as u64))
 }
