@@ -310,17 +310,11 @@ fn extra(history: &[Recorded], date: NaiveDate) -> Extra {
     x
 }
 
-/// A list as CSV (RFC 4180), header first.
+/// A list as CSV (RFC 4180, formulas defused), header first.
 pub fn csv(list: u8, rows: &[Vec<String>]) -> String {
-    let field = |v: &str| {
-        let v = if v.starts_with(['=', '+', '-', '@']) { format!("'{v}") } else { v.to_owned() };
-        if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v }
-    };
-    let mut out = columns(list).iter().map(|c| field(c)).collect::<Vec<_>>().join(",");
-    out.push_str("\r\n");
+    let mut out = crate::csv::line(&columns(list));
     for row in rows {
-        out.push_str(&row.iter().map(|c| field(c)).collect::<Vec<_>>().join(","));
-        out.push_str("\r\n");
+        out.push_str(&crate::csv::line(row));
     }
     out
 }

@@ -44,19 +44,19 @@ pub(crate) struct Fact<'a> {
     pub(crate) data: &'a Map<String, Value>,
 }
 
-fn text<'a>(data: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
+pub(crate) fn text<'a>(data: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
     data.get(field).and_then(Value::as_str)
 }
 
-fn flag(data: &Map<String, Value>, field: &str) -> bool {
+pub(crate) fn flag(data: &Map<String, Value>, field: &str) -> bool {
     data.get(field).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn date(data: &Map<String, Value>, field: &str) -> Option<NaiveDate> {
+pub(crate) fn date(data: &Map<String, Value>, field: &str) -> Option<NaiveDate> {
     text(data, field).and_then(|s| s.parse().ok())
 }
 
-fn owned(data: &Map<String, Value>, field: &str) -> String {
+pub(crate) fn owned(data: &Map<String, Value>, field: &str) -> String {
     text(data, field).unwrap_or_default().to_owned()
 }
 

@@ -11,7 +11,7 @@
 //! which is still open at its end (the DfE rules 8620, 8696, 8715, 8736,
 //! 8740, 8930 and 4013 ask exactly that).
 
-use crate::casework::{Fact, Recorded, effective};
+use crate::casework::{Fact, Recorded, date, effective, owned, text};
 use chrono::NaiveDate;
 use events::EventType;
 use events::calendar::Calendar;
@@ -111,18 +111,6 @@ pub struct Plan {
     pub latest_category: String,
     pub previous_plans: u32,
     pub reviews: Vec<NaiveDate>,
-}
-
-fn text<'a>(data: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
-    data.get(field).and_then(Value::as_str)
-}
-
-fn owned(data: &Map<String, Value>, field: &str) -> String {
-    text(data, field).unwrap_or_default().to_owned()
-}
-
-fn date(data: &Map<String, Value>, field: &str) -> Option<NaiveDate> {
-    text(data, field).and_then(|t| t.parse().ok())
 }
 
 /// The child's census record for `council` and `year`, if the child is in scope.

@@ -17,6 +17,7 @@
 //! - [`casework`]: the pure folds from a subject's history to caseload and indicator facts.
 //! - [`refold`]: writing those facts, in the batch's transaction.
 //! - [`annex_a`]: Ofsted's Annex A lists from a child's history.
+//! - [`csv`]: CSV cells, quoted and with formulas defused, for every CSV written.
 //! - [`cin`]: the CIN census: a child's history as its census record, and the XML message.
 //! - [`indicators`]: the indicator arithmetic (pure) and the reading of a council's facts.
 //! - [`caseload`]: caseloads per worker, team and council, on a given day.
@@ -32,6 +33,7 @@ pub mod caseload;
 pub mod casework;
 pub mod chronology;
 pub mod cin;
+pub mod csv;
 pub mod identifiers;
 pub mod indicators;
 pub mod notify;

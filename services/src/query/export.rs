@@ -358,13 +358,10 @@ fn produced(x: &Export) -> String {
 }
 
 pub fn csv(x: &Export) -> String {
-    let mut out = format!("# {}\r\n", super::format::csv_field(&produced(x)));
-    out.push_str(&COLUMNS.join(","));
-    out.push_str("\r\n");
+    let mut out = format!("# {}\r\n", projections::csv::field(&produced(x)));
+    out.push_str(&projections::csv::line(&COLUMNS));
     for e in &x.entries {
-        let row: Vec<String> = cells(e).iter().map(|c| super::format::csv_field(c)).collect();
-        out.push_str(&row.join(","));
-        out.push_str("\r\n");
+        out.push_str(&projections::csv::line(&cells(e)));
     }
     out
 }

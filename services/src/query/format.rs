@@ -39,21 +39,11 @@ fn row(serial: usize, e: &Entry) -> [String; 10] {
     ]
 }
 
-/// RFC 4180 quoting. A leading `=`, `+`, `-` or `@` is prefixed with `'` so
-/// a spreadsheet never runs a cell as a formula.
-pub(crate) fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@']) { format!("'{value}") } else { value.to_owned() };
-    if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
-}
-
 /// `first_serial` numbers the first row, so pages continue each other.
 pub fn csv(entries: &[Entry], first_serial: usize) -> String {
-    let mut out = COLUMNS.join(",");
-    out.push_str("\r\n");
+    let mut out = projections::csv::line(&COLUMNS);
     for (i, e) in entries.iter().enumerate() {
-        let cells: Vec<String> = row(first_serial + i, e).iter().map(|c| csv_field(c)).collect();
-        out.push_str(&cells.join(","));
-        out.push_str("\r\n");
+        out.push_str(&projections::csv::line(&row(first_serial + i, e)));
     }
     out
 }
@@ -79,14 +69,6 @@ pub fn markdown(child: &uuid::Uuid, as_of: &DateTime<Utc>, entries: &[Entry], fi
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_quotes_and_defuses_formulas() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=1+1"), "'=1+1");
-    }
 
     #[test]
     fn markdown_cells_cannot_break_the_table() {
