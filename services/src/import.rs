@@ -162,11 +162,11 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-type Lines<'a> =
+type Lines =
     std::iter::Peekable<std::iter::Skip<std::iter::Enumerate<std::io::Lines<std::io::BufReader<std::fs::File>>>>>;
 
 /// The next batch of events, or None at the end of the file.
-fn next_batch(lines: &mut Lines<'_>, max: usize) -> anyhow::Result<Option<Batch>> {
+fn next_batch(lines: &mut Lines, max: usize) -> anyhow::Result<Option<Batch>> {
     let mut batch = Batch { lines: Vec::new(), last_line: 0, events: Vec::new(), subjects: HashSet::new() };
     while batch.events.len() < max {
         let Some((index, line)) = lines.next() else { break };

@@ -111,7 +111,7 @@ pub async fn verify(
 
     let mut messages = if to_read > 0 { Some(bus::read_ordered(&stream, &filter, 1).await?) } else { None };
     let mut read = 0u64;
-    let mut in_flight: futures::stream::FuturesOrdered<tokio::task::JoinHandle<anyhow::Result<Checked>>> =
+    let mut in_flight: futures::stream::FuturesOrdered<tokio::task::JoinHandle<Checked>> =
         futures::stream::FuturesOrdered::new();
     loop {
         // Read one chunk while up to two are being checked.
@@ -151,13 +151,12 @@ pub async fn verify(
                 _ => (Vec::new(), None),
             };
             let keys = keys.to_vec();
-            in_flight
-                .push_back(tokio::task::spawn_blocking(move || Ok(check_chunk(&chunk, &rows, compare_upto, &keys))));
+            in_flight.push_back(tokio::task::spawn_blocking(move || check_chunk(&chunk, &rows, compare_upto, &keys)));
         }
         let done_reading = read >= to_read;
         if in_flight.len() >= 2 || (done_reading && !in_flight.is_empty()) {
             let Some(result) = in_flight.next().await else { break };
-            let result = result.context("a verification task failed")??;
+            let result = result.context("a verification task failed")?;
             breaks.extend(result.breaks);
             for (stream_seq, subject, link) in result.links {
                 while let Some(cp) = pending_checkpoints.last()
