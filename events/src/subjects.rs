@@ -99,6 +99,56 @@ pub fn partition_filter(partition: u32) -> String {
     format!("sg.ev.{partition:02}.>")
 }
 
+/// A share of the partitions, as a projector is given it: `0-15`,
+/// `16-31`, `0-7,24-31`, `5`. Every partition named is below
+/// [`PARTITIONS`]; none is named twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partitions(Vec<u32>);
+
+impl Partitions {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut owned = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            let (from, to) = part.split_once('-').unwrap_or((part, part));
+            let number =
+                |t: &str| {
+                    t.trim().parse::<u32>().ok().filter(|&n| n < PARTITIONS).ok_or_else(|| {
+                        format!("'{part}' is not a partition or a range of them (0 to {})", PARTITIONS - 1)
+                    })
+                };
+            let (from, to) = (number(from)?, number(to)?);
+            if from > to {
+                return Err(format!("'{part}' runs backwards"));
+            }
+            for p in from..=to {
+                if owned.contains(&p) {
+                    return Err(format!("partition {p} is named twice"));
+                }
+                owned.push(p);
+            }
+        }
+        owned.sort_unstable();
+        Ok(Self(owned))
+    }
+
+    /// Every partition.
+    pub fn all() -> Self {
+        Self((0..PARTITIONS).collect())
+    }
+
+    pub fn contains(&self, partition: u32) -> bool {
+        self.0.contains(&partition)
+    }
+
+    /// The event-stream filters of these partitions (one `sg.ev.>` for all of them).
+    pub fn filters(&self) -> Vec<String> {
+        if self.0.len() == PARTITIONS as usize {
+            return vec![EVENTS_FILTER.to_owned()];
+        }
+        self.0.iter().map(|&p| partition_filter(p)).collect()
+    }
+}
+
 /// The id-index subject of one (publisher, event id). The id is digested so
 /// that any printable id fits in one subject token.
 pub fn id_subject(source: &PrincipalName, id: &EventId) -> String {
@@ -134,5 +184,17 @@ mod tests {
         assert_eq!(caseload_change_subject("E09000014", "team-1"), "sg.changes.caseload.E09000014.team-1");
         assert_eq!(caseload_change_subject("E09000014", "a.b"), "sg.changes.caseload.E09000014.x612e62");
         assert_eq!(indicators_change_subject("E09000014", "2024-25"), "sg.changes.indicators.E09000014.2024-25");
+    }
+
+    #[test]
+    fn partitions_parse_ranges_and_lists() {
+        let p = Partitions::parse("0-2, 30-31").expect("parses");
+        assert_eq!(p.filters(), ["sg.ev.00.>", "sg.ev.01.>", "sg.ev.02.>", "sg.ev.30.>", "sg.ev.31.>"]);
+        assert!(p.contains(31) && !p.contains(3));
+        assert_eq!(Partitions::parse("0-31").expect("all").filters(), [EVENTS_FILTER]);
+        assert_eq!(Partitions::parse("7").expect("one").filters(), ["sg.ev.07.>"]);
+        for bad in ["", "32", "3-1", "0-3,2", "a-b", "-1"] {
+            assert!(Partitions::parse(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

@@ -120,7 +120,7 @@ async fn session(pool: &PgPool, js: &jetstream::Context, stats: &Stats) -> Resul
     stats.position.store(from, Ordering::Relaxed);
     let durable = "sg-audit-projector".to_owned();
     let _ = stream.delete_consumer(&durable).await;
-    let consumer = consumer_from(&stream, Some(durable), events::subjects::AUDIT_FILTER, from).await?;
+    let consumer = consumer_from(&stream, Some(durable), &[events::subjects::AUDIT_FILTER.to_owned()], from).await?;
     loop {
         let mut messages = consumer
             .fetch()

@@ -57,7 +57,7 @@ pub async fn rebuild(
     if let Ok(info) = stream.clone().info().await {
         stats.stream_last.store(info.state.last_sequence, Ordering::Relaxed);
     }
-    let consumer = runtime::consumer_from(&stream, None, &settings.filter, 0).await?;
+    let consumer = runtime::consumer_from(&stream, None, &settings.filters, 0).await?;
     let mut position = 0;
     let mut target = Target::<std::future::Pending<()>>::Head;
     loop {
@@ -107,7 +107,11 @@ async fn switch(
         .bind(LIVE_SCHEMA)
         .fetch_one(&mut *tx)
         .await?;
-    let mut names = vec![name.to_owned()];
+    // The projectors that will resume from the rebuilt tables: the live
+    // ones (all partitioned projectors among them), or, on a first build,
+    // the rebuild's own name. No other row is written: the copy counts as
+    // complete only up to the least position of its rows.
+    let mut names: Vec<String> = Vec::new();
     if live_exists {
         // Waits for a live batch in flight, and holds the live projectors still until the switch commits.
         let rows = sqlx::query(&format!(
@@ -135,6 +139,9 @@ async fn switch(
                 }
             }
         }
+    }
+    if names.is_empty() {
+        names.push(name.to_owned());
     }
     // Every live projector resumes from the rebuilt position: the rebuild covered all subjects up to it.
     for projector in &names {

@@ -28,8 +28,10 @@ pub struct Settings {
     pub name: String,
     /// Messages applied per transaction at most.
     pub batch: usize,
-    /// The subjects this projector owns (all events, or some partitions).
-    pub filter: String,
+    /// The subjects this projector owns: all events, or some partitions'
+    /// (`events::subjects::Partitions::filters`). A subject lives in one
+    /// partition, so each child's events still arrive in order.
+    pub filters: Vec<String>,
     /// Children's data keys, for the NHS-number index; without them that
     /// index is left empty.
     pub keys: Option<Arc<dyn ChildKeys>>,
@@ -37,7 +39,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { name: "main".into(), batch: 1000, filter: events::subjects::EVENTS_FILTER.into(), keys: None }
+        Self { name: "main".into(), batch: 1000, filters: vec![events::subjects::EVENTS_FILTER.into()], keys: None }
     }
 }
 
@@ -144,22 +146,28 @@ async fn session<F: Future<Output = ()> + Unpin>(
     // The durable is rebuilt from the database's position: Postgres, not the
     // consumer's ack floor, says what the read models hold.
     let _ = stream.delete_consumer(durable).await;
-    let consumer = consumer_from(&stream, Some(durable.to_owned()), &settings.filter, from).await?;
+    let consumer = consumer_from(&stream, Some(durable.to_owned()), &settings.filters, from).await?;
     tracing::info!(projector = %settings.name, from, "projector started");
     pump(pool, &stream, &consumer, settings, stats, from, notifier, Target::Forever(shutdown)).await
 }
 
-/// A pull consumer over `filter` that starts after `from`.
+/// A pull consumer over `filters` that starts after `from`.
 pub(crate) async fn consumer_from(
     stream: &jetstream::stream::Stream,
     durable: Option<String>,
-    filter: &str,
+    filters: &[String],
     from: u64,
 ) -> Result<consumer::PullConsumer, ProjectorError> {
+    // One filter goes in `filter_subject`, which every server version takes.
+    let (filter_subject, filter_subjects) = match filters {
+        [one] => (one.clone(), Vec::new()),
+        many => (String::new(), many.to_vec()),
+    };
     stream
         .create_consumer(consumer::pull::Config {
             durable_name: durable,
-            filter_subject: filter.to_owned(),
+            filter_subject,
+            filter_subjects,
             deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: from + 1 },
             ack_policy: consumer::AckPolicy::All,
             ack_wait: Duration::from_secs(60),

@@ -39,7 +39,7 @@ pub async fn run_verify(args: VerifyArgs) -> anyhow::Result<bool> {
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("could not read the public keys {}", path.display()))?;
     let keys = events::chain::decode_verifying_keys(&text).map_err(|m| anyhow::anyhow!("{m}"))?;
-    let client = bus::connect(&args.nats.url, args.nats.creds.as_deref()).await?;
+    let client = bus::connect(&args.nats).await?;
     let js = async_nats::jetstream::new(client);
     let pool = if args.stream_only { None } else { Some(crate::connect_database(&args.database.database_url).await?) };
     let child = args.child.map(|c| events::Subject::Child(events::ids::ChildId::from_uuid(c)));

@@ -2,6 +2,7 @@
 //! the event stream (events and the id index), the audit stream, and the
 //! key-value bucket that holds children's data keys.
 
+use crate::config::NatsArgs;
 use async_nats::jetstream::{self, kv, stream};
 use events::subjects;
 use std::time::Duration;
@@ -33,8 +34,10 @@ pub enum BusError {
     Setup { what: &'static str, message: String },
 }
 
-/// Connects to the comma-separated `urls`, with a credentials file if given.
-pub async fn connect(urls: &str, creds: Option<&std::path::Path>) -> Result<async_nats::Client, BusError> {
+/// Connects to `nats.url` (comma-separated servers), with the role's
+/// credentials and the cluster's CA when they are given.
+pub async fn connect(nats: &NatsArgs) -> Result<async_nats::Client, BusError> {
+    let urls = nats.url.as_str();
     let addrs: Vec<async_nats::ServerAddr> = urls
         .split(',')
         .map(str::trim)
@@ -45,11 +48,13 @@ pub async fn connect(urls: &str, creds: Option<&std::path::Path>) -> Result<asyn
         .name("safeguard")
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5));
-    if let Some(path) = creds {
-        options = options
-            .credentials_file(path)
+    if let Some(path) = &nats.creds {
+        options = with_credentials(options, path)
             .await
-            .map_err(|e| BusError::Connect { url: urls.to_owned(), message: format!("credentials: {e}") })?;
+            .map_err(|message| BusError::Connect { url: urls.to_owned(), message })?;
+    }
+    if let Some(ca) = &nats.ca {
+        options = options.require_tls(true).add_root_certificates(ca.clone());
     }
     let client = tokio::time::timeout(Duration::from_secs(30), options.connect(addrs))
         .await
@@ -64,6 +69,25 @@ pub async fn connect(urls: &str, creds: Option<&std::path::Path>) -> Result<asyn
     }
     check_version(&client.server_info().version)?;
     Ok(client)
+}
+
+/// A `.creds` file (JWT and seed) or a bare nkey seed, told apart by the
+/// JWT's armour. The seed never appears in an error.
+async fn with_credentials(
+    options: async_nats::ConnectOptions,
+    path: &std::path::Path,
+) -> Result<async_nats::ConnectOptions, String> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| format!("cannot read the credentials file {}: {e}", path.display()))?;
+    if text.contains("BEGIN NATS USER JWT") {
+        return options.credentials(&text).map_err(|e| format!("credentials file {}: {e}", path.display()));
+    }
+    let seed = text.lines().map(str::trim).find(|l| l.starts_with("SU")).ok_or_else(|| {
+        format!("{} holds neither a NATS .creds file nor a user nkey seed (a line starting SU)", path.display())
+    })?;
+    nkeys::KeyPair::from_seed(seed).map_err(|_| format!("{} holds a malformed nkey seed", path.display()))?;
+    Ok(options.nkey(seed.to_owned()))
 }
 
 /// Refuses servers older than [`MIN_SERVER`].

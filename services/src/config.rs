@@ -10,9 +10,16 @@ pub struct NatsArgs {
     /// NATS server(s), comma-separated.
     #[arg(long = "nats-url", env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub url: String,
-    /// NATS credentials file for this role.
+    /// NATS credentials file for this role: a `.creds` file (JWT and
+    /// seed, for servers run in operator mode) or a file holding only the
+    /// role's nkey seed (`safeguard nkey`, for the static accounts in
+    /// `ops/nats/cluster/accounts.conf`).
     #[arg(long = "nats-creds", env = "NATS_CREDS")]
     pub creds: Option<PathBuf>,
+    /// PEM file of the CA that signed the NATS servers' certificates: with
+    /// it, the connection requires TLS and trusts that CA.
+    #[arg(long = "nats-ca", env = "NATS_CA")]
+    pub ca: Option<PathBuf>,
     /// Replicas of each stream: 1 on one server, 3 in a cluster.
     #[arg(long, env = "SAFEGUARD_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
@@ -22,6 +29,11 @@ pub struct NatsArgs {
 }
 
 impl NatsArgs {
+    /// Plain connection to `url` with one replica and the default window.
+    pub fn for_url(url: &str) -> Self {
+        Self { url: url.to_owned(), creds: None, ca: None, replicas: 1, duplicate_window_secs: 120 }
+    }
+
     pub fn stream_settings(&self) -> StreamSettings {
         StreamSettings { replicas: self.replicas, duplicate_window: Duration::from_secs(self.duplicate_window_secs) }
     }
@@ -106,6 +118,16 @@ pub struct ProjectorArgs {
     /// How often change notifications for dashboards are flushed, in milliseconds.
     #[arg(long = "notify-interval-ms", env = "SAFEGUARD_NOTIFY_INTERVAL_MS", default_value_t = 1000)]
     pub notify_interval_ms: u64,
+    /// The partitions (0 to 31) this projector applies, such as `0-15`; all
+    /// by default. Projectors sharing a database take disjoint shares under
+    /// distinct names; the one holding partition 0 also applies the audit
+    /// stream.
+    #[arg(long = "partitions", env = "SAFEGUARD_PROJECTOR_PARTITIONS", value_parser = parse_partitions)]
+    pub partitions: Option<events::subjects::Partitions>,
+}
+
+fn parse_partitions(text: &str) -> Result<events::subjects::Partitions, String> {
+    events::subjects::Partitions::parse(text)
 }
 
 /// The query role's settings (principals come from `SAFEGUARD_PRINCIPALS`).

@@ -19,6 +19,7 @@
 //! `main.rs` only parses the command line and calls in here.
 
 pub mod audit_cmd;
+pub mod backup;
 pub mod bus;
 pub mod chronology_cmd;
 pub mod config;
@@ -77,6 +78,10 @@ pub async fn connect_database(url: &str) -> anyhow::Result<sqlx::PgPool> {
     let options = database_options(url).await?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(8)
+        // With PostgreSQL gone, a role should know within seconds (the
+        // projector backs off and retries, a read answers 503), not after
+        // sqlx's default of 30 s.
+        .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_with(projections::in_schema(options, projections::LIVE_SCHEMA))
         .await
         .context("could not connect to the read-model database")?;
@@ -115,16 +120,17 @@ pub async fn run_projector(
     master_key: std::path::PathBuf,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let client = bus::connect(&nats.url, nats.creds.as_deref()).await?;
+    let client = bus::connect(&nats).await?;
     let js = async_nats::jetstream::new(client.clone());
     bus::ensure_streams(&js, &nats.stream_settings()).await?;
     let keys = projector_keys(&js, &nats, &master_key).await?;
     let pool = connect_database(&database.database_url).await?;
+    let partitions = projector.partitions.clone().unwrap_or_else(events::subjects::Partitions::all);
     let settings = projections::runtime::Settings {
         name: projector.name.clone(),
         batch: projector.batch,
+        filters: partitions.filters(),
         keys: Some(keys),
-        ..projections::runtime::Settings::default()
     };
     let stats = Arc::new(projections::runtime::Stats::default());
     let notifier = projections::notify::Notifier::default();
@@ -141,15 +147,20 @@ pub async fn run_projector(
     let health = tokio::spawn(
         axum::serve(listener, projector_router(projector.name, stats.clone(), pool.clone(), client)).into_future(),
     );
-    // The audit stream's consumer runs beside the event projector, stopping with it.
+    // The audit stream's consumer runs beside the event projector, stopping
+    // with it: once per database, in the projector that holds partition 0.
     let audit_stats = Arc::new(projections::runtime::Stats::default());
     let (stop_audit, audit_stopped) = tokio::sync::oneshot::channel::<()>();
-    let audit = tokio::spawn(projections::audit::run(pool.clone(), js.clone(), audit_stats, async {
-        let _ = audit_stopped.await;
-    }));
+    let audit = partitions.contains(0).then(|| {
+        tokio::spawn(projections::audit::run(pool.clone(), js.clone(), audit_stats, async {
+            let _ = audit_stopped.await;
+        }))
+    });
     let outcome = projections::runtime::run_with(pool, js, settings, stats, Some(notifier), shutdown).await;
     let _ = stop_audit.send(());
-    let _ = audit.await;
+    if let Some(audit) = audit {
+        let _ = audit.await;
+    }
     notifying.abort();
     health.abort();
     outcome?;
@@ -243,7 +254,7 @@ pub async fn run_query(
     shutdown: impl Future<Output = ()> + Send + 'static,
     bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> anyhow::Result<()> {
-    let client = bus::connect(&nats.url, nats.creds.as_deref()).await?;
+    let client = bus::connect(&nats).await?;
     let js = async_nats::jetstream::new(client.clone());
     bus::ensure_streams(&js, &nats.stream_settings()).await?;
     let pool = connect_database(&database.database_url).await?;
@@ -300,7 +311,7 @@ pub async fn run_gateway(
     shutdown: impl Future<Output = ()> + Send + 'static,
     bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> anyhow::Result<()> {
-    let client = bus::connect(&settings.nats.url, settings.nats.creds.as_deref()).await?;
+    let client = bus::connect(&settings.nats).await?;
     let js = async_nats::jetstream::new(client.clone());
     let stream_settings = settings.nats.stream_settings();
     bus::ensure_streams(&js, &stream_settings).await?;
@@ -386,7 +397,7 @@ pub async fn run_rebuild(
     name: String,
     master_key: std::path::PathBuf,
 ) -> anyhow::Result<()> {
-    let client = bus::connect(&nats.url, nats.creds.as_deref()).await?;
+    let client = bus::connect(&nats).await?;
     let js = async_nats::jetstream::new(client);
     bus::ensure_streams(&js, &nats.stream_settings()).await?;
     let keys = projector_keys(&js, &nats, &master_key).await?;

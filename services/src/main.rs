@@ -74,6 +74,17 @@ enum Command {
     Return(services::returns_cmd::ReturnArgs),
     /// Bulk-import NDJSON CloudEvents through the gateway (admin): resumable, batched.
     Import(services::import::ImportArgs),
+    /// Copy the event, audit and key streams to files (ops/backup runs it).
+    Backup(services::backup::BackupArgs),
+    /// Put a backup into an empty NATS, keeping the event and audit streams' sequences.
+    Restore(services::backup::RestoreArgs),
+    /// Make a NATS user nkey for one role: the seed goes to --out (mode
+    /// 0600, what NATS_CREDS names); the public key, which the server's
+    /// accounts file lists, is printed.
+    Nkey {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Print a new random token once, and the principals.toml entry for it.
     Token {
         #[arg(long)]
@@ -119,6 +130,19 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Command::Nkey { out } => match services::token::new_nkey(&out) {
+            Ok(public) => {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{public}");
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("safeguard nkey: {message}");
+                std::process::ExitCode::from(2)
+            }
+        },
         Command::Rebuild { projection: _, all: _, nats, database, batch, name, master_key } => {
             init_tracing();
             block_on(services::run_rebuild(nats, database, batch, name, master_key))
@@ -133,6 +157,14 @@ fn main() -> std::process::ExitCode {
         Command::Import(args) => {
             init_tracing();
             block_on(async move { services::import::run(args).await.map(|_| ()) })
+        }
+        Command::Backup(args) => {
+            init_tracing();
+            block_on(services::backup::backup(args))
+        }
+        Command::Restore(args) => {
+            init_tracing();
+            block_on(services::backup::restore(args))
         }
         Command::Verify(args) => {
             let mut ok = false;

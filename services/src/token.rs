@@ -1,5 +1,6 @@
 //! `safeguard token`: a new random bearer token, printed once, with the
-//! `principals.toml` entry that holds only its SHA-256.
+//! `principals.toml` entry that holds only its SHA-256; and `safeguard
+//! nkey`, a NATS user key for one role.
 
 use crate::principals::token_sha256;
 use base64::Engine as _;
@@ -12,6 +13,24 @@ pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     format!("sg_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// `safeguard nkey`: a new NATS user nkey. The seed is written to `out`,
+/// readable by its owner only, and never printed; the public key is
+/// returned for the server's accounts file.
+pub fn new_nkey(out: &std::path::Path) -> Result<String, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let pair = nkeys::KeyPair::new_user();
+    let seed = pair.seed().map_err(|e| format!("could not make a seed: {e}"))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(|e| format!("cannot create {} (an existing seed is never overwritten): {e}", out.display()))?;
+    writeln!(file, "{seed}").map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    Ok(pair.public_key())
 }
 
 /// The text `safeguard token` prints.

@@ -343,8 +343,11 @@ struct CopyRow {
     document: String,
 }
 
+/// How far the copy is complete: the least position of its projectors.
+/// Partitioned projectors each cover their own partitions up to their
+/// position, so only below the least of them is every event in the copy.
 async fn copy_position(pool: &PgPool) -> anyhow::Result<u64> {
-    let position: Option<i64> = sqlx::query_scalar("select max(stream_seq) from projector_position")
+    let position: Option<i64> = sqlx::query_scalar("select min(stream_seq) from projector_position")
         .fetch_one(pool)
         .await
         .context("could not read the copy's position")?;

@@ -29,7 +29,8 @@ pub mod tokens {
     pub const NATIONAL_AUDITOR: &str = "test-national-auditor-token";
 }
 
-fn principals_toml() -> String {
+/// The `principals.toml` of the test principals (see [`tokens`]).
+pub fn principals_toml() -> String {
     let entry = |name: &str, token: &str, roles: &str, councils: &str, types: &str| {
         format!(
             "[[principal]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\nroles = {roles}\ncouncils = {councils}\nevent_types = {types}\n\n",
@@ -68,6 +69,9 @@ pub struct Options {
     pub replicas: usize,
     /// Signed checkpoints every so often (none by default).
     pub checkpoint_interval: Option<Duration>,
+    /// NATS credentials and CA (the secured cluster's gateway role).
+    pub creds: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -77,6 +81,8 @@ impl Default for Options {
             duplicate_window: Duration::from_secs(120),
             replicas: 1,
             checkpoint_interval: None,
+            creds: None,
+            ca: None,
         }
     }
 }
@@ -109,12 +115,18 @@ impl TestGateway {
     /// A second gateway sharing this one's keys and principals (two
     /// instances behind one load balancer).
     pub async fn sibling(&self) -> Self {
+        self.sibling_on(&self.nats_url.clone()).await
+    }
+
+    /// A gateway with this one's keys and principals on another NATS (a
+    /// restored one, say).
+    pub async fn sibling_on(&self, nats_url: &str) -> Self {
         let dir = new_dir();
         for file in ["principals.toml", "signing.key", "master.key"] {
             #[allow(clippy::expect_used)]
             std::fs::copy(self.dir.path().join(file), dir.path().join(file)).expect("copy");
         }
-        Self::launch_in(dir, &self.nats_url, self.options.clone()).await
+        Self::launch_in(dir, nats_url, self.options.clone()).await
     }
 
     async fn launch_in(dir: TempDir, nats_url: &str, options: Options) -> Self {
@@ -135,7 +147,8 @@ impl TestGateway {
         GatewaySettings {
             nats: NatsArgs {
                 url: self.nats_url.clone(),
-                creds: None,
+                creds: self.options.creds.clone(),
+                ca: self.options.ca.clone(),
                 replicas: self.options.replicas,
                 duplicate_window_secs: self.options.duplicate_window.as_secs().max(1),
             },
@@ -256,7 +269,7 @@ impl Response {
 /// Every message of the event stream, in order, as (NATS subject, payload).
 pub async fn stream_messages(nats_url: &str) -> Vec<(String, Vec<u8>)> {
     #[allow(clippy::expect_used)]
-    let client = async_nats::connect(nats_url).await.expect("connect");
+    let client = crate::connect(nats_url).await;
     let js = async_nats::jetstream::new(client);
     #[allow(clippy::expect_used)]
     let mut stream = js.get_stream(services::bus::EVENTS_STREAM).await.expect("stream");
@@ -280,7 +293,7 @@ pub async fn subject_history(nats_url: &str, subject: &events::Subject) -> Vec<V
 /// The number of messages in the event stream.
 pub async fn stream_count(nats_url: &str) -> u64 {
     #[allow(clippy::expect_used)]
-    let client = async_nats::connect(nats_url).await.expect("connect");
+    let client = crate::connect(nats_url).await;
     let js = async_nats::jetstream::new(client);
     match js.get_stream(services::bus::EVENTS_STREAM).await {
         Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),

@@ -17,12 +17,15 @@
 //! Nothing here is a stand-in: tests talk to the same servers production
 //! runs, configured as production is (`sync_interval: always`).
 
+pub mod deploy;
 pub mod fixtures;
 pub mod gateway;
+pub mod load;
 pub mod nats;
 pub mod postgres;
 pub mod projector;
 pub mod query;
+pub mod secure;
 pub mod tables;
 
 pub use nats::{NatsCluster, NatsServer};
@@ -40,6 +43,13 @@ pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
     #[allow(clippy::expect_used)]
     listener.local_addr().expect("local address").port()
+}
+
+/// A client of the server or servers in `urls` (comma-separated, as
+/// `NATS_URL` takes them), connected as the roles connect.
+pub async fn connect(urls: &str) -> async_nats::Client {
+    #[allow(clippy::expect_used)]
+    services::bus::connect(&services::config::NatsArgs::for_url(urls)).await.expect("connect to the test NATS")
 }
 
 /// The workspace root (where `.venv/` and `ops/` live).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// `target`, stops it cleanly, and returns how long the applying took.
 pub async fn run_until(nats_url: &str, pool: &PgPool, settings: Settings, target: u64) -> Duration {
     #[allow(clippy::expect_used)]
-    let client = async_nats::connect(nats_url).await.expect("connect to the test nats-server");
+    let client = crate::connect(nats_url).await;
     let stats = Arc::new(Stats::default());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
@@ -65,16 +65,11 @@ impl LiveProjector {
 
     async fn start_with(nats_url: &str, pool: &PgPool, master_key: Option<std::path::PathBuf>) -> Self {
         #[allow(clippy::expect_used)]
-        let client = async_nats::connect(nats_url).await.expect("connect to the test nats-server");
+        let client = crate::connect(nats_url).await;
         let mut settings = Settings::default();
         if let Some(path) = master_key {
             let js = async_nats::jetstream::new(client.clone());
-            let nats = services::config::NatsArgs {
-                url: nats_url.to_owned(),
-                creds: None,
-                replicas: 1,
-                duplicate_window_secs: 120,
-            };
+            let nats = services::config::NatsArgs::for_url(nats_url);
             #[allow(clippy::expect_used)]
             let keys = services::projector_keys(&js, &nats, &path).await.expect("the key store");
             settings.keys = Some(keys);
@@ -124,7 +119,7 @@ impl LiveProjector {
     /// Waits until the audit consumer has applied everything the audit stream holds now.
     pub async fn wait_for_audit(&self) {
         #[allow(clippy::expect_used)]
-        let client = async_nats::connect(&self.nats_url).await.expect("connect");
+        let client = crate::connect(&self.nats_url).await;
         let js = async_nats::jetstream::new(client);
         #[allow(clippy::expect_used)]
         let mut stream = js.get_stream(projections::audit::AUDIT_STREAM).await.expect("the audit stream");

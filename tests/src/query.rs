@@ -38,7 +38,17 @@ impl TestQuery {
         master_key: &Path,
         public_key: &Path,
     ) -> Self {
-        let nats = NatsArgs { url: nats_url.to_owned(), creds: None, replicas: 1, duplicate_window_secs: 120 };
+        Self::start_on(NatsArgs::for_url(nats_url), database_url, principals, master_key, public_key).await
+    }
+
+    /// As [`TestQuery::start_with`], with its own NATS settings (credentials, TLS).
+    pub async fn start_on(
+        nats: NatsArgs,
+        database_url: &str,
+        principals: &Path,
+        master_key: &Path,
+        public_key: &Path,
+    ) -> Self {
         let database = DatabaseArgs { database_url: database_url.to_owned() };
         let query = QueryArgs {
             listen: "127.0.0.1:0".into(),

@@ -5,6 +5,8 @@
 use events::{EventType, examples};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use tests::gateway::{TestGateway, stream_count, tokens};
 use tests::{NatsServer, TestDatabase};
 
@@ -216,4 +218,84 @@ async fn the_projector_rides_out_a_nats_restart_and_a_database_outage() {
 
     assert_eq!(count(&pool, "stored_event").await, 3);
     assert_eq!(count(&pool, "sighting").await, 2);
+}
+
+fn spawn_partitioned(nats_url: &str, database_url: &str, gateway: &TestGateway, name: &str, partitions: &str) -> Child {
+    Command::new(tests::safeguard_binary())
+        .args(["serve", "--role", "projector", "--projector-name", name, "--partitions", partitions])
+        .env("NATS_URL", nats_url)
+        .env("DATABASE_URL", database_url)
+        .env("SAFEGUARD_PROJECTOR_BATCH", "50")
+        .env("SAFEGUARD_MASTER_KEY", gateway.path("master.key"))
+        .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a partitioned projector")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_partitioned_projectors_sharing_a_database_equal_one_clean_rebuild() {
+    let nats = NatsServer::start().await;
+    let gateway = Arc::new(TestGateway::start(&nats.url()).await);
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let mut low = spawn_partitioned(&nats.url(), db.url(), &gateway, "low", "0-15");
+    let mut high = spawn_partitioned(&nats.url(), db.url(), &gateway, "high", "16-31");
+
+    // A seeded population (workers, councils, children: every kind of
+    // subject, in every partition) arrives while both apply it; one of
+    // them is killed and restarted half-way.
+    let until = chrono::NaiveDate::from_ymd_opt(2025, 3, 31).expect("date");
+    let groups = services::seed::generate(17, 2, 60, until).expect("seed");
+    let events: i64 = groups.iter().map(|g| g.len() as i64).sum();
+    let (first, second) = groups.split_at(groups.len() / 2);
+    tests::gateway::load_groups(&gateway, first.to_vec()).await;
+    let _ = high.kill();
+    let _ = high.wait();
+    let last = tests::gateway::load_groups(&gateway, second.to_vec()).await;
+    let mut high = spawn_partitioned(&nats.url(), db.url(), &gateway, "high", "16-31");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while count(&pool, "stored_event").await < events {
+        assert!(std::time::Instant::now() < deadline, "the two projectors did not apply every event");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Each has its own position; had either applied the other's
+    // partitions, its copy of an event would have collided with the other's.
+    let names: Vec<String> = sqlx::query_scalar("select projector from projector_position order by projector")
+        .fetch_all(&pool)
+        .await
+        .expect("positions");
+    assert_eq!(names, ["high", "low"]);
+    // The copy counts as complete up to the least of the two positions, and verifies against the stream.
+    let js = async_nats::jetstream::new(tests::connect(&nats.url()).await);
+    let report = services::verify::verify(&js, Some(&pool), &[gateway.verifying_key()], None).await.expect("verify");
+    assert!(report.ok, "{:?}", report.breaks);
+    assert!(report.copy_position.is_some_and(|p| p > 0), "the copy was compared: {:?}", report.copy_position);
+    let _ = low.kill();
+    let _ = high.kill();
+    let _ = low.wait();
+    let _ = high.wait();
+
+    let clean = TestDatabase::create().await;
+    let clean_pool = clean.pool().await;
+    let client = tests::connect(&nats.url()).await;
+    let keys = services::projector_keys(
+        &async_nats::jetstream::new(client),
+        &services::config::NatsArgs::for_url(&nats.url()),
+        &gateway.path("master.key"),
+    )
+    .await
+    .expect("keys");
+    let settings = projections::runtime::Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
+    tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
+    for (table, order) in tests::tables::read_models() {
+        assert_eq!(
+            tests::tables::checksum(&pool, table, order).await,
+            tests::tables::checksum(&clean_pool, table, order).await,
+            "{table} differs"
+        );
+    }
 }

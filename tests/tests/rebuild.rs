@@ -147,8 +147,7 @@ async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables(
     let clean = TestDatabase::create().await;
     let clean_pool = clean.pool().await;
     let client = async_nats::connect(nats.url()).await.expect("connect");
-    let nats_args =
-        services::config::NatsArgs { url: nats.url(), creds: None, replicas: 1, duplicate_window_secs: 120 };
+    let nats_args = services::config::NatsArgs::for_url(&nats.url());
     let keys = services::projector_keys(&async_nats::jetstream::new(client), &nats_args, &gateway.path("master.key"))
         .await
         .expect("keys");

@@ -582,14 +582,7 @@ impl Ingest {
         let Subject::Child(child) = subject else {
             return Err(ApiError::Internal(anyhow::anyhow!("personal data on a subject that is not a child")).into());
         };
-        self.keys.key_for(child).await.map_err(|e| match e {
-            KeyError::Erased => PlanError::Erased,
-            KeyError::Unavailable(m) => PlanError::Api(ApiError::Unavailable {
-                detail: format!("the key store is unavailable: {m}"),
-                stored: Vec::new(),
-            }),
-            other => PlanError::Api(ApiError::Internal(other.into())),
-        })
+        self.keys.key_for(child).await.map_err(key_error)
     }
 
     /// Where the id index says (publisher, id) was stored, if anywhere.
@@ -651,7 +644,9 @@ impl Ingest {
     async fn same_content(&self, stream_seq: u64, event: &ReceivedEvent) -> Result<bool, PlanError> {
         let (mut doc, stored) = self.fetch(stream_seq).await?;
         if let Subject::Child(child) = &stored.subject {
-            let key = self.keys.existing_key(child).await.map_err(|e| ApiError::Internal(e.into()))?;
+            // A resend after a 503 comes here while NATS may still be
+            // coming back: the key store being away is a 503 again, not a fault.
+            let key = self.keys.existing_key(child).await.map_err(key_error)?;
             privacy::open_fields(&mut doc, key.as_ref());
         }
         let received = serde_json::to_value(&event.data).map_err(|e| ApiError::Internal(e.into()))?;
@@ -662,6 +657,18 @@ impl Ingest {
             && same_time
             && same_recorded
             && canonical(&doc["data"]) == canonical(&received))
+    }
+}
+
+/// What a key-store failure means to the sender.
+fn key_error(e: KeyError) -> PlanError {
+    match e {
+        KeyError::Erased => PlanError::Erased,
+        KeyError::Unavailable(m) => PlanError::Api(ApiError::Unavailable {
+            detail: format!("the key store is unavailable: {m}"),
+            stored: Vec::new(),
+        }),
+        other @ KeyError::WrongMasterKey => PlanError::Api(ApiError::Internal(other.into())),
     }
 }
 

@@ -526,9 +526,11 @@ async fn read_export(
     admit_child(app, &principal, &asker, "GET /v1/children/{child}/chronology/export", child, Need::Record).await?;
 
     let produced_at = (app.now)();
-    // The position first: everything read after it covers at least that much.
+    // The position first: everything read after it covers at least that
+    // much. The least of the projectors' positions: with partitioned
+    // projectors, only below it is every subject's history complete.
     let position: Option<i64> =
-        sqlx::query_scalar("select max(stream_seq) from projector_position").fetch_one(&app.pool).await?;
+        sqlx::query_scalar("select min(stream_seq) from projector_position").fetch_one(&app.pool).await?;
     let q = projections::chronology::Query {
         child,
         as_of: produced_at,

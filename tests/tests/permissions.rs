@@ -1,0 +1,169 @@
+//! The secured cluster (`ops/nats/cluster`): three nodes over TLS with one
+//! NATS user per role. Every role does its work under its own permissions,
+//! and no role can do what belongs to another: a dashboard cannot read the
+//! event stream or publish an event, the projector and the query role cannot
+//! publish events or change a stream, and even the gateway cannot delete or
+//! purge the event stream.
+
+use async_nats::jetstream;
+use events::{EventType, examples};
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tests::gateway::{Options, TestGateway, tokens};
+use tests::query::TestQuery;
+use tests::secure::SecureCluster;
+use tests::{TestDatabase, safeguard_binary};
+
+/// Waits for the server to report a permissions violation to this client.
+async fn violation(errors: &mut tokio::sync::mpsc::UnboundedReceiver<String>, what: &str) -> String {
+    let error = tokio::time::timeout(Duration::from_secs(5), errors.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no permissions violation reported for {what}"))
+        .expect("the error channel is open");
+    assert!(error.to_lowercase().contains("permissions violation"), "{what}: {error}");
+    error
+}
+
+/// A JetStream context for requests the server will refuse: a refused
+/// request is dropped without an answer, so it fails by timing out.
+fn refused_js(client: async_nats::Client) -> jetstream::Context {
+    let mut js = jetstream::new(client);
+    js.set_timeout(Duration::from_millis(500));
+    js
+}
+
+async fn message_count(js: &jetstream::Context) -> u64 {
+    js.get_stream(services::bus::EVENTS_STREAM).await.expect("stream").info().await.expect("info").state.messages
+}
+
+/// What a role other than the gateway may not do to the event stream.
+async fn cannot_touch_the_event_stream(cluster: &SecureCluster, role: &str) {
+    let (client, mut errors) = cluster.client(role).await;
+    let subject = format!("sg.ev.00.child.{}", uuid::Uuid::new_v4());
+    client.publish(subject.clone(), "{}".into()).await.expect("publish is sent");
+    client.flush().await.expect("flush");
+    let error = violation(&mut errors, &format!("{role} publishing an event")).await;
+    assert!(error.contains("sg.ev.00.child"), "{error}");
+    let js = refused_js(client);
+    assert!(js.delete_stream(services::bus::EVENTS_STREAM).await.is_err(), "{role} deleted the event stream");
+    violation(&mut errors, &format!("{role} deleting the stream")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
+    let cluster = SecureCluster::start().await;
+    let url = cluster.urls();
+
+    // The gateway sets up the streams at three replicas and stores events.
+    let options =
+        Options { replicas: 3, creds: Some(cluster.seed("gateway")), ca: Some(cluster.ca()), ..Options::default() };
+    let gateway = TestGateway::start_with(&url, options).await;
+    let child = uuid::Uuid::new_v4().to_string();
+    let r = gateway.post(tokens::HARINGEY, &tests::fixtures::registered("p-1", &child, "E09000014")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // The projector, a real process with its own key, projects.
+    let db = TestDatabase::create().await;
+    let mut projector = Command::new(safeguard_binary())
+        .args(["serve", "--role", "projector"])
+        .envs(cluster.env("projector"))
+        .env("DATABASE_URL", db.url())
+        .env("SAFEGUARD_MASTER_KEY", gateway.path("master.key"))
+        .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
+        .env("SAFEGUARD_NOTIFY_INTERVAL_MS", "100")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the projector");
+
+    // A dashboard hears about changes to read models.
+    let (dashboard, mut dashboard_errors) = cluster.client("dashboard").await;
+    let mut changes = dashboard.subscribe("sg.changes.>").await.expect("subscribe to changes");
+    dashboard.flush().await.expect("flush");
+
+    // The query role reads, recording each read on the audit stream under its own key.
+    let query = TestQuery::start_on(
+        cluster.nats_args("query"),
+        db.url(),
+        &gateway.path("principals.toml"),
+        &gateway.path("master.key"),
+        &gateway.path("signing.key.pub"),
+    )
+    .await;
+    let mut seen = examples::event(EventType::ChildSeen, "p-2", "2025-01-14T09:30:00Z");
+    seen["subject"] = json!(child);
+    let r = gateway.post(tokens::HARINGEY, &seen).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // Free text is personal: the gateway makes and stores the child's data key in the key bucket.
+    let mut concern = examples::event(EventType::ConcernRaised, "p-2b", "2025-01-15T09:30:00Z");
+    concern["subject"] = json!(child);
+    let r = gateway.post(tokens::HARINGEY, &concern).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let chronology = loop {
+        let a = query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology")).await;
+        if a.status == 200 && a.json["entries"].as_array().is_some_and(|e| e.len() == 3) {
+            break a.json;
+        }
+        assert!(projector.try_wait().expect("projector").is_none(), "the projector exited");
+        assert!(Instant::now() < deadline, "the chronology never showed the three events: {} {}", a.status, a.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(chronology["entries"][1]["type"], "child.seen");
+    let change = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut changes))
+        .await
+        .expect("a change notice reached the dashboard")
+        .expect("subscription open");
+    assert!(change.subject.starts_with("sg.changes."), "{}", change.subject);
+
+    let operator = jetstream::new(cluster.client("operator").await.0);
+    let before = message_count(&operator).await;
+    let stream = operator.get_stream(services::bus::EVENTS_STREAM).await.expect("stream");
+    assert_eq!(stream.cached_info().config.num_replicas, 3, "the event stream has three replicas");
+
+    // A dashboard may not read the event stream, the audit stream or the
+    // API, nor publish anything.
+    for subject in ["sg.ev.>", "sg.audit.>", "_INBOX.>"] {
+        let _ = dashboard.subscribe(subject).await;
+        dashboard.flush().await.expect("flush");
+        let error = violation(&mut dashboard_errors, &format!("a dashboard subscribing to {subject}")).await;
+        assert!(error.contains(subject), "{error}");
+    }
+    dashboard.publish(format!("sg.ev.00.child.{child}"), "{}".into()).await.expect("sent");
+    dashboard.flush().await.expect("flush");
+    violation(&mut dashboard_errors, "a dashboard publishing an event").await;
+    let dashboard_js = refused_js(dashboard.clone());
+    assert!(dashboard_js.get_stream(services::bus::EVENTS_STREAM).await.is_err(), "a dashboard read stream info");
+
+    cannot_touch_the_event_stream(&cluster, "projector").await;
+    cannot_touch_the_event_stream(&cluster, "query").await;
+    cannot_touch_the_event_stream(&cluster, "dashboard").await;
+
+    // The gateway publishes events but may not delete or purge the stream.
+    let (gateway_client, mut gateway_errors) = cluster.client("gateway").await;
+    let gateway_js = refused_js(gateway_client);
+    assert!(gateway_js.delete_stream(services::bus::EVENTS_STREAM).await.is_err(), "the gateway deleted the stream");
+    violation(&mut gateway_errors, "the gateway deleting the stream").await;
+    let purge = refused_js(cluster.client("gateway").await.0)
+        .get_stream(services::bus::EVENTS_STREAM)
+        .await
+        .expect("the gateway may read stream info")
+        .purge()
+        .await;
+    assert!(purge.is_err(), "the gateway purged the stream");
+
+    // Nothing of all that reached the stream.
+    assert_eq!(message_count(&operator).await, before, "no refused action changed the stream");
+    let r = gateway
+        .post(tokens::HARINGEY, &{
+            let mut e = examples::event(EventType::ChildSeen, "p-3", "2025-01-15T09:30:00Z");
+            e["subject"] = Value::String(child.clone());
+            e
+        })
+        .await;
+    assert_eq!(r.status, 201, "the gateway still stores: {}", r.text);
+    let _ = projector.kill();
+    let _ = projector.wait();
+}
