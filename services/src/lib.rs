@@ -331,6 +331,7 @@ pub async fn run_gateway(
     let state = Arc::new(gateway::AppState {
         principals,
         ingest: gateway::ingest::Ingest {
+            committer: gateway::publish::Committer::start(client.clone(), settings.publish_timeout),
             client,
             stream,
             keys,

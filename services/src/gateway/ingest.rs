@@ -58,6 +58,8 @@ pub struct EventResult {
 /// Everything ingest needs, shared by all requests.
 pub struct Ingest {
     pub client: async_nats::Client,
+    /// Every write goes through it, so concurrent requests share commits.
+    pub committer: publish::Committer,
     pub stream: Stream,
     pub keys: Arc<KeyStore>,
     pub signing: SigningKey,
@@ -266,7 +268,7 @@ impl Ingest {
                 let messages: Vec<Outgoing> =
                     chunk.iter().flat_map(|n| [n.index_message.clone(), n.event_message.clone()]).collect();
                 let started = std::time::Instant::now();
-                match publish::publish_atomic(&self.client, &messages, self.publish_timeout).await {
+                match self.committer.commit(messages).await {
                     Ok(done) => {
                         self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                         for (k, n) in chunk.iter().enumerate() {

@@ -1,6 +1,16 @@
 //! Writing to JetStream with atomic batch publish (NATS 2.12+): every
 //! message of a request's chunk is stored, or none is.
 //!
+//! JetStream commits atomic batches of a stream one after another, and a
+//! commit costs about the same whether it holds two messages or a hundred
+//! (measured in BENCHMARKS.md: some 200 commits a second with fsync on
+//! every write, however many clients). So the gateway's writes go through a
+//! [`Committer`] that group-commits: while commits are in flight, the
+//! chunks of other requests queue, and the next commit takes all of them
+//! at once (up to the server's limit), each chunk's messages kept together
+//! and in order. A merged commit refused for one chunk's expectation is
+//! retried chunk by chunk, so each request gets exactly its own answer.
+//!
 //! Each event travels with an id-index message (`sg.id.<source>.<digest>`)
 //! that expects its subject to be empty, so a (publisher, id) can be stored
 //! once, ever, whatever the timing, and with the event's first message per
@@ -32,7 +42,7 @@ pub struct Committed {
     pub count: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     /// An expectation failed: another writer changed a subject first.
     #[error("a subject moved on: {0}")]
@@ -89,6 +99,120 @@ pub async fn publish_atomic(
     match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
         Err(_) => Err(PublishError::TimedOut(timeout)),
+    }
+}
+
+/// Commits running at once. More than one lets a commit's round trip
+/// overlap the next one's sending; beyond a few they only queue at the server.
+const IN_FLIGHT: usize = 2;
+
+/// A chunk waiting to be committed, and where its answer goes.
+struct Job {
+    messages: Vec<Outgoing>,
+    reply: tokio::sync::oneshot::Sender<Result<Committed, PublishError>>,
+}
+
+/// The gateway's group-committing writer (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Committer {
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("messages", &self.messages.len()).finish_non_exhaustive()
+    }
+}
+
+impl Committer {
+    /// Starts the committing task; it ends when the last `Committer` is dropped.
+    pub fn start(client: async_nats::Client, timeout: Duration) -> Self {
+        let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(run_committer(client, timeout, queue));
+        Self { jobs }
+    }
+
+    /// Stores `messages` as one atomic unit, alone or with other chunks:
+    /// the same promise as [`publish_atomic`].
+    pub async fn commit(&self, messages: Vec<Outgoing>) -> Result<Committed, PublishError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job { messages, reply })
+            .map_err(|_| PublishError::Unavailable("the gateway is shutting down".into()))?;
+        answer.await.map_err(|_| PublishError::Unavailable("the gateway is shutting down".into()))?
+    }
+}
+
+async fn run_committer(
+    client: async_nats::Client,
+    timeout: Duration,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
+) {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut held: Option<Job> = None;
+    loop {
+        // Wait for a commit slot first: jobs that arrive meanwhile are merged.
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let first = match held.take() {
+            Some(job) => job,
+            None => match queue.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let mut group = vec![first];
+        let mut size = group[0].messages.len();
+        while let Ok(job) = queue.try_recv() {
+            if size + job.messages.len() > MAX_BATCH_MESSAGES {
+                held = Some(job);
+                break;
+            }
+            size += job.messages.len();
+            group.push(job);
+        }
+        // A request that has already been answered (it timed out) is not
+        // written after the fact.
+        group.retain(|job| !job.reply.is_closed());
+        if group.is_empty() {
+            continue;
+        }
+        let client = client.clone();
+        tokio::spawn(async move {
+            commit_group(&client, group, timeout).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn commit_group(client: &async_nats::Client, group: Vec<Job>, timeout: Duration) {
+    if group.len() == 1 {
+        for job in group {
+            let _ = job.reply.send(publish_atomic(client, &job.messages, timeout).await);
+        }
+        return;
+    }
+    let merged: Vec<Outgoing> = group.iter().flat_map(|job| job.messages.iter().cloned()).collect();
+    match publish_atomic(client, &merged, timeout).await {
+        Ok(done) => {
+            let mut first = done.first_stream_seq;
+            for job in group {
+                let count = job.messages.len() as u64;
+                let _ = job.reply.send(Ok(Committed { first_stream_seq: first, count }));
+                first += count;
+            }
+        }
+        // One chunk's expectation failed, and with it the whole commit:
+        // each chunk alone, so only the one concerned hears of it.
+        Err(PublishError::WrongLastSequence(_)) => {
+            for job in group {
+                let _ = job.reply.send(publish_atomic(client, &job.messages, timeout).await);
+            }
+        }
+        Err(e) => {
+            for job in group {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
     }
 }
 
