@@ -94,6 +94,31 @@ pub fn safeguard_binary() -> PathBuf {
         .clone()
 }
 
+/// A child process that is killed when dropped, so a failing test leaves
+/// no role running behind it.
+#[derive(Debug)]
+pub struct Process(pub std::process::Child);
+
+impl std::ops::Deref for Process {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A role of the `safeguard` library running in this process on port 0.
 #[derive(Debug)]
 pub(crate) struct Running {

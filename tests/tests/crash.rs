@@ -5,7 +5,7 @@
 use events::{EventType, examples};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tests::gateway::{TestGateway, tokens};
 use tests::tables::checksum;
@@ -17,23 +17,30 @@ fn child_event(t: EventType, id: &str, child: &str) -> Value {
     e
 }
 
-fn spawn_projector(nats_url: &str, database_url: &str, master_key: &std::path::Path) -> Child {
+fn spawn_projector(nats_url: &str, database_url: &str, master_key: &std::path::Path) -> tests::Process {
     spawn_projector_on(nats_url, database_url, master_key, "127.0.0.1:0")
 }
 
-fn spawn_projector_on(nats_url: &str, database_url: &str, master_key: &std::path::Path, listen: &str) -> Child {
-    Command::new(safeguard_binary())
-        .args(["serve", "--role", "projector"])
-        .env("NATS_URL", nats_url)
-        .env("DATABASE_URL", database_url)
-        .env("SAFEGUARD_PROJECTOR_BATCH", "40")
-        .env("SAFEGUARD_MASTER_KEY", master_key)
-        .env("SAFEGUARD_PROJECTOR_LISTEN", listen)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the projector")
+fn spawn_projector_on(
+    nats_url: &str,
+    database_url: &str,
+    master_key: &std::path::Path,
+    listen: &str,
+) -> tests::Process {
+    tests::Process(
+        Command::new(safeguard_binary())
+            .args(["serve", "--role", "projector"])
+            .env("NATS_URL", nats_url)
+            .env("DATABASE_URL", database_url)
+            .env("SAFEGUARD_PROJECTOR_BATCH", "40")
+            .env("SAFEGUARD_MASTER_KEY", master_key)
+            .env("SAFEGUARD_PROJECTOR_LISTEN", listen)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the projector"),
+    )
 }
 
 async fn position(pool: &PgPool) -> u64 {

@@ -19,7 +19,7 @@ use async_nats::jetstream;
 use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tests::gateway::{Options, TestGateway};
@@ -283,19 +283,21 @@ async fn postgres_killed_during_projection_under_load_recovers_to_a_clean_rebuil
     assert_equals_clean_rebuild(&nats.url(), &gateway, &pool, outcome.last_sequence()).await;
 }
 
-fn spawn_projector(nats_url: &str, database_url: &str, gateway: &TestGateway) -> Child {
-    Command::new(safeguard_binary())
-        .args(["serve", "--role", "projector"])
-        .env("NATS_URL", nats_url)
-        .env("DATABASE_URL", database_url)
-        .env("SAFEGUARD_PROJECTOR_BATCH", "25")
-        .env("SAFEGUARD_MASTER_KEY", gateway.path("master.key"))
-        .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the projector")
+fn spawn_projector(nats_url: &str, database_url: &str, gateway: &TestGateway) -> tests::Process {
+    tests::Process(
+        Command::new(safeguard_binary())
+            .args(["serve", "--role", "projector"])
+            .env("NATS_URL", nats_url)
+            .env("DATABASE_URL", database_url)
+            .env("SAFEGUARD_PROJECTOR_BATCH", "25")
+            .env("SAFEGUARD_MASTER_KEY", gateway.path("master.key"))
+            .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the projector"),
+    )
 }
 
 async fn position(pool: &PgPool) -> u64 {

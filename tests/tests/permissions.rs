@@ -65,18 +65,20 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
 
     // The projector, a real process with its own key, projects.
     let db = TestDatabase::create().await;
-    let mut projector = Command::new(safeguard_binary())
-        .args(["serve", "--role", "projector"])
-        .envs(cluster.env("projector"))
-        .env("DATABASE_URL", db.url())
-        .env("SAFEGUARD_MASTER_KEY", gateway.path("master.key"))
-        .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
-        .env("SAFEGUARD_NOTIFY_INTERVAL_MS", "100")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the projector");
+    let mut projector = tests::Process(
+        Command::new(safeguard_binary())
+            .args(["serve", "--role", "projector"])
+            .envs(cluster.env("projector"))
+            .env("DATABASE_URL", db.url())
+            .env("SAFEGUARD_MASTER_KEY", gateway.path("master.key"))
+            .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
+            .env("SAFEGUARD_NOTIFY_INTERVAL_MS", "100")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the projector"),
+    );
 
     // A dashboard hears about changes to read models.
     let (dashboard, mut dashboard_errors) = cluster.client("dashboard").await;

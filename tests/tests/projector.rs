@@ -5,7 +5,7 @@
 use events::{EventType, examples};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use tests::gateway::{TestGateway, stream_count, tokens};
 use tests::{NatsServer, TestDatabase};
@@ -220,19 +220,27 @@ async fn the_projector_rides_out_a_nats_restart_and_a_database_outage() {
     assert_eq!(count(&pool, "sighting").await, 2);
 }
 
-fn spawn_partitioned(nats_url: &str, database_url: &str, gateway: &TestGateway, name: &str, partitions: &str) -> Child {
-    Command::new(tests::safeguard_binary())
-        .args(["serve", "--role", "projector", "--projector-name", name, "--partitions", partitions])
-        .env("NATS_URL", nats_url)
-        .env("DATABASE_URL", database_url)
-        .env("SAFEGUARD_PROJECTOR_BATCH", "50")
-        .env("SAFEGUARD_MASTER_KEY", gateway.path("master.key"))
-        .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start a partitioned projector")
+fn spawn_partitioned(
+    nats_url: &str,
+    database_url: &str,
+    gateway: &TestGateway,
+    name: &str,
+    partitions: &str,
+) -> tests::Process {
+    tests::Process(
+        Command::new(tests::safeguard_binary())
+            .args(["serve", "--role", "projector", "--projector-name", name, "--partitions", partitions])
+            .env("NATS_URL", nats_url)
+            .env("DATABASE_URL", database_url)
+            .env("SAFEGUARD_PROJECTOR_BATCH", "50")
+            .env("SAFEGUARD_MASTER_KEY", gateway.path("master.key"))
+            .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a partitioned projector"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
