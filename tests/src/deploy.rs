@@ -10,8 +10,9 @@ use tempfile::TempDir;
 
 /// The release build of `safeguard`, which `ops/bench` and `ops/load` build first.
 pub fn release_binary() -> PathBuf {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::workspace_root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"));
     let binary = target.join("release").join("safeguard");
     assert!(binary.exists(), "{} is missing: cargo build --release -p services", binary.display());
     binary
@@ -27,12 +28,18 @@ pub struct Deployment {
     gateway: String,
     query: String,
     projector: String,
+    env: Vec<(String, String)>,
     roles: Vec<(&'static str, Child)>,
 }
 
 impl Deployment {
     /// Starts the gateway only; [`Deployment::start_readers`] adds the projector and the query role.
     pub async fn start(binary: &Path, nats_url: &str, database_url: &str) -> Self {
+        Self::start_with(binary, nats_url, database_url, &[]).await
+    }
+
+    /// As [`Deployment::start`], with extra environment for every role (`SAFEGUARD_REPLICAS=3`, say).
+    pub async fn start_with(binary: &Path, nats_url: &str, database_url: &str, env: &[(&str, &str)]) -> Self {
         #[allow(clippy::expect_used)]
         let dir = tempfile::Builder::new().prefix("sg-deploy-").tempdir().expect("temporary directory");
         #[allow(clippy::expect_used)]
@@ -45,6 +52,7 @@ impl Deployment {
             gateway: format!("127.0.0.1:{}", free_port()),
             query: format!("127.0.0.1:{}", free_port()),
             projector: format!("127.0.0.1:{}", free_port()),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             roles: Vec::new(),
         };
         deployment.spawn("gateway").await;
@@ -72,6 +80,7 @@ impl Deployment {
             .env("SAFEGUARD_QUERY_LISTEN", &self.query)
             .env("SAFEGUARD_PROJECTOR_LISTEN", &self.projector)
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(path(&format!("{role}.log"))).map(Stdio::from).unwrap_or(Stdio::null()))
