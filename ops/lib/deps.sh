@@ -132,3 +132,10 @@ ensure_postgres_server_binaries() {
     apt_install postgresql
   fi
 }
+
+# The secured-cluster test makes its certificates with openssl, and the
+# backup test runs pg_dump and pg_restore.
+ensure_test_tools() {
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
+  command -v pg_dump >/dev/null 2>&1 || apt_install postgresql-client
+}

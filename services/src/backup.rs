@@ -121,8 +121,12 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
                             .collect()
                     })
                     .unwrap_or_default();
-                let line =
-                    Line { seq, subject: message.subject.to_string(), headers, payload: STANDARD.encode(&message.payload) };
+                let line = Line {
+                    seq,
+                    subject: message.subject.to_string(),
+                    headers,
+                    payload: STANDARD.encode(&message.payload),
+                };
                 writeln!(out, "{}", serde_json::to_string(&line)?)?;
                 count += 1;
                 if seq >= last {

@@ -85,9 +85,14 @@ struct Row {
     unit: &'static str,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
-    /// This figure over the figure it is compared with, and what that is.
-    ratio: Option<f64>,
-    against: Option<String>,
+    /// This figure over each figure it is compared with, and what that is.
+    ratios: Vec<Ratio>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Ratio {
+    ratio: f64,
+    against: String,
 }
 
 #[derive(Debug, Default)]
@@ -98,7 +103,7 @@ struct Report {
 impl Report {
     fn add(&mut self, section: &'static str, name: impl Into<String>, value: f64, unit: &'static str) -> usize {
         let row =
-            Row { section, name: name.into(), value, unit, p50_ms: None, p99_ms: None, ratio: None, against: None };
+            Row { section, name: name.into(), value, unit, p50_ms: None, p99_ms: None, ratios: Vec::new() };
         println!("{:<12} {:<66} {:>12.1} {}", row.section, row.name, row.value, row.unit);
         self.rows.push(row);
         self.rows.len() - 1
@@ -123,9 +128,9 @@ impl Report {
 
     fn compare(&mut self, row: usize, base: usize) {
         let ratio = self.rows[row].value / self.rows[base].value;
-        self.rows[row].ratio = Some(ratio);
-        self.rows[row].against = Some(self.rows[base].name.clone());
-        println!("{:<12} {:<66} {:>12.2} x", "", format!("  ratio to: {}", self.rows[base].name), ratio);
+        let against = self.rows[base].name.clone();
+        self.rows[row].ratios.push(Ratio { ratio, against });
+        println!("{:<12} {} / {}: {ratio:.2}", "ratio", self.rows[row].name, self.rows[base].name);
     }
 
     fn value(&self, name: &str) -> f64 {
@@ -742,10 +747,12 @@ async fn main() {
         .get_stream(services::bus::EVENTS_STREAM)
         .await
         .unwrap()
-        .get_raw_message(info.state.last_sequence - 1)
+        .get_raw_message(info.state.last_sequence)
         .await
         .unwrap();
-    let event_bytes = if sample.subject.starts_with("sg.ev.") { sample.payload.len() } else { 900 };
+    // A request's last message is always an event (its id-index entry comes just before it).
+    assert!(sample.subject.starts_with("sg.ev."), "the stream ends with an event");
+    let event_bytes = sample.payload.len();
     let stream_bytes_per_event = info.state.bytes as f64 / (info.state.messages as f64 / 2.0);
     report.add("ingest", "stored event size (the JSON JetStream holds)", event_bytes as f64, "bytes");
     report.add("ingest", "stream bytes per event (event + id-index message)", stream_bytes_per_event, "bytes");
@@ -828,18 +835,32 @@ async fn main() {
     let (m, seeded_last) = post_all(&http, &events_url, bodies, 4).await;
     report.rate("ingest", format!("gateway: seeded population ({seeded} events), batches of 1,000, 4 at a time"), &m);
     wait_for(&deployment, seeded_last).await;
-    for (what, path) in [
-        ("indicators of one council and year", "/v1/indicators?council=E09000014&period=2024-25"),
-        ("caseloads of one council", "/v1/caseloads?council=E09000014"),
+    // The second seeded council holds only its seeded children; the first
+    // also holds every child registered above (over 100,000 at full scale).
+    let (seeded_council, _, _) = services::seed::COUNCILS[1];
+    let crowded: i64 = sqlx::query_scalar("select count(*) from child_status where council = 'E09000014'")
+        .fetch_one(&db.pool().await)
+        .await
+        .unwrap_or(0);
+    for (what, council, children) in [
+        ("indicators of one council and year", seeded_council, scale.seeded_per_council as i64),
+        ("caseloads of one council", seeded_council, scale.seeded_per_council as i64),
+        ("indicators of one council and year", "E09000014", crowded),
+        ("caseloads of one council", "E09000014", crowded),
     ] {
+        let path = if what.starts_with("indicators") {
+            format!("/v1/indicators?council={council}&period=2024-25")
+        } else {
+            format!("/v1/caseloads?council={council}")
+        };
         let mut times = Vec::new();
         for _ in 0..scale.samples / 3 {
             let t = Instant::now();
-            let (status, body) = http.get(&deployment.query_url(path)).await;
+            let (status, body) = http.get(&deployment.query_url(&path)).await;
             times.push(t.elapsed());
             assert_eq!(status, 200, "{body}");
         }
-        report.latency("reads", format!("{what} ({} children per council)", scale.seeded_per_council), times);
+        report.latency("reads", format!("{what} ({children} children in the council)"), times);
     }
 
     // Ack-to-visible: under a steady background load, a probe event's 201
@@ -1061,23 +1082,42 @@ fn markdown(report: &Report, elapsed: Duration, pg_version: &str) -> String {
         ("memory", "Memory and storage"),
     ] {
         let _ = writeln!(out, "## {title}\n");
-        let _ = writeln!(out, "| measure | value | p50 ms | p99 ms | ratio | against |\n|---|---:|---:|---:|---:|---|");
+        let _ = writeln!(out, "| measure | value | p50 ms | p99 ms | ratio to |\n|---|---:|---:|---:|---|");
         for r in report.rows.iter().filter(|r| r.section == section) {
             let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.2}"));
+            let ratios: Vec<String> = r.ratios.iter().map(|x| format!("**{:.2}** × {}", x.ratio, x.against)).collect();
             let _ = writeln!(
                 out,
-                "| {} | {:.1} {} | {} | {} | {} | {} |",
+                "| {} | {:.1} {} | {} | {} | {} |",
                 r.name,
                 r.value,
                 r.unit,
                 opt(r.p50_ms),
                 opt(r.p99_ms),
-                r.ratio.map_or(String::new(), |v| format!("{v:.2}")),
-                r.against.clone().unwrap_or_default()
+                ratios.join("<br>")
             );
         }
         let _ = writeln!(out);
     }
+    let _ = writeln!(out, "## Reading the figures\n");
+    let _ = writeln!(
+        out,
+        "- **Why single events are slow on one server.** The gateway stores each event with its id-index entry \
+         in one atomic batch, so nothing can ever store an id twice. On one server JetStream stages an atomic \
+         batch on disk before committing it, and commits a stream's batches one at a time: compare the row \
+         `raw JetStream: atomic commits of 2 messages` with plain publishes. The gateway's single events sit \
+         close to that primitive. Its group commit (`gateway::publish::Committer`) merges the chunks of \
+         concurrent requests into one commit, which is why 32 clients get several times what one does.\n\
+         - **On three replicas** every write is a Raft round as well as an fsync, plain publishes cost about \
+         what atomic commits do, and the gateway is closer to raw.\n\
+         - **Batches** amortise the commit: the gateway's batches of 1,000 stay below raw JetStream because each \
+         event is validated, stamped, hashed (RFC 8785), signed (Ed25519) and, where it carries personal data, \
+         sealed, and because the stream holds two messages per event.\n\
+         - **Projection** writes every read model in the batch's transaction and refolds each touched subject \
+         from its whole history, so it runs at a fraction of a bare `COPY` into one table.\n\
+         - **The peer** (cqrs-es with postgres-es) appends to one PostgreSQL table without hashing, signing or \
+         an id index, and loads an aggregate's events before each command.\n"
+    );
     national(&mut out, report);
     out
 }

@@ -52,8 +52,7 @@ async fn a_backup_restored_into_an_empty_nats_and_database_carries_on_exactly() 
     for child in [&kept, &erased] {
         let mut concern = examples::event(EventType::ConcernRaised, &format!("c-{child}"), "2025-01-15T09:30:00Z");
         concern["subject"] = json!(child);
-        let batch =
-            Value::Array(vec![tests::fixtures::registered(&format!("r-{child}"), child, "E09000014"), concern]);
+        let batch = Value::Array(vec![tests::fixtures::registered(&format!("r-{child}"), child, "E09000014"), concern]);
         let r = gateway.post(tokens::HARINGEY, &batch).await;
         assert_eq!(r.status, 201, "{}", r.text);
         last = r.result(1)["stream_sequence"].as_u64().expect("sequence");
@@ -93,7 +92,11 @@ async fn a_backup_restored_into_an_empty_nats_and_database_carries_on_exactly() 
         assert_eq!(checksum(&new_pool, table, order).await, checksum(&old_pool, table, order).await, "{table}");
     }
     for table in ["audit.access_event", "audit.erased_child"] {
-        assert_eq!(tests::tables::count(&new_pool, table).await, tests::tables::count(&old_pool, table).await, "{table}");
+        assert_eq!(
+            tests::tables::count(&new_pool, table).await,
+            tests::tables::count(&old_pool, table).await,
+            "{table}"
+        );
     }
 
     // The same keys carry on: a new event extends the kept child's chain,
@@ -107,9 +110,13 @@ async fn a_backup_restored_into_an_empty_nats_and_database_carries_on_exactly() 
     let next = r.result(0)["stream_sequence"].as_u64().expect("sequence");
     let resumed = LiveProjector::start_for(&new_gateway, &new_nats.url(), &new_pool).await;
     resumed.wait_for(next).await;
-    assert_eq!(tests::tables::count(&new_pool, "stored_event").await, tests::tables::count(&old_pool, "stored_event").await + 1);
+    assert_eq!(
+        tests::tables::count(&new_pool, "stored_event").await,
+        tests::tables::count(&old_pool, "stored_event").await + 1
+    );
     let js = async_nats::jetstream::new(tests::connect(&new_nats.url()).await);
-    let report = services::verify::verify(&js, Some(&new_pool), &[gateway.verifying_key()], None).await.expect("verify");
+    let report =
+        services::verify::verify(&js, Some(&new_pool), &[gateway.verifying_key()], None).await.expect("verify");
     assert!(report.ok, "{:?}", report.breaks);
 }
 
