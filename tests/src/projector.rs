@@ -37,6 +37,43 @@ pub async fn run_until(nats_url: &str, pool: &PgPool, settings: Settings, target
     elapsed
 }
 
+/// A `safeguard serve --role projector` process, killed when dropped: it
+/// applies at most `batch` messages per transaction, serves its metrics on
+/// `listen`, and takes `extra` arguments (a name, partitions).
+pub fn spawn_process(
+    nats_url: &str,
+    database_url: &str,
+    master_key: &std::path::Path,
+    batch: usize,
+    listen: &str,
+    extra: &[&str],
+) -> crate::Process {
+    #[allow(clippy::expect_used)]
+    let child = std::process::Command::new(crate::safeguard_binary())
+        .args(["serve", "--role", "projector"])
+        .args(extra)
+        .env("NATS_URL", nats_url)
+        .env("DATABASE_URL", database_url)
+        .env("SAFEGUARD_PROJECTOR_BATCH", batch.to_string())
+        .env("SAFEGUARD_MASTER_KEY", master_key)
+        .env("SAFEGUARD_PROJECTOR_LISTEN", listen)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start a projector process");
+    crate::Process(child)
+}
+
+/// The furthest position any projector has stored in `pool`'s database (0
+/// before the first batch, or before the tables exist).
+pub async fn stored_position(pool: &PgPool) -> u64 {
+    sqlx::query_scalar::<_, i64>("select coalesce(max(stream_seq), 0) from projector_position")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0) as u64
+}
+
 /// A projector running in the background, as `serve --role projector`
 /// runs it (with change notifications and the audit consumer), until dropped.
 #[derive(Debug)]

@@ -4,21 +4,15 @@
 
 use events::{EventType, examples};
 use serde_json::{Value, json};
-use sqlx::PgPool;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tests::gateway::{TestGateway, tokens};
 use tests::tables::checksum;
-use tests::{NatsServer, TestDatabase, safeguard_binary};
+use tests::{NatsServer, TestDatabase};
 
 fn child_event(t: EventType, id: &str, child: &str) -> Value {
     let mut e = examples::event(t, id, "2025-01-14T09:30:00Z");
     e["subject"] = json!(child);
     e
-}
-
-fn spawn_projector(nats_url: &str, database_url: &str, master_key: &std::path::Path) -> tests::Process {
-    spawn_projector_on(nats_url, database_url, master_key, "127.0.0.1:0")
 }
 
 fn spawn_projector_on(
@@ -27,27 +21,11 @@ fn spawn_projector_on(
     master_key: &std::path::Path,
     listen: &str,
 ) -> tests::Process {
-    tests::Process(
-        Command::new(safeguard_binary())
-            .args(["serve", "--role", "projector"])
-            .env("NATS_URL", nats_url)
-            .env("DATABASE_URL", database_url)
-            .env("SAFEGUARD_PROJECTOR_BATCH", "40")
-            .env("SAFEGUARD_MASTER_KEY", master_key)
-            .env("SAFEGUARD_PROJECTOR_LISTEN", listen)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the projector"),
-    )
+    tests::projector::spawn_process(nats_url, database_url, master_key, 40, listen, &[])
 }
 
-async fn position(pool: &PgPool) -> u64 {
-    sqlx::query_scalar::<_, i64>("select coalesce(max(stream_seq), 0) from projector_position")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0) as u64
+fn spawn_projector(nats_url: &str, database_url: &str, master_key: &std::path::Path) -> tests::Process {
+    spawn_projector_on(nats_url, database_url, master_key, "127.0.0.1:0")
 }
 
 #[tokio::test]
@@ -76,7 +54,7 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
         // Let it get into its work, then kill it without warning.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let at = position(&pool).await;
+            let at = tests::projector::stored_position(&pool).await;
             if at > previous || at >= last || Instant::now() > deadline {
                 break;
             }
@@ -87,7 +65,7 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
         let _ = projector.kill();
         let _ = projector.wait();
         kills += 1;
-        previous = position(&pool).await;
+        previous = tests::projector::stored_position(&pool).await;
     }
     // Small batches and short fuses: the kills land before the end, mid-way
     // through the work, which is what the test is about.
@@ -96,7 +74,7 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
     let listen = format!("127.0.0.1:{}", tests::free_port());
     let mut projector = spawn_projector_on(&nats.url(), crashed.url(), &gw.path("master.key"), &listen);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while position(&pool).await < last {
+    while tests::projector::stored_position(&pool).await < last {
         assert!(Instant::now() < deadline, "the projector did not finish");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

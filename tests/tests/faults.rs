@@ -19,14 +19,13 @@ use async_nats::jetstream;
 use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tests::gateway::{Options, TestGateway};
 use tests::load::{Ingest, Outcome};
 use tests::projector::LiveProjector;
 use tests::tables::checksum;
-use tests::{NatsCluster, NatsServer, PgCluster, TestDatabase, safeguard_binary};
+use tests::{NatsCluster, NatsServer, PgCluster, TestDatabase};
 
 /// Load clients per scenario: enough that a fault always lands on some in flight.
 const CLIENTS: usize = 8;
@@ -283,30 +282,6 @@ async fn postgres_killed_during_projection_under_load_recovers_to_a_clean_rebuil
     assert_equals_clean_rebuild(&nats.url(), &gateway, &pool, outcome.last_sequence()).await;
 }
 
-fn spawn_projector(nats_url: &str, database_url: &str, gateway: &TestGateway) -> tests::Process {
-    tests::Process(
-        Command::new(safeguard_binary())
-            .args(["serve", "--role", "projector"])
-            .env("NATS_URL", nats_url)
-            .env("DATABASE_URL", database_url)
-            .env("SAFEGUARD_PROJECTOR_BATCH", "25")
-            .env("SAFEGUARD_MASTER_KEY", gateway.path("master.key"))
-            .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the projector"),
-    )
-}
-
-async fn position(pool: &PgPool) -> u64 {
-    sqlx::query_scalar::<_, i64>("select coalesce(max(stream_seq), 0) from projector_position")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0) as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_killed_again_and_again_under_load_equals_a_clean_rebuild() {
     let nats = NatsServer::start().await;
@@ -318,12 +293,13 @@ async fn a_projector_killed_again_and_again_under_load_equals_a_clean_rebuild() 
     load.wait_for_more(100).await;
     let mut kills = 0;
     for round in 0..8u64 {
-        let before = position(&pool).await;
-        let mut projector = spawn_projector(&nats.url(), db.url(), &gateway);
+        let before = tests::projector::stored_position(&pool).await;
+        let mut projector =
+            tests::projector::spawn_process(&nats.url(), db.url(), &gateway.path("master.key"), 25, "127.0.0.1:0", &[]);
         // Let it get into its work, then kill it without warning, at a
         // different point of a batch each round.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while position(&pool).await <= before && Instant::now() < deadline {
+        while tests::projector::stored_position(&pool).await <= before && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(2 + 7 * round)).await;
@@ -334,9 +310,10 @@ async fn a_projector_killed_again_and_again_under_load_equals_a_clean_rebuild() 
     let outcome = load.stop().await;
     assert_eq!(kills, 8);
 
-    let mut projector = spawn_projector(&nats.url(), db.url(), &gateway);
+    let mut projector =
+        tests::projector::spawn_process(&nats.url(), db.url(), &gateway.path("master.key"), 25, "127.0.0.1:0", &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while position(&pool).await < outcome.last_sequence() {
+    while tests::projector::stored_position(&pool).await < outcome.last_sequence() {
         assert!(Instant::now() < deadline, "the last projector did not finish");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -5,7 +5,6 @@
 use events::{EventType, examples};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use tests::gateway::{TestGateway, stream_count, tokens};
 use tests::{NatsServer, TestDatabase};
@@ -227,20 +226,8 @@ fn spawn_partitioned(
     name: &str,
     partitions: &str,
 ) -> tests::Process {
-    tests::Process(
-        Command::new(tests::safeguard_binary())
-            .args(["serve", "--role", "projector", "--projector-name", name, "--partitions", partitions])
-            .env("NATS_URL", nats_url)
-            .env("DATABASE_URL", database_url)
-            .env("SAFEGUARD_PROJECTOR_BATCH", "50")
-            .env("SAFEGUARD_MASTER_KEY", gateway.path("master.key"))
-            .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start a partitioned projector"),
-    )
+    let extra = ["--projector-name", name, "--partitions", partitions];
+    tests::projector::spawn_process(nats_url, database_url, &gateway.path("master.key"), 50, "127.0.0.1:0", &extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
