@@ -82,8 +82,6 @@ impl TestDatabase {
         #[allow(clippy::expect_used)]
         PgPoolOptions::new()
             .max_connections(4)
-            // As the roles' pools: a dead server is noticed in seconds.
-            .acquire_timeout(Duration::from_secs(5))
             .connect_with(projections::in_schema(options, schema))
             .await
             .expect("connect to the test database")

@@ -267,7 +267,8 @@ async fn postgres_killed_during_projection_under_load_recovers_to_a_clean_rebuil
     pg.kill();
     // Ingest does not depend on PostgreSQL: it goes on while the projector waits.
     load.wait_for_more(200).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // The harness's pool waits sqlx's default 30 s for a connection before it gives up.
+    let deadline = Instant::now() + Duration::from_secs(45);
     while projector.interruptions() == 0 {
         assert!(Instant::now() < deadline, "the projector never noticed PostgreSQL go");
         tokio::time::sleep(Duration::from_millis(20)).await;
