@@ -155,48 +155,66 @@ async fn assert_equals_clean_rebuild(url: &str, gateway: &TestGateway, pool: &Pg
     }
 }
 
+/// A three-node scenario's parts: its turn, the cluster, a gateway storing
+/// at three replicas, and a database with a live projector.
+struct ClusterRig {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+    cluster: NatsCluster,
+    url: String,
+    gateway: Arc<TestGateway>,
+    _db: TestDatabase,
+    pool: PgPool,
+    projector: LiveProjector,
+}
+
+impl ClusterRig {
+    async fn start() -> Self {
+        let turn = CLUSTER_TURN.lock().await;
+        let cluster = NatsCluster::start(3).await;
+        let url = cluster.urls();
+        let gateway = Arc::new(TestGateway::start_with(&url, cluster_options()).await);
+        let db = TestDatabase::create().await;
+        let pool = db.pool().await;
+        let projector = LiveProjector::start_for(&gateway, &url, &pool).await;
+        Self { _turn: turn, cluster, url, gateway, _db: db, pool, projector }
+    }
+
+    /// Once the projector has applied the load, holds everything to it.
+    async fn hold_to(&self, outcome: &Outcome) {
+        self.projector.wait_for(outcome.last_sequence()).await;
+        assert_held_exactly(&self.url, &self.gateway, &self.pool, outcome).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_stream_leader_during_ingest_loses_nothing_acknowledged() {
-    let _turn = CLUSTER_TURN.lock().await;
-    let mut cluster = NatsCluster::start(3).await;
-    let url = cluster.urls();
-    let gateway = Arc::new(TestGateway::start_with(&url, cluster_options()).await);
-    let db = TestDatabase::create().await;
-    let pool = db.pool().await;
-    let projector = LiveProjector::start_for(&gateway, &url, &pool).await;
-
-    let load = Ingest::start(gateway.clone(), CLIENTS);
+    let mut rig = ClusterRig::start().await;
+    let cluster = &mut rig.cluster;
+    let load = Ingest::start(rig.gateway.clone(), CLIENTS);
     load.wait_for_more(150).await;
-    let leader = stream_leader(&cluster).await;
+    let leader = stream_leader(cluster).await;
     cluster.node_mut(leader).kill();
     // Ingest resumes on the two nodes left, under a new leader.
     load.wait_for_more(150).await;
-    assert_ne!(stream_leader(&cluster).await, leader, "a new leader took over");
+    assert_ne!(stream_leader(cluster).await, leader, "a new leader took over");
     cluster.node_mut(leader).relaunch();
     cluster.node(leader).wait_ready().await;
     load.wait_for_more(50).await;
     let outcome = load.stop().await;
 
-    projector.wait_for(outcome.last_sequence()).await;
-    assert_held_exactly(&url, &gateway, &pool, &outcome).await;
+    rig.hold_to(&outcome).await;
     // The killed leader caught up: let it lead and read the stream from it.
-    make_leader(&cluster, leader).await;
-    assert_eq!(load_ids_in_stream(&url).await, expected(&outcome), "the old leader's copy is whole");
+    make_leader(&rig.cluster, leader).await;
+    assert_eq!(load_ids_in_stream(&rig.url).await, expected(&outcome), "the old leader's copy is whole");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_follower_restarts_and_catches_up() {
-    let _turn = CLUSTER_TURN.lock().await;
-    let mut cluster = NatsCluster::start(3).await;
-    let url = cluster.urls();
-    let gateway = Arc::new(TestGateway::start_with(&url, cluster_options()).await);
-    let db = TestDatabase::create().await;
-    let pool = db.pool().await;
-    let projector = LiveProjector::start_for(&gateway, &url, &pool).await;
-
-    let load = Ingest::start(gateway.clone(), CLIENTS);
+    let mut rig = ClusterRig::start().await;
+    let cluster = &mut rig.cluster;
+    let load = Ingest::start(rig.gateway.clone(), CLIENTS);
     load.wait_for_more(100).await;
-    let leader = stream_leader(&cluster).await;
+    let leader = stream_leader(cluster).await;
     let follower = (leader + 1) % cluster.len();
     cluster.node_mut(follower).kill();
     // Two of three is a quorum: ingest goes on while the follower is away.
@@ -206,24 +224,17 @@ async fn a_killed_follower_restarts_and_catches_up() {
     load.wait_for_more(50).await;
     let outcome = load.stop().await;
 
-    projector.wait_for(outcome.last_sequence()).await;
-    assert_held_exactly(&url, &gateway, &pool, &outcome).await;
+    rig.hold_to(&outcome).await;
     // What the stream answers now comes from the restarted follower's copy.
-    make_leader(&cluster, follower).await;
-    assert_eq!(load_ids_in_stream(&url).await, expected(&outcome), "the restarted follower's copy is whole");
+    make_leader(&rig.cluster, follower).await;
+    assert_eq!(load_ids_in_stream(&rig.url).await, expected(&outcome), "the restarted follower's copy is whole");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_and_starting_the_whole_cluster_loses_nothing_acknowledged() {
-    let _turn = CLUSTER_TURN.lock().await;
-    let mut cluster = NatsCluster::start(3).await;
-    let url = cluster.urls();
-    let gateway = Arc::new(TestGateway::start_with(&url, cluster_options()).await);
-    let db = TestDatabase::create().await;
-    let pool = db.pool().await;
-    let projector = LiveProjector::start_for(&gateway, &url, &pool).await;
-
-    let load = Ingest::start(gateway.clone(), CLIENTS);
+    let mut rig = ClusterRig::start().await;
+    let cluster = &mut rig.cluster;
+    let load = Ingest::start(rig.gateway.clone(), CLIENTS);
     load.wait_for_more(150).await;
     for i in 0..cluster.len() {
         cluster.node_mut(i).stop();
@@ -249,8 +260,7 @@ async fn stopping_and_starting_the_whole_cluster_loses_nothing_acknowledged() {
         outcome.refused_by_status
     );
 
-    projector.wait_for(outcome.last_sequence()).await;
-    assert_held_exactly(&url, &gateway, &pool, &outcome).await;
+    rig.hold_to(&outcome).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
