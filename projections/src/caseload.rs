@@ -99,17 +99,41 @@ pub async fn worker_council(pool: &PgPool, worker: uuid::Uuid, day: NaiveDate) -
 
 /// The cases `worker` holds on `today`, sealed children included (marked).
 pub async fn worker_cases(pool: &PgPool, worker: uuid::Uuid, today: NaiveDate) -> Result<Vec<Case>, sqlx::Error> {
-    let rows = sqlx::query(
-        "select a.child_id, a.council, a.allocated_at, s.last_seen_at, s.last_seen_alone_at, s.on_cp_plan,
-                s.on_cin_plan, s.plan_started_on, s.review_due_on, s.last_visit_on, s.sealed
-           from allocation a join child_status s using (child_id)
-          where a.worker_id = $1 and a.from_on <= $2 and (a.to_on is null or a.to_on > $2)
-          order by a.allocated_at, a.child_id",
-    )
-    .bind(worker)
-    .bind(today)
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query(&format!("{CASES} where a.worker_id = $1 {OPEN_ON_2} order by a.allocated_at, a.child_id"))
+        .bind(worker)
+        .bind(today)
+        .fetch_all(pool)
+        .await?;
+    Ok(cases_from(pool, rows, today).await?.into_iter().map(|(_, case)| case).collect())
+}
+
+/// Every open case of `council` on `today` with the worker holding it,
+/// sealed children included (marked): what the caseload board counts.
+pub async fn council_cases(
+    pool: &PgPool,
+    council: &str,
+    today: NaiveDate,
+) -> Result<Vec<(uuid::Uuid, Case)>, sqlx::Error> {
+    let rows = sqlx::query(&format!("{CASES} where a.council = $1 {OPEN_ON_2} order by a.worker_id, a.allocated_at"))
+        .bind(council)
+        .bind(today)
+        .fetch_all(pool)
+        .await?;
+    cases_from(pool, rows, today).await
+}
+
+/// Open allocations with the child's status; each caller adds its own
+/// filter on `$1` (two statements, so each keeps its index).
+const CASES: &str = "select a.worker_id, a.child_id, a.council, a.allocated_at, s.last_seen_at, s.last_seen_alone_at,
+        s.on_cp_plan, s.on_cin_plan, s.plan_started_on, s.review_due_on, s.last_visit_on, s.sealed
+   from allocation a join child_status s using (child_id)";
+const OPEN_ON_2: &str = "and a.from_on <= $2 and (a.to_on is null or a.to_on > $2)";
+
+async fn cases_from(
+    pool: &PgPool,
+    rows: Vec<sqlx::postgres::PgRow>,
+    today: NaiveDate,
+) -> Result<Vec<(uuid::Uuid, Case)>, sqlx::Error> {
     let mut intervals: BTreeMap<String, i64> = BTreeMap::new();
     let mut cases = Vec::with_capacity(rows.len());
     for row in rows {
@@ -127,7 +151,7 @@ pub async fn worker_cases(pool: &PgPool, worker: uuid::Uuid, today: NaiveDate) -
         let last_visit: Option<NaiveDate> = row.try_get("last_visit_on")?;
         let plan_started: Option<NaiveDate> = row.try_get("plan_started_on")?;
         let review_due: Option<NaiveDate> = row.try_get("review_due_on")?;
-        cases.push(Case {
+        let case = Case {
             child: row.try_get("child_id")?,
             council,
             allocated_at: row.try_get("allocated_at")?,
@@ -137,7 +161,8 @@ pub async fn worker_cases(pool: &PgPool, worker: uuid::Uuid, today: NaiveDate) -
             visit_overdue: on_plan && visit_overdue(last_visit.or(plan_started), interval, today),
             review_overdue: on_cp && review_due.is_some_and(|due| due < today),
             sealed: row.try_get("sealed")?,
-        });
+        };
+        cases.push((row.try_get("worker_id")?, case));
     }
     Ok(cases)
 }

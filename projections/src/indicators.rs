@@ -70,6 +70,51 @@ impl Period {
     pub fn contains(&self, day: NaiveDate) -> bool {
         self.from <= day && day <= self.to
     }
+
+    /// The twelve months to the end of each of the last `n` financial
+    /// quarters up to the one holding `day`, oldest first: a trend whose
+    /// every point is a full year, so it reads against annual figures.
+    /// The last point ends on the quarter's last day even while that
+    /// quarter is still running (point-in-time indicators then use today).
+    pub fn rolling_years_to_quarters(day: NaiveDate, n: usize) -> Vec<Self> {
+        // Financial quarters end on the last days of June, September, December and March.
+        let quarter_start_month = (day.month0() / 3) * 3 + 1;
+        let quarter_start = NaiveDate::from_ymd_opt(day.year(), quarter_start_month, 1).unwrap_or(day);
+        (0..n)
+            .rev()
+            .map(|back| {
+                let next_quarter = add_months(sub_months(quarter_start, 3 * back as u32), 3);
+                Self { from: sub_months(next_quarter, 12), to: next_quarter.pred_opt().unwrap_or(next_quarter) }
+            })
+            .collect()
+    }
+}
+
+/// A national figure to read a council's indicator against.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct National {
+    pub value: f64,
+    /// Where the figure comes from, in a few words.
+    pub source: &'static str,
+}
+
+/// England's figure for an indicator, from DOMAIN.md ("National scale",
+/// year to 31 March 2025; workforce at September 2023), where it gives one.
+pub fn national(indicator: &str) -> Option<National> {
+    let (value, source) = match indicator {
+        // 632,830 referrals over the 0-17 population that 49,420 open plans
+        // at about 41 per 10,000 imply (12.05 million).
+        "referrals" => (525.0, "England 2024-25, derived from 632,830 referrals"),
+        "re_referrals_within_12_months" => (0.226, "England 2024-25"),
+        "assessments_within_timescale" => (0.86, "England 2024-25, within 45 working days"),
+        "icpc_within_15_working_days" => (0.814, "England 2024-25"),
+        "plans_open_at_period_end" => (41.0, "England, 31 March 2025"),
+        "plans_lasting_2_years_or_more" => (0.044, "England 2024-25"),
+        "caseload_per_worker" => (16.0, "England, September 2023 (mean)"),
+        "vacancy_rate" => (0.189, "England, September 2023"),
+        _ => return None,
+    };
+    Some(National { value, source })
 }
 
 /// Everything one council's indicators are computed from.
@@ -528,4 +573,36 @@ pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sql
         ));
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap_or(NaiveDate::MIN)
+    }
+
+    #[test]
+    fn rolling_years_end_on_the_last_days_of_financial_quarters() {
+        let periods = Period::rolling_years_to_quarters(day("2025-05-10"), 3);
+        let spans: Vec<(String, String)> = periods.iter().map(|p| (p.from.to_string(), p.to.to_string())).collect();
+        assert_eq!(
+            spans,
+            [
+                ("2024-01-01".to_owned(), "2024-12-31".to_owned()),
+                ("2024-04-01".to_owned(), "2025-03-31".to_owned()),
+                ("2024-07-01".to_owned(), "2025-06-30".to_owned()),
+            ]
+        );
+        // A year to 31 March is the financial year, and says so.
+        assert_eq!(periods[1].label(), "2024-25");
+    }
+
+    #[test]
+    fn national_figures_are_those_of_the_domain() {
+        assert_eq!(national("icpc_within_15_working_days").map(|n| n.value), Some(0.814));
+        assert_eq!(national("vacancy_rate").map(|n| n.value), Some(0.189));
+        assert_eq!(national("second_or_subsequent_plans"), None);
+    }
 }

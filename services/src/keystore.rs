@@ -87,6 +87,17 @@ impl MasterKey {
         hasher.finalize().into()
     }
 
+    /// The key that signs the pages' session cookies, derived the same way:
+    /// every query role sharing the master key accepts the same sessions,
+    /// and they survive a restart.
+    pub fn session_key(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(b"safeguard page session key v1\n");
+        hasher.update(self.0);
+        hasher.finalize().into()
+    }
+
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }

@@ -264,6 +264,7 @@ pub async fn run_query(
     reload_on_hangup(principals.clone(), principals_path);
     let master = keystore::MasterKey::load_or_create(&master_key)?;
     let lookup_key = master.lookup_key();
+    let sessions = query::pages::session::SessionKey::new(master.session_key());
     let bucket = bus::ensure_key_bucket(&js, &nats.stream_settings()).await?;
     let keys = keystore::KeyStore::watched(bucket, master).await?;
     let state = Arc::new(query::QueryState {
@@ -276,6 +277,7 @@ pub async fn run_query(
         client,
         metrics: query::QueryMetrics::default(),
         now: chrono::Utc::now,
+        sessions,
     });
     let listener = tokio::net::TcpListener::bind(&query.listen)
         .await

@@ -153,6 +153,13 @@ impl Principals {
         found
     }
 
+    /// The principal of this name as it stands now (a page session names its
+    /// principal, which may since have been removed or changed).
+    pub fn named(&self, name: &str) -> Option<Principal> {
+        let all = self.inner.read().ok()?.clone();
+        all.iter().find(|p| p.name.as_str() == name).cloned()
+    }
+
     /// The principal whose token an `Authorization: Bearer TOKEN` header
     /// value carries, if any.
     pub fn authenticate_header(&self, authorization: Option<&str>) -> Option<Principal> {

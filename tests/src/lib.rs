@@ -12,11 +12,13 @@
 //! - [`fixtures`]: events as an agency system would send them.
 //! - [`gateway`]: a real gateway on a free port, with test principals, and bulk loading.
 //! - [`projector`]: the projector in-process, to a position or left running.
-//! - [`query`]: a real query role on a free port.
+//! - [`query`]: a real query role on a free port, and the access events it stored.
+//! - [`browser`]: headless Chromium driven through ChromeDriver, for the pages.
 //!
 //! Nothing here is a stand-in: tests talk to the same servers production
 //! runs, configured as production is (`sync_interval: always`).
 
+pub mod browser;
 pub mod deploy;
 pub mod fixtures;
 pub mod gateway;

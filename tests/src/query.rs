@@ -101,3 +101,19 @@ impl Drop for TestQuery {
         }
     }
 }
+
+/// Every access event on the audit stream of the NATS at `nats_url`, in order.
+#[allow(clippy::expect_used)]
+pub async fn access_events(nats_url: &str) -> Vec<serde_json::Value> {
+    let client = async_nats::connect(nats_url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream(services::bus::AUDIT_STREAM).await.expect("audit stream");
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            out.push(serde_json::from_slice(&m.payload).expect("an access event is JSON"));
+        }
+    }
+    out
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tests::fixtures::{event, registered};
 use tests::gateway::{TestGateway, tokens};
 use tests::projector::LiveProjector;
-use tests::query::TestQuery;
+use tests::query::{TestQuery, access_events};
 use tests::{NatsServer, TestDatabase};
 
 const HARINGEY: &str = "E09000014";
@@ -41,21 +41,6 @@ impl System {
         self.projector.wait_for(last["stream_sequence"].as_u64().expect("stream sequence")).await;
         last
     }
-}
-
-/// Every access event on the audit stream, in order.
-async fn access_events(nats_url: &str) -> Vec<Value> {
-    let client = async_nats::connect(nats_url).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream(services::bus::AUDIT_STREAM).await.expect("audit stream");
-    let last = stream.info().await.expect("info").state.last_sequence;
-    let mut out = Vec::new();
-    for seq in 1..=last {
-        if let Ok(m) = stream.get_raw_message(seq).await {
-            out.push(serde_json::from_slice(&m.payload).expect("an access event is JSON"));
-        }
-    }
-    out
 }
 
 #[tokio::test]

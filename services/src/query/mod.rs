@@ -30,6 +30,7 @@ pub mod access;
 pub mod error;
 pub mod export;
 pub mod format;
+pub mod pages;
 
 use crate::principals::{Principal, Principals, Role};
 use access::{AccessLog, Asker, Outcome};
@@ -75,6 +76,8 @@ pub struct QueryState {
     pub metrics: QueryMetrics,
     /// A clock that tests can replace.
     pub now: fn() -> DateTime<Utc>,
+    /// Signs the pages' session cookies (derived from the master key).
+    pub sessions: pages::session::SessionKey,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -142,6 +145,7 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .merge(pages::router())
         .with_state(state)
 }
 
@@ -276,14 +280,15 @@ async fn admit_child(
     endpoint: &str,
     child: uuid::Uuid,
     need: Need,
-) -> Result<(), QueryError> {
+) -> Result<ChildInfo, QueryError> {
     let Some(info) = child_info(&app.pool, child).await? else {
         return Err(QueryError::NotFound(format!("no child {child} is known")));
     };
     let decision = may_read_child(principal, &info, need);
     let outcome = if decision.is_ok() { Outcome::Allowed } else { Outcome::Refused };
     record(app, asker, endpoint, &[child], outcome).await?;
-    decision.map_err(QueryError::Forbidden)
+    decision.map_err(QueryError::Forbidden)?;
+    Ok(info)
 }
 
 /// Council-wide child-level reads (returns, data-quality lists): the
@@ -524,7 +529,17 @@ async fn read_export(
         return Err(QueryError::invalid("format", "must be md, csv or json"));
     }
     admit_child(app, &principal, &asker, "GET /v1/children/{child}/chronology/export", child, Need::Record).await?;
+    let exported = build_export(app, child).await?;
+    Ok(match format {
+        "csv" => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], export::csv(&exported)).into_response(),
+        "json" => Json(exported).into_response(),
+        _ => ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], export::markdown(&exported)).into_response(),
+    })
+}
 
+/// The anonymised chronology of a child as it stands now. The caller has
+/// admitted (and logged) the read.
+async fn build_export(app: &QueryState, child: uuid::Uuid) -> Result<export::Export, QueryError> {
     let produced_at = (app.now)();
     // The position first: everything read after it covers at least that
     // much. The least of the projectors' positions: with partitioned
@@ -583,11 +598,7 @@ async fn read_export(
         produced_at,
         stream_position: position.unwrap_or(0).max(0) as u64,
     });
-    Ok(match format {
-        "csv" => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], export::csv(&exported)).into_response(),
-        "json" => Json(exported).into_response(),
-        _ => ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], export::markdown(&exported)).into_response(),
-    })
+    Ok(exported)
 }
 
 /// Who has read the child's record, or been refused: for auditors and
@@ -1008,15 +1019,29 @@ async fn read_worker_caseload(app: &QueryState, worker: &str, headers: &HeaderMa
     let (principal, asker) = caller(app, headers)?;
     let worker = uuid_param("worker", worker)?;
     let today = business_date(&(app.now)());
-    let endpoint = "GET /v1/workers/{worker}/caseload";
+    let (council, cases) =
+        admitted_worker_cases(app, &principal, &asker, "GET /v1/workers/{worker}/caseload", worker, today).await?;
+    Ok(Json(json!({ "worker": worker, "council": council, "on": today, "cases": cases })).into_response())
+}
+
+/// A worker's council and the cases of theirs the principal may see, the
+/// read logged (allowed or refused) for every child listed.
+async fn admitted_worker_cases(
+    app: &QueryState,
+    principal: &Principal,
+    asker: &Asker,
+    endpoint: &str,
+    worker: uuid::Uuid,
+    today: NaiveDate,
+) -> Result<(String, Vec<projections::caseload::Case>), QueryError> {
     let council = projections::caseload::worker_council(&app.pool, worker, today)
         .await?
         .ok_or_else(|| QueryError::NotFound(format!("no worker {worker} is known")))?;
     let cases = projections::caseload::worker_cases(&app.pool, worker, today).await?;
     let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();
     let worker_scope = ChildInfo { council: Some(council.clone()), ..ChildInfo::default() };
-    if !principal.has(Role::Practitioner) || may_read_child(&principal, &worker_scope, Need::Record).is_err() {
-        record(app, &asker, endpoint, &ids, Outcome::Refused).await?;
+    if !principal.has(Role::Practitioner) || may_read_child(principal, &worker_scope, Need::Record).is_err() {
+        record(app, asker, endpoint, &ids, Outcome::Refused).await?;
         return Err(QueryError::Forbidden(if principal.has(Role::Practitioner) {
             "this worker is outside this principal's councils".into()
         } else {
@@ -1032,8 +1057,8 @@ async fn read_worker_caseload(app: &QueryState, worker: &str, headers: &HeaderMa
         })
         .collect();
     let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();
-    record(app, &asker, endpoint, &ids, Outcome::Allowed).await?;
-    Ok(Json(json!({ "worker": worker, "council": council, "on": today, "cases": cases })).into_response())
+    record(app, asker, endpoint, &ids, Outcome::Allowed).await?;
+    Ok((council, cases))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1135,23 +1160,34 @@ async fn indicators_stream(
             return Err(QueryError::invalid("from", "the stream follows a financial year: use period"));
         }
         let period = period_of(&p, today)?;
-        // Subscribe first, then read: a change between the two is not missed.
-        let subject = events::subjects::indicators_change_subject(council.as_str(), &period.label());
-        let changes = app.client.subscribe(subject).await.map_err(|e| anyhow::anyhow!("subscribe: {e}"))?;
-        let first = projections::indicators::document(&app.pool, council.as_str(), period, today).await?;
-        let first = serde_json::to_string(&first).map_err(anyhow::Error::from)?;
-        let head = futures::stream::once(async move {
-            Ok::<_, std::convert::Infallible>(Event::default().event("indicators").data(first))
-        });
-        let rest = changes.map(|m| {
-            Ok::<_, std::convert::Infallible>(
-                Event::default().event("indicators").data(String::from_utf8_lossy(&m.payload)),
-            )
-        });
-        Ok(Sse::new(head.chain(rest)).keep_alive(KeepAlive::default()).into_response())
+        indicator_events(&app, &council, period, today).await
     }
     .await;
     count(&app, "indicators_stream", result)
+}
+
+/// The indicators document of `council` for `period` now, then each time
+/// the projector announces a change, as Server-Sent Events.
+async fn indicator_events(
+    app: &QueryState,
+    council: &CouncilCode,
+    period: Period,
+    today: NaiveDate,
+) -> Result<Response, QueryError> {
+    // Subscribe first, then read: a change between the two is not missed.
+    let subject = events::subjects::indicators_change_subject(council.as_str(), &period.label());
+    let changes = app.client.subscribe(subject).await.map_err(|e| anyhow::anyhow!("subscribe: {e}"))?;
+    let first = projections::indicators::document(&app.pool, council.as_str(), period, today).await?;
+    let first = serde_json::to_string(&first).map_err(anyhow::Error::from)?;
+    let head = futures::stream::once(async move {
+        Ok::<_, std::convert::Infallible>(Event::default().event("indicators").data(first))
+    });
+    let rest = changes.map(|m| {
+        Ok::<_, std::convert::Infallible>(
+            Event::default().event("indicators").data(String::from_utf8_lossy(&m.payload)),
+        )
+    });
+    Ok(Sse::new(head.chain(rest)).keep_alive(KeepAlive::default()).into_response())
 }
 
 /// Readiness: PostgreSQL answers and NATS is connected.

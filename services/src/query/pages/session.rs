@@ -1,0 +1,214 @@
+//! Sign-in for the pages. A browser cannot put a bearer token on an
+//! `EventSource` or a link, so the token is presented once, in the body of a
+//! same-origin POST, and exchanged for a session cookie:
+//!
+//! - `__Host-` prefixed, `HttpOnly`, `Secure`, `SameSite=Strict`, `Path=/`:
+//!   scripts cannot read it, other sites cannot make the browser send it,
+//!   and no other host or path can overwrite it.
+//! - Its value is the session (principal, acting user, purpose, expiry,
+//!   nonce) with an HMAC-SHA256 tag under a key derived from the master key.
+//!   Nothing is stored server-side, so every query role sharing the master
+//!   key accepts it; the principal is looked up again on every request, so
+//!   removing a principal from `principals.toml` (and SIGHUP) ends its
+//!   sessions at once.
+//! - Anything that changes state (sign-in, sign-out) must come from our own
+//!   origin (`Origin`, else `Sec-Fetch-Site`); sign-out also carries a CSRF
+//!   token, an HMAC of the session's nonce.
+//!
+//! The token itself is never in a URL, a cookie or a log.
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac as _};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
+
+pub const COOKIE: &str = "__Host-sg_session";
+/// A working day: after it the person signs in again.
+pub const LIFETIME_SECS: i64 = 8 * 60 * 60;
+
+/// Who is using the browser, on whose authority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    #[serde(rename = "p")]
+    pub principal: String,
+    /// The person at the keyboard, recorded with every child-level read.
+    #[serde(rename = "u")]
+    pub acting_user: String,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// Unix seconds.
+    #[serde(rename = "e")]
+    pub expires: i64,
+    /// Random, so two sessions of one person differ and each has its own CSRF token.
+    #[serde(rename = "n")]
+    pub nonce: String,
+}
+
+impl Session {
+    pub fn new(principal: String, acting_user: String, purpose: Option<String>, now: DateTime<Utc>) -> Self {
+        Self {
+            principal,
+            acting_user,
+            purpose,
+            expires: now.timestamp() + LIFETIME_SECS,
+            nonce: hex::encode(rand::random::<[u8; 16]>()),
+        }
+    }
+}
+
+/// Signs and opens session cookies.
+#[derive(Clone)]
+pub struct SessionKey([u8; 32]);
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(..)")
+    }
+}
+
+impl SessionKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    fn tag(&self, label: &[u8], data: &[u8]) -> [u8; 32] {
+        // HMAC takes a key of any length, so this cannot fail.
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else { return [0; 32] };
+        mac.update(label);
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The cookie value: `v1.<payload>.<tag>`, both base64url.
+    pub fn seal(&self, session: &Session) -> String {
+        let payload = serde_json::to_vec(session).unwrap_or_default();
+        let tag = self.tag(b"session\n", &payload);
+        format!("v1.{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    /// The session a cookie value holds, if its tag is ours and it has not expired.
+    pub fn open(&self, value: &str, now: DateTime<Utc>) -> Option<Session> {
+        let rest = value.strip_prefix("v1.")?;
+        let (payload, tag) = rest.split_once('.')?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        if !bool::from(self.tag(b"session\n", &payload).as_slice().ct_eq(&tag)) {
+            return None;
+        }
+        let session: Session = serde_json::from_slice(&payload).ok()?;
+        (session.expires > now.timestamp()).then_some(session)
+    }
+
+    /// The CSRF token of a session, for forms that change state.
+    pub fn csrf(&self, session: &Session) -> String {
+        hex::encode(self.tag(b"csrf\n", session.nonce.as_bytes()))
+    }
+
+    pub fn csrf_ok(&self, session: &Session, presented: &str) -> bool {
+        bool::from(self.csrf(session).as_bytes().ct_eq(presented.as_bytes()))
+    }
+}
+
+/// The session cookie's value among the request's cookies.
+pub fn cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value)
+}
+
+pub fn set_cookie(value: &str) -> HeaderValue {
+    let text = format!("{COOKIE}={value}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={LIFETIME_SECS}");
+    HeaderValue::from_str(&text).unwrap_or_else(|_| clear_cookie())
+}
+
+pub fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("__Host-sg_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0")
+}
+
+/// Whether a state-changing request comes from one of our own pages. The
+/// browser sets `Origin` on every POST (and `Sec-Fetch-Site`); a request
+/// with neither is not from a browser form and is refused.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    // "null" is what a browser sends when it withholds the origin; Sec-Fetch-Site still tells.
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|o| *o != "null") {
+        // Compare the host part only: a TLS-terminating proxy changes the scheme, not the host.
+        let origin_host = origin.split_once("://").map(|(_, h)| h);
+        return origin_host.is_some() && origin_host == host;
+    }
+    headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("same-origin")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_760_000_000, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_sealed_session_opens_only_with_its_key_and_before_it_expires() {
+        let key = SessionKey::new([7; 32]);
+        let session = Session::new("haringey-csc".into(), "A. Worker".into(), None, now());
+        let sealed = key.seal(&session);
+        assert_eq!(key.open(&sealed, now()), Some(session.clone()));
+        assert_eq!(SessionKey::new([8; 32]).open(&sealed, now()), None);
+        let later = now() + chrono::Duration::seconds(LIFETIME_SECS);
+        assert_eq!(key.open(&sealed, later), None);
+        // A changed payload under the old tag is refused.
+        let (_, tag) = sealed.rsplit_once('.').unwrap_or_default();
+        let mut forged = session.clone();
+        forged.principal = "safeguard-admin".into();
+        let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap_or_default());
+        assert_eq!(key.open(&format!("v1.{forged_payload}.{tag}"), now()), None);
+        assert_eq!(key.open("v1.garbage", now()), None);
+    }
+
+    #[test]
+    fn csrf_tokens_belong_to_one_session() {
+        let key = SessionKey::new([7; 32]);
+        let a = Session::new("p".into(), "u".into(), None, now());
+        let b = Session::new("p".into(), "u".into(), None, now());
+        assert!(key.csrf_ok(&a, &key.csrf(&a)));
+        assert!(!key.csrf_ok(&b, &key.csrf(&a)));
+        assert!(!key.csrf_ok(&a, ""));
+    }
+
+    #[test]
+    fn only_our_own_origin_may_change_state() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(same_origin(&headers(&[
+            ("host", "safeguard.example:8081"),
+            ("origin", "https://safeguard.example:8081")
+        ])));
+        assert!(!same_origin(&headers(&[("host", "safeguard.example"), ("origin", "https://evil.example")])));
+        assert!(!same_origin(&headers(&[("host", "safeguard.example"), ("origin", "null")])));
+        assert!(same_origin(&headers(&[("host", "a.example"), ("origin", "null"), ("sec-fetch-site", "same-origin")])));
+        assert!(same_origin(&headers(&[("host", "safeguard.example"), ("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[("host", "safeguard.example"), ("sec-fetch-site", "cross-site")])));
+        assert!(!same_origin(&headers(&[("host", "safeguard.example")])));
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; __Host-sg_session=v1.x.y; b=2"));
+        assert_eq!(cookie(&h), Some("v1.x.y"));
+    }
+}

@@ -1,0 +1,491 @@
+//! The pages in a real browser: headless Chromium (Debian's, through its
+//! ChromeDriver) against a real gateway, projector and query role seeded
+//! with a known council. Each test owns its system and its browser, and
+//! saves screenshots under `target/browser-artifacts/<test>/`.
+//!
+//! The fixture (Haringey, financial year 2025-26, population 20,000, four
+//! funded social worker posts, caseload threshold 2 per FTE):
+//! - worker A (team north) holds children 1, 2 and 3; worker B (south) holds child 4;
+//! - four referrals (rate 2.0 per 10,000);
+//! - child 1: conference 11 working days after the section 47 started (in time),
+//!   child 2: 23 working days (late), so 50.0% within 15 working days;
+//!   both on plans at 31 March 2026 (1.0 per 10,000), both visits and
+//!   reviews long overdue; children 2 and 3 never seen;
+//! - the police raised a concern about child 1 before the referral; a visit
+//!   to child 1 recorded as "seen alone" is later corrected to "not alone".
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tests::browser::Browser;
+use tests::fixtures::{event, registered};
+use tests::gateway::{TestGateway, tokens};
+use tests::projector::LiveProjector;
+use tests::query::{TestQuery, access_events};
+use tests::{NatsServer, TestDatabase};
+
+const HARINGEY: &str = "E09000014";
+
+struct System {
+    nats: NatsServer,
+    gateway: TestGateway,
+    _db: TestDatabase,
+    projector: LiveProjector,
+    query: TestQuery,
+}
+
+struct Fixture {
+    worker_a: String,
+    worker_b: String,
+    children: Vec<String>,
+    /// London wall-clock time after the corrected visit was recorded and before its correction.
+    before_correction: String,
+}
+
+impl System {
+    async fn start() -> Self {
+        let nats = NatsServer::start().await;
+        let gateway = TestGateway::start(&nats.url()).await;
+        let db = TestDatabase::create().await;
+        let projector = LiveProjector::start_for(&gateway, &nats.url(), &db.pool().await).await;
+        let query = TestQuery::start(&nats.url(), db.url(), &gateway).await;
+        Self { nats, gateway, _db: db, projector, query }
+    }
+
+    async fn publish(&self, token: &str, events: Vec<Value>) {
+        let r = self.gateway.post(token, &Value::Array(events)).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let last = r.json["results"].as_array().and_then(|a| a.last()).cloned().unwrap_or_default();
+        self.projector.wait_for(last["stream_sequence"].as_u64().expect("stream sequence")).await;
+    }
+
+    async fn seed(&self) -> Fixture {
+        let worker_a = uuid::Uuid::new_v4().to_string();
+        let worker_b = uuid::Uuid::new_v4().to_string();
+        let children: Vec<String> = (0..4).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        let setup = vec![
+            event(
+                "cfg",
+                "council.configured",
+                HARINGEY,
+                "2024-01-01T00:00:00Z",
+                json!({"effective_from": "2024-01-01", "population_0_17": 20000, "caseload_threshold": 2, "visit_interval_days": 14, "funded_social_worker_fte": 4}),
+            ),
+            event(
+                "wa",
+                "worker.joined",
+                &worker_a,
+                "2024-01-01T09:00:00Z",
+                json!({"council": HARINGEY, "team_id": "north", "role": "social_worker", "fte": 1.0, "agency_staff": false}),
+            ),
+            event(
+                "wb",
+                "worker.joined",
+                &worker_b,
+                "2024-01-01T09:00:00Z",
+                json!({"council": HARINGEY, "team_id": "south", "role": "social_worker", "fte": 1.0, "agency_staff": false}),
+            ),
+        ];
+        self.publish(tokens::ADMIN, setup).await;
+        let mut events = Vec::new();
+        let referred = ["2025-05-01", "2025-06-10", "2025-09-01", "2025-10-01"];
+        for (i, child) in children.iter().enumerate() {
+            let (worker, team) = if i < 3 { (&worker_a, "north") } else { (&worker_b, "south") };
+            events.push(registered(&format!("reg{i}"), child, HARINGEY));
+            events.push(event(
+                &format!("ref{i}"),
+                "referral.received",
+                child,
+                &format!("{}T10:00:00Z", referred[i]),
+                json!({"referral_id": format!("R{i}"), "source": "6", "nfa": false}),
+            ));
+            events.push(event(
+                &format!("alloc{i}"),
+                "case.allocated",
+                child,
+                &format!("{}T11:00:00Z", referred[i]),
+                json!({"worker_id": worker, "team_id": team}),
+            ));
+        }
+        let (c1, c2) = (&children[0], &children[1]);
+        events.extend([
+            event("s47-1", "s47.started", c1, "2025-05-05T10:00:00Z", json!({"s47_id": "S1", "referral_id": "R0"})),
+            event(
+                "icpc-1",
+                "conference.held",
+                c1,
+                "2025-05-20T10:00:00Z",
+                json!({"conference_id": "C1", "kind": "initial", "s47_id": "S1", "outcome": "plan"}),
+            ),
+            event(
+                "plan-1",
+                "cp_plan.started",
+                c1,
+                "2025-05-20T11:00:00Z",
+                json!({"plan_id": "P1", "conference_id": "C1", "category": "NEG"}),
+            ),
+            event(
+                "seen-1",
+                "child.seen",
+                c1,
+                "2025-06-01T11:00:00Z",
+                json!({"seen_by": worker_a, "seen_alone": true, "context": "statutory_visit"}),
+            ),
+            event("s47-2", "s47.started", c2, "2025-06-12T10:00:00Z", json!({"s47_id": "S2", "referral_id": "R1"})),
+            event(
+                "icpc-2",
+                "conference.held",
+                c2,
+                "2025-07-15T10:00:00Z",
+                json!({"conference_id": "C2", "kind": "initial", "s47_id": "S2", "outcome": "plan"}),
+            ),
+            event(
+                "plan-2",
+                "cp_plan.started",
+                c2,
+                "2025-07-15T11:00:00Z",
+                json!({"plan_id": "P2", "conference_id": "C2", "category": "PHY"}),
+            ),
+            event(
+                "visit-1",
+                "child.seen",
+                c1,
+                "2025-06-20T11:00:00Z",
+                json!({"seen_by": worker_a, "seen_alone": true, "context": "statutory_visit"}),
+            ),
+        ]);
+        self.publish(tokens::HARINGEY, events).await;
+        self.publish(
+            tokens::POLICE,
+            vec![event(
+                "concern-1",
+                "concern.raised",
+                c1,
+                "2025-04-28T22:00:00Z",
+                json!({"concern_id": "K1", "summary": "Neighbour heard shouting", "category": "EMO"}),
+            )],
+        )
+        .await;
+        // The moment between the visit and its correction, to the second, as the page's control takes it.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let between = Utc::now();
+        let before_correction =
+            between.with_timezone(&chrono_tz::Europe::London).format("%Y-%m-%dT%H:%M:%S").to_string();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        self.publish(
+            tokens::HARINGEY,
+            vec![event("fix-1", "record.corrected", c1, "2025-06-21T09:00:00Z", json!({"corrects": "visit-1", "reason": "the child was not seen alone", "data": {"seen_by": worker_a, "seen_alone": false, "context": "statutory_visit"}}))],
+        )
+        .await;
+        Fixture { worker_a, worker_b, children, before_correction }
+    }
+}
+
+/// Signs in through the form, as a person would, and lands on the start page.
+async fn sign_in(browser: &Browser, sys: &System, token: &str, name: &str) {
+    browser.goto(&sys.query.url("/ui")).await;
+    // Not signed in: sent to the sign-in page.
+    browser.find("form.sign-in").await;
+    browser.type_into("#acting_user", name).await;
+    browser.type_into("#token", token).await;
+    browser.click("form.sign-in button[type=submit]").await;
+    browser.wait_until("return location.pathname === '/ui'", json!([]), 10, "signed in").await;
+}
+
+/// The value of a card's element on the dashboard.
+async fn card(browser: &Browser, indicator: &str, part: &str) -> String {
+    browser.text(&format!("[data-indicator=\"{indicator}\"] {part}")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_caseload_board_show_the_fixture_and_follow_changes_live() {
+    let sys = System::start().await;
+    let fx = sys.seed().await;
+    let browser = Browser::start("dashboard_and_board").await;
+    sign_in(&browser, &sys, tokens::HARINGEY, "Team Manager North").await;
+    // The session cookie is out of the page's reach, and the token in no address.
+    assert_eq!(browser.execute("return document.cookie", json!([])).await, json!(""));
+    assert!(!browser.url().await.contains(tokens::HARINGEY));
+    browser.screenshot("start").await;
+
+    browser.click(&format!("a[href=\"/ui/indicators?council={HARINGEY}\"]")).await;
+    browser.find("select#period").await;
+    browser.goto(&sys.query.url(&format!("/ui/indicators?council={HARINGEY}&period=2025-26"))).await;
+    assert_eq!(browser.text("h1").await, format!("Indicators: {HARINGEY}, 2025-26"));
+    assert_eq!(card(&browser, "referrals", ".figure").await, "2.0");
+    assert_eq!(card(&browser, "referrals", ".numerator").await, "4");
+    assert_eq!(card(&browser, "referrals", ".denominator").await, "20,000");
+    assert_eq!(card(&browser, "icpc_within_15_working_days", ".figure").await, "50.0%");
+    assert_eq!(card(&browser, "icpc_within_15_working_days", ".numerator").await, "1");
+    assert_eq!(card(&browser, "icpc_within_15_working_days", ".denominator").await, "2");
+    assert!(card(&browser, "icpc_within_15_working_days", ".national").await.starts_with("81.4%"));
+    assert_eq!(card(&browser, "plans_open_at_period_end", ".figure").await, "1.0");
+    assert_eq!(card(&browser, "vacancy_rate", ".figure").await, "50.0%");
+    assert_eq!(card(&browser, "caseload_per_worker", ".figure").await, "2.0");
+    // Each chart has a point for each of eight quarters, and says so in words too.
+    let points = browser
+        .execute("return document.querySelectorAll('[data-indicator=\"referrals\"] svg circle').length", json!([]))
+        .await;
+    assert_eq!(points, json!(8));
+    browser.click("[data-indicator=\"referrals\"] details summary").await;
+    let described = browser.text("[data-indicator=\"referrals\"] details table").await;
+    assert!(described.contains("Mar 2026\t2.0"), "{described}");
+
+    // A referral arriving now reaches the open page through the indicators stream, without a reload.
+    browser
+        .wait_until(
+            "return document.getElementById('live-status').innerText.startsWith('Live')",
+            json!([]),
+            20,
+            "stream connected",
+        )
+        .await;
+    browser.execute("document.title = 'not reloaded'", json!([])).await;
+    sys.publish(
+        tokens::HARINGEY,
+        vec![event(
+            "ref-late",
+            "referral.received",
+            &fx.children[2],
+            "2025-12-01T10:00:00Z",
+            json!({"referral_id": "R9", "source": "6", "nfa": false}),
+        )],
+    )
+    .await;
+    browser
+        .wait_until(
+            "return document.querySelector('[data-indicator=\"referrals\"] .numerator').innerText === '5'",
+            json!([]),
+            30,
+            "the referral count follows the stream",
+        )
+        .await;
+    assert_eq!(card(&browser, "referrals", ".figure").await, "2.5");
+    assert_eq!(browser.execute("return document.title", json!([])).await, json!("not reloaded"));
+    browser.screenshot("indicators").await;
+
+    // The board: worker A over the threshold, with overdue visits and reviews; sortable.
+    browser.goto(&sys.query.url(&format!("/ui/caseloads?council={HARINGEY}"))).await;
+    let row_a = format!("#workers tr[data-worker=\"{}\"]", fx.worker_a);
+    let row_b = format!("#workers tr[data-worker=\"{}\"]", fx.worker_b);
+    let cells = |row: &str| format!("{row} td");
+    // Team, role, open cases, per FTE, visits overdue, reviews overdue, longest unseen (moves with today), never seen.
+    let a = browser.texts(&cells(&row_a)).await;
+    assert_eq!(
+        (&a[..6], &a[7]),
+        (&["north", "social worker", "3", "3.0", "2", "2"].map(String::from)[..], &"2".to_owned())
+    );
+    assert!(browser.text(&format!("{row_a} th")).await.contains("over threshold"));
+    assert!(!browser.text(&format!("{row_b} th")).await.contains("over threshold"));
+    assert_eq!(browser.texts(&cells(&row_b)).await[2..6], ["1".to_owned(), "1.0".into(), "0".into(), "0".into()]);
+    let order = || {
+        browser
+            .execute("return [...document.querySelectorAll('#workers tbody tr')].map(r => r.dataset.worker)", json!([]))
+    };
+    assert_eq!(order().await, json!([fx.worker_a, fx.worker_b]), "most cases first by default");
+    assert_eq!(
+        browser
+            .execute("return document.querySelector('#workers th[aria-sort]').innerText", json!([]))
+            .await
+            .as_str()
+            .map(|t| t.starts_with("Open cases")),
+        Some(true)
+    );
+    browser.click("#workers thead a[href*=\"sort=cases&order=asc\"]").await;
+    browser.wait_until("return location.search.includes('order=asc')", json!([]), 10, "sorted").await;
+    assert_eq!(order().await, json!([fx.worker_b, fx.worker_a]));
+    assert_eq!(
+        browser
+            .execute("return document.querySelector('#workers th[aria-sort]').getAttribute('aria-sort')", json!([]))
+            .await,
+        json!("ascending")
+    );
+    browser.screenshot("caseload_board").await;
+
+    // Worker A's cases: a child-level page, logged with the person signed in.
+    browser.click(&format!("a[href=\"/ui/workers/{}\"]", fx.worker_a)).await;
+    browser.find("#cases").await;
+    let listed = browser
+        .execute("return [...document.querySelectorAll('#cases tbody tr')].map(r => r.dataset.child)", json!([]))
+        .await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(3));
+    let late = browser.execute("return document.querySelectorAll('#cases tbody tr.late').length", json!([])).await;
+    assert_eq!(late, json!(2), "children 1 and 2 have overdue visits and reviews");
+    browser.screenshot("worker_cases").await;
+    let logged: Vec<Value> = access_events(&sys.nats.url())
+        .await
+        .into_iter()
+        .filter(|e| e["endpoint"] == "GET /ui/workers/{worker}")
+        .collect();
+    assert_eq!(logged.len(), 3, "one access event per child listed: {logged:?}");
+    assert!(logged.iter().all(|e| e["acting_user"] == "Team Manager North" && e["principal"] == "haringey-csc"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_replays_what_was_known_and_a_later_correction_is_hidden() {
+    let sys = System::start().await;
+    let fx = sys.seed().await;
+    let child = &fx.children[0];
+    let browser = Browser::start("timeline").await;
+    sign_in(&browser, &sys, tokens::HARINGEY, "Duty Social Worker").await;
+
+    browser.goto(&sys.query.url(&format!("/ui/children/{child}"))).await;
+    browser.find("svg.lanes").await;
+    assert_eq!(browser.texts("svg.lanes .lane-label").await, ["haringey-csc", "met-police"]);
+    let entries = browser.texts("ol.entries > li .what").await;
+    assert_eq!(entries.len(), 10, "{entries:?}");
+    // The police concern comes first in business time, though it was recorded last but one.
+    assert_eq!(browser.text("ol.entries > li:nth-child(2) .agency").await, "met-police");
+    // The corrected visit is marked, linked to its correction both ways, on the lanes and in the list.
+    let corrected = browser.execute("return document.querySelector('ol.entries li.corrected').id", json!([])).await;
+    let corrected = corrected.as_str().unwrap_or_default().to_owned();
+    assert_eq!(browser.text(&format!("#{corrected} .badge")).await, "corrected by entry 10");
+    assert_eq!(
+        browser.text("#entry-10 .badge").await,
+        format!("corrects entry {}", corrected.trim_start_matches("entry-"))
+    );
+    assert_eq!(
+        browser.execute("return document.querySelectorAll('svg.lanes path.link.corrected').length", json!([])).await,
+        json!(1)
+    );
+    browser.screenshot("timeline_now").await;
+
+    // Keyboard: focus the corrected visit's marker and press Enter; its entry opens with focus on it.
+    browser.execute(&format!("document.querySelector('svg.lanes a[href=\"#{corrected}\"]').focus()"), json!([])).await;
+    browser.press("\u{E007}").await;
+    browser
+        .wait_until(
+            &format!("return document.querySelector('#{corrected} details').open === true"),
+            json!([]),
+            10,
+            "the entry opens",
+        )
+        .await;
+    assert_eq!(browser.execute("return document.activeElement.tagName", json!([])).await, json!("SUMMARY"));
+    let detail = browser.text(&format!("#{corrected} dl")).await;
+    assert!(detail.contains("Corrected by") && detail.contains("entry 10"), "{detail}");
+
+    // As known between the visit and its correction: no correction, the visit as it then stood.
+    browser.execute("document.getElementById('as_of').value = arguments[0]", json!([fx.before_correction])).await;
+    browser.click("form.as-of button[type=submit]").await;
+    browser.wait_until("return location.search.includes('as_of=')", json!([]), 10, "as-of applied").await;
+    assert_eq!(browser.texts("ol.entries > li .what").await.len(), 9);
+    assert!(!browser.has("ol.entries li.corrected").await);
+    assert!(!browser.has("svg.lanes path.link").await);
+    assert!(browser.text("#as_of-hint").await.starts_with("Showing only what had been recorded by"));
+    browser.screenshot("timeline_as_known_before_correction").await;
+
+    // The anonymised view: Child A, people by role, and neither the child's id nor the concern's author's words about names.
+    browser.click("nav.views a[href$=\"view=publication\"]").await;
+    browser.wait_until("return location.search.includes('view=publication')", json!([]), 10, "publication view").await;
+    assert_eq!(browser.text("h1").await, "Chronology of Child A");
+    let page = browser.text("main").await;
+    assert!(!page.contains(child.as_str()) && !page.contains(&child[..8]), "the child's id is not published");
+    assert!(!page.contains(fx.worker_a.as_str()));
+    assert!(!browser.has("form.as-of").await);
+    browser.screenshot("timeline_publication").await;
+
+    let logged: Vec<(String, String)> = access_events(&sys.nats.url())
+        .await
+        .into_iter()
+        .filter(|e| e["child"] == json!(child) && e["acting_user"] == "Duty Social Worker")
+        .map(|e| {
+            (
+                e["endpoint"].as_str().unwrap_or_default().to_owned(),
+                e["outcome"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let view = ("GET /ui/children/{child}".to_owned(), "allowed".to_owned());
+    let publication = ("GET /ui/children/{child}?view=publication".to_owned(), "allowed".to_owned());
+    assert_eq!(logged, [view.clone(), view, publication], "each page view is logged once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_without_the_right_see_nothing() {
+    let sys = System::start().await;
+    let fx = sys.seed().await;
+    let child = &fx.children[0];
+    let browser = Browser::start("refusals").await;
+
+    // Not signed in: a child's page sends you to sign in, and shows nothing of the child.
+    browser.goto(&sys.query.url(&format!("/ui/children/{child}"))).await;
+    browser.find("form.sign-in").await;
+    assert!(!browser.has("ol.entries").await);
+    // A wrong token is refused, naming the field.
+    browser.type_into("#acting_user", "Someone").await;
+    browser.type_into("#token", "not-a-token").await;
+    browser.click("form.sign-in button[type=submit]").await;
+    browser.find("#sign-in-problems").await;
+    assert!(browser.text("#sign-in-problems").await.contains("token: is not a token this service knows"));
+    browser.screenshot("sign_in_refused").await;
+
+    // The partnership dashboard may see aggregates but no child.
+    sign_in(&browser, &sys, tokens::DASHBOARD, "Board Analyst").await;
+    browser.goto(&sys.query.url(&format!("/ui/children/{child}"))).await;
+    assert_eq!(browser.text("h1").await, "You cannot see this");
+    assert!(!browser.has("ol.entries").await && !browser.has("svg.lanes").await);
+    browser.screenshot("child_refused").await;
+    browser.goto(&sys.query.url(&format!("/ui/workers/{}", fx.worker_a))).await;
+    assert_eq!(browser.text("h1").await, "You cannot see this");
+    assert!(!browser.has("#cases").await);
+    // The board shows counts and no link to any child or caseload.
+    browser.goto(&sys.query.url(&format!("/ui/caseloads?council={HARINGEY}"))).await;
+    browser.find("#workers").await;
+    assert!(!browser.has("a[href^=\"/ui/workers/\"]").await && !browser.has("a[href^=\"/ui/children/\"]").await);
+    let refused: Vec<Value> = access_events(&sys.nats.url())
+        .await
+        .into_iter()
+        .filter(|e| e["principal"] == "partnership-dashboard")
+        .collect();
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["child"] == json!(child) && e["outcome"] == "refused" && e["acting_user"] == "Board Analyst")
+    );
+    assert!(refused.iter().all(|e| e["outcome"] == "refused"), "{refused:?}");
+
+    // Islington's people see nothing of Haringey.
+    let islington = Browser::start("refusals_islington").await;
+    sign_in(&islington, &sys, tokens::ISLINGTON, "Islington Worker").await;
+    islington.goto(&sys.query.url(&format!("/ui/indicators?council={HARINGEY}"))).await;
+    assert_eq!(islington.text("h1").await, "You cannot see this");
+    assert!(!islington.has("[data-indicator]").await);
+
+    // Outside a browser: the cookie's attributes, and state changes from elsewhere refused.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let form = [("token", tokens::HARINGEY), ("acting_user", "Someone")];
+    let foreign = http
+        .post(sys.query.url("/ui/sign-in"))
+        .header("origin", "https://elsewhere.example")
+        .form(&form)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(foreign.status(), 403);
+    assert!(foreign.headers().get("set-cookie").is_none());
+    let host = sys.query.url("").trim_end_matches('/').to_owned();
+    let ours =
+        http.post(sys.query.url("/ui/sign-in")).header("origin", &host).form(&form).send().await.expect("answer");
+    assert_eq!(ours.status(), 303);
+    let cookie = ours.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    for attribute in ["__Host-sg_session=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let session = cookie.split(';').next().unwrap_or_default().to_owned();
+    let no_csrf = http
+        .post(sys.query.url("/ui/sign-out"))
+        .header("origin", &host)
+        .header("cookie", &session)
+        .form(&[("csrf", "guess")])
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(no_csrf.status(), 403);
+    let page = http.get(sys.query.url("/ui")).header("cookie", &session).send().await.expect("answer");
+    assert_eq!(page.status(), 200);
+    let csp =
+        page.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+}
