@@ -142,4 +142,10 @@ ensure_test_tools() {
   if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     apt_install chromium chromium-driver
   fi
+  # ... and check each page with axe-core, pinned in tests/browser/package-lock.json.
+  if [ ! -f "$ROOT/tests/browser/node_modules/axe-core/axe.min.js" ]; then
+    command -v npm >/dev/null 2>&1 || apt_install npm
+    log "installing axe-core (npm ci in tests/browser)"
+    (cd "$ROOT/tests/browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
 }

@@ -213,6 +213,33 @@ impl Browser {
         }
     }
 
+    /// The WCAG 2.1 A and AA failures axe-core finds on the page as it is
+    /// now: rule id, impact, help text and the elements at fault. axe-core
+    /// comes from `tests/browser` (`npm ci` there; `ops/test` does it).
+    pub async fn accessibility_violations(&self) -> Vec<Value> {
+        static AXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let axe = AXE.get_or_init(|| {
+            let path = crate::workspace_root().join("tests/browser/node_modules/axe-core/axe.min.js");
+            std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (run `npm ci` in tests/browser, as ops/test does)", path.display()))
+        });
+        self.execute(axe, json!([])).await;
+        let script = "const done = arguments[arguments.length - 1];
+            axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+              .then(r => done(r.violations.map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                                                       nodes: v.nodes.map(n => n.target.join(' ')) }))))
+              .catch(e => done([{ id: 'axe-failed', help: String(e) }]));";
+        let found =
+            self.call(reqwest::Method::POST, "/execute/async", Some(json!({ "script": script, "args": [] }))).await;
+        found.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Fails the test with every accessibility failure on the page, if any.
+    pub async fn assert_accessible(&self, page: &str) {
+        let violations = self.accessibility_violations().await;
+        assert!(violations.is_empty(), "{page} fails WCAG 2.1 AA checks: {}", Value::Array(violations));
+    }
+
     /// Saves a screenshot of the whole page as `<name>.png` and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         use base64::Engine as _;

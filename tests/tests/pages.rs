@@ -207,6 +207,7 @@ async fn the_dashboard_and_caseload_board_show_the_fixture_and_follow_changes_li
     assert_eq!(browser.execute("return document.cookie", json!([])).await, json!(""));
     assert!(!browser.url().await.contains(tokens::HARINGEY));
     browser.screenshot("start").await;
+    browser.assert_accessible("the start page").await;
 
     browser.click(&format!("a[href=\"/ui/indicators?council={HARINGEY}\"]")).await;
     browser.find("select#period").await;
@@ -263,6 +264,7 @@ async fn the_dashboard_and_caseload_board_show_the_fixture_and_follow_changes_li
     assert_eq!(card(&browser, "referrals", ".figure").await, "2.5");
     assert_eq!(browser.execute("return document.title", json!([])).await, json!("not reloaded"));
     browser.screenshot("indicators").await;
+    browser.assert_accessible("the indicators dashboard").await;
 
     // The board: worker A over the threshold, with overdue visits and reviews; sortable.
     browser.goto(&sys.query.url(&format!("/ui/caseloads?council={HARINGEY}"))).await;
@@ -301,6 +303,7 @@ async fn the_dashboard_and_caseload_board_show_the_fixture_and_follow_changes_li
         json!("ascending")
     );
     browser.screenshot("caseload_board").await;
+    browser.assert_accessible("the caseload board").await;
 
     // Worker A's cases: a child-level page, logged with the person signed in.
     browser.click(&format!("a[href=\"/ui/workers/{}\"]", fx.worker_a)).await;
@@ -311,7 +314,10 @@ async fn the_dashboard_and_caseload_board_show_the_fixture_and_follow_changes_li
     assert_eq!(listed.as_array().map(Vec::len), Some(3));
     let late = browser.execute("return document.querySelectorAll('#cases tbody tr.late').length", json!([])).await;
     assert_eq!(late, json!(2), "children 1 and 2 have overdue visits and reviews");
+    // Sorted by last seen, the children never seen come first.
+    assert_eq!(listed.as_array().and_then(|l| l.last()), Some(&json!(fx.children[0])));
     browser.screenshot("worker_cases").await;
+    browser.assert_accessible("a worker's cases").await;
     let logged: Vec<Value> = access_events(&sys.nats.url())
         .await
         .into_iter()
@@ -349,6 +355,7 @@ async fn the_timeline_replays_what_was_known_and_a_later_correction_is_hidden() 
         json!(1)
     );
     browser.screenshot("timeline_now").await;
+    browser.assert_accessible("the timeline").await;
 
     // Keyboard: focus the corrected visit's marker and press Enter; its entry opens with focus on it.
     browser.execute(&format!("document.querySelector('svg.lanes a[href=\"#{corrected}\"]').focus()"), json!([])).await;
@@ -375,6 +382,15 @@ async fn the_timeline_replays_what_was_known_and_a_later_correction_is_hidden() 
     assert!(browser.text("#as_of-hint").await.starts_with("Showing only what had been recorded by"));
     browser.screenshot("timeline_as_known_before_correction").await;
 
+    // From a date: only what happened since, numbered as in the whole chronology.
+    browser.goto(&sys.query.url(&format!("/ui/children/{child}?from=2025-06-01"))).await;
+    browser.find("ol.entries").await;
+    assert_eq!(browser.texts("ol.entries > li .serial").await, ["8", "9", "10"]);
+    assert_eq!(browser.text(&format!("#{corrected} .badge")).await, "corrected by entry 10");
+    browser.goto(&sys.query.url(&format!("/ui/children/{child}?from=2025-06-01&to=2025-05-01"))).await;
+    assert!(browser.text("main .problem").await.contains("to: must not be before from"));
+    browser.goto(&sys.query.url(&format!("/ui/children/{child}"))).await;
+
     // The anonymised view: Child A, people by role, and neither the child's id nor the concern's author's words about names.
     browser.click("nav.views a[href$=\"view=publication\"]").await;
     browser.wait_until("return location.search.includes('view=publication')", json!([]), 10, "publication view").await;
@@ -382,8 +398,9 @@ async fn the_timeline_replays_what_was_known_and_a_later_correction_is_hidden() 
     let page = browser.text("main").await;
     assert!(!page.contains(child.as_str()) && !page.contains(&child[..8]), "the child's id is not published");
     assert!(!page.contains(fx.worker_a.as_str()));
-    assert!(!browser.has("form.as-of").await);
+    assert!(!browser.has("#as_of").await, "the publication view is the record as it stands now");
     browser.screenshot("timeline_publication").await;
+    browser.assert_accessible("the publication view").await;
 
     let logged: Vec<(String, String)> = access_events(&sys.nats.url())
         .await
@@ -398,7 +415,8 @@ async fn the_timeline_replays_what_was_known_and_a_later_correction_is_hidden() 
         .collect();
     let view = ("GET /ui/children/{child}".to_owned(), "allowed".to_owned());
     let publication = ("GET /ui/children/{child}?view=publication".to_owned(), "allowed".to_owned());
-    assert_eq!(logged, [view.clone(), view, publication], "each page view is logged once");
+    // Now, as known before the correction, from June, and now again: each view logged once; the refused dates not at all.
+    assert_eq!(logged, [view.clone(), view.clone(), view.clone(), view, publication], "each page view is logged once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,6 +437,7 @@ async fn people_without_the_right_see_nothing() {
     browser.find("#sign-in-problems").await;
     assert!(browser.text("#sign-in-problems").await.contains("token: is not a token this service knows"));
     browser.screenshot("sign_in_refused").await;
+    browser.assert_accessible("the sign-in page with its problems").await;
 
     // The partnership dashboard may see aggregates but no child.
     sign_in(&browser, &sys, tokens::DASHBOARD, "Board Analyst").await;
@@ -426,6 +445,7 @@ async fn people_without_the_right_see_nothing() {
     assert_eq!(browser.text("h1").await, "You cannot see this");
     assert!(!browser.has("ol.entries").await && !browser.has("svg.lanes").await);
     browser.screenshot("child_refused").await;
+    browser.assert_accessible("a refusal").await;
     browser.goto(&sys.query.url(&format!("/ui/workers/{}", fx.worker_a))).await;
     assert_eq!(browser.text("h1").await, "You cannot see this");
     assert!(!browser.has("#cases").await);

@@ -657,17 +657,19 @@ async fn worker_page(
         let today = business_date(&now);
         let (council, mut cases) =
             admitted_worker_cases(&app, &v.principal, &v.asker, "GET /ui/workers/{worker}", worker, today).await?;
+        // "Last seen" sorts by how long since: descending (the default) puts
+        // the child unseen longest, or never seen, first.
+        let unseen = |t: &Option<DateTime<Utc>>| t.map_or(i64::MAX, |t| (now - t).num_seconds());
         cases.sort_by(|a, b| {
-            // Longest unseen first when sorting by "last seen" descending: never seen is the longest.
             let order = match sort.as_str() {
                 "child" => a.child.cmp(&b.child),
                 "allocated" => a.allocated_at.cmp(&b.allocated_at),
-                "alone" => b.last_seen_alone.cmp(&a.last_seen_alone),
+                "alone" => unseen(&a.last_seen_alone).cmp(&unseen(&b.last_seen_alone)),
                 "visit" => a.visit_overdue.cmp(&b.visit_overdue),
                 "review" => a.review_overdue.cmp(&b.review_overdue),
-                _ => b.last_seen.cmp(&a.last_seen),
+                _ => unseen(&a.last_seen).cmp(&unseen(&b.last_seen)),
             };
-            let order = if descending { order } else { order.reverse() };
+            let order = if descending { order.reverse() } else { order };
             order.then(a.child.cmp(&b.child))
         });
         let base = format!("/ui/workers/{worker}?");
@@ -677,7 +679,10 @@ async fn worker_page(
         };
         let body = html! {
             h1 { "Cases held by worker " (short(&worker)) }
-            p class="note" { "Council " (council) ", on " (today) ". Overdue visits and reviews are highlighted." }
+            p class="note" {
+                "Council " (council) ", on " (today) ". Overdue visits and reviews are highlighted; "
+                "sorted by last seen, the child unseen longest comes first."
+            }
             table class="data sortable" id="cases" {
                 caption class="visually-hidden" { "Open cases" }
                 thead { tr {
@@ -708,7 +713,14 @@ async fn worker_page(
 #[derive(Debug, Default, Deserialize)]
 struct ChildParams {
     as_of: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
     view: Option<String>,
+}
+
+/// A date field of a form: empty means not given.
+fn form_date(name: &str, text: Option<&str>) -> Result<Option<NaiveDate>, QueryError> {
+    super::date_param(name, text.filter(|t| !t.is_empty()))
 }
 
 /// `as_of` as the page's control sends it (a London wall-clock time from a
@@ -740,6 +752,13 @@ async fn child_page(
             Some("publication") => true,
             Some(_) => return Err(QueryError::invalid("view", "must be record or publication")),
         };
+        let from = form_date("from", p.from.as_deref())?;
+        let to = form_date("to", p.to.as_deref())?;
+        if let (Some(f), Some(t)) = (from, to) {
+            if t < f {
+                return Err(QueryError::invalid("to", "must not be before from"));
+            }
+        }
         if publication && as_of.is_some() {
             return Err(QueryError::invalid("as_of", "the publication view is the record as it stands now"));
         }
@@ -762,14 +781,23 @@ async fn child_page(
             let entries = projections::chronology::read(&app.pool, &q).await?;
             (format!("Child {}", short(&child)), record_items(&entries))
         };
+        // Business dates narrow the view; serial numbers stay those of the whole chronology.
+        let total = items.len();
+        let mut items = items;
+        items.retain(|i| {
+            let day = business_date(&i.at);
+            from.is_none_or(|f| day >= f) && to.is_none_or(|t| day <= t)
+        });
         let here = format!("/ui/children/{child}");
+        let date_value = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
         let body = html! {
             h1 { (heading) }
             @if !publication {
                 p class="note" {
                     "Council " (info.council.as_deref().unwrap_or("not recorded"))
                     @if info.sealed { " · " strong { "sealed record" } }
-                    " · " (items.len()) " entries"
+                    " · " (total) " entries"
+                    @if items.len() != total { ", " (items.len()) " between the dates chosen" }
                 }
             }
             nav class="views" aria-label="Views of this chronology" {
@@ -779,18 +807,28 @@ async fn child_page(
             }
             @if publication {
                 p class="note" { "As it stands now: names, identifiers and personal details removed; people appear by role." }
-            } @else {
-                form method="get" action=(here) class="controls as-of" {
+            }
+            form method="get" action=(here) class="controls as-of" {
+                @if publication {
+                    input type="hidden" name="view" value="publication";
+                } @else {
                     label for="as_of" { "As known at" }
                     input id="as_of" name="as_of" type="datetime-local" step="1" value=(layout::datetime_local(&as_of_or_now))
                         aria-describedby="as_of-hint";
-                    button type="submit" { "Show" }
-                    " " a href=(here) { "Now" }
+                }
+                label for="from" { "From" }
+                input id="from" name="from" type="date" value=(date_value(from));
+                label for="to" { "To" }
+                input id="to" name="to" type="date" value=(date_value(to));
+                button type="submit" { "Show" }
+                " " a href=(if publication { format!("{here}?view=publication") } else { here.clone() }) { "Reset" }
+                @if !publication {
                     p id="as_of-hint" class="hint" {
                         @if as_of.is_some() {
                             "Showing only what had been recorded by " strong { (layout::london(&as_of_or_now)) } ", as it then stood."
                         } @else {
-                            "Showing everything recorded up to now. Pick a moment (London time) to see what was known then."
+                            "Showing everything recorded up to now. Pick a moment (London time) to see what was known then; "
+                            "from and to are the dates things happened."
                         }
                     }
                 }

@@ -93,6 +93,14 @@ pub fn render(items: &[Item]) -> Markup {
         let py = AXIS + LANE * lane as f64 + LANE / 2.0 + (step as f64 - 1.0) * 12.0 * f64::from(step != 0);
         position.insert(item.serial, (px, py));
     }
+    // An entry outside the dates shown is named, not linked.
+    let shown: std::collections::HashSet<usize> = items.iter().map(|i| i.serial).collect();
+    let entry_link = |serial: usize| {
+        html! {
+            @if shown.contains(&serial) { a href=(format!("#entry-{serial}")) { "entry " (serial) } }
+            @else { "entry " (serial) " (outside the dates shown)" }
+        }
+    };
     let height = AXIS + LANE * lanes.len() as f64 + 8.0;
     let ticks: Vec<DateTime<Utc>> =
         (0..=4).map(|i| start + Duration::seconds((span * i as f64 / 4.0) as i64)).collect();
@@ -165,15 +173,11 @@ pub fn render(items: &[Item]) -> Markup {
                             @if let Some(r) = &item.recorded_at { dt { "Recorded" } dd { (london(r)) } }
                             dt { "Agency" } dd { (item.lane) }
                             dt { "Status" } dd { (item.status) }
-                            @if let Some(by) = item.corrected_by {
-                                dt { "Corrected by" } dd { a href=(format!("#entry-{by}")) { "entry " (by) } }
-                            }
-                            @if let Some(by) = item.retracted_by {
-                                dt { "Retracted by" } dd { a href=(format!("#entry-{by}")) { "entry " (by) } }
-                            }
+                            @if let Some(by) = item.corrected_by { dt { "Corrected by" } dd { (entry_link(by)) } }
+                            @if let Some(by) = item.retracted_by { dt { "Retracted by" } dd { (entry_link(by)) } }
                             @if let Some((amended, verb)) = amends.get(&item.serial) {
                                 dt { (if *verb == "corrects" { "Corrects" } else { "Retracts" }) }
-                                dd { a href=(format!("#entry-{amended}")) { "entry " (amended) } }
+                                dd { (entry_link(*amended)) }
                             }
                             @if let Some(detail) = &item.detail { dt { "Detail" } dd class="detail" { (detail) } }
                         }
