@@ -754,10 +754,10 @@ async fn child_page(
         };
         let from = form_date("from", p.from.as_deref())?;
         let to = form_date("to", p.to.as_deref())?;
-        if let (Some(f), Some(t)) = (from, to) {
-            if t < f {
-                return Err(QueryError::invalid("to", "must not be before from"));
-            }
+        if let (Some(f), Some(t)) = (from, to)
+            && t < f
+        {
+            return Err(QueryError::invalid("to", "must not be before from"));
         }
         if publication && as_of.is_some() {
             return Err(QueryError::invalid("as_of", "the publication view is the record as it stands now"));
