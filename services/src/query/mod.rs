@@ -10,6 +10,7 @@
 //! - [`error`]: the one error type and its problem+json form.
 //!
 //! - [`export`]: the anonymised chronology for publication.
+//! - [`pages`]: the same reads as pages for people, under `/ui`.
 //!
 //! The query role reads PostgreSQL and publishes nothing but access events.
 //! Who may read what (the role matrix of CONTRACT.md, decided in
