@@ -335,8 +335,17 @@ async fn the_timeline_replays_what_was_known_and_a_later_correction_is_hidden() 
     let browser = Browser::start("timeline").await;
     sign_in(&browser, &sys, tokens::HARINGEY, "Duty Social Worker").await;
 
-    browser.goto(&sys.query.url(&format!("/ui/children/{child}"))).await;
+    // Found by the council's own id, with a form (the id is never in an address), then opened.
+    browser.execute("document.getElementById('council').value = arguments[0]", json!([HARINGEY])).await;
+    browser.type_into("#la_child_id", &format!("L{}", &child[..8])).await;
+    browser.click("form.find button[type=submit]").await;
+    browser.find("#found a").await;
+    assert_eq!(browser.texts("#found a").await, [format!("Child {}", &child[..8])]);
+    assert!(!browser.url().await.contains(&child[..8]));
+    browser.assert_accessible("the search results").await;
+    browser.click("#found a").await;
     browser.find("svg.lanes").await;
+    assert!(browser.url().await.ends_with(&format!("/ui/children/{child}")));
     assert_eq!(browser.texts("svg.lanes .lane-label").await, ["haringey-csc", "met-police"]);
     let entries = browser.texts("ol.entries > li .what").await;
     assert_eq!(entries.len(), 10, "{entries:?}");
@@ -413,10 +422,15 @@ async fn the_timeline_replays_what_was_known_and_a_later_correction_is_hidden() 
             )
         })
         .collect();
+    let found = ("POST /ui/find".to_owned(), "allowed".to_owned());
     let view = ("GET /ui/children/{child}".to_owned(), "allowed".to_owned());
     let publication = ("GET /ui/children/{child}?view=publication".to_owned(), "allowed".to_owned());
-    // Now, as known before the correction, from June, and now again: each view logged once; the refused dates not at all.
-    assert_eq!(logged, [view.clone(), view.clone(), view.clone(), view, publication], "each page view is logged once");
+    // The search, then now, as known before the correction, from June, and now again: each logged once; the refused dates not at all.
+    assert_eq!(
+        logged,
+        [found, view.clone(), view.clone(), view.clone(), view, publication],
+        "each page view is logged once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,8 +453,9 @@ async fn people_without_the_right_see_nothing() {
     browser.screenshot("sign_in_refused").await;
     browser.assert_accessible("the sign-in page with its problems").await;
 
-    // The partnership dashboard may see aggregates but no child.
+    // The partnership dashboard may see aggregates but no child, and has no search.
     sign_in(&browser, &sys, tokens::DASHBOARD, "Board Analyst").await;
+    assert!(!browser.has("form.find").await);
     browser.goto(&sys.query.url(&format!("/ui/children/{child}"))).await;
     assert_eq!(browser.text("h1").await, "You cannot see this");
     assert!(!browser.has("ol.entries").await && !browser.has("svg.lanes").await);

@@ -928,8 +928,9 @@ async fn lookup(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: ax
 
 async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: &[u8]) -> Result<Response, QueryError> {
     let (principal, asker) = caller(app, headers)?;
+    let endpoint = "POST /v1/children/lookup";
     if !principal.has(Role::Practitioner) {
-        record(app, &asker, "POST /v1/children/lookup", &[], Outcome::Refused).await?;
+        record(app, &asker, endpoint, &[], Outcome::Refused).await?;
         return Err(QueryError::Forbidden("lookups need the practitioner or admin role".into()));
     }
     let value = events::json::parse_strict(body).map_err(|e| QueryError::invalid("body", e.message))?;
@@ -942,61 +943,96 @@ async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: &[u8]) -> Result
             return Err(QueryError::invalid(key, "is not a lookup field (council, la_child_id or nhs_number)"));
         }
     }
-    if map.contains_key("nhs_number") {
+    let wanted = if map.contains_key("nhs_number") {
         if map.len() > 1 {
             return Err(QueryError::invalid("nhs_number", "give the NHS number alone, or council and la_child_id"));
         }
-        // People write NHS numbers in groups of 3, 3 and 4 digits.
-        let written: String = text("nhs_number").unwrap_or_default().chars().filter(|c| *c != ' ').collect();
-        let number = events::ids::NhsNumber::parse(&written).map_err(|m| QueryError::invalid("nhs_number", m))?;
-        let digest =
-            events::privacy::identifier_digest(&app.lookup_key, projections::identifiers::NHS_NUMBER, number.as_str());
-        let found: Vec<(uuid::Uuid, Option<String>, bool)> = sqlx::query_as(
-            "select distinct s.child_id, s.council, s.sealed from child_identifier i join child_status s using (child_id)
-              where i.kind = 'nhs_number' and i.digest = $1 order by s.child_id",
-        )
-        .bind(&digest)
-        .fetch_all(&app.pool)
-        .await?;
-        // Only children this principal may read are named; the rest are not revealed to exist.
-        let found: Vec<(uuid::Uuid, String)> = found
-            .into_iter()
-            .filter(|(_, council, sealed)| {
-                let info = ChildInfo { council: council.clone(), sealed: *sealed, reviewers: Vec::new() };
-                may_read_child(&principal, &info, Need::Record).is_ok()
-            })
-            .map(|(child, council, _)| (child, council.unwrap_or_default()))
-            .collect();
-        return answer_lookup(app, &asker, found).await;
-    }
-    let council = council_param(text("council"))?;
-    let local = text("la_child_id").ok_or_else(|| QueryError::invalid("la_child_id", "is required with council"))?;
-    let local = events::ids::LaChildId::parse(local).map_err(|m| QueryError::invalid("la_child_id", m))?;
-    if !principal.councils.allows(&council) {
-        record(app, &asker, "POST /v1/children/lookup", &[], Outcome::Refused).await?;
-        return Err(QueryError::Forbidden(format!("council {} is outside this principal's scope", council.as_str())));
-    }
-    let found: Vec<(uuid::Uuid, String)> = sqlx::query_as(
-        "select child_id, council from child_status
-          where council = $1 and la_child_id = $2 and (not sealed or $3) order by child_id",
-    )
-    .bind(council.as_str())
-    .bind(local.as_str())
-    .bind(principal.is_admin())
-    .fetch_all(&app.pool)
-    .await?;
-    answer_lookup(app, &asker, found).await
-}
-
-async fn answer_lookup(
-    app: &QueryState,
-    asker: &Asker,
-    found: Vec<(uuid::Uuid, String)>,
-) -> Result<Response, QueryError> {
-    let ids: Vec<uuid::Uuid> = found.iter().map(|(c, _)| *c).collect();
-    record(app, asker, "POST /v1/children/lookup", &ids, Outcome::Allowed).await?;
+        Lookup::nhs_number(text("nhs_number").unwrap_or_default())?
+    } else {
+        Lookup::local(text("council"), text("la_child_id"))?
+    };
+    let found = find_children(app, &principal, &asker, endpoint, &wanted).await?;
     let children: Vec<Found> = found.into_iter().map(|(child, council)| Found { child, council }).collect();
     Ok(Json(json!({ "children": children })).into_response())
+}
+
+/// What a lookup looks for, parsed.
+#[derive(Debug)]
+enum Lookup {
+    Nhs(events::ids::NhsNumber),
+    Local(CouncilCode, events::ids::LaChildId),
+}
+
+impl Lookup {
+    fn nhs_number(written: &str) -> Result<Self, QueryError> {
+        // People write NHS numbers in groups of 3, 3 and 4 digits.
+        let written: String = written.chars().filter(|c| *c != ' ').collect();
+        events::ids::NhsNumber::parse(&written).map(Self::Nhs).map_err(|m| QueryError::invalid("nhs_number", m))
+    }
+
+    fn local(council: Option<&str>, local: Option<&str>) -> Result<Self, QueryError> {
+        let council = council_param(council)?;
+        let local = local.ok_or_else(|| QueryError::invalid("la_child_id", "is required with council"))?;
+        let local = events::ids::LaChildId::parse(local).map_err(|m| QueryError::invalid("la_child_id", m))?;
+        Ok(Self::Local(council, local))
+    }
+}
+
+/// The children a lookup finds that the principal may read, with their
+/// councils; the rest are not revealed to exist. The lookup is logged
+/// (the children named, or a refusal) before anything is answered.
+async fn find_children(
+    app: &QueryState,
+    principal: &Principal,
+    asker: &Asker,
+    endpoint: &str,
+    wanted: &Lookup,
+) -> Result<Vec<(uuid::Uuid, String)>, QueryError> {
+    let found: Vec<(uuid::Uuid, String)> = match wanted {
+        Lookup::Nhs(number) => {
+            let digest = events::privacy::identifier_digest(
+                &app.lookup_key,
+                projections::identifiers::NHS_NUMBER,
+                number.as_str(),
+            );
+            let found: Vec<(uuid::Uuid, Option<String>, bool)> = sqlx::query_as(
+                "select distinct s.child_id, s.council, s.sealed from child_identifier i join child_status s using (child_id)
+                  where i.kind = 'nhs_number' and i.digest = $1 order by s.child_id",
+            )
+            .bind(&digest)
+            .fetch_all(&app.pool)
+            .await?;
+            found
+                .into_iter()
+                .filter(|(_, council, sealed)| {
+                    let info = ChildInfo { council: council.clone(), sealed: *sealed, reviewers: Vec::new() };
+                    may_read_child(principal, &info, Need::Record).is_ok()
+                })
+                .map(|(child, council, _)| (child, council.unwrap_or_default()))
+                .collect()
+        }
+        Lookup::Local(council, local) => {
+            if !principal.councils.allows(council) {
+                record(app, asker, endpoint, &[], Outcome::Refused).await?;
+                return Err(QueryError::Forbidden(format!(
+                    "council {} is outside this principal's scope",
+                    council.as_str()
+                )));
+            }
+            sqlx::query_as(
+                "select child_id, council from child_status
+                  where council = $1 and la_child_id = $2 and (not sealed or $3) order by child_id",
+            )
+            .bind(council.as_str())
+            .bind(local.as_str())
+            .bind(principal.is_admin())
+            .fetch_all(&app.pool)
+            .await?
+        }
+    };
+    let ids: Vec<uuid::Uuid> = found.iter().map(|(c, _)| *c).collect();
+    record(app, asker, endpoint, &ids, Outcome::Allowed).await?;
+    Ok(found)
 }
 
 /// The cases a worker holds today.

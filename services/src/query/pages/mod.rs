@@ -26,8 +26,8 @@ pub mod timeline;
 use super::access::Asker;
 use super::error::QueryError;
 use super::{
-    CouncilParams, Need, QueryState, admit_child, admitted_worker_cases, build_export, council_param, indicator_events,
-    may_read_aggregates, period_of, record, uuid_param,
+    CouncilParams, Lookup, Need, QueryState, admit_child, admitted_worker_cases, build_export, council_param,
+    find_children, indicator_events, may_read_aggregates, period_of, record, uuid_param,
 };
 use crate::principals::{Principal, Role};
 use axum::Form;
@@ -52,6 +52,7 @@ pub fn router() -> axum::Router<Arc<QueryState>> {
         .route("/ui", get(home))
         .route("/ui/sign-in", get(sign_in_form).post(sign_in))
         .route("/ui/sign-out", post(sign_out))
+        .route("/ui/find", post(find))
         .route("/ui/indicators", get(dashboard))
         .route("/ui/indicators/stream", get(dashboard_stream))
         .route("/ui/caseloads", get(board))
@@ -289,6 +290,9 @@ async fn home(State(app): State<Arc<QueryState>>, headers: HeaderMap) -> Respons
                     }
                 }
             }
+            @if v.principal.has(Role::Practitioner) {
+                (find_form(&v, &councils, &FindForm::default(), &[]))
+            }
             @if !reviewed.is_empty() {
                 h2 { "Reviews you are named in" }
                 ul {
@@ -299,6 +303,114 @@ async fn home(State(app): State<Arc<QueryState>>, headers: HeaderMap) -> Respons
             }
         };
         Ok(respond(StatusCode::OK, page("Start", v.frame(), body)))
+    })
+    .await
+}
+
+/// What the find form was given (kept to show the form again with its problems).
+#[derive(Debug, Default)]
+struct FindForm {
+    nhs_number: String,
+    council: String,
+    la_child_id: String,
+}
+
+/// Finding a child by NHS number or by council and local id. A POST, so
+/// the number is never in an address; CSRF-checked, since it is logged.
+fn find_form(v: &Viewer, councils: &[CouncilCode], form: &FindForm, problems: &[(String, String)]) -> Markup {
+    let problem = |field: &str| problems.iter().find(|(f, _)| f == field).map(|(_, m)| m.as_str());
+    html! {
+        h2 id="find-heading" { "Find a child" }
+        @if !problems.is_empty() {
+            div class="problem" role="alert" id="find-problems" {
+                ul { @for (field, message) in problems { li { a href=(format!("#{field}")) { (field) ": " (message) } } } }
+            }
+        }
+        form method="post" action="/ui/find" class="find" aria-labelledby="find-heading" {
+            input type="hidden" name="csrf" value=(v.csrf);
+            div class="field" {
+                label for="nhs_number" { "NHS number" }
+                @if let Some(m) = problem("nhs_number") { p class="field-error" { (m) } }
+                input id="nhs_number" name="nhs_number" type="text" inputmode="numeric" autocomplete="off"
+                    maxlength="12" value=(form.nhs_number) aria-invalid=[problem("nhs_number").map(|_| "true")];
+            }
+            p { "or" }
+            div class="field" {
+                label for="council" { "Council" }
+                @if let Some(m) = problem("council") { p class="field-error" { (m) } }
+                select id="council" name="council" {
+                    option value="" { "Choose a council" }
+                    @for c in councils { option value=(c.as_str()) selected[form.council == c.as_str()] { (c.as_str()) } }
+                }
+            }
+            div class="field" {
+                label for="la_child_id" { "Council's own child id" }
+                @if let Some(m) = problem("la_child_id") { p class="field-error" { (m) } }
+                input id="la_child_id" name="la_child_id" type="text" autocomplete="off" maxlength="20"
+                    value=(form.la_child_id) aria-invalid=[problem("la_child_id").map(|_| "true")];
+            }
+            button type="submit" { "Find" }
+        }
+    }
+}
+
+async fn councils_for(app: &QueryState, principal: &Principal) -> Result<Vec<CouncilCode>, QueryError> {
+    let councils: Vec<String> = sqlx::query_scalar("select distinct council from council_setting order by council")
+        .fetch_all(&app.pool)
+        .await?;
+    Ok(councils.iter().filter_map(|c| CouncilCode::parse(c).ok()).filter(|c| principal.councils.allows(c)).collect())
+}
+
+async fn find(
+    State(app): State<Arc<QueryState>>,
+    headers: HeaderMap,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    let same_origin = session::same_origin(&headers);
+    serve(&app, &headers, "ui_find", |v, app| async move {
+        let endpoint = "POST /ui/find";
+        let given = |name: &str| fields.get(name).map(|t| t.trim().to_owned()).unwrap_or_default();
+        if !same_origin || !app.sessions.csrf_ok(&v.session, &given("csrf")) {
+            return Err(QueryError::Forbidden("a search must come from this site's own page".into()));
+        }
+        if !v.principal.has(Role::Practitioner) {
+            record(&app, &v.asker, endpoint, &[], super::access::Outcome::Refused).await?;
+            return Err(QueryError::Forbidden("finding a child needs the practitioner or admin role".into()));
+        }
+        let form = FindForm { nhs_number: given("nhs_number"), council: given("council"), la_child_id: given("la_child_id") };
+        let councils = councils_for(&app, &v.principal).await?;
+        let wanted = if !form.nhs_number.is_empty() {
+            Lookup::nhs_number(&form.nhs_number)
+        } else if form.council.is_empty() && form.la_child_id.is_empty() {
+            Err(QueryError::invalid("nhs_number", "give an NHS number, or a council and its child id"))
+        } else {
+            Lookup::local(Some(form.council.as_str()).filter(|c| !c.is_empty()), Some(form.la_child_id.as_str()).filter(|c| !c.is_empty()))
+        };
+        let wanted = match wanted {
+            Ok(w) => w,
+            Err(QueryError::Invalid(errors)) => {
+                let problems: Vec<(String, String)> = errors.into_iter().map(|e| (e.parameter, e.message)).collect();
+                let body = html! { h1 { "Find a child" } (find_form(&v, &councils, &form, &problems)) };
+                return Ok(respond(StatusCode::UNPROCESSABLE_ENTITY, page("Find a child", v.frame(), body)));
+            }
+            Err(e) => return Err(e),
+        };
+        let found = find_children(&app, &v.principal, &v.asker, endpoint, &wanted).await?;
+        let body = html! {
+            h1 { "Find a child" }
+            h2 id="found-heading" { "Found" }
+            @if found.is_empty() {
+                p id="found" { "No child you may see matches." }
+            } @else {
+                ul id="found" aria-labelledby="found-heading" {
+                    @for (child, council) in &found {
+                        li { a href=(format!("/ui/children/{child}")) { "Child " (short(child)) } " – council " (council) }
+                    }
+                }
+            }
+            (find_form(&v, &councils, &FindForm::default(), &[]))
+        };
+        Ok(respond(StatusCode::OK, page("Find a child", v.frame(), body)))
     })
     .await
 }
