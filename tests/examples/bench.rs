@@ -226,6 +226,37 @@ impl Http {
     }
 }
 
+/// Signs in to the pages as the admin and returns the session cookie.
+async fn sign_in(deployment: &Deployment) -> String {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let origin = deployment.query_url("");
+    let r = http
+        .post(deployment.query_url("/ui/sign-in"))
+        .header("origin", origin.trim_end_matches('/'))
+        .form(&[("token", tokens::ADMIN), ("acting_user", "bench")])
+        .send()
+        .await
+        .expect("the query role answers");
+    assert_eq!(r.status(), 303, "sign-in");
+    let cookie = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("a session cookie");
+    cookie.split(';').next().unwrap_or_default().to_owned()
+}
+
+/// Times `samples` GETs of a page with the session `cookie`.
+async fn page_times(url: &str, cookie: &str, samples: usize) -> Vec<Duration> {
+    let http = reqwest::Client::new();
+    let mut times = Vec::new();
+    for _ in 0..samples {
+        let t = Instant::now();
+        let r = http.get(url).header("cookie", cookie).send().await.expect("the query role answers");
+        let status = r.status();
+        let page = r.text().await.unwrap_or_default();
+        times.push(t.elapsed());
+        assert_eq!(status, 200, "{url}: {page}");
+    }
+    times
+}
+
 /// Posts `bodies` from `clients` clients, each taking every `clients`-th
 /// body in order. Returns the measurement and the highest stream sequence stored.
 async fn post_all(http: &Arc<Http>, url: &str, bodies: Vec<Value>, clients: usize) -> (Measured, u64) {
@@ -860,6 +891,32 @@ async fn main() {
             assert_eq!(status, 200, "{body}");
         }
         report.latency("reads", format!("{what} ({children} children in the council)"), times);
+    }
+
+    // The pages people use, beside the API reads above: signed in once, as a browser is.
+    let cookie = sign_in(&deployment).await;
+    let page_paths = [
+        (
+            "page: indicators dashboard, 9 periods",
+            format!("/ui/indicators?council={seeded_council}&period=2024-25"),
+            scale.seeded_per_council as i64,
+        ),
+        (
+            "page: indicators dashboard, 9 periods",
+            "/ui/indicators?council=E09000014&period=2024-25".to_owned(),
+            crowded,
+        ),
+        ("page: caseload board", format!("/ui/caseloads?council={seeded_council}"), scale.seeded_per_council as i64),
+        ("page: caseload board", "/ui/caseloads?council=E09000014".to_owned(), crowded),
+    ];
+    for (what, path, children) in page_paths {
+        let times = page_times(&deployment.query_url(&path), &cookie, scale.samples / 3).await;
+        report.latency("reads", format!("{what} ({children} children in the council)"), times);
+    }
+    for (n, child) in &probes {
+        let times =
+            page_times(&deployment.query_url(&format!("/ui/children/{child}")), &cookie, scale.samples / 3).await;
+        report.latency("reads", format!("page: chronology timeline of a {n}-event child"), times);
     }
 
     // Ack-to-visible: under a steady background load, a probe event's 201
