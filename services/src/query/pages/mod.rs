@@ -561,6 +561,7 @@ struct WorkerRow {
     visits_overdue: usize,
     reviews_overdue: usize,
     never_seen: usize,
+    never_seen_alone: usize,
     /// Days since the least recently seen child was seen.
     longest_unseen: Option<i64>,
 }
@@ -572,7 +573,7 @@ impl WorkerRow {
 }
 
 /// The sortable columns: (key, heading).
-const BOARD_COLUMNS: [(&str, &str); 9] = [
+const BOARD_COLUMNS: [(&str, &str); 10] = [
     ("worker", "Worker"),
     ("team", "Team"),
     ("role", "Role"),
@@ -582,6 +583,7 @@ const BOARD_COLUMNS: [(&str, &str); 9] = [
     ("reviews", "Reviews overdue"),
     ("unseen", "Longest unseen (days)"),
     ("never", "Never seen"),
+    ("never_alone", "Never seen alone"),
 ];
 
 fn sort_params(
@@ -647,6 +649,7 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
                     visits_overdue: held.iter().filter(|c| c.visit_overdue).count(),
                     reviews_overdue: held.iter().filter(|c| c.review_overdue).count(),
                     never_seen: held.iter().filter(|c| c.last_seen.is_none()).count(),
+                    never_seen_alone: held.iter().filter(|c| c.last_seen_alone.is_none()).count(),
                     longest_unseen: held.iter().filter_map(|c| c.last_seen).map(|t| layout::days_since(&t, &now)).max(),
                 }
             })
@@ -661,6 +664,7 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
                 "reviews" => a.reviews_overdue.cmp(&b.reviews_overdue),
                 "unseen" => a.longest_unseen.cmp(&b.longest_unseen),
                 "never" => a.never_seen.cmp(&b.never_seen),
+                "never_alone" => a.never_seen_alone.cmp(&b.never_seen_alone),
                 _ => a.load.open_cases.cmp(&b.load.open_cases),
             };
             let order = if descending { order.reverse() } else { order };
@@ -721,6 +725,7 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
                             td class=[(r.reviews_overdue > 0).then_some("overdue")] { (r.reviews_overdue) }
                             td { (r.longest_unseen.map_or("–".into(), |d| d.to_string())) }
                             td class=[(r.never_seen > 0).then_some("overdue")] { (r.never_seen) }
+                            td class=[(r.never_seen_alone > 0).then_some("overdue")] { (r.never_seen_alone) }
                         }
                     }
                 }

@@ -225,6 +225,25 @@ mod tests {
     }
 
     #[test]
+    fn a_retraction_is_crossed_and_linked() {
+        let mut concern = item(1, 3, "met-police", "retracted");
+        concern.retracted_by = Some(2);
+        let html = render(&[concern, item(2, 9, "met-police", "current")]).into_string();
+        assert_eq!(html.matches(r#"class="link retracted""#).count(), 1, "{html}");
+        assert_eq!(html.matches(r#"class="cross""#).count(), 1);
+        assert!(html.contains("retracted by entry 2") && html.contains("retracts entry 1"), "{html}");
+    }
+
+    #[test]
+    fn an_amendment_outside_the_dates_shown_is_named_not_linked() {
+        let mut seen = item(1, 3, "met-police", "corrected");
+        seen.corrected_by = Some(7);
+        let html = render(&[seen]).into_string();
+        assert!(html.contains("entry 7 (outside the dates shown)"), "{html}");
+        assert!(!html.contains(r##"href="#entry-7""##));
+    }
+
+    #[test]
     fn an_empty_history_says_so() {
         assert!(render(&[]).into_string().contains("Nothing had been recorded"));
     }
