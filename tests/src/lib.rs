@@ -13,6 +13,7 @@
 //! - [`gateway`]: a real gateway on a free port, with test principals, and bulk loading.
 //! - [`projector`]: the projector in-process, to a position or left running.
 //! - [`query`]: a real query role on a free port, and the access events it stored.
+//! - [`system`]: all of it at once (NATS, gateway, database, projector, query role).
 //! - [`browser`]: headless Chromium driven through ChromeDriver, for the pages.
 //!
 //! Nothing here is a stand-in: tests talk to the same servers production
@@ -28,6 +29,7 @@ pub mod postgres;
 pub mod projector;
 pub mod query;
 pub mod secure;
+pub mod system;
 pub mod tables;
 
 pub use nats::{NatsCluster, NatsServer};

@@ -19,20 +19,11 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tests::browser::Browser;
 use tests::fixtures::{event, registered};
-use tests::gateway::{TestGateway, tokens};
-use tests::projector::LiveProjector;
-use tests::query::{TestQuery, access_events};
-use tests::{NatsServer, TestDatabase};
+use tests::gateway::tokens;
+use tests::query::access_events;
+use tests::system::System;
 
 const HARINGEY: &str = "E09000014";
-
-struct System {
-    nats: NatsServer,
-    gateway: TestGateway,
-    _db: TestDatabase,
-    projector: LiveProjector,
-    query: TestQuery,
-}
 
 struct Fixture {
     worker_a: String,
@@ -42,143 +33,125 @@ struct Fixture {
     before_correction: String,
 }
 
-impl System {
-    async fn start() -> Self {
-        let nats = NatsServer::start().await;
-        let gateway = TestGateway::start(&nats.url()).await;
-        let db = TestDatabase::create().await;
-        let projector = LiveProjector::start_for(&gateway, &nats.url(), &db.pool().await).await;
-        let query = TestQuery::start(&nats.url(), db.url(), &gateway).await;
-        Self { nats, gateway, _db: db, projector, query }
+/// Publishes the fixture and returns what the tests need to know of it.
+async fn seed(sys: &System) -> Fixture {
+    let worker_a = uuid::Uuid::new_v4().to_string();
+    let worker_b = uuid::Uuid::new_v4().to_string();
+    let children: Vec<String> = (0..4).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let setup = vec![
+        event(
+            "cfg",
+            "council.configured",
+            HARINGEY,
+            "2024-01-01T00:00:00Z",
+            json!({"effective_from": "2024-01-01", "population_0_17": 20000, "caseload_threshold": 2, "visit_interval_days": 14, "funded_social_worker_fte": 4}),
+        ),
+        event(
+            "wa",
+            "worker.joined",
+            &worker_a,
+            "2024-01-01T09:00:00Z",
+            json!({"council": HARINGEY, "team_id": "north", "role": "social_worker", "fte": 1.0, "agency_staff": false}),
+        ),
+        event(
+            "wb",
+            "worker.joined",
+            &worker_b,
+            "2024-01-01T09:00:00Z",
+            json!({"council": HARINGEY, "team_id": "south", "role": "social_worker", "fte": 1.0, "agency_staff": false}),
+        ),
+    ];
+    sys.publish(tokens::ADMIN, setup).await;
+    let mut events = Vec::new();
+    let referred = ["2025-05-01", "2025-06-10", "2025-09-01", "2025-10-01"];
+    for (i, child) in children.iter().enumerate() {
+        let (worker, team) = if i < 3 { (&worker_a, "north") } else { (&worker_b, "south") };
+        events.push(registered(&format!("reg{i}"), child, HARINGEY));
+        events.push(event(
+            &format!("ref{i}"),
+            "referral.received",
+            child,
+            &format!("{}T10:00:00Z", referred[i]),
+            json!({"referral_id": format!("R{i}"), "source": "6", "nfa": false}),
+        ));
+        events.push(event(
+            &format!("alloc{i}"),
+            "case.allocated",
+            child,
+            &format!("{}T11:00:00Z", referred[i]),
+            json!({"worker_id": worker, "team_id": team}),
+        ));
     }
-
-    async fn publish(&self, token: &str, events: Vec<Value>) {
-        let r = self.gateway.post(token, &Value::Array(events)).await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let last = r.json["results"].as_array().and_then(|a| a.last()).cloned().unwrap_or_default();
-        self.projector.wait_for(last["stream_sequence"].as_u64().expect("stream sequence")).await;
-    }
-
-    async fn seed(&self) -> Fixture {
-        let worker_a = uuid::Uuid::new_v4().to_string();
-        let worker_b = uuid::Uuid::new_v4().to_string();
-        let children: Vec<String> = (0..4).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-        let setup = vec![
-            event(
-                "cfg",
-                "council.configured",
-                HARINGEY,
-                "2024-01-01T00:00:00Z",
-                json!({"effective_from": "2024-01-01", "population_0_17": 20000, "caseload_threshold": 2, "visit_interval_days": 14, "funded_social_worker_fte": 4}),
-            ),
-            event(
-                "wa",
-                "worker.joined",
-                &worker_a,
-                "2024-01-01T09:00:00Z",
-                json!({"council": HARINGEY, "team_id": "north", "role": "social_worker", "fte": 1.0, "agency_staff": false}),
-            ),
-            event(
-                "wb",
-                "worker.joined",
-                &worker_b,
-                "2024-01-01T09:00:00Z",
-                json!({"council": HARINGEY, "team_id": "south", "role": "social_worker", "fte": 1.0, "agency_staff": false}),
-            ),
-        ];
-        self.publish(tokens::ADMIN, setup).await;
-        let mut events = Vec::new();
-        let referred = ["2025-05-01", "2025-06-10", "2025-09-01", "2025-10-01"];
-        for (i, child) in children.iter().enumerate() {
-            let (worker, team) = if i < 3 { (&worker_a, "north") } else { (&worker_b, "south") };
-            events.push(registered(&format!("reg{i}"), child, HARINGEY));
-            events.push(event(
-                &format!("ref{i}"),
-                "referral.received",
-                child,
-                &format!("{}T10:00:00Z", referred[i]),
-                json!({"referral_id": format!("R{i}"), "source": "6", "nfa": false}),
-            ));
-            events.push(event(
-                &format!("alloc{i}"),
-                "case.allocated",
-                child,
-                &format!("{}T11:00:00Z", referred[i]),
-                json!({"worker_id": worker, "team_id": team}),
-            ));
-        }
-        let (c1, c2) = (&children[0], &children[1]);
-        events.extend([
-            event("s47-1", "s47.started", c1, "2025-05-05T10:00:00Z", json!({"s47_id": "S1", "referral_id": "R0"})),
-            event(
-                "icpc-1",
-                "conference.held",
-                c1,
-                "2025-05-20T10:00:00Z",
-                json!({"conference_id": "C1", "kind": "initial", "s47_id": "S1", "outcome": "plan"}),
-            ),
-            event(
-                "plan-1",
-                "cp_plan.started",
-                c1,
-                "2025-05-20T11:00:00Z",
-                json!({"plan_id": "P1", "conference_id": "C1", "category": "NEG"}),
-            ),
-            event(
-                "seen-1",
-                "child.seen",
-                c1,
-                "2025-06-01T11:00:00Z",
-                json!({"seen_by": worker_a, "seen_alone": true, "context": "statutory_visit"}),
-            ),
-            event("s47-2", "s47.started", c2, "2025-06-12T10:00:00Z", json!({"s47_id": "S2", "referral_id": "R1"})),
-            event(
-                "icpc-2",
-                "conference.held",
-                c2,
-                "2025-07-15T10:00:00Z",
-                json!({"conference_id": "C2", "kind": "initial", "s47_id": "S2", "outcome": "plan"}),
-            ),
-            event(
-                "plan-2",
-                "cp_plan.started",
-                c2,
-                "2025-07-15T11:00:00Z",
-                json!({"plan_id": "P2", "conference_id": "C2", "category": "PHY"}),
-            ),
-            event(
-                "visit-1",
-                "child.seen",
-                c1,
-                "2025-06-20T11:00:00Z",
-                json!({"seen_by": worker_a, "seen_alone": true, "context": "statutory_visit"}),
-            ),
-        ]);
-        self.publish(tokens::HARINGEY, events).await;
-        self.publish(
-            tokens::POLICE,
-            vec![event(
-                "concern-1",
-                "concern.raised",
-                c1,
-                "2025-04-28T22:00:00Z",
-                json!({"concern_id": "K1", "summary": "Neighbour heard shouting", "category": "EMO"}),
-            )],
-        )
-        .await;
-        // The moment between the visit and its correction, to the second, as the page's control takes it.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        let between = Utc::now();
-        let before_correction =
-            between.with_timezone(&chrono_tz::Europe::London).format("%Y-%m-%dT%H:%M:%S").to_string();
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        self.publish(
-            tokens::HARINGEY,
-            vec![event("fix-1", "record.corrected", c1, "2025-06-21T09:00:00Z", json!({"corrects": "visit-1", "reason": "the child was not seen alone", "data": {"seen_by": worker_a, "seen_alone": false, "context": "statutory_visit"}}))],
-        )
-        .await;
-        Fixture { worker_a, worker_b, children, before_correction }
-    }
+    let (c1, c2) = (&children[0], &children[1]);
+    events.extend([
+        event("s47-1", "s47.started", c1, "2025-05-05T10:00:00Z", json!({"s47_id": "S1", "referral_id": "R0"})),
+        event(
+            "icpc-1",
+            "conference.held",
+            c1,
+            "2025-05-20T10:00:00Z",
+            json!({"conference_id": "C1", "kind": "initial", "s47_id": "S1", "outcome": "plan"}),
+        ),
+        event(
+            "plan-1",
+            "cp_plan.started",
+            c1,
+            "2025-05-20T11:00:00Z",
+            json!({"plan_id": "P1", "conference_id": "C1", "category": "NEG"}),
+        ),
+        event(
+            "seen-1",
+            "child.seen",
+            c1,
+            "2025-06-01T11:00:00Z",
+            json!({"seen_by": worker_a, "seen_alone": true, "context": "statutory_visit"}),
+        ),
+        event("s47-2", "s47.started", c2, "2025-06-12T10:00:00Z", json!({"s47_id": "S2", "referral_id": "R1"})),
+        event(
+            "icpc-2",
+            "conference.held",
+            c2,
+            "2025-07-15T10:00:00Z",
+            json!({"conference_id": "C2", "kind": "initial", "s47_id": "S2", "outcome": "plan"}),
+        ),
+        event(
+            "plan-2",
+            "cp_plan.started",
+            c2,
+            "2025-07-15T11:00:00Z",
+            json!({"plan_id": "P2", "conference_id": "C2", "category": "PHY"}),
+        ),
+        event(
+            "visit-1",
+            "child.seen",
+            c1,
+            "2025-06-20T11:00:00Z",
+            json!({"seen_by": worker_a, "seen_alone": true, "context": "statutory_visit"}),
+        ),
+    ]);
+    sys.publish(tokens::HARINGEY, events).await;
+    sys.publish(
+        tokens::POLICE,
+        vec![event(
+            "concern-1",
+            "concern.raised",
+            c1,
+            "2025-04-28T22:00:00Z",
+            json!({"concern_id": "K1", "summary": "Neighbour heard shouting", "category": "EMO"}),
+        )],
+    )
+    .await;
+    // The moment between the visit and its correction, to the second, as the page's control takes it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let between = Utc::now();
+    let before_correction = between.with_timezone(&chrono_tz::Europe::London).format("%Y-%m-%dT%H:%M:%S").to_string();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sys.publish(
+        tokens::HARINGEY,
+        vec![event("fix-1", "record.corrected", c1, "2025-06-21T09:00:00Z", json!({"corrects": "visit-1", "reason": "the child was not seen alone", "data": {"seen_by": worker_a, "seen_alone": false, "context": "statutory_visit"}}))],
+    )
+    .await;
+    Fixture { worker_a, worker_b, children, before_correction }
 }
 
 /// Signs in through the form, as a person would, and lands on the start page.
@@ -200,7 +173,7 @@ async fn card(browser: &Browser, indicator: &str, part: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_and_caseload_board_show_the_fixture_and_follow_changes_live() {
     let sys = System::start().await;
-    let fx = sys.seed().await;
+    let fx = seed(&sys).await;
     let browser = Browser::start("dashboard_and_board").await;
     sign_in(&browser, &sys, tokens::HARINGEY, "Team Manager North").await;
     // The session cookie is out of the page's reach, and the token in no address.
@@ -329,7 +302,7 @@ async fn the_dashboard_and_caseload_board_show_the_fixture_and_follow_changes_li
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_timeline_replays_what_was_known_and_a_later_correction_is_hidden() {
     let sys = System::start().await;
-    let fx = sys.seed().await;
+    let fx = seed(&sys).await;
     let child = &fx.children[0];
     let browser = Browser::start("timeline").await;
     sign_in(&browser, &sys, tokens::HARINGEY, "Duty Social Worker").await;
@@ -435,7 +408,7 @@ async fn the_timeline_replays_what_was_known_and_a_later_correction_is_hidden() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_without_the_right_see_nothing() {
     let sys = System::start().await;
-    let fx = sys.seed().await;
+    let fx = seed(&sys).await;
     let child = &fx.children[0];
     let browser = Browser::start("refusals").await;
 
@@ -485,6 +458,29 @@ async fn people_without_the_right_see_nothing() {
     islington.goto(&sys.query.url(&format!("/ui/indicators?council={HARINGEY}"))).await;
     assert_eq!(islington.text("h1").await, "You cannot see this");
     assert!(!islington.has("[data-indicator]").await);
+
+    // A review panel member starts from the children whose open review names them, and sees only those.
+    let reviewed = &fx.children[1];
+    sys.publish(
+        tokens::ADMIN,
+        vec![event(
+            "rev-1",
+            "review.opened",
+            reviewed,
+            "2025-12-01T09:00:00Z",
+            json!({"review_id": "RV1", "kind": "rapid_review", "reviewers": ["panel-reviewer"]}),
+        )],
+    )
+    .await;
+    let panel = Browser::start("refusals_reviewer").await;
+    sign_in(&panel, &sys, tokens::REVIEWER, "Panel Chair").await;
+    assert_eq!(panel.texts("main li a").await, [format!("Child {}", &reviewed[..8])]);
+    assert!(!panel.has("form.find").await && !panel.has("a[href^=\"/ui/indicators\"]").await);
+    panel.click("main li a").await;
+    panel.find("svg.lanes").await;
+    panel.goto(&sys.query.url(&format!("/ui/children/{child}"))).await;
+    assert_eq!(panel.text("h1").await, "You cannot see this");
+    assert_eq!(panel.text("main .problem").await, "No open review of this child names this principal");
 
     // Outside a browser: the cookie's attributes, and state changes from elsewhere refused.
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");

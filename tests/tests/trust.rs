@@ -5,26 +5,16 @@
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::time::Duration;
+use tests::NatsServer;
 use tests::fixtures::{event, registered};
-use tests::gateway::{Options, TestGateway, tokens};
-use tests::projector::LiveProjector;
-use tests::query::TestQuery;
-use tests::{NatsServer, TestDatabase};
+use tests::gateway::{Options, tokens};
+use tests::system::System;
 
 const HARINGEY: &str = "E09000014";
 const ISLINGTON: &str = "E09000019";
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-struct System {
-    nats: NatsServer,
-    gateway: TestGateway,
-    _db: TestDatabase,
-    pool: PgPool,
-    projector: LiveProjector,
-    query: TestQuery,
 }
 
 #[derive(Default)]
@@ -34,40 +24,19 @@ struct Setup {
     checkpoint_interval: Option<Duration>,
 }
 
-impl System {
-    async fn start(setup: Setup) -> Self {
-        let nats = NatsServer::start().await;
-        if setup.tamperable {
-            let js = async_nats::jetstream::new(nats.client().await);
-            let settings = services::bus::StreamSettings { replicas: 1, duplicate_window: Duration::from_secs(120) };
-            let config = async_nats::jetstream::stream::Config {
-                deny_delete: false,
-                ..services::bus::events_stream_config(&settings)
-            };
-            js.create_stream(config).await.expect("a tamperable event stream");
-        }
-        let options = Options { checkpoint_interval: setup.checkpoint_interval, ..Options::default() };
-        let gateway = TestGateway::start_with(&nats.url(), options).await;
-        let db = TestDatabase::create().await;
-        let pool = db.pool().await;
-        let projector = LiveProjector::start_for(&gateway, &nats.url(), &pool).await;
-        let query = TestQuery::start(&nats.url(), db.url(), &gateway).await;
-        Self { nats, gateway, _db: db, pool, projector, query }
+/// A system on a server prepared as `setup` asks.
+async fn start(setup: Setup) -> System {
+    let nats = NatsServer::start().await;
+    if setup.tamperable {
+        let js = async_nats::jetstream::new(nats.client().await);
+        let settings = services::bus::StreamSettings { replicas: 1, duplicate_window: Duration::from_secs(120) };
+        let config = async_nats::jetstream::stream::Config {
+            deny_delete: false,
+            ..services::bus::events_stream_config(&settings)
+        };
+        js.create_stream(config).await.expect("a tamperable event stream");
     }
-
-    /// Publishes, waits until the projector has applied it, and returns every result.
-    async fn publish(&self, token: &str, events: Vec<Value>) -> Vec<Value> {
-        let r = self.gateway.post(token, &Value::Array(events)).await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let results = r.json["results"].as_array().cloned().unwrap_or_default();
-        let last = results.last().and_then(|l| l["stream_sequence"].as_u64()).expect("stream sequence");
-        self.projector.wait_for(last).await;
-        results
-    }
-
-    async fn get(&self, token: &str, path: &str) -> tests::query::Answer {
-        self.query.get(token, path).await
-    }
+    System::start_with(nats, Options { checkpoint_interval: setup.checkpoint_interval, ..Options::default() }).await
 }
 
 fn recorded_at(result: &Value) -> String {
@@ -90,7 +59,7 @@ fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn as_of_shows_what_was_known_then_late_facts_in_business_place_from_when_they_were_recorded() {
-    let sys = System::start(Setup::default()).await;
+    let sys = start(Setup::default()).await;
     let child = new_id();
     let worker = new_id();
     let seen = |alone: bool| json!({"seen_by": worker, "seen_alone": alone, "context": "statutory_visit"});
@@ -134,16 +103,16 @@ async fn as_of_shows_what_was_known_then_late_facts_in_business_place_from_when_
         Some(t) => format!("/v1/children/{child}/chronology?as_of={}", t.replace('+', "%2B")),
         None => format!("/v1/children/{child}/chronology"),
     };
-    let at_t1 = sys.get(tokens::HARINGEY, &path(Some(&t1))).await;
+    let at_t1 = sys.query.get(tokens::HARINGEY, &path(Some(&t1))).await;
     assert_eq!(at_t1.status, 200, "{}", at_t1.text);
     assert_eq!(lines(&at_t1), owned(&[("child.registered", "current"), ("child.seen", "current")]));
-    let at_t2 = sys.get(tokens::HARINGEY, &path(Some(&t2))).await;
+    let at_t2 = sys.query.get(tokens::HARINGEY, &path(Some(&t2))).await;
     assert_eq!(
         lines(&at_t2),
         owned(&[("child.registered", "current"), ("concern.raised", "current"), ("child.seen", "current")]),
         "the late concern takes its business-time place once recorded; the later correction is not yet known"
     );
-    let now = sys.get(tokens::HARINGEY, &path(None)).await;
+    let now = sys.query.get(tokens::HARINGEY, &path(None)).await;
     assert_eq!(
         lines(&now),
         owned(&[
@@ -262,15 +231,15 @@ fn assert_clean(text: &str, child: &str, worker: &str, what: &str) {
 
 #[tokio::test]
 async fn the_anonymised_export_names_people_by_role_and_leaks_nothing_in_any_format() {
-    let sys = System::start(Setup::default()).await;
+    let sys = start(Setup::default()).await;
     let (child, worker) = (new_id(), new_id());
     child_with_personal_data(&sys, &child, &worker).await;
 
     let path = |format: &str| format!("/v1/children/{child}/chronology/export?format={format}");
-    let json_export = sys.get(tokens::HARINGEY, &path("json")).await;
+    let json_export = sys.query.get(tokens::HARINGEY, &path("json")).await;
     assert_eq!(json_export.status, 200, "{}", json_export.text);
     for format in ["md", "csv", "json"] {
-        let answer = sys.get(tokens::HARINGEY, &path(format)).await;
+        let answer = sys.query.get(tokens::HARINGEY, &path(format)).await;
         assert_eq!(answer.status, 200, "{format}: {}", answer.text);
         assert_clean(&answer.text, &child, &worker, format);
         for label in ["Child A", "Mother", "Sibling 1", "Father", "Social worker 1", "Referral 1"] {
@@ -288,10 +257,10 @@ async fn the_anonymised_export_names_people_by_role_and_leaks_nothing_in_any_for
         "{detail}"
     );
     assert!(detail.contains("[removed]"), "the NHS number is removed: {detail}");
-    let md = sys.get(tokens::HARINGEY, &path("md")).await;
+    let md = sys.query.get(tokens::HARINGEY, &path("md")).await;
     assert!(md.text.contains("Produced ") && md.text.contains("event stream position"), "{}", md.text);
     // An unknown format is refused by name, before anything is read.
-    let bad = sys.get(tokens::HARINGEY, &path("pdf")).await;
+    let bad = sys.query.get(tokens::HARINGEY, &path("pdf")).await;
     assert_eq!(bad.status, 422);
     assert!(bad.text.contains("format"), "{}", bad.text);
 }
@@ -314,7 +283,7 @@ const AUDIT: Matrix = [[403; 5], [403; 5], [403; 5], [200, 403, 403, 200, 200], 
 
 #[tokio::test]
 async fn every_role_against_every_read_with_each_kind_of_child_and_every_child_level_attempt_logged() {
-    let sys = System::start(Setup::default()).await;
+    let sys = start(Setup::default()).await;
     let worker = new_id();
     let [own, other, sealed, reviewed, closed] = [new_id(), new_id(), new_id(), new_id(), new_id()];
     sys.publish(
@@ -378,7 +347,7 @@ async fn every_role_against_every_read_with_each_kind_of_child_and_every_child_l
     for (endpoint, path, table) in endpoints {
         for (p, (name, token)) in principals.iter().enumerate() {
             for (c, child) in children.iter().enumerate() {
-                let answer = sys.get(token, &path(child)).await;
+                let answer = sys.query.get(token, &path(child)).await;
                 let want = table[p][c];
                 assert_eq!(answer.status, want, "{name} {endpoint} child #{c}: {}", answer.text);
                 let outcome = if want == 200 { "allowed" } else { "refused" };
@@ -400,10 +369,10 @@ async fn every_role_against_every_read_with_each_kind_of_child_and_every_child_l
     let sealed_local = json!({"council": HARINGEY, "la_child_id": format!("L{}", &sealed[..8])});
     for (token, want) in aggregate {
         let lookup = sys.query.post(token, "/v1/children/lookup", &sealed_local).await;
-        let caseloads = sys.get(token, &format!("/v1/caseloads?council={HARINGEY}")).await;
-        let indicators = sys.get(token, &format!("/v1/indicators?council={HARINGEY}")).await;
-        let cases = sys.get(token, &format!("/v1/workers/{worker}/caseload")).await;
-        let verify = sys.get(token, "/v1/verify").await;
+        let caseloads = sys.query.get(token, &format!("/v1/caseloads?council={HARINGEY}")).await;
+        let indicators = sys.query.get(token, &format!("/v1/indicators?council={HARINGEY}")).await;
+        let cases = sys.query.get(token, &format!("/v1/workers/{worker}/caseload")).await;
+        let verify = sys.query.get(token, "/v1/verify").await;
         let got = [lookup.status, caseloads.status, indicators.status, cases.status, verify.status];
         assert_eq!(got, want, "token {token}: {} {} {}", lookup.text, cases.text, verify.text);
         if cases.status == 200 {
@@ -420,7 +389,7 @@ async fn every_role_against_every_read_with_each_kind_of_child_and_every_child_l
         }
     }
     // Aggregates still count the sealed child: four Haringey cases open for the worker.
-    let loads = sys.get(tokens::DASHBOARD, &format!("/v1/caseloads?council={HARINGEY}")).await;
+    let loads = sys.query.get(tokens::DASHBOARD, &format!("/v1/caseloads?council={HARINGEY}")).await;
     assert_eq!(loads.json["workers"][0]["open_cases"], 4, "{}", loads.text);
 
     // Every child-level attempt, allowed or refused, is in the access log, once.
@@ -441,7 +410,7 @@ async fn every_role_against_every_read_with_each_kind_of_child_and_every_child_l
 
 #[tokio::test]
 async fn the_access_log_shows_who_read_why_and_reading_it_is_logged_too() {
-    let sys = System::start(Setup::default()).await;
+    let sys = start(Setup::default()).await;
     let child = new_id();
     sys.publish(tokens::HARINGEY, vec![registered("reg", &child, HARINGEY)]).await;
     let chronology = format!("/v1/children/{child}/chronology");
@@ -454,11 +423,11 @@ async fn the_access_log_shows_who_read_why_and_reading_it_is_logged_too() {
         )
         .await;
     assert_eq!(read.status, 200);
-    assert_eq!(sys.get(tokens::REVIEWER, &chronology).await.status, 403);
+    assert_eq!(sys.query.get(tokens::REVIEWER, &chronology).await.status, 403);
 
     let log_path = format!("/v1/children/{child}/access-log");
     sys.projector.wait_for_audit().await;
-    let first = sys.get(tokens::AUDITOR, &log_path).await;
+    let first = sys.query.get(tokens::AUDITOR, &log_path).await;
     assert_eq!(first.status, 200, "{}", first.text);
     let entries = first.json["entries"].as_array().expect("entries").clone();
     // The two reads, then (if the audit consumer was quick enough) this very read of the log.
@@ -474,12 +443,12 @@ async fn the_access_log_shows_who_read_why_and_reading_it_is_logged_too() {
     assert!(entries[0]["at"].is_string());
 
     sys.projector.wait_for_audit().await;
-    let second = sys.get(tokens::AUDITOR, &log_path).await;
+    let second = sys.query.get(tokens::AUDITOR, &log_path).await;
     let last = second.json["entries"].as_array().and_then(|e| e.last()).cloned().expect("an entry");
     assert_eq!(last["principal"], "haringey-auditor", "{}", second.text);
     assert_eq!(last["endpoint"], "GET /v1/children/{child}/access-log");
     // Practitioners read records, not who else read them.
-    assert_eq!(sys.get(tokens::HARINGEY, &log_path).await.status, 403);
+    assert_eq!(sys.query.get(tokens::HARINGEY, &log_path).await.status, 403);
 }
 
 /// Runs `safeguard verify --stream-only` with nothing but NATS and the
@@ -506,8 +475,7 @@ fn has_break(report: &Value, subject: &str, sequence: u64, kind: &str) -> bool {
 
 #[tokio::test]
 async fn tampering_is_reported_by_kind_and_a_checkpoint_holds_only_until_the_stream_is_rewritten() {
-    let mut sys =
-        System::start(Setup { tamperable: true, checkpoint_interval: Some(Duration::from_millis(100)) }).await;
+    let mut sys = start(Setup { tamperable: true, checkpoint_interval: Some(Duration::from_millis(100)) }).await;
     let [a, b, c, d] = [new_id(), new_id(), new_id(), new_id()];
     let mut seqs = std::collections::HashMap::new();
     for child in [&a, &b, &c, &d] {
@@ -549,7 +517,7 @@ async fn tampering_is_reported_by_kind_and_a_checkpoint_holds_only_until_the_str
     assert_eq!(report["ok"], true);
     assert_eq!(report["checked"], 12);
     assert!(report["checkpoints"]["checked"].as_u64() >= Some(1), "{report}");
-    let whole = sys.get(tokens::NATIONAL_AUDITOR, "/v1/verify").await;
+    let whole = sys.query.get(tokens::NATIONAL_AUDITOR, "/v1/verify").await;
     assert_eq!(whole.json["ok"], true, "{}", whole.text);
 
     // Tamper through a plain NATS connection, with the gateway stopped.
@@ -602,12 +570,12 @@ async fn tampering_is_reported_by_kind_and_a_checkpoint_holds_only_until_the_str
     assert!(!failures.is_empty(), "the checkpoint no longer holds: {report}");
 
     // With the Postgres copy, the differences between the two are named as well.
-    let whole = sys.get(tokens::NATIONAL_AUDITOR, "/v1/verify").await;
+    let whole = sys.query.get(tokens::NATIONAL_AUDITOR, "/v1/verify").await;
     assert_eq!(whole.json["ok"], false, "{}", whole.text);
     assert!(has_break(&whole.json, &a, 2, "copy_mismatch"), "{}", whole.text);
     assert!(has_break(&whole.json, &b, 3, "copy_mismatch"), "{}", whole.text);
     // One child's verification covers that child only.
-    let one = sys.get(tokens::AUDITOR, &format!("/v1/verify?child={a}")).await;
+    let one = sys.query.get(tokens::AUDITOR, &format!("/v1/verify?child={a}")).await;
     let subjects: Vec<&str> =
         one.json["breaks"].as_array().expect("breaks").iter().filter_map(|b| b["subject"].as_str()).collect();
     assert!(!subjects.is_empty() && subjects.iter().all(|s| *s == a), "{}", one.text);
@@ -632,8 +600,7 @@ async fn checkpoint_covering(nats: &NatsServer, position: u64) {
 
 #[tokio::test]
 async fn after_a_key_rotation_events_and_checkpoints_of_both_keys_verify_with_the_listed_keys() {
-    let mut sys =
-        System::start(Setup { checkpoint_interval: Some(Duration::from_millis(100)), ..Setup::default() }).await;
+    let mut sys = start(Setup { checkpoint_interval: Some(Duration::from_millis(100)), ..Setup::default() }).await;
     let child = new_id();
     let seen = |id: &str, day: &str| {
         event(
@@ -688,16 +655,16 @@ async fn every_table_as_text(pool: &PgPool) -> String {
 
 #[tokio::test]
 async fn erasure_leaves_no_personal_data_anywhere_while_chains_verify_and_aggregates_stand() {
-    let sys = System::start(Setup::default()).await;
+    let sys = start(Setup::default()).await;
     let (child, worker) = (new_id(), new_id());
     child_with_personal_data(&sys, &child, &worker).await;
     let lookup = json!({"nhs_number": "943 476 5919"});
     let found = sys.query.post(tokens::HARINGEY, "/v1/children/lookup", &lookup).await;
     assert_eq!(found.json["children"][0]["child"], child.as_str(), "{}", found.text);
     let indicators_path = format!("/v1/indicators?council={HARINGEY}&period=2023-24");
-    let before = sys.get(tokens::DASHBOARD, &indicators_path).await.json;
+    let before = sys.query.get(tokens::DASHBOARD, &indicators_path).await.json;
     let export_path = format!("/v1/children/{child}/chronology/export?format=json");
-    let before_export = sys.get(tokens::HARINGEY, &export_path).await;
+    let before_export = sys.query.get(tokens::HARINGEY, &export_path).await;
     assert!(before_export.text.contains("Child A had a bruise"), "{}", before_export.text);
 
     // Only an admin may erase, and only a child that exists.
@@ -738,7 +705,7 @@ async fn erasure_leaves_no_personal_data_anywhere_while_chains_verify_and_aggreg
     // No read yields the personal data (the query role forgets the key as the bucket changes).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let export = loop {
-        let export = sys.get(tokens::HARINGEY, &export_path).await;
+        let export = sys.query.get(tokens::HARINGEY, &export_path).await;
         if !export.text.contains("Child A had a bruise") || std::time::Instant::now() > deadline {
             break export;
         }
@@ -746,11 +713,14 @@ async fn erasure_leaves_no_personal_data_anywhere_while_chains_verify_and_aggreg
     };
     assert_eq!(export.status, 200);
     for format in ["md", "csv", "json"] {
-        let text =
-            sys.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology/export?format={format}")).await.text;
+        let text = sys
+            .query
+            .get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology/export?format={format}"))
+            .await
+            .text;
         assert_clean(&text, &child, &worker, format);
     }
-    let chronology = sys.get(tokens::ADMIN, &format!("/v1/children/{child}/chronology?format=csv")).await;
+    let chronology = sys.query.get(tokens::ADMIN, &format!("/v1/children/{child}/chronology?format=csv")).await;
     assert_eq!(chronology.status, 200);
     for secret in SECRETS.iter().filter(|s| !s.starts_with("2019") && !s.starts_with("R-")) {
         assert!(!chronology.text.contains(secret), "{secret} in {}", chronology.text);
@@ -778,9 +748,9 @@ async fn erasure_leaves_no_personal_data_anywhere_while_chains_verify_and_aggreg
     assert_eq!(held, 1, "only the tombstone is left");
 
     // Every chain and signature still verifies, and the aggregates are as they were.
-    let verify = sys.get(tokens::NATIONAL_AUDITOR, "/v1/verify").await;
+    let verify = sys.query.get(tokens::NATIONAL_AUDITOR, "/v1/verify").await;
     assert_eq!(verify.json["ok"], true, "{}", verify.text);
-    let after = sys.get(tokens::DASHBOARD, &indicators_path).await.json;
+    let after = sys.query.get(tokens::DASHBOARD, &indicators_path).await.json;
     assert_eq!(before, after);
 
     // New facts may be recorded without personal fields; personal fields are refused by name.

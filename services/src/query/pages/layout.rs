@@ -75,18 +75,21 @@ pub fn secure_headers(h: &mut axum::http::HeaderMap) {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
+/// A redirect after a form, or to sign in.
+pub fn see_other(location: &'static str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response.headers_mut().insert(header::LOCATION, HeaderValue::from_static(location));
+    secure_headers(response.headers_mut());
+    response
+}
+
 /// An error as a page: the same decisions as the API's problem+json, for
 /// people. Someone not signed in is sent to sign in; a refusal shows the
 /// reason and nothing of the record.
 pub fn error_page(error: QueryError, frame: Frame<'_>) -> Response {
     let status = error.status();
     let (heading, lines): (&str, Vec<String>) = match error {
-        QueryError::Unauthorized => {
-            let mut response = StatusCode::SEE_OTHER.into_response();
-            response.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/ui/sign-in"));
-            secure_headers(response.headers_mut());
-            return response;
-        }
+        QueryError::Unauthorized => return see_other("/ui/sign-in"),
         QueryError::Forbidden(reason) => ("You cannot see this", vec![capitalise(&reason)]),
         QueryError::NotFound(reason) => ("Not found", vec![capitalise(&reason)]),
         QueryError::Invalid(errors) => (

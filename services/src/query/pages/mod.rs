@@ -39,7 +39,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
 use chrono_tz::Europe::London;
 use events::calendar::business_date;
 use events::ids::CouncilCode;
-use layout::{Frame, error_page, format_count, format_value, indicator_label, page, respond, unit_words};
+use layout::{Frame, error_page, format_count, format_value, indicator_label, page, respond, see_other, unit_words};
 use maud::{Markup, html};
 use projections::indicators::Period;
 use serde::Deserialize;
@@ -164,13 +164,6 @@ fn sign_in_page(problems: &[(&str, &str)], acting_user: &str) -> Markup {
         }
     };
     page("Sign in", Frame { session: None, csrf: None }, body)
-}
-
-fn see_other(location: &'static str) -> Response {
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    response.headers_mut().insert(header::LOCATION, HeaderValue::from_static(location));
-    layout::secure_headers(response.headers_mut());
-    response
 }
 
 async fn sign_in(

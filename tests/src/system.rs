@@ -1,0 +1,48 @@
+//! A whole backbone for the end-to-end suites: its own NATS server, a
+//! gateway, a database, a projector left running and a query role, with
+//! the test principals of [`crate::gateway::tokens`].
+
+use crate::gateway::{Options, TestGateway};
+use crate::projector::LiveProjector;
+use crate::query::TestQuery;
+use crate::{NatsServer, TestDatabase};
+use serde_json::Value;
+use sqlx::PgPool;
+
+#[derive(Debug)]
+pub struct System {
+    pub nats: NatsServer,
+    pub gateway: TestGateway,
+    pub db: TestDatabase,
+    pub pool: PgPool,
+    pub projector: LiveProjector,
+    pub query: TestQuery,
+}
+
+impl System {
+    pub async fn start() -> Self {
+        Self::start_with(NatsServer::start().await, Options::default()).await
+    }
+
+    /// On a server the test has prepared, with a gateway of its own settings.
+    pub async fn start_with(nats: NatsServer, options: Options) -> Self {
+        let gateway = TestGateway::start_with(&nats.url(), options).await;
+        let db = TestDatabase::create().await;
+        let pool = db.pool().await;
+        let projector = LiveProjector::start_for(&gateway, &nats.url(), &pool).await;
+        let query = TestQuery::start(&nats.url(), db.url(), &gateway).await;
+        Self { nats, gateway, db, pool, projector, query }
+    }
+
+    /// Publishes `events` as `token`, which must be answered 201, waits until
+    /// the projector has applied the last, and returns every result.
+    #[allow(clippy::expect_used)]
+    pub async fn publish(&self, token: &str, events: Vec<Value>) -> Vec<Value> {
+        let r = self.gateway.post(token, &Value::Array(events)).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let results = r.json["results"].as_array().cloned().unwrap_or_default();
+        let last = results.last().and_then(|l| l["stream_sequence"].as_u64()).expect("stream sequence");
+        self.projector.wait_for(last).await;
+        results
+    }
+}
