@@ -190,10 +190,14 @@ pub async fn read_ordered(
 /// How many messages match `filter` in `stream` (0 when none).
 pub async fn count_matching(stream: &jetstream::stream::Stream, filter: &str) -> Result<u64, BusError> {
     let setup = |e: &dyn std::fmt::Display| BusError::Setup { what: "a count", message: e.to_string() };
+    // One replica, in memory: placed with the stream's leader, which has
+    // every stored message, rather than on a replica that may lag.
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::Config {
             filter_subject: filter.to_owned(),
             inactive_threshold: Duration::from_secs(10),
+            num_replicas: 1,
+            memory_storage: true,
             ..Default::default()
         })
         .await

@@ -111,12 +111,21 @@ pub async fn verify(
 
     let mut messages = if to_read > 0 { Some(bus::read_ordered(&stream, &filter, 1).await?) } else { None };
     let mut read = 0u64;
+    // The count can come from a replica still catching up after a node
+    // restarts, and fall short. So reading also goes on until it has passed
+    // the copy's position, or the reader says nothing is left: the copy is
+    // then never compared against a stream read short of it.
+    let mut last_read = 0u64;
+    let mut left_after = u64::MAX;
+    let more = |read: u64, last_read: u64, left_after: u64| {
+        read < to_read || (copy_position.is_some_and(|p| last_read < p) && left_after > 0 && to_read > 0)
+    };
     let mut in_flight: futures::stream::FuturesOrdered<tokio::task::JoinHandle<Checked>> =
         futures::stream::FuturesOrdered::new();
     loop {
         // Read one chunk while up to two are being checked.
         let mut chunk = Vec::with_capacity(CHUNK);
-        while read < to_read && chunk.len() < CHUNK {
+        while more(read, last_read, left_after) && chunk.len() < CHUNK {
             let Some(messages) = messages.as_mut() else { break };
             let message = messages
                 .next()
@@ -126,6 +135,7 @@ pub async fn verify(
             read += 1;
             let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
             let stream_seq = info.stream_sequence;
+            (last_read, left_after) = (stream_seq, info.pending);
             let Some(subject) = subjects::subject_of(message.subject.as_str()) else { continue };
             let position = positions.entry(subject.to_owned()).or_default();
             chunk.push(Item {
@@ -143,7 +153,7 @@ pub async fn verify(
             let last_in_chunk = chunk.last().map_or(compared, |i| i.stream_seq);
             let (rows, compare_upto) = match (copy, copy_position) {
                 (Some(pool), Some(limit)) => {
-                    let end = if read >= to_read { limit } else { last_in_chunk.min(limit) };
+                    let end = if more(read, last_read, left_after) { last_in_chunk.min(limit) } else { limit };
                     let rows = if end > compared { copy_rows(pool, child, compared, end).await? } else { Vec::new() };
                     compared = compared.max(end);
                     (rows, Some(end))
@@ -153,7 +163,7 @@ pub async fn verify(
             let keys = keys.to_vec();
             in_flight.push_back(tokio::task::spawn_blocking(move || check_chunk(&chunk, &rows, compare_upto, &keys)));
         }
-        let done_reading = read >= to_read;
+        let done_reading = !more(read, last_read, left_after);
         if in_flight.len() >= 2 || (done_reading && !in_flight.is_empty()) {
             let Some(result) = in_flight.next().await else { break };
             let result = result.context("a verification task failed")?;
