@@ -379,6 +379,7 @@ async fn the_timeline_replays_what_was_known_and_a_later_correction_is_hidden() 
     let page = browser.text("main").await;
     assert!(!page.contains(child.as_str()) && !page.contains(&child[..8]), "the child's id is not published");
     assert!(!page.contains(fx.worker_a.as_str()));
+    assert!(page.contains("Referral 1 from police (6)"), "ids become labels, named once: {page}");
     assert!(!browser.has("#as_of").await, "the publication view is the record as it stands now");
     browser.screenshot("timeline_publication").await;
     browser.assert_accessible("the publication view").await;

@@ -244,6 +244,7 @@ fn replace_words(text: &str, needle: &str, label: &str) -> String {
             let boundary_after = end == chars.len() || !is_word(chars[end].1) || !is_word(chars[end - 1].1);
             if boundary_after {
                 out.push_str(&text[copied_to..chars[i].0]);
+                drop_repeated_kind(&mut out, label);
                 out.push_str(label);
                 copied_to = if end == chars.len() { text.len() } else { chars[end].0 };
                 i = end;
@@ -254,6 +255,22 @@ fn replace_words(text: &str, needle: &str, label: &str) -> String {
     }
     out.push_str(&text[copied_to..]);
     out
+}
+
+/// Summaries name an id after its kind ("Referral R-4411 from police"); its
+/// numbered label already says the kind ("Referral 1"), so the word before
+/// it goes, rather than read "Referral Referral 1".
+fn drop_repeated_kind(out: &mut String, label: &str) {
+    let Some((kind, number)) = label.rsplit_once(' ') else { return };
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
+        return;
+    }
+    let before = format!("{kind} ");
+    let Some(start) = out.len().checked_sub(before.len()) else { return };
+    let word_starts = start == 0 || out[..start].chars().next_back().is_some_and(|c| !c.is_alphanumeric());
+    if out.is_char_boundary(start) && word_starts && out[start..].eq_ignore_ascii_case(&before) {
+        out.truncate(start);
+    }
 }
 
 /// Where a case-insensitive match of `needle` starting at `start` ends.
@@ -389,5 +406,18 @@ mod tests {
         );
         let r = vec![("Zoë".to_owned(), "Child A".to_owned())];
         assert_eq!(redact("zoë and ZOË, Zoëy", &r), "Child A and Child A, Zoëy");
+    }
+
+    #[test]
+    fn an_id_after_its_kind_is_not_named_twice() {
+        let r =
+            vec![("R-4411".to_owned(), "Referral 1".to_owned()), ("S1".to_owned(), "Section 47 enquiry 1".to_owned())];
+        assert_eq!(
+            redact("Section 47 enquiry S1 started (referral R-4411); see R-4411. Preferral R-4411", &r),
+            "Section 47 enquiry 1 started (Referral 1); see Referral 1. Preferral Referral 1"
+        );
+        // Unnumbered labels are left as they are.
+        let r = vec![("Jane".to_owned(), "Mother".to_owned())];
+        assert_eq!(redact("Mother Jane", &r), "Mother Mother");
     }
 }
