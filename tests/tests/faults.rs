@@ -41,17 +41,23 @@ fn cluster_options() -> Options {
     Options { replicas: 3, publish_timeout: Duration::from_secs(4), ..Options::default() }
 }
 
-async fn events_stream(url: &str) -> jetstream::stream::Stream {
-    let js = jetstream::new(tests::connect(url).await);
-    js.get_stream(services::bus::EVENTS_STREAM).await.expect("the event stream")
-}
-
-/// The index of the node leading the event stream.
+/// The index of the node leading the event stream. Just after a node
+/// returns or a leader steps down the stream may be between leaders for a
+/// moment (no leader in its info, or no answer): that is waited out.
 async fn stream_leader(cluster: &NatsCluster) -> usize {
-    let mut stream = events_stream(&cluster.urls()).await;
-    let info = stream.info().await.expect("stream info");
-    let leader = info.cluster.as_ref().and_then(|c| c.leader.clone()).expect("the stream has a leader");
-    (0..cluster.len()).find(|&i| cluster.node(i).name() == leader).expect("the leader is one of ours")
+    let js = jetstream::new(tests::connect(&cluster.urls()).await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leader = match js.get_stream(services::bus::EVENTS_STREAM).await {
+            Ok(mut stream) => stream.info().await.ok().and_then(|i| i.cluster.as_ref().and_then(|c| c.leader.clone())),
+            Err(_) => None,
+        };
+        if let Some(leader) = leader {
+            return (0..cluster.len()).find(|&i| cluster.node(i).name() == leader).expect("the leader is one of ours");
+        }
+        assert!(Instant::now() < deadline, "the event stream had no leader for 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Asks the event stream's leader to step down until `node` leads it, so
