@@ -10,6 +10,8 @@ use std::time::Duration;
 pub const EVENTS_STREAM: &str = "SG_EVENTS";
 pub const AUDIT_STREAM: &str = "SG_AUDIT";
 pub const KEYS_BUCKET: &str = "sg_child_keys";
+/// Page sessions that were signed out (by nonce), kept as long as a session lives.
+pub const SIGNED_OUT_BUCKET: &str = "sg_signed_out";
 
 /// The oldest server the backbone runs on: atomic batch publish arrived in 2.12.
 pub const MIN_SERVER: (u32, u32) = (2, 12);
@@ -134,7 +136,45 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) 
     js.get_or_create_stream(audit)
         .await
         .map_err(|e| BusError::Setup { what: "the audit stream", message: e.to_string() })?;
+    ensure_signed_out_bucket(js, settings).await?;
     Ok(())
+}
+
+/// The bucket of signed-out page sessions. A session cookie carries its own
+/// proof (see `query::pages::session`), so signing out must be remembered
+/// somewhere every query role sees until the cookie would have expired
+/// anyway: each entry ages out after `max_age`.
+pub async fn ensure_signed_out_bucket(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<kv::Store, BusError> {
+    let config = kv::Config {
+        bucket: SIGNED_OUT_BUCKET.to_owned(),
+        description: "page sessions signed out before they expired, by nonce".to_owned(),
+        history: 1,
+        // A session lives 8 hours; an hour more covers clocks a little apart.
+        max_age: Duration::from_secs(9 * 60 * 60),
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        ..Default::default()
+    };
+    // Roles start together (`serve`), and a bucket another role has just
+    // made may not have a leader yet: a few tries, a second apart.
+    let mut attempt = 0;
+    loop {
+        if let Ok(store) = js.get_key_value(SIGNED_OUT_BUCKET).await {
+            return Ok(store);
+        }
+        match js.create_key_value(config.clone()).await {
+            Ok(store) => return Ok(store),
+            Err(e) if attempt >= 4 => {
+                return Err(BusError::Setup { what: "the signed-out bucket", message: e.to_string() });
+            }
+            Err(e) => tracing::warn!(error = %e, "the signed-out bucket is not ready; trying again"),
+        }
+        attempt += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The bucket of children's data keys: separate from the event stream

@@ -265,6 +265,7 @@ pub async fn run_query(
     let master = keystore::MasterKey::load_or_create(&master_key)?;
     let lookup_key = master.lookup_key();
     let sessions = query::pages::session::SessionKey::new(master.session_key());
+    let signed_out = bus::ensure_signed_out_bucket(&js, &nats.stream_settings()).await?;
     let bucket = bus::ensure_key_bucket(&js, &nats.stream_settings()).await?;
     let keys = keystore::KeyStore::watched(bucket, master).await?;
     let state = Arc::new(query::QueryState {
@@ -278,6 +279,7 @@ pub async fn run_query(
         metrics: query::QueryMetrics::default(),
         now: chrono::Utc::now,
         sessions,
+        signed_out,
     });
     let listener = tokio::net::TcpListener::bind(&query.listen)
         .await

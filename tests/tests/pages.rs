@@ -519,4 +519,22 @@ async fn people_without_the_right_see_nothing() {
         page.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(page.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+
+    // Signing out ends the session everywhere: a copy of the cookie taken before is refused after.
+    let html = page.text().await.unwrap_or_default();
+    let csrf =
+        html.split("name=\"csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("a CSRF token");
+    let out = http
+        .post(sys.query.url("/ui/sign-out"))
+        .header("origin", &host)
+        .header("cookie", &session)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(out.status(), 303);
+    assert!(out.headers().get("set-cookie").and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("Max-Age=0")));
+    let copied = http.get(sys.query.url("/ui")).header("cookie", &session).send().await.expect("answer");
+    assert_eq!(copied.status(), 303, "a signed-out session's cookie no longer opens a page");
+    assert_eq!(copied.headers().get("location").and_then(|v| v.to_str().ok()), Some("/ui/sign-in"));
 }

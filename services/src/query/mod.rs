@@ -79,6 +79,8 @@ pub struct QueryState {
     pub now: fn() -> DateTime<Utc>,
     /// Signs the pages' session cookies (derived from the master key).
     pub sessions: pages::session::SessionKey,
+    /// Sessions signed out before they expired (`bus::SIGNED_OUT_BUCKET`).
+    pub signed_out: async_nats::jetstream::kv::Store,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

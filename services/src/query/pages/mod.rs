@@ -89,10 +89,18 @@ impl Viewer {
     }
 }
 
-fn viewer(app: &QueryState, headers: &HeaderMap) -> Result<Viewer, QueryError> {
+async fn viewer(app: &QueryState, headers: &HeaderMap) -> Result<Viewer, QueryError> {
     let session = session::cookie(headers)
         .and_then(|value| app.sessions.open(value, (app.now)()))
         .ok_or(QueryError::Unauthorized)?;
+    // A session signed out elsewhere (or whose cookie was copied before it was) is over.
+    let signed_out = app.signed_out.get(&session.nonce).await.map_err(|e| {
+        tracing::error!(error = %e, "could not read the signed-out sessions");
+        QueryError::Unavailable("sessions cannot be checked just now".into())
+    })?;
+    if signed_out.is_some() {
+        return Err(QueryError::Unauthorized);
+    }
     let principal = app.principals.named(&session.principal).ok_or(QueryError::Unauthorized)?;
     let asker = Asker {
         principal: session.principal.clone(),
@@ -109,7 +117,7 @@ where
     F: FnOnce(Viewer, Arc<QueryState>) -> Fut,
     Fut: Future<Output = Result<Response, QueryError>>,
 {
-    let response = match viewer(app, headers) {
+    let response = match viewer(app, headers).await {
         Err(e) => error_page(e, Frame { session: None, csrf: None }),
         Ok(v) => {
             let frame_viewer = v.clone();
@@ -126,7 +134,7 @@ where
 // ---------------------------------------------------------------- sign-in
 
 async fn sign_in_form(State(app): State<Arc<QueryState>>, headers: HeaderMap) -> Response {
-    if viewer(&app, &headers).is_ok() {
+    if viewer(&app, &headers).await.is_ok() {
         return see_other("/ui");
     }
     respond(StatusCode::OK, sign_in_page(&[], ""))
@@ -223,10 +231,16 @@ async fn sign_out(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let Ok(v) = viewer(&app, &headers) else { return see_other("/ui/sign-in") };
+    let Ok(v) = viewer(&app, &headers).await else { return see_other("/ui/sign-in") };
     let token = form.get("csrf").map(String::as_str).unwrap_or_default();
     if !session::same_origin(&headers) || !app.sessions.csrf_ok(&v.session, token) {
         return error_page(QueryError::Forbidden("sign-out must come from this site's own page".into()), v.frame());
+    }
+    // Remembered before the cookie goes: a copy of it must not outlive the sign-out.
+    if let Err(e) = app.signed_out.put(&v.session.nonce, v.session.expires.to_string().into()).await {
+        tracing::error!(error = %e, "could not record a sign-out");
+        let reason = "the sign-out could not be recorded, so you are still signed in; try again";
+        return error_page(QueryError::Unavailable(reason.into()), v.frame());
     }
     let mut response = see_other("/ui/sign-in");
     response.headers_mut().insert(header::SET_COOKIE, session::clear_cookie());
@@ -528,7 +542,7 @@ async fn dashboard_stream(
 ) -> Response {
     // A stream answers errors as problem+json: EventSource reads no pages.
     let result = async {
-        let v = viewer(&app, &headers)?;
+        let v = viewer(&app, &headers).await?;
         let today = business_date(&(app.now)());
         let (council, period) = dashboard_scope(&v, &p, today)?;
         indicator_events(&app, &council, period, today).await

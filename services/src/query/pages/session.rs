@@ -7,10 +7,12 @@
 //!   and no other host or path can overwrite it.
 //! - Its value is the session (principal, acting user, purpose, expiry,
 //!   nonce) with an HMAC-SHA256 tag under a key derived from the master key.
-//!   Nothing is stored server-side, so every query role sharing the master
-//!   key accepts it; the principal is looked up again on every request, so
-//!   removing a principal from `principals.toml` (and SIGHUP) ends its
-//!   sessions at once.
+//!   Nothing about a live session is stored server-side, so every query
+//!   role sharing the master key accepts it; the principal is looked up
+//!   again on every request, so removing a principal from `principals.toml`
+//!   (and SIGHUP) ends its sessions at once. Signing out records the
+//!   session's nonce in the `sg_signed_out` bucket (until the cookie would
+//!   have expired), so a copy of the cookie dies with it.
 //! - Anything that changes state (sign-in, sign-out) must come from our own
 //!   origin (`Origin`, else `Sec-Fetch-Site`); sign-out also carries a CSRF
 //!   token, an HMAC of the session's nonce.
