@@ -121,6 +121,7 @@ async fn session(pool: &PgPool, js: &jetstream::Context, stats: &Stats) -> Resul
     let durable = "sg-audit-projector".to_owned();
     let _ = stream.delete_consumer(&durable).await;
     let consumer = consumer_from(&stream, Some(durable), &[events::subjects::AUDIT_FILTER.to_owned()], from).await?;
+    let mut deliveries = crate::runtime::Deliveries::new();
     loop {
         let mut messages = consumer
             .fetch()
@@ -134,6 +135,7 @@ async fn session(pool: &PgPool, js: &jetstream::Context, stats: &Stats) -> Resul
         while let Some(message) = messages.next().await {
             let message = message.map_err(|e| ProjectorError::JetStream(e.to_string()))?;
             let info = message.info().map_err(|e| ProjectorError::JetStream(e.to_string()))?;
+            deliveries.check(info.consumer_sequence)?;
             batch.push((info.stream_sequence, decode(message.subject.as_str(), &message.payload)));
             last = Some(message);
         }

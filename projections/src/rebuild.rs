@@ -58,10 +58,14 @@ pub async fn rebuild(
         stats.stream_last.store(info.state.last_sequence, Ordering::Relaxed);
     }
     let consumer = runtime::consumer_from(&stream, None, &settings.filters, 0).await?;
+    // A lost delivery fails the rebuild (run it again) rather than leave a hole.
+    let mut deliveries = runtime::Deliveries::new();
     let mut position = 0;
     let mut target = Target::<std::future::Pending<()>>::Head;
     loop {
-        match runtime::pump(&pool, &stream, &consumer, &settings, &stats, position, None, target).await? {
+        match runtime::pump(&pool, &stream, &consumer, &mut deliveries, &settings, &stats, position, None, target)
+            .await?
+        {
             Outcome::Reached | Outcome::Stopped => {}
             Outcome::Moved { stored } => {
                 return Err(ProjectorError::JetStream(format!(
@@ -70,7 +74,19 @@ pub async fn rebuild(
             }
         }
         position = stats.position.load(Ordering::Relaxed);
-        match switch(&mut admin, &settings.name, position, &pool, &stream, &consumer, &settings, &stats).await? {
+        match switch(
+            &mut admin,
+            &settings.name,
+            position,
+            &pool,
+            &stream,
+            &consumer,
+            &mut deliveries,
+            &settings,
+            &stats,
+        )
+        .await?
+        {
             Some(at) => {
                 position = at;
                 break;
@@ -99,6 +115,7 @@ async fn switch(
     pool: &sqlx::PgPool,
     stream: &jetstream::stream::Stream,
     consumer: &jetstream::consumer::PullConsumer,
+    deliveries: &mut runtime::Deliveries,
     settings: &Settings,
     stats: &Stats,
 ) -> Result<Option<u64>, ProjectorError> {
@@ -131,7 +148,7 @@ async fn switch(
         if furthest > position {
             // The rebuild applies on its own connections, so the lock held here only stops the live side.
             let target = Target::<std::future::Pending<()>>::Until(furthest);
-            match runtime::pump(pool, stream, consumer, settings, stats, position, None, target).await? {
+            match runtime::pump(pool, stream, consumer, deliveries, settings, stats, position, None, target).await? {
                 Outcome::Reached => position = stats.position.load(Ordering::Relaxed),
                 Outcome::Stopped | Outcome::Moved { .. } => {
                     tx.rollback().await?;

@@ -73,6 +73,45 @@ pub enum ProjectorError {
     JetStream(String),
     #[error("the key store failed: {0}")]
     Keys(String),
+    /// A delivery never reached us (see [`Deliveries`]).
+    #[error("delivery {got} arrived where {expected} was due: some messages never reached the projector")]
+    Gap { expected: u64, got: u64 },
+}
+
+/// Checks that a consumer's deliveries reach us without a gap.
+///
+/// A pull request whose messages are lost on the way (the connection
+/// dropped while they were in flight, as when the whole cluster restarts)
+/// leaves them delivered but never seen. The next request carries on after
+/// them, and acknowledging its last message (`AckPolicy::All`) would
+/// acknowledge the unseen ones too: they would never be applied. The
+/// consumer numbers its deliveries 1, 2, 3, ... from its creation, so a
+/// number out of turn is a loss; the batch is not applied, and the caller
+/// starts again from the position PostgreSQL holds.
+#[derive(Debug)]
+pub struct Deliveries {
+    next: u64,
+}
+
+impl Deliveries {
+    /// For a consumer just made: its first delivery is number 1.
+    pub fn new() -> Self {
+        Self { next: 1 }
+    }
+
+    pub fn check(&mut self, consumer_sequence: u64) -> Result<(), ProjectorError> {
+        if consumer_sequence != self.next {
+            return Err(ProjectorError::Gap { expected: self.next, got: consumer_sequence });
+        }
+        self.next += 1;
+        Ok(())
+    }
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 fn js_error(e: impl std::fmt::Display) -> ProjectorError {
@@ -148,7 +187,8 @@ async fn session<F: Future<Output = ()> + Unpin>(
     let _ = stream.delete_consumer(durable).await;
     let consumer = consumer_from(&stream, Some(durable.to_owned()), &settings.filters, from).await?;
     tracing::info!(projector = %settings.name, from, "projector started");
-    pump(pool, &stream, &consumer, settings, stats, from, notifier, Target::Forever(shutdown)).await
+    let mut deliveries = Deliveries::new();
+    pump(pool, &stream, &consumer, &mut deliveries, settings, stats, from, notifier, Target::Forever(shutdown)).await
 }
 
 /// A pull consumer over `filters` that starts after `from`.
@@ -205,6 +245,7 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
     pool: &PgPool,
     stream: &jetstream::stream::Stream,
     consumer: &consumer::PullConsumer,
+    deliveries: &mut Deliveries,
     settings: &Settings,
     stats: &Stats,
     from: u64,
@@ -226,6 +267,7 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
         while let Some(message) = messages.next().await {
             let message = message.map_err(js_error)?;
             let info = message.info().map_err(js_error)?;
+            deliveries.check(info.consumer_sequence)?;
             batch.push(Incoming::decode(info.stream_sequence, message.subject.as_str(), &message.payload));
             last = Some(message);
         }
@@ -272,4 +314,21 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
 async fn caught_up(consumer: &consumer::PullConsumer) -> Result<bool, ProjectorError> {
     let info = consumer.clone().info().await.map_err(js_error)?.clone();
     Ok(info.num_pending == 0)
+}
+
+#[cfg(test)]
+mod deliveries_tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_must_come_in_turn_from_the_first() {
+        let mut d = Deliveries::new();
+        assert!(d.check(1).is_ok() && d.check(2).is_ok());
+        assert!(matches!(d.check(4), Err(ProjectorError::Gap { expected: 3, got: 4 })));
+        let mut fresh = Deliveries::new();
+        assert!(
+            matches!(fresh.check(21), Err(ProjectorError::Gap { expected: 1, got: 21 })),
+            "the first ones were lost"
+        );
+    }
 }

@@ -65,6 +65,7 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
 
     // The projector, a real process with its own key, projects.
     let db = TestDatabase::create().await;
+    let projector_log = tempfile::NamedTempFile::new().expect("a log file");
     let mut projector = tests::Process(
         Command::new(safeguard_binary())
             .args(["serve", "--role", "projector"])
@@ -75,7 +76,7 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
             .env("SAFEGUARD_NOTIFY_INTERVAL_MS", "100")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(projector_log.reopen().expect("the log file"))
             .spawn()
             .expect("start the projector"),
     );
@@ -109,7 +110,9 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
         if a.status == 200 && a.json["entries"].as_array().is_some_and(|e| e.len() == 3) {
             break a.json;
         }
-        assert!(projector.try_wait().expect("projector").is_none(), "the projector exited");
+        if projector.try_wait().expect("projector").is_some() {
+            panic!("the projector exited: {}", std::fs::read_to_string(projector_log.path()).unwrap_or_default());
+        }
         assert!(Instant::now() < deadline, "the chronology never showed the three events: {} {}", a.status, a.text);
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

@@ -294,3 +294,57 @@ async fn two_partitioned_projectors_sharing_a_database_equal_one_clean_rebuild()
         );
     }
 }
+
+/// A pull request whose messages never reach the projector (lost in flight,
+/// as when the whole cluster restarts) must not cost those messages: the
+/// projector sees its deliveries out of turn, applies nothing of that batch,
+/// and starts again from its stored position. Here the lost pulls are made
+/// on purpose: requests on the projector's own consumer whose answers go to
+/// an inbox whose reader throws them away, queued ahead of the projector's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_lost_on_the_way_are_noticed_and_nothing_is_skipped() {
+    let nats = NatsServer::start().await;
+    let gateway = TestGateway::start(&nats.url()).await;
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let projector = tests::projector::LiveProjector::start_for(&gateway, &nats.url(), &pool).await;
+    let client = tests::connect(&nats.url()).await;
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = js.get_stream(services::bus::EVENTS_STREAM).await.expect("stream");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stream.consumer_info("sg-projector-main").await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the projector made no consumer");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    const LOST: usize = 20;
+    // Someone listens (the server answers only pulls with interest) and throws the messages away.
+    let _sink = client.subscribe("_INBOX.lost-pulls").await.expect("subscribe");
+    let pull = json!({"batch": 1, "expires": 20_000_000_000u64}).to_string();
+    for _ in 0..LOST {
+        client
+            .publish_with_reply(
+                "$JS.API.CONSUMER.MSG.NEXT.SG_EVENTS.sg-projector-main",
+                "_INBOX.lost-pulls",
+                pull.clone().into(),
+            )
+            .await
+            .expect("a pull request");
+    }
+    client.flush().await.expect("flush");
+    // The projector's own pending pull expires within 500 ms and is made again, behind ours.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+
+    let child = uuid::Uuid::new_v4().to_string();
+    let mut events = vec![tests::fixtures::registered("lost-reg", &child, "E09000014")];
+    for i in 0..30 {
+        let mut seen = examples::event(EventType::ChildSeen, &format!("lost-{i}"), "2025-01-14T09:30:00Z");
+        seen["subject"] = json!(child);
+        events.push(seen);
+    }
+    let r = gateway.post(tokens::HARINGEY, &Value::Array(events)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let last = r.json["results"][30]["stream_sequence"].as_u64().expect("a stream sequence");
+    projector.wait_for(last).await;
+    assert_eq!(count(&pool, "stored_event").await, 31, "every event applied, the lost deliveries too");
+    assert!(projector.interruptions() >= 1, "the lost deliveries were noticed");
+}
