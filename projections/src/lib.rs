@@ -65,7 +65,21 @@ pub fn in_schema(options: sqlx::postgres::PgConnectOptions, schema: &str) -> sql
 /// Creates `schema` if missing and applies the migrations in it. The pool's
 /// connections must have been made [`in_schema`] with the same schema.
 pub async fn migrate(pool: &sqlx::PgPool, schema: &str) -> Result<(), sqlx::migrate::MigrateError> {
-    // Two roles starting at once may race to create it; "if not exists" makes that harmless.
-    sqlx::query(&format!("create schema if not exists {schema}")).execute(pool).await?;
-    MIGRATOR.run(pool).await
+    // Roles starting at once (a query role and a projector on a fresh
+    // database) race to create the schema, and PostgreSQL's "if not exists"
+    // does not hold under that race (a unique violation in pg_namespace
+    // stopped one of them). One advisory lock serialises the whole
+    // migration. The connection is detached from the pool, so the lock goes
+    // with it even if the unlock below never runs.
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::query("select pg_advisory_lock(hashtext('safeguard read-model migrations'))").execute(&mut conn).await?;
+    let create = format!("create schema if not exists {schema}");
+    let result = match sqlx::query(&create).execute(&mut conn).await {
+        Ok(_) => MIGRATOR.run_direct(&mut conn).await,
+        Err(e) => Err(e.into()),
+    };
+    let _ =
+        sqlx::query("select pg_advisory_unlock(hashtext('safeguard read-model migrations'))").execute(&mut conn).await;
+    let _ = sqlx::Connection::close(conn).await;
+    result
 }

@@ -136,14 +136,15 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) 
     js.get_or_create_stream(audit)
         .await
         .map_err(|e| BusError::Setup { what: "the audit stream", message: e.to_string() })?;
-    ensure_signed_out_bucket(js, settings).await?;
     Ok(())
 }
 
 /// The bucket of signed-out page sessions. A session cookie carries its own
 /// proof (see `query::pages::session`), so signing out must be remembered
 /// somewhere every query role sees until the cookie would have expired
-/// anyway: each entry ages out after `max_age`.
+/// anyway: each entry ages out after `max_age`. The gateway makes it (on the
+/// secured cluster the query role may only read and write it); the
+/// projector never touches it.
 pub async fn ensure_signed_out_bucket(
     js: &jetstream::Context,
     settings: &StreamSettings,

@@ -320,6 +320,8 @@ pub async fn run_gateway(
     let stream_settings = settings.nats.stream_settings();
     bus::ensure_streams(&js, &stream_settings).await?;
     let bucket = bus::ensure_key_bucket(&js, &stream_settings).await?;
+    // Made here, where the secured cluster allows it, for the query role's pages.
+    bus::ensure_signed_out_bucket(&js, &stream_settings).await?;
     let stream = js.get_stream(bus::EVENTS_STREAM).await.context("could not open the event stream")?;
     let master = keystore::MasterKey::load_or_create(&settings.master_key)?;
     let signing = load_or_create_signing_key(&settings.signing_key)?;

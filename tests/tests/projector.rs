@@ -348,3 +348,19 @@ async fn deliveries_lost_on_the_way_are_noticed_and_nothing_is_skipped() {
     assert_eq!(count(&pool, "stored_event").await, 31, "every event applied, the lost deliveries too");
     assert!(projector.interruptions() >= 1, "the lost deliveries were noticed");
 }
+
+/// Roles starting together on a fresh database (a projector process and a
+/// query role) all migrate it: none may fail on the other's schema.
+#[tokio::test]
+async fn roles_migrating_a_fresh_database_at_once_all_succeed() {
+    let db = TestDatabase::create().await;
+    let mut pools = Vec::new();
+    for _ in 0..6 {
+        pools.push(db.pool_in(projections::LIVE_SCHEMA).await);
+    }
+    let runs = pools.iter().map(|p| projections::migrate(p, projections::LIVE_SCHEMA));
+    for result in futures::future::join_all(runs).await {
+        assert!(result.is_ok(), "a concurrent migration failed: {result:?}");
+    }
+    assert!(count(&pools[0], "stored_event").await == 0, "the tables are there");
+}
