@@ -226,22 +226,6 @@ impl Http {
     }
 }
 
-/// Signs in to the pages as the admin and returns the session cookie.
-async fn sign_in(deployment: &Deployment) -> String {
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let origin = deployment.query_url("");
-    let r = http
-        .post(deployment.query_url("/ui/sign-in"))
-        .header("origin", origin.trim_end_matches('/'))
-        .form(&[("token", tokens::ADMIN), ("acting_user", "bench")])
-        .send()
-        .await
-        .expect("the query role answers");
-    assert_eq!(r.status(), 303, "sign-in");
-    let cookie = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("a session cookie");
-    cookie.split(';').next().unwrap_or_default().to_owned()
-}
-
 /// Times `samples` GETs of a page with the session `cookie`.
 async fn page_times(url: &str, cookie: &str, samples: usize) -> Vec<Duration> {
     let http = reqwest::Client::new();
@@ -894,7 +878,7 @@ async fn main() {
     }
 
     // The pages people use, beside the API reads above: signed in once, as a browser is.
-    let cookie = sign_in(&deployment).await;
+    let cookie = tests::query::PageSession::sign_in(&deployment.query_url(""), tokens::ADMIN, "bench").await.cookie;
     let page_paths = [
         (
             "page: indicators dashboard, 9 periods",

@@ -117,3 +117,59 @@ pub async fn access_events(nats_url: &str) -> Vec<serde_json::Value> {
     }
     out
 }
+
+/// A person signed in to the pages of the query role at `base`
+/// (`http://host:port`), as a browser would be but over plain HTTP: the
+/// session cookie, sent back by hand, and no redirect followed.
+#[derive(Debug)]
+pub struct PageSession {
+    http: reqwest::Client,
+    base: String,
+    /// `__Host-sg_session=...`, ready for a `Cookie` header.
+    pub cookie: String,
+}
+
+#[allow(clippy::expect_used)]
+impl PageSession {
+    /// Signs in through the form with our own `Origin`; the answer must be 303 with a cookie.
+    pub async fn sign_in(base: &str, token: &str, acting_user: &str) -> Self {
+        let base = base.trim_end_matches('/').to_owned();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let r = http
+            .post(format!("{base}/ui/sign-in"))
+            .header("origin", &base)
+            .form(&[("token", token), ("acting_user", acting_user)])
+            .send()
+            .await
+            .expect("the query role answers");
+        assert_eq!(r.status(), 303, "sign-in");
+        let set = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("a session cookie");
+        let cookie = set.split(';').next().unwrap_or_default().to_owned();
+        Self { http, base, cookie }
+    }
+
+    /// GETs a page with the session.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
+        self.http.get(url).header("cookie", &self.cookie).send().await.expect("the query role answers")
+    }
+
+    /// The CSRF token the start page gives this session.
+    pub async fn csrf(&self) -> String {
+        let html = self.get("/ui").await.text().await.unwrap_or_default();
+        let token = html.split("name=\"csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next());
+        token.expect("a CSRF token on the start page").to_owned()
+    }
+
+    /// Signs out through the form, with our own `Origin` and `csrf`.
+    pub async fn sign_out(&self, csrf: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/ui/sign-out", self.base))
+            .header("origin", &self.base)
+            .header("cookie", &self.cookie)
+            .form(&[("csrf", csrf)])
+            .send()
+            .await
+            .expect("the query role answers")
+    }
+}

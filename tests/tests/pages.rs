@@ -14,7 +14,7 @@
 //! - the police raised a concern about child 1 before the referral; a visit
 //!   to child 1 recorded as "seen alone" is later corrected to "not alone".
 
-use chrono::Utc;
+use chrono::{DurationRound as _, Utc};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tests::browser::Browser;
@@ -130,22 +130,31 @@ async fn seed(sys: &System) -> Fixture {
         ),
     ]);
     sys.publish(tokens::HARINGEY, events).await;
-    sys.publish(
-        tokens::POLICE,
-        vec![event(
-            "concern-1",
-            "concern.raised",
-            c1,
-            "2025-04-28T22:00:00Z",
-            json!({"concern_id": "K1", "summary": "Neighbour heard shouting", "category": "EMO"}),
-        )],
-    )
-    .await;
-    // The moment between the visit and its correction, to the second, as the page's control takes it.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let between = Utc::now();
+    let concern = sys
+        .publish(
+            tokens::POLICE,
+            vec![event(
+                "concern-1",
+                "concern.raised",
+                c1,
+                "2025-04-28T22:00:00Z",
+                json!({"concern_id": "K1", "summary": "Neighbour heard shouting", "category": "EMO"}),
+            )],
+        )
+        .await;
+    // The first whole second after the last fact before the correction was
+    // recorded (the page's control takes seconds), and the correction only
+    // once the clock has passed it.
+    let recorded = concern.last().and_then(|r| r["recorded_at"].as_str()).expect("recorded_at");
+    let recorded = chrono::DateTime::parse_from_rfc3339(recorded).expect("an RFC 3339 time").to_utc();
+    let between =
+        recorded.duration_trunc(chrono::TimeDelta::seconds(1)).expect("truncate") + chrono::TimeDelta::seconds(1);
     let before_correction = between.with_timezone(&chrono_tz::Europe::London).format("%Y-%m-%dT%H:%M:%S").to_string();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while Utc::now() <= between {
+        assert!(std::time::Instant::now() < deadline, "the clock did not pass {between}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     sys.publish(
         tokens::HARINGEY,
         vec![event("fix-1", "record.corrected", c1, "2025-06-21T09:00:00Z", json!({"corrects": "visit-1", "reason": "the child was not seen alone", "data": {"seen_by": worker_a, "seen_alone": false, "context": "statutory_visit"}}))],
@@ -521,20 +530,12 @@ async fn people_without_the_right_see_nothing() {
     assert_eq!(page.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
 
     // Signing out ends the session everywhere: a copy of the cookie taken before is refused after.
-    let html = page.text().await.unwrap_or_default();
-    let csrf =
-        html.split("name=\"csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("a CSRF token");
-    let out = http
-        .post(sys.query.url("/ui/sign-out"))
-        .header("origin", &host)
-        .header("cookie", &session)
-        .form(&[("csrf", csrf)])
-        .send()
-        .await
-        .expect("answer");
+    let person = tests::query::PageSession::sign_in(&host, tokens::HARINGEY, "Someone").await;
+    let copy = person.cookie.clone();
+    let out = person.sign_out(&person.csrf().await).await;
     assert_eq!(out.status(), 303);
     assert!(out.headers().get("set-cookie").and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("Max-Age=0")));
-    let copied = http.get(sys.query.url("/ui")).header("cookie", &session).send().await.expect("answer");
+    let copied = http.get(sys.query.url("/ui")).header("cookie", &copy).send().await.expect("answer");
     assert_eq!(copied.status(), 303, "a signed-out session's cookie no longer opens a page");
     assert_eq!(copied.headers().get("location").and_then(|v| v.to_str().ok()), Some("/ui/sign-in"));
 }

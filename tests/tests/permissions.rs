@@ -118,26 +118,11 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
     };
     assert_eq!(chronology["entries"][1]["type"], "child.seen");
     // A page session signed in and out under the query role's own key: the sign-out is recorded.
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let origin = query.url("").trim_end_matches('/').to_owned();
-    let form = [("token", tokens::HARINGEY), ("acting_user", "Cluster Check")];
-    let signed_in =
-        http.post(query.url("/ui/sign-in")).header("origin", &origin).form(&form).send().await.expect("answer");
-    assert_eq!(signed_in.status(), 303);
-    let cookie = signed_in.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let cookie = cookie.split(';').next().unwrap_or_default().to_owned();
-    let start = http.get(query.url("/ui")).header("cookie", &cookie).send().await.expect("answer");
-    assert_eq!(start.status(), 200);
-    let html = start.text().await.unwrap_or_default();
-    let csrf = html.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).expect("a CSRF token");
-    let out = http
-        .post(query.url("/ui/sign-out"))
-        .header("origin", &origin)
-        .header("cookie", &cookie)
-        .form(&[("csrf", csrf)]);
-    assert_eq!(out.send().await.expect("answer").status(), 303, "the query role may record a sign-out");
-    let after = http.get(query.url("/ui")).header("cookie", &cookie).send().await.expect("answer");
-    assert_eq!(after.status(), 303, "the signed-out session is over");
+    let page = tests::query::PageSession::sign_in(&query.url(""), tokens::HARINGEY, "Cluster Check").await;
+    assert_eq!(page.get("/ui").await.status(), 200);
+    let csrf = page.csrf().await;
+    assert_eq!(page.sign_out(&csrf).await.status(), 303, "the query role may record a sign-out");
+    assert_eq!(page.get("/ui").await.status(), 303, "the signed-out session is over");
     let change = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut changes))
         .await
         .expect("a change notice reached the dashboard")
