@@ -17,6 +17,9 @@
 //!   verification of a history.
 //! - [`calendar`]: business dates and England-and-Wales working days.
 
+/// Arbitrary catalogue-valid histories, for property tests downstream.
+#[cfg(feature = "arbitrary")]
+pub mod arbitrary;
 pub mod calendar;
 pub mod canonical;
 pub mod catalogue;

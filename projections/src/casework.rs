@@ -329,6 +329,10 @@ pub fn fold_child(history: &[Recorded]) -> ChildFacts {
                 match text(d, "kind") {
                     Some("initial") => {
                         let started = text(d, "s47_id").and_then(|s| s47_started.get(s).copied()).or(last_s47);
+                        // A conference id stated again (a resend under a new
+                        // event id, a system that reuses ids) is one conference:
+                        // the later statement stands, as for referrals.
+                        out.icpcs.retain(|i| i.conference_id != id);
                         out.icpcs.push(Icpc {
                             conference_id: id,
                             council: council.clone(),
@@ -346,6 +350,11 @@ pub fn fold_child(history: &[Recorded]) -> ChildFacts {
             }
             EventType::CpPlanStarted => {
                 let id = owned(d, "plan_id");
+                // A plan id started again is one plan: the later start stands.
+                if let Some(i) = out.plans.iter().position(|p| p.plan_id == id) {
+                    out.plans.remove(i);
+                    plan_conference.remove(i);
+                }
                 let earlier = out.plans.iter().any(|p| p.plan_id != id && p.started_on <= f.on);
                 out.plans.push(CpPlan {
                     plan_id: id,

@@ -4,7 +4,7 @@
 
 use crate::casework::{self, Recorded};
 use crate::identifiers::{self, ChildKeys};
-use crate::store::ApplyError;
+use crate::store::{ApplyError, folded};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{Postgres, Row, Transaction};
 use std::collections::BTreeSet;
@@ -104,6 +104,24 @@ pub async fn refold(
     Ok(changed)
 }
 
+/// Every table [`ChildRows::write`] fills, each keyed by child. A refold
+/// deletes a child's rows from all of them before writing them afresh, so a
+/// table left off this list would be written twice and refuse the second
+/// write for ever (as `quality_flag` once was). The read-side test checks
+/// this list against the schema: every table with a `child_id` column is
+/// here or is the identifier index, which [`identifiers::refresh`] rewrites.
+pub const CHILD_TABLES: [&str; 9] = [
+    "child_status",
+    "referral",
+    "assessment",
+    "icpc",
+    "cp_plan",
+    "allocation",
+    "sighting",
+    "child_review",
+    "quality_flag",
+];
+
 fn i32_of(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
@@ -111,7 +129,7 @@ fn i32_of(n: usize) -> i32 {
 async fn refold_children(
     tx: &mut Transaction<'_, Postgres>,
     children: &BTreeSet<uuid::Uuid>,
-) -> Result<(Changed, Vec<(String, Vec<Recorded>)>), sqlx::Error> {
+) -> Result<(Changed, Vec<(String, Vec<Recorded>)>), ApplyError> {
     let ids: Vec<uuid::Uuid> = children.iter().copied().collect();
     let mut changed = Changed::default();
     // What the children looked like before, so a council or team they left hears of it too.
@@ -129,8 +147,7 @@ async fn refold_children(
         }
         changed.councils.insert(council);
     }
-    for table in ["child_status", "referral", "assessment", "icpc", "cp_plan", "allocation", "sighting", "child_review"]
-    {
+    for table in CHILD_TABLES {
         sqlx::query(&format!("delete from {table} where child_id = any($1)")).bind(&ids).execute(&mut **tx).await?;
     }
 
@@ -139,11 +156,14 @@ async fn refold_children(
     let loaded = histories(tx, "child", &subjects).await?;
     for (subject, history) in &loaded {
         let Ok(child) = subject.parse::<uuid::Uuid>() else { continue };
-        let facts = casework::fold_child(history);
-        let folded = crate::cin::fold(history, NaiveDate::MAX, events::calendar::Calendar::england_and_wales());
-        let mut flags = crate::quality::flags(&folded);
-        // In a fixed order, so the rows do not depend on the order the events arrived in.
-        flags.sort_by(|a, b| (a.rule, &a.reference, a.on, &a.detail).cmp(&(b.rule, &b.reference, b.on, &b.detail)));
+        let (facts, flags) = folded(subject, || {
+            let facts = casework::fold_child(history);
+            let census = crate::cin::fold(history, NaiveDate::MAX, events::calendar::Calendar::england_and_wales());
+            let mut flags = crate::quality::flags(&census);
+            // In a fixed order, so the rows do not depend on the order the events arrived in.
+            flags.sort_by(|a, b| (a.rule, &a.reference, a.on, &a.detail).cmp(&(b.rule, &b.reference, b.on, &b.detail)));
+            (facts, flags)
+        })?;
         rows.flags.extend(flags.into_iter().enumerate().map(|(i, f)| (child, i32_of(i), f)));
         if let Some(council) = &facts.status.council {
             changed.councils.insert(council.clone());
@@ -351,7 +371,7 @@ impl ChildRows {
 async fn refold_workers(
     tx: &mut Transaction<'_, Postgres>,
     workers: &BTreeSet<uuid::Uuid>,
-) -> Result<Changed, sqlx::Error> {
+) -> Result<Changed, ApplyError> {
     let ids: Vec<uuid::Uuid> = workers.iter().copied().collect();
     let mut changed = Changed::default();
     let before = sqlx::query("delete from worker_spell where worker_id = any($1) returning council, team_id")
@@ -367,7 +387,7 @@ async fn refold_workers(
     let mut rows: Vec<(uuid::Uuid, i32, casework::WorkerSpell)> = Vec::new();
     for (subject, history) in histories(tx, "worker", &subjects).await? {
         let Ok(worker) = subject.parse::<uuid::Uuid>() else { continue };
-        for (i, spell) in casework::fold_worker(&history).into_iter().enumerate() {
+        for (i, spell) in folded(&subject, || casework::fold_worker(&history))?.into_iter().enumerate() {
             changed.councils.insert(spell.council.clone());
             changed.teams.insert((spell.council.clone(), spell.team_id.clone()));
             rows.push((worker, i32_of(i), spell));
@@ -396,12 +416,12 @@ async fn refold_workers(
 async fn refold_councils(
     tx: &mut Transaction<'_, Postgres>,
     councils: &BTreeSet<String>,
-) -> Result<Changed, sqlx::Error> {
+) -> Result<Changed, ApplyError> {
     let codes: Vec<String> = councils.iter().cloned().collect();
     sqlx::query("delete from council_setting where council = any($1)").bind(&codes).execute(&mut **tx).await?;
     let mut rows: Vec<(String, casework::CouncilSetting)> = Vec::new();
     for (council, history) in histories(tx, "council", &codes).await? {
-        rows.extend(casework::fold_council(&history).into_iter().map(|s| (council.clone(), s)));
+        rows.extend(folded(&council, || casework::fold_council(&history))?.into_iter().map(|s| (council.clone(), s)));
     }
     if !rows.is_empty() {
         sqlx::query(

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The stream the projector reads.
@@ -35,11 +35,24 @@ pub struct Settings {
     /// Children's data keys, for the NHS-number index; without them that
     /// index is left empty.
     pub keys: Option<Arc<dyn ChildKeys>>,
+    /// How often the stream's real state is looked at for the metrics and
+    /// `projector_health`, whether or not batches arrive.
+    pub health_interval: Duration,
+    /// No progress for this long while the oldest unapplied event is at
+    /// least this old is a stall.
+    pub stall_after: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { name: "main".into(), batch: 1000, filters: vec![events::subjects::EVENTS_FILTER.into()], keys: None }
+        Self {
+            name: "main".into(),
+            batch: 1000,
+            filters: vec![events::subjects::EVENTS_FILTER.into()],
+            keys: None,
+            health_interval: Duration::from_secs(5),
+            stall_after: Duration::from_secs(60),
+        }
     }
 }
 
@@ -49,18 +62,48 @@ pub struct Stats {
     pub applied: AtomicU64,
     pub dead_letters: AtomicU64,
     pub position: AtomicU64,
-    /// The stream's last sequence when last looked at.
+    /// The stream's last sequence when last looked at (on a timer, see [`watch`]).
     pub stream_last: AtomicU64,
+    /// Stream head minus applied position when something this projector
+    /// applies is waiting, else 0 (the stream also holds id-index messages,
+    /// so while behind this is an upper bound).
+    pub lag: AtomicU64,
+    /// The age of the oldest event this projector has not applied, in
+    /// milliseconds (0 when none waits).
+    pub lag_ms: AtomicU64,
+    /// 1 while stalled: no progress for `stall_after` with an event waiting at least that long.
+    pub stalled: AtomicBool,
+    /// Subjects this projector has parked, as the database holds them.
+    pub parked: AtomicU64,
+    /// Subjects parked since start.
+    pub parkings: AtomicU64,
     /// Sessions ended by a NATS or PostgreSQL failure (each followed by a retry).
     pub interruptions: AtomicU64,
+    /// When the position last moved, and when the last failure was, in Unix milliseconds (0: never).
+    pub progress_at_ms: AtomicU64,
+    pub last_error_at_ms: AtomicU64,
 }
 
 impl Stats {
-    /// Stream head minus applied position (the stream also holds id-index
-    /// messages this projector does not apply, so this is an upper bound).
     pub fn lag(&self) -> u64 {
-        self.stream_last.load(Ordering::Relaxed).saturating_sub(self.position.load(Ordering::Relaxed))
+        self.lag.load(Ordering::Relaxed)
     }
+
+    pub fn lag_seconds(&self) -> f64 {
+        self.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    fn failed_now(&self) {
+        self.last_error_at_ms.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,10 +183,26 @@ pub async fn run_with(
 ) -> Result<(), ProjectorError> {
     crate::migrate(&pool, crate::LIVE_SCHEMA).await?;
     let durable = format!("sg-projector-{}", settings.name);
+    stats.progress_at_ms.store(now_ms(), Ordering::Relaxed);
+    let watching = tokio::spawn(watch(pool.clone(), js.clone(), settings.clone(), stats.clone()));
+    let outcome = run_sessions(&pool, &js, &durable, &settings, &stats, notifier.as_ref(), shutdown).await;
+    watching.abort();
+    outcome
+}
+
+async fn run_sessions(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    durable: &str,
+    settings: &Settings,
+    stats: &Stats,
+    notifier: Option<&Notifier>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ProjectorError> {
     tokio::pin!(shutdown);
     let mut failures: u32 = 0;
     loop {
-        match session(&pool, &js, &durable, &settings, &stats, notifier.as_ref(), &mut shutdown).await {
+        match session(pool, js, durable, settings, stats, notifier, &mut shutdown).await {
             Ok(Outcome::Stopped | Outcome::Reached) => return Ok(()),
             Ok(Outcome::Moved { stored }) => {
                 failures = 0;
@@ -154,6 +213,7 @@ pub async fn run_with(
             // what PostgreSQL holds, backing off up to 5 s.
             Err(e) => {
                 stats.interruptions.fetch_add(1, Ordering::Relaxed);
+                stats.failed_now();
                 failures = failures.saturating_add(1);
                 let wait = Duration::from_millis(200 * u64::from(failures.min(25)));
                 tracing::warn!(projector = %settings.name, error = %e, retry_in_ms = wait.as_millis() as u64, "projector interrupted");
@@ -281,23 +341,29 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
             }
             continue;
         };
-        let mut tx = pool.begin().await?;
-        let keys = settings.keys.as_deref();
-        let applied = match store::apply_batch(&mut tx, &settings.name, &batch, Some(position), keys).await {
+        let applied = match apply(pool, settings, &batch, position).await {
             Ok(applied) => applied,
             Err(store::ApplyError::Moved { stored, .. }) => return Ok(Outcome::Moved { stored }),
             Err(store::ApplyError::Database(e)) => return Err(e.into()),
             Err(store::ApplyError::Keys(e)) => return Err(ProjectorError::Keys(e)),
+            // Only a per-subject application can meet a fold's failure, and it parks it.
+            Err(e @ store::ApplyError::Fold { .. }) => return Err(ProjectorError::JetStream(e.to_string())),
         };
-        tx.commit().await?;
         // Acknowledged only now: AckPolicy::All acknowledges the whole batch.
         last.ack().await.map_err(js_error)?;
         position = applied.position;
         stats.applied.fetch_add(applied.events, Ordering::Relaxed);
         stats.dead_letters.fetch_add(applied.dead_letters, Ordering::Relaxed);
-        stats.position.store(applied.position, Ordering::Relaxed);
+        if applied.position > stats.position.swap(applied.position, Ordering::Relaxed) {
+            stats.progress_at_ms.store(now_ms(), Ordering::Relaxed);
+        }
         if applied.dead_letters > 0 {
             tracing::warn!(count = applied.dead_letters, "kept undecodable messages in dead_letter");
+        }
+        if applied.parked > 0 {
+            stats.parkings.fetch_add(applied.parked, Ordering::Relaxed);
+            stats.parked.fetch_add(applied.parked, Ordering::Relaxed);
+            stats.failed_now();
         }
         if let Some(notifier) = notifier {
             notifier.mark(&applied.changed, &applied.years);
@@ -308,6 +374,126 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
             _ => {}
         }
     }
+}
+
+/// Applies one batch and commits it. A batch that fails on its content
+/// ([`store::ApplyError::is_subject_failure`]) is rolled back and applied
+/// again subject by subject, so that only the subjects at fault are parked
+/// and the rest of the batch, and of the stream, goes on.
+async fn apply(
+    pool: &PgPool,
+    settings: &Settings,
+    batch: &[Incoming],
+    position: u64,
+) -> Result<store::Applied, store::ApplyError> {
+    let keys = settings.keys.as_deref();
+    let mut tx = pool.begin().await?;
+    match store::apply_batch(&mut tx, &settings.name, batch, Some(position), keys, store::Isolation::Together).await {
+        Ok(applied) => {
+            tx.commit().await?;
+            Ok(applied)
+        }
+        Err(e) if e.is_subject_failure() => {
+            drop(tx);
+            tracing::warn!(projector = %settings.name, error = %e, "a batch failed on its content; applying it subject by subject");
+            let mut tx = pool.begin().await?;
+            let applied =
+                store::apply_batch(&mut tx, &settings.name, batch, Some(position), keys, store::Isolation::PerSubject)
+                    .await?;
+            tx.commit().await?;
+            Ok(applied)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Looks at the stream's real state every `health_interval`, whatever the
+/// projector's progress: the metrics then tell the truth when the
+/// projector is stuck (a batch retried for ever, a lock held on a table),
+/// which a figure updated only as batches apply cannot. Writes what it saw
+/// to `projector_health` for the query role.
+pub async fn watch(pool: PgPool, js: jetstream::Context, settings: Settings, stats: Arc<Stats>) {
+    let mut tick = tokio::time::interval(settings.health_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_stalled = false;
+    loop {
+        tick.tick().await;
+        if let Err(e) = look(&pool, &js, &settings, &stats).await {
+            tracing::warn!(projector = %settings.name, error = %e, "could not look at the stream's state");
+        }
+        let stalled = stats.stalled();
+        if stalled && !was_stalled {
+            tracing::error!(
+                projector = %settings.name,
+                lag = stats.lag(),
+                lag_seconds = stats.lag_seconds(),
+                "the projector is stalled: events are waiting and none has been applied"
+            );
+        } else if !stalled && was_stalled {
+            tracing::info!(projector = %settings.name, "the projector is applying the stream again");
+        }
+        was_stalled = stalled;
+    }
+}
+
+async fn look(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    settings: &Settings,
+    stats: &Stats,
+) -> Result<(), ProjectorError> {
+    let mut stream = js.get_stream(EVENTS_STREAM).await.map_err(js_error)?;
+    let last = stream.info().await.map_err(js_error)?.state.last_sequence;
+    stats.stream_last.store(last, Ordering::Relaxed);
+    let position = stats.position.load(Ordering::Relaxed);
+    // The oldest message this projector applies that lies past its
+    // position, one look per filter (a partitioned projector has several).
+    let mut oldest: Option<i64> = None;
+    if last > position {
+        for filter in &settings.filters {
+            match stream.direct_get_next_for_subject(filter.as_str(), Some(position + 1)).await {
+                Ok(message) => {
+                    let at = i64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+                    oldest = Some(oldest.map_or(at, |o| o.min(at)));
+                }
+                Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {}
+                Err(e) => return Err(js_error(e)),
+            }
+        }
+    }
+    let now = now_ms();
+    let (lag, lag_ms) = match oldest {
+        Some(at) => (last.saturating_sub(position).max(1), now.saturating_sub(u64::try_from(at).unwrap_or(0))),
+        None => (0, 0),
+    };
+    stats.lag.store(lag, Ordering::Relaxed);
+    stats.lag_ms.store(lag_ms, Ordering::Relaxed);
+    let stall = u64::try_from(settings.stall_after.as_millis()).unwrap_or(u64::MAX);
+    let idle = now.saturating_sub(stats.progress_at_ms.load(Ordering::Relaxed));
+    stats.stalled.store(lag > 0 && lag_ms >= stall && idle >= stall, Ordering::Relaxed);
+
+    let parked: i64 = sqlx::query_scalar("select count(*) from parked_subject where projector = $1")
+        .bind(&settings.name)
+        .fetch_one(pool)
+        .await?;
+    stats.parked.store(u64::try_from(parked).unwrap_or(0), Ordering::Relaxed);
+    sqlx::query(
+        "insert into projector_health (projector, position, stream_last, lag, lag_seconds, stalled, parked, checked_at)
+         values ($1, $2, $3, $4, $5, $6, $7, now())
+         on conflict (projector) do update set position = excluded.position, stream_last = excluded.stream_last,
+             lag = excluded.lag, lag_seconds = excluded.lag_seconds, stalled = excluded.stalled,
+             parked = excluded.parked, checked_at = excluded.checked_at",
+    )
+    .bind(&settings.name)
+    .bind(i64::try_from(position).unwrap_or(i64::MAX))
+    .bind(i64::try_from(last).unwrap_or(i64::MAX))
+    .bind(i64::try_from(lag).unwrap_or(i64::MAX))
+    .bind(stats.lag_seconds())
+    .bind(stats.stalled())
+    .bind(parked as i32)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Whether the consumer has delivered everything its filter matches.

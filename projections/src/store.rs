@@ -16,8 +16,19 @@ use std::collections::BTreeSet;
 /// A stream message, decoded or not.
 #[derive(Debug, Clone)]
 pub enum Incoming {
-    Event { stream_seq: u64, event: Box<StoredEvent>, document: serde_json::Value },
-    Undecodable { stream_seq: u64, nats_subject: String, reason: String, payload: Vec<u8> },
+    Event {
+        stream_seq: u64,
+        nats_subject: String,
+        payload: Vec<u8>,
+        event: Box<StoredEvent>,
+        document: serde_json::Value,
+    },
+    Undecodable {
+        stream_seq: u64,
+        nats_subject: String,
+        reason: String,
+        payload: Vec<u8>,
+    },
 }
 
 impl Incoming {
@@ -27,22 +38,40 @@ impl Incoming {
         }
     }
 
-    /// Decodes one stream message.
+    /// Decodes one stream message, and checks that it is what the gateway
+    /// stores: a well-formed stored event, on the NATS subject its own
+    /// subject maps to, whose bytes match its hash. Anything else is
+    /// [`Incoming::Undecodable`] and goes to `dead_letter` with the reason;
+    /// it never stops the projector. (The reasons name fields and
+    /// positions, never values.)
     pub fn decode(stream_seq: u64, nats_subject: &str, payload: &[u8]) -> Self {
-        let parsed = events::json::parse_strict(payload).map_err(|e| e.to_string()).and_then(|value| match &value {
-            serde_json::Value::Object(doc) => {
-                StoredEvent::from_document(doc).map(|e| (e, value.clone())).map_err(|p| p.to_string())
-            }
-            _ => Err("not a JSON object".to_owned()),
-        });
-        match parsed {
-            Ok((event, document)) => Self::Event { stream_seq, event: Box::new(event), document },
-            Err(reason) => Self::Undecodable {
-                stream_seq,
-                nats_subject: nats_subject.to_owned(),
-                reason,
-                payload: payload.to_vec(),
-            },
+        let undecodable = |reason: String| Self::Undecodable {
+            stream_seq,
+            nats_subject: nats_subject.to_owned(),
+            reason,
+            payload: payload.to_vec(),
+        };
+        let value = match events::json::parse_strict(payload) {
+            Ok(value) => value,
+            Err(e) => return undecodable(e.to_string()),
+        };
+        let serde_json::Value::Object(doc) = &value else { return undecodable("not a JSON object".to_owned()) };
+        let event = match StoredEvent::from_document(doc) {
+            Ok(event) => event,
+            Err(problems) => return undecodable(problems.to_string()),
+        };
+        if events::subjects::event_subject(&event.subject) != nats_subject {
+            return undecodable("the event names a subject other than the one it was stored under".to_owned());
+        }
+        if events::chain::content_hash(doc) != event.hash {
+            return undecodable("the event's bytes do not match its hash".to_owned());
+        }
+        Self::Event {
+            stream_seq,
+            nats_subject: nats_subject.to_owned(),
+            payload: payload.to_vec(),
+            event: Box::new(event),
+            document: value,
         }
     }
 }
@@ -54,6 +83,10 @@ pub struct Applied {
     pub dead_letters: u64,
     /// Messages at or below the stored position, already applied before.
     pub skipped: u64,
+    /// Subjects parked by this batch (their first failing message and the error recorded).
+    pub parked: u64,
+    /// Messages kept waiting behind a parked subject (those of newly parked subjects included).
+    pub held: u64,
     pub position: u64,
     /// Councils and teams whose caseloads or indicators may have changed.
     pub changed: Changed,
@@ -74,6 +107,48 @@ pub enum ApplyError {
     /// Children's data keys could not be fetched for the identifier index.
     #[error("the key store failed: {0}")]
     Keys(String),
+    /// A pure fold panicked on a subject's history (a bug: it must take
+    /// any history the gateway accepts).
+    #[error("folding subject {subject} failed: {message}")]
+    Fold { subject: String, message: String },
+}
+
+impl ApplyError {
+    /// Whether the failure lies in what was being applied rather than in
+    /// the database being away: a row a constraint refused, a value the
+    /// database could not take, a trigger that raised, a fold that
+    /// panicked. Applying the same messages again fails the same way, so
+    /// retrying would stall the projector for ever; the subject is parked
+    /// instead. Everything else (connections lost, the server shutting
+    /// down, deadlocks, a full disk, a missing table after a bad deploy)
+    /// may pass, and is retried with backoff.
+    pub fn is_subject_failure(&self) -> bool {
+        match self {
+            Self::Fold { .. } => true,
+            Self::Database(sqlx::Error::Database(e)) => {
+                let code = e.code().unwrap_or_default();
+                // 22: data exception; 23: integrity constraint violation;
+                // P0: raised by PL/pgSQL; 2F, 39: routine exceptions; 44: check option.
+                ["22", "23", "P0", "2F", "39", "44"].iter().any(|class| code.starts_with(class))
+            }
+            Self::Database(
+                sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. },
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Runs a pure fold, turning a panic into [`ApplyError::Fold`] for `subject`.
+pub(crate) fn folded<T>(subject: &str, fold: impl FnOnce() -> T) -> Result<T, ApplyError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(fold)).map_err(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        ApplyError::Fold { subject: subject.to_owned(), message }
+    })
 }
 
 /// The position a projector has applied up to (0 before anything).
@@ -89,6 +164,27 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// How a batch's subjects are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// All in one go: the fast path, and the usual one.
+    Together,
+    /// Each subject in its own savepoint; a subject that fails is parked
+    /// and the rest are applied. For a batch that failed [`Together`](Self::Together)
+    /// on its content ([`ApplyError::is_subject_failure`]).
+    PerSubject,
+}
+
+/// One decoded event of a batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventItem<'a> {
+    pub stream_seq: u64,
+    pub nats_subject: &'a str,
+    pub payload: &'a [u8],
+    pub event: &'a StoredEvent,
+    pub document: &'a serde_json::Value,
+}
+
 /// Applies `batch` (in stream order) within `tx`. Messages at or below the
 /// stored position are skipped, so a batch redelivered after a crash
 /// applies nothing twice. With `expected`, the batch is refused unless the
@@ -99,6 +195,7 @@ pub async fn apply_batch(
     batch: &[Incoming],
     expected: Option<u64>,
     keys: Option<&dyn ChildKeys>,
+    isolation: Isolation,
 ) -> Result<Applied, ApplyError> {
     sqlx::query("insert into projector_position (projector, stream_seq) values ($1, 0) on conflict do nothing")
         .bind(projector)
@@ -114,11 +211,9 @@ pub async fn apply_batch(
     {
         return Err(ApplyError::Moved { stored: from, expected });
     }
-    let mut touched = Touched::default();
 
     let mut applied = Applied { position: from, ..Applied::default() };
-    let mut rows = EventRows::default();
-    let mut chronology = ChronologyRows::default();
+    let mut items: Vec<EventItem<'_>> = Vec::with_capacity(batch.len());
     let mut dead = DeadRows::default();
     for item in batch {
         let seq = item.stream_seq();
@@ -128,25 +223,8 @@ pub async fn apply_batch(
         }
         applied.position = applied.position.max(seq);
         match item {
-            Incoming::Event { stream_seq, event, document } => {
-                applied.events += 1;
-                rows.push(*stream_seq, event, document);
-                applied.years.insert(Period::containing(business_date_of(&event.time)).from.year());
-                match &event.subject {
-                    Subject::Child(child) => {
-                        chronology.push(*stream_seq, *child.as_uuid(), event);
-                        touched.children.insert(*child.as_uuid());
-                        if identifiers::carries_identifiers(event.event_type.name()) {
-                            touched.identities.insert(*child.as_uuid());
-                        }
-                    }
-                    Subject::Worker(worker) => {
-                        touched.workers.insert(*worker.as_uuid());
-                    }
-                    Subject::Council(council) => {
-                        touched.councils.insert(council.as_str().to_owned());
-                    }
-                }
+            Incoming::Event { stream_seq, nats_subject, payload, event, document } => {
+                items.push(EventItem { stream_seq: *stream_seq, nats_subject, payload, event, document })
             }
             Incoming::Undecodable { stream_seq, nats_subject, reason, payload } => {
                 applied.dead_letters += 1;
@@ -154,6 +232,173 @@ pub async fn apply_batch(
                 dead.nats_subject.push(nats_subject.clone());
                 dead.reason.push(reason.clone());
                 dead.payload.push(payload.clone());
+            }
+        }
+    }
+
+    // A parked subject's later messages wait behind it, in order. The
+    // share lock makes a `safeguard parked retry` in flight finish first
+    // (its subject is then no longer parked, and this batch applies to it
+    // as to any other).
+    let subjects: Vec<String> =
+        items.iter().map(|i| i.event.subject.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+    let parked: BTreeSet<String> = if subjects.is_empty() {
+        BTreeSet::new()
+    } else {
+        sqlx::query_scalar("select subject from parked_subject where subject = any($1) for share")
+            .bind(&subjects)
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let mut waiting = ParkedRows::default();
+    let (held, live): (Vec<EventItem<'_>>, Vec<EventItem<'_>>) =
+        items.into_iter().partition(|i| parked.contains(&i.event.subject.to_string()));
+    for item in &held {
+        waiting.push(item);
+    }
+
+    match isolation {
+        Isolation::Together => {
+            applied.changed = write_events(tx, &live, keys).await?;
+            applied.events = live.len() as u64;
+        }
+        Isolation::PerSubject => {
+            for (subject, group) in by_subject(&live) {
+                sqlx::query("savepoint subject").execute(&mut **tx).await?;
+                match write_events(tx, &group, keys).await {
+                    Ok(changed) => {
+                        sqlx::query("release savepoint subject").execute(&mut **tx).await?;
+                        applied.changed.merge(changed);
+                        applied.events += group.len() as u64;
+                    }
+                    Err(e) if e.is_subject_failure() => {
+                        sqlx::query("rollback to savepoint subject").execute(&mut **tx).await?;
+                        let first = group.first().map_or(0, |i| i.stream_seq);
+                        tracing::error!(
+                            projector,
+                            subject = %subject,
+                            stream_seq = first,
+                            error = %e,
+                            "parked a subject whose events could not be applied; the rest of the stream goes on"
+                        );
+                        park(tx, projector, &group, &e.to_string()).await?;
+                        applied.parked += 1;
+                        for item in &group {
+                            waiting.push(item);
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    for item in live.iter().chain(&held) {
+        applied.years.insert(Period::containing(business_date_of(&item.event.time)).from.year());
+    }
+    applied.held = waiting.stream_seq.len() as u64;
+    waiting.write(tx).await?;
+
+    if !dead.stream_seq.is_empty() {
+        sqlx::query(
+            "insert into dead_letter (stream_seq, nats_subject, reason, payload)
+             select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[])",
+        )
+        .bind(&dead.stream_seq)
+        .bind(&dead.nats_subject)
+        .bind(&dead.reason)
+        .bind(&dead.payload)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if applied.position > from {
+        sqlx::query("update projector_position set stream_seq = $2, updated_at = now() where projector = $1")
+            .bind(projector)
+            .bind(to_i64(applied.position))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(applied)
+}
+
+/// The items grouped by subject, each group in stream order, groups in the
+/// order their subjects first appear.
+fn by_subject<'a>(items: &[EventItem<'a>]) -> Vec<(String, Vec<EventItem<'a>>)> {
+    let mut groups: Vec<(String, Vec<EventItem<'a>>)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for item in items {
+        let subject = item.event.subject.to_string();
+        match index.get(&subject) {
+            Some(&i) => groups[i].1.push(*item),
+            None => {
+                index.insert(subject.clone(), groups.len());
+                groups.push((subject, vec![*item]));
+            }
+        }
+    }
+    groups
+}
+
+/// Records `group`'s subject as parked at its first message, with the error.
+async fn park(
+    tx: &mut Transaction<'_, Postgres>,
+    projector: &str,
+    group: &[EventItem<'_>],
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    let Some(first) = group.first() else { return Ok(()) };
+    sqlx::query(
+        "insert into parked_subject (subject, subject_kind, projector, stream_seq, error) values ($1, $2, $3, $4, $5)",
+    )
+    .bind(first.event.subject.to_string())
+    .bind(subject_kind(&first.event.subject))
+    .bind(projector)
+    .bind(to_i64(first.stream_seq))
+    .bind(error)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn subject_kind(subject: &Subject) -> &'static str {
+    match subject {
+        Subject::Child(_) => "child",
+        Subject::Worker(_) => "worker",
+        Subject::Council(_) => "council",
+    }
+}
+
+/// Writes the events' copies and chronology entries and refolds every
+/// subject they touch. Used for a whole batch, for one subject in a
+/// savepoint, and by a retry of a parked subject.
+pub(crate) async fn write_events(
+    tx: &mut Transaction<'_, Postgres>,
+    items: &[EventItem<'_>],
+    keys: Option<&dyn ChildKeys>,
+) -> Result<Changed, ApplyError> {
+    let mut touched = Touched::default();
+    let mut rows = EventRows::default();
+    let mut chronology = ChronologyRows::default();
+    for item in items {
+        let event = item.event;
+        rows.push(item.stream_seq, event, item.document);
+        match &event.subject {
+            Subject::Child(child) => {
+                let summary = folded(&event.subject.to_string(), || {
+                    (summary::summarise(event.event_type, &event.data), summary::amends(event.event_type, &event.data))
+                })?;
+                chronology.push(item.stream_seq, *child.as_uuid(), event, summary);
+                touched.children.insert(*child.as_uuid());
+                if identifiers::carries_identifiers(event.event_type.name()) {
+                    touched.identities.insert(*child.as_uuid());
+                }
+            }
+            Subject::Worker(worker) => {
+                touched.workers.insert(*worker.as_uuid());
+            }
+            Subject::Council(council) => {
+                touched.councils.insert(council.as_str().to_owned());
             }
         }
     }
@@ -201,28 +446,43 @@ pub async fn apply_batch(
         .execute(&mut **tx)
         .await?;
     }
-    if !dead.stream_seq.is_empty() {
+    // After the copy is written: the folds read each subject's whole history from it.
+    refold::refold(tx, &touched, keys).await
+}
+
+/// Messages waiting behind a parked subject.
+#[derive(Default)]
+struct ParkedRows {
+    stream_seq: Vec<i64>,
+    subject: Vec<String>,
+    nats_subject: Vec<String>,
+    payload: Vec<Vec<u8>>,
+}
+
+impl ParkedRows {
+    fn push(&mut self, item: &EventItem<'_>) {
+        self.stream_seq.push(to_i64(item.stream_seq));
+        self.subject.push(item.event.subject.to_string());
+        self.nats_subject.push(item.nats_subject.to_owned());
+        self.payload.push(item.payload.to_vec());
+    }
+
+    async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        if self.stream_seq.is_empty() {
+            return Ok(());
+        }
         sqlx::query(
-            "insert into dead_letter (stream_seq, nats_subject, reason, payload)
+            "insert into parked_message (stream_seq, subject, nats_subject, payload)
              select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[])",
         )
-        .bind(&dead.stream_seq)
-        .bind(&dead.nats_subject)
-        .bind(&dead.reason)
-        .bind(&dead.payload)
+        .bind(&self.stream_seq)
+        .bind(&self.subject)
+        .bind(&self.nats_subject)
+        .bind(&self.payload)
         .execute(&mut **tx)
         .await?;
+        Ok(())
     }
-    // After the copy is written: the folds read each subject's whole history from it.
-    applied.changed = refold::refold(tx, &touched, keys).await?;
-    if applied.position > from {
-        sqlx::query("update projector_position set stream_seq = $2, updated_at = now() where projector = $1")
-            .bind(projector)
-            .bind(to_i64(applied.position))
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(applied)
 }
 
 #[derive(Default)]
@@ -245,14 +505,7 @@ impl EventRows {
     fn push(&mut self, stream_seq: u64, event: &StoredEvent, document: &serde_json::Value) {
         self.stream_seq.push(to_i64(stream_seq));
         self.subject.push(event.subject.to_string());
-        self.subject_kind.push(
-            match event.subject {
-                Subject::Child(_) => "child",
-                Subject::Worker(_) => "worker",
-                Subject::Council(_) => "council",
-            }
-            .to_owned(),
-        );
+        self.subject_kind.push(subject_kind(&event.subject).to_owned());
         self.sequence.push(to_i64(event.sequence));
         self.event_id.push(event.id.as_str().to_owned());
         self.source.push(event.source.as_str().to_owned());
@@ -281,7 +534,7 @@ struct ChronologyRows {
 }
 
 impl ChronologyRows {
-    fn push(&mut self, stream_seq: u64, child: uuid::Uuid, event: &StoredEvent) {
+    fn push(&mut self, stream_seq: u64, child: uuid::Uuid, event: &StoredEvent, summary: (String, Option<String>)) {
         self.child_id.push(child);
         self.sequence.push(to_i64(event.sequence));
         self.stream_seq.push(to_i64(stream_seq));
@@ -291,8 +544,8 @@ impl ChronologyRows {
         self.occurred_at.push(event.time.to_utc());
         self.business_date.push(business_date_of(&event.time));
         self.recorded_at.push(event.recorded_at.to_utc());
-        self.summary.push(summary::summarise(event.event_type, &event.data));
-        self.amends.push(summary::amends(event.event_type, &event.data));
+        self.summary.push(summary.0);
+        self.amends.push(summary.1);
     }
 }
 

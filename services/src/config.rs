@@ -124,6 +124,14 @@ pub struct ProjectorArgs {
     /// stream.
     #[arg(long = "partitions", env = "SAFEGUARD_PROJECTOR_PARTITIONS", value_parser = parse_partitions)]
     pub partitions: Option<events::subjects::Partitions>,
+    /// How often the projector looks at the stream's real state (lag, lag
+    /// in seconds, stall) for its metrics and `projector_health`, in milliseconds.
+    #[arg(long = "health-interval-ms", env = "SAFEGUARD_PROJECTOR_HEALTH_INTERVAL_MS", default_value_t = 5000)]
+    pub health_interval_ms: u64,
+    /// No progress for this long, with an event waiting at least as long,
+    /// is a stall: `safeguard_projector_stalled` is 1 and `/readyz` fails.
+    #[arg(long = "stall-after-ms", env = "SAFEGUARD_PROJECTOR_STALL_AFTER_MS", default_value_t = 60_000)]
+    pub stall_after_ms: u64,
 }
 
 fn parse_partitions(text: &str) -> Result<events::subjects::Partitions, String> {

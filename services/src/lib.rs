@@ -131,6 +131,8 @@ pub async fn run_projector(
         batch: projector.batch,
         filters: partitions.filters(),
         keys: Some(keys),
+        health_interval: std::time::Duration::from_millis(projector.health_interval_ms.max(100)),
+        stall_after: std::time::Duration::from_millis(projector.stall_after_ms),
     };
     let stats = Arc::new(projections::runtime::Stats::default());
     let notifier = projections::notify::Notifier::default();
@@ -188,6 +190,7 @@ fn projector_router(
 ) -> axum::Router {
     use axum::routing::get;
     use std::sync::atomic::Ordering;
+    let ready_stats = stats.clone();
     let metrics = move || {
         let s = stats.clone();
         let name = name.clone();
@@ -209,16 +212,50 @@ fn projector_router(
             );
             gauge(
                 "lag",
-                "Stream head minus applied position (an upper bound: the stream also holds id-index messages)",
+                "Stream head minus applied position while an event of this projector waits, else 0 (an upper bound: the stream also holds id-index messages)",
                 "gauge",
                 s.lag(),
             );
             gauge("events_applied", "Events applied since start", "counter", s.applied.load(Ordering::Relaxed));
             gauge(
                 "dead_letters",
-                "Undecodable messages kept in dead_letter since start",
+                "Messages that are not well-formed, correctly hashed stored events, kept in dead_letter since start",
                 "counter",
                 s.dead_letters.load(Ordering::Relaxed),
+            );
+            gauge(
+                "stalled",
+                "1 while events wait and none has been applied for the stall interval",
+                "gauge",
+                u64::from(s.stalled()),
+            );
+            gauge(
+                "parked_subjects",
+                "Subjects parked: their events wait until `safeguard parked retry`",
+                "gauge",
+                s.parked.load(Ordering::Relaxed),
+            );
+            gauge("parkings", "Subjects parked since start", "counter", s.parkings.load(Ordering::Relaxed));
+            gauge(
+                "interruptions",
+                "Sessions ended by a NATS or PostgreSQL failure since start (each retried)",
+                "counter",
+                s.interruptions.load(Ordering::Relaxed),
+            );
+            let mut float = |metric: &str, help: &str, value: f64| {
+                out.push_str(&format!(
+                    "# HELP safeguard_projector_{metric} {help}\n# TYPE safeguard_projector_{metric} gauge\nsafeguard_projector_{metric}{label} {value}\n"
+                ));
+            };
+            float(
+                "lag_seconds",
+                "Age of the oldest event this projector has not applied (0 when none waits)",
+                s.lag_seconds(),
+            );
+            float(
+                "last_error_timestamp_seconds",
+                "When the projector last failed or parked a subject (Unix seconds; 0 never)",
+                s.last_error_at_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             );
             out.push_str("# EOF\n");
             ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out)
@@ -227,13 +264,19 @@ fn projector_router(
     let ready = move || {
         let pool = pool.clone();
         let client = client.clone();
+        let stats = ready_stats.clone();
         async move {
             let nats = client.connection_state() == async_nats::connection::State::Connected;
             let pg = sqlx::query("select 1").execute(&pool).await.is_ok();
-            if nats && pg {
-                (axum::http::StatusCode::OK, "ready\n")
+            let unavailable = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            if !(nats && pg) {
+                (unavailable, "NATS or PostgreSQL is not reachable\n".to_owned())
+            } else if stats.stalled() {
+                let lag = stats.lag();
+                let seconds = stats.lag_seconds();
+                (unavailable, format!("stalled: {lag} messages behind, the oldest waiting {seconds:.0} s\n"))
             } else {
-                (axum::http::StatusCode::SERVICE_UNAVAILABLE, "NATS or PostgreSQL is not reachable\n")
+                (axum::http::StatusCode::OK, "ready\n".to_owned())
             }
         }
     };

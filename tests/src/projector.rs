@@ -170,6 +170,32 @@ impl LiveProjector {
         }
     }
 
+    /// Waits until the projector has applied the stream up to `target`
+    /// without a single interruption or parked subject: the read side must
+    /// take any history the gateway accepts, and one failure (a batch
+    /// refused by PostgreSQL, a fold that failed) is reported at once, not
+    /// waited out.
+    pub async fn wait_clean(&self, target: u64) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.stats.position.load(Ordering::Relaxed) < target {
+            assert_eq!(self.interruptions(), 0, "the projector was interrupted before reaching {target}");
+            assert_eq!(
+                self.stats.parkings.load(Ordering::Relaxed),
+                0,
+                "the projector parked a subject before {target}"
+            );
+            assert!(!self.task.is_finished(), "the projector stopped early");
+            assert!(Instant::now() < deadline, "the projector did not reach {target}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(self.interruptions(), 0, "the projector was interrupted on the way to {target}");
+        assert_eq!(
+            self.stats.parkings.load(Ordering::Relaxed),
+            0,
+            "the projector parked a subject on the way to {target}"
+        );
+    }
+
     /// Waits until the projector has applied the stream up to `target`.
     pub async fn wait_for(&self, target: u64) {
         let deadline = Instant::now() + Duration::from_secs(120);
