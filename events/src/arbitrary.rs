@@ -75,7 +75,8 @@ pub fn population(children: usize, steps: usize) -> impl Strategy<Value = Popula
     (
         proptest::collection::vec(subject(steps), 1..=children.max(1)),
         proptest::collection::vec(subject(4), 0..=3),
-        proptest::collection::vec(proptest::collection::vec(step(), 1..=3), 0..=COUNCILS.len()),
+        // Every council is configured (a return needs its DfE code), and may be reconfigured.
+        proptest::collection::vec(proptest::collection::vec(step(), 1..=3), COUNCILS.len()),
         proptest::collection::vec(any::<u8>(), 16..64),
     )
         .prop_map(|(children, workers, councils, order)| Population { children, workers, councils, order })
@@ -124,8 +125,9 @@ const CHILD_TYPES: &[EventType] = &[
     EventType::ReviewClosed,
 ];
 
-const WORKER_TYPES: &[EventType] =
-    &[EventType::WorkerChanged, EventType::WorkerLeft, EventType::RecordCorrected, EventType::RecordRetracted];
+/// Amendments are child events in the catalogue: a worker's history is
+/// amended by what follows it.
+const WORKER_TYPES: &[EventType] = &[EventType::WorkerChanged, EventType::WorkerChanged, EventType::WorkerLeft];
 
 fn pick<T: Copy>(list: &[T], n: u8) -> T {
     list[usize::from(n) % list.len()]
@@ -358,10 +360,14 @@ impl Population {
 
         for (i, steps) in self.councils.iter().enumerate() {
             let mut b = Built { subject: COUNCILS[i % COUNCILS.len()].to_owned(), events: Vec::new() };
-            let q = steps.iter().map(|s| {
-                b.event(&mut n, EventType::CouncilConfigured, s, data(EventType::CouncilConfigured, s, &workers))
-            });
-            queues.push(q.collect());
+            let mut q = std::collections::VecDeque::new();
+            for (j, s) in steps.iter().enumerate() {
+                // The first configuration is complete: later ones change some settings.
+                let s = if j == 0 { Step { flag: true, ..s.clone() } } else { s.clone() };
+                let d = data(EventType::CouncilConfigured, &s, &workers);
+                q.push_back(b.event(&mut n, EventType::CouncilConfigured, &s, d));
+            }
+            queues.push(q);
         }
         let mut seen = std::collections::HashSet::new();
         for (seed, steps) in &self.workers {

@@ -24,6 +24,7 @@ pub fn read_models() -> Vec<(&'static str, &'static str)> {
         ("stored_event", "stream_seq"),
         ("chronology_entry", "child_id, sequence"),
         ("dead_letter", "stream_seq"),
+        ("parked_message", "stream_seq"),
         ("child_identifier", "child_id, kind, digest"),
     ];
     all.extend(CASEWORK);
