@@ -28,10 +28,19 @@ create table parked_subject (
 create table parked_message (
     stream_seq   bigint primary key,
     subject      text not null references parked_subject (subject),
+    sequence     bigint not null,
+    hash         text not null,
     nats_subject text not null,
     payload      bytea not null
 );
 create index parked_message_by_subject on parked_message (subject, stream_seq);
+
+-- event_copy: the Postgres copy of the stream as verification compares it:
+-- every applied event, and every message waiting behind a parked subject.
+create view event_copy as
+    select stream_seq, subject, sequence, hash, document::text as document from stored_event
+    union all
+    select stream_seq, subject, sequence, hash, convert_from(payload, 'UTF8') from parked_message;
 
 -- projector_health: what each projector last saw of the stream, written on
 -- a timer whether or not it makes progress, so the query role (and anyone
@@ -46,4 +55,16 @@ create table projector_health (
     stalled     boolean not null,
     parked      integer not null,
     checked_at  timestamptz not null
+);
+
+-- audit.dead_letter: an audit message the audit consumer cannot apply (not
+-- a record this version knows, or one the audit tables refuse), kept with
+-- its reason rather than skipped or retried for ever. Counted in the
+-- projector's metrics (safeguard_projector_audit_dead_letters_total).
+create table if not exists audit.dead_letter (
+    stream_seq   bigint primary key,
+    nats_subject text not null,
+    reason       text not null,
+    payload      bytea not null,
+    received_at  timestamptz not null default now()
 );

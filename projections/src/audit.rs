@@ -62,9 +62,25 @@ enum Record {
     Unknown(String),
 }
 
+/// One audit message as it arrived, and what it says.
+struct Message {
+    stream_seq: u64,
+    subject: String,
+    payload: Vec<u8>,
+    record: Record,
+}
+
 fn decode(subject: &str, payload: &[u8]) -> Record {
     let result = if subject.starts_with("sg.audit.access.") || subject == "sg.audit.lookup" {
-        serde_json::from_slice(payload).map(Record::Access).map_err(|e| e.to_string())
+        serde_json::from_slice::<AccessRecord>(payload).map_err(|e| e.to_string()).and_then(|a| {
+            // The table's own check, made here so that one bad record is a
+            // dead letter instead of a batch refused for ever.
+            if matches!(a.outcome.as_str(), "allowed" | "refused") {
+                Ok(Record::Access(a))
+            } else {
+                Err("/outcome must be allowed or refused".to_owned())
+            }
+        })
     } else if subject.starts_with("sg.audit.erasure.") {
         serde_json::from_slice(payload).map(Record::Erasure).map_err(|e| e.to_string())
     } else if subject == events::subjects::CHECKPOINT {
@@ -136,21 +152,46 @@ async fn session(pool: &PgPool, js: &jetstream::Context, stats: &Stats) -> Resul
             let message = message.map_err(|e| ProjectorError::JetStream(e.to_string()))?;
             let info = message.info().map_err(|e| ProjectorError::JetStream(e.to_string()))?;
             deliveries.check(info.consumer_sequence)?;
-            batch.push((info.stream_sequence, decode(message.subject.as_str(), &message.payload)));
+            batch.push(Message {
+                stream_seq: info.stream_sequence,
+                subject: message.subject.to_string(),
+                payload: message.payload.to_vec(),
+                record: decode(message.subject.as_str(), &message.payload),
+            });
             last = Some(message);
         }
         let Some(last) = last else { continue };
         let mut tx = pool.begin().await?;
-        let position = apply(&mut tx, &batch).await?;
-        tx.commit().await?;
+        let (position, dead) = match apply(&mut tx, &batch, false).await {
+            Ok(done) => {
+                tx.commit().await?;
+                done
+            }
+            // One record the tables refuse: again, each record on its own,
+            // the refused ones kept as dead letters.
+            Err(e) if crate::store::is_content_error(&e) => {
+                drop(tx);
+                let mut tx = pool.begin().await?;
+                let done = apply(&mut tx, &batch, true).await?;
+                tx.commit().await?;
+                done
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if dead > 0 {
+            stats.dead_letters.fetch_add(dead, Ordering::Relaxed);
+            tracing::warn!(count = dead, "kept audit messages that cannot be applied in audit.dead_letter");
+        }
         last.ack().await.map_err(|e| ProjectorError::JetStream(e.to_string()))?;
         stats.position.store(position, Ordering::Relaxed);
         stats.applied.fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
 }
 
-/// Applies one batch in `tx`, skipping what the stored position covers.
-async fn apply(tx: &mut Transaction<'_, Postgres>, batch: &[(u64, Record)]) -> Result<u64, sqlx::Error> {
+/// Applies one batch in `tx`, skipping what the stored position covers;
+/// with `isolate`, each record in its own savepoint, a refused one kept as
+/// a dead letter. Returns the position and the dead letters kept.
+async fn apply(tx: &mut Transaction<'_, Postgres>, batch: &[Message], isolate: bool) -> Result<(u64, u64), sqlx::Error> {
     sqlx::query("insert into audit.position values ($1, 0) on conflict do nothing")
         .bind(CONSUMER)
         .execute(&mut **tx)
@@ -160,11 +201,57 @@ async fn apply(tx: &mut Transaction<'_, Postgres>, batch: &[(u64, Record)]) -> R
         .fetch_one(&mut **tx)
         .await?;
     let mut position = from.max(0) as u64;
-    for (seq, record) in batch {
-        if *seq <= position {
+    let mut dead = 0;
+    for m in batch {
+        if m.stream_seq <= position {
             continue;
         }
-        let stream_seq = i64::try_from(*seq).unwrap_or(i64::MAX);
+        position = m.stream_seq;
+        let stream_seq = i64::try_from(m.stream_seq).unwrap_or(i64::MAX);
+        if let Record::Unknown(reason) = &m.record {
+            dead_letter(tx, m, reason).await?;
+            dead += 1;
+            continue;
+        }
+        if !isolate {
+            record(tx, stream_seq, &m.record).await?;
+            continue;
+        }
+        sqlx::query("savepoint record").execute(&mut **tx).await?;
+        match record(tx, stream_seq, &m.record).await {
+            Ok(()) => {
+                sqlx::query("release savepoint record").execute(&mut **tx).await?;
+            }
+            Err(e) if crate::store::is_content_error(&e) => {
+                sqlx::query("rollback to savepoint record").execute(&mut **tx).await?;
+                dead_letter(tx, m, &e.to_string()).await?;
+                dead += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    sqlx::query("update audit.position set stream_seq = $2 where consumer = $1")
+        .bind(CONSUMER)
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .execute(&mut **tx)
+        .await?;
+    Ok((position, dead))
+}
+
+async fn dead_letter(tx: &mut Transaction<'_, Postgres>, m: &Message, reason: &str) -> Result<(), sqlx::Error> {
+    tracing::warn!(stream_seq = m.stream_seq, reason = %reason, "kept an audit message that cannot be applied");
+    sqlx::query("insert into audit.dead_letter (stream_seq, nats_subject, reason, payload) values ($1, $2, $3, $4) on conflict do nothing")
+        .bind(i64::try_from(m.stream_seq).unwrap_or(i64::MAX))
+        .bind(&m.subject)
+        .bind(reason)
+        .bind(&m.payload)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn record(tx: &mut Transaction<'_, Postgres>, stream_seq: i64, record: &Record) -> Result<(), sqlx::Error> {
+    {
         match record {
             Record::Access(a) => {
                 sqlx::query(
@@ -193,18 +280,10 @@ async fn apply(tx: &mut Transaction<'_, Postgres>, batch: &[(u64, Record)]) -> R
                     .execute(&mut **tx)
                     .await?;
             }
-            Record::Unknown(reason) => {
-                tracing::warn!(stream_seq, reason = %reason, "skipped an audit message this version cannot read");
-            }
+            Record::Unknown(_) => {}
         }
-        position = *seq;
     }
-    sqlx::query("update audit.position set stream_seq = $2 where consumer = $1")
-        .bind(CONSUMER)
-        .bind(i64::try_from(position).unwrap_or(i64::MAX))
-        .execute(&mut **tx)
-        .await?;
-    Ok(position)
+    Ok(())
 }
 
 /// Records the erasure and removes the child's identifier digests from the

@@ -125,17 +125,24 @@ impl ApplyError {
     pub fn is_subject_failure(&self) -> bool {
         match self {
             Self::Fold { .. } => true,
-            Self::Database(sqlx::Error::Database(e)) => {
-                let code = e.code().unwrap_or_default();
-                // 22: data exception; 23: integrity constraint violation;
-                // P0: raised by PL/pgSQL; 2F, 39: routine exceptions; 44: check option.
-                ["22", "23", "P0", "2F", "39", "44"].iter().any(|class| code.starts_with(class))
-            }
-            Self::Database(
-                sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. },
-            ) => true,
+            Self::Database(e) => is_content_error(e),
             _ => false,
         }
+    }
+}
+
+/// Whether PostgreSQL refused what it was given (see
+/// [`ApplyError::is_subject_failure`]), by SQLSTATE class.
+pub fn is_content_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(e) => {
+            let code = e.code().unwrap_or_default();
+            // 22: data exception; 23: integrity constraint violation;
+            // P0: raised by PL/pgSQL; 2F, 39: routine exceptions; 44: check option.
+            ["22", "23", "P0", "2F", "39", "44"].iter().any(|class| code.starts_with(class))
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. } => true,
+        _ => false,
     }
 }
 
@@ -455,6 +462,8 @@ pub(crate) async fn write_events(
 struct ParkedRows {
     stream_seq: Vec<i64>,
     subject: Vec<String>,
+    sequence: Vec<i64>,
+    hash: Vec<String>,
     nats_subject: Vec<String>,
     payload: Vec<Vec<u8>>,
 }
@@ -463,6 +472,8 @@ impl ParkedRows {
     fn push(&mut self, item: &EventItem<'_>) {
         self.stream_seq.push(to_i64(item.stream_seq));
         self.subject.push(item.event.subject.to_string());
+        self.sequence.push(to_i64(item.event.sequence));
+        self.hash.push(item.event.hash.to_string());
         self.nats_subject.push(item.nats_subject.to_owned());
         self.payload.push(item.payload.to_vec());
     }
@@ -472,11 +483,13 @@ impl ParkedRows {
             return Ok(());
         }
         sqlx::query(
-            "insert into parked_message (stream_seq, subject, nats_subject, payload)
-             select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[])",
+            "insert into parked_message (stream_seq, subject, sequence, hash, nats_subject, payload)
+             select * from unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bytea[])",
         )
         .bind(&self.stream_seq)
         .bind(&self.subject)
+        .bind(&self.sequence)
+        .bind(&self.hash)
         .bind(&self.nats_subject)
         .bind(&self.payload)
         .execute(&mut **tx)

@@ -14,6 +14,7 @@
 //! - [`seed`]: `safeguard seed`.
 //! - [`chronology_cmd`]: `safeguard chronology`, through the query API.
 //! - [`audit_cmd`]: `safeguard verify` and `safeguard erase`.
+//! - [`parked_cmd`]: `safeguard parked` and `safeguard parked retry`.
 //! - [`verify`]: chains, signatures, the Postgres copy and checkpoints (`safeguard verify`, `GET /v1/verify`).
 //!
 //! `main.rs` only parses the command line and calls in here.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod gateway;
 pub mod import;
 pub mod keystore;
+pub mod parked_cmd;
 pub mod principals;
 pub mod query;
 pub mod returns_cmd;
@@ -146,12 +148,11 @@ pub async fn run_projector(
         .await
         .with_context(|| format!("could not listen on {}", projector.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "projector metrics listening");
-    let health = tokio::spawn(
-        axum::serve(listener, projector_router(projector.name, stats.clone(), pool.clone(), client)).into_future(),
-    );
     // The audit stream's consumer runs beside the event projector, stopping
     // with it: once per database, in the projector that holds partition 0.
     let audit_stats = Arc::new(projections::runtime::Stats::default());
+    let router = projector_router(projector.name, stats.clone(), audit_stats.clone(), pool.clone(), client);
+    let health = tokio::spawn(axum::serve(listener, router).into_future());
     let (stop_audit, audit_stopped) = tokio::sync::oneshot::channel::<()>();
     let audit = partitions.contains(0).then(|| {
         tokio::spawn(projections::audit::run(pool.clone(), js.clone(), audit_stats, async {
@@ -185,6 +186,7 @@ pub async fn projector_keys(
 fn projector_router(
     name: String,
     stats: Arc<projections::runtime::Stats>,
+    audit: Arc<projections::runtime::Stats>,
     pool: sqlx::PgPool,
     client: async_nats::Client,
 ) -> axum::Router {
@@ -237,6 +239,12 @@ fn projector_router(
             );
             gauge("parkings", "Subjects parked since start", "counter", s.parkings.load(Ordering::Relaxed));
             gauge(
+                "audit_dead_letters",
+                "Audit messages kept in audit.dead_letter since start",
+                "counter",
+                audit.dead_letters.load(Ordering::Relaxed),
+            );
+            gauge(
                 "interruptions",
                 "Sessions ended by a NATS or PostgreSQL failure since start (each retried)",
                 "counter",
@@ -276,7 +284,11 @@ fn projector_router(
                 let seconds = stats.lag_seconds();
                 (unavailable, format!("stalled: {lag} messages behind, the oldest waiting {seconds:.0} s\n"))
             } else {
-                (axum::http::StatusCode::OK, "ready\n".to_owned())
+                // Parked subjects are an alarm, not unreadiness: the rest of the stream is applied.
+                match stats.parked.load(Ordering::Relaxed) {
+                    0 => (axum::http::StatusCode::OK, "ready\n".to_owned()),
+                    n => (axum::http::StatusCode::OK, format!("ready; {n} subjects parked (safeguard parked)\n")),
+                }
             }
         }
     };

@@ -72,6 +72,9 @@ enum Command {
     Erase(services::audit_cmd::EraseArgs),
     /// Write a statutory return (the CIN census XML) through the query API.
     Return(services::returns_cmd::ReturnArgs),
+    /// List the subjects the projector parked (their events could not be
+    /// applied; the rest of the stream went on), or retry them.
+    Parked(services::parked_cmd::ParkedArgs),
     /// Bulk-import NDJSON CloudEvents through the gateway (admin): resumable, batched.
     Import(services::import::ImportArgs),
     /// Copy the event, audit and key streams to files (ops/backup runs it).
@@ -165,6 +168,15 @@ fn main() -> std::process::ExitCode {
         Command::Restore(args) => {
             init_tracing();
             block_on(services::backup::restore(args))
+        }
+        Command::Parked(args) => {
+            init_tracing();
+            let mut ok = false;
+            let code = block_on(async {
+                ok = services::parked_cmd::run(args).await?;
+                Ok(())
+            });
+            if code == std::process::ExitCode::SUCCESS && !ok { std::process::ExitCode::from(3) } else { code }
         }
         Command::Verify(args) => {
             let mut ok = false;

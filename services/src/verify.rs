@@ -364,7 +364,8 @@ async fn copy_position(pool: &PgPool) -> anyhow::Result<u64> {
     Ok(position.unwrap_or(0).max(0) as u64)
 }
 
-/// The copy's rows with stream positions in `(after, upto]`.
+/// The copy's rows with stream positions in `(after, upto]`: applied
+/// events and messages waiting behind a parked subject (`event_copy`).
 async fn copy_rows(pool: &PgPool, child: Option<&Subject>, after: u64, upto: u64) -> anyhow::Result<Vec<CopyRow>> {
     let (after, upto) = (i64::try_from(after).unwrap_or(i64::MAX), i64::try_from(upto).unwrap_or(i64::MAX));
     // Two statements rather than one with "$3 is null or subject = $3",
@@ -372,7 +373,7 @@ async fn copy_rows(pool: &PgPool, child: Option<&Subject>, after: u64, upto: u64
     let rows: Vec<(i64, String, i64, String)> = match child {
         Some(subject) => {
             sqlx::query_as(
-                "select stream_seq, subject, sequence, document::text from stored_event
+                "select stream_seq, subject, sequence, document from event_copy
               where subject = $3 and stream_seq > $1 and stream_seq <= $2 order by stream_seq",
             )
             .bind(after)
@@ -383,7 +384,7 @@ async fn copy_rows(pool: &PgPool, child: Option<&Subject>, after: u64, upto: u64
         }
         None => {
             sqlx::query_as(
-                "select stream_seq, subject, sequence, document::text from stored_event
+                "select stream_seq, subject, sequence, document from event_copy
               where stream_seq > $1 and stream_seq <= $2 order by stream_seq",
             )
             .bind(after)
@@ -410,7 +411,7 @@ async fn copy_heads(pool: &PgPool, child: Option<&Subject>, upto: u64) -> anyhow
     let rows: Vec<(String, i64, String)> = match child {
         Some(subject) => {
             sqlx::query_as(
-                "select subject, sequence, hash from stored_event
+                "select subject, sequence, hash from event_copy
               where subject = $1 and stream_seq <= $2 order by sequence desc limit 1",
             )
             .bind(subject.to_string())
@@ -420,7 +421,7 @@ async fn copy_heads(pool: &PgPool, child: Option<&Subject>, upto: u64) -> anyhow
         }
         None => {
             sqlx::query_as(
-                "select distinct on (subject) subject, sequence, hash from stored_event
+                "select distinct on (subject) subject, sequence, hash from event_copy
               where stream_seq <= $1 order by subject, sequence desc",
             )
             .bind(upto)

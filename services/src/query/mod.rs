@@ -149,7 +149,29 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .merge(pages::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), read_position))
         .with_state(state)
+}
+
+/// Every answer carries the read models' position (`X-Read-Position`),
+/// read before the answer is made, so it is a floor: everything at or
+/// below it was applied. While a projector reports a stall, answers also
+/// say `X-Read-Stale: stalled`; a parked child's reads say so themselves.
+async fn read_position(
+    State(app): State<Arc<QueryState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let known = projections::health::position(&app.pool).await.ok();
+    let mut response = next.run(request).await;
+    if let Some((position, stalled)) = known {
+        let headers = response.headers_mut();
+        headers.insert("x-read-position", axum::http::HeaderValue::from(position));
+        if stalled && !headers.contains_key("x-read-stale") {
+            headers.insert("x-read-stale", axum::http::HeaderValue::from_static("stalled"));
+        }
+    }
+    response
 }
 
 fn count(app: &QueryState, endpoint: &'static str, result: Result<Response, QueryError>) -> Response {
@@ -443,6 +465,7 @@ async fn read_chronology(
     admit_child(app, &principal, &asker, "GET /v1/children/{child}/chronology", child, Need::Record).await?;
 
     let q = projections::chronology::Query { child, as_of, from, to, limit: limit + 1, after };
+    let stale = parked_child(app, child).await?;
     let mut entries = projections::chronology::read(&app.pool, &q).await?;
     let next = if entries.len() as i64 > limit {
         entries.truncate(limit as usize);
@@ -463,8 +486,36 @@ async fn read_chronology(
             format::markdown(&child, &as_of, &entries, first_serial),
         )
             .into_response(),
-        _ => Json(json!({ "child": child, "as_of": as_of, "entries": entries, "next": next })).into_response(),
+        _ => Json(json!({ "child": child, "as_of": as_of, "entries": entries, "next": next, "stale": stale }))
+            .into_response(),
     })
+    .map(|r| marked_stale(r, stale.as_ref()))
+}
+
+/// Whether a child's read models stand still behind a parked subject:
+/// what is shown is what was known before the first event that could not
+/// be applied. Reads say so, in a `stale` field and `X-Read-Stale`.
+async fn parked_child(app: &QueryState, child: uuid::Uuid) -> Result<Option<Value>, QueryError> {
+    let parked = projections::parking::parked(&app.pool, &child.to_string()).await?;
+    Ok(parked.map(|p| {
+        json!({
+            "reason": "parked",
+            "detail": "events from this stream position on could not be applied yet and are not shown",
+            "stream_seq": p.stream_seq,
+            "waiting": p.waiting,
+            "since": p.parked_at,
+        })
+    }))
+}
+
+/// `X-Read-Stale: parked; stream_seq=N` on a read of a parked child.
+fn marked_stale(mut response: Response, stale: Option<&Value>) -> Response {
+    if let Some(seq) = stale.and_then(|s| s["stream_seq"].as_i64())
+        && let Ok(value) = axum::http::HeaderValue::from_str(&format!("parked; stream_seq={seq}"))
+    {
+        response.headers_mut().insert("x-read-stale", value);
+    }
+    response
 }
 
 /// How many entries come before a page, so serial numbers run on across pages.
@@ -532,12 +583,16 @@ async fn read_export(
         return Err(QueryError::invalid("format", "must be md, csv or json"));
     }
     admit_child(app, &principal, &asker, "GET /v1/children/{child}/chronology/export", child, Need::Record).await?;
+    let stale = parked_child(app, child).await?;
     let exported = build_export(app, child).await?;
-    Ok(match format {
-        "csv" => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], export::csv(&exported)).into_response(),
-        "json" => Json(exported).into_response(),
-        _ => ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], export::markdown(&exported)).into_response(),
-    })
+    Ok(marked_stale(
+        match format {
+            "csv" => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], export::csv(&exported)).into_response(),
+            "json" => Json(exported).into_response(),
+            _ => ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], export::markdown(&exported)).into_response(),
+        },
+        stale.as_ref(),
+    ))
 }
 
 /// The anonymised chronology of a child as it stands now. The caller has
@@ -903,7 +958,8 @@ async fn child_quality(State(app): State<Arc<QueryState>>, Path(child): Path<Str
             .into_iter()
             .map(|f| json!({"rule": f.rule, "description": rule_description(&f.rule), "reference": f.reference, "detail": f.detail, "on": f.on}))
             .collect();
-        Ok(Json(json!({ "child": child, "flags": flags })).into_response())
+        let stale = parked_child(&app, child).await?;
+        Ok(marked_stale(Json(json!({ "child": child, "flags": flags, "stale": stale })).into_response(), stale.as_ref()))
     }
     .await;
     count(&app, "child_quality", result)
@@ -1236,7 +1292,11 @@ async fn readyz(State(app): State<Arc<QueryState>>) -> Response {
         .await
         .is_ok_and(|r| r.is_ok());
     if nats && pg {
-        (StatusCode::OK, "ready\n").into_response()
+        // Ready to answer; how fresh the answers are is reported beside it.
+        match projections::health::freshness(&app.pool).await {
+            Ok(f) => (StatusCode::OK, Json(json!({"ready": true, "read_models": f}))).into_response(),
+            Err(_) => (StatusCode::OK, Json(json!({"ready": true, "read_models": null}))).into_response(),
+        }
     } else {
         let missing: HashMap<&str, bool> = [("nats", nats), ("postgres", pg)].into();
         (StatusCode::SERVICE_UNAVAILABLE, Json(missing)).into_response()
