@@ -191,7 +191,11 @@ async fn session(pool: &PgPool, js: &jetstream::Context, stats: &Stats) -> Resul
 /// Applies one batch in `tx`, skipping what the stored position covers;
 /// with `isolate`, each record in its own savepoint, a refused one kept as
 /// a dead letter. Returns the position and the dead letters kept.
-async fn apply(tx: &mut Transaction<'_, Postgres>, batch: &[Message], isolate: bool) -> Result<(u64, u64), sqlx::Error> {
+async fn apply(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &[Message],
+    isolate: bool,
+) -> Result<(u64, u64), sqlx::Error> {
     sqlx::query("insert into audit.position values ($1, 0) on conflict do nothing")
         .bind(CONSUMER)
         .execute(&mut **tx)

@@ -85,7 +85,9 @@ pub async fn retry(
 ) -> Result<Vec<Retried>, ApplyError> {
     let subjects: Vec<String> = match subject {
         Some(s) => vec![s.to_owned()],
-        None => sqlx::query_scalar("select subject from parked_subject order by parked_at, subject").fetch_all(pool).await?,
+        None => {
+            sqlx::query_scalar("select subject from parked_subject order by parked_at, subject").fetch_all(pool).await?
+        }
     };
     let mut out = Vec::with_capacity(subjects.len());
     for subject in subjects {

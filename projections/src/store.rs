@@ -53,12 +53,12 @@ impl Incoming {
         };
         let value = match events::json::parse_strict(payload) {
             Ok(value) => value,
-            Err(e) => return undecodable(e.to_string()),
+            Err(e) => return undecodable(format!("not strict JSON: {e}")),
         };
         let serde_json::Value::Object(doc) = &value else { return undecodable("not a JSON object".to_owned()) };
         let event = match StoredEvent::from_document(doc) {
             Ok(event) => event,
-            Err(problems) => return undecodable(problems.to_string()),
+            Err(problems) => return undecodable(format!("not a stored event: {problems}")),
         };
         if events::subjects::event_subject(&event.subject) != nats_subject {
             return undecodable("the event names a subject other than the one it was stored under".to_owned());

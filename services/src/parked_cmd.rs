@@ -82,7 +82,9 @@ pub async fn run(args: ParkedArgs) -> anyhow::Result<bool> {
             for r in &retried {
                 if !args.json {
                     match &r.error {
-                        None => writeln!(out, "{}: applied {} waiting messages; no longer parked", r.subject, r.applied)?,
+                        None => {
+                            writeln!(out, "{}: applied {} waiting messages; no longer parked", r.subject, r.applied)?
+                        }
                         Some(e) => writeln!(out, "{}: still parked: {e}", r.subject)?,
                     }
                 }

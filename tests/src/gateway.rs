@@ -247,17 +247,19 @@ pub struct Response {
     pub content_type: String,
     pub json: serde_json::Value,
     pub text: String,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Response {
     /// Reads status, content type and body (parsed as JSON when it is).
     pub async fn read(response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let content_type =
             response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let text = response.text().await.unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-        Self { status, content_type, json, text }
+        Self { status, content_type, json, text, headers }
     }
 
     /// The `index`-th result of a 201.

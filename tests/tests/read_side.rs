@@ -239,8 +239,14 @@ mod generated {
         let histories = std::sync::atomic::AtomicUsize::new(0);
         let published = std::sync::atomic::AtomicUsize::new(0);
         let result = runner.run(&strategy, |(p, sizes)| {
-            histories.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            published.fetch_add(p.events().len(), std::sync::atomic::Ordering::Relaxed);
+            let h = histories.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let e = published.fetch_add(p.events().len(), std::sync::atomic::Ordering::Relaxed) + p.events().len();
+            // A running total, so a long run stopped from outside still says what it covered.
+            eprintln!(
+                "read side: case {h}: {} children, {} events; {e} events in all",
+                p.children.len(),
+                p.events().len()
+            );
             rt.block_on(one(p, sizes)).map_err(TestCaseError::fail)
         });
         eprintln!(

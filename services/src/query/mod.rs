@@ -307,6 +307,15 @@ async fn admit_child(
     need: Need,
 ) -> Result<ChildInfo, QueryError> {
     let Some(info) = child_info(&app.pool, child).await? else {
+        // A child whose registration is parked is known to the stream but
+        // not yet to the read models: an admin is told so rather than that
+        // the child does not exist. (Whoever else asks learns nothing: the
+        // council that would decide their access is not known yet either.)
+        if principal.has(Role::Admin) && projections::parking::parked(&app.pool, &child.to_string()).await?.is_some() {
+            return Err(QueryError::Unavailable(format!(
+                "the read models hold nothing of child {child} yet: its events are parked (safeguard parked)"
+            )));
+        }
         return Err(QueryError::NotFound(format!("no child {child} is known")));
     };
     let decision = may_read_child(principal, &info, need);
@@ -589,7 +598,9 @@ async fn read_export(
         match format {
             "csv" => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], export::csv(&exported)).into_response(),
             "json" => Json(exported).into_response(),
-            _ => ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], export::markdown(&exported)).into_response(),
+            _ => {
+                ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], export::markdown(&exported)).into_response()
+            }
         },
         stale.as_ref(),
     ))
