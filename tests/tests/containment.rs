@@ -357,3 +357,40 @@ async fn messages_that_are_not_the_gateways_stored_events_are_dead_letters_and_s
     .await;
     assert_eq!(sys.metric("safeguard_projector_audit_dead_letters_total").await, Some(1.0));
 }
+
+/// The alert rules in `ops/prometheus` pass Prometheus's own checker and
+/// unit tests, and every projector metric they name is one a real
+/// projector serves (a renamed metric would leave an alert that never fires).
+#[tokio::test]
+async fn the_alert_rules_pass_promtool_and_name_metrics_a_projector_serves() {
+    let dir = tests::workspace_root().join("ops/prometheus");
+    for args in [vec!["check", "rules", "alerts.yml"], vec!["test", "rules", "alerts.test.yml"]] {
+        let out = std::process::Command::new("promtool")
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .expect("run promtool (Debian's prometheus package, which ops/test installs)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let mut sys = Backbone::start().await;
+    sys.start_projector().await;
+    let (_, served) = sys.http(&sys.projector("/metrics")).await;
+    let rules = std::fs::read_to_string(dir.join("alerts.yml")).expect("alerts.yml");
+    let named: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("safeguard_projector_"))
+        .collect();
+    assert!(named.len() >= 5, "{named:?}");
+    for metric in named {
+        assert!(
+            served.lines().any(|l| l.starts_with(&format!("{metric}{{"))),
+            "the projector serves no {metric}:\n{served}"
+        );
+    }
+}
