@@ -139,7 +139,7 @@ ensure_test_tools() {
   command -v openssl >/dev/null 2>&1 || apt_install openssl
   command -v pg_dump >/dev/null 2>&1 || apt_install postgresql-client
   # promtool checks and unit-tests the alert rules in ops/prometheus.
-  command -v promtool >/dev/null 2>&1 || apt_install prometheus
+  command -v promtool >/dev/null 2>&1 || apt_install --no-install-recommends prometheus
   # The page tests drive Debian's Chromium through its ChromeDriver (no browser download).
   if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     apt_install chromium chromium-driver
