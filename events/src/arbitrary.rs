@@ -143,7 +143,7 @@ fn date(day: u16) -> String {
 }
 
 fn time(s: &Step) -> String {
-    let offset = if s.flag && s.minute % 5 == 0 { "+01:00" } else { "Z" };
+    let offset = if s.flag && s.minute.is_multiple_of(5) { "+01:00" } else { "Z" };
     format!("{}T{:02}:{:02}:00{offset}", date(s.day), (s.minute / 60) % 24, s.minute % 60)
 }
 

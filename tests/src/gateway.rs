@@ -266,6 +266,17 @@ impl Response {
     pub fn result(&self, index: usize) -> &serde_json::Value {
         &self.json["results"][index]
     }
+
+    /// The highest stream sequence among a 201's results (0 if none).
+    pub fn last_stream_sequence(&self) -> u64 {
+        self.json["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["stream_sequence"].as_u64())
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// Every message of the event stream, in order, as (NATS subject, payload).
@@ -317,13 +328,7 @@ pub async fn load_groups(gateway: &std::sync::Arc<TestGateway>, groups: Vec<Vec<
             async move {
                 let r = gw.post(tokens::ADMIN, &serde_json::Value::Array(batch)).await;
                 assert_eq!(r.status, 201, "{}", &r.text[..r.text.len().min(300)]);
-                r.json["results"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|x| x["stream_sequence"].as_u64())
-                    .max()
-                    .unwrap_or(0)
+                r.last_stream_sequence()
             }
         }))
         .buffer_unordered(4);

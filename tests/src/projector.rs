@@ -37,6 +37,25 @@ pub async fn run_until(nats_url: &str, pool: &PgPool, settings: Settings, target
     elapsed
 }
 
+/// A clean projection of the stream up to `target` in a new database, as a
+/// rebuild would make it (with the children's keys under `master_key`), to
+/// compare live read models with.
+pub async fn clean_projection(
+    nats_url: &str,
+    master_key: &std::path::Path,
+    target: u64,
+) -> (crate::TestDatabase, PgPool) {
+    let db = crate::TestDatabase::create().await;
+    let pool = db.pool().await;
+    let client = crate::connect(nats_url).await;
+    let nats = services::config::NatsArgs::for_url(nats_url);
+    #[allow(clippy::expect_used)]
+    let keys = services::projector_keys(&async_nats::jetstream::new(client), &nats, master_key).await.expect("keys");
+    let settings = Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
+    run_until(nats_url, &pool, settings, target).await;
+    (db, pool)
+}
+
 /// A `safeguard serve --role projector` process, killed when dropped: it
 /// applies at most `batch` messages per transaction, serves its metrics on
 /// `listen`, and takes `extra` arguments (a name, partitions).

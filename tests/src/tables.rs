@@ -48,3 +48,14 @@ pub async fn count(pool: &PgPool, table: &str) -> i64 {
     #[allow(clippy::expect_used)]
     sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(pool).await.expect("count")
 }
+
+/// The read-model tables whose rows differ between two databases.
+pub async fn differences(a: &PgPool, b: &PgPool) -> Vec<&'static str> {
+    let mut differ = Vec::new();
+    for (table, order) in read_models() {
+        if checksum(a, table, order).await != checksum(b, table, order).await {
+            differ.push(table);
+        }
+    }
+    differ
+}
