@@ -116,6 +116,9 @@ pub enum ProjectorError {
     JetStream(String),
     #[error("the key store failed: {0}")]
     Keys(String),
+    /// A fold failed outside a per-subject application (which parks instead).
+    #[error("{0}")]
+    Fold(String),
     /// A delivery never reached us (see [`Deliveries`]).
     #[error("delivery {got} arrived where {expected} was due: some messages never reached the projector")]
     Gap { expected: u64, got: u64 },
@@ -184,25 +187,12 @@ pub async fn run_with(
     crate::migrate(&pool, crate::LIVE_SCHEMA).await?;
     let durable = format!("sg-projector-{}", settings.name);
     stats.progress_at_ms.store(now_ms(), Ordering::Relaxed);
-    let watching = tokio::spawn(watch(pool.clone(), js.clone(), settings.clone(), stats.clone()));
-    let outcome = run_sessions(&pool, &js, &durable, &settings, &stats, notifier.as_ref(), shutdown).await;
-    watching.abort();
-    outcome
-}
-
-async fn run_sessions(
-    pool: &PgPool,
-    js: &jetstream::Context,
-    durable: &str,
-    settings: &Settings,
-    stats: &Stats,
-    notifier: Option<&Notifier>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ProjectorError> {
+    // The watcher lives exactly as long as this function, however it returns.
+    let _watching = AbortOnDrop(tokio::spawn(watch(pool.clone(), js.clone(), settings.clone(), stats.clone())));
     tokio::pin!(shutdown);
     let mut failures: u32 = 0;
     loop {
-        match session(pool, js, durable, settings, stats, notifier, &mut shutdown).await {
+        match session(&pool, &js, &durable, &settings, &stats, notifier.as_ref(), &mut shutdown).await {
             Ok(Outcome::Stopped | Outcome::Reached) => return Ok(()),
             Ok(Outcome::Moved { stored }) => {
                 failures = 0;
@@ -223,6 +213,15 @@ async fn run_sessions(
                 }
             }
         }
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -347,7 +346,7 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
             Err(store::ApplyError::Database(e)) => return Err(e.into()),
             Err(store::ApplyError::Keys(e)) => return Err(ProjectorError::Keys(e)),
             // Only a per-subject application can meet a fold's failure, and it parks it.
-            Err(e @ store::ApplyError::Fold { .. }) => return Err(ProjectorError::JetStream(e.to_string())),
+            Err(e @ store::ApplyError::Fold { .. }) => return Err(ProjectorError::Fold(e.to_string())),
         };
         // Acknowledged only now: AckPolicy::All acknowledges the whole batch.
         last.ack().await.map_err(js_error)?;

@@ -229,7 +229,13 @@ async fn a_projector_that_cannot_progress_is_reported_stalled_within_the_timer_i
     let a = uuid::Uuid::new_v4().to_string();
     let first = sys.publish(vec![registered("a-1", &a, HARINGEY)]).await;
     sys.applied_to(first).await;
-    assert_eq!(sys.metric("safeguard_projector_lag").await, Some(0.0));
+    // The watcher looks every 200 ms: lag is 0 from its first look after the batch.
+    sys.until(
+        "no lag",
+        Duration::from_secs(5),
+        |s| async move { s.metric("safeguard_projector_lag").await == Some(0.0) },
+    )
+    .await;
 
     // Another session holds a lock the projector's next batch needs.
     let mut holder = sys.pool.begin().await.expect("begin");
@@ -246,9 +252,10 @@ async fn a_projector_that_cannot_progress_is_reported_stalled_within_the_timer_i
     .await;
     let seconds = sys.metric("safeguard_projector_lag_seconds").await.unwrap_or(0.0);
     assert!(seconds >= 2.0, "the oldest waiting event is at least the stall interval old: {seconds}");
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let later = sys.metric("safeguard_projector_lag_seconds").await.unwrap_or(0.0);
-    assert!(later > seconds, "lag seconds rise while stalled: {seconds} then {later}");
+    sys.until("lag seconds to rise while stalled", Duration::from_secs(3), |s| async move {
+        s.metric("safeguard_projector_lag_seconds").await.unwrap_or(0.0) > seconds
+    })
+    .await;
     let (status, body) = sys.http(&sys.projector("/readyz")).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("stalled"), "{body}");
