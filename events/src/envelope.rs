@@ -125,7 +125,10 @@ pub fn parse_received(value: &Value, now: DateTime<Utc>) -> Result<ReceivedEvent
         let name = expect_str(v, "/type", &mut problems)?;
         let found = EventType::from_name(name);
         if found.is_none() {
-            problems.push("/type", "is not an event type of catalogue v1 (see the event catalogue in the README)");
+            problems.push(
+                "/type",
+                "is not an event type of catalogue v1 (the catalogue: docs/data-model.md, Catalogue v1)",
+            );
         }
         found
     });

@@ -218,3 +218,16 @@ mod identifier_tests {
         assert_ne!(a, identifier_digest(&[1; 32], "nhs_number", "9434765927"));
     }
 }
+
+/// A child's data key, if it has one (none after erasure).
+pub type KeyFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<DataKey>, String>> + Send + 'a>>;
+
+/// Where a reader that must open sealed fields (the projector's identifier
+/// index) gets children's data keys and the lookup key. The trait is here,
+/// in the vocabulary, so that the key store (in `platform`, on NATS) and
+/// its user (in `projections`, on PostgreSQL) need not know each other.
+pub trait ChildKeys: Send + Sync + std::fmt::Debug {
+    fn key(&self, child: uuid::Uuid) -> KeyFuture<'_>;
+    fn lookup_key(&self) -> &[u8; 32];
+}

@@ -4,28 +4,18 @@
 //! This is the one read model that needs personal data: the projector
 //! opens a child's sealed `person` fields with the child's data key,
 //! digests the NHS number under the lookup key and forgets both. Keys come
-//! from the caller through [`ChildKeys`] (the key store lives with the
-//! services), so this crate holds no key of its own.
+//! from the caller through [`ChildKeys`] (the trait is in `events::privacy`, the key store in
+//! `platform`), so this crate holds no key of its own.
 
 use crate::casework::Recorded;
+use events::privacy::ChildKeys;
 use events::privacy::{DataKey, associated_data, identifier_digest, open_value};
 use serde_json::Value;
 use sqlx::{Postgres, Transaction};
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::pin::Pin;
 
 /// What kind of identifier a digest is of.
 pub const NHS_NUMBER: &str = "nhs_number";
-
-/// A child's data key, if it has one (none after erasure).
-pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<DataKey>, String>> + Send + 'a>>;
-
-/// Where the projector gets children's data keys and the lookup key.
-pub trait ChildKeys: Send + Sync + std::fmt::Debug {
-    fn key(&self, child: uuid::Uuid) -> KeyFuture<'_>;
-    fn lookup_key(&self) -> &[u8; 32];
-}
 
 /// Event types that may carry an NHS number.
 pub fn carries_identifiers(event_type: &str) -> bool {

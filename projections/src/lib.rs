@@ -10,6 +10,7 @@
 //! # Layout
 //!
 //! - `migrations/`: the schema, each table with a comment saying why it exists.
+//! - [`database`]: reaching the database named by `DATABASE_URL` (created if missing).
 //! - [`store`]: decoding stream messages and applying a batch in one transaction.
 //! - [`summary`]: one-line chronology summaries from codes only.
 //! - [`runtime`]: the durable pull consumer, acknowledging after commit.
@@ -27,6 +28,8 @@
 //! - [`audit`]: the audit stream into the `audit` schema: access log, erasures, checkpoints.
 //! - [`rebuild`]: building the read models afresh beside the live ones, then swapping.
 
+pub use sqlx::PgPool;
+
 pub mod annex_a;
 pub mod audit;
 pub mod caseload;
@@ -34,6 +37,7 @@ pub mod casework;
 pub mod chronology;
 pub mod cin;
 pub mod csv;
+pub mod database;
 pub mod health;
 pub mod identifiers;
 pub mod indicators;

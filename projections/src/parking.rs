@@ -12,9 +12,9 @@
 //! the same transaction. If they fail again, nothing is applied and the
 //! parking records the new error and the attempt.
 
-use crate::identifiers::ChildKeys;
 use crate::store::{self, ApplyError, EventItem, Incoming};
 use chrono::{DateTime, Utc};
+use events::privacy::ChildKeys;
 use sqlx::{PgPool, Row};
 
 /// One parked subject, as `safeguard parked` lists it.

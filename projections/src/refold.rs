@@ -3,9 +3,10 @@
 //! The fold itself is [`crate::casework`]; this is only its IO.
 
 use crate::casework::{self, Recorded};
-use crate::identifiers::{self, ChildKeys};
+use crate::identifiers;
 use crate::store::{ApplyError, folded};
 use chrono::{DateTime, NaiveDate, Utc};
+use events::privacy::ChildKeys;
 use sqlx::{Postgres, Row, Transaction};
 use std::collections::BTreeSet;
 

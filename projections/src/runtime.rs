@@ -8,10 +8,10 @@
 //! between commit and acknowledgement only redelivers messages the
 //! position already covers, which [`crate::store::apply_batch`] skips.
 
-use crate::identifiers::ChildKeys;
 use crate::notify::Notifier;
 use crate::store::{self, Incoming};
 use async_nats::jetstream::{self, consumer};
+use events::privacy::ChildKeys;
 use futures::StreamExt;
 use sqlx::PgPool;
 use std::future::Future;

@@ -2,7 +2,7 @@
 //! that also moves the projector's position, so a batch is either wholly
 //! applied, position included, or not at all.
 
-use crate::identifiers::{self, ChildKeys};
+use crate::identifiers;
 use crate::indicators::Period;
 use crate::refold::{self, Changed, Touched};
 use crate::summary;
@@ -10,6 +10,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use events::Subject;
 use events::calendar::business_date_of;
 use events::envelope::StoredEvent;
+use events::privacy::ChildKeys;
 use sqlx::{PgConnection, Postgres, Transaction};
 use std::collections::BTreeSet;
 

@@ -489,15 +489,15 @@ async fn raw_jetstream(report: &mut Report, scale: Scale, size: usize) -> Vec<us
             let started = Instant::now();
             for b in 0..batches {
                 let subject = format!("raw.{expected}.batch.{size_of_batch}.{b}");
-                let messages: Vec<services::gateway::publish::Outgoing> = (0..size_of_batch)
-                    .map(|i| services::gateway::publish::Outgoing {
+                let messages: Vec<gateway::publish::Outgoing> = (0..size_of_batch)
+                    .map(|i| gateway::publish::Outgoing {
                         subject: subject.clone(),
                         payload: payload.clone(),
                         expect_last_subject_seq: (expected && i == 0).then_some(0),
                     })
                     .collect();
                 let t = Instant::now();
-                services::gateway::publish::publish_atomic(&client, &messages, Duration::from_secs(30))
+                gateway::publish::publish_atomic(&client, &messages, Duration::from_secs(30))
                     .await
                     .expect("atomic batch");
                 lat.push(t.elapsed());
@@ -519,15 +519,15 @@ async fn raw_jetstream(report: &mut Report, scale: Scale, size: usize) -> Vec<us
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 for i in 0..per {
-                    let messages: Vec<services::gateway::publish::Outgoing> = (0..2)
-                        .map(|k| services::gateway::publish::Outgoing {
+                    let messages: Vec<gateway::publish::Outgoing> = (0..2)
+                        .map(|k| gateway::publish::Outgoing {
                             subject: format!("raw.pair.{c}.{i}.{k}"),
                             payload: payload.clone(),
                             expect_last_subject_seq: None,
                         })
                         .collect();
                     let t = Instant::now();
-                    services::gateway::publish::publish_atomic(&client, &messages, Duration::from_secs(30))
+                    gateway::publish::publish_atomic(&client, &messages, Duration::from_secs(30))
                         .await
                         .expect("atomic batch");
                     lat.push(t.elapsed());
@@ -656,16 +656,14 @@ async fn cluster(report: &mut Report, scale: Scale, size: usize, http: &Arc<Http
     );
     let started = Instant::now();
     for b in 0..scale.batches_1000 {
-        let messages: Vec<services::gateway::publish::Outgoing> = (0..1000)
-            .map(|_| services::gateway::publish::Outgoing {
+        let messages: Vec<gateway::publish::Outgoing> = (0..1000)
+            .map(|_| gateway::publish::Outgoing {
                 subject: format!("raw.batch.{b}"),
                 payload: payload.clone(),
                 expect_last_subject_seq: None,
             })
             .collect();
-        services::gateway::publish::publish_atomic(&client, &messages, Duration::from_secs(30))
-            .await
-            .expect("atomic batch");
+        gateway::publish::publish_atomic(&client, &messages, Duration::from_secs(30)).await.expect("atomic batch");
     }
     let raw_batch = report.rate(
         "cluster",
@@ -674,16 +672,14 @@ async fn cluster(report: &mut Report, scale: Scale, size: usize, http: &Arc<Http
     );
     let started = Instant::now();
     for i in 0..scale.singles / 2 {
-        let messages: Vec<services::gateway::publish::Outgoing> = (0..2)
-            .map(|k| services::gateway::publish::Outgoing {
+        let messages: Vec<gateway::publish::Outgoing> = (0..2)
+            .map(|k| gateway::publish::Outgoing {
                 subject: format!("raw.pair.{i}.{k}"),
                 payload: payload.clone(),
                 expect_last_subject_seq: None,
             })
             .collect();
-        services::gateway::publish::publish_atomic(&client, &messages, Duration::from_secs(30))
-            .await
-            .expect("atomic batch");
+        gateway::publish::publish_atomic(&client, &messages, Duration::from_secs(30)).await.expect("atomic batch");
     }
     report.rate(
         "cluster",
@@ -756,9 +752,9 @@ async fn main() {
 
     // What an event weighs on disk, for the raw runs and the national figures.
     let js = jetstream::new(nats.client().await);
-    let info = js.get_stream(services::bus::EVENTS_STREAM).await.unwrap().info().await.unwrap().clone();
+    let info = js.get_stream(platform::bus::EVENTS_STREAM).await.unwrap().info().await.unwrap().clone();
     let sample = js
-        .get_stream(services::bus::EVENTS_STREAM)
+        .get_stream(platform::bus::EVENTS_STREAM)
         .await
         .unwrap()
         .get_raw_message(info.state.last_sequence)
@@ -837,21 +833,21 @@ async fn main() {
 
     // A seeded population, for indicators and caseloads, and the bulk of the projection figures.
     let until = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
-    let groups = services::seed::generate(42, 2, scale.seeded_per_council, until).expect("seed");
+    let groups = safeguard::cli::seed::generate(42, 2, scale.seeded_per_council, until).expect("seed");
     let seeded: usize = groups.iter().map(Vec::len).sum();
     let bodies: Vec<Value> = {
         let (people, children): (Vec<_>, Vec<_>) =
             groups.into_iter().partition(|g| g.first().is_some_and(|e| e["type"] != "child.registered"));
-        let mut all: Vec<Value> = services::seed::batches(&people, 1000).into_iter().map(Value::Array).collect();
+        let mut all: Vec<Value> = safeguard::cli::seed::batches(&people, 1000).into_iter().map(Value::Array).collect();
         post_all(&http, &events_url, std::mem::take(&mut all), 1).await;
-        services::seed::batches(&children, 1000).into_iter().map(Value::Array).collect()
+        safeguard::cli::seed::batches(&children, 1000).into_iter().map(Value::Array).collect()
     };
     let (m, seeded_last) = post_all(&http, &events_url, bodies, 4).await;
     report.rate("ingest", format!("gateway: seeded population ({seeded} events), batches of 1,000, 4 at a time"), &m);
     wait_for(&deployment, seeded_last).await;
     // The second seeded council holds only its seeded children; the first
     // also holds every child registered above (over 100,000 at full scale).
-    let (seeded_council, _, _) = services::seed::COUNCILS[1];
+    let (seeded_council, _, _) = safeguard::cli::seed::COUNCILS[1];
     let crowded: i64 = sqlx::query_scalar("select count(*) from child_status where council = 'E09000014'")
         .fetch_one(&db.pool().await)
         .await
@@ -961,7 +957,7 @@ async fn main() {
     );
 
     // 3. Projection, rebuild and verification over the whole stream.
-    let mut js_info = js.get_stream(services::bus::EVENTS_STREAM).await.unwrap();
+    let mut js_info = js.get_stream(platform::bus::EVENTS_STREAM).await.unwrap();
     let last = js_info.info().await.unwrap().state.last_sequence;
     let clean = TestDatabase::create().await;
     let clean_pool = clean.pool().await;
@@ -1001,7 +997,7 @@ async fn main() {
         [("verification, stream and Postgres copy", Some(&clean_pool)), ("verification, stream only", None)]
     {
         let t = Instant::now();
-        let r = services::verify::verify(&js, copy, &keys, None).await.expect("verify");
+        let r = query::verify::verify(&js, copy, &keys, None).await.expect("verify");
         assert!(r.ok, "{:?}", &r.breaks[..r.breaks.len().min(3)]);
         report.rate("projection", what, &Measured::new(r.checked as usize, t.elapsed(), vec![]));
     }

@@ -1,7 +1,7 @@
 //! Seed and import rates, and an import interrupted and resumed: a
 //! measurement, not a test.
 //!
-//! `cargo build --release -p services && cargo run --release -p tests --example import_resume -- [EVENTS]`
+//! `cargo build --release -p safeguard && cargo run --release -p tests --example import_resume -- [EVENTS]`
 //!
 //! 1. Generates about EVENTS events (default 1,000,000) with `safeguard
 //!    seed`'s generator and writes them as NDJSON: the seed rate.
@@ -39,7 +39,7 @@ async fn main() {
     let started = Instant::now();
     // About 21 events per seeded child.
     let per_council = (target / 8 / 21).max(10);
-    let groups = services::seed::generate(3, 8, per_council, until).expect("seed");
+    let groups = safeguard::cli::seed::generate(3, 8, per_council, until).expect("seed");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("create"));
     let mut ids = HashSet::new();
     for event in groups.iter().flatten() {
@@ -60,7 +60,7 @@ async fn main() {
     let nats = NatsServer::start().await;
     let gateway = Arc::new(TestGateway::start(&nats.url()).await);
     let binary = tests::workspace_root().join("target/release/safeguard");
-    assert!(binary.exists(), "build the release binary first: cargo build --release -p services");
+    assert!(binary.exists(), "build the release binary first: cargo build --release -p safeguard");
     let import = || {
         let mut command = tokio::process::Command::new(&binary);
         command
@@ -101,11 +101,11 @@ async fn main() {
 
     // Every event of the file exactly once.
     let js = async_nats::jetstream::new(nats.client().await);
-    let stream = js.get_stream(services::bus::EVENTS_STREAM).await.expect("stream");
-    let stored = services::bus::count_matching(&stream, events::subjects::EVENTS_FILTER).await.expect("count");
-    let indexed = services::bus::count_matching(&stream, events::subjects::IDS_FILTER).await.expect("count");
+    let stream = js.get_stream(platform::bus::EVENTS_STREAM).await.expect("stream");
+    let stored = platform::bus::count_matching(&stream, events::subjects::EVENTS_FILTER).await.expect("count");
+    let indexed = platform::bus::count_matching(&stream, events::subjects::IDS_FILTER).await.expect("count");
     let mut seen = HashSet::with_capacity(events);
-    let mut messages = services::bus::read_ordered(&stream, events::subjects::EVENTS_FILTER, 1).await.expect("read");
+    let mut messages = platform::bus::read_ordered(&stream, events::subjects::EVENTS_FILTER, 1).await.expect("read");
     use futures::StreamExt as _;
     for _ in 0..stored {
         let message = messages.next().await.expect("a message").expect("a message");

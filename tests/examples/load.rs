@@ -75,7 +75,7 @@ async fn main() {
 
     // A population to read.
     let until = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
-    let groups = services::seed::generate(7, 2, 500, until).expect("seed");
+    let groups = safeguard::cli::seed::generate(7, 2, 500, until).expect("seed");
     let children: Vec<String> = groups
         .iter()
         .filter_map(|g| g.first())
@@ -85,7 +85,7 @@ async fn main() {
     let (people, kids): (Vec<_>, Vec<_>) =
         groups.into_iter().partition(|g| g.first().is_some_and(|e| e["type"] != "child.registered"));
     for part in [people, kids] {
-        for batch in services::seed::batches(&part, 1000) {
+        for batch in safeguard::cli::seed::batches(&part, 1000) {
             let r = http
                 .post(deployment.gateway_url("/v1/events"))
                 .bearer_auth(tokens::ADMIN)

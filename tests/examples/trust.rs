@@ -27,7 +27,7 @@ async fn main() {
     let target: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let until = NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
     let per_council = (target / 8 / 19).max(10);
-    let groups = services::seed::generate(7, 8, per_council, until).expect("seed");
+    let groups = safeguard::cli::seed::generate(7, 8, per_council, until).expect("seed");
     let all: Vec<Value> = groups.iter().flatten().cloned().collect();
     println!("generated {} events", all.len());
 
@@ -53,14 +53,14 @@ async fn main() {
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
     for (what, copy) in [("with the Postgres copy", Some(&pool)), ("stream only (the outside verifier)", None)] {
         let t = Instant::now();
-        let report = services::verify::verify(&js, copy, &key, None).await.expect("verify");
+        let report = query::verify::verify(&js, copy, &key, None).await.expect("verify");
         let s = t.elapsed().as_secs_f64();
         assert!(report.ok, "{:?}", report.breaks.first());
         println!("verified {} events {what}: {s:.1} s, {:.0} events/s", report.checked, report.checked as f64 / s);
     }
     let child = events::Subject::Child(events::ids::ChildId::parse(&a_child).expect("a child"));
     let t = Instant::now();
-    let report = services::verify::verify(&js, Some(&pool), &key, Some(&child)).await.expect("verify");
+    let report = query::verify::verify(&js, Some(&pool), &key, Some(&child)).await.expect("verify");
     println!(
         "verified one child ({} events) with the copy: {:.1} ms",
         report.checked,

@@ -14,7 +14,7 @@ pub fn release_binary() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join("target"));
     let binary = target.join("release").join("safeguard");
-    assert!(binary.exists(), "{} is missing: cargo build --release -p services", binary.display());
+    assert!(binary.exists(), "{} is missing: cargo build --release -p safeguard", binary.display());
     binary
 }
 

@@ -1,8 +1,8 @@
-//! A real gateway for tests: `services::run_gateway` on a free port, with
+//! A real gateway for tests: `safeguard::roles::gateway::run` on a free port, with
 //! its own principals, keys and settings, pointed at a test NATS.
 
 use ed25519_dalek::VerifyingKey;
-use services::config::{GatewaySettings, NatsArgs};
+use platform::config::{GatewaySettings, NatsArgs};
 use std::path::PathBuf;
 use std::time::Duration;
 use tempfile::TempDir;
@@ -34,7 +34,7 @@ pub fn principals_toml() -> String {
     let entry = |name: &str, token: &str, roles: &str, councils: &str, types: &str| {
         format!(
             "[[principal]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\nroles = {roles}\ncouncils = {councils}\nevent_types = {types}\n\n",
-            services::principals::token_sha256(token)
+            platform::principals::token_sha256(token)
         )
     };
     [
@@ -168,7 +168,7 @@ impl TestGateway {
     async fn launch(&mut self) {
         let settings = self.settings();
         let running = crate::start_role("gateway", |stopped, bound| async move {
-            services::run_gateway(settings, stopped, Some(bound)).await
+            safeguard::roles::gateway::run(settings, stopped, Some(bound)).await
         })
         .await;
         self.base = running.base;
@@ -285,7 +285,7 @@ pub async fn stream_messages(nats_url: &str) -> Vec<(String, Vec<u8>)> {
     let client = crate::connect(nats_url).await;
     let js = async_nats::jetstream::new(client);
     #[allow(clippy::expect_used)]
-    let mut stream = js.get_stream(services::bus::EVENTS_STREAM).await.expect("stream");
+    let mut stream = js.get_stream(platform::bus::EVENTS_STREAM).await.expect("stream");
     #[allow(clippy::expect_used)]
     let last = stream.info().await.expect("info").state.last_sequence;
     let mut out = Vec::new();
@@ -308,13 +308,13 @@ pub async fn stream_count(nats_url: &str) -> u64 {
     #[allow(clippy::expect_used)]
     let client = crate::connect(nats_url).await;
     let js = async_nats::jetstream::new(client);
-    match js.get_stream(services::bus::EVENTS_STREAM).await {
+    match js.get_stream(platform::bus::EVENTS_STREAM).await {
         Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
         Err(_) => 0,
     }
 }
 
-/// Loads seeded groups (`services::seed::generate`) through `gateway` as
+/// Loads seeded groups (`safeguard::cli::seed::generate`) through `gateway` as
 /// admin, workers and councils first, in batches of 1,000 that never split
 /// a subject, four requests at a time. Returns the highest stream sequence stored.
 pub async fn load_groups(gateway: &std::sync::Arc<TestGateway>, groups: Vec<Vec<serde_json::Value>>) -> u64 {
@@ -323,7 +323,7 @@ pub async fn load_groups(gateway: &std::sync::Arc<TestGateway>, groups: Vec<Vec<
         groups.into_iter().partition(|g| g.first().is_some_and(|e| e["type"] != "child.registered"));
     let mut last = 0;
     for part in [people, children] {
-        let mut sends = futures::stream::iter(services::seed::batches(&part, 1000).into_iter().map(|batch| {
+        let mut sends = futures::stream::iter(safeguard::cli::seed::batches(&part, 1000).into_iter().map(|batch| {
             let gw = gateway.clone();
             async move {
                 let r = gw.post(tokens::ADMIN, &serde_json::Value::Array(batch)).await;

@@ -53,7 +53,7 @@ pub fn free_port() -> u16 {
 /// `NATS_URL` takes them), connected as the roles connect.
 pub async fn connect(urls: &str) -> async_nats::Client {
     #[allow(clippy::expect_used)]
-    services::bus::connect(&services::config::NatsArgs::for_url(urls)).await.expect("connect to the test NATS")
+    platform::bus::connect(&platform::config::NatsArgs::for_url(urls)).await.expect("connect to the test NATS")
 }
 
 /// The workspace root (where `.venv/` and `ops/` live).
@@ -87,7 +87,7 @@ pub fn safeguard_binary() -> PathBuf {
                 let cargo = option_env!("CARGO").unwrap_or("cargo");
                 #[allow(clippy::expect_used)]
                 let status = std::process::Command::new(cargo)
-                    .args(["build", "-q", "-p", "services", "--bin", "safeguard"])
+                    .args(["build", "-q", "-p", "safeguard", "--bin", "safeguard"])
                     .current_dir(workspace_root())
                     .status()
                     .expect("run cargo build");
@@ -132,7 +132,7 @@ pub(crate) struct Running {
 }
 
 /// Starts a role: `run` gets the shutdown future and the sender for the
-/// address it bound, as `services::run_gateway` and `services::run_query`
+/// address it bound, as `safeguard::roles::gateway::run` and `safeguard::roles::query::run`
 /// take them. Waits until it listens; panics with its error if it fails.
 pub(crate) async fn start_role<F>(
     what: &str,

@@ -48,9 +48,10 @@ pub async fn clean_projection(
     let db = crate::TestDatabase::create().await;
     let pool = db.pool().await;
     let client = crate::connect(nats_url).await;
-    let nats = services::config::NatsArgs::for_url(nats_url);
+    let nats = platform::config::NatsArgs::for_url(nats_url);
     #[allow(clippy::expect_used)]
-    let keys = services::projector_keys(&async_nats::jetstream::new(client), &nats, master_key).await.expect("keys");
+    let keys =
+        safeguard::roles::projector::keys(&async_nats::jetstream::new(client), &nats, master_key).await.expect("keys");
     let settings = Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
     run_until(nats_url, &pool, settings, target).await;
     (db, pool)
@@ -125,9 +126,9 @@ impl LiveProjector {
         let mut settings = Settings::default();
         if let Some(path) = master_key {
             let js = async_nats::jetstream::new(client.clone());
-            let nats = services::config::NatsArgs::for_url(nats_url);
+            let nats = platform::config::NatsArgs::for_url(nats_url);
             #[allow(clippy::expect_used)]
-            let keys = services::projector_keys(&js, &nats, &path).await.expect("the key store");
+            let keys = safeguard::roles::projector::keys(&js, &nats, &path).await.expect("the key store");
             settings.keys = Some(keys);
         }
         let stats = Arc::new(Stats::default());

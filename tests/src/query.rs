@@ -1,7 +1,7 @@
-//! A real query role for tests: `services::run_query` on a free port,
+//! A real query role for tests: `safeguard::roles::query::run` on a free port,
 //! reading a test database, with the gateway's principals.
 
-use services::config::{DatabaseArgs, NatsArgs, QueryArgs};
+use platform::config::{DatabaseArgs, NatsArgs, QueryArgs};
 use std::path::Path;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -57,7 +57,7 @@ impl TestQuery {
         };
         let (principals, master_key) = (principals.to_owned(), master_key.to_owned());
         let running = crate::start_role("query role", |stopped, bound| async move {
-            services::run_query(nats, database, principals, master_key, query, stopped, Some(bound)).await
+            safeguard::roles::query::run(nats, database, principals, master_key, query, stopped, Some(bound)).await
         })
         .await;
         Self { base: running.base, stop: Some(running.stop), task: Some(running.task), http: reqwest::Client::new() }
@@ -107,7 +107,7 @@ impl Drop for TestQuery {
 pub async fn access_events(nats_url: &str) -> Vec<serde_json::Value> {
     let client = async_nats::connect(nats_url).await.expect("connect");
     let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream(services::bus::AUDIT_STREAM).await.expect("audit stream");
+    let mut stream = js.get_stream(platform::bus::AUDIT_STREAM).await.expect("audit stream");
     let last = stream.info().await.expect("info").state.last_sequence;
     let mut out = Vec::new();
     for seq in 1..=last {

@@ -107,12 +107,12 @@ impl SecureCluster {
     }
 
     /// The connection settings of `role`, for the library's own `bus::connect`.
-    pub fn nats_args(&self, role: &str) -> services::config::NatsArgs {
-        services::config::NatsArgs {
+    pub fn nats_args(&self, role: &str) -> platform::config::NatsArgs {
+        platform::config::NatsArgs {
             creds: Some(self.seed(role)),
             ca: Some(self.ca()),
             replicas: 3,
-            ..services::config::NatsArgs::for_url(&self.urls())
+            ..platform::config::NatsArgs::for_url(&self.urls())
         }
     }
 
@@ -146,7 +146,7 @@ impl SecureCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Ok(client)) =
-                tokio::time::timeout(Duration::from_secs(5), services::bus::connect(&self.nats_args("operator"))).await
+                tokio::time::timeout(Duration::from_secs(5), platform::bus::connect(&self.nats_args("operator"))).await
             {
                 let js = async_nats::jetstream::new(client);
                 let probe = js

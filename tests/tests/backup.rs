@@ -79,7 +79,7 @@ async fn a_backup_restored_into_an_empty_nats_and_database_carries_on_exactly() 
     let new_pool = new_db.pool().await;
 
     // The streams, message for message, at the same sequences; the keys, value for value.
-    for stream in [services::bus::EVENTS_STREAM, services::bus::AUDIT_STREAM] {
+    for stream in [platform::bus::EVENTS_STREAM, platform::bus::AUDIT_STREAM] {
         assert_eq!(messages(&new_nats.url(), stream).await, messages(&old_nats.url(), stream).await, "{stream}");
     }
     let children = [kept.clone(), erased.clone()];
@@ -115,15 +115,14 @@ async fn a_backup_restored_into_an_empty_nats_and_database_carries_on_exactly() 
         tests::tables::count(&old_pool, "stored_event").await + 1
     );
     let js = async_nats::jetstream::new(tests::connect(&new_nats.url()).await);
-    let report =
-        services::verify::verify(&js, Some(&new_pool), &[gateway.verifying_key()], None).await.expect("verify");
+    let report = query::verify::verify(&js, Some(&new_pool), &[gateway.verifying_key()], None).await.expect("verify");
     assert!(report.ok, "{:?}", report.breaks);
 }
 
 /// The key bucket's values for `children`.
 async fn keys(url: &str, children: &[String]) -> Vec<Option<Vec<u8>>> {
     let js = async_nats::jetstream::new(tests::connect(url).await);
-    let bucket = js.get_key_value(services::bus::KEYS_BUCKET).await.expect("bucket");
+    let bucket = js.get_key_value(platform::bus::KEYS_BUCKET).await.expect("bucket");
     let mut out = Vec::new();
     for child in children {
         out.push(bucket.get(child.as_str()).await.expect("get").map(|v| v.to_vec()));

@@ -98,10 +98,11 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
     let clean = TestDatabase::create().await;
     let clean_pool = clean.pool().await;
     let client = async_nats::connect(nats.url()).await.expect("connect");
-    let nats_args = services::config::NatsArgs::for_url(&nats.url());
-    let keys = services::projector_keys(&async_nats::jetstream::new(client), &nats_args, &gw.path("master.key"))
-        .await
-        .expect("keys");
+    let nats_args = platform::config::NatsArgs::for_url(&nats.url());
+    let keys =
+        safeguard::roles::projector::keys(&async_nats::jetstream::new(client), &nats_args, &gw.path("master.key"))
+            .await
+            .expect("keys");
     let settings = projections::runtime::Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
     tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
 

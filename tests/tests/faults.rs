@@ -48,7 +48,7 @@ async fn stream_leader(cluster: &NatsCluster) -> usize {
     let js = jetstream::new(tests::connect(&cluster.urls()).await);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let leader = match js.get_stream(services::bus::EVENTS_STREAM).await {
+        let leader = match js.get_stream(platform::bus::EVENTS_STREAM).await {
             Ok(mut stream) => stream.info().await.ok().and_then(|i| i.cluster.as_ref().and_then(|c| c.leader.clone())),
             Err(_) => None,
         };
@@ -73,7 +73,7 @@ async fn make_leader(cluster: &NatsCluster, node: usize) {
         assert!(Instant::now() < deadline, "{wanted} never became the stream's leader");
         let body = serde_json::json!({"placement": {"preferred": wanted}}).to_string();
         let _ = client
-            .request(format!("$JS.API.STREAM.LEADER.STEPDOWN.{}", services::bus::EVENTS_STREAM), body.into())
+            .request(format!("$JS.API.STREAM.LEADER.STEPDOWN.{}", platform::bus::EVENTS_STREAM), body.into())
             .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -137,7 +137,7 @@ async fn assert_held_exactly(url: &str, gateway: &TestGateway, pool: &PgPool, ou
     // moment: verification then fails to open it, and is run again.
     let deadline = Instant::now() + Duration::from_secs(20);
     let report = loop {
-        match services::verify::verify(&js, Some(pool), &[gateway.verifying_key()], None).await {
+        match query::verify::verify(&js, Some(pool), &[gateway.verifying_key()], None).await {
             Ok(report) => break report,
             Err(e) => assert!(Instant::now() < deadline, "verification does not run: {e:#}"),
         }
@@ -151,9 +151,10 @@ async fn assert_equals_clean_rebuild(url: &str, gateway: &TestGateway, pool: &Pg
     let clean = TestDatabase::create().await;
     let clean_pool = clean.pool().await;
     let client = tests::connect(url).await;
-    let nats_args = services::config::NatsArgs::for_url(url);
-    let keys =
-        services::projector_keys(&jetstream::new(client), &nats_args, &gateway.path("master.key")).await.expect("keys");
+    let nats_args = platform::config::NatsArgs::for_url(url);
+    let keys = safeguard::roles::projector::keys(&jetstream::new(client), &nats_args, &gateway.path("master.key"))
+        .await
+        .expect("keys");
     let settings = projections::runtime::Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
     tests::projector::run_until(url, &clean_pool, settings, last).await;
     for (table, order) in tests::tables::read_models() {

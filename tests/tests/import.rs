@@ -11,7 +11,7 @@ use tests::gateway::{TestGateway, tokens};
 /// Every stored event (not id-index message) on the event stream.
 async fn stored_events(nats: &NatsServer) -> Vec<Value> {
     let js = async_nats::jetstream::new(nats.client().await);
-    let mut stream = js.get_stream(services::bus::EVENTS_STREAM).await.expect("event stream");
+    let mut stream = js.get_stream(platform::bus::EVENTS_STREAM).await.expect("event stream");
     let last = stream.info().await.expect("info").state.last_sequence;
     let mut out = Vec::new();
     for seq in 1..=last {
@@ -51,7 +51,7 @@ async fn an_import_killed_part_way_and_run_again_stores_every_event_exactly_once
     let nats = NatsServer::start().await;
     let gateway = TestGateway::start(&nats.url()).await;
     let until = chrono::NaiveDate::from_ymd_opt(2025, 3, 31).expect("date");
-    let groups = services::seed::generate(11, 2, 150, until).expect("seed");
+    let groups = safeguard::cli::seed::generate(11, 2, 150, until).expect("seed");
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("legacy.ndjson");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("create"));

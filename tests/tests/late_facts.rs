@@ -63,7 +63,7 @@ async fn chronology(pool: &PgPool, child: uuid::Uuid) -> Vec<(String, String, St
 #[tokio::test]
 async fn facts_recorded_late_and_out_of_order_give_the_same_read_models() {
     let until = NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
-    let groups = services::seed::generate(13, 2, 25, until).expect("seed");
+    let groups = safeguard::cli::seed::generate(13, 2, 25, until).expect("seed");
     let in_order: Vec<Value> = groups.iter().flatten().cloned().collect();
     // The other system learns everything backwards: councils and workers
     // (whose events are few) as they are, every child registered, then all
@@ -99,7 +99,7 @@ async fn facts_recorded_late_and_out_of_order_give_the_same_read_models() {
     }
 
     let today = NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
-    for (council, _, _) in services::seed::COUNCILS.iter().take(2) {
+    for (council, _, _) in safeguard::cli::seed::COUNCILS.iter().take(2) {
         for year in ["2023-24", "2024-25", "2025-26"] {
             let period = projections::indicators::Period::financial_year(year).expect("period");
             let ia = projections::indicators::document(&a.pool, council, period, today).await.expect("indicators");

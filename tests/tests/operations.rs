@@ -54,7 +54,7 @@ async fn principals_reload_on_sighup_and_a_bad_file_keeps_the_old_ones() {
     // A new principal, then SIGHUP.
     let added = format!(
         "{original}[[principal]]\nname = \"newcomer\"\ntoken_sha256 = \"{}\"\nroles = [\"publish\"]\ncouncils = [\"*\"]\nevent_types = [\"*\"]\n",
-        services::principals::token_sha256("newcomer-token")
+        platform::principals::token_sha256("newcomer-token")
     );
     std::fs::write(&path, added).expect("write");
     assert_eq!(gw.post("newcomer-token", &child).await.status, 401, "not before the signal");

@@ -34,7 +34,7 @@ fn refused_js(client: async_nats::Client) -> jetstream::Context {
 }
 
 async fn message_count(js: &jetstream::Context) -> u64 {
-    js.get_stream(services::bus::EVENTS_STREAM).await.expect("stream").info().await.expect("info").state.messages
+    js.get_stream(platform::bus::EVENTS_STREAM).await.expect("stream").info().await.expect("info").state.messages
 }
 
 /// What a role other than the gateway may not do to the event stream.
@@ -46,7 +46,7 @@ async fn cannot_touch_the_event_stream(cluster: &SecureCluster, role: &str) {
     let error = violation(&mut errors, &format!("{role} publishing an event")).await;
     assert!(error.contains("sg.ev.00.child"), "{error}");
     let js = refused_js(client);
-    assert!(js.delete_stream(services::bus::EVENTS_STREAM).await.is_err(), "{role} deleted the event stream");
+    assert!(js.delete_stream(platform::bus::EVENTS_STREAM).await.is_err(), "{role} deleted the event stream");
     violation(&mut errors, &format!("{role} deleting the stream")).await;
 }
 
@@ -131,7 +131,7 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
 
     let operator = jetstream::new(cluster.client("operator").await.0);
     let before = message_count(&operator).await;
-    let stream = operator.get_stream(services::bus::EVENTS_STREAM).await.expect("stream");
+    let stream = operator.get_stream(platform::bus::EVENTS_STREAM).await.expect("stream");
     assert_eq!(stream.cached_info().config.num_replicas, 3, "the event stream has three replicas");
 
     // A dashboard may not read the event stream, the audit stream or the
@@ -146,7 +146,7 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
     dashboard.flush().await.expect("flush");
     violation(&mut dashboard_errors, "a dashboard publishing an event").await;
     let dashboard_js = refused_js(dashboard.clone());
-    assert!(dashboard_js.get_stream(services::bus::EVENTS_STREAM).await.is_err(), "a dashboard read stream info");
+    assert!(dashboard_js.get_stream(platform::bus::EVENTS_STREAM).await.is_err(), "a dashboard read stream info");
 
     cannot_touch_the_event_stream(&cluster, "projector").await;
     cannot_touch_the_event_stream(&cluster, "query").await;
@@ -155,10 +155,10 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
     // The gateway publishes events but may not delete or purge the stream.
     let (gateway_client, mut gateway_errors) = cluster.client("gateway").await;
     let gateway_js = refused_js(gateway_client);
-    assert!(gateway_js.delete_stream(services::bus::EVENTS_STREAM).await.is_err(), "the gateway deleted the stream");
+    assert!(gateway_js.delete_stream(platform::bus::EVENTS_STREAM).await.is_err(), "the gateway deleted the stream");
     violation(&mut gateway_errors, "the gateway deleting the stream").await;
     let purge = refused_js(cluster.client("gateway").await.0)
-        .get_stream(services::bus::EVENTS_STREAM)
+        .get_stream(platform::bus::EVENTS_STREAM)
         .await
         .expect("the gateway may read stream info")
         .purge()

@@ -25,13 +25,13 @@ async fn the_seed_follows_the_national_rates_within_tolerance() {
     let projector = LiveProjector::start(&nats.url(), &pool).await;
     let until = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
     let councils = 4;
-    let groups = services::seed::generate(21, councils, 450, until).expect("seed");
+    let groups = safeguard::cli::seed::generate(21, councils, 450, until).expect("seed");
     let last = tests::gateway::load_groups(&gateway, groups).await;
     projector.wait_for(last).await;
 
     // Indicators of two financial years, summed over the councils.
     let mut sums: std::collections::HashMap<String, (i64, i64)> = std::collections::HashMap::new();
-    for (index, (council, _, _)) in services::seed::COUNCILS.iter().take(councils).enumerate() {
+    for (index, (council, _, _)) in safeguard::cli::seed::COUNCILS.iter().take(councils).enumerate() {
         for year in ["2023-24", "2024-25"] {
             let period = projections::indicators::Period::financial_year(year).expect("period");
             let doc = projections::indicators::document(&pool, council, period, until).await.expect("indicators");

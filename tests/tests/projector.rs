@@ -243,7 +243,7 @@ async fn two_partitioned_projectors_sharing_a_database_equal_one_clean_rebuild()
     // subject, in every partition) arrives while both apply it; one of
     // them is killed and restarted half-way.
     let until = chrono::NaiveDate::from_ymd_opt(2025, 3, 31).expect("date");
-    let groups = services::seed::generate(17, 2, 60, until).expect("seed");
+    let groups = safeguard::cli::seed::generate(17, 2, 60, until).expect("seed");
     let events: i64 = groups.iter().map(|g| g.len() as i64).sum();
     let (first, second) = groups.split_at(groups.len() / 2);
     tests::gateway::load_groups(&gateway, first.to_vec()).await;
@@ -266,7 +266,7 @@ async fn two_partitioned_projectors_sharing_a_database_equal_one_clean_rebuild()
     assert_eq!(names, ["high", "low"]);
     // The copy counts as complete up to the least of the two positions, and verifies against the stream.
     let js = async_nats::jetstream::new(tests::connect(&nats.url()).await);
-    let report = services::verify::verify(&js, Some(&pool), &[gateway.verifying_key()], None).await.expect("verify");
+    let report = query::verify::verify(&js, Some(&pool), &[gateway.verifying_key()], None).await.expect("verify");
     assert!(report.ok, "{:?}", report.breaks);
     assert!(report.copy_position.is_some_and(|p| p > 0), "the copy was compared: {:?}", report.copy_position);
     let _ = low.kill();
@@ -277,9 +277,9 @@ async fn two_partitioned_projectors_sharing_a_database_equal_one_clean_rebuild()
     let clean = TestDatabase::create().await;
     let clean_pool = clean.pool().await;
     let client = tests::connect(&nats.url()).await;
-    let keys = services::projector_keys(
+    let keys = safeguard::roles::projector::keys(
         &async_nats::jetstream::new(client),
-        &services::config::NatsArgs::for_url(&nats.url()),
+        &platform::config::NatsArgs::for_url(&nats.url()),
         &gateway.path("master.key"),
     )
     .await
@@ -310,7 +310,7 @@ async fn deliveries_lost_on_the_way_are_noticed_and_nothing_is_skipped() {
     let projector = tests::projector::LiveProjector::start_for(&gateway, &nats.url(), &pool).await;
     let client = tests::connect(&nats.url()).await;
     let js = async_nats::jetstream::new(client.clone());
-    let stream = js.get_stream(services::bus::EVENTS_STREAM).await.expect("stream");
+    let stream = js.get_stream(platform::bus::EVENTS_STREAM).await.expect("stream");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while stream.consumer_info("sg-projector-main").await.is_err() {
         assert!(std::time::Instant::now() < deadline, "the projector made no consumer");

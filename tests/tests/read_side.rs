@@ -100,7 +100,7 @@ mod generated {
 
     /// Cases and seed: a fixed, bounded run in the suite; a long run with
     /// `SAFEGUARD_READ_SIDE_CASES=N SAFEGUARD_READ_SIDE_SEED=random`
-    /// (README, "Testing the read side").
+    /// (docs/testing.md, "Testing the read side").
     fn runner() -> TestRunner {
         let cases = std::env::var("SAFEGUARD_READ_SIDE_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(4);
         let seed = match std::env::var("SAFEGUARD_READ_SIDE_SEED").as_deref() {

@@ -50,9 +50,9 @@ async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables(
     let query = Arc::new(TestQuery::start(&nats.url(), db.url(), &gateway).await);
 
     let until = NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
-    let groups = services::seed::generate(5, 2, 30, until).expect("seed");
+    let groups = safeguard::cli::seed::generate(5, 2, 30, until).expect("seed");
     let mut last = 0;
-    for batch in services::seed::batches(&groups, 1000) {
+    for batch in safeguard::cli::seed::batches(&groups, 1000) {
         let r = gateway.post(tokens::ADMIN, &Value::Array(batch)).await;
         assert_eq!(r.status, 201, "{}", &r.text[..r.text.len().min(300)]);
         last = r.json["results"]
@@ -147,10 +147,11 @@ async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables(
     let clean = TestDatabase::create().await;
     let clean_pool = clean.pool().await;
     let client = async_nats::connect(nats.url()).await.expect("connect");
-    let nats_args = services::config::NatsArgs::for_url(&nats.url());
-    let keys = services::projector_keys(&async_nats::jetstream::new(client), &nats_args, &gateway.path("master.key"))
-        .await
-        .expect("keys");
+    let nats_args = platform::config::NatsArgs::for_url(&nats.url());
+    let keys =
+        safeguard::roles::projector::keys(&async_nats::jetstream::new(client), &nats_args, &gateway.path("master.key"))
+            .await
+            .expect("keys");
     let settings = projections::runtime::Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
     tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
     for (table, order) in read_models() {

@@ -71,14 +71,14 @@ async fn the_cin_census_of_a_seeded_population_holds_no_error_under_the_dfe_rule
     let projector = LiveProjector::start_for(&gateway, &nats.url(), &db.pool().await).await;
     let query = TestQuery::start(&nats.url(), db.url(), &gateway).await;
     let until = chrono::NaiveDate::from_ymd_opt(2025, 6, 30).expect("date");
-    let groups = services::seed::generate(5, 3, 120, until).expect("seed");
+    let groups = safeguard::cli::seed::generate(5, 3, 120, until).expect("seed");
     let last = tests::gateway::load_groups(&gateway, groups).await;
     projector.wait_for(last).await;
 
     let mut errors = Vec::new();
     let mut queries: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     let mut children = 0;
-    for (council, _, name) in services::seed::COUNCILS.iter().take(3) {
+    for (council, _, name) in safeguard::cli::seed::COUNCILS.iter().take(3) {
         let answer = query.get(tokens::ADMIN, &format!("/v1/returns/cin?council={council}&year=2024-25")).await;
         assert_eq!(answer.status, 200, "{}", answer.text);
         children += answer.text.matches("<Child>").count();

@@ -29,10 +29,10 @@ async fn start(setup: Setup) -> System {
     let nats = NatsServer::start().await;
     if setup.tamperable {
         let js = async_nats::jetstream::new(nats.client().await);
-        let settings = services::bus::StreamSettings { replicas: 1, duplicate_window: Duration::from_secs(120) };
+        let settings = platform::config::StreamSettings { replicas: 1, duplicate_window: Duration::from_secs(120) };
         let config = async_nats::jetstream::stream::Config {
             deny_delete: false,
-            ..services::bus::events_stream_config(&settings)
+            ..platform::bus::events_stream_config(&settings)
         };
         js.create_stream(config).await.expect("a tamperable event stream");
     }
@@ -522,7 +522,7 @@ async fn tampering_is_reported_by_kind_and_a_checkpoint_holds_only_until_the_str
 
     // Tamper through a plain NATS connection, with the gateway stopped.
     sys.gateway.shutdown().await;
-    let stream = js.get_stream(services::bus::EVENTS_STREAM).await.expect("event stream");
+    let stream = js.get_stream(platform::bus::EVENTS_STREAM).await.expect("event stream");
     let payload = |seq: u64| {
         let stream = stream.clone();
         async move { stream.get_raw_message(seq).await.expect("a stored message").payload }
@@ -584,7 +584,7 @@ async fn tampering_is_reported_by_kind_and_a_checkpoint_holds_only_until_the_str
 /// Waits until a checkpoint covers stream position `position`.
 async fn checkpoint_covering(nats: &NatsServer, position: u64) {
     let js = async_nats::jetstream::new(nats.client().await);
-    let audit = js.get_stream(services::bus::AUDIT_STREAM).await.expect("audit stream");
+    let audit = js.get_stream(platform::bus::AUDIT_STREAM).await.expect("audit stream");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(m) = audit.get_last_raw_message_by_subject(events::subjects::CHECKPOINT).await {
@@ -732,17 +732,17 @@ async fn erasure_leaves_no_personal_data_anywhere_while_chains_verify_and_aggreg
         assert!(!tables.contains(secret), "{secret} is in a table");
     }
     let js = async_nats::jetstream::new(sys.nats.client().await);
-    let mut events_stream = js.get_stream(services::bus::EVENTS_STREAM).await.expect("stream");
+    let mut events_stream = js.get_stream(platform::bus::EVENTS_STREAM).await.expect("stream");
     let last = events_stream.info().await.expect("info").state.last_sequence;
     for seq in 1..=last {
         let message = events_stream.get_raw_message(seq).await.expect("message");
         let text = String::from_utf8_lossy(&message.payload);
         assert!(!text.contains("Ayesha") && !text.contains("9434765919"), "stream message {seq} is in clear");
     }
-    let keys = js.get_stream(format!("KV_{}", services::bus::KEYS_BUCKET)).await.expect("key stream");
-    let entry = keys.get_last_raw_message_by_subject(&format!("$KV.{}.{child}", services::bus::KEYS_BUCKET)).await;
+    let keys = js.get_stream(format!("KV_{}", platform::bus::KEYS_BUCKET)).await.expect("key stream");
+    let entry = keys.get_last_raw_message_by_subject(&format!("$KV.{}.{child}", platform::bus::KEYS_BUCKET)).await;
     assert_eq!(entry.expect("the tombstone").payload.as_ref(), b"erased");
-    let held = services::bus::count_matching(&keys, &format!("$KV.{}.{child}", services::bus::KEYS_BUCKET))
+    let held = platform::bus::count_matching(&keys, &format!("$KV.{}.{child}", platform::bus::KEYS_BUCKET))
         .await
         .expect("count");
     assert_eq!(held, 1, "only the tombstone is left");

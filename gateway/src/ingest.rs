@@ -1,0 +1,684 @@
+//! From a publisher's events to signed, chained, sealed messages on
+//! JetStream: the order of checks, the per-subject planning, and the
+//! retry when another writer moves a subject on.
+//!
+//! Order (CONTRACT.md "Events in"): permissions first (403, before anything
+//! is validated), then every event's structure (422), then references to
+//! each subject's own history (422, 403 for council scope, 409 for
+//! sequences and reused ids). Only when the whole request passes is anything
+//! stored, and then as atomic batches.
+
+use crate::error::{ApiError, FieldError, KnownStored};
+use crate::publish::{self, Outgoing, PublishError};
+use crate::state::{self, Cache, Known, SubjectState};
+use async_nats::jetstream::stream::{RawMessageErrorKind, Stream};
+use bytes::Bytes;
+use chrono::{DateTime, FixedOffset, Utc};
+use ed25519_dalek::SigningKey;
+use events::canonical::canonical;
+use events::catalogue::{EventData, EventType};
+use events::chain::{self, Digest};
+use events::envelope::{ReceivedEvent, Stamp, Subject, format_time, parse_received};
+use events::ids::{EventId, PrincipalName};
+use events::privacy::{self, DataKey};
+use events::{personal_pointers, subjects};
+use platform::keystore::{KeyError, KeyStore};
+use platform::principals::Principal;
+use rand::RngCore;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Events per atomic batch: each travels with its id-index message, and a
+/// batch holds at most 1,000 messages.
+const EVENTS_PER_BATCH: usize = publish::MAX_BATCH_MESSAGES / 2;
+
+/// How often a request is planned again after another writer moved one of
+/// its subjects on. The request's deadline (the publish timeout) is the real
+/// bound; this only stops a loop that could never succeed.
+const MAX_ATTEMPTS: u32 = 1000;
+
+/// What the publisher gets back for each event, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct EventResult {
+    pub id: String,
+    pub subject: String,
+    /// 1-based position in the subject's history.
+    pub sequence: u64,
+    /// Position in the event stream.
+    pub stream_sequence: u64,
+    pub recorded_at: String,
+    pub hash: String,
+    /// True when the event had been stored before; the values are the original's.
+    pub duplicate: bool,
+}
+
+/// Everything ingest needs, shared by all requests.
+pub struct Ingest {
+    pub client: async_nats::Client,
+    /// Every write goes through it, so concurrent requests share commits.
+    pub committer: publish::Committer,
+    pub stream: Stream,
+    pub keys: Arc<KeyStore>,
+    pub signing: SigningKey,
+    pub cache: Cache,
+    pub publish_timeout: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").field("publish_timeout", &self.publish_timeout).finish_non_exhaustive()
+    }
+}
+
+/// Checks that need nothing but the principal and the raw event: who may
+/// publish what. Done before validation, so a principal learns nothing about
+/// the validity of events it may not send.
+pub fn check_permissions(principal: &Principal, events: &[Value]) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        if let Some(source) = event.get("source")
+            && source.as_str() != Some(principal.name.as_str())
+        {
+            errors.push(FieldError::new(
+                i,
+                "/source",
+                "must be this principal's own name, or be left out: the gateway stamps it",
+            ));
+        }
+        if let Some(event_type) = event.get("type").and_then(Value::as_str).and_then(EventType::from_name)
+            && let Err(why) = principal.may_publish(event_type)
+        {
+            errors.push(FieldError::new(i, "/type", why));
+        }
+        if event.get("recordedat").is_some() && !principal.is_admin() {
+            errors.push(FieldError::new(i, "/recordedat", "only an admin import may carry an original recordedat"));
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(ApiError::Forbidden { errors }) }
+}
+
+/// Parses every event, reporting every problem of every event at once.
+pub fn validate(events: &[Value], now: DateTime<Utc>) -> Result<Vec<ReceivedEvent>, ApiError> {
+    let mut errors = Vec::new();
+    let mut parsed = Vec::with_capacity(events.len());
+    let mut first_index: HashMap<&str, usize> = HashMap::new();
+    for (i, event) in events.iter().enumerate() {
+        match parse_received(event, now) {
+            Ok(e) => parsed.push(e),
+            Err(problems) => {
+                errors.extend(problems.into_iter().map(|p| FieldError::new(i, p.pointer, p.message)));
+            }
+        }
+        if let Some(id) = event.get("id").and_then(Value::as_str)
+            && let Some(earlier) = first_index.insert(id, i)
+        {
+            errors.push(FieldError::new(i, "/id", format!("repeats the id of event {earlier} in this batch")));
+            first_index.insert(id, earlier);
+        }
+    }
+    if errors.is_empty() { Ok(parsed) } else { Err(ApiError::Invalid { errors }) }
+}
+
+/// One event's fate in a plan.
+#[derive(Debug, Clone)]
+enum Slot {
+    /// Stored before: the original's result.
+    Earlier(EventResult),
+    /// To be stored now.
+    New,
+    /// Refused; the plan fails with the reason.
+    Refused,
+}
+
+#[derive(Debug, Clone)]
+struct NewEvent {
+    request_index: usize,
+    subject: Subject,
+    id: EventId,
+    sequence: u64,
+    hash: Digest,
+    recorded_at: String,
+    event_type: EventType,
+    index_message: Outgoing,
+    event_message: Outgoing,
+}
+
+#[derive(Debug)]
+struct Plan {
+    slots: Vec<Slot>,
+    new: Vec<NewEvent>,
+    /// The states as they will be once the new events are stored (stream
+    /// sequences are filled in after commit).
+    after: HashMap<Subject, SubjectState>,
+}
+
+/// Why planning stopped.
+enum PlanError {
+    Api(ApiError),
+    /// The stream moved on under us; catch up and plan again.
+    Stale,
+    /// The child's data key was erased: personal fields cannot be sealed.
+    Erased,
+}
+
+impl From<ApiError> for PlanError {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl Ingest {
+    /// Stores `events` for `principal` and returns one result per event.
+    pub async fn ingest(
+        &self,
+        principal: &Principal,
+        events: Vec<ReceivedEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EventResult>, ApiError> {
+        let committed: Arc<Mutex<Vec<KnownStored>>> = Arc::default();
+        let work = self.ingest_inner(principal, events, now, committed.clone());
+        match tokio::time::timeout(self.publish_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.metrics.unavailable.inc();
+                let stored = committed.lock().map(|c| c.clone()).unwrap_or_default();
+                Err(ApiError::Unavailable {
+                    detail: format!(
+                        "JetStream did not answer within {:?}; events listed in `stored` are stored, and retrying the whole request with the same ids is safe",
+                        self.publish_timeout
+                    ),
+                    stored,
+                })
+            }
+        }
+    }
+
+    async fn ingest_inner(
+        &self,
+        principal: &Principal,
+        mut events: Vec<ReceivedEvent>,
+        now: DateTime<Utc>,
+        committed: Arc<Mutex<Vec<KnownStored>>>,
+    ) -> Result<Vec<EventResult>, ApiError> {
+        let subjects: Vec<Subject> = events.iter().map(|e| e.subject.clone()).collect();
+        let mut slots = self.cache.lock(&subjects).await;
+        let recorded_at: DateTime<FixedOffset> = now.fixed_offset();
+        // Ids this request itself stored, so a re-plan after a partial commit
+        // does not call them duplicates.
+        let mut ours: HashSet<(PrincipalName, EventId)> = HashSet::new();
+        let mut check_index = false;
+
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                // Writers in other gateways are racing for the same subjects:
+                // back off a little, randomly, so one of them wins each round.
+                let ceiling = 2u64.saturating_pow(attempt.min(6)) * 1_000;
+                let micros = rand::random::<u64>() % ceiling;
+                tokio::time::sleep(Duration::from_micros(micros)).await;
+            }
+            // Every subject's state: the cached one is trusted on the first
+            // attempt (JetStream's expectations catch a stale cache); a subject
+            // not cached, or any subject after a failed commit, is brought up
+            // to date from the stream.
+            let mut states: HashMap<Subject, SubjectState> = HashMap::new();
+            for (subject, slot) in slots.iter_mut() {
+                let cached = slot.is_some();
+                let mut st = slot.take().unwrap_or_else(|| SubjectState::new(subject));
+                if !cached || attempt > 0 {
+                    let loaded = state::catch_up(&self.stream, subject, &mut st).await;
+                    **slot = Some(st.clone());
+                    loaded.map_err(|e| match e {
+                        state::LoadError::Unavailable(m) => unavailable(m, &committed),
+                        // A stored message that is not an event is not an
+                        // outage: refuse loudly rather than ask for retries.
+                        corrupt @ state::LoadError::Corrupt { .. } => ApiError::Internal(corrupt.into()),
+                    })?;
+                } else {
+                    **slot = Some(st.clone());
+                }
+                states.insert(subject.clone(), st);
+            }
+
+            let plan = match self.plan(principal, &mut events, states, recorded_at, check_index, &ours).await {
+                Ok(plan) => plan,
+                Err(PlanError::Api(e)) => return Err(e),
+                Err(PlanError::Stale) => continue,
+                // `plan` turns an erased key into a conflict naming the event; this is only a backstop.
+                Err(PlanError::Erased) => {
+                    return Err(ApiError::Conflict {
+                        errors: vec![FieldError::new(0, "", "this child's personal data has been erased")],
+                        current_sequence: None,
+                    });
+                }
+            };
+
+            let mut results: Vec<Option<EventResult>> = vec![None; plan.slots.len()];
+            for (i, slot) in plan.slots.iter().enumerate() {
+                if let Slot::Earlier(r) = slot {
+                    results[i] = Some(r.clone());
+                }
+            }
+            let mut after = plan.after;
+            let mut stale = false;
+            for chunk in plan.new.chunks(EVENTS_PER_BATCH) {
+                let messages: Vec<Outgoing> =
+                    chunk.iter().flat_map(|n| [n.index_message.clone(), n.event_message.clone()]).collect();
+                let started = std::time::Instant::now();
+                match self.committer.commit(messages).await {
+                    Ok(done) => {
+                        self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+                        for (k, n) in chunk.iter().enumerate() {
+                            let stream_seq = done.first_stream_seq + 2 * k as u64 + 1;
+                            if let Some(st) = after.get_mut(&n.subject) {
+                                st.last_stream_seq = st.last_stream_seq.max(stream_seq);
+                                if let Some(known) = st.ids.get_mut(&(principal.name.clone(), n.id.clone())) {
+                                    known.stream_seq = stream_seq;
+                                }
+                            }
+                            ours.insert((principal.name.clone(), n.id.clone()));
+                            self.metrics.stored.get_or_create(&crate::metrics::TypeLabel::of(n.event_type)).inc();
+                            results[n.request_index] = Some(EventResult {
+                                id: n.id.as_str().to_owned(),
+                                subject: n.subject.to_string(),
+                                sequence: n.sequence,
+                                stream_sequence: stream_seq,
+                                recorded_at: n.recorded_at.clone(),
+                                hash: n.hash.to_string(),
+                                duplicate: false,
+                            });
+                            if let Ok(mut c) = committed.lock() {
+                                c.push(KnownStored {
+                                    index: n.request_index,
+                                    id: n.id.as_str().to_owned(),
+                                    sequence: n.sequence,
+                                });
+                            }
+                        }
+                    }
+                    Err(PublishError::WrongLastSequence(_)) => {
+                        stale = true;
+                        break;
+                    }
+                    Err(e) => {
+                        self.metrics.unavailable.inc();
+                        return Err(unavailable(e.to_string(), &committed));
+                    }
+                }
+            }
+            if stale {
+                // Another writer got there first, or an id was used before:
+                // catch up (the loop does) and check the id index this time.
+                self.metrics.retries.inc();
+                check_index = true;
+                continue;
+            }
+            for (subject, slot) in slots.iter_mut() {
+                if let Some(st) = after.remove(subject) {
+                    **slot = Some(st);
+                }
+            }
+            return results
+                .into_iter()
+                .map(|r| r.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("an event has no result"))))
+                .collect();
+        }
+        Err(ApiError::Unavailable {
+            detail: "the subjects kept moving on under concurrent writers; retry the whole request".into(),
+            stored: committed.lock().map(|c| c.clone()).unwrap_or_default(),
+        })
+    }
+
+    async fn plan(
+        &self,
+        principal: &Principal,
+        events: &mut [ReceivedEvent],
+        mut states: HashMap<Subject, SubjectState>,
+        recorded_at: DateTime<FixedOffset>,
+        check_index: bool,
+        ours: &HashSet<(PrincipalName, EventId)>,
+    ) -> Result<Plan, PlanError> {
+        let mut slots = Vec::with_capacity(events.len());
+        let mut new = Vec::new();
+        let mut forbidden = Vec::new();
+        let mut invalid = Vec::new();
+        let mut conflicts = Vec::new();
+        let mut current_sequence = None;
+        let mut seen_subjects: HashSet<Subject> = HashSet::new();
+        // Stream sequences the subjects had before this request, for
+        // JetStream's expectation on each subject's first message.
+        let before: HashMap<Subject, u64> = states.iter().map(|(s, st)| (s.clone(), st.last_stream_seq)).collect();
+
+        for (i, event) in events.iter_mut().enumerate() {
+            let subject = event.subject.clone();
+            let first_of_subject = seen_subjects.insert(subject.clone());
+            let Some(st) = states.get_mut(&subject) else {
+                return Err(ApiError::Internal(anyhow::anyhow!("no state for a locked subject")).into());
+            };
+            let key = (principal.name.clone(), event.id.clone());
+
+            // Corrections are checked against the type they correct first,
+            // so that a retried correction compares like with like.
+            if let EventData::RecordCorrected(correction) = &mut event.data
+                && let Some(target) = st.ids.get(&(principal.name.clone(), correction.corrects.clone()))
+                && let Err(problems) = correction.resolve(target.event_type, "/data")
+            {
+                invalid.extend(problems.into_iter().map(|p| FieldError::new(i, p.pointer, p.message)));
+                slots.push(Slot::Refused);
+                continue;
+            }
+
+            // Idempotency: this subject's own history first, then (after a
+            // failed commit) the id index across every subject.
+            let earlier = match st.ids.get(&key) {
+                Some(known) => Some((subject.clone(), known.stream_seq)),
+                None if check_index => self.index_lookup(&principal.name, &event.id).await?,
+                None => None,
+            };
+            if let Some((stored_subject, stream_seq)) = earlier {
+                let mut original = self.fetch_result(stream_seq, &stored_subject).await?;
+                if ours.contains(&key) {
+                    original.duplicate = false;
+                    slots.push(Slot::Earlier(original));
+                    continue;
+                }
+                if stored_subject == subject && self.same_content(stream_seq, event).await? {
+                    self.metrics.duplicates.inc();
+                    slots.push(Slot::Earlier(original));
+                } else {
+                    conflicts.push(FieldError::new(
+                        i,
+                        "/id",
+                        "was already used by this publisher for a different event",
+                    ));
+                    slots.push(Slot::Refused);
+                }
+                continue;
+            }
+
+            // References to the subject's own history.
+            match event.event_type {
+                EventType::ChildRegistered if st.registered => {
+                    invalid.push(FieldError::new(
+                        i,
+                        "/subject",
+                        "is already registered: a child is registered once (use child.details_updated)",
+                    ));
+                }
+                EventType::WorkerJoined if st.registered => {
+                    invalid.push(FieldError::new(i, "/subject", "has already joined: use worker.changed"));
+                }
+                EventType::ChildRegistered | EventType::WorkerJoined | EventType::CouncilConfigured => {}
+                _ if !st.registered => {
+                    let what = match subject {
+                        Subject::Worker(_) => "is not a known worker: publish worker.joined first",
+                        _ => "is not a registered child: publish child.registered first",
+                    };
+                    invalid.push(FieldError::new(i, "/subject", what));
+                }
+                _ => {}
+            }
+
+            // Council scope: the council the subject belongs to (for a
+            // registration, the one it names; for a transfer, the sending one).
+            let council = match &event.data {
+                EventData::ChildRegistered(d) => Some(d.council.clone()),
+                EventData::WorkerJoined(d) => Some(d.council.clone()),
+                _ => st.council.clone(),
+            };
+            if let Some(council) = &council
+                && !principal.councils.allows(council)
+            {
+                let pointer = if matches!(event.event_type, EventType::ChildRegistered | EventType::WorkerJoined) {
+                    "/data/council"
+                } else {
+                    "/subject"
+                };
+                forbidden.push(FieldError::new(
+                    i,
+                    pointer,
+                    format!("belongs to council {}, outside this principal's scope", council.as_str()),
+                ));
+            }
+
+            // The publisher's view of the subject's position.
+            if first_of_subject
+                && let Some(expected) = event.expected_sequence
+                && expected != st.sequence
+            {
+                conflicts.push(FieldError::new(
+                    i,
+                    "/expectedsequence",
+                    format!("is {expected}, but the subject is at sequence {}", st.sequence),
+                ));
+                current_sequence.get_or_insert(st.sequence);
+            }
+
+            // Amendments name an earlier event of this subject by this publisher.
+            let target = match &event.data {
+                EventData::RecordCorrected(c) => Some(("/data/corrects", c.corrects.clone())),
+                EventData::RecordRetracted(r) => Some(("/data/retracts", r.retracts.clone())),
+                _ => None,
+            };
+            if let Some((pointer, target)) = target {
+                match st.ids.get(&(principal.name.clone(), target)) {
+                    None => invalid.push(FieldError::new(
+                        i,
+                        pointer,
+                        "names no earlier event of this publisher in this subject's history",
+                    )),
+                    Some(k) if k.event_type == EventType::RecordRetracted => {
+                        invalid.push(FieldError::new(i, pointer, "names a retraction, which cannot itself be amended"))
+                    }
+                    Some(_) => {}
+                }
+            }
+
+            if !(forbidden.is_empty() && invalid.is_empty() && conflicts.is_empty()) {
+                slots.push(Slot::Refused);
+                continue;
+            }
+
+            // Stamp, seal personal data, chain and sign.
+            let stamp = Stamp {
+                source: principal.name.clone(),
+                recorded_at: event.recorded_at.unwrap_or(recorded_at),
+                sequence: st.sequence + 1,
+                prevhash: st.head,
+            };
+            let data = serde_json::to_value(&event.data).map_err(|e| ApiError::Internal(e.into()))?;
+            let mut doc = Value::Object(event.to_unsealed(&stamp, data));
+            let pointers = personal_pointers(&event.data, "/data");
+            if !pointers.is_empty() {
+                let key = match self.data_key(&subject).await {
+                    Ok(key) => key,
+                    Err(PlanError::Erased) => {
+                        let pointer = pointers.first().cloned().unwrap_or_default();
+                        conflicts.push(FieldError::new(
+                            i,
+                            pointer,
+                            "this child's personal data has been erased; record the fact without personal fields",
+                        ));
+                        slots.push(Slot::Refused);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let subject_text = subject.to_string();
+                privacy::seal_fields(
+                    &mut doc,
+                    &pointers,
+                    &key,
+                    (&subject_text, principal.name.as_str(), event.id.as_str()),
+                    || {
+                        let mut nonce = [0u8; 24];
+                        rand::rngs::OsRng.fill_bytes(&mut nonce);
+                        nonce
+                    },
+                );
+            }
+            let Value::Object(unsealed) = doc else {
+                return Err(ApiError::Internal(anyhow::anyhow!("a stored document is not an object")).into());
+            };
+            let sealed = chain::seal(unsealed, &self.signing);
+            let hash = chain::content_hash(&sealed);
+            let payload = Bytes::from(serde_json::to_vec(&sealed).map_err(|e| ApiError::Internal(e.into()))?);
+
+            let index_payload = json!({ "subject": subject.to_string(), "sequence": stamp.sequence });
+            let n = NewEvent {
+                request_index: i,
+                subject: subject.clone(),
+                id: event.id.clone(),
+                sequence: stamp.sequence,
+                hash,
+                recorded_at: format_time(&stamp.recorded_at),
+                event_type: event.event_type,
+                index_message: Outgoing {
+                    subject: subjects::id_subject(&principal.name, &event.id),
+                    payload: Bytes::from(index_payload.to_string()),
+                    expect_last_subject_seq: Some(0),
+                },
+                event_message: Outgoing {
+                    subject: subjects::event_subject(&subject),
+                    payload,
+                    expect_last_subject_seq: first_of_subject.then(|| before.get(&subject).copied().unwrap_or(0)),
+                },
+            };
+
+            // The subject as it will be after this event.
+            st.sequence = stamp.sequence;
+            st.head = hash;
+            match &event.data {
+                EventData::ChildRegistered(d) => {
+                    st.registered = true;
+                    st.council = Some(d.council.clone());
+                }
+                EventData::WorkerJoined(d) => {
+                    st.registered = true;
+                    st.council = Some(d.council.clone());
+                }
+                EventData::ChildTransferred(d) => st.council = Some(d.council.clone()),
+                _ => {}
+            }
+            st.ids.insert(key, Known { event_type: event.event_type, sequence: stamp.sequence, stream_seq: 0 });
+            slots.push(Slot::New);
+            new.push(n);
+        }
+
+        if !forbidden.is_empty() {
+            return Err(ApiError::Forbidden { errors: forbidden }.into());
+        }
+        if !invalid.is_empty() {
+            return Err(ApiError::Invalid { errors: invalid }.into());
+        }
+        if !conflicts.is_empty() {
+            return Err(ApiError::Conflict { errors: conflicts, current_sequence }.into());
+        }
+        Ok(Plan { slots, new, after: states })
+    }
+
+    async fn data_key(&self, subject: &Subject) -> Result<DataKey, PlanError> {
+        let Subject::Child(child) = subject else {
+            return Err(ApiError::Internal(anyhow::anyhow!("personal data on a subject that is not a child")).into());
+        };
+        self.keys.key_for(child).await.map_err(key_error)
+    }
+
+    /// Where the id index says (publisher, id) was stored, if anywhere.
+    async fn index_lookup(&self, source: &PrincipalName, id: &EventId) -> Result<Option<(Subject, u64)>, PlanError> {
+        let found = self.stream.raw_message_builder().last_by_subject(subjects::id_subject(source, id)).send().await;
+        let message = match found {
+            Ok(m) => m,
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(None),
+            Err(e) => {
+                return Err(ApiError::Unavailable { detail: e.to_string(), stored: Vec::new() }.into());
+            }
+        };
+        // The event is always the message after its index entry: both are
+        // written in one atomic batch, index first.
+        let stream_seq = message.sequence + 1;
+        let stored = self.fetch(stream_seq).await?;
+        if stored.1.source != *source || stored.1.id != *id {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "id index entry {} does not precede its event",
+                message.sequence
+            ))
+            .into());
+        }
+        Ok(Some((stored.1.subject.clone(), stream_seq)))
+    }
+
+    async fn fetch(&self, stream_seq: u64) -> Result<(Value, events::StoredEvent), PlanError> {
+        let message = self
+            .stream
+            .raw_message_builder()
+            .sequence(stream_seq)
+            .send()
+            .await
+            .map_err(|e| PlanError::Api(ApiError::Unavailable { detail: e.to_string(), stored: Vec::new() }))?;
+        let value: Value = serde_json::from_slice(&message.payload).map_err(|e| ApiError::Internal(e.into()))?;
+        let stored = state::parse_stored(&message.payload).map_err(|m| ApiError::Internal(anyhow::anyhow!(m)))?;
+        Ok((value, stored))
+    }
+
+    async fn fetch_result(&self, stream_seq: u64, subject: &Subject) -> Result<EventResult, PlanError> {
+        if stream_seq == 0 {
+            // Known from this request's own planning but not yet committed:
+            // can only happen for repeated ids, which validation refuses.
+            return Err(PlanError::Stale);
+        }
+        let (_, stored) = self.fetch(stream_seq).await?;
+        Ok(EventResult {
+            id: stored.id.as_str().to_owned(),
+            subject: subject.to_string(),
+            sequence: stored.sequence,
+            stream_sequence: stream_seq,
+            recorded_at: format_time(&stored.recorded_at),
+            hash: stored.hash.to_string(),
+            duplicate: true,
+        })
+    }
+
+    /// Whether a retried event says exactly what the stored one says.
+    async fn same_content(&self, stream_seq: u64, event: &ReceivedEvent) -> Result<bool, PlanError> {
+        let (mut doc, stored) = self.fetch(stream_seq).await?;
+        if let Subject::Child(child) = &stored.subject {
+            // A resend after a 503 comes here while NATS may still be
+            // coming back: the key store being away is a 503 again, not a fault.
+            let key = self.keys.existing_key(child).await.map_err(key_error)?;
+            privacy::open_fields(&mut doc, key.as_ref());
+        }
+        let received = serde_json::to_value(&event.data).map_err(|e| ApiError::Internal(e.into()))?;
+        let same_time = doc["time"].as_str() == Some(format_time(&event.time).as_str());
+        let same_recorded =
+            event.recorded_at.is_none_or(|r| doc["recordedat"].as_str() == Some(format_time(&r).as_str()));
+        Ok(stored.event_type == event.event_type
+            && same_time
+            && same_recorded
+            && canonical(&doc["data"]) == canonical(&received))
+    }
+}
+
+/// What a key-store failure means to the sender.
+fn key_error(e: KeyError) -> PlanError {
+    match e {
+        KeyError::Erased => PlanError::Erased,
+        KeyError::Unavailable(m) => PlanError::Api(ApiError::Unavailable {
+            detail: format!("the key store is unavailable: {m}"),
+            stored: Vec::new(),
+        }),
+        other @ KeyError::WrongMasterKey => PlanError::Api(ApiError::Internal(other.into())),
+    }
+}
+
+fn unavailable(detail: String, committed: &Arc<Mutex<Vec<KnownStored>>>) -> ApiError {
+    ApiError::Unavailable {
+        detail: format!(
+            "{detail}; events listed in `stored` are stored, and retrying the whole request with the same ids is safe"
+        ),
+        stored: committed.lock().map(|c| c.clone()).unwrap_or_default(),
+    }
+}

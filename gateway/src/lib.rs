@@ -1,0 +1,307 @@
+//! The gateway role: `POST /v1/events`, authenticated by bearer token,
+//! stored through [`ingest`] as signed, chained, sealed events on JetStream.
+//!
+//! # Layout
+//!
+//! - [`ingest`]: the order of checks and the planning of each request.
+//! - [`state`]: per-subject state folded from the stream, and its cache.
+//! - [`publish`]: atomic batch publish with JetStream's expectations.
+//! - [`error`]: the one error type and its problem+json form.
+//! - [`metrics`]: Prometheus counters.
+//! - [`checkpoint`]: signed checkpoints of every subject's head, published periodically.
+//!
+//! Besides events, the gateway erases children's data keys
+//! (`POST /v1/children/{child}/erasure`, admin only), because it is the
+//! role that holds the key store; the erasure is recorded on the audit
+//! stream before the key goes. The gateway never touches PostgreSQL.
+
+pub mod checkpoint;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod publish;
+pub mod state;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use error::{ApiError, FieldError};
+use ingest::{EventResult, Ingest};
+use platform::principals::{Principal, Principals, Role};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+/// The most a request body may hold.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// The most one event may hold, encoded.
+pub const MAX_EVENT: usize = 512 * 1024;
+/// The most events one request may carry.
+pub const MAX_BATCH: usize = 1000;
+
+/// Shared by every request.
+#[derive(Debug)]
+pub struct AppState {
+    pub principals: Principals,
+    pub ingest: Ingest,
+    /// A clock that tests can replace.
+    pub now: fn() -> chrono::DateTime<chrono::Utc>,
+}
+
+/// `{"results": [...]}`, one per event in request order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub results: Vec<EventResult>,
+}
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Safeguard gateway", description = "Publish child-protection events as CloudEvents 1.0."),
+    paths(post_events, erase_child, healthz, readyz, metrics_text),
+    components(schemas(Accepted, EventResult, FieldError, error::KnownStored, Erased))
+)]
+pub struct ApiDoc;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/children/{child}/erasure", post(erase_child))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .with_state(state)
+}
+
+fn authenticate(principals: &Principals, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    principals.authenticate_header(authorization).ok_or(ApiError::Unauthorized)
+}
+
+/// JSON media types: `application/json` and `application/*+json`.
+fn is_json_type(media: &str) -> bool {
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
+/// Store one event or a batch.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    request_body(content = Value, description = "One CloudEvent (application/cloudevents+json or application/json) or an array of them (application/cloudevents-batch+json)", content_type = "application/cloudevents+json"),
+    responses(
+        (status = 201, description = "Every event is durably stored (or was before)", body = Accepted),
+        (status = 400, description = "The body is not JSON, or is empty", content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown bearer token", content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed for this principal", content_type = "application/problem+json"),
+        (status = 409, description = "Sequence or id conflict; nothing stored", content_type = "application/problem+json"),
+        (status = 413, description = "Body, event or batch too large", content_type = "application/problem+json"),
+        (status = 415, description = "Not a JSON content type", content_type = "application/problem+json"),
+        (status = 422, description = "Invalid event; nothing stored", content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable; `stored` lists what is known stored", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn post_events(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let result = handle_post(&app, &headers, body).await;
+    let status = match &result {
+        Ok(_) => StatusCode::CREATED,
+        Err(e) => e.status(),
+    };
+    app.ingest.metrics.requests.get_or_create(&metrics::StatusLabel { status: status.as_u16() }).inc();
+    match result {
+        Ok(accepted) => (StatusCode::CREATED, Json(accepted)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Accepted, ApiError> {
+    let principal = authenticate(&app.principals, headers)?;
+    if !principal.has(Role::Publish) {
+        return Err(ApiError::Forbidden {
+            errors: vec![FieldError::new(0, "", "this principal does not have the publish role")],
+        });
+    }
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if !is_json_type(&media) {
+        return Err(ApiError::UnsupportedMediaType {
+            detail: "send application/cloudevents+json, application/json, or application/cloudevents-batch+json".into(),
+        });
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::TooLarge {
+        detail: format!("the body is over {MAX_BODY} bytes (4 MiB)"),
+        errors: Vec::new(),
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadJson { detail: "the body is empty".into() });
+    }
+    let value = events::json::parse_strict(&bytes)
+        .map_err(|e| ApiError::BadJson { detail: format!("{} (line {}, column {})", e.message, e.line, e.column) })?;
+    let events = match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(ApiError::Invalid {
+                    errors: vec![FieldError::new(0, "", "a batch must hold at least one event")],
+                });
+            }
+            if items.len() > MAX_BATCH {
+                return Err(ApiError::TooLarge {
+                    detail: format!("a batch holds at most {MAX_BATCH} events; this one holds {}", items.len()),
+                    errors: Vec::new(),
+                });
+            }
+            items
+        }
+        single => vec![single],
+    };
+    let oversized: Vec<FieldError> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| serde_json::to_vec(e).map(|b| b.len()).unwrap_or(0) > MAX_EVENT)
+        .map(|(i, _)| FieldError::new(i, "", format!("an event may be at most {MAX_EVENT} bytes (512 KiB) encoded")))
+        .collect();
+    if !oversized.is_empty() {
+        return Err(ApiError::TooLarge { detail: "an event is over 512 KiB".into(), errors: oversized });
+    }
+    ingest::check_permissions(&principal, &events)?;
+    let now = (app.now)();
+    let received = ingest::validate(&events, now)?;
+    let results = app.ingest.ingest(&principal, received, now).await?;
+    Ok(Accepted { results })
+}
+
+/// What an erasure answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Erased {
+    pub child: String,
+    pub erased_at: String,
+    /// Whether a key was erased now (false when it already had been, or the child never had one).
+    pub key_erased: bool,
+    /// Where the erasure is recorded in the audit stream.
+    pub audit_sequence: u64,
+}
+
+/// Erases a child's data key: afterwards the child's personal data is
+/// unreadable everywhere, while every chain and signature still verifies.
+/// Recorded on the audit stream (`sg.audit.erasure.<pp>.<child>`) before the
+/// key is erased; safe to repeat.
+#[utoipa::path(
+    post,
+    path = "/v1/children/{child}/erasure",
+    params(("child" = String, Path, description = "The child's id")),
+    responses(
+        (status = 200, description = "The key is erased", body = Erased),
+        (status = 401, description = "No or unknown bearer token", content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", content_type = "application/problem+json"),
+        (status = 404, description = "No such child in the stream", content_type = "application/problem+json"),
+        (status = 422, description = "The child id is not a UUID", content_type = "application/problem+json"),
+        (status = 503, description = "The audit stream or key store is unavailable; nothing or only the record was done, and repeating is safe", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn erase_child(State(app): State<Arc<AppState>>, Path(child): Path<String>, headers: HeaderMap) -> Response {
+    match erase(&app, &child, &headers).await {
+        Ok(erased) => (StatusCode::OK, Json(erased)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn erase(app: &AppState, child: &str, headers: &HeaderMap) -> Result<Erased, ApiError> {
+    use events::ids::ChildId;
+    let principal = authenticate(&app.principals, headers)?;
+    if !principal.is_admin() {
+        return Err(ApiError::Forbidden { errors: vec![FieldError::new(0, "", "erasure needs the admin role")] });
+    }
+    let child = ChildId::parse(child)
+        .map_err(|m| ApiError::Invalid { errors: vec![FieldError::new(0, "/child", format!("the child id {m}"))] })?;
+    let subject = events::Subject::Child(child);
+    let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable { detail: e.to_string(), stored: Vec::new() };
+    match app
+        .ingest
+        .stream
+        .raw_message_builder()
+        .last_by_subject(events::subjects::event_subject(&subject))
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound => {
+            return Err(ApiError::NotFound { detail: format!("no child {child} has any event") });
+        }
+        Err(e) => return Err(unavailable(&e)),
+    }
+    let header = |name: &str| -> Option<String> {
+        let text = headers.get(name)?.to_str().ok()?.trim();
+        (!text.is_empty()).then(|| text.chars().take(200).collect())
+    };
+    let at = (app.now)();
+    let record = serde_json::json!({
+        "id": uuid::Uuid::new_v4(),
+        "child": child,
+        "principal": principal.name.as_str(),
+        "acting_user": header("x-acting-user"),
+        "purpose": header("x-purpose"),
+        "at": at,
+    });
+    let js = async_nats::jetstream::new(app.ingest.client.clone());
+    let payload = serde_json::to_vec(&record).map_err(|e| ApiError::Internal(e.into()))?;
+    let publish = async {
+        js.publish(events::subjects::erasure_subject(&subject), payload.into())
+            .await
+            .map_err(|e| unavailable(&e))?
+            .await
+            .map_err(|e| unavailable(&e))
+    };
+    let ack = tokio::time::timeout(app.ingest.publish_timeout, publish)
+        .await
+        .map_err(|_| unavailable(&"the audit stream did not answer in time"))??;
+    let key_erased = app.ingest.keys.erase(&child).await.map_err(|e| unavailable(&e))?;
+    tracing::info!(principal = %principal.name.as_str(), audit_sequence = ack.sequence, "erased a child's data key");
+    Ok(Erased {
+        child: child.to_string(),
+        erased_at: at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        key_erased,
+        audit_sequence: ack.sequence,
+    })
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: NATS is connected and JetStream answers.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "ready"), (status = 503, description = "NATS or JetStream unreachable")))]
+async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    let connected = app.ingest.client.connection_state() == async_nats::connection::State::Connected;
+    let js = async_nats::jetstream::new(app.ingest.client.clone());
+    let answers = connected
+        && tokio::time::timeout(std::time::Duration::from_secs(2), js.query_account()).await.is_ok_and(|r| r.is_ok());
+    if answers {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "NATS JetStream is not reachable\n").into_response()
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        app.ingest.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,255 @@
+//! The connection to NATS and the JetStream resources the backbone owns:
+//! the event stream (events and the id index), the audit stream, and the
+//! key-value bucket that holds children's data keys.
+
+use crate::config::{NatsArgs, StreamSettings};
+use async_nats::jetstream::{self, kv, stream};
+use events::subjects;
+use std::time::Duration;
+
+pub const EVENTS_STREAM: &str = "SG_EVENTS";
+pub const AUDIT_STREAM: &str = "SG_AUDIT";
+pub const KEYS_BUCKET: &str = "sg_child_keys";
+/// Page sessions that were signed out (by nonce), kept as long as a session lives.
+pub const SIGNED_OUT_BUCKET: &str = "sg_signed_out";
+
+/// The oldest server the backbone runs on: atomic batch publish arrived in 2.12.
+pub const MIN_SERVER: (u32, u32) = (2, 12);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("could not connect to NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("NATS server {found} is too old: the backbone needs {}.{} or newer (atomic batch publish)", MIN_SERVER.0, MIN_SERVER.1)]
+    TooOld { found: String },
+    #[error("could not set up {what}: {message}")]
+    Setup { what: &'static str, message: String },
+}
+
+/// Connects to `nats.url` (comma-separated servers), with the role's
+/// credentials and the cluster's CA when they are given.
+pub async fn connect(nats: &NatsArgs) -> Result<async_nats::Client, BusError> {
+    let urls = nats.url.as_str();
+    let addrs: Vec<async_nats::ServerAddr> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| u.parse().map_err(|e| BusError::Connect { url: u.to_owned(), message: format!("{e}") }))
+        .collect::<Result<_, _>>()?;
+    let mut options = async_nats::ConnectOptions::new()
+        .name("safeguard")
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5));
+    if let Some(path) = &nats.creds {
+        options = with_credentials(options, path)
+            .await
+            .map_err(|message| BusError::Connect { url: urls.to_owned(), message })?;
+    }
+    if let Some(ca) = &nats.ca {
+        options = options.require_tls(true).add_root_certificates(ca.clone());
+    }
+    let client = tokio::time::timeout(Duration::from_secs(30), options.connect(addrs))
+        .await
+        .map_err(|_| BusError::Connect { url: urls.to_owned(), message: "timed out".into() })?
+        .map_err(|e| BusError::Connect { url: urls.to_owned(), message: e.to_string() })?;
+    // The server info arrives with the connection; wait briefly for it.
+    for _ in 0..100 {
+        if !client.server_info().version.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check_version(&client.server_info().version)?;
+    Ok(client)
+}
+
+/// A `.creds` file (JWT and seed) or a bare nkey seed, told apart by the
+/// JWT's armour. The seed never appears in an error.
+async fn with_credentials(
+    options: async_nats::ConnectOptions,
+    path: &std::path::Path,
+) -> Result<async_nats::ConnectOptions, String> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| format!("cannot read the credentials file {}: {e}", path.display()))?;
+    if text.contains("BEGIN NATS USER JWT") {
+        return options.credentials(&text).map_err(|e| format!("credentials file {}: {e}", path.display()));
+    }
+    let seed = text.lines().map(str::trim).find(|l| l.starts_with("SU")).ok_or_else(|| {
+        format!("{} holds neither a NATS .creds file nor a user nkey seed (a line starting SU)", path.display())
+    })?;
+    nkeys::KeyPair::from_seed(seed).map_err(|_| format!("{} holds a malformed nkey seed", path.display()))?;
+    Ok(options.nkey(seed.to_owned()))
+}
+
+/// Refuses servers older than [`MIN_SERVER`].
+pub fn check_version(version: &str) -> Result<(), BusError> {
+    let mut parts = version.trim_start_matches('v').split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_SERVER {
+        return Err(BusError::TooOld { found: version.to_owned() });
+    }
+    Ok(())
+}
+
+fn protected(name: &str, subjects: Vec<String>, settings: &StreamSettings) -> stream::Config {
+    stream::Config {
+        name: name.to_owned(),
+        subjects,
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        // Nothing is ever removed: no limits, no deletes, no purges.
+        max_age: Duration::ZERO,
+        deny_delete: true,
+        deny_purge: true,
+        allow_direct: true,
+        allow_atomic_publish: true,
+        duplicate_window: settings.duplicate_window,
+        ..Default::default()
+    }
+}
+
+/// The event stream as the backbone makes it. (Tests of tamper evidence
+/// make it themselves with deletes allowed, before any gateway starts.)
+pub fn events_stream_config(settings: &StreamSettings) -> stream::Config {
+    protected(EVENTS_STREAM, vec![subjects::EVENTS_FILTER.to_owned(), subjects::IDS_FILTER.to_owned()], settings)
+}
+
+/// Creates the event and audit streams if they are missing. Existing streams
+/// are left as they are (they cannot be loosened: deny_delete and
+/// deny_purge are permanent).
+pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), BusError> {
+    js.get_or_create_stream(events_stream_config(settings))
+        .await
+        .map_err(|e| BusError::Setup { what: "the event stream", message: e.to_string() })?;
+    let audit = protected(AUDIT_STREAM, vec![subjects::AUDIT_FILTER.to_owned()], settings);
+    js.get_or_create_stream(audit)
+        .await
+        .map_err(|e| BusError::Setup { what: "the audit stream", message: e.to_string() })?;
+    Ok(())
+}
+
+/// The bucket of signed-out page sessions. A session cookie carries its own
+/// proof (see `query::pages::session`), so signing out must be remembered
+/// somewhere every query role sees until the cookie would have expired
+/// anyway: each entry ages out after `max_age`. The gateway makes it (on the
+/// secured cluster the query role may only read and write it); the
+/// projector never touches it.
+pub async fn ensure_signed_out_bucket(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<kv::Store, BusError> {
+    let config = kv::Config {
+        bucket: SIGNED_OUT_BUCKET.to_owned(),
+        description: "page sessions signed out before they expired, by nonce".to_owned(),
+        history: 1,
+        // A session lives 8 hours; an hour more covers clocks a little apart.
+        max_age: Duration::from_secs(9 * 60 * 60),
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        ..Default::default()
+    };
+    // Roles start together (`serve`), and a bucket another role has just
+    // made may not have a leader yet: a few tries, a second apart.
+    let mut attempt = 0;
+    loop {
+        if let Ok(store) = js.get_key_value(SIGNED_OUT_BUCKET).await {
+            return Ok(store);
+        }
+        match js.create_key_value(config.clone()).await {
+            Ok(store) => return Ok(store),
+            Err(e) if attempt >= 4 => {
+                return Err(BusError::Setup { what: "the signed-out bucket", message: e.to_string() });
+            }
+            Err(e) => tracing::warn!(error = %e, "the signed-out bucket is not ready; trying again"),
+        }
+        attempt += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The bucket of children's data keys: separate from the event stream
+/// because, unlike events, a key must be erasable. Its stream is made here
+/// rather than by the key-value API, which always denies message deletes:
+/// erasure must securely erase the message that held a wrapped key, not
+/// just hide it (see `keystore`). Otherwise it is an ordinary bucket with
+/// one value per key.
+pub async fn ensure_key_bucket(js: &jetstream::Context, settings: &StreamSettings) -> Result<kv::Store, BusError> {
+    if let Ok(store) = js.get_key_value(KEYS_BUCKET).await {
+        return Ok(store);
+    }
+    let config = stream::Config {
+        name: format!("KV_{KEYS_BUCKET}"),
+        description: Some("per-child data keys, wrapped by the master key".to_owned()),
+        subjects: vec![format!("$KV.{KEYS_BUCKET}.>")],
+        max_messages_per_subject: 1,
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        allow_rollup: true,
+        deny_delete: false,
+        deny_purge: false,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| BusError::Setup { what: "the key bucket", message: e.to_string() })?;
+    js.get_key_value(KEYS_BUCKET).await.map_err(|e| BusError::Setup { what: "the key bucket", message: e.to_string() })
+}
+
+/// Reads the messages of `stream` matching `filter` in stream order, from
+/// stream sequence `from` on (1 is the start), with an ordered consumer
+/// that nothing else shares and the server forgets when it is dropped.
+pub async fn read_ordered(
+    stream: &jetstream::stream::Stream,
+    filter: &str,
+    from: u64,
+) -> Result<jetstream::consumer::pull::Ordered, BusError> {
+    let setup = |e: &dyn std::fmt::Display| BusError::Setup { what: "a reader", message: e.to_string() };
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: filter.to_owned(),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: from.max(1) },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| setup(&e))?;
+    consumer.messages().await.map_err(|e| setup(&e))
+}
+
+/// How many messages match `filter` in `stream` (0 when none).
+pub async fn count_matching(stream: &jetstream::stream::Stream, filter: &str) -> Result<u64, BusError> {
+    let setup = |e: &dyn std::fmt::Display| BusError::Setup { what: "a count", message: e.to_string() };
+    // One replica, in memory: placed with the stream's leader, which has
+    // every stored message, rather than on a replica that may lag.
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: filter.to_owned(),
+            inactive_threshold: Duration::from_secs(10),
+            num_replicas: 1,
+            memory_storage: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| setup(&e))?;
+    let mut consumer = consumer;
+    let pending = consumer.info().await.map_err(|e| setup(&e))?.num_pending;
+    let name = consumer.cached_info().name.clone();
+    let _ = stream.delete_consumer(&name).await;
+    Ok(pending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_servers_are_refused() {
+        assert!(check_version("2.9.15").is_err());
+        assert!(check_version("2.11.9").is_err());
+        assert!(check_version("2.12.0").is_ok());
+        assert!(check_version("2.15.1").is_ok());
+        assert!(check_version("3.0.0-beta").is_ok());
+    }
+}

@@ -1,0 +1,335 @@
+//! Children's data keys.
+//!
+//! Each child has a random 32-byte data key under which the personal fields
+//! of its events are sealed (`events::privacy`). Keys live outside the event
+//! stream, in the JetStream key-value bucket `sg_child_keys` (file storage,
+//! as many replicas as the streams), each wrapped (XChaCha20-Poly1305) by the
+//! master key from `SAFEGUARD_MASTER_KEY`, so a copy of the bucket alone
+//! reveals nothing. Erasing a child's key (purging its entry) makes that
+//! child's personal data unreadable everywhere, while every hash and
+//! signature still verifies.
+//!
+//! Erasure ([`KeyStore::erase`]) replaces the entry with a tombstone, so no
+//! new key is ever made for that child, and securely erases the message
+//! that held the wrapped key (JetStream overwrites it on disk), which is why
+//! the bucket's stream allows message deletes. Every process that caches
+//! keys watches the bucket and forgets a key the moment its entry changes.
+//!
+//! Back up the bucket with the streams (it is a JetStream stream,
+//! `KV_sg_child_keys`), and the master key separately: either without the
+//! other is useless, which is the point.
+
+use async_nats::jetstream::kv;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use events::ids::ChildId;
+use events::privacy::DataKey;
+use rand::RngCore;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// The key that wraps every data key.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(<secret>)")
+    }
+}
+
+impl MasterKey {
+    /// Reads the key file (base64 of 32 bytes), creating it with a new
+    /// random key (mode 0600) if it does not exist.
+    ///
+    /// Roles started together in one process may race to create it: the
+    /// file is created exclusively, the loser reads the winner's key, and a
+    /// read that catches the file before its contents are written tries again.
+    pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        if !path.exists() {
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            match write_secret(path, &format!("{}\n", BASE64.encode(bytes))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("could not create the master key {}", path.display()));
+                }
+            }
+        }
+        let mut attempts = 0;
+        loop {
+            let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
+            match BASE64.decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()) {
+                Some(key) => return Ok(Self(key)),
+                None if attempts < 20 && text.is_empty() => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                None => anyhow::bail!("the master key file {} must hold base64 of 32 bytes", path.display()),
+            }
+        }
+    }
+
+    /// The key that digests identifiers for lookups (see
+    /// `events::privacy::identifier_digest`), derived from the master key
+    /// so that nothing more needs keeping: SHA-256 over a fixed context
+    /// label and the master key.
+    pub fn lookup_key(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(b"safeguard identifier lookup key v1\n");
+        hasher.update(self.0);
+        hasher.finalize().into()
+    }
+
+    /// The key that signs the pages' session cookies, derived the same way:
+    /// every query role sharing the master key accepts the same sessions,
+    /// and they survive a restart.
+    pub fn session_key(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(b"safeguard page session key v1\n");
+        hasher.update(self.0);
+        hasher.finalize().into()
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(self.0.as_slice().into())
+    }
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the child's data key has been erased")]
+    Erased,
+    #[error("the key store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("a stored data key does not unwrap with this master key")]
+    WrongMasterKey,
+}
+
+/// Data keys, fetched from the bucket and cached.
+pub struct KeyStore {
+    bucket: kv::Store,
+    master: MasterKey,
+    cache: Mutex<HashMap<ChildId, DataKey>>,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore").finish_non_exhaustive()
+    }
+}
+
+/// Keys cached at most; a cold key costs one bucket read.
+const CACHE_LIMIT: usize = 100_000;
+
+/// What an erased child's entry holds instead of a wrapped key.
+const TOMBSTONE: &[u8] = b"erased";
+
+impl KeyStore {
+    pub fn new(bucket: kv::Store, master: MasterKey) -> Self {
+        Self { bucket, master, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// A key store whose cache forgets a child's key as soon as its entry
+    /// changes anywhere (an erasure by another process). The watch is held
+    /// by a task that ends when the store is dropped.
+    pub async fn watched(bucket: kv::Store, master: MasterKey) -> Result<std::sync::Arc<Self>, KeyError> {
+        let store = std::sync::Arc::new(Self::new(bucket, master));
+        let mut watch = store.bucket.watch_all().await.map_err(|e| KeyError::Unavailable(e.to_string()))?;
+        let weak = std::sync::Arc::downgrade(&store);
+        tokio::spawn(async move {
+            use futures::StreamExt as _;
+            while let Some(entry) = watch.next().await {
+                let Some(store) = weak.upgrade() else { return };
+                match entry {
+                    Ok(entry) => {
+                        if let Ok(child) = ChildId::parse(&entry.key)
+                            && let Ok(mut cache) = store.cache.lock()
+                        {
+                            cache.remove(&child);
+                        }
+                    }
+                    // A watch that breaks cannot say what changed: forget everything.
+                    Err(_) => {
+                        if let Ok(mut cache) = store.cache.lock() {
+                            cache.clear();
+                        }
+                    }
+                }
+            }
+        });
+        Ok(store)
+    }
+
+    /// Erases the child's data key for good: a tombstone takes the entry's
+    /// place (so no new key is made), and the message that held the
+    /// wrapped key is securely erased from the bucket's stream. Safe to
+    /// repeat. Returns whether there was a key to erase.
+    pub async fn erase(&self, child: &ChildId) -> Result<bool, KeyError> {
+        let unavailable = |e: &dyn std::fmt::Display| KeyError::Unavailable(e.to_string());
+        let stream = self.bucket.stream.clone();
+        let mut erased = false;
+        loop {
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.remove(child);
+            }
+            match self.bucket.entry(child.to_string()).await.map_err(|e| unavailable(&e))? {
+                Some(entry) if entry.operation == kv::Operation::Put && entry.value.as_ref() == TOMBSTONE => {
+                    return Ok(erased);
+                }
+                Some(entry) if entry.operation == kv::Operation::Put => {
+                    // Erase (not merely delete) the wrapped key, then try again to place the tombstone.
+                    stream.delete_message(entry.revision).await.map_err(|e| unavailable(&e))?;
+                    erased = true;
+                }
+                Some(_) | None => match self.bucket.create(child.to_string(), TOMBSTONE.into()).await {
+                    Ok(_) => return Ok(erased),
+                    // A gateway made a key in between: erase that one too.
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(unavailable(&e)),
+                },
+            }
+        }
+    }
+
+    /// The child's data key, created if the child has none yet. Two gateways
+    /// creating one at once agree: the bucket's create is compare-and-set,
+    /// and the loser reads the winner's key.
+    pub async fn key_for(&self, child: &ChildId) -> Result<DataKey, KeyError> {
+        if let Some(key) = self.cached(child) {
+            return Ok(key);
+        }
+        if let Some(key) = self.fetch(child).await? {
+            return Ok(key);
+        }
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let wrapped = self.wrap(child, &bytes);
+        match self.bucket.create(child.to_string(), wrapped.into()).await {
+            Ok(_) => {
+                let key = DataKey::from_bytes(bytes);
+                self.remember(child, &key);
+                Ok(key)
+            }
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => self
+                .fetch(child)
+                .await?
+                .ok_or_else(|| KeyError::Unavailable("a key vanished while being created".into())),
+            Err(e) => Err(KeyError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The child's data key if it exists (None after erasure or before any).
+    pub async fn existing_key(&self, child: &ChildId) -> Result<Option<DataKey>, KeyError> {
+        if let Some(key) = self.cached(child) {
+            return Ok(Some(key));
+        }
+        match self.fetch(child).await {
+            Err(KeyError::Erased) => Ok(None),
+            other => other,
+        }
+    }
+
+    async fn fetch(&self, child: &ChildId) -> Result<Option<DataKey>, KeyError> {
+        let entry = self.bucket.get(child.to_string()).await.map_err(|e| KeyError::Unavailable(e.to_string()))?;
+        let Some(wrapped) = entry else {
+            return Ok(None);
+        };
+        if wrapped.as_ref() == TOMBSTONE {
+            return Err(KeyError::Erased);
+        }
+        let key = self.unwrap(child, &wrapped)?;
+        self.remember(child, &key);
+        Ok(Some(key))
+    }
+
+    fn cached(&self, child: &ChildId) -> Option<DataKey> {
+        self.cache.lock().ok()?.get(child).cloned()
+    }
+
+    fn remember(&self, child: &ChildId, key: &DataKey) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(*child, key.clone());
+        }
+    }
+
+    fn wrap(&self, child: &ChildId, key: &[u8; 32]) -> Vec<u8> {
+        let mut nonce = [0u8; 24];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let aad = child.to_string();
+        let sealed = self
+            .master
+            .cipher()
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: key, aad: aad.as_bytes() })
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        BASE64.encode(out).into_bytes()
+    }
+
+    fn unwrap(&self, child: &ChildId, wrapped: &[u8]) -> Result<DataKey, KeyError> {
+        let bytes = BASE64.decode(wrapped).map_err(|_| KeyError::WrongMasterKey)?;
+        if bytes.len() < 24 {
+            return Err(KeyError::WrongMasterKey);
+        }
+        let (nonce, sealed) = bytes.split_at(24);
+        let aad = child.to_string();
+        let key = self
+            .master
+            .cipher()
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: aad.as_bytes() })
+            .map_err(|_| KeyError::WrongMasterKey)?;
+        let key = <[u8; 32]>::try_from(key.as_slice()).map_err(|_| KeyError::WrongMasterKey)?;
+        Ok(DataKey::from_bytes(key))
+    }
+}
+
+/// Children's data keys for the projector's identifier index. It only ever
+/// reads keys: a child without one (erased, or never given personal data)
+/// is simply not indexed.
+#[derive(Debug)]
+pub struct ProjectorKeys {
+    store: std::sync::Arc<KeyStore>,
+    lookup: [u8; 32],
+}
+
+impl ProjectorKeys {
+    pub fn new(store: std::sync::Arc<KeyStore>, master: &MasterKey) -> Self {
+        Self { lookup: master.lookup_key(), store }
+    }
+}
+
+impl events::privacy::ChildKeys for ProjectorKeys {
+    fn key(&self, child: uuid::Uuid) -> events::privacy::KeyFuture<'_> {
+        Box::pin(async move { self.store.existing_key(&ChildId::from_uuid(child)).await.map_err(|e| e.to_string()) })
+    }
+
+    fn lookup_key(&self) -> &[u8; 32] {
+        &self.lookup
+    }
+}

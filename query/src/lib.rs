@@ -1,0 +1,1323 @@
+//! The query role: the read endpoints of CONTRACT.md ("Reads") over the
+//! read models, every request authenticated, child-level reads scoped to
+//! the principal's councils and recorded in the access log before the
+//! answer is sent.
+//!
+//! # Layout
+//!
+//! - [`access`]: access events, stored on the audit stream before answering.
+//! - [`format`]: the chronology as CSV and Markdown.
+//! - [`error`]: the one error type and its problem+json form.
+//!
+//! - [`export`]: the anonymised chronology for publication.
+//! - [`pages`]: the same reads as pages for people, under `/ui`.
+//! - [`verify`]: chains, signatures, the Postgres copy and checkpoints (`GET /v1/verify`, `safeguard verify`).
+//!
+//! The query role reads PostgreSQL and publishes nothing but access events.
+//! Who may read what (the role matrix of CONTRACT.md, decided in
+//! [`may_read_child`] and [`may_read_aggregates`]):
+//!
+//! | role | child-level reads (chronology, export) | access log | lookups, worker caseloads | aggregates | verify |
+//! |---|---|---|---|---|---|
+//! | practitioner | children of its councils | no | its councils | its councils | no |
+//! | reviewer | children with an open review naming it | no | no | no | no |
+//! | dashboard | no | no | no | its councils | no |
+//! | auditor | no | children of its councils | no | no | a child of its councils; the whole stream with `["*"]` |
+//! | admin | everything | everything | everything | everything | everything |
+//!
+//! A sealed child is refused to all but admin, left out of lookups and of
+//! worker caseloads, and still counted in aggregates.
+
+pub mod access;
+pub mod error;
+pub mod export;
+pub mod format;
+pub mod pages;
+pub mod verify;
+
+use access::{AccessLog, Asker, Outcome};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use error::{ParamError, QueryError};
+use events::calendar::business_date;
+use events::ids::CouncilCode;
+use futures::StreamExt as _;
+use platform::principals::{Principal, Principals, Role};
+use projections::indicators::Period;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+/// Chronology entries per page unless `limit` says otherwise, and the most it may say.
+pub const DEFAULT_LIMIT: i64 = 500;
+pub const MAX_LIMIT: i64 = 5000;
+
+#[derive(Debug)]
+pub struct QueryState {
+    pub principals: Principals,
+    /// Digests NHS numbers for lookups, as the projector did when indexing.
+    pub lookup_key: [u8; 32],
+    pub pool: PgPool,
+    pub access: AccessLog,
+    pub client: async_nats::Client,
+    /// Children's data keys, read only: the export opens free text to redact it.
+    pub keys: Arc<platform::keystore::KeyStore>,
+    /// The gateway's public key file, for verification.
+    pub public_key: std::path::PathBuf,
+    pub metrics: QueryMetrics,
+    /// A clock that tests can replace.
+    pub now: fn() -> DateTime<Utc>,
+    /// Signs the pages' session cookies (derived from the master key).
+    pub sessions: pages::session::SessionKey,
+    /// Sessions signed out before they expired (`bus::SIGNED_OUT_BUCKET`).
+    pub signed_out: async_nats::jetstream::kv::Store,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabel {
+    pub endpoint: &'static str,
+    pub status: u16,
+}
+
+#[derive(Debug)]
+pub struct QueryMetrics {
+    registry: Registry,
+    pub requests: Family<RequestLabel, Counter>,
+    pub access_failures: Counter,
+}
+
+impl Default for QueryMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("safeguard_query");
+        let requests = Family::<RequestLabel, Counter>::default();
+        registry.register("requests", "Read requests by endpoint and status", requests.clone());
+        let access_failures = Counter::default();
+        registry.register(
+            "access_log_failures",
+            "Reads refused with 503 because the access event could not be stored",
+            access_failures.clone(),
+        );
+        Self { registry, requests, access_failures }
+    }
+}
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Safeguard queries", description = "Chronologies, lookups, caseloads and indicators."),
+    paths(
+        chronology,
+        chronology_export,
+        access_log,
+        verify,
+        lookup,
+        worker_caseload,
+        caseloads,
+        indicators,
+        indicators_stream
+    ),
+    components(schemas(ParamError))
+)]
+pub struct ApiDoc;
+
+pub fn router(state: Arc<QueryState>) -> Router {
+    Router::new()
+        .route("/v1/children/{child}/chronology", get(chronology))
+        .route("/v1/children/{child}/chronology/export", get(chronology_export))
+        .route("/v1/children/{child}/access-log", get(access_log))
+        .route("/v1/verify", get(verify))
+        .route("/v1/returns/cin", get(cin_return))
+        .route("/v1/returns/annex-a", get(annex_a_return))
+        .route("/v1/quality", get(council_quality))
+        .route("/v1/children/{child}/quality", get(child_quality))
+        .route("/v1/children/lookup", post(lookup))
+        .route("/v1/workers/{worker}/caseload", get(worker_caseload))
+        .route("/v1/caseloads", get(caseloads))
+        .route("/v1/indicators", get(indicators))
+        .route("/v1/indicators/stream", get(indicators_stream))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .merge(pages::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), read_position))
+        .with_state(state)
+}
+
+/// Every answer carries the read models' position (`X-Read-Position`),
+/// read before the answer is made, so it is a floor: everything at or
+/// below it was applied. While a projector reports a stall, answers also
+/// say `X-Read-Stale: stalled`; a parked child's reads say so themselves.
+async fn read_position(
+    State(app): State<Arc<QueryState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let known = projections::health::position(&app.pool).await.ok();
+    let mut response = next.run(request).await;
+    if let Some((position, stalled)) = known {
+        let headers = response.headers_mut();
+        headers.insert("x-read-position", axum::http::HeaderValue::from(position));
+        if stalled && !headers.contains_key("x-read-stale") {
+            headers.insert("x-read-stale", axum::http::HeaderValue::from_static("stalled"));
+        }
+    }
+    response
+}
+
+fn count(app: &QueryState, endpoint: &'static str, result: Result<Response, QueryError>) -> Response {
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    app.metrics.requests.get_or_create(&RequestLabel { endpoint, status: response.status().as_u16() }).inc();
+    response
+}
+
+/// The caller, from the bearer token and the `X-Acting-User` / `X-Purpose` headers.
+fn caller(app: &QueryState, headers: &HeaderMap) -> Result<(Principal, Asker), QueryError> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let principal = app.principals.authenticate_header(authorization).ok_or(QueryError::Unauthorized)?;
+    let header_text = |name: &str| -> Result<Option<String>, QueryError> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => {
+                let text = v.to_str().map_err(|_| QueryError::invalid(name, "must be printable ASCII"))?.trim();
+                if text.len() > 200 {
+                    return Err(QueryError::invalid(name, "must be at most 200 characters"));
+                }
+                Ok((!text.is_empty()).then(|| text.to_owned()))
+            }
+        }
+    };
+    let asker = Asker {
+        principal: principal.name.as_str().to_owned(),
+        acting_user: header_text("x-acting-user")?,
+        purpose: header_text("x-purpose")?,
+    };
+    Ok((principal, asker))
+}
+
+fn council_param(value: Option<&str>) -> Result<CouncilCode, QueryError> {
+    let text = value.ok_or_else(|| QueryError::invalid("council", "is required (an ONS code such as E09000014)"))?;
+    CouncilCode::parse(text).map_err(|m| QueryError::invalid("council", m))
+}
+
+/// The council an aggregate request names, once the caller is known to be allowed its aggregates.
+fn aggregate_scope(app: &QueryState, headers: &HeaderMap, p: &CouncilParams) -> Result<CouncilCode, QueryError> {
+    let (principal, _) = caller(app, headers)?;
+    let council = council_param(p.council.as_deref())?;
+    may_read_aggregates(&principal, &council)?;
+    Ok(council)
+}
+
+/// Aggregates (indicators, council caseloads): practitioners, dashboards and admins of the council.
+fn may_read_aggregates(principal: &Principal, council: &CouncilCode) -> Result<(), QueryError> {
+    if !(principal.has(Role::Practitioner) || principal.has(Role::Dashboard)) {
+        return Err(QueryError::Forbidden("aggregates need the practitioner, dashboard or admin role".into()));
+    }
+    if !principal.councils.allows(council) {
+        return Err(QueryError::Forbidden(format!("council {} is outside this principal's scope", council.as_str())));
+    }
+    Ok(())
+}
+
+/// What a child-level request wants to see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// The child's record: chronology, export, a place in a caseload.
+    Record,
+    /// Who has looked at the record, and whether its chain holds.
+    Audit,
+}
+
+/// What the access rules need to know about a child.
+#[derive(Debug, Default)]
+struct ChildInfo {
+    council: Option<String>,
+    sealed: bool,
+    /// Principals named by the child's open reviews.
+    reviewers: Vec<String>,
+}
+
+async fn child_info(pool: &PgPool, child: uuid::Uuid) -> Result<Option<ChildInfo>, QueryError> {
+    let row: Option<(Option<String>, bool, Vec<String>)> = sqlx::query_as(
+        "select s.council, s.sealed,
+                coalesce((select array_agg(distinct r) from child_review v, unnest(v.reviewers) r
+                           where v.child_id = s.child_id and v.closed_at is null), '{}')
+           from child_status s where s.child_id = $1",
+    )
+    .bind(child)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(council, sealed, reviewers)| ChildInfo { council, sealed, reviewers }))
+}
+
+/// The role matrix for one child (see the module's table).
+fn may_read_child(principal: &Principal, child: &ChildInfo, need: Need) -> Result<(), String> {
+    if principal.is_admin() {
+        return Ok(());
+    }
+    if child.sealed {
+        return Err("this child's record is sealed".into());
+    }
+    let in_scope = child
+        .council
+        .as_deref()
+        .and_then(|c| CouncilCode::parse(c).ok())
+        .is_some_and(|c| principal.councils.allows(&c));
+    match need {
+        Need::Record => {
+            let practitioner = principal.has(Role::Practitioner);
+            let reviewer = principal.has(Role::Reviewer);
+            if practitioner && in_scope {
+                return Ok(());
+            }
+            if reviewer && child.reviewers.iter().any(|r| r == principal.name.as_str()) {
+                return Ok(());
+            }
+            Err(match (practitioner, reviewer) {
+                (false, false) => "child-level reads need the practitioner, reviewer or admin role".into(),
+                (true, false) => "this child is outside this principal's councils".into(),
+                (_, true) => "no open review of this child names this principal".into(),
+            })
+        }
+        Need::Audit => match (principal.has(Role::Auditor), in_scope) {
+            (true, true) => Ok(()),
+            (true, false) => Err("this child is outside this principal's councils".into()),
+            (false, _) => Err("access logs and verification need the auditor or admin role".into()),
+        },
+    }
+}
+
+/// Checks a child-level read of `child` and records it (allowed or refused)
+/// before anything is answered.
+async fn admit_child(
+    app: &QueryState,
+    principal: &Principal,
+    asker: &Asker,
+    endpoint: &str,
+    child: uuid::Uuid,
+    need: Need,
+) -> Result<ChildInfo, QueryError> {
+    let Some(info) = child_info(&app.pool, child).await? else {
+        // A child whose registration is parked is known to the stream but
+        // not yet to the read models: an admin is told so rather than that
+        // the child does not exist. (Whoever else asks learns nothing: the
+        // council that would decide their access is not known yet either.)
+        if principal.has(Role::Admin) && projections::parking::parked(&app.pool, &child.to_string()).await?.is_some() {
+            return Err(QueryError::Unavailable(format!(
+                "the read models hold nothing of child {child} yet: its events are parked (safeguard parked)"
+            )));
+        }
+        return Err(QueryError::NotFound(format!("no child {child} is known")));
+    };
+    let decision = may_read_child(principal, &info, need);
+    let outcome = if decision.is_ok() { Outcome::Allowed } else { Outcome::Refused };
+    record(app, asker, endpoint, &[child], outcome).await?;
+    decision.map_err(QueryError::Forbidden)?;
+    Ok(info)
+}
+
+/// Council-wide child-level reads (returns, data-quality lists): the
+/// practitioner or admin role for the council; a refusal is recorded.
+async fn admit_council(
+    app: &QueryState,
+    principal: &Principal,
+    asker: &Asker,
+    endpoint: &str,
+    council: &CouncilCode,
+) -> Result<(), QueryError> {
+    let scope = ChildInfo { council: Some(council.as_str().to_owned()), ..ChildInfo::default() };
+    if principal.has(Role::Practitioner) && may_read_child(principal, &scope, Need::Record).is_ok() {
+        return Ok(());
+    }
+    record(app, asker, endpoint, &[], Outcome::Refused).await?;
+    Err(QueryError::Forbidden(format!(
+        "council-wide child-level reads need the practitioner or admin role for council {}",
+        council.as_str()
+    )))
+}
+
+async fn record(
+    app: &QueryState,
+    asker: &Asker,
+    endpoint: &str,
+    children: &[uuid::Uuid],
+    outcome: Outcome,
+) -> Result<(), QueryError> {
+    app.access.record(asker, endpoint, children, outcome, (app.now)()).await.map_err(|e| {
+        app.metrics.access_failures.inc();
+        tracing::error!(error = %e, "could not store an access event; the read is refused");
+        QueryError::Unavailable("the access log could not record this read, so it is not answered".into())
+    })
+}
+
+fn uuid_param(name: &str, text: &str) -> Result<uuid::Uuid, QueryError> {
+    uuid::Uuid::parse_str(text).map_err(|_| QueryError::invalid(name, "must be a UUID"))
+}
+
+fn date_param(name: &str, text: Option<&str>) -> Result<Option<NaiveDate>, QueryError> {
+    text.map(|t| t.parse::<NaiveDate>().map_err(|_| QueryError::invalid(name, "must be a date, YYYY-MM-DD")))
+        .transpose()
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ChronologyParams {
+    as_of: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
+    format: Option<String>,
+}
+
+/// `after` cursors are opaque to callers: microseconds of the business time and the subject sequence.
+fn cursor(entry: &projections::chronology::Entry) -> String {
+    format!("{}.{}", entry.occurred_at.timestamp_micros(), entry.sequence)
+}
+
+fn parse_cursor(text: &str) -> Option<(DateTime<Utc>, i64)> {
+    let (micros, seq) = text.split_once('.')?;
+    Some((DateTime::from_timestamp_micros(micros.parse().ok()?)?, seq.parse().ok()?))
+}
+
+/// A child's chronology across agencies, in business-time order.
+#[utoipa::path(
+    get,
+    path = "/v1/children/{child}/chronology",
+    params(
+        ("child" = String, Path, description = "The child's id"),
+        ("as_of" = Option<String>, Query, description = "RFC 3339 time: only what had been recorded by then, as it then stood"),
+        ("from" = Option<String>, Query, description = "First business date, inclusive"),
+        ("to" = Option<String>, Query, description = "Last business date, inclusive"),
+        ("limit" = Option<i64>, Query, description = "Entries per page (1 to 5000, default 500)"),
+        ("after" = Option<String>, Query, description = "The `next` of the previous page"),
+        ("format" = Option<String>, Query, description = "json (default), csv or md"),
+    ),
+    responses(
+        (status = 200, description = "The chronology"),
+        (status = 403, description = "Outside the principal's scope (recorded)", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown child", content_type = "application/problem+json"),
+        (status = 422, description = "A parameter is invalid", content_type = "application/problem+json"),
+        (status = 503, description = "The access log could not record the read", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn chronology(
+    State(app): State<Arc<QueryState>>,
+    Path(child): Path<String>,
+    Query(params): Query<ChronologyParams>,
+    headers: HeaderMap,
+) -> Response {
+    let result = read_chronology(&app, &child, params, &headers).await;
+    count(&app, "chronology", result)
+}
+
+async fn read_chronology(
+    app: &QueryState,
+    child: &str,
+    params: ChronologyParams,
+    headers: &HeaderMap,
+) -> Result<Response, QueryError> {
+    let (principal, asker) = caller(app, headers)?;
+    let child = uuid_param("child", child)?;
+    // Every parameter is checked before the read is admitted and logged.
+    let mut problems = Vec::new();
+    let mut check = |r: Result<(), QueryError>| {
+        if let Err(QueryError::Invalid(mut e)) = r {
+            problems.append(&mut e);
+        }
+    };
+    let mut as_of = (app.now)();
+    if let Some(t) = &params.as_of {
+        match DateTime::parse_from_rfc3339(t) {
+            Ok(t) => as_of = t.to_utc(),
+            Err(_) => check(Err(QueryError::invalid("as_of", "must be an RFC 3339 time, e.g. 2025-01-14T09:30:00Z"))),
+        }
+    }
+    let from = date_param("from", params.from.as_deref()).unwrap_or_else(|e| {
+        check(Err(e));
+        None
+    });
+    let to = date_param("to", params.to.as_deref()).unwrap_or_else(|e| {
+        check(Err(e));
+        None
+    });
+    let mut limit = DEFAULT_LIMIT;
+    if let Some(l) = &params.limit {
+        match l.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
+            _ => check(Err(QueryError::invalid("limit", format!("must be a whole number from 1 to {MAX_LIMIT}")))),
+        }
+    }
+    let after = match &params.after {
+        Some(a) => parse_cursor(a).or_else(|| {
+            check(Err(QueryError::invalid("after", "must be the `next` value of a previous page")));
+            None
+        }),
+        None => None,
+    };
+    let format = params.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "csv" | "md") {
+        check(Err(QueryError::invalid("format", "must be json, csv or md")));
+    }
+    if !problems.is_empty() {
+        return Err(QueryError::Invalid(problems));
+    }
+    admit_child(app, &principal, &asker, "GET /v1/children/{child}/chronology", child, Need::Record).await?;
+
+    let q = projections::chronology::Query { child, as_of, from, to, limit: limit + 1, after };
+    let stale = parked_child(app, child).await?;
+    let mut entries = projections::chronology::read(&app.pool, &q).await?;
+    let next = if entries.len() as i64 > limit {
+        entries.truncate(limit as usize);
+        entries.last().map(cursor)
+    } else {
+        None
+    };
+    let first_serial = 1 + match after {
+        Some(_) => serial_before(app, &q).await?,
+        None => 0,
+    };
+    Ok(match format {
+        "csv" => {
+            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], format::csv(&entries, first_serial)).into_response()
+        }
+        "md" => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            format::markdown(&child, &as_of, &entries, first_serial),
+        )
+            .into_response(),
+        _ => Json(json!({ "child": child, "as_of": as_of, "entries": entries, "next": next, "stale": stale }))
+            .into_response(),
+    })
+    .map(|r| marked_stale(r, stale.as_ref()))
+}
+
+/// Whether a child's read models stand still behind a parked subject:
+/// what is shown is what was known before the first event that could not
+/// be applied. Reads say so, in a `stale` field and `X-Read-Stale`.
+async fn parked_child(app: &QueryState, child: uuid::Uuid) -> Result<Option<Value>, QueryError> {
+    let parked = projections::parking::parked(&app.pool, &child.to_string()).await?;
+    Ok(parked.map(|p| {
+        json!({
+            "reason": "parked",
+            "detail": "events from this stream position on could not be applied yet and are not shown",
+            "stream_seq": p.stream_seq,
+            "waiting": p.waiting,
+            "since": p.parked_at,
+        })
+    }))
+}
+
+/// `X-Read-Stale: parked; stream_seq=N` on a read of a parked child.
+fn marked_stale(mut response: Response, stale: Option<&Value>) -> Response {
+    if let Some(seq) = stale.and_then(|s| s["stream_seq"].as_i64())
+        && let Ok(value) = axum::http::HeaderValue::from_str(&format!("parked; stream_seq={seq}"))
+    {
+        response.headers_mut().insert("x-read-stale", value);
+    }
+    response
+}
+
+/// How many entries come before a page, so serial numbers run on across pages.
+async fn serial_before(app: &QueryState, q: &projections::chronology::Query) -> Result<usize, QueryError> {
+    let Some((at, seq)) = q.after else { return Ok(0) };
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from chronology_entry where child_id = $1 and recorded_at <= $2
+            and ($3::date is null or business_date >= $3) and ($4::date is null or business_date <= $4)
+            and (occurred_at, sequence) <= ($5, $6)",
+    )
+    .bind(q.child)
+    .bind(q.as_of)
+    .bind(q.from)
+    .bind(q.to)
+    .bind(at)
+    .bind(seq)
+    .fetch_one(&app.pool)
+    .await?;
+    Ok(n.max(0) as usize)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FormatParams {
+    format: Option<String>,
+}
+
+/// The anonymised chronology for publication: the child is "Child A",
+/// people and professionals appear by role, and no name, identifier or
+/// personal detail remains.
+#[utoipa::path(
+    get,
+    path = "/v1/children/{child}/chronology/export",
+    params(
+        ("child" = String, Path, description = "The child's id"),
+        ("format" = Option<String>, Query, description = "md (default), csv or json"),
+    ),
+    responses(
+        (status = 200, description = "The anonymised chronology"),
+        (status = 403, description = "Outside the principal's scope (recorded)", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown child", content_type = "application/problem+json"),
+        (status = 503, description = "The access log could not record the read", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn chronology_export(
+    State(app): State<Arc<QueryState>>,
+    Path(child): Path<String>,
+    Query(params): Query<FormatParams>,
+    headers: HeaderMap,
+) -> Response {
+    let result = read_export(&app, &child, params, &headers).await;
+    count(&app, "chronology_export", result)
+}
+
+async fn read_export(
+    app: &QueryState,
+    child: &str,
+    params: FormatParams,
+    headers: &HeaderMap,
+) -> Result<Response, QueryError> {
+    let (principal, asker) = caller(app, headers)?;
+    let child = uuid_param("child", child)?;
+    let format = params.format.as_deref().unwrap_or("md");
+    if !matches!(format, "json" | "csv" | "md") {
+        return Err(QueryError::invalid("format", "must be md, csv or json"));
+    }
+    admit_child(app, &principal, &asker, "GET /v1/children/{child}/chronology/export", child, Need::Record).await?;
+    let stale = parked_child(app, child).await?;
+    let exported = build_export(app, child).await?;
+    Ok(marked_stale(
+        match format {
+            "csv" => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], export::csv(&exported)).into_response(),
+            "json" => Json(exported).into_response(),
+            _ => {
+                ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], export::markdown(&exported)).into_response()
+            }
+        },
+        stale.as_ref(),
+    ))
+}
+
+/// The anonymised chronology of a child as it stands now. The caller has
+/// admitted (and logged) the read.
+async fn build_export(app: &QueryState, child: uuid::Uuid) -> Result<export::Export, QueryError> {
+    let produced_at = (app.now)();
+    // The position first: everything read after it covers at least that
+    // much. The least of the projectors' positions: with partitioned
+    // projectors, only below it is every subject's history complete.
+    let position: Option<i64> =
+        sqlx::query_scalar("select min(stream_seq) from projector_position").fetch_one(&app.pool).await?;
+    let q = projections::chronology::Query {
+        child,
+        as_of: produced_at,
+        from: None,
+        to: None,
+        limit: i64::from(i32::MAX),
+        after: None,
+    };
+    let entries = projections::chronology::read(&app.pool, &q).await?;
+    let stored: Vec<Value> =
+        sqlx::query_scalar("select document from stored_event where subject = $1 order by stream_seq")
+            .bind(child.to_string())
+            .fetch_all(&app.pool)
+            .await?;
+    let key = app
+        .keys
+        .existing_key(&events::ids::ChildId::from_uuid(child))
+        .await
+        .map_err(|e| QueryError::Unavailable(format!("the key store is unavailable: {e}")))?;
+    let documents: Vec<Value> = stored
+        .into_iter()
+        .map(|mut doc| {
+            // After erasure nothing opens: the fields become null and only codes remain.
+            events::privacy::open_fields(&mut doc, key.as_ref());
+            doc
+        })
+        .collect();
+    let workers: Vec<String> = documents
+        .iter()
+        .filter_map(|d| d.get("data"))
+        .flat_map(|d| [d.get("worker_id"), d.get("seen_by")])
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    let workers: Vec<uuid::Uuid> = workers.iter().filter_map(|w| w.parse().ok()).collect();
+    let worker_roles: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
+        "select distinct on (worker_id) worker_id::text, role from worker_spell
+          where worker_id = any($1) order by worker_id, ordinal desc",
+    )
+    .bind(&workers)
+    .fetch_all(&app.pool)
+    .await?
+    .into_iter()
+    .collect();
+    let exported = export::anonymise(&export::Sources {
+        child,
+        documents: &documents,
+        entries: &entries,
+        worker_roles: &worker_roles,
+        produced_at,
+        stream_position: position.unwrap_or(0).max(0) as u64,
+    });
+    Ok(exported)
+}
+
+/// Who has read the child's record, or been refused: for auditors and
+/// admins. Reading it is itself recorded. Entries are those the projector
+/// has taken from the audit stream (up to `audit_position`).
+#[utoipa::path(
+    get,
+    path = "/v1/children/{child}/access-log",
+    params(("child" = String, Path, description = "The child's id")),
+    responses(
+        (status = 200, description = r#"{"child", "entries": [{"principal", "acting_user", "purpose", "endpoint", "at", "outcome"}]}"#),
+        (status = 403, description = "Not an auditor of the child's council (recorded)", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown child", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn access_log(State(app): State<Arc<QueryState>>, Path(child): Path<String>, headers: HeaderMap) -> Response {
+    let result = async {
+        let (principal, asker) = caller(&app, &headers)?;
+        let child = uuid_param("child", &child)?;
+        admit_child(&app, &principal, &asker, "GET /v1/children/{child}/access-log", child, Need::Audit).await?;
+        let (entries, position) = projections::audit::access_log(&app.pool, child).await?;
+        Ok(Json(json!({ "child": child, "entries": entries, "audit_position": position })).into_response())
+    }
+    .await;
+    count(&app, "access_log", result)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct VerifyParams {
+    child: Option<String>,
+}
+
+/// Checks every chain and signature in the stream (or one child's) against
+/// the Postgres copy and the signed checkpoints, and reports each break.
+#[utoipa::path(
+    get,
+    path = "/v1/verify",
+    params(("child" = Option<String>, Query, description = "Only this child's history")),
+    responses(
+        (status = 200, description = r#"{"ok", "checked", "breaks": [{"subject", "sequence", "kind", "detail"}], "checkpoints": {...}}"#),
+        (status = 403, description = "Not an auditor (of every council, for the whole stream)", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn verify(State(app): State<Arc<QueryState>>, Query(p): Query<VerifyParams>, headers: HeaderMap) -> Response {
+    let result = async {
+        let (principal, asker) = caller(&app, &headers)?;
+        let child = match p.child.as_deref() {
+            Some(text) => {
+                let child = uuid_param("child", text)?;
+                admit_child(&app, &principal, &asker, "GET /v1/verify", child, Need::Audit).await?;
+                Some(events::Subject::Child(events::ids::ChildId::from_uuid(child)))
+            }
+            None => {
+                if !principal.has(Role::Auditor) {
+                    return Err(QueryError::Forbidden("verification needs the auditor or admin role".into()));
+                }
+                if !matches!(principal.councils, platform::principals::Scope::All) {
+                    return Err(QueryError::Forbidden(
+                        "verifying the whole stream needs an auditor of every council; name a child instead".into(),
+                    ));
+                }
+                None
+            }
+        };
+        let text = std::fs::read_to_string(&app.public_key).map_err(|_| {
+            QueryError::Unavailable(format!("the public key {} cannot be read", app.public_key.display()))
+        })?;
+        let keys = events::chain::decode_verifying_keys(&text)
+            .map_err(|m| QueryError::Unavailable(format!("the public key file {}: {m}", app.public_key.display())))?;
+        let js = app.access.js.clone();
+        let report = crate::verify::verify(&js, Some(&app.pool), &keys, child.as_ref())
+            .await
+            .map_err(|e| QueryError::Unavailable(format!("verification could not run: {e:#}")))?;
+        Ok(Json(report).into_response())
+    }
+    .await;
+    count(&app, "verify", result)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ReturnParams {
+    council: Option<String>,
+    year: Option<String>,
+    date: Option<String>,
+    list: Option<String>,
+}
+
+/// The DfE CIN census XML for a council and collection year, from the
+/// read models. Every child in it is recorded in the access log.
+#[utoipa::path(
+    get,
+    path = "/v1/returns/cin",
+    params(
+        ("council" = String, Query, description = "ONS code"),
+        ("year" = String, Query, description = "Collection year such as 2024-25"),
+    ),
+    responses(
+        (status = 200, description = "The CIN census message", content_type = "application/xml"),
+        (status = 403, description = "Not a practitioner or admin of the council", content_type = "application/problem+json"),
+        (status = 422, description = "A parameter is invalid, or the council has no DfE code configured", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn cin_return(State(app): State<Arc<QueryState>>, Query(p): Query<ReturnParams>, headers: HeaderMap) -> Response {
+    let result = read_cin_return(&app, &p, &headers).await;
+    count(&app, "cin_return", result)
+}
+
+async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap) -> Result<Response, QueryError> {
+    let endpoint = "GET /v1/returns/cin";
+    let (principal, asker) = caller(app, headers)?;
+    let council = council_param(p.council.as_deref())?;
+    let year = p
+        .year
+        .as_deref()
+        .ok_or_else(|| QueryError::invalid("year", "is required (a collection year such as 2024-25)"))?;
+    let year = projections::cin::CollectionYear::parse(year).map_err(|m| QueryError::invalid("year", m))?;
+    admit_council(app, &principal, &asker, endpoint, &council).await?;
+    let (dfe, histories) = projections::cin::load(&app.pool, council.as_str(), &year).await?;
+    let dfe = dfe.ok_or_else(|| {
+        QueryError::invalid("council", "has no DfE LA code: publish council.configured with dfe_la_code first")
+    })?;
+    let calendar = events::calendar::Calendar::england_and_wales();
+    let mut children = Vec::new();
+    let mut ids = Vec::new();
+    for (child, mut history) in histories {
+        let key = app
+            .keys
+            .existing_key(&events::ids::ChildId::from_uuid(child))
+            .await
+            .map_err(|e| QueryError::Unavailable(format!("the key store is unavailable: {e}")))?;
+        if let Some(key) = key {
+            projections::cin::open_people(&child.to_string(), &mut history, &key);
+        }
+        if let Some(record) = projections::cin::census_child(&history, council.as_str(), &year, calendar) {
+            ids.push(child);
+            children.push(record);
+        }
+    }
+    children.sort_by(|a, b| a.la_child_id.cmp(&b.la_child_id));
+    // Sealed children are in statutory returns too; every child returned is a child-level read.
+    record(app, &asker, endpoint, &ids, Outcome::Allowed).await?;
+    let header = projections::cin::Header {
+        dfe_la_code: dfe,
+        software: "Safeguard".into(),
+        release: env!("CARGO_PKG_VERSION").into(),
+        serial: 1,
+        made_at: (app.now)(),
+    };
+    let xml = projections::cin::message(&header, &year, &children);
+    Ok(([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response())
+}
+
+/// One of Ofsted's Annex A lists (1, 3, 4, 5, 6 or 7) for the six months
+/// before an inspection date, as CSV with Ofsted's columns and values.
+#[utoipa::path(
+    get,
+    path = "/v1/returns/annex-a",
+    params(
+        ("council" = String, Query, description = "ONS code"),
+        ("date" = String, Query, description = "The inspection date, YYYY-MM-DD"),
+        ("list" = u8, Query, description = "1, 3, 4, 5, 6 or 7"),
+    ),
+    responses((status = 200, description = "The list", content_type = "text/csv")),
+    security(("bearer" = []))
+)]
+async fn annex_a_return(
+    State(app): State<Arc<QueryState>>,
+    Query(p): Query<ReturnParams>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let endpoint = "GET /v1/returns/annex-a";
+        let (principal, asker) = caller(&app, &headers)?;
+        let council = council_param(p.council.as_deref())?;
+        let date = date_param("date", p.date.as_deref())?
+            .ok_or_else(|| QueryError::invalid("date", "is required (the inspection date, YYYY-MM-DD)"))?;
+        let list = p
+            .list
+            .as_deref()
+            .and_then(|l| l.parse::<u8>().ok())
+            .filter(|l| projections::annex_a::LISTS.contains(l))
+            .ok_or_else(|| QueryError::invalid("list", "must be 1, 3, 4, 5, 6 or 7"))?;
+        admit_council(&app, &principal, &asker, endpoint, &council).await?;
+        let from = date.checked_sub_months(chrono::Months::new(6)).unwrap_or(date);
+        let window = projections::cin::CollectionYear { start: from, reference_date: date };
+        let (_, histories) = projections::cin::load(&app.pool, council.as_str(), &window).await?;
+        let calendar = events::calendar::Calendar::england_and_wales();
+        let mut rows = Vec::new();
+        let mut ids = Vec::new();
+        for (child, history) in histories {
+            let mine: Vec<Vec<String>> = projections::annex_a::rows(&history, council.as_str(), date, calendar)
+                .into_iter()
+                .filter(|(l, _)| *l == list)
+                .map(|(_, row)| row)
+                .collect();
+            if !mine.is_empty() {
+                ids.push(child);
+                rows.extend(mine);
+            }
+        }
+        rows.sort();
+        record(&app, &asker, endpoint, &ids, Outcome::Allowed).await?;
+        Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], projections::annex_a::csv(list, &rows))
+            .into_response())
+    }
+    .await;
+    count(&app, "annex_a", result)
+}
+
+/// One data-quality flag as answered.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct FlagRow {
+    child: uuid::Uuid,
+    rule: String,
+    reference: String,
+    detail: String,
+    on: NaiveDate,
+}
+
+fn rule_description(rule: &str) -> &'static str {
+    projections::quality::RULES.iter().find(|(r, _)| *r == rule).map_or("", |(_, d)| d)
+}
+
+/// A council's data-quality flags: the DfE rules its children's histories
+/// break, per rule and per child, so they are fixed before the return.
+#[utoipa::path(
+    get,
+    path = "/v1/quality",
+    params(("council" = String, Query, description = "ONS code")),
+    responses((status = 200, description = r#"{"council", "rules": [{"rule", "description", "children", "flags"}], "flags": [{"child", "rule", "reference", "detail", "on"}]}"#)),
+    security(("bearer" = []))
+)]
+async fn council_quality(
+    State(app): State<Arc<QueryState>>,
+    Query(p): Query<CouncilParams>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let endpoint = "GET /v1/quality";
+        let (principal, asker) = caller(&app, &headers)?;
+        let council = council_param(p.council.as_deref())?;
+        admit_council(&app, &principal, &asker, endpoint, &council).await?;
+        let counts: Vec<(String, i64, i64)> = sqlx::query_as(
+            "select rule, count(distinct child_id), count(*) from quality_flag where council = $1 group by rule order by rule",
+        )
+        .bind(council.as_str())
+        .fetch_all(&app.pool)
+        .await?;
+        // The list names children: sealed ones only for admins.
+        let flags: Vec<FlagRow> = sqlx::query_as(
+            "select q.child_id as child, q.rule, q.reference, q.detail, q.on_date as on from quality_flag q
+               join child_status s using (child_id)
+              where q.council = $1 and (not s.sealed or $2) order by q.rule, q.on_date, q.child_id",
+        )
+        .bind(council.as_str())
+        .bind(principal.is_admin())
+        .fetch_all(&app.pool)
+        .await?;
+        let mut ids: Vec<uuid::Uuid> = flags.iter().map(|f| f.child).collect();
+        ids.sort();
+        ids.dedup();
+        record(&app, &asker, endpoint, &ids, Outcome::Allowed).await?;
+        let rules: Vec<Value> = counts
+            .into_iter()
+            .map(|(rule, children, n)| {
+                json!({"rule": rule, "description": rule_description(&rule), "children": children, "flags": n})
+            })
+            .collect();
+        Ok(Json(json!({ "council": council.as_str(), "rules": rules, "flags": flags })).into_response())
+    }
+    .await;
+    count(&app, "quality", result)
+}
+
+/// One child's data-quality flags.
+#[utoipa::path(
+    get,
+    path = "/v1/children/{child}/quality",
+    params(("child" = String, Path, description = "The child's id")),
+    responses((status = 200, description = r#"{"child", "flags": [{"rule", "description", "reference", "detail", "on"}]}"#)),
+    security(("bearer" = []))
+)]
+async fn child_quality(State(app): State<Arc<QueryState>>, Path(child): Path<String>, headers: HeaderMap) -> Response {
+    let result = async {
+        let (principal, asker) = caller(&app, &headers)?;
+        let child = uuid_param("child", &child)?;
+        admit_child(&app, &principal, &asker, "GET /v1/children/{child}/quality", child, Need::Record).await?;
+        let flags: Vec<FlagRow> = sqlx::query_as(
+            "select child_id as child, rule, reference, detail, on_date as on from quality_flag
+              where child_id = $1 order by on_date, rule",
+        )
+        .bind(child)
+        .fetch_all(&app.pool)
+        .await?;
+        let flags: Vec<Value> = flags
+            .into_iter()
+            .map(|f| json!({"rule": f.rule, "description": rule_description(&f.rule), "reference": f.reference, "detail": f.detail, "on": f.on}))
+            .collect();
+        let stale = parked_child(&app, child).await?;
+        Ok(marked_stale(Json(json!({ "child": child, "flags": flags, "stale": stale })).into_response(), stale.as_ref()))
+    }
+    .await;
+    count(&app, "child_quality", result)
+}
+
+#[derive(Debug, Serialize)]
+struct Found {
+    child: uuid::Uuid,
+    council: String,
+}
+
+/// Finds children by the council's own id or by NHS number.
+#[utoipa::path(
+    post,
+    path = "/v1/children/lookup",
+    request_body(content = Value, description = r#"{"council", "la_child_id"} or {"nhs_number"}"#),
+    responses((status = 200, description = r#"{"children": [{"child", "council"}]}"#)),
+    security(("bearer" = []))
+)]
+async fn lookup(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let result = do_lookup(&app, &headers, &body).await;
+    count(&app, "lookup", result)
+}
+
+async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: &[u8]) -> Result<Response, QueryError> {
+    let (principal, asker) = caller(app, headers)?;
+    let endpoint = "POST /v1/children/lookup";
+    if !principal.has(Role::Practitioner) {
+        record(app, &asker, endpoint, &[], Outcome::Refused).await?;
+        return Err(QueryError::Forbidden("lookups need the practitioner or admin role".into()));
+    }
+    let value = events::json::parse_strict(body).map_err(|e| QueryError::invalid("body", e.message))?;
+    let Value::Object(map) = value else {
+        return Err(QueryError::invalid("body", r#"must be {"council", "la_child_id"} or {"nhs_number"}"#));
+    };
+    let text = |name: &str| map.get(name).and_then(Value::as_str);
+    for key in map.keys() {
+        if !matches!(key.as_str(), "council" | "la_child_id" | "nhs_number") {
+            return Err(QueryError::invalid(key, "is not a lookup field (council, la_child_id or nhs_number)"));
+        }
+    }
+    let wanted = if map.contains_key("nhs_number") {
+        if map.len() > 1 {
+            return Err(QueryError::invalid("nhs_number", "give the NHS number alone, or council and la_child_id"));
+        }
+        Lookup::nhs_number(text("nhs_number").unwrap_or_default())?
+    } else {
+        Lookup::local(text("council"), text("la_child_id"))?
+    };
+    let found = find_children(app, &principal, &asker, endpoint, &wanted).await?;
+    let children: Vec<Found> = found.into_iter().map(|(child, council)| Found { child, council }).collect();
+    Ok(Json(json!({ "children": children })).into_response())
+}
+
+/// What a lookup looks for, parsed.
+#[derive(Debug)]
+enum Lookup {
+    Nhs(events::ids::NhsNumber),
+    Local(CouncilCode, events::ids::LaChildId),
+}
+
+impl Lookup {
+    fn nhs_number(written: &str) -> Result<Self, QueryError> {
+        // People write NHS numbers in groups of 3, 3 and 4 digits.
+        let written: String = written.chars().filter(|c| *c != ' ').collect();
+        events::ids::NhsNumber::parse(&written).map(Self::Nhs).map_err(|m| QueryError::invalid("nhs_number", m))
+    }
+
+    fn local(council: Option<&str>, local: Option<&str>) -> Result<Self, QueryError> {
+        let council = council_param(council)?;
+        let local = local.ok_or_else(|| QueryError::invalid("la_child_id", "is required with council"))?;
+        let local = events::ids::LaChildId::parse(local).map_err(|m| QueryError::invalid("la_child_id", m))?;
+        Ok(Self::Local(council, local))
+    }
+}
+
+/// The children a lookup finds that the principal may read, with their
+/// councils; the rest are not revealed to exist. The lookup is logged
+/// (the children named, or a refusal) before anything is answered.
+async fn find_children(
+    app: &QueryState,
+    principal: &Principal,
+    asker: &Asker,
+    endpoint: &str,
+    wanted: &Lookup,
+) -> Result<Vec<(uuid::Uuid, String)>, QueryError> {
+    let found: Vec<(uuid::Uuid, String)> = match wanted {
+        Lookup::Nhs(number) => {
+            let digest = events::privacy::identifier_digest(
+                &app.lookup_key,
+                projections::identifiers::NHS_NUMBER,
+                number.as_str(),
+            );
+            let found: Vec<(uuid::Uuid, Option<String>, bool)> = sqlx::query_as(
+                "select distinct s.child_id, s.council, s.sealed from child_identifier i join child_status s using (child_id)
+                  where i.kind = 'nhs_number' and i.digest = $1 order by s.child_id",
+            )
+            .bind(&digest)
+            .fetch_all(&app.pool)
+            .await?;
+            found
+                .into_iter()
+                .filter(|(_, council, sealed)| {
+                    let info = ChildInfo { council: council.clone(), sealed: *sealed, reviewers: Vec::new() };
+                    may_read_child(principal, &info, Need::Record).is_ok()
+                })
+                .map(|(child, council, _)| (child, council.unwrap_or_default()))
+                .collect()
+        }
+        Lookup::Local(council, local) => {
+            if !principal.councils.allows(council) {
+                record(app, asker, endpoint, &[], Outcome::Refused).await?;
+                return Err(QueryError::Forbidden(format!(
+                    "council {} is outside this principal's scope",
+                    council.as_str()
+                )));
+            }
+            sqlx::query_as(
+                "select child_id, council from child_status
+                  where council = $1 and la_child_id = $2 and (not sealed or $3) order by child_id",
+            )
+            .bind(council.as_str())
+            .bind(local.as_str())
+            .bind(principal.is_admin())
+            .fetch_all(&app.pool)
+            .await?
+        }
+    };
+    let ids: Vec<uuid::Uuid> = found.iter().map(|(c, _)| *c).collect();
+    record(app, asker, endpoint, &ids, Outcome::Allowed).await?;
+    Ok(found)
+}
+
+/// The cases a worker holds today.
+#[utoipa::path(
+    get,
+    path = "/v1/workers/{worker}/caseload",
+    params(("worker" = String, Path, description = "The worker's id")),
+    responses((status = 200, description = r#"{"worker", "cases": [...]}"#)),
+    security(("bearer" = []))
+)]
+async fn worker_caseload(
+    State(app): State<Arc<QueryState>>,
+    Path(worker): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = read_worker_caseload(&app, &worker, &headers).await;
+    count(&app, "worker_caseload", result)
+}
+
+async fn read_worker_caseload(app: &QueryState, worker: &str, headers: &HeaderMap) -> Result<Response, QueryError> {
+    let (principal, asker) = caller(app, headers)?;
+    let worker = uuid_param("worker", worker)?;
+    let today = business_date(&(app.now)());
+    let (council, cases) =
+        admitted_worker_cases(app, &principal, &asker, "GET /v1/workers/{worker}/caseload", worker, today).await?;
+    Ok(Json(json!({ "worker": worker, "council": council, "on": today, "cases": cases })).into_response())
+}
+
+/// A worker's council and the cases of theirs the principal may see, the
+/// read logged (allowed or refused) for every child listed.
+async fn admitted_worker_cases(
+    app: &QueryState,
+    principal: &Principal,
+    asker: &Asker,
+    endpoint: &str,
+    worker: uuid::Uuid,
+    today: NaiveDate,
+) -> Result<(String, Vec<projections::caseload::Case>), QueryError> {
+    let council = projections::caseload::worker_council(&app.pool, worker, today)
+        .await?
+        .ok_or_else(|| QueryError::NotFound(format!("no worker {worker} is known")))?;
+    let cases = projections::caseload::worker_cases(&app.pool, worker, today).await?;
+    let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();
+    let worker_scope = ChildInfo { council: Some(council.clone()), ..ChildInfo::default() };
+    if !principal.has(Role::Practitioner) || may_read_child(principal, &worker_scope, Need::Record).is_err() {
+        record(app, asker, endpoint, &ids, Outcome::Refused).await?;
+        return Err(QueryError::Forbidden(if principal.has(Role::Practitioner) {
+            "this worker is outside this principal's councils".into()
+        } else {
+            "caseloads need the practitioner or admin role".into()
+        }));
+    }
+    // A case held in another council (after a transfer) is left out, and so is a sealed child.
+    let cases: Vec<_> = cases
+        .into_iter()
+        .filter(|c| {
+            principal.is_admin()
+                || (!c.sealed && CouncilCode::parse(&c.council).is_ok_and(|cc| principal.councils.allows(&cc)))
+        })
+        .collect();
+    let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();
+    record(app, asker, endpoint, &ids, Outcome::Allowed).await?;
+    Ok((council, cases))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CouncilParams {
+    council: Option<String>,
+    period: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Every worker and team of a council today, with open cases and who is over the threshold.
+#[utoipa::path(
+    get,
+    path = "/v1/caseloads",
+    params(("council" = String, Query, description = "ONS code")),
+    responses((status = 200, description = r#"{"council", "workers": [...], "teams": [...]}"#)),
+    security(("bearer" = []))
+)]
+async fn caseloads(State(app): State<Arc<QueryState>>, Query(p): Query<CouncilParams>, headers: HeaderMap) -> Response {
+    let result = async {
+        let council = aggregate_scope(&app, &headers, &p)?;
+        let today = business_date(&(app.now)());
+        let loads = projections::caseload::council(&app.pool, council.as_str(), today).await?;
+        Ok(Json(loads).into_response())
+    }
+    .await;
+    count(&app, "caseloads", result)
+}
+
+fn period_of(p: &CouncilParams, today: NaiveDate) -> Result<Period, QueryError> {
+    match (&p.period, &p.from, &p.to) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            Err(QueryError::invalid("period", "give either period or from and to, not both"))
+        }
+        (Some(text), None, None) => Period::financial_year(text).map_err(|m| QueryError::invalid("period", m)),
+        (None, None, None) => Ok(Period::containing(today)),
+        (None, from, to) => {
+            let from = date_param("from", from.as_deref())?
+                .ok_or_else(|| QueryError::invalid("from", "is required with to"))?;
+            let to =
+                date_param("to", to.as_deref())?.ok_or_else(|| QueryError::invalid("to", "is required with from"))?;
+            if to < from {
+                return Err(QueryError::invalid("to", "must not be before from"));
+            }
+            Ok(Period { from, to })
+        }
+    }
+}
+
+/// A council's indicators for a financial year (default: the current one) or a span of dates.
+#[utoipa::path(
+    get,
+    path = "/v1/indicators",
+    params(
+        ("council" = String, Query, description = "ONS code"),
+        ("period" = Option<String>, Query, description = "Financial year such as 2024-25"),
+        ("from" = Option<String>, Query, description = "First business date, with to"),
+        ("to" = Option<String>, Query, description = "Last business date, with from"),
+    ),
+    responses((status = 200, description = r#"{"council", "period", "indicators": [...]}"#)),
+    security(("bearer" = []))
+)]
+async fn indicators(
+    State(app): State<Arc<QueryState>>,
+    Query(p): Query<CouncilParams>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let council = aggregate_scope(&app, &headers, &p)?;
+        let today = business_date(&(app.now)());
+        let period = period_of(&p, today)?;
+        let doc = projections::indicators::document(&app.pool, council.as_str(), period, today).await?;
+        Ok(Json(doc).into_response())
+    }
+    .await;
+    count(&app, "indicators", result)
+}
+
+/// Server-Sent Events: the indicators document now, then each time it changes.
+#[utoipa::path(
+    get,
+    path = "/v1/indicators/stream",
+    params(
+        ("council" = String, Query, description = "ONS code"),
+        ("period" = Option<String>, Query, description = "Financial year such as 2024-25 (default: the current one)"),
+    ),
+    responses((status = 200, description = "text/event-stream of `indicators` events", content_type = "text/event-stream")),
+    security(("bearer" = []))
+)]
+async fn indicators_stream(
+    State(app): State<Arc<QueryState>>,
+    Query(p): Query<CouncilParams>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let council = aggregate_scope(&app, &headers, &p)?;
+        let today = business_date(&(app.now)());
+        if p.from.is_some() || p.to.is_some() {
+            return Err(QueryError::invalid("from", "the stream follows a financial year: use period"));
+        }
+        let period = period_of(&p, today)?;
+        indicator_events(&app, &council, period, today).await
+    }
+    .await;
+    count(&app, "indicators_stream", result)
+}
+
+/// The indicators document of `council` for `period` now, then each time
+/// the projector announces a change, as Server-Sent Events.
+async fn indicator_events(
+    app: &QueryState,
+    council: &CouncilCode,
+    period: Period,
+    today: NaiveDate,
+) -> Result<Response, QueryError> {
+    // Subscribe first, then read: a change between the two is not missed.
+    let subject = events::subjects::indicators_change_subject(council.as_str(), &period.label());
+    let changes = app.client.subscribe(subject).await.map_err(|e| anyhow::anyhow!("subscribe: {e}"))?;
+    let first = projections::indicators::document(&app.pool, council.as_str(), period, today).await?;
+    let first = serde_json::to_string(&first).map_err(anyhow::Error::from)?;
+    let head = futures::stream::once(async move {
+        Ok::<_, std::convert::Infallible>(Event::default().event("indicators").data(first))
+    });
+    let rest = changes.map(|m| {
+        Ok::<_, std::convert::Infallible>(
+            Event::default().event("indicators").data(String::from_utf8_lossy(&m.payload)),
+        )
+    });
+    Ok(Sse::new(head.chain(rest)).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Readiness: PostgreSQL answers and NATS is connected.
+async fn readyz(State(app): State<Arc<QueryState>>) -> Response {
+    let nats = app.client.connection_state() == async_nats::connection::State::Connected;
+    let pg = tokio::time::timeout(std::time::Duration::from_secs(2), sqlx::query("select 1").execute(&app.pool))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if nats && pg {
+        // Ready to answer; how fresh the answers are is reported beside it.
+        match projections::health::freshness(&app.pool).await {
+            Ok(f) => (StatusCode::OK, Json(json!({"ready": true, "read_models": f}))).into_response(),
+            Err(_) => (StatusCode::OK, Json(json!({"ready": true, "read_models": null}))).into_response(),
+        }
+    } else {
+        let missing: HashMap<&str, bool> = [("nats", nats), ("postgres", pg)].into();
+        (StatusCode::SERVICE_UNAVAILABLE, Json(missing)).into_response()
+    }
+}
+
+async fn metrics_text(State(app): State<Arc<QueryState>>) -> Response {
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &app.metrics.registry);
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out).into_response()
+}

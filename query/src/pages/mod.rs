@@ -1,0 +1,1042 @@
+//! Pages for people, served by the query role under `/ui`: the indicators
+//! dashboard, the caseload board, a worker's cases and a child's
+//! chronology as swimlanes. They are a second face of the same reads: the
+//! same principals and role matrix ([`may_read_aggregates`],
+//! [`may_read_child`]), the same access log (every child-level page view is
+//! recorded, with the person signed in as the acting user, before the page
+//! is sent), the same read models.
+//!
+//! - [`session`]: sign-in, the session cookie and CSRF.
+//! - [`layout`]: the frame, the error page, numbers and times for people.
+//! - [`chart`]: trend charts as server-drawn SVG.
+//! - [`timeline`]: the swimlanes.
+//!
+//! HTML is built with `maud`, which escapes every value it is given. The
+//! pages work without script; `assets/app.js` adds live indicator updates
+//! (Server-Sent Events) and opens an entry when its marker is followed.
+//! Nothing personal goes in a URL: child and worker ids are random UUIDs
+//! (as in the API and the NATS subjects), and the token travels only in
+//! the sign-in form's body.
+
+pub mod chart;
+pub mod layout;
+pub mod session;
+pub mod timeline;
+
+use crate::access::Asker;
+use crate::error::QueryError;
+use crate::{
+    CouncilParams, Lookup, Need, QueryState, admit_child, admitted_worker_cases, build_export, council_param,
+    find_children, indicator_events, may_read_aggregates, period_of, record, uuid_param,
+};
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
+use chrono_tz::Europe::London;
+use events::calendar::business_date;
+use events::ids::CouncilCode;
+use layout::{Frame, error_page, format_count, format_value, indicator_label, page, respond, see_other, unit_words};
+use maud::{Markup, html};
+use platform::principals::{Principal, Role};
+use projections::indicators::Period;
+use serde::Deserialize;
+use session::Session;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+pub fn router() -> axum::Router<Arc<QueryState>> {
+    axum::Router::new()
+        .route("/ui", get(home))
+        .route("/ui/sign-in", get(sign_in_form).post(sign_in))
+        .route("/ui/sign-out", post(sign_out))
+        .route("/ui/find", post(find))
+        .route("/ui/indicators", get(dashboard))
+        .route("/ui/indicators/stream", get(dashboard_stream))
+        .route("/ui/caseloads", get(board))
+        .route("/ui/workers/{worker}", get(worker_page))
+        .route("/ui/children/{child}", get(child_page))
+        .route("/ui/assets/app.css", get(|| async { asset("text/css; charset=utf-8", include_str!("assets/app.css")) }))
+        .route(
+            "/ui/assets/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", include_str!("assets/app.js")) }),
+        )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// Who is at the browser: the session, and the principal it names as that principal stands now.
+#[derive(Debug, Clone)]
+struct Viewer {
+    principal: Principal,
+    asker: Asker,
+    session: Session,
+    csrf: String,
+}
+
+impl Viewer {
+    fn frame(&self) -> Frame<'_> {
+        Frame { session: Some(&self.session), csrf: Some(&self.csrf) }
+    }
+}
+
+async fn viewer(app: &QueryState, headers: &HeaderMap) -> Result<Viewer, QueryError> {
+    let session = session::cookie(headers)
+        .and_then(|value| app.sessions.open(value, (app.now)()))
+        .ok_or(QueryError::Unauthorized)?;
+    // A session signed out elsewhere (or whose cookie was copied before it was) is over.
+    let signed_out = app.signed_out.get(&session.nonce).await.map_err(|e| {
+        tracing::error!(error = %e, "could not read the signed-out sessions");
+        QueryError::Unavailable("sessions cannot be checked just now".into())
+    })?;
+    if signed_out.is_some() {
+        return Err(QueryError::Unauthorized);
+    }
+    let principal = app.principals.named(&session.principal).ok_or(QueryError::Unauthorized)?;
+    let asker = Asker {
+        principal: session.principal.clone(),
+        acting_user: Some(session.acting_user.clone()),
+        purpose: session.purpose.clone(),
+    };
+    let csrf = app.sessions.csrf(&session);
+    Ok(Viewer { principal, asker, session, csrf })
+}
+
+/// Runs a page for a signed-in viewer, counts it, and turns a failure into an error page.
+async fn serve<F, Fut>(app: &Arc<QueryState>, headers: &HeaderMap, endpoint: &'static str, render: F) -> Response
+where
+    F: FnOnce(Viewer, Arc<QueryState>) -> Fut,
+    Fut: Future<Output = Result<Response, QueryError>>,
+{
+    let response = match viewer(app, headers).await {
+        Err(e) => error_page(e, Frame { session: None, csrf: None }),
+        Ok(v) => {
+            let frame_viewer = v.clone();
+            match render(v, app.clone()).await {
+                Ok(r) => r,
+                Err(e) => error_page(e, frame_viewer.frame()),
+            }
+        }
+    };
+    app.metrics.requests.get_or_create(&crate::RequestLabel { endpoint, status: response.status().as_u16() }).inc();
+    response
+}
+
+// ---------------------------------------------------------------- sign-in
+
+async fn sign_in_form(State(app): State<Arc<QueryState>>, headers: HeaderMap) -> Response {
+    if viewer(&app, &headers).await.is_ok() {
+        return see_other("/ui");
+    }
+    respond(StatusCode::OK, sign_in_page(&[], ""))
+}
+
+fn sign_in_page(problems: &[(&str, &str)], acting_user: &str) -> Markup {
+    let problem = |field: &str| problems.iter().find(|(f, _)| *f == field).map(|(_, m)| *m);
+    let body = html! {
+        h1 { "Sign in" }
+        p { "Use your organisation's Safeguard token. Everything you open about a child is recorded with your name." }
+        @if !problems.is_empty() {
+            div class="problem" role="alert" id="sign-in-problems" {
+                h2 { "There is a problem" }
+                ul { @for (field, message) in problems { li { a href=(format!("#{field}")) { (field) ": " (message) } } } }
+            }
+        }
+        form method="post" action="/ui/sign-in" class="sign-in" {
+            div class="field" {
+                label for="acting_user" { "Your name" }
+                @if let Some(m) = problem("acting_user") { p class="field-error" id="acting_user-error" { (m) } }
+                input id="acting_user" name="acting_user" type="text" autocomplete="name" required maxlength="200"
+                    value=(acting_user) aria-invalid=[problem("acting_user").map(|_| "true")];
+            }
+            div class="field" {
+                label for="purpose" { "Purpose (optional)" }
+                input id="purpose" name="purpose" type="text" maxlength="200";
+            }
+            div class="field" {
+                label for="token" { "Token" }
+                @if let Some(m) = problem("token") { p class="field-error" id="token-error" { (m) } }
+                input id="token" name="token" type="password" autocomplete="off" required
+                    aria-invalid=[problem("token").map(|_| "true")];
+            }
+            button type="submit" { "Sign in" }
+        }
+    };
+    page("Sign in", Frame { session: None, csrf: None }, body)
+}
+
+async fn sign_in(
+    State(app): State<Arc<QueryState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !session::same_origin(&headers) {
+        return respond(StatusCode::FORBIDDEN, sign_in_page(&[("form", "must be sent from this site's own page")], ""));
+    }
+    let field = |name: &str| form.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let acting_user = field("acting_user").unwrap_or_default();
+    let mut problems = Vec::new();
+    if acting_user.is_empty() {
+        problems.push(("acting_user", "is required: it is recorded with everything you open"));
+    } else if acting_user.chars().count() > 200 || acting_user.chars().any(char::is_control) {
+        problems.push(("acting_user", "must be at most 200 printable characters"));
+    }
+    let purpose = field("purpose");
+    if purpose.is_some_and(|p| p.chars().count() > 200 || p.chars().any(char::is_control)) {
+        problems.push(("purpose", "must be at most 200 printable characters"));
+    }
+    let principal = match field("token") {
+        None => {
+            problems.push(("token", "is required"));
+            None
+        }
+        Some(token) => {
+            let found = app.principals.authenticate(token);
+            if found.is_none() {
+                problems.push(("token", "is not a token this service knows"));
+            }
+            found
+        }
+    };
+    let Some(principal) = principal.filter(|_| problems.is_empty()) else {
+        let status = if problems.iter().all(|(f, _)| *f == "token") {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        return respond(status, sign_in_page(&problems, acting_user));
+    };
+    let session = Session::new(
+        principal.name.as_str().to_owned(),
+        acting_user.to_owned(),
+        purpose.map(str::to_owned),
+        (app.now)(),
+    );
+    let mut response = see_other("/ui");
+    response.headers_mut().insert(header::SET_COOKIE, session::set_cookie(&app.sessions.seal(&session)));
+    response
+}
+
+async fn sign_out(
+    State(app): State<Arc<QueryState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let Ok(v) = viewer(&app, &headers).await else { return see_other("/ui/sign-in") };
+    let token = form.get("csrf").map(String::as_str).unwrap_or_default();
+    if !session::same_origin(&headers) || !app.sessions.csrf_ok(&v.session, token) {
+        return error_page(QueryError::Forbidden("sign-out must come from this site's own page".into()), v.frame());
+    }
+    // Remembered before the cookie goes: a copy of it must not outlive the sign-out.
+    if let Err(e) = app.signed_out.put(&v.session.nonce, v.session.expires.to_string().into()).await {
+        tracing::error!(error = %e, "could not record a sign-out");
+        let reason = "the sign-out could not be recorded, so you are still signed in; try again";
+        return error_page(QueryError::Unavailable(reason.into()), v.frame());
+    }
+    let mut response = see_other("/ui/sign-in");
+    response.headers_mut().insert(header::SET_COOKIE, session::clear_cookie());
+    response
+}
+
+// ---------------------------------------------------------------- home
+
+async fn home(State(app): State<Arc<QueryState>>, headers: HeaderMap) -> Response {
+    serve(&app, &headers, "ui_home", |v, app| async move {
+        let councils: Vec<String> =
+            sqlx::query_scalar("select distinct council from council_setting order by council").fetch_all(&app.pool).await?;
+        let councils: Vec<CouncilCode> = councils
+            .iter()
+            .filter_map(|c| CouncilCode::parse(c).ok())
+            .filter(|c| may_read_aggregates(&v.principal, c).is_ok())
+            .collect();
+        // Reviewers start from the children whose open reviews name them.
+        let reviewed: Vec<uuid::Uuid> = if v.principal.has(Role::Reviewer) && !v.principal.is_admin() {
+            sqlx::query_scalar(
+                "select distinct v.child_id from child_review v join child_status s using (child_id), unnest(v.reviewers) r
+                  where r = $1 and v.closed_at is null and not s.sealed order by v.child_id",
+            )
+            .bind(v.principal.name.as_str())
+            .fetch_all(&app.pool)
+            .await?
+        } else {
+            vec![]
+        };
+        if !reviewed.is_empty() {
+            record(&app, &v.asker, "GET /ui (open reviews)", &reviewed, crate::access::Outcome::Allowed).await?;
+        }
+        let body = html! {
+            h1 { "Safeguard" }
+            @if councils.is_empty() && reviewed.is_empty() {
+                p { "There is nothing here for " (v.principal.name.as_str()) " to see." }
+            }
+            @if !councils.is_empty() {
+                h2 { "Councils" }
+                table class="data" {
+                    caption class="visually-hidden" { "Councils and their pages" }
+                    thead { tr { th scope="col" { "Council" } th scope="col" { "Pages" } } }
+                    tbody {
+                        @for c in &councils {
+                            tr {
+                                th scope="row" { (c.as_str()) }
+                                td {
+                                    a href=(format!("/ui/indicators?council={}", c.as_str())) { "Indicators" }
+                                    " · "
+                                    a href=(format!("/ui/caseloads?council={}", c.as_str())) { "Caseload board" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if v.principal.has(Role::Practitioner) {
+                (find_form(&v, &councils, &FindForm::default(), &[]))
+            }
+            @if !reviewed.is_empty() {
+                h2 { "Reviews you are named in" }
+                ul {
+                    @for child in &reviewed {
+                        li { a href=(format!("/ui/children/{child}")) { "Child " (short(child)) } }
+                    }
+                }
+            }
+        };
+        Ok(respond(StatusCode::OK, page("Start", v.frame(), body)))
+    })
+    .await
+}
+
+/// What the find form was given (kept to show the form again with its problems).
+#[derive(Debug, Default)]
+struct FindForm {
+    nhs_number: String,
+    council: String,
+    la_child_id: String,
+}
+
+/// Finding a child by NHS number or by council and local id. A POST, so
+/// the number is never in an address; CSRF-checked, since it is logged.
+fn find_form(v: &Viewer, councils: &[CouncilCode], form: &FindForm, problems: &[(String, String)]) -> Markup {
+    let problem = |field: &str| problems.iter().find(|(f, _)| f == field).map(|(_, m)| m.as_str());
+    html! {
+        h2 id="find-heading" { "Find a child" }
+        @if !problems.is_empty() {
+            div class="problem" role="alert" id="find-problems" {
+                ul { @for (field, message) in problems { li { a href=(format!("#{field}")) { (field) ": " (message) } } } }
+            }
+        }
+        form method="post" action="/ui/find" class="find" aria-labelledby="find-heading" {
+            input type="hidden" name="csrf" value=(v.csrf);
+            div class="field" {
+                label for="nhs_number" { "NHS number" }
+                @if let Some(m) = problem("nhs_number") { p class="field-error" { (m) } }
+                input id="nhs_number" name="nhs_number" type="text" inputmode="numeric" autocomplete="off"
+                    maxlength="12" value=(form.nhs_number) aria-invalid=[problem("nhs_number").map(|_| "true")];
+            }
+            p { "or" }
+            div class="field" {
+                label for="council" { "Council" }
+                @if let Some(m) = problem("council") { p class="field-error" { (m) } }
+                select id="council" name="council" {
+                    option value="" { "Choose a council" }
+                    @for c in councils { option value=(c.as_str()) selected[form.council == c.as_str()] { (c.as_str()) } }
+                }
+            }
+            div class="field" {
+                label for="la_child_id" { "Council's own child id" }
+                @if let Some(m) = problem("la_child_id") { p class="field-error" { (m) } }
+                input id="la_child_id" name="la_child_id" type="text" autocomplete="off" maxlength="20"
+                    value=(form.la_child_id) aria-invalid=[problem("la_child_id").map(|_| "true")];
+            }
+            button type="submit" { "Find" }
+        }
+    }
+}
+
+async fn councils_for(app: &QueryState, principal: &Principal) -> Result<Vec<CouncilCode>, QueryError> {
+    let councils: Vec<String> = sqlx::query_scalar("select distinct council from council_setting order by council")
+        .fetch_all(&app.pool)
+        .await?;
+    Ok(councils.iter().filter_map(|c| CouncilCode::parse(c).ok()).filter(|c| principal.councils.allows(c)).collect())
+}
+
+async fn find(
+    State(app): State<Arc<QueryState>>,
+    headers: HeaderMap,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    let same_origin = session::same_origin(&headers);
+    serve(&app, &headers, "ui_find", |v, app| async move {
+        let endpoint = "POST /ui/find";
+        let given = |name: &str| fields.get(name).map(|t| t.trim().to_owned()).unwrap_or_default();
+        if !same_origin || !app.sessions.csrf_ok(&v.session, &given("csrf")) {
+            return Err(QueryError::Forbidden("a search must come from this site's own page".into()));
+        }
+        if !v.principal.has(Role::Practitioner) {
+            record(&app, &v.asker, endpoint, &[], crate::access::Outcome::Refused).await?;
+            return Err(QueryError::Forbidden("finding a child needs the practitioner or admin role".into()));
+        }
+        let form = FindForm { nhs_number: given("nhs_number"), council: given("council"), la_child_id: given("la_child_id") };
+        let councils = councils_for(&app, &v.principal).await?;
+        let wanted = if !form.nhs_number.is_empty() {
+            Lookup::nhs_number(&form.nhs_number)
+        } else if form.council.is_empty() && form.la_child_id.is_empty() {
+            Err(QueryError::invalid("nhs_number", "give an NHS number, or a council and its child id"))
+        } else {
+            Lookup::local(Some(form.council.as_str()).filter(|c| !c.is_empty()), Some(form.la_child_id.as_str()).filter(|c| !c.is_empty()))
+        };
+        let wanted = match wanted {
+            Ok(w) => w,
+            Err(QueryError::Invalid(errors)) => {
+                let problems: Vec<(String, String)> = errors.into_iter().map(|e| (e.parameter, e.message)).collect();
+                let body = html! { h1 { "Find a child" } (find_form(&v, &councils, &form, &problems)) };
+                return Ok(respond(StatusCode::UNPROCESSABLE_ENTITY, page("Find a child", v.frame(), body)));
+            }
+            Err(e) => return Err(e),
+        };
+        let found = find_children(&app, &v.principal, &v.asker, endpoint, &wanted).await?;
+        let body = html! {
+            h1 { "Find a child" }
+            h2 id="found-heading" { "Found" }
+            @if found.is_empty() {
+                p id="found" { "No child you may see matches." }
+            } @else {
+                ul id="found" aria-labelledby="found-heading" {
+                    @for (child, council) in &found {
+                        li { a href=(format!("/ui/children/{child}")) { "Child " (short(child)) } " – council " (council) }
+                    }
+                }
+            }
+            (find_form(&v, &councils, &FindForm::default(), &[]))
+        };
+        Ok(respond(StatusCode::OK, page("Find a child", v.frame(), body)))
+    })
+    .await
+}
+
+/// The first block of a UUID: enough to tell rows apart on a page.
+fn short(id: &uuid::Uuid) -> String {
+    id.to_string().chars().take(8).collect()
+}
+
+// ---------------------------------------------------------------- indicators
+
+#[derive(Debug, Default, Deserialize)]
+struct DashboardParams {
+    council: Option<String>,
+    period: Option<String>,
+}
+
+/// The council and financial year a dashboard asks for, once the viewer may see its aggregates.
+fn dashboard_scope(v: &Viewer, p: &DashboardParams, today: NaiveDate) -> Result<(CouncilCode, Period), QueryError> {
+    let council = council_param(p.council.as_deref())?;
+    may_read_aggregates(&v.principal, &council)?;
+    let period = period_of(&CouncilParams { period: p.period.clone(), ..CouncilParams::default() }, today)?;
+    Ok((council, period))
+}
+
+/// How many quarters the trend charts cover.
+const TREND_QUARTERS: usize = 8;
+
+async fn dashboard(
+    State(app): State<Arc<QueryState>>,
+    Query(p): Query<DashboardParams>,
+    headers: HeaderMap,
+) -> Response {
+    serve(&app, &headers, "ui_indicators", |v, app| async move {
+        let today = business_date(&(app.now)());
+        let (council, period) = dashboard_scope(&v, &p, today)?;
+        let data = projections::indicators::load(&app.pool, council.as_str()).await?;
+        let doc = projections::indicators::document_from(&data, council.as_str(), period, today);
+        // Twelve months to each quarter end, up to the period's last quarter (or today's).
+        let trend_periods = Period::rolling_years_to_quarters(period.to.min(today), TREND_QUARTERS);
+        let mut trends: BTreeMap<&str, Vec<chart::Point>> = BTreeMap::new();
+        for tp in &trend_periods {
+            let label = tp.to.format("%b %Y").to_string();
+            for ind in projections::indicators::document_from(&data, council.as_str(), *tp, today).indicators {
+                trends.entry(ind.name).or_default().push(chart::Point { label: label.clone(), value: ind.value });
+            }
+        }
+        let current = Period::containing(today);
+        let years: Vec<Period> = (0..5)
+            .filter_map(|back| Period::financial_year(&year_label(current.from.format("%Y").to_string(), back)).ok())
+            .collect();
+        let stream = format!("/ui/indicators/stream?council={}&period={}", council.as_str(), doc.period);
+        let body = html! {
+            h1 { "Indicators: " (council.as_str()) ", " (doc.period) }
+            form method="get" action="/ui/indicators" class="controls" {
+                input type="hidden" name="council" value=(council.as_str());
+                label for="period" { "Financial year" }
+                select id="period" name="period" {
+                    @for y in &years {
+                        option value=(y.label()) selected[y.label() == doc.period] { (y.label()) }
+                    }
+                }
+                button type="submit" { "Show" }
+                " "
+                a href=(format!("/ui/caseloads?council={}", council.as_str())) { "Caseload board" }
+            }
+            p class="live" id="live-status" role="status" aria-live="polite" { "Figures as the page was drawn." }
+            p class="note" {
+                "Figures from " (doc.from) " to " (doc.to) "; indicators of a moment are taken at "
+                (period.to.min(today)) ". Each chart point is the twelve months to a quarter's end; "
+                "the dashed line is England's figure where DOMAIN.md gives one."
+            }
+            div class="cards" data-stream=(stream) {
+                @for ind in &doc.indicators {
+                    @let id = format!("ind-{}", ind.name);
+                    @let national = projections::indicators::national(ind.name);
+                    section class="card" data-indicator=(ind.name) data-unit=(ind.unit) aria-labelledby=(id) {
+                        h2 id=(id) { (indicator_label(ind.name)) }
+                        p class="value" {
+                            span class="figure" { (ind.value.map_or("not computable".into(), |x| format_value(x, ind.unit))) }
+                            " " span class="unit" { (unit_words(ind.unit)) }
+                        }
+                        dl class="nd" {
+                            dt { "Numerator" } dd class="numerator" { (format_count(ind.numerator)) }
+                            dt { "Denominator" } dd class="denominator" { (ind.denominator.map_or("none".into(), format_count)) }
+                            @if let Some(n) = national {
+                                dt { "England" } dd class="national" { (format_value(n.value, ind.unit)) " (" (n.source) ")" }
+                            }
+                        }
+                        @let points = trends.get(ind.name).cloned().unwrap_or_default();
+                        (chart::trend(&format!("chart-{}", ind.name), indicator_label(ind.name), ind.unit, &points, national.map(|n| n.value)))
+                        details {
+                            summary { "Trend as a table" }
+                            table class="data" {
+                                thead { tr { th scope="col" { "Twelve months to" } th scope="col" { "Value" } } }
+                                tbody {
+                                    @for pt in &points {
+                                        tr { th scope="row" { (pt.label) } td { (pt.value.map_or("not computable".into(), |x| format_value(x, ind.unit))) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        Ok(respond(StatusCode::OK, page("Indicators", v.frame(), body)))
+    })
+    .await
+}
+
+/// "2025-26" moved back `back` years from the financial year starting in `start`.
+fn year_label(start: String, back: i32) -> String {
+    let year: i32 = start.parse().unwrap_or(2025) - back;
+    format!("{year}-{:02}", (year + 1) % 100)
+}
+
+async fn dashboard_stream(
+    State(app): State<Arc<QueryState>>,
+    Query(p): Query<DashboardParams>,
+    headers: HeaderMap,
+) -> Response {
+    // A stream answers errors as problem+json: EventSource reads no pages.
+    let result = async {
+        let v = viewer(&app, &headers).await?;
+        let today = business_date(&(app.now)());
+        let (council, period) = dashboard_scope(&v, &p, today)?;
+        indicator_events(&app, &council, period, today).await
+    }
+    .await;
+    crate::count(&app, "ui_indicators_stream", result)
+}
+
+// ---------------------------------------------------------------- caseloads
+
+#[derive(Debug, Default, Deserialize)]
+struct BoardParams {
+    council: Option<String>,
+    team: Option<String>,
+    sort: Option<String>,
+    order: Option<String>,
+}
+
+/// One worker's row on the board.
+#[derive(Debug, Clone)]
+struct WorkerRow {
+    load: projections::caseload::WorkerLoad,
+    visits_overdue: usize,
+    reviews_overdue: usize,
+    never_seen: usize,
+    never_seen_alone: usize,
+    /// Days since the least recently seen child was seen.
+    longest_unseen: Option<i64>,
+}
+
+impl WorkerRow {
+    fn per_fte(&self) -> f64 {
+        if self.load.fte > 0.0 { self.load.open_cases as f64 / self.load.fte } else { 0.0 }
+    }
+}
+
+/// The sortable columns: (key, heading).
+const BOARD_COLUMNS: [(&str, &str); 10] = [
+    ("worker", "Worker"),
+    ("team", "Team"),
+    ("role", "Role"),
+    ("cases", "Open cases"),
+    ("per_fte", "Cases per FTE"),
+    ("visits", "Visits overdue"),
+    ("reviews", "Reviews overdue"),
+    ("unseen", "Longest unseen (days)"),
+    ("never", "Never seen"),
+    ("never_alone", "Never seen alone"),
+];
+
+fn sort_params(
+    sort: Option<&str>,
+    order: Option<&str>,
+    columns: &[(&str, &str)],
+    default: &'static str,
+) -> Result<(String, bool), QueryError> {
+    let sort = sort.unwrap_or(default);
+    if !columns.iter().any(|(k, _)| *k == sort) {
+        let keys: Vec<&str> = columns.iter().map(|(k, _)| *k).collect();
+        return Err(QueryError::invalid("sort", format!("must be one of {}", keys.join(", "))));
+    }
+    let descending = match order.unwrap_or("desc") {
+        "asc" => false,
+        "desc" => true,
+        _ => return Err(QueryError::invalid("order", "must be asc or desc")),
+    };
+    Ok((sort.to_owned(), descending))
+}
+
+/// A column heading that sorts by its column, saying how the table is sorted now.
+fn sort_heading(base: &str, key: &str, heading: &str, sort: &str, descending: bool) -> Markup {
+    let active = key == sort;
+    let next = if active && descending { "asc" } else { "desc" };
+    let aria = if !active {
+        None
+    } else if descending {
+        Some("descending")
+    } else {
+        Some("ascending")
+    };
+    html! {
+        th scope="col" aria-sort=[aria] {
+            a href=(format!("{base}&sort={key}&order={next}")) {
+                (heading)
+                @if active { span aria-hidden="true" { (if descending { " ▼" } else { " ▲" }) } }
+                span class="visually-hidden" { ", sort " (if next == "asc" { "ascending" } else { "descending" }) }
+            }
+        }
+    }
+}
+
+async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>, headers: HeaderMap) -> Response {
+    serve(&app, &headers, "ui_caseloads", |v, app| async move {
+        let council = council_param(p.council.as_deref())?;
+        may_read_aggregates(&v.principal, &council)?;
+        let (sort, descending) = sort_params(p.sort.as_deref(), p.order.as_deref(), &BOARD_COLUMNS, "cases")?;
+        let now = (app.now)();
+        let today = business_date(&now);
+        let loads = projections::caseload::council(&app.pool, council.as_str(), today).await?;
+        let cases = projections::caseload::council_cases(&app.pool, council.as_str(), today).await?;
+        // Counts only: the board names no child, so it is an aggregate read.
+        let mut rows: Vec<WorkerRow> = loads
+            .workers
+            .iter()
+            .filter(|w| p.team.as_deref().is_none_or(|t| t == w.team))
+            .map(|w| {
+                let held: Vec<&projections::caseload::Case> =
+                    cases.iter().filter(|(worker, _)| *worker == w.worker).map(|(_, c)| c).collect();
+                WorkerRow {
+                    load: w.clone(),
+                    visits_overdue: held.iter().filter(|c| c.visit_overdue).count(),
+                    reviews_overdue: held.iter().filter(|c| c.review_overdue).count(),
+                    never_seen: held.iter().filter(|c| c.last_seen.is_none()).count(),
+                    never_seen_alone: held.iter().filter(|c| c.last_seen_alone.is_none()).count(),
+                    longest_unseen: held.iter().filter_map(|c| c.last_seen).map(|t| layout::days_since(&t, &now)).max(),
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            let order = match sort.as_str() {
+                "worker" => a.load.worker.cmp(&b.load.worker),
+                "team" => a.load.team.cmp(&b.load.team),
+                "role" => a.load.role.cmp(&b.load.role),
+                "per_fte" => a.per_fte().total_cmp(&b.per_fte()),
+                "visits" => a.visits_overdue.cmp(&b.visits_overdue),
+                "reviews" => a.reviews_overdue.cmp(&b.reviews_overdue),
+                "unseen" => a.longest_unseen.cmp(&b.longest_unseen),
+                "never" => a.never_seen.cmp(&b.never_seen),
+                "never_alone" => a.never_seen_alone.cmp(&b.never_seen_alone),
+                _ => a.load.open_cases.cmp(&b.load.open_cases),
+            };
+            let order = if descending { order.reverse() } else { order };
+            order.then(a.load.worker.cmp(&b.load.worker))
+        });
+        let practitioner = v.principal.has(Role::Practitioner);
+        let team_query = p.team.as_deref().map(|t| format!("&team={}", encode(t))).unwrap_or_default();
+        let base = format!("/ui/caseloads?council={}{team_query}", council.as_str());
+        let over = rows.iter().filter(|r| r.load.over_threshold).count();
+        let body = html! {
+            h1 { "Caseload board: " (council.as_str()) }
+            p class="note" {
+                "On " (today) ". Workers above " (format_count(loads.threshold)) " open cases per FTE are flagged. "
+                "Counts include every open allocation; a case holder's children are listed on their own page."
+                @if !practitioner { " Your role sees counts, not children." }
+            }
+            p { a href=(format!("/ui/indicators?council={}", council.as_str())) { "Indicators" } }
+            h2 { "Teams" }
+            table class="data" id="teams" {
+                thead { tr {
+                    th scope="col" { "Team" } th scope="col" { "Workers" } th scope="col" { "Open cases" }
+                    th scope="col" { "Visits overdue" } th scope="col" { "Reviews overdue" }
+                } }
+                tbody {
+                    @for t in &loads.teams {
+                        @let in_team = |f: fn(&projections::caseload::Case) -> bool| cases.iter()
+                            .filter(|(w, c)| f(c) && loads.workers.iter().any(|l| l.worker == *w && l.team == t.team)).count();
+                        tr {
+                            th scope="row" { a href=(format!("/ui/caseloads?council={}&team={}", council.as_str(), encode(&t.team))) { (t.team) } }
+                            td { (t.workers) } td { (t.open_cases) }
+                            td { (in_team(|c| c.visit_overdue)) } td { (in_team(|c| c.review_overdue)) }
+                        }
+                    }
+                }
+            }
+            h2 id="workers-heading" {
+                "Workers"
+                @if let Some(t) = &p.team { " in team " (t) " " a href=(format!("/ui/caseloads?council={}", council.as_str())) { "(all teams)" } }
+            }
+            p { (over) " of " (rows.len()) " workers over the threshold." }
+            table class="data sortable" id="workers" aria-labelledby="workers-heading" {
+                thead { tr {
+                    @for (key, heading) in BOARD_COLUMNS { (sort_heading(&base, key, heading, &sort, descending)) }
+                } }
+                tbody {
+                    @for r in &rows {
+                        tr class=[r.load.over_threshold.then_some("over")] data-worker=(r.load.worker) {
+                            th scope="row" {
+                                @if practitioner { a href=(format!("/ui/workers/{}", r.load.worker)) { (short(&r.load.worker)) } }
+                                @else { (short(&r.load.worker)) }
+                                @if r.load.over_threshold { " " span class="badge over" { "over threshold" } }
+                            }
+                            td { (r.load.team) }
+                            td { (r.load.role.replace('_', " ")) }
+                            td class="cases" { (r.load.open_cases) }
+                            td { (format!("{:.1}", r.per_fte())) }
+                            td class=[(r.visits_overdue > 0).then_some("overdue")] { (r.visits_overdue) }
+                            td class=[(r.reviews_overdue > 0).then_some("overdue")] { (r.reviews_overdue) }
+                            td { (r.longest_unseen.map_or("–".into(), |d| d.to_string())) }
+                            td class=[(r.never_seen > 0).then_some("overdue")] { (r.never_seen) }
+                            td class=[(r.never_seen_alone > 0).then_some("overdue")] { (r.never_seen_alone) }
+                        }
+                    }
+                }
+            }
+        };
+        Ok(respond(StatusCode::OK, page("Caseload board", v.frame(), body)))
+    })
+    .await
+}
+
+/// Percent-encodes a value for a query string (team ids are free text).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WorkerParams {
+    sort: Option<String>,
+    order: Option<String>,
+}
+
+const CASE_COLUMNS: [(&str, &str); 6] = [
+    ("child", "Child"),
+    ("allocated", "Allocated"),
+    ("seen", "Last seen"),
+    ("alone", "Last seen alone"),
+    ("visit", "Visit overdue"),
+    ("review", "Review overdue"),
+];
+
+async fn worker_page(
+    State(app): State<Arc<QueryState>>,
+    Path(worker): Path<String>,
+    Query(p): Query<WorkerParams>,
+    headers: HeaderMap,
+) -> Response {
+    serve(&app, &headers, "ui_worker", |v, app| async move {
+        let worker = uuid_param("worker", &worker)?;
+        let (sort, descending) = sort_params(p.sort.as_deref(), p.order.as_deref(), &CASE_COLUMNS, "seen")?;
+        let now = (app.now)();
+        let today = business_date(&now);
+        let (council, mut cases) =
+            admitted_worker_cases(&app, &v.principal, &v.asker, "GET /ui/workers/{worker}", worker, today).await?;
+        // "Last seen" sorts by how long since: descending (the default) puts
+        // the child unseen longest, or never seen, first.
+        let unseen = |t: &Option<DateTime<Utc>>| t.map_or(i64::MAX, |t| (now - t).num_seconds());
+        cases.sort_by(|a, b| {
+            let order = match sort.as_str() {
+                "child" => a.child.cmp(&b.child),
+                "allocated" => a.allocated_at.cmp(&b.allocated_at),
+                "alone" => unseen(&a.last_seen_alone).cmp(&unseen(&b.last_seen_alone)),
+                "visit" => a.visit_overdue.cmp(&b.visit_overdue),
+                "review" => a.review_overdue.cmp(&b.review_overdue),
+                _ => unseen(&a.last_seen).cmp(&unseen(&b.last_seen)),
+            };
+            let order = if descending { order.reverse() } else { order };
+            order.then(a.child.cmp(&b.child))
+        });
+        let base = format!("/ui/workers/{worker}?");
+        let seen = |t: &Option<DateTime<Utc>>| match t {
+            Some(t) => format!("{} ({} days ago)", layout::london_date(t), layout::days_since(t, &now)),
+            None => "never".into(),
+        };
+        let body = html! {
+            h1 { "Cases held by worker " (short(&worker)) }
+            p class="note" {
+                "Council " (council) ", on " (today) ". Overdue visits and reviews are highlighted; "
+                "sorted by last seen, the child unseen longest comes first."
+            }
+            table class="data sortable" id="cases" {
+                caption class="visually-hidden" { "Open cases" }
+                thead { tr {
+                    @for (key, heading) in CASE_COLUMNS { (sort_heading(&base, key, heading, &sort, descending)) }
+                } }
+                tbody {
+                    @for c in &cases {
+                        tr class=[(c.visit_overdue || c.review_overdue).then_some("late")] data-child=(c.child) {
+                            th scope="row" { a href=(format!("/ui/children/{}", c.child)) { "Child " (short(&c.child)) } }
+                            td { (layout::london_date(&c.allocated_at)) }
+                            td class=[c.last_seen.is_none().then_some("overdue")] { (seen(&c.last_seen)) }
+                            td { (seen(&c.last_seen_alone)) }
+                            td class=[c.visit_overdue.then_some("overdue")] { (if c.visit_overdue { "overdue" } else if c.on_plan { "no" } else { "not on a plan" }) }
+                            td class=[c.review_overdue.then_some("overdue")] { (if c.review_overdue { "overdue" } else { "no" }) }
+                        }
+                    }
+                }
+            }
+            @if cases.is_empty() { p { "No open cases." } }
+        };
+        Ok(respond(StatusCode::OK, page("Worker's cases", v.frame(), body)))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- chronology
+
+#[derive(Debug, Default, Deserialize)]
+struct ChildParams {
+    as_of: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    view: Option<String>,
+}
+
+/// A date field of a form: empty means not given.
+fn form_date(name: &str, text: Option<&str>) -> Result<Option<NaiveDate>, QueryError> {
+    crate::date_param(name, text.filter(|t| !t.is_empty()))
+}
+
+/// `as_of` as the page's control sends it (a London wall-clock time from a
+/// `datetime-local` input, seconds optional) or as RFC 3339.
+fn parse_as_of(text: &str) -> Result<DateTime<Utc>, QueryError> {
+    let problem = || QueryError::invalid("as_of", "must be a date and time such as 2025-01-14T09:30");
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.to_utc());
+    }
+    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M"))
+        .map_err(|_| problem())?;
+    // The hour the clocks go back happens twice: the earlier is meant; the hour they skip never happens.
+    London.from_local_datetime(&naive).earliest().map(|t| t.to_utc()).ok_or_else(problem)
+}
+
+async fn child_page(
+    State(app): State<Arc<QueryState>>,
+    Path(child): Path<String>,
+    Query(p): Query<ChildParams>,
+    headers: HeaderMap,
+) -> Response {
+    serve(&app, &headers, "ui_chronology", |v, app| async move {
+        let child = uuid_param("child", &child)?;
+        let now = (app.now)();
+        let as_of = p.as_of.as_deref().filter(|t| !t.is_empty()).map(parse_as_of).transpose()?;
+        let publication = match p.view.as_deref() {
+            None | Some("record") => false,
+            Some("publication") => true,
+            Some(_) => return Err(QueryError::invalid("view", "must be record or publication")),
+        };
+        let from = form_date("from", p.from.as_deref())?;
+        let to = form_date("to", p.to.as_deref())?;
+        if let (Some(f), Some(t)) = (from, to)
+            && t < f
+        {
+            return Err(QueryError::invalid("to", "must not be before from"));
+        }
+        if publication && as_of.is_some() {
+            return Err(QueryError::invalid("as_of", "the publication view is the record as it stands now"));
+        }
+        let endpoint =
+            if publication { "GET /ui/children/{child}?view=publication" } else { "GET /ui/children/{child}" };
+        let info = admit_child(&app, &v.principal, &v.asker, endpoint, child, Need::Record).await?;
+        let as_of_or_now = as_of.unwrap_or(now);
+        let (heading, items) = if publication {
+            let x = build_export(&app, child).await?;
+            (x.title.clone(), publication_items(&x))
+        } else {
+            let q = projections::chronology::Query {
+                child,
+                as_of: as_of_or_now,
+                from: None,
+                to: None,
+                limit: crate::MAX_LIMIT,
+                after: None,
+            };
+            let entries = projections::chronology::read(&app.pool, &q).await?;
+            (format!("Child {}", short(&child)), record_items(&entries))
+        };
+        // Business dates narrow the view; serial numbers stay those of the whole chronology.
+        let total = items.len();
+        let mut items = items;
+        items.retain(|i| {
+            let day = business_date(&i.at);
+            from.is_none_or(|f| day >= f) && to.is_none_or(|t| day <= t)
+        });
+        let here = format!("/ui/children/{child}");
+        let date_value = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+        let body = html! {
+            h1 { (heading) }
+            @if !publication {
+                p class="note" {
+                    "Council " (info.council.as_deref().unwrap_or("not recorded"))
+                    @if info.sealed { " · " strong { "sealed record" } }
+                    " · " (total) " entries"
+                    @if items.len() != total { ", " (items.len()) " between the dates chosen" }
+                }
+            }
+            nav class="views" aria-label="Views of this chronology" {
+                a href=(here) aria-current=[(!publication).then_some("page")] { "Full record" }
+                " · "
+                a href=(format!("{here}?view=publication")) aria-current=[publication.then_some("page")] { "Anonymised for publication" }
+            }
+            @if publication {
+                p class="note" { "As it stands now: names, identifiers and personal details removed; people appear by role." }
+            }
+            form method="get" action=(here) class="controls as-of" {
+                @if publication {
+                    input type="hidden" name="view" value="publication";
+                } @else {
+                    label for="as_of" { "As known at" }
+                    input id="as_of" name="as_of" type="datetime-local" step="1" value=(layout::datetime_local(&as_of_or_now))
+                        aria-describedby="as_of-hint";
+                }
+                label for="from" { "From" }
+                input id="from" name="from" type="date" value=(date_value(from));
+                label for="to" { "To" }
+                input id="to" name="to" type="date" value=(date_value(to));
+                button type="submit" { "Show" }
+                " " a href=(if publication { format!("{here}?view=publication") } else { here.clone() }) { "Reset" }
+                @if !publication {
+                    p id="as_of-hint" class="hint" {
+                        @if as_of.is_some() {
+                            "Showing only what had been recorded by " strong { (layout::london(&as_of_or_now)) } ", as it then stood."
+                        } @else {
+                            "Showing everything recorded up to now. Pick a moment (London time) to see what was known then; "
+                            "from and to are the dates things happened."
+                        }
+                    }
+                }
+            }
+            (timeline::render(&items))
+        };
+        Ok(respond(StatusCode::OK, page(&heading, v.frame(), body)))
+    })
+    .await
+}
+
+fn record_items(entries: &[projections::chronology::Entry]) -> Vec<timeline::Item> {
+    let serial_of: HashMap<&str, usize> = entries.iter().enumerate().map(|(i, e)| (e.id.as_str(), i + 1)).collect();
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| timeline::Item {
+            serial: i + 1,
+            at: e.occurred_at,
+            date_only: false,
+            recorded_at: Some(e.recorded_at),
+            lane: e.source.clone(),
+            kind: e.event_type.clone(),
+            summary: e.summary.clone(),
+            detail: None,
+            status: e.status.clone(),
+            corrected_by: e.corrected_by.as_deref().and_then(|id| serial_of.get(id).copied()),
+            retracted_by: e.retracted_by.as_deref().and_then(|id| serial_of.get(id).copied()),
+        })
+        .collect()
+}
+
+fn publication_items(x: &crate::export::Export) -> Vec<timeline::Item> {
+    x.entries
+        .iter()
+        .map(|e| timeline::Item {
+            serial: e.serial,
+            // Dates only are published; noon keeps a day's markers in that day.
+            at: e.date.and_hms_opt(12, 0, 0).map_or_else(Utc::now, |t| t.and_utc()),
+            date_only: true,
+            recorded_at: None,
+            lane: e.agency.clone(),
+            kind: e.event.clone(),
+            summary: e.summary.clone(),
+            detail: e.detail.clone(),
+            status: e.status.clone(),
+            corrected_by: e.corrected_by,
+            retracted_by: e.retracted_by,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_of_reads_london_wall_clock_time() {
+        let summer = parse_as_of("2025-07-01T09:30").map(|t| t.to_rfc3339());
+        assert_eq!(summer.ok().as_deref(), Some("2025-07-01T08:30:00+00:00"));
+        let winter = parse_as_of("2025-01-14T09:30:15").map(|t| t.to_rfc3339());
+        assert_eq!(winter.ok().as_deref(), Some("2025-01-14T09:30:15+00:00"));
+        assert!(parse_as_of("2025-01-14T09:30:00Z").is_ok());
+        assert!(parse_as_of("yesterday").is_err());
+        // 01:30 on 30 March 2025 did not happen in London.
+        assert!(parse_as_of("2025-03-30T01:30").is_err());
+    }
+
+    #[test]
+    fn sorting_is_checked_and_named() {
+        assert_eq!(sort_params(None, None, &BOARD_COLUMNS, "cases").ok(), Some(("cases".into(), true)));
+        assert!(
+            matches!(sort_params(Some("name"), None, &BOARD_COLUMNS, "cases"), Err(QueryError::Invalid(e)) if e[0].parameter == "sort")
+        );
+        assert!(
+            matches!(sort_params(None, Some("up"), &BOARD_COLUMNS, "cases"), Err(QueryError::Invalid(e)) if e[0].parameter == "order")
+        );
+        let th = sort_heading("/ui/caseloads?council=E09000014", "cases", "Open cases", "cases", true).into_string();
+        assert!(th.contains(r#"aria-sort="descending""#), "{th}");
+        assert!(th.contains("order=asc"), "{th}");
+    }
+
+    #[test]
+    fn team_ids_are_encoded_in_links() {
+        assert_eq!(encode("north & east"), "north%20%26%20east");
+    }
+}

@@ -1,0 +1,257 @@
+//! Starting the projector (and `safeguard rebuild`): NATS, PostgreSQL,
+//! children's keys for the identifier index, change notifications, the
+//! audit consumer and the projector's `/healthz`, `/readyz` and `/metrics`.
+
+use anyhow::Context as _;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Runs the projector until `shutdown` resolves, with change notifications
+/// for dashboards and an HTTP listener for its health and metrics.
+pub async fn run(
+    nats: platform::config::NatsArgs,
+    database: platform::config::DatabaseArgs,
+    projector: platform::config::ProjectorArgs,
+    master_key: std::path::PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let client = platform::bus::connect(&nats).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    platform::bus::ensure_streams(&js, &nats.stream_settings()).await?;
+    let keys = keys(&js, &nats, &master_key).await?;
+    let pool = projections::database::connect(&database.database_url).await?;
+    let partitions = projector.partitions.clone().unwrap_or_else(events::subjects::Partitions::all);
+    let settings = projections::runtime::Settings {
+        name: projector.name.clone(),
+        batch: projector.batch,
+        filters: partitions.filters(),
+        keys: Some(keys),
+        health_interval: std::time::Duration::from_millis(projector.health_interval_ms.max(100)),
+        stall_after: std::time::Duration::from_millis(projector.stall_after_ms),
+    };
+    let stats = Arc::new(projections::runtime::Stats::default());
+    let notifier = projections::notify::Notifier::default();
+    let notifying = tokio::spawn(notifier.clone().run(
+        client.clone(),
+        pool.clone(),
+        std::time::Duration::from_millis(projector.notify_interval_ms),
+        chrono::Utc::now,
+    ));
+    let listener = tokio::net::TcpListener::bind(&projector.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", projector.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "projector metrics listening");
+    // The audit stream's consumer runs beside the event projector, stopping
+    // with it: once per database, in the projector that holds partition 0.
+    let audit_stats = Arc::new(projections::runtime::Stats::default());
+    let router = router(projector.name, stats.clone(), audit_stats.clone(), pool.clone(), client);
+    let health = tokio::spawn(axum::serve(listener, router).into_future());
+    let (stop_audit, audit_stopped) = tokio::sync::oneshot::channel::<()>();
+    let audit = partitions.contains(0).then(|| {
+        tokio::spawn(projections::audit::run(pool.clone(), js.clone(), audit_stats, async {
+            let _ = audit_stopped.await;
+        }))
+    });
+    let outcome = projections::runtime::run_with(pool, js, settings, stats, Some(notifier), shutdown).await;
+    let _ = stop_audit.send(());
+    if let Some(audit) = audit {
+        let _ = audit.await;
+    }
+    notifying.abort();
+    health.abort();
+    outcome?;
+    Ok(())
+}
+
+/// Read access to children's data keys, for the NHS-number index.
+pub async fn keys(
+    js: &async_nats::jetstream::Context,
+    nats: &platform::config::NatsArgs,
+    master_key: &std::path::Path,
+) -> anyhow::Result<Arc<dyn events::privacy::ChildKeys>> {
+    let bucket = platform::bus::ensure_key_bucket(js, &nats.stream_settings()).await?;
+    let master = platform::keystore::MasterKey::load_or_create(master_key)?;
+    let store = platform::keystore::KeyStore::watched(bucket, master.clone()).await?;
+    Ok(Arc::new(platform::keystore::ProjectorKeys::new(store, &master)))
+}
+
+/// The projector's `/healthz`, `/readyz` and `/metrics`.
+fn router(
+    name: String,
+    stats: Arc<projections::runtime::Stats>,
+    audit: Arc<projections::runtime::Stats>,
+    pool: projections::PgPool,
+    client: async_nats::Client,
+) -> axum::Router {
+    use axum::routing::get;
+    use std::sync::atomic::Ordering;
+    let ready_stats = stats.clone();
+    let metrics = move || {
+        let s = stats.clone();
+        let name = name.clone();
+        async move {
+            let label = format!("{{projector=\"{name}\"}}");
+            let mut out = String::new();
+            let mut gauge = |metric: &str, help: &str, kind: &str, value: u64| {
+                let suffix = if kind == "counter" { "_total" } else { "" };
+                out.push_str(&format!(
+                    "# HELP safeguard_projector_{metric} {help}\n# TYPE safeguard_projector_{metric} {kind}\nsafeguard_projector_{metric}{suffix}{label} {value}\n"
+                ));
+            };
+            gauge("position", "Stream sequence applied up to", "gauge", s.position.load(Ordering::Relaxed));
+            gauge(
+                "stream_last",
+                "The stream's last sequence when last looked at",
+                "gauge",
+                s.stream_last.load(Ordering::Relaxed),
+            );
+            gauge(
+                "lag",
+                "Stream head minus applied position while an event of this projector waits, else 0 (an upper bound: the stream also holds id-index messages)",
+                "gauge",
+                s.lag(),
+            );
+            gauge("events_applied", "Events applied since start", "counter", s.applied.load(Ordering::Relaxed));
+            gauge(
+                "dead_letters",
+                "Messages that are not well-formed, correctly hashed stored events, kept in dead_letter since start",
+                "counter",
+                s.dead_letters.load(Ordering::Relaxed),
+            );
+            gauge(
+                "stalled",
+                "1 while events wait and none has been applied for the stall interval",
+                "gauge",
+                u64::from(s.stalled()),
+            );
+            gauge(
+                "parked_subjects",
+                "Subjects parked: their events wait until `safeguard parked retry`",
+                "gauge",
+                s.parked.load(Ordering::Relaxed),
+            );
+            gauge("parkings", "Subjects parked since start", "counter", s.parkings.load(Ordering::Relaxed));
+            gauge(
+                "audit_dead_letters",
+                "Audit messages kept in audit.dead_letter since start",
+                "counter",
+                audit.dead_letters.load(Ordering::Relaxed),
+            );
+            gauge(
+                "interruptions",
+                "Sessions ended by a NATS or PostgreSQL failure since start (each retried)",
+                "counter",
+                s.interruptions.load(Ordering::Relaxed),
+            );
+            let mut float = |metric: &str, help: &str, value: f64| {
+                out.push_str(&format!(
+                    "# HELP safeguard_projector_{metric} {help}\n# TYPE safeguard_projector_{metric} gauge\nsafeguard_projector_{metric}{label} {value}\n"
+                ));
+            };
+            float(
+                "lag_seconds",
+                "Age of the oldest event this projector has not applied (0 when none waits)",
+                s.lag_seconds(),
+            );
+            float(
+                "last_error_timestamp_seconds",
+                "When the projector last failed or parked a subject (Unix seconds; 0 never)",
+                s.last_error_at_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            );
+            out.push_str("# EOF\n");
+            ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out)
+        }
+    };
+    let ready = move || {
+        let pool = pool.clone();
+        let client = client.clone();
+        let stats = ready_stats.clone();
+        async move {
+            let nats = client.connection_state() == async_nats::connection::State::Connected;
+            let pg = projections::database::reachable(&pool).await;
+            let unavailable = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            if !(nats && pg) {
+                (unavailable, "NATS or PostgreSQL is not reachable\n".to_owned())
+            } else if stats.stalled() {
+                let lag = stats.lag();
+                let seconds = stats.lag_seconds();
+                (unavailable, format!("stalled: {lag} messages behind, the oldest waiting {seconds:.0} s\n"))
+            } else {
+                // Parked subjects are an alarm, not unreadiness: the rest of the stream is applied.
+                match stats.parked.load(Ordering::Relaxed) {
+                    0 => (axum::http::StatusCode::OK, "ready\n".to_owned()),
+                    n => (axum::http::StatusCode::OK, format!("ready; {n} subjects parked (safeguard parked)\n")),
+                }
+            }
+        }
+    };
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+/// `safeguard rebuild`: builds the read models afresh beside the live ones
+/// with a progress bar on stderr, then switches over.
+pub async fn rebuild(
+    nats: platform::config::NatsArgs,
+    database: platform::config::DatabaseArgs,
+    batch: usize,
+    name: String,
+    master_key: std::path::PathBuf,
+) -> anyhow::Result<()> {
+    let client = platform::bus::connect(&nats).await?;
+    let js = async_nats::jetstream::new(client);
+    platform::bus::ensure_streams(&js, &nats.stream_settings()).await?;
+    let keys = keys(&js, &nats, &master_key).await?;
+    let options = projections::database::options(&database.database_url).await?;
+    let settings = projections::runtime::Settings {
+        name,
+        batch: batch.max(1),
+        keys: Some(keys),
+        ..projections::runtime::Settings::default()
+    };
+    let stats = Arc::new(projections::runtime::Stats::default());
+    let progress = tokio::spawn(progress_bar(stats.clone()));
+    let report = projections::rebuild::rebuild(options, js, settings, stats).await;
+    progress.abort();
+    eprintln!();
+    let report = report?;
+    let rate = report.events as f64 / report.elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "rebuilt {} events up to stream position {} in {:.1} s ({rate:.0} events/s); {}",
+        report.events,
+        report.position,
+        report.elapsed.as_secs_f64(),
+        if report.replaced {
+            "the previous read models are kept in schema projection_previous until the next rebuild"
+        } else {
+            "there were no live read models to replace"
+        }
+    );
+    Ok(())
+}
+
+/// Draws `[#####.....]  45%  123456/270000  5432/s` on stderr until aborted.
+async fn progress_bar(stats: Arc<projections::runtime::Stats>) {
+    use std::io::Write as _;
+    use std::sync::atomic::Ordering;
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let at = stats.position.load(Ordering::Relaxed);
+        let end = stats.stream_last.load(Ordering::Relaxed).max(at).max(1);
+        let filled = (at * 30 / end) as usize;
+        let rate = stats.applied.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r[{}{}] {:>3}%  {at}/{end} stream position  {rate:.0} events/s ",
+            "#".repeat(filled),
+            ".".repeat(30 - filled.min(30)),
+            at * 100 / end
+        );
+        let _ = err.flush();
+    }
+}
