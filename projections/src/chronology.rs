@@ -80,3 +80,23 @@ pub async fn read(pool: &PgPool, q: &Query) -> Result<Vec<Entry>, sqlx::Error> {
     .fetch_all(pool)
     .await
 }
+
+/// How many entries of `q` come before its page (`q.after`), so serial
+/// numbers run on across pages. 0 for the first page.
+pub async fn entries_before(pool: &PgPool, q: &Query) -> Result<usize, sqlx::Error> {
+    let Some((at, seq)) = q.after else { return Ok(0) };
+    let n: i64 = sqlx::query_scalar(
+        "select count(*) from chronology_entry where child_id = $1 and recorded_at <= $2
+            and ($3::date is null or business_date >= $3) and ($4::date is null or business_date <= $4)
+            and (occurred_at, sequence) <= ($5, $6)",
+    )
+    .bind(q.child)
+    .bind(q.as_of)
+    .bind(q.from)
+    .bind(q.to)
+    .bind(at)
+    .bind(seq)
+    .fetch_one(pool)
+    .await?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}

@@ -36,6 +36,15 @@ pub struct Freshness {
     pub projectors: Vec<ProjectorHealth>,
 }
 
+/// The stream position below which the read models hold every event: the
+/// least of the projectors' positions (partitioned projectors each cover
+/// their own partitions up to their position). 0 before any has applied.
+pub async fn complete_up_to(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let position: Option<i64> =
+        sqlx::query_scalar("select min(stream_seq) from projector_position").fetch_one(pool).await?;
+    Ok(position.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
+}
+
 /// The position the read models have applied up to, and whether a projector is stalled.
 pub async fn position(pool: &PgPool) -> Result<(u64, bool), sqlx::Error> {
     let row = sqlx::query(

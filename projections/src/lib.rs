@@ -26,9 +26,11 @@
 //! - [`quality`]: data-quality flags, the DfE rules a child's history breaks.
 //! - [`notify`]: change notifications for dashboards on NATS.
 //! - [`audit`]: the audit stream into the `audit` schema: access log, erasures, checkpoints.
+//! - [`reads`]: the query role's reads beside the read models' own (access facts, lookups, flags).
+//! - [`copy`]: the Postgres copy of the stream, read for verification.
 //! - [`rebuild`]: building the read models afresh beside the live ones, then swapping.
 
-pub use sqlx::PgPool;
+pub use sqlx::{Error as ReadError, PgPool};
 
 pub mod annex_a;
 pub mod audit;
@@ -36,6 +38,7 @@ pub mod caseload;
 pub mod casework;
 pub mod chronology;
 pub mod cin;
+pub mod copy;
 pub mod csv;
 pub mod database;
 pub mod health;
@@ -44,6 +47,7 @@ pub mod indicators;
 pub mod notify;
 pub mod parking;
 pub mod quality;
+pub mod reads;
 pub mod rebuild;
 pub mod refold;
 pub mod runtime;

@@ -48,8 +48,8 @@ impl QueryError {
     }
 }
 
-impl From<sqlx::Error> for QueryError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<projections::ReadError> for QueryError {
+    fn from(e: projections::ReadError) -> Self {
         Self::Internal(anyhow::Error::new(e).context("the read-model database failed"))
     }
 }

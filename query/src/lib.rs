@@ -48,6 +48,7 @@ use events::calendar::business_date;
 use events::ids::CouncilCode;
 use futures::StreamExt as _;
 use platform::principals::{Principal, Principals, Role};
+use projections::PgPool;
 use projections::indicators::Period;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -55,7 +56,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -249,16 +249,8 @@ struct ChildInfo {
 }
 
 async fn child_info(pool: &PgPool, child: uuid::Uuid) -> Result<Option<ChildInfo>, QueryError> {
-    let row: Option<(Option<String>, bool, Vec<String>)> = sqlx::query_as(
-        "select s.council, s.sealed,
-                coalesce((select array_agg(distinct r) from child_review v, unnest(v.reviewers) r
-                           where v.child_id = s.child_id and v.closed_at is null), '{}')
-           from child_status s where s.child_id = $1",
-    )
-    .bind(child)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(council, sealed, reviewers)| ChildInfo { council, sealed, reviewers }))
+    let access = projections::reads::child_access(pool, child).await?;
+    Ok(access.map(|a| ChildInfo { council: a.council, sealed: a.sealed, reviewers: a.reviewers }))
 }
 
 /// The role matrix for one child (see the module's table).
@@ -531,21 +523,7 @@ fn marked_stale(mut response: Response, stale: Option<&Value>) -> Response {
 
 /// How many entries come before a page, so serial numbers run on across pages.
 async fn serial_before(app: &QueryState, q: &projections::chronology::Query) -> Result<usize, QueryError> {
-    let Some((at, seq)) = q.after else { return Ok(0) };
-    let n: i64 = sqlx::query_scalar(
-        "select count(*) from chronology_entry where child_id = $1 and recorded_at <= $2
-            and ($3::date is null or business_date >= $3) and ($4::date is null or business_date <= $4)
-            and (occurred_at, sequence) <= ($5, $6)",
-    )
-    .bind(q.child)
-    .bind(q.as_of)
-    .bind(q.from)
-    .bind(q.to)
-    .bind(at)
-    .bind(seq)
-    .fetch_one(&app.pool)
-    .await?;
-    Ok(n.max(0) as usize)
+    Ok(projections::chronology::entries_before(&app.pool, q).await?)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -615,8 +593,7 @@ async fn build_export(app: &QueryState, child: uuid::Uuid) -> Result<export::Exp
     // The position first: everything read after it covers at least that
     // much. The least of the projectors' positions: with partitioned
     // projectors, only below it is every subject's history complete.
-    let position: Option<i64> =
-        sqlx::query_scalar("select min(stream_seq) from projector_position").fetch_one(&app.pool).await?;
+    let position = projections::health::complete_up_to(&app.pool).await?;
     let q = projections::chronology::Query {
         child,
         as_of: produced_at,
@@ -626,11 +603,7 @@ async fn build_export(app: &QueryState, child: uuid::Uuid) -> Result<export::Exp
         after: None,
     };
     let entries = projections::chronology::read(&app.pool, &q).await?;
-    let stored: Vec<Value> =
-        sqlx::query_scalar("select document from stored_event where subject = $1 order by stream_seq")
-            .bind(child.to_string())
-            .fetch_all(&app.pool)
-            .await?;
+    let stored = projections::reads::stored_documents(&app.pool, &child.to_string()).await?;
     let key = app
         .keys
         .existing_key(&events::ids::ChildId::from_uuid(child))
@@ -652,22 +625,14 @@ async fn build_export(app: &QueryState, child: uuid::Uuid) -> Result<export::Exp
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect();
     let workers: Vec<uuid::Uuid> = workers.iter().filter_map(|w| w.parse().ok()).collect();
-    let worker_roles: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
-        "select distinct on (worker_id) worker_id::text, role from worker_spell
-          where worker_id = any($1) order by worker_id, ordinal desc",
-    )
-    .bind(&workers)
-    .fetch_all(&app.pool)
-    .await?
-    .into_iter()
-    .collect();
+    let worker_roles = projections::reads::worker_roles(&app.pool, &workers).await?;
     let exported = export::anonymise(&export::Sources {
         child,
         documents: &documents,
         entries: &entries,
         worker_roles: &worker_roles,
         produced_at,
-        stream_position: position.unwrap_or(0).max(0) as u64,
+        stream_position: position,
     });
     Ok(exported)
 }
@@ -882,16 +847,6 @@ async fn annex_a_return(
     count(&app, "annex_a", result)
 }
 
-/// One data-quality flag as answered.
-#[derive(Debug, Serialize, sqlx::FromRow)]
-struct FlagRow {
-    child: uuid::Uuid,
-    rule: String,
-    reference: String,
-    detail: String,
-    on: NaiveDate,
-}
-
 fn rule_description(rule: &str) -> &'static str {
     projections::quality::RULES.iter().find(|(r, _)| *r == rule).map_or("", |(_, d)| d)
 }
@@ -915,22 +870,9 @@ async fn council_quality(
         let (principal, asker) = caller(&app, &headers)?;
         let council = council_param(p.council.as_deref())?;
         admit_council(&app, &principal, &asker, endpoint, &council).await?;
-        let counts: Vec<(String, i64, i64)> = sqlx::query_as(
-            "select rule, count(distinct child_id), count(*) from quality_flag where council = $1 group by rule order by rule",
-        )
-        .bind(council.as_str())
-        .fetch_all(&app.pool)
-        .await?;
+        let counts = projections::reads::flag_counts(&app.pool, council.as_str()).await?;
         // The list names children: sealed ones only for admins.
-        let flags: Vec<FlagRow> = sqlx::query_as(
-            "select q.child_id as child, q.rule, q.reference, q.detail, q.on_date as on from quality_flag q
-               join child_status s using (child_id)
-              where q.council = $1 and (not s.sealed or $2) order by q.rule, q.on_date, q.child_id",
-        )
-        .bind(council.as_str())
-        .bind(principal.is_admin())
-        .fetch_all(&app.pool)
-        .await?;
+        let flags = projections::reads::council_flags(&app.pool, council.as_str(), principal.is_admin()).await?;
         let mut ids: Vec<uuid::Uuid> = flags.iter().map(|f| f.child).collect();
         ids.sort();
         ids.dedup();
@@ -960,13 +902,7 @@ async fn child_quality(State(app): State<Arc<QueryState>>, Path(child): Path<Str
         let (principal, asker) = caller(&app, &headers)?;
         let child = uuid_param("child", &child)?;
         admit_child(&app, &principal, &asker, "GET /v1/children/{child}/quality", child, Need::Record).await?;
-        let flags: Vec<FlagRow> = sqlx::query_as(
-            "select child_id as child, rule, reference, detail, on_date as on from quality_flag
-              where child_id = $1 order by on_date, rule",
-        )
-        .bind(child)
-        .fetch_all(&app.pool)
-        .await?;
+        let flags = projections::reads::child_flags(&app.pool, child).await?;
         let flags: Vec<Value> = flags
             .into_iter()
             .map(|f| json!({"rule": f.rule, "description": rule_description(&f.rule), "reference": f.reference, "detail": f.detail, "on": f.on}))
@@ -1066,20 +1002,15 @@ async fn find_children(
                 projections::identifiers::NHS_NUMBER,
                 number.as_str(),
             );
-            let found: Vec<(uuid::Uuid, Option<String>, bool)> = sqlx::query_as(
-                "select distinct s.child_id, s.council, s.sealed from child_identifier i join child_status s using (child_id)
-                  where i.kind = 'nhs_number' and i.digest = $1 order by s.child_id",
-            )
-            .bind(&digest)
-            .fetch_all(&app.pool)
-            .await?;
-            found
+            projections::reads::children_with_identifier(&app.pool, projections::identifiers::NHS_NUMBER, &digest)
+                .await?
                 .into_iter()
-                .filter(|(_, council, sealed)| {
-                    let info = ChildInfo { council: council.clone(), sealed: *sealed, reviewers: Vec::new() };
+                .filter(|(_, access)| {
+                    let info =
+                        ChildInfo { council: access.council.clone(), sealed: access.sealed, reviewers: Vec::new() };
                     may_read_child(principal, &info, Need::Record).is_ok()
                 })
-                .map(|(child, council, _)| (child, council.unwrap_or_default()))
+                .map(|(child, access)| (child, access.council.unwrap_or_default()))
                 .collect()
         }
         Lookup::Local(council, local) => {
@@ -1090,14 +1021,12 @@ async fn find_children(
                     council.as_str()
                 )));
             }
-            sqlx::query_as(
-                "select child_id, council from child_status
-                  where council = $1 and la_child_id = $2 and (not sealed or $3) order by child_id",
+            projections::reads::children_with_local_id(
+                &app.pool,
+                council.as_str(),
+                local.as_str(),
+                principal.is_admin(),
             )
-            .bind(council.as_str())
-            .bind(local.as_str())
-            .bind(principal.is_admin())
-            .fetch_all(&app.pool)
             .await?
         }
     };
@@ -1301,9 +1230,9 @@ async fn indicator_events(
 /// Readiness: PostgreSQL answers and NATS is connected.
 async fn readyz(State(app): State<Arc<QueryState>>) -> Response {
     let nats = app.client.connection_state() == async_nats::connection::State::Connected;
-    let pg = tokio::time::timeout(std::time::Duration::from_secs(2), sqlx::query("select 1").execute(&app.pool))
+    let pg = tokio::time::timeout(std::time::Duration::from_secs(2), projections::database::reachable(&app.pool))
         .await
-        .is_ok_and(|r| r.is_ok());
+        .unwrap_or(false);
     if nats && pg {
         // Ready to answer; how fresh the answers are is reported beside it.
         match projections::health::freshness(&app.pool).await {

@@ -16,12 +16,12 @@
 use anyhow::Context as _;
 use async_nats::jetstream;
 use ed25519_dalek::VerifyingKey;
-use events::chain::{self, Break, BreakKind, Digest, Head, Link};
+use events::chain::{self, Break, BreakKind, Digest, Link};
 use events::{Subject, checkpoint, subjects};
 use futures::StreamExt as _;
 use platform::bus;
+use projections::PgPool;
 use serde::Serialize;
-use sqlx::PgPool;
 use std::collections::HashMap;
 
 /// Messages checked per blocking task.
@@ -88,7 +88,7 @@ pub async fn verify(
     // holds up to there is then among the messages this pass reads, however
     // much arrives meanwhile.
     let copy_position = match copy {
-        Some(pool) => Some(copy_position(pool).await?),
+        Some(pool) => Some(projections::copy::position(pool).await.context("could not read the copy's position")?),
         None => None,
     };
     let to_read = bus::count_matching(&stream, &filter).await?;
@@ -154,7 +154,13 @@ pub async fn verify(
             let (rows, compare_upto) = match (copy, copy_position) {
                 (Some(pool), Some(limit)) => {
                     let end = if more(read, last_read, left_after) { last_in_chunk.min(limit) } else { limit };
-                    let rows = if end > compared { copy_rows(pool, child, compared, end).await? } else { Vec::new() };
+                    let rows = if end > compared {
+                        projections::copy::rows(pool, child, compared, end)
+                            .await
+                            .context("could not read the Postgres copy")?
+                    } else {
+                        Vec::new()
+                    };
                     compared = compared.max(end);
                     (rows, Some(end))
                 }
@@ -204,7 +210,9 @@ pub async fn verify(
     if let (Some(pool), Some(limit)) = (copy, copy_position)
         && compared < limit
     {
-        for row in copy_rows(pool, child, compared, limit).await? {
+        for row in
+            projections::copy::rows(pool, child, compared, limit).await.context("could not read the Postgres copy")?
+        {
             breaks.push(Break {
                 subject: row.subject,
                 sequence: row.sequence,
@@ -217,7 +225,9 @@ pub async fn verify(
     // The copy's heads say where each subject's history should end, so
     // events removed from the end of the stream show as missing.
     let copy_heads = match (copy, copy_position) {
-        (Some(pool), Some(limit)) => copy_heads(pool, child, limit.min(last_seq)).await?,
+        (Some(pool), Some(limit)) => projections::copy::heads(pool, child, limit.min(last_seq))
+            .await
+            .context("could not read the copy's heads")?,
         _ => HashMap::new(),
     };
     for (subject, subject_links) in &links {
@@ -242,7 +252,12 @@ pub async fn verify(
 
 /// Checks a chunk's messages on their own, and against the copy's rows for
 /// the same stream positions (up to `compare_upto`).
-fn check_chunk(chunk: &[Item], rows: &[CopyRow], compare_upto: Option<u64>, keys: &[VerifyingKey]) -> Checked {
+fn check_chunk(
+    chunk: &[Item],
+    rows: &[projections::copy::CopyRow],
+    compare_upto: Option<u64>,
+    keys: &[VerifyingKey],
+) -> Checked {
     let mut breaks = Vec::new();
     let mut links = Vec::with_capacity(chunk.len());
     for item in chunk {
@@ -250,7 +265,7 @@ fn check_chunk(chunk: &[Item], rows: &[CopyRow], compare_upto: Option<u64>, keys
         links.push((item.stream_seq, item.subject.clone(), link));
     }
     if let Some(upto) = compare_upto {
-        let by_seq: HashMap<u64, &CopyRow> = rows.iter().map(|r| (r.stream_seq, r)).collect();
+        let by_seq: HashMap<u64, &projections::copy::CopyRow> = rows.iter().map(|r| (r.stream_seq, r)).collect();
         let mismatch = |subject: &str, sequence: u64, detail: &str| Break {
             subject: subject.to_owned(),
             sequence,
@@ -344,96 +359,4 @@ async fn read_checkpoints(
     }
     out.sort_by_key(|(_, cp)| cp.covers);
     Ok(out)
-}
-
-struct CopyRow {
-    stream_seq: u64,
-    subject: String,
-    sequence: u64,
-    document: String,
-}
-
-/// How far the copy is complete: the least position of its projectors.
-/// Partitioned projectors each cover their own partitions up to their
-/// position, so only below the least of them is every event in the copy.
-async fn copy_position(pool: &PgPool) -> anyhow::Result<u64> {
-    let position: Option<i64> = sqlx::query_scalar("select min(stream_seq) from projector_position")
-        .fetch_one(pool)
-        .await
-        .context("could not read the copy's position")?;
-    Ok(position.unwrap_or(0).max(0) as u64)
-}
-
-/// The copy's rows with stream positions in `(after, upto]`: applied
-/// events and messages waiting behind a parked subject (`event_copy`).
-async fn copy_rows(pool: &PgPool, child: Option<&Subject>, after: u64, upto: u64) -> anyhow::Result<Vec<CopyRow>> {
-    let (after, upto) = (i64::try_from(after).unwrap_or(i64::MAX), i64::try_from(upto).unwrap_or(i64::MAX));
-    // Two statements rather than one with "$3 is null or subject = $3",
-    // which would keep the planner from the subject index for one child.
-    let rows: Vec<(i64, String, i64, String)> = match child {
-        Some(subject) => {
-            sqlx::query_as(
-                "select stream_seq, subject, sequence, document from event_copy
-              where subject = $3 and stream_seq > $1 and stream_seq <= $2 order by stream_seq",
-            )
-            .bind(after)
-            .bind(upto)
-            .bind(subject.to_string())
-            .fetch_all(pool)
-            .await
-        }
-        None => {
-            sqlx::query_as(
-                "select stream_seq, subject, sequence, document from event_copy
-              where stream_seq > $1 and stream_seq <= $2 order by stream_seq",
-            )
-            .bind(after)
-            .bind(upto)
-            .fetch_all(pool)
-            .await
-        }
-    }
-    .context("could not read the Postgres copy")?;
-    Ok(rows
-        .into_iter()
-        .map(|(s, subject, sequence, document)| CopyRow {
-            stream_seq: s.max(0) as u64,
-            subject,
-            sequence: sequence.max(0) as u64,
-            document,
-        })
-        .collect())
-}
-
-/// Each subject's last event in the copy, up to stream position `upto`.
-async fn copy_heads(pool: &PgPool, child: Option<&Subject>, upto: u64) -> anyhow::Result<HashMap<String, Head>> {
-    let upto = i64::try_from(upto).unwrap_or(i64::MAX);
-    let rows: Vec<(String, i64, String)> = match child {
-        Some(subject) => {
-            sqlx::query_as(
-                "select subject, sequence, hash from event_copy
-              where subject = $1 and stream_seq <= $2 order by sequence desc limit 1",
-            )
-            .bind(subject.to_string())
-            .bind(upto)
-            .fetch_all(pool)
-            .await
-        }
-        None => {
-            sqlx::query_as(
-                "select distinct on (subject) subject, sequence, hash from event_copy
-              where stream_seq <= $1 order by subject, sequence desc",
-            )
-            .bind(upto)
-            .fetch_all(pool)
-            .await
-        }
-    }
-    .context("could not read the copy's heads")?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(subject, sequence, hash)| {
-            Some((subject, Head { sequence: sequence.max(0) as u64, hash: Digest::parse(&hash).ok()? }))
-        })
-        .collect())
 }

@@ -251,8 +251,7 @@ async fn sign_out(
 
 async fn home(State(app): State<Arc<QueryState>>, headers: HeaderMap) -> Response {
     serve(&app, &headers, "ui_home", |v, app| async move {
-        let councils: Vec<String> =
-            sqlx::query_scalar("select distinct council from council_setting order by council").fetch_all(&app.pool).await?;
+        let councils = projections::reads::councils(&app.pool).await?;
         let councils: Vec<CouncilCode> = councils
             .iter()
             .filter_map(|c| CouncilCode::parse(c).ok())
@@ -260,13 +259,7 @@ async fn home(State(app): State<Arc<QueryState>>, headers: HeaderMap) -> Respons
             .collect();
         // Reviewers start from the children whose open reviews name them.
         let reviewed: Vec<uuid::Uuid> = if v.principal.has(Role::Reviewer) && !v.principal.is_admin() {
-            sqlx::query_scalar(
-                "select distinct v.child_id from child_review v join child_status s using (child_id), unnest(v.reviewers) r
-                  where r = $1 and v.closed_at is null and not s.sealed order by v.child_id",
-            )
-            .bind(v.principal.name.as_str())
-            .fetch_all(&app.pool)
-            .await?
+            projections::reads::reviewed_by(&app.pool, v.principal.name.as_str()).await?
         } else {
             vec![]
         };
@@ -362,9 +355,7 @@ fn find_form(v: &Viewer, councils: &[CouncilCode], form: &FindForm, problems: &[
 }
 
 async fn councils_for(app: &QueryState, principal: &Principal) -> Result<Vec<CouncilCode>, QueryError> {
-    let councils: Vec<String> = sqlx::query_scalar("select distinct council from council_setting order by council")
-        .fetch_all(&app.pool)
-        .await?;
+    let councils = projections::reads::councils(&app.pool).await?;
     Ok(councils.iter().filter_map(|c| CouncilCode::parse(c).ok()).filter(|c| principal.councils.allows(c)).collect())
 }
 

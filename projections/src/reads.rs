@@ -1,0 +1,152 @@
+//! The query role's reads that are not a read model's own module: who may
+//! see a child, lookups, stored documents, quality flags and the councils
+//! configured. The query role decides access and answers; the SQL is here,
+//! so that this crate stays the only one that runs it.
+
+use chrono::NaiveDate;
+use serde_json::Value;
+use sqlx::PgPool;
+use std::collections::HashMap;
+
+/// What access to one child depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildAccess {
+    /// The council responsible today (none before a registration is applied).
+    pub council: Option<String>,
+    pub sealed: bool,
+    /// Principals named by the child's open reviews.
+    pub reviewers: Vec<String>,
+}
+
+pub async fn child_access(pool: &PgPool, child: uuid::Uuid) -> Result<Option<ChildAccess>, sqlx::Error> {
+    let row: Option<(Option<String>, bool, Vec<String>)> = sqlx::query_as(
+        "select s.council, s.sealed,
+                coalesce((select array_agg(distinct r) from child_review v, unnest(v.reviewers) r
+                           where v.child_id = s.child_id and v.closed_at is null), '{}')
+           from child_status s where s.child_id = $1",
+    )
+    .bind(child)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(council, sealed, reviewers)| ChildAccess { council, sealed, reviewers }))
+}
+
+/// Children with an NHS number whose keyed digest is `digest`, with their
+/// access facts (the caller filters by its policy).
+pub async fn children_with_identifier(
+    pool: &PgPool,
+    kind: &str,
+    digest: &str,
+) -> Result<Vec<(uuid::Uuid, ChildAccess)>, sqlx::Error> {
+    let found: Vec<(uuid::Uuid, Option<String>, bool)> = sqlx::query_as(
+        "select distinct s.child_id, s.council, s.sealed from child_identifier i join child_status s using (child_id)
+          where i.kind = $1 and i.digest = $2 order by s.child_id",
+    )
+    .bind(kind)
+    .bind(digest)
+    .fetch_all(pool)
+    .await?;
+    Ok(found
+        .into_iter()
+        .map(|(child, council, sealed)| (child, ChildAccess { council, sealed, reviewers: Vec::new() }))
+        .collect())
+}
+
+/// Children a council knows by its own id `la_child_id`; sealed ones only
+/// when `with_sealed`.
+pub async fn children_with_local_id(
+    pool: &PgPool,
+    council: &str,
+    la_child_id: &str,
+    with_sealed: bool,
+) -> Result<Vec<(uuid::Uuid, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "select child_id, council from child_status
+          where council = $1 and la_child_id = $2 and (not sealed or $3) order by child_id",
+    )
+    .bind(council)
+    .bind(la_child_id)
+    .bind(with_sealed)
+    .fetch_all(pool)
+    .await
+}
+
+/// The children whose open reviews name `reviewer`, sealed ones left out.
+pub async fn reviewed_by(pool: &PgPool, reviewer: &str) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select distinct v.child_id from child_review v join child_status s using (child_id), unnest(v.reviewers) r
+          where r = $1 and v.closed_at is null and not s.sealed order by v.child_id",
+    )
+    .bind(reviewer)
+    .fetch_all(pool)
+    .await
+}
+
+/// The councils that have configured themselves (`council.configured`).
+pub async fn councils(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("select distinct council from council_setting order by council").fetch_all(pool).await
+}
+
+/// A subject's stored documents (the stream's JSON), in stream order.
+pub async fn stored_documents(pool: &PgPool, subject: &str) -> Result<Vec<Value>, sqlx::Error> {
+    sqlx::query_scalar("select document from stored_event where subject = $1 order by stream_seq")
+        .bind(subject)
+        .fetch_all(pool)
+        .await
+}
+
+/// Each worker's role in their latest spell.
+pub async fn worker_roles(pool: &PgPool, workers: &[uuid::Uuid]) -> Result<HashMap<String, String>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "select distinct on (worker_id) worker_id::text, role from worker_spell
+          where worker_id = any($1) order by worker_id, ordinal desc",
+    )
+    .bind(workers)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// One data-quality flag.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct Flag {
+    pub child: uuid::Uuid,
+    pub rule: String,
+    pub reference: String,
+    pub detail: String,
+    pub on: NaiveDate,
+}
+
+/// Per rule: how many children and how many flags, in a council.
+pub async fn flag_counts(pool: &PgPool, council: &str) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "select rule, count(distinct child_id), count(*) from quality_flag where council = $1 group by rule order by rule",
+    )
+    .bind(council)
+    .fetch_all(pool)
+    .await
+}
+
+/// A council's flags, sealed children's only when `with_sealed`.
+pub async fn council_flags(pool: &PgPool, council: &str, with_sealed: bool) -> Result<Vec<Flag>, sqlx::Error> {
+    sqlx::query_as(
+        "select q.child_id as child, q.rule, q.reference, q.detail, q.on_date as on from quality_flag q
+           join child_status s using (child_id)
+          where q.council = $1 and (not s.sealed or $2) order by q.rule, q.on_date, q.child_id",
+    )
+    .bind(council)
+    .bind(with_sealed)
+    .fetch_all(pool)
+    .await
+}
+
+/// One child's flags.
+pub async fn child_flags(pool: &PgPool, child: uuid::Uuid) -> Result<Vec<Flag>, sqlx::Error> {
+    sqlx::query_as(
+        "select child_id as child, rule, reference, detail, on_date as on from quality_flag
+          where child_id = $1 order by on_date, rule",
+    )
+    .bind(child)
+    .fetch_all(pool)
+    .await
+}
