@@ -4,7 +4,7 @@
 //! Read from the casework tables on the day asked for (`today`, passed in),
 //! since "overdue" moves with the calendar even when no event arrives.
 
-use crate::indicators::{DEFAULT_CASELOAD_THRESHOLD, DEFAULT_VISIT_INTERVAL_DAYS, over_threshold};
+use casework::indicators::{DEFAULT_CASELOAD_THRESHOLD, DEFAULT_VISIT_INTERVAL_DAYS, over_threshold};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::{PgPool, Row};

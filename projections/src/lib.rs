@@ -1,29 +1,24 @@
 //! Read models in PostgreSQL, built from the event stream.
 //!
-//! This crate owns every read-model table and the only code that writes
-//! them. A projection is a pure function of stored events (for example
-//! [`summary`]), plus [`store`], which writes what it yields in the same
+//! This crate owns every read-model table and is the only one that runs
+//! SQL (writes and reads). A projection is a pure fold of stored events,
+//! in `casework`, plus [`store`], which writes what it yields in the same
 //! transaction that moves the projector's stream position, and [`runtime`],
-//! the consumer loop. It depends on `events`, never on the gateway or the
-//! query side.
+//! the consumer loop. It depends on `events` and `casework`, never on the
+//! roles above it.
 //!
 //! # Layout
 //!
 //! - `migrations/`: the schema, each table with a comment saying why it exists.
 //! - [`database`]: reaching the database named by `DATABASE_URL` (created if missing).
 //! - [`store`]: decoding stream messages and applying a batch in one transaction.
-//! - [`summary`]: one-line chronology summaries from codes only.
 //! - [`runtime`]: the durable pull consumer, acknowledging after commit.
 //! - [`chronology`]: reading a child's chronology as it stood at a moment.
-//! - [`casework`]: the pure folds from a subject's history to caseload and indicator facts.
-//! - [`refold`]: writing those facts, in the batch's transaction.
-//! - [`annex_a`]: Ofsted's Annex A lists from a child's history.
-//! - [`csv`]: CSV cells, quoted and with formulas defused, for every CSV written.
-//! - [`cin`]: the CIN census: a child's history as its census record, and the XML message.
-//! - [`indicators`]: the indicator arithmetic (pure) and the reading of a council's facts.
+//! - [`refold`]: writing a subject's folded facts, in the batch's transaction.
+//! - [`cin`]: the histories the CIN census and Annex A are folded from.
+//! - [`indicators`]: reading a council's facts for the indicator arithmetic.
 //! - [`caseload`]: caseloads per worker, team and council, on a given day.
 //! - [`identifiers`]: keyed digests of NHS numbers, for lookups.
-//! - [`quality`]: data-quality flags, the DfE rules a child's history breaks.
 //! - [`notify`]: change notifications for dashboards on NATS.
 //! - [`audit`]: the audit stream into the `audit` schema: access log, erasures, checkpoints.
 //! - [`reads`]: the query role's reads beside the read models' own (access facts, lookups, flags).
@@ -32,27 +27,22 @@
 
 pub use sqlx::{Error as ReadError, PgPool};
 
-pub mod annex_a;
 pub mod audit;
 pub mod caseload;
-pub mod casework;
 pub mod chronology;
 pub mod cin;
 pub mod copy;
-pub mod csv;
 pub mod database;
 pub mod health;
 pub mod identifiers;
 pub mod indicators;
 pub mod notify;
 pub mod parking;
-pub mod quality;
 pub mod reads;
 pub mod rebuild;
 pub mod refold;
 pub mod runtime;
 pub mod store;
-pub mod summary;
 
 /// The read-model tables.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -13,10 +13,10 @@
 
 use crate::refold::Changed;
 use crate::{caseload, indicators};
+use casework::indicators::Period;
 use chrono::{DateTime, NaiveDate, Utc};
 use events::calendar::business_date;
 use events::subjects::{caseload_change_subject, indicators_change_subject};
-use indicators::Period;
 use sqlx::PgPool;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -90,7 +90,7 @@ async fn publish(
         for year in periods {
             let Some(from) = NaiveDate::from_ymd_opt(year, 4, 1) else { continue };
             let period = Period::containing(from);
-            let doc = indicators::document_from(&data, &council, period, today);
+            let doc = casework::indicators::document_from(&data, &council, period, today);
             let subject = indicators_change_subject(&council, &doc.period);
             send(client, subject, serde_json::to_vec(&doc)?, last).await?;
         }

@@ -1,10 +1,10 @@
 //! Writing the casework tables: each touched subject's rows are deleted and
 //! written afresh from its whole history, inside the batch's transaction.
-//! The fold itself is [`crate::casework`]; this is only its IO.
+//! The fold itself is [`casework::facts`]; this is only its IO.
 
-use crate::casework::{self, Recorded};
 use crate::identifiers;
 use crate::store::{ApplyError, folded};
+use casework::facts::Recorded;
 use chrono::{DateTime, NaiveDate, Utc};
 use events::privacy::ChildKeys;
 use sqlx::{Postgres, Row, Transaction};
@@ -158,9 +158,9 @@ async fn refold_children(
     for (subject, history) in &loaded {
         let Ok(child) = subject.parse::<uuid::Uuid>() else { continue };
         let (facts, flags) = folded(subject, || {
-            let facts = casework::fold_child(history);
-            let census = crate::cin::fold(history, NaiveDate::MAX, events::calendar::Calendar::england_and_wales());
-            let mut flags = crate::quality::flags(&census);
+            let facts = casework::facts::fold_child(history);
+            let census = casework::cin::fold(history, NaiveDate::MAX, events::calendar::Calendar::england_and_wales());
+            let mut flags = casework::quality::flags(&census);
             // In a fixed order, so the rows do not depend on the order the events arrived in.
             flags.sort_by(|a, b| (a.rule, &a.reference, a.on, &a.detail).cmp(&(b.rule, &b.reference, b.on, &b.detail)));
             (facts, flags)
@@ -182,19 +182,19 @@ async fn refold_children(
 
 #[derive(Default)]
 struct ChildRows {
-    status: Vec<(uuid::Uuid, casework::ChildStatus)>,
-    referrals: Vec<(uuid::Uuid, casework::Referral)>,
-    assessments: Vec<(uuid::Uuid, casework::Assessment)>,
-    icpcs: Vec<(uuid::Uuid, casework::Icpc)>,
-    plans: Vec<(uuid::Uuid, casework::CpPlan)>,
-    allocations: Vec<(uuid::Uuid, i32, uuid::Uuid, casework::Allocation)>,
-    sightings: Vec<(uuid::Uuid, i32, casework::Sighting)>,
-    reviews: Vec<(uuid::Uuid, casework::Review)>,
-    flags: Vec<(uuid::Uuid, i32, crate::quality::Flag)>,
+    status: Vec<(uuid::Uuid, casework::facts::ChildStatus)>,
+    referrals: Vec<(uuid::Uuid, casework::facts::Referral)>,
+    assessments: Vec<(uuid::Uuid, casework::facts::Assessment)>,
+    icpcs: Vec<(uuid::Uuid, casework::facts::Icpc)>,
+    plans: Vec<(uuid::Uuid, casework::facts::CpPlan)>,
+    allocations: Vec<(uuid::Uuid, i32, uuid::Uuid, casework::facts::Allocation)>,
+    sightings: Vec<(uuid::Uuid, i32, casework::facts::Sighting)>,
+    reviews: Vec<(uuid::Uuid, casework::facts::Review)>,
+    flags: Vec<(uuid::Uuid, i32, casework::quality::Flag)>,
 }
 
 impl ChildRows {
-    fn push(&mut self, child: uuid::Uuid, facts: casework::ChildFacts) {
+    fn push(&mut self, child: uuid::Uuid, facts: casework::facts::ChildFacts) {
         self.status.push((child, facts.status));
         self.referrals.extend(facts.referrals.into_iter().map(|r| (child, r)));
         self.assessments.extend(facts.assessments.into_iter().map(|a| (child, a)));
@@ -385,10 +385,10 @@ async fn refold_workers(
         changed.councils.insert(council);
     }
     let subjects: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
-    let mut rows: Vec<(uuid::Uuid, i32, casework::WorkerSpell)> = Vec::new();
+    let mut rows: Vec<(uuid::Uuid, i32, casework::facts::WorkerSpell)> = Vec::new();
     for (subject, history) in histories(tx, "worker", &subjects).await? {
         let Ok(worker) = subject.parse::<uuid::Uuid>() else { continue };
-        for (i, spell) in folded(&subject, || casework::fold_worker(&history))?.into_iter().enumerate() {
+        for (i, spell) in folded(&subject, || casework::facts::fold_worker(&history))?.into_iter().enumerate() {
             changed.councils.insert(spell.council.clone());
             changed.teams.insert((spell.council.clone(), spell.team_id.clone()));
             rows.push((worker, i32_of(i), spell));
@@ -420,9 +420,11 @@ async fn refold_councils(
 ) -> Result<Changed, ApplyError> {
     let codes: Vec<String> = councils.iter().cloned().collect();
     sqlx::query("delete from council_setting where council = any($1)").bind(&codes).execute(&mut **tx).await?;
-    let mut rows: Vec<(String, casework::CouncilSetting)> = Vec::new();
+    let mut rows: Vec<(String, casework::facts::CouncilSetting)> = Vec::new();
     for (council, history) in histories(tx, "council", &codes).await? {
-        rows.extend(folded(&council, || casework::fold_council(&history))?.into_iter().map(|s| (council.clone(), s)));
+        rows.extend(
+            folded(&council, || casework::facts::fold_council(&history))?.into_iter().map(|s| (council.clone(), s)),
+        );
     }
     if !rows.is_empty() {
         sqlx::query(

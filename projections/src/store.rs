@@ -2,10 +2,9 @@
 //! that also moves the projector's position, so a batch is either wholly
 //! applied, position included, or not at all.
 
-use crate::identifiers;
-use crate::indicators::Period;
 use crate::refold::{self, Changed, Touched};
-use crate::summary;
+use casework::indicators::Period;
+use casework::summary;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use events::Subject;
 use events::calendar::business_date_of;
@@ -398,7 +397,7 @@ pub(crate) async fn write_events(
                 })?;
                 chronology.push(item.stream_seq, *child.as_uuid(), event, summary);
                 touched.children.insert(*child.as_uuid());
-                if identifiers::carries_identifiers(event.event_type.name()) {
+                if casework::identifiers::carries_identifiers(event.event_type.name()) {
                     touched.identities.insert(*child.as_uuid());
                 }
             }

@@ -375,10 +375,10 @@ fn produced(x: &Export) -> String {
 }
 
 pub fn csv(x: &Export) -> String {
-    let mut out = format!("# {}\r\n", projections::csv::field(&produced(x)));
-    out.push_str(&projections::csv::line(&COLUMNS));
+    let mut out = format!("# {}\r\n", casework::csv::field(&produced(x)));
+    out.push_str(&casework::csv::line(&COLUMNS));
     for e in &x.entries {
-        out.push_str(&projections::csv::line(&cells(e)));
+        out.push_str(&casework::csv::line(&cells(e)));
     }
     out
 }

@@ -41,9 +41,9 @@ fn row(serial: usize, e: &Entry) -> [String; 10] {
 
 /// `first_serial` numbers the first row, so pages continue each other.
 pub fn csv(entries: &[Entry], first_serial: usize) -> String {
-    let mut out = projections::csv::line(&COLUMNS);
+    let mut out = casework::csv::line(&COLUMNS);
     for (i, e) in entries.iter().enumerate() {
-        out.push_str(&projections::csv::line(&row(first_serial + i, e)));
+        out.push_str(&casework::csv::line(&row(first_serial + i, e)));
     }
     out
 }

@@ -42,6 +42,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use casework::indicators::Period;
 use chrono::{DateTime, NaiveDate, Utc};
 use error::{ParamError, QueryError};
 use events::calendar::business_date;
@@ -49,7 +50,6 @@ use events::ids::CouncilCode;
 use futures::StreamExt as _;
 use platform::principals::{Principal, Principals, Role};
 use projections::PgPool;
-use projections::indicators::Period;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -753,7 +753,7 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
         .year
         .as_deref()
         .ok_or_else(|| QueryError::invalid("year", "is required (a collection year such as 2024-25)"))?;
-    let year = projections::cin::CollectionYear::parse(year).map_err(|m| QueryError::invalid("year", m))?;
+    let year = casework::cin::CollectionYear::parse(year).map_err(|m| QueryError::invalid("year", m))?;
     admit_council(app, &principal, &asker, endpoint, &council).await?;
     let (dfe, histories) = projections::cin::load(&app.pool, council.as_str(), &year).await?;
     let dfe = dfe.ok_or_else(|| {
@@ -769,9 +769,9 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
             .await
             .map_err(|e| QueryError::Unavailable(format!("the key store is unavailable: {e}")))?;
         if let Some(key) = key {
-            projections::cin::open_people(&child.to_string(), &mut history, &key);
+            casework::cin::open_people(&child.to_string(), &mut history, &key);
         }
-        if let Some(record) = projections::cin::census_child(&history, council.as_str(), &year, calendar) {
+        if let Some(record) = casework::cin::census_child(&history, council.as_str(), &year, calendar) {
             ids.push(child);
             children.push(record);
         }
@@ -779,14 +779,14 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
     children.sort_by(|a, b| a.la_child_id.cmp(&b.la_child_id));
     // Sealed children are in statutory returns too; every child returned is a child-level read.
     record(app, &asker, endpoint, &ids, Outcome::Allowed).await?;
-    let header = projections::cin::Header {
+    let header = casework::cin::Header {
         dfe_la_code: dfe,
         software: "Safeguard".into(),
         release: env!("CARGO_PKG_VERSION").into(),
         serial: 1,
         made_at: (app.now)(),
     };
-    let xml = projections::cin::message(&header, &year, &children);
+    let xml = casework::cin::message(&header, &year, &children);
     Ok(([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response())
 }
 
@@ -818,17 +818,17 @@ async fn annex_a_return(
             .list
             .as_deref()
             .and_then(|l| l.parse::<u8>().ok())
-            .filter(|l| projections::annex_a::LISTS.contains(l))
+            .filter(|l| casework::annex_a::LISTS.contains(l))
             .ok_or_else(|| QueryError::invalid("list", "must be 1, 3, 4, 5, 6 or 7"))?;
         admit_council(&app, &principal, &asker, endpoint, &council).await?;
         let from = date.checked_sub_months(chrono::Months::new(6)).unwrap_or(date);
-        let window = projections::cin::CollectionYear { start: from, reference_date: date };
+        let window = casework::cin::CollectionYear { start: from, reference_date: date };
         let (_, histories) = projections::cin::load(&app.pool, council.as_str(), &window).await?;
         let calendar = events::calendar::Calendar::england_and_wales();
         let mut rows = Vec::new();
         let mut ids = Vec::new();
         for (child, history) in histories {
-            let mine: Vec<Vec<String>> = projections::annex_a::rows(&history, council.as_str(), date, calendar)
+            let mine: Vec<Vec<String>> = casework::annex_a::rows(&history, council.as_str(), date, calendar)
                 .into_iter()
                 .filter(|(l, _)| *l == list)
                 .map(|(_, row)| row)
@@ -840,15 +840,14 @@ async fn annex_a_return(
         }
         rows.sort();
         record(&app, &asker, endpoint, &ids, Outcome::Allowed).await?;
-        Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], projections::annex_a::csv(list, &rows))
-            .into_response())
+        Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], casework::annex_a::csv(list, &rows)).into_response())
     }
     .await;
     count(&app, "annex_a", result)
 }
 
 fn rule_description(rule: &str) -> &'static str {
-    projections::quality::RULES.iter().find(|(r, _)| *r == rule).map_or("", |(_, d)| d)
+    casework::quality::RULES.iter().find(|(r, _)| *r == rule).map_or("", |(_, d)| d)
 }
 
 /// A council's data-quality flags: the DfE rules its children's histories
@@ -997,12 +996,9 @@ async fn find_children(
 ) -> Result<Vec<(uuid::Uuid, String)>, QueryError> {
     let found: Vec<(uuid::Uuid, String)> = match wanted {
         Lookup::Nhs(number) => {
-            let digest = events::privacy::identifier_digest(
-                &app.lookup_key,
-                projections::identifiers::NHS_NUMBER,
-                number.as_str(),
-            );
-            projections::reads::children_with_identifier(&app.pool, projections::identifiers::NHS_NUMBER, &digest)
+            let digest =
+                events::privacy::identifier_digest(&app.lookup_key, casework::identifiers::NHS_NUMBER, number.as_str());
+            projections::reads::children_with_identifier(&app.pool, casework::identifiers::NHS_NUMBER, &digest)
                 .await?
                 .into_iter()
                 .filter(|(_, access)| {

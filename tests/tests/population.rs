@@ -33,7 +33,7 @@ async fn the_seed_follows_the_national_rates_within_tolerance() {
     let mut sums: std::collections::HashMap<String, (i64, i64)> = std::collections::HashMap::new();
     for (index, (council, _, _)) in safeguard::cli::seed::COUNCILS.iter().take(councils).enumerate() {
         for year in ["2023-24", "2024-25"] {
-            let period = projections::indicators::Period::financial_year(year).expect("period");
+            let period = casework::indicators::Period::financial_year(year).expect("period");
             let doc = projections::indicators::document(&pool, council, period, until).await.expect("indicators");
             let doc = serde_json::to_value(&doc).expect("json");
             for i in doc["indicators"].as_array().expect("indicators") {

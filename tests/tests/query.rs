@@ -203,7 +203,7 @@ async fn indicator_changes_reach_nats_subscribers_and_sse_clients() {
     sys.publish(tokens::ADMIN, vec![registered("reg", &child, HARINGEY)]).await;
 
     let now = chrono::Utc::now();
-    let period = projections::indicators::Period::containing(events::calendar::business_date(&now)).label();
+    let period = casework::indicators::Period::containing(events::calendar::business_date(&now)).label();
     let client = async_nats::connect(sys.nats.url()).await.expect("connect");
     let mut indicators =
         client.subscribe(format!("sg.changes.indicators.{HARINGEY}.{period}")).await.expect("subscribe");

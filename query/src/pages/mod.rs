@@ -34,6 +34,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use casework::indicators::Period;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
 use chrono_tz::Europe::London;
 use events::calendar::business_date;
@@ -41,7 +42,6 @@ use events::ids::CouncilCode;
 use layout::{Frame, error_page, format_count, format_value, indicator_label, page, respond, see_other, unit_words};
 use maud::{Markup, html};
 use platform::principals::{Principal, Role};
-use projections::indicators::Period;
 use serde::Deserialize;
 use session::Session;
 use std::collections::{BTreeMap, HashMap};
@@ -446,13 +446,13 @@ async fn dashboard(
         let today = business_date(&(app.now)());
         let (council, period) = dashboard_scope(&v, &p, today)?;
         let data = projections::indicators::load(&app.pool, council.as_str()).await?;
-        let doc = projections::indicators::document_from(&data, council.as_str(), period, today);
+        let doc = casework::indicators::document_from(&data, council.as_str(), period, today);
         // Twelve months to each quarter end, up to the period's last quarter (or today's).
         let trend_periods = Period::rolling_years_to_quarters(period.to.min(today), TREND_QUARTERS);
         let mut trends: BTreeMap<&str, Vec<chart::Point>> = BTreeMap::new();
         for tp in &trend_periods {
             let label = tp.to.format("%b %Y").to_string();
-            for ind in projections::indicators::document_from(&data, council.as_str(), *tp, today).indicators {
+            for ind in casework::indicators::document_from(&data, council.as_str(), *tp, today).indicators {
                 trends.entry(ind.name).or_default().push(chart::Point { label: label.clone(), value: ind.value });
             }
         }
@@ -484,7 +484,7 @@ async fn dashboard(
             div class="cards" data-stream=(stream) {
                 @for ind in &doc.indicators {
                     @let id = format!("ind-{}", ind.name);
-                    @let national = projections::indicators::national(ind.name);
+                    @let national = casework::indicators::national(ind.name);
                     section class="card" data-indicator=(ind.name) data-unit=(ind.unit) aria-labelledby=(id) {
                         h2 id=(id) { (indicator_label(ind.name)) }
                         p class="value" {

@@ -40,7 +40,7 @@ pub async fn run(args: ReturnArgs) -> anyhow::Result<()> {
         let dir = args.out.clone().unwrap_or_else(|| ".".into());
         std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
         let date = args.date.clone().unwrap_or_default();
-        for list in projections::annex_a::LISTS {
+        for list in casework::annex_a::LISTS {
             let list = list.to_string();
             let body = fetch(&http, &args, &[("council", &args.council), ("date", &date), ("list", &list)]).await?;
             let path = dir.join(format!("list{list}.csv"));

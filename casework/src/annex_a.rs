@@ -9,8 +9,8 @@
 //! them. Allocated team and worker are those holding the case on the
 //! inspection date (the worker's id: the backbone holds no staff names).
 
-use crate::casework::{Recorded, effective};
 use crate::cin::{self, CinChild};
+use crate::facts::{Recorded, effective};
 use chrono::{Months, NaiveDate};
 use events::EventType;
 use events::calendar::Calendar;

@@ -3,10 +3,10 @@
 //! (`indicators::compute`); the expected figures were worked out by hand
 //! from DOMAIN.md's rules, and the comments show the working.
 
+use casework::facts::Recorded;
+use casework::indicators::{CouncilData, Indicator, Period, compute, reviews_on_time};
 use chrono::{DateTime, NaiveDate};
 use events::calendar::{Calendar, business_date_of};
-use projections::casework::{self, Recorded};
-use projections::indicators::{CouncilData, Indicator, Period, compute, reviews_on_time};
 use serde_json::{Value, json};
 
 const COUNCIL: &str = "E09000014";
@@ -50,7 +50,7 @@ fn council(children: &[Vec<Recorded>], workers: &[Vec<Recorded>], config: &[Valu
     let mut data = CouncilData::default();
     for (i, h) in children.iter().enumerate() {
         let child = uuid::Uuid::from_u128(i as u128 + 1);
-        let facts = casework::fold_child(h);
+        let facts = casework::facts::fold_child(h);
         data.referrals.extend(facts.referrals);
         data.assessments.extend(facts.assessments);
         data.icpcs.extend(facts.icpcs);
@@ -61,11 +61,11 @@ fn council(children: &[Vec<Recorded>], workers: &[Vec<Recorded>], config: &[Valu
     }
     for (i, h) in workers.iter().enumerate() {
         let worker = uuid::Uuid::from_u128(1000 + i as u128).to_string();
-        data.spells.extend(casework::fold_worker(h).into_iter().map(|s| (worker.clone(), s)));
+        data.spells.extend(casework::facts::fold_worker(h).into_iter().map(|s| (worker.clone(), s)));
     }
     let config: Vec<(&str, &str, Value)> =
         config.iter().map(|c| ("council.configured", "2000-01-01", c.clone())).collect();
-    data.settings = casework::fold_council(&history(&config));
+    data.settings = casework::facts::fold_council(&history(&config));
     data
 }
 
@@ -263,7 +263,7 @@ fn reviews_on_time_follow_three_then_six_months() {
     let missed = reviewed(&["2024-07-01"]); // on time, then nothing by the 1 Jan 2025 due date
     let period = Period::financial_year("2024-25").expect("period");
     let today = day("2025-06-01");
-    let facts = |h: &Vec<Recorded>| casework::fold_child(h).plans.remove(0);
+    let facts = |h: &Vec<Recorded>| casework::facts::fold_child(h).plans.remove(0);
     assert_eq!(reviews_on_time(&facts(&on_time), period, today), Some(true));
     assert_eq!(reviews_on_time(&facts(&late_first), period, today), Some(false));
     assert_eq!(reviews_on_time(&facts(&missed), period, today), Some(false));
@@ -376,7 +376,7 @@ fn corrections_and_retractions_change_the_facts_they_name() {
         ),
         ("record.retracted", "2024-07-02", json!({"retracts": "e2", "reason": "entered in error"})),
     ]);
-    let facts = casework::fold_child(&h);
+    let facts = casework::facts::fold_child(&h);
     assert_eq!(facts.referrals.len(), 1);
     assert_eq!(facts.referrals[0].received_on, day("2023-05-01"));
     assert!(facts.referrals[0].nfa);

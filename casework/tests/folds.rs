@@ -9,12 +9,12 @@
 //! role, is `tests/tests/read_side.rs`; this one runs thousands of
 //! histories in seconds and shrinks a failure to a few events.
 
+use casework::facts::Recorded;
+use casework::indicators::{CouncilData, Period};
 use chrono::{DateTime, NaiveDate};
 use events::EventType;
 use events::arbitrary::{COUNCILS, population};
 use events::calendar::{Calendar, business_date_of};
-use projections::casework::{self, Recorded};
-use projections::indicators::{CouncilData, Period};
 use proptest::prelude::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -63,30 +63,30 @@ proptest! {
         for (subject, history) in &all {
             for r in history {
                 if let Some(t) = EventType::from_name(&r.event_type) {
-                    let _ = projections::summary::summarise(t, &r.data);
-                    let _ = projections::summary::amends(t, &r.data);
+                    let _ = casework::summary::summarise(t, &r.data);
+                    let _ = casework::summary::amends(t, &r.data);
                 }
             }
             match kind_of(history) {
                 Some(EventType::ChildRegistered) => {
                     let child: uuid::Uuid = subject.parse().unwrap_or_default();
-                    let facts = casework::fold_child(history);
+                    let facts = casework::facts::fold_child(history);
                     unique("referral", facts.referrals.iter().map(|r| r.referral_id.as_str()))?;
                     unique("assessment", facts.assessments.iter().map(|a| a.assessment_id.as_str()))?;
                     unique("icpc", facts.icpcs.iter().map(|i| i.conference_id.as_str()))?;
                     unique("cp_plan", facts.plans.iter().map(|p| p.plan_id.as_str()))?;
                     unique("child_review", facts.reviews.iter().map(|r| r.review_id.as_str()))?;
-                    let folded = projections::cin::fold(history, NaiveDate::MAX, calendar);
-                    let _ = projections::quality::flags(&folded);
+                    let folded = casework::cin::fold(history, NaiveDate::MAX, calendar);
+                    let _ = casework::quality::flags(&folded);
                     for council in COUNCILS {
                         for year in ["2019-20", "2022-23", "2024-25", "2025-26", "2026-27"] {
-                            if let Ok(y) = projections::cin::CollectionYear::parse(year)
-                                && let Some(c) = projections::cin::census_child(history, council, &y, calendar)
+                            if let Ok(y) = casework::cin::CollectionYear::parse(year)
+                                && let Some(c) = casework::cin::census_child(history, council, &y, calendar)
                             {
-                                let _ = projections::quality::flags(&c);
+                                let _ = casework::quality::flags(&c);
                             }
                         }
-                        let _ = projections::annex_a::rows(history, council, today, calendar);
+                        let _ = casework::annex_a::rows(history, council, today, calendar);
                     }
                     for (council, data) in &mut councils {
                         data.referrals.extend(facts.referrals.iter().filter(|r| r.council == *council).cloned());
@@ -98,14 +98,14 @@ proptest! {
                     }
                 }
                 Some(EventType::WorkerJoined) => {
-                    for spell in casework::fold_worker(history) {
+                    for spell in casework::facts::fold_worker(history) {
                         if let Some(data) = councils.get_mut(spell.council.as_str()) {
                             data.spells.push((subject.clone(), spell));
                         }
                     }
                 }
                 _ => {
-                    let settings = casework::fold_council(history);
+                    let settings = casework::facts::fold_council(history);
                     let mut seen = HashSet::new();
                     for s in &settings {
                         prop_assert!(seen.insert(s.effective_from), "two settings from {}", s.effective_from);
@@ -119,8 +119,8 @@ proptest! {
         for (council, data) in &councils {
             for year in ["2019-20", "2023-24", "2025-26", "2026-27"] {
                 if let Ok(period) = Period::financial_year(year) {
-                    let _ = projections::indicators::compute(data, period, today, calendar);
-                    let _ = projections::indicators::document_from(data, council, period, today);
+                    let _ = casework::indicators::compute(data, period, today, calendar);
+                    let _ = casework::indicators::document_from(data, council, period, today);
                 }
             }
         }

@@ -1,0 +1,465 @@
+//! The indicators of CONTRACT.md, with the exact arithmetic of DOMAIN.md.
+//!
+//! Pure: a council's casework facts, a period and today's date in, the
+//! indicators out. [`load`] is the small piece that reads the facts.
+//!
+//! Indicators that describe a moment rather than a span (plans open,
+//! children seen, caseload, vacancies) are taken at the period's last day,
+//! or today while the period is still running.
+
+use crate::facts::{Allocation, Assessment, CouncilSetting, CpPlan, Icpc, Referral, WorkerSpell, setting_on};
+use chrono::{Datelike, Days, NaiveDate};
+use events::calendar::{Calendar, add_months, sub_months};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The statutory assessment timescale, in working days.
+pub const DEFAULT_ASSESSMENT_DAYS: i64 = 45;
+/// The ICPC timescale, in working days.
+pub const ICPC_DAYS: i64 = 15;
+/// Statutory visits are usually due at least every 10 working days: about
+/// 14 calendar days, used when a council sets no `visit_interval_days`.
+pub const DEFAULT_VISIT_INTERVAL_DAYS: i64 = 14;
+/// Open cases per FTE above which a worker is flagged, when a council sets no
+/// `caseload_threshold` (the national mean is 16).
+pub const DEFAULT_CASELOAD_THRESHOLD: f64 = 20.0;
+
+/// A span of business dates, both ends inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+impl Period {
+    /// A financial year written as DOMAIN.md does: "2024-25" is 1 April 2024
+    /// to 31 March 2025.
+    pub fn financial_year(text: &str) -> Result<Self, String> {
+        let problem = || format!("must be a financial year such as 2024-25, not {text:?}");
+        let (start, end) = text.split_once('-').ok_or_else(problem)?;
+        let start: i32 = start.parse().map_err(|_| problem())?;
+        let end: i32 = end.parse().map_err(|_| problem())?;
+        if start.to_string().len() != 4 || text.len() != 7 || (start + 1) % 100 != end {
+            return Err(problem());
+        }
+        let from = NaiveDate::from_ymd_opt(start, 4, 1).ok_or_else(problem)?;
+        let to = NaiveDate::from_ymd_opt(start + 1, 3, 31).ok_or_else(problem)?;
+        Ok(Self { from, to })
+    }
+
+    /// The financial year a day falls in.
+    pub fn containing(day: NaiveDate) -> Self {
+        let start = if day.month() >= 4 { day.year() } else { day.year() - 1 };
+        Self {
+            from: NaiveDate::from_ymd_opt(start, 4, 1).unwrap_or(day),
+            to: NaiveDate::from_ymd_opt(start + 1, 3, 31).unwrap_or(day),
+        }
+    }
+
+    /// "2024-25" when the period is a financial year, else "from..to".
+    pub fn label(&self) -> String {
+        let fy = Self::containing(self.from);
+        if fy == *self {
+            format!("{}-{:02}", self.from.year(), (self.from.year() + 1) % 100)
+        } else {
+            format!("{}..{}", self.from, self.to)
+        }
+    }
+
+    pub fn contains(&self, day: NaiveDate) -> bool {
+        self.from <= day && day <= self.to
+    }
+
+    /// The twelve months to the end of each of the last `n` financial
+    /// quarters up to the one holding `day`, oldest first: a trend whose
+    /// every point is a full year, so it reads against annual figures.
+    /// The last point ends on the quarter's last day even while that
+    /// quarter is still running (point-in-time indicators then use today).
+    pub fn rolling_years_to_quarters(day: NaiveDate, n: usize) -> Vec<Self> {
+        // Financial quarters end on the last days of June, September, December and March.
+        let quarter_start_month = (day.month0() / 3) * 3 + 1;
+        let quarter_start = NaiveDate::from_ymd_opt(day.year(), quarter_start_month, 1).unwrap_or(day);
+        (0..n)
+            .rev()
+            .map(|back| {
+                let next_quarter = add_months(sub_months(quarter_start, 3 * back as u32), 3);
+                Self { from: sub_months(next_quarter, 12), to: next_quarter.pred_opt().unwrap_or(next_quarter) }
+            })
+            .collect()
+    }
+}
+
+/// A national figure to read a council's indicator against.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct National {
+    pub value: f64,
+    /// Where the figure comes from, in a few words.
+    pub source: &'static str,
+}
+
+/// England's figure for an indicator, from DOMAIN.md ("National scale",
+/// year to 31 March 2025; workforce at September 2023), where it gives one.
+pub fn national(indicator: &str) -> Option<National> {
+    let (value, source) = match indicator {
+        // 632,830 referrals over the 0-17 population that 49,420 open plans
+        // at about 41 per 10,000 imply (12.05 million).
+        "referrals" => (525.0, "England 2024-25, derived from 632,830 referrals"),
+        "re_referrals_within_12_months" => (0.226, "England 2024-25"),
+        "assessments_within_timescale" => (0.86, "England 2024-25, within 45 working days"),
+        "icpc_within_15_working_days" => (0.814, "England 2024-25"),
+        "plans_open_at_period_end" => (41.0, "England, 31 March 2025"),
+        "plans_lasting_2_years_or_more" => (0.044, "England 2024-25"),
+        "caseload_per_worker" => (16.0, "England, September 2023 (mean)"),
+        "vacancy_rate" => (0.189, "England, September 2023"),
+        _ => return None,
+    };
+    Some(National { value, source })
+}
+
+/// Everything one council's indicators are computed from.
+#[derive(Debug, Clone, Default)]
+pub struct CouncilData {
+    pub settings: Vec<CouncilSetting>,
+    pub referrals: Vec<Referral>,
+    pub assessments: Vec<Assessment>,
+    pub icpcs: Vec<Icpc>,
+    /// Plans started in the council, with the child they belong to.
+    pub plans: Vec<(uuid::Uuid, CpPlan)>,
+    /// Statutory visits of the children in `plans`.
+    pub visits: HashMap<uuid::Uuid, Vec<NaiveDate>>,
+    pub allocations: Vec<Allocation>,
+    /// Spells of workers who were ever in the council.
+    pub spells: Vec<(String, WorkerSpell)>,
+}
+
+/// One indicator. `value` is absent when it cannot be computed (no
+/// denominator, or no population configured).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Indicator {
+    pub name: &'static str,
+    pub unit: &'static str,
+    #[serde(serialize_with = "number")]
+    pub numerator: f64,
+    #[serde(serialize_with = "optional_number")]
+    pub denominator: Option<f64>,
+    #[serde(serialize_with = "optional_number")]
+    pub value: Option<f64>,
+    pub detail: Value,
+}
+
+/// Whole numbers print as integers, so counts read as counts.
+fn as_json(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 9e15 { json!(n as i64) } else { json!((n * 1e6).round() / 1e6) }
+}
+
+fn number<S: serde::Serializer>(n: &f64, s: S) -> Result<S::Ok, S::Error> {
+    as_json(*n).serialize(s)
+}
+
+fn optional_number<S: serde::Serializer>(n: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    n.map(as_json).serialize(s)
+}
+
+fn share(name: &'static str, numerator: usize, denominator: usize, detail: Value) -> Indicator {
+    let value = (denominator > 0).then(|| numerator as f64 / denominator as f64);
+    Indicator { name, unit: "share", numerator: numerator as f64, denominator: Some(denominator as f64), value, detail }
+}
+
+fn per_10000(name: &'static str, numerator: usize, population: Option<i64>, detail: Value) -> Indicator {
+    let denominator = population.filter(|p| *p > 0).map(|p| p as f64);
+    let value = denominator.map(|p| numerator as f64 * 10_000.0 / p);
+    Indicator { name, unit: "per_10000", numerator: numerator as f64, denominator, value, detail }
+}
+
+/// Every indicator for `period`, as known `today`.
+pub fn compute(data: &CouncilData, period: Period, today: NaiveDate, calendar: &Calendar) -> Vec<Indicator> {
+    let at = period.to.min(today).max(period.from);
+    let setting = setting_on(&data.settings, at).cloned().unwrap_or_default();
+    let population = setting.population_0_17;
+    vec![
+        referrals(data, period, population),
+        re_referrals(data, period),
+        assessments_within_timescale(data, period, calendar),
+        icpc_within_15_working_days(data, period, calendar),
+        plans_open_at_period_end(data, at, population),
+        plans_lasting_2_years_or_more(data, period),
+        second_or_subsequent_plans(data, period),
+        plans_reviewed_within_timescale(data, period, today),
+        children_on_plans_seen_within_interval(data, at, &setting),
+        caseload_per_worker(data, at, &setting),
+        vacancy_rate(data, at, &setting),
+    ]
+}
+
+fn referrals(data: &CouncilData, period: Period, population: Option<i64>) -> Indicator {
+    let n = data.referrals.iter().filter(|r| period.contains(r.received_on)).count();
+    let nfa = data.referrals.iter().filter(|r| period.contains(r.received_on) && r.nfa).count();
+    per_10000("referrals", n, population, json!({ "no_further_action": nfa }))
+}
+
+/// Within 12 months: the previous referral's date is on or after the same
+/// calendar date one year earlier.
+fn re_referrals(data: &CouncilData, period: Period) -> Indicator {
+    let in_period: Vec<&Referral> = data.referrals.iter().filter(|r| period.contains(r.received_on)).collect();
+    let re = in_period.iter().filter(|r| r.previous_on.is_some_and(|p| p >= sub_months(r.received_on, 12))).count();
+    share("re_referrals_within_12_months", re, in_period.len(), json!({}))
+}
+
+fn assessments_within_timescale(data: &CouncilData, period: Period, calendar: &Calendar) -> Indicator {
+    let mut within = 0;
+    let mut total = 0;
+    let mut local = false;
+    let mut timescales = BTreeSet::new();
+    for a in &data.assessments {
+        let (Some(start), Some(done)) = (a.started_on, a.completed_on) else { continue };
+        if !period.contains(done) {
+            continue;
+        }
+        let timescale = match setting_on(&data.settings, done).and_then(|s| s.assessment_timescale_days) {
+            Some(days) => {
+                local = true;
+                i64::from(days)
+            }
+            None => DEFAULT_ASSESSMENT_DAYS,
+        };
+        timescales.insert(timescale);
+        total += 1;
+        if calendar.working_days_between(start, done) <= timescale {
+            within += 1;
+        }
+    }
+    if timescales.is_empty() {
+        let configured = setting_on(&data.settings, period.to).and_then(|s| s.assessment_timescale_days);
+        local = configured.is_some();
+        timescales.insert(configured.map_or(DEFAULT_ASSESSMENT_DAYS, i64::from));
+    }
+    share(
+        "assessments_within_timescale",
+        within,
+        total,
+        json!({ "timescale_working_days": timescales.into_iter().collect::<Vec<_>>(), "local_timescale": local }),
+    )
+}
+
+fn icpc_within_15_working_days(data: &CouncilData, period: Period, calendar: &Calendar) -> Indicator {
+    let mut bands: BTreeMap<&str, usize> = [("0-10", 0), ("11-15", 0), ("16-20", 0), ("21+", 0)].into();
+    let mut within = 0;
+    let mut total = 0;
+    let mut unknown_start = 0;
+    for icpc in data.icpcs.iter().filter(|i| period.contains(i.held_on)) {
+        total += 1;
+        let Some(start) = icpc.s47_started_on else {
+            // Without the enquiry's start the ICPC cannot be shown to be on time.
+            unknown_start += 1;
+            continue;
+        };
+        let days = calendar.working_days_between(start, icpc.held_on);
+        let band = match days {
+            ..=10 => "0-10",
+            11..=15 => "11-15",
+            16..=20 => "16-20",
+            _ => "21+",
+        };
+        *bands.entry(band).or_default() += 1;
+        if days <= ICPC_DAYS {
+            within += 1;
+        }
+    }
+    share("icpc_within_15_working_days", within, total, json!({ "bands": bands, "s47_start_unknown": unknown_start }))
+}
+
+fn plans_open_at_period_end(data: &CouncilData, at: NaiveDate, population: Option<i64>) -> Indicator {
+    let n = data.plans.iter().filter(|(_, p)| p.open_on(at)).count();
+    per_10000("plans_open_at_period_end", n, population, json!({ "on": at }))
+}
+
+/// Two years or more: the end date is on or after the start plus 24 months.
+fn plans_lasting_2_years_or_more(data: &CouncilData, period: Period) -> Indicator {
+    let ended: Vec<&CpPlan> =
+        data.plans.iter().map(|(_, p)| p).filter(|p| p.ended_on.is_some_and(|e| period.contains(e))).collect();
+    let long = ended.iter().filter(|p| p.ended_on.is_some_and(|e| e >= add_months(p.started_on, 24))).count();
+    share("plans_lasting_2_years_or_more", long, ended.len(), json!({}))
+}
+
+/// Of children starting a plan in the period, those who had any earlier plan.
+fn second_or_subsequent_plans(data: &CouncilData, period: Period) -> Indicator {
+    let mut children: BTreeMap<uuid::Uuid, bool> = BTreeMap::new();
+    for (child, p) in data.plans.iter().filter(|(_, p)| period.contains(p.started_on)) {
+        *children.entry(*child).or_default() |= p.earlier_plan;
+    }
+    let second = children.values().filter(|s| **s).count();
+    share("second_or_subsequent_plans", second, children.len(), json!({}))
+}
+
+/// A plan counts as reviewed within timescale if every review that fell due
+/// while it was open in the period was held on time: the first within three
+/// months of the ICPC, each later one within six months of the one before.
+/// Plans with no review due in the period are not counted either way.
+fn plans_reviewed_within_timescale(data: &CouncilData, period: Period, today: NaiveDate) -> Indicator {
+    let mut on_time = 0;
+    let mut counted = 0;
+    for (_, plan) in &data.plans {
+        match reviews_on_time(plan, period, today) {
+            Some(true) => {
+                counted += 1;
+                on_time += 1;
+            }
+            Some(false) => counted += 1,
+            None => {}
+        }
+    }
+    share("plans_reviewed_within_timescale", on_time, counted, json!({}))
+}
+
+/// `None` when no review fell due in the period while the plan was open.
+pub fn reviews_on_time(plan: &CpPlan, period: Period, today: NaiveDate) -> Option<bool> {
+    // Reviews fall due only while the plan is open and only once the day has come.
+    let horizon = period.to.min(today);
+    let mut due = add_months(plan.icpc_on, 3);
+    let mut held = plan.reviews.iter().copied();
+    let mut any = false;
+    let mut all = true;
+    loop {
+        let open = plan.ended_on.is_none_or(|end| due < end);
+        if due > horizon || !open {
+            break;
+        }
+        let next = held.next();
+        if due >= period.from {
+            any = true;
+            if next.is_none_or(|r| r > due) {
+                all = false;
+            }
+        }
+        match next {
+            Some(r) => due = add_months(r, 6),
+            None => break,
+        }
+    }
+    any.then_some(all)
+}
+
+fn children_on_plans_seen_within_interval(data: &CouncilData, at: NaiveDate, setting: &CouncilSetting) -> Indicator {
+    let interval = setting.visit_interval_days.map_or(DEFAULT_VISIT_INTERVAL_DAYS, i64::from);
+    let since = at.checked_sub_days(Days::new(interval.max(0) as u64)).unwrap_or(at);
+    let children: BTreeSet<uuid::Uuid> =
+        data.plans.iter().filter(|(_, p)| p.open_on(at)).map(|(child, _)| *child).collect();
+    let seen = children
+        .iter()
+        .filter(|child| data.visits.get(child).is_some_and(|v| v.iter().any(|d| *d > since && *d <= at)))
+        .count();
+    share(
+        "children_on_plans_seen_within_interval",
+        seen,
+        children.len(),
+        json!({ "interval_days": interval, "on": at }),
+    )
+}
+
+/// Open allocated cases per case-holding FTE in the council, on `at`, and
+/// each worker's own ratio against the threshold.
+pub fn worker_loads(data: &CouncilData, at: NaiveDate) -> BTreeMap<String, (WorkerSpell, usize)> {
+    let mut loads: BTreeMap<String, (WorkerSpell, usize)> =
+        data.spells.iter().filter(|(_, s)| s.open_on(at)).map(|(worker, s)| (worker.clone(), (s.clone(), 0))).collect();
+    for a in data.allocations.iter().filter(|a| a.open_on(at)) {
+        if let Some((_, n)) = loads.get_mut(&a.worker_id) {
+            *n += 1;
+        }
+    }
+    loads
+}
+
+fn caseload_per_worker(data: &CouncilData, at: NaiveDate, setting: &CouncilSetting) -> Indicator {
+    let threshold = setting.caseload_threshold.map_or(DEFAULT_CASELOAD_THRESHOLD, f64::from);
+    let loads = worker_loads(data, at);
+    let holders: Vec<&(WorkerSpell, usize)> = loads.values().filter(|(s, _)| s.holds_cases()).collect();
+    let cases: usize = holders.iter().map(|(_, n)| n).sum();
+    let fte: f64 = holders.iter().map(|(s, _)| s.fte).sum();
+    let over = holders.iter().filter(|(s, n)| over_threshold(*n, s.fte, threshold)).count();
+    Indicator {
+        name: "caseload_per_worker",
+        unit: "per_fte",
+        numerator: cases as f64,
+        denominator: Some(fte),
+        value: (fte > 0.0).then(|| cases as f64 / fte),
+        detail: json!({ "on": at, "threshold": threshold, "workers_over_threshold": over, "case_holding_workers": holders.len() }),
+    }
+}
+
+/// A worker is over the threshold when their open cases per FTE exceed it.
+pub fn over_threshold(cases: usize, fte: f64, threshold: f64) -> bool {
+    fte > 0.0 && cases as f64 / fte > threshold
+}
+
+/// (funded FTE minus permanent filled FTE) / funded FTE: agency staff cover
+/// vacancies but do not fill posts.
+fn vacancy_rate(data: &CouncilData, at: NaiveDate, setting: &CouncilSetting) -> Indicator {
+    let filled: f64 =
+        data.spells.iter().filter(|(_, s)| s.open_on(at) && s.holds_cases() && !s.agency).map(|(_, s)| s.fte).sum();
+    let agency: f64 =
+        data.spells.iter().filter(|(_, s)| s.open_on(at) && s.holds_cases() && s.agency).map(|(_, s)| s.fte).sum();
+    let funded = setting.funded_social_worker_fte;
+    let vacant = funded.map(|f| (f - filled).max(0.0));
+    Indicator {
+        name: "vacancy_rate",
+        unit: "share",
+        numerator: vacant.unwrap_or(0.0),
+        denominator: funded,
+        value: funded.filter(|f| *f > 0.0).zip(vacant).map(|(f, v)| v / f),
+        detail: json!({ "on": at, "filled_fte": as_json(filled), "agency_fte": as_json(agency) }),
+    }
+}
+
+/// The indicators document of CONTRACT.md for one council and period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Document {
+    pub council: String,
+    pub period: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub indicators: Vec<Indicator>,
+}
+
+/// The document from facts already loaded (one load serves many periods).
+pub fn document_from(data: &CouncilData, council: &str, period: Period, today: NaiveDate) -> Document {
+    Document {
+        council: council.to_owned(),
+        period: period.label(),
+        from: period.from,
+        to: period.to,
+        indicators: compute(data, period, today, Calendar::england_and_wales()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap_or(NaiveDate::MIN)
+    }
+
+    #[test]
+    fn rolling_years_end_on_the_last_days_of_financial_quarters() {
+        let periods = Period::rolling_years_to_quarters(day("2025-05-10"), 3);
+        let spans: Vec<(String, String)> = periods.iter().map(|p| (p.from.to_string(), p.to.to_string())).collect();
+        assert_eq!(
+            spans,
+            [
+                ("2024-01-01".to_owned(), "2024-12-31".to_owned()),
+                ("2024-04-01".to_owned(), "2025-03-31".to_owned()),
+                ("2024-07-01".to_owned(), "2025-06-30".to_owned()),
+            ]
+        );
+        // A year to 31 March is the financial year, and says so.
+        assert_eq!(periods[1].label(), "2024-25");
+    }
+
+    #[test]
+    fn national_figures_are_those_of_the_domain() {
+        assert_eq!(national("icpc_within_15_working_days").map(|n| n.value), Some(0.814));
+        assert_eq!(national("vacancy_rate").map(|n| n.value), Some(0.189));
+        assert_eq!(national("second_or_subsequent_plans"), None);
+    }
+}
