@@ -1,6 +1,7 @@
 //! The gateway's one error type. Its `IntoResponse` alone decides status
 //! codes and writes RFC 9457 `application/problem+json`. A 5xx cause is
-//! logged once here and never sent to the caller.
+//! logged once here, with the request id, and never sent to the caller: the
+//! answer has our own words and the `request_id` to quote.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -45,12 +46,21 @@ pub enum ApiError {
     UnsupportedMediaType { detail: String },
     #[error("invalid event")]
     Invalid { errors: Vec<FieldError> },
-    #[error("storage unavailable")]
-    Unavailable { detail: String, stored: Vec<KnownStored> },
+    /// `detail` is ours, for the caller; `cause` is for the log only.
+    #[error("storage unavailable: {detail}")]
+    Unavailable { detail: String, stored: Vec<KnownStored>, cause: Option<anyhow::Error> },
     #[error("not found")]
     NotFound { detail: String },
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
+}
+
+impl ApiError {
+    /// A dependency (JetStream, the key store) failed: `detail` in our words,
+    /// the cause kept for the log.
+    pub fn unavailable(detail: impl Into<String>, cause: impl Into<anyhow::Error>) -> Self {
+        Self::Unavailable { detail: detail.into(), stored: Vec::new(), cause: Some(cause.into()) }
+    }
 }
 
 #[derive(Serialize)]
@@ -68,6 +78,9 @@ struct Body<'a> {
     index: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stored: Option<Vec<KnownStored>>,
+    /// On a server error: the id its cause is logged under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl ApiError {
@@ -125,6 +138,7 @@ impl IntoResponse for ApiError {
             current_sequence: None,
             index: None,
             stored: None,
+            request_id: None,
         };
         match self {
             Self::BadJson { detail } | Self::UnsupportedMediaType { detail } | Self::NotFound { detail } => {
@@ -147,13 +161,14 @@ impl IntoResponse for ApiError {
                 body.detail = detail;
                 body.errors = errors;
             }
-            Self::Unavailable { detail, stored } => {
+            Self::Unavailable { detail, stored, cause } => {
+                body.request_id = platform::telemetry::report(&detail, cause.as_ref()).map(|id| id.to_string());
                 body.detail = detail;
                 body.stored = Some(stored);
             }
             Self::Internal(cause) => {
-                tracing::error!(error = %format!("{cause:#}"), "internal error");
-                body.detail = "the gateway failed; the cause is in its log".into();
+                body.request_id = platform::telemetry::report("internal error", Some(&cause)).map(|id| id.to_string());
+                body.detail = "the gateway failed; its log has the cause under this request_id".into();
             }
         }
         let mut response = (status, axum::Json(body)).into_response();

@@ -192,6 +192,7 @@ impl Ingest {
                         self.publish_timeout
                     ),
                     stored,
+                    cause: None,
                 })
             }
         }
@@ -232,7 +233,9 @@ impl Ingest {
                     let loaded = state::catch_up(&self.stream, subject, &mut st).await;
                     **slot = Some(st.clone());
                     loaded.map_err(|e| match e {
-                        state::LoadError::Unavailable(m) => unavailable(m, &committed),
+                        state::LoadError::Unavailable(m) => {
+                            unavailable("JetStream could not be read", anyhow::anyhow!(m), &committed)
+                        }
                         // A stored message that is not an event is not an
                         // outage: refuse loudly rather than ask for retries.
                         corrupt @ state::LoadError::Corrupt { .. } => ApiError::Internal(corrupt.into()),
@@ -305,7 +308,7 @@ impl Ingest {
                     }
                     Err(e) => {
                         self.metrics.unavailable.inc();
-                        return Err(unavailable(e.to_string(), &committed));
+                        return Err(unavailable("JetStream did not store the events", e, &committed));
                     }
                 }
             }
@@ -329,6 +332,7 @@ impl Ingest {
         Err(ApiError::Unavailable {
             detail: "the subjects kept moving on under concurrent writers; retry the whole request".into(),
             stored: committed.lock().map(|c| c.clone()).unwrap_or_default(),
+            cause: None,
         })
     }
 
@@ -594,7 +598,7 @@ impl Ingest {
             Ok(m) => m,
             Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(None),
             Err(e) => {
-                return Err(ApiError::Unavailable { detail: e.to_string(), stored: Vec::new() }.into());
+                return Err(ApiError::unavailable("JetStream could not be read", e).into());
             }
         };
         // The event is always the message after its index entry: both are
@@ -618,7 +622,7 @@ impl Ingest {
             .sequence(stream_seq)
             .send()
             .await
-            .map_err(|e| PlanError::Api(ApiError::Unavailable { detail: e.to_string(), stored: Vec::new() }))?;
+            .map_err(|e| PlanError::Api(ApiError::unavailable("JetStream could not be read", e)))?;
         let value: Value = serde_json::from_slice(&message.payload).map_err(|e| ApiError::Internal(e.into()))?;
         let stored = state::parse_stored(&message.payload).map_err(|m| ApiError::Internal(anyhow::anyhow!(m)))?;
         Ok((value, stored))
@@ -666,19 +670,19 @@ impl Ingest {
 fn key_error(e: KeyError) -> PlanError {
     match e {
         KeyError::Erased => PlanError::Erased,
-        KeyError::Unavailable(m) => PlanError::Api(ApiError::Unavailable {
-            detail: format!("the key store is unavailable: {m}"),
-            stored: Vec::new(),
-        }),
+        KeyError::Unavailable(m) => {
+            PlanError::Api(ApiError::unavailable("the key store is unavailable", anyhow::anyhow!(m)))
+        }
         other @ KeyError::WrongMasterKey => PlanError::Api(ApiError::Internal(other.into())),
     }
 }
 
-fn unavailable(detail: String, committed: &Arc<Mutex<Vec<KnownStored>>>) -> ApiError {
+fn unavailable(detail: &str, cause: impl Into<anyhow::Error>, committed: &Arc<Mutex<Vec<KnownStored>>>) -> ApiError {
     ApiError::Unavailable {
         detail: format!(
             "{detail}; events listed in `stored` are stored, and retrying the whole request with the same ids is safe"
         ),
         stored: committed.lock().map(|c| c.clone()).unwrap_or_default(),
+        cause: Some(cause.into()),
     }
 }

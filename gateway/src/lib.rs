@@ -67,14 +67,15 @@ pub struct Accepted {
 pub struct ApiDoc;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/children/{child}/erasure", post(erase_child))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
-        .with_state(state)
+        .with_state(state);
+    platform::telemetry::traced(routes)
 }
 
 fn authenticate(principals: &Principals, headers: &HeaderMap) -> Result<Principal, ApiError> {
@@ -222,7 +223,7 @@ async fn erase(app: &AppState, child: &str, headers: &HeaderMap) -> Result<Erase
     let child = ChildId::parse(child)
         .map_err(|m| ApiError::Invalid { errors: vec![FieldError::new(0, "/child", format!("the child id {m}"))] })?;
     let subject = events::Subject::Child(child);
-    let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable { detail: e.to_string(), stored: Vec::new() };
+
     match app
         .ingest
         .stream
@@ -235,7 +236,7 @@ async fn erase(app: &AppState, child: &str, headers: &HeaderMap) -> Result<Erase
         Err(e) if e.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound => {
             return Err(ApiError::NotFound { detail: format!("no child {child} has any event") });
         }
-        Err(e) => return Err(unavailable(&e)),
+        Err(e) => return Err(ApiError::unavailable("JetStream could not be read", e)),
     }
     let header = |name: &str| -> Option<String> {
         let text = headers.get(name)?.to_str().ok()?.trim();
@@ -255,14 +256,22 @@ async fn erase(app: &AppState, child: &str, headers: &HeaderMap) -> Result<Erase
     let publish = async {
         js.publish(events::subjects::erasure_subject(&subject), payload.into())
             .await
-            .map_err(|e| unavailable(&e))?
+            .map_err(|e| ApiError::unavailable("the audit stream did not store the erasure", e))?
             .await
-            .map_err(|e| unavailable(&e))
+            .map_err(|e| ApiError::unavailable("the audit stream did not store the erasure", e))
     };
-    let ack = tokio::time::timeout(app.ingest.publish_timeout, publish)
+    let ack =
+        tokio::time::timeout(app.ingest.publish_timeout, publish).await.map_err(|_| ApiError::Unavailable {
+            detail: "the audit stream did not answer in time".into(),
+            stored: Vec::new(),
+            cause: None,
+        })??;
+    let key_erased = app
+        .ingest
+        .keys
+        .erase(&child)
         .await
-        .map_err(|_| unavailable(&"the audit stream did not answer in time"))??;
-    let key_erased = app.ingest.keys.erase(&child).await.map_err(|e| unavailable(&e))?;
+        .map_err(|e| ApiError::unavailable("the key store could not erase the key", e))?;
     tracing::info!(principal = %principal.name.as_str(), audit_sequence = ack.sequence, "erased a child's data key");
     Ok(Erased {
         child: child.to_string(),

@@ -6,6 +6,7 @@
 //! - [`bus`]: the NATS connection, version check, streams and key buckets.
 //! - [`principals`]: `principals.toml`, tokens, roles and scopes.
 //! - [`keystore`]: children's data keys, wrapped by the master key.
+//! - [`telemetry`]: request ids, request spans, and how a server error is reported.
 //!
 //! This crate may not depend on sqlx (a check in `tests/tests/workspace.rs`
 //! holds it to that): the gateway is built on it, and the gateway never
@@ -15,6 +16,7 @@ pub mod bus;
 pub mod config;
 pub mod keystore;
 pub mod principals;
+pub mod telemetry;
 
 use anyhow::Context as _;
 use ed25519_dalek::SigningKey;

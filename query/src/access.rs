@@ -49,6 +49,17 @@ pub struct AccessLog {
 /// Where an access event that names no child (a lookup that found nobody) goes.
 pub const LOOKUP_SUBJECT: &str = "sg.audit.lookup";
 
+/// Why an access event was not stored (and so the read is refused).
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("the access event could not be encoded")]
+    Encode(#[source] serde_json::Error),
+    #[error("JetStream did not take the access event")]
+    Publish(#[source] async_nats::jetstream::context::PublishError),
+    #[error("JetStream did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
+}
+
 impl AccessLog {
     /// Records `outcome` for each child (or one event with no child when
     /// `children` is empty), waiting for JetStream to store every one.
@@ -59,7 +70,7 @@ impl AccessLog {
         children: &[uuid::Uuid],
         outcome: Outcome,
         at: DateTime<Utc>,
-    ) -> Result<(), String> {
+    ) -> Result<(), AccessError> {
         let targets: Vec<Option<uuid::Uuid>> =
             if children.is_empty() { vec![None] } else { children.iter().copied().map(Some).collect() };
         let mut acks = Vec::with_capacity(targets.len());
@@ -78,18 +89,18 @@ impl AccessLog {
                 Some(c) => events::subjects::access_subject(&Subject::Child(ChildId::from_uuid(c))),
                 None => LOOKUP_SUBJECT.to_owned(),
             };
-            let payload = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+            let payload = serde_json::to_vec(&event).map_err(AccessError::Encode)?;
             let ack = tokio::time::timeout(self.timeout, self.js.publish(subject, payload.into()))
                 .await
-                .map_err(|_| "timed out".to_owned())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|_| AccessError::TimedOut(self.timeout))?
+                .map_err(AccessError::Publish)?;
             acks.push(ack);
         }
         for ack in acks {
             tokio::time::timeout(self.timeout, ack)
                 .await
-                .map_err(|_| "timed out".to_owned())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|_| AccessError::TimedOut(self.timeout))?
+                .map_err(AccessError::Publish)?;
         }
         Ok(())
     }

@@ -24,9 +24,11 @@ pub enum QueryError {
     NotFound(String),
     #[error("invalid parameter")]
     Invalid(Vec<ParamError>),
-    /// The access log could not record the read, so the read is refused.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
+    /// Something the answer needs is not there just now (the access log,
+    /// the key store, a parked registration). `detail` is ours, for the
+    /// caller; `cause`, if any, is for the log only.
+    #[error("unavailable: {detail}")]
+    Unavailable { detail: String, cause: Option<anyhow::Error> },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -36,13 +38,24 @@ impl QueryError {
         Self::Invalid(vec![ParamError { parameter: parameter.to_owned(), message: message.into() }])
     }
 
+    /// Unavailable, for a reason the caller may be told in full.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::Unavailable { detail: detail.into(), cause: None }
+    }
+
+    /// Unavailable because a dependency failed: `detail` for the caller,
+    /// the cause for the log.
+    pub fn dependency(detail: impl Into<String>, cause: impl Into<anyhow::Error>) -> Self {
+        Self::Unavailable { detail: detail.into(), cause: Some(cause.into()) }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -63,11 +76,15 @@ struct Problem {
     detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<ParamError>,
+    /// On a server error: the id its cause is logged under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let mut request_id = None;
         let (slug, title, detail, errors) = match self {
             Self::Unauthorized => (
                 "unauthorized",
@@ -81,13 +98,18 @@ impl IntoResponse for QueryError {
                 let detail = errors.iter().map(|e| format!("{}: {}", e.parameter, e.message)).collect::<Vec<_>>();
                 ("invalid-parameter", "Invalid parameter", detail.join("; "), errors)
             }
-            Self::Unavailable(detail) => ("unavailable", "Unavailable", detail, vec![]),
+            Self::Unavailable { detail, cause } => {
+                request_id = platform::telemetry::report(&detail, cause.as_ref()).map(|id| id.to_string());
+                ("unavailable", "Unavailable", detail, vec![])
+            }
             Self::Internal(cause) => {
-                tracing::error!(error = %format!("{cause:#}"), "internal error");
-                ("internal", "Internal error", "the query role failed; the cause is in its log".to_owned(), vec![])
+                request_id = platform::telemetry::report("internal error", Some(&cause)).map(|id| id.to_string());
+                let detail = "the query role failed; its log has the cause under this request_id".to_owned();
+                ("internal", "Internal error", detail, vec![])
             }
         };
-        let body = Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail, errors };
+        let body =
+            Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail, errors, request_id };
         let mut response = (status, axum::Json(body)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::UNAUTHORIZED {

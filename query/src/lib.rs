@@ -132,7 +132,7 @@ impl Default for QueryMetrics {
 pub struct ApiDoc;
 
 pub fn router(state: Arc<QueryState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/children/{child}/chronology", get(chronology))
         .route("/v1/children/{child}/chronology/export", get(chronology_export))
         .route("/v1/children/{child}/access-log", get(access_log))
@@ -152,7 +152,8 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .merge(pages::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), read_position))
-        .with_state(state)
+        .with_state(state);
+    platform::telemetry::traced(routes)
 }
 
 /// Every answer carries the read models' position (`X-Read-Position`),
@@ -306,7 +307,7 @@ async fn admit_child(
         // the child does not exist. (Whoever else asks learns nothing: the
         // council that would decide their access is not known yet either.)
         if principal.has(Role::Admin) && projections::parking::parked(&app.pool, &child.to_string()).await?.is_some() {
-            return Err(QueryError::Unavailable(format!(
+            return Err(QueryError::unavailable(format!(
                 "the read models hold nothing of child {child} yet: its events are parked (safeguard parked)"
             )));
         }
@@ -348,8 +349,7 @@ async fn record(
 ) -> Result<(), QueryError> {
     app.access.record(asker, endpoint, children, outcome, (app.now)()).await.map_err(|e| {
         app.metrics.access_failures.inc();
-        tracing::error!(error = %e, "could not store an access event; the read is refused");
-        QueryError::Unavailable("the access log could not record this read, so it is not answered".into())
+        QueryError::dependency("the access log could not record this read, so it is not answered", e)
     })
 }
 
@@ -608,7 +608,7 @@ async fn build_export(app: &QueryState, child: uuid::Uuid) -> Result<export::Exp
         .keys
         .existing_key(&events::ids::ChildId::from_uuid(child))
         .await
-        .map_err(|e| QueryError::Unavailable(format!("the key store is unavailable: {e}")))?;
+        .map_err(|e| QueryError::dependency("the key store is unavailable", e))?;
     let documents: Vec<Value> = stored
         .into_iter()
         .map(|mut doc| {
@@ -701,15 +701,22 @@ async fn verify(State(app): State<Arc<QueryState>>, Query(p): Query<VerifyParams
                 None
             }
         };
-        let text = std::fs::read_to_string(&app.public_key).map_err(|_| {
-            QueryError::Unavailable(format!("the public key {} cannot be read", app.public_key.display()))
+        let text = std::fs::read_to_string(&app.public_key).map_err(|e| {
+            QueryError::dependency(
+                "the gateway's public keys cannot be read",
+                anyhow::Error::new(e).context(app.public_key.display().to_string()),
+            )
         })?;
-        let keys = events::chain::decode_verifying_keys(&text)
-            .map_err(|m| QueryError::Unavailable(format!("the public key file {}: {m}", app.public_key.display())))?;
+        let keys = events::chain::decode_verifying_keys(&text).map_err(|m| {
+            QueryError::dependency(
+                "the gateway's public keys cannot be read",
+                anyhow::anyhow!("{}: {m}", app.public_key.display()),
+            )
+        })?;
         let js = app.access.js.clone();
         let report = crate::verify::verify(&js, Some(&app.pool), &keys, child.as_ref())
             .await
-            .map_err(|e| QueryError::Unavailable(format!("verification could not run: {e:#}")))?;
+            .map_err(|e| QueryError::dependency("verification could not run", e))?;
         Ok(Json(report).into_response())
     }
     .await;
@@ -767,7 +774,7 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
             .keys
             .existing_key(&events::ids::ChildId::from_uuid(child))
             .await
-            .map_err(|e| QueryError::Unavailable(format!("the key store is unavailable: {e}")))?;
+            .map_err(|e| QueryError::dependency("the key store is unavailable", e))?;
         if let Some(key) = key {
             casework::cin::open_people(&child.to_string(), &mut history, &key);
         }

@@ -96,10 +96,17 @@ pub fn error_page(error: QueryError, frame: Frame<'_>) -> Response {
             "Something in the address is not right",
             errors.into_iter().map(|e| format!("{}: {}", e.parameter, e.message)).collect(),
         ),
-        QueryError::Unavailable(reason) => ("Not available just now", vec![capitalise(&reason)]),
+        QueryError::Unavailable { detail, cause } => {
+            platform::telemetry::report(&detail, cause.as_ref());
+            ("Not available just now", vec![capitalise(&detail)])
+        }
         QueryError::Internal(cause) => {
-            tracing::error!(error = %format!("{cause:#}"), "internal error on a page");
-            ("Something went wrong", vec!["The query role failed; the cause is in its log.".into()])
+            let id = platform::telemetry::report("internal error on a page", Some(&cause));
+            let mut lines = vec!["The query role failed; the cause is in its log.".to_owned()];
+            if let Some(id) = id {
+                lines.push(format!("Quote this reference if you report it: {id}."));
+            }
+            ("Something went wrong", lines)
         }
     };
     let body = html! {

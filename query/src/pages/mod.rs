@@ -96,7 +96,7 @@ async fn viewer(app: &QueryState, headers: &HeaderMap) -> Result<Viewer, QueryEr
     // A session signed out elsewhere (or whose cookie was copied before it was) is over.
     let signed_out = app.signed_out.get(&session.nonce).await.map_err(|e| {
         tracing::error!(error = %e, "could not read the signed-out sessions");
-        QueryError::Unavailable("sessions cannot be checked just now".into())
+        QueryError::unavailable("sessions cannot be checked just now")
     })?;
     if signed_out.is_some() {
         return Err(QueryError::Unauthorized);
@@ -240,7 +240,7 @@ async fn sign_out(
     if let Err(e) = app.signed_out.put(&v.session.nonce, v.session.expires.to_string().into()).await {
         tracing::error!(error = %e, "could not record a sign-out");
         let reason = "the sign-out could not be recorded, so you are still signed in; try again";
-        return error_page(QueryError::Unavailable(reason.into()), v.frame());
+        return error_page(QueryError::unavailable(reason), v.frame());
     }
     let mut response = see_other("/ui/sign-in");
     response.headers_mut().insert(header::SET_COOKIE, session::clear_cookie());

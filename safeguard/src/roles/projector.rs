@@ -185,10 +185,12 @@ fn router(
             }
         }
     };
-    axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+    platform::telemetry::traced(
+        axum::Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(ready))
+            .route("/metrics", get(metrics)),
+    )
 }
 
 /// `safeguard rebuild`: builds the read models afresh beside the live ones
