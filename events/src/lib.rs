@@ -34,6 +34,7 @@ pub mod json;
 pub mod personal;
 pub mod privacy;
 pub mod problem;
+pub mod stored;
 pub mod subjects;
 
 pub use catalogue::{EventData, EventType, SubjectKind};

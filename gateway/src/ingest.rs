@@ -623,9 +623,9 @@ impl Ingest {
             .send()
             .await
             .map_err(|e| PlanError::Api(ApiError::unavailable("JetStream could not be read", e)))?;
-        let value: Value = serde_json::from_slice(&message.payload).map_err(|e| ApiError::Internal(e.into()))?;
-        let stored = state::parse_stored(&message.payload).map_err(|m| ApiError::Internal(anyhow::anyhow!(m)))?;
-        Ok((value, stored))
+        let decoded = events::stored::decode(&message.subject, &message.payload)
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context(format!("stream message {stream_seq}"))))?;
+        Ok((decoded.document, decoded.event))
     }
 
     async fn fetch_result(&self, stream_seq: u64, subject: &Subject) -> Result<EventResult, PlanError> {

@@ -12,7 +12,6 @@ use events::catalogue::EventType;
 use events::chain::Digest;
 use events::envelope::{StoredEvent, Subject};
 use events::ids::{CouncilCode, EventId, PrincipalName};
-use events::json::parse_strict;
 use events::subjects;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -76,8 +75,12 @@ impl SubjectState {
 pub enum LoadError {
     #[error("the stream could not be read: {0}")]
     Unavailable(String),
-    #[error("stream message {stream_seq} is not a stored event: {detail}")]
-    Corrupt { stream_seq: u64, detail: String },
+    #[error("stream message {stream_seq} is not a stored event")]
+    Corrupt {
+        stream_seq: u64,
+        #[source]
+        cause: events::stored::DecodeError,
+    },
 }
 
 /// Brings `state` up to date by reading the subject's messages after its
@@ -96,18 +99,9 @@ pub async fn catch_up(stream: &Stream, subject: &Subject, state: &mut SubjectSta
             Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(()),
             Err(e) => return Err(LoadError::Unavailable(e.to_string())),
         };
-        let event = parse_stored(&message.payload)
-            .map_err(|detail| LoadError::Corrupt { stream_seq: message.sequence, detail })?;
-        state.apply(&event, message.sequence);
-    }
-}
-
-/// Reads a stored event's attributes from a stream message.
-pub fn parse_stored(payload: &[u8]) -> Result<StoredEvent, String> {
-    match parse_strict(payload) {
-        Ok(serde_json::Value::Object(doc)) => StoredEvent::from_document(&doc).map_err(|p| p.to_string()),
-        Ok(_) => Err("not a JSON object".into()),
-        Err(e) => Err(e.to_string()),
+        let decoded = events::stored::decode(&message.subject, &message.payload)
+            .map_err(|cause| LoadError::Corrupt { stream_seq: message.sequence, cause })?;
+        state.apply(&decoded.event, message.sequence);
     }
 }
 

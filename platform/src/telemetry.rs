@@ -116,7 +116,8 @@ mod tests {
                 report("internal error", Some(&cause)).map(|id| id.to_string()).unwrap_or_default()
             }),
         ));
-        let request = Request::get("/fail").header(REQUEST_ID, "chosen-by-caller").body(Body::empty()).expect("a request");
+        let request =
+            Request::get("/fail").header(REQUEST_ID, "chosen-by-caller").body(Body::empty()).expect("a request");
         let response = router.oneshot(request).await.expect("an answer");
         let header = response.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = response.into_body().collect().await.expect("a body").to_bytes();

@@ -38,10 +38,11 @@ impl Incoming {
         }
     }
 
-    /// Decodes one stream message, and checks that it is what the gateway
-    /// stores: a well-formed stored event, on the NATS subject its own
-    /// subject maps to, whose bytes match its hash. Anything else is
-    /// [`Incoming::Undecodable`] and goes to `dead_letter` with the reason;
+    /// Decodes one stream message with `events::stored::decode`, which
+    /// checks that it is what the gateway stores: a well-formed stored
+    /// event, on the NATS subject its own subject maps to, whose bytes match
+    /// its hash. Anything else is [`Incoming::Undecodable`] and goes to
+    /// `dead_letter` with the reason;
     /// it never stops the projector. (The reasons name fields and
     /// positions, never values.)
     pub fn decode(stream_seq: u64, nats_subject: &str, payload: &[u8]) -> Self {
@@ -51,27 +52,16 @@ impl Incoming {
             reason,
             payload: payload.to_vec(),
         };
-        let value = match events::json::parse_strict(payload) {
-            Ok(value) => value,
-            Err(e) => return undecodable(format!("not strict JSON: {e}")),
+        let decoded = match events::stored::decode(nats_subject, payload) {
+            Ok(decoded) => decoded,
+            Err(e) => return undecodable(e.to_string()),
         };
-        let serde_json::Value::Object(doc) = &value else { return undecodable("not a JSON object".to_owned()) };
-        let event = match StoredEvent::from_document(doc) {
-            Ok(event) => event,
-            Err(problems) => return undecodable(format!("not a stored event: {problems}")),
-        };
-        if events::subjects::event_subject(&event.subject) != nats_subject {
-            return undecodable("the event names a subject other than the one it was stored under".to_owned());
-        }
-        if events::chain::content_hash(doc) != event.hash {
-            return undecodable("the event's bytes do not match its hash".to_owned());
-        }
         Self::Event {
             stream_seq,
             nats_subject: nats_subject.to_owned(),
             payload: payload.to_vec(),
-            event: Box::new(event),
-            document: value,
+            event: Box::new(decoded.event),
+            document: decoded.document,
         }
     }
 }
