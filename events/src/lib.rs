@@ -16,10 +16,14 @@
 //! - [`canonical`], [`chain`]: RFC 8785 bytes, hashes, signatures, and the
 //!   verification of a history.
 //! - [`calendar`]: business dates and England-and-Wales working days.
+//! - [`stored`]: the one decoder of stored events, as readers of the stream take them.
+//! - [`audit`]: the audit stream's records (access events, erasures), for writer and reader alike.
+//! - [`subjects`]: the NATS subject scheme, stream and bucket names.
 
 /// Arbitrary catalogue-valid histories, for property tests downstream.
 #[cfg(feature = "arbitrary")]
 pub mod arbitrary;
+pub mod audit;
 pub mod calendar;
 pub mod canonical;
 pub mod catalogue;

@@ -25,6 +25,15 @@ use crate::envelope::Subject;
 use crate::ids::{EventId, PrincipalName};
 use sha2::{Digest, Sha256};
 
+/// The JetStream stream of events and the id index.
+pub const EVENTS_STREAM: &str = "SG_EVENTS";
+/// The JetStream stream of access events, erasures and checkpoints.
+pub const AUDIT_STREAM: &str = "SG_AUDIT";
+/// The key-value bucket of children's wrapped data keys.
+pub const KEYS_BUCKET: &str = "sg_child_keys";
+/// The key-value bucket of page sessions that were signed out (by nonce).
+pub const SIGNED_OUT_BUCKET: &str = "sg_signed_out";
+
 /// Fixed forever: changing it would move subjects between partitions.
 pub const PARTITIONS: u32 = 32;
 
@@ -34,6 +43,8 @@ pub const EVENTS_FILTER: &str = "sg.ev.>";
 pub const IDS_FILTER: &str = "sg.id.>";
 /// The audit stream's subjects.
 pub const AUDIT_FILTER: &str = "sg.audit.>";
+/// Access events of lookups that found nobody.
+pub const LOOKUP: &str = "sg.audit.lookup";
 /// Where checkpoints are published.
 pub const CHECKPOINT: &str = "sg.audit.checkpoint";
 

@@ -243,14 +243,14 @@ async fn erase(app: &AppState, child: &str, headers: &HeaderMap) -> Result<Erase
         (!text.is_empty()).then(|| text.chars().take(200).collect())
     };
     let at = (app.now)();
-    let record = serde_json::json!({
-        "id": uuid::Uuid::new_v4(),
-        "child": child,
-        "principal": principal.name.as_str(),
-        "acting_user": header("x-acting-user"),
-        "purpose": header("x-purpose"),
-        "at": at,
-    });
+    let record = events::audit::Erasure {
+        id: uuid::Uuid::new_v4(),
+        child: *child.as_uuid(),
+        principal: principal.name.as_str().to_owned(),
+        acting_user: header("x-acting-user"),
+        purpose: header("x-purpose"),
+        at,
+    };
     let js = async_nats::jetstream::new(app.ingest.client.clone());
     let payload = serde_json::to_vec(&record).map_err(|e| ApiError::Internal(e.into()))?;
     let publish = async {

@@ -7,11 +7,7 @@ use async_nats::jetstream::{self, kv, stream};
 use events::subjects;
 use std::time::Duration;
 
-pub const EVENTS_STREAM: &str = "SG_EVENTS";
-pub const AUDIT_STREAM: &str = "SG_AUDIT";
-pub const KEYS_BUCKET: &str = "sg_child_keys";
-/// Page sessions that were signed out (by nonce), kept as long as a session lives.
-pub const SIGNED_OUT_BUCKET: &str = "sg_signed_out";
+pub use events::subjects::{AUDIT_STREAM, EVENTS_STREAM, KEYS_BUCKET, SIGNED_OUT_BUCKET};
 
 /// The oldest server the backbone runs on: atomic batch publish arrived in 2.12.
 pub const MIN_SERVER: (u32, u32) = (2, 12);

@@ -24,12 +24,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// The audit stream.
-pub const AUDIT_STREAM: &str = "SG_AUDIT";
+pub use events::subjects::AUDIT_STREAM;
 /// The consumer's row in `audit.position` and its durable's name.
 const CONSUMER: &str = "audit";
 
-/// An access event as the query role publishes it, and as the access log
-/// answers it (without its own id and the child, which the caller named).
+/// An access-log row (the table `audit.access`), as the access log answers
+/// it (without its own id and the child, which the caller named). On the
+/// wire it is an `events::audit::AccessEvent`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, sqlx::FromRow)]
 pub struct AccessRecord {
     #[serde(skip_serializing)]
@@ -45,20 +46,9 @@ pub struct AccessRecord {
     pub outcome: String,
 }
 
-/// An erasure as the gateway records it, before it erases the key.
-#[derive(Debug, Deserialize)]
-pub struct ErasureRecord {
-    pub child: uuid::Uuid,
-    pub principal: String,
-    pub acting_user: Option<String>,
-    pub at: DateTime<Utc>,
-}
-
-/// One decoded audit message.
+/// One decoded audit message: a record, or why it is a dead letter.
 enum Record {
-    Access(AccessRecord),
-    Erasure(ErasureRecord),
-    Checkpoint { covers: i64, root: String, document: serde_json::Value },
+    Known(events::audit::Record),
     Unknown(String),
 }
 
@@ -71,28 +61,10 @@ struct Message {
 }
 
 fn decode(subject: &str, payload: &[u8]) -> Record {
-    let result = if subject.starts_with("sg.audit.access.") || subject == "sg.audit.lookup" {
-        serde_json::from_slice::<AccessRecord>(payload).map_err(|e| e.to_string()).and_then(|a| {
-            // The table's own check, made here so that one bad record is a
-            // dead letter instead of a batch refused for ever.
-            if matches!(a.outcome.as_str(), "allowed" | "refused") {
-                Ok(Record::Access(a))
-            } else {
-                Err("/outcome must be allowed or refused".to_owned())
-            }
-        })
-    } else if subject.starts_with("sg.audit.erasure.") {
-        serde_json::from_slice(payload).map(Record::Erasure).map_err(|e| e.to_string())
-    } else if subject == events::subjects::CHECKPOINT {
-        serde_json::from_slice::<serde_json::Value>(payload).map_err(|e| e.to_string()).and_then(|document| {
-            let covers = document["covers"].as_i64().ok_or("no covers")?;
-            let root = document["root"].as_str().ok_or("no root")?.to_owned();
-            Ok(Record::Checkpoint { covers, root, document })
-        })
-    } else {
-        Err("not an audit subject this version knows".to_owned())
-    };
-    result.unwrap_or_else(Record::Unknown)
+    match events::audit::decode(subject, payload) {
+        Ok(record) => Record::Known(record),
+        Err(reason) => Record::Unknown(reason),
+    }
 }
 
 /// Applies the audit stream until `shutdown` resolves, retrying (with
@@ -257,7 +229,7 @@ async fn dead_letter(tx: &mut Transaction<'_, Postgres>, m: &Message, reason: &s
 async fn record(tx: &mut Transaction<'_, Postgres>, stream_seq: i64, record: &Record) -> Result<(), sqlx::Error> {
     {
         match record {
-            Record::Access(a) => {
+            Record::Known(events::audit::Record::Access(a)) => {
                 sqlx::query(
                     "insert into audit.access_event values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                      on conflict do nothing",
@@ -270,12 +242,12 @@ async fn record(tx: &mut Transaction<'_, Postgres>, stream_seq: i64, record: &Re
                 .bind(&a.purpose)
                 .bind(&a.endpoint)
                 .bind(a.at)
-                .bind(&a.outcome)
+                .bind(a.outcome.as_str())
                 .execute(&mut **tx)
                 .await?;
             }
-            Record::Erasure(e) => erase(tx, stream_seq, e).await?,
-            Record::Checkpoint { covers, root, document } => {
+            Record::Known(events::audit::Record::Erasure(e)) => erase(tx, stream_seq, e).await?,
+            Record::Known(events::audit::Record::Checkpoint { covers, root, document }) => {
                 sqlx::query("insert into audit.checkpoint values ($1, $2, $3, $4) on conflict do nothing")
                     .bind(stream_seq)
                     .bind(covers)
@@ -292,7 +264,11 @@ async fn record(tx: &mut Transaction<'_, Postgres>, stream_seq: i64, record: &Re
 
 /// Records the erasure and removes the child's identifier digests from the
 /// live read models, a rebuild in progress and the kept previous copy.
-async fn erase(tx: &mut Transaction<'_, Postgres>, stream_seq: i64, e: &ErasureRecord) -> Result<(), sqlx::Error> {
+async fn erase(
+    tx: &mut Transaction<'_, Postgres>,
+    stream_seq: i64,
+    e: &events::audit::Erasure,
+) -> Result<(), sqlx::Error> {
     sqlx::query("insert into audit.erased_child values ($1, $2, $3, $4, $5) on conflict do nothing")
         .bind(e.child)
         .bind(stream_seq)

@@ -53,7 +53,8 @@ pub async fn rebuild(
         .await?;
     crate::migrate(&pool, REBUILD_SCHEMA).await?;
 
-    let stream = js.get_stream(runtime::EVENTS_STREAM).await.map_err(|e| ProjectorError::JetStream(e.to_string()))?;
+    let stream =
+        js.get_stream(events::subjects::EVENTS_STREAM).await.map_err(|e| ProjectorError::JetStream(e.to_string()))?;
     if let Ok(info) = stream.clone().info().await {
         stats.stream_last.store(info.state.last_sequence, Ordering::Relaxed);
     }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The stream the projector reads.
-pub const EVENTS_STREAM: &str = "SG_EVENTS";
+use events::subjects::EVENTS_STREAM;
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -8,7 +8,6 @@
 use chrono::{DateTime, Utc};
 use events::Subject;
 use events::ids::ChildId;
-use serde::Serialize;
 use std::time::Duration;
 
 /// Who asked, and why (the `X-Acting-User` and `X-Purpose` headers).
@@ -19,25 +18,7 @@ pub struct Asker {
     pub purpose: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Allowed,
-    Refused,
-}
-
-/// One access event, as stored on `sg.audit.access.<pp>.<child>`.
-#[derive(Debug, Clone, Serialize)]
-pub struct AccessEvent<'a> {
-    pub id: uuid::Uuid,
-    pub child: Option<uuid::Uuid>,
-    pub principal: &'a str,
-    pub acting_user: Option<&'a str>,
-    pub purpose: Option<&'a str>,
-    pub endpoint: &'a str,
-    pub at: DateTime<Utc>,
-    pub outcome: Outcome,
-}
+pub use events::audit::{AccessEvent, Outcome};
 
 /// Where access events go.
 #[derive(Debug, Clone)]
@@ -45,9 +26,6 @@ pub struct AccessLog {
     pub js: async_nats::jetstream::Context,
     pub timeout: Duration,
 }
-
-/// Where an access event that names no child (a lookup that found nobody) goes.
-pub const LOOKUP_SUBJECT: &str = "sg.audit.lookup";
 
 /// Why an access event was not stored (and so the read is refused).
 #[derive(Debug, thiserror::Error)]
@@ -78,16 +56,16 @@ impl AccessLog {
             let event = AccessEvent {
                 id: uuid::Uuid::new_v4(),
                 child,
-                principal: &asker.principal,
-                acting_user: asker.acting_user.as_deref(),
-                purpose: asker.purpose.as_deref(),
-                endpoint,
+                principal: asker.principal.clone(),
+                acting_user: asker.acting_user.clone(),
+                purpose: asker.purpose.clone(),
+                endpoint: endpoint.to_owned(),
                 at,
                 outcome,
             };
             let subject = match child {
                 Some(c) => events::subjects::access_subject(&Subject::Child(ChildId::from_uuid(c))),
-                None => LOOKUP_SUBJECT.to_owned(),
+                None => events::subjects::LOOKUP.to_owned(),
             };
             let payload = serde_json::to_vec(&event).map_err(AccessError::Encode)?;
             let ack = tokio::time::timeout(self.timeout, self.js.publish(subject, payload.into()))
