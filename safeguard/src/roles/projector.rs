@@ -75,6 +75,89 @@ pub async fn keys(
     Ok(Arc::new(platform::keystore::ProjectorKeys::new(store, &master)))
 }
 
+/// The projector's metrics, read from its counters at each scrape.
+#[derive(Debug)]
+struct ProjectorMetrics {
+    name: String,
+    stats: Arc<projections::runtime::Stats>,
+    audit: Arc<projections::runtime::Stats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct ProjectorLabel {
+    projector: String,
+}
+
+impl prometheus_client::collector::Collector for ProjectorMetrics {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::MetricType::{Counter, Gauge};
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use std::sync::atomic::Ordering::Relaxed;
+        let (s, label) = (&self.stats, ProjectorLabel { projector: self.name.clone() });
+        let gauges: [(&str, &str, u64); 5] = [
+            ("position", "Stream sequence applied up to", s.position.load(Relaxed)),
+            ("stream_last", "The stream's last sequence when last looked at", s.stream_last.load(Relaxed)),
+            (
+                "lag",
+                "Stream head minus applied position while an event of this projector waits, else 0 (an upper bound: the stream also holds id-index messages)",
+                s.lag(),
+            ),
+            ("stalled", "1 while events wait and none has been applied for the stall interval", u64::from(s.stalled())),
+            (
+                "parked_subjects",
+                "Subjects parked: their events wait until `safeguard parked retry`",
+                s.parked.load(Relaxed),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            ConstGauge::new(value)
+                .encode(encoder.encode_descriptor(name, help, None, Gauge)?.encode_family(&label)?)?;
+        }
+        let seconds: [(&str, &str, f64); 2] = [
+            (
+                "lag_seconds",
+                "Age of the oldest event this projector has not applied (0 when none waits)",
+                s.lag_seconds(),
+            ),
+            (
+                "last_error_timestamp_seconds",
+                "When the projector last failed or parked a subject (Unix seconds; 0 never)",
+                s.last_error_at_ms.load(Relaxed) as f64 / 1000.0,
+            ),
+        ];
+        for (name, help, value) in seconds {
+            ConstGauge::new(value)
+                .encode(encoder.encode_descriptor(name, help, None, Gauge)?.encode_family(&label)?)?;
+        }
+        let counters: [(&str, &str, u64); 5] = [
+            ("events_applied", "Events applied since start", s.applied.load(Relaxed)),
+            (
+                "dead_letters",
+                "Messages that are not well-formed, correctly hashed stored events, kept in dead_letter since start",
+                s.dead_letters.load(Relaxed),
+            ),
+            ("parkings", "Subjects parked since start", s.parkings.load(Relaxed)),
+            (
+                "audit_dead_letters",
+                "Audit messages kept in audit.dead_letter since start",
+                self.audit.dead_letters.load(Relaxed),
+            ),
+            (
+                "interruptions",
+                "Sessions ended by a NATS or PostgreSQL failure since start (each retried)",
+                s.interruptions.load(Relaxed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            ConstCounter::new(value)
+                .encode(encoder.encode_descriptor(name, help, None, Counter)?.encode_family(&label)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// The projector's `/healthz`, `/readyz` and `/metrics`.
 fn router(
     name: String,
@@ -86,80 +169,22 @@ fn router(
     use axum::routing::get;
     use std::sync::atomic::Ordering;
     let ready_stats = stats.clone();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("safeguard_projector");
+    registry.register_collector(Box::new(ProjectorMetrics { name, stats, audit }));
+    let registry = Arc::new(registry);
     let metrics = move || {
-        let s = stats.clone();
-        let name = name.clone();
+        let registry = registry.clone();
         async move {
-            let label = format!("{{projector=\"{name}\"}}");
             let mut out = String::new();
-            let mut gauge = |metric: &str, help: &str, kind: &str, value: u64| {
-                let suffix = if kind == "counter" { "_total" } else { "" };
-                out.push_str(&format!(
-                    "# HELP safeguard_projector_{metric} {help}\n# TYPE safeguard_projector_{metric} {kind}\nsafeguard_projector_{metric}{suffix}{label} {value}\n"
-                ));
+            let status = match prometheus_client::encoding::text::encode(&mut out, &registry) {
+                Ok(()) => axum::http::StatusCode::OK,
+                Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             };
-            gauge("position", "Stream sequence applied up to", "gauge", s.position.load(Ordering::Relaxed));
-            gauge(
-                "stream_last",
-                "The stream's last sequence when last looked at",
-                "gauge",
-                s.stream_last.load(Ordering::Relaxed),
-            );
-            gauge(
-                "lag",
-                "Stream head minus applied position while an event of this projector waits, else 0 (an upper bound: the stream also holds id-index messages)",
-                "gauge",
-                s.lag(),
-            );
-            gauge("events_applied", "Events applied since start", "counter", s.applied.load(Ordering::Relaxed));
-            gauge(
-                "dead_letters",
-                "Messages that are not well-formed, correctly hashed stored events, kept in dead_letter since start",
-                "counter",
-                s.dead_letters.load(Ordering::Relaxed),
-            );
-            gauge(
-                "stalled",
-                "1 while events wait and none has been applied for the stall interval",
-                "gauge",
-                u64::from(s.stalled()),
-            );
-            gauge(
-                "parked_subjects",
-                "Subjects parked: their events wait until `safeguard parked retry`",
-                "gauge",
-                s.parked.load(Ordering::Relaxed),
-            );
-            gauge("parkings", "Subjects parked since start", "counter", s.parkings.load(Ordering::Relaxed));
-            gauge(
-                "audit_dead_letters",
-                "Audit messages kept in audit.dead_letter since start",
-                "counter",
-                audit.dead_letters.load(Ordering::Relaxed),
-            );
-            gauge(
-                "interruptions",
-                "Sessions ended by a NATS or PostgreSQL failure since start (each retried)",
-                "counter",
-                s.interruptions.load(Ordering::Relaxed),
-            );
-            let mut float = |metric: &str, help: &str, value: f64| {
-                out.push_str(&format!(
-                    "# HELP safeguard_projector_{metric} {help}\n# TYPE safeguard_projector_{metric} gauge\nsafeguard_projector_{metric}{label} {value}\n"
-                ));
-            };
-            float(
-                "lag_seconds",
-                "Age of the oldest event this projector has not applied (0 when none waits)",
-                s.lag_seconds(),
-            );
-            float(
-                "last_error_timestamp_seconds",
-                "When the projector last failed or parked a subject (Unix seconds; 0 never)",
-                s.last_error_at_ms.load(Ordering::Relaxed) as f64 / 1000.0,
-            );
-            out.push_str("# EOF\n");
-            ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out)
+            (
+                status,
+                [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                out,
+            )
         }
     };
     let ready = move || {
