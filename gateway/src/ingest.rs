@@ -173,6 +173,7 @@ impl From<ApiError> for PlanError {
 
 impl Ingest {
     /// Stores `events` for `principal` and returns one result per event.
+    #[tracing::instrument(name = "ingest", skip_all, fields(principal = %principal.name.as_str(), events = events.len()))]
     pub async fn ingest(
         &self,
         principal: &Principal,
@@ -336,6 +337,7 @@ impl Ingest {
         })
     }
 
+    #[tracing::instrument(name = "plan", skip_all, fields(events = events.len(), subjects = states.len()))]
     async fn plan(
         &self,
         principal: &Principal,

@@ -134,6 +134,7 @@ impl Committer {
 
     /// Stores `messages` as one atomic unit, alone or with other chunks:
     /// the same promise as [`publish_atomic`].
+    #[tracing::instrument(name = "commit", skip_all, fields(messages = messages.len()))]
     pub async fn commit(&self, messages: Vec<Outgoing>) -> Result<Committed, PublishError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.jobs

@@ -81,6 +81,7 @@ pub(crate) fn group_histories(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(Str
 
 /// Refolds every touched subject within `tx`; with `keys`, also the
 /// identifier index of children whose identifying events arrived.
+#[tracing::instrument(name = "refold", skip_all, fields(children = touched.children.len()))]
 pub async fn refold(
     tx: &mut Transaction<'_, Postgres>,
     touched: &Touched,

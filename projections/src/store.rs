@@ -186,6 +186,7 @@ pub(crate) struct EventItem<'a> {
 /// stored position are skipped, so a batch redelivered after a crash
 /// applies nothing twice. With `expected`, the batch is refused unless the
 /// stored position is exactly where the caller last left it.
+#[tracing::instrument(name = "apply_batch", skip_all, fields(projector = projector, messages = batch.len(), isolation = ?isolation))]
 pub async fn apply_batch(
     tx: &mut Transaction<'_, Postgres>,
     projector: &str,

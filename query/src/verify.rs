@@ -76,6 +76,7 @@ struct Checked {
 /// Verifies the whole stream (or one child's history) against `keys` (every
 /// public key the gateway has signed with), and against the Postgres copy
 /// when `copy` is given.
+#[tracing::instrument(name = "verify", skip_all, fields(one_subject = child.is_some(), with_copy = copy.is_some()))]
 pub async fn verify(
     js: &jetstream::Context,
     copy: Option<&PgPool>,
