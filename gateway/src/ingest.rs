@@ -8,9 +8,10 @@
 //! sequences and reused ids). Only when the whole request passes is anything
 //! stored, and then as atomic batches.
 
+use crate::checks;
 use crate::error::{ApiError, FieldError, KnownStored};
 use crate::publish::{self, Outgoing, PublishError};
-use crate::state::{self, Cache, Known, SubjectState};
+use crate::state::{self, Cache, SubjectState};
 use async_nats::jetstream::stream::{RawMessageErrorKind, Stream};
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -405,83 +406,14 @@ impl Ingest {
                 continue;
             }
 
-            // References to the subject's own history.
-            match event.event_type {
-                EventType::ChildRegistered if st.registered => {
-                    invalid.push(FieldError::new(
-                        i,
-                        "/subject",
-                        "is already registered: a child is registered once (use child.details_updated)",
-                    ));
-                }
-                EventType::WorkerJoined if st.registered => {
-                    invalid.push(FieldError::new(i, "/subject", "has already joined: use worker.changed"));
-                }
-                EventType::ChildRegistered | EventType::WorkerJoined | EventType::CouncilConfigured => {}
-                _ if !st.registered => {
-                    let what = match subject {
-                        Subject::Worker(_) => "is not a known worker: publish worker.joined first",
-                        _ => "is not a registered child: publish child.registered first",
-                    };
-                    invalid.push(FieldError::new(i, "/subject", what));
-                }
-                _ => {}
-            }
-
-            // Council scope: the council the subject belongs to (for a
-            // registration, the one it names; for a transfer, the sending one).
-            let council = match &event.data {
-                EventData::ChildRegistered(d) => Some(d.council.clone()),
-                EventData::WorkerJoined(d) => Some(d.council.clone()),
-                _ => st.council.clone(),
-            };
-            if let Some(council) = &council
-                && !principal.councils.allows(council)
-            {
-                let pointer = if matches!(event.event_type, EventType::ChildRegistered | EventType::WorkerJoined) {
-                    "/data/council"
-                } else {
-                    "/subject"
-                };
-                forbidden.push(FieldError::new(
-                    i,
-                    pointer,
-                    format!("belongs to council {}, outside this principal's scope", council.as_str()),
-                ));
-            }
-
-            // The publisher's view of the subject's position.
-            if first_of_subject
-                && let Some(expected) = event.expected_sequence
-                && expected != st.sequence
-            {
-                conflicts.push(FieldError::new(
-                    i,
-                    "/expectedsequence",
-                    format!("is {expected}, but the subject is at sequence {}", st.sequence),
-                ));
+            // The checks against the subject's state, in order (crate::checks).
+            invalid.extend(checks::references(i, event, st));
+            forbidden.extend(checks::scope(i, principal, event, st));
+            if let Some(conflict) = checks::expectation(i, first_of_subject, event, st) {
+                conflicts.push(conflict);
                 current_sequence.get_or_insert(st.sequence);
             }
-
-            // Amendments name an earlier event of this subject by this publisher.
-            let target = match &event.data {
-                EventData::RecordCorrected(c) => Some(("/data/corrects", c.corrects.clone())),
-                EventData::RecordRetracted(r) => Some(("/data/retracts", r.retracts.clone())),
-                _ => None,
-            };
-            if let Some((pointer, target)) = target {
-                match st.ids.get(&(principal.name.clone(), target)) {
-                    None => invalid.push(FieldError::new(
-                        i,
-                        pointer,
-                        "names no earlier event of this publisher in this subject's history",
-                    )),
-                    Some(k) if k.event_type == EventType::RecordRetracted => {
-                        invalid.push(FieldError::new(i, pointer, "names a retraction, which cannot itself be amended"))
-                    }
-                    Some(_) => {}
-                }
-            }
+            invalid.extend(checks::amendment_target(i, principal, event, st));
 
             if !(forbidden.is_empty() && invalid.is_empty() && conflicts.is_empty()) {
                 slots.push(Slot::Refused);
@@ -495,43 +427,20 @@ impl Ingest {
                 sequence: st.sequence + 1,
                 prevhash: st.head,
             };
-            let data = serde_json::to_value(&event.data).map_err(|e| ApiError::Internal(e.into()))?;
-            let mut doc = Value::Object(event.to_unsealed(&stamp, data));
-            let pointers = personal_pointers(&event.data, "/data");
-            if !pointers.is_empty() {
-                let key = match self.data_key(&subject).await {
-                    Ok(key) => key,
-                    Err(PlanError::Erased) => {
-                        let pointer = pointers.first().cloned().unwrap_or_default();
-                        conflicts.push(FieldError::new(
-                            i,
-                            pointer,
-                            "this child's personal data has been erased; record the fact without personal fields",
-                        ));
-                        slots.push(Slot::Refused);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                let subject_text = subject.to_string();
-                privacy::seal_fields(
-                    &mut doc,
-                    &pointers,
-                    &key,
-                    (&subject_text, principal.name.as_str(), event.id.as_str()),
-                    || {
-                        let mut nonce = [0u8; 24];
-                        rand::rngs::OsRng.fill_bytes(&mut nonce);
-                        nonce
-                    },
-                );
-            }
-            let Value::Object(unsealed) = doc else {
-                return Err(ApiError::Internal(anyhow::anyhow!("a stored document is not an object")).into());
+            let (payload, hash) = match self.seal_and_sign(event, &stamp).await {
+                Ok(sealed) => sealed,
+                Err(PlanError::Erased) => {
+                    let pointer = personal_pointers(&event.data, "/data").first().cloned().unwrap_or_default();
+                    conflicts.push(FieldError::new(
+                        i,
+                        pointer,
+                        "this child's personal data has been erased; record the fact without personal fields",
+                    ));
+                    slots.push(Slot::Refused);
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
-            let sealed = chain::seal(unsealed, &self.signing);
-            let hash = chain::content_hash(&sealed);
-            let payload = Bytes::from(serde_json::to_vec(&sealed).map_err(|e| ApiError::Internal(e.into()))?);
 
             let index_payload = json!({ "subject": subject.to_string(), "sequence": stamp.sequence });
             let n = NewEvent {
@@ -555,21 +464,13 @@ impl Ingest {
             };
 
             // The subject as it will be after this event.
-            st.sequence = stamp.sequence;
-            st.head = hash;
-            match &event.data {
-                EventData::ChildRegistered(d) => {
-                    st.registered = true;
-                    st.council = Some(d.council.clone());
-                }
-                EventData::WorkerJoined(d) => {
-                    st.registered = true;
-                    st.council = Some(d.council.clone());
-                }
-                EventData::ChildTransferred(d) => st.council = Some(d.council.clone()),
-                _ => {}
-            }
-            st.ids.insert(key, Known { event_type: event.event_type, sequence: stamp.sequence, stream_seq: 0 });
+            let council = match &event.data {
+                EventData::ChildRegistered(d) => Some(d.council.clone()),
+                EventData::WorkerJoined(d) => Some(d.council.clone()),
+                EventData::ChildTransferred(d) => Some(d.council.clone()),
+                _ => None,
+            };
+            st.advance(key, event.event_type, council, stamp.sequence, hash, 0);
             slots.push(Slot::New);
             new.push(n);
         }
@@ -584,6 +485,38 @@ impl Ingest {
             return Err(ApiError::Conflict { errors: conflicts, current_sequence }.into());
         }
         Ok(Plan { slots, new, after: states })
+    }
+
+    /// The stored form of `event` at `stamp`: its personal fields sealed
+    /// under the child's data key (none to seal, no key needed), chained and
+    /// signed. The bytes to publish and their hash; `PlanError::Erased` if
+    /// the child's key has been erased and there is something to seal.
+    async fn seal_and_sign(&self, event: &ReceivedEvent, stamp: &Stamp) -> Result<(Bytes, Digest), PlanError> {
+        let data = serde_json::to_value(&event.data).map_err(|e| ApiError::Internal(e.into()))?;
+        let mut doc = Value::Object(event.to_unsealed(stamp, data));
+        let pointers = personal_pointers(&event.data, "/data");
+        if !pointers.is_empty() {
+            let key = self.data_key(&event.subject).await?;
+            let subject_text = event.subject.to_string();
+            privacy::seal_fields(
+                &mut doc,
+                &pointers,
+                &key,
+                (&subject_text, stamp.source.as_str(), event.id.as_str()),
+                || {
+                    let mut nonce = [0u8; 24];
+                    rand::rngs::OsRng.fill_bytes(&mut nonce);
+                    nonce
+                },
+            );
+        }
+        let Value::Object(unsealed) = doc else {
+            return Err(ApiError::Internal(anyhow::anyhow!("a stored document is not an object")).into());
+        };
+        let sealed = chain::seal(unsealed, &self.signing);
+        let hash = chain::content_hash(&sealed);
+        let payload = Bytes::from(serde_json::to_vec(&sealed).map_err(|e| ApiError::Internal(e.into()))?);
+        Ok((payload, hash))
     }
 
     async fn data_key(&self, subject: &Subject) -> Result<DataKey, PlanError> {

@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - [`ingest`]: the order of checks and the planning of each request.
+//! - [`checks`]: the checks of one event against its subject's state (pure).
 //! - [`state`]: per-subject state folded from the stream, and its cache.
 //! - [`publish`]: atomic batch publish with JetStream's expectations.
 //! - [`error`]: the one error type and its problem+json form.
@@ -16,6 +17,7 @@
 //! stream before the key goes. The gateway never touches PostgreSQL.
 
 pub mod checkpoint;
+pub mod checks;
 pub mod error;
 pub mod ingest;
 pub mod metrics;

@@ -52,22 +52,36 @@ impl SubjectState {
 
     /// Folds one stored event in.
     pub fn apply(&mut self, event: &StoredEvent, stream_seq: u64) {
-        self.sequence = event.sequence;
-        self.head = event.hash;
+        let council = event.data.get("council").and_then(|v| v.as_str()).and_then(|s| CouncilCode::parse(s).ok());
+        let key = (event.source.clone(), event.id.clone());
+        self.advance(key, event.event_type, council, event.sequence, event.hash, stream_seq);
         self.last_stream_seq = stream_seq;
-        let council = || event.data.get("council").and_then(|v| v.as_str()).and_then(|s| CouncilCode::parse(s).ok());
-        match event.event_type {
+    }
+
+    /// The subject after one more event, stored (from [`SubjectState::apply`])
+    /// or planned (`stream_seq` 0 until it is committed). `council` is the
+    /// council the event names, which only a registration, a worker joining
+    /// and a transfer change the subject's to.
+    pub fn advance(
+        &mut self,
+        key: (PrincipalName, EventId),
+        event_type: EventType,
+        council: Option<CouncilCode>,
+        sequence: u64,
+        hash: Digest,
+        stream_seq: u64,
+    ) {
+        self.sequence = sequence;
+        self.head = hash;
+        match event_type {
             EventType::ChildRegistered | EventType::WorkerJoined => {
                 self.registered = true;
-                self.council = council();
+                self.council = council;
             }
-            EventType::ChildTransferred => self.council = council(),
+            EventType::ChildTransferred => self.council = council,
             _ => {}
         }
-        self.ids.insert(
-            (event.source.clone(), event.id.clone()),
-            Known { event_type: event.event_type, sequence: event.sequence, stream_seq },
-        );
+        self.ids.insert(key, Known { event_type, sequence, stream_seq });
     }
 }
 

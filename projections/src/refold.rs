@@ -213,147 +213,16 @@ impl ChildRows {
         self.reviews.extend(facts.reviews.into_iter().map(|r| (child, r)));
     }
 
+    /// Writes every row, table by table, in the batch's transaction.
     async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
-        if !self.status.is_empty() {
-            let s = &self.status;
-            sqlx::query(
-                "insert into child_status select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[],
-                    $5::bool[], $6::bool[], $7::bool[], $8::bool[], $9::date[], $10::date[], $11::timestamptz[],
-                    $12::timestamptz[], $13::date[])",
-            )
-            .bind(s.iter().map(|(c, _)| *c).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, x)| x.la_child_id.clone()).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, x)| x.died_on).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, x)| x.sealed).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, x)| x.episode_open).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, x)| x.on_cp_plan).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, x)| x.on_cin_plan).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, x)| x.plan_started_on).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, x)| x.review_due_on).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, x)| x.last_seen_at).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, x)| x.last_seen_alone_at).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, x)| x.last_visit_on).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
-        }
-        if !self.referrals.is_empty() {
-            let r = &self.referrals;
-            sqlx::query(
-                "insert into referral select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[],
-                    $5::bool[], $6::date[], $7::date[])",
-            )
-            .bind(r.iter().map(|(c, _)| *c).collect::<Vec<_>>())
-            .bind(r.iter().map(|(_, x)| x.referral_id.clone()).collect::<Vec<_>>())
-            .bind(r.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
-            .bind(r.iter().map(|(_, x)| x.received_on).collect::<Vec<_>>())
-            .bind(r.iter().map(|(_, x)| x.nfa).collect::<Vec<_>>())
-            .bind(r.iter().map(|(_, x)| x.previous_on).collect::<Vec<_>>())
-            .bind(r.iter().map(|(_, x)| x.closed_on).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
-        }
-        if !self.assessments.is_empty() {
-            let a = &self.assessments;
-            sqlx::query(
-                "insert into assessment select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::date[])",
-            )
-            .bind(a.iter().map(|(c, _)| *c).collect::<Vec<_>>())
-            .bind(a.iter().map(|(_, x)| x.assessment_id.clone()).collect::<Vec<_>>())
-            .bind(a.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
-            .bind(a.iter().map(|(_, x)| x.started_on).collect::<Vec<_>>())
-            .bind(a.iter().map(|(_, x)| x.completed_on).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
-        }
-        if !self.icpcs.is_empty() {
-            let i = &self.icpcs;
-            sqlx::query(
-                "insert into icpc select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::date[])",
-            )
-            .bind(i.iter().map(|(c, _)| *c).collect::<Vec<_>>())
-            .bind(i.iter().map(|(_, x)| x.conference_id.clone()).collect::<Vec<_>>())
-            .bind(i.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
-            .bind(i.iter().map(|(_, x)| x.held_on).collect::<Vec<_>>())
-            .bind(i.iter().map(|(_, x)| x.s47_started_on).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
-        }
-        if !self.plans.is_empty() {
-            let p = &self.plans;
-            // Reviews travel as one text per plan: Postgres has no arrays of arrays of unequal length.
-            sqlx::query(
-                "insert into cp_plan
-                 select c, id, council, category, started, ended, icpc, earlier,
-                        coalesce(string_to_array(nullif(reviews, ''), ',')::date[], '{}')
-                   from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::date[], $6::date[], $7::date[],
-                               $8::bool[], $9::text[])
-                     as t(c, id, council, category, started, ended, icpc, earlier, reviews)",
-            )
-            .bind(p.iter().map(|(c, _)| *c).collect::<Vec<_>>())
-            .bind(p.iter().map(|(_, x)| x.plan_id.clone()).collect::<Vec<_>>())
-            .bind(p.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
-            .bind(p.iter().map(|(_, x)| x.category.clone()).collect::<Vec<_>>())
-            .bind(p.iter().map(|(_, x)| x.started_on).collect::<Vec<_>>())
-            .bind(p.iter().map(|(_, x)| x.ended_on).collect::<Vec<_>>())
-            .bind(p.iter().map(|(_, x)| x.icpc_on).collect::<Vec<_>>())
-            .bind(p.iter().map(|(_, x)| x.earlier_plan).collect::<Vec<_>>())
-            .bind(
-                p.iter()
-                    .map(|(_, x)| x.reviews.iter().map(NaiveDate::to_string).collect::<Vec<_>>().join(","))
-                    .collect::<Vec<_>>(),
-            )
-            .execute(&mut **tx)
-            .await?;
-        }
-        if !self.allocations.is_empty() {
-            let a = &self.allocations;
-            sqlx::query(
-                "insert into allocation select * from unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[],
-                    $6::timestamptz[], $7::date[], $8::date[])",
-            )
-            .bind(a.iter().map(|(c, _, _, _)| *c).collect::<Vec<_>>())
-            .bind(a.iter().map(|(_, i, _, _)| *i).collect::<Vec<_>>())
-            .bind(a.iter().map(|(_, _, w, _)| *w).collect::<Vec<_>>())
-            .bind(a.iter().map(|(_, _, _, x)| x.team_id.clone()).collect::<Vec<_>>())
-            .bind(a.iter().map(|(_, _, _, x)| x.council.clone()).collect::<Vec<_>>())
-            .bind(a.iter().map(|(_, _, _, x)| x.allocated_at).collect::<Vec<DateTime<Utc>>>())
-            .bind(a.iter().map(|(_, _, _, x)| x.from_on).collect::<Vec<_>>())
-            .bind(a.iter().map(|(_, _, _, x)| x.to_on).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
-        }
-        if !self.sightings.is_empty() {
-            let s = &self.sightings;
-            sqlx::query(
-                "insert into sighting select * from unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::date[],
-                    $5::bool[], $6::bool[])",
-            )
-            .bind(s.iter().map(|(c, _, _)| *c).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, _, x)| x.seen_at).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, _, x)| x.seen_on).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, _, x)| x.statutory).collect::<Vec<_>>())
-            .bind(s.iter().map(|(_, _, x)| x.alone).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
-        }
-        if !self.flags.is_empty() {
-            let f = &self.flags;
-            sqlx::query(
-                "insert into quality_flag select * from unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[],
-                    $6::text[], $7::date[])",
-            )
-            .bind(f.iter().map(|(c, _, _)| *c).collect::<Vec<_>>())
-            .bind(f.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
-            .bind(f.iter().map(|(_, _, x)| x.council.clone()).collect::<Vec<_>>())
-            .bind(f.iter().map(|(_, _, x)| x.rule.to_owned()).collect::<Vec<_>>())
-            .bind(f.iter().map(|(_, _, x)| x.reference.clone()).collect::<Vec<_>>())
-            .bind(f.iter().map(|(_, _, x)| x.detail.clone()).collect::<Vec<_>>())
-            .bind(f.iter().map(|(_, _, x)| x.on).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
-        }
+        insert_status(tx, &self.status).await?;
+        insert_referrals(tx, &self.referrals).await?;
+        insert_assessments(tx, &self.assessments).await?;
+        insert_icpcs(tx, &self.icpcs).await?;
+        insert_plans(tx, &self.plans).await?;
+        insert_allocations(tx, &self.allocations).await?;
+        insert_sightings(tx, &self.sightings).await?;
+        insert_flags(tx, &self.flags).await?;
         // One row at a time: reviews are rare.
         for (child, r) in &self.reviews {
             sqlx::query("insert into child_review values ($1, $2, $3, $4, $5, $6)")
@@ -368,6 +237,208 @@ impl ChildRows {
         }
         Ok(())
     }
+}
+
+/// Writes `child_status` rows in one statement.
+async fn insert_status(
+    tx: &mut Transaction<'_, Postgres>,
+    s: &[(uuid::Uuid, casework::facts::ChildStatus)],
+) -> Result<(), sqlx::Error> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into child_status select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[],
+            $5::bool[], $6::bool[], $7::bool[], $8::bool[], $9::date[], $10::date[], $11::timestamptz[],
+            $12::timestamptz[], $13::date[])",
+    )
+    .bind(s.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.la_child_id.clone()).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.died_on).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.sealed).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.episode_open).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.on_cp_plan).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.on_cin_plan).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.plan_started_on).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.review_due_on).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.last_seen_at).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.last_seen_alone_at).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.last_visit_on).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes `referral` rows in one statement.
+async fn insert_referrals(
+    tx: &mut Transaction<'_, Postgres>,
+    r: &[(uuid::Uuid, casework::facts::Referral)],
+) -> Result<(), sqlx::Error> {
+    if r.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into referral select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[],
+            $5::bool[], $6::date[], $7::date[])",
+    )
+    .bind(r.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+    .bind(r.iter().map(|(_, x)| x.referral_id.clone()).collect::<Vec<_>>())
+    .bind(r.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+    .bind(r.iter().map(|(_, x)| x.received_on).collect::<Vec<_>>())
+    .bind(r.iter().map(|(_, x)| x.nfa).collect::<Vec<_>>())
+    .bind(r.iter().map(|(_, x)| x.previous_on).collect::<Vec<_>>())
+    .bind(r.iter().map(|(_, x)| x.closed_on).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes `assessment` rows in one statement.
+async fn insert_assessments(
+    tx: &mut Transaction<'_, Postgres>,
+    a: &[(uuid::Uuid, casework::facts::Assessment)],
+) -> Result<(), sqlx::Error> {
+    if a.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into assessment select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::date[])",
+    )
+    .bind(a.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.assessment_id.clone()).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.started_on).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.completed_on).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes `icpc` rows in one statement.
+async fn insert_icpcs(
+    tx: &mut Transaction<'_, Postgres>,
+    i: &[(uuid::Uuid, casework::facts::Icpc)],
+) -> Result<(), sqlx::Error> {
+    if i.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("insert into icpc select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::date[])")
+        .bind(i.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+        .bind(i.iter().map(|(_, x)| x.conference_id.clone()).collect::<Vec<_>>())
+        .bind(i.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+        .bind(i.iter().map(|(_, x)| x.held_on).collect::<Vec<_>>())
+        .bind(i.iter().map(|(_, x)| x.s47_started_on).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes `cp_plan` rows in one statement.
+async fn insert_plans(
+    tx: &mut Transaction<'_, Postgres>,
+    p: &[(uuid::Uuid, casework::facts::CpPlan)],
+) -> Result<(), sqlx::Error> {
+    if p.is_empty() {
+        return Ok(());
+    }
+    // Reviews travel as one text per plan: Postgres has no arrays of arrays of unequal length.
+    sqlx::query(
+        "insert into cp_plan
+         select c, id, council, category, started, ended, icpc, earlier,
+                coalesce(string_to_array(nullif(reviews, ''), ',')::date[], '{}')
+           from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::date[], $6::date[], $7::date[],
+                       $8::bool[], $9::text[])
+             as t(c, id, council, category, started, ended, icpc, earlier, reviews)",
+    )
+    .bind(p.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+    .bind(p.iter().map(|(_, x)| x.plan_id.clone()).collect::<Vec<_>>())
+    .bind(p.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+    .bind(p.iter().map(|(_, x)| x.category.clone()).collect::<Vec<_>>())
+    .bind(p.iter().map(|(_, x)| x.started_on).collect::<Vec<_>>())
+    .bind(p.iter().map(|(_, x)| x.ended_on).collect::<Vec<_>>())
+    .bind(p.iter().map(|(_, x)| x.icpc_on).collect::<Vec<_>>())
+    .bind(p.iter().map(|(_, x)| x.earlier_plan).collect::<Vec<_>>())
+    .bind(
+        p.iter()
+            .map(|(_, x)| x.reviews.iter().map(NaiveDate::to_string).collect::<Vec<_>>().join(","))
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes `allocation` rows in one statement.
+async fn insert_allocations(
+    tx: &mut Transaction<'_, Postgres>,
+    a: &[(uuid::Uuid, i32, uuid::Uuid, casework::facts::Allocation)],
+) -> Result<(), sqlx::Error> {
+    if a.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into allocation select * from unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[],
+            $6::timestamptz[], $7::date[], $8::date[])",
+    )
+    .bind(a.iter().map(|(c, _, _, _)| *c).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, i, _, _)| *i).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, _, w, _)| *w).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, _, _, x)| x.team_id.clone()).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, _, _, x)| x.council.clone()).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, _, _, x)| x.allocated_at).collect::<Vec<DateTime<Utc>>>())
+    .bind(a.iter().map(|(_, _, _, x)| x.from_on).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, _, _, x)| x.to_on).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes `sighting` rows in one statement.
+async fn insert_sightings(
+    tx: &mut Transaction<'_, Postgres>,
+    s: &[(uuid::Uuid, i32, casework::facts::Sighting)],
+) -> Result<(), sqlx::Error> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into sighting select * from unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::date[],
+            $5::bool[], $6::bool[])",
+    )
+    .bind(s.iter().map(|(c, _, _)| *c).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, _, x)| x.seen_at).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, _, x)| x.seen_on).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, _, x)| x.statutory).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, _, x)| x.alone).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes `quality_flag` rows in one statement.
+async fn insert_flags(
+    tx: &mut Transaction<'_, Postgres>,
+    f: &[(uuid::Uuid, i32, casework::quality::Flag)],
+) -> Result<(), sqlx::Error> {
+    if f.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into quality_flag select * from unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[],
+            $6::text[], $7::date[])",
+    )
+    .bind(f.iter().map(|(c, _, _)| *c).collect::<Vec<_>>())
+    .bind(f.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
+    .bind(f.iter().map(|(_, _, x)| x.council.clone()).collect::<Vec<_>>())
+    .bind(f.iter().map(|(_, _, x)| x.rule.to_owned()).collect::<Vec<_>>())
+    .bind(f.iter().map(|(_, _, x)| x.reference.clone()).collect::<Vec<_>>())
+    .bind(f.iter().map(|(_, _, x)| x.detail.clone()).collect::<Vec<_>>())
+    .bind(f.iter().map(|(_, _, x)| x.on).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn refold_workers(
