@@ -234,6 +234,40 @@ pub fn generate(seed: u64, councils: usize, children: usize, until: NaiveDate) -
     Ok(groups)
 }
 
+/// The child's registration and its relatives: a mother nearly always, a
+/// father often, siblings sometimes. Returns the child's id and the day.
+fn register(b: &mut Builder<'_>, rng: &mut Rng, council: &str, index: usize, start: NaiveDate) -> (String, NaiveDate) {
+    let id = rng.uuid().to_string();
+    let registered = start + Days::new(rng.range(0, 3 * 365));
+    let born = registered.checked_sub_days(Days::new(rng.range(30, 16 * 365))).unwrap_or(registered);
+    let family = *rng.pick(&FAMILY);
+    let mut data = json!({
+        "council": council, "la_child_id": format!("{}{:06}", &council[5..], index), "sex": *rng.pick(&["M", "F"]),
+        "birth_date": born, "ethnicity": *rng.pick(&ETHNICITY),
+        "person": {"given_name": *rng.pick(&GIVEN), "family_name": family},
+    });
+    if rng.chance(0.08) {
+        data["disabilities"] = json!([*rng.pick(&["LD", "COMM", "AUT", "BEH", "MOB"])]);
+    }
+    b.event("child.registered", &id, registered, data);
+    let mut relatives = vec![("mother", 0.92), ("father", 0.55)];
+    for _ in 0..rng.range(0, 2) {
+        relatives.push(("sibling", 1.0));
+    }
+    for (n, (role, p)) in relatives.into_iter().enumerate() {
+        if rng.chance(p) {
+            b.event(
+                "relationship.recorded",
+                &id,
+                registered,
+                json!({"person_id": format!("PER{n}"), "role": role, "person": {"given_name": *rng.pick(&GIVEN), "family_name": family}}),
+            );
+        }
+    }
+
+    (id, registered)
+}
+
 /// One child's life with children's services, following DOMAIN.md's
 /// national funnel: per referral about 0.36 section 47 enquiries, per
 /// enquiry 0.31 ICPCs (81% within 15 working days), per ICPC 0.86 plans
@@ -251,38 +285,11 @@ fn child(
     start: NaiveDate,
     workers: &[(String, String)],
 ) {
-    let id = rng.uuid().to_string();
-    let registered = start + Days::new(rng.range(0, 3 * 365));
-    let born = registered.checked_sub_days(Days::new(rng.range(30, 16 * 365))).unwrap_or(registered);
-    let family = *rng.pick(&FAMILY);
-    let mut data = json!({
-        "council": council, "la_child_id": format!("{}{:06}", &council[5..], index), "sex": *rng.pick(&["M", "F"]),
-        "birth_date": born, "ethnicity": *rng.pick(&ETHNICITY),
-        "person": {"given_name": *rng.pick(&GIVEN), "family_name": family},
-    });
-    if rng.chance(0.08) {
-        data["disabilities"] = json!([*rng.pick(&["LD", "COMM", "AUT", "BEH", "MOB"])]);
-    }
-    b.event("child.registered", &id, registered, data);
-    // Relatives: a mother nearly always, a father often, siblings sometimes.
-    let mut relatives = vec![("mother", 0.92), ("father", 0.55)];
-    for _ in 0..rng.range(0, 2) {
-        relatives.push(("sibling", 1.0));
-    }
-    for (n, (role, p)) in relatives.into_iter().enumerate() {
-        if rng.chance(p) {
-            b.event(
-                "relationship.recorded",
-                &id,
-                registered,
-                json!({"person_id": format!("PER{n}"), "role": role, "person": {"given_name": *rng.pick(&GIVEN), "family_name": family}}),
-            );
-        }
-    }
+    let (id, registered) = register(b, rng, council, index, start);
 
     let mut day = registered;
-    let mut referral = 0;
-    let mut plans = 0;
+    let mut referral: u32 = 0;
+    let mut plans: u32 = 0;
     loop {
         referral += 1;
         let r = format!("R{referral}");
@@ -388,116 +395,9 @@ fn child(
             }
         }
         if enquiry {
-            let sd = b.working(a_start + Days::new(rng.range(1, 5)));
-            b.event("strategy_discussion.held", &id, sd, json!({"discussion_id": format!("SD{referral}"), "referral_id": r, "agencies": ["police", "health", "social care"], "decision": "s47"}));
-            b.event(
-                "s47.started",
-                &id,
-                sd,
-                json!({"s47_id": format!("S{referral}"), "referral_id": r, "discussion_id": format!("SD{referral}")}),
-            );
-            let conference = rng.chance(0.31);
-            let icpc_wd = if rng.chance(0.814) { rng.range(5, 15) } else { rng.range(16, 25) } as u32;
-            let icpc = b.calendar.add_working_days(sd, icpc_wd);
-            let s47_done = if conference {
-                icpc.min(sd + Days::new(10))
-            } else {
-                b.calendar.add_working_days(sd, rng.range(5, 15) as u32)
-            };
-            if s47_done < b.until {
-                b.event(
-                    "s47.completed",
-                    &id,
-                    s47_done,
-                    json!({"s47_id": format!("S{referral}"), "icpc_required": conference}),
-                );
-            }
-            end = end.max(s47_done);
-            if conference && icpc >= b.until {
-                return; // the conference is still to come
-            }
-            if conference {
-                let plan = rng.chance(0.86);
-                let conf = format!("CC{referral}");
-                b.event("conference.held", &id, icpc, json!({"conference_id": conf, "kind": "initial", "s47_id": format!("S{referral}"), "outcome": if plan { "plan" } else { "no_plan" }}));
-                if plan {
-                    plans += 1;
-                    let p = format!("P{plans}");
-                    b.event(
-                        "cp_plan.started",
-                        &id,
-                        icpc,
-                        json!({"plan_id": p, "conference_id": conf, "category": *rng.weighted(&CATEGORIES)}),
-                    );
-                    // A long plan is more likely than the 4.4% of endings: histories start four years back, so
-                    // long plans that began before them are missing from the endings seen.
-                    let months = if rng.chance(0.09) { rng.range(24, 36) } else { rng.range(3, 20) } as u32;
-                    let plan_end = b.working(events::calendar::add_months(icpc, months));
-                    // Court proceedings for a few children on plans.
-                    if rng.chance(0.06) {
-                        let filed = icpc + Days::new(rng.range(30, 120));
-                        if filed < plan_end.min(b.until) {
-                            let pid = format!("CP{referral}");
-                            b.event(
-                                "court.application_filed",
-                                &id,
-                                filed,
-                                json!({"proceedings_id": pid, "kind": "care", "court": "Family Court at East London"}),
-                            );
-                            b.event("court.hearing_held", &id, filed + Days::new(14), json!({"proceedings_id": pid}));
-                            b.event(
-                                "court.order_made",
-                                &id,
-                                filed + Days::new(14),
-                                json!({"proceedings_id": pid, "order": "interim_care"}),
-                            );
-                        }
-                    }
-                    // Visits while the plan is open, mostly every one to two weeks; a few late.
-                    let mut visit = icpc + Days::new(rng.range(3, 10));
-                    let mut changed = false;
-                    while visit < plan_end.min(b.until) {
-                        b.event(
-                            "child.seen",
-                            &id,
-                            visit,
-                            json!({"seen_by": worker, "seen_alone": rng.chance(0.7), "context": "statutory_visit"}),
-                        );
-                        // Some cases change worker along the way.
-                        if !changed && rng.chance(0.02) {
-                            changed = true;
-                            let (next, next_team) = rng.pick(workers).clone();
-                            if next != worker {
-                                b.event("case.deallocated", &id, visit, json!({"worker_id": worker}));
-                                b.event("case.allocated", &id, visit, json!({"worker_id": next, "team_id": next_team}));
-                                worker = next;
-                            }
-                        }
-                        visit = visit + Days::new(if rng.chance(0.9) { rng.range(7, 14) } else { rng.range(15, 30) });
-                    }
-                    let mut review = events::calendar::add_months(icpc, 3);
-                    let mut k = 0;
-                    while review < plan_end.min(b.until) {
-                        k += 1;
-                        let held = if rng.chance(0.9) {
-                            review.checked_sub_days(Days::new(rng.range(0, 10))).unwrap_or(review)
-                        } else {
-                            review + Days::new(rng.range(1, 20))
-                        };
-                        let held = b.working(held);
-                        if held >= b.until || held >= plan_end {
-                            break;
-                        }
-                        let last = events::calendar::add_months(held, 6) >= plan_end;
-                        b.event("conference.held", &id, held, json!({"conference_id": format!("RC{referral}-{k}"), "kind": "review", "plan_id": p, "outcome": if last { "end" } else { "continue" }}));
-                        review = events::calendar::add_months(held, 6);
-                    }
-                    if plan_end >= b.until {
-                        return; // still on a plan today
-                    }
-                    b.event("cp_plan.ended", &id, plan_end, json!({"plan_id": p}));
-                    end = plan_end;
-                }
+            match section_47(b, rng, &id, referral, &r, a_start, end, &mut plans, &mut worker, workers) {
+                Some(after) => end = after,
+                None => return,
             }
         }
         if a_done >= b.until {
@@ -544,6 +444,133 @@ fn child(
             None => return,
         }
     }
+}
+
+/// A section 47 enquiry after a strategy discussion, and for about a
+/// third an initial conference; for most of those a protection plan, with
+/// visits, reviews, sometimes court proceedings and a change of worker.
+/// Returns when the child's episode can close, or `None` if the story ends
+/// before today's horizon (a conference still to come, a plan still open).
+#[allow(clippy::too_many_arguments)]
+fn section_47(
+    b: &mut Builder<'_>,
+    rng: &mut Rng,
+    id: &str,
+    referral: u32,
+    r: &str,
+    a_start: NaiveDate,
+    mut end: NaiveDate,
+    plans: &mut u32,
+    worker: &mut String,
+    workers: &[(String, String)],
+) -> Option<NaiveDate> {
+    let sd = b.working(a_start + Days::new(rng.range(1, 5)));
+    b.event("strategy_discussion.held", id, sd, json!({"discussion_id": format!("SD{referral}"), "referral_id": r, "agencies": ["police", "health", "social care"], "decision": "s47"}));
+    b.event(
+        "s47.started",
+        id,
+        sd,
+        json!({"s47_id": format!("S{referral}"), "referral_id": r, "discussion_id": format!("SD{referral}")}),
+    );
+    let conference = rng.chance(0.31);
+    let icpc_wd = if rng.chance(0.814) { rng.range(5, 15) } else { rng.range(16, 25) } as u32;
+    let icpc = b.calendar.add_working_days(sd, icpc_wd);
+    let s47_done = if conference {
+        icpc.min(sd + Days::new(10))
+    } else {
+        b.calendar.add_working_days(sd, rng.range(5, 15) as u32)
+    };
+    if s47_done < b.until {
+        b.event("s47.completed", id, s47_done, json!({"s47_id": format!("S{referral}"), "icpc_required": conference}));
+    }
+    end = end.max(s47_done);
+    if conference && icpc >= b.until {
+        return None; // the conference is still to come
+    }
+    if conference {
+        let plan = rng.chance(0.86);
+        let conf = format!("CC{referral}");
+        b.event("conference.held", id, icpc, json!({"conference_id": conf, "kind": "initial", "s47_id": format!("S{referral}"), "outcome": if plan { "plan" } else { "no_plan" }}));
+        if plan {
+            *plans += 1;
+            let p = format!("P{}", *plans);
+            b.event(
+                "cp_plan.started",
+                id,
+                icpc,
+                json!({"plan_id": p, "conference_id": conf, "category": *rng.weighted(&CATEGORIES)}),
+            );
+            // A long plan is more likely than the 4.4% of endings: histories start four years back, so
+            // long plans that began before them are missing from the endings seen.
+            let months = if rng.chance(0.09) { rng.range(24, 36) } else { rng.range(3, 20) } as u32;
+            let plan_end = b.working(events::calendar::add_months(icpc, months));
+            // Court proceedings for a few children on plans.
+            if rng.chance(0.06) {
+                let filed = icpc + Days::new(rng.range(30, 120));
+                if filed < plan_end.min(b.until) {
+                    let pid = format!("CP{referral}");
+                    b.event(
+                        "court.application_filed",
+                        id,
+                        filed,
+                        json!({"proceedings_id": pid, "kind": "care", "court": "Family Court at East London"}),
+                    );
+                    b.event("court.hearing_held", id, filed + Days::new(14), json!({"proceedings_id": pid}));
+                    b.event(
+                        "court.order_made",
+                        id,
+                        filed + Days::new(14),
+                        json!({"proceedings_id": pid, "order": "interim_care"}),
+                    );
+                }
+            }
+            // Visits while the plan is open, mostly every one to two weeks; a few late.
+            let mut visit = icpc + Days::new(rng.range(3, 10));
+            let mut changed = false;
+            while visit < plan_end.min(b.until) {
+                b.event(
+                    "child.seen",
+                    id,
+                    visit,
+                    json!({"seen_by": *worker, "seen_alone": rng.chance(0.7), "context": "statutory_visit"}),
+                );
+                // Some cases change worker along the way.
+                if !changed && rng.chance(0.02) {
+                    changed = true;
+                    let (next, next_team) = rng.pick(workers).clone();
+                    if next != *worker {
+                        b.event("case.deallocated", id, visit, json!({"worker_id": *worker}));
+                        b.event("case.allocated", id, visit, json!({"worker_id": next, "team_id": next_team}));
+                        *worker = next;
+                    }
+                }
+                visit = visit + Days::new(if rng.chance(0.9) { rng.range(7, 14) } else { rng.range(15, 30) });
+            }
+            let mut review = events::calendar::add_months(icpc, 3);
+            let mut k = 0;
+            while review < plan_end.min(b.until) {
+                k += 1;
+                let held = if rng.chance(0.9) {
+                    review.checked_sub_days(Days::new(rng.range(0, 10))).unwrap_or(review)
+                } else {
+                    review + Days::new(rng.range(1, 20))
+                };
+                let held = b.working(held);
+                if held >= b.until || held >= plan_end {
+                    break;
+                }
+                let last = events::calendar::add_months(held, 6) >= plan_end;
+                b.event("conference.held", id, held, json!({"conference_id": format!("RC{referral}-{k}"), "kind": "review", "plan_id": p, "outcome": if last { "end" } else { "continue" }}));
+                review = events::calendar::add_months(held, 6);
+            }
+            if plan_end >= b.until {
+                return None; // still on a plan today
+            }
+            b.event("cp_plan.ended", id, plan_end, json!({"plan_id": p}));
+            end = plan_end;
+        }
+    }
+    Some(end)
 }
 
 /// Batches of at most `max` events that never split a subject's group, so
