@@ -16,7 +16,7 @@
 use anyhow::Context as _;
 use async_nats::jetstream;
 use ed25519_dalek::VerifyingKey;
-use events::chain::{self, Break, BreakKind, Digest, Link};
+use events::chain::{self, Break, BreakKind, Digest, Head, Link};
 use events::{Subject, checkpoint, subjects};
 use futures::StreamExt as _;
 use platform::bus;
@@ -195,32 +195,20 @@ pub async fn verify(
     }
     // Checkpoints at or beyond the end of what was read.
     let stream_last = stream.get_info().await.map(|i| i.state.last_sequence).unwrap_or(last_seq);
-    while let Some((audit_seq, cp)) = pending_checkpoints.pop() {
-        if cp.covers > stream_last {
-            report.failures.push(CheckpointFailure {
-                audit_sequence: audit_seq,
-                covers: Some(cp.covers),
-                reason: format!("covers stream position {} but the stream ends at {stream_last}", cp.covers),
-            });
-        } else {
-            check_root(&cp, audit_seq, &heads, checked, &mut report);
-        }
-    }
+    check_remaining_checkpoints(pending_checkpoints, stream_last, &heads, checked, &mut report);
 
     // A copy that holds events when the stream holds none of them.
     if let (Some(pool), Some(limit)) = (copy, copy_position)
         && compared < limit
     {
-        for row in
-            projections::copy::rows(pool, child, compared, limit).await.context("could not read the Postgres copy")?
-        {
-            breaks.push(Break {
-                subject: row.subject,
-                sequence: row.sequence,
-                kind: BreakKind::CopyMismatch,
-                detail: "the copy holds an event the stream lacks".into(),
-            });
-        }
+        let rows =
+            projections::copy::rows(pool, child, compared, limit).await.context("could not read the Postgres copy")?;
+        breaks.extend(rows.into_iter().map(|row| Break {
+            subject: row.subject,
+            sequence: row.sequence,
+            kind: BreakKind::CopyMismatch,
+            detail: "the copy holds an event the stream lacks".into(),
+        }));
     }
 
     // The copy's heads say where each subject's history should end, so
@@ -231,16 +219,7 @@ pub async fn verify(
             .context("could not read the copy's heads")?,
         _ => HashMap::new(),
     };
-    for (subject, subject_links) in &links {
-        chain::check_links(subject, subject_links, copy_heads.get(subject).copied(), &mut breaks);
-    }
-    for (subject, head) in &copy_heads {
-        if !links.contains_key(subject) {
-            chain::check_links(subject, &[], Some(*head), &mut breaks);
-        }
-    }
-    breaks.sort_by(|a, b| (&a.subject, a.sequence).cmp(&(&b.subject, b.sequence)));
-    breaks.dedup();
+    check_chains(&links, &copy_heads, &mut breaks);
     Ok(Report {
         ok: breaks.is_empty() && report.failures.is_empty(),
         checked,
@@ -323,6 +302,45 @@ fn check_root(
 
 /// Every checkpoint on the audit stream whose signature holds, in order;
 /// the rest are reported. Each must also name the one before it.
+/// The checkpoints not yet checked once every message is read: each is
+/// checked against the heads, or fails if it covers more than the stream
+/// holds. Pure.
+fn check_remaining_checkpoints(
+    mut pending: Vec<(u64, checkpoint::Checkpoint)>,
+    stream_last: u64,
+    heads: &HashMap<String, (u64, Digest)>,
+    checked: u64,
+    report: &mut CheckpointReport,
+) {
+    while let Some((audit_seq, cp)) = pending.pop() {
+        if cp.covers > stream_last {
+            report.failures.push(CheckpointFailure {
+                audit_sequence: audit_seq,
+                covers: Some(cp.covers),
+                reason: format!("covers stream position {} but the stream ends at {stream_last}", cp.covers),
+            });
+        } else {
+            check_root(&cp, audit_seq, heads, checked, report);
+        }
+    }
+}
+
+/// Each subject's chain of links, ending where the copy says its history
+/// ends (so events removed from the stream's end show as missing); breaks
+/// sorted by subject and sequence, each once. Pure.
+fn check_chains(links: &HashMap<String, Vec<Link>>, copy_heads: &HashMap<String, Head>, breaks: &mut Vec<Break>) {
+    for (subject, subject_links) in links {
+        chain::check_links(subject, subject_links, copy_heads.get(subject).copied(), breaks);
+    }
+    for (subject, head) in copy_heads {
+        if !links.contains_key(subject) {
+            chain::check_links(subject, &[], Some(*head), breaks);
+        }
+    }
+    breaks.sort_by(|a, b| (&a.subject, a.sequence).cmp(&(&b.subject, b.sequence)));
+    breaks.dedup();
+}
+
 async fn read_checkpoints(
     js: &jetstream::Context,
     keys: &[VerifyingKey],
@@ -360,4 +378,60 @@ async fn read_checkpoints(
     }
     out.sort_by_key(|(_, cp)| cp.covers);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(covers: u64, heads: &HashMap<String, (u64, Digest)>, events: u64) -> checkpoint::Checkpoint {
+        checkpoint::Checkpoint {
+            stream: bus::EVENTS_STREAM.into(),
+            covers,
+            subjects: heads.len() as u64,
+            events,
+            root: checkpoint::root(heads.iter().map(|(s, (seq, hash))| (s.as_str(), *seq, hash))),
+            previous: Digest::ZERO,
+            at: chrono::DateTime::UNIX_EPOCH,
+            hash: Digest::of(b"cp"),
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_beyond_the_stream_fails_and_one_that_folds_to_its_root_holds() {
+        let heads: HashMap<String, (u64, Digest)> = [("a".to_owned(), (2, Digest::of(b"a2")))].into();
+        let mut report = CheckpointReport::default();
+        let pending = vec![(7, checkpoint(10, &heads, 2)), (5, checkpoint(4, &heads, 2))];
+        check_remaining_checkpoints(pending, 9, &heads, 2, &mut report);
+        assert_eq!(report.checked, 1, "the one within the stream is checked");
+        assert_eq!(report.latest, Some((4, checkpoint(4, &heads, 2).root.to_string())));
+        assert_eq!(report.failures.len(), 1);
+        assert_eq!(report.failures[0].audit_sequence, 7);
+        assert!(report.failures[0].reason.contains("the stream ends at 9"), "{}", report.failures[0].reason);
+    }
+
+    #[test]
+    fn a_subject_the_copy_has_and_the_stream_lacks_is_a_break_reported_once() {
+        let link = |sequence: u64, prev: Option<Digest>| Link {
+            position: (sequence - 1) as usize,
+            sequence,
+            hash: Digest::of(format!("e{sequence}").as_bytes()),
+            prevhash: prev,
+            intact: true,
+        };
+        let first = link(1, Some(Digest::ZERO));
+        let second = link(2, Some(first.hash));
+        let links: HashMap<String, Vec<Link>> = [("kept".to_owned(), vec![first, second.clone()])].into();
+        let mut copy_heads: HashMap<String, Head> =
+            [("kept".to_owned(), Head { sequence: 2, hash: second.hash })].into();
+        let mut breaks = Vec::new();
+        check_chains(&links, &copy_heads, &mut breaks);
+        assert_eq!(breaks, vec![], "an intact chain ending where the copy says");
+        copy_heads.insert("gone".to_owned(), Head { sequence: 3, hash: Digest::of(b"x") });
+        check_chains(&links, &copy_heads, &mut breaks);
+        assert!(!breaks.is_empty() && breaks.iter().all(|b| b.subject == "gone"), "{breaks:?}");
+        let n = breaks.len();
+        check_chains(&links, &copy_heads, &mut breaks);
+        assert_eq!(breaks.len(), n, "each break once");
+    }
 }
