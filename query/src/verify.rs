@@ -421,7 +421,7 @@ mod tests {
         };
         let first = link(1, Some(Digest::ZERO));
         let second = link(2, Some(first.hash));
-        let links: HashMap<String, Vec<Link>> = [("kept".to_owned(), vec![first, second.clone()])].into();
+        let links: HashMap<String, Vec<Link>> = [("kept".to_owned(), vec![first, second])].into();
         let mut copy_heads: HashMap<String, Head> =
             [("kept".to_owned(), Head { sequence: 2, hash: second.hash })].into();
         let mut breaks = Vec::new();
