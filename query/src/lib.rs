@@ -5,34 +5,24 @@
 //!
 //! # Layout
 //!
+//! - [`policy`]: who may read what; the only place access is decided.
 //! - [`access`]: access events, stored on the audit stream before answering.
 //! - [`format`]: the chronology as CSV and Markdown.
 //! - [`error`]: the one error type and its problem+json form.
-//!
 //! - [`export`]: the anonymised chronology for publication.
 //! - [`pages`]: the same reads as pages for people, under `/ui`.
 //! - [`verify`]: chains, signatures, the Postgres copy and checkpoints (`GET /v1/verify`, `safeguard verify`).
 //!
 //! The query role reads PostgreSQL and publishes nothing but access events.
-//! Who may read what (the role matrix of CONTRACT.md, decided in
-//! [`may_read_child`] and [`may_read_aggregates`]):
-//!
-//! | role | child-level reads (chronology, export) | access log | lookups, worker caseloads | aggregates | verify |
-//! |---|---|---|---|---|---|
-//! | practitioner | children of its councils | no | its councils | its councils | no |
-//! | reviewer | children with an open review naming it | no | no | no | no |
-//! | dashboard | no | no | no | its councils | no |
-//! | auditor | no | children of its councils | no | no | a child of its councils; the whole stream with `["*"]` |
-//! | admin | everything | everything | everything | everything | everything |
-//!
-//! A sealed child is refused to all but admin, left out of lookups and of
-//! worker caseloads, and still counted in aggregates.
+//! Every handler, API and page alike, asks [`policy`] and records the
+//! answer through [`admit_child`], [`admit_council`] or [`record`].
 
 pub mod access;
 pub mod error;
 pub mod export;
 pub mod format;
 pub mod pages;
+pub mod policy;
 pub mod verify;
 
 use access::{AccessLog, Asker, Outcome};
@@ -48,7 +38,8 @@ use error::{ParamError, QueryError};
 use events::calendar::business_date;
 use events::ids::CouncilCode;
 use futures::StreamExt as _;
-use platform::principals::{Principal, Principals, Role};
+use platform::principals::{Principal, Principals};
+use policy::{ChildInfo, Need};
 use projections::PgPool;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -216,79 +207,12 @@ fn council_param(value: Option<&str>) -> Result<CouncilCode, QueryError> {
 fn aggregate_scope(app: &QueryState, headers: &HeaderMap, p: &CouncilParams) -> Result<CouncilCode, QueryError> {
     let (principal, _) = caller(app, headers)?;
     let council = council_param(p.council.as_deref())?;
-    may_read_aggregates(&principal, &council)?;
+    policy::may_read_aggregates(&principal, &council).map_err(QueryError::Forbidden)?;
     Ok(council)
 }
 
-/// Aggregates (indicators, council caseloads): practitioners, dashboards and admins of the council.
-fn may_read_aggregates(principal: &Principal, council: &CouncilCode) -> Result<(), QueryError> {
-    if !(principal.has(Role::Practitioner) || principal.has(Role::Dashboard)) {
-        return Err(QueryError::Forbidden("aggregates need the practitioner, dashboard or admin role".into()));
-    }
-    if !principal.councils.allows(council) {
-        return Err(QueryError::Forbidden(format!("council {} is outside this principal's scope", council.as_str())));
-    }
-    Ok(())
-}
-
-/// What a child-level request wants to see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Need {
-    /// The child's record: chronology, export, a place in a caseload.
-    Record,
-    /// Who has looked at the record, and whether its chain holds.
-    Audit,
-}
-
-/// What the access rules need to know about a child.
-#[derive(Debug, Default)]
-struct ChildInfo {
-    council: Option<String>,
-    sealed: bool,
-    /// Principals named by the child's open reviews.
-    reviewers: Vec<String>,
-}
-
 async fn child_info(pool: &PgPool, child: uuid::Uuid) -> Result<Option<ChildInfo>, QueryError> {
-    let access = projections::reads::child_access(pool, child).await?;
-    Ok(access.map(|a| ChildInfo { council: a.council, sealed: a.sealed, reviewers: a.reviewers }))
-}
-
-/// The role matrix for one child (see the module's table).
-fn may_read_child(principal: &Principal, child: &ChildInfo, need: Need) -> Result<(), String> {
-    if principal.is_admin() {
-        return Ok(());
-    }
-    if child.sealed {
-        return Err("this child's record is sealed".into());
-    }
-    let in_scope = child
-        .council
-        .as_deref()
-        .and_then(|c| CouncilCode::parse(c).ok())
-        .is_some_and(|c| principal.councils.allows(&c));
-    match need {
-        Need::Record => {
-            let practitioner = principal.has(Role::Practitioner);
-            let reviewer = principal.has(Role::Reviewer);
-            if practitioner && in_scope {
-                return Ok(());
-            }
-            if reviewer && child.reviewers.iter().any(|r| r == principal.name.as_str()) {
-                return Ok(());
-            }
-            Err(match (practitioner, reviewer) {
-                (false, false) => "child-level reads need the practitioner, reviewer or admin role".into(),
-                (true, false) => "this child is outside this principal's councils".into(),
-                (_, true) => "no open review of this child names this principal".into(),
-            })
-        }
-        Need::Audit => match (principal.has(Role::Auditor), in_scope) {
-            (true, true) => Ok(()),
-            (true, false) => Err("this child is outside this principal's councils".into()),
-            (false, _) => Err("access logs and verification need the auditor or admin role".into()),
-        },
-    }
+    Ok(projections::reads::child_access(pool, child).await?.map(ChildInfo::from))
 }
 
 /// Checks a child-level read of `child` and records it (allowed or refused)
@@ -306,14 +230,16 @@ async fn admit_child(
         // not yet to the read models: an admin is told so rather than that
         // the child does not exist. (Whoever else asks learns nothing: the
         // council that would decide their access is not known yet either.)
-        if principal.has(Role::Admin) && projections::parking::parked(&app.pool, &child.to_string()).await?.is_some() {
+        if policy::learns_of_parked(principal)
+            && projections::parking::parked(&app.pool, &child.to_string()).await?.is_some()
+        {
             return Err(QueryError::unavailable(format!(
                 "the read models hold nothing of child {child} yet: its events are parked (safeguard parked)"
             )));
         }
         return Err(QueryError::NotFound(format!("no child {child} is known")));
     };
-    let decision = may_read_child(principal, &info, need);
+    let decision = policy::may_read_child(principal, &info, need);
     let outcome = if decision.is_ok() { Outcome::Allowed } else { Outcome::Refused };
     record(app, asker, endpoint, &[child], outcome).await?;
     decision.map_err(QueryError::Forbidden)?;
@@ -329,15 +255,9 @@ async fn admit_council(
     endpoint: &str,
     council: &CouncilCode,
 ) -> Result<(), QueryError> {
-    let scope = ChildInfo { council: Some(council.as_str().to_owned()), ..ChildInfo::default() };
-    if principal.has(Role::Practitioner) && may_read_child(principal, &scope, Need::Record).is_ok() {
-        return Ok(());
-    }
+    let Err(refusal) = policy::may_read_council_children(principal, council) else { return Ok(()) };
     record(app, asker, endpoint, &[], Outcome::Refused).await?;
-    Err(QueryError::Forbidden(format!(
-        "council-wide child-level reads need the practitioner or admin role for council {}",
-        council.as_str()
-    )))
+    Err(QueryError::Forbidden(refusal))
 }
 
 async fn record(
@@ -690,14 +610,7 @@ async fn verify(State(app): State<Arc<QueryState>>, Query(p): Query<VerifyParams
                 Some(events::Subject::Child(events::ids::ChildId::from_uuid(child)))
             }
             None => {
-                if !principal.has(Role::Auditor) {
-                    return Err(QueryError::Forbidden("verification needs the auditor or admin role".into()));
-                }
-                if !matches!(principal.councils, platform::principals::Scope::All) {
-                    return Err(QueryError::Forbidden(
-                        "verifying the whole stream needs an auditor of every council; name a child instead".into(),
-                    ));
-                }
+                policy::may_verify_stream(&principal).map_err(QueryError::Forbidden)?;
                 None
             }
         };
@@ -878,7 +791,8 @@ async fn council_quality(
         admit_council(&app, &principal, &asker, endpoint, &council).await?;
         let counts = projections::reads::flag_counts(&app.pool, council.as_str()).await?;
         // The list names children: sealed ones only for admins.
-        let flags = projections::reads::council_flags(&app.pool, council.as_str(), principal.is_admin()).await?;
+        let flags =
+            projections::reads::council_flags(&app.pool, council.as_str(), policy::sees_sealed(&principal)).await?;
         let mut ids: Vec<uuid::Uuid> = flags.iter().map(|f| f.child).collect();
         ids.sort();
         ids.dedup();
@@ -942,9 +856,9 @@ async fn lookup(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: ax
 async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: &[u8]) -> Result<Response, QueryError> {
     let (principal, asker) = caller(app, headers)?;
     let endpoint = "POST /v1/children/lookup";
-    if !principal.has(Role::Practitioner) {
+    if let Err(refusal) = policy::may_look_up(&principal) {
         record(app, &asker, endpoint, &[], Outcome::Refused).await?;
-        return Err(QueryError::Forbidden("lookups need the practitioner or admin role".into()));
+        return Err(QueryError::Forbidden(refusal));
     }
     let value = events::json::parse_strict(body).map_err(|e| QueryError::invalid("body", e.message))?;
     let Value::Object(map) = value else {
@@ -1011,24 +925,21 @@ async fn find_children(
                 .filter(|(_, access)| {
                     let info =
                         ChildInfo { council: access.council.clone(), sealed: access.sealed, reviewers: Vec::new() };
-                    may_read_child(principal, &info, Need::Record).is_ok()
+                    policy::may_read_child(principal, &info, Need::Record).is_ok()
                 })
                 .map(|(child, access)| (child, access.council.unwrap_or_default()))
                 .collect()
         }
         Lookup::Local(council, local) => {
-            if !principal.councils.allows(council) {
+            if let Err(refusal) = policy::may_look_up_in(principal, council) {
                 record(app, asker, endpoint, &[], Outcome::Refused).await?;
-                return Err(QueryError::Forbidden(format!(
-                    "council {} is outside this principal's scope",
-                    council.as_str()
-                )));
+                return Err(QueryError::Forbidden(refusal));
             }
             projections::reads::children_with_local_id(
                 &app.pool,
                 council.as_str(),
                 local.as_str(),
-                principal.is_admin(),
+                policy::sees_sealed(principal),
             )
             .await?
         }
@@ -1079,23 +990,12 @@ async fn admitted_worker_cases(
         .ok_or_else(|| QueryError::NotFound(format!("no worker {worker} is known")))?;
     let cases = projections::caseload::worker_cases(&app.pool, worker, today).await?;
     let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();
-    let worker_scope = ChildInfo { council: Some(council.clone()), ..ChildInfo::default() };
-    if !principal.has(Role::Practitioner) || may_read_child(principal, &worker_scope, Need::Record).is_err() {
+    if let Err(refusal) = policy::may_read_worker(principal, &council) {
         record(app, asker, endpoint, &ids, Outcome::Refused).await?;
-        return Err(QueryError::Forbidden(if principal.has(Role::Practitioner) {
-            "this worker is outside this principal's councils".into()
-        } else {
-            "caseloads need the practitioner or admin role".into()
-        }));
+        return Err(QueryError::Forbidden(refusal));
     }
     // A case held in another council (after a transfer) is left out, and so is a sealed child.
-    let cases: Vec<_> = cases
-        .into_iter()
-        .filter(|c| {
-            principal.is_admin()
-                || (!c.sealed && CouncilCode::parse(&c.council).is_ok_and(|cc| principal.councils.allows(&cc)))
-        })
-        .collect();
+    let cases: Vec<_> = cases.into_iter().filter(|c| policy::may_see_case(principal, &c.council, c.sealed)).collect();
     let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();
     record(app, asker, endpoint, &ids, Outcome::Allowed).await?;
     Ok((council, cases))

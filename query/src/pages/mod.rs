@@ -1,10 +1,10 @@
 //! Pages for people, served by the query role under `/ui`: the indicators
 //! dashboard, the caseload board, a worker's cases and a child's
 //! chronology as swimlanes. They are a second face of the same reads: the
-//! same principals and role matrix ([`may_read_aggregates`],
-//! [`may_read_child`]), the same access log (every child-level page view is
-//! recorded, with the person signed in as the acting user, before the page
-//! is sent), the same read models.
+//! same principals and role matrix (decided in [`crate::policy`], as for
+//! the API), the same access log (every child-level page view is recorded,
+//! with the person signed in as the acting user, before the page is sent),
+//! the same read models.
 //!
 //! - [`session`]: sign-in, the session cookie and CSRF.
 //! - [`layout`]: the frame, the error page, numbers and times for people.
@@ -27,7 +27,7 @@ use crate::access::Asker;
 use crate::error::QueryError;
 use crate::{
     CouncilParams, Lookup, Need, QueryState, admit_child, admitted_worker_cases, build_export, council_param,
-    find_children, indicator_events, may_read_aggregates, period_of, record, uuid_param,
+    find_children, indicator_events, period_of, record, uuid_param,
 };
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -41,7 +41,7 @@ use events::calendar::business_date;
 use events::ids::CouncilCode;
 use layout::{Frame, error_page, format_count, format_value, indicator_label, page, respond, see_other, unit_words};
 use maud::{Markup, html};
-use platform::principals::{Principal, Role};
+use platform::principals::Principal;
 use serde::Deserialize;
 use session::Session;
 use std::collections::{BTreeMap, HashMap};
@@ -255,10 +255,10 @@ async fn home(State(app): State<Arc<QueryState>>, headers: HeaderMap) -> Respons
         let councils: Vec<CouncilCode> = councils
             .iter()
             .filter_map(|c| CouncilCode::parse(c).ok())
-            .filter(|c| may_read_aggregates(&v.principal, c).is_ok())
+            .filter(|c| crate::policy::may_read_aggregates(&v.principal, c).is_ok())
             .collect();
         // Reviewers start from the children whose open reviews name them.
-        let reviewed: Vec<uuid::Uuid> = if v.principal.has(Role::Reviewer) && !v.principal.is_admin() {
+        let reviewed: Vec<uuid::Uuid> = if crate::policy::starts_from_reviews(&v.principal) {
             projections::reads::reviewed_by(&app.pool, v.principal.name.as_str()).await?
         } else {
             vec![]
@@ -290,7 +290,7 @@ async fn home(State(app): State<Arc<QueryState>>, headers: HeaderMap) -> Respons
                     }
                 }
             }
-            @if v.principal.has(Role::Practitioner) {
+            @if crate::policy::sees_children(&v.principal) {
                 (find_form(&v, &councils, &FindForm::default(), &[]))
             }
             @if !reviewed.is_empty() {
@@ -356,7 +356,11 @@ fn find_form(v: &Viewer, councils: &[CouncilCode], form: &FindForm, problems: &[
 
 async fn councils_for(app: &QueryState, principal: &Principal) -> Result<Vec<CouncilCode>, QueryError> {
     let councils = projections::reads::councils(&app.pool).await?;
-    Ok(councils.iter().filter_map(|c| CouncilCode::parse(c).ok()).filter(|c| principal.councils.allows(c)).collect())
+    Ok(councils
+        .iter()
+        .filter_map(|c| CouncilCode::parse(c).ok())
+        .filter(|c| crate::policy::may_look_up_in(principal, c).is_ok())
+        .collect())
 }
 
 async fn find(
@@ -371,7 +375,7 @@ async fn find(
         if !same_origin || !app.sessions.csrf_ok(&v.session, &given("csrf")) {
             return Err(QueryError::Forbidden("a search must come from this site's own page".into()));
         }
-        if !v.principal.has(Role::Practitioner) {
+        if crate::policy::may_look_up(&v.principal).is_err() {
             record(&app, &v.asker, endpoint, &[], crate::access::Outcome::Refused).await?;
             return Err(QueryError::Forbidden("finding a child needs the practitioner or admin role".into()));
         }
@@ -429,7 +433,7 @@ struct DashboardParams {
 /// The council and financial year a dashboard asks for, once the viewer may see its aggregates.
 fn dashboard_scope(v: &Viewer, p: &DashboardParams, today: NaiveDate) -> Result<(CouncilCode, Period), QueryError> {
     let council = council_param(p.council.as_deref())?;
-    may_read_aggregates(&v.principal, &council)?;
+    crate::policy::may_read_aggregates(&v.principal, &council).map_err(QueryError::Forbidden)?;
     let period = period_of(&CouncilParams { period: p.period.clone(), ..CouncilParams::default() }, today)?;
     Ok((council, period))
 }
@@ -628,7 +632,7 @@ fn sort_heading(base: &str, key: &str, heading: &str, sort: &str, descending: bo
 async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>, headers: HeaderMap) -> Response {
     serve(&app, &headers, "ui_caseloads", |v, app| async move {
         let council = council_param(p.council.as_deref())?;
-        may_read_aggregates(&v.principal, &council)?;
+        crate::policy::may_read_aggregates(&v.principal, &council).map_err(QueryError::Forbidden)?;
         let (sort, descending) = sort_params(p.sort.as_deref(), p.order.as_deref(), &BOARD_COLUMNS, "cases")?;
         let now = (app.now)();
         let today = business_date(&now);
@@ -668,7 +672,7 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
             let order = if descending { order.reverse() } else { order };
             order.then(a.load.worker.cmp(&b.load.worker))
         });
-        let practitioner = v.principal.has(Role::Practitioner);
+        let practitioner = crate::policy::sees_children(&v.principal);
         let team_query = p.team.as_deref().map(|t| format!("&team={}", encode(t))).unwrap_or_default();
         let base = format!("/ui/caseloads?council={}{team_query}", council.as_str());
         let over = rows.iter().filter(|r| r.load.over_threshold).count();
