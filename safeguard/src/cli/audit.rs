@@ -88,17 +88,9 @@ pub struct EraseArgs {
 
 /// Erases a child's data key through the gateway and prints its answer.
 pub async fn run_erase(args: EraseArgs) -> anyhow::Result<()> {
-    let url = format!("{}/v1/children/{}/erasure", args.gateway_url.trim_end_matches('/'), args.child);
-    let mut request = reqwest::Client::new().post(&url).bearer_auth(&args.token).header("x-purpose", &args.purpose);
-    if let Some(user) = &args.acting_user {
-        request = request.header("x-acting-user", user);
-    }
-    let response = request.send().await.context("could not reach the gateway")?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.context("the gateway did not answer JSON")?;
-    if !status.is_success() {
-        anyhow::bail!("the gateway answered {status}: {}", body["detail"].as_str().unwrap_or(""));
-    }
+    let gateway = super::client::RoleClient::gateway(&args.gateway_url, &args.token)?
+        .acting(args.acting_user.clone(), Some(args.purpose.clone()));
+    let body = gateway.post_empty(&format!("/v1/children/{}/erasure", args.child)).await?.json();
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &body)?;
     out.write_all(b"\n")?;

@@ -3,7 +3,6 @@
 //! other. With `--as-of`, the chronology as it stood then: what the
 //! professionals had in front of them at a decision point.
 
-use anyhow::Context as _;
 use std::io::Write as _;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -42,32 +41,24 @@ pub struct ChronologyArgs {
 
 /// Fetches every page and writes the chronology to stdout.
 pub async fn run(args: ChronologyArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let query = super::client::RoleClient::query(&args.query_url, &args.token)?
+        .acting(args.acting_user.clone(), args.purpose.clone());
     if args.export {
-        return export(&http, &args).await;
+        return export(&query, &args).await;
     }
-    let base = format!("{}/v1/children/{}/chronology", args.query_url.trim_end_matches('/'), args.child);
+    let path = format!("/v1/children/{}/chronology", args.child);
     let mut after: Option<String> = None;
     let mut entries: Vec<serde_json::Value> = Vec::new();
     let mut as_of = serde_json::Value::Null;
     // Pages are fetched as JSON and rendered once, so serial numbers and headers come out whole.
     loop {
-        let mut query: Vec<(&str, String)> = vec![("limit", "5000".into())];
-        for (name, value) in [("as_of", &args.as_of), ("from", &args.from), ("to", &args.to)] {
+        let mut params: Vec<(&str, &str)> = vec![("limit", "5000")];
+        for (name, value) in [("as_of", &args.as_of), ("from", &args.from), ("to", &args.to), ("after", &after)] {
             if let Some(v) = value {
-                query.push((name, v.clone()));
+                params.push((name, v));
             }
         }
-        if let Some(a) = &after {
-            query.push(("after", a.clone()));
-        }
-        let request = asking(http.get(&base).query(&query), &args);
-        let response = request.send().await.context("could not reach the query role")?;
-        let status = response.status();
-        let body: serde_json::Value = response.json().await.context("the query role did not answer JSON")?;
-        if !status.is_success() {
-            anyhow::bail!("the query role answered {status}: {}", body["detail"].as_str().unwrap_or(""));
-        }
+        let body = query.get(&path, &params).await?.json();
         // Every page answers for the same moment; the first one says which.
         if as_of.is_null() {
             as_of = body["as_of"].clone();
@@ -101,30 +92,11 @@ pub async fn run(args: ChronologyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The request with the token, and who is reading and why (for the access log).
-fn asking(request: reqwest::RequestBuilder, args: &ChronologyArgs) -> reqwest::RequestBuilder {
-    let mut request = request.bearer_auth(&args.token);
-    if let Some(p) = &args.purpose {
-        request = request.header("x-purpose", p);
-    }
-    if let Some(u) = &args.acting_user {
-        request = request.header("x-acting-user", u);
-    }
-    request
-}
-
 /// The anonymised export, written as the query role renders it.
-async fn export(http: &reqwest::Client, args: &ChronologyArgs) -> anyhow::Result<()> {
-    let url = format!("{}/v1/children/{}/chronology/export", args.query_url.trim_end_matches('/'), args.child);
-    let request = asking(http.get(&url).query(&[("format", &args.format)]), args);
-    let response = request.send().await.context("could not reach the query role")?;
-    let status = response.status();
-    let body = response.text().await.context("the query role's answer could not be read")?;
-    if !status.is_success() {
-        let detail = serde_json::from_str::<serde_json::Value>(&body).ok();
-        let detail = detail.as_ref().and_then(|b| b["detail"].as_str()).unwrap_or("");
-        anyhow::bail!("the query role answered {status}: {detail}");
-    }
+async fn export(query: &super::client::RoleClient, args: &ChronologyArgs) -> anyhow::Result<()> {
+    let path = format!("/v1/children/{}/chronology/export", args.child);
+    let answer = query.get(&path, &[("format", &args.format)]).await?;
+    let body = String::from_utf8_lossy(&answer.body);
     let mut out = std::io::stdout().lock();
     out.write_all(body.as_bytes())?;
     if !body.ends_with('\n') {

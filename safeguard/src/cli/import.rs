@@ -109,8 +109,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<Summary> {
         eprintln!("resuming after line {skip} of {total_lines} (stored by an earlier run)");
     }
     let reader = std::io::BufReader::new(std::fs::File::open(&args.file)?);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
-    let url = format!("{}/v1/events", args.gateway_url.trim_end_matches('/'));
+    let gateway = super::client::RoleClient::gateway(&args.gateway_url, &args.token)?;
     let started = Instant::now();
 
     let mut summary = Summary { skipped_lines: skip, ..Summary::default() };
@@ -136,7 +135,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<Summary> {
         }
         busy.extend(batch.subjects.iter().cloned());
         order.push_back((batch.last_line, false));
-        in_flight.push(send(http.clone(), url.clone(), args.token.clone(), batch));
+        in_flight.push(send(gateway.clone(), batch));
         if last_drawn.elapsed() >= Duration::from_millis(250) {
             draw(done_through, total_lines, summary, started);
             last_drawn = Instant::now();
@@ -219,65 +218,40 @@ fn settle(
 
 /// Sends a batch, retrying while the gateway says storage is unavailable
 /// (a retry with the same ids is always safe).
-async fn send(http: reqwest::Client, url: String, token: String, batch: Batch) -> anyhow::Result<Sent> {
+async fn send(gateway: super::client::RoleClient, batch: Batch) -> anyhow::Result<Sent> {
     let body = serde_json::to_vec(&batch.events)?;
-    let mut wait = Duration::from_millis(200);
-    for attempt in 1.. {
-        let response = http
-            .post(&url)
-            .bearer_auth(&token)
-            .header("content-type", "application/cloudevents-batch+json")
-            .body(body.clone())
-            .send()
-            .await;
-        let response = match response {
-            Ok(r) => r,
-            Err(e) if attempt < 30 => {
-                tracing::warn!(error = %e, "the gateway did not answer; trying the batch again");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-                continue;
-            }
-            Err(e) => return Err(e).context("the gateway did not answer"),
-        };
-        let status = response.status();
-        let answer: Value = response.json().await.context("the gateway's answer is not JSON")?;
-        if status.is_success() {
-            let results = answer["results"].as_array().cloned().unwrap_or_default();
-            let duplicates = results.iter().filter(|r| r["duplicate"] == true).count() as u64;
-            return Ok(Sent {
-                last_line: batch.last_line,
-                subjects: batch.subjects,
-                stored: results.len() as u64 - duplicates,
-                duplicates,
-            });
-        }
-        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempt < 30 {
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
-            continue;
-        }
-        // Name the lines at fault, as the gateway named the events.
-        let mut problems = Vec::new();
-        for e in answer["errors"].as_array().into_iter().flatten().take(20) {
-            let index = e["index"].as_u64().unwrap_or(0) as usize;
-            let line = batch.lines.get(index).copied().unwrap_or(0);
-            problems.push(format!(
-                "line {line} {}: {}",
-                e["pointer"].as_str().unwrap_or(""),
-                e["message"].as_str().unwrap_or("")
-            ));
-        }
-        anyhow::bail!(
-            "the gateway refused the batch of lines {} to {} ({status}): {}{}{}\nnothing of that batch was stored; fix the file and run the import again (stored lines are skipped)",
-            batch.lines.first().copied().unwrap_or(0),
-            batch.last_line,
-            answer["detail"].as_str().unwrap_or(""),
-            if problems.is_empty() { "" } else { "\n  " },
-            problems.join("\n  ")
-        );
+    let response = gateway.publish(&body, 30).await?;
+    let status = response.status;
+    let answer = response.json();
+    if status.is_success() {
+        let results = answer["results"].as_array().cloned().unwrap_or_default();
+        let duplicates = results.iter().filter(|r| r["duplicate"] == true).count() as u64;
+        return Ok(Sent {
+            last_line: batch.last_line,
+            subjects: batch.subjects,
+            stored: results.len() as u64 - duplicates,
+            duplicates,
+        });
     }
-    unreachable!("the loop returns")
+    // Name the lines at fault, as the gateway named the events.
+    let mut problems = Vec::new();
+    for e in answer["errors"].as_array().into_iter().flatten().take(20) {
+        let index = e["index"].as_u64().unwrap_or(0) as usize;
+        let line = batch.lines.get(index).copied().unwrap_or(0);
+        problems.push(format!(
+            "line {line} {}: {}",
+            e["pointer"].as_str().unwrap_or(""),
+            e["message"].as_str().unwrap_or("")
+        ));
+    }
+    anyhow::bail!(
+        "the gateway refused the batch of lines {} to {} ({status}): {}{}{}\nnothing of that batch was stored; fix the file and run the import again (stored lines are skipped)",
+        batch.lines.first().copied().unwrap_or(0),
+        batch.last_line,
+        answer["detail"].as_str().unwrap_or(""),
+        if problems.is_empty() { "" } else { "\n  " },
+        problems.join("\n  ")
+    );
 }
 
 fn count_lines(file: &Path) -> anyhow::Result<u64> {

@@ -8,10 +8,12 @@
 //! - [`audit`]: `safeguard verify` and `safeguard erase`.
 //! - [`parked`]: `safeguard parked` and `safeguard parked retry`.
 //! - [`backup`]: `safeguard backup` and `safeguard restore`.
+//! - [`client`]: the one HTTP client of the commands that call the roles.
 
 pub mod audit;
 pub mod backup;
 pub mod chronology;
+pub mod client;
 pub mod import;
 pub mod parked;
 pub mod returns;

@@ -35,7 +35,7 @@ pub struct ReturnArgs {
 }
 
 pub async fn run(args: ReturnArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = super::client::RoleClient::query(&args.query_url, &args.token)?.acting(None, Some(args.purpose.clone()));
     if args.kind == "annex-a" {
         let dir = args.out.clone().unwrap_or_else(|| ".".into());
         std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
@@ -61,24 +61,11 @@ pub async fn run(args: ReturnArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fetch(http: &reqwest::Client, args: &ReturnArgs, query: &[(&str, &String)]) -> anyhow::Result<bytes::Bytes> {
-    let url = format!("{}/v1/returns/{}", args.query_url.trim_end_matches('/'), args.kind);
-    let response = http
-        .get(&url)
-        .bearer_auth(&args.token)
-        .header("x-purpose", &args.purpose)
-        .query(query)
-        .send()
-        .await
-        .context("could not reach the query role")?;
-    let status = response.status();
-    let body = response.bytes().await.context("the query role's answer could not be read")?;
-    if !status.is_success() {
-        let detail = serde_json::from_slice::<serde_json::Value>(&body).ok();
-        anyhow::bail!(
-            "the query role answered {status}: {}",
-            detail.as_ref().and_then(|d| d["detail"].as_str()).unwrap_or("")
-        );
-    }
-    Ok(body)
+async fn fetch(
+    http: &super::client::RoleClient,
+    args: &ReturnArgs,
+    query: &[(&str, &String)],
+) -> anyhow::Result<bytes::Bytes> {
+    let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Ok(http.get(&format!("/v1/returns/{}", args.kind), &query).await?.body)
 }

@@ -610,8 +610,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let token = args.token.context("set SAFEGUARD_TOKEN (or --token) to a token with the publish and admin roles")?;
-    let http = reqwest::Client::new();
-    let url = format!("{}/v1/events", args.gateway_url.trim_end_matches('/'));
+    let gateway = super::client::RoleClient::gateway(&args.gateway_url, &token)?;
     let started = std::time::Instant::now();
     // Councils and workers first, alone: children's allocations name workers.
     let children_from =
@@ -620,10 +619,8 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     for part in [&groups[..children_from], &groups[children_from..]] {
         let list = batches(part, 1000);
         let mut in_flight = futures::stream::iter(list.into_iter().map(|batch| {
-            let http = http.clone();
-            let url = url.clone();
-            let token = token.clone();
-            async move { post(&http, &url, &token, batch).await }
+            let gateway = gateway.clone();
+            async move { post(&gateway, batch).await }
         }))
         .buffer_unordered(4);
         use futures::StreamExt as _;
@@ -637,31 +634,10 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn post(http: &reqwest::Client, url: &str, token: &str, batch: Vec<Value>) -> anyhow::Result<usize> {
-    let n = batch.len();
-    for attempt in 0..5u64 {
-        let response = http
-            .post(url)
-            .bearer_auth(token)
-            .header("content-type", "application/cloudevents-batch+json")
-            .json(&batch)
-            .send()
-            .await;
-        match response {
-            Ok(r) if r.status().as_u16() == 201 => return Ok(n),
-            // Retrying the same ids is always safe: nothing is stored twice.
-            Ok(r) if r.status().as_u16() == 503 => {}
-            Ok(r) => {
-                let status = r.status();
-                let body = r.text().await.unwrap_or_default();
-                anyhow::bail!("the gateway answered {status}: {}", &body[..body.len().min(500)]);
-            }
-            Err(e) if attempt == 4 => return Err(e).context("could not reach the gateway"),
-            Err(_) => {}
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200 * (attempt + 1))).await;
-    }
-    anyhow::bail!("the gateway stayed unavailable")
+async fn post(gateway: &super::client::RoleClient, batch: Vec<Value>) -> anyhow::Result<usize> {
+    let body = serde_json::to_vec(&batch)?;
+    gateway.publish(&body, 5).await?.success("gateway")?;
+    Ok(batch.len())
 }
 
 #[cfg(test)]
