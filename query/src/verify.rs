@@ -118,6 +118,7 @@ pub async fn verify(
     // then never compared against a stream read short of it.
     let mut last_read = 0u64;
     let mut left_after = u64::MAX;
+    let mut end_confirmed = false;
     let more = |read: u64, last_read: u64, left_after: u64| {
         read < to_read || (copy_position.is_some_and(|p| last_read < p) && left_after > 0 && to_read > 0)
     };
@@ -169,6 +170,21 @@ pub async fn verify(
             };
             let keys = keys.to_vec();
             in_flight.push_back(tokio::task::spawn_blocking(move || check_chunk(&chunk, &rows, compare_upto, &keys)));
+        }
+        // A reader on a replica still catching up (after a leader change)
+        // can report nothing left while the stream holds more: before the
+        // copy's rows past what was read are taken as missing from the
+        // stream, the stream itself is asked (through its leader).
+        if !more(read, last_read, left_after)
+            && left_after == 0
+            && !end_confirmed
+            && copy_position.is_some_and(|p| last_read < p)
+        {
+            if stream_has_after(&stream, &filter, last_read).await? {
+                left_after = u64::MAX;
+            } else {
+                end_confirmed = true;
+            }
         }
         let done_reading = !more(read, last_read, left_after);
         if in_flight.len() >= 2 || (done_reading && !in_flight.is_empty()) {
@@ -302,6 +318,17 @@ fn check_root(
 
 /// Every checkpoint on the audit stream whose signature holds, in order;
 /// the rest are reported. Each must also name the one before it.
+/// Whether the stream holds a message matching `filter` after stream
+/// position `after`, asked of the stream's leader.
+async fn stream_has_after(stream: &jetstream::stream::Stream, filter: &str, after: u64) -> anyhow::Result<bool> {
+    use async_nats::jetstream::stream::RawMessageErrorKind;
+    match stream.raw_message_builder().sequence(after + 1).next_by_subject(filter.to_owned()).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(false),
+        Err(e) => Err(anyhow::Error::new(e).context("could not ask the event stream for its next message")),
+    }
+}
+
 /// The checkpoints not yet checked once every message is read: each is
 /// checked against the heads, or fails if it covers more than the stream
 /// holds. Pure.
