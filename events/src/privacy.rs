@@ -219,9 +219,12 @@ mod identifier_tests {
     }
 }
 
+/// Why a key store could not answer (its own error, kept whole for the log).
+pub type KeyStoreError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A child's data key, if it has one (none after erasure).
 pub type KeyFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<DataKey>, String>> + Send + 'a>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<DataKey>, KeyStoreError>> + Send + 'a>>;
 
 /// Where a reader that must open sealed fields (the projector's identifier
 /// index) gets children's data keys and the lookup key. The trait is here,

@@ -605,9 +605,7 @@ impl Ingest {
 fn key_error(e: KeyError) -> PlanError {
     match e {
         KeyError::Erased => PlanError::Erased,
-        KeyError::Unavailable(m) => {
-            PlanError::Api(ApiError::unavailable("the key store is unavailable", anyhow::anyhow!(m)))
-        }
+        e @ KeyError::Unavailable { .. } => PlanError::Api(ApiError::unavailable("the key store is unavailable", e)),
         other @ KeyError::WrongMasterKey => PlanError::Api(ApiError::Internal(other.into())),
     }
 }

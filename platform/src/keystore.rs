@@ -122,10 +122,21 @@ pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
 pub enum KeyError {
     #[error("the child's data key has been erased")]
     Erased,
-    #[error("the key store is unavailable: {0}")]
-    Unavailable(String),
+    /// The bucket could not be reached or refused: `what` was being done.
+    #[error("the key store is unavailable ({what})")]
+    Unavailable {
+        what: &'static str,
+        #[source]
+        cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     #[error("a stored data key does not unwrap with this master key")]
     WrongMasterKey,
+}
+
+impl KeyError {
+    fn unavailable(what: &'static str, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable { what, cause: Some(Box::new(cause)) }
+    }
 }
 
 /// Data keys, fetched from the bucket and cached.
@@ -157,7 +168,7 @@ impl KeyStore {
     /// by a task that ends when the store is dropped.
     pub async fn watched(bucket: kv::Store, master: MasterKey) -> Result<std::sync::Arc<Self>, KeyError> {
         let store = std::sync::Arc::new(Self::new(bucket, master));
-        let mut watch = store.bucket.watch_all().await.map_err(|e| KeyError::Unavailable(e.to_string()))?;
+        let mut watch = store.bucket.watch_all().await.map_err(|e| KeyError::unavailable("watching the bucket", e))?;
         let weak = std::sync::Arc::downgrade(&store);
         tokio::spawn(async move {
             use futures::StreamExt as _;
@@ -188,27 +199,29 @@ impl KeyStore {
     /// wrapped key is securely erased from the bucket's stream. Safe to
     /// repeat. Returns whether there was a key to erase.
     pub async fn erase(&self, child: &ChildId) -> Result<bool, KeyError> {
-        let unavailable = |e: &dyn std::fmt::Display| KeyError::Unavailable(e.to_string());
         let stream = self.bucket.stream.clone();
         let mut erased = false;
         loop {
             if let Ok(mut cache) = self.cache.lock() {
                 cache.remove(child);
             }
-            match self.bucket.entry(child.to_string()).await.map_err(|e| unavailable(&e))? {
+            match self.bucket.entry(child.to_string()).await.map_err(|e| KeyError::unavailable("reading a key", e))? {
                 Some(entry) if entry.operation == kv::Operation::Put && entry.value.as_ref() == TOMBSTONE => {
                     return Ok(erased);
                 }
                 Some(entry) if entry.operation == kv::Operation::Put => {
                     // Erase (not merely delete) the wrapped key, then try again to place the tombstone.
-                    stream.delete_message(entry.revision).await.map_err(|e| unavailable(&e))?;
+                    stream
+                        .delete_message(entry.revision)
+                        .await
+                        .map_err(|e| KeyError::unavailable("erasing a key", e))?;
                     erased = true;
                 }
                 Some(_) | None => match self.bucket.create(child.to_string(), TOMBSTONE.into()).await {
                     Ok(_) => return Ok(erased),
                     // A gateway made a key in between: erase that one too.
                     Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(unavailable(&e)),
+                    Err(e) => return Err(KeyError::unavailable("placing a tombstone", e)),
                 },
             }
         }
@@ -236,8 +249,8 @@ impl KeyStore {
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => self
                 .fetch(child)
                 .await?
-                .ok_or_else(|| KeyError::Unavailable("a key vanished while being created".into())),
-            Err(e) => Err(KeyError::Unavailable(e.to_string())),
+                .ok_or(KeyError::Unavailable { what: "a key vanished while being created", cause: None }),
+            Err(e) => Err(KeyError::unavailable("creating a key", e)),
         }
     }
 
@@ -253,7 +266,7 @@ impl KeyStore {
     }
 
     async fn fetch(&self, child: &ChildId) -> Result<Option<DataKey>, KeyError> {
-        let entry = self.bucket.get(child.to_string()).await.map_err(|e| KeyError::Unavailable(e.to_string()))?;
+        let entry = self.bucket.get(child.to_string()).await.map_err(|e| KeyError::unavailable("reading a key", e))?;
         let Some(wrapped) = entry else {
             return Ok(None);
         };
@@ -326,7 +339,7 @@ impl ProjectorKeys {
 
 impl events::privacy::ChildKeys for ProjectorKeys {
     fn key(&self, child: uuid::Uuid) -> events::privacy::KeyFuture<'_> {
-        Box::pin(async move { self.store.existing_key(&ChildId::from_uuid(child)).await.map_err(|e| e.to_string()) })
+        Box::pin(async move { self.store.existing_key(&ChildId::from_uuid(child)).await.map_err(Into::into) })
     }
 
     fn lookup_key(&self) -> &[u8; 32] {

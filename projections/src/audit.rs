@@ -87,7 +87,7 @@ pub async fn run(
                 stats.interruptions.fetch_add(1, Ordering::Relaxed);
                 failures = failures.saturating_add(1);
                 let wait = Duration::from_millis(200 * u64::from(failures.min(25)));
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "audit consumer interrupted");
+                tracing::warn!(error = &e as &dyn std::error::Error, retry_in_ms = wait.as_millis() as u64, "audit consumer interrupted");
                 tokio::select! {
                     () = &mut shutdown => return Ok(()),
                     () = tokio::time::sleep(wait) => {}

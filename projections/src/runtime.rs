@@ -114,8 +114,8 @@ pub enum ProjectorError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("JetStream failed: {0}")]
     JetStream(String),
-    #[error("the key store failed: {0}")]
-    Keys(String),
+    #[error("the key store failed")]
+    Keys(#[source] events::privacy::KeyStoreError),
     /// A fold failed outside a per-subject application (which parks instead).
     #[error("{0}")]
     Fold(String),
@@ -206,7 +206,7 @@ pub async fn run_with(
                 stats.failed_now();
                 failures = failures.saturating_add(1);
                 let wait = Duration::from_millis(200 * u64::from(failures.min(25)));
-                tracing::warn!(projector = %settings.name, error = %e, retry_in_ms = wait.as_millis() as u64, "projector interrupted");
+                tracing::warn!(projector = %settings.name, error = &e as &dyn std::error::Error, retry_in_ms = wait.as_millis() as u64, "projector interrupted");
                 tokio::select! {
                     () = &mut shutdown => return Ok(()),
                     () = tokio::time::sleep(wait) => {}
@@ -394,7 +394,7 @@ async fn apply(
         }
         Err(e) if e.is_subject_failure() => {
             drop(tx);
-            tracing::warn!(projector = %settings.name, error = %e, "a batch failed on its content; applying it subject by subject");
+            tracing::warn!(projector = %settings.name, error = &e as &dyn std::error::Error, "a batch failed on its content; applying it subject by subject");
             let mut tx = pool.begin().await?;
             let applied =
                 store::apply_batch(&mut tx, &settings.name, batch, Some(position), keys, store::Isolation::PerSubject)
@@ -418,7 +418,7 @@ pub async fn watch(pool: PgPool, js: jetstream::Context, settings: Settings, sta
     loop {
         tick.tick().await;
         if let Err(e) = look(&pool, &js, &settings, &stats).await {
-            tracing::warn!(projector = %settings.name, error = %e, "could not look at the stream's state");
+            tracing::warn!(projector = %settings.name, error = &e as &dyn std::error::Error, "could not look at the stream's state");
         }
         let stalled = stats.stalled();
         if stalled && !was_stalled {

@@ -95,8 +95,8 @@ pub enum ApplyError {
     #[error("the read models are at {stored}, not at {expected} where this projector left them")]
     Moved { stored: u64, expected: u64 },
     /// Children's data keys could not be fetched for the identifier index.
-    #[error("the key store failed: {0}")]
-    Keys(String),
+    #[error("the key store failed")]
+    Keys(#[source] events::privacy::KeyStoreError),
     /// A pure fold panicked on a subject's history (a bug: it must take
     /// any history the gateway accepts).
     #[error("folding subject {subject} failed: {message}")]
