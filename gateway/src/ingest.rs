@@ -235,9 +235,7 @@ impl Ingest {
                     let loaded = state::catch_up(&self.stream, subject, &mut st).await;
                     **slot = Some(st.clone());
                     loaded.map_err(|e| match e {
-                        state::LoadError::Unavailable(m) => {
-                            unavailable("JetStream could not be read", anyhow::anyhow!(m), &committed)
-                        }
+                        state::LoadError::Unavailable(e) => unavailable("JetStream could not be read", e, &committed),
                         // A stored message that is not an event is not an
                         // outage: refuse loudly rather than ask for retries.
                         corrupt @ state::LoadError::Corrupt { .. } => ApiError::Internal(corrupt.into()),

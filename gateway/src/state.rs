@@ -87,8 +87,8 @@ impl SubjectState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("the stream could not be read: {0}")]
-    Unavailable(String),
+    #[error("the stream could not be read")]
+    Unavailable(#[source] async_nats::jetstream::stream::RawMessageError),
     #[error("stream message {stream_seq} is not a stored event")]
     Corrupt {
         stream_seq: u64,
@@ -111,7 +111,7 @@ pub async fn catch_up(stream: &Stream, subject: &Subject, state: &mut SubjectSta
         let message = match next {
             Ok(m) => m,
             Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(()),
-            Err(e) => return Err(LoadError::Unavailable(e.to_string())),
+            Err(e) => return Err(LoadError::Unavailable(e)),
         };
         let decoded = events::stored::decode(&message.subject, &message.payload)
             .map_err(|cause| LoadError::Corrupt { stream_seq: message.sequence, cause })?;

@@ -98,7 +98,7 @@ pub async fn run(
 }
 
 async fn session(pool: &PgPool, js: &jetstream::Context, stats: &Stats) -> Result<(), ProjectorError> {
-    let stream = js.get_stream(AUDIT_STREAM).await.map_err(|e| ProjectorError::JetStream(e.to_string()))?;
+    let stream = js.get_stream(AUDIT_STREAM).await.map_err(|e| ProjectorError::JetStream(e.into()))?;
     let from: i64 = sqlx::query_scalar("select stream_seq from audit.position where consumer = $1")
         .bind(CONSUMER)
         .fetch_optional(pool)
@@ -117,12 +117,12 @@ async fn session(pool: &PgPool, js: &jetstream::Context, stats: &Stats) -> Resul
             .expires(Duration::from_millis(500))
             .messages()
             .await
-            .map_err(|e| ProjectorError::JetStream(e.to_string()))?;
+            .map_err(|e| ProjectorError::JetStream(e.into()))?;
         let mut batch = Vec::new();
         let mut last = None;
         while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| ProjectorError::JetStream(e.to_string()))?;
-            let info = message.info().map_err(|e| ProjectorError::JetStream(e.to_string()))?;
+            let message = message.map_err(|e| ProjectorError::JetStream(e.into()))?;
+            let info = message.info().map_err(|e| ProjectorError::JetStream(e.into()))?;
             deliveries.check(info.consumer_sequence)?;
             batch.push(Message {
                 stream_seq: info.stream_sequence,
@@ -154,7 +154,7 @@ async fn session(pool: &PgPool, js: &jetstream::Context, stats: &Stats) -> Resul
             stats.dead_letters.fetch_add(dead, Ordering::Relaxed);
             tracing::warn!(count = dead, "kept audit messages that cannot be applied in audit.dead_letter");
         }
-        last.ack().await.map_err(|e| ProjectorError::JetStream(e.to_string()))?;
+        last.ack().await.map_err(|e| ProjectorError::JetStream(e.into()))?;
         stats.position.store(position, Ordering::Relaxed);
         stats.applied.fetch_add(batch.len() as u64, Ordering::Relaxed);
     }

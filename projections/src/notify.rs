@@ -62,7 +62,7 @@ impl Notifier {
             }
             let today = business_date(&now());
             if let Err(e) = publish(&client, &pool, dirty.clone(), today, &mut last).await {
-                tracing::warn!(error = %e, "could not publish change notifications");
+                tracing::warn!(error = &e as &dyn std::error::Error, "could not publish change notifications");
                 let mut again = Changed { councils: BTreeSet::new(), teams: dirty.teams };
                 for (council, years) in dirty.councils {
                     again.councils.insert(council.clone());
@@ -106,7 +106,7 @@ async fn publish(
             send(client, subject, serde_json::to_vec(&loads.team(&team))?, last).await?;
         }
     }
-    client.flush().await.map_err(|e| NotifyError::Nats(e.to_string()))?;
+    client.flush().await.map_err(|e| NotifyError::Nats(e.into()))?;
     Ok(())
 }
 
@@ -119,7 +119,7 @@ async fn send(
     if last.get(&subject) == Some(&payload) {
         return Ok(());
     }
-    client.publish(subject.clone(), payload.clone().into()).await.map_err(|e| NotifyError::Nats(e.to_string()))?;
+    client.publish(subject.clone(), payload.clone().into()).await.map_err(|e| NotifyError::Nats(e.into()))?;
     last.insert(subject, payload);
     Ok(())
 }
@@ -131,6 +131,6 @@ pub enum NotifyError {
     Database(#[from] sqlx::Error),
     #[error("encoding: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("nats: {0}")]
-    Nats(String),
+    #[error("NATS did not take the notification")]
+    Nats(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

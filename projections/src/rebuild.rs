@@ -54,7 +54,7 @@ pub async fn rebuild(
     crate::migrate(&pool, REBUILD_SCHEMA).await?;
 
     let stream =
-        js.get_stream(events::subjects::EVENTS_STREAM).await.map_err(|e| ProjectorError::JetStream(e.to_string()))?;
+        js.get_stream(events::subjects::EVENTS_STREAM).await.map_err(|e| ProjectorError::JetStream(e.into()))?;
     if let Ok(info) = stream.clone().info().await {
         stats.stream_last.store(info.state.last_sequence, Ordering::Relaxed);
     }
@@ -69,9 +69,7 @@ pub async fn rebuild(
         {
             Outcome::Reached | Outcome::Stopped => {}
             Outcome::Moved { stored } => {
-                return Err(ProjectorError::JetStream(format!(
-                    "another process wrote to {REBUILD_SCHEMA} (position {stored}); run one rebuild at a time"
-                )));
+                return Err(ProjectorError::RebuildRaced { stored });
             }
         }
         position = stats.position.load(Ordering::Relaxed);

@@ -112,8 +112,11 @@ pub enum ProjectorError {
     Database(#[from] sqlx::Error),
     #[error("could not migrate the read-model database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("JetStream failed: {0}")]
-    JetStream(String),
+    #[error("JetStream failed")]
+    JetStream(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Another process wrote to the schema a rebuild is building.
+    #[error("another process wrote to the rebuild's schema (position {stored}); run one rebuild at a time")]
+    RebuildRaced { stored: u64 },
     #[error("the key store failed")]
     Keys(#[source] events::privacy::KeyStoreError),
     /// A fold failed outside a per-subject application (which parks instead).
@@ -160,8 +163,8 @@ impl Default for Deliveries {
     }
 }
 
-fn js_error(e: impl std::fmt::Display) -> ProjectorError {
-    ProjectorError::JetStream(e.to_string())
+fn js_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ProjectorError {
+    ProjectorError::JetStream(e.into())
 }
 
 /// Applies the stream to the read models until `shutdown` resolves.
