@@ -121,8 +121,8 @@ async fn session(pool: &PgPool, js: &jetstream::Context, stats: &Stats) -> Resul
         let mut batch = Vec::new();
         let mut last = None;
         while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| ProjectorError::JetStream(e.into()))?;
-            let info = message.info().map_err(|e| ProjectorError::JetStream(e.into()))?;
+            let message = message.map_err(ProjectorError::JetStream)?;
+            let info = message.info().map_err(ProjectorError::JetStream)?;
             deliveries.check(info.consumer_sequence)?;
             batch.push(Message {
                 stream_seq: info.stream_sequence,
@@ -154,7 +154,7 @@ async fn session(pool: &PgPool, js: &jetstream::Context, stats: &Stats) -> Resul
             stats.dead_letters.fetch_add(dead, Ordering::Relaxed);
             tracing::warn!(count = dead, "kept audit messages that cannot be applied in audit.dead_letter");
         }
-        last.ack().await.map_err(|e| ProjectorError::JetStream(e.into()))?;
+        last.ack().await.map_err(ProjectorError::JetStream)?;
         stats.position.store(position, Ordering::Relaxed);
         stats.applied.fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
