@@ -27,13 +27,23 @@ pub fn references(i: usize, event: &ReceivedEvent, st: &SubjectState) -> Option<
     Some(FieldError::new(i, "/subject", problem))
 }
 
+/// The council an event moves its subject to: the one a registration, a
+/// worker joining or a transfer names.
+pub fn named_council(data: &EventData) -> Option<CouncilCode> {
+    match data {
+        EventData::ChildRegistered(d) => Some(d.council.clone()),
+        EventData::WorkerJoined(d) => Some(d.council.clone()),
+        EventData::ChildTransferred(d) => Some(d.council.clone()),
+        _ => None,
+    }
+}
+
 /// The council the subject belongs to for this event: for a registration
 /// or a worker joining, the one it names; otherwise (a transfer included:
 /// the sending council decides) the one it belongs to now.
 pub fn council(event: &ReceivedEvent, st: &SubjectState) -> Option<CouncilCode> {
-    match &event.data {
-        EventData::ChildRegistered(d) => Some(d.council.clone()),
-        EventData::WorkerJoined(d) => Some(d.council.clone()),
+    match event.event_type {
+        EventType::ChildRegistered | EventType::WorkerJoined => named_council(&event.data),
         _ => st.council.clone(),
     }
 }

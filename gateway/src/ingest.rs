@@ -462,13 +462,7 @@ impl Ingest {
             };
 
             // The subject as it will be after this event.
-            let council = match &event.data {
-                EventData::ChildRegistered(d) => Some(d.council.clone()),
-                EventData::WorkerJoined(d) => Some(d.council.clone()),
-                EventData::ChildTransferred(d) => Some(d.council.clone()),
-                _ => None,
-            };
-            st.advance(key, event.event_type, council, stamp.sequence, hash, 0);
+            st.advance(key, event.event_type, checks::named_council(&event.data), stamp.sequence, hash, 0);
             slots.push(Slot::New);
             new.push(n);
         }

@@ -1,6 +1,7 @@
 //! The Postgres copy of the stream (`stored_event`, and messages waiting
 //! behind a parked subject: the `event_copy` view), read for verification:
-//! `safeguard verify` and `GET /v1/verify` compare it with the stream.
+//! `safeguard verify` and `GET /v1/verify` compare it with the stream. How
+//! far it is complete is `crate::health::complete_up_to`.
 
 use events::Subject;
 use events::chain::{Digest, Head};
@@ -14,13 +15,6 @@ pub struct CopyRow {
     pub subject: String,
     pub sequence: u64,
     pub document: String,
-}
-
-/// How far the copy is complete: the least position of its projectors.
-/// Partitioned projectors each cover their own partitions up to their
-/// position, so only below the least of them is every event in the copy.
-pub async fn position(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    crate::health::complete_up_to(pool).await
 }
 
 /// The copy's rows with stream positions in `(after, upto]`: applied

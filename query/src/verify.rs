@@ -87,9 +87,12 @@ pub async fn verify(
     let filter = child.map_or_else(|| subjects::EVENTS_FILTER.to_owned(), subjects::event_subject);
     // The copy's position before the stream's length: everything the copy
     // holds up to there is then among the messages this pass reads, however
-    // much arrives meanwhile.
+    // much arrives meanwhile. The least of the projectors' positions: only
+    // below it is every subject's history in the copy.
     let copy_position = match copy {
-        Some(pool) => Some(projections::copy::position(pool).await.context("could not read the copy's position")?),
+        Some(pool) => {
+            Some(projections::health::complete_up_to(pool).await.context("could not read the copy's position")?)
+        }
         None => None,
     };
     let to_read = bus::count_matching(&stream, &filter).await?;

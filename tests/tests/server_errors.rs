@@ -25,6 +25,12 @@ fn request_id(r: &Response) -> uuid::Uuid {
     id
 }
 
+/// A server error's body quotes the id its cause is logged under.
+fn quotes_its_request_id(r: &Response) {
+    assert!(r.json["request_id"].is_string(), "a 5xx quotes its request id: {}", r.text);
+    request_id(r);
+}
+
 /// Words that would mean an internal cause reached the caller.
 fn assert_no_internals(r: &Response, also: &[&str]) {
     let text = r.text.to_lowercase();
@@ -80,8 +86,7 @@ async fn a_query_role_that_cannot_read_its_keys_says_so_without_naming_the_file(
     assert_eq!(r.status, 503, "{}", r.text);
     assert_eq!(r.content_type, "application/problem+json");
     assert_eq!(r.json["detail"], "the gateway's public keys cannot be read", "{}", r.text);
-    request_id(&r);
-    assert!(r.json["request_id"].is_string(), "a 5xx quotes its request id: {}", r.text);
+    quotes_its_request_id(&r);
     assert_no_internals(&r, &["no-such-dir", "signing.key.pub", "no such file"]);
 }
 
@@ -109,8 +114,7 @@ async fn with_postgresql_gone_the_query_role_answers_a_500_that_names_no_cause()
     assert_eq!(r.status, 500, "{}", r.text);
     assert_eq!(r.content_type, "application/problem+json");
     assert_eq!(r.json["type"], "/problems/internal");
-    request_id(&r);
-    assert!(r.json["request_id"].is_string(), "a 5xx quotes its request id: {}", r.text);
+    quotes_its_request_id(&r);
     let port = pg.port().to_string();
     assert_no_internals(&r, &[port.as_str(), db.name()]);
 }
@@ -128,8 +132,7 @@ async fn with_nats_gone_the_gateway_answers_a_503_in_its_own_words_with_the_requ
     let child = uuid::Uuid::new_v4().to_string();
     let r = gw.post(tokens::HARINGEY, &registered("reg-1", &child, HARINGEY)).await;
     assert_eq!(r.status, 503, "{}", r.text);
-    request_id(&r);
-    assert!(r.json["request_id"].is_string(), "a 5xx quotes its request id: {}", r.text);
+    quotes_its_request_id(&r);
     let url = nats.url();
     assert_no_internals(&r, &[url.as_str(), "timed out", "nats:"]);
 }
