@@ -10,11 +10,11 @@
 //! inspection date (the worker's id: the backbone holds no staff names).
 
 use crate::cin::{self, CinChild};
-use crate::facts::{Recorded, effective};
+use crate::facts::{History, effective};
 use chrono::{Months, NaiveDate};
-use events::EventType;
+use events::EventData;
 use events::calendar::Calendar;
-use serde_json::Value;
+use events::codes::{CourtOrder, SeenContext};
 
 /// The lists Annex A asks for, by number.
 pub const LISTS: [u8; 6] = [1, 3, 4, 5, 6, 7];
@@ -135,7 +135,7 @@ struct Extra {
 }
 
 /// The rows of every list for one child: `(list, row)`.
-pub fn rows(history: &[Recorded], council: &str, date: NaiveDate, calendar: &Calendar) -> Vec<(u8, Vec<String>)> {
+pub fn rows(history: &History, council: &str, date: NaiveDate, calendar: &Calendar) -> Vec<(u8, Vec<String>)> {
     let child = cin::fold(history, date, calendar);
     let from = date.checked_sub_months(Months::new(6)).unwrap_or(date);
     let in_window = |d: NaiveDate| from < d && d <= date;
@@ -281,28 +281,24 @@ pub fn rows(history: &[Recorded], council: &str, date: NaiveDate, calendar: &Cal
     out
 }
 
-fn extra(history: &[Recorded], date: NaiveDate) -> Extra {
+fn extra(history: &History, date: NaiveDate) -> Extra {
+    use EventData as D;
     let mut x = Extra::default();
     let mut allocations: Vec<(String, String)> = Vec::new();
     for f in effective(history).into_iter().filter(|f| f.on <= date) {
-        let d = f.data;
-        let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let flag = |k: &str| d.get(k).and_then(Value::as_bool).unwrap_or(false);
-        match f.event_type {
-            EventType::ContactRecorded => x.contacts.push((f.on, text("source"))),
-            EventType::CaseAllocated => allocations.push((text("team_id"), text("worker_id"))),
-            EventType::CaseDeallocated => {
-                let worker = text("worker_id");
+        match f.data {
+            D::ContactRecorded(d) => x.contacts.push((f.on, d.source.code().to_owned())),
+            D::CaseAllocated(d) => allocations.push((d.team_id.as_str().to_owned(), d.worker_id.to_string())),
+            D::CaseDeallocated(d) => {
+                let worker = d.worker_id.to_string();
                 allocations.retain(|(_, w)| *w != worker);
             }
-            EventType::CaseClosed => allocations.clear(),
-            EventType::ChildSeen => {
-                x.sightings.push((f.on, text("context") == "statutory_visit", flag("seen_alone")));
+            D::CaseClosed(_) => allocations.clear(),
+            D::ChildSeen(d) => x.sightings.push((f.on, d.context == SeenContext::StatutoryVisit, d.seen_alone)),
+            D::AssessmentCompleted(d) => {
+                x.assessment_seen.push((d.assessment_id.as_str().to_owned(), d.child_seen, d.needs_support));
             }
-            EventType::AssessmentCompleted => {
-                x.assessment_seen.push((text("assessment_id"), flag("child_seen"), flag("needs_support")));
-            }
-            EventType::CourtOrderMade if text("order") == "epo" => x.epo.push(f.on),
+            D::CourtOrderMade(d) if d.order == CourtOrder::Epo => x.epo.push(f.on),
             _ => {}
         }
     }

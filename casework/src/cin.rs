@@ -11,11 +11,13 @@
 //! which is still open at its end (the DfE rules 8620, 8696, 8715, 8736,
 //! 8740, 8930 and 4013 ask exactly that).
 
-use crate::facts::{Fact, Recorded, date, effective, owned, text};
+use crate::facts::{Fact, History, effective};
 use chrono::NaiveDate;
-use events::EventType;
 use events::calendar::Calendar;
-use serde_json::{Map, Value};
+use events::catalogue::ChildPerson;
+use events::codes::{ClosureReason, ConferenceKind, Disability, Ethnicity, Sex};
+use events::ids::LaChildId;
+use events::{EventData, EventType, Personal};
 use std::fmt::Write as _;
 
 /// A collection year: 1 April to the reference date, 31 March.
@@ -114,12 +116,7 @@ pub struct Plan {
 }
 
 /// The child's census record for `council` and `year`, if the child is in scope.
-pub fn census_child(
-    history: &[Recorded],
-    council: &str,
-    year: &CollectionYear,
-    calendar: &Calendar,
-) -> Option<CinChild> {
+pub fn census_child(history: &History, council: &str, year: &CollectionYear, calendar: &Calendar) -> Option<CinChild> {
     let mut child = fold(history, year.reference_date, calendar);
     // What belongs to this council's return for this year.
     child.episodes = std::mem::take(&mut child.episodes)
@@ -156,41 +153,61 @@ pub fn census_child(
 /// the ids that link them (`referral_id`, `s47_id`, `conference_id`,
 /// `plan_id`) or, where an event names none, by the episode its date falls
 /// in; so a fact dated before its referral is still found (and flagged).
-pub fn fold(history: &[Recorded], until: NaiveDate, calendar: &Calendar) -> CinChild {
+pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChild {
+    use EventData as D;
     let facts: Vec<Fact<'_>> = effective(history).into_iter().filter(|f| f.on <= until).collect();
     let mut child = CinChild::default();
     let mut current_council = String::new();
     let mut episodes: Vec<Episode> = Vec::new();
     for f in &facts {
-        let d = f.data;
-        match f.event_type {
-            EventType::ChildRegistered | EventType::ChildDetailsUpdated => {
-                if f.event_type == EventType::ChildRegistered {
-                    current_council = owned(d, "council");
-                }
-                details(&mut child, d);
+        match f.data {
+            D::ChildRegistered(d) => {
+                current_council = d.council.as_str().to_owned();
+                details(
+                    &mut child,
+                    Details {
+                        la_child_id: Some(&d.la_child_id),
+                        sex: Some(d.sex),
+                        birth_date: d.birth_date,
+                        expected_birth_date: d.expected_birth_date,
+                        ethnicity: d.ethnicity,
+                        disabilities: d.disabilities.as_deref(),
+                        person: d.person.as_ref(),
+                    },
+                );
             }
-            EventType::ChildTransferred => current_council = owned(d, "council"),
-            EventType::ChildDied => child.death_date = date(d, "date").or(Some(f.on)),
-            EventType::ReferralReceived => {
-                let nfa = d.get("nfa").and_then(Value::as_bool).unwrap_or(false);
+            D::ChildDetailsUpdated(d) => details(
+                &mut child,
+                Details {
+                    la_child_id: d.la_child_id.as_ref(),
+                    sex: d.sex,
+                    birth_date: d.birth_date,
+                    expected_birth_date: d.expected_birth_date,
+                    ethnicity: d.ethnicity,
+                    disabilities: d.disabilities.as_deref(),
+                    person: d.person.as_ref(),
+                },
+            ),
+            D::ChildTransferred(d) => current_council = d.council.as_str().to_owned(),
+            D::ChildDied(d) => child.death_date = Some(d.date),
+            D::ReferralReceived(d) => {
                 episodes.push(Episode {
-                    referral_id: owned(d, "referral_id"),
+                    referral_id: d.referral_id.as_str().to_owned(),
                     council: current_council.clone(),
                     referral_date: f.on,
-                    source: owned(d, "source"),
-                    primary_need: text(d, "primary_need").map(str::to_owned),
-                    nfa,
+                    source: d.source.code().to_owned(),
+                    primary_need: d.primary_need.map(|n| n.code().to_owned()),
+                    nfa: d.nfa,
                     // A referral with no further action is closed the day it is received.
-                    closure: nfa.then(|| (f.on, "RC8".to_owned())),
+                    closure: d.nfa.then(|| (f.on, ClosureReason::Rc8.code().to_owned())),
                     ..Episode::default()
                 });
             }
-            EventType::CaseClosed => {
-                if let Some(e) = episode(&mut episodes, text(d, "referral_id"), f.on)
+            D::CaseClosed(d) => {
+                if let Some(e) = episode(&mut episodes, Some(d.referral_id.as_str()), f.on)
                     && e.closure.is_none()
                 {
-                    e.closure = Some((f.on, owned(d, "reason")));
+                    e.closure = Some((f.on, d.reason.code().to_owned()));
                 }
             }
             _ => {}
@@ -198,8 +215,8 @@ pub fn fold(history: &[Recorded], until: NaiveDate, calendar: &Calendar) -> CinC
     }
     let mut plans_started = 0u32;
     let mut plan_conference: Vec<(String, String)> = Vec::new();
-    let mut conference_episode: Vec<(String, usize)> = Vec::new();
-    let mut reviews: Vec<(String, NaiveDate)> = Vec::new();
+    let mut conference_episode: Vec<(&str, usize)> = Vec::new();
+    let mut reviews: Vec<(&str, NaiveDate)> = Vec::new();
     let mut initial_conferences: Vec<(String, NaiveDate)> = Vec::new();
     // What starts a thing, then what hangs off it, then what ends or amends
     // it: so an end dated (wrongly) before its start still finds it.
@@ -212,54 +229,49 @@ pub fn fold(history: &[Recorded], until: NaiveDate, calendar: &Calendar) -> CinC
         _ => 3,
     };
     for current in 1..=3 {
-        for f in facts.iter().filter(|f| phase(f.event_type) == current) {
-            let d = f.data;
-            match f.event_type {
-                EventType::AssessmentStarted => {
-                    if let Some(e) = episode(&mut episodes, text(d, "referral_id"), f.on) {
+        for f in facts.iter().filter(|f| phase(f.event_type()) == current) {
+            match f.data {
+                D::AssessmentStarted(d) => {
+                    if let Some(e) = episode(&mut episodes, Some(d.referral_id.as_str()), f.on) {
                         e.assessments.push(Assessment {
-                            id: owned(d, "assessment_id"),
+                            id: d.assessment_id.as_str().to_owned(),
                             start: f.on,
                             ..Assessment::default()
                         });
                     }
                 }
-                EventType::AssessmentCompleted => {
-                    let id = owned(d, "assessment_id");
+                D::AssessmentCompleted(d) => {
+                    let id = d.assessment_id.as_str();
                     if let Some(a) =
                         episodes.iter_mut().rev().flat_map(|e| e.assessments.iter_mut()).find(|a| a.id == id)
                     {
                         a.authorised = Some(f.on);
-                        a.factors = d
-                            .get("factors")
-                            .and_then(Value::as_array)
-                            .map(|l| l.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                            .unwrap_or_default();
+                        a.factors = d.factors.iter().map(|f| f.code().to_owned()).collect();
                     }
                 }
-                EventType::S47Started => {
-                    if let Some(e) = episode(&mut episodes, text(d, "referral_id"), f.on) {
+                D::S47Started(d) => {
+                    if let Some(e) = episode(&mut episodes, Some(d.referral_id.as_str()), f.on) {
                         e.section47s.push(Section47 {
-                            id: owned(d, "s47_id"),
+                            id: d.s47_id.as_str().to_owned(),
                             start: f.on,
                             icpc_target: calendar.add_working_days(f.on, 15),
                             ..Section47::default()
                         });
                     }
                 }
-                EventType::S47Completed => {
-                    let id = owned(d, "s47_id");
+                D::S47Completed(d) => {
+                    let id = d.s47_id.as_str();
                     if let Some(s) =
                         episodes.iter_mut().rev().flat_map(|e| e.section47s.iter_mut()).find(|s| s.id == id)
                     {
-                        s.icpc_not_required = d.get("icpc_required").and_then(Value::as_bool) == Some(false);
+                        s.icpc_not_required = !d.icpc_required;
                     }
                 }
-                EventType::ConferenceHeld => match text(d, "kind") {
-                    Some("initial") => {
-                        let conference = owned(d, "conference_id");
-                        initial_conferences.push((conference.clone(), f.on));
-                        let s47 = text(d, "s47_id");
+                D::ConferenceHeld(d) => match d.kind {
+                    ConferenceKind::Initial => {
+                        let conference = d.conference_id.as_str();
+                        initial_conferences.push((conference.to_owned(), f.on));
+                        let s47 = d.s47_id.as_ref().map(|s| s.as_str());
                         let found = episodes.iter_mut().enumerate().rev().find_map(|(i, e)| {
                             e.section47s
                                 .iter_mut()
@@ -279,51 +291,51 @@ pub fn fold(history: &[Recorded], until: NaiveDate, calendar: &Calendar) -> CinC
                             }
                         }
                     }
-                    Some("review") => {
-                        if let Some(plan) = text(d, "plan_id") {
-                            reviews.push((plan.to_owned(), f.on));
+                    ConferenceKind::Review => {
+                        if let Some(plan) = &d.plan_id {
+                            reviews.push((plan.as_str(), f.on));
                         }
                     }
-                    _ => {}
+                    ConferenceKind::TransferIn => {}
                 },
-                EventType::CpPlanStarted => {
-                    let conference = owned(d, "conference_id");
+                D::CpPlanStarted(d) => {
+                    let conference = d.conference_id.as_str();
                     let at = conference_episode
                         .iter()
                         .find(|(c, _)| *c == conference)
                         .map(|(_, i)| *i)
                         .or_else(|| episode_index(&episodes, None, f.on));
-                    let category = owned(d, "category");
+                    let category = d.category.code();
                     if let Some(i) = at {
                         episodes[i].plans.push(Plan {
-                            id: owned(d, "plan_id"),
+                            id: d.plan_id.as_str().to_owned(),
                             start: f.on,
-                            initial_category: category.clone(),
-                            latest_category: category,
+                            initial_category: category.to_owned(),
+                            latest_category: category.to_owned(),
                             previous_plans: plans_started,
                             ..Plan::default()
                         });
-                        plan_conference.push((owned(d, "plan_id"), conference));
+                        plan_conference.push((d.plan_id.as_str().to_owned(), conference.to_owned()));
                     }
                     plans_started += 1;
                 }
-                EventType::CpPlanCategoryChanged => {
-                    if let Some(p) = plan(&mut episodes, text(d, "plan_id")) {
-                        p.latest_category = owned(d, "category");
+                D::CpPlanCategoryChanged(d) => {
+                    if let Some(p) = plan(&mut episodes, d.plan_id.as_str()) {
+                        d.category.code().clone_into(&mut p.latest_category);
                     }
                 }
-                EventType::CpPlanEnded => {
-                    if let Some(p) = plan(&mut episodes, text(d, "plan_id")) {
+                D::CpPlanEnded(d) => {
+                    if let Some(p) = plan(&mut episodes, d.plan_id.as_str()) {
                         p.end = Some(f.on);
                     }
                 }
-                EventType::CinPlanStarted => {
-                    if let Some(e) = episode(&mut episodes, text(d, "referral_id"), f.on) {
-                        e.cin_plans.push(CinPlan { id: owned(d, "plan_id"), start: f.on, end: None });
+                D::CinPlanStarted(d) => {
+                    if let Some(e) = episode(&mut episodes, Some(d.referral_id.as_str()), f.on) {
+                        e.cin_plans.push(CinPlan { id: d.plan_id.as_str().to_owned(), start: f.on, end: None });
                     }
                 }
-                EventType::CinPlanEnded => {
-                    let id = owned(d, "plan_id");
+                D::CinPlanEnded(d) => {
+                    let id = d.plan_id.as_str();
                     if let Some(p) = episodes.iter_mut().rev().flat_map(|e| e.cin_plans.iter_mut()).find(|p| p.id == id)
                     {
                         p.end = Some(f.on);
@@ -334,7 +346,7 @@ pub fn fold(history: &[Recorded], until: NaiveDate, calendar: &Calendar) -> CinC
         }
     }
     for (plan_id, day) in reviews {
-        if let Some(p) = plan(&mut episodes, Some(&plan_id)) {
+        if let Some(p) = plan(&mut episodes, plan_id) {
             p.reviews.push(day);
         }
     }
@@ -344,33 +356,47 @@ pub fn fold(history: &[Recorded], until: NaiveDate, calendar: &Calendar) -> CinC
     child
 }
 
-fn details(child: &mut CinChild, d: &Map<String, Value>) {
-    if let Some(id) = text(d, "la_child_id") {
-        child.la_child_id = id.to_owned();
+/// The details a registration or a details update gives.
+struct Details<'a> {
+    la_child_id: Option<&'a LaChildId>,
+    sex: Option<Sex>,
+    birth_date: Option<NaiveDate>,
+    expected_birth_date: Option<NaiveDate>,
+    ethnicity: Option<Ethnicity>,
+    disabilities: Option<&'a [Disability]>,
+    person: Option<&'a Personal<ChildPerson>>,
+}
+
+fn details(child: &mut CinChild, d: Details<'_>) {
+    if let Some(id) = d.la_child_id {
+        child.la_child_id = id.as_str().to_owned();
     }
-    if let Some(sex) = text(d, "sex") {
-        child.sex = sex.to_owned();
+    if let Some(sex) = d.sex {
+        child.sex = sex.code().to_owned();
     }
-    if let Some(born) = date(d, "birth_date") {
+    if let Some(born) = d.birth_date {
         child.birth_date = Some(born);
         child.expected_birth_date = None;
     }
-    if let Some(due) = date(d, "expected_birth_date") {
+    if let Some(due) = d.expected_birth_date {
         child.expected_birth_date = Some(due);
     }
-    if let Some(e) = text(d, "ethnicity") {
-        child.ethnicity = Some(e.to_owned());
+    if let Some(e) = d.ethnicity {
+        child.ethnicity = Some(e.code().to_owned());
     }
-    if let Some(list) = d.get("disabilities").and_then(Value::as_array) {
-        child.disabilities = list.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+    if let Some(list) = d.disabilities {
+        child.disabilities = list.iter().map(|d| d.code().to_owned()).collect();
     }
-    if let Some(person) = d.get("person").and_then(Value::as_object) {
-        for (field, slot) in
-            [("upn", &mut child.upn), ("former_upn", &mut child.former_upn), ("upn_unknown", &mut child.upn_unknown)]
-        {
-            if let Some(v) = text(person, field) {
-                *slot = Some(v.to_owned());
-            }
+    // Only an opened `person` (see [`open_people`]) gives UPNs.
+    if let Some(person) = d.person.and_then(Personal::clear) {
+        if let Some(upn) = &person.upn {
+            child.upn = Some(upn.as_str().to_owned());
+        }
+        if let Some(upn) = &person.former_upn {
+            child.former_upn = Some(upn.as_str().to_owned());
+        }
+        if let Some(why) = person.upn_unknown {
+            child.upn_unknown = Some(why.code().to_owned());
         }
     }
 }
@@ -392,8 +418,7 @@ fn episode<'a>(episodes: &'a mut [Episode], referral_id: Option<&str>, on: Naive
     episodes.get_mut(i)
 }
 
-fn plan<'a>(episodes: &'a mut [Episode], plan_id: Option<&str>) -> Option<&'a mut Plan> {
-    let id = plan_id?;
+fn plan<'a>(episodes: &'a mut [Episode], id: &str) -> Option<&'a mut Plan> {
     episodes.iter_mut().rev().flat_map(|e| e.plans.iter_mut()).find(|p| p.id == id)
 }
 
@@ -549,16 +574,16 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
 /// Opens the sealed `person` of the child's registration and detail
 /// updates with its data key, so the UPNs can be returned. Without a key
 /// (erased) they stay sealed and the census says the UPN is unknown.
-pub fn open_people(subject: &str, history: &mut [Recorded], key: &events::privacy::DataKey) {
-    for r in history.iter_mut() {
-        if !matches!(r.event_type.as_str(), "child.registered" | "child.details_updated") {
-            continue;
-        }
-        let aad = events::privacy::associated_data(subject, &r.source, &r.event_id, "/data/person");
-        if let Some(sealed) = r.data.get("person")
-            && let Ok(opened) = events::privacy::open_value(key, &aad, sealed)
-        {
-            r.data.insert("person".into(), opened);
+pub fn open_people(subject: &str, history: &mut History, key: &events::privacy::DataKey) {
+    for r in history.events_mut() {
+        let person = match &mut r.data {
+            EventData::ChildRegistered(d) => &mut d.person,
+            EventData::ChildDetailsUpdated(d) => &mut d.person,
+            _ => continue,
+        };
+        let aad = events::privacy::associated_data(subject, r.source.as_str(), r.event_id.as_str(), "/data/person");
+        if let Some(opened) = person.as_ref().and_then(|p| p.opened(key, &aad)) {
+            *person = Some(Personal::Clear(opened));
         }
     }
 }
@@ -566,25 +591,33 @@ pub fn open_people(subject: &str, history: &mut [Recorded], key: &events::privac
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::facts::Recorded;
+    use events::ids::{EventId, PrincipalName};
+    use serde_json::{Value, json};
 
-    fn history(facts: &[(&str, &str, Value)]) -> Vec<Recorded> {
-        facts
+    fn history(facts: &[(&str, &str, Value)]) -> History {
+        let cloud: Vec<Value> = facts
             .iter()
             .enumerate()
-            .map(|(i, (t, day, data))| {
+            .map(|(i, (t, _, data))| json!({"type": t, "subject": "s", "id": format!("e{i}"), "data": data}))
+            .collect();
+        let events = facts
+            .iter()
+            .zip(events::arbitrary::stored_data(&cloud, "test"))
+            .enumerate()
+            .map(|(i, ((_, day, _), data))| {
                 let on: NaiveDate = day.parse().expect("date");
                 Recorded {
                     sequence: i as i64 + 1,
-                    event_id: format!("e{i}"),
-                    source: "test".into(),
-                    event_type: (*t).to_owned(),
+                    event_id: EventId::parse(&format!("e{i}")).expect("id"),
+                    source: PrincipalName::parse("test").expect("name"),
                     occurred_at: on.and_hms_opt(10, 0, 0).expect("time").and_utc(),
                     business_date: on,
-                    data: data.as_object().cloned().unwrap_or_default(),
+                    data: data.expect("data"),
                 }
             })
-            .collect()
+            .collect();
+        History::new(events).expect("history")
     }
 
     #[test]

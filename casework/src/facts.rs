@@ -16,22 +16,76 @@
 //!
 //! Only codes, dates and ids are read here. Personal fields stay sealed.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
-use events::EventType;
+use chrono::{DateTime, NaiveDate, Utc};
 use events::calendar::{add_months, business_date_of};
-use serde_json::{Map, Value};
+use events::catalogue::CorrectedData;
+use events::codes::{ConferenceKind, SeenContext};
+use events::ids::{EventId, PrincipalName};
+use events::{EventData, EventType, Problems};
 use std::collections::{HashMap, HashSet};
 
-/// One stored event of a subject, as the read models keep it.
+/// One stored event of a subject, as the read models keep it: its data
+/// typed in the stored form (personal fields sealed).
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub sequence: i64,
-    pub event_id: String,
-    pub source: String,
-    pub event_type: String,
+    pub event_id: EventId,
+    pub source: PrincipalName,
     pub occurred_at: DateTime<Utc>,
     pub business_date: NaiveDate,
-    pub data: Map<String, Value>,
+    pub data: EventData,
+}
+
+impl Recorded {
+    pub fn event_type(&self) -> EventType {
+        self.data.event_type()
+    }
+}
+
+/// A subject's whole history, ready to fold: in recorded order, with every
+/// correction's data typed as the event it corrects (which only the
+/// history knows). The folds take only this, so none of them meets a
+/// correction it cannot read.
+#[derive(Debug, Clone, Default)]
+pub struct History(Vec<Recorded>);
+
+/// Why a subject's stored history cannot be folded. The gateway checks a
+/// correction against the event it corrects before storing it, so this
+/// means the stored history is not what the gateway wrote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    #[error("event {sequence}: the correction does not fit the event it corrects: {problems}")]
+    Correction { sequence: i64, problems: Problems },
+}
+
+impl History {
+    pub fn new(mut events: Vec<Recorded>) -> Result<Self, HistoryError> {
+        events.sort_by_key(|r| r.sequence);
+        let types: HashMap<(PrincipalName, EventId), EventType> =
+            events.iter().map(|r| ((r.source.clone(), r.event_id.clone()), r.event_type())).collect();
+        for r in &mut events {
+            let EventData::RecordCorrected(c) = &mut r.data else { continue };
+            // A correction of an event this history lacks corrects nothing
+            // here (the gateway never stores one); it stays unresolved and
+            // takes no part.
+            if let Some(corrected) = types.get(&(r.source.clone(), c.corrects.clone())) {
+                c.resolve_stored(*corrected)
+                    .map_err(|problems| HistoryError::Correction { sequence: r.sequence, problems })?;
+            }
+        }
+        Ok(Self(events))
+    }
+
+    pub(crate) fn events_mut(&mut self) -> &mut [Recorded] {
+        &mut self.0
+    }
+}
+
+impl std::ops::Deref for History {
+    type Target = [Recorded];
+    fn deref(&self) -> &[Recorded] {
+        &self.0
+    }
 }
 
 /// An event as it now stands: corrections applied, in business order.
@@ -40,69 +94,51 @@ pub(crate) struct Fact<'a> {
     pub(crate) at: DateTime<Utc>,
     pub(crate) on: NaiveDate,
     pub(crate) sequence: i64,
-    pub(crate) event_type: EventType,
-    pub(crate) data: &'a Map<String, Value>,
+    pub(crate) data: &'a EventData,
 }
 
-pub(crate) fn text<'a>(data: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
-    data.get(field).and_then(Value::as_str)
+impl Fact<'_> {
+    pub(crate) fn event_type(&self) -> EventType {
+        self.data.event_type()
+    }
 }
-
-pub(crate) fn flag(data: &Map<String, Value>, field: &str) -> bool {
-    data.get(field).and_then(Value::as_bool).unwrap_or(false)
-}
-
-pub(crate) fn date(data: &Map<String, Value>, field: &str) -> Option<NaiveDate> {
-    text(data, field).and_then(|s| s.parse().ok())
-}
-
-pub(crate) fn owned(data: &Map<String, Value>, field: &str) -> String {
-    text(data, field).unwrap_or_default().to_owned()
-}
-
-/// A correction's data and, when it gives one, its corrected business time.
-type Correction<'a> = (&'a Map<String, Value>, Option<DateTime<FixedOffset>>);
 
 /// The history as it now stands, in business order (ties in recorded order).
-pub(crate) fn effective(history: &[Recorded]) -> Vec<Fact<'_>> {
-    let mut corrected: HashMap<(&str, &str), Correction<'_>> = HashMap::new();
-    let mut retracted: HashSet<(&str, &str)> = HashSet::new();
-    let mut ordered: Vec<&Recorded> = history.iter().collect();
-    ordered.sort_by_key(|r| r.sequence);
-    for r in &ordered {
-        match r.event_type.as_str() {
-            // The latest correction wins: corrections are applied in recorded order.
-            "record.corrected" => {
-                if let (Some(id), Some(Value::Object(data))) = (text(&r.data, "corrects"), r.data.get("data")) {
-                    let time = text(&r.data, "time").and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-                    corrected.insert((r.source.as_str(), id), (data, time));
+pub(crate) fn effective(history: &History) -> Vec<Fact<'_>> {
+    type Key<'a> = (&'a PrincipalName, &'a EventId);
+    let mut corrected: HashMap<Key<'_>, (&EventData, Option<DateTime<Utc>>, NaiveDate)> = HashMap::new();
+    let mut retracted: HashSet<Key<'_>> = HashSet::new();
+    // The history is in recorded order, so the latest correction wins.
+    for r in history.iter() {
+        match &r.data {
+            EventData::RecordCorrected(c) => {
+                if let CorrectedData::Resolved(data) = &c.data {
+                    let on = c.time.as_ref().map_or(r.business_date, business_date_of);
+                    corrected.insert((&r.source, &c.corrects), (data, c.time.map(|t| t.to_utc()), on));
                 }
             }
-            "record.retracted" => {
-                if let Some(id) = text(&r.data, "retracts") {
-                    retracted.insert((r.source.as_str(), id));
-                }
+            EventData::RecordRetracted(c) => {
+                retracted.insert((&r.source, &c.retracts));
             }
             _ => {}
         }
     }
-    let mut facts: Vec<Fact<'_>> = ordered
+    let mut facts: Vec<Fact<'_>> = history
         .iter()
         .filter_map(|r| {
-            let event_type = EventType::from_name(&r.event_type)?;
-            if event_type.amends() {
+            if r.event_type().amends() {
                 return None;
             }
-            let key = (r.source.as_str(), r.event_id.as_str());
+            let key = (&r.source, &r.event_id);
             if retracted.contains(&key) {
                 return None;
             }
             let (data, at, on) = match corrected.get(&key) {
-                Some((data, Some(time))) => (*data, time.to_utc(), business_date_of(time)),
-                Some((data, None)) => (*data, r.occurred_at, r.business_date),
+                Some((data, Some(time), on)) => (*data, *time, *on),
+                Some((data, None, _)) => (*data, r.occurred_at, r.business_date),
                 None => (&r.data, r.occurred_at, r.business_date),
             };
-            Some(Fact { at, on, sequence: r.sequence, event_type, data })
+            Some(Fact { at, on, sequence: r.sequence, data })
         })
         .collect();
     facts.sort_by_key(|f| (f.at, f.sequence));
@@ -239,117 +275,112 @@ pub struct ChildFacts {
 }
 
 /// Folds a child's whole history.
-pub fn fold_child(history: &[Recorded]) -> ChildFacts {
+pub fn fold_child(history: &History) -> ChildFacts {
+    use EventData as D;
     let facts = effective(history);
     let mut out = ChildFacts::default();
     // Facts dated before the registration (a late registration) belong to
     // the council the child was registered with.
     let mut council: String = facts
         .iter()
-        .find(|f| f.event_type == EventType::ChildRegistered)
-        .map(|f| owned(f.data, "council"))
+        .find_map(|f| match f.data {
+            D::ChildRegistered(d) => Some(d.council.as_str().to_owned()),
+            _ => None,
+        })
         .unwrap_or_default();
     let mut last_referral: Option<NaiveDate> = None;
-    let mut s47_started: HashMap<String, NaiveDate> = HashMap::new();
+    let mut s47_started: HashMap<&str, NaiveDate> = HashMap::new();
     let mut last_s47: Option<NaiveDate> = None;
-    let mut conferences: HashMap<String, NaiveDate> = HashMap::new();
-    let mut reviews: HashMap<String, Vec<NaiveDate>> = HashMap::new();
-    let mut plan_conference: Vec<String> = Vec::new();
-    let mut cin_open: HashMap<String, NaiveDate> = HashMap::new();
+    let mut conferences: HashMap<&str, NaiveDate> = HashMap::new();
+    let mut reviews: HashMap<&str, Vec<NaiveDate>> = HashMap::new();
+    let mut plan_conference: Vec<&str> = Vec::new();
+    let mut cin_open: HashMap<&str, NaiveDate> = HashMap::new();
 
     for f in &facts {
-        let d = f.data;
-        match f.event_type {
-            EventType::ChildRegistered => {
-                out.status.la_child_id = text(d, "la_child_id").map(str::to_owned);
-            }
-            EventType::ChildDetailsUpdated => {
-                if let Some(id) = text(d, "la_child_id") {
-                    out.status.la_child_id = Some(id.to_owned());
+        match f.data {
+            D::ChildRegistered(d) => out.status.la_child_id = Some(d.la_child_id.as_str().to_owned()),
+            D::ChildDetailsUpdated(d) => {
+                if let Some(id) = &d.la_child_id {
+                    out.status.la_child_id = Some(id.as_str().to_owned());
                 }
             }
-            EventType::ChildTransferred => {
+            D::ChildTransferred(d) => {
                 // The sending council's allocations end with the transfer.
                 close_allocations(&mut out.allocations, f.on, None);
-                council = owned(d, "council");
+                council = d.council.as_str().to_owned();
             }
-            EventType::ChildDied => out.status.died_on = date(d, "date").or(Some(f.on)),
-            EventType::RecordSealed => out.status.sealed = true,
-            EventType::RecordUnsealed => out.status.sealed = false,
-            EventType::ReviewOpened => {
-                let id = owned(d, "review_id");
+            D::ChildDied(d) => out.status.died_on = Some(d.date),
+            D::RecordSealed(_) => out.status.sealed = true,
+            D::RecordUnsealed(_) => out.status.sealed = false,
+            D::ReviewOpened(d) => {
+                let id = d.review_id.as_str();
                 out.reviews.retain(|r| r.review_id != id);
-                let reviewers = d
-                    .get("reviewers")
-                    .and_then(Value::as_array)
-                    .map_or_else(Vec::new, |names| names.iter().filter_map(Value::as_str).map(str::to_owned).collect());
                 out.reviews.push(Review {
-                    review_id: id,
-                    kind: owned(d, "kind"),
-                    reviewers,
+                    review_id: id.to_owned(),
+                    kind: d.kind.code().to_owned(),
+                    reviewers: d.reviewers.iter().map(|r| r.as_str().to_owned()).collect(),
                     opened_at: f.at,
                     closed_at: None,
                 });
             }
-            EventType::ReviewClosed => {
-                let id = text(d, "review_id").unwrap_or_default();
-                if let Some(r) = out.reviews.iter_mut().find(|r| r.review_id == id) {
+            D::ReviewClosed(d) => {
+                if let Some(r) = out.reviews.iter_mut().find(|r| r.review_id == d.review_id.as_str()) {
                     r.closed_at = Some(f.at);
                 }
             }
-            EventType::ReferralReceived => {
-                let id = owned(d, "referral_id");
+            D::ReferralReceived(d) => {
+                let id = d.referral_id.as_str();
                 out.referrals.retain(|r| r.referral_id != id);
                 out.referrals.push(Referral {
-                    referral_id: id,
+                    referral_id: id.to_owned(),
                     council: council.clone(),
                     received_on: f.on,
-                    nfa: flag(d, "nfa"),
+                    nfa: d.nfa,
                     previous_on: last_referral,
                     closed_on: None,
                 });
                 last_referral = Some(f.on);
             }
-            EventType::AssessmentStarted => {
-                let a = assessment(&mut out.assessments, &owned(d, "assessment_id"), &council);
+            D::AssessmentStarted(d) => {
+                let a = assessment(&mut out.assessments, d.assessment_id.as_str(), &council);
                 a.started_on = Some(f.on);
             }
-            EventType::AssessmentCompleted => {
-                let a = assessment(&mut out.assessments, &owned(d, "assessment_id"), &council);
+            D::AssessmentCompleted(d) => {
+                let a = assessment(&mut out.assessments, d.assessment_id.as_str(), &council);
                 a.completed_on = Some(f.on);
                 a.council.clone_from(&council);
             }
-            EventType::S47Started => {
-                s47_started.insert(owned(d, "s47_id"), f.on);
+            D::S47Started(d) => {
+                s47_started.insert(d.s47_id.as_str(), f.on);
                 last_s47 = Some(f.on);
             }
-            EventType::ConferenceHeld => {
-                let id = owned(d, "conference_id");
-                conferences.insert(id.clone(), f.on);
-                match text(d, "kind") {
-                    Some("initial") => {
-                        let started = text(d, "s47_id").and_then(|s| s47_started.get(s).copied()).or(last_s47);
+            D::ConferenceHeld(d) => {
+                let id = d.conference_id.as_str();
+                conferences.insert(id, f.on);
+                match d.kind {
+                    ConferenceKind::Initial => {
+                        let started = d.s47_id.as_ref().and_then(|s| s47_started.get(s.as_str()).copied()).or(last_s47);
                         // A conference id stated again (a resend under a new
                         // event id, a system that reuses ids) is one conference:
                         // the later statement stands, as for referrals.
                         out.icpcs.retain(|i| i.conference_id != id);
                         out.icpcs.push(Icpc {
-                            conference_id: id,
+                            conference_id: id.to_owned(),
                             council: council.clone(),
                             held_on: f.on,
                             s47_started_on: started,
                         });
                     }
-                    Some("review") => {
-                        if let Some(plan) = text(d, "plan_id") {
-                            reviews.entry(plan.to_owned()).or_default().push(f.on);
+                    ConferenceKind::Review => {
+                        if let Some(plan) = &d.plan_id {
+                            reviews.entry(plan.as_str()).or_default().push(f.on);
                         }
                     }
-                    _ => {}
+                    ConferenceKind::TransferIn => {}
                 }
             }
-            EventType::CpPlanStarted => {
-                let id = owned(d, "plan_id");
+            D::CpPlanStarted(d) => {
+                let id = d.plan_id.as_str();
                 // A plan id started again is one plan: the later start stands.
                 if let Some(i) = out.plans.iter().position(|p| p.plan_id == id) {
                     out.plans.remove(i);
@@ -357,51 +388,50 @@ pub fn fold_child(history: &[Recorded]) -> ChildFacts {
                 }
                 let earlier = out.plans.iter().any(|p| p.plan_id != id && p.started_on <= f.on);
                 out.plans.push(CpPlan {
-                    plan_id: id,
+                    plan_id: id.to_owned(),
                     council: council.clone(),
-                    category: owned(d, "category"),
+                    category: d.category.code().to_owned(),
                     started_on: f.on,
                     ended_on: None,
                     icpc_on: f.on,
                     earlier_plan: earlier,
                     reviews: Vec::new(),
                 });
-                plan_conference.push(owned(d, "conference_id"));
+                plan_conference.push(d.conference_id.as_str());
             }
-            EventType::CpPlanCategoryChanged => {
-                if let Some(p) = plan(&mut out.plans, text(d, "plan_id")) {
-                    p.category = owned(d, "category");
+            D::CpPlanCategoryChanged(d) => {
+                if let Some(p) = plan(&mut out.plans, d.plan_id.as_str()) {
+                    d.category.code().clone_into(&mut p.category);
                 }
             }
-            EventType::CpPlanEnded => {
-                if let Some(p) = plan(&mut out.plans, text(d, "plan_id")) {
+            D::CpPlanEnded(d) => {
+                if let Some(p) = plan(&mut out.plans, d.plan_id.as_str()) {
                     p.ended_on = Some(f.on);
                 }
             }
-            EventType::CinPlanStarted => {
-                cin_open.insert(owned(d, "plan_id"), f.on);
+            D::CinPlanStarted(d) => {
+                cin_open.insert(d.plan_id.as_str(), f.on);
             }
-            EventType::CinPlanEnded => {
-                cin_open.remove(text(d, "plan_id").unwrap_or_default());
+            D::CinPlanEnded(d) => {
+                cin_open.remove(d.plan_id.as_str());
             }
-            EventType::ChildSeen => {
-                let statutory = text(d, "context") == Some("statutory_visit");
-                let alone = flag(d, "seen_alone");
-                out.sightings.push(Sighting { seen_at: f.at, seen_on: f.on, statutory, alone });
+            D::ChildSeen(d) => {
+                let statutory = d.context == SeenContext::StatutoryVisit;
+                out.sightings.push(Sighting { seen_at: f.at, seen_on: f.on, statutory, alone: d.seen_alone });
                 out.status.last_seen_at = Some(f.at);
-                if alone {
+                if d.seen_alone {
                     out.status.last_seen_alone_at = Some(f.at);
                 }
                 if statutory {
                     out.status.last_visit_on = Some(f.on);
                 }
             }
-            EventType::CaseAllocated => {
-                let worker = owned(d, "worker_id");
+            D::CaseAllocated(d) => {
+                let worker = d.worker_id.to_string();
                 if !out.allocations.iter().any(|a| a.worker_id == worker && a.to_on.is_none()) {
                     out.allocations.push(Allocation {
                         worker_id: worker,
-                        team_id: owned(d, "team_id"),
+                        team_id: d.team_id.as_str().to_owned(),
                         council: council.clone(),
                         allocated_at: f.at,
                         from_on: f.on,
@@ -409,10 +439,11 @@ pub fn fold_child(history: &[Recorded]) -> ChildFacts {
                     });
                 }
             }
-            EventType::CaseDeallocated => close_allocations(&mut out.allocations, f.on, text(d, "worker_id")),
-            EventType::CaseClosed => {
-                let id = text(d, "referral_id").unwrap_or_default();
-                if let Some(r) = out.referrals.iter_mut().find(|r| r.referral_id == id) {
+            D::CaseDeallocated(d) => {
+                close_allocations(&mut out.allocations, f.on, Some(&d.worker_id.to_string()));
+            }
+            D::CaseClosed(d) => {
+                if let Some(r) = out.referrals.iter_mut().find(|r| r.referral_id == d.referral_id.as_str()) {
                     r.closed_on = Some(f.on);
                 }
                 // Closing the episode ends whoever held the case.
@@ -424,10 +455,10 @@ pub fn fold_child(history: &[Recorded]) -> ChildFacts {
 
     // Links that may point forward in business order are made at the end.
     for (p, conference) in out.plans.iter_mut().zip(plan_conference) {
-        if let Some(held) = conferences.get(&conference) {
+        if let Some(held) = conferences.get(conference) {
             p.icpc_on = *held;
         }
-        if let Some(dates) = reviews.get(&p.plan_id) {
+        if let Some(dates) = reviews.get(p.plan_id.as_str()) {
             p.reviews = dates.iter().copied().filter(|d| *d >= p.started_on).collect();
         }
     }
@@ -458,8 +489,7 @@ fn assessment<'a>(list: &'a mut Vec<Assessment>, id: &str, council: &str) -> &'a
     &mut list[index]
 }
 
-fn plan<'a>(list: &'a mut [CpPlan], id: Option<&str>) -> Option<&'a mut CpPlan> {
-    let id = id?;
+fn plan<'a>(list: &'a mut [CpPlan], id: &str) -> Option<&'a mut CpPlan> {
     list.iter_mut().rev().find(|p| p.plan_id == id)
 }
 
@@ -495,43 +525,42 @@ impl WorkerSpell {
 }
 
 /// Folds a worker's whole history into spells.
-pub fn fold_worker(history: &[Recorded]) -> Vec<WorkerSpell> {
+pub fn fold_worker(history: &History) -> Vec<WorkerSpell> {
     let mut spells: Vec<WorkerSpell> = Vec::new();
     for f in effective(history) {
-        let d = f.data;
         let current = spells.last_mut().filter(|s| s.to_on.is_none());
-        match f.event_type {
-            EventType::WorkerJoined => {
+        match f.data {
+            EventData::WorkerJoined(d) => {
                 if let Some(open) = current {
                     open.to_on = Some(f.on);
                 }
                 spells.push(WorkerSpell {
-                    council: owned(d, "council"),
-                    team_id: owned(d, "team_id"),
-                    role: owned(d, "role"),
-                    fte: d.get("fte").and_then(Value::as_f64).unwrap_or(0.0),
-                    agency: flag(d, "agency_staff"),
+                    council: d.council.as_str().to_owned(),
+                    team_id: d.team_id.as_str().to_owned(),
+                    role: d.role.code().to_owned(),
+                    fte: d.fte.get(),
+                    agency: d.agency_staff,
                     from_on: f.on,
                     to_on: None,
                 });
             }
-            EventType::WorkerChanged => {
+            EventData::WorkerChanged(d) => {
                 let Some(open) = current else { continue };
                 let mut next = open.clone();
                 open.to_on = Some(f.on);
                 next.from_on = f.on;
-                if let Some(team) = text(d, "team_id") {
-                    team.clone_into(&mut next.team_id);
+                if let Some(team) = &d.team_id {
+                    team.as_str().clone_into(&mut next.team_id);
                 }
-                if let Some(role) = text(d, "role") {
-                    role.clone_into(&mut next.role);
+                if let Some(role) = d.role {
+                    role.code().clone_into(&mut next.role);
                 }
-                if let Some(fte) = d.get("fte").and_then(Value::as_f64) {
-                    next.fte = fte;
+                if let Some(fte) = d.fte {
+                    next.fte = fte.get();
                 }
                 spells.push(next);
             }
-            EventType::WorkerLeft => {
+            EventData::WorkerLeft(_) => {
                 if let Some(open) = current {
                     open.to_on = Some(f.on);
                 }
@@ -558,29 +587,29 @@ pub struct CouncilSetting {
 }
 
 /// Folds a council's configurations, in order of the date each takes effect.
-pub fn fold_council(history: &[Recorded]) -> Vec<CouncilSetting> {
-    let mut configured: Vec<(NaiveDate, Fact<'_>)> = effective(history)
+pub fn fold_council(history: &History) -> Vec<CouncilSetting> {
+    let mut configured: Vec<(&events::catalogue::CouncilConfigured, Fact<'_>)> = effective(history)
         .into_iter()
-        .filter(|f| f.event_type == EventType::CouncilConfigured)
-        .filter_map(|f| date(f.data, "effective_from").map(|from| (from, f)))
+        .filter_map(|f| match f.data {
+            EventData::CouncilConfigured(d) => Some((d, f)),
+            _ => None,
+        })
         .collect();
-    configured.sort_by_key(|(from, f)| (*from, f.at, f.sequence));
+    configured.sort_by_key(|(d, f)| (d.effective_from, f.at, f.sequence));
     let mut out: Vec<CouncilSetting> = Vec::new();
-    for (from, f) in configured {
-        let d = f.data;
+    for (d, _) in configured {
+        let from = d.effective_from;
         let mut s = out.last().cloned().unwrap_or_default();
         s.effective_from = from;
-        let int = |field: &str| d.get(field).and_then(Value::as_i64);
-        if let Some(code) = text(d, "dfe_la_code") {
-            s.dfe_la_code = Some(code.to_owned());
+        let days = |v: Option<u32>| v.map(|v| i32::try_from(v).unwrap_or(i32::MAX));
+        if let Some(code) = &d.dfe_la_code {
+            s.dfe_la_code = Some(code.as_str().to_owned());
         }
-        s.population_0_17 = int("population_0_17").or(s.population_0_17);
-        s.assessment_timescale_days =
-            int("assessment_timescale_days").map(|v| v as i32).or(s.assessment_timescale_days);
-        s.visit_interval_days = int("visit_interval_days").map(|v| v as i32).or(s.visit_interval_days);
-        s.caseload_threshold = int("caseload_threshold").map(|v| v as i32).or(s.caseload_threshold);
-        s.funded_social_worker_fte =
-            d.get("funded_social_worker_fte").and_then(Value::as_f64).or(s.funded_social_worker_fte);
+        s.population_0_17 = d.population_0_17.map(|p| i64::try_from(p).unwrap_or(i64::MAX)).or(s.population_0_17);
+        s.assessment_timescale_days = days(d.assessment_timescale_days).or(s.assessment_timescale_days);
+        s.visit_interval_days = days(d.visit_interval_days).or(s.visit_interval_days);
+        s.caseload_threshold = days(d.caseload_threshold).or(s.caseload_threshold);
+        s.funded_social_worker_fte = d.funded_social_worker_fte.map(|f| f.get()).or(s.funded_social_worker_fte);
         // Two configurations effective the same day: the later-recorded one stands.
         if out.last().is_some_and(|last| last.effective_from == from) {
             out.pop();

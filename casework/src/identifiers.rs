@@ -2,35 +2,42 @@
 //! sealed fields with the child's data key (the index itself, of keyed
 //! digests, is written by `projections::identifiers`).
 
-use crate::facts::Recorded;
-use events::privacy::{DataKey, associated_data, open_value};
-use serde_json::Value;
+use crate::facts::History;
+use events::EventData;
+use events::catalogue::CorrectedData;
+use events::privacy::{DataKey, associated_data};
 use std::collections::BTreeSet;
 
 /// What kind of identifier a digest is of.
 pub const NHS_NUMBER: &str = "nhs_number";
 
-/// Event types that may carry an NHS number.
-pub fn carries_identifiers(event_type: &str) -> bool {
-    matches!(event_type, "child.registered" | "child.details_updated" | "record.corrected")
+/// Whether an event may carry an NHS number: a registration, a details
+/// update, or a correction (of one of those).
+pub fn carries_identifiers(data: &EventData) -> bool {
+    matches!(data, EventData::ChildRegistered(_) | EventData::ChildDetailsUpdated(_) | EventData::RecordCorrected(_))
 }
 
 /// The NHS numbers recorded in a child's history (in registrations, detail
 /// updates and corrections of them), opened with `key`. Pure.
-pub fn nhs_numbers(subject: &str, history: &[Recorded], key: &DataKey) -> BTreeSet<String> {
+pub fn nhs_numbers(subject: &str, history: &History, key: &DataKey) -> BTreeSet<String> {
+    let person_of = |data: &EventData| match data {
+        EventData::ChildRegistered(d) => d.person.clone(),
+        EventData::ChildDetailsUpdated(d) => d.person.clone(),
+        _ => None,
+    };
     let mut out = BTreeSet::new();
-    for r in history {
-        let (person, pointer) = match r.event_type.as_str() {
-            "child.registered" | "child.details_updated" => (r.data.get("person"), "/data/person"),
-            "record.corrected" => (r.data.get("data").and_then(|d| d.get("person")), "/data/data/person"),
-            _ => continue,
+    for r in history.iter() {
+        let (person, pointer) = match &r.data {
+            EventData::RecordCorrected(c) => match &c.data {
+                CorrectedData::Resolved(data) => (person_of(data), "/data/data/person"),
+                CorrectedData::Unresolved(_) => continue,
+            },
+            data => (person_of(data), "/data/person"),
         };
-        let Some(sealed) = person else { continue };
-        let aad = associated_data(subject, &r.source, &r.event_id, pointer);
-        if let Ok(Value::Object(person)) = open_value(key, &aad, sealed)
-            && let Some(number) = person.get("nhs_number").and_then(Value::as_str)
-        {
-            out.insert(number.to_owned());
+        let Some(person) = person else { continue };
+        let aad = associated_data(subject, r.source.as_str(), r.event_id.as_str(), pointer);
+        if let Some(number) = person.opened(key, &aad).and_then(|p| p.nhs_number) {
+            out.insert(number.as_str().to_owned());
         }
     }
     out

@@ -3,206 +3,158 @@
 //! Written only from codes, dates and ids: never from free text or a
 //! person's details, which stay sealed. Pure: the stored event in, a line out.
 
-use events::EventType;
+use events::EventData;
+use events::catalogue::*;
 use events::codes::*;
-use serde_json::{Map, Value};
+use events::ids::EventId;
 
-fn text<'a>(data: &'a Map<String, Value>, field: &str) -> &'a str {
-    data.get(field).and_then(Value::as_str).unwrap_or("?")
+/// "label (code)" for a code of a code set.
+fn coded(label: &str, code: &str) -> String {
+    format!("{label} ({code})")
 }
 
-fn flag(data: &Map<String, Value>, field: &str) -> Option<bool> {
-    data.get(field).and_then(Value::as_bool)
+fn yes_no(value: bool, yes: &str, no: &str) -> String {
+    (if value { yes } else { no }).to_owned()
 }
 
-/// "label (code)" for a code of a code set, or the raw code if unknown.
-fn coded<C: Copy>(
-    data: &Map<String, Value>,
-    field: &str,
-    parse: fn(&str) -> Option<C>,
-    label: fn(C) -> &'static str,
-) -> String {
-    let code = text(data, field);
-    match parse(code) {
-        Some(c) => format!("{} ({code})", label(c)),
-        None => code.to_owned(),
-    }
+/// The names of the fields a details update gives, in name order.
+fn updated_fields(d: &ChildDetailsUpdated) -> Vec<&'static str> {
+    let given = [
+        ("birth_date", d.birth_date.is_some()),
+        ("disabilities", d.disabilities.is_some()),
+        ("ethnicity", d.ethnicity.is_some()),
+        ("expected_birth_date", d.expected_birth_date.is_some()),
+        ("la_child_id", d.la_child_id.is_some()),
+        ("person", d.person.is_some()),
+        ("sex", d.sex.is_some()),
+    ];
+    given.into_iter().filter(|(_, g)| *g).map(|(name, _)| name).collect()
 }
 
-fn source(data: &Map<String, Value>) -> String {
-    coded(data, "source", ReferralSource::from_code, ReferralSource::label)
-}
-
-fn category(data: &Map<String, Value>) -> String {
-    coded(data, "category", CategoryOfAbuse::from_code, CategoryOfAbuse::label)
-}
-
-fn yes_no(value: Option<bool>, yes: &str, no: &str) -> String {
-    match value {
-        Some(true) => yes.to_owned(),
-        Some(false) => no.to_owned(),
-        None => "?".to_owned(),
-    }
-}
-
-/// The summary line of an event of `event_type` whose stored data is `data`.
-pub fn summarise(event_type: EventType, data: &Map<String, Value>) -> String {
-    use EventType as T;
-    match event_type {
-        T::ChildRegistered => {
-            let born = data.get("birth_date").and_then(Value::as_str).map(|d| format!("born {d}"));
-            let due = data.get("expected_birth_date").and_then(Value::as_str).map(|d| format!("expected {d}"));
+/// The summary line of an event whose stored data is `data`.
+pub fn summarise(data: &EventData) -> String {
+    use EventData as D;
+    match data {
+        D::ChildRegistered(d) => {
+            let born = d.birth_date.map(|d| format!("born {d}"));
+            let due = d.expected_birth_date.map(|d| format!("expected {d}"));
             format!(
                 "Child registered with council {} as {}, sex {}, {}",
-                text(data, "council"),
-                text(data, "la_child_id"),
-                text(data, "sex"),
+                d.council.as_str(),
+                d.la_child_id.as_str(),
+                d.sex.code(),
                 born.or(due).unwrap_or_else(|| "birth date not given".into())
             )
         }
-        T::ChildDetailsUpdated => {
-            let mut fields: Vec<&str> = data.keys().map(String::as_str).collect();
-            fields.sort_unstable();
-            format!("Child's details updated: {}", fields.join(", "))
+        D::ChildDetailsUpdated(d) => format!("Child's details updated: {}", updated_fields(d).join(", ")),
+        D::ChildTransferred(d) => format!("Case transferred to council {}", d.council.as_str()),
+        D::ChildDied(d) => format!("Child died on {}", d.date),
+        D::RelationshipRecorded(d) => {
+            format!("Relationship recorded: {} ({})", coded(d.role.label(), d.role.code()), d.person_id.as_str())
         }
-        T::ChildTransferred => format!("Case transferred to council {}", text(data, "council")),
-        T::ChildDied => format!("Child died on {}", text(data, "date")),
-        T::RelationshipRecorded => format!(
-            "Relationship recorded: {} ({})",
-            coded(data, "role", RelationshipRole::from_code, RelationshipRole::label),
-            text(data, "person_id")
-        ),
-        T::ContactRecorded => {
-            let outcome = data
-                .get("outcome")
-                .and_then(Value::as_str)
-                .and_then(ContactOutcome::from_code)
-                .map(|o| format!(": {}", o.label()))
-                .unwrap_or_default();
-            format!("Contact from {}{outcome}", source(data))
+        D::ContactRecorded(d) => {
+            let outcome = d.outcome.map(|o| format!(": {}", o.label())).unwrap_or_default();
+            format!("Contact from {}{outcome}", coded(d.source.label(), d.source.code()))
         }
-        T::ReferralReceived => {
-            let need = data
-                .get("primary_need")
-                .and_then(Value::as_str)
-                .and_then(PrimaryNeed::from_code)
-                .map(|n| format!(": primary need {}, {}", n.code(), n.label()))
-                .unwrap_or_default();
-            let nfa = if flag(data, "nfa") == Some(true) { " (no further action)" } else { "" };
-            format!("Referral {} from {}{need}{nfa}", text(data, "referral_id"), source(data))
+        D::ReferralReceived(d) => {
+            let need =
+                d.primary_need.map(|n| format!(": primary need {}, {}", n.code(), n.label())).unwrap_or_default();
+            let nfa = if d.nfa { " (no further action)" } else { "" };
+            format!("Referral {} from {}{need}{nfa}", d.referral_id.as_str(), coded(d.source.label(), d.source.code()))
         }
-        T::AssessmentStarted => {
-            format!("Assessment {} started (referral {})", text(data, "assessment_id"), text(data, "referral_id"))
+        D::AssessmentStarted(d) => {
+            format!("Assessment {} started (referral {})", d.assessment_id.as_str(), d.referral_id.as_str())
         }
-        T::AssessmentCompleted => {
-            let factors: Vec<&str> = data
-                .get("factors")
-                .and_then(Value::as_array)
-                .map(|f| f.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+        D::AssessmentCompleted(d) => {
+            let factors: Vec<&str> = d.factors.iter().map(|f| f.code()).collect();
             format!(
                 "Assessment {} completed: factors {}; child {}; {}",
-                text(data, "assessment_id"),
+                d.assessment_id.as_str(),
                 factors.join(", "),
-                yes_no(flag(data, "child_seen"), "seen", "not seen"),
-                yes_no(flag(data, "needs_support"), "needs support", "no support needed")
+                yes_no(d.child_seen, "seen", "not seen"),
+                yes_no(d.needs_support, "needs support", "no support needed")
             )
         }
-        T::StrategyDiscussionHeld => {
-            let decision = if text(data, "decision") == "s47" { "section 47 enquiry" } else { "no section 47 enquiry" };
-            let agencies = data.get("agencies").and_then(Value::as_array).map_or(0, Vec::len);
-            format!("Strategy discussion {} with {agencies} agencies: {decision}", text(data, "discussion_id"))
+        D::StrategyDiscussionHeld(d) => {
+            let decision = match d.decision {
+                StrategyDecision::S47 => "section 47 enquiry",
+                _ => "no section 47 enquiry",
+            };
+            format!("Strategy discussion {} with {} agencies: {decision}", d.discussion_id.as_str(), d.agencies.len())
         }
-        T::S47Started => {
-            format!("Section 47 enquiry {} started (referral {})", text(data, "s47_id"), text(data, "referral_id"))
+        D::S47Started(d) => {
+            format!("Section 47 enquiry {} started (referral {})", d.s47_id.as_str(), d.referral_id.as_str())
         }
-        T::S47Completed => format!(
+        D::S47Completed(d) => format!(
             "Section 47 enquiry {} completed: {}",
-            text(data, "s47_id"),
-            yes_no(flag(data, "icpc_required"), "initial conference required", "no initial conference")
+            d.s47_id.as_str(),
+            yes_no(d.icpc_required, "initial conference required", "no initial conference")
         ),
-        T::ConferenceHeld => format!(
-            "{} {}: {}",
-            ConferenceKind::from_code(text(data, "kind")).map_or("Conference", |k| k.label()),
-            text(data, "conference_id"),
-            ConferenceOutcome::from_code(text(data, "outcome")).map_or("?", ConferenceOutcome::label)
+        D::ConferenceHeld(d) => format!("{} {}: {}", d.kind.label(), d.conference_id.as_str(), d.outcome.label()),
+        D::CpPlanStarted(d) => format!(
+            "Child protection plan {} started: {}",
+            d.plan_id.as_str(),
+            coded(d.category.label(), d.category.code())
         ),
-        T::CpPlanStarted => format!("Child protection plan {} started: {}", text(data, "plan_id"), category(data)),
-        T::CpPlanCategoryChanged => {
-            format!("Child protection plan {} category now {}", text(data, "plan_id"), category(data))
-        }
-        T::CpPlanEnded => format!("Child protection plan {} ended", text(data, "plan_id")),
-        T::CinPlanStarted => format!("Child in need plan {} started", text(data, "plan_id")),
-        T::CinPlanEnded => format!("Child in need plan {} ended", text(data, "plan_id")),
-        T::ChildSeen => format!(
+        D::CpPlanCategoryChanged(d) => format!(
+            "Child protection plan {} category now {}",
+            d.plan_id.as_str(),
+            coded(d.category.label(), d.category.code())
+        ),
+        D::CpPlanEnded(d) => format!("Child protection plan {} ended", d.plan_id.as_str()),
+        D::CinPlanStarted(d) => format!("Child in need plan {} started", d.plan_id.as_str()),
+        D::CinPlanEnded(d) => format!("Child in need plan {} ended", d.plan_id.as_str()),
+        D::ChildSeen(d) => format!(
             "Child seen{} ({}) by {}",
-            if flag(data, "seen_alone") == Some(true) { " alone" } else { "" },
-            SeenContext::from_code(text(data, "context")).map_or("?", SeenContext::label),
-            text(data, "seen_by")
+            if d.seen_alone { " alone" } else { "" },
+            d.context.label(),
+            d.seen_by.as_str()
         ),
-        T::CaseAllocated => {
-            format!("Case allocated to worker {} in team {}", text(data, "worker_id"), text(data, "team_id"))
+        D::CaseAllocated(d) => format!("Case allocated to worker {} in team {}", d.worker_id, d.team_id.as_str()),
+        D::CaseDeallocated(d) => format!("Case no longer held by worker {}", d.worker_id),
+        D::CaseClosed(d) => {
+            format!("Case closed (referral {}): {}", d.referral_id.as_str(), coded(d.reason.label(), d.reason.code()))
         }
-        T::CaseDeallocated => format!("Case no longer held by worker {}", text(data, "worker_id")),
-        T::CaseClosed => format!(
-            "Case closed (referral {}): {}",
-            text(data, "referral_id"),
-            coded(data, "reason", ClosureReason::from_code, ClosureReason::label)
-        ),
-        T::ConcernRaised => {
-            let about = data
-                .get("category")
-                .and_then(Value::as_str)
-                .and_then(CategoryOfAbuse::from_code)
-                .map(|c| format!(" about {}", c.label()))
-                .unwrap_or_default();
-            format!("Concern {} raised{about}", text(data, "concern_id"))
+        D::ConcernRaised(d) => {
+            let about = d.category.map(|c| format!(" about {}", c.label())).unwrap_or_default();
+            format!("Concern {} raised{about}", d.concern_id.as_str())
         }
-        T::InformationShared => "Information shared with another agency".to_owned(),
-        T::CourtApplicationFiled => format!(
-            "Court application {} filed: {}",
-            text(data, "proceedings_id"),
-            ApplicationKind::from_code(text(data, "kind")).map_or("?", ApplicationKind::label)
-        ),
-        T::CourtHearingHeld => format!("Court hearing in proceedings {}", text(data, "proceedings_id")),
-        T::CourtOrderMade => format!(
-            "Court made {} in proceedings {}",
-            CourtOrder::from_code(text(data, "order")).map_or("an order", CourtOrder::label),
-            text(data, "proceedings_id")
-        ),
-        T::CourtProceedingsConcluded => format!("Proceedings {} concluded", text(data, "proceedings_id")),
-        T::RecordCorrected => format!("Correction of entry {}", text(data, "corrects")),
-        T::RecordRetracted => format!("Entry {} retracted as made in error", text(data, "retracts")),
-        T::RecordSealed => "Record sealed".to_owned(),
-        T::RecordUnsealed => "Record unsealed".to_owned(),
-        T::ReviewOpened => format!(
-            "{} {} opened",
-            ReviewKind::from_code(text(data, "kind")).map_or("Review", ReviewKind::label),
-            text(data, "review_id")
-        ),
-        T::ReviewClosed => format!("Review {} closed", text(data, "review_id")),
-        T::WorkerJoined | T::WorkerChanged | T::WorkerLeft | T::CouncilConfigured => event_type.name().to_owned(),
+        D::InformationShared(_) => "Information shared with another agency".to_owned(),
+        D::CourtApplicationFiled(d) => {
+            format!("Court application {} filed: {}", d.proceedings_id.as_str(), d.kind.label())
+        }
+        D::CourtHearingHeld(d) => format!("Court hearing in proceedings {}", d.proceedings_id.as_str()),
+        D::CourtOrderMade(d) => format!("Court made {} in proceedings {}", d.order.label(), d.proceedings_id.as_str()),
+        D::CourtProceedingsConcluded(d) => format!("Proceedings {} concluded", d.proceedings_id.as_str()),
+        D::RecordCorrected(d) => format!("Correction of entry {}", d.corrects.as_str()),
+        D::RecordRetracted(d) => format!("Entry {} retracted as made in error", d.retracts.as_str()),
+        D::RecordSealed(_) => "Record sealed".to_owned(),
+        D::RecordUnsealed(_) => "Record unsealed".to_owned(),
+        D::ReviewOpened(d) => format!("{} {} opened", d.kind.label(), d.review_id.as_str()),
+        D::ReviewClosed(d) => format!("Review {} closed", d.review_id.as_str()),
+        D::WorkerJoined(_) | D::WorkerChanged(_) | D::WorkerLeft(_) | D::CouncilConfigured(_) => {
+            data.event_type().name().to_owned()
+        }
     }
 }
 
-/// The id of the event an amendment names, if `event_type` amends one.
-pub fn amends(event_type: EventType, data: &Map<String, Value>) -> Option<String> {
-    let field = match event_type {
-        EventType::RecordCorrected => "corrects",
-        EventType::RecordRetracted => "retracts",
-        _ => return None,
-    };
-    data.get(field).and_then(Value::as_str).map(str::to_owned)
+/// The event an amendment names, if `data` amends one.
+pub fn amends(data: &EventData) -> Option<&EventId> {
+    match data {
+        EventData::RecordCorrected(d) => Some(&d.corrects),
+        EventData::RecordRetracted(d) => Some(&d.retracts),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use events::examples;
+    use events::{EventType, Problems, examples};
 
     fn summary_of(t: EventType) -> String {
-        let data = examples::data(t);
-        summarise(t, data.as_object().expect("object"))
+        let data = EventData::parse(t, &examples::data(t), "/data", &mut Problems::new()).expect("example");
+        summarise(&data)
     }
 
     #[test]

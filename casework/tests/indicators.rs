@@ -3,10 +3,11 @@
 //! (`indicators::compute`); the expected figures were worked out by hand
 //! from DOMAIN.md's rules, and the comments show the working.
 
-use casework::facts::Recorded;
+use casework::facts::{History, Recorded};
 use casework::indicators::{CouncilData, Indicator, Period, compute, reviews_on_time};
 use chrono::{DateTime, NaiveDate};
 use events::calendar::{Calendar, business_date_of};
+use events::ids::{EventId, PrincipalName};
 use serde_json::{Value, json};
 
 const COUNCIL: &str = "E09000014";
@@ -15,26 +16,36 @@ fn day(text: &str) -> NaiveDate {
     text.parse().expect("a date")
 }
 
-/// A history written as (type, time, data), recorded in that order.
-fn history(events: &[(&str, &str, Value)]) -> Vec<Recorded> {
-    events
+/// A history written as (type, time, data), recorded in that order, in the
+/// form the stream stores it.
+fn history(events: &[(&str, &str, Value)]) -> History {
+    let subject = "7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11";
+    let source = "haringey-csc";
+    let cloud: Vec<Value> = events
         .iter()
         .enumerate()
-        .map(|(i, (t, time, data))| {
+        .map(|(i, (t, _, data))| json!({"type": t, "subject": subject, "id": format!("e{i}"), "data": data}))
+        .collect();
+    let stored = events::arbitrary::stored_data(&cloud, source);
+    let recorded = events
+        .iter()
+        .zip(stored)
+        .enumerate()
+        .map(|(i, ((_, time, _), data))| {
             // Times without an offset are noon UTC on that date.
             let time = if time.len() == 10 { format!("{time}T12:00:00Z") } else { (*time).to_owned() };
             let at = DateTime::parse_from_rfc3339(&time).expect("a time");
             Recorded {
                 sequence: i as i64 + 1,
-                event_id: format!("e{i}"),
-                source: "haringey-csc".into(),
-                event_type: (*t).into(),
+                event_id: EventId::parse(&format!("e{i}")).expect("id"),
+                source: PrincipalName::parse(source).expect("principal"),
                 occurred_at: at.to_utc(),
                 business_date: business_date_of(&at),
-                data: data.as_object().cloned().unwrap_or_default(),
+                data: data.expect("catalogue-valid data"),
             }
         })
-        .collect()
+        .collect();
+    History::new(recorded).expect("history")
 }
 
 fn registered() -> (&'static str, &'static str, Value) {
@@ -46,7 +57,7 @@ fn registered() -> (&'static str, &'static str, Value) {
 }
 
 /// Folds children and workers into one council's data, as the tables would hold it.
-fn council(children: &[Vec<Recorded>], workers: &[Vec<Recorded>], config: &[Value]) -> CouncilData {
+fn council(children: &[History], workers: &[History], config: &[Value]) -> CouncilData {
     let mut data = CouncilData::default();
     for (i, h) in children.iter().enumerate() {
         let child = uuid::Uuid::from_u128(i as u128 + 1);
@@ -177,7 +188,7 @@ fn icpc_timescale_across_christmas_and_new_year_counts_working_days_only() {
     assert_eq!(i.detail["bands"], json!({"0-10": 1, "11-15": 1, "16-20": 1, "21+": 0}));
 }
 
-fn plan(start: &str, end: Option<&str>) -> Vec<Recorded> {
+fn plan(start: &str, end: Option<&str>) -> History {
     let mut events = vec![
         registered(),
         ("conference.held", start, json!({"conference_id": "C1", "kind": "initial", "outcome": "plan"})),
@@ -263,7 +274,7 @@ fn reviews_on_time_follow_three_then_six_months() {
     let missed = reviewed(&["2024-07-01"]); // on time, then nothing by the 1 Jan 2025 due date
     let period = Period::financial_year("2024-25").expect("period");
     let today = day("2025-06-01");
-    let facts = |h: &Vec<Recorded>| casework::facts::fold_child(h).plans.remove(0);
+    let facts = |h: &History| casework::facts::fold_child(h).plans.remove(0);
     assert_eq!(reviews_on_time(&facts(&on_time), period, today), Some(true));
     assert_eq!(reviews_on_time(&facts(&late_first), period, today), Some(false));
     assert_eq!(reviews_on_time(&facts(&missed), period, today), Some(false));
@@ -304,7 +315,7 @@ fn children_on_plans_seen_within_the_interval_count_statutory_visits_only() {
     assert_eq!(i.detail["interval_days"], 10);
 }
 
-fn worker(council: &str, role: &str, fte: f64, agency: bool, left: Option<&str>) -> Vec<Recorded> {
+fn worker(council: &str, role: &str, fte: f64, agency: bool, left: Option<&str>) -> History {
     let mut events = vec![(
         "worker.joined",
         "2024-01-01",

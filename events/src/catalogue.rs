@@ -11,7 +11,7 @@ use crate::codes::*;
 use crate::fields::{Fields, FromJson, no_repeats};
 use crate::ids::*;
 use crate::personal::Personal;
-use crate::problem::{Problems, child_pointer};
+use crate::problem::{Form, Problems, child_pointer};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
@@ -126,6 +126,18 @@ macro_rules! catalogue {
         impl EventData {
             pub fn event_type(&self) -> EventType {
                 match self { $(Self::$variant(_) => EventType::$variant),+ }
+            }
+
+            /// Reads the data of an event of `event_type` as the stream
+            /// stores it (personal fields sealed). A correction's data is
+            /// left unresolved: only the subject's history knows the type of
+            /// the event it corrects ([`RecordCorrected::resolve_stored`]).
+            pub fn parse_stored(event_type: EventType, value: &Value) -> Result<Self, Problems> {
+                let mut problems = Problems::reading(Form::Stored);
+                match Self::parse(event_type, value, "/data", &mut problems) {
+                    Some(data) if problems.is_empty() => Ok(data),
+                    _ => Err(problems),
+                }
             }
 
             /// Parses `value` as the data of `event_type`, recording every
@@ -588,7 +600,17 @@ impl RecordCorrected {
     /// which only the subject's history knows. On success the data is typed,
     /// so its personal fields are known too.
     pub fn resolve(&mut self, corrected: EventType, at: &str) -> Result<(), Problems> {
-        let mut problems = Problems::new();
+        self.resolve_in(Form::Received, corrected, at)
+    }
+
+    /// [`Self::resolve`] for a correction read back from the stream, whose
+    /// corrected data has its personal fields sealed.
+    pub fn resolve_stored(&mut self, corrected: EventType) -> Result<(), Problems> {
+        self.resolve_in(Form::Stored, corrected, "/data")
+    }
+
+    fn resolve_in(&mut self, form: Form, corrected: EventType, at: &str) -> Result<(), Problems> {
+        let mut problems = Problems::reading(form);
         if corrected.amends() {
             problems.push(
                 child_pointer(at, "corrects"),

@@ -262,8 +262,9 @@ impl ReceivedEvent {
     }
 }
 
-/// A stored event's attributes, read back from the stream. `data` stays in
-/// its stored form: decrypting and typing it is the reader's business.
+/// A stored event read back from the stream: its attributes, and its data
+/// typed in the stored form (personal fields sealed; opening them is the
+/// business of a reader that holds the child's key).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     pub id: EventId,
@@ -276,7 +277,7 @@ pub struct StoredEvent {
     pub prevhash: Digest,
     pub hash: Digest,
     pub signature: String,
-    pub data: Map<String, Value>,
+    pub data: EventData,
 }
 
 impl StoredEvent {
@@ -321,12 +322,19 @@ impl StoredEvent {
         let hash =
             text("hash", &mut problems).and_then(|s| Digest::parse(&s).map_err(|m| problems.push("/hash", m)).ok());
         let signature = text("signature", &mut problems);
-        let data = match doc.get("data") {
-            Some(Value::Object(m)) => Some(m.clone()),
-            _ => {
-                problems.push("/data", "must be an object");
+        let data = match (doc.get("data"), event_type) {
+            (Some(value), Some(t)) => EventData::parse_stored(t, value)
+                .map_err(|found| {
+                    for p in found {
+                        problems.push(p.pointer, p.message);
+                    }
+                })
+                .ok(),
+            (None, _) => {
+                problems.push("/data", "is required");
                 None
             }
+            (Some(_), None) => None,
         };
         match (id, source, event_type, subject, time, recorded_at, sequence, prevhash, hash, signature, data) {
             (

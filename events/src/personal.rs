@@ -12,7 +12,8 @@
 //! form of a `Personal<T>` is exactly that of `T`.
 
 use crate::fields::FromJson;
-use crate::problem::{Problems, child_pointer};
+use crate::privacy::{DataKey, Sealed};
+use crate::problem::{Form, Problems, child_pointer};
 use serde::ser::{self, Serialize, Serializer};
 use serde_json::Value;
 use std::fmt;
@@ -21,42 +22,73 @@ use std::fmt;
 /// other type's name.
 const MARKER: &str = "$safeguard::Personal";
 
-/// A value that is personal data: a person's details or free text.
+/// A value that is personal data: a person's details or free text. It is
+/// in clear as a publisher sends it and sealed as the stream stores it
+/// ([`Form`]); readers of stored events open it with the child's key.
 ///
 /// Its `Debug` form never shows the value, so a stray `{:?}` cannot leak it.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Personal<T>(pub T);
+pub enum Personal<T> {
+    Clear(T),
+    Sealed(Sealed),
+}
 
 impl<T> Personal<T> {
-    pub fn get(&self) -> &T {
-        &self.0
+    /// The value, if it is in clear.
+    pub fn clear(&self) -> Option<&T> {
+        match self {
+            Self::Clear(v) => Some(v),
+            Self::Sealed(_) => None,
+        }
     }
-    pub fn into_inner(self) -> T {
-        self.0
+
+    /// The sealed value, if it is sealed.
+    pub fn sealed(&self) -> Option<&Sealed> {
+        match self {
+            Self::Clear(_) => None,
+            Self::Sealed(s) => Some(s),
+        }
+    }
+}
+
+impl<T: FromJson> Personal<T> {
+    /// This field in clear: as it is, or opened with `key` in the place
+    /// `aad`. `None` when it does not open (the wrong key or place).
+    pub fn opened(&self, key: &DataKey, aad: &str) -> Option<T>
+    where
+        T: Clone,
+    {
+        match self {
+            Self::Clear(v) => Some(v.clone()),
+            Self::Sealed(s) => s.open(key, aad).ok(),
+        }
     }
 }
 
 impl<T> fmt::Debug for Personal<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Personal(<redacted>)")
+        match self {
+            Self::Clear(_) => f.write_str("Personal(<redacted>)"),
+            Self::Sealed(_) => f.write_str("Personal(<sealed>)"),
+        }
     }
 }
 
 impl<T: Serialize> Serialize for Personal<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_newtype_struct(MARKER, &self.0)
-    }
-}
-
-impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Personal<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        T::deserialize(d).map(Personal)
+        match self {
+            Self::Clear(v) => s.serialize_newtype_struct(MARKER, v),
+            Self::Sealed(v) => s.serialize_newtype_struct(MARKER, v),
+        }
     }
 }
 
 impl<T: FromJson> FromJson for Personal<T> {
     fn from_json(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
-        T::from_json(value, at, problems).map(Personal)
+        match problems.form() {
+            Form::Received => T::from_json(value, at, problems).map(Self::Clear),
+            Form::Stored => Sealed::from_json(value, at, problems).map(Self::Sealed),
+        }
     }
 }
 
@@ -346,8 +378,8 @@ mod tests {
     fn finds_personal_fields_at_any_depth_and_stops_at_the_outermost() {
         let v = Outer {
             plain: 1,
-            who: Personal(Inner { code: "x", note: Personal("n") }),
-            notes: vec![Inner { code: "y", note: Personal("m") }],
+            who: Personal::Clear(Inner { code: "x", note: Personal::Clear("n") }),
+            notes: vec![Inner { code: "y", note: Personal::Clear("m") }],
             absent: None,
         };
         assert_eq!(personal_pointers(&v, "/data"), vec!["/data/who", "/data/notes/0/note"]);
@@ -355,7 +387,7 @@ mod tests {
 
     #[test]
     fn the_json_form_is_unchanged_by_the_marker() {
-        let v = Personal(Inner { code: "x", note: Personal("n") });
+        let v = Personal::Clear(Inner { code: "x", note: Personal::Clear("n") });
         assert_eq!(serde_json::to_string(&v).expect("json"), r#"{"code":"x","note":"n"}"#);
     }
 }

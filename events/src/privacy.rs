@@ -12,6 +12,8 @@
 //!
 //! No randomness here: callers pass the nonces in.
 
+use crate::fields::FromJson;
+use crate::problem::Problems;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -47,6 +49,8 @@ pub enum OpenError {
     NotSealed,
     #[error("the sealed field does not open with this key and place")]
     Rejected,
+    #[error("the sealed field opened but does not hold a value of its field's type")]
+    NotItsType,
 }
 
 /// What a sealed value is bound to.
@@ -70,24 +74,85 @@ pub fn seal_value(key: &DataKey, nonce: [u8; 24], aad: &str, value: &Value) -> V
 
 /// Whether a value has the sealed form.
 pub fn is_sealed(value: &Value) -> bool {
-    value.get("enc").and_then(Value::as_str) == Some(ALGORITHM) && value.get("ct").is_some()
+    Sealed::from_value(value).is_some()
 }
 
 /// Opens one sealed value.
 pub fn open_value(key: &DataKey, aad: &str, sealed: &Value) -> Result<Value, OpenError> {
-    if !is_sealed(sealed) {
-        return Err(OpenError::NotSealed);
+    Sealed::from_value(sealed).ok_or(OpenError::NotSealed)?.open_json(key, aad)
+}
+
+/// A personal field as the stream stores it: sealed under the child's data
+/// key, bound to its place. What it holds is known only to a reader with
+/// the key; its `Debug` form shows nothing of it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Sealed {
+    /// Base64 of the 24-byte nonce and the ciphertext with its tag.
+    ct: String,
+}
+
+/// The shortest sealed value: a nonce and an authentication tag.
+const SEALED_MIN_BYTES: usize = 24 + 16;
+
+impl Sealed {
+    /// The sealed value `value` is, if it has the sealed form.
+    pub fn from_value(value: &Value) -> Option<Self> {
+        let Value::Object(map) = value else { return None };
+        if map.len() != 2 || map.get("enc").and_then(Value::as_str) != Some(ALGORITHM) {
+            return None;
+        }
+        let ct = map.get("ct").and_then(Value::as_str)?;
+        let bytes = BASE64.decode(ct).ok()?;
+        (bytes.len() >= SEALED_MIN_BYTES).then(|| Self { ct: ct.to_owned() })
     }
-    let bytes = sealed["ct"].as_str().and_then(|s| BASE64.decode(s).ok()).ok_or(OpenError::NotSealed)?;
-    if bytes.len() < 24 {
-        return Err(OpenError::NotSealed);
+
+    pub fn to_value(&self) -> Value {
+        json!({ "enc": ALGORITHM, "ct": self.ct })
     }
-    let (nonce, ciphertext) = bytes.split_at(24);
-    let cipher = XChaCha20Poly1305::new(key.0.as_slice().into());
-    let plaintext = cipher
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: aad.as_bytes() })
-        .map_err(|_| OpenError::Rejected)?;
-    serde_json::from_slice(&plaintext).map_err(|_| OpenError::Rejected)
+
+    /// The JSON value sealed here, opened with `key` in the place `aad`.
+    pub fn open_json(&self, key: &DataKey, aad: &str) -> Result<Value, OpenError> {
+        let bytes = BASE64.decode(&self.ct).map_err(|_| OpenError::NotSealed)?;
+        let (nonce, ciphertext) = bytes.split_at(24);
+        let cipher = XChaCha20Poly1305::new(key.0.as_slice().into());
+        let plaintext = cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: aad.as_bytes() })
+            .map_err(|_| OpenError::Rejected)?;
+        serde_json::from_slice(&plaintext).map_err(|_| OpenError::Rejected)
+    }
+
+    /// The field's value, opened and read as the catalogue type it was
+    /// sealed from.
+    pub fn open<T: FromJson>(&self, key: &DataKey, aad: &str) -> Result<T, OpenError> {
+        let value = self.open_json(key, aad)?;
+        T::from_json(&value, "", &mut Problems::new()).ok_or(OpenError::NotItsType)
+    }
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealed(..)")
+    }
+}
+
+impl serde::Serialize for Sealed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("enc", ALGORITHM)?;
+        map.serialize_entry("ct", &self.ct)?;
+        map.end()
+    }
+}
+
+impl FromJson for Sealed {
+    fn from_json(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
+        let found = Self::from_value(value);
+        if found.is_none() {
+            problems.push(at, format!("must be a sealed value ({{\"enc\": \"{ALGORITHM}\", \"ct\": base64}}): personal data is stored only sealed"));
+        }
+        found
+    }
 }
 
 /// Seals every field at `pointers` (relative to the document `doc`, for

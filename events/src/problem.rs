@@ -14,33 +14,61 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Which form of an event is being read. A publisher sends personal fields
+/// in clear; the stream stores them sealed (see [`crate::privacy`]). The
+/// same catalogue types read both, so each [`crate::Personal`] field must be
+/// in the form being read: clear text where a sealed value belongs is a
+/// leak, and a sealed value from a publisher is not theirs to make.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Form {
+    /// As a publisher sends it to the gateway.
+    #[default]
+    Received,
+    /// As the gateway stored it on the stream.
+    Stored,
+}
+
 /// Every problem found in one event. Parsing never stops at the first.
+/// It also carries the [`Form`] being read, since every parser is handed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Problems(Vec<Problem>);
+pub struct Problems {
+    list: Vec<Problem>,
+    form: Form,
+}
 
 impl Problems {
+    /// Problems of an event as a publisher sends it.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Problems of an event in the form `form`.
+    pub fn reading(form: Form) -> Self {
+        Self { list: Vec::new(), form }
+    }
+
+    pub fn form(&self) -> Form {
+        self.form
+    }
+
     pub fn push(&mut self, pointer: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem { pointer: pointer.into(), message: message.into() });
+        self.list.push(Problem { pointer: pointer.into(), message: message.into() });
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.list.len()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Problem> {
-        self.0.iter()
+        self.list.iter()
     }
 
     pub fn into_vec(self) -> Vec<Problem> {
-        self.0
+        self.list
     }
 }
 
@@ -48,13 +76,13 @@ impl IntoIterator for Problems {
     type Item = Problem;
     type IntoIter = std::vec::IntoIter<Problem>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        self.list.into_iter()
     }
 }
 
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
+        for (i, p) in self.list.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }

@@ -192,3 +192,46 @@ fn a_correction_is_checked_against_the_type_it_corrects() {
     let pointers = personal_pointers(&EventData::RecordCorrected(contact), "/data");
     assert_eq!(pointers, ["/data/reason", "/data/data/summary"]);
 }
+
+/// The stored form is read by the same types: every personal field must be
+/// sealed there (clear text where a sealed value belongs is a leak), and a
+/// publisher may not send a sealed value (it is not theirs to make). The
+/// rest of the data reads the same in both forms.
+#[test]
+fn personal_fields_are_clear_as_received_and_sealed_as_stored() {
+    use events::Personal;
+    use events::privacy::{DataKey, associated_data, seal_fields};
+    let key = DataKey::from_bytes([9; 32]);
+    let place = ("7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11", "haringey-csc", "e-1");
+    for &t in EventType::ALL {
+        let example = examples::data(t);
+        let received = parse_data(t, &example).expect("valid");
+        let pointers = personal_pointers(&received, "/data");
+        let mut doc = serde_json::json!({ "data": example.clone() });
+        seal_fields(&mut doc, &pointers, &key, place, || [1; 24]);
+        let stored = EventData::parse_stored(t, &doc["data"]).unwrap_or_else(|p| panic!("{t} stored: {p}"));
+        assert_eq!(personal_pointers(&stored, "/data"), pointers, "{t}");
+        assert_eq!(serde_json::to_value(&stored).expect("json"), doc["data"], "{t}: the stored form round-trips");
+        if pointers.is_empty() {
+            assert_eq!(stored, received, "{t}: nothing personal, nothing differs");
+            continue;
+        }
+        // Clear personal data in the stored form is refused, field by field.
+        let clear = EventData::parse_stored(t, &example).expect_err("clear text stored");
+        let named: Vec<&str> = clear.iter().map(|p| p.pointer.as_str()).collect();
+        assert_eq!(named, pointers.iter().map(String::as_str).collect::<Vec<_>>(), "{t}");
+        assert!(clear.iter().all(|p| p.message.contains("sealed")), "{t}: {clear}");
+        // A sealed value from a publisher is refused.
+        assert!(parse_data(t, &doc["data"]).is_err(), "{t}: a publisher sent a sealed value");
+        // Sealed values open, with the key in their place, to what was sent.
+        if let EventData::ChildRegistered(d) = &stored {
+            let person: &Personal<_> = d.person.as_ref().expect("person");
+            let aad = associated_data(place.0, place.1, place.2, "/data/person");
+            let opened = person.opened(&key, &aad).expect("opens");
+            let EventData::ChildRegistered(sent) = &received else { unreachable!() };
+            assert_eq!(Some(&opened), sent.person.as_ref().and_then(Personal::clear));
+            let elsewhere = associated_data(place.0, place.1, "e-2", "/data/person");
+            assert!(person.opened(&key, &elsewhere).is_none(), "a sealed value does not open in another place");
+        }
+    }
+}

@@ -52,7 +52,7 @@ impl SubjectState {
 
     /// Folds one stored event in.
     pub fn apply(&mut self, event: &StoredEvent, stream_seq: u64) {
-        let council = event.data.get("council").and_then(|v| v.as_str()).and_then(|s| CouncilCode::parse(s).ok());
+        let council = crate::checks::named_council(&event.data);
         let key = (event.source.clone(), event.id.clone());
         self.advance(key, event.event_type, council, event.sequence, event.hash, stream_seq);
         self.last_stream_seq = stream_seq;

@@ -3,7 +3,7 @@
 //! in `casework::cin`).
 
 use casework::cin::CollectionYear;
-use casework::facts::Recorded;
+use casework::facts::History;
 
 /// The histories of every child with a referral to `council` by the year's
 /// reference date (the census decides which are in scope), and the
@@ -12,7 +12,7 @@ pub async fn load(
     pool: &sqlx::PgPool,
     council: &str,
     year: &CollectionYear,
-) -> Result<(Option<String>, Vec<(uuid::Uuid, Vec<Recorded>)>), sqlx::Error> {
+) -> Result<(Option<String>, Vec<(uuid::Uuid, History)>), sqlx::Error> {
     let dfe: Option<String> = sqlx::query_scalar(
         "select dfe_la_code from council_setting where council = $1 and dfe_la_code is not null
           order by effective_from desc limit 1",

@@ -7,7 +7,7 @@
 //! from the caller through [`ChildKeys`] (the trait is in `events::privacy`, the key store in
 //! `platform`), so this crate holds no key of its own.
 
-use casework::facts::Recorded;
+use casework::facts::History;
 use casework::identifiers::{NHS_NUMBER, nhs_numbers};
 use events::privacy::ChildKeys;
 use events::privacy::identifier_digest;
@@ -21,7 +21,7 @@ pub async fn refresh(
     tx: &mut Transaction<'_, Postgres>,
     keys: &dyn ChildKeys,
     children: &BTreeSet<uuid::Uuid>,
-    histories: &[(String, Vec<Recorded>)],
+    histories: &[(String, History)],
 ) -> Result<(), crate::store::ApplyError> {
     let ids: Vec<uuid::Uuid> = children.iter().copied().collect();
     sqlx::query("delete from child_identifier where child_id = any($1)").bind(&ids).execute(&mut **tx).await?;

@@ -4,9 +4,11 @@
 
 use crate::identifiers;
 use crate::store::{ApplyError, folded};
-use casework::facts::Recorded;
+use casework::facts::{History, Recorded};
 use chrono::{DateTime, NaiveDate, Utc};
+use events::ids::{EventId, PrincipalName};
 use events::privacy::ChildKeys;
+use events::{EventData, EventType};
 use sqlx::{Postgres, Row, Transaction};
 use std::collections::BTreeSet;
 
@@ -39,7 +41,7 @@ async fn histories(
     tx: &mut Transaction<'_, Postgres>,
     kind: &str,
     subjects: &[String],
-) -> Result<Vec<(String, Vec<Recorded>)>, sqlx::Error> {
+) -> Result<Vec<(String, History)>, sqlx::Error> {
     let rows = sqlx::query(
         "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data
            from stored_event where subject_kind = $1 and subject = any($2) order by subject, sequence",
@@ -51,32 +53,49 @@ async fn histories(
     group_histories(&rows)
 }
 
+/// Reads one row of `stored_event` as the folds take it: the edge where
+/// the read side's types begin. A row that does not read is a decode error
+/// (the copy is not what the projector wrote), which parks its subject.
+fn recorded(row: &sqlx::postgres::PgRow) -> Result<Recorded, sqlx::Error> {
+    let decode = |index: &str, source: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::ColumnDecode {
+        index: index.to_owned(),
+        source,
+    };
+    let event_type: String = row.try_get("event_type")?;
+    let event_type =
+        EventType::from_name(&event_type).ok_or_else(|| decode("event_type", "not a known event type".into()))?;
+    let data: serde_json::Value = row.try_get("data")?;
+    let event_id: String = row.try_get("event_id")?;
+    let source: String = row.try_get("source")?;
+    Ok(Recorded {
+        sequence: row.try_get("sequence")?,
+        event_id: EventId::parse(&event_id).map_err(|m| decode("event_id", m.into()))?,
+        source: PrincipalName::parse(&source).map_err(|m| decode("source", m.into()))?,
+        occurred_at: row.try_get("occurred_at")?,
+        business_date: row.try_get("business_date")?,
+        data: EventData::parse_stored(event_type, &data).map_err(|p| decode("data", Box::new(p)))?,
+    })
+}
+
 /// Groups rows of `stored_event` (subject, sequence, event_id, source,
 /// event_type, occurred_at, business_date and `document->'data' as data`),
 /// ordered by subject and sequence, into each subject's history.
-pub(crate) fn group_histories(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(String, Vec<Recorded>)>, sqlx::Error> {
+pub(crate) fn group_histories(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(String, History)>, sqlx::Error> {
     let mut out: Vec<(String, Vec<Recorded>)> = Vec::new();
     for row in rows {
         let subject: String = row.try_get("subject")?;
-        let data = match row.try_get::<serde_json::Value, _>("data")? {
-            serde_json::Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        };
-        let recorded = Recorded {
-            sequence: row.try_get("sequence")?,
-            event_id: row.try_get("event_id")?,
-            source: row.try_get("source")?,
-            event_type: row.try_get("event_type")?,
-            occurred_at: row.try_get("occurred_at")?,
-            business_date: row.try_get("business_date")?,
-            data,
-        };
+        let recorded = recorded(row)?;
         match out.last_mut() {
             Some((s, list)) if *s == subject => list.push(recorded),
             _ => out.push((subject, vec![recorded])),
         }
     }
-    Ok(out)
+    out.into_iter()
+        .map(|(subject, events)| {
+            let history = History::new(events).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            Ok((subject, history))
+        })
+        .collect()
 }
 
 /// Refolds every touched subject within `tx`; with `keys`, also the
@@ -131,7 +150,7 @@ fn i32_of(n: usize) -> i32 {
 async fn refold_children(
     tx: &mut Transaction<'_, Postgres>,
     children: &BTreeSet<uuid::Uuid>,
-) -> Result<(Changed, Vec<(String, Vec<Recorded>)>), ApplyError> {
+) -> Result<(Changed, Vec<(String, History)>), ApplyError> {
     let ids: Vec<uuid::Uuid> = children.iter().copied().collect();
     let mut changed = Changed::default();
     // What the children looked like before, so a council or team they left hears of it too.

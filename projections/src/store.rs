@@ -384,11 +384,11 @@ pub(crate) async fn write_events(
         match &event.subject {
             Subject::Child(child) => {
                 let summary = folded(&event.subject.to_string(), || {
-                    (summary::summarise(event.event_type, &event.data), summary::amends(event.event_type, &event.data))
+                    (summary::summarise(&event.data), summary::amends(&event.data).map(|id| id.as_str().to_owned()))
                 })?;
                 chronology.push(item.stream_seq, *child.as_uuid(), event, summary);
                 touched.children.insert(*child.as_uuid());
-                if casework::identifiers::carries_identifiers(event.event_type.name()) {
+                if casework::identifiers::carries_identifiers(&event.data) {
                     touched.identities.insert(*child.as_uuid());
                 }
             }

@@ -297,12 +297,37 @@ async fn messages_that_are_not_the_gateways_stored_events_are_dead_letters_and_s
     };
     let (c, other) = (fresh(), fresh());
     altered["subject"] = json!(c.to_string());
-    let poison: [(String, Vec<u8>, &str); 4] = [
+    // Hash-true documents whose data the catalogue does not describe: a
+    // field renamed (a read model would once have read it as absent and
+    // been silently emptied), and a personal field in clear where the
+    // stored form has it sealed (a leak).
+    let rehashed = |mut doc: Value, data: Value| {
+        doc["subject"] = json!(fresh().to_string());
+        doc["data"] = data;
+        let subject = events::subjects::event_subject(
+            &events::Subject::parse(events::catalogue::SubjectKind::Child, doc["subject"].as_str().expect("subject"))
+                .expect("child"),
+        );
+        doc["hash"] = json!(events::chain::content_hash(doc.as_object().expect("object")).to_string());
+        (subject, serde_json::to_vec(&doc).expect("json"))
+    };
+    let original: Value = serde_json::from_slice(&stored).expect("json");
+    let mut renamed = original["data"].clone();
+    let local = renamed["la_child_id"].take();
+    renamed.as_object_mut().expect("data").remove("la_child_id");
+    renamed["local_child_id"] = local;
+    let (renamed_subject, renamed) = rehashed(original.clone(), renamed);
+    let mut in_clear = original["data"].clone();
+    in_clear["person"] = json!({"given_name": "FORGED1"});
+    let (clear_subject, in_clear) = rehashed(original, in_clear);
+    let poison: [(String, Vec<u8>, &str); 6] = [
         (events::subjects::event_subject(&c), b"not json".to_vec(), "JSON"),
         (events::subjects::event_subject(&c), serde_json::to_vec(&json!({"id": 1})).expect("json"), "must be"),
         (events::subjects::event_subject(&c), serde_json::to_vec(&altered).expect("json"), "hash"),
         // A true event replayed onto another child's subject.
         (events::subjects::event_subject(&other), stored.clone(), "subject"),
+        (renamed_subject, renamed, "/data/local_child_id: is not a known field"),
+        (clear_subject, in_clear, "/data/person: must be a sealed value"),
     ];
     for (subject, payload, _) in &poison {
         js.publish(subject.clone(), payload.clone().into()).await.expect("publish").await.expect("ack");
