@@ -19,8 +19,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use events::calendar::{add_months, business_date_of};
 use events::catalogue::CorrectedData;
-use events::codes::{ConferenceKind, SeenContext};
-use events::ids::{EventId, PrincipalName};
+use events::codes::{CategoryOfAbuse, ConferenceKind, ReviewKind, SeenContext, WorkerRole};
+use events::ids::{EventId, PrincipalName, WorkerId};
 use events::{EventData, EventType, Problems};
 use std::collections::{HashMap, HashSet};
 
@@ -178,7 +178,7 @@ pub struct Icpc {
 pub struct CpPlan {
     pub plan_id: String,
     pub council: String,
-    pub category: String,
+    pub category: CategoryOfAbuse,
     pub started_on: NaiveDate,
     pub ended_on: Option<NaiveDate>,
     /// The conference that decided the plan, which starts the review clock.
@@ -209,7 +209,7 @@ impl CpPlan {
 /// A worker holding the child's case, from one day up to (not including) another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub team_id: String,
     pub council: String,
     pub allocated_at: DateTime<Utc>,
@@ -255,8 +255,8 @@ pub struct ChildStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Review {
     pub review_id: String,
-    pub kind: String,
-    pub reviewers: Vec<String>,
+    pub kind: ReviewKind,
+    pub reviewers: Vec<PrincipalName>,
     pub opened_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
 }
@@ -317,8 +317,8 @@ pub fn fold_child(history: &History) -> ChildFacts {
                 out.reviews.retain(|r| r.review_id != id);
                 out.reviews.push(Review {
                     review_id: id.to_owned(),
-                    kind: d.kind.code().to_owned(),
-                    reviewers: d.reviewers.iter().map(|r| r.as_str().to_owned()).collect(),
+                    kind: d.kind,
+                    reviewers: d.reviewers.clone(),
                     opened_at: f.at,
                     closed_at: None,
                 });
@@ -390,7 +390,7 @@ pub fn fold_child(history: &History) -> ChildFacts {
                 out.plans.push(CpPlan {
                     plan_id: id.to_owned(),
                     council: council.clone(),
-                    category: d.category.code().to_owned(),
+                    category: d.category,
                     started_on: f.on,
                     ended_on: None,
                     icpc_on: f.on,
@@ -401,7 +401,7 @@ pub fn fold_child(history: &History) -> ChildFacts {
             }
             D::CpPlanCategoryChanged(d) => {
                 if let Some(p) = plan(&mut out.plans, d.plan_id.as_str()) {
-                    d.category.code().clone_into(&mut p.category);
+                    p.category = d.category;
                 }
             }
             D::CpPlanEnded(d) => {
@@ -427,7 +427,7 @@ pub fn fold_child(history: &History) -> ChildFacts {
                 }
             }
             D::CaseAllocated(d) => {
-                let worker = d.worker_id.to_string();
+                let worker = d.worker_id;
                 if !out.allocations.iter().any(|a| a.worker_id == worker && a.to_on.is_none()) {
                     out.allocations.push(Allocation {
                         worker_id: worker,
@@ -440,7 +440,7 @@ pub fn fold_child(history: &History) -> ChildFacts {
                 }
             }
             D::CaseDeallocated(d) => {
-                close_allocations(&mut out.allocations, f.on, Some(&d.worker_id.to_string()));
+                close_allocations(&mut out.allocations, f.on, Some(d.worker_id));
             }
             D::CaseClosed(d) => {
                 if let Some(r) = out.referrals.iter_mut().find(|r| r.referral_id == d.referral_id.as_str()) {
@@ -493,7 +493,7 @@ fn plan<'a>(list: &'a mut [CpPlan], id: &str) -> Option<&'a mut CpPlan> {
     list.iter_mut().rev().find(|p| p.plan_id == id)
 }
 
-fn close_allocations(list: &mut [Allocation], on: NaiveDate, worker: Option<&str>) {
+fn close_allocations(list: &mut [Allocation], on: NaiveDate, worker: Option<WorkerId>) {
     for a in list.iter_mut().filter(|a| a.to_on.is_none()) {
         if worker.is_none_or(|w| w == a.worker_id) {
             a.to_on = Some(on);
@@ -506,7 +506,7 @@ fn close_allocations(list: &mut [Allocation], on: NaiveDate, worker: Option<&str
 pub struct WorkerSpell {
     pub council: String,
     pub team_id: String,
-    pub role: String,
+    pub role: WorkerRole,
     pub fte: f64,
     pub agency: bool,
     pub from_on: NaiveDate,
@@ -520,7 +520,7 @@ impl WorkerSpell {
 
     /// Social workers and senior social workers hold cases.
     pub fn holds_cases(&self) -> bool {
-        matches!(self.role.as_str(), "social_worker" | "senior_social_worker")
+        matches!(self.role, WorkerRole::SocialWorker | WorkerRole::SeniorSocialWorker)
     }
 }
 
@@ -537,7 +537,7 @@ pub fn fold_worker(history: &History) -> Vec<WorkerSpell> {
                 spells.push(WorkerSpell {
                     council: d.council.as_str().to_owned(),
                     team_id: d.team_id.as_str().to_owned(),
-                    role: d.role.code().to_owned(),
+                    role: d.role,
                     fte: d.fte.get(),
                     agency: d.agency_staff,
                     from_on: f.on,
@@ -553,7 +553,7 @@ pub fn fold_worker(history: &History) -> Vec<WorkerSpell> {
                     team.as_str().clone_into(&mut next.team_id);
                 }
                 if let Some(role) = d.role {
-                    role.code().clone_into(&mut next.role);
+                    next.role = role;
                 }
                 if let Some(fte) = d.fte {
                     next.fte = fte.get();

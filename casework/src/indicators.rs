@@ -10,6 +10,7 @@
 use crate::facts::{Allocation, Assessment, CouncilSetting, CpPlan, Icpc, Referral, WorkerSpell, setting_on};
 use chrono::{Datelike, Days, NaiveDate};
 use events::calendar::{Calendar, add_months, sub_months};
+use events::ids::WorkerId;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -98,21 +99,107 @@ pub struct National {
     pub source: &'static str,
 }
 
+macro_rules! names {
+    ( $( $variant:ident = $code:literal : $label:literal, )+ ) => {
+        /// Every indicator, in the order a council's document lists them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Name { $( #[doc = $label] $variant ),+ }
+
+        impl Name {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The name in the API and in documents.
+            pub const fn code(self) -> &'static str {
+                match self { $(Self::$variant => $code),+ }
+            }
+
+            /// Words for a person reading the figure.
+            pub const fn label(self) -> &'static str {
+                match self { $(Self::$variant => $label),+ }
+            }
+
+            pub fn from_code(code: &str) -> Option<Self> {
+                match code { $($code => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+names! {
+    Referrals = "referrals": "Referrals",
+    ReReferrals = "re_referrals_within_12_months": "Re-referrals within 12 months",
+    AssessmentsWithinTimescale = "assessments_within_timescale": "Assessments within timescale",
+    IcpcWithin15WorkingDays = "icpc_within_15_working_days": "Initial conferences within 15 working days",
+    PlansOpen = "plans_open_at_period_end": "Child protection plans open",
+    PlansLasting2Years = "plans_lasting_2_years_or_more": "Plans ending after 2 years or more",
+    SecondPlans = "second_or_subsequent_plans": "Second or subsequent plans",
+    PlansReviewedOnTime = "plans_reviewed_within_timescale": "Plans reviewed within timescale",
+    ChildrenSeen = "children_on_plans_seen_within_interval": "Children on plans seen within the visit interval",
+    CaseloadPerWorker = "caseload_per_worker": "Caseload per case-holding worker",
+    VacancyRate = "vacancy_rate": "Social worker vacancy rate",
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+/// What an indicator's value counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unit {
+    /// A proportion from 0 to 1.
+    Share,
+    /// Per 10,000 children aged 0 to 17.
+    Per10000,
+    /// Cases per full-time equivalent worker.
+    PerFte,
+}
+
+impl Unit {
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Share => "share",
+            Self::Per10000 => "per_10000",
+            Self::PerFte => "per_fte",
+        }
+    }
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Serialize for Unit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
 /// England's figure for an indicator, from DOMAIN.md ("National scale",
 /// year to 31 March 2025; workforce at September 2023), where it gives one.
-pub fn national(indicator: &str) -> Option<National> {
+pub fn national(indicator: Name) -> Option<National> {
+    use Name as N;
     let (value, source) = match indicator {
         // 632,830 referrals over the 0-17 population that 49,420 open plans
         // at about 41 per 10,000 imply (12.05 million).
-        "referrals" => (525.0, "England 2024-25, derived from 632,830 referrals"),
-        "re_referrals_within_12_months" => (0.226, "England 2024-25"),
-        "assessments_within_timescale" => (0.86, "England 2024-25, within 45 working days"),
-        "icpc_within_15_working_days" => (0.814, "England 2024-25"),
-        "plans_open_at_period_end" => (41.0, "England, 31 March 2025"),
-        "plans_lasting_2_years_or_more" => (0.044, "England 2024-25"),
-        "caseload_per_worker" => (16.0, "England, September 2023 (mean)"),
-        "vacancy_rate" => (0.189, "England, September 2023"),
-        _ => return None,
+        N::Referrals => (525.0, "England 2024-25, derived from 632,830 referrals"),
+        N::ReReferrals => (0.226, "England 2024-25"),
+        N::AssessmentsWithinTimescale => (0.86, "England 2024-25, within 45 working days"),
+        N::IcpcWithin15WorkingDays => (0.814, "England 2024-25"),
+        N::PlansOpen => (41.0, "England, 31 March 2025"),
+        N::PlansLasting2Years => (0.044, "England 2024-25"),
+        N::CaseloadPerWorker => (16.0, "England, September 2023 (mean)"),
+        N::VacancyRate => (0.189, "England, September 2023"),
+        N::SecondPlans | N::PlansReviewedOnTime | N::ChildrenSeen => return None,
     };
     Some(National { value, source })
 }
@@ -130,15 +217,15 @@ pub struct CouncilData {
     pub visits: HashMap<uuid::Uuid, Vec<NaiveDate>>,
     pub allocations: Vec<Allocation>,
     /// Spells of workers who were ever in the council.
-    pub spells: Vec<(String, WorkerSpell)>,
+    pub spells: Vec<(WorkerId, WorkerSpell)>,
 }
 
 /// One indicator. `value` is absent when it cannot be computed (no
 /// denominator, or no population configured).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Indicator {
-    pub name: &'static str,
-    pub unit: &'static str,
+    pub name: Name,
+    pub unit: Unit,
     #[serde(serialize_with = "number")]
     pub numerator: f64,
     #[serde(serialize_with = "optional_number")]
@@ -161,15 +248,22 @@ fn optional_number<S: serde::Serializer>(n: &Option<f64>, s: S) -> Result<S::Ok,
     n.map(as_json).serialize(s)
 }
 
-fn share(name: &'static str, numerator: usize, denominator: usize, detail: Value) -> Indicator {
+fn share(name: Name, numerator: usize, denominator: usize, detail: Value) -> Indicator {
     let value = (denominator > 0).then(|| numerator as f64 / denominator as f64);
-    Indicator { name, unit: "share", numerator: numerator as f64, denominator: Some(denominator as f64), value, detail }
+    Indicator {
+        name,
+        unit: Unit::Share,
+        numerator: numerator as f64,
+        denominator: Some(denominator as f64),
+        value,
+        detail,
+    }
 }
 
-fn per_10000(name: &'static str, numerator: usize, population: Option<i64>, detail: Value) -> Indicator {
+fn per_10000(name: Name, numerator: usize, population: Option<i64>, detail: Value) -> Indicator {
     let denominator = population.filter(|p| *p > 0).map(|p| p as f64);
     let value = denominator.map(|p| numerator as f64 * 10_000.0 / p);
-    Indicator { name, unit: "per_10000", numerator: numerator as f64, denominator, value, detail }
+    Indicator { name, unit: Unit::Per10000, numerator: numerator as f64, denominator, value, detail }
 }
 
 /// Every indicator for `period`, as known `today`.
@@ -195,7 +289,7 @@ pub fn compute(data: &CouncilData, period: Period, today: NaiveDate, calendar: &
 fn referrals(data: &CouncilData, period: Period, population: Option<i64>) -> Indicator {
     let n = data.referrals.iter().filter(|r| period.contains(r.received_on)).count();
     let nfa = data.referrals.iter().filter(|r| period.contains(r.received_on) && r.nfa).count();
-    per_10000("referrals", n, population, json!({ "no_further_action": nfa }))
+    per_10000(Name::Referrals, n, population, json!({ "no_further_action": nfa }))
 }
 
 /// Within 12 months: the previous referral's date is on or after the same
@@ -203,7 +297,7 @@ fn referrals(data: &CouncilData, period: Period, population: Option<i64>) -> Ind
 fn re_referrals(data: &CouncilData, period: Period) -> Indicator {
     let in_period: Vec<&Referral> = data.referrals.iter().filter(|r| period.contains(r.received_on)).collect();
     let re = in_period.iter().filter(|r| r.previous_on.is_some_and(|p| p >= sub_months(r.received_on, 12))).count();
-    share("re_referrals_within_12_months", re, in_period.len(), json!({}))
+    share(Name::ReReferrals, re, in_period.len(), json!({}))
 }
 
 fn assessments_within_timescale(data: &CouncilData, period: Period, calendar: &Calendar) -> Indicator {
@@ -235,7 +329,7 @@ fn assessments_within_timescale(data: &CouncilData, period: Period, calendar: &C
         timescales.insert(configured.map_or(DEFAULT_ASSESSMENT_DAYS, i64::from));
     }
     share(
-        "assessments_within_timescale",
+        Name::AssessmentsWithinTimescale,
         within,
         total,
         json!({ "timescale_working_days": timescales.into_iter().collect::<Vec<_>>(), "local_timescale": local }),
@@ -266,12 +360,12 @@ fn icpc_within_15_working_days(data: &CouncilData, period: Period, calendar: &Ca
             within += 1;
         }
     }
-    share("icpc_within_15_working_days", within, total, json!({ "bands": bands, "s47_start_unknown": unknown_start }))
+    share(Name::IcpcWithin15WorkingDays, within, total, json!({ "bands": bands, "s47_start_unknown": unknown_start }))
 }
 
 fn plans_open_at_period_end(data: &CouncilData, at: NaiveDate, population: Option<i64>) -> Indicator {
     let n = data.plans.iter().filter(|(_, p)| p.open_on(at)).count();
-    per_10000("plans_open_at_period_end", n, population, json!({ "on": at }))
+    per_10000(Name::PlansOpen, n, population, json!({ "on": at }))
 }
 
 /// Two years or more: the end date is on or after the start plus 24 months.
@@ -279,7 +373,7 @@ fn plans_lasting_2_years_or_more(data: &CouncilData, period: Period) -> Indicato
     let ended: Vec<&CpPlan> =
         data.plans.iter().map(|(_, p)| p).filter(|p| p.ended_on.is_some_and(|e| period.contains(e))).collect();
     let long = ended.iter().filter(|p| p.ended_on.is_some_and(|e| e >= add_months(p.started_on, 24))).count();
-    share("plans_lasting_2_years_or_more", long, ended.len(), json!({}))
+    share(Name::PlansLasting2Years, long, ended.len(), json!({}))
 }
 
 /// Of children starting a plan in the period, those who had any earlier plan.
@@ -289,7 +383,7 @@ fn second_or_subsequent_plans(data: &CouncilData, period: Period) -> Indicator {
         *children.entry(*child).or_default() |= p.earlier_plan;
     }
     let second = children.values().filter(|s| **s).count();
-    share("second_or_subsequent_plans", second, children.len(), json!({}))
+    share(Name::SecondPlans, second, children.len(), json!({}))
 }
 
 /// A plan counts as reviewed within timescale if every review that fell due
@@ -309,7 +403,7 @@ fn plans_reviewed_within_timescale(data: &CouncilData, period: Period, today: Na
             None => {}
         }
     }
-    share("plans_reviewed_within_timescale", on_time, counted, json!({}))
+    share(Name::PlansReviewedOnTime, on_time, counted, json!({}))
 }
 
 /// `None` when no review fell due in the period while the plan was open.
@@ -349,19 +443,14 @@ fn children_on_plans_seen_within_interval(data: &CouncilData, at: NaiveDate, set
         .iter()
         .filter(|child| data.visits.get(child).is_some_and(|v| v.iter().any(|d| *d > since && *d <= at)))
         .count();
-    share(
-        "children_on_plans_seen_within_interval",
-        seen,
-        children.len(),
-        json!({ "interval_days": interval, "on": at }),
-    )
+    share(Name::ChildrenSeen, seen, children.len(), json!({ "interval_days": interval, "on": at }))
 }
 
 /// Open allocated cases per case-holding FTE in the council, on `at`, and
 /// each worker's own ratio against the threshold.
-pub fn worker_loads(data: &CouncilData, at: NaiveDate) -> BTreeMap<String, (WorkerSpell, usize)> {
-    let mut loads: BTreeMap<String, (WorkerSpell, usize)> =
-        data.spells.iter().filter(|(_, s)| s.open_on(at)).map(|(worker, s)| (worker.clone(), (s.clone(), 0))).collect();
+pub fn worker_loads(data: &CouncilData, at: NaiveDate) -> BTreeMap<WorkerId, (WorkerSpell, usize)> {
+    let mut loads: BTreeMap<WorkerId, (WorkerSpell, usize)> =
+        data.spells.iter().filter(|(_, s)| s.open_on(at)).map(|(worker, s)| (*worker, (s.clone(), 0))).collect();
     for a in data.allocations.iter().filter(|a| a.open_on(at)) {
         if let Some((_, n)) = loads.get_mut(&a.worker_id) {
             *n += 1;
@@ -378,8 +467,8 @@ fn caseload_per_worker(data: &CouncilData, at: NaiveDate, setting: &CouncilSetti
     let fte: f64 = holders.iter().map(|(s, _)| s.fte).sum();
     let over = holders.iter().filter(|(s, n)| over_threshold(*n, s.fte, threshold)).count();
     Indicator {
-        name: "caseload_per_worker",
-        unit: "per_fte",
+        name: Name::CaseloadPerWorker,
+        unit: Unit::PerFte,
         numerator: cases as f64,
         denominator: Some(fte),
         value: (fte > 0.0).then(|| cases as f64 / fte),
@@ -402,8 +491,8 @@ fn vacancy_rate(data: &CouncilData, at: NaiveDate, setting: &CouncilSetting) -> 
     let funded = setting.funded_social_worker_fte;
     let vacant = funded.map(|f| (f - filled).max(0.0));
     Indicator {
-        name: "vacancy_rate",
-        unit: "share",
+        name: Name::VacancyRate,
+        unit: Unit::Share,
         numerator: vacant.unwrap_or(0.0),
         denominator: funded,
         value: funded.filter(|f| *f > 0.0).zip(vacant).map(|(f, v)| v / f),
@@ -458,8 +547,8 @@ mod tests {
 
     #[test]
     fn national_figures_are_those_of_the_domain() {
-        assert_eq!(national("icpc_within_15_working_days").map(|n| n.value), Some(0.814));
-        assert_eq!(national("vacancy_rate").map(|n| n.value), Some(0.189));
-        assert_eq!(national("second_or_subsequent_plans"), None);
+        assert_eq!(national(Name::IcpcWithin15WorkingDays).map(|n| n.value), Some(0.814));
+        assert_eq!(national(Name::VacancyRate).map(|n| n.value), Some(0.189));
+        assert_eq!(national(Name::SecondPlans), None);
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 /// One breach.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Flag {
-    pub rule: &'static str,
+    pub rule: Rule,
     /// The council whose episode it is in.
     pub council: String,
     /// What it concerns: a referral, assessment, section 47 or plan id.
@@ -23,30 +23,74 @@ pub struct Flag {
     pub on: NaiveDate,
 }
 
-/// Every rule checked, with the DfE's wording shortened.
-pub const RULES: [(&str, &str); 16] = [
-    ("1103", "assessment started before the referral"),
-    ("1104", "initial child protection conference before the referral"),
-    ("1105", "child protection plan started before the referral"),
-    ("2885", "child protection plan started on a different day from its initial conference"),
-    ("2889", "section 47 enquiry started before the referral"),
-    ("8565", "activity after the case was closed"),
-    ("8608", "assessment started after it was authorised"),
-    ("8815", "more than one open episode"),
-    ("8816", "an open episode that is not the latest"),
-    ("8820", "episodes overlap"),
-    ("8840", "child protection plan started and ended on the same day"),
-    ("8841", "plan review on or before the plan started"),
-    ("8869", "assessment factor 21 (no factors) given with other factors"),
-    ("8925", "child protection plan ended before it started"),
-    ("8935", "more than one open child protection plan"),
-    ("8940", "child protection plans overlap"),
-];
+macro_rules! rules {
+    ( $( $variant:ident = $code:literal : $description:literal, )+ ) => {
+        /// Every DfE CIN census rule checked, in rule-number order, with the
+        /// DfE's wording shortened.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Rule { $( #[doc = $description] $variant ),+ }
+
+        impl Rule {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The DfE's rule number, as the validator names it.
+            pub const fn code(self) -> &'static str {
+                match self { $(Self::$variant => $code),+ }
+            }
+
+            pub const fn description(self) -> &'static str {
+                match self { $(Self::$variant => $description),+ }
+            }
+
+            pub fn from_code(code: &str) -> Option<Self> {
+                match code { $($code => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+rules! {
+    AssessmentBeforeReferral = "1103": "assessment started before the referral",
+    IcpcBeforeReferral = "1104": "initial child protection conference before the referral",
+    PlanBeforeReferral = "1105": "child protection plan started before the referral",
+    PlanNotOnIcpcDay = "2885": "child protection plan started on a different day from its initial conference",
+    S47BeforeReferral = "2889": "section 47 enquiry started before the referral",
+    ActivityAfterClosure = "8565": "activity after the case was closed",
+    AssessmentStartedAfterAuthorised = "8608": "assessment started after it was authorised",
+    SeveralOpenEpisodes = "8815": "more than one open episode",
+    OpenEpisodeNotLatest = "8816": "an open episode that is not the latest",
+    EpisodesOverlap = "8820": "episodes overlap",
+    PlanStartedAndEndedSameDay = "8840": "child protection plan started and ended on the same day",
+    ReviewBeforePlan = "8841": "plan review on or before the plan started",
+    Factor21WithOthers = "8869": "assessment factor 21 (no factors) given with other factors",
+    PlanEndedBeforeStart = "8925": "child protection plan ended before it started",
+    SeveralOpenPlans = "8935": "more than one open child protection plan",
+    PlansOverlap = "8940": "child protection plans overlap",
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl TryFrom<String> for Rule {
+    type Error = String;
+    fn try_from(code: String) -> Result<Self, String> {
+        Self::from_code(&code).ok_or_else(|| "is not a quality rule".to_owned())
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
 
 /// The flags of one child.
 pub fn flags(child: &CinChild) -> Vec<Flag> {
     let mut out = Vec::new();
-    let mut flag = |rule: &'static str, e: &Episode, reference: &str, on: NaiveDate, detail: String| {
+    let mut flag = |rule: Rule, e: &Episode, reference: &str, on: NaiveDate, detail: String| {
         out.push(Flag { rule, council: e.council.clone(), reference: reference.to_owned(), detail, on });
     };
     for e in &child.episodes {
@@ -54,7 +98,7 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
         for a in &e.assessments {
             if a.start < referred {
                 flag(
-                    "1103",
+                    Rule::AssessmentBeforeReferral,
                     e,
                     &a.id,
                     a.start,
@@ -65,7 +109,7 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
                 && a.start > done
             {
                 flag(
-                    "8608",
+                    Rule::AssessmentStartedAfterAuthorised,
                     e,
                     &a.id,
                     a.start,
@@ -73,13 +117,19 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
                 );
             }
             if a.factors.iter().any(|f| f == "21") && a.factors.len() > 1 {
-                flag("8869", e, &a.id, a.authorised.unwrap_or(a.start), "factor 21 with other factors".into());
+                flag(
+                    Rule::Factor21WithOthers,
+                    e,
+                    &a.id,
+                    a.authorised.unwrap_or(a.start),
+                    "factor 21 with other factors".into(),
+                );
             }
         }
         for s in &e.section47s {
             if s.start < referred {
                 flag(
-                    "2889",
+                    Rule::S47BeforeReferral,
                     e,
                     &s.id,
                     s.start,
@@ -89,14 +139,20 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
             if let Some(icpc) = s.icpc
                 && icpc < referred
             {
-                flag("1104", e, &s.id, icpc, format!("initial conference {icpc} before the referral of {referred}"));
+                flag(
+                    Rule::IcpcBeforeReferral,
+                    e,
+                    &s.id,
+                    icpc,
+                    format!("initial conference {icpc} before the referral of {referred}"),
+                );
             }
         }
         if let Some(icpc) = e.initial_cpc
             && icpc < referred
         {
             flag(
-                "1104",
+                Rule::IcpcBeforeReferral,
                 e,
                 &e.referral_id,
                 icpc,
@@ -105,13 +161,25 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
         }
         for p in &e.plans {
             if p.start < referred {
-                flag("1105", e, &p.id, p.start, format!("plan started {} before the referral of {referred}", p.start));
+                flag(
+                    Rule::PlanBeforeReferral,
+                    e,
+                    &p.id,
+                    p.start,
+                    format!("plan started {} before the referral of {referred}", p.start),
+                );
             }
             if let Some(end) = p.end {
                 if end < p.start {
-                    flag("8925", e, &p.id, end, format!("plan ended {end} before it started on {}", p.start));
+                    flag(
+                        Rule::PlanEndedBeforeStart,
+                        e,
+                        &p.id,
+                        end,
+                        format!("plan ended {end} before it started on {}", p.start),
+                    );
                 } else if end == p.start {
-                    flag("8840", e, &p.id, end, format!("plan started and ended on {end}"));
+                    flag(Rule::PlanStartedAndEndedSameDay, e, &p.id, end, format!("plan started and ended on {end}"));
                 }
             }
             let conference = child.plan_conferences.iter().find(|(plan, _)| *plan == p.id).map(|(_, c)| c);
@@ -121,7 +189,7 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
                 && held != p.start
             {
                 flag(
-                    "2885",
+                    Rule::PlanNotOnIcpcDay,
                     e,
                     &p.id,
                     p.start,
@@ -129,7 +197,7 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
                 );
             }
             for r in p.reviews.iter().filter(|r| **r <= p.start) {
-                flag("8841", e, &p.id, *r, format!("review on {r}, the plan started on {}", p.start));
+                flag(Rule::ReviewBeforePlan, e, &p.id, *r, format!("review on {r}, the plan started on {}", p.start));
             }
         }
         if let Some((closed, _)) = &e.closure {
@@ -141,7 +209,7 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
             later.extend(e.cin_plans.iter().flat_map(|p| [Some(p.start), p.end]).flatten());
             if let Some(first) = later.into_iter().filter(|d| d > closed).min() {
                 flag(
-                    "8565",
+                    Rule::ActivityAfterClosure,
                     e,
                     &e.referral_id,
                     first,
@@ -155,13 +223,25 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
     let open: Vec<&Episode> = child.episodes.iter().filter(|e| e.closure.is_none() && !e.nfa).collect();
     if open.len() > 1 {
         for e in &open {
-            flag("8815", e, &e.referral_id, e.referral_date, format!("{} episodes open at once", open.len()));
+            flag(
+                Rule::SeveralOpenEpisodes,
+                e,
+                &e.referral_id,
+                e.referral_date,
+                format!("{} episodes open at once", open.len()),
+            );
         }
     }
     let latest = child.episodes.iter().map(|e| e.referral_date).max();
     for e in &open {
         if Some(e.referral_date) < latest {
-            flag("8816", e, &e.referral_id, e.referral_date, "an open episode with a later episode after it".into());
+            flag(
+                Rule::OpenEpisodeNotLatest,
+                e,
+                &e.referral_id,
+                e.referral_date,
+                "an open episode with a later episode after it".into(),
+            );
         }
     }
     let mut episodes: Vec<&Episode> = child.episodes.iter().collect();
@@ -170,7 +250,7 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
         let (a, b) = (pair[0], pair[1]);
         if a.closure.as_ref().is_none_or(|(closed, _)| *closed > b.referral_date) {
             flag(
-                "8820",
+                Rule::EpisodesOverlap,
                 b,
                 &b.referral_id,
                 b.referral_date,
@@ -184,14 +264,14 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
     let open_plans = plans.iter().filter(|(_, p)| p.end.is_none()).count();
     if open_plans > 1 {
         for (e, p) in plans.iter().filter(|(_, p)| p.end.is_none()) {
-            flag("8935", e, &p.id, p.start, format!("{open_plans} plans open at once"));
+            flag(Rule::SeveralOpenPlans, e, &p.id, p.start, format!("{open_plans} plans open at once"));
         }
     }
     for pair in plans.windows(2) {
         let ((_, a), (e, b)) = (pair[0], pair[1]);
         if a.end.is_none_or(|end| end > b.start) {
             flag(
-                "8940",
+                Rule::PlansOverlap,
                 e,
                 &b.id,
                 b.start,

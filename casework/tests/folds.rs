@@ -101,7 +101,7 @@ proptest! {
                 Some(EventType::WorkerJoined) => {
                     for spell in casework::facts::fold_worker(history) {
                         if let Some(data) = councils.get_mut(spell.council.as_str()) {
-                            data.spells.push((subject.clone(), spell));
+                            data.spells.push((events::ids::WorkerId::parse(subject).expect("worker"), spell));
                         }
                     }
                 }

@@ -71,8 +71,8 @@ fn council(children: &[History], workers: &[History], config: &[Value]) -> Counc
         data.visits.insert(child, visits);
     }
     for (i, h) in workers.iter().enumerate() {
-        let worker = uuid::Uuid::from_u128(1000 + i as u128).to_string();
-        data.spells.extend(casework::facts::fold_worker(h).into_iter().map(|s| (worker.clone(), s)));
+        let worker = events::ids::WorkerId::from_uuid(uuid::Uuid::from_u128(1000 + i as u128));
+        data.spells.extend(casework::facts::fold_worker(h).into_iter().map(|s| (worker, s)));
     }
     let config: Vec<(&str, &str, Value)> =
         config.iter().map(|c| ("council.configured", "2000-01-01", c.clone())).collect();
@@ -84,7 +84,7 @@ fn indicator(data: &CouncilData, period: &str, today: &str, name: &str) -> Indic
     let period = Period::financial_year(period).expect("period");
     compute(data, period, day(today), Calendar::england_and_wales())
         .into_iter()
-        .find(|i| i.name == name)
+        .find(|i| i.name.code() == name)
         .expect("the indicator is computed")
 }
 
@@ -107,7 +107,7 @@ fn referrals_count_by_london_date_and_rate_by_population() {
     ]);
     let data = council(&[a, b], &[], &[json!({"effective_from": "2000-01-01", "population_0_17": 50000})]);
     let i = indicator(&data, "2024-25", "2025-06-01", "referrals");
-    assert_eq!(i.unit, "per_10000");
+    assert_eq!(i.unit.code(), "per_10000");
     // 2 referrals in the year, 50,000 children: 0.4 per 10,000.
     assert_eq!(figures(&i), (2.0, Some(50000.0), Some(0.4)));
     assert_eq!(i.detail["no_further_action"], 1);
@@ -133,7 +133,7 @@ fn a_re_referral_at_exactly_twelve_months_counts_and_a_day_more_does_not() {
     let data = council(&[exact, over, first], &[], &[]);
     let i = indicator(&data, "2024-25", "2025-06-01", "re_referrals_within_12_months");
     // Three referrals in 2024-25; only the one a year to the day after the last counts.
-    assert_eq!(i.unit, "share");
+    assert_eq!(i.unit.code(), "share");
     assert_eq!(figures(&i), (1.0, Some(3.0), Some(1.0 / 3.0)));
 }
 
@@ -354,7 +354,7 @@ fn caseload_is_open_allocated_cases_per_case_holding_fte() {
     let data = council(&children, &workers, &[json!({"effective_from": "2000-01-01", "caseload_threshold": 2})]);
     let i = indicator(&data, "2024-25", "2026-01-01", "caseload_per_worker");
     // 4 cases over 1.5 case-holding FTE; worker 1 has 3 per FTE (over 2), worker 2 has 1 / 0.5 = 2 (not over).
-    assert_eq!(i.unit, "per_fte");
+    assert_eq!(i.unit.code(), "per_fte");
     assert_eq!(figures(&i), (4.0, Some(1.5), Some(4.0 / 1.5)));
     assert_eq!(i.detail["workers_over_threshold"], 1);
 }

@@ -225,6 +225,26 @@ impl std::fmt::Display for EventType {
     }
 }
 
+impl TryFrom<String> for EventType {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        Self::from_name(&name).ok_or_else(|| "is not a known event type".to_owned())
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::from_name(&name).ok_or_else(|| serde::de::Error::custom("not a known event type"))
+    }
+}
+
 // ----- people -------------------------------------------------------------
 
 data_struct! {

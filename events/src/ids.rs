@@ -73,7 +73,7 @@ uuid_id!(
 
 /// A council's 9-character ONS code, such as `E09000014` (Haringey).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct CouncilCode(String);
 
 impl CouncilCode {
@@ -92,7 +92,7 @@ impl CouncilCode {
 
 /// A council's 3-digit DfE code (309 for Haringey), used in the CIN census header.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct DfeLaCode(String);
 
 impl DfeLaCode {
@@ -110,7 +110,7 @@ impl DfeLaCode {
 
 /// The council's own case-system id for a child (CIN census `LAchildID`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct LaChildId(String);
 
 impl LaChildId {
@@ -130,7 +130,7 @@ impl LaChildId {
 /// on. These key the read models, so they are restricted to characters that
 /// are safe everywhere.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct LocalId(String);
 
 impl LocalId {
@@ -149,7 +149,7 @@ impl LocalId {
 /// The publisher's id for one fact (CloudEvents `id`). It becomes the NATS
 /// `Nats-Msg-Id` header, which must not contain white space.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct EventId(String);
 
 impl EventId {
@@ -168,7 +168,7 @@ impl EventId {
 /// A principal's name from `principals.toml`; it becomes the `source` of what
 /// that principal publishes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct PrincipalName(String);
 
 impl PrincipalName {
@@ -189,7 +189,7 @@ impl PrincipalName {
 
 /// An NHS number: 10 digits whose last is a modulus 11 check digit.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct NhsNumber(String);
 
 impl NhsNumber {
@@ -226,7 +226,7 @@ impl fmt::Debug for NhsNumber {
 /// temporary UPN) a letter. The check letter is the DfE's modulus 23 sum of
 /// characters 2 to 13 weighted 2 to 13.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct Upn(String);
 
 /// The DfE's UPN letters: A to Z without I, O and S.
@@ -278,7 +278,7 @@ impl fmt::Debug for Upn {
 /// Free text: a summary, a reason, a purpose. Always personal data when it
 /// appears in an event, because people write names into it.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct Text(String);
 
 impl Text {
@@ -309,7 +309,7 @@ impl fmt::Debug for Text {
 
 /// A short label: a name, an agency, a court. At most 200 characters, one line.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String")]
 pub struct Label(String);
 
 impl Label {
@@ -382,6 +382,32 @@ impl FromJson for FteTotal {
         }
     }
 }
+
+/// Reading these from serde (our own API's answers, configuration) checks
+/// them as the edge does: an id that would not parse does not deserialise.
+macro_rules! try_from_string_via_parse {
+    ($($t:ty),+) => {$(
+        impl TryFrom<String> for $t {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                <$t>::parse(&s)
+            }
+        }
+    )+};
+}
+
+try_from_string_via_parse!(
+    CouncilCode,
+    DfeLaCode,
+    LaChildId,
+    LocalId,
+    EventId,
+    PrincipalName,
+    NhsNumber,
+    Upn,
+    Text,
+    Label
+);
 
 from_json_via_parse!(
     ChildId,

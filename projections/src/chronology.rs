@@ -6,6 +6,8 @@
 //! the same table answers "what is known now" and "what was known when".
 
 use chrono::{DateTime, NaiveDate, Utc};
+use events::EventType;
+use events::ids::{EventId, PrincipalName};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
@@ -13,17 +15,57 @@ use sqlx::PgPool;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Entry {
     pub sequence: i64,
-    pub id: String,
+    #[sqlx(try_from = "String")]
+    pub id: EventId,
     #[serde(rename = "type")]
-    pub event_type: String,
+    #[sqlx(try_from = "String")]
+    pub event_type: EventType,
     pub occurred_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
-    pub source: String,
+    #[sqlx(try_from = "String")]
+    pub source: PrincipalName,
     pub summary: String,
-    /// current, corrected or retracted.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     pub corrected_by: Option<String>,
     pub retracted_by: Option<String>,
+}
+
+/// Where an entry stands, from the amendments recorded by the time asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Current,
+    Corrected,
+    Retracted,
+}
+
+impl Status {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Corrected => "corrected",
+            Self::Retracted => "retracted",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Status {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "current" => Ok(Self::Current),
+            "corrected" => Ok(Self::Corrected),
+            "retracted" => Ok(Self::Retracted),
+            _ => Err("is not an entry status".to_owned()),
+        }
+    }
 }
 
 /// What to read.

@@ -4,6 +4,8 @@
 use casework::facts::{Allocation, Assessment, CouncilSetting, CpPlan, Icpc, Referral, WorkerSpell};
 use casework::indicators::{CouncilData, Document, Period, document_from};
 use chrono::NaiveDate;
+use events::codes::{CategoryOfAbuse, WorkerRole};
+use events::ids::WorkerId;
 
 /// Computes the document from the casework tables.
 pub async fn document(
@@ -14,6 +16,15 @@ pub async fn document(
 ) -> Result<Document, sqlx::Error> {
     let data = load(pool, council).await?;
     Ok(document_from(&data, council, period, today))
+}
+
+/// A code column read as its code set: a value that is not one is a
+/// decode error (the table is not what the projector wrote).
+fn code<T>(row: &sqlx::postgres::PgRow, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, sqlx::Error> {
+    use sqlx::Row as _;
+    let text: String = row.try_get(column)?;
+    parse(&text)
+        .ok_or_else(|| sqlx::Error::ColumnDecode { index: column.to_owned(), source: "not a known code".into() })
 }
 
 /// Reads everything `casework::indicators::compute` needs about one council.
@@ -91,7 +102,7 @@ pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sql
             CpPlan {
                 plan_id: r.try_get("plan_id")?,
                 council: council.to_owned(),
-                category: r.try_get("category")?,
+                category: code(&r, "category", CategoryOfAbuse::from_code)?,
                 started_on: r.try_get("started_on")?,
                 ended_on: r.try_get("ended_on")?,
                 icpc_on: r.try_get("icpc_on")?,
@@ -115,9 +126,8 @@ pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sql
         .fetch_all(pool)
         .await?
     {
-        let worker: uuid::Uuid = r.try_get("worker_id")?;
         data.allocations.push(Allocation {
-            worker_id: worker.to_string(),
+            worker_id: WorkerId::from_uuid(r.try_get("worker_id")?),
             team_id: r.try_get("team_id")?,
             council: council.to_owned(),
             allocated_at: r.try_get("allocated_at")?,
@@ -131,13 +141,12 @@ pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sql
             .fetch_all(pool)
             .await?
     {
-        let worker: uuid::Uuid = r.try_get("worker_id")?;
         data.spells.push((
-            worker.to_string(),
+            WorkerId::from_uuid(r.try_get("worker_id")?),
             WorkerSpell {
                 council: council.to_owned(),
                 team_id: r.try_get("team_id")?,
-                role: r.try_get("role")?,
+                role: code(&r, "role", WorkerRole::from_code)?,
                 fte: r.try_get("fte")?,
                 agency: r.try_get("agency")?,
                 from_on: r.try_get("from_on")?,

@@ -3,6 +3,7 @@
 //! configured. The query role decides access and answers; the SQL is here,
 //! so that this crate stays the only one that runs it.
 
+use casework::quality::Rule;
 use chrono::NaiveDate;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -111,20 +112,28 @@ pub async fn worker_roles(pool: &PgPool, workers: &[uuid::Uuid]) -> Result<HashM
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct Flag {
     pub child: uuid::Uuid,
-    pub rule: String,
+    #[sqlx(try_from = "String")]
+    pub rule: Rule,
     pub reference: String,
     pub detail: String,
     pub on: NaiveDate,
 }
 
 /// Per rule: how many children and how many flags, in a council.
-pub async fn flag_counts(pool: &PgPool, council: &str) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
-    sqlx::query_as(
+pub async fn flag_counts(pool: &PgPool, council: &str) -> Result<Vec<(Rule, i64, i64)>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "select rule, count(distinct child_id), count(*) from quality_flag where council = $1 group by rule order by rule",
     )
     .bind(council)
     .fetch_all(pool)
-    .await
+    .await?;
+    rows.into_iter()
+        .map(|(rule, children, flags)| {
+            let rule = Rule::try_from(rule)
+                .map_err(|m| sqlx::Error::ColumnDecode { index: "rule".into(), source: m.into() })?;
+            Ok((rule, children, flags))
+        })
+        .collect()
 }
 
 /// A council's flags, sealed children's only when `with_sealed`.

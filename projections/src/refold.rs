@@ -220,13 +220,8 @@ impl ChildRows {
         self.assessments.extend(facts.assessments.into_iter().map(|a| (child, a)));
         self.icpcs.extend(facts.icpcs.into_iter().map(|i| (child, i)));
         self.plans.extend(facts.plans.into_iter().map(|p| (child, p)));
-        // Worker ids were checked at the gateway; one that does not parse is left out, not guessed.
         self.allocations.extend(
-            facts
-                .allocations
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, a)| Some((child, i32_of(i), a.worker_id.parse().ok()?, a))),
+            facts.allocations.into_iter().enumerate().map(|(i, a)| (child, i32_of(i), *a.worker_id.as_uuid(), a)),
         );
         self.sightings.extend(facts.sightings.into_iter().enumerate().map(|(i, s)| (child, i32_of(i), s)));
         self.reviews.extend(facts.reviews.into_iter().map(|r| (child, r)));
@@ -247,8 +242,8 @@ impl ChildRows {
             sqlx::query("insert into child_review values ($1, $2, $3, $4, $5, $6)")
                 .bind(child)
                 .bind(&r.review_id)
-                .bind(&r.kind)
-                .bind(&r.reviewers)
+                .bind(r.kind.code())
+                .bind(r.reviewers.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>())
                 .bind(r.opened_at)
                 .bind(r.closed_at)
                 .execute(&mut **tx)
@@ -373,7 +368,7 @@ async fn insert_plans(
     .bind(p.iter().map(|(c, _)| *c).collect::<Vec<_>>())
     .bind(p.iter().map(|(_, x)| x.plan_id.clone()).collect::<Vec<_>>())
     .bind(p.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
-    .bind(p.iter().map(|(_, x)| x.category.clone()).collect::<Vec<_>>())
+    .bind(p.iter().map(|(_, x)| x.category.code()).collect::<Vec<_>>())
     .bind(p.iter().map(|(_, x)| x.started_on).collect::<Vec<_>>())
     .bind(p.iter().map(|(_, x)| x.ended_on).collect::<Vec<_>>())
     .bind(p.iter().map(|(_, x)| x.icpc_on).collect::<Vec<_>>())
@@ -451,7 +446,7 @@ async fn insert_flags(
     .bind(f.iter().map(|(c, _, _)| *c).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, _, x)| x.council.clone()).collect::<Vec<_>>())
-    .bind(f.iter().map(|(_, _, x)| x.rule.to_owned()).collect::<Vec<_>>())
+    .bind(f.iter().map(|(_, _, x)| x.rule.code().to_owned()).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, _, x)| x.reference.clone()).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, _, x)| x.detail.clone()).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, _, x)| x.on).collect::<Vec<_>>())
@@ -494,7 +489,7 @@ async fn refold_workers(
         .bind(rows.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, _, s)| s.council.clone()).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, _, s)| s.team_id.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, _, s)| s.role.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, _, s)| s.role.code()).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, _, s)| s.fte).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, _, s)| s.agency).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, _, s)| s.from_on).collect::<Vec<_>>())

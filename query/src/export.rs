@@ -16,7 +16,7 @@
 //!   "Jane" or "Smith" alone are looked for.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use projections::chronology::Entry;
+use projections::chronology::{Entry, Status};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -45,7 +45,7 @@ pub struct ExportEntry {
     pub summary: String,
     /// The free text recorded with the event, redacted.
     pub detail: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub corrected_by: Option<usize>,
     pub retracted_by: Option<usize>,
 }
@@ -321,11 +321,11 @@ pub fn anonymise(s: &Sources<'_>) -> Export {
                 serial: i + 1,
                 date,
                 age: birth.and_then(|b| age_on(b, date)),
-                agency: e.source.clone(),
-                event: e.event_type.clone(),
+                agency: e.source.as_str().to_owned(),
+                event: e.event_type.name().to_owned(),
                 summary: redact(&e.summary, &replacements),
                 detail: (!texts.is_empty()).then(|| texts.join(" / ")),
-                status: e.status.clone(),
+                status: e.status,
                 corrected_by: e.corrected_by.as_deref().and_then(|id| serial_of.get(id).copied()),
                 retracted_by: e.retracted_by.as_deref().and_then(|id| serial_of.get(id).copied()),
             }
@@ -360,7 +360,7 @@ fn cells(e: &ExportEntry) -> [String; 10] {
         e.event.clone(),
         e.summary.clone(),
         e.detail.clone().unwrap_or_default(),
-        e.status.clone(),
+        e.status.to_string(),
         opt(e.corrected_by),
         opt(e.retracted_by),
     ]

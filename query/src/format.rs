@@ -3,7 +3,28 @@
 //! `source_reference`, ISO dates) and then the backbone's own.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use projections::chronology::Entry;
+use projections::chronology::{Entry, Status};
+
+/// How a chronology is answered (`format=`): JSON (the default), CSV or Markdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Json,
+    Csv,
+    Markdown,
+}
+
+impl Format {
+    /// The `format` parameter, absent meaning JSON.
+    pub fn parse(text: Option<&str>) -> Result<Self, &'static str> {
+        match text {
+            None | Some("json") => Ok(Self::Json),
+            Some("csv") => Ok(Self::Csv),
+            Some("md") => Ok(Self::Markdown),
+            Some(_) => Err("must be json, csv or md"),
+        }
+    }
+}
 
 const COLUMNS: [&str; 10] = [
     "serial",
@@ -20,20 +41,20 @@ const COLUMNS: [&str; 10] = [
 
 fn row(serial: usize, e: &Entry) -> [String; 10] {
     let iso = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-    let event = match e.status.as_str() {
-        "corrected" => format!("{} [corrected]", e.summary),
-        "retracted" => format!("{} [retracted]", e.summary),
-        _ => e.summary.clone(),
+    let event = match e.status {
+        Status::Corrected => format!("{} [corrected]", e.summary),
+        Status::Retracted => format!("{} [retracted]", e.summary),
+        Status::Current => e.summary.clone(),
     };
     [
         serial.to_string(),
         events::calendar::business_date(&e.occurred_at).to_string(),
         event,
-        format!("{} {}", e.source, e.id),
-        e.event_type.clone(),
+        format!("{} {}", e.source.as_str(), e.id.as_str()),
+        e.event_type.name().to_owned(),
         iso(&e.occurred_at),
         iso(&e.recorded_at),
-        e.status.clone(),
+        e.status.to_string(),
         e.corrected_by.clone().unwrap_or_default(),
         e.retracted_by.clone().unwrap_or_default(),
     ]

@@ -378,10 +378,10 @@ async fn read_chronology(
         }),
         None => None,
     };
-    let format = params.format.as_deref().unwrap_or("json");
-    if !matches!(format, "json" | "csv" | "md") {
-        check(Err(QueryError::invalid("format", "must be json, csv or md")));
-    }
+    let format = format::Format::parse(params.format.as_deref()).unwrap_or_else(|reason| {
+        check(Err(QueryError::invalid("format", reason)));
+        format::Format::Json
+    });
     if !problems.is_empty() {
         return Err(QueryError::Invalid(problems));
     }
@@ -401,16 +401,18 @@ async fn read_chronology(
         None => 0,
     };
     Ok(match format {
-        "csv" => {
+        format::Format::Csv => {
             ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], format::csv(&entries, first_serial)).into_response()
         }
-        "md" => (
+        format::Format::Markdown => (
             [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
             format::markdown(&child, &as_of, &entries, first_serial),
         )
             .into_response(),
-        _ => Json(json!({ "child": child, "as_of": as_of, "entries": entries, "next": next, "stale": stale }))
-            .into_response(),
+        format::Format::Json => {
+            Json(json!({ "child": child, "as_of": as_of, "entries": entries, "next": next, "stale": stale }))
+                .into_response()
+        }
     })
     .map(|r| marked_stale(r, stale.as_ref()))
 }
@@ -766,10 +768,6 @@ async fn annex_a_return(
     count(&app, "annex_a", result)
 }
 
-fn rule_description(rule: &str) -> &'static str {
-    casework::quality::RULES.iter().find(|(r, _)| *r == rule).map_or("", |(_, d)| d)
-}
-
 /// A council's data-quality flags: the DfE rules its children's histories
 /// break, per rule and per child, so they are fixed before the return.
 #[utoipa::path(
@@ -800,7 +798,7 @@ async fn council_quality(
         let rules: Vec<Value> = counts
             .into_iter()
             .map(|(rule, children, n)| {
-                json!({"rule": rule, "description": rule_description(&rule), "children": children, "flags": n})
+                json!({"rule": rule, "description": rule.description(), "children": children, "flags": n})
             })
             .collect();
         Ok(Json(json!({ "council": council.as_str(), "rules": rules, "flags": flags })).into_response())
@@ -825,7 +823,7 @@ async fn child_quality(State(app): State<Arc<QueryState>>, Path(child): Path<Str
         let flags = projections::reads::child_flags(&app.pool, child).await?;
         let flags: Vec<Value> = flags
             .into_iter()
-            .map(|f| json!({"rule": f.rule, "description": rule_description(&f.rule), "reference": f.reference, "detail": f.detail, "on": f.on}))
+            .map(|f| json!({"rule": f.rule, "description": f.rule.description(), "reference": f.reference, "detail": f.detail, "on": f.on}))
             .collect();
         let stale = parked_child(&app, child).await?;
         Ok(marked_stale(Json(json!({ "child": child, "flags": flags, "stale": stale })).into_response(), stale.as_ref()))

@@ -56,7 +56,14 @@ async fn chronology(pool: &PgPool, child: uuid::Uuid) -> Vec<(String, String, St
         .await
         .expect("chronology")
         .into_iter()
-        .map(|e| (e.id, e.event_type, e.occurred_at.to_rfc3339(), format!("{} {}", e.summary, e.status)))
+        .map(|e| {
+            (
+                e.id.as_str().to_owned(),
+                e.event_type.name().to_owned(),
+                e.occurred_at.to_rfc3339(),
+                format!("{} {}", e.summary, e.status),
+            )
+        })
         .collect()
 }
 

@@ -4,6 +4,7 @@
 //! only visual. Pure: points in, markup out.
 
 use super::layout::format_value;
+use casework::indicators::Unit;
 use maud::{Markup, html};
 
 /// One point: its label ("year to Jun 2025") and the value, if it could be computed.
@@ -22,7 +23,7 @@ const BOTTOM: f64 = 28.0;
 
 /// A line chart of `points` with the national figure as a dashed line.
 /// `id` names the chart for `aria-labelledby`.
-pub fn trend(id: &str, title: &str, unit: &str, points: &[Point], national: Option<f64>) -> Markup {
+pub fn trend(id: &str, title: &str, unit: Unit, points: &[Point], national: Option<f64>) -> Markup {
     let values: Vec<f64> = points.iter().filter_map(|p| p.value).chain(national).collect();
     let top = nice_ceiling(values.iter().copied().fold(0.0, f64::max), unit);
     let plot_w = WIDTH - LEFT - RIGHT;
@@ -80,13 +81,13 @@ pub fn trend(id: &str, title: &str, unit: &str, points: &[Point], national: Opti
 
 /// A round top for the axis: shares run to 100% at most, others to a
 /// 1, 2 or 5 times a power of ten above the largest value.
-fn nice_ceiling(max: f64, unit: &str) -> f64 {
+fn nice_ceiling(max: f64, unit: Unit) -> f64 {
     if max <= 0.0 || !max.is_finite() {
-        return if unit == "share" { 1.0 } else { 10.0 };
+        return if unit == Unit::Share { 1.0 } else { 10.0 };
     }
     let magnitude = 10f64.powf(max.log10().floor());
     let top = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|t| *t >= max * 1.05).unwrap_or(max);
-    if unit == "share" { top.min(1.0) } else { top }
+    if unit == Unit::Share { top.min(1.0) } else { top }
 }
 
 #[cfg(test)]
@@ -99,18 +100,23 @@ mod tests {
 
     #[test]
     fn axis_tops_are_round() {
-        assert_eq!(nice_ceiling(0.814, "share"), 1.0);
-        assert_eq!(nice_ceiling(0.3, "share"), 0.5);
-        assert_eq!(nice_ceiling(41.0, "per_10000"), 50.0);
-        assert_eq!(nice_ceiling(525.0, "per_10000"), 1000.0);
-        assert_eq!(nice_ceiling(0.0, "per_fte"), 10.0);
+        assert_eq!(nice_ceiling(0.814, Unit::Share), 1.0);
+        assert_eq!(nice_ceiling(0.3, Unit::Share), 0.5);
+        assert_eq!(nice_ceiling(41.0, Unit::Per10000), 50.0);
+        assert_eq!(nice_ceiling(525.0, Unit::Per10000), 1000.0);
+        assert_eq!(nice_ceiling(0.0, Unit::PerFte), 10.0);
     }
 
     #[test]
     fn a_missing_value_breaks_the_line_and_is_described() {
-        let svg =
-            trend("c", "ICPCs", "share", &points(&[Some(0.5), Some(0.75), None, Some(1.0), Some(0.9)]), Some(0.814))
-                .into_string();
+        let svg = trend(
+            "c",
+            "ICPCs",
+            Unit::Share,
+            &points(&[Some(0.5), Some(0.75), None, Some(1.0), Some(0.9)]),
+            Some(0.814),
+        )
+        .into_string();
         assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
         assert_eq!(svg.matches("<circle").count(), 4);
         assert!(svg.contains("Q2: not computable"), "{svg}");
@@ -120,7 +126,7 @@ mod tests {
 
     #[test]
     fn text_is_escaped() {
-        let svg = trend("c", "<script>", "share", &points(&[Some(0.5)]), None).into_string();
+        let svg = trend("c", "<script>", Unit::Share, &points(&[Some(0.5)]), None).into_string();
         assert!(!svg.contains("<script>"));
     }
 }

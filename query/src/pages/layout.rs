@@ -5,6 +5,7 @@ use super::session::Session;
 use crate::error::QueryError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use casework::indicators::Unit;
 use chrono::{DateTime, Utc};
 use chrono_tz::Europe::London;
 use maud::{DOCTYPE, Markup, html};
@@ -126,10 +127,10 @@ fn capitalise(text: &str) -> String {
 
 /// An indicator's value as people read it: shares as percentages, rates
 /// per 10,000 and per FTE to one decimal place.
-pub fn format_value(value: f64, unit: &str) -> String {
+pub fn format_value(value: f64, unit: Unit) -> String {
     match unit {
-        "share" => format!("{:.1}%", value * 100.0),
-        _ => format!("{value:.1}"),
+        Unit::Share => format!("{:.1}%", value * 100.0),
+        Unit::Per10000 | Unit::PerFte => format!("{value:.1}"),
     }
 }
 
@@ -149,31 +150,11 @@ pub fn format_count(value: f64) -> String {
     if value < 0.0 { format!("-{out}") } else { out }
 }
 
-pub fn unit_words(unit: &str) -> &'static str {
+pub fn unit_words(unit: Unit) -> &'static str {
     match unit {
-        "share" => "",
-        "per_10000" => "per 10,000 children",
-        "per_fte" => "cases per FTE",
-        _ => "",
-    }
-}
-
-/// The words for an indicator's name, and whether higher is better (for
-/// the reader's orientation only: nothing is coloured red or green by it).
-pub fn indicator_label(name: &str) -> &'static str {
-    match name {
-        "referrals" => "Referrals",
-        "re_referrals_within_12_months" => "Re-referrals within 12 months",
-        "assessments_within_timescale" => "Assessments within timescale",
-        "icpc_within_15_working_days" => "Initial conferences within 15 working days",
-        "plans_open_at_period_end" => "Child protection plans open",
-        "plans_lasting_2_years_or_more" => "Plans ending after 2 years or more",
-        "second_or_subsequent_plans" => "Second or subsequent plans",
-        "plans_reviewed_within_timescale" => "Plans reviewed within timescale",
-        "children_on_plans_seen_within_interval" => "Children on plans seen within the visit interval",
-        "caseload_per_worker" => "Caseload per case-holding worker",
-        "vacancy_rate" => "Social worker vacancy rate",
-        _ => "Indicator",
+        Unit::Share => "",
+        Unit::Per10000 => "per 10,000 children",
+        Unit::PerFte => "cases per FTE",
     }
 }
 
@@ -202,8 +183,8 @@ mod tests {
 
     #[test]
     fn numbers_read_as_people_write_them() {
-        assert_eq!(format_value(0.814, "share"), "81.4%");
-        assert_eq!(format_value(525.04, "per_10000"), "525.0");
+        assert_eq!(format_value(0.814, Unit::Share), "81.4%");
+        assert_eq!(format_value(525.04, Unit::Per10000), "525.0");
         assert_eq!(format_count(1234567.0), "1,234,567");
         assert_eq!(format_count(999.0), "999");
         assert_eq!(format_count(2.5), "2.50");

@@ -39,7 +39,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
 use chrono_tz::Europe::London;
 use events::calendar::business_date;
 use events::ids::CouncilCode;
-use layout::{Frame, error_page, format_count, format_value, indicator_label, page, respond, see_other, unit_words};
+use layout::{Frame, error_page, format_count, format_value, page, respond, see_other, unit_words};
 use maud::{Markup, html};
 use platform::principals::Principal;
 use serde::Deserialize;
@@ -453,7 +453,7 @@ async fn dashboard(
         let doc = casework::indicators::document_from(&data, council.as_str(), period, today);
         // Twelve months to each quarter end, up to the period's last quarter (or today's).
         let trend_periods = Period::rolling_years_to_quarters(period.to.min(today), TREND_QUARTERS);
-        let mut trends: BTreeMap<&str, Vec<chart::Point>> = BTreeMap::new();
+        let mut trends: BTreeMap<casework::indicators::Name, Vec<chart::Point>> = BTreeMap::new();
         for tp in &trend_periods {
             let label = tp.to.format("%b %Y").to_string();
             for ind in casework::indicators::document_from(&data, council.as_str(), *tp, today).indicators {
@@ -490,7 +490,7 @@ async fn dashboard(
                     @let id = format!("ind-{}", ind.name);
                     @let national = casework::indicators::national(ind.name);
                     section class="card" data-indicator=(ind.name) data-unit=(ind.unit) aria-labelledby=(id) {
-                        h2 id=(id) { (indicator_label(ind.name)) }
+                        h2 id=(id) { (ind.name.label()) }
                         p class="value" {
                             span class="figure" { (ind.value.map_or("not computable".into(), |x| format_value(x, ind.unit))) }
                             " " span class="unit" { (unit_words(ind.unit)) }
@@ -502,8 +502,8 @@ async fn dashboard(
                                 dt { "England" } dd class="national" { (format_value(n.value, ind.unit)) " (" (n.source) ")" }
                             }
                         }
-                        @let points = trends.get(ind.name).cloned().unwrap_or_default();
-                        (chart::trend(&format!("chart-{}", ind.name), indicator_label(ind.name), ind.unit, &points, national.map(|n| n.value)))
+                        @let points = trends.get(&ind.name).cloned().unwrap_or_default();
+                        (chart::trend(&format!("chart-{}", ind.name), ind.name.label(), ind.unit, &points, national.map(|n| n.value)))
                         details {
                             summary { "Trend as a table" }
                             table class="data" {
@@ -969,11 +969,11 @@ fn record_items(entries: &[projections::chronology::Entry]) -> Vec<timeline::Ite
             at: e.occurred_at,
             date_only: false,
             recorded_at: Some(e.recorded_at),
-            lane: e.source.clone(),
-            kind: e.event_type.clone(),
+            lane: e.source.as_str().to_owned(),
+            kind: e.event_type.name().to_owned(),
             summary: e.summary.clone(),
             detail: None,
-            status: e.status.clone(),
+            status: e.status,
             corrected_by: e.corrected_by.as_deref().and_then(|id| serial_of.get(id).copied()),
             retracted_by: e.retracted_by.as_deref().and_then(|id| serial_of.get(id).copied()),
         })
@@ -993,7 +993,7 @@ fn publication_items(x: &crate::export::Export) -> Vec<timeline::Item> {
             kind: e.event.clone(),
             summary: e.summary.clone(),
             detail: e.detail.clone(),
-            status: e.status.clone(),
+            status: e.status,
             corrected_by: e.corrected_by,
             retracted_by: e.retracted_by,
         })

@@ -9,6 +9,7 @@
 use super::layout::{london, london_date};
 use chrono::{DateTime, Duration, Utc};
 use maud::{Markup, html};
+use projections::chronology::Status;
 use std::collections::HashMap;
 
 /// One entry of the timeline.
@@ -27,8 +28,7 @@ pub struct Item {
     pub kind: String,
     pub summary: String,
     pub detail: Option<String>,
-    /// current, corrected or retracted.
-    pub status: String,
+    pub status: Status,
     pub corrected_by: Option<usize>,
     pub retracted_by: Option<usize>,
 }
@@ -43,9 +43,9 @@ fn when(item: &Item) -> String {
 }
 
 fn status_words(item: &Item, serial_of_amended: &HashMap<usize, (usize, &'static str)>) -> String {
-    match (item.status.as_str(), item.corrected_by, item.retracted_by) {
-        ("retracted", _, Some(by)) => format!("retracted by entry {by}"),
-        ("corrected", Some(by), _) => format!("corrected by entry {by}"),
+    match (item.status, item.corrected_by, item.retracted_by) {
+        (Status::Retracted, _, Some(by)) => format!("retracted by entry {by}"),
+        (Status::Corrected, Some(by), _) => format!("corrected by entry {by}"),
         _ => match serial_of_amended.get(&item.serial) {
             Some((amended, verb)) => format!("{verb} entry {amended}"),
             None => String::new(),
@@ -144,7 +144,7 @@ pub fn render(items: &[Item]) -> Markup {
                                 data-serial=(item.serial)
                                 aria-label=(format!("Entry {}: {}, {}, {}", item.serial, when(item), item.lane, item.summary)) {
                                 circle cx=(format!("{px:.1}")) cy=(format!("{py:.1}")) r="7" {}
-                                @if item.status == "retracted" {
+                                @if item.status == Status::Retracted {
                                     path class="cross" d=(format!("M{:.1},{:.1} l10,10 m0,-10 l-10,10", px - 5.0, py - 5.0)) {}
                                 }
                                 title { "Entry " (item.serial) ": " (item.summary) }
@@ -192,7 +192,7 @@ pub fn render(items: &[Item]) -> Markup {
 mod tests {
     use super::*;
 
-    fn item(serial: usize, day: u32, lane: &str, status: &str) -> Item {
+    fn item(serial: usize, day: u32, lane: &str, status: Status) -> Item {
         Item {
             serial,
             at: DateTime::parse_from_rfc3339(&format!("2025-01-{day:02}T10:00:00Z"))
@@ -204,7 +204,7 @@ mod tests {
             kind: "child.seen".into(),
             summary: format!("entry {serial} <b>"),
             detail: None,
-            status: status.into(),
+            status,
             corrected_by: None,
             retracted_by: None,
         }
@@ -212,9 +212,9 @@ mod tests {
 
     #[test]
     fn one_lane_per_agency_and_corrections_are_linked_both_ways() {
-        let mut seen = item(1, 3, "met-police", "corrected");
+        let mut seen = item(1, 3, "met-police", Status::Corrected);
         seen.corrected_by = Some(3);
-        let items = vec![seen, item(2, 4, "haringey-csc", "current"), item(3, 5, "met-police", "current")];
+        let items = vec![seen, item(2, 4, "haringey-csc", Status::Current), item(3, 5, "met-police", Status::Current)];
         let html = render(&items).into_string();
         assert_eq!(html.matches(r#"class="lane-label""#).count(), 2);
         assert_eq!(html.matches(r#"class="link corrected""#).count(), 1);
@@ -226,9 +226,9 @@ mod tests {
 
     #[test]
     fn a_retraction_is_crossed_and_linked() {
-        let mut concern = item(1, 3, "met-police", "retracted");
+        let mut concern = item(1, 3, "met-police", Status::Retracted);
         concern.retracted_by = Some(2);
-        let html = render(&[concern, item(2, 9, "met-police", "current")]).into_string();
+        let html = render(&[concern, item(2, 9, "met-police", Status::Current)]).into_string();
         assert_eq!(html.matches(r#"class="link retracted""#).count(), 1, "{html}");
         assert_eq!(html.matches(r#"class="cross""#).count(), 1);
         assert!(html.contains("retracted by entry 2") && html.contains("retracts entry 1"), "{html}");
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn an_amendment_outside_the_dates_shown_is_named_not_linked() {
-        let mut seen = item(1, 3, "met-police", "corrected");
+        let mut seen = item(1, 3, "met-police", Status::Corrected);
         seen.corrected_by = Some(7);
         let html = render(&[seen]).into_string();
         assert!(html.contains("entry 7 (outside the dates shown)"), "{html}");
