@@ -7,6 +7,7 @@
 //!
 //! - [`policy`]: who may read what; the only place access is decided.
 //! - [`access`]: access events, stored on the audit stream before answering.
+//! - [`caller`]: who is asking, from a bearer token or a page's session: one type for both.
 //! - [`format`]: the chronology as CSV and Markdown.
 //! - [`error`]: the one error type and its problem+json form.
 //! - [`export`]: the anonymised chronology for publication.
@@ -18,6 +19,7 @@
 //! answer through [`admit_child`], [`admit_council`] or [`record`].
 
 pub mod access;
+pub mod caller;
 pub mod error;
 pub mod export;
 pub mod format;
@@ -25,20 +27,21 @@ pub mod pages;
 pub mod policy;
 pub mod verify;
 
-use access::{AccessLog, Asker, Outcome};
+use access::{AccessLog, Outcome};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use caller::Caller;
 use casework::indicators::Period;
 use chrono::{DateTime, NaiveDate, Utc};
 use error::{ParamError, QueryError};
 use events::calendar::business_date;
 use events::ids::CouncilCode;
 use futures::StreamExt as _;
-use platform::principals::{Principal, Principals};
+use platform::principals::Principals;
 use policy::{ChildInfo, Need};
 use projections::PgPool;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -175,29 +178,6 @@ fn count(app: &QueryState, endpoint: &'static str, result: Result<Response, Quer
 }
 
 /// The caller, from the bearer token and the `X-Acting-User` / `X-Purpose` headers.
-fn caller(app: &QueryState, headers: &HeaderMap) -> Result<(Principal, Asker), QueryError> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let principal = app.principals.authenticate_header(authorization).ok_or(QueryError::Unauthorized)?;
-    let header_text = |name: &str| -> Result<Option<String>, QueryError> {
-        match headers.get(name) {
-            None => Ok(None),
-            Some(v) => {
-                let text = v.to_str().map_err(|_| QueryError::invalid(name, "must be printable ASCII"))?.trim();
-                if text.len() > 200 {
-                    return Err(QueryError::invalid(name, "must be at most 200 characters"));
-                }
-                Ok((!text.is_empty()).then(|| text.to_owned()))
-            }
-        }
-    };
-    let asker = Asker {
-        principal: principal.name.as_str().to_owned(),
-        acting_user: header_text("x-acting-user")?,
-        purpose: header_text("x-purpose")?,
-    };
-    Ok((principal, asker))
-}
-
 fn council_param(value: Option<&str>) -> Result<CouncilCode, QueryError> {
     let text = value.ok_or_else(|| QueryError::invalid("council", "is required (an ONS code such as E09000014)"))?;
     CouncilCode::parse(text).map_err(|m| QueryError::invalid("council", m))
@@ -205,7 +185,7 @@ fn council_param(value: Option<&str>) -> Result<CouncilCode, QueryError> {
 
 /// The council an aggregate request names, once the caller is known to be allowed its aggregates.
 fn aggregate_scope(app: &QueryState, headers: &HeaderMap, p: &CouncilParams) -> Result<CouncilCode, QueryError> {
-    let (principal, _) = caller(app, headers)?;
+    let principal = Caller::from_bearer(app, headers)?.principal;
     let council = council_param(p.council.as_deref())?;
     policy::may_read_aggregates(&principal, &council).map_err(QueryError::Forbidden)?;
     Ok(council)
@@ -219,8 +199,7 @@ async fn child_info(pool: &PgPool, child: uuid::Uuid) -> Result<Option<ChildInfo
 /// before anything is answered.
 async fn admit_child(
     app: &QueryState,
-    principal: &Principal,
-    asker: &Asker,
+    caller: &Caller,
     endpoint: &str,
     child: uuid::Uuid,
     need: Need,
@@ -230,7 +209,7 @@ async fn admit_child(
         // not yet to the read models: an admin is told so rather than that
         // the child does not exist. (Whoever else asks learns nothing: the
         // council that would decide their access is not known yet either.)
-        if policy::learns_of_parked(principal)
+        if policy::learns_of_parked(&caller.principal)
             && projections::parking::parked(&app.pool, &child.to_string()).await?.is_some()
         {
             return Err(QueryError::unavailable(format!(
@@ -239,9 +218,9 @@ async fn admit_child(
         }
         return Err(QueryError::NotFound(format!("no child {child} is known")));
     };
-    let decision = policy::may_read_child(principal, &info, need);
+    let decision = policy::may_read_child(&caller.principal, &info, need);
     let outcome = if decision.is_ok() { Outcome::Allowed } else { Outcome::Refused };
-    record(app, asker, endpoint, &[child], outcome).await?;
+    record(app, caller, endpoint, &[child], outcome).await?;
     decision.map_err(QueryError::Forbidden)?;
     Ok(info)
 }
@@ -250,24 +229,23 @@ async fn admit_child(
 /// practitioner or admin role for the council; a refusal is recorded.
 async fn admit_council(
     app: &QueryState,
-    principal: &Principal,
-    asker: &Asker,
+    caller: &Caller,
     endpoint: &str,
     council: &CouncilCode,
 ) -> Result<(), QueryError> {
-    let Err(refusal) = policy::may_read_council_children(principal, council) else { return Ok(()) };
-    record(app, asker, endpoint, &[], Outcome::Refused).await?;
+    let Err(refusal) = policy::may_read_council_children(&caller.principal, council) else { return Ok(()) };
+    record(app, caller, endpoint, &[], Outcome::Refused).await?;
     Err(QueryError::Forbidden(refusal))
 }
 
 async fn record(
     app: &QueryState,
-    asker: &Asker,
+    caller: &Caller,
     endpoint: &str,
     children: &[uuid::Uuid],
     outcome: Outcome,
 ) -> Result<(), QueryError> {
-    app.access.record(asker, endpoint, children, outcome, (app.now)()).await.map_err(|e| {
+    app.access.record(&caller.asker, endpoint, children, outcome, (app.now)()).await.map_err(|e| {
         app.metrics.access_failures.inc();
         QueryError::dependency("the access log could not record this read, so it is not answered", e)
     })
@@ -340,7 +318,7 @@ async fn read_chronology(
     params: ChronologyParams,
     headers: &HeaderMap,
 ) -> Result<Response, QueryError> {
-    let (principal, asker) = caller(app, headers)?;
+    let caller = Caller::from_bearer(app, headers)?;
     let child = uuid_param("child", child)?;
     // Every parameter is checked before the read is admitted and logged.
     let mut problems = Vec::new();
@@ -385,7 +363,7 @@ async fn read_chronology(
     if !problems.is_empty() {
         return Err(QueryError::Invalid(problems));
     }
-    admit_child(app, &principal, &asker, "GET /v1/children/{child}/chronology", child, Need::Record).await?;
+    admit_child(app, &caller, "GET /v1/children/{child}/chronology", child, Need::Record).await?;
 
     let q = projections::chronology::Query { child, as_of, from, to, limit: limit + 1, after };
     let stale = parked_child(app, child).await?;
@@ -487,13 +465,13 @@ async fn read_export(
     params: FormatParams,
     headers: &HeaderMap,
 ) -> Result<Response, QueryError> {
-    let (principal, asker) = caller(app, headers)?;
+    let caller = Caller::from_bearer(app, headers)?;
     let child = uuid_param("child", child)?;
     let format = params.format.as_deref().unwrap_or("md");
     if !matches!(format, "json" | "csv" | "md") {
         return Err(QueryError::invalid("format", "must be md, csv or json"));
     }
-    admit_child(app, &principal, &asker, "GET /v1/children/{child}/chronology/export", child, Need::Record).await?;
+    admit_child(app, &caller, "GET /v1/children/{child}/chronology/export", child, Need::Record).await?;
     let stale = parked_child(app, child).await?;
     let exported = build_export(app, child).await?;
     Ok(marked_stale(
@@ -575,9 +553,9 @@ async fn build_export(app: &QueryState, child: uuid::Uuid) -> Result<export::Exp
 )]
 async fn access_log(State(app): State<Arc<QueryState>>, Path(child): Path<String>, headers: HeaderMap) -> Response {
     let result = async {
-        let (principal, asker) = caller(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers)?;
         let child = uuid_param("child", &child)?;
-        admit_child(&app, &principal, &asker, "GET /v1/children/{child}/access-log", child, Need::Audit).await?;
+        admit_child(&app, &caller, "GET /v1/children/{child}/access-log", child, Need::Audit).await?;
         let (entries, position) = projections::audit::access_log(&app.pool, child).await?;
         Ok(Json(json!({ "child": child, "entries": entries, "audit_position": position })).into_response())
     }
@@ -604,15 +582,15 @@ pub struct VerifyParams {
 )]
 async fn verify(State(app): State<Arc<QueryState>>, Query(p): Query<VerifyParams>, headers: HeaderMap) -> Response {
     let result = async {
-        let (principal, asker) = caller(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers)?;
         let child = match p.child.as_deref() {
             Some(text) => {
                 let child = uuid_param("child", text)?;
-                admit_child(&app, &principal, &asker, "GET /v1/verify", child, Need::Audit).await?;
+                admit_child(&app, &caller, "GET /v1/verify", child, Need::Audit).await?;
                 Some(events::Subject::Child(events::ids::ChildId::from_uuid(child)))
             }
             None => {
-                policy::may_verify_stream(&principal).map_err(QueryError::Forbidden)?;
+                policy::may_verify_stream(&caller.principal).map_err(QueryError::Forbidden)?;
                 None
             }
         };
@@ -669,14 +647,14 @@ async fn cin_return(State(app): State<Arc<QueryState>>, Query(p): Query<ReturnPa
 
 async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap) -> Result<Response, QueryError> {
     let endpoint = "GET /v1/returns/cin";
-    let (principal, asker) = caller(app, headers)?;
+    let caller = Caller::from_bearer(app, headers)?;
     let council = council_param(p.council.as_deref())?;
     let year = p
         .year
         .as_deref()
         .ok_or_else(|| QueryError::invalid("year", "is required (a collection year such as 2024-25)"))?;
     let year = casework::cin::CollectionYear::parse(year).map_err(|m| QueryError::invalid("year", m))?;
-    admit_council(app, &principal, &asker, endpoint, &council).await?;
+    admit_council(app, &caller, endpoint, &council).await?;
     let (dfe, histories) = projections::cin::load(&app.pool, council.as_str(), &year).await?;
     let dfe = dfe.ok_or_else(|| {
         QueryError::invalid("council", "has no DfE LA code: publish council.configured with dfe_la_code first")
@@ -700,7 +678,7 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
     }
     children.sort_by(|a, b| a.la_child_id.cmp(&b.la_child_id));
     // Sealed children are in statutory returns too; every child returned is a child-level read.
-    record(app, &asker, endpoint, &ids, Outcome::Allowed).await?;
+    record(app, &caller, endpoint, &ids, Outcome::Allowed).await?;
     let header = casework::cin::Header {
         dfe_la_code: dfe,
         software: "Safeguard".into(),
@@ -732,7 +710,7 @@ async fn annex_a_return(
 ) -> Response {
     let result = async {
         let endpoint = "GET /v1/returns/annex-a";
-        let (principal, asker) = caller(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers)?;
         let council = council_param(p.council.as_deref())?;
         let date = date_param("date", p.date.as_deref())?
             .ok_or_else(|| QueryError::invalid("date", "is required (the inspection date, YYYY-MM-DD)"))?;
@@ -742,7 +720,7 @@ async fn annex_a_return(
             .and_then(|l| l.parse::<u8>().ok())
             .filter(|l| casework::annex_a::LISTS.contains(l))
             .ok_or_else(|| QueryError::invalid("list", "must be 1, 3, 4, 5, 6 or 7"))?;
-        admit_council(&app, &principal, &asker, endpoint, &council).await?;
+        admit_council(&app, &caller, endpoint, &council).await?;
         let from = date.checked_sub_months(chrono::Months::new(6)).unwrap_or(date);
         let window = casework::cin::CollectionYear { start: from, reference_date: date };
         let (_, histories) = projections::cin::load(&app.pool, council.as_str(), &window).await?;
@@ -761,7 +739,7 @@ async fn annex_a_return(
             }
         }
         rows.sort();
-        record(&app, &asker, endpoint, &ids, Outcome::Allowed).await?;
+        record(&app, &caller, endpoint, &ids, Outcome::Allowed).await?;
         Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], casework::annex_a::csv(list, &rows)).into_response())
     }
     .await;
@@ -784,17 +762,18 @@ async fn council_quality(
 ) -> Response {
     let result = async {
         let endpoint = "GET /v1/quality";
-        let (principal, asker) = caller(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers)?;
         let council = council_param(p.council.as_deref())?;
-        admit_council(&app, &principal, &asker, endpoint, &council).await?;
+        admit_council(&app, &caller, endpoint, &council).await?;
         let counts = projections::reads::flag_counts(&app.pool, council.as_str()).await?;
         // The list names children: sealed ones only for admins.
         let flags =
-            projections::reads::council_flags(&app.pool, council.as_str(), policy::sees_sealed(&principal)).await?;
+            projections::reads::council_flags(&app.pool, council.as_str(), policy::sees_sealed(&caller.principal))
+                .await?;
         let mut ids: Vec<uuid::Uuid> = flags.iter().map(|f| f.child).collect();
         ids.sort();
         ids.dedup();
-        record(&app, &asker, endpoint, &ids, Outcome::Allowed).await?;
+        record(&app, &caller, endpoint, &ids, Outcome::Allowed).await?;
         let rules: Vec<Value> = counts
             .into_iter()
             .map(|(rule, children, n)| {
@@ -817,9 +796,9 @@ async fn council_quality(
 )]
 async fn child_quality(State(app): State<Arc<QueryState>>, Path(child): Path<String>, headers: HeaderMap) -> Response {
     let result = async {
-        let (principal, asker) = caller(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers)?;
         let child = uuid_param("child", &child)?;
-        admit_child(&app, &principal, &asker, "GET /v1/children/{child}/quality", child, Need::Record).await?;
+        admit_child(&app, &caller, "GET /v1/children/{child}/quality", child, Need::Record).await?;
         let flags = projections::reads::child_flags(&app.pool, child).await?;
         let flags: Vec<Value> = flags
             .into_iter()
@@ -852,10 +831,10 @@ async fn lookup(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: ax
 }
 
 async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: &[u8]) -> Result<Response, QueryError> {
-    let (principal, asker) = caller(app, headers)?;
+    let caller = Caller::from_bearer(app, headers)?;
     let endpoint = "POST /v1/children/lookup";
-    if let Err(refusal) = policy::may_look_up(&principal) {
-        record(app, &asker, endpoint, &[], Outcome::Refused).await?;
+    if let Err(refusal) = policy::may_look_up(&caller.principal) {
+        record(app, &caller, endpoint, &[], Outcome::Refused).await?;
         return Err(QueryError::Forbidden(refusal));
     }
     let value = events::json::parse_strict(body).map_err(|e| QueryError::invalid("body", e.message))?;
@@ -876,7 +855,7 @@ async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: &[u8]) -> Result
     } else {
         Lookup::local(text("council"), text("la_child_id"))?
     };
-    let found = find_children(app, &principal, &asker, endpoint, &wanted).await?;
+    let found = find_children(app, &caller, endpoint, &wanted).await?;
     let children: Vec<Found> = found.into_iter().map(|(child, council)| Found { child, council }).collect();
     Ok(Json(json!({ "children": children })).into_response())
 }
@@ -908,8 +887,7 @@ impl Lookup {
 /// (the children named, or a refusal) before anything is answered.
 async fn find_children(
     app: &QueryState,
-    principal: &Principal,
-    asker: &Asker,
+    caller: &Caller,
     endpoint: &str,
     wanted: &Lookup,
 ) -> Result<Vec<(uuid::Uuid, String)>, QueryError> {
@@ -923,27 +901,27 @@ async fn find_children(
                 .filter(|(_, access)| {
                     let info =
                         ChildInfo { council: access.council.clone(), sealed: access.sealed, reviewers: Vec::new() };
-                    policy::may_read_child(principal, &info, Need::Record).is_ok()
+                    policy::may_read_child(&caller.principal, &info, Need::Record).is_ok()
                 })
                 .map(|(child, access)| (child, access.council.unwrap_or_default()))
                 .collect()
         }
         Lookup::Local(council, local) => {
-            if let Err(refusal) = policy::may_look_up_in(principal, council) {
-                record(app, asker, endpoint, &[], Outcome::Refused).await?;
+            if let Err(refusal) = policy::may_look_up_in(&caller.principal, council) {
+                record(app, caller, endpoint, &[], Outcome::Refused).await?;
                 return Err(QueryError::Forbidden(refusal));
             }
             projections::reads::children_with_local_id(
                 &app.pool,
                 council.as_str(),
                 local.as_str(),
-                policy::sees_sealed(principal),
+                policy::sees_sealed(&caller.principal),
             )
             .await?
         }
     };
     let ids: Vec<uuid::Uuid> = found.iter().map(|(c, _)| *c).collect();
-    record(app, asker, endpoint, &ids, Outcome::Allowed).await?;
+    record(app, caller, endpoint, &ids, Outcome::Allowed).await?;
     Ok(found)
 }
 
@@ -965,11 +943,11 @@ async fn worker_caseload(
 }
 
 async fn read_worker_caseload(app: &QueryState, worker: &str, headers: &HeaderMap) -> Result<Response, QueryError> {
-    let (principal, asker) = caller(app, headers)?;
+    let caller = Caller::from_bearer(app, headers)?;
     let worker = uuid_param("worker", worker)?;
     let today = business_date(&(app.now)());
     let (council, cases) =
-        admitted_worker_cases(app, &principal, &asker, "GET /v1/workers/{worker}/caseload", worker, today).await?;
+        admitted_worker_cases(app, &caller, "GET /v1/workers/{worker}/caseload", worker, today).await?;
     Ok(Json(json!({ "worker": worker, "council": council, "on": today, "cases": cases })).into_response())
 }
 
@@ -977,8 +955,7 @@ async fn read_worker_caseload(app: &QueryState, worker: &str, headers: &HeaderMa
 /// read logged (allowed or refused) for every child listed.
 async fn admitted_worker_cases(
     app: &QueryState,
-    principal: &Principal,
-    asker: &Asker,
+    caller: &Caller,
     endpoint: &str,
     worker: uuid::Uuid,
     today: NaiveDate,
@@ -988,14 +965,15 @@ async fn admitted_worker_cases(
         .ok_or_else(|| QueryError::NotFound(format!("no worker {worker} is known")))?;
     let cases = projections::caseload::worker_cases(&app.pool, worker, today).await?;
     let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();
-    if let Err(refusal) = policy::may_read_worker(principal, &council) {
-        record(app, asker, endpoint, &ids, Outcome::Refused).await?;
+    if let Err(refusal) = policy::may_read_worker(&caller.principal, &council) {
+        record(app, caller, endpoint, &ids, Outcome::Refused).await?;
         return Err(QueryError::Forbidden(refusal));
     }
     // A case held in another council (after a transfer) is left out, and so is a sealed child.
-    let cases: Vec<_> = cases.into_iter().filter(|c| policy::may_see_case(principal, &c.council, c.sealed)).collect();
+    let cases: Vec<_> =
+        cases.into_iter().filter(|c| policy::may_see_case(&caller.principal, &c.council, c.sealed)).collect();
     let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();
-    record(app, asker, endpoint, &ids, Outcome::Allowed).await?;
+    record(app, caller, endpoint, &ids, Outcome::Allowed).await?;
     Ok((council, cases))
 }
 

@@ -23,7 +23,7 @@ pub mod layout;
 pub mod session;
 pub mod timeline;
 
-use crate::access::Asker;
+use crate::caller::Caller;
 use crate::error::QueryError;
 use crate::{
     CouncilParams, Lookup, Need, QueryState, admit_child, admitted_worker_cases, build_export, council_param,
@@ -77,8 +77,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// Who is at the browser: the session, and the principal it names as that principal stands now.
 #[derive(Debug, Clone)]
 struct Viewer {
-    principal: Principal,
-    asker: Asker,
+    caller: Caller,
     session: Session,
     csrf: String,
 }
@@ -90,25 +89,9 @@ impl Viewer {
 }
 
 async fn viewer(app: &QueryState, headers: &HeaderMap) -> Result<Viewer, QueryError> {
-    let session = session::cookie(headers)
-        .and_then(|value| app.sessions.open(value, (app.now)()))
-        .ok_or(QueryError::Unauthorized)?;
-    // A session signed out elsewhere (or whose cookie was copied before it was) is over.
-    let signed_out = app.signed_out.get(&session.nonce).await.map_err(|e| {
-        tracing::error!(error = %e, "could not read the signed-out sessions");
-        QueryError::unavailable("sessions cannot be checked just now")
-    })?;
-    if signed_out.is_some() {
-        return Err(QueryError::Unauthorized);
-    }
-    let principal = app.principals.named(&session.principal).ok_or(QueryError::Unauthorized)?;
-    let asker = Asker {
-        principal: session.principal.clone(),
-        acting_user: Some(session.acting_user.clone()),
-        purpose: session.purpose.clone(),
-    };
+    let (caller, session) = Caller::from_session(app, headers).await?;
     let csrf = app.sessions.csrf(&session);
-    Ok(Viewer { principal, asker, session, csrf })
+    Ok(Viewer { caller, session, csrf })
 }
 
 /// Runs a page for a signed-in viewer, counts it, and turns a failure into an error page.
@@ -255,21 +238,21 @@ async fn home(State(app): State<Arc<QueryState>>, headers: HeaderMap) -> Respons
         let councils: Vec<CouncilCode> = councils
             .iter()
             .filter_map(|c| CouncilCode::parse(c).ok())
-            .filter(|c| crate::policy::may_read_aggregates(&v.principal, c).is_ok())
+            .filter(|c| crate::policy::may_read_aggregates(&v.caller.principal, c).is_ok())
             .collect();
         // Reviewers start from the children whose open reviews name them.
-        let reviewed: Vec<uuid::Uuid> = if crate::policy::starts_from_reviews(&v.principal) {
-            projections::reads::reviewed_by(&app.pool, v.principal.name.as_str()).await?
+        let reviewed: Vec<uuid::Uuid> = if crate::policy::starts_from_reviews(&v.caller.principal) {
+            projections::reads::reviewed_by(&app.pool, v.caller.principal.name.as_str()).await?
         } else {
             vec![]
         };
         if !reviewed.is_empty() {
-            record(&app, &v.asker, "GET /ui (open reviews)", &reviewed, crate::access::Outcome::Allowed).await?;
+            record(&app, &v.caller, "GET /ui (open reviews)", &reviewed, crate::access::Outcome::Allowed).await?;
         }
         let body = html! {
             h1 { "Safeguard" }
             @if councils.is_empty() && reviewed.is_empty() {
-                p { "There is nothing here for " (v.principal.name.as_str()) " to see." }
+                p { "There is nothing here for " (v.caller.principal.name.as_str()) " to see." }
             }
             @if !councils.is_empty() {
                 h2 { "Councils" }
@@ -290,7 +273,7 @@ async fn home(State(app): State<Arc<QueryState>>, headers: HeaderMap) -> Respons
                     }
                 }
             }
-            @if crate::policy::sees_children(&v.principal) {
+            @if crate::policy::sees_children(&v.caller.principal) {
                 (find_form(&v, &councils, &FindForm::default(), &[]))
             }
             @if !reviewed.is_empty() {
@@ -375,12 +358,12 @@ async fn find(
         if !same_origin || !app.sessions.csrf_ok(&v.session, &given("csrf")) {
             return Err(QueryError::Forbidden("a search must come from this site's own page".into()));
         }
-        if crate::policy::may_look_up(&v.principal).is_err() {
-            record(&app, &v.asker, endpoint, &[], crate::access::Outcome::Refused).await?;
+        if crate::policy::may_look_up(&v.caller.principal).is_err() {
+            record(&app, &v.caller, endpoint, &[], crate::access::Outcome::Refused).await?;
             return Err(QueryError::Forbidden("finding a child needs the practitioner or admin role".into()));
         }
         let form = FindForm { nhs_number: given("nhs_number"), council: given("council"), la_child_id: given("la_child_id") };
-        let councils = councils_for(&app, &v.principal).await?;
+        let councils = councils_for(&app, &v.caller.principal).await?;
         let wanted = if !form.nhs_number.is_empty() {
             Lookup::nhs_number(&form.nhs_number)
         } else if form.council.is_empty() && form.la_child_id.is_empty() {
@@ -397,7 +380,7 @@ async fn find(
             }
             Err(e) => return Err(e),
         };
-        let found = find_children(&app, &v.principal, &v.asker, endpoint, &wanted).await?;
+        let found = find_children(&app, &v.caller, endpoint, &wanted).await?;
         let body = html! {
             h1 { "Find a child" }
             h2 id="found-heading" { "Found" }
@@ -433,7 +416,7 @@ struct DashboardParams {
 /// The council and financial year a dashboard asks for, once the viewer may see its aggregates.
 fn dashboard_scope(v: &Viewer, p: &DashboardParams, today: NaiveDate) -> Result<(CouncilCode, Period), QueryError> {
     let council = council_param(p.council.as_deref())?;
-    crate::policy::may_read_aggregates(&v.principal, &council).map_err(QueryError::Forbidden)?;
+    crate::policy::may_read_aggregates(&v.caller.principal, &council).map_err(QueryError::Forbidden)?;
     let period = period_of(&CouncilParams { period: p.period.clone(), ..CouncilParams::default() }, today)?;
     Ok((council, period))
 }
@@ -632,7 +615,7 @@ fn sort_heading(base: &str, key: &str, heading: &str, sort: &str, descending: bo
 async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>, headers: HeaderMap) -> Response {
     serve(&app, &headers, "ui_caseloads", |v, app| async move {
         let council = council_param(p.council.as_deref())?;
-        crate::policy::may_read_aggregates(&v.principal, &council).map_err(QueryError::Forbidden)?;
+        crate::policy::may_read_aggregates(&v.caller.principal, &council).map_err(QueryError::Forbidden)?;
         let (sort, descending) = sort_params(p.sort.as_deref(), p.order.as_deref(), &BOARD_COLUMNS, "cases")?;
         let now = (app.now)();
         let today = business_date(&now);
@@ -672,7 +655,7 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
             let order = if descending { order.reverse() } else { order };
             order.then(a.load.worker.cmp(&b.load.worker))
         });
-        let practitioner = crate::policy::sees_children(&v.principal);
+        let practitioner = crate::policy::sees_children(&v.caller.principal);
         let team_query = p.team.as_deref().map(|t| format!("&team={}", encode(t))).unwrap_or_default();
         let base = format!("/ui/caseloads?council={}{team_query}", council.as_str());
         let over = rows.iter().filter(|r| r.load.over_threshold).count();
@@ -775,7 +758,7 @@ async fn worker_page(
         let now = (app.now)();
         let today = business_date(&now);
         let (council, mut cases) =
-            admitted_worker_cases(&app, &v.principal, &v.asker, "GET /ui/workers/{worker}", worker, today).await?;
+            admitted_worker_cases(&app, &v.caller, "GET /ui/workers/{worker}", worker, today).await?;
         // "Last seen" sorts by how long since: descending (the default) puts
         // the child unseen longest, or never seen, first.
         let unseen = |t: &Option<DateTime<Utc>>| t.map_or(i64::MAX, |t| (now - t).num_seconds());
@@ -883,7 +866,7 @@ async fn child_page(
         }
         let endpoint =
             if publication { "GET /ui/children/{child}?view=publication" } else { "GET /ui/children/{child}" };
-        let info = admit_child(&app, &v.principal, &v.asker, endpoint, child, Need::Record).await?;
+        let info = admit_child(&app, &v.caller, endpoint, child, Need::Record).await?;
         let as_of_or_now = as_of.unwrap_or(now);
         let (heading, items) = if publication {
             let x = build_export(&app, child).await?;

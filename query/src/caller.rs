@@ -1,0 +1,72 @@
+//! Who is asking: the one place a request becomes a [`Caller`], for the API
+//! and the pages alike. A caller is a principal as it stands in
+//! `principals.toml` now, and the [`Asker`] its reads are recorded under.
+//! What a caller may read is decided only by [`crate::policy`], through
+//! [`crate::admit_child`], [`crate::admit_council`] and [`crate::record`],
+//! which take a `Caller` whichever way it signed in.
+
+use crate::QueryState;
+use crate::access::Asker;
+use crate::error::QueryError;
+use crate::pages::session::{self, Session};
+use axum::http::{HeaderMap, header};
+use platform::principals::Principal;
+
+/// A signed-in principal and what its reads are recorded under.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub asker: Asker,
+}
+
+impl Caller {
+    /// An API request: the bearer token names the principal; `X-Acting-User`
+    /// and `X-Purpose` say who at the agency asked and why.
+    pub fn from_bearer(app: &QueryState, headers: &HeaderMap) -> Result<Self, QueryError> {
+        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let principal = app.principals.authenticate_header(authorization).ok_or(QueryError::Unauthorized)?;
+        let header_text = |name: &str| -> Result<Option<String>, QueryError> {
+            match headers.get(name) {
+                None => Ok(None),
+                Some(v) => {
+                    let text = v.to_str().map_err(|_| QueryError::invalid(name, "must be printable ASCII"))?.trim();
+                    if text.len() > 200 {
+                        return Err(QueryError::invalid(name, "must be at most 200 characters"));
+                    }
+                    Ok((!text.is_empty()).then(|| text.to_owned()))
+                }
+            }
+        };
+        let asker = Asker {
+            principal: principal.name.as_str().to_owned(),
+            acting_user: header_text("x-acting-user")?,
+            purpose: header_text("x-purpose")?,
+        };
+        Ok(Self { principal, asker })
+    }
+
+    /// A page request: the session cookie (signed, unexpired, not signed out
+    /// elsewhere) names the principal and the acting user and purpose given
+    /// at sign-in. The principal is looked up as it stands now, so a
+    /// principal removed from `principals.toml` is signed out with it.
+    pub async fn from_session(app: &QueryState, headers: &HeaderMap) -> Result<(Self, Session), QueryError> {
+        let session = session::cookie(headers)
+            .and_then(|value| app.sessions.open(value, (app.now)()))
+            .ok_or(QueryError::Unauthorized)?;
+        // A session signed out elsewhere (or whose cookie was copied before it was) is over.
+        let signed_out = app.signed_out.get(&session.nonce).await.map_err(|e| {
+            tracing::error!(error = %e, "could not read the signed-out sessions");
+            QueryError::unavailable("sessions cannot be checked just now")
+        })?;
+        if signed_out.is_some() {
+            return Err(QueryError::Unauthorized);
+        }
+        let principal = app.principals.named(&session.principal).ok_or(QueryError::Unauthorized)?;
+        let asker = Asker {
+            principal: session.principal.clone(),
+            acting_user: Some(session.acting_user.clone()),
+            purpose: session.purpose.clone(),
+        };
+        Ok((Self { principal, asker }, session))
+    }
+}
