@@ -20,6 +20,7 @@
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The server's limit on messages in one atomic batch.
@@ -50,9 +51,26 @@ pub enum PublishError {
     /// No answer within the timeout: the batch may or may not be stored.
     #[error("no answer from JetStream within {0:?}")]
     TimedOut(Duration),
-    /// NATS or JetStream refused or could not be reached; nothing was stored.
-    #[error("JetStream unavailable: {0}")]
-    Unavailable(String),
+    /// The client is not connected to NATS, so nothing was sent.
+    #[error("not connected to NATS")]
+    NotConnected,
+    /// NATS failed while sending; the batch was not committed.
+    #[error("NATS failed while {doing}")]
+    Nats {
+        doing: &'static str,
+        /// Shared, so one failure can answer every chunk of a group commit.
+        #[source]
+        cause: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// JetStream answered the commit with an error of its own.
+    #[error("JetStream refused the batch: {description} (code {code})")]
+    Refused { code: u64, description: String },
+    /// JetStream's answer is not an acknowledgement we can read.
+    #[error("JetStream's answer could not be read: {0}")]
+    Unreadable(String),
+    /// The gateway is stopping: the committer no longer takes work.
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
 }
 
 /// JetStream's error code for a failed expected-sequence check.
@@ -69,7 +87,7 @@ pub async fn publish_atomic(
     // be safe (ids and expectations hold), but a publisher should not find a
     // refused write appearing minutes later, so a known outage sends nothing.
     if client.connection_state() != async_nats::connection::State::Connected {
-        return Err(PublishError::Unavailable("not connected to NATS".into()));
+        return Err(PublishError::NotConnected);
     }
     let batch_id = uuid::Uuid::new_v4().simple().to_string();
     let last = messages.len();
@@ -86,15 +104,15 @@ pub async fn publish_atomic(
                 let reply = client
                     .request_with_headers(message.subject.clone(), headers, message.payload.clone())
                     .await
-                    .map_err(|e| PublishError::Unavailable(e.to_string()))?;
+                    .map_err(|e| PublishError::Nats { doing: "committing the batch", cause: Arc::new(e) })?;
                 return parse_ack(&reply.payload);
             }
             client
                 .publish_with_headers(message.subject.clone(), headers, message.payload.clone())
                 .await
-                .map_err(|e| PublishError::Unavailable(e.to_string()))?;
+                .map_err(|e| PublishError::Nats { doing: "sending the batch", cause: Arc::new(e) })?;
         }
-        Err(PublishError::Unavailable("an empty batch was not sent".into()))
+        Err(PublishError::Unreadable("an empty batch has nothing to commit".into()))
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
@@ -137,10 +155,8 @@ impl Committer {
     #[tracing::instrument(name = "commit", skip_all, fields(messages = messages.len()))]
     pub async fn commit(&self, messages: Vec<Outgoing>) -> Result<Committed, PublishError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Job { messages, reply })
-            .map_err(|_| PublishError::Unavailable("the gateway is shutting down".into()))?;
-        answer.await.map_err(|_| PublishError::Unavailable("the gateway is shutting down".into()))?
+        self.jobs.send(Job { messages, reply }).map_err(|_| PublishError::ShuttingDown)?;
+        answer.await.map_err(|_| PublishError::ShuttingDown)?
     }
 }
 
@@ -218,15 +234,15 @@ async fn commit_group(client: &async_nats::Client, group: Vec<Job>, timeout: Dur
 }
 
 fn parse_ack(payload: &[u8]) -> Result<Committed, PublishError> {
-    let value: serde_json::Value = serde_json::from_slice(payload)
-        .map_err(|_| PublishError::Unavailable("JetStream's answer is not JSON".into()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|_| PublishError::Unreadable("not JSON".into()))?;
     if let Some(error) = value.get("error") {
         let code = error.get("err_code").and_then(|c| c.as_u64()).unwrap_or(0);
         let description = error.get("description").and_then(|d| d.as_str()).unwrap_or("").to_owned();
         if code == WRONG_LAST_SEQUENCE || description.contains("wrong last sequence") {
             return Err(PublishError::WrongLastSequence(description));
         }
-        return Err(PublishError::Unavailable(format!("{description} (code {code})")));
+        return Err(PublishError::Refused { code, description });
     }
     let seq = value.get("seq").and_then(|s| s.as_u64());
     let count = value.get("count").and_then(|c| c.as_u64());
@@ -234,7 +250,7 @@ fn parse_ack(payload: &[u8]) -> Result<Committed, PublishError> {
         (Some(seq), Some(count)) if count >= 1 && seq >= count => {
             Ok(Committed { first_stream_seq: seq - count + 1, count })
         }
-        _ => Err(PublishError::Unavailable(format!("unexpected JetStream answer: {value}"))),
+        _ => Err(PublishError::Unreadable(format!("neither an error nor a sequence and count: {value}"))),
     }
 }
 
@@ -248,5 +264,9 @@ mod tests {
         assert_eq!(ok, Committed { first_stream_seq: 9, count: 4 });
         let wrong = parse_ack(br#"{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"}}"#);
         assert!(matches!(wrong, Err(PublishError::WrongLastSequence(_))));
+        let refused = parse_ack(br#"{"error":{"code":503,"err_code":10077,"description":"batch too large"}}"#);
+        assert!(matches!(refused, Err(PublishError::Refused { code: 10077, .. })), "{refused:?}");
+        assert!(matches!(parse_ack(b"<html>"), Err(PublishError::Unreadable(_))));
+        assert!(matches!(parse_ack(br#"{"seq":3,"count":4}"#), Err(PublishError::Unreadable(_))));
     }
 }
