@@ -14,14 +14,19 @@
 //! - [`quality`]: data-quality flags, the DfE rules a child's history breaks.
 //! - [`identifiers`]: the NHS numbers in a child's history, opened with its key.
 //! - [`csv`]: CSV cells, quoted and with formulas defused, for every CSV written.
+//! - [`chronology`]: a chronology line as the read models give it; [`format`]: the chronology as CSV and Markdown.
+//! - [`anonymise`]: the anonymised chronology for publication, opening each personal field with the child's key.
 //!
 //! `projections` writes what these folds yield and reads it back; the
-//! query role formats it.
+//! query role serves it.
 
 pub mod annex_a;
+pub mod anonymise;
+pub mod chronology;
 pub mod cin;
 pub mod csv;
 pub mod facts;
+pub mod format;
 pub mod identifiers;
 pub mod indicators;
 pub mod quality;

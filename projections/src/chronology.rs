@@ -8,65 +8,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use events::EventType;
 use events::ids::{EventId, PrincipalName};
-use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-/// One line of a chronology.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
-pub struct Entry {
-    pub sequence: i64,
-    #[sqlx(try_from = "String")]
-    pub id: EventId,
-    #[serde(rename = "type")]
-    #[sqlx(try_from = "String")]
-    pub event_type: EventType,
-    pub occurred_at: DateTime<Utc>,
-    pub recorded_at: DateTime<Utc>,
-    #[sqlx(try_from = "String")]
-    pub source: PrincipalName,
-    pub summary: String,
-    #[sqlx(try_from = "String")]
-    pub status: Status,
-    pub corrected_by: Option<String>,
-    pub retracted_by: Option<String>,
-}
-
-/// Where an entry stands, from the amendments recorded by the time asked about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Current,
-    Corrected,
-    Retracted,
-}
-
-impl Status {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Current => "current",
-            Self::Corrected => "corrected",
-            Self::Retracted => "retracted",
-        }
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl TryFrom<String> for Status {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        match s.as_str() {
-            "current" => Ok(Self::Current),
-            "corrected" => Ok(Self::Corrected),
-            "retracted" => Ok(Self::Retracted),
-            _ => Err("is not an entry status".to_owned()),
-        }
-    }
-}
+pub use casework::chronology::{Entry, Status};
 
 /// What to read.
 #[derive(Debug, Clone)]
@@ -87,7 +31,7 @@ pub async fn read(pool: &PgPool, q: &Query) -> Result<Vec<Entry>, sqlx::Error> {
         Some((at, seq)) => (Some(at), Some(seq)),
         None => (None, None),
     };
-    sqlx::query_as::<_, Entry>(
+    let rows = sqlx::query(
         "select e.sequence, e.event_id as id, e.event_type, e.occurred_at, e.recorded_at, e.source, e.summary,
                 case when r.event_id is not null then 'retracted'
                      when c.event_id is not null then 'corrected'
@@ -120,7 +64,36 @@ pub async fn read(pool: &PgPool, q: &Query) -> Result<Vec<Entry>, sqlx::Error> {
     .bind(after_at)
     .bind(after_seq)
     .fetch_all(pool)
-    .await
+    .await?;
+    rows.iter().map(entry).collect()
+}
+
+/// One row as an [`Entry`]: the read's edge, where its text columns become
+/// the types they name (a value that is not one is a decode error).
+fn entry(row: &sqlx::postgres::PgRow) -> Result<Entry, sqlx::Error> {
+    use sqlx::Row as _;
+    fn parsed<T>(
+        row: &sqlx::postgres::PgRow,
+        column: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, sqlx::Error> {
+        let text: String = row.try_get(column)?;
+        parse(&text).map_err(|m| sqlx::Error::ColumnDecode { index: column.to_owned(), source: m.into() })
+    }
+    Ok(Entry {
+        sequence: row.try_get("sequence")?,
+        id: parsed(row, "id", EventId::parse)?,
+        event_type: parsed(row, "event_type", |t| {
+            EventType::from_name(t).ok_or_else(|| "not an event type".to_owned())
+        })?,
+        occurred_at: row.try_get("occurred_at")?,
+        recorded_at: row.try_get("recorded_at")?,
+        source: parsed(row, "source", PrincipalName::parse)?,
+        summary: row.try_get("summary")?,
+        status: parsed(row, "status", |s| Status::try_from(s.to_owned()))?,
+        corrected_by: row.try_get("corrected_by")?,
+        retracted_by: row.try_get("retracted_by")?,
+    })
 }
 
 /// How many entries of `q` come before its page (`q.after`), so serial

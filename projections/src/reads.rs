@@ -3,9 +3,10 @@
 //! configured. The query role decides access and answers; the SQL is here,
 //! so that this crate stays the only one that runs it.
 
+use casework::facts::History;
 use casework::quality::Rule;
 use chrono::NaiveDate;
-use serde_json::Value;
+use events::codes::WorkerRole;
 use sqlx::PgPool;
 use std::collections::HashMap;
 
@@ -88,16 +89,20 @@ pub async fn councils(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("select distinct council from council_setting order by council").fetch_all(pool).await
 }
 
-/// A subject's stored documents (the stream's JSON), in stream order.
-pub async fn stored_documents(pool: &PgPool, subject: &str) -> Result<Vec<Value>, sqlx::Error> {
-    sqlx::query_scalar("select document from stored_event where subject = $1 order by stream_seq")
-        .bind(subject)
-        .fetch_all(pool)
-        .await
+/// A child's stored history, typed (personal fields sealed).
+pub async fn child_history(pool: &PgPool, child: uuid::Uuid) -> Result<History, sqlx::Error> {
+    let rows = sqlx::query(
+        "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data
+           from stored_event where subject_kind = 'child' and subject = $1 order by subject, sequence",
+    )
+    .bind(child.to_string())
+    .fetch_all(pool)
+    .await?;
+    Ok(crate::refold::group_histories(&rows)?.pop().map(|(_, h)| h).unwrap_or_default())
 }
 
 /// Each worker's role in their latest spell.
-pub async fn worker_roles(pool: &PgPool, workers: &[uuid::Uuid]) -> Result<HashMap<String, String>, sqlx::Error> {
+pub async fn worker_roles(pool: &PgPool, workers: &[uuid::Uuid]) -> Result<HashMap<String, WorkerRole>, sqlx::Error> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "select distinct on (worker_id) worker_id::text, role from worker_spell
           where worker_id = any($1) order by worker_id, ordinal desc",
@@ -105,7 +110,15 @@ pub async fn worker_roles(pool: &PgPool, workers: &[uuid::Uuid]) -> Result<HashM
     .bind(workers)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().collect())
+    rows.into_iter()
+        .map(|(worker, role)| {
+            let role = WorkerRole::from_code(&role).ok_or_else(|| sqlx::Error::ColumnDecode {
+                index: "role".into(),
+                source: "not a worker role".into(),
+            })?;
+            Ok((worker, role))
+        })
+        .collect()
 }
 
 /// One data-quality flag.

@@ -8,9 +8,7 @@
 //! - [`policy`]: who may read what; the only place access is decided.
 //! - [`access`]: access events, stored on the audit stream before answering.
 //! - [`caller`]: who is asking, from a bearer token or a page's session: one type for both.
-//! - [`format`]: the chronology as CSV and Markdown.
 //! - [`error`]: the one error type and its problem+json form.
-//! - [`export`]: the anonymised chronology for publication.
 //! - [`pages`]: the same reads as pages for people, under `/ui`.
 //! - [`verify`]: chains, signatures, the Postgres copy and checkpoints (`GET /v1/verify`, `safeguard verify`).
 //!
@@ -21,8 +19,6 @@
 pub mod access;
 pub mod caller;
 pub mod error;
-pub mod export;
-pub mod format;
 pub mod pages;
 pub mod policy;
 pub mod verify;
@@ -35,6 +31,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use caller::Caller;
+use casework::anonymise as export;
+use casework::format::Format;
 use casework::indicators::Period;
 use chrono::{DateTime, NaiveDate, Utc};
 use error::{ParamError, QueryError};
@@ -356,9 +354,9 @@ async fn read_chronology(
         }),
         None => None,
     };
-    let format = format::Format::parse(params.format.as_deref()).unwrap_or_else(|reason| {
-        check(Err(QueryError::invalid("format", reason)));
-        format::Format::Json
+    let format = params.format.as_deref().map_or(Some(Format::Json), Format::from_param).unwrap_or_else(|| {
+        check(Err(QueryError::invalid("format", "must be json, csv or md")));
+        Format::Json
     });
     if !problems.is_empty() {
         return Err(QueryError::Invalid(problems));
@@ -379,15 +377,16 @@ async fn read_chronology(
         None => 0,
     };
     Ok(match format {
-        format::Format::Csv => {
-            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], format::csv(&entries, first_serial)).into_response()
+        Format::Csv => {
+            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], casework::format::csv(&entries, first_serial))
+                .into_response()
         }
-        format::Format::Markdown => (
+        Format::Markdown => (
             [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-            format::markdown(&child, &as_of, &entries, first_serial),
+            casework::format::markdown(&child, &as_of, &entries, first_serial),
         )
             .into_response(),
-        format::Format::Json => {
+        Format::Json => {
             Json(json!({ "child": child, "as_of": as_of, "entries": entries, "next": next, "stale": stale }))
                 .into_response()
         }
@@ -467,18 +466,21 @@ async fn read_export(
 ) -> Result<Response, QueryError> {
     let caller = Caller::from_bearer(app, headers)?;
     let child = uuid_param("child", child)?;
-    let format = params.format.as_deref().unwrap_or("md");
-    if !matches!(format, "json" | "csv" | "md") {
-        return Err(QueryError::invalid("format", "must be md, csv or json"));
-    }
+    let format = params
+        .format
+        .as_deref()
+        .map_or(Some(Format::Markdown), Format::from_param)
+        .ok_or_else(|| QueryError::invalid("format", "must be md, csv or json"))?;
     admit_child(app, &caller, "GET /v1/children/{child}/chronology/export", child, Need::Record).await?;
     let stale = parked_child(app, child).await?;
     let exported = build_export(app, child).await?;
     Ok(marked_stale(
         match format {
-            "csv" => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], export::csv(&exported)).into_response(),
-            "json" => Json(exported).into_response(),
-            _ => {
+            Format::Csv => {
+                ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], export::csv(&exported)).into_response()
+            }
+            Format::Json => Json(exported).into_response(),
+            Format::Markdown => {
                 ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], export::markdown(&exported)).into_response()
             }
         },
@@ -503,32 +505,17 @@ async fn build_export(app: &QueryState, child: uuid::Uuid) -> Result<export::Exp
         after: None,
     };
     let entries = projections::chronology::read(&app.pool, &q).await?;
-    let stored = projections::reads::stored_documents(&app.pool, &child.to_string()).await?;
+    let history = projections::reads::child_history(&app.pool, child).await?;
     let key = app
         .keys
         .existing_key(&events::ids::ChildId::from_uuid(child))
         .await
         .map_err(|e| QueryError::dependency("the key store is unavailable", e))?;
-    let documents: Vec<Value> = stored
-        .into_iter()
-        .map(|mut doc| {
-            // After erasure nothing opens: the fields become null and only codes remain.
-            events::privacy::open_fields(&mut doc, key.as_ref());
-            doc
-        })
-        .collect();
-    let workers: Vec<String> = documents
-        .iter()
-        .filter_map(|d| d.get("data"))
-        .flat_map(|d| [d.get("worker_id"), d.get("seen_by")])
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
-    let workers: Vec<uuid::Uuid> = workers.iter().filter_map(|w| w.parse().ok()).collect();
-    let worker_roles = projections::reads::worker_roles(&app.pool, &workers).await?;
+    let worker_roles = projections::reads::worker_roles(&app.pool, &export::worker_ids(&history)).await?;
     let exported = export::anonymise(&export::Sources {
         child,
-        documents: &documents,
+        history: &history,
+        key: key.as_ref(),
         entries: &entries,
         worker_roles: &worker_roles,
         produced_at,

@@ -963,7 +963,7 @@ fn record_items(entries: &[projections::chronology::Entry]) -> Vec<timeline::Ite
         .collect()
 }
 
-fn publication_items(x: &crate::export::Export) -> Vec<timeline::Item> {
+fn publication_items(x: &casework::anonymise::Export) -> Vec<timeline::Item> {
     x.entries
         .iter()
         .map(|e| timeline::Item {

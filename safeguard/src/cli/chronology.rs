@@ -78,9 +78,9 @@ pub async fn run(args: ChronologyArgs) -> anyhow::Result<()> {
                 entries.into_iter().filter_map(|e| serde_json::from_value(e).ok()).collect();
             let as_of = as_of.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.to_utc());
             if format == "csv" {
-                query::format::csv(&parsed, 1)
+                casework::format::csv(&parsed, 1)
             } else {
-                query::format::markdown(&args.child, &as_of.unwrap_or_default(), &parsed, 1)
+                casework::format::markdown(&args.child, &as_of.unwrap_or_default(), &parsed, 1)
             }
         }
     };

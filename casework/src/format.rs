@@ -2,26 +2,25 @@
 //! care-proceedings chronology (`serial`, `date`, `event`,
 //! `source_reference`, ISO dates) and then the backbone's own.
 
+use crate::chronology::{Entry, Status};
 use chrono::{DateTime, SecondsFormat, Utc};
-use projections::chronology::{Entry, Status};
 
-/// How a chronology is answered (`format=`): JSON (the default), CSV or Markdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How a chronology is answered (`format=`): JSON, CSV or Markdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    #[default]
     Json,
     Csv,
     Markdown,
 }
 
 impl Format {
-    /// The `format` parameter, absent meaning JSON.
-    pub fn parse(text: Option<&str>) -> Result<Self, &'static str> {
+    /// The `format` parameter's value, if it is one.
+    pub fn from_param(text: &str) -> Option<Self> {
         match text {
-            None | Some("json") => Ok(Self::Json),
-            Some("csv") => Ok(Self::Csv),
-            Some("md") => Ok(Self::Markdown),
-            Some(_) => Err("must be json, csv or md"),
+            "json" => Some(Self::Json),
+            "csv" => Some(Self::Csv),
+            "md" => Some(Self::Markdown),
+            _ => None,
         }
     }
 }
@@ -62,9 +61,9 @@ fn row(serial: usize, e: &Entry) -> [String; 10] {
 
 /// `first_serial` numbers the first row, so pages continue each other.
 pub fn csv(entries: &[Entry], first_serial: usize) -> String {
-    let mut out = casework::csv::line(&COLUMNS);
+    let mut out = crate::csv::line(&COLUMNS);
     for (i, e) in entries.iter().enumerate() {
-        out.push_str(&casework::csv::line(&row(first_serial + i, e)));
+        out.push_str(&crate::csv::line(&row(first_serial + i, e)));
     }
     out
 }
