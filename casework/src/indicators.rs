@@ -99,55 +99,22 @@ pub struct National {
     pub source: &'static str,
 }
 
-macro_rules! names {
-    ( $( $variant:ident = $code:literal : $label:literal, )+ ) => {
-        /// Every indicator, in the order a council's document lists them.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum Name { $( #[doc = $label] $variant ),+ }
-
-        impl Name {
-            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
-
-            /// The name in the API and in documents.
-            pub const fn code(self) -> &'static str {
-                match self { $(Self::$variant => $code),+ }
-            }
-
-            /// Words for a person reading the figure.
-            pub const fn label(self) -> &'static str {
-                match self { $(Self::$variant => $label),+ }
-            }
-
-            pub fn from_code(code: &str) -> Option<Self> {
-                match code { $($code => Some(Self::$variant),)+ _ => None }
-            }
-        }
-    };
-}
-
-names! {
-    Referrals = "referrals": "Referrals",
-    ReReferrals = "re_referrals_within_12_months": "Re-referrals within 12 months",
-    AssessmentsWithinTimescale = "assessments_within_timescale": "Assessments within timescale",
-    IcpcWithin15WorkingDays = "icpc_within_15_working_days": "Initial conferences within 15 working days",
-    PlansOpen = "plans_open_at_period_end": "Child protection plans open",
-    PlansLasting2Years = "plans_lasting_2_years_or_more": "Plans ending after 2 years or more",
-    SecondPlans = "second_or_subsequent_plans": "Second or subsequent plans",
-    PlansReviewedOnTime = "plans_reviewed_within_timescale": "Plans reviewed within timescale",
-    ChildrenSeen = "children_on_plans_seen_within_interval": "Children on plans seen within the visit interval",
-    CaseloadPerWorker = "caseload_per_worker": "Caseload per case-holding worker",
-    VacancyRate = "vacancy_rate": "Social worker vacancy rate",
-}
-
-impl std::fmt::Display for Name {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-impl Serialize for Name {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.code())
+events::code_set! {
+    /// Every indicator, in the order a council's document lists them: the
+    /// code is its name in the API and documents, the label words for a
+    /// person reading the figure.
+    Name, "indicator" {
+        Referrals = "referrals": "Referrals",
+        ReReferrals = "re_referrals_within_12_months": "Re-referrals within 12 months",
+        AssessmentsWithinTimescale = "assessments_within_timescale": "Assessments within timescale",
+        IcpcWithin15WorkingDays = "icpc_within_15_working_days": "Initial conferences within 15 working days",
+        PlansOpen = "plans_open_at_period_end": "Child protection plans open",
+        PlansLasting2Years = "plans_lasting_2_years_or_more": "Plans ending after 2 years or more",
+        SecondPlans = "second_or_subsequent_plans": "Second or subsequent plans",
+        PlansReviewedOnTime = "plans_reviewed_within_timescale": "Plans reviewed within timescale",
+        ChildrenSeen = "children_on_plans_seen_within_interval": "Children on plans seen within the visit interval",
+        CaseloadPerWorker = "caseload_per_worker": "Caseload per case-holding worker",
+        VacancyRate = "vacancy_rate": "Social worker vacancy rate",
     }
 }
 

@@ -23,67 +23,27 @@ pub struct Flag {
     pub on: NaiveDate,
 }
 
-macro_rules! rules {
-    ( $( $variant:ident = $code:literal : $description:literal, )+ ) => {
-        /// Every DfE CIN census rule checked, in rule-number order, with the
-        /// DfE's wording shortened.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum Rule { $( #[doc = $description] $variant ),+ }
-
-        impl Rule {
-            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
-
-            /// The DfE's rule number, as the validator names it.
-            pub const fn code(self) -> &'static str {
-                match self { $(Self::$variant => $code),+ }
-            }
-
-            pub const fn description(self) -> &'static str {
-                match self { $(Self::$variant => $description),+ }
-            }
-
-            pub fn from_code(code: &str) -> Option<Self> {
-                match code { $($code => Some(Self::$variant),)+ _ => None }
-            }
-        }
-    };
-}
-
-rules! {
-    AssessmentBeforeReferral = "1103": "assessment started before the referral",
-    IcpcBeforeReferral = "1104": "initial child protection conference before the referral",
-    PlanBeforeReferral = "1105": "child protection plan started before the referral",
-    PlanNotOnIcpcDay = "2885": "child protection plan started on a different day from its initial conference",
-    S47BeforeReferral = "2889": "section 47 enquiry started before the referral",
-    ActivityAfterClosure = "8565": "activity after the case was closed",
-    AssessmentStartedAfterAuthorised = "8608": "assessment started after it was authorised",
-    SeveralOpenEpisodes = "8815": "more than one open episode",
-    OpenEpisodeNotLatest = "8816": "an open episode that is not the latest",
-    EpisodesOverlap = "8820": "episodes overlap",
-    PlanStartedAndEndedSameDay = "8840": "child protection plan started and ended on the same day",
-    ReviewBeforePlan = "8841": "plan review on or before the plan started",
-    Factor21WithOthers = "8869": "assessment factor 21 (no factors) given with other factors",
-    PlanEndedBeforeStart = "8925": "child protection plan ended before it started",
-    SeveralOpenPlans = "8935": "more than one open child protection plan",
-    PlansOverlap = "8940": "child protection plans overlap",
-}
-
-impl std::fmt::Display for Rule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-impl TryFrom<String> for Rule {
-    type Error = String;
-    fn try_from(code: String) -> Result<Self, String> {
-        Self::from_code(&code).ok_or_else(|| "is not a quality rule".to_owned())
-    }
-}
-
-impl Serialize for Rule {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.code())
+events::code_set! {
+    /// Every DfE CIN census rule checked, in rule-number order: the code is
+    /// the DfE's rule number, as the validator names it; the label its
+    /// wording, shortened.
+    Rule, "quality rule" {
+        AssessmentBeforeReferral = "1103": "assessment started before the referral",
+        IcpcBeforeReferral = "1104": "initial child protection conference before the referral",
+        PlanBeforeReferral = "1105": "child protection plan started before the referral",
+        PlanNotOnIcpcDay = "2885": "child protection plan started on a different day from its initial conference",
+        S47BeforeReferral = "2889": "section 47 enquiry started before the referral",
+        ActivityAfterClosure = "8565": "activity after the case was closed",
+        AssessmentStartedAfterAuthorised = "8608": "assessment started after it was authorised",
+        SeveralOpenEpisodes = "8815": "more than one open episode",
+        OpenEpisodeNotLatest = "8816": "an open episode that is not the latest",
+        EpisodesOverlap = "8820": "episodes overlap",
+        PlanStartedAndEndedSameDay = "8840": "child protection plan started and ended on the same day",
+        ReviewBeforePlan = "8841": "plan review on or before the plan started",
+        Factor21WithOthers = "8869": "assessment factor 21 (no factors) given with other factors",
+        PlanEndedBeforeStart = "8925": "child protection plan ended before it started",
+        SeveralOpenPlans = "8935": "more than one open child protection plan",
+        PlansOverlap = "8940": "child protection plans overlap",
     }
 }
 

@@ -5,10 +5,9 @@
 //! a person can read, parsing with a message that lists what is allowed, and a
 //! `serde` form that is the wire code itself.
 
-use crate::fields::{FromJson, expect_str};
-use crate::problem::Problems;
-use serde_json::Value;
-
+/// Declares a code set (exported, so code sets outside this crate, such as
+/// the DfE's quality rules and the indicators, are declared the same way).
+#[macro_export]
 macro_rules! code_set {
     (
         $(#[$meta:meta])*
@@ -41,15 +40,26 @@ macro_rules! code_set {
             }
         }
 
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(code: String) -> Result<Self, String> {
+                Self::from_code(&code).ok_or_else(|| concat!("is not a ", $what).to_owned())
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.code())
             }
         }
 
-        impl FromJson for $name {
-            fn from_json(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
-                let s = expect_str(value, at, problems)?;
+        impl $crate::fields::FromJson for $name {
+            fn from_json(
+                value: &$crate::__private::Value,
+                at: &str,
+                problems: &mut $crate::Problems,
+            ) -> Option<Self> {
+                let s = $crate::fields::expect_str(value, at, problems)?;
                 let found = Self::from_code(s);
                 if found.is_none() {
                     let allowed: Vec<&str> = Self::ALL.iter().map(|c| c.code()).collect();
@@ -59,16 +69,16 @@ macro_rules! code_set {
             }
         }
 
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        impl $crate::__private::Serialize for $name {
+            fn serialize<S: $crate::__private::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(self.code())
             }
         }
 
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                Self::from_code(&s).ok_or_else(|| serde::de::Error::custom(concat!("not a ", $what)))
+        impl<'de> $crate::__private::Deserialize<'de> for $name {
+            fn deserialize<D: $crate::__private::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str> as $crate::__private::Deserialize>::deserialize(d)?;
+                Self::from_code(&s).ok_or_else(|| $crate::__private::DeError::custom(concat!("not a ", $what)))
             }
         }
     };
@@ -378,6 +388,9 @@ code_set! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fields::FromJson;
+    use crate::problem::Problems;
+    use serde_json::Value;
 
     #[test]
     fn codes_round_trip_through_their_wire_form() {

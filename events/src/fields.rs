@@ -21,7 +21,8 @@ pub(crate) fn scalar<T>(at: &str, problems: &mut Problems, result: Result<T, Str
     result.map_err(|m| problems.push(at, m)).ok()
 }
 
-pub(crate) fn expect_str<'v>(value: &'v Value, at: &str, problems: &mut Problems) -> Option<&'v str> {
+/// The value as a string, or a problem saying what it is instead.
+pub fn expect_str<'v>(value: &'v Value, at: &str, problems: &mut Problems) -> Option<&'v str> {
     match value {
         Value::String(s) => Some(s),
         _ => {

@@ -8,13 +8,23 @@ use serde_json::Value;
 use std::fmt;
 use uuid::Uuid;
 
-/// Implements `FromJson` for a type with `fn parse(&str) -> Result<Self, String>`.
+/// Implements `FromJson` and `TryFrom<String>` for a type with
+/// `fn parse(&str) -> Result<Self, String>`: JSON at the edge and serde
+/// (`try_from = "String"`: our own API's answers, configuration) check a
+/// value the same way, so an id that would not parse does not deserialise.
 macro_rules! from_json_via_parse {
     ($($t:ty),+) => {$(
         impl FromJson for $t {
             fn from_json(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
                 let s = expect_str(value, at, problems)?;
                 scalar(at, problems, <$t>::parse(s))
+            }
+        }
+
+        impl TryFrom<String> for $t {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                <$t>::parse(&s)
             }
         }
     )+};
@@ -382,32 +392,6 @@ impl FromJson for FteTotal {
         }
     }
 }
-
-/// Reading these from serde (our own API's answers, configuration) checks
-/// them as the edge does: an id that would not parse does not deserialise.
-macro_rules! try_from_string_via_parse {
-    ($($t:ty),+) => {$(
-        impl TryFrom<String> for $t {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, String> {
-                <$t>::parse(&s)
-            }
-        }
-    )+};
-}
-
-try_from_string_via_parse!(
-    CouncilCode,
-    DfeLaCode,
-    LaChildId,
-    LocalId,
-    EventId,
-    PrincipalName,
-    NhsNumber,
-    Upn,
-    Text,
-    Label
-);
 
 from_json_via_parse!(
     ChildId,

@@ -46,3 +46,12 @@ pub use chain::{Break, BreakKind, Digest, Head};
 pub use envelope::{ReceivedEvent, Stamp, StoredEvent, Subject, parse_received};
 pub use personal::{Personal, personal_pointers};
 pub use problem::{Problem, Problems};
+
+/// What [`code_set!`] expands to refers to, so its users need not depend on
+/// serde or serde_json themselves.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde::de::Error as DeError;
+    pub use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    pub use serde_json::Value;
+}

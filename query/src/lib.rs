@@ -764,7 +764,7 @@ async fn council_quality(
         let rules: Vec<Value> = counts
             .into_iter()
             .map(|(rule, children, n)| {
-                json!({"rule": rule, "description": rule.description(), "children": children, "flags": n})
+                json!({"rule": rule, "description": rule.label(), "children": children, "flags": n})
             })
             .collect();
         Ok(Json(json!({ "council": council.as_str(), "rules": rules, "flags": flags })).into_response())
@@ -789,7 +789,7 @@ async fn child_quality(State(app): State<Arc<QueryState>>, Path(child): Path<Str
         let flags = projections::reads::child_flags(&app.pool, child).await?;
         let flags: Vec<Value> = flags
             .into_iter()
-            .map(|f| json!({"rule": f.rule, "description": f.rule.description(), "reference": f.reference, "detail": f.detail, "on": f.on}))
+            .map(|f| json!({"rule": f.rule, "description": f.rule.label(), "reference": f.reference, "detail": f.detail, "on": f.on}))
             .collect();
         let stale = parked_child(&app, child).await?;
         Ok(marked_stale(Json(json!({ "child": child, "flags": flags, "stale": stale })).into_response(), stale.as_ref()))
