@@ -5,6 +5,7 @@
 //! Status is derived when reading, from the amendments recorded by then, so
 //! the same table answers "what is known now" and "what was known when".
 
+use crate::database::parsed;
 use chrono::{DateTime, NaiveDate, Utc};
 use events::EventType;
 use events::ids::{EventId, PrincipalName};
@@ -72,25 +73,15 @@ pub async fn read(pool: &PgPool, q: &Query) -> Result<Vec<Entry>, sqlx::Error> {
 /// the types they name (a value that is not one is a decode error).
 fn entry(row: &sqlx::postgres::PgRow) -> Result<Entry, sqlx::Error> {
     use sqlx::Row as _;
-    fn parsed<T>(
-        row: &sqlx::postgres::PgRow,
-        column: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<T, sqlx::Error> {
-        let text: String = row.try_get(column)?;
-        parse(&text).map_err(|m| sqlx::Error::ColumnDecode { index: column.to_owned(), source: m.into() })
-    }
     Ok(Entry {
         sequence: row.try_get("sequence")?,
-        id: parsed(row, "id", EventId::parse)?,
-        event_type: parsed(row, "event_type", |t| {
-            EventType::from_name(t).ok_or_else(|| "not an event type".to_owned())
-        })?,
+        id: parsed(row, "id", EventId::try_from)?,
+        event_type: parsed(row, "event_type", EventType::try_from)?,
         occurred_at: row.try_get("occurred_at")?,
         recorded_at: row.try_get("recorded_at")?,
-        source: parsed(row, "source", PrincipalName::parse)?,
+        source: parsed(row, "source", PrincipalName::try_from)?,
         summary: row.try_get("summary")?,
-        status: parsed(row, "status", |s| Status::try_from(s.to_owned()))?,
+        status: parsed(row, "status", Status::try_from)?,
         corrected_by: row.try_get("corrected_by")?,
         retracted_by: row.try_get("retracted_by")?,
     })

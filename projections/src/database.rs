@@ -60,3 +60,20 @@ pub async fn options(url: &str) -> Result<PgConnectOptions, DatabaseError> {
 pub async fn reachable(pool: &PgPool) -> bool {
     sqlx::query("select 1").execute(pool).await.is_ok()
 }
+
+/// A value read from PostgreSQL that is not what the projector wrote: a
+/// decode error, which parks the subject being applied (see
+/// [`crate::store::is_content_error`]) rather than being guessed at.
+pub(crate) fn not_as_written(column: &str, why: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> sqlx::Error {
+    sqlx::Error::ColumnDecode { index: column.to_owned(), source: why.into() }
+}
+
+/// A text column read as the type it names, at the read's edge.
+pub(crate) fn parsed<T>(
+    row: &sqlx::postgres::PgRow,
+    column: &str,
+    parse: impl FnOnce(String) -> Result<T, String>,
+) -> Result<T, sqlx::Error> {
+    use sqlx::Row as _;
+    parse(row.try_get(column)?).map_err(|why| not_as_written(column, why))
+}

@@ -1,6 +1,7 @@
 //! Reading a council's casework facts for the indicator arithmetic (which
 //! is in `casework::indicators`).
 
+use crate::database::parsed;
 use casework::facts::{Allocation, Assessment, CouncilSetting, CpPlan, Icpc, Referral, WorkerSpell};
 use casework::indicators::{CouncilData, Document, Period, document_from};
 use chrono::NaiveDate;
@@ -16,15 +17,6 @@ pub async fn document(
 ) -> Result<Document, sqlx::Error> {
     let data = load(pool, council).await?;
     Ok(document_from(&data, council, period, today))
-}
-
-/// A code column read as its code set: a value that is not one is a
-/// decode error (the table is not what the projector wrote).
-fn code<T>(row: &sqlx::postgres::PgRow, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, sqlx::Error> {
-    use sqlx::Row as _;
-    let text: String = row.try_get(column)?;
-    parse(&text)
-        .ok_or_else(|| sqlx::Error::ColumnDecode { index: column.to_owned(), source: "not a known code".into() })
 }
 
 /// Reads everything `casework::indicators::compute` needs about one council.
@@ -102,7 +94,7 @@ pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sql
             CpPlan {
                 plan_id: r.try_get("plan_id")?,
                 council: council.to_owned(),
-                category: code(&r, "category", CategoryOfAbuse::from_code)?,
+                category: parsed(&r, "category", CategoryOfAbuse::try_from)?,
                 started_on: r.try_get("started_on")?,
                 ended_on: r.try_get("ended_on")?,
                 icpc_on: r.try_get("icpc_on")?,
@@ -146,7 +138,7 @@ pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sql
             WorkerSpell {
                 council: council.to_owned(),
                 team_id: r.try_get("team_id")?,
-                role: code(&r, "role", WorkerRole::from_code)?,
+                role: parsed(&r, "role", WorkerRole::try_from)?,
                 fte: r.try_get("fte")?,
                 agency: r.try_get("agency")?,
                 from_on: r.try_get("from_on")?,

@@ -3,6 +3,7 @@
 //! configured. The query role decides access and answers; the SQL is here,
 //! so that this crate stays the only one that runs it.
 
+use crate::database::not_as_written;
 use casework::facts::History;
 use casework::quality::Rule;
 use chrono::NaiveDate;
@@ -112,10 +113,7 @@ pub async fn worker_roles(pool: &PgPool, workers: &[uuid::Uuid]) -> Result<HashM
     .await?;
     rows.into_iter()
         .map(|(worker, role)| {
-            let role = WorkerRole::from_code(&role).ok_or_else(|| sqlx::Error::ColumnDecode {
-                index: "role".into(),
-                source: "not a worker role".into(),
-            })?;
+            let role = WorkerRole::try_from(role).map_err(|why| not_as_written("role", why))?;
             Ok((worker, role))
         })
         .collect()
@@ -142,8 +140,7 @@ pub async fn flag_counts(pool: &PgPool, council: &str) -> Result<Vec<(Rule, i64,
     .await?;
     rows.into_iter()
         .map(|(rule, children, flags)| {
-            let rule = Rule::try_from(rule)
-                .map_err(|m| sqlx::Error::ColumnDecode { index: "rule".into(), source: m.into() })?;
+            let rule = Rule::try_from(rule).map_err(|why| not_as_written("rule", why))?;
             Ok((rule, children, flags))
         })
         .collect()

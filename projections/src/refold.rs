@@ -2,6 +2,7 @@
 //! written afresh from its whole history, inside the batch's transaction.
 //! The fold itself is [`casework::facts`]; this is only its IO.
 
+use crate::database::{not_as_written, parsed};
 use crate::identifiers;
 use crate::store::{ApplyError, folded};
 use casework::facts::{History, Recorded};
@@ -57,23 +58,15 @@ async fn histories(
 /// the read side's types begin. A row that does not read is a decode error
 /// (the copy is not what the projector wrote), which parks its subject.
 fn recorded(row: &sqlx::postgres::PgRow) -> Result<Recorded, sqlx::Error> {
-    let decode = |index: &str, source: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::ColumnDecode {
-        index: index.to_owned(),
-        source,
-    };
-    let event_type: String = row.try_get("event_type")?;
-    let event_type =
-        EventType::from_name(&event_type).ok_or_else(|| decode("event_type", "not a known event type".into()))?;
+    let event_type = parsed(row, "event_type", EventType::try_from)?;
     let data: serde_json::Value = row.try_get("data")?;
-    let event_id: String = row.try_get("event_id")?;
-    let source: String = row.try_get("source")?;
     Ok(Recorded {
         sequence: row.try_get("sequence")?,
-        event_id: EventId::parse(&event_id).map_err(|m| decode("event_id", m.into()))?,
-        source: PrincipalName::parse(&source).map_err(|m| decode("source", m.into()))?,
+        event_id: parsed(row, "event_id", EventId::try_from)?,
+        source: parsed(row, "source", PrincipalName::try_from)?,
         occurred_at: row.try_get("occurred_at")?,
         business_date: row.try_get("business_date")?,
-        data: EventData::parse_stored(event_type, &data).map_err(|p| decode("data", Box::new(p)))?,
+        data: EventData::parse_stored(event_type, &data).map_err(|p| not_as_written("data", p))?,
     })
 }
 
