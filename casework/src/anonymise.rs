@@ -165,9 +165,9 @@ impl Opener<'_> {
         value: &Personal<T>,
     ) -> Option<T> {
         let aad = associated_data(&self.subject, r.source.as_str(), r.event_id.as_str(), &format!("{root}/{field}"));
-        match value {
-            Personal::Clear(v) => Some(v.clone()),
-            Personal::Sealed(s) => s.open(self.key?, &aad).ok(),
+        match self.key {
+            Some(key) => value.opened(key, &aad),
+            None => value.clear().cloned(),
         }
     }
 }

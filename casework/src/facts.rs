@@ -16,7 +16,7 @@
 //!
 //! Only codes, dates and ids are read here. Personal fields stay sealed.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use events::calendar::{add_months, business_date_of};
 use events::catalogue::CorrectedData;
 use events::codes::{CategoryOfAbuse, ConferenceKind, ReviewKind, SeenContext, WorkerRole};
@@ -61,15 +61,25 @@ pub enum HistoryError {
 impl History {
     pub fn new(mut events: Vec<Recorded>) -> Result<Self, HistoryError> {
         events.sort_by_key(|r| r.sequence);
-        let types: HashMap<(PrincipalName, EventId), EventType> =
-            events.iter().map(|r| ((r.source.clone(), r.event_id.clone()), r.event_type())).collect();
-        for r in &mut events {
-            let EventData::RecordCorrected(c) = &mut r.data else { continue };
-            // A correction of an event this history lacks corrects nothing
-            // here (the gateway never stores one); it stays unresolved and
-            // takes no part.
-            if let Some(corrected) = types.get(&(r.source.clone(), c.corrects.clone())) {
-                c.resolve_stored(*corrected)
+        // Which event each correction corrects, found first (borrowing),
+        // then resolved. A correction of an event this history lacks
+        // corrects nothing here (the gateway never stores one); it stays
+        // unresolved and takes no part.
+        let types: HashMap<(&PrincipalName, &EventId), EventType> =
+            events.iter().map(|r| ((&r.source, &r.event_id), r.event_type())).collect();
+        let targets: Vec<(usize, EventType)> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match &r.data {
+                EventData::RecordCorrected(c) => types.get(&(&r.source, &c.corrects)).map(|t| (i, *t)),
+                _ => None,
+            })
+            .collect();
+        drop(types);
+        for (i, corrected) in targets {
+            let r = &mut events[i];
+            if let EventData::RecordCorrected(c) = &mut r.data {
+                c.resolve_stored(corrected)
                     .map_err(|problems| HistoryError::Correction { sequence: r.sequence, problems })?;
             }
         }
@@ -106,15 +116,14 @@ impl Fact<'_> {
 /// The history as it now stands, in business order (ties in recorded order).
 pub(crate) fn effective(history: &History) -> Vec<Fact<'_>> {
     type Key<'a> = (&'a PrincipalName, &'a EventId);
-    let mut corrected: HashMap<Key<'_>, (&EventData, Option<DateTime<Utc>>, NaiveDate)> = HashMap::new();
+    let mut corrected: HashMap<Key<'_>, (&EventData, Option<&DateTime<FixedOffset>>)> = HashMap::new();
     let mut retracted: HashSet<Key<'_>> = HashSet::new();
     // The history is in recorded order, so the latest correction wins.
     for r in history.iter() {
         match &r.data {
             EventData::RecordCorrected(c) => {
                 if let CorrectedData::Resolved(data) = &c.data {
-                    let on = c.time.as_ref().map_or(r.business_date, business_date_of);
-                    corrected.insert((&r.source, &c.corrects), (data, c.time.map(|t| t.to_utc()), on));
+                    corrected.insert((&r.source, &c.corrects), (data, c.time.as_ref()));
                 }
             }
             EventData::RecordRetracted(c) => {
@@ -134,8 +143,8 @@ pub(crate) fn effective(history: &History) -> Vec<Fact<'_>> {
                 return None;
             }
             let (data, at, on) = match corrected.get(&key) {
-                Some((data, Some(time), on)) => (*data, *time, *on),
-                Some((data, None, _)) => (*data, r.occurred_at, r.business_date),
+                Some((data, Some(time))) => (*data, time.to_utc(), business_date_of(time)),
+                Some((data, None)) => (*data, r.occurred_at, r.business_date),
                 None => (&r.data, r.occurred_at, r.business_date),
             };
             Some(Fact { at, on, sequence: r.sequence, data })
