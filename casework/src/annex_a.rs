@@ -15,6 +15,7 @@ use chrono::{Months, NaiveDate};
 use events::EventData;
 use events::calendar::Calendar;
 use events::codes::{CourtOrder, SeenContext};
+use events::ids::CouncilCode;
 
 /// The lists Annex A asks for, by number.
 pub const LISTS: [u8; 6] = [1, 3, 4, 5, 6, 7];
@@ -135,7 +136,7 @@ struct Extra {
 }
 
 /// The rows of every list for one child: `(list, row)`.
-pub fn rows(history: &History, council: &str, date: NaiveDate, calendar: &Calendar) -> Vec<(u8, Vec<String>)> {
+pub fn rows(history: &History, council: &CouncilCode, date: NaiveDate, calendar: &Calendar) -> Vec<(u8, Vec<String>)> {
     let child = cin::fold(history, date, calendar);
     let from = date.checked_sub_months(Months::new(6)).unwrap_or(date);
     let in_window = |d: NaiveDate| from < d && d <= date;
@@ -153,7 +154,7 @@ pub fn rows(history: &History, council: &str, date: NaiveDate, calendar: &Calend
     let disabled = yes_no(child.disabilities.iter().any(|d| d != "NONE"));
     let (team, worker) = extra.allocation.clone().unwrap_or_default();
     let mut out = Vec::new();
-    let episodes: Vec<&cin::Episode> = child.episodes.iter().filter(|e| e.council == council).collect();
+    let episodes: Vec<&cin::Episode> = child.episodes.iter().filter(|e| e.council == *council).collect();
     if episodes.is_empty() && extra.contacts.is_empty() {
         return out;
     }

@@ -16,7 +16,7 @@ use chrono::NaiveDate;
 use events::calendar::Calendar;
 use events::catalogue::ChildPerson;
 use events::codes::{ClosureReason, ConferenceKind, Disability, Ethnicity, Sex};
-use events::ids::LaChildId;
+use events::ids::{CouncilCode, LaChildId};
 use events::{EventData, EventType, Personal};
 use std::fmt::Write as _;
 
@@ -63,10 +63,11 @@ pub struct CinChild {
     pub initial_conferences: Vec<(String, NaiveDate)>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Episode {
     pub referral_id: String,
-    pub council: String,
+    /// The council the child was in when the referral was received.
+    pub council: CouncilCode,
     pub referral_date: NaiveDate,
     pub source: String,
     pub primary_need: Option<String>,
@@ -116,12 +117,17 @@ pub struct Plan {
 }
 
 /// The child's census record for `council` and `year`, if the child is in scope.
-pub fn census_child(history: &History, council: &str, year: &CollectionYear, calendar: &Calendar) -> Option<CinChild> {
+pub fn census_child(
+    history: &History,
+    council: &CouncilCode,
+    year: &CollectionYear,
+    calendar: &Calendar,
+) -> Option<CinChild> {
     let mut child = fold(history, year.reference_date, calendar);
     // What belongs to this council's return for this year.
     child.episodes = std::mem::take(&mut child.episodes)
         .into_iter()
-        .filter(|e| e.council == council && year.touches(e.referral_date, e.closure.as_ref().map(|c| c.0)))
+        .filter(|e| e.council == *council && year.touches(e.referral_date, e.closure.as_ref().map(|c| c.0)))
         .map(|mut e| {
             e.assessments.retain(|a| a.authorised.map_or(year.touches(a.start, None), |end| year.contains(end)));
             for a in &mut e.assessments {
@@ -157,12 +163,10 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
     use EventData as D;
     let facts: Vec<Fact<'_>> = effective(history).into_iter().filter(|f| f.on <= until).collect();
     let mut child = CinChild::default();
-    let mut current_council = String::new();
     let mut episodes: Vec<Episode> = Vec::new();
     for f in &facts {
         match f.data {
             D::ChildRegistered(d) => {
-                current_council = d.council.as_str().to_owned();
                 details(
                     &mut child,
                     Details {
@@ -188,19 +192,25 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                     person: d.person.as_ref(),
                 },
             ),
-            D::ChildTransferred(d) => current_council = d.council.as_str().to_owned(),
             D::ChildDied(d) => child.death_date = Some(d.date),
             D::ReferralReceived(d) => {
+                // A child is registered before anything else is stored about
+                // it, so a referral always has a council (events::standing).
+                let Some(council) = f.council.or(history.standing().council()) else { continue };
                 episodes.push(Episode {
                     referral_id: d.referral_id.as_str().to_owned(),
-                    council: current_council.clone(),
+                    council: council.clone(),
                     referral_date: f.on,
                     source: d.source.code().to_owned(),
                     primary_need: d.primary_need.map(|n| n.code().to_owned()),
                     nfa: d.nfa,
                     // A referral with no further action is closed the day it is received.
                     closure: d.nfa.then(|| (f.on, ClosureReason::Rc8.code().to_owned())),
-                    ..Episode::default()
+                    initial_cpc: None,
+                    assessments: Vec::new(),
+                    cin_plans: Vec::new(),
+                    section47s: Vec::new(),
+                    plans: Vec::new(),
                 });
             }
             D::CaseClosed(d) => {
@@ -637,7 +647,9 @@ mod tests {
             ),
         ]);
         let year = CollectionYear::parse("2024-25").expect("year");
-        let child = census_child(&h, "E09000014", &year, Calendar::england_and_wales()).expect("in scope");
+        let child =
+            census_child(&h, &CouncilCode::parse("E09000014").expect("a code"), &year, Calendar::england_and_wales())
+                .expect("in scope");
         let e = &child.episodes[0];
         assert_eq!(e.section47s.len(), 1, "{e:?}");
         assert_eq!(e.section47s[0].icpc, NaiveDate::from_ymd_opt(2024, 4, 25));

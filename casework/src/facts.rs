@@ -12,7 +12,10 @@
 //!
 //! Corrections and retractions are applied first: a retracted event takes no
 //! part, a corrected one takes part with its corrected data (and business
-//! time, when the correction gives one).
+//! time, when the correction gives one). Which council each fact belongs
+//! to is the subject's standing ([`events::standing`]), the fold the
+//! gateway makes too: a correction never moves a child and a registration
+//! is never retracted, whatever a stored amendment says.
 //!
 //! Only codes, dates and ids are read here. Personal fields stay sealed.
 
@@ -20,7 +23,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use events::calendar::{add_months, business_date_of};
 use events::catalogue::CorrectedData;
 use events::codes::{CategoryOfAbuse, ConferenceKind, ReviewKind, SeenContext, WorkerRole};
-use events::ids::{EventId, PrincipalName, WorkerId};
+use events::ids::{CouncilCode, DfeLaCode, EventId, LaChildId, LocalId, PrincipalName, WorkerId};
+use events::standing::Standing;
 use events::{EventData, EventType, Problems};
 use std::collections::{HashMap, HashSet};
 
@@ -46,8 +50,17 @@ impl Recorded {
 /// correction's data typed as the event it corrects (which only the
 /// history knows). The folds take only this, so none of them meets a
 /// correction it cannot read.
-#[derive(Debug, Clone, Default)]
-pub struct History(Vec<Recorded>);
+#[derive(Debug, Clone)]
+pub struct History {
+    events: Vec<Recorded>,
+    standing: Standing,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self { events: Vec::new(), standing: Standing::unplaced() }
+    }
+}
 
 /// Why a subject's stored history cannot be folded. The gateway checks a
 /// correction against the event it corrects before storing it, so this
@@ -56,6 +69,11 @@ pub struct History(Vec<Recorded>);
 pub enum HistoryError {
     #[error("event {sequence}: the correction does not fit the event it corrects: {problems}")]
     Correction { sequence: i64, problems: Problems },
+    /// A child's history without its registration: every fact of a child
+    /// belongs to a council, and the gateway stores nothing before the
+    /// registration.
+    #[error("the child's history has no registration")]
+    Unregistered,
 }
 
 impl History {
@@ -83,18 +101,28 @@ impl History {
                     .map_err(|problems| HistoryError::Correction { sequence: r.sequence, problems })?;
             }
         }
-        Ok(Self(events))
+        let mut standing = Standing::unplaced();
+        for r in &events {
+            let sequence = u64::try_from(r.sequence).unwrap_or(0);
+            standing.apply(&r.source, &r.event_id, sequence, r.occurred_at, &r.data);
+        }
+        Ok(Self { events, standing })
+    }
+
+    /// Whether the subject is registered, and whose it is when.
+    pub fn standing(&self) -> &Standing {
+        &self.standing
     }
 
     pub(crate) fn events_mut(&mut self) -> &mut [Recorded] {
-        &mut self.0
+        &mut self.events
     }
 }
 
 impl std::ops::Deref for History {
     type Target = [Recorded];
     fn deref(&self) -> &[Recorded] {
-        &self.0
+        &self.events
     }
 }
 
@@ -105,6 +133,9 @@ pub(crate) struct Fact<'a> {
     pub(crate) on: NaiveDate,
     pub(crate) sequence: i64,
     pub(crate) data: &'a EventData,
+    /// The council the subject belonged to when this happened (none for a
+    /// child not yet registered, which the gateway never stores).
+    pub(crate) council: Option<&'a CouncilCode>,
 }
 
 impl Fact<'_> {
@@ -147,7 +178,8 @@ pub(crate) fn effective(history: &History) -> Vec<Fact<'_>> {
                 Some((data, None)) => (*data, r.occurred_at, r.business_date),
                 None => (&r.data, r.occurred_at, r.business_date),
             };
-            Some(Fact { at, on, sequence: r.sequence, data })
+            let council = history.standing.council_at(at, u64::try_from(r.sequence).unwrap_or(0));
+            Some(Fact { at, on, sequence: r.sequence, data, council })
         })
         .collect();
     facts.sort_by_key(|f| (f.at, f.sequence));
@@ -157,8 +189,8 @@ pub(crate) fn effective(history: &History) -> Vec<Fact<'_>> {
 /// A referral, with the same child's previous referral.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Referral {
-    pub referral_id: String,
-    pub council: String,
+    pub referral_id: LocalId,
+    pub council: CouncilCode,
     pub received_on: NaiveDate,
     pub nfa: bool,
     pub previous_on: Option<NaiveDate>,
@@ -167,8 +199,8 @@ pub struct Referral {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assessment {
-    pub assessment_id: String,
-    pub council: String,
+    pub assessment_id: LocalId,
+    pub council: CouncilCode,
     pub started_on: Option<NaiveDate>,
     pub completed_on: Option<NaiveDate>,
 }
@@ -177,16 +209,16 @@ pub struct Assessment {
 /// enquiry that led to it (the ICPC clock).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Icpc {
-    pub conference_id: String,
-    pub council: String,
+    pub conference_id: LocalId,
+    pub council: CouncilCode,
     pub held_on: NaiveDate,
     pub s47_started_on: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpPlan {
-    pub plan_id: String,
-    pub council: String,
+    pub plan_id: LocalId,
+    pub council: CouncilCode,
     pub category: CategoryOfAbuse,
     pub started_on: NaiveDate,
     pub ended_on: Option<NaiveDate>,
@@ -219,8 +251,8 @@ impl CpPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
     pub worker_id: WorkerId,
-    pub team_id: String,
-    pub council: String,
+    pub team_id: LocalId,
+    pub council: CouncilCode,
     pub allocated_at: DateTime<Utc>,
     pub from_on: NaiveDate,
     pub to_on: Option<NaiveDate>,
@@ -241,10 +273,10 @@ pub struct Sighting {
 }
 
 /// The child's state after everything known.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildStatus {
-    pub council: Option<String>,
-    pub la_child_id: Option<String>,
+    pub council: CouncilCode,
+    pub la_child_id: Option<LaChildId>,
     pub died_on: Option<NaiveDate>,
     pub sealed: bool,
     /// An episode that began with a referral (not no-further-action) and is not closed.
@@ -263,7 +295,7 @@ pub struct ChildStatus {
 /// principals it names may read the child's record (the reviewer role).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Review {
-    pub review_id: String,
+    pub review_id: LocalId,
     pub kind: ReviewKind,
     pub reviewers: Vec<PrincipalName>,
     pub opened_at: DateTime<Utc>,
@@ -271,7 +303,7 @@ pub struct Review {
 }
 
 /// Everything the casework tables hold about one child.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildFacts {
     pub status: ChildStatus,
     pub referrals: Vec<Referral>,
@@ -283,49 +315,64 @@ pub struct ChildFacts {
     pub reviews: Vec<Review>,
 }
 
-/// Folds a child's whole history.
-pub fn fold_child(history: &History) -> ChildFacts {
+/// Folds a child's whole history. Every fact belongs to the council the
+/// child was in when it happened, so a history with no registration is
+/// an error, not a child of no council.
+pub fn fold_child(history: &History) -> Result<ChildFacts, HistoryError> {
     use EventData as D;
-    let facts = effective(history);
-    let mut out = ChildFacts::default();
-    // Facts dated before the registration (a late registration) belong to
-    // the council the child was registered with.
-    let mut council: String = facts
-        .iter()
-        .find_map(|f| match f.data {
-            D::ChildRegistered(d) => Some(d.council.as_str().to_owned()),
-            _ => None,
-        })
-        .unwrap_or_default();
+    let council_now = history.standing().council().ok_or(HistoryError::Unregistered)?.clone();
+    let mut status = ChildStatus {
+        council: council_now.clone(),
+        la_child_id: None,
+        died_on: None,
+        sealed: false,
+        episode_open: false,
+        on_cp_plan: false,
+        on_cin_plan: false,
+        plan_started_on: None,
+        review_due_on: None,
+        last_seen_at: None,
+        last_seen_alone_at: None,
+        last_visit_on: None,
+    };
+    let mut out = ChildFacts {
+        status: status.clone(),
+        referrals: Vec::new(),
+        assessments: Vec::new(),
+        icpcs: Vec::new(),
+        plans: Vec::new(),
+        allocations: Vec::new(),
+        sightings: Vec::new(),
+        reviews: Vec::new(),
+    };
     let mut last_referral: Option<NaiveDate> = None;
-    let mut s47_started: HashMap<&str, NaiveDate> = HashMap::new();
+    let mut s47_started: HashMap<&LocalId, NaiveDate> = HashMap::new();
     let mut last_s47: Option<NaiveDate> = None;
-    let mut conferences: HashMap<&str, NaiveDate> = HashMap::new();
-    let mut reviews: HashMap<&str, Vec<NaiveDate>> = HashMap::new();
-    let mut plan_conference: Vec<&str> = Vec::new();
-    let mut cin_open: HashMap<&str, NaiveDate> = HashMap::new();
+    let mut conferences: HashMap<&LocalId, NaiveDate> = HashMap::new();
+    let mut reviews: HashMap<&LocalId, Vec<NaiveDate>> = HashMap::new();
+    let mut plan_conference: Vec<&LocalId> = Vec::new();
+    let mut cin_open: HashMap<&LocalId, NaiveDate> = HashMap::new();
 
-    for f in &facts {
+    for f in &effective(history) {
+        // A child is registered before anything else is stored about it,
+        // so every fact has a council; the one it has now covers the rest.
+        let council = f.council.unwrap_or(&council_now);
         match f.data {
-            D::ChildRegistered(d) => out.status.la_child_id = Some(d.la_child_id.as_str().to_owned()),
+            D::ChildRegistered(d) => status.la_child_id = Some(d.la_child_id.clone()),
             D::ChildDetailsUpdated(d) => {
                 if let Some(id) = &d.la_child_id {
-                    out.status.la_child_id = Some(id.as_str().to_owned());
+                    status.la_child_id = Some(id.clone());
                 }
             }
-            D::ChildTransferred(d) => {
-                // The sending council's allocations end with the transfer.
-                close_allocations(&mut out.allocations, f.on, None);
-                council = d.council.as_str().to_owned();
-            }
-            D::ChildDied(d) => out.status.died_on = Some(d.date),
-            D::RecordSealed(_) => out.status.sealed = true,
-            D::RecordUnsealed(_) => out.status.sealed = false,
+            // The sending council's allocations end with the transfer.
+            D::ChildTransferred(_) => close_allocations(&mut out.allocations, f.on, None),
+            D::ChildDied(d) => status.died_on = Some(d.date),
+            D::RecordSealed(_) => status.sealed = true,
+            D::RecordUnsealed(_) => status.sealed = false,
             D::ReviewOpened(d) => {
-                let id = d.review_id.as_str();
-                out.reviews.retain(|r| r.review_id != id);
+                out.reviews.retain(|r| r.review_id != d.review_id);
                 out.reviews.push(Review {
-                    review_id: id.to_owned(),
+                    review_id: d.review_id.clone(),
                     kind: d.kind,
                     reviewers: d.reviewers.clone(),
                     opened_at: f.at,
@@ -333,15 +380,14 @@ pub fn fold_child(history: &History) -> ChildFacts {
                 });
             }
             D::ReviewClosed(d) => {
-                if let Some(r) = out.reviews.iter_mut().find(|r| r.review_id == d.review_id.as_str()) {
+                if let Some(r) = out.reviews.iter_mut().find(|r| r.review_id == d.review_id) {
                     r.closed_at = Some(f.at);
                 }
             }
             D::ReferralReceived(d) => {
-                let id = d.referral_id.as_str();
-                out.referrals.retain(|r| r.referral_id != id);
+                out.referrals.retain(|r| r.referral_id != d.referral_id);
                 out.referrals.push(Referral {
-                    referral_id: id.to_owned(),
+                    referral_id: d.referral_id.clone(),
                     council: council.clone(),
                     received_on: f.on,
                     nfa: d.nfa,
@@ -351,30 +397,30 @@ pub fn fold_child(history: &History) -> ChildFacts {
                 last_referral = Some(f.on);
             }
             D::AssessmentStarted(d) => {
-                let a = assessment(&mut out.assessments, d.assessment_id.as_str(), &council);
+                let a = assessment(&mut out.assessments, &d.assessment_id, council);
                 a.started_on = Some(f.on);
             }
             D::AssessmentCompleted(d) => {
-                let a = assessment(&mut out.assessments, d.assessment_id.as_str(), &council);
+                let a = assessment(&mut out.assessments, &d.assessment_id, council);
                 a.completed_on = Some(f.on);
-                a.council.clone_from(&council);
+                a.council.clone_from(council);
             }
             D::S47Started(d) => {
-                s47_started.insert(d.s47_id.as_str(), f.on);
+                s47_started.insert(&d.s47_id, f.on);
                 last_s47 = Some(f.on);
             }
             D::ConferenceHeld(d) => {
-                let id = d.conference_id.as_str();
+                let id = &d.conference_id;
                 conferences.insert(id, f.on);
                 match d.kind {
                     ConferenceKind::Initial => {
-                        let started = d.s47_id.as_ref().and_then(|s| s47_started.get(s.as_str()).copied()).or(last_s47);
+                        let started = d.s47_id.as_ref().and_then(|s| s47_started.get(s).copied()).or(last_s47);
                         // A conference id stated again (a resend under a new
                         // event id, a system that reuses ids) is one conference:
                         // the later statement stands, as for referrals.
-                        out.icpcs.retain(|i| i.conference_id != id);
+                        out.icpcs.retain(|i| i.conference_id != *id);
                         out.icpcs.push(Icpc {
-                            conference_id: id.to_owned(),
+                            conference_id: id.clone(),
                             council: council.clone(),
                             held_on: f.on,
                             s47_started_on: started,
@@ -382,22 +428,22 @@ pub fn fold_child(history: &History) -> ChildFacts {
                     }
                     ConferenceKind::Review => {
                         if let Some(plan) = &d.plan_id {
-                            reviews.entry(plan.as_str()).or_default().push(f.on);
+                            reviews.entry(plan).or_default().push(f.on);
                         }
                     }
                     ConferenceKind::TransferIn => {}
                 }
             }
             D::CpPlanStarted(d) => {
-                let id = d.plan_id.as_str();
+                let id = &d.plan_id;
                 // A plan id started again is one plan: the later start stands.
-                if let Some(i) = out.plans.iter().position(|p| p.plan_id == id) {
+                if let Some(i) = out.plans.iter().position(|p| p.plan_id == *id) {
                     out.plans.remove(i);
                     plan_conference.remove(i);
                 }
-                let earlier = out.plans.iter().any(|p| p.plan_id != id && p.started_on <= f.on);
+                let earlier = out.plans.iter().any(|p| p.plan_id != *id && p.started_on <= f.on);
                 out.plans.push(CpPlan {
-                    plan_id: id.to_owned(),
+                    plan_id: id.clone(),
                     council: council.clone(),
                     category: d.category,
                     started_on: f.on,
@@ -406,33 +452,33 @@ pub fn fold_child(history: &History) -> ChildFacts {
                     earlier_plan: earlier,
                     reviews: Vec::new(),
                 });
-                plan_conference.push(d.conference_id.as_str());
+                plan_conference.push(&d.conference_id);
             }
             D::CpPlanCategoryChanged(d) => {
-                if let Some(p) = plan(&mut out.plans, d.plan_id.as_str()) {
+                if let Some(p) = plan(&mut out.plans, &d.plan_id) {
                     p.category = d.category;
                 }
             }
             D::CpPlanEnded(d) => {
-                if let Some(p) = plan(&mut out.plans, d.plan_id.as_str()) {
+                if let Some(p) = plan(&mut out.plans, &d.plan_id) {
                     p.ended_on = Some(f.on);
                 }
             }
             D::CinPlanStarted(d) => {
-                cin_open.insert(d.plan_id.as_str(), f.on);
+                cin_open.insert(&d.plan_id, f.on);
             }
             D::CinPlanEnded(d) => {
-                cin_open.remove(d.plan_id.as_str());
+                cin_open.remove(&d.plan_id);
             }
             D::ChildSeen(d) => {
                 let statutory = d.context == SeenContext::StatutoryVisit;
                 out.sightings.push(Sighting { seen_at: f.at, seen_on: f.on, statutory, alone: d.seen_alone });
-                out.status.last_seen_at = Some(f.at);
+                status.last_seen_at = Some(f.at);
                 if d.seen_alone {
-                    out.status.last_seen_alone_at = Some(f.at);
+                    status.last_seen_alone_at = Some(f.at);
                 }
                 if statutory {
-                    out.status.last_visit_on = Some(f.on);
+                    status.last_visit_on = Some(f.on);
                 }
             }
             D::CaseAllocated(d) => {
@@ -440,7 +486,7 @@ pub fn fold_child(history: &History) -> ChildFacts {
                 if !out.allocations.iter().any(|a| a.worker_id == worker && a.to_on.is_none()) {
                     out.allocations.push(Allocation {
                         worker_id: worker,
-                        team_id: d.team_id.as_str().to_owned(),
+                        team_id: d.team_id.clone(),
                         council: council.clone(),
                         allocated_at: f.at,
                         from_on: f.on,
@@ -452,7 +498,7 @@ pub fn fold_child(history: &History) -> ChildFacts {
                 close_allocations(&mut out.allocations, f.on, Some(d.worker_id));
             }
             D::CaseClosed(d) => {
-                if let Some(r) = out.referrals.iter_mut().find(|r| r.referral_id == d.referral_id.as_str()) {
+                if let Some(r) = out.referrals.iter_mut().find(|r| r.referral_id == d.referral_id) {
                     r.closed_on = Some(f.on);
                 }
                 // Closing the episode ends whoever held the case.
@@ -467,28 +513,28 @@ pub fn fold_child(history: &History) -> ChildFacts {
         if let Some(held) = conferences.get(conference) {
             p.icpc_on = *held;
         }
-        if let Some(dates) = reviews.get(p.plan_id.as_str()) {
+        if let Some(dates) = reviews.get(&p.plan_id) {
             p.reviews = dates.iter().copied().filter(|d| *d >= p.started_on).collect();
         }
     }
 
     let open_cp = out.plans.iter().rev().find(|p| p.ended_on.is_none());
-    out.status.council = (!council.is_empty()).then_some(council);
-    out.status.episode_open = out.referrals.iter().any(|r| !r.nfa && r.closed_on.is_none());
-    out.status.on_cp_plan = open_cp.is_some();
-    out.status.on_cin_plan = !cin_open.is_empty();
-    out.status.plan_started_on = open_cp.map(|p| p.started_on).or_else(|| cin_open.values().min().copied());
-    out.status.review_due_on = open_cp.map(CpPlan::next_review_due);
-    out
+    status.episode_open = out.referrals.iter().any(|r| !r.nfa && r.closed_on.is_none());
+    status.on_cp_plan = open_cp.is_some();
+    status.on_cin_plan = !cin_open.is_empty();
+    status.plan_started_on = open_cp.map(|p| p.started_on).or_else(|| cin_open.values().min().copied());
+    status.review_due_on = open_cp.map(CpPlan::next_review_due);
+    out.status = status;
+    Ok(out)
 }
 
-fn assessment<'a>(list: &'a mut Vec<Assessment>, id: &str, council: &str) -> &'a mut Assessment {
-    let index = match list.iter().position(|a| a.assessment_id == id) {
+fn assessment<'a>(list: &'a mut Vec<Assessment>, id: &LocalId, council: &CouncilCode) -> &'a mut Assessment {
+    let index = match list.iter().position(|a| a.assessment_id == *id) {
         Some(i) => i,
         None => {
             list.push(Assessment {
-                assessment_id: id.to_owned(),
-                council: council.to_owned(),
+                assessment_id: id.clone(),
+                council: council.clone(),
                 started_on: None,
                 completed_on: None,
             });
@@ -498,8 +544,8 @@ fn assessment<'a>(list: &'a mut Vec<Assessment>, id: &str, council: &str) -> &'a
     &mut list[index]
 }
 
-fn plan<'a>(list: &'a mut [CpPlan], id: &str) -> Option<&'a mut CpPlan> {
-    list.iter_mut().rev().find(|p| p.plan_id == id)
+fn plan<'a>(list: &'a mut [CpPlan], id: &LocalId) -> Option<&'a mut CpPlan> {
+    list.iter_mut().rev().find(|p| p.plan_id == *id)
 }
 
 fn close_allocations(list: &mut [Allocation], on: NaiveDate, worker: Option<WorkerId>) {
@@ -513,8 +559,8 @@ fn close_allocations(list: &mut [Allocation], on: NaiveDate, worker: Option<Work
 /// A worker's team, role and hours over a span of days (`to_on` exclusive).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerSpell {
-    pub council: String,
-    pub team_id: String,
+    pub council: CouncilCode,
+    pub team_id: LocalId,
     pub role: WorkerRole,
     pub fte: f64,
     pub agency: bool,
@@ -544,8 +590,9 @@ pub fn fold_worker(history: &History) -> Vec<WorkerSpell> {
                     open.to_on = Some(f.on);
                 }
                 spells.push(WorkerSpell {
-                    council: d.council.as_str().to_owned(),
-                    team_id: d.team_id.as_str().to_owned(),
+                    // The council they joined, whatever a stored correction says.
+                    council: f.council.unwrap_or(&d.council).clone(),
+                    team_id: d.team_id.clone(),
                     role: d.role,
                     fte: d.fte.get(),
                     agency: d.agency_staff,
@@ -559,7 +606,7 @@ pub fn fold_worker(history: &History) -> Vec<WorkerSpell> {
                 open.to_on = Some(f.on);
                 next.from_on = f.on;
                 if let Some(team) = &d.team_id {
-                    team.as_str().clone_into(&mut next.team_id);
+                    next.team_id.clone_from(team);
                 }
                 if let Some(role) = d.role {
                     next.role = role;
@@ -587,7 +634,7 @@ pub fn fold_worker(history: &History) -> Vec<WorkerSpell> {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CouncilSetting {
     pub effective_from: NaiveDate,
-    pub dfe_la_code: Option<String>,
+    pub dfe_la_code: Option<DfeLaCode>,
     pub population_0_17: Option<i64>,
     pub assessment_timescale_days: Option<i32>,
     pub visit_interval_days: Option<i32>,
@@ -612,7 +659,7 @@ pub fn fold_council(history: &History) -> Vec<CouncilSetting> {
         s.effective_from = from;
         let days = |v: Option<u32>| v.map(|v| i32::try_from(v).unwrap_or(i32::MAX));
         if let Some(code) = &d.dfe_la_code {
-            s.dfe_la_code = Some(code.as_str().to_owned());
+            s.dfe_la_code = Some(code.clone());
         }
         s.population_0_17 = d.population_0_17.map(|p| i64::try_from(p).unwrap_or(i64::MAX)).or(s.population_0_17);
         s.assessment_timescale_days = days(d.assessment_timescale_days).or(s.assessment_timescale_days);

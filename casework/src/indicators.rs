@@ -10,7 +10,7 @@
 use crate::facts::{Allocation, Assessment, CouncilSetting, CpPlan, Icpc, Referral, WorkerSpell, setting_on};
 use chrono::{Datelike, Days, NaiveDate};
 use events::calendar::{Calendar, add_months, sub_months};
-use events::ids::WorkerId;
+use events::ids::{CouncilCode, WorkerId};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -470,7 +470,7 @@ fn vacancy_rate(data: &CouncilData, at: NaiveDate, setting: &CouncilSetting) -> 
 /// The indicators document of CONTRACT.md for one council and period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Document {
-    pub council: String,
+    pub council: CouncilCode,
     pub period: String,
     pub from: NaiveDate,
     pub to: NaiveDate,
@@ -478,9 +478,9 @@ pub struct Document {
 }
 
 /// The document from facts already loaded (one load serves many periods).
-pub fn document_from(data: &CouncilData, council: &str, period: Period, today: NaiveDate) -> Document {
+pub fn document_from(data: &CouncilData, council: &CouncilCode, period: Period, today: NaiveDate) -> Document {
     Document {
-        council: council.to_owned(),
+        council: council.clone(),
         period: period.label(),
         from: period.from,
         to: period.to,

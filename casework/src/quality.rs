@@ -8,6 +8,7 @@
 
 use crate::cin::{CinChild, Episode};
 use chrono::NaiveDate;
+use events::ids::CouncilCode;
 use serde::Serialize;
 
 /// One breach.
@@ -15,7 +16,7 @@ use serde::Serialize;
 pub struct Flag {
     pub rule: Rule,
     /// The council whose episode it is in.
-    pub council: String,
+    pub council: CouncilCode,
     /// What it concerns: a referral, assessment, section 47 or plan id.
     pub reference: String,
     pub detail: String,

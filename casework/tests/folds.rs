@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate};
 use events::EventType;
 use events::arbitrary::{COUNCILS, population, stored_data};
 use events::calendar::{Calendar, business_date_of};
-use events::ids::{EventId, PrincipalName};
+use events::ids::{CouncilCode, EventId, PrincipalName};
 use proptest::prelude::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -61,7 +61,8 @@ proptest! {
     fn every_fold_takes_any_history_and_keys_its_rows_uniquely(p in population(8, 40)) {
         let calendar = Calendar::england_and_wales();
         let all = histories(&p.events());
-        let mut councils: BTreeMap<&str, CouncilData> = COUNCILS.iter().map(|c| (*c, CouncilData::default())).collect();
+        let codes: Vec<CouncilCode> = COUNCILS.iter().map(|c| CouncilCode::parse(c).expect("a council")).collect();
+        let mut councils: BTreeMap<&CouncilCode, CouncilData> = codes.iter().map(|c| (c, CouncilData::default())).collect();
         let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap_or_default();
         for (subject, history) in &all {
             for r in history.iter() {
@@ -71,7 +72,7 @@ proptest! {
             match kind_of(history) {
                 Some(EventType::ChildRegistered) => {
                     let child: uuid::Uuid = subject.parse().unwrap_or_default();
-                    let facts = casework::facts::fold_child(history);
+                    let facts = casework::facts::fold_child(history).expect("a child's history starts with its registration");
                     unique("referral", facts.referrals.iter().map(|r| r.referral_id.as_str()))?;
                     unique("assessment", facts.assessments.iter().map(|a| a.assessment_id.as_str()))?;
                     unique("icpc", facts.icpcs.iter().map(|i| i.conference_id.as_str()))?;
@@ -79,7 +80,7 @@ proptest! {
                     unique("child_review", facts.reviews.iter().map(|r| r.review_id.as_str()))?;
                     let folded = casework::cin::fold(history, NaiveDate::MAX, calendar);
                     let _ = casework::quality::flags(&folded);
-                    for council in COUNCILS {
+                    for council in &codes {
                         for year in ["2019-20", "2022-23", "2024-25", "2025-26", "2026-27"] {
                             if let Ok(y) = casework::cin::CollectionYear::parse(year)
                                 && let Some(c) = casework::cin::census_child(history, council, &y, calendar)
@@ -90,17 +91,17 @@ proptest! {
                         let _ = casework::annex_a::rows(history, council, today, calendar);
                     }
                     for (council, data) in &mut councils {
-                        data.referrals.extend(facts.referrals.iter().filter(|r| r.council == *council).cloned());
-                        data.assessments.extend(facts.assessments.iter().filter(|a| a.council == *council).cloned());
-                        data.icpcs.extend(facts.icpcs.iter().filter(|i| i.council == *council).cloned());
-                        data.plans.extend(facts.plans.iter().filter(|p| p.council == *council).map(|p| (child, p.clone())));
-                        data.allocations.extend(facts.allocations.iter().filter(|a| a.council == *council).cloned());
+                        data.referrals.extend(facts.referrals.iter().filter(|r| r.council == **council).cloned());
+                        data.assessments.extend(facts.assessments.iter().filter(|a| a.council == **council).cloned());
+                        data.icpcs.extend(facts.icpcs.iter().filter(|i| i.council == **council).cloned());
+                        data.plans.extend(facts.plans.iter().filter(|p| p.council == **council).map(|p| (child, p.clone())));
+                        data.allocations.extend(facts.allocations.iter().filter(|a| a.council == **council).cloned());
                         data.visits.insert(child, facts.sightings.iter().filter(|s| s.statutory).map(|s| s.seen_on).collect());
                     }
                 }
                 Some(EventType::WorkerJoined) => {
                     for spell in casework::facts::fold_worker(history) {
-                        if let Some(data) = councils.get_mut(spell.council.as_str()) {
+                        if let Some(data) = councils.get_mut(&spell.council) {
                             data.spells.push((events::ids::WorkerId::parse(subject).expect("worker"), spell));
                         }
                     }
@@ -111,7 +112,7 @@ proptest! {
                     for s in &settings {
                         prop_assert!(seen.insert(s.effective_from), "two settings from {}", s.effective_from);
                     }
-                    if let Some(data) = councils.get_mut(subject.as_str()) {
+                    if let Some(data) = CouncilCode::parse(subject).ok().and_then(|c| councils.get_mut(&c)) {
                         data.settings = settings;
                     }
                 }

@@ -61,7 +61,7 @@ fn council(children: &[History], workers: &[History], config: &[Value]) -> Counc
     let mut data = CouncilData::default();
     for (i, h) in children.iter().enumerate() {
         let child = uuid::Uuid::from_u128(i as u128 + 1);
-        let facts = casework::facts::fold_child(h);
+        let facts = casework::facts::fold_child(h).expect("registered");
         data.referrals.extend(facts.referrals);
         data.assessments.extend(facts.assessments);
         data.icpcs.extend(facts.icpcs);
@@ -274,7 +274,7 @@ fn reviews_on_time_follow_three_then_six_months() {
     let missed = reviewed(&["2024-07-01"]); // on time, then nothing by the 1 Jan 2025 due date
     let period = Period::financial_year("2024-25").expect("period");
     let today = day("2025-06-01");
-    let facts = |h: &History| casework::facts::fold_child(h).plans.remove(0);
+    let facts = |h: &History| casework::facts::fold_child(h).expect("registered").plans.remove(0);
     assert_eq!(reviews_on_time(&facts(&on_time), period, today), Some(true));
     assert_eq!(reviews_on_time(&facts(&late_first), period, today), Some(false));
     assert_eq!(reviews_on_time(&facts(&missed), period, today), Some(false));
@@ -387,8 +387,32 @@ fn corrections_and_retractions_change_the_facts_they_name() {
         ),
         ("record.retracted", "2024-07-02", json!({"retracts": "e2", "reason": "entered in error"})),
     ]);
-    let facts = casework::facts::fold_child(&h);
+    let facts = casework::facts::fold_child(&h).expect("registered");
     assert_eq!(facts.referrals.len(), 1);
     assert_eq!(facts.referrals[0].received_on, day("2023-05-01"));
     assert!(facts.referrals[0].nfa);
+}
+
+/// Histories stored before the gateway refused them (events::standing):
+/// a correction of the registration naming another council, and a
+/// retraction of the registration. The read side folds them as the gateway
+/// did, so the child and its referral stay Haringey's, in the facts and in
+/// the census alike.
+#[test]
+fn a_stored_amendment_neither_moves_a_child_nor_unregisters_it() {
+    let (t, time, mut elsewhere) = registered();
+    elsewhere["council"] = "E09000019".into();
+    let h = history(&[
+        (t, time, registered().2),
+        ("record.corrected", "2010-01-02", json!({"corrects": "e0", "reason": "moved", "data": elsewhere})),
+        ("record.retracted", "2010-01-03", json!({"retracts": "e0", "reason": "hidden"})),
+        ("referral.received", "2010-02-01", json!({"referral_id": "R1", "source": "6", "nfa": false})),
+    ]);
+    let facts = casework::facts::fold_child(&h).expect("registered");
+    assert_eq!(facts.status.council.as_str(), COUNCIL);
+    assert_eq!(facts.referrals.iter().map(|r| r.council.as_str()).collect::<Vec<_>>(), [COUNCIL]);
+    let year = casework::cin::CollectionYear::parse("2009-10").expect("a year");
+    let haringey = events::ids::CouncilCode::parse(COUNCIL).expect("a code");
+    let census = casework::cin::census_child(&h, &haringey, &year, Calendar::england_and_wales());
+    assert_eq!(census.map(|c| c.episodes.len()), Some(1), "the referral is in Haringey's census");
 }

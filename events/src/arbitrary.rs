@@ -6,8 +6,11 @@
 //! first is open, ids restated under new event ids, closures naming
 //! referrals that never existed, plans with no conference, conferences with
 //! no plan, facts dated before the registration or after a death,
-//! corrections of corrections' targets, retractions of the registration
-//! itself, business times in any order. This module makes those.
+//! corrections of corrections' targets, retractions of transfers and of
+//! corrections, business times in any order. This module makes those. It
+//! keeps to the subject's standing ([`crate::standing`]) as the gateway
+//! does: no retraction of a registration or a joining, and no correction
+//! of the council one of those or a transfer names.
 //!
 //! A history is drawn as plain numbers ([`Step`]s) and built into
 //! CloudEvents by [`Population::events`], so proptest shrinks a failing
@@ -299,6 +302,9 @@ fn data(t: EventType, s: &Step, workers: &[String]) -> Value {
 struct Built {
     subject: String,
     events: Vec<(String, EventType)>,
+    /// The council each registration, joining and transfer named, by id:
+    /// a correction of one keeps it.
+    councils: std::collections::HashMap<String, Value>,
 }
 
 impl Built {
@@ -306,6 +312,9 @@ impl Built {
         *n += 1;
         let id = format!("gen-{n}");
         self.events.push((id.clone(), t));
+        if crate::standing::places(t) {
+            self.councils.insert(id.clone(), data["council"].clone());
+        }
         json!({"specversion": "1.0", "id": id, "type": t.name(), "subject": self.subject, "time": time(s), "data": data})
     }
 
@@ -317,8 +326,11 @@ impl Built {
         let data = match t {
             EventType::RecordCorrected => {
                 let (target, target_type) = originals[usize::from(s.b) % originals.len()].clone();
-                let mut d =
-                    json!({"corrects": target, "reason": "keyed wrongly", "data": data(target_type, s, workers)});
+                let mut corrected = data(target_type, s, workers);
+                if let Some(council) = self.councils.get(&target) {
+                    corrected["council"] = council.clone();
+                }
+                let mut d = json!({"corrects": target, "reason": "keyed wrongly", "data": corrected});
                 if s.flag {
                     d["time"] = json!(time(&Step { day: s.day / 2, ..s.clone() }));
                 }
@@ -326,9 +338,19 @@ impl Built {
             }
             EventType::RecordRetracted => {
                 // Any earlier event but a retraction (which cannot be
-                // amended): the registration and corrections included.
-                let targets: Vec<&(String, EventType)> =
-                    self.events.iter().filter(|(_, t)| *t != EventType::RecordRetracted).collect();
+                // amended) or what placed the subject (which stays):
+                // transfers and corrections included.
+                let targets: Vec<&(String, EventType)> = self
+                    .events
+                    .iter()
+                    .filter(|(_, t)| {
+                        !matches!(t, EventType::RecordRetracted | EventType::ChildRegistered | EventType::WorkerJoined)
+                    })
+                    .collect();
+                if targets.is_empty() {
+                    // Nothing that may be retracted yet: a correction instead.
+                    return self.next(n, EventType::RecordCorrected, s, workers);
+                }
                 let (target, _) = targets[usize::from(s.b) % targets.len()].clone();
                 json!({"retracts": target, "reason": "entered on the wrong record"})
             }
@@ -359,7 +381,11 @@ impl Population {
         let mut queues: Vec<std::collections::VecDeque<Value>> = Vec::new();
 
         for (i, steps) in self.councils.iter().enumerate() {
-            let mut b = Built { subject: COUNCILS[i % COUNCILS.len()].to_owned(), events: Vec::new() };
+            let mut b = Built {
+                subject: COUNCILS[i % COUNCILS.len()].to_owned(),
+                events: Vec::new(),
+                councils: Default::default(),
+            };
             let mut q = std::collections::VecDeque::new();
             for (j, s) in steps.iter().enumerate() {
                 // The first configuration is complete: later ones change some settings.
@@ -375,7 +401,7 @@ impl Population {
             if !seen.insert(subject.clone()) {
                 continue;
             }
-            let mut b = Built { subject, events: Vec::new() };
+            let mut b = Built { subject, events: Vec::new(), councils: Default::default() };
             let mut q = std::collections::VecDeque::new();
             q.push_back(b.event(
                 &mut n,
@@ -393,7 +419,7 @@ impl Population {
             if !seen.insert(subject.clone()) {
                 continue;
             }
-            let mut b = Built { subject, events: Vec::new() };
+            let mut b = Built { subject, events: Vec::new(), councils: Default::default() };
             let mut q = std::collections::VecDeque::new();
             let reg = &steps[0];
             q.push_back(b.event(

@@ -86,6 +86,12 @@ uuid_id!(
 #[serde(try_from = "String")]
 pub struct CouncilCode(String);
 
+impl fmt::Display for CouncilCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl CouncilCode {
     pub fn parse(s: &str) -> Result<Self, String> {
         let b = s.as_bytes();
@@ -142,6 +148,12 @@ impl LaChildId {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String")]
 pub struct LocalId(String);
+
+impl fmt::Display for LocalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 impl LocalId {
     pub fn parse(s: &str) -> Result<Self, String> {

@@ -16,6 +16,8 @@
 //! - [`canonical`], [`chain`]: RFC 8785 bytes, hashes, signatures, and the
 //!   verification of a history.
 //! - [`calendar`]: business dates and England-and-Wales working days.
+//! - [`standing`]: whether a subject is registered and whose it is, one fold
+//!   for the gateway and the read side alike.
 //! - [`stored`]: the one decoder of stored events, as readers of the stream take them.
 //! - [`audit`]: the audit stream's records (access events, erasures), for writer and reader alike.
 //! - [`subjects`]: the NATS subject scheme, stream and bucket names.
@@ -38,6 +40,7 @@ pub mod json;
 pub mod personal;
 pub mod privacy;
 pub mod problem;
+pub mod standing;
 pub mod stored;
 pub mod subjects;
 

@@ -7,18 +7,19 @@ use crate::state::SubjectState;
 use events::catalogue::{EventData, EventType};
 use events::envelope::{ReceivedEvent, Subject};
 use events::ids::CouncilCode;
+use events::standing::named_council;
 use platform::principals::Principal;
 
 /// References to the subject's own history: a child is registered once
 /// and a worker joins once, and nothing else comes before either.
 pub fn references(i: usize, event: &ReceivedEvent, st: &SubjectState) -> Option<FieldError> {
     let problem = match event.event_type {
-        EventType::ChildRegistered if st.registered => {
+        EventType::ChildRegistered if st.standing.registered() => {
             "is already registered: a child is registered once (use child.details_updated)"
         }
-        EventType::WorkerJoined if st.registered => "has already joined: use worker.changed",
+        EventType::WorkerJoined if st.standing.registered() => "has already joined: use worker.changed",
         EventType::ChildRegistered | EventType::WorkerJoined | EventType::CouncilConfigured => return None,
-        _ if !st.registered => match event.subject {
+        _ if !st.standing.registered() => match event.subject {
             Subject::Worker(_) => "is not a known worker: publish worker.joined first",
             _ => "is not a registered child: publish child.registered first",
         },
@@ -27,24 +28,13 @@ pub fn references(i: usize, event: &ReceivedEvent, st: &SubjectState) -> Option<
     Some(FieldError::new(i, "/subject", problem))
 }
 
-/// The council an event moves its subject to: the one a registration, a
-/// worker joining or a transfer names.
-pub fn named_council(data: &EventData) -> Option<CouncilCode> {
-    match data {
-        EventData::ChildRegistered(d) => Some(d.council.clone()),
-        EventData::WorkerJoined(d) => Some(d.council.clone()),
-        EventData::ChildTransferred(d) => Some(d.council.clone()),
-        _ => None,
-    }
-}
-
 /// The council the subject belongs to for this event: for a registration
 /// or a worker joining, the one it names; otherwise (a transfer included:
 /// the sending council decides) the one it belongs to now.
 pub fn council(event: &ReceivedEvent, st: &SubjectState) -> Option<CouncilCode> {
     match event.event_type {
-        EventType::ChildRegistered | EventType::WorkerJoined => named_council(&event.data),
-        _ => st.council.clone(),
+        EventType::ChildRegistered | EventType::WorkerJoined => named_council(&event.data).cloned(),
+        _ => st.standing.council().cloned(),
     }
 }
 
@@ -80,7 +70,9 @@ pub fn expectation(i: usize, first_of_subject: bool, event: &ReceivedEvent, st: 
 }
 
 /// Amendments name an earlier event of this subject by this publisher,
-/// and never a retraction.
+/// and never a retraction; and they leave the subject's standing alone: a
+/// registration is never retracted, and no correction changes the council
+/// a registration or a transfer names (events::standing).
 pub fn amendment_target(
     i: usize,
     principal: &Principal,
@@ -97,7 +89,9 @@ pub fn amendment_target(
         Some(k) if k.event_type == EventType::RecordRetracted => {
             Some(FieldError::new(i, pointer, "names a retraction, which cannot itself be amended"))
         }
-        Some(_) => None,
+        Some(_) => {
+            st.standing.refusal(&principal.name, &event.data).map(|(pointer, why)| FieldError::new(i, pointer, why))
+        }
     }
 }
 
@@ -132,8 +126,11 @@ mod tests {
     fn registered_child(council: &str) -> SubjectState {
         let event = example(EventType::ChildSeen, "x");
         let mut st = SubjectState::new(&event.subject);
-        st.registered = true;
-        st.council = Some(CouncilCode::parse(council).expect("a code"));
+        let mut registration = examples::data(EventType::ChildRegistered);
+        registration["council"] = council.into();
+        let registration = received(EventType::ChildRegistered, "reg", registration);
+        let key = (PrincipalName::parse("haringey-csc").expect("a name"), registration.id.clone());
+        st.advance(key, registration.time.to_utc(), &registration.data, 1, events::Digest::ZERO, 1);
         st.sequence = 3;
         st
     }
@@ -195,5 +192,27 @@ mod tests {
         st.ids.insert(key("v-1"), Known { event_type: EventType::RecordRetracted, sequence: 2, stream_seq: 9 });
         assert!(amendment_target(0, &haringey, &retraction, &st).expect("refused").message.contains("retraction"));
         assert_eq!(amendment_target(0, &haringey, &example(EventType::ChildSeen, "s"), &st), None);
+    }
+
+    #[test]
+    fn an_amendment_leaves_the_subjects_standing_alone() {
+        let haringey = principal("\"E09000014\"");
+        let st = registered_child(examples::COUNCIL);
+        let retraction =
+            received(EventType::RecordRetracted, "x", serde_json::json!({"retracts": "reg", "reason": "in error"}));
+        let refused = amendment_target(0, &haringey, &retraction, &st).expect("refused");
+        assert_eq!(refused.pointer, "/data/retracts");
+        let mut elsewhere = examples::data(EventType::ChildRegistered);
+        elsewhere["council"] = "E09000019".into();
+        let mut correction = received(
+            EventType::RecordCorrected,
+            "y",
+            serde_json::json!({"corrects": "reg", "reason": "wrong council", "data": elsewhere}),
+        );
+        if let EventData::RecordCorrected(c) = &mut correction.data {
+            c.resolve(EventType::ChildRegistered, "/data").expect("fits a registration");
+        }
+        let refused = amendment_target(0, &haringey, &correction, &st).expect("refused");
+        assert_eq!(refused.pointer, "/data/data/council");
     }
 }

@@ -462,7 +462,7 @@ impl Ingest {
             };
 
             // The subject as it will be after this event.
-            st.advance(key, event.event_type, checks::named_council(&event.data), stamp.sequence, hash, 0);
+            st.advance(key, event.time.to_utc(), &event.data, stamp.sequence, hash, 0);
             slots.push(Slot::New);
             new.push(n);
         }

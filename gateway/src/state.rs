@@ -8,10 +8,12 @@
 //! JetStream refuses a write because another writer got there first.
 
 use async_nats::jetstream::stream::{RawMessageErrorKind, Stream};
-use events::catalogue::EventType;
+use chrono::{DateTime, Utc};
+use events::catalogue::{EventData, EventType};
 use events::chain::Digest;
 use events::envelope::{StoredEvent, Subject};
-use events::ids::{CouncilCode, EventId, PrincipalName};
+use events::ids::{EventId, PrincipalName};
+use events::standing::Standing;
 use events::subjects;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,54 +36,46 @@ pub struct SubjectState {
     /// The stream sequence of the head, for JetStream's
     /// expected-last-subject-sequence check; 0 before the first event.
     pub last_stream_seq: u64,
-    /// A child has been registered, or a worker has joined. Councils need neither.
-    pub registered: bool,
-    /// The council the subject belongs to now.
-    pub council: Option<CouncilCode>,
+    /// Whether it is registered and whose it is: the same fold the read
+    /// side makes, so the two agree (events::standing).
+    pub standing: Standing,
     pub ids: HashMap<(PrincipalName, EventId), Known>,
 }
 
 impl SubjectState {
     pub fn new(subject: &Subject) -> Self {
-        let (registered, council) = match subject {
-            Subject::Council(code) => (true, Some(code.clone())),
-            _ => (false, None),
-        };
-        Self { sequence: 0, head: Digest::ZERO, last_stream_seq: 0, registered, council, ids: HashMap::new() }
+        Self {
+            sequence: 0,
+            head: Digest::ZERO,
+            last_stream_seq: 0,
+            standing: Standing::new(subject),
+            ids: HashMap::new(),
+        }
     }
 
     /// Folds one stored event in.
     pub fn apply(&mut self, event: &StoredEvent, stream_seq: u64) {
-        let council = crate::checks::named_council(&event.data);
         let key = (event.source.clone(), event.id.clone());
-        self.advance(key, event.event_type, council, event.sequence, event.hash, stream_seq);
+        self.advance(key, event.time.to_utc(), &event.data, event.sequence, event.hash, stream_seq);
         self.last_stream_seq = stream_seq;
     }
 
-    /// The subject after one more event, stored (from [`SubjectState::apply`])
-    /// or planned (`stream_seq` 0 until it is committed). `council` is the
-    /// council the event names, which only a registration, a worker joining
-    /// and a transfer change the subject's to.
+    /// The subject after one more event by `key.0`, happening at `time`:
+    /// stored (from [`SubjectState::apply`]) or planned (`stream_seq` 0
+    /// until it is committed).
     pub fn advance(
         &mut self,
         key: (PrincipalName, EventId),
-        event_type: EventType,
-        council: Option<CouncilCode>,
+        time: DateTime<Utc>,
+        data: &EventData,
         sequence: u64,
         hash: Digest,
         stream_seq: u64,
     ) {
         self.sequence = sequence;
         self.head = hash;
-        match event_type {
-            EventType::ChildRegistered | EventType::WorkerJoined => {
-                self.registered = true;
-                self.council = council;
-            }
-            EventType::ChildTransferred => self.council = council,
-            _ => {}
-        }
-        self.ids.insert(key, Known { event_type, sequence, stream_seq });
+        self.standing.apply(&key.0, &key.1, sequence, time, data);
+        self.ids.insert(key, Known { event_type: data.event_type(), sequence, stream_seq });
     }
 }
 

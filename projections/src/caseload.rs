@@ -4,8 +4,11 @@
 //! Read from the casework tables on the day asked for (`today`, passed in),
 //! since "overdue" moves with the calendar even when no event arrives.
 
+use crate::database::parsed;
 use casework::indicators::{DEFAULT_CASELOAD_THRESHOLD, DEFAULT_VISIT_INTERVAL_DAYS, over_threshold};
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use events::codes::WorkerRole;
+use events::ids::{CouncilCode, LocalId};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 use std::collections::BTreeMap;
@@ -14,7 +17,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Case {
     pub child: uuid::Uuid,
-    pub council: String,
+    pub council: CouncilCode,
     pub allocated_at: DateTime<Utc>,
     pub last_seen: Option<DateTime<Utc>>,
     pub last_seen_alone: Option<DateTime<Utc>>,
@@ -28,8 +31,8 @@ pub struct Case {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkerLoad {
     pub worker: uuid::Uuid,
-    pub team: String,
-    pub role: String,
+    pub team: LocalId,
+    pub role: WorkerRole,
     pub open_cases: i64,
     pub fte: f64,
     pub over_threshold: bool,
@@ -37,7 +40,7 @@ pub struct WorkerLoad {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TeamLoad {
-    pub team: String,
+    pub team: LocalId,
     pub open_cases: i64,
     pub workers: i64,
 }
@@ -45,7 +48,7 @@ pub struct TeamLoad {
 /// A council's caseloads on one day.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CouncilCaseload {
-    pub council: String,
+    pub council: CouncilCode,
     pub on: NaiveDate,
     pub threshold: f64,
     pub workers: Vec<WorkerLoad>,
@@ -54,9 +57,9 @@ pub struct CouncilCaseload {
 
 impl CouncilCaseload {
     /// One team's part, for team-level change notifications.
-    pub fn team(&self, team: &str) -> serde_json::Value {
-        let workers: Vec<&WorkerLoad> = self.workers.iter().filter(|w| w.team == team).collect();
-        let open_cases = self.teams.iter().find(|t| t.team == team).map_or(0, |t| t.open_cases);
+    pub fn team(&self, team: &LocalId) -> serde_json::Value {
+        let workers: Vec<&WorkerLoad> = self.workers.iter().filter(|w| w.team == *team).collect();
+        let open_cases = self.teams.iter().find(|t| t.team == *team).map_or(0, |t| t.open_cases);
         serde_json::json!({
             "council": self.council, "team": team, "on": self.on, "open_cases": open_cases, "workers": workers,
         })
@@ -64,13 +67,13 @@ impl CouncilCaseload {
 }
 
 /// The council's settings on `day` that caseloads use: visit interval and threshold.
-async fn settings(pool: &PgPool, council: &str, day: NaiveDate) -> Result<(i64, f64), sqlx::Error> {
+async fn settings(pool: &PgPool, council: &CouncilCode, day: NaiveDate) -> Result<(i64, f64), sqlx::Error> {
     let row = sqlx::query(
         "select visit_interval_days, caseload_threshold from council_setting where council = $1
           order by (effective_from <= $2) desc, case when effective_from <= $2 then effective_from end desc,
                    effective_from limit 1",
     )
-    .bind(council)
+    .bind(council.as_str())
     .bind(day)
     .fetch_optional(pool)
     .await?;
@@ -86,15 +89,20 @@ async fn settings(pool: &PgPool, council: &str, day: NaiveDate) -> Result<(i64, 
 }
 
 /// The council a worker is in on `day` (their latest spell otherwise), if known.
-pub async fn worker_council(pool: &PgPool, worker: uuid::Uuid, day: NaiveDate) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(
+pub async fn worker_council(
+    pool: &PgPool,
+    worker: uuid::Uuid,
+    day: NaiveDate,
+) -> Result<Option<CouncilCode>, sqlx::Error> {
+    let row = sqlx::query(
         "select council from worker_spell where worker_id = $1
           order by (from_on <= $2 and (to_on is null or to_on > $2)) desc, ordinal desc limit 1",
     )
     .bind(worker)
     .bind(day)
     .fetch_optional(pool)
-    .await
+    .await?;
+    row.map(|r| parsed(&r, "council", CouncilCode::try_from)).transpose()
 }
 
 /// The cases `worker` holds on `today`, sealed children included (marked).
@@ -111,11 +119,11 @@ pub async fn worker_cases(pool: &PgPool, worker: uuid::Uuid, today: NaiveDate) -
 /// sealed children included (marked): what the caseload board counts.
 pub async fn council_cases(
     pool: &PgPool,
-    council: &str,
+    council: &CouncilCode,
     today: NaiveDate,
 ) -> Result<Vec<(uuid::Uuid, Case)>, sqlx::Error> {
     let rows = sqlx::query(&format!("{CASES} where a.council = $1 {OPEN_ON_2} order by a.worker_id, a.allocated_at"))
-        .bind(council)
+        .bind(council.as_str())
         .bind(today)
         .fetch_all(pool)
         .await?;
@@ -134,10 +142,10 @@ async fn cases_from(
     rows: Vec<sqlx::postgres::PgRow>,
     today: NaiveDate,
 ) -> Result<Vec<(uuid::Uuid, Case)>, sqlx::Error> {
-    let mut intervals: BTreeMap<String, i64> = BTreeMap::new();
+    let mut intervals: BTreeMap<CouncilCode, i64> = BTreeMap::new();
     let mut cases = Vec::with_capacity(rows.len());
     for row in rows {
-        let council: String = row.try_get("council")?;
+        let council = parsed(&row, "council", CouncilCode::try_from)?;
         let interval = match intervals.get(&council) {
             Some(i) => *i,
             None => {
@@ -177,7 +185,7 @@ pub fn visit_overdue(since: Option<NaiveDate>, interval: i64, today: NaiveDate) 
 }
 
 /// Every worker and team of `council` on `today`.
-pub async fn council(pool: &PgPool, council: &str, today: NaiveDate) -> Result<CouncilCaseload, sqlx::Error> {
+pub async fn council(pool: &PgPool, council: &CouncilCode, today: NaiveDate) -> Result<CouncilCaseload, sqlx::Error> {
     let (_, threshold) = settings(pool, council, today).await?;
     // One pass over the council's workers and their open allocations.
     let workers = sqlx::query(
@@ -192,19 +200,19 @@ pub async fn council(pool: &PgPool, council: &str, today: NaiveDate) -> Result<C
            from staff s left join held h using (worker_id)
           order by s.team_id, s.worker_id",
     )
-    .bind(council)
+    .bind(council.as_str())
     .bind(today)
     .fetch_all(pool)
     .await?;
-    let mut out = CouncilCaseload { council: council.to_owned(), on: today, threshold, workers: vec![], teams: vec![] };
+    let mut out = CouncilCaseload { council: council.clone(), on: today, threshold, workers: vec![], teams: vec![] };
     for row in workers {
         let open_cases: i64 = row.try_get("open_cases")?;
         let fte: f64 = row.try_get("fte")?;
-        let role: String = row.try_get("role")?;
-        let holds = matches!(role.as_str(), "social_worker" | "senior_social_worker");
+        let role = parsed(&row, "role", WorkerRole::try_from)?;
+        let holds = matches!(role, WorkerRole::SocialWorker | WorkerRole::SeniorSocialWorker);
         out.workers.push(WorkerLoad {
             worker: row.try_get("worker_id")?,
-            team: row.try_get("team_id")?,
+            team: parsed(&row, "team_id", LocalId::try_from)?,
             role,
             open_cases,
             fte,
@@ -215,13 +223,13 @@ pub async fn council(pool: &PgPool, council: &str, today: NaiveDate) -> Result<C
         "select team_id, count(*) as open_cases from allocation
           where council = $1 and from_on <= $2 and (to_on is null or to_on > $2) group by team_id",
     )
-    .bind(council)
+    .bind(council.as_str())
     .bind(today)
     .fetch_all(pool)
     .await?;
-    let mut by_team: BTreeMap<String, TeamLoad> = BTreeMap::new();
+    let mut by_team: BTreeMap<LocalId, TeamLoad> = BTreeMap::new();
     for row in teams {
-        let team: String = row.try_get("team_id")?;
+        let team = parsed(&row, "team_id", LocalId::try_from)?;
         by_team.insert(team.clone(), TeamLoad { team, open_cases: row.try_get("open_cases")?, workers: 0 });
     }
     for w in &out.workers {

@@ -77,3 +77,13 @@ pub(crate) fn parsed<T>(
     use sqlx::Row as _;
     parse(row.try_get(column)?).map_err(|why| not_as_written(column, why))
 }
+
+/// [`parsed`] for a nullable text column.
+pub(crate) fn parsed_opt<T>(
+    row: &sqlx::postgres::PgRow,
+    column: &str,
+    parse: impl FnOnce(String) -> Result<T, String>,
+) -> Result<Option<T>, sqlx::Error> {
+    use sqlx::Row as _;
+    row.try_get::<Option<String>, _>(column)?.map(parse).transpose().map_err(|why| not_as_written(column, why))
+}

@@ -1,17 +1,17 @@
 //! Reading a council's casework facts for the indicator arithmetic (which
 //! is in `casework::indicators`).
 
-use crate::database::parsed;
+use crate::database::{parsed, parsed_opt};
 use casework::facts::{Allocation, Assessment, CouncilSetting, CpPlan, Icpc, Referral, WorkerSpell};
 use casework::indicators::{CouncilData, Document, Period, document_from};
 use chrono::NaiveDate;
 use events::codes::{CategoryOfAbuse, WorkerRole};
-use events::ids::WorkerId;
+use events::ids::{CouncilCode, DfeLaCode, LocalId, WorkerId};
 
 /// Computes the document from the casework tables.
 pub async fn document(
     pool: &sqlx::PgPool,
-    council: &str,
+    council: &CouncilCode,
     period: Period,
     today: NaiveDate,
 ) -> Result<Document, sqlx::Error> {
@@ -20,7 +20,7 @@ pub async fn document(
 }
 
 /// Reads everything `casework::indicators::compute` needs about one council.
-pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sqlx::Error> {
+pub async fn load(pool: &sqlx::PgPool, council: &CouncilCode) -> Result<CouncilData, sqlx::Error> {
     use sqlx::Row as _;
     let mut data = CouncilData::default();
     for r in sqlx::query(
@@ -28,13 +28,13 @@ pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sql
                 caseload_threshold, funded_social_worker_fte
            from council_setting where council = $1 order by effective_from",
     )
-    .bind(council)
+    .bind(council.as_str())
     .fetch_all(pool)
     .await?
     {
         data.settings.push(CouncilSetting {
             effective_from: r.try_get("effective_from")?,
-            dfe_la_code: r.try_get("dfe_la_code")?,
+            dfe_la_code: parsed_opt(&r, "dfe_la_code", DfeLaCode::try_from)?,
             population_0_17: r.try_get("population_0_17")?,
             assessment_timescale_days: r.try_get("assessment_timescale_days")?,
             visit_interval_days: r.try_get("visit_interval_days")?,
@@ -44,13 +44,13 @@ pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sql
     }
     for r in
         sqlx::query("select referral_id, received_on, nfa, previous_on, closed_on from referral where council = $1")
-            .bind(council)
+            .bind(council.as_str())
             .fetch_all(pool)
             .await?
     {
         data.referrals.push(Referral {
-            referral_id: r.try_get("referral_id")?,
-            council: council.to_owned(),
+            referral_id: parsed(&r, "referral_id", LocalId::try_from)?,
+            council: council.clone(),
             received_on: r.try_get("received_on")?,
             nfa: r.try_get("nfa")?,
             previous_on: r.try_get("previous_on")?,
@@ -58,25 +58,25 @@ pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sql
         });
     }
     for r in sqlx::query("select assessment_id, started_on, completed_on from assessment where council = $1")
-        .bind(council)
+        .bind(council.as_str())
         .fetch_all(pool)
         .await?
     {
         data.assessments.push(Assessment {
-            assessment_id: r.try_get("assessment_id")?,
-            council: council.to_owned(),
+            assessment_id: parsed(&r, "assessment_id", LocalId::try_from)?,
+            council: council.clone(),
             started_on: r.try_get("started_on")?,
             completed_on: r.try_get("completed_on")?,
         });
     }
     for r in sqlx::query("select conference_id, held_on, s47_started_on from icpc where council = $1")
-        .bind(council)
+        .bind(council.as_str())
         .fetch_all(pool)
         .await?
     {
         data.icpcs.push(Icpc {
-            conference_id: r.try_get("conference_id")?,
-            council: council.to_owned(),
+            conference_id: parsed(&r, "conference_id", LocalId::try_from)?,
+            council: council.clone(),
             held_on: r.try_get("held_on")?,
             s47_started_on: r.try_get("s47_started_on")?,
         });
@@ -85,15 +85,15 @@ pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sql
         "select child_id, plan_id, category, started_on, ended_on, icpc_on, earlier_plan, reviews
            from cp_plan where council = $1",
     )
-    .bind(council)
+    .bind(council.as_str())
     .fetch_all(pool)
     .await?
     {
         data.plans.push((
             r.try_get("child_id")?,
             CpPlan {
-                plan_id: r.try_get("plan_id")?,
-                council: council.to_owned(),
+                plan_id: parsed(&r, "plan_id", LocalId::try_from)?,
+                council: council.clone(),
                 category: parsed(&r, "category", CategoryOfAbuse::try_from)?,
                 started_on: r.try_get("started_on")?,
                 ended_on: r.try_get("ended_on")?,
@@ -107,21 +107,21 @@ pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sql
         "select child_id, seen_on from sighting
           where statutory and child_id in (select child_id from cp_plan where council = $1)",
     )
-    .bind(council)
+    .bind(council.as_str())
     .fetch_all(pool)
     .await?
     {
         data.visits.entry(r.try_get("child_id")?).or_default().push(r.try_get("seen_on")?);
     }
     for r in sqlx::query("select worker_id, team_id, allocated_at, from_on, to_on from allocation where council = $1")
-        .bind(council)
+        .bind(council.as_str())
         .fetch_all(pool)
         .await?
     {
         data.allocations.push(Allocation {
             worker_id: WorkerId::from_uuid(r.try_get("worker_id")?),
-            team_id: r.try_get("team_id")?,
-            council: council.to_owned(),
+            team_id: parsed(&r, "team_id", LocalId::try_from)?,
+            council: council.clone(),
             allocated_at: r.try_get("allocated_at")?,
             from_on: r.try_get("from_on")?,
             to_on: r.try_get("to_on")?,
@@ -129,15 +129,15 @@ pub async fn load(pool: &sqlx::PgPool, council: &str) -> Result<CouncilData, sql
     }
     for r in
         sqlx::query("select worker_id, team_id, role, fte, agency, from_on, to_on from worker_spell where council = $1")
-            .bind(council)
+            .bind(council.as_str())
             .fetch_all(pool)
             .await?
     {
         data.spells.push((
             WorkerId::from_uuid(r.try_get("worker_id")?),
             WorkerSpell {
-                council: council.to_owned(),
-                team_id: r.try_get("team_id")?,
+                council: council.clone(),
+                team_id: parsed(&r, "team_id", LocalId::try_from)?,
                 role: parsed(&r, "role", WorkerRole::try_from)?,
                 fte: r.try_get("fte")?,
                 agency: r.try_get("agency")?,

@@ -16,6 +16,7 @@ use crate::{caseload, indicators};
 use casework::indicators::Period;
 use chrono::{DateTime, NaiveDate, Utc};
 use events::calendar::business_date;
+use events::ids::{CouncilCode, LocalId};
 use events::subjects::{caseload_change_subject, indicators_change_subject};
 use sqlx::PgPool;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,8 +26,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 struct Dirty {
     /// Council to the financial years (by first calendar year) to recompute.
-    councils: BTreeMap<String, BTreeSet<i32>>,
-    teams: BTreeSet<(String, String)>,
+    councils: BTreeMap<CouncilCode, BTreeSet<i32>>,
+    teams: BTreeSet<(CouncilCode, LocalId)>,
 }
 
 /// Marks what changed; a background task publishes it.
@@ -91,18 +92,18 @@ async fn publish(
             let Some(from) = NaiveDate::from_ymd_opt(year, 4, 1) else { continue };
             let period = Period::containing(from);
             let doc = casework::indicators::document_from(&data, &council, period, today);
-            let subject = indicators_change_subject(&council, &doc.period);
+            let subject = indicators_change_subject(council.as_str(), &doc.period);
             send(client, subject, serde_json::to_vec(&doc)?, last).await?;
         }
     }
-    let mut by_council: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_council: BTreeMap<CouncilCode, Vec<LocalId>> = BTreeMap::new();
     for (council, team) in dirty.teams {
         by_council.entry(council).or_default().push(team);
     }
     for (council, teams) in by_council {
         let loads = caseload::council(pool, &council, today).await?;
         for team in teams {
-            let subject = caseload_change_subject(&council, &team);
+            let subject = caseload_change_subject(council.as_str(), team.as_str());
             send(client, subject, serde_json::to_vec(&loads.team(&team))?, last).await?;
         }
     }

@@ -8,6 +8,7 @@ use casework::facts::History;
 use casework::quality::Rule;
 use chrono::NaiveDate;
 use events::codes::WorkerRole;
+use events::ids::{CouncilCode, PrincipalName};
 use sqlx::PgPool;
 use std::collections::HashMap;
 
@@ -15,10 +16,23 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildAccess {
     /// The council responsible today (none before a registration is applied).
-    pub council: Option<String>,
+    pub council: Option<CouncilCode>,
     pub sealed: bool,
     /// Principals named by the child's open reviews.
-    pub reviewers: Vec<String>,
+    pub reviewers: Vec<PrincipalName>,
+}
+
+impl ChildAccess {
+    /// Read at the edge: the council and reviewer names as written by the projector.
+    fn read(council: Option<String>, sealed: bool, reviewers: Vec<String>) -> Result<Self, sqlx::Error> {
+        let council = council.map(CouncilCode::try_from).transpose().map_err(|why| not_as_written("council", why))?;
+        let reviewers = reviewers
+            .into_iter()
+            .map(PrincipalName::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(|why| not_as_written("reviewers", why))?;
+        Ok(Self { council, sealed, reviewers })
+    }
 }
 
 pub async fn child_access(pool: &PgPool, child: uuid::Uuid) -> Result<Option<ChildAccess>, sqlx::Error> {
@@ -31,7 +45,7 @@ pub async fn child_access(pool: &PgPool, child: uuid::Uuid) -> Result<Option<Chi
     .bind(child)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(council, sealed, reviewers)| ChildAccess { council, sealed, reviewers }))
+    row.map(|(council, sealed, reviewers)| ChildAccess::read(council, sealed, reviewers)).transpose()
 }
 
 /// Children with an NHS number whose keyed digest is `digest`, with their
@@ -49,29 +63,30 @@ pub async fn children_with_identifier(
     .bind(digest)
     .fetch_all(pool)
     .await?;
-    Ok(found
+    found
         .into_iter()
-        .map(|(child, council, sealed)| (child, ChildAccess { council, sealed, reviewers: Vec::new() }))
-        .collect())
+        .map(|(child, council, sealed)| Ok((child, ChildAccess::read(council, sealed, Vec::new())?)))
+        .collect()
 }
 
 /// Children a council knows by its own id `la_child_id`; sealed ones only
 /// when `with_sealed`.
 pub async fn children_with_local_id(
     pool: &PgPool,
-    council: &str,
+    council: &CouncilCode,
     la_child_id: &str,
     with_sealed: bool,
-) -> Result<Vec<(uuid::Uuid, String)>, sqlx::Error> {
-    sqlx::query_as(
-        "select child_id, council from child_status
+) -> Result<Vec<(uuid::Uuid, CouncilCode)>, sqlx::Error> {
+    let found: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "select child_id from child_status
           where council = $1 and la_child_id = $2 and (not sealed or $3) order by child_id",
     )
-    .bind(council)
+    .bind(council.as_str())
     .bind(la_child_id)
     .bind(with_sealed)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(found.into_iter().map(|child| (child, council.clone())).collect())
 }
 
 /// The children whose open reviews name `reviewer`, sealed ones left out.

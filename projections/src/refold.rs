@@ -2,12 +2,12 @@
 //! written afresh from its whole history, inside the batch's transaction.
 //! The fold itself is [`casework::facts`]; this is only its IO.
 
-use crate::database::{not_as_written, parsed};
+use crate::database::{not_as_written, parsed, parsed_opt};
 use crate::identifiers;
 use crate::store::{ApplyError, folded};
 use casework::facts::{History, Recorded};
 use chrono::{DateTime, NaiveDate, Utc};
-use events::ids::{EventId, PrincipalName};
+use events::ids::{CouncilCode, EventId, LocalId, PrincipalName};
 use events::privacy::ChildKeys;
 use events::{EventData, EventType};
 use sqlx::{Postgres, Row, Transaction};
@@ -20,15 +20,15 @@ pub struct Touched {
     /// Children with an event that may carry an identifier (see [`crate::identifiers`]).
     pub identities: BTreeSet<uuid::Uuid>,
     pub workers: BTreeSet<uuid::Uuid>,
-    pub councils: BTreeSet<String>,
+    pub councils: BTreeSet<CouncilCode>,
 }
 
 /// What a refold changed, for change notifications: councils whose
 /// indicators may have moved and (council, team) pairs whose caseload may have.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Changed {
-    pub councils: BTreeSet<String>,
-    pub teams: BTreeSet<(String, String)>,
+    pub councils: BTreeSet<CouncilCode>,
+    pub teams: BTreeSet<(CouncilCode, LocalId)>,
 }
 
 impl Changed {
@@ -155,8 +155,8 @@ async fn refold_children(
     .fetch_all(&mut **tx)
     .await?;
     for row in before {
-        let council: String = row.try_get("council")?;
-        if let Some(team) = row.try_get::<Option<String>, _>("team_id")? {
+        let council = parsed(&row, "council", CouncilCode::try_from)?;
+        if let Some(team) = parsed_opt(&row, "team_id", LocalId::try_from)? {
             changed.teams.insert((council.clone(), team));
         }
         changed.councils.insert(council);
@@ -171,17 +171,18 @@ async fn refold_children(
     for (subject, history) in &loaded {
         let Ok(child) = subject.parse::<uuid::Uuid>() else { continue };
         let (facts, flags) = folded(subject, || {
-            let facts = casework::facts::fold_child(history);
+            let facts = casework::facts::fold_child(history)?;
             let census = casework::cin::fold(history, NaiveDate::MAX, events::calendar::Calendar::england_and_wales());
             let mut flags = casework::quality::flags(&census);
             // In a fixed order, so the rows do not depend on the order the events arrived in.
             flags.sort_by(|a, b| (a.rule, &a.reference, a.on, &a.detail).cmp(&(b.rule, &b.reference, b.on, &b.detail)));
-            (facts, flags)
-        })?;
+            Ok((facts, flags))
+        })?
+        // A child's history the gateway did not write (no registration):
+        // a content error, which parks the child.
+        .map_err(|e: casework::facts::HistoryError| sqlx::Error::Decode(Box::new(e)))?;
         rows.flags.extend(flags.into_iter().enumerate().map(|(i, f)| (child, i32_of(i), f)));
-        if let Some(council) = &facts.status.council {
-            changed.councils.insert(council.clone());
-        }
+        changed.councils.insert(facts.status.council.clone());
         for a in facts.allocations.iter().filter(|a| a.to_on.is_none()) {
             changed.teams.insert((a.council.clone(), a.team_id.clone()));
         }
@@ -234,7 +235,7 @@ impl ChildRows {
         for (child, r) in &self.reviews {
             sqlx::query("insert into child_review values ($1, $2, $3, $4, $5, $6)")
                 .bind(child)
-                .bind(&r.review_id)
+                .bind(r.review_id.as_str())
                 .bind(r.kind.code())
                 .bind(r.reviewers.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>())
                 .bind(r.opened_at)
@@ -260,8 +261,8 @@ async fn insert_status(
             $12::timestamptz[], $13::date[])",
     )
     .bind(s.iter().map(|(c, _)| *c).collect::<Vec<_>>())
-    .bind(s.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
-    .bind(s.iter().map(|(_, x)| x.la_child_id.clone()).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.council.as_str()).collect::<Vec<_>>())
+    .bind(s.iter().map(|(_, x)| x.la_child_id.as_ref().map(|id| id.as_str())).collect::<Vec<_>>())
     .bind(s.iter().map(|(_, x)| x.died_on).collect::<Vec<_>>())
     .bind(s.iter().map(|(_, x)| x.sealed).collect::<Vec<_>>())
     .bind(s.iter().map(|(_, x)| x.episode_open).collect::<Vec<_>>())
@@ -290,8 +291,8 @@ async fn insert_referrals(
             $5::bool[], $6::date[], $7::date[])",
     )
     .bind(r.iter().map(|(c, _)| *c).collect::<Vec<_>>())
-    .bind(r.iter().map(|(_, x)| x.referral_id.clone()).collect::<Vec<_>>())
-    .bind(r.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+    .bind(r.iter().map(|(_, x)| x.referral_id.as_str()).collect::<Vec<_>>())
+    .bind(r.iter().map(|(_, x)| x.council.as_str()).collect::<Vec<_>>())
     .bind(r.iter().map(|(_, x)| x.received_on).collect::<Vec<_>>())
     .bind(r.iter().map(|(_, x)| x.nfa).collect::<Vec<_>>())
     .bind(r.iter().map(|(_, x)| x.previous_on).collect::<Vec<_>>())
@@ -313,8 +314,8 @@ async fn insert_assessments(
         "insert into assessment select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::date[])",
     )
     .bind(a.iter().map(|(c, _)| *c).collect::<Vec<_>>())
-    .bind(a.iter().map(|(_, x)| x.assessment_id.clone()).collect::<Vec<_>>())
-    .bind(a.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.assessment_id.as_str()).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.council.as_str()).collect::<Vec<_>>())
     .bind(a.iter().map(|(_, x)| x.started_on).collect::<Vec<_>>())
     .bind(a.iter().map(|(_, x)| x.completed_on).collect::<Vec<_>>())
     .execute(&mut **tx)
@@ -332,8 +333,8 @@ async fn insert_icpcs(
     }
     sqlx::query("insert into icpc select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::date[])")
         .bind(i.iter().map(|(c, _)| *c).collect::<Vec<_>>())
-        .bind(i.iter().map(|(_, x)| x.conference_id.clone()).collect::<Vec<_>>())
-        .bind(i.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+        .bind(i.iter().map(|(_, x)| x.conference_id.as_str()).collect::<Vec<_>>())
+        .bind(i.iter().map(|(_, x)| x.council.as_str()).collect::<Vec<_>>())
         .bind(i.iter().map(|(_, x)| x.held_on).collect::<Vec<_>>())
         .bind(i.iter().map(|(_, x)| x.s47_started_on).collect::<Vec<_>>())
         .execute(&mut **tx)
@@ -359,8 +360,8 @@ async fn insert_plans(
              as t(c, id, council, category, started, ended, icpc, earlier, reviews)",
     )
     .bind(p.iter().map(|(c, _)| *c).collect::<Vec<_>>())
-    .bind(p.iter().map(|(_, x)| x.plan_id.clone()).collect::<Vec<_>>())
-    .bind(p.iter().map(|(_, x)| x.council.clone()).collect::<Vec<_>>())
+    .bind(p.iter().map(|(_, x)| x.plan_id.as_str()).collect::<Vec<_>>())
+    .bind(p.iter().map(|(_, x)| x.council.as_str()).collect::<Vec<_>>())
     .bind(p.iter().map(|(_, x)| x.category.code()).collect::<Vec<_>>())
     .bind(p.iter().map(|(_, x)| x.started_on).collect::<Vec<_>>())
     .bind(p.iter().map(|(_, x)| x.ended_on).collect::<Vec<_>>())
@@ -391,8 +392,8 @@ async fn insert_allocations(
     .bind(a.iter().map(|(c, _, _, _)| *c).collect::<Vec<_>>())
     .bind(a.iter().map(|(_, i, _, _)| *i).collect::<Vec<_>>())
     .bind(a.iter().map(|(_, _, w, _)| *w).collect::<Vec<_>>())
-    .bind(a.iter().map(|(_, _, _, x)| x.team_id.clone()).collect::<Vec<_>>())
-    .bind(a.iter().map(|(_, _, _, x)| x.council.clone()).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, _, _, x)| x.team_id.as_str()).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, _, _, x)| x.council.as_str()).collect::<Vec<_>>())
     .bind(a.iter().map(|(_, _, _, x)| x.allocated_at).collect::<Vec<DateTime<Utc>>>())
     .bind(a.iter().map(|(_, _, _, x)| x.from_on).collect::<Vec<_>>())
     .bind(a.iter().map(|(_, _, _, x)| x.to_on).collect::<Vec<_>>())
@@ -438,7 +439,7 @@ async fn insert_flags(
     )
     .bind(f.iter().map(|(c, _, _)| *c).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
-    .bind(f.iter().map(|(_, _, x)| x.council.clone()).collect::<Vec<_>>())
+    .bind(f.iter().map(|(_, _, x)| x.council.as_str()).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, _, x)| x.rule.code().to_owned()).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, _, x)| x.reference.clone()).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, _, x)| x.detail.clone()).collect::<Vec<_>>())
@@ -459,8 +460,8 @@ async fn refold_workers(
         .fetch_all(&mut **tx)
         .await?;
     for row in before {
-        let council: String = row.try_get("council")?;
-        changed.teams.insert((council.clone(), row.try_get("team_id")?));
+        let council = parsed(&row, "council", CouncilCode::try_from)?;
+        changed.teams.insert((council.clone(), parsed(&row, "team_id", LocalId::try_from)?));
         changed.councils.insert(council);
     }
     let subjects: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
@@ -480,8 +481,8 @@ async fn refold_workers(
         )
         .bind(rows.iter().map(|(w, _, _)| *w).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, _, s)| s.council.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, _, s)| s.team_id.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, _, s)| s.council.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, _, s)| s.team_id.as_str()).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, _, s)| s.role.code()).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, _, s)| s.fte).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, _, s)| s.agency).collect::<Vec<_>>())
@@ -495,9 +496,9 @@ async fn refold_workers(
 
 async fn refold_councils(
     tx: &mut Transaction<'_, Postgres>,
-    councils: &BTreeSet<String>,
+    councils: &BTreeSet<CouncilCode>,
 ) -> Result<Changed, ApplyError> {
-    let codes: Vec<String> = councils.iter().cloned().collect();
+    let codes: Vec<String> = councils.iter().map(|c| c.as_str().to_owned()).collect();
     sqlx::query("delete from council_setting where council = any($1)").bind(&codes).execute(&mut **tx).await?;
     let mut rows: Vec<(String, casework::facts::CouncilSetting)> = Vec::new();
     for (council, history) in histories(tx, "council", &codes).await? {
@@ -512,7 +513,7 @@ async fn refold_councils(
         )
         .bind(rows.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, s)| s.effective_from).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, s)| s.dfe_la_code.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| s.dfe_la_code.as_ref().map(|c| c.as_str())).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, s)| s.population_0_17).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, s)| s.assessment_timescale_days).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, s)| s.visit_interval_days).collect::<Vec<_>>())

@@ -396,7 +396,7 @@ pub(crate) async fn write_events(
                 touched.workers.insert(*worker.as_uuid());
             }
             Subject::Council(council) => {
-                touched.councils.insert(council.as_str().to_owned());
+                touched.councils.insert(council.clone());
             }
         }
     }

@@ -658,7 +658,7 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
         if let Some(key) = key {
             casework::cin::open_people(&child.to_string(), &mut history, &key);
         }
-        if let Some(record) = casework::cin::census_child(&history, council.as_str(), &year, calendar) {
+        if let Some(record) = casework::cin::census_child(&history, &council, &year, calendar) {
             ids.push(child);
             children.push(record);
         }
@@ -715,7 +715,7 @@ async fn annex_a_return(
         let mut rows = Vec::new();
         let mut ids = Vec::new();
         for (child, history) in histories {
-            let mine: Vec<Vec<String>> = casework::annex_a::rows(&history, council.as_str(), date, calendar)
+            let mine: Vec<Vec<String>> = casework::annex_a::rows(&history, &council, date, calendar)
                 .into_iter()
                 .filter(|(l, _)| *l == list)
                 .map(|(_, row)| row)
@@ -801,7 +801,7 @@ async fn child_quality(State(app): State<Arc<QueryState>>, Path(child): Path<Str
 #[derive(Debug, Serialize)]
 struct Found {
     child: uuid::Uuid,
-    council: String,
+    council: CouncilCode,
 }
 
 /// Finds children by the council's own id or by NHS number.
@@ -877,8 +877,8 @@ async fn find_children(
     caller: &Caller,
     endpoint: &str,
     wanted: &Lookup,
-) -> Result<Vec<(uuid::Uuid, String)>, QueryError> {
-    let found: Vec<(uuid::Uuid, String)> = match wanted {
+) -> Result<Vec<(uuid::Uuid, CouncilCode)>, QueryError> {
+    let found: Vec<(uuid::Uuid, CouncilCode)> = match wanted {
         Lookup::Nhs(number) => {
             let digest =
                 events::privacy::identifier_digest(&app.lookup_key, casework::identifiers::NHS_NUMBER, number.as_str());
@@ -890,7 +890,8 @@ async fn find_children(
                         ChildInfo { council: access.council.clone(), sealed: access.sealed, reviewers: Vec::new() };
                     policy::may_read_child(&caller.principal, &info, Need::Record).is_ok()
                 })
-                .map(|(child, access)| (child, access.council.unwrap_or_default()))
+                // A child in child_status is registered, so it has a council.
+                .filter_map(|(child, access)| Some((child, access.council?)))
                 .collect()
         }
         Lookup::Local(council, local) => {
@@ -900,7 +901,7 @@ async fn find_children(
             }
             projections::reads::children_with_local_id(
                 &app.pool,
-                council.as_str(),
+                council,
                 local.as_str(),
                 policy::sees_sealed(&caller.principal),
             )
@@ -946,7 +947,7 @@ async fn admitted_worker_cases(
     endpoint: &str,
     worker: uuid::Uuid,
     today: NaiveDate,
-) -> Result<(String, Vec<projections::caseload::Case>), QueryError> {
+) -> Result<(CouncilCode, Vec<projections::caseload::Case>), QueryError> {
     let council = projections::caseload::worker_council(&app.pool, worker, today)
         .await?
         .ok_or_else(|| QueryError::NotFound(format!("no worker {worker} is known")))?;
@@ -984,7 +985,7 @@ async fn caseloads(State(app): State<Arc<QueryState>>, Query(p): Query<CouncilPa
     let result = async {
         let council = aggregate_scope(&app, &headers, &p)?;
         let today = business_date(&(app.now)());
-        let loads = projections::caseload::council(&app.pool, council.as_str(), today).await?;
+        let loads = projections::caseload::council(&app.pool, &council, today).await?;
         Ok(Json(loads).into_response())
     }
     .await;
@@ -1033,7 +1034,7 @@ async fn indicators(
         let council = aggregate_scope(&app, &headers, &p)?;
         let today = business_date(&(app.now)());
         let period = period_of(&p, today)?;
-        let doc = projections::indicators::document(&app.pool, council.as_str(), period, today).await?;
+        let doc = projections::indicators::document(&app.pool, &council, period, today).await?;
         Ok(Json(doc).into_response())
     }
     .await;
@@ -1080,7 +1081,7 @@ async fn indicator_events(
     // Subscribe first, then read: a change between the two is not missed.
     let subject = events::subjects::indicators_change_subject(council.as_str(), &period.label());
     let changes = app.client.subscribe(subject).await.map_err(|e| anyhow::anyhow!("subscribe: {e}"))?;
-    let first = projections::indicators::document(&app.pool, council.as_str(), period, today).await?;
+    let first = projections::indicators::document(&app.pool, council, period, today).await?;
     let first = serde_json::to_string(&first).map_err(anyhow::Error::from)?;
     let head = futures::stream::once(async move {
         Ok::<_, std::convert::Infallible>(Event::default().event("indicators").data(first))

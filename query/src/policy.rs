@@ -15,7 +15,7 @@
 //! A sealed child is refused to all but admin, left out of lookups and of
 //! worker caseloads, and still counted in aggregates.
 
-use events::ids::CouncilCode;
+use events::ids::{CouncilCode, PrincipalName};
 use platform::principals::{Principal, Role, Scope};
 
 /// Why a read is refused, for the caller.
@@ -33,10 +33,10 @@ pub enum Need {
 /// What the access rules need to know about a child.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChildInfo {
-    pub council: Option<String>,
+    pub council: Option<CouncilCode>,
     pub sealed: bool,
     /// Principals named by the child's open reviews.
-    pub reviewers: Vec<String>,
+    pub reviewers: Vec<PrincipalName>,
 }
 
 impl From<projections::reads::ChildAccess> for ChildInfo {
@@ -64,11 +64,7 @@ pub fn may_read_child(principal: &Principal, child: &ChildInfo, need: Need) -> R
     if child.sealed {
         return Err("this child's record is sealed".into());
     }
-    let in_scope = child
-        .council
-        .as_deref()
-        .and_then(|c| CouncilCode::parse(c).ok())
-        .is_some_and(|c| principal.councils.allows(&c));
+    let in_scope = child.council.as_ref().is_some_and(|c| principal.councils.allows(c));
     match need {
         Need::Record => {
             let practitioner = principal.has(Role::Practitioner);
@@ -76,7 +72,7 @@ pub fn may_read_child(principal: &Principal, child: &ChildInfo, need: Need) -> R
             if practitioner && in_scope {
                 return Ok(());
             }
-            if reviewer && child.reviewers.iter().any(|r| r == principal.name.as_str()) {
+            if reviewer && child.reviewers.contains(&principal.name) {
                 return Ok(());
             }
             Err(match (practitioner, reviewer) {
@@ -96,7 +92,7 @@ pub fn may_read_child(principal: &Principal, child: &ChildInfo, need: Need) -> R
 /// Council-wide child-level reads (returns, data-quality lists): the
 /// practitioner or admin role for the council.
 pub fn may_read_council_children(principal: &Principal, council: &CouncilCode) -> Result<(), Refusal> {
-    let scope = ChildInfo { council: Some(council.as_str().to_owned()), ..ChildInfo::default() };
+    let scope = ChildInfo { council: Some(council.clone()), ..ChildInfo::default() };
     if principal.has(Role::Practitioner) && may_read_child(principal, &scope, Need::Record).is_ok() {
         return Ok(());
     }
@@ -141,19 +137,19 @@ pub fn learns_of_parked(principal: &Principal) -> bool {
 }
 
 /// A worker's caseload, the worker belonging to `council`.
-pub fn may_read_worker(principal: &Principal, council: &str) -> Result<(), Refusal> {
+pub fn may_read_worker(principal: &Principal, council: &CouncilCode) -> Result<(), Refusal> {
     if !principal.has(Role::Practitioner) {
         return Err("caseloads need the practitioner or admin role".into());
     }
-    let scope = ChildInfo { council: Some(council.to_owned()), ..ChildInfo::default() };
+    let scope = ChildInfo { council: Some(council.clone()), ..ChildInfo::default() };
     may_read_child(principal, &scope, Need::Record)
         .map_err(|_| "this worker is outside this principal's councils".into())
 }
 
 /// One case in a worker's caseload: left out if it is sealed or held in a
 /// council outside the principal's (after a transfer).
-pub fn may_see_case(principal: &Principal, council: &str, sealed: bool) -> bool {
-    principal.is_admin() || (!sealed && CouncilCode::parse(council).is_ok_and(|c| principal.councils.allows(&c)))
+pub fn may_see_case(principal: &Principal, council: &CouncilCode, sealed: bool) -> bool {
+    principal.is_admin() || (!sealed && principal.councils.allows(council))
 }
 
 /// Whether sealed children appear in lists (lookups, quality flags): admins only.
@@ -187,11 +183,15 @@ mod tests {
 
     const HARINGEY: &str = "\"E09000014\"";
 
+    fn code(c: &str) -> CouncilCode {
+        CouncilCode::parse(c).expect("a code")
+    }
+
     fn child(council: &str, sealed: bool, reviewers: &[&str]) -> ChildInfo {
         ChildInfo {
-            council: Some(council.to_owned()),
+            council: Some(CouncilCode::parse(council).expect("a code")),
             sealed,
-            reviewers: reviewers.iter().map(|r| (*r).to_owned()).collect(),
+            reviewers: reviewers.iter().map(|r| PrincipalName::parse(r).expect("a name")).collect(),
         }
     }
 
@@ -232,16 +232,16 @@ mod tests {
         let practitioner = principal("p", "\"practitioner\"", HARINGEY);
         assert_eq!(may_look_up(&practitioner), Ok(()));
         assert_eq!(may_read_council_children(&practitioner, &council), Ok(()));
-        assert_eq!(may_read_worker(&practitioner, "E09000014"), Ok(()));
-        assert!(may_read_worker(&practitioner, "E09000019").is_err());
-        assert!(may_see_case(&practitioner, "E09000014", false));
-        assert!(!may_see_case(&practitioner, "E09000014", true), "sealed cases are left out");
-        assert!(!may_see_case(&practitioner, "E09000019", false), "a transferred case is left out");
+        assert_eq!(may_read_worker(&practitioner, &code("E09000014")), Ok(()));
+        assert!(may_read_worker(&practitioner, &code("E09000019")).is_err());
+        assert!(may_see_case(&practitioner, &code("E09000014"), false));
+        assert!(!may_see_case(&practitioner, &code("E09000014"), true), "sealed cases are left out");
+        assert!(!may_see_case(&practitioner, &code("E09000019"), false), "a transferred case is left out");
         assert!(!sees_sealed(&practitioner));
         let auditor = principal("a", "\"auditor\"", HARINGEY);
         assert!(may_verify_stream(&auditor).is_err(), "one council's auditor names a child");
         assert_eq!(may_verify_stream(&principal("a", "\"auditor\"", "\"*\"")), Ok(()));
         let admin = principal("root", "\"admin\"", "\"*\"");
-        assert!(sees_sealed(&admin) && may_see_case(&admin, "E09000019", true));
+        assert!(sees_sealed(&admin) && may_see_case(&admin, &code("E09000019"), true));
     }
 }

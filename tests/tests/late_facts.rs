@@ -106,7 +106,8 @@ async fn facts_recorded_late_and_out_of_order_give_the_same_read_models() {
     }
 
     let today = NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
-    for (council, _, _) in safeguard::cli::seed::COUNCILS.iter().take(2) {
+    for (code, _, _) in safeguard::cli::seed::COUNCILS.iter().take(2) {
+        let council = &events::ids::CouncilCode::parse(code).expect("a council");
         for year in ["2023-24", "2024-25", "2025-26"] {
             let period = casework::indicators::Period::financial_year(year).expect("period");
             let ia = projections::indicators::document(&a.pool, council, period, today).await.expect("indicators");

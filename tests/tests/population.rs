@@ -34,7 +34,8 @@ async fn the_seed_follows_the_national_rates_within_tolerance() {
     for (index, (council, _, _)) in safeguard::cli::seed::COUNCILS.iter().take(councils).enumerate() {
         for year in ["2023-24", "2024-25"] {
             let period = casework::indicators::Period::financial_year(year).expect("period");
-            let doc = projections::indicators::document(&pool, council, period, until).await.expect("indicators");
+            let code = events::ids::CouncilCode::parse(council).expect("a council");
+            let doc = projections::indicators::document(&pool, &code, period, until).await.expect("indicators");
             let doc = serde_json::to_value(&doc).expect("json");
             for i in doc["indicators"].as_array().expect("indicators") {
                 let name = i["name"].as_str().expect("name").to_owned();

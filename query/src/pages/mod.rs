@@ -432,14 +432,14 @@ async fn dashboard(
     serve(&app, &headers, "ui_indicators", |v, app| async move {
         let today = business_date(&(app.now)());
         let (council, period) = dashboard_scope(&v, &p, today)?;
-        let data = projections::indicators::load(&app.pool, council.as_str()).await?;
-        let doc = casework::indicators::document_from(&data, council.as_str(), period, today);
+        let data = projections::indicators::load(&app.pool, &council).await?;
+        let doc = casework::indicators::document_from(&data, &council, period, today);
         // Twelve months to each quarter end, up to the period's last quarter (or today's).
         let trend_periods = Period::rolling_years_to_quarters(period.to.min(today), TREND_QUARTERS);
         let mut trends: BTreeMap<casework::indicators::Name, Vec<chart::Point>> = BTreeMap::new();
         for tp in &trend_periods {
             let label = tp.to.format("%b %Y").to_string();
-            for ind in casework::indicators::document_from(&data, council.as_str(), *tp, today).indicators {
+            for ind in casework::indicators::document_from(&data, &council, *tp, today).indicators {
                 trends.entry(ind.name).or_default().push(chart::Point { label: label.clone(), value: ind.value });
             }
         }
@@ -619,13 +619,13 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
         let (sort, descending) = sort_params(p.sort.as_deref(), p.order.as_deref(), &BOARD_COLUMNS, "cases")?;
         let now = (app.now)();
         let today = business_date(&now);
-        let loads = projections::caseload::council(&app.pool, council.as_str(), today).await?;
-        let cases = projections::caseload::council_cases(&app.pool, council.as_str(), today).await?;
+        let loads = projections::caseload::council(&app.pool, &council, today).await?;
+        let cases = projections::caseload::council_cases(&app.pool, &council, today).await?;
         // Counts only: the board names no child, so it is an aggregate read.
         let mut rows: Vec<WorkerRow> = loads
             .workers
             .iter()
-            .filter(|w| p.team.as_deref().is_none_or(|t| t == w.team))
+            .filter(|w| p.team.as_deref().is_none_or(|t| t == w.team.as_str()))
             .map(|w| {
                 let held: Vec<&projections::caseload::Case> =
                     cases.iter().filter(|(worker, _)| *worker == w.worker).map(|(_, c)| c).collect();
@@ -678,7 +678,7 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
                         @let in_team = |f: fn(&projections::caseload::Case) -> bool| cases.iter()
                             .filter(|(w, c)| f(c) && loads.workers.iter().any(|l| l.worker == *w && l.team == t.team)).count();
                         tr {
-                            th scope="row" { a href=(format!("/ui/caseloads?council={}&team={}", council.as_str(), encode(&t.team))) { (t.team) } }
+                            th scope="row" { a href=(format!("/ui/caseloads?council={}&team={}", council.as_str(), encode(t.team.as_str()))) { (t.team) } }
                             td { (t.workers) } td { (t.open_cases) }
                             td { (in_team(|c| c.visit_overdue)) } td { (in_team(|c| c.review_overdue)) }
                         }
@@ -703,7 +703,7 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
                                 @if r.load.over_threshold { " " span class="badge over" { "over threshold" } }
                             }
                             td { (r.load.team) }
-                            td { (r.load.role.replace('_', " ")) }
+                            td { (r.load.role.label()) }
                             td class="cases" { (r.load.open_cases) }
                             td { (format!("{:.1}", r.per_fte())) }
                             td class=[(r.visits_overdue > 0).then_some("overdue")] { (r.visits_overdue) }
@@ -896,7 +896,7 @@ async fn child_page(
             h1 { (heading) }
             @if !publication {
                 p class="note" {
-                    "Council " (info.council.as_deref().unwrap_or("not recorded"))
+                    "Council " (info.council.as_ref().map_or("not recorded", CouncilCode::as_str))
                     @if info.sealed { " · " strong { "sealed record" } }
                     " · " (total) " entries"
                     @if items.len() != total { ", " (items.len()) " between the dates chosen" }
