@@ -199,7 +199,64 @@ pub struct Indicator {
     pub denominator: Option<f64>,
     #[serde(serialize_with = "optional_number")]
     pub value: Option<f64>,
-    pub detail: Value,
+    pub detail: Detail,
+}
+
+/// What an indicator shows beside its figure, one shape per indicator
+/// (CONTRACT.md: `detail`). Serialised as the object alone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Detail {
+    /// `referrals`: how many were closed with no further action.
+    Referrals { no_further_action: usize },
+    /// `assessments_within_timescale`: the timescales applied, and whether
+    /// any was the council's own rather than the national 45 working days.
+    Assessments { timescale_working_days: Vec<i64>, local_timescale: bool },
+    /// `icpc_within_15_working_days`: the DfE's bands, and conferences whose
+    /// enquiry's start is not known.
+    Icpc { bands: IcpcBands, s47_start_unknown: usize },
+    /// `plans_open_at_period_end`: the day counted.
+    On { on: NaiveDate },
+    /// `children_on_plans_seen_within_interval`: the interval and the day.
+    Visits { interval_days: i64, on: NaiveDate },
+    /// `caseload_per_worker`.
+    Caseload { on: NaiveDate, threshold: f64, workers_over_threshold: usize, case_holding_workers: usize },
+    /// `vacancy_rate`: permanent and agency case-holding FTE in post.
+    Vacancy {
+        on: NaiveDate,
+        #[serde(serialize_with = "number")]
+        filled_fte: f64,
+        #[serde(serialize_with = "number")]
+        agency_fte: f64,
+    },
+    /// Indicators with nothing to add: an empty object.
+    None {},
+}
+
+/// ICPCs by working days from the strategy discussion's enquiry to the
+/// conference, in the DfE's bands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IcpcBands {
+    #[serde(rename = "0-10")]
+    pub up_to_10: usize,
+    #[serde(rename = "11-15")]
+    pub from_11_to_15: usize,
+    #[serde(rename = "16-20")]
+    pub from_16_to_20: usize,
+    #[serde(rename = "21+")]
+    pub over_20: usize,
+}
+
+impl IcpcBands {
+    fn count(&mut self, working_days: i64) {
+        let band = match working_days {
+            ..=10 => &mut self.up_to_10,
+            11..=15 => &mut self.from_11_to_15,
+            16..=20 => &mut self.from_16_to_20,
+            _ => &mut self.over_20,
+        };
+        *band += 1;
+    }
 }
 
 /// Whole numbers print as integers, so counts read as counts.
@@ -215,7 +272,7 @@ fn optional_number<S: serde::Serializer>(n: &Option<f64>, s: S) -> Result<S::Ok,
     n.map(as_json).serialize(s)
 }
 
-fn share(name: Name, numerator: usize, denominator: usize, detail: Value) -> Indicator {
+fn share(name: Name, numerator: usize, denominator: usize, detail: Detail) -> Indicator {
     let value = (denominator > 0).then(|| numerator as f64 / denominator as f64);
     Indicator {
         name,
@@ -227,7 +284,7 @@ fn share(name: Name, numerator: usize, denominator: usize, detail: Value) -> Ind
     }
 }
 
-fn per_10000(name: Name, numerator: usize, population: Option<i64>, detail: Value) -> Indicator {
+fn per_10000(name: Name, numerator: usize, population: Option<i64>, detail: Detail) -> Indicator {
     let denominator = population.filter(|p| *p > 0).map(|p| p as f64);
     let value = denominator.map(|p| numerator as f64 * 10_000.0 / p);
     Indicator { name, unit: Unit::Per10000, numerator: numerator as f64, denominator, value, detail }
@@ -256,7 +313,7 @@ pub fn compute(data: &CouncilData, period: Period, today: NaiveDate, calendar: &
 fn referrals(data: &CouncilData, period: Period, population: Option<i64>) -> Indicator {
     let n = data.referrals.iter().filter(|r| period.contains(r.received_on)).count();
     let nfa = data.referrals.iter().filter(|r| period.contains(r.received_on) && r.nfa).count();
-    per_10000(Name::Referrals, n, population, json!({ "no_further_action": nfa }))
+    per_10000(Name::Referrals, n, population, Detail::Referrals { no_further_action: nfa })
 }
 
 /// Within 12 months: the previous referral's date is on or after the same
@@ -264,7 +321,7 @@ fn referrals(data: &CouncilData, period: Period, population: Option<i64>) -> Ind
 fn re_referrals(data: &CouncilData, period: Period) -> Indicator {
     let in_period: Vec<&Referral> = data.referrals.iter().filter(|r| period.contains(r.received_on)).collect();
     let re = in_period.iter().filter(|r| r.previous_on.is_some_and(|p| p >= sub_months(r.received_on, 12))).count();
-    share(Name::ReReferrals, re, in_period.len(), json!({}))
+    share(Name::ReReferrals, re, in_period.len(), Detail::None {})
 }
 
 fn assessments_within_timescale(data: &CouncilData, period: Period, calendar: &Calendar) -> Indicator {
@@ -299,12 +356,12 @@ fn assessments_within_timescale(data: &CouncilData, period: Period, calendar: &C
         Name::AssessmentsWithinTimescale,
         within,
         total,
-        json!({ "timescale_working_days": timescales.into_iter().collect::<Vec<_>>(), "local_timescale": local }),
+        Detail::Assessments { timescale_working_days: timescales.into_iter().collect(), local_timescale: local },
     )
 }
 
 fn icpc_within_15_working_days(data: &CouncilData, period: Period, calendar: &Calendar) -> Indicator {
-    let mut bands: BTreeMap<&str, usize> = [("0-10", 0), ("11-15", 0), ("16-20", 0), ("21+", 0)].into();
+    let mut bands = IcpcBands::default();
     let mut within = 0;
     let mut total = 0;
     let mut unknown_start = 0;
@@ -316,23 +373,17 @@ fn icpc_within_15_working_days(data: &CouncilData, period: Period, calendar: &Ca
             continue;
         };
         let days = calendar.working_days_between(start, icpc.held_on);
-        let band = match days {
-            ..=10 => "0-10",
-            11..=15 => "11-15",
-            16..=20 => "16-20",
-            _ => "21+",
-        };
-        *bands.entry(band).or_default() += 1;
+        bands.count(days);
         if days <= ICPC_DAYS {
             within += 1;
         }
     }
-    share(Name::IcpcWithin15WorkingDays, within, total, json!({ "bands": bands, "s47_start_unknown": unknown_start }))
+    share(Name::IcpcWithin15WorkingDays, within, total, Detail::Icpc { bands, s47_start_unknown: unknown_start })
 }
 
 fn plans_open_at_period_end(data: &CouncilData, at: NaiveDate, population: Option<i64>) -> Indicator {
     let n = data.plans.iter().filter(|(_, p)| p.open_on(at)).count();
-    per_10000(Name::PlansOpen, n, population, json!({ "on": at }))
+    per_10000(Name::PlansOpen, n, population, Detail::On { on: at })
 }
 
 /// Two years or more: the end date is on or after the start plus 24 months.
@@ -340,7 +391,7 @@ fn plans_lasting_2_years_or_more(data: &CouncilData, period: Period) -> Indicato
     let ended: Vec<&CpPlan> =
         data.plans.iter().map(|(_, p)| p).filter(|p| p.ended_on.is_some_and(|e| period.contains(e))).collect();
     let long = ended.iter().filter(|p| p.ended_on.is_some_and(|e| e >= add_months(p.started_on, 24))).count();
-    share(Name::PlansLasting2Years, long, ended.len(), json!({}))
+    share(Name::PlansLasting2Years, long, ended.len(), Detail::None {})
 }
 
 /// Of children starting a plan in the period, those who had any earlier plan.
@@ -350,7 +401,7 @@ fn second_or_subsequent_plans(data: &CouncilData, period: Period) -> Indicator {
         *children.entry(*child).or_default() |= p.earlier_plan;
     }
     let second = children.values().filter(|s| **s).count();
-    share(Name::SecondPlans, second, children.len(), json!({}))
+    share(Name::SecondPlans, second, children.len(), Detail::None {})
 }
 
 /// A plan counts as reviewed within timescale if every review that fell due
@@ -370,7 +421,7 @@ fn plans_reviewed_within_timescale(data: &CouncilData, period: Period, today: Na
             None => {}
         }
     }
-    share(Name::PlansReviewedOnTime, on_time, counted, json!({}))
+    share(Name::PlansReviewedOnTime, on_time, counted, Detail::None {})
 }
 
 /// `None` when no review fell due in the period while the plan was open.
@@ -410,7 +461,7 @@ fn children_on_plans_seen_within_interval(data: &CouncilData, at: NaiveDate, set
         .iter()
         .filter(|child| data.visits.get(child).is_some_and(|v| v.iter().any(|d| *d > since && *d <= at)))
         .count();
-    share(Name::ChildrenSeen, seen, children.len(), json!({ "interval_days": interval, "on": at }))
+    share(Name::ChildrenSeen, seen, children.len(), Detail::Visits { interval_days: interval, on: at })
 }
 
 /// Open allocated cases per case-holding FTE in the council, on `at`, and
@@ -439,7 +490,12 @@ fn caseload_per_worker(data: &CouncilData, at: NaiveDate, setting: &CouncilSetti
         numerator: cases as f64,
         denominator: Some(fte),
         value: (fte > 0.0).then(|| cases as f64 / fte),
-        detail: json!({ "on": at, "threshold": threshold, "workers_over_threshold": over, "case_holding_workers": holders.len() }),
+        detail: Detail::Caseload {
+            on: at,
+            threshold,
+            workers_over_threshold: over,
+            case_holding_workers: holders.len(),
+        },
     }
 }
 
@@ -463,7 +519,7 @@ fn vacancy_rate(data: &CouncilData, at: NaiveDate, setting: &CouncilSetting) -> 
         numerator: vacant.unwrap_or(0.0),
         denominator: funded,
         value: funded.filter(|f| *f > 0.0).zip(vacant).map(|(f, v)| v / f),
-        detail: json!({ "on": at, "filled_fte": as_json(filled), "agency_fte": as_json(agency) }),
+        detail: Detail::Vacancy { on: at, filled_fte: filled, agency_fte: agency },
     }
 }
 

@@ -4,7 +4,7 @@
 //! from DOMAIN.md's rules, and the comments show the working.
 
 use casework::facts::{History, Recorded};
-use casework::indicators::{CouncilData, Indicator, Period, compute, reviews_on_time};
+use casework::indicators::{CouncilData, Detail, IcpcBands, Indicator, Period, compute, reviews_on_time};
 use chrono::{DateTime, NaiveDate};
 use events::calendar::{Calendar, business_date_of};
 use events::ids::{EventId, PrincipalName};
@@ -110,7 +110,7 @@ fn referrals_count_by_london_date_and_rate_by_population() {
     assert_eq!(i.unit.code(), "per_10000");
     // 2 referrals in the year, 50,000 children: 0.4 per 10,000.
     assert_eq!(figures(&i), (2.0, Some(50000.0), Some(0.4)));
-    assert_eq!(i.detail["no_further_action"], 1);
+    assert_eq!(i.detail, Detail::Referrals { no_further_action: 1 });
     assert_eq!(figures(&indicator(&data, "2023-24", "2025-06-01", "referrals")).0, 1.0);
 }
 
@@ -156,13 +156,12 @@ fn assessments_use_working_days_and_a_local_timescale() {
     let national = council(&children, &[], &[]);
     let i = indicator(&national, "2024-25", "2025-06-01", "assessments_within_timescale");
     assert_eq!(figures(&i), (2.0, Some(2.0), Some(1.0)));
-    assert_eq!(i.detail["local_timescale"], false);
+    assert_eq!(i.detail, Detail::Assessments { timescale_working_days: vec![45], local_timescale: false });
     // A council that set 35 working days: only the first.
     let local = council(&children, &[], &[json!({"effective_from": "2000-01-01", "assessment_timescale_days": 35})]);
     let i = indicator(&local, "2024-25", "2025-06-01", "assessments_within_timescale");
     assert_eq!(figures(&i), (1.0, Some(2.0), Some(0.5)));
-    assert_eq!(i.detail["timescale_working_days"], json!([35]));
-    assert_eq!(i.detail["local_timescale"], true);
+    assert_eq!(i.detail, Detail::Assessments { timescale_working_days: vec![35], local_timescale: true });
 }
 
 #[test]
@@ -185,7 +184,9 @@ fn icpc_timescale_across_christmas_and_new_year_counts_working_days_only() {
     let data = council(&[icpc("2025-01-09"), icpc("2025-01-10"), icpc("2024-12-30")], &[], &[]);
     let i = indicator(&data, "2024-25", "2025-06-01", "icpc_within_15_working_days");
     assert_eq!(figures(&i), (2.0, Some(3.0), Some(2.0 / 3.0)));
-    assert_eq!(i.detail["bands"], json!({"0-10": 1, "11-15": 1, "16-20": 1, "21+": 0}));
+    let Detail::Icpc { bands, .. } = i.detail else { panic!("an ICPC detail") };
+    assert_eq!(bands, IcpcBands { up_to_10: 1, from_11_to_15: 1, from_16_to_20: 1, over_20: 0 });
+    assert_eq!(serde_json::to_value(bands).expect("json"), json!({"0-10": 1, "11-15": 1, "16-20": 1, "21+": 0}));
 }
 
 fn plan(start: &str, end: Option<&str>) -> History {
@@ -312,7 +313,7 @@ fn children_on_plans_seen_within_the_interval_count_statutory_visits_only() {
     );
     let i = indicator(&data, "2024-25", "2025-06-01", "children_on_plans_seen_within_interval");
     assert_eq!(figures(&i), (1.0, Some(3.0), Some(1.0 / 3.0)));
-    assert_eq!(i.detail["interval_days"], 10);
+    assert!(matches!(i.detail, Detail::Visits { interval_days: 10, .. }), "{:?}", i.detail);
 }
 
 fn worker(council: &str, role: &str, fte: f64, agency: bool, left: Option<&str>) -> History {
@@ -356,7 +357,7 @@ fn caseload_is_open_allocated_cases_per_case_holding_fte() {
     // 4 cases over 1.5 case-holding FTE; worker 1 has 3 per FTE (over 2), worker 2 has 1 / 0.5 = 2 (not over).
     assert_eq!(i.unit.code(), "per_fte");
     assert_eq!(figures(&i), (4.0, Some(1.5), Some(4.0 / 1.5)));
-    assert_eq!(i.detail["workers_over_threshold"], 1);
+    assert!(matches!(i.detail, Detail::Caseload { workers_over_threshold: 1, .. }), "{:?}", i.detail);
 }
 
 #[test]
