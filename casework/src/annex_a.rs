@@ -14,8 +14,9 @@ use crate::facts::{History, effective};
 use chrono::{Months, NaiveDate};
 use events::EventData;
 use events::calendar::Calendar;
-use events::codes::{CourtOrder, SeenContext};
+use events::codes::{CategoryOfAbuse, CourtOrder, Disability, Ethnicity, ReferralSource, SeenContext, Sex};
 use events::ids::CouncilCode;
+use events::ids::LocalId;
 
 /// The lists Annex A asks for, by number.
 pub const LISTS: [u8; 6] = [1, 3, 4, 5, 6, 7];
@@ -93,34 +94,33 @@ fn yes_no(b: bool) -> String {
     (if b { "a) Yes" } else { "b) No" }).to_owned()
 }
 
-fn gender(sex: &str) -> &'static str {
+fn gender(sex: Option<Sex>) -> &'static str {
     match sex {
-        "M" => "a) Male",
-        "F" => "b) Female",
+        Some(Sex::Male) => "a) Male",
+        Some(Sex::Female) => "b) Female",
         _ => "c) Not stated/recorded",
     }
 }
 
 /// Annex A's letters for referral sources end at "u) 10: Unknown" with
 /// "q) 6: Police"; the CIN code 5D, newer than that list, is given "v)".
-fn source(code: &str) -> String {
+fn source(source: ReferralSource) -> String {
     const ORDER: [&str; 21] = [
         "1A", "1B", "1C", "1D", "2A", "2B", "3A", "3B", "3C", "3D", "3E", "3F", "4", "5A", "5B", "5C", "6", "7", "8",
         "9", "10",
     ];
-    let label = events::codes::ReferralSource::from_code(code).map(|s| s.label()).unwrap_or("unknown");
+    let code = source.code();
     let letter = ORDER.iter().position(|c| *c == code).map_or('v', |i| (b'a' + i as u8) as char);
-    format!("{letter}) {code}: {label}")
+    format!("{letter}) {code}: {}", source.label())
 }
 
-fn category(code: &str) -> String {
-    match code {
-        "NEG" => "a) Neglect",
-        "PHY" => "b) Physical abuse",
-        "SAB" => "c) Sexual abuse",
-        "EMO" => "d) Emotional abuse",
-        "MUL" => "e) Multiple/not recommended",
-        _ => "",
+fn category(category: CategoryOfAbuse) -> String {
+    match category {
+        CategoryOfAbuse::Neglect => "a) Neglect",
+        CategoryOfAbuse::Physical => "b) Physical abuse",
+        CategoryOfAbuse::Sexual => "c) Sexual abuse",
+        CategoryOfAbuse::Emotional => "d) Emotional abuse",
+        CategoryOfAbuse::Multiple => "e) Multiple/not recommended",
     }
     .to_owned()
 }
@@ -128,10 +128,10 @@ fn category(code: &str) -> String {
 /// What the lists need beyond the census fold.
 #[derive(Default)]
 struct Extra {
-    contacts: Vec<(NaiveDate, String)>,
+    contacts: Vec<(NaiveDate, ReferralSource)>,
     allocation: Option<(String, String)>,
     sightings: Vec<(NaiveDate, bool, bool)>,
-    assessment_seen: Vec<(String, bool, bool)>,
+    assessment_seen: Vec<(LocalId, bool, bool)>,
     epo: Vec<NaiveDate>,
 }
 
@@ -144,14 +144,14 @@ pub fn rows(history: &History, council: &CouncilCode, date: NaiveDate, calendar:
     let age = child.birth_date.and_then(|b| date.years_since(b)).map(|a| a.to_string()).unwrap_or_default();
     let common = |c: &CinChild| {
         vec![
-            c.la_child_id.clone(),
-            gender(&c.sex).to_owned(),
-            c.ethnicity.clone().unwrap_or_else(|| "NOBT".into()),
+            c.la_child_id.as_ref().map(|id| id.as_str().to_owned()).unwrap_or_default(),
+            gender(c.sex).to_owned(),
+            c.ethnicity.unwrap_or(Ethnicity::Nobt).code().to_owned(),
             day(c.birth_date.or(c.expected_birth_date)),
             age.clone(),
         ]
     };
-    let disabled = yes_no(child.disabilities.iter().any(|d| d != "NONE"));
+    let disabled = yes_no(child.disabilities.iter().any(|d| *d != Disability::None));
     let (team, worker) = extra.allocation.clone().unwrap_or_default();
     let mut out = Vec::new();
     let episodes: Vec<&cin::Episode> = child.episodes.iter().filter(|e| e.council == *council).collect();
@@ -161,7 +161,7 @@ pub fn rows(history: &History, council: &CouncilCode, date: NaiveDate, calendar:
 
     for (on, src) in extra.contacts.iter().filter(|(on, _)| in_window(*on)) {
         let mut row = common(&child);
-        row.extend([day(Some(*on)), source(src)]);
+        row.extend([day(Some(*on)), source(*src)]);
         out.push((1, row));
     }
     let referral_dates: Vec<NaiveDate> = child.episodes.iter().map(|e| e.referral_date).collect();
@@ -172,7 +172,7 @@ pub fn rows(history: &History, council: &CouncilCode, date: NaiveDate, calendar:
         let mut row = common(&child);
         row.extend([
             day(Some(e.referral_date)),
-            source(&e.source),
+            source(e.source),
             yes_no(e.nfa),
             earlier.to_string(),
             team.clone(),
@@ -247,10 +247,10 @@ pub fn rows(history: &History, council: &CouncilCode, date: NaiveDate, calendar:
         row.extend([
             disabled.clone(),
             day(Some(e.referral_date)),
-            e.primary_need.clone().unwrap_or_default(),
+            e.primary_need.map(|n| n.code().to_owned()).unwrap_or_default(),
             day(last_seen),
             day(e.closure.as_ref().map(|c| c.0)),
-            e.closure.as_ref().map(|c| c.1.clone()).unwrap_or_default(),
+            e.closure.as_ref().map(|c| c.1.code().to_owned()).unwrap_or_default(),
             status.to_owned(),
             team.clone(),
             worker.clone(),
@@ -265,8 +265,8 @@ pub fn rows(history: &History, council: &CouncilCode, date: NaiveDate, calendar:
             row.extend([
                 disabled.clone(),
                 day(Some(p.start)),
-                category(&p.initial_category),
-                category(&p.latest_category),
+                category(p.initial_category),
+                category(p.latest_category),
                 day(last_visit.map(|v| v.0)),
                 last_visit.map(|v| yes_no(v.2)).unwrap_or_default(),
                 day(p.reviews.iter().max().copied()),
@@ -288,7 +288,7 @@ fn extra(history: &History, date: NaiveDate) -> Extra {
     let mut allocations: Vec<(String, String)> = Vec::new();
     for f in effective(history).into_iter().filter(|f| f.on <= date) {
         match f.data {
-            D::ContactRecorded(d) => x.contacts.push((f.on, d.source.code().to_owned())),
+            D::ContactRecorded(d) => x.contacts.push((f.on, d.source)),
             D::CaseAllocated(d) => allocations.push((d.team_id.as_str().to_owned(), d.worker_id.to_string())),
             D::CaseDeallocated(d) => {
                 let worker = d.worker_id.to_string();
@@ -297,7 +297,7 @@ fn extra(history: &History, date: NaiveDate) -> Extra {
             D::CaseClosed(_) => allocations.clear(),
             D::ChildSeen(d) => x.sightings.push((f.on, d.context == SeenContext::StatutoryVisit, d.seen_alone)),
             D::AssessmentCompleted(d) => {
-                x.assessment_seen.push((d.assessment_id.as_str().to_owned(), d.child_seen, d.needs_support));
+                x.assessment_seen.push((d.assessment_id.clone(), d.child_seen, d.needs_support));
             }
             D::CourtOrderMade(d) if d.order == CourtOrder::Epo => x.epo.push(f.on),
             _ => {}

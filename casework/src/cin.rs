@@ -15,8 +15,11 @@ use crate::facts::{Fact, History, effective};
 use chrono::NaiveDate;
 use events::calendar::Calendar;
 use events::catalogue::ChildPerson;
-use events::codes::{ClosureReason, ConferenceKind, Disability, Ethnicity, Sex};
-use events::ids::{CouncilCode, LaChildId};
+use events::codes::{
+    AssessmentFactor, CategoryOfAbuse, ClosureReason, ConferenceKind, Disability, Ethnicity, PrimaryNeed,
+    ReferralSource, Sex, UpnUnknown,
+};
+use events::ids::{CouncilCode, LaChildId, LocalId, Upn};
 use events::{EventData, EventType, Personal};
 use std::fmt::Write as _;
 
@@ -44,35 +47,37 @@ impl CollectionYear {
     }
 }
 
+/// A child as the census returns it: codes and ids as the catalogue's
+/// types, written out as the DfE's codes only by [`message`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CinChild {
-    pub la_child_id: String,
-    pub upn: Option<String>,
-    pub former_upn: Option<String>,
-    pub upn_unknown: Option<String>,
+    pub la_child_id: Option<LaChildId>,
+    pub upn: Option<Upn>,
+    pub former_upn: Option<Upn>,
+    pub upn_unknown: Option<UpnUnknown>,
     pub birth_date: Option<NaiveDate>,
     pub expected_birth_date: Option<NaiveDate>,
-    pub sex: String,
+    pub sex: Option<Sex>,
     pub death_date: Option<NaiveDate>,
-    pub ethnicity: Option<String>,
-    pub disabilities: Vec<String>,
+    pub ethnicity: Option<Ethnicity>,
+    pub disabilities: Vec<Disability>,
     pub episodes: Vec<Episode>,
     /// Each plan's initial conference (plan id, conference id), for the quality rules.
-    pub plan_conferences: Vec<(String, String)>,
+    pub plan_conferences: Vec<(LocalId, LocalId)>,
     /// Every initial conference (id, date).
-    pub initial_conferences: Vec<(String, NaiveDate)>,
+    pub initial_conferences: Vec<(LocalId, NaiveDate)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Episode {
-    pub referral_id: String,
+    pub referral_id: LocalId,
     /// The council the child was in when the referral was received.
     pub council: CouncilCode,
     pub referral_date: NaiveDate,
-    pub source: String,
-    pub primary_need: Option<String>,
+    pub source: ReferralSource,
+    pub primary_need: Option<PrimaryNeed>,
     pub nfa: bool,
-    pub closure: Option<(NaiveDate, String)>,
+    pub closure: Option<(NaiveDate, ClosureReason)>,
     /// An ICPC that belongs to no section 47 of the episode.
     pub initial_cpc: Option<NaiveDate>,
     pub assessments: Vec<Assessment>,
@@ -81,37 +86,37 @@ pub struct Episode {
     pub plans: Vec<Plan>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CinPlan {
-    pub id: String,
+    pub id: LocalId,
     pub start: NaiveDate,
     pub end: Option<NaiveDate>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assessment {
-    pub id: String,
+    pub id: LocalId,
     pub start: NaiveDate,
     pub authorised: Option<NaiveDate>,
-    pub factors: Vec<String>,
+    pub factors: Vec<AssessmentFactor>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section47 {
-    pub id: String,
+    pub id: LocalId,
     pub start: NaiveDate,
     pub icpc_target: NaiveDate,
     pub icpc: Option<NaiveDate>,
     pub icpc_not_required: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    pub id: String,
+    pub id: LocalId,
     pub start: NaiveDate,
     pub end: Option<NaiveDate>,
-    pub initial_category: String,
-    pub latest_category: String,
+    pub initial_category: CategoryOfAbuse,
+    pub latest_category: CategoryOfAbuse,
     pub previous_plans: u32,
     pub reviews: Vec<NaiveDate>,
 }
@@ -198,14 +203,14 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                 // it, so a referral always has a council (events::standing).
                 let Some(council) = f.council.or(history.standing().council()) else { continue };
                 episodes.push(Episode {
-                    referral_id: d.referral_id.as_str().to_owned(),
+                    referral_id: d.referral_id.clone(),
                     council: council.clone(),
                     referral_date: f.on,
-                    source: d.source.code().to_owned(),
-                    primary_need: d.primary_need.map(|n| n.code().to_owned()),
+                    source: d.source,
+                    primary_need: d.primary_need,
                     nfa: d.nfa,
                     // A referral with no further action is closed the day it is received.
-                    closure: d.nfa.then(|| (f.on, ClosureReason::Rc8.code().to_owned())),
+                    closure: d.nfa.then_some((f.on, ClosureReason::Rc8)),
                     initial_cpc: None,
                     assessments: Vec::new(),
                     cin_plans: Vec::new(),
@@ -214,20 +219,20 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                 });
             }
             D::CaseClosed(d) => {
-                if let Some(e) = episode(&mut episodes, Some(d.referral_id.as_str()), f.on)
+                if let Some(e) = episode(&mut episodes, Some(&d.referral_id), f.on)
                     && e.closure.is_none()
                 {
-                    e.closure = Some((f.on, d.reason.code().to_owned()));
+                    e.closure = Some((f.on, d.reason));
                 }
             }
             _ => {}
         }
     }
     let mut plans_started = 0u32;
-    let mut plan_conference: Vec<(String, String)> = Vec::new();
-    let mut conference_episode: Vec<(&str, usize)> = Vec::new();
-    let mut reviews: Vec<(&str, NaiveDate)> = Vec::new();
-    let mut initial_conferences: Vec<(String, NaiveDate)> = Vec::new();
+    let mut plan_conference: Vec<(LocalId, LocalId)> = Vec::new();
+    let mut conference_episode: Vec<(&LocalId, usize)> = Vec::new();
+    let mut reviews: Vec<(&LocalId, NaiveDate)> = Vec::new();
+    let mut initial_conferences: Vec<(LocalId, NaiveDate)> = Vec::new();
     // What starts a thing, then what hangs off it, then what ends or amends
     // it: so an end dated (wrongly) before its start still finds it.
     let phase = |t: EventType| match t {
@@ -242,50 +247,52 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
         for f in facts.iter().filter(|f| phase(f.event_type()) == current) {
             match f.data {
                 D::AssessmentStarted(d) => {
-                    if let Some(e) = episode(&mut episodes, Some(d.referral_id.as_str()), f.on) {
+                    if let Some(e) = episode(&mut episodes, Some(&d.referral_id), f.on) {
                         e.assessments.push(Assessment {
-                            id: d.assessment_id.as_str().to_owned(),
+                            id: d.assessment_id.clone(),
                             start: f.on,
-                            ..Assessment::default()
+                            authorised: None,
+                            factors: Vec::new(),
                         });
                     }
                 }
                 D::AssessmentCompleted(d) => {
-                    let id = d.assessment_id.as_str();
+                    let id = &d.assessment_id;
                     if let Some(a) =
-                        episodes.iter_mut().rev().flat_map(|e| e.assessments.iter_mut()).find(|a| a.id == id)
+                        episodes.iter_mut().rev().flat_map(|e| e.assessments.iter_mut()).find(|a| a.id == *id)
                     {
                         a.authorised = Some(f.on);
-                        a.factors = d.factors.iter().map(|f| f.code().to_owned()).collect();
+                        a.factors.clone_from(&d.factors);
                     }
                 }
                 D::S47Started(d) => {
-                    if let Some(e) = episode(&mut episodes, Some(d.referral_id.as_str()), f.on) {
+                    if let Some(e) = episode(&mut episodes, Some(&d.referral_id), f.on) {
                         e.section47s.push(Section47 {
-                            id: d.s47_id.as_str().to_owned(),
+                            id: d.s47_id.clone(),
                             start: f.on,
                             icpc_target: calendar.add_working_days(f.on, 15),
-                            ..Section47::default()
+                            icpc: None,
+                            icpc_not_required: false,
                         });
                     }
                 }
                 D::S47Completed(d) => {
-                    let id = d.s47_id.as_str();
+                    let id = &d.s47_id;
                     if let Some(s) =
-                        episodes.iter_mut().rev().flat_map(|e| e.section47s.iter_mut()).find(|s| s.id == id)
+                        episodes.iter_mut().rev().flat_map(|e| e.section47s.iter_mut()).find(|s| s.id == *id)
                     {
                         s.icpc_not_required = !d.icpc_required;
                     }
                 }
                 D::ConferenceHeld(d) => match d.kind {
                     ConferenceKind::Initial => {
-                        let conference = d.conference_id.as_str();
-                        initial_conferences.push((conference.to_owned(), f.on));
-                        let s47 = d.s47_id.as_ref().map(|s| s.as_str());
+                        let conference = &d.conference_id;
+                        initial_conferences.push((conference.clone(), f.on));
+                        let s47 = d.s47_id.as_ref();
                         let found = episodes.iter_mut().enumerate().rev().find_map(|(i, e)| {
                             e.section47s
                                 .iter_mut()
-                                .find(|s| s47.is_none_or(|id| s.id == id) && s.icpc.is_none())
+                                .find(|s| s47.is_none_or(|id| s.id == *id) && s.icpc.is_none())
                                 .map(|s| (i, s))
                         });
                         match found {
@@ -303,50 +310,51 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                     }
                     ConferenceKind::Review => {
                         if let Some(plan) = &d.plan_id {
-                            reviews.push((plan.as_str(), f.on));
+                            reviews.push((plan, f.on));
                         }
                     }
                     ConferenceKind::TransferIn => {}
                 },
                 D::CpPlanStarted(d) => {
-                    let conference = d.conference_id.as_str();
+                    let conference = &d.conference_id;
                     let at = conference_episode
                         .iter()
                         .find(|(c, _)| *c == conference)
                         .map(|(_, i)| *i)
                         .or_else(|| episode_index(&episodes, None, f.on));
-                    let category = d.category.code();
                     if let Some(i) = at {
                         episodes[i].plans.push(Plan {
-                            id: d.plan_id.as_str().to_owned(),
+                            id: d.plan_id.clone(),
                             start: f.on,
-                            initial_category: category.to_owned(),
-                            latest_category: category.to_owned(),
+                            end: None,
+                            initial_category: d.category,
+                            latest_category: d.category,
                             previous_plans: plans_started,
-                            ..Plan::default()
+                            reviews: Vec::new(),
                         });
-                        plan_conference.push((d.plan_id.as_str().to_owned(), conference.to_owned()));
+                        plan_conference.push((d.plan_id.clone(), conference.clone()));
                     }
                     plans_started += 1;
                 }
                 D::CpPlanCategoryChanged(d) => {
-                    if let Some(p) = plan(&mut episodes, d.plan_id.as_str()) {
-                        d.category.code().clone_into(&mut p.latest_category);
+                    if let Some(p) = plan(&mut episodes, &d.plan_id) {
+                        p.latest_category = d.category;
                     }
                 }
                 D::CpPlanEnded(d) => {
-                    if let Some(p) = plan(&mut episodes, d.plan_id.as_str()) {
+                    if let Some(p) = plan(&mut episodes, &d.plan_id) {
                         p.end = Some(f.on);
                     }
                 }
                 D::CinPlanStarted(d) => {
-                    if let Some(e) = episode(&mut episodes, Some(d.referral_id.as_str()), f.on) {
-                        e.cin_plans.push(CinPlan { id: d.plan_id.as_str().to_owned(), start: f.on, end: None });
+                    if let Some(e) = episode(&mut episodes, Some(&d.referral_id), f.on) {
+                        e.cin_plans.push(CinPlan { id: d.plan_id.clone(), start: f.on, end: None });
                     }
                 }
                 D::CinPlanEnded(d) => {
-                    let id = d.plan_id.as_str();
-                    if let Some(p) = episodes.iter_mut().rev().flat_map(|e| e.cin_plans.iter_mut()).find(|p| p.id == id)
+                    let id = &d.plan_id;
+                    if let Some(p) =
+                        episodes.iter_mut().rev().flat_map(|e| e.cin_plans.iter_mut()).find(|p| p.id == *id)
                     {
                         p.end = Some(f.on);
                     }
@@ -379,10 +387,10 @@ struct Details<'a> {
 
 fn details(child: &mut CinChild, d: Details<'_>) {
     if let Some(id) = d.la_child_id {
-        child.la_child_id = id.as_str().to_owned();
+        child.la_child_id = Some(id.clone());
     }
     if let Some(sex) = d.sex {
-        child.sex = sex.code().to_owned();
+        child.sex = Some(sex);
     }
     if let Some(born) = d.birth_date {
         child.birth_date = Some(born);
@@ -392,21 +400,21 @@ fn details(child: &mut CinChild, d: Details<'_>) {
         child.expected_birth_date = Some(due);
     }
     if let Some(e) = d.ethnicity {
-        child.ethnicity = Some(e.code().to_owned());
+        child.ethnicity = Some(e);
     }
     if let Some(list) = d.disabilities {
-        child.disabilities = list.iter().map(|d| d.code().to_owned()).collect();
+        child.disabilities = list.to_vec();
     }
     // Only an opened `person` (see [`open_people`]) gives UPNs.
     if let Some(person) = d.person.and_then(Personal::clear) {
         if let Some(upn) = &person.upn {
-            child.upn = Some(upn.as_str().to_owned());
+            child.upn = Some(upn.clone());
         }
         if let Some(upn) = &person.former_upn {
-            child.former_upn = Some(upn.as_str().to_owned());
+            child.former_upn = Some(upn.clone());
         }
         if let Some(why) = person.upn_unknown {
-            child.upn_unknown = Some(why.code().to_owned());
+            child.upn_unknown = Some(why);
         }
     }
 }
@@ -414,22 +422,22 @@ fn details(child: &mut CinChild, d: Details<'_>) {
 /// The episode a fact belongs to: the one its `referral_id` names, or else
 /// the latest that began on or before its date (or the first, for a fact
 /// dated before every referral).
-fn episode_index(episodes: &[Episode], referral_id: Option<&str>, on: NaiveDate) -> Option<usize> {
+fn episode_index(episodes: &[Episode], referral_id: Option<&LocalId>, on: NaiveDate) -> Option<usize> {
     if let Some(id) = referral_id
-        && let Some(i) = episodes.iter().rposition(|e| e.referral_id == id)
+        && let Some(i) = episodes.iter().rposition(|e| e.referral_id == *id)
     {
         return Some(i);
     }
     episodes.iter().rposition(|e| e.referral_date <= on).or((!episodes.is_empty()).then_some(0))
 }
 
-fn episode<'a>(episodes: &'a mut [Episode], referral_id: Option<&str>, on: NaiveDate) -> Option<&'a mut Episode> {
+fn episode<'a>(episodes: &'a mut [Episode], referral_id: Option<&LocalId>, on: NaiveDate) -> Option<&'a mut Episode> {
     let i = episode_index(episodes, referral_id, on)?;
     episodes.get_mut(i)
 }
 
-fn plan<'a>(episodes: &'a mut [Episode], id: &str) -> Option<&'a mut Plan> {
-    episodes.iter_mut().rev().flat_map(|e| e.plans.iter_mut()).find(|p| p.id == id)
+fn plan<'a>(episodes: &'a mut [Episode], id: &LocalId) -> Option<&'a mut Plan> {
+    episodes.iter_mut().rev().flat_map(|e| e.plans.iter_mut()).find(|p| p.id == *id)
 }
 
 /// Who made the message.
@@ -493,39 +501,39 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
     for c in children {
         x.open("Child");
         x.open("ChildIdentifiers");
-        x.leaf("LAchildID", &c.la_child_id);
-        x.maybe("UPN", c.upn.as_ref());
-        x.maybe("FormerUPN", c.former_upn.as_ref());
+        x.maybe("LAchildID", c.la_child_id.as_ref().map(LaChildId::as_str));
+        x.maybe("UPN", c.upn.as_ref().map(Upn::as_str));
+        x.maybe("FormerUPN", c.former_upn.as_ref().map(Upn::as_str));
         if c.upn.is_none() {
-            x.maybe("UPNunknown", c.upn_unknown.as_ref());
+            x.maybe("UPNunknown", c.upn_unknown.map(UpnUnknown::code));
         }
         x.maybe("PersonBirthDate", c.birth_date);
         if c.birth_date.is_none() {
             x.maybe("ExpectedPersonBirthDate", c.expected_birth_date);
         }
-        x.leaf("Sex", &c.sex);
+        x.maybe("Sex", c.sex.map(Sex::code));
         x.maybe("PersonDeathDate", c.death_date);
         x.close("ChildIdentifiers");
         x.open("ChildCharacteristics");
         // "NOBT": information not yet obtained.
-        x.leaf("Ethnicity", c.ethnicity.as_deref().unwrap_or("NOBT"));
+        x.leaf("Ethnicity", c.ethnicity.unwrap_or(Ethnicity::Nobt).code());
         x.open("Disabilities");
         if c.disabilities.is_empty() {
-            x.leaf("Disability", "NONE");
+            x.leaf("Disability", Disability::None.code());
         }
         for d in &c.disabilities {
-            x.leaf("Disability", d);
+            x.leaf("Disability", d.code());
         }
         x.close("Disabilities");
         x.close("ChildCharacteristics");
         for e in &c.episodes {
             x.open("CINdetails");
             x.leaf("CINreferralDate", e.referral_date);
-            x.leaf("ReferralSource", &e.source);
-            x.maybe("PrimaryNeedCode", e.primary_need.as_ref());
+            x.leaf("ReferralSource", e.source.code());
+            x.maybe("PrimaryNeedCode", e.primary_need.map(PrimaryNeed::code));
             if let Some((closed, reason)) = &e.closure {
                 x.leaf("CINclosureDate", closed);
-                x.leaf("ReasonForClosure", reason);
+                x.leaf("ReasonForClosure", reason.code());
             }
             x.maybe("DateOfInitialCPC", e.initial_cpc);
             x.leaf("ReferralNFA", if e.nfa { "true" } else { "false" });
@@ -536,7 +544,7 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
                 if !a.factors.is_empty() {
                     x.open("FactorsIdentifiedAtAssessment");
                     for f in &a.factors {
-                        x.leaf("AssessmentFactors", f);
+                        x.leaf("AssessmentFactors", f.code());
                     }
                     x.close("FactorsIdentifiedAtAssessment");
                 }
@@ -560,8 +568,8 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
                 x.open("ChildProtectionPlans");
                 x.leaf("CPPstartDate", p.start);
                 x.maybe("CPPendDate", p.end);
-                x.leaf("InitialCategoryOfAbuse", &p.initial_category);
-                x.leaf("LatestCategoryOfAbuse", &p.latest_category);
+                x.leaf("InitialCategoryOfAbuse", p.initial_category.code());
+                x.leaf("LatestCategoryOfAbuse", p.latest_category.code());
                 x.leaf("NumberOfPreviousCPP", p.previous_plans);
                 if !p.reviews.is_empty() {
                     x.open("Reviews");

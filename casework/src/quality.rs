@@ -8,7 +8,8 @@
 
 use crate::cin::{CinChild, Episode};
 use chrono::NaiveDate;
-use events::ids::CouncilCode;
+use events::codes::AssessmentFactor;
+use events::ids::{CouncilCode, LocalId};
 use serde::Serialize;
 
 /// One breach.
@@ -18,7 +19,7 @@ pub struct Flag {
     /// The council whose episode it is in.
     pub council: CouncilCode,
     /// What it concerns: a referral, assessment, section 47 or plan id.
-    pub reference: String,
+    pub reference: LocalId,
     pub detail: String,
     /// The business date it is about.
     pub on: NaiveDate,
@@ -51,8 +52,8 @@ events::code_set! {
 /// The flags of one child.
 pub fn flags(child: &CinChild) -> Vec<Flag> {
     let mut out = Vec::new();
-    let mut flag = |rule: Rule, e: &Episode, reference: &str, on: NaiveDate, detail: String| {
-        out.push(Flag { rule, council: e.council.clone(), reference: reference.to_owned(), detail, on });
+    let mut flag = |rule: Rule, e: &Episode, reference: &LocalId, on: NaiveDate, detail: String| {
+        out.push(Flag { rule, council: e.council.clone(), reference: reference.clone(), detail, on });
     };
     for e in &child.episodes {
         let referred = e.referral_date;
@@ -77,7 +78,7 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
                     format!("assessment started {} after it was authorised on {done}", a.start),
                 );
             }
-            if a.factors.iter().any(|f| f == "21") && a.factors.len() > 1 {
+            if a.factors.contains(&AssessmentFactor::F21) && a.factors.len() > 1 {
                 flag(
                     Rule::Factor21WithOthers,
                     e,

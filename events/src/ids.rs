@@ -125,7 +125,7 @@ impl DfeLaCode {
 }
 
 /// The council's own case-system id for a child (CIN census `LAchildID`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String")]
 pub struct LaChildId(String);
 

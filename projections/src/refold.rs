@@ -441,7 +441,7 @@ async fn insert_flags(
     .bind(f.iter().map(|(_, i, _)| *i).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, _, x)| x.council.as_str()).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, _, x)| x.rule.code().to_owned()).collect::<Vec<_>>())
-    .bind(f.iter().map(|(_, _, x)| x.reference.clone()).collect::<Vec<_>>())
+    .bind(f.iter().map(|(_, _, x)| x.reference.as_str()).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, _, x)| x.detail.clone()).collect::<Vec<_>>())
     .bind(f.iter().map(|(_, _, x)| x.on).collect::<Vec<_>>())
     .execute(&mut **tx)
