@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use events::EventData;
 use events::catalogue::{CorrectedData, RelatedPerson};
 use events::codes::{RelationshipRole, WorkerRole};
-use events::ids::{LocalId, Text};
+use events::ids::{EventId, LocalId, Text};
 use events::privacy::{DataKey, associated_data};
 use events::{Personal, catalogue::ChildPerson};
 use serde::Serialize;
@@ -469,8 +469,8 @@ pub fn anonymise(s: &Sources<'_>) -> Export {
                 summary: redact(&e.summary, &replacements),
                 detail: (!texts.is_empty()).then(|| texts.join(" / ")),
                 status: e.status,
-                corrected_by: e.corrected_by.as_deref().and_then(|id| serial_of.get(id).copied()),
-                retracted_by: e.retracted_by.as_deref().and_then(|id| serial_of.get(id).copied()),
+                corrected_by: e.corrected_by.as_ref().map(EventId::as_str).and_then(|id| serial_of.get(id).copied()),
+                retracted_by: e.retracted_by.as_ref().map(EventId::as_str).and_then(|id| serial_of.get(id).copied()),
             }
         })
         .collect();

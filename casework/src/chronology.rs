@@ -20,8 +20,9 @@ pub struct Entry {
     pub source: PrincipalName,
     pub summary: String,
     pub status: Status,
-    pub corrected_by: Option<String>,
-    pub retracted_by: Option<String>,
+    /// The amendments (their publisher's event ids) that changed it.
+    pub corrected_by: Option<EventId>,
+    pub retracted_by: Option<EventId>,
 }
 
 /// Where an entry stands, from the amendments recorded by the time asked about.

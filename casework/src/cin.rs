@@ -19,7 +19,7 @@ use events::codes::{
     AssessmentFactor, CategoryOfAbuse, ClosureReason, ConferenceKind, Disability, Ethnicity, PrimaryNeed,
     ReferralSource, Sex, UpnUnknown,
 };
-use events::ids::{CouncilCode, LaChildId, LocalId, Upn};
+use events::ids::{CouncilCode, DfeLaCode, LaChildId, LocalId, Upn};
 use events::{EventData, EventType, Personal};
 use std::fmt::Write as _;
 
@@ -443,7 +443,7 @@ fn plan<'a>(episodes: &'a mut [Episode], id: &LocalId) -> Option<&'a mut Plan> {
 /// Who made the message.
 #[derive(Debug, Clone)]
 pub struct Header {
-    pub dfe_la_code: String,
+    pub dfe_la_code: DfeLaCode,
     pub software: String,
     pub release: String,
     pub serial: u32,
@@ -490,7 +490,7 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
     x.close("CollectionDetails");
     x.open("Source");
     x.leaf("SourceLevel", "L");
-    x.leaf("LEA", &header.dfe_la_code);
+    x.leaf("LEA", header.dfe_la_code.as_str());
     x.leaf("SoftwareCode", &header.software);
     x.leaf("Release", &header.release);
     x.leaf("SerialNo", header.serial);

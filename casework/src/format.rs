@@ -54,8 +54,8 @@ fn row(serial: usize, e: &Entry) -> [String; 10] {
         iso(&e.occurred_at),
         iso(&e.recorded_at),
         e.status.to_string(),
-        e.corrected_by.clone().unwrap_or_default(),
-        e.retracted_by.clone().unwrap_or_default(),
+        e.corrected_by.as_ref().map(|id| id.as_str().to_owned()).unwrap_or_default(),
+        e.retracted_by.as_ref().map(|id| id.as_str().to_owned()).unwrap_or_default(),
     ]
 }
 

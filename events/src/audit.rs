@@ -24,6 +24,17 @@ impl Outcome {
     }
 }
 
+impl TryFrom<String> for Outcome {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "allowed" => Ok(Self::Allowed),
+            "refused" => Ok(Self::Refused),
+            _ => Err("is not an access outcome".to_owned()),
+        }
+    }
+}
+
 /// One read of a child's record (or a lookup that found nobody, with no
 /// child), recorded before the answer is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,12 +38,14 @@ pub struct AccessRecord {
     #[serde(skip_serializing)]
     #[sqlx(rename = "child_id")]
     pub child: Option<uuid::Uuid>,
-    pub principal: String,
+    #[sqlx(try_from = "String")]
+    pub principal: events::ids::PrincipalName,
     pub acting_user: Option<String>,
     pub purpose: Option<String>,
     pub endpoint: String,
     pub at: DateTime<Utc>,
-    pub outcome: String,
+    #[sqlx(try_from = "String")]
+    pub outcome: events::audit::Outcome,
 }
 
 /// One decoded audit message: a record, or why it is a dead letter.

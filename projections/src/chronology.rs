@@ -5,7 +5,7 @@
 //! Status is derived when reading, from the amendments recorded by then, so
 //! the same table answers "what is known now" and "what was known when".
 
-use crate::database::parsed;
+use crate::database::{parsed, parsed_opt};
 use chrono::{DateTime, NaiveDate, Utc};
 use events::EventType;
 use events::ids::{EventId, PrincipalName};
@@ -82,8 +82,8 @@ fn entry(row: &sqlx::postgres::PgRow) -> Result<Entry, sqlx::Error> {
         source: parsed(row, "source", PrincipalName::try_from)?,
         summary: row.try_get("summary")?,
         status: parsed(row, "status", Status::try_from)?,
-        corrected_by: row.try_get("corrected_by")?,
-        retracted_by: row.try_get("retracted_by")?,
+        corrected_by: parsed_opt(row, "corrected_by", EventId::try_from)?,
+        retracted_by: parsed_opt(row, "retracted_by", EventId::try_from)?,
     })
 }
 

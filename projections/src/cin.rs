@@ -2,30 +2,33 @@
 //! of a council's children in a collection year (the folds themselves are
 //! in `casework::cin`).
 
+use crate::database::not_as_written;
 use casework::cin::CollectionYear;
 use casework::facts::History;
+use events::ids::{CouncilCode, DfeLaCode};
 
 /// The histories of every child with a referral to `council` by the year's
 /// reference date (the census decides which are in scope), and the
 /// council's DfE code.
 pub async fn load(
     pool: &sqlx::PgPool,
-    council: &str,
+    council: &CouncilCode,
     year: &CollectionYear,
-) -> Result<(Option<String>, Vec<(uuid::Uuid, History)>), sqlx::Error> {
+) -> Result<(Option<DfeLaCode>, Vec<(uuid::Uuid, History)>), sqlx::Error> {
     let dfe: Option<String> = sqlx::query_scalar(
         "select dfe_la_code from council_setting where council = $1 and dfe_la_code is not null
           order by effective_from desc limit 1",
     )
-    .bind(council)
+    .bind(council.as_str())
     .fetch_optional(pool)
     .await?
     .flatten();
+    let dfe = dfe.map(DfeLaCode::try_from).transpose().map_err(|why| not_as_written("dfe_la_code", why))?;
     let children: Vec<String> = sqlx::query_scalar(
         "select distinct child_id::text from referral where council = $1 and received_on <= $2
             and (closed_on is null or closed_on >= $3)",
     )
-    .bind(council)
+    .bind(council.as_str())
     .bind(year.reference_date)
     .bind(year.start)
     .fetch_all(pool)

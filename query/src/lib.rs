@@ -642,7 +642,7 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
         .ok_or_else(|| QueryError::invalid("year", "is required (a collection year such as 2024-25)"))?;
     let year = casework::cin::CollectionYear::parse(year).map_err(|m| QueryError::invalid("year", m))?;
     admit_council(app, &caller, endpoint, &council).await?;
-    let (dfe, histories) = projections::cin::load(&app.pool, council.as_str(), &year).await?;
+    let (dfe, histories) = projections::cin::load(&app.pool, &council, &year).await?;
     let dfe = dfe.ok_or_else(|| {
         QueryError::invalid("council", "has no DfE LA code: publish council.configured with dfe_la_code first")
     })?;
@@ -710,7 +710,7 @@ async fn annex_a_return(
         admit_council(&app, &caller, endpoint, &council).await?;
         let from = date.checked_sub_months(chrono::Months::new(6)).unwrap_or(date);
         let window = casework::cin::CollectionYear { start: from, reference_date: date };
-        let (_, histories) = projections::cin::load(&app.pool, council.as_str(), &window).await?;
+        let (_, histories) = projections::cin::load(&app.pool, &council, &window).await?;
         let calendar = events::calendar::Calendar::england_and_wales();
         let mut rows = Vec::new();
         let mut ids = Vec::new();

@@ -162,7 +162,14 @@ async fn the_chronology_is_in_business_order_with_amendments_as_known_at_the_tim
     assert_eq!(ids, ["k-reg", "k-contact", "k-ref", "k-fix", "k-undo", "k-seen"]);
     let status: Vec<(&str, &str, Option<&str>, Option<&str>)> = now
         .iter()
-        .map(|e| (e.id.as_str(), e.status.as_str(), e.corrected_by.as_deref(), e.retracted_by.as_deref()))
+        .map(|e| {
+            (
+                e.id.as_str(),
+                e.status.as_str(),
+                e.corrected_by.as_ref().map(events::ids::EventId::as_str),
+                e.retracted_by.as_ref().map(events::ids::EventId::as_str),
+            )
+        })
         .collect();
     assert_eq!(status[2], ("k-ref", "corrected", Some("k-fix"), None));
     assert_eq!(status[5], ("k-seen", "retracted", None, Some("k-undo")));

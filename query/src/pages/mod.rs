@@ -957,8 +957,16 @@ fn record_items(entries: &[projections::chronology::Entry]) -> Vec<timeline::Ite
             summary: e.summary.clone(),
             detail: None,
             status: e.status,
-            corrected_by: e.corrected_by.as_deref().and_then(|id| serial_of.get(id).copied()),
-            retracted_by: e.retracted_by.as_deref().and_then(|id| serial_of.get(id).copied()),
+            corrected_by: e
+                .corrected_by
+                .as_ref()
+                .map(events::ids::EventId::as_str)
+                .and_then(|id| serial_of.get(id).copied()),
+            retracted_by: e
+                .retracted_by
+                .as_ref()
+                .map(events::ids::EventId::as_str)
+                .and_then(|id| serial_of.get(id).copied()),
         })
         .collect()
 }
