@@ -111,6 +111,19 @@ pub fn events_stream_config(settings: &StreamSettings) -> stream::Config {
     protected(EVENTS_STREAM, vec![subjects::EVENTS_FILTER.to_owned(), subjects::IDS_FILTER.to_owned()], settings)
 }
 
+/// Makes every stream and bucket the backbone needs, if missing: the
+/// operator's act (`safeguard streams`, run by ops/cluster before any role
+/// starts). On the secured cluster no serving role may make or change a
+/// stream (ops/nats/cluster/accounts.conf), so each role only opens what
+/// this made; on a single unsecured server (ops/run, tests) a role that
+/// finds one missing makes it itself through the same functions.
+pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), BusError> {
+    ensure_streams(js, settings).await?;
+    ensure_key_bucket(js, settings).await?;
+    ensure_signed_out_bucket(js, settings).await?;
+    Ok(())
+}
+
 /// Creates the event and audit streams if they are missing. Existing streams
 /// are left as they are (they cannot be loosened: deny_delete and
 /// deny_purge are permanent).
@@ -128,9 +141,9 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) 
 /// The bucket of signed-out page sessions. A session cookie carries its own
 /// proof (see `query::pages::session`), so signing out must be remembered
 /// somewhere every query role sees until the cookie would have expired
-/// anyway: each entry ages out after `max_age`. The gateway makes it (on the
-/// secured cluster the query role may only read and write it); the
-/// projector never touches it.
+/// anyway: each entry ages out after `max_age`. The operator makes it
+/// ([`provision`]); the query role reads and writes it; the gateway and the
+/// projector never touch it.
 pub async fn ensure_signed_out_bucket(
     js: &jetstream::Context,
     settings: &StreamSettings,
@@ -230,10 +243,9 @@ pub async fn count_matching(stream: &jetstream::stream::Stream, filter: &str) ->
         .await
         .map_err(|e| setup(&e))?;
     let mut consumer = consumer;
-    let pending = consumer.info().await.map_err(|e| setup(&e))?.num_pending;
-    let name = consumer.cached_info().name.clone();
-    let _ = stream.delete_consumer(&name).await;
-    Ok(pending)
+    // Not deleted: the server forgets it after `inactive_threshold`, and no
+    // serving role may delete consumers (only the projector its own).
+    Ok(consumer.info().await.map_err(|e| setup(&e))?.num_pending)
 }
 
 #[cfg(test)]

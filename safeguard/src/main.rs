@@ -81,6 +81,10 @@ enum Command {
     Backup(safeguard::cli::backup::BackupArgs),
     /// Put a backup into an empty NATS, keeping the event and audit streams' sequences.
     Restore(safeguard::cli::backup::RestoreArgs),
+    /// Make the event and audit streams and the key buckets (the operator,
+    /// before any role starts: serving roles may not make streams on the
+    /// secured cluster).
+    Streams(safeguard::cli::streams::StreamsArgs),
     /// Make a NATS user nkey for one role: the seed goes to --out (mode
     /// 0600, what NATS_CREDS names); the public key, which the server's
     /// accounts file lists, is printed.
@@ -168,6 +172,10 @@ fn main() -> std::process::ExitCode {
         Command::Restore(args) => {
             init_tracing();
             block_on(safeguard::cli::backup::restore(args))
+        }
+        Command::Streams(args) => {
+            init_tracing();
+            block_on(safeguard::cli::streams::run(args))
         }
         Command::Parked(args) => {
             init_tracing();

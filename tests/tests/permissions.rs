@@ -3,7 +3,9 @@
 //! and no role can do what belongs to another: a dashboard cannot read the
 //! event stream or publish an event, the projector and the query role cannot
 //! publish events or change a stream, and even the gateway cannot delete or
-//! purge the event stream.
+//! purge the event stream. Streams and buckets are made by the operator's
+//! credential (`safeguard streams`); no serving role may make, change, seal
+//! or re-place a stream, or delete a consumer that is not its own.
 
 use async_nats::jetstream;
 use events::{EventType, examples};
@@ -50,12 +52,57 @@ async fn cannot_touch_the_event_stream(cluster: &SecureCluster, role: &str) {
     violation(&mut errors, &format!("{role} deleting the stream")).await;
 }
 
+/// The JetStream API requests that would destroy or hide history, or stop
+/// another role, each made as `role`'s own NATS user: every one must be
+/// refused by the server. (Sent without a reply subject: a refusal is
+/// reported to the client as a permissions violation.)
+async fn cannot_administer_the_streams(cluster: &SecureCluster, role: &str) {
+    let (client, mut errors) = cluster.client(role).await;
+    let keys = format!("KV_{}", platform::bus::KEYS_BUCKET);
+    let mut requests: Vec<(String, Value)> = vec![
+        (
+            "$JS.API.STREAM.UPDATE.SG_EVENTS".into(),
+            json!({"name": "SG_EVENTS", "subjects": ["sg.ev.>", "sg.id.>"], "max_msgs_per_subject": 1}),
+        ),
+        ("$JS.API.STREAM.UPDATE.SG_AUDIT".into(), json!({"name": "SG_AUDIT", "sealed": true})),
+        (format!("$JS.API.STREAM.UPDATE.{keys}"), json!({"name": keys, "max_age": 1_000_000_000})),
+        ("$JS.API.STREAM.CREATE.SG_ROGUE".into(), json!({"name": "SG_ROGUE", "subjects": ["sg.rogue"]})),
+        ("$JS.API.STREAM.PEER.REMOVE.SG_EVENTS".into(), json!({"peer": "n1"})),
+        ("$JS.API.STREAM.LEADER.STEPDOWN.SG_EVENTS".into(), json!({})),
+        ("$JS.API.CONSUMER.LEADER.STEPDOWN.SG_EVENTS.sg-projector-main".into(), json!({})),
+        ("$JS.API.STREAM.MSG.DELETE.SG_EVENTS".into(), json!({"seq": 1})),
+        ("$JS.API.STREAM.PURGE.SG_AUDIT".into(), json!({})),
+    ];
+    if role != "projector" {
+        requests.push(("$JS.API.CONSUMER.DELETE.SG_EVENTS.sg-projector-main".into(), json!({})));
+        requests.push(("$JS.API.CONSUMER.DELETE.SG_AUDIT.sg-audit-projector".into(), json!({})));
+    }
+    for (subject, body) in requests {
+        client.publish(subject.clone(), body.to_string().into()).await.expect("sent");
+        client.flush().await.expect("flush");
+        let error = violation(&mut errors, &format!("{role} sending {subject}")).await;
+        assert!(error.contains(&subject), "{role}: {error}");
+    }
+}
+
+/// `safeguard streams` with the operator's credential: what ops/cluster runs
+/// before any role starts.
+fn provision_as_operator(cluster: &SecureCluster) {
+    let out = Command::new(safeguard_binary())
+        .arg("streams")
+        .envs(cluster.env("operator"))
+        .output()
+        .expect("run safeguard streams");
+    assert!(out.status.success(), "safeguard streams: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
     let cluster = SecureCluster::start().await;
     let url = cluster.urls();
+    provision_as_operator(&cluster);
 
-    // The gateway sets up the streams at three replicas and stores events.
+    // The gateway opens the streams the operator made, at three replicas, and stores events.
     let options =
         Options { replicas: 3, creds: Some(cluster.seed("gateway")), ca: Some(cluster.ca()), ..Options::default() };
     let gateway = TestGateway::start_with(&url, options).await;
@@ -128,6 +175,14 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
         .expect("a change notice reached the dashboard")
         .expect("subscription open");
     assert!(change.subject.starts_with("sg.changes."), "{}", change.subject);
+    // All of that work was done within each role's allow list: no server
+    // refused anything a role asked for (a refused request is only logged
+    // there, and would surface as a time-out much later).
+    for node in 0..3 {
+        let log = std::fs::read_to_string(cluster.log(node)).unwrap_or_default();
+        let refused: Vec<&str> = log.lines().filter(|l| l.contains("Violation")).collect();
+        assert!(refused.is_empty(), "node {node} refused a role's own work: {refused:#?}");
+    }
 
     let operator = jetstream::new(cluster.client("operator").await.0);
     let before = message_count(&operator).await;
@@ -151,6 +206,9 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
     cannot_touch_the_event_stream(&cluster, "projector").await;
     cannot_touch_the_event_stream(&cluster, "query").await;
     cannot_touch_the_event_stream(&cluster, "dashboard").await;
+    for role in ["gateway", "projector", "query", "dashboard"] {
+        cannot_administer_the_streams(&cluster, role).await;
+    }
 
     // The gateway publishes events but may not delete or purge the stream.
     let (gateway_client, mut gateway_errors) = cluster.client("gateway").await;
@@ -165,8 +223,25 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
         .await;
     assert!(purge.is_err(), "the gateway purged the stream");
 
-    // Nothing of all that reached the stream.
+    // Nothing of all that reached the stream or changed a stream's settings.
     assert_eq!(message_count(&operator).await, before, "no refused action changed the stream");
+    let events = operator.get_stream(platform::bus::EVENTS_STREAM).await.expect("stream").cached_info().clone();
+    assert_eq!(events.config.max_messages_per_subject, -1, "unlimited per subject, as made");
+    let audit = operator.get_stream(platform::bus::AUDIT_STREAM).await.expect("stream").cached_info().clone();
+    assert!(!audit.config.sealed && audit.state.messages > 0, "the audit stream is neither sealed nor purged");
+    let keys = operator.get_stream(format!("KV_{}", platform::bus::KEYS_BUCKET)).await.expect("bucket");
+    assert_eq!(keys.cached_info().config.max_age, Duration::ZERO, "the key bucket keeps keys until erased");
+    assert!(operator.get_stream("SG_ROGUE").await.is_err(), "no role made a stream");
+    assert!(
+        operator
+            .get_stream(platform::bus::EVENTS_STREAM)
+            .await
+            .expect("stream")
+            .consumer_info("sg-projector-main")
+            .await
+            .is_ok(),
+        "the projector's consumer is still there"
+    );
     let r = gateway
         .post(tokens::HARINGEY, &{
             let mut e = examples::event(EventType::ChildSeen, "p-3", "2025-01-15T09:30:00Z");

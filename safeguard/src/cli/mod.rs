@@ -8,6 +8,7 @@
 //! - [`audit`]: `safeguard verify` and `safeguard erase`.
 //! - [`parked`]: `safeguard parked` and `safeguard parked retry`.
 //! - [`backup`]: `safeguard backup` and `safeguard restore`.
+//! - [`streams`]: `safeguard streams`, the operator making the streams and buckets.
 //! - [`client`]: the one HTTP client of the commands that call the roles.
 
 pub mod audit;
@@ -18,4 +19,5 @@ pub mod import;
 pub mod parked;
 pub mod returns;
 pub mod seed;
+pub mod streams;
 pub mod token;

@@ -17,8 +17,6 @@ pub async fn run(
     let stream_settings = settings.nats.stream_settings();
     platform::bus::ensure_streams(&js, &stream_settings).await?;
     let bucket = platform::bus::ensure_key_bucket(&js, &stream_settings).await?;
-    // Made here, where the secured cluster allows it, for the query role's pages.
-    platform::bus::ensure_signed_out_bucket(&js, &stream_settings).await?;
     let stream = js.get_stream(platform::bus::EVENTS_STREAM).await.context("could not open the event stream")?;
     let master = platform::keystore::MasterKey::load_or_create(&settings.master_key)?;
     let signing = platform::load_or_create_signing_key(&settings.signing_key)?;
