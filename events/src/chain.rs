@@ -170,6 +170,61 @@ pub struct Break {
     pub detail: String,
 }
 
+/// Whose signatures a reader of the stream accepts: the gateway's public
+/// keys (after a rotation, every key it has signed with). The implementor
+/// may learn keys it did not know yet (a rotation elsewhere) before it
+/// answers no.
+pub trait Signers: Send + Sync + std::fmt::Debug {
+    fn signed(&self, digest: &Digest, signature: &str) -> bool;
+}
+
+impl Signers for Vec<VerifyingKey> {
+    fn signed(&self, digest: &Digest, signature: &str) -> bool {
+        signature_valid_any(self, digest, signature)
+    }
+}
+
+/// Why a decoded stored event is not taken as the next of its subject.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotTaken {
+    #[error("its signature does not verify with any of the gateway's public keys")]
+    Unsigned,
+    #[error(
+        "it breaks its subject's chain: sequence {sequence} after {after}, or a prevhash that is not the hash of event {after}"
+    )]
+    OutOfChain { sequence: u64, after: u64 },
+}
+
+/// Whether an event (its `sequence`, `prevhash`, `hash` and `signature`)
+/// is the next true event of a subject whose last true event is `head`
+/// (None before the first): signed by the gateway and linked to the head.
+/// Readers that fold a subject from the stream (the gateway's state, the
+/// projector) take only such events: anyone able to publish on the event
+/// subjects of an unsecured server could otherwise write history.
+pub fn takes(
+    head: Option<Head>,
+    sequence: u64,
+    prevhash: &Digest,
+    hash: &Digest,
+    signature: &str,
+    signers: &dyn Signers,
+) -> Result<(), NotTaken> {
+    if !signers.signed(hash, signature) {
+        return Err(NotTaken::Unsigned);
+    }
+    follows(head, sequence, prevhash)
+}
+
+/// The chain half of [`takes`], for a reader that checked the signature
+/// when the message arrived.
+pub fn follows(head: Option<Head>, sequence: u64, prevhash: &Digest) -> Result<(), NotTaken> {
+    let (after, expected) = head.map_or((0, Digest::ZERO), |h| (h.sequence, h.hash));
+    if sequence != after + 1 || *prevhash != expected {
+        return Err(NotTaken::OutOfChain { sequence, after });
+    }
+    Ok(())
+}
+
 /// A subject's last known position and hash, for example from a signed
 /// checkpoint: it lets verification notice events removed from the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

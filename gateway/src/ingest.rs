@@ -64,6 +64,9 @@ pub struct Ingest {
     pub stream: Stream,
     pub keys: Arc<KeyStore>,
     pub signing: SigningKey,
+    /// The gateway's public keys, every one it has signed with: what its
+    /// fold of a subject takes as true (`state::SubjectState::apply`).
+    pub signers: Arc<dyn events::chain::Signers>,
     pub cache: Cache,
     pub publish_timeout: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -232,7 +235,7 @@ impl Ingest {
                 let cached = slot.is_some();
                 let mut st = slot.take().unwrap_or_else(|| SubjectState::new(subject));
                 if !cached || attempt > 0 {
-                    let loaded = state::catch_up(&self.stream, subject, &mut st).await;
+                    let loaded = state::catch_up(&self.stream, subject, &mut st, &*self.signers).await;
                     **slot = Some(st.clone());
                     loaded.map_err(|e| match e {
                         state::LoadError::Unavailable(e) => unavailable("JetStream could not be read", e, &committed),

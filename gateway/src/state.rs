@@ -10,7 +10,7 @@
 use async_nats::jetstream::stream::{RawMessageErrorKind, Stream};
 use chrono::{DateTime, Utc};
 use events::catalogue::{EventData, EventType};
-use events::chain::Digest;
+use events::chain::{Digest, Head, Signers};
 use events::envelope::{StoredEvent, Subject};
 use events::ids::{EventId, PrincipalName};
 use events::standing::Standing;
@@ -53,11 +53,22 @@ impl SubjectState {
         }
     }
 
-    /// Folds one stored event in.
-    pub fn apply(&mut self, event: &StoredEvent, stream_seq: u64) {
+    /// Folds one stored event in, if it is the subject's next true event
+    /// (`events::chain::takes`): signed by the gateway and linked to the
+    /// head. Anything else on the subject (a message some other process put
+    /// there, a replay) moves only the stream position JetStream checks
+    /// writes against, so the next true event still links to the last one.
+    pub fn apply(&mut self, event: &StoredEvent, stream_seq: u64, signers: &dyn Signers) {
+        self.last_stream_seq = stream_seq;
+        let head = (self.sequence > 0).then_some(Head { sequence: self.sequence, hash: self.head });
+        if let Err(why) =
+            events::chain::takes(head, event.sequence, &event.prevhash, &event.hash, &event.signature, signers)
+        {
+            tracing::warn!(stream_seq, reason = %why, "passed over a message on an event subject that is not the subject's next true event");
+            return;
+        }
         let key = (event.source.clone(), event.id.clone());
         self.advance(key, event.time.to_utc(), &event.data, event.sequence, event.hash, stream_seq);
-        self.last_stream_seq = stream_seq;
     }
 
     /// The subject after one more event by `key.0`, happening at `time`:
@@ -93,7 +104,12 @@ pub enum LoadError {
 
 /// Brings `state` up to date by reading the subject's messages after its
 /// cached position, from the stream leader.
-pub async fn catch_up(stream: &Stream, subject: &Subject, state: &mut SubjectState) -> Result<(), LoadError> {
+pub async fn catch_up(
+    stream: &Stream,
+    subject: &Subject,
+    state: &mut SubjectState,
+    signers: &dyn Signers,
+) -> Result<(), LoadError> {
     let filter = subjects::event_subject(subject);
     loop {
         let next = stream
@@ -109,7 +125,7 @@ pub async fn catch_up(stream: &Stream, subject: &Subject, state: &mut SubjectSta
         };
         let decoded = events::stored::decode(&message.subject, &message.payload)
             .map_err(|cause| LoadError::Corrupt { stream_seq: message.sequence, cause })?;
-        state.apply(&decoded.event, message.sequence);
+        state.apply(&decoded.event, message.sequence, signers);
     }
 }
 

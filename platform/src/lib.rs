@@ -100,3 +100,69 @@ pub fn write_public_key(signing_key: &Path, key: &SigningKey) -> anyhow::Result<
     }
     Ok(keys)
 }
+
+/// The gateway's public keys as a reader of the stream holds them: read
+/// from the public key file, and read again when a signature verifies with
+/// none of them and the file has changed since (the gateway adds a line
+/// before it first signs with a new key), so a rotation is picked up
+/// without a restart while a flood of forged messages costs a `stat` each.
+#[derive(Debug)]
+pub struct PublicKeyFile {
+    path: std::path::PathBuf,
+    keys: std::sync::RwLock<(Option<std::time::SystemTime>, Vec<ed25519_dalek::VerifyingKey>)>,
+}
+
+impl PublicKeyFile {
+    /// Reads `path`, waiting up to `wait` for the gateway to write it (the
+    /// roles of `safeguard serve` start together). A file that never
+    /// appears, or does not read, is an error: a reader that trusted no key
+    /// would refuse every event.
+    pub async fn open(path: &Path, wait: std::time::Duration) -> anyhow::Result<std::sync::Arc<Self>> {
+        let deadline = std::time::Instant::now() + wait;
+        while !path.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let keys = Self::read(path)?;
+        Ok(std::sync::Arc::new(Self { path: path.to_owned(), keys: std::sync::RwLock::new(keys) }))
+    }
+
+    fn modified(path: &Path) -> Option<std::time::SystemTime> {
+        std::fs::metadata(path).and_then(|m| m.modified()).ok()
+    }
+
+    fn read(path: &Path) -> anyhow::Result<(Option<std::time::SystemTime>, Vec<ed25519_dalek::VerifyingKey>)> {
+        let modified = Self::modified(path);
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("could not read the gateway's public keys at {}", path.display()))?;
+        let keys =
+            events::chain::decode_verifying_keys(&text).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+        Ok((modified, keys))
+    }
+}
+
+impl events::chain::Signers for PublicKeyFile {
+    fn signed(&self, digest: &events::Digest, signature: &str) -> bool {
+        let Ok(held) = self.keys.read() else { return false };
+        if events::chain::signature_valid_any(&held.1, digest, signature) {
+            return true;
+        }
+        let unchanged = held.0.is_some() && held.0 == Self::modified(&self.path);
+        drop(held);
+        if unchanged {
+            return false;
+        }
+        match Self::read(&self.path) {
+            Ok(fresh) => {
+                let valid = events::chain::signature_valid_any(&fresh.1, digest, signature);
+                if let Ok(mut held) = self.keys.write() {
+                    *held = fresh;
+                }
+                valid
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "kept the public keys already read");
+                false
+            }
+        }
+    }
+}

@@ -14,6 +14,7 @@
 
 use crate::store::{self, ApplyError, EventItem, Incoming};
 use chrono::{DateTime, Utc};
+use events::chain::Signers;
 use events::privacy::ChildKeys;
 use sqlx::{PgPool, Row};
 
@@ -82,6 +83,7 @@ pub async fn retry(
     pool: &PgPool,
     subject: Option<&str>,
     keys: Option<&dyn ChildKeys>,
+    signers: &dyn Signers,
 ) -> Result<Vec<Retried>, ApplyError> {
     let subjects: Vec<String> = match subject {
         Some(s) => vec![s.to_owned()],
@@ -91,12 +93,17 @@ pub async fn retry(
     };
     let mut out = Vec::with_capacity(subjects.len());
     for subject in subjects {
-        out.push(retry_one(pool, &subject, keys).await?);
+        out.push(retry_one(pool, &subject, keys, signers).await?);
     }
     Ok(out)
 }
 
-async fn retry_one(pool: &PgPool, subject: &str, keys: Option<&dyn ChildKeys>) -> Result<Retried, ApplyError> {
+async fn retry_one(
+    pool: &PgPool,
+    subject: &str,
+    keys: Option<&dyn ChildKeys>,
+    signers: &dyn Signers,
+) -> Result<Retried, ApplyError> {
     let mut tx = pool.begin().await?;
     let parked: Option<String> = sqlx::query_scalar("select subject from parked_subject where subject = $1 for update")
         .bind(subject)
@@ -116,9 +123,10 @@ async fn retry_one(pool: &PgPool, subject: &str, keys: Option<&dyn ChildKeys>) -
         let seq: i64 = r.try_get("stream_seq")?;
         let nats_subject: String = r.try_get("nats_subject")?;
         let payload: Vec<u8> = r.try_get("payload")?;
-        messages.push(Incoming::decode(u64::try_from(seq).unwrap_or(0), &nats_subject, &payload));
+        messages.push(Incoming::decode(u64::try_from(seq).unwrap_or(0), &nats_subject, &payload, signers));
     }
-    // They were checked when they arrived; the same bytes decode the same way.
+    // They were decoded when they arrived; the same bytes decode the same
+    // way. Whether each continues the subject's chain is known only now.
     let items: Vec<EventItem<'_>> = messages
         .iter()
         .filter_map(|m| match m {
@@ -128,6 +136,16 @@ async fn retry_one(pool: &PgPool, subject: &str, keys: Option<&dyn ChildKeys>) -
             Incoming::Undecodable { .. } => None,
         })
         .collect();
+    let (items, broken) = store::in_chain(&mut tx, items).await?;
+    let mut dead = store::DeadRows::default();
+    for (item, why) in &broken {
+        dead.push(item.stream_seq, item.nats_subject, &why.to_string(), item.payload);
+    }
+    let dead_letters = dead.len();
+    dead.write(&mut tx).await?;
+    if dead_letters > 0 {
+        tracing::warn!(subject, dead_letters, "waiting messages that break the subject's chain are dead letters");
+    }
     match store::write_events(&mut tx, &items, keys).await {
         Ok(_) => {
             sqlx::query("delete from parked_message where subject = $1").bind(subject).execute(&mut *tx).await?;

@@ -11,6 +11,7 @@
 use crate::notify::Notifier;
 use crate::store::{self, Incoming};
 use async_nats::jetstream::{self, consumer};
+use events::chain::Signers;
 use events::privacy::ChildKeys;
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -35,6 +36,10 @@ pub struct Settings {
     /// Children's data keys, for the NHS-number index; without them that
     /// index is left empty.
     pub keys: Option<Arc<dyn ChildKeys>>,
+    /// The gateway's public keys: a message on the event subjects that
+    /// they do not verify is a dead letter, never history. There is no
+    /// default: a projector that trusted anything would apply forgeries.
+    pub signers: Arc<dyn Signers>,
     /// How often the stream's real state is looked at for the metrics and
     /// `projector_health`, whether or not batches arrive.
     pub health_interval: Duration,
@@ -43,13 +48,16 @@ pub struct Settings {
     pub stall_after: Duration,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
+impl Settings {
+    /// The usual settings (the projector `main`, every partition, batches
+    /// of 1,000), taking events signed by `signers`.
+    pub fn new(signers: Arc<dyn Signers>) -> Self {
         Self {
             name: "main".into(),
             batch: 1000,
             filters: vec![events::subjects::EVENTS_FILTER.into()],
             keys: None,
+            signers,
             health_interval: Duration::from_secs(5),
             stall_after: Duration::from_secs(60),
         }
@@ -330,7 +338,12 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
             let message = message.map_err(js_error)?;
             let info = message.info().map_err(js_error)?;
             deliveries.check(info.consumer_sequence)?;
-            batch.push(Incoming::decode(info.stream_sequence, message.subject.as_str(), &message.payload));
+            batch.push(Incoming::decode(
+                info.stream_sequence,
+                message.subject.as_str(),
+                &message.payload,
+                &*settings.signers,
+            ));
             last = Some(message);
         }
         let Some(last) = last else {

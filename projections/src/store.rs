@@ -8,6 +8,7 @@ use casework::summary;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use events::Subject;
 use events::calendar::business_date_of;
+use events::chain::{Head, NotTaken, Signers};
 use events::envelope::StoredEvent;
 use events::privacy::ChildKeys;
 use sqlx::{PgConnection, Postgres, Transaction};
@@ -44,8 +45,11 @@ impl Incoming {
     /// its hash. Anything else is [`Incoming::Undecodable`] and goes to
     /// `dead_letter` with the reason;
     /// it never stops the projector. (The reasons name fields and
-    /// positions, never values.)
-    pub fn decode(stream_seq: u64, nats_subject: &str, payload: &[u8]) -> Self {
+    /// positions, never values.) It must also carry the gateway's
+    /// signature: what anyone else put on the event subjects is a dead
+    /// letter too, never history. (Whether it continues its subject's chain
+    /// is checked against the read models when it is applied.)
+    pub fn decode(stream_seq: u64, nats_subject: &str, payload: &[u8], signers: &dyn Signers) -> Self {
         let undecodable = |reason: String| Self::Undecodable {
             stream_seq,
             nats_subject: nats_subject.to_owned(),
@@ -56,6 +60,9 @@ impl Incoming {
             Ok(decoded) => decoded,
             Err(e) => return undecodable(e.to_string()),
         };
+        if !signers.signed(&decoded.event.hash, &decoded.event.signature) {
+            return undecodable(NotTaken::Unsigned.to_string());
+        }
         Self::Event {
             stream_seq,
             nats_subject: nats_subject.to_owned(),
@@ -226,10 +233,7 @@ pub async fn apply_batch(
             }
             Incoming::Undecodable { stream_seq, nats_subject, reason, payload } => {
                 applied.dead_letters += 1;
-                dead.stream_seq.push(to_i64(*stream_seq));
-                dead.nats_subject.push(nats_subject.clone());
-                dead.reason.push(reason.clone());
-                dead.payload.push(payload.clone());
+                dead.push(*stream_seq, nats_subject, reason, payload);
             }
         }
     }
@@ -253,6 +257,12 @@ pub async fn apply_batch(
     let mut waiting = ParkedRows::default();
     let (held, live): (Vec<EventItem<'_>>, Vec<EventItem<'_>>) =
         items.into_iter().partition(|i| parked.contains(&i.event.subject.to_string()));
+    // A parked subject's waiting messages are checked when they are retried.
+    let (live, broken) = in_chain(tx, live).await?;
+    for (item, why) in broken {
+        applied.dead_letters += 1;
+        dead.push(item.stream_seq, item.nats_subject, &why.to_string(), item.payload);
+    }
     for item in &held {
         waiting.push(item);
     }
@@ -298,18 +308,7 @@ pub async fn apply_batch(
     applied.held = waiting.stream_seq.len() as u64;
     waiting.write(tx).await?;
 
-    if !dead.stream_seq.is_empty() {
-        sqlx::query(
-            "insert into dead_letter (stream_seq, nats_subject, reason, payload)
-             select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[])",
-        )
-        .bind(&dead.stream_seq)
-        .bind(&dead.nats_subject)
-        .bind(&dead.reason)
-        .bind(&dead.payload)
-        .execute(&mut **tx)
-        .await?;
-    }
+    dead.write(tx).await?;
     if applied.position > from {
         sqlx::query("update projector_position set stream_seq = $2, updated_at = now() where projector = $1")
             .bind(projector)
@@ -554,9 +553,81 @@ impl ChronologyRows {
 }
 
 #[derive(Default)]
-struct DeadRows {
+pub(crate) struct DeadRows {
     stream_seq: Vec<i64>,
     nats_subject: Vec<String>,
     reason: Vec<String>,
     payload: Vec<Vec<u8>>,
+}
+
+impl DeadRows {
+    pub(crate) fn push(&mut self, stream_seq: u64, nats_subject: &str, reason: &str, payload: &[u8]) {
+        self.stream_seq.push(to_i64(stream_seq));
+        self.nats_subject.push(nats_subject.to_owned());
+        self.reason.push(reason.to_owned());
+        self.payload.push(payload.to_vec());
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.stream_seq.len()
+    }
+
+    pub(crate) async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        if self.stream_seq.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "insert into dead_letter (stream_seq, nats_subject, reason, payload)
+             select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[])",
+        )
+        .bind(&self.stream_seq)
+        .bind(&self.nats_subject)
+        .bind(&self.reason)
+        .bind(&self.payload)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Splits `items` (in stream order) into those that continue their
+/// subject's chain from the last event the read models hold (and from
+/// each other), and the rest with why: a true event replayed onto its own
+/// subject, or a message someone else put there linked to nothing true.
+/// Such a message is a dead letter rather than a parking, so nobody can
+/// stop a child's projection by publishing one.
+pub(crate) async fn in_chain<'a>(
+    tx: &mut Transaction<'_, Postgres>,
+    items: Vec<EventItem<'a>>,
+) -> Result<(Vec<EventItem<'a>>, Vec<(EventItem<'a>, NotTaken)>), sqlx::Error> {
+    if items.is_empty() {
+        return Ok((items, Vec::new()));
+    }
+    let subjects: Vec<String> =
+        items.iter().map(|i| i.event.subject.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "select distinct on (subject) subject, sequence, hash from stored_event
+          where subject = any($1) order by subject, sequence desc",
+    )
+    .bind(&subjects)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut heads: std::collections::HashMap<String, Head> = std::collections::HashMap::new();
+    for (subject, sequence, hash) in rows {
+        let hash = events::Digest::parse(&hash).map_err(|why| crate::database::not_as_written("hash", why))?;
+        heads.insert(subject, Head { sequence: u64::try_from(sequence).unwrap_or(0), hash });
+    }
+    let mut kept = Vec::with_capacity(items.len());
+    let mut broken = Vec::new();
+    for item in items {
+        let subject = item.event.subject.to_string();
+        match events::chain::follows(heads.get(&subject).copied(), item.event.sequence, &item.event.prevhash) {
+            Ok(()) => {
+                heads.insert(subject, Head { sequence: item.event.sequence, hash: item.event.hash });
+                kept.push(item);
+            }
+            Err(why) => broken.push((item, why)),
+        }
+    }
+    Ok((kept, broken))
 }

@@ -59,6 +59,9 @@ enum Command {
         /// The master key (for the NHS-number index, which needs children's data keys).
         #[arg(long, env = "SAFEGUARD_MASTER_KEY", default_value = "master.key")]
         master_key: std::path::PathBuf,
+        /// The gateway's public keys: events they do not verify are dead letters.
+        #[arg(long = "public-key", env = "SAFEGUARD_PUBLIC_KEY", default_value = "signing.key.pub")]
+        public_key: std::path::PathBuf,
     },
     /// Generate a deterministic synthetic population and publish it through the gateway.
     Seed(safeguard::cli::seed::SeedArgs),
@@ -150,9 +153,9 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
-        Command::Rebuild { projection: _, all: _, nats, database, batch, name, master_key } => {
+        Command::Rebuild { projection: _, all: _, nats, database, batch, name, master_key, public_key } => {
             init_tracing();
-            block_on(safeguard::roles::projector::rebuild(nats, database, batch, name, master_key))
+            block_on(safeguard::roles::projector::rebuild(nats, database, batch, name, master_key, public_key))
         }
         Command::Seed(args) => {
             init_tracing();
@@ -223,13 +226,14 @@ fn main() -> std::process::ExitCode {
                     let settings = GatewaySettings::new(nats.clone(), gateway.clone());
                     tasks.spawn(safeguard::roles::gateway::run(settings, stopped(), None));
                 }
+                // The public keys are where the gateway keeps them, unless said otherwise.
+                let mut query = query;
+                if query.public_key.is_none() {
+                    query.public_key = Some(platform::public_key_path(&gateway.signing_key));
+                }
+                let public_key = query.public_key.clone().unwrap_or_default();
                 if wants(Role::Query) {
                     let principals = gateway.principals.clone();
-                    let mut query = query;
-                    // The public keys are where the gateway keeps them, unless said otherwise.
-                    if query.public_key.is_none() {
-                        query.public_key = Some(platform::public_key_path(&gateway.signing_key));
-                    }
                     tasks.spawn(safeguard::roles::query::run(
                         nats.clone(),
                         database.clone(),
@@ -242,7 +246,14 @@ fn main() -> std::process::ExitCode {
                 }
                 if wants(Role::Projector) {
                     let master_key = gateway.master_key.clone();
-                    tasks.spawn(safeguard::roles::projector::run(nats, database, projector, master_key, stopped()));
+                    tasks.spawn(safeguard::roles::projector::run(
+                        nats,
+                        database,
+                        projector,
+                        master_key,
+                        public_key,
+                        stopped(),
+                    ));
                 }
                 // The first role to fail stops the process.
                 while let Some(done) = tasks.join_next().await {

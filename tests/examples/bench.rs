@@ -962,7 +962,12 @@ async fn main() {
     let clean = TestDatabase::create().await;
     let clean_pool = clean.pool().await;
     // Its own name: projectors sharing a stream must never share a durable consumer.
-    let settings = projections::runtime::Settings { name: "bench-clean".into(), ..Default::default() };
+    let signers: Arc<dyn events::chain::Signers> =
+        platform::PublicKeyFile::open(&deployment.path("signing.key.pub"), Duration::ZERO).await.unwrap();
+    let settings = projections::runtime::Settings {
+        name: "bench-clean".into(),
+        ..projections::runtime::Settings::new(signers.clone())
+    };
     let elapsed = tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
     let total_events: i64 =
         sqlx::query_scalar("select count(*) from stored_event").fetch_one(&clean_pool).await.unwrap();
@@ -979,7 +984,11 @@ async fn main() {
     let rebuilt = projections::rebuild::rebuild(
         options,
         jetstream::new(nats.client().await),
-        projections::runtime::Settings { name: "bench-clean".into(), batch: 5000, ..Default::default() },
+        projections::runtime::Settings {
+            name: "bench-clean".into(),
+            batch: 5000,
+            ..projections::runtime::Settings::new(signers)
+        },
         Arc::new(projections::runtime::Stats::default()),
     )
     .await

@@ -48,7 +48,8 @@ async fn main() {
 
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
-    tests::projector::run_until(&nats.url(), &pool, projections::runtime::Settings::default(), last).await;
+    let signers = tests::projector::signers_beside(&gw.path("master.key")).await;
+    tests::projector::run_until(&nats.url(), &pool, projections::runtime::Settings::new(signers), last).await;
     let key = [gw.verifying_key()];
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.expect("connect"));
     for (what, copy) in [("with the Postgres copy", Some(&pool)), ("stream only (the outside verifier)", None)] {

@@ -7,6 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// The public keys of the gateway whose key files live beside
+/// `master_key` (as a test gateway keeps them), read again when they change.
+pub async fn signers_beside(master_key: &std::path::Path) -> Arc<dyn events::chain::Signers> {
+    #[allow(clippy::expect_used)]
+    platform::PublicKeyFile::open(&master_key.with_file_name("signing.key.pub"), Duration::from_secs(5))
+        .await
+        .expect("the gateway's public keys")
+}
+
 /// Runs a projector with `settings` on `pool` until its position reaches
 /// `target`, stops it cleanly, and returns how long the applying took.
 pub async fn run_until(nats_url: &str, pool: &PgPool, settings: Settings, target: u64) -> Duration {
@@ -52,7 +61,8 @@ pub async fn clean_projection(
     #[allow(clippy::expect_used)]
     let keys =
         safeguard::roles::projector::keys(&async_nats::jetstream::new(client), &nats, master_key).await.expect("keys");
-    let settings = Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
+    let settings =
+        Settings { name: "clean".into(), keys: Some(keys), ..Settings::new(signers_beside(master_key).await) };
     run_until(nats_url, &pool, settings, target).await;
     (db, pool)
 }
@@ -76,6 +86,7 @@ pub fn spawn_process(
         .env("DATABASE_URL", database_url)
         .env("SAFEGUARD_PROJECTOR_BATCH", batch.to_string())
         .env("SAFEGUARD_MASTER_KEY", master_key)
+        .env("SAFEGUARD_PUBLIC_KEY", master_key.with_file_name("signing.key.pub"))
         .env("SAFEGUARD_PROJECTOR_LISTEN", listen)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
@@ -109,21 +120,27 @@ pub struct LiveProjector {
 }
 
 impl LiveProjector {
-    /// A projector without access to children's keys (no NHS-number index).
-    pub async fn start(nats_url: &str, pool: &PgPool) -> Self {
-        Self::start_with(nats_url, pool, None).await
+    /// A projector taking `gateway`'s events, without access to children's
+    /// keys (no NHS-number index).
+    pub async fn start(gateway: &crate::gateway::TestGateway, nats_url: &str, pool: &PgPool) -> Self {
+        Self::start_with(gateway, nats_url, pool, None).await
     }
 
     /// A projector that reads children's keys with `gateway`'s master key,
     /// as `serve` runs it.
     pub async fn start_for(gateway: &crate::gateway::TestGateway, nats_url: &str, pool: &PgPool) -> Self {
-        Self::start_with(nats_url, pool, Some(gateway.path("master.key"))).await
+        Self::start_with(gateway, nats_url, pool, Some(gateway.path("master.key"))).await
     }
 
-    async fn start_with(nats_url: &str, pool: &PgPool, master_key: Option<std::path::PathBuf>) -> Self {
+    async fn start_with(
+        gateway: &crate::gateway::TestGateway,
+        nats_url: &str,
+        pool: &PgPool,
+        master_key: Option<std::path::PathBuf>,
+    ) -> Self {
         #[allow(clippy::expect_used)]
         let client = crate::connect(nats_url).await;
-        let mut settings = Settings::default();
+        let mut settings = Settings::new(signers_beside(&gateway.path("master.key")).await);
         if let Some(path) = master_key {
             let js = async_nats::jetstream::new(client.clone());
             let nats = platform::config::NatsArgs::for_url(nats_url);

@@ -110,6 +110,7 @@ impl Backbone {
             .env("DATABASE_URL", self.db.url())
             .env("NATS_URL", self.nats.url())
             .env("SAFEGUARD_MASTER_KEY", self.gateway.path("master.key"))
+            .env("SAFEGUARD_PUBLIC_KEY", self.gateway.path("signing.key.pub"))
             .env("RUST_LOG", "warn")
             .output()
             .expect("run safeguard parked");

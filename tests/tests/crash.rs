@@ -103,7 +103,12 @@ async fn a_projector_killed_mid_batch_again_and_again_equals_a_clean_rebuild() {
         safeguard::roles::projector::keys(&async_nats::jetstream::new(client), &nats_args, &gw.path("master.key"))
             .await
             .expect("keys");
-    let settings = projections::runtime::Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
+    let signers = tests::projector::signers_beside(&gw.path("master.key")).await;
+    let settings = projections::runtime::Settings {
+        name: "clean".into(),
+        keys: Some(keys),
+        ..projections::runtime::Settings::new(signers)
+    };
     tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
 
     let n: i64 = sqlx::query_scalar("select count(*) from stored_event").fetch_one(&pool).await.expect("count");

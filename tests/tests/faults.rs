@@ -155,7 +155,12 @@ async fn assert_equals_clean_rebuild(url: &str, gateway: &TestGateway, pool: &Pg
     let keys = safeguard::roles::projector::keys(&jetstream::new(client), &nats_args, &gateway.path("master.key"))
         .await
         .expect("keys");
-    let settings = projections::runtime::Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
+    let signers = tests::projector::signers_beside(&gateway.path("master.key")).await;
+    let settings = projections::runtime::Settings {
+        name: "clean".into(),
+        keys: Some(keys),
+        ..projections::runtime::Settings::new(signers)
+    };
     tests::projector::run_until(url, &clean_pool, settings, last).await;
     for (table, order) in tests::tables::read_models() {
         assert_eq!(checksum(pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");

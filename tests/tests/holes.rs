@@ -101,3 +101,76 @@ async fn a_childs_council_changes_only_by_transfer_and_its_registration_is_never
     assert_eq!(sys.query.get(tokens::HARINGEY, &path).await.status, 403, "Haringey's practitioners no longer read it");
     assert_eq!(council_of(&sys, &child).await.as_deref(), Some(ISLINGTON));
 }
+
+/// The stored documents of `child`'s subject, as the stream holds them.
+async fn stored_documents(sys: &System, child: &str) -> Vec<Value> {
+    let subject = events::Subject::parse(events::catalogue::SubjectKind::Child, child).expect("a child");
+    tests::gateway::subject_history(&sys.nats.url(), &subject)
+        .await
+        .iter()
+        .map(|bytes| serde_json::from_slice(bytes).expect("a stored document"))
+        .collect()
+}
+
+/// Item 3: anything on the event subjects that the gateway did not sign,
+/// or that does not continue its subject's chain, is a dead letter: it
+/// gives no access, and the gateway's own next event still chains to the
+/// last true one.
+#[tokio::test]
+async fn an_event_the_gateway_did_not_sign_or_chain_is_a_dead_letter_and_opens_nothing() {
+    let sys = System::start().await;
+    let child = new_id();
+    let concern = json!({"concern_id": "C1", "summary": "bruising seen at nursery"});
+    sys.publish(
+        tokens::HARINGEY,
+        vec![
+            registered("reg", &child, HARINGEY),
+            event("concern", "concern.raised", &child, "2024-02-01T10:00:00Z", concern),
+        ],
+    )
+    .await;
+    let stored = stored_documents(&sys, &child).await;
+    let head = stored.last().expect("two events").clone();
+
+    // Any process on an unsecured server can publish to the event subjects.
+    // A review naming a reviewer, hash-true and linked to the true head,
+    // but signed by a key the gateway never had.
+    let mut forged = head.clone();
+    forged["id"] = json!("forged-review");
+    forged["type"] = json!("review.opened");
+    forged["data"] = json!({"review_id": "R1", "kind": "cspr", "reviewers": ["panel-reviewer"]});
+    forged["sequence"] = json!(3);
+    forged["prevhash"] = head["hash"].clone();
+    let stranger = events::chain::signing_key_from_seed([7; 32]);
+    let forged = events::chain::seal(forged.as_object().expect("a document").clone(), &stranger);
+    // A true event of this very subject, replayed: signed, but out of chain.
+    let replayed = serde_json::to_vec(&stored[0]).expect("json");
+    let nats_subject = events::subjects::event_subject(
+        &events::Subject::parse(events::catalogue::SubjectKind::Child, &child).expect("a child"),
+    );
+    let js = async_nats::jetstream::new(tests::connect(&sys.nats.url()).await);
+    for payload in [serde_json::to_vec(&forged).expect("json"), replayed] {
+        js.publish(nats_subject.clone(), payload.into()).await.expect("publish").await.expect("stored");
+    }
+
+    // The gateway folds past them: its next event is the subject's third.
+    let seen = json!({"seen_by": new_id(), "seen_alone": true, "context": "statutory_visit"});
+    let results =
+        sys.publish(tokens::HARINGEY, vec![event("visit", "child.seen", &child, "2024-03-01T10:00:00Z", seen)]).await;
+    assert_eq!(results[0]["sequence"], 3, "{results:?}");
+
+    // Nothing forged opened the record, and the true history is whole.
+    let path = format!("/v1/children/{child}/chronology");
+    assert_eq!(sys.query.get(tokens::REVIEWER, &path).await.status, 403, "the forged review gives no access");
+    let chronology = sys.query.get(tokens::ADMIN, &path).await;
+    let types: Vec<&str> =
+        chronology.json["entries"].as_array().expect("entries").iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, ["child.registered", "concern.raised", "child.seen"], "{}", chronology.text);
+    let reasons: Vec<String> = sqlx::query_scalar("select reason from dead_letter order by stream_seq")
+        .fetch_all(&sys.pool)
+        .await
+        .expect("dead letters");
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[0].contains("signature"), "{}", reasons[0]);
+    assert!(reasons[1].contains("chain"), "{}", reasons[1]);
+}

@@ -26,7 +26,7 @@ impl System {
         let gateway = TestGateway::start(&nats.url()).await;
         let db = TestDatabase::create().await;
         let pool = db.pool().await;
-        let projector = LiveProjector::start(&nats.url(), &pool).await;
+        let projector = LiveProjector::start(&gateway, &nats.url(), &pool).await;
         Self { _nats: nats, gateway, _db: db, pool, projector }
     }
 

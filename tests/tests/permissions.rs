@@ -119,6 +119,7 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
             .envs(cluster.env("projector"))
             .env("DATABASE_URL", db.url())
             .env("SAFEGUARD_MASTER_KEY", gateway.path("master.key"))
+            .env("SAFEGUARD_PUBLIC_KEY", gateway.path("signing.key.pub"))
             .env("SAFEGUARD_PROJECTOR_LISTEN", "127.0.0.1:0")
             .env("SAFEGUARD_NOTIFY_INTERVAL_MS", "100")
             .env("RUST_LOG", "warn")

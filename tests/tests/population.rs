@@ -22,7 +22,7 @@ async fn the_seed_follows_the_national_rates_within_tolerance() {
     let gateway = Arc::new(TestGateway::start(&nats.url()).await);
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
-    let projector = LiveProjector::start(&nats.url(), &pool).await;
+    let projector = LiveProjector::start(&gateway, &nats.url(), &pool).await;
     let until = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
     let councils = 4;
     let groups = safeguard::cli::seed::generate(21, councils, 450, until).expect("seed");

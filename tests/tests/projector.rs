@@ -15,8 +15,9 @@ fn child_event(t: EventType, id: &str, child: &str) -> Value {
     e
 }
 
-async fn project_until(nats_url: &str, pool: &PgPool, target: u64) {
-    tests::projector::run_until(nats_url, pool, projections::runtime::Settings::default(), target).await;
+async fn project_until(gateway: &TestGateway, nats_url: &str, pool: &PgPool, target: u64) {
+    let signers = tests::projector::signers_beside(&gateway.path("master.key")).await;
+    tests::projector::run_until(nats_url, pool, projections::runtime::Settings::new(signers), target).await;
 }
 
 async fn count(pool: &PgPool, table: &str) -> i64 {
@@ -49,7 +50,7 @@ async fn every_event_is_copied_once_and_a_rerun_applies_nothing_twice() {
     assert_eq!(r.status, 201, "{}", r.text);
     let last = r.result(0)["stream_sequence"].as_u64().expect("stream sequence");
 
-    project_until(&nats.url(), &pool, last).await;
+    project_until(&gw, &nats.url(), &pool, last).await;
     assert_eq!(count(&pool, "stored_event").await, expected_child_events + 1);
     assert_eq!(count(&pool, "chronology_entry").await, expected_child_events);
     assert_eq!(count(&pool, "dead_letter").await, 0);
@@ -76,7 +77,7 @@ async fn every_event_is_copied_once_and_a_rerun_applies_nothing_twice() {
     }
 
     // A second run starts from the stored position and applies nothing.
-    project_until(&nats.url(), &pool, last).await;
+    project_until(&gw, &nats.url(), &pool, last).await;
     assert_eq!(count(&pool, "stored_event").await, expected_child_events + 1);
     assert_eq!(count(&pool, "chronology_entry").await, expected_child_events);
 }
@@ -102,7 +103,7 @@ async fn an_undecodable_message_is_kept_as_a_dead_letter_and_the_rest_flows_on()
     let last = r.result(0)["stream_sequence"].as_u64().expect("stream sequence");
     assert!(stream_count(&nats.url()).await >= last);
 
-    project_until(&nats.url(), &pool, last).await;
+    project_until(&gw, &nats.url(), &pool, last).await;
     let (reason, payload): (String, Vec<u8>) =
         sqlx::query_as("select reason, payload from dead_letter").fetch_one(&pool).await.expect("one dead letter");
     assert!(!reason.is_empty());
@@ -142,7 +143,7 @@ async fn the_chronology_is_in_business_order_with_amendments_as_known_at_the_tim
     let r = gw.post(tokens::HARINGEY, &json!([correction, retraction])).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let last = r.result(1)["stream_sequence"].as_u64().expect("stream sequence");
-    project_until(&nats.url(), &pool, last).await;
+    project_until(&gw, &nats.url(), &pool, last).await;
 
     let read = |as_of| {
         let q = projections::chronology::Query {
@@ -188,7 +189,7 @@ async fn the_projector_rides_out_a_nats_restart_and_a_database_outage() {
     let pg = tests::PgCluster::start().await;
     let db = TestDatabase::create_on(&pg.admin_url()).await;
     let pool = db.pool().await;
-    let projector = tests::projector::LiveProjector::start(&nats.url(), &pool).await;
+    let projector = tests::projector::LiveProjector::start(&gw, &nats.url(), &pool).await;
 
     let child = uuid::Uuid::new_v4().to_string();
     let publish = async |id: &str, t: EventType| -> u64 {
@@ -291,7 +292,12 @@ async fn two_partitioned_projectors_sharing_a_database_equal_one_clean_rebuild()
     )
     .await
     .expect("keys");
-    let settings = projections::runtime::Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
+    let signers = tests::projector::signers_beside(&gateway.path("master.key")).await;
+    let settings = projections::runtime::Settings {
+        name: "clean".into(),
+        keys: Some(keys),
+        ..projections::runtime::Settings::new(signers)
+    };
     tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
     for (table, order) in tests::tables::read_models() {
         assert_eq!(

@@ -22,6 +22,7 @@ async fn rebuild(nats_url: String, database_url: String, master_key: std::path::
             .args(["rebuild", "--all", "--batch", "500"])
             .env("NATS_URL", nats_url)
             .env("DATABASE_URL", database_url)
+            .env("SAFEGUARD_PUBLIC_KEY", master_key.with_file_name("signing.key.pub"))
             .env("SAFEGUARD_MASTER_KEY", master_key)
             .env("RUST_LOG", "warn")
             .output()
@@ -152,7 +153,12 @@ async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables(
         safeguard::roles::projector::keys(&async_nats::jetstream::new(client), &nats_args, &gateway.path("master.key"))
             .await
             .expect("keys");
-    let settings = projections::runtime::Settings { name: "clean".into(), keys: Some(keys), ..Default::default() };
+    let signers = tests::projector::signers_beside(&gateway.path("master.key")).await;
+    let settings = projections::runtime::Settings {
+        name: "clean".into(),
+        keys: Some(keys),
+        ..projections::runtime::Settings::new(signers)
+    };
     tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
     for (table, order) in read_models() {
         assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");

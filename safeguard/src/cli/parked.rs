@@ -35,6 +35,9 @@ pub enum ParkedAction {
         /// The master key (for the NHS-number index, which needs children's data keys).
         #[arg(long, env = "SAFEGUARD_MASTER_KEY", default_value = "master.key")]
         master_key: std::path::PathBuf,
+        /// The gateway's public keys: waiting messages they do not verify are dead letters.
+        #[arg(long = "public-key", env = "SAFEGUARD_PUBLIC_KEY", default_value = "signing.key.pub")]
+        public_key: std::path::PathBuf,
     },
 }
 
@@ -69,11 +72,13 @@ pub async fn run(args: ParkedArgs) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
-        Some(ParkedAction::Retry { subject, nats, master_key }) => {
+        Some(ParkedAction::Retry { subject, nats, master_key, public_key }) => {
+            let signers = crate::roles::projector::signers(&public_key).await?;
             let client = platform::bus::connect(&nats).await?;
             let js = async_nats::jetstream::new(client);
             let keys = crate::roles::projector::keys(&js, &nats, &master_key).await?;
-            let retried = projections::parking::retry(&pool, subject.as_deref(), Some(keys.as_ref())).await?;
+            let retried =
+                projections::parking::retry(&pool, subject.as_deref(), Some(keys.as_ref()), &*signers).await?;
             if args.json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&retried)?)?;
             } else if retried.is_empty() {

@@ -4,6 +4,7 @@
 use anyhow::Context as _;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Runs the gateway until `shutdown` resolves. Returns the address it bound
 /// through `bound` before serving, so tests can use port 0.
@@ -21,6 +22,9 @@ pub async fn run(
     let master = platform::keystore::MasterKey::load_or_create(&settings.master_key)?;
     let signing = platform::load_or_create_signing_key(&settings.signing_key)?;
     let public_keys = platform::write_public_key(&settings.signing_key, &signing)?;
+    // Read back from the file, so a rotation by a sibling gateway is seen.
+    let signers =
+        platform::PublicKeyFile::open(&platform::public_key_path(&settings.signing_key), Duration::ZERO).await?;
     let principals = platform::principals::Principals::load(&settings.principals)?;
     let keys = platform::keystore::KeyStore::watched(bucket, master).await?;
 
@@ -37,6 +41,7 @@ pub async fn run(
             stream,
             keys,
             signing,
+            signers,
             cache: gateway::state::Cache::default(),
             publish_timeout: settings.publish_timeout,
             metrics: Arc::default(),

@@ -13,8 +13,10 @@ pub async fn run(
     database: platform::config::DatabaseArgs,
     projector: platform::config::ProjectorArgs,
     master_key: std::path::PathBuf,
+    public_key: std::path::PathBuf,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let signers = signers(&public_key).await?;
     let client = platform::bus::connect(&nats).await?;
     let js = async_nats::jetstream::new(client.clone());
     platform::bus::ensure_streams(&js, &nats.stream_settings()).await?;
@@ -26,6 +28,7 @@ pub async fn run(
         batch: projector.batch,
         filters: partitions.filters(),
         keys: Some(keys),
+        signers,
         health_interval: std::time::Duration::from_millis(projector.health_interval_ms.max(100)),
         stall_after: std::time::Duration::from_millis(projector.stall_after_ms),
     };
@@ -61,6 +64,14 @@ pub async fn run(
     health.abort();
     outcome?;
     Ok(())
+}
+
+/// The gateway's public keys, from its public key file: waited for a
+/// while, since `safeguard serve` starts the gateway (which writes it) and
+/// the projector together.
+pub async fn signers(public_key: &std::path::Path) -> anyhow::Result<Arc<dyn events::chain::Signers>> {
+    let file = platform::PublicKeyFile::open(public_key, std::time::Duration::from_secs(30)).await?;
+    Ok(file)
 }
 
 /// Read access to children's data keys, for the NHS-number index.
@@ -226,7 +237,9 @@ pub async fn rebuild(
     batch: usize,
     name: String,
     master_key: std::path::PathBuf,
+    public_key: std::path::PathBuf,
 ) -> anyhow::Result<()> {
+    let signers = signers(&public_key).await?;
     let client = platform::bus::connect(&nats).await?;
     let js = async_nats::jetstream::new(client);
     platform::bus::ensure_streams(&js, &nats.stream_settings()).await?;
@@ -236,7 +249,7 @@ pub async fn rebuild(
         name,
         batch: batch.max(1),
         keys: Some(keys),
-        ..projections::runtime::Settings::default()
+        ..projections::runtime::Settings::new(signers)
     };
     let stats = Arc::new(projections::runtime::Stats::default());
     let progress = tokio::spawn(progress_bar(stats.clone()));
