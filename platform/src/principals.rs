@@ -200,6 +200,14 @@ fn parse(text: &str) -> Result<Vec<Principal>, String> {
         if out.iter().any(|p: &Principal| p.name == name) {
             return Err(format!("{at}: the name is used twice"));
         }
+        // An admin reads, looks up, returns and erases children anywhere:
+        // a narrower list would promise a limit that no read enforces.
+        if e.roles.contains(&Role::Admin) && councils != Scope::All {
+            return Err(format!(
+                "{at}: the admin role covers every council, so its councils must be [\"*\"]; \
+                 for one council's operator give the practitioner and auditor roles instead"
+            ));
+        }
         out.push(Principal { name, token_sha256, roles: e.roles, councils, event_types });
     }
     Ok(out)
@@ -239,5 +247,15 @@ mod tests {
         let p = Principals::from_text(&text).expect("valid").authenticate("t").expect("known");
         assert!(p.may_publish(EventType::RecordSealed).is_err());
         assert!(p.may_publish(EventType::ContactRecorded).is_ok());
+    }
+
+    #[test]
+    fn an_admin_limited_to_some_councils_is_refused_by_name() {
+        let text = format!(
+            "[[principal]]\nname = \"haringey-admin\"\ntoken_sha256 = \"{}\"\nroles = [\"admin\"]\ncouncils = [\"E09000014\"]\n",
+            token_sha256("t")
+        );
+        let refused = Principals::from_text(&text).expect_err("refused");
+        assert!(refused.contains("principal 1 (haringey-admin)") && refused.contains("admin"), "{refused}");
     }
 }

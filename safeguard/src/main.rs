@@ -102,7 +102,8 @@ enum Command {
         /// publish, practitioner, reviewer, dashboard, auditor or admin; repeat for several.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
-        /// A council ONS code in scope, or *; repeat for several (default *).
+        /// A council ONS code in scope, or * for every council; repeat for
+        /// several. Required: no token is for every council unless asked.
         #[arg(long = "council")]
         councils: Vec<String>,
         /// An event type it may publish, or *; repeat for several (default *).

@@ -174,3 +174,51 @@ async fn an_event_the_gateway_did_not_sign_or_chain_is_a_dead_letter_and_opens_n
     assert!(reasons[0].contains("signature"), "{}", reasons[0]);
     assert!(reasons[1].contains("chain"), "{}", reasons[1]);
 }
+
+/// Item 4: an admin's council scope was honoured for aggregates only, so an
+/// admin "limited" to one council read and erased children anywhere. No
+/// such entry loads now: the role covers every council or is not given.
+#[tokio::test]
+async fn an_admin_limited_to_some_councils_is_refused_by_name_at_start_and_by_the_token_command() {
+    let nats = tests::NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let principals = dir.path().join("principals.toml");
+    let entry = format!(
+        "[[principal]]\nname = \"haringey-admin\"\ntoken_sha256 = \"{}\"\nroles = [\"admin\"]\ncouncils = [\"{HARINGEY}\"]\n",
+        platform::principals::token_sha256("limited-admin-token")
+    );
+    std::fs::write(&principals, entry).expect("write principals");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(tests::safeguard_binary())
+            .args(["serve", "--role", "gateway"])
+            .env("NATS_URL", nats.url())
+            .env("SAFEGUARD_PRINCIPALS", &principals)
+            .env("SAFEGUARD_SIGNING_KEY", dir.path().join("signing.key"))
+            .env("SAFEGUARD_MASTER_KEY", dir.path().join("master.key"))
+            .env("SAFEGUARD_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the gateway stops by itself")
+    .expect("run the gateway");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a gateway started with a council-limited admin");
+    assert!(stderr.contains("principal 1 (haringey-admin)") && stderr.contains("admin"), "{stderr}");
+
+    let token = |councils: &[&str]| {
+        let mut command = std::process::Command::new(tests::safeguard_binary());
+        command.args(["token", "--name", "someone", "--role", "admin"]);
+        for c in councils {
+            command.args(["--council", c]);
+        }
+        command.output().expect("run safeguard token")
+    };
+    let narrow = token(&[HARINGEY]);
+    assert_eq!(narrow.status.code(), Some(2), "{}", String::from_utf8_lossy(&narrow.stderr));
+    let unscoped = token(&[]);
+    assert_eq!(unscoped.status.code(), Some(2), "no token is for every council unless asked");
+    assert!(token(&["*"]).status.success());
+}

@@ -51,6 +51,13 @@ pub fn render(
             return Err(format!("--role {role:?} is not one of {}", ROLES.join(", ")));
         }
     }
+    // No default: a token for every council must be asked for by name.
+    if councils.is_empty() {
+        return Err("give --council for each council in scope, or --council '*' for every council".into());
+    }
+    if roles.iter().any(|r| r == "admin") && councils.iter().any(|c| c != "*") {
+        return Err("--role admin covers every council: give --council '*' (or the practitioner and auditor roles for one council)".into());
+    }
     for council in councils.iter().filter(|c| c.as_str() != "*") {
         CouncilCode::parse(council).map_err(|m| format!("--council {council:?} {m}"))?;
     }
@@ -60,13 +67,12 @@ pub fn render(
         }
     }
     let list = |items: &[String]| items.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
-    let councils = if councils.is_empty() { vec!["*".to_owned()] } else { councils.to_vec() };
     let event_types = if event_types.is_empty() { vec!["*".to_owned()] } else { event_types.to_vec() };
     Ok(format!(
         "# token (shown once; keep it secret): {token}\n[[principal]]\nname = {name:?}\ntoken_sha256 = {:?}\nroles = [{}]\ncouncils = [{}]\nevent_types = [{}]\n",
         token_sha256(token),
         list(roles),
-        list(&councils),
+        list(councils),
         list(&event_types),
     ))
 }
@@ -84,5 +90,15 @@ mod tests {
         assert!(principals.authenticate(&token).is_some());
         assert!(!text.lines().skip(1).any(|l| l.contains(&token)), "only the comment line shows the token");
         assert!(render("x", &["emperor".into()], &[], &[], &token).is_err());
+    }
+
+    #[test]
+    fn a_token_names_its_councils_and_an_admin_token_every_council() {
+        let token = new_token();
+        let unscoped = render("x", &["practitioner".into()], &[], &[], &token).expect_err("refused");
+        assert!(unscoped.contains("--council"), "{unscoped}");
+        let narrow = render("x", &["admin".into()], &["E09000014".into()], &[], &token).expect_err("refused");
+        assert!(narrow.contains("admin"), "{narrow}");
+        assert!(render("x", &["admin".into()], &["*".into()], &[], &token).is_ok());
     }
 }
