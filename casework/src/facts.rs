@@ -353,20 +353,23 @@ pub fn fold_child(history: &History) -> Result<ChildFacts, HistoryError> {
     let mut plan_conference: Vec<&LocalId> = Vec::new();
     let mut cin_open: HashMap<&LocalId, NaiveDate> = HashMap::new();
 
-    for f in &effective(history) {
-        // A child is registered before anything else is stored about it,
-        // so every fact has a council; the one it has now covers the rest.
-        let council = f.council.unwrap_or(&council_now);
+    let facts = effective(history);
+    // Who may read the record (sealing, open reviews) follows the order in
+    // which those facts were recorded, not the dates they carry: a review
+    // closed, or a record sealed, by a fact dated in the past takes effect
+    // when it is recorded, as the gateway's acknowledgement said it would.
+    let mut access: Vec<&Fact<'_>> = facts
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.event_type(),
+                EventType::RecordSealed | EventType::RecordUnsealed | EventType::ReviewOpened | EventType::ReviewClosed
+            )
+        })
+        .collect();
+    access.sort_by_key(|f| f.sequence);
+    for f in access {
         match f.data {
-            D::ChildRegistered(d) => status.la_child_id = Some(d.la_child_id.clone()),
-            D::ChildDetailsUpdated(d) => {
-                if let Some(id) = &d.la_child_id {
-                    status.la_child_id = Some(id.clone());
-                }
-            }
-            // The sending council's allocations end with the transfer.
-            D::ChildTransferred(_) => close_allocations(&mut out.allocations, f.on, None),
-            D::ChildDied(d) => status.died_on = Some(d.date),
             D::RecordSealed(_) => status.sealed = true,
             D::RecordUnsealed(_) => status.sealed = false,
             D::ReviewOpened(d) => {
@@ -384,6 +387,24 @@ pub fn fold_child(history: &History) -> Result<ChildFacts, HistoryError> {
                     r.closed_at = Some(f.at);
                 }
             }
+            _ => {}
+        }
+    }
+
+    for f in &facts {
+        // A child is registered before anything else is stored about it,
+        // so every fact has a council; the one it has now covers the rest.
+        let council = f.council.unwrap_or(&council_now);
+        match f.data {
+            D::ChildRegistered(d) => status.la_child_id = Some(d.la_child_id.clone()),
+            D::ChildDetailsUpdated(d) => {
+                if let Some(id) = &d.la_child_id {
+                    status.la_child_id = Some(id.clone());
+                }
+            }
+            // The sending council's allocations end with the transfer.
+            D::ChildTransferred(_) => close_allocations(&mut out.allocations, f.on, None),
+            D::ChildDied(d) => status.died_on = Some(d.date),
             D::ReferralReceived(d) => {
                 out.referrals.retain(|r| r.referral_id != d.referral_id);
                 out.referrals.push(Referral {

@@ -222,3 +222,44 @@ async fn an_admin_limited_to_some_councils_is_refused_by_name_at_start_and_by_th
     assert_eq!(unscoped.status.code(), Some(2), "no token is for every council unless asked");
     assert!(token(&["*"]).status.success());
 }
+
+/// Item 9: whether a record is sealed and whether a review is open followed
+/// business time, so a `review.closed` or `record.sealed` dated in the past
+/// changed nothing and a reviewer kept access. Access follows the order in
+/// which such facts were recorded.
+#[tokio::test]
+async fn closing_a_review_or_sealing_a_record_takes_effect_whatever_date_it_carries() {
+    let sys = System::start().await;
+    let (reviewed, sealed) = (new_id(), new_id());
+    sys.publish(
+        tokens::HARINGEY,
+        vec![registered("reg-r", &reviewed, HARINGEY), registered("reg-s", &sealed, HARINGEY)],
+    )
+    .await;
+    let review = json!({"review_id": "CSPR-9", "kind": "cspr", "reviewers": ["panel-reviewer"]});
+    let reason = || json!({"reason": "adoption"});
+    sys.publish(
+        tokens::ADMIN,
+        vec![
+            event("open", "review.opened", &reviewed, "2024-06-01T09:00:00Z", review),
+            event("seal", "record.sealed", &sealed, "2024-01-10T09:00:00Z", reason()),
+            event("unseal", "record.unsealed", &sealed, "2024-06-01T09:00:00Z", reason()),
+        ],
+    )
+    .await;
+    let path = |child: &str| format!("/v1/children/{child}/chronology");
+    assert_eq!(sys.query.get(tokens::REVIEWER, &path(&reviewed)).await.status, 200, "the review is open");
+    assert_eq!(sys.query.get(tokens::HARINGEY, &path(&sealed)).await.status, 200, "unsealed");
+
+    // Recorded now, dated before the opening and the unsealing.
+    sys.publish(
+        tokens::ADMIN,
+        vec![
+            event("close", "review.closed", &reviewed, "2024-05-01T09:00:00Z", json!({"review_id": "CSPR-9"})),
+            event("seal-again", "record.sealed", &sealed, "2024-03-01T09:00:00Z", reason()),
+        ],
+    )
+    .await;
+    assert_eq!(sys.query.get(tokens::REVIEWER, &path(&reviewed)).await.status, 403, "the review is closed");
+    assert_eq!(sys.query.get(tokens::HARINGEY, &path(&sealed)).await.status, 403, "sealed again");
+}
