@@ -47,6 +47,10 @@ pub struct AccessEvent {
     pub endpoint: String,
     pub at: DateTime<Utc>,
     pub outcome: Outcome,
+    /// Why it was refused, for the access log's auditors only (the caller
+    /// is told no more than that it may not read the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The erasure of a child's data key, recorded before the key goes.
@@ -100,6 +104,7 @@ mod tests {
             endpoint: "POST /v1/children/lookup".into(),
             at: DateTime::UNIX_EPOCH,
             outcome: Outcome::Refused,
+            reason: Some("lookups need the practitioner or admin role".into()),
         };
         let bytes = serde_json::to_vec(&event).expect("encodes");
         assert_eq!(decode(crate::subjects::LOOKUP, &bytes), Ok(Record::Access(event)));

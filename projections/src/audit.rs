@@ -46,6 +46,9 @@ pub struct AccessRecord {
     pub at: DateTime<Utc>,
     #[sqlx(try_from = "String")]
     pub outcome: events::audit::Outcome,
+    /// Why a refused read was refused (absent for reads allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One decoded audit message: a record, or why it is a dead letter.
@@ -233,7 +236,9 @@ async fn record(tx: &mut Transaction<'_, Postgres>, stream_seq: i64, record: &Re
         match record {
             Record::Known(events::audit::Record::Access(a)) => {
                 sqlx::query(
-                    "insert into audit.access_event values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                    "insert into audit.access_event
+                       (stream_seq, id, child_id, principal, acting_user, purpose, endpoint, at, outcome, reason)
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                      on conflict do nothing",
                 )
                 .bind(stream_seq)
@@ -245,6 +250,7 @@ async fn record(tx: &mut Transaction<'_, Postgres>, stream_seq: i64, record: &Re
                 .bind(&a.endpoint)
                 .bind(a.at)
                 .bind(a.outcome.as_str())
+                .bind(&a.reason)
                 .execute(&mut **tx)
                 .await?;
             }
@@ -298,7 +304,7 @@ async fn erase(
 /// applied the audit stream (returned alongside).
 pub async fn access_log(pool: &PgPool, child: uuid::Uuid) -> Result<(Vec<AccessRecord>, u64), sqlx::Error> {
     let entries: Vec<AccessRecord> = sqlx::query_as(
-        "select id, child_id, principal, acting_user, purpose, endpoint, at, outcome from audit.access_event
+        "select id, child_id, principal, acting_user, purpose, endpoint, at, outcome, reason from audit.access_event
           where child_id = $1 order by at, stream_seq",
     )
     .bind(child)

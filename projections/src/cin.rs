@@ -7,14 +7,25 @@ use casework::cin::CollectionYear;
 use casework::facts::History;
 use events::ids::{CouncilCode, DfeLaCode};
 
+/// What a return is folded from.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The council's DfE code, if configured.
+    pub dfe: Option<DfeLaCode>,
+    pub histories: Vec<(uuid::Uuid, History)>,
+    /// Sealed children left out (for a reader who may not see them).
+    pub withheld: usize,
+}
+
 /// The histories of every child with a referral to `council` by the year's
-/// reference date (the census decides which are in scope), and the
-/// council's DfE code.
+/// reference date (the census decides which are in scope), sealed children
+/// only `with_sealed`, and the council's DfE code.
 pub async fn load(
     pool: &sqlx::PgPool,
     council: &CouncilCode,
     year: &CollectionYear,
-) -> Result<(Option<DfeLaCode>, Vec<(uuid::Uuid, History)>), sqlx::Error> {
+    with_sealed: bool,
+) -> Result<Loaded, sqlx::Error> {
     let dfe: Option<String> = sqlx::query_scalar(
         "select dfe_la_code from council_setting where council = $1 and dfe_la_code is not null
           order by effective_from desc limit 1",
@@ -24,15 +35,18 @@ pub async fn load(
     .await?
     .flatten();
     let dfe = dfe.map(DfeLaCode::try_from).transpose().map_err(|why| not_as_written("dfe_la_code", why))?;
-    let children: Vec<String> = sqlx::query_scalar(
-        "select distinct child_id::text from referral where council = $1 and received_on <= $2
-            and (closed_on is null or closed_on >= $3)",
+    let found: Vec<(String, bool)> = sqlx::query_as(
+        "select distinct r.child_id::text, s.sealed from referral r join child_status s using (child_id)
+          where r.council = $1 and r.received_on <= $2 and (r.closed_on is null or r.closed_on >= $3)",
     )
     .bind(council.as_str())
     .bind(year.reference_date)
     .bind(year.start)
     .fetch_all(pool)
     .await?;
+    let withheld = if with_sealed { 0 } else { found.iter().filter(|(_, sealed)| *sealed).count() };
+    let children: Vec<String> =
+        found.into_iter().filter(|(_, sealed)| with_sealed || !sealed).map(|(child, _)| child).collect();
     let rows = sqlx::query(
         "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data
            from stored_event where subject = any($1) order by subject, sequence",
@@ -44,5 +58,5 @@ pub async fn load(
         .into_iter()
         .filter_map(|(subject, history)| Some((subject.parse::<uuid::Uuid>().ok()?, history)))
         .collect();
-    Ok((dfe, out))
+    Ok(Loaded { dfe, histories: out, withheld })
 }

@@ -47,6 +47,7 @@ impl AccessLog {
         endpoint: &str,
         children: &[uuid::Uuid],
         outcome: Outcome,
+        reason: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), AccessError> {
         let targets: Vec<Option<uuid::Uuid>> =
@@ -62,6 +63,7 @@ impl AccessLog {
                 endpoint: endpoint.to_owned(),
                 at,
                 outcome,
+                reason: reason.map(str::to_owned),
             };
             let subject = match child {
                 Some(c) => events::subjects::access_subject(&Subject::Child(ChildId::from_uuid(c))),

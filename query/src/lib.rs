@@ -216,10 +216,13 @@ async fn admit_child(
         }
         return Err(QueryError::NotFound(format!("no child {child} is known")));
     };
-    let decision = policy::may_read_child(&caller.principal, &info, need);
-    let outcome = if decision.is_ok() { Outcome::Allowed } else { Outcome::Refused };
-    record(app, caller, endpoint, &[child], outcome).await?;
-    decision.map_err(QueryError::Forbidden)?;
+    if let Err(reason) = policy::may_read_child(&caller.principal, &info, need) {
+        // One answer whatever the reason, so a refusal tells nobody that a
+        // child is sealed or under review; the reason is in the access log.
+        refuse(app, caller, endpoint, &[child], &reason).await?;
+        return Err(QueryError::Forbidden(policy::CHILD_REFUSED.to_owned()));
+    }
+    record(app, caller, endpoint, &[child], Outcome::Allowed).await?;
     Ok(info)
 }
 
@@ -232,9 +235,13 @@ async fn admit_council(
     council: &CouncilCode,
 ) -> Result<(), QueryError> {
     let Err(refusal) = policy::may_read_council_children(&caller.principal, council) else { return Ok(()) };
-    record(app, caller, endpoint, &[], Outcome::Refused).await?;
+    refuse(app, caller, endpoint, &[], &refusal).await?;
     Err(QueryError::Forbidden(refusal))
 }
+
+/// How many sealed children a return left out, for a reader who may not
+/// see them (0 for an admin, whose return is whole).
+const SEALED_WITHHELD: header::HeaderName = header::HeaderName::from_static("x-sealed-children-withheld");
 
 async fn record(
     app: &QueryState,
@@ -243,7 +250,29 @@ async fn record(
     children: &[uuid::Uuid],
     outcome: Outcome,
 ) -> Result<(), QueryError> {
-    app.access.record(&caller.asker, endpoint, children, outcome, (app.now)()).await.map_err(|e| {
+    logged(app, caller, endpoint, children, outcome, None).await
+}
+
+/// Records a refused read with why it was refused.
+async fn refuse(
+    app: &QueryState,
+    caller: &Caller,
+    endpoint: &str,
+    children: &[uuid::Uuid],
+    reason: &str,
+) -> Result<(), QueryError> {
+    logged(app, caller, endpoint, children, Outcome::Refused, Some(reason)).await
+}
+
+async fn logged(
+    app: &QueryState,
+    caller: &Caller,
+    endpoint: &str,
+    children: &[uuid::Uuid],
+    outcome: Outcome,
+    reason: Option<&str>,
+) -> Result<(), QueryError> {
+    app.access.record(&caller.asker, endpoint, children, outcome, reason, (app.now)()).await.map_err(|e| {
         app.metrics.access_failures.inc();
         QueryError::dependency("the access log could not record this read, so it is not answered", e)
     })
@@ -642,8 +671,11 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
         .ok_or_else(|| QueryError::invalid("year", "is required (a collection year such as 2024-25)"))?;
     let year = casework::cin::CollectionYear::parse(year).map_err(|m| QueryError::invalid("year", m))?;
     admit_council(app, &caller, endpoint, &council).await?;
-    let (dfe, histories) = projections::cin::load(&app.pool, &council, &year).await?;
-    let dfe = dfe.ok_or_else(|| {
+    // Sealed children are returned to admins only (who make the statutory
+    // return); anyone else's copy leaves them out and says how many.
+    let loaded = projections::cin::load(&app.pool, &council, &year, policy::sees_sealed(&caller.principal)).await?;
+    let (withheld, histories) = (loaded.withheld, loaded.histories);
+    let dfe = loaded.dfe.ok_or_else(|| {
         QueryError::invalid("council", "has no DfE LA code: publish council.configured with dfe_la_code first")
     })?;
     let calendar = events::calendar::Calendar::england_and_wales();
@@ -674,7 +706,11 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
         made_at: (app.now)(),
     };
     let xml = casework::cin::message(&header, &year, &children);
-    Ok(([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8".to_owned()), (SEALED_WITHHELD, withheld.to_string())],
+        xml,
+    )
+        .into_response())
 }
 
 /// One of Ofsted's Annex A lists (1, 3, 4, 5, 6 or 7) for the six months
@@ -710,7 +746,9 @@ async fn annex_a_return(
         admit_council(&app, &caller, endpoint, &council).await?;
         let from = date.checked_sub_months(chrono::Months::new(6)).unwrap_or(date);
         let window = casework::cin::CollectionYear { start: from, reference_date: date };
-        let (_, histories) = projections::cin::load(&app.pool, &council, &window).await?;
+        let loaded =
+            projections::cin::load(&app.pool, &council, &window, policy::sees_sealed(&caller.principal)).await?;
+        let (withheld, histories) = (loaded.withheld, loaded.histories);
         let calendar = events::calendar::Calendar::england_and_wales();
         let mut rows = Vec::new();
         let mut ids = Vec::new();
@@ -727,7 +765,12 @@ async fn annex_a_return(
         }
         rows.sort();
         record(&app, &caller, endpoint, &ids, Outcome::Allowed).await?;
-        Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], casework::annex_a::csv(list, &rows)).into_response())
+        let csv = casework::annex_a::csv(list, &rows);
+        Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (SEALED_WITHHELD, withheld.to_string())],
+            csv,
+        )
+            .into_response())
     }
     .await;
     count(&app, "annex_a", result)
@@ -821,7 +864,7 @@ async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: &[u8]) -> Result
     let caller = Caller::from_bearer(app, headers)?;
     let endpoint = "POST /v1/children/lookup";
     if let Err(refusal) = policy::may_look_up(&caller.principal) {
-        record(app, &caller, endpoint, &[], Outcome::Refused).await?;
+        refuse(app, &caller, endpoint, &[], &refusal).await?;
         return Err(QueryError::Forbidden(refusal));
     }
     let value = events::json::parse_strict(body).map_err(|e| QueryError::invalid("body", e.message))?;
@@ -896,7 +939,7 @@ async fn find_children(
         }
         Lookup::Local(council, local) => {
             if let Err(refusal) = policy::may_look_up_in(&caller.principal, council) {
-                record(app, caller, endpoint, &[], Outcome::Refused).await?;
+                refuse(app, caller, endpoint, &[], &refusal).await?;
                 return Err(QueryError::Forbidden(refusal));
             }
             projections::reads::children_with_local_id(
@@ -954,7 +997,7 @@ async fn admitted_worker_cases(
     let cases = projections::caseload::worker_cases(&app.pool, worker, today).await?;
     let ids: Vec<uuid::Uuid> = cases.iter().map(|c| c.child).collect();
     if let Err(refusal) = policy::may_read_worker(&caller.principal, &council) {
-        record(app, caller, endpoint, &ids, Outcome::Refused).await?;
+        refuse(app, caller, endpoint, &ids, &refusal).await?;
         return Err(QueryError::Forbidden(refusal));
     }
     // A case held in another council (after a transfer) is left out, and so is a sealed child.

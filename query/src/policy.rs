@@ -18,8 +18,12 @@
 use events::ids::{CouncilCode, PrincipalName};
 use platform::principals::{Principal, Role, Scope};
 
-/// Why a read is refused, for the caller.
+/// Why a read is refused. For a child-level read it goes to the access log
+/// only; the caller is told [`CHILD_REFUSED`].
 pub type Refusal = String;
+
+/// What a caller refused one child's record is told, whatever the reason.
+pub const CHILD_REFUSED: &str = "this principal may not read this child's record";
 
 /// What a child-level request wants to see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,32 +65,34 @@ pub fn may_read_child(principal: &Principal, child: &ChildInfo, need: Need) -> R
     if principal.is_admin() {
         return Ok(());
     }
-    if child.sealed {
-        return Err("this child's record is sealed".into());
-    }
+    // Scope first: whether a child is sealed is itself something only
+    // those otherwise entitled to the record may learn (in the access log).
     let in_scope = child.council.as_ref().is_some_and(|c| principal.councils.allows(c));
-    match need {
+    let entitled: Result<(), Refusal> = match need {
         Need::Record => {
             let practitioner = principal.has(Role::Practitioner);
             let reviewer = principal.has(Role::Reviewer);
-            if practitioner && in_scope {
-                return Ok(());
+            if (practitioner && in_scope) || (reviewer && child.reviewers.contains(&principal.name)) {
+                Ok(())
+            } else {
+                Err(match (practitioner, reviewer) {
+                    (false, false) => "child-level reads need the practitioner, reviewer or admin role".into(),
+                    (true, false) => "this child is outside this principal's councils".into(),
+                    (_, true) => "no open review of this child names this principal".into(),
+                })
             }
-            if reviewer && child.reviewers.contains(&principal.name) {
-                return Ok(());
-            }
-            Err(match (practitioner, reviewer) {
-                (false, false) => "child-level reads need the practitioner, reviewer or admin role".into(),
-                (true, false) => "this child is outside this principal's councils".into(),
-                (_, true) => "no open review of this child names this principal".into(),
-            })
         }
         Need::Audit => match (principal.has(Role::Auditor), in_scope) {
             (true, true) => Ok(()),
             (true, false) => Err("this child is outside this principal's councils".into()),
             (false, _) => Err("access logs and verification need the auditor or admin role".into()),
         },
+    };
+    entitled?;
+    if child.sealed {
+        return Err("this child's record is sealed".into());
     }
+    Ok(())
 }
 
 /// Council-wide child-level reads (returns, data-quality lists): the

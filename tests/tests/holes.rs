@@ -263,3 +263,69 @@ async fn closing_a_review_or_sealing_a_record_takes_effect_whatever_date_it_carr
     assert_eq!(sys.query.get(tokens::REVIEWER, &path(&reviewed)).await.status, 403, "the review is closed");
     assert_eq!(sys.query.get(tokens::HARINGEY, &path(&sealed)).await.status, 403, "sealed again");
 }
+
+/// Item 5: a sealed child reached practitioners through the returns (its
+/// local id in Annex A), and a 403 told any principal that a child was
+/// sealed. Returns carry sealed children for admins only and say how many
+/// they left out; every child-level refusal reads the same, its reason kept
+/// in the access log.
+#[tokio::test]
+async fn a_sealed_child_reaches_no_practitioner_through_a_return_or_a_refusal() {
+    let sys = System::start().await;
+    let (open, sealed, elsewhere) = (new_id(), new_id(), new_id());
+    let referral = |id: &str, child: &str| {
+        event(
+            id,
+            "referral.received",
+            child,
+            "2024-03-01T10:00:00Z",
+            json!({"referral_id": id, "source": "6", "nfa": false}),
+        )
+    };
+    sys.publish(
+        tokens::HARINGEY,
+        vec![
+            registered("reg-o", &open, HARINGEY),
+            referral("R-open", &open),
+            registered("reg-s", &sealed, HARINGEY),
+            referral("R-sealed", &sealed),
+        ],
+    )
+    .await;
+    sys.publish(tokens::ISLINGTON, vec![registered("reg-e", &elsewhere, ISLINGTON)]).await;
+    let seal = event("seal", "record.sealed", &sealed, "2024-04-01T10:00:00Z", json!({"reason": "adoption"}));
+    sys.publish(tokens::ADMIN, vec![seal]).await;
+
+    // Annex A list 3 (referrals) for the six months to 1 May 2024.
+    let path = format!("/v1/returns/annex-a?council={HARINGEY}&list=3&date=2024-05-01");
+    let local = |child: &str| format!("L{}", &child[..8]);
+    let practitioner = sys.query.get(tokens::HARINGEY, &path).await;
+    assert_eq!(practitioner.status, 200, "{}", practitioner.text);
+    assert!(practitioner.text.contains(&local(&open)), "{}", practitioner.text);
+    assert!(!practitioner.text.contains(&local(&sealed)), "the sealed child is left out: {}", practitioner.text);
+    let withheld = |a: &tests::gateway::Response| {
+        a.headers.get("x-sealed-children-withheld").and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    assert_eq!(withheld(&practitioner).as_deref(), Some("1"));
+    let admin = sys.query.get(tokens::ADMIN, &path).await;
+    assert!(admin.text.contains(&local(&sealed)), "an admin's return is whole: {}", admin.text);
+    assert_eq!(withheld(&admin).as_deref(), Some("0"));
+
+    // A sealed child of its own council and a child of another read alike.
+    let chronology = |child: &str| format!("/v1/children/{child}/chronology");
+    let refused_sealed = sys.query.get(tokens::HARINGEY, &chronology(&sealed)).await;
+    let refused_elsewhere = sys.query.get(tokens::HARINGEY, &chronology(&elsewhere)).await;
+    assert_eq!((refused_sealed.status, refused_elsewhere.status), (403, 403));
+    assert_eq!(refused_sealed.json["detail"], refused_elsewhere.json["detail"], "{}", refused_sealed.text);
+    assert!(!refused_sealed.text.contains("sealed"), "{}", refused_sealed.text);
+    // The reason is in the access log, for those who audit it.
+    let log = sys.query.get(tokens::ADMIN, &format!("/v1/children/{sealed}/access-log")).await;
+    let reasons: Vec<&str> = log.json["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["outcome"] == "refused")
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert_eq!(reasons, ["this child's record is sealed"], "{}", log.text);
+}
