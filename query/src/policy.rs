@@ -221,9 +221,17 @@ mod tests {
         let admin = principal("root", "\"admin\"", "\"*\"");
         let sealed = child("E09000014", true, &["panel-1"]);
         assert_eq!(may_read_child(&admin, &sealed, Need::Record), Ok(()));
-        for p in [&practitioner, &reviewer, &auditor] {
-            assert_eq!(may_read_child(p, &sealed, Need::Record), Err("this child's record is sealed".to_owned()));
+        // Entitlement is decided first: only those who could otherwise read
+        // the record learn (in the access log) that it is sealed.
+        for (p, need) in [(&practitioner, Need::Record), (&reviewer, Need::Record), (&auditor, Need::Audit)] {
+            assert_eq!(may_read_child(p, &sealed, need), Err("this child's record is sealed".to_owned()));
         }
+        let sealed_elsewhere = child("E09000019", true, &[]);
+        assert_eq!(
+            may_read_child(&practitioner, &sealed_elsewhere, Need::Record),
+            Err("this child is outside this principal's councils".to_owned())
+        );
+        assert!(may_read_child(&auditor, &sealed, Need::Record).is_err_and(|r| !r.contains("sealed")));
     }
 
     #[test]
