@@ -318,7 +318,9 @@ async fn a_sealed_child_reaches_no_practitioner_through_a_return_or_a_refusal() 
     assert_eq!((refused_sealed.status, refused_elsewhere.status), (403, 403));
     assert_eq!(refused_sealed.json["detail"], refused_elsewhere.json["detail"], "{}", refused_sealed.text);
     assert!(!refused_sealed.text.contains("sealed"), "{}", refused_sealed.text);
-    // The reason is in the access log, for those who audit it.
+    // The reason is in the access log, for those who audit it, once the
+    // audit consumer has applied the refusal.
+    sys.projector.wait_for_audit().await;
     let log = sys.query.get(tokens::ADMIN, &format!("/v1/children/{sealed}/access-log")).await;
     let reasons: Vec<&str> = log.json["entries"]
         .as_array()
