@@ -286,7 +286,7 @@ impl Ingest {
                                 }
                             }
                             ours.insert((principal.name.clone(), n.id.clone()));
-                            self.metrics.stored.get_or_create(&crate::metrics::TypeLabel::of(n.event_type)).inc();
+                            self.metrics.stored.get_or_create(&crate::metrics::KindLabel::of(n.event_type)).inc();
                             results[n.request_index] = Some(EventResult {
                                 id: n.id.as_str().to_owned(),
                                 subject: n.subject.to_string(),

@@ -1,7 +1,9 @@
-//! Prometheus metrics. Labels are event types and outcomes, never subjects,
-//! ids or anything a person wrote.
+//! Prometheus metrics. Labels are kinds of subject and outcomes, never
+//! event types, subjects, ids or anything a person wrote: `/metrics`
+//! answers whoever reaches it, and a count by type would tell them how many
+//! children's deaths, or sealed records, were recorded this week.
 
-use events::EventType;
+use events::{EventType, SubjectKind};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -9,13 +11,18 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TypeLabel {
-    pub event_type: String,
+pub struct KindLabel {
+    pub subject_kind: &'static str,
 }
 
-impl TypeLabel {
+impl KindLabel {
     pub fn of(t: EventType) -> Self {
-        Self { event_type: t.name().to_owned() }
+        let subject_kind = match t.subject_kind() {
+            SubjectKind::Child => "child",
+            SubjectKind::Worker => "worker",
+            SubjectKind::Council => "council",
+        };
+        Self { subject_kind }
     }
 }
 
@@ -27,7 +34,7 @@ pub struct StatusLabel {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    pub stored: Family<TypeLabel, Counter>,
+    pub stored: Family<KindLabel, Counter>,
     pub duplicates: Counter,
     pub retries: Counter,
     pub unavailable: Counter,
@@ -38,8 +45,8 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("safeguard_gateway");
-        let stored = Family::<TypeLabel, Counter>::default();
-        registry.register("events_stored", "Events stored, by type", stored.clone());
+        let stored = Family::<KindLabel, Counter>::default();
+        registry.register("events_stored", "Events stored, by kind of subject", stored.clone());
         let duplicates = Counter::default();
         registry.register(
             "events_duplicate",
