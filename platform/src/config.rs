@@ -57,12 +57,18 @@ pub struct GatewayArgs {
     /// Who may do what; reloaded on SIGHUP.
     #[arg(long, env = "SAFEGUARD_PRINCIPALS", default_value = "principals.toml")]
     pub principals: PathBuf,
-    /// Ed25519 key the gateway signs events with (created if missing).
+    /// Ed25519 key the gateway signs events with.
     #[arg(long, env = "SAFEGUARD_SIGNING_KEY", default_value = "signing.key")]
     pub signing_key: PathBuf,
-    /// Key that wraps children's data keys (created if missing). Keep it apart from backups of the streams.
+    /// Key that wraps children's data keys. Keep it apart from backups of the streams.
     #[arg(long, env = "SAFEGUARD_MASTER_KEY", default_value = "master.key")]
     pub master_key: PathBuf,
+    /// Make the signing and master keys if they are missing (the first
+    /// start of a new deployment). Without it a missing key stops the
+    /// gateway: a wrong path must not quietly make a new master key, under
+    /// which no stored child's personal data would open.
+    #[arg(long = "create-keys", env = "SAFEGUARD_CREATE_KEYS")]
+    pub create_keys: bool,
     /// How long a request may wait for JetStream before it is answered 503, in milliseconds.
     #[arg(long, env = "SAFEGUARD_PUBLISH_TIMEOUT_MS", default_value_t = 5000)]
     pub publish_timeout_ms: u64,
@@ -79,6 +85,8 @@ pub struct GatewaySettings {
     pub principals: PathBuf,
     pub signing_key: PathBuf,
     pub master_key: PathBuf,
+    /// Make missing keys (`--create-keys`) rather than refuse to start.
+    pub create_keys: bool,
     pub publish_timeout: Duration,
     /// None: no checkpoints.
     pub checkpoint_interval: Option<Duration>,
@@ -92,6 +100,7 @@ impl GatewaySettings {
             principals: gateway.principals,
             signing_key: gateway.signing_key,
             master_key: gateway.master_key,
+            create_keys: gateway.create_keys,
             publish_timeout: Duration::from_millis(gateway.publish_timeout_ms),
             checkpoint_interval: (gateway.checkpoint_interval_ms > 0)
                 .then(|| Duration::from_millis(gateway.checkpoint_interval_ms)),

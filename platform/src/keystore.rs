@@ -48,7 +48,39 @@ impl MasterKey {
     /// Roles started together in one process may race to create it: the
     /// file is created exclusively, the loser reads the winner's key, and a
     /// read that catches the file before its contents are written tries again.
-    pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
+    /// Reads the master key the gateway made, waiting up to `wait` for it
+    /// to appear (`safeguard serve` starts every role at once). Never makes
+    /// one: a reader with a new master key would open nothing.
+    pub async fn open(path: &Path, wait: std::time::Duration) -> anyhow::Result<Self> {
+        let deadline = std::time::Instant::now() + wait;
+        while !path.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if !path.exists() {
+            anyhow::bail!(
+                "no master key at {}: give SAFEGUARD_MASTER_KEY the gateway's (the gateway makes one only with --create-keys)",
+                path.display()
+            );
+        }
+        Self::read(path)
+    }
+
+    /// Reads the master key, or makes it (mode 0600) if missing and `create`;
+    /// missing and not `create` is an error naming the path.
+    pub fn load(path: &Path, create: bool) -> anyhow::Result<Self> {
+        if create {
+            return Self::load_or_create(path);
+        }
+        if !path.exists() {
+            anyhow::bail!(
+                "no master key at {}: point SAFEGUARD_MASTER_KEY at it, or start with --create-keys (SAFEGUARD_CREATE_KEYS=1) to make a new one for a new deployment",
+                path.display()
+            );
+        }
+        Self::read(path)
+    }
+
+    fn load_or_create(path: &Path) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         if !path.exists() {
             let mut bytes = [0u8; 32];
@@ -61,6 +93,11 @@ impl MasterKey {
                 }
             }
         }
+        Self::read(path)
+    }
+
+    fn read(path: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
         let mut attempts = 0;
         loop {
             let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;

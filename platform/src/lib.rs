@@ -41,8 +41,15 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Reads the gateway's Ed25519 signing key, creating it (mode 0600) if missing.
-pub fn load_or_create_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+/// Reads the gateway's Ed25519 signing key, creating it (mode 0600) if
+/// missing and `create`; missing and not `create` is an error naming it.
+pub fn load_signing_key(path: &Path, create: bool) -> anyhow::Result<SigningKey> {
+    if !path.exists() && !create {
+        anyhow::bail!(
+            "no signing key at {}: point SAFEGUARD_SIGNING_KEY at it, or start with --create-keys (SAFEGUARD_CREATE_KEYS=1) to make a new one",
+            path.display()
+        );
+    }
     if !path.exists() {
         let mut seed = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);

@@ -156,6 +156,7 @@ impl TestGateway {
             principals: self.path("principals.toml"),
             signing_key: self.path("signing.key"),
             master_key: self.path("master.key"),
+            create_keys: true,
             publish_timeout: self.options.publish_timeout,
             checkpoint_interval: self.options.checkpoint_interval,
         }

@@ -196,6 +196,7 @@ async fn an_admin_limited_to_some_councils_is_refused_by_name_at_start_and_by_th
             .env("SAFEGUARD_PRINCIPALS", &principals)
             .env("SAFEGUARD_SIGNING_KEY", dir.path().join("signing.key"))
             .env("SAFEGUARD_MASTER_KEY", dir.path().join("master.key"))
+            .env("SAFEGUARD_CREATE_KEYS", "1")
             .env("SAFEGUARD_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .kill_on_drop(true)
@@ -330,4 +331,38 @@ async fn a_sealed_child_reaches_no_practitioner_through_a_return_or_a_refusal() 
         .filter_map(|e| e["reason"].as_str())
         .collect();
     assert_eq!(reasons, ["this child's record is sealed"], "{}", log.text);
+}
+
+/// Item 11: a master key was made silently when its path was wrong, so a
+/// gateway started with a mistyped SAFEGUARD_MASTER_KEY wrapped new
+/// children's keys under a key nobody else had. Keys are made only when
+/// asked for (`--create-keys`); otherwise a missing key stops the role,
+/// naming the path, and nothing is made.
+#[tokio::test]
+async fn a_role_whose_master_key_is_missing_refuses_to_start_unless_told_to_make_one() {
+    let nats = tests::NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let principals = dir.path().join("principals.toml");
+    std::fs::write(&principals, tests::gateway::principals_toml()).expect("write principals");
+    let master = dir.path().join("mistyped.key");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(tests::safeguard_binary())
+            .args(["serve", "--role", "gateway"])
+            .env("NATS_URL", nats.url())
+            .env("SAFEGUARD_PRINCIPALS", &principals)
+            .env("SAFEGUARD_SIGNING_KEY", dir.path().join("signing.key"))
+            .env("SAFEGUARD_MASTER_KEY", &master)
+            .env("SAFEGUARD_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the gateway stops by itself")
+    .expect("run the gateway");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a gateway started without its master key");
+    assert!(stderr.contains("mistyped.key") && stderr.contains("--create-keys"), "{stderr}");
+    assert!(!master.exists(), "no master key was made");
 }

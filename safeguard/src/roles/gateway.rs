@@ -19,8 +19,8 @@ pub async fn run(
     platform::bus::ensure_streams(&js, &stream_settings).await?;
     let bucket = platform::bus::ensure_key_bucket(&js, &stream_settings).await?;
     let stream = js.get_stream(platform::bus::EVENTS_STREAM).await.context("could not open the event stream")?;
-    let master = platform::keystore::MasterKey::load_or_create(&settings.master_key)?;
-    let signing = platform::load_or_create_signing_key(&settings.signing_key)?;
+    let master = platform::keystore::MasterKey::load(&settings.master_key, settings.create_keys)?;
+    let signing = platform::load_signing_key(&settings.signing_key, settings.create_keys)?;
     let public_keys = platform::write_public_key(&settings.signing_key, &signing)?;
     // Read back from the file, so a rotation by a sibling gateway is seen.
     let signers =

@@ -81,7 +81,7 @@ pub async fn keys(
     master_key: &std::path::Path,
 ) -> anyhow::Result<Arc<dyn events::privacy::ChildKeys>> {
     let bucket = platform::bus::ensure_key_bucket(js, &nats.stream_settings()).await?;
-    let master = platform::keystore::MasterKey::load_or_create(master_key)?;
+    let master = platform::keystore::MasterKey::open(master_key, std::time::Duration::from_secs(30)).await?;
     let store = platform::keystore::KeyStore::watched(bucket, master.clone()).await?;
     Ok(Arc::new(platform::keystore::ProjectorKeys::new(store, &master)))
 }

@@ -26,7 +26,7 @@ pub async fn run(
     projections::migrate(&pool, projections::LIVE_SCHEMA).await.context("could not migrate the read models")?;
     let principals = platform::principals::Principals::load(&principals_path)?;
     platform::reload_on_hangup(principals.clone(), principals_path);
-    let master = platform::keystore::MasterKey::load_or_create(&master_key)?;
+    let master = platform::keystore::MasterKey::open(&master_key, std::time::Duration::from_secs(30)).await?;
     let lookup_key = master.lookup_key();
     let sessions = query::pages::session::SessionKey::new(master.session_key());
     let signed_out = platform::bus::ensure_signed_out_bucket(&js, &nats.stream_settings()).await?;
