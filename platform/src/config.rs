@@ -67,7 +67,7 @@ pub struct GatewayArgs {
     /// start of a new deployment). Without it a missing key stops the
     /// gateway: a wrong path must not quietly make a new master key, under
     /// which no stored child's personal data would open.
-    #[arg(long = "create-keys", env = "SAFEGUARD_CREATE_KEYS")]
+    #[arg(long = "create-keys", env = "SAFEGUARD_CREATE_KEYS", value_parser = clap::builder::BoolishValueParser::new())]
     pub create_keys: bool,
     /// How long a request may wait for JetStream before it is answered 503, in milliseconds.
     #[arg(long, env = "SAFEGUARD_PUBLISH_TIMEOUT_MS", default_value_t = 5000)]
