@@ -72,6 +72,20 @@ async fn a_backup_restored_into_an_empty_nats_and_database_carries_on_exactly() 
     let backup = dir.path().join("backup");
     run("backup", &backup, &old_nats.url(), old_db.url());
     assert!(backup.join("readmodels.dump").exists() && backup.join("SHA256SUMS").exists());
+    // A backup holds children's sealed personal data and the wrapped keys:
+    // nobody but its owner may read any of it (issue 17 item 11).
+    let mut open_to_others = Vec::new();
+    let mut pending = vec![backup.clone()];
+    while let Some(path) = pending.pop() {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).expect("metadata").permissions());
+        if mode & 0o077 != 0 {
+            open_to_others.push(format!("{} {:o}", path.display(), mode & 0o777));
+        }
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).expect("read dir").map(|e| e.expect("entry").path()));
+        }
+    }
+    assert!(open_to_others.is_empty(), "readable by others: {open_to_others:#?}");
 
     let new_nats = NatsServer::start().await;
     let new_db = TestDatabase::create().await;

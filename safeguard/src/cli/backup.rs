@@ -28,6 +28,7 @@ use platform::bus::{self, AUDIT_STREAM, EVENTS_STREAM, KEYS_BUCKET};
 use platform::config::NatsArgs;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead as _, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
@@ -82,7 +83,15 @@ fn replayable(name: &str) -> bool {
 pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let client = bus::connect(&args.nats).await?;
     let js = jetstream::new(client);
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    // Owner only, whatever the umask: a backup holds sealed personal data
+    // and the wrapped data keys.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::set_permissions(&args.out, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", args.out.display()))?;
     for (name, _) in streams() {
         let path = args.out.join(format!("{name}.jsonl"));
         if path.exists() {
@@ -92,9 +101,19 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         let info = stream.info().await.with_context(|| format!("stream {name}"))?.clone();
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         let partial = args.out.join(format!("{name}.jsonl.partial"));
-        let mut out = std::io::BufWriter::new(
-            std::fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?,
-        );
+        let mut out = std::io::BufWriter::new({
+            // A partial file left by an interrupted backup is written afresh.
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&partial)
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot restrict {}", partial.display()))?;
+            file
+        });
         // The header counts what the stream held at the start; messages
         // stored after `last` are left for the next backup.
         let header = Header {
