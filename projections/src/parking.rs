@@ -125,26 +125,30 @@ async fn retry_one(
         let payload: Vec<u8> = r.try_get("payload")?;
         messages.push(Incoming::decode(u64::try_from(seq).unwrap_or(0), &nats_subject, &payload, signers));
     }
-    // They were decoded when they arrived; the same bytes decode the same
-    // way. Whether each continues the subject's chain is known only now.
-    let items: Vec<EventItem<'_>> = messages
-        .iter()
-        .filter_map(|m| match m {
-            Incoming::Event { stream_seq, nats_subject, payload, event, document } => {
-                Some(EventItem { stream_seq: *stream_seq, nats_subject, payload, event, document })
-            }
-            Incoming::Undecodable { .. } => None,
-        })
-        .collect();
-    let (items, broken) = store::in_chain(&mut tx, items).await?;
+    // They decoded when they arrived, but a message parked before the
+    // projector checked signatures may not carry the gateway's; and whether
+    // each continues the subject's chain is known only now. Either way it
+    // is a dead letter, never dropped.
     let mut dead = store::DeadRows::default();
+    let mut items: Vec<EventItem<'_>> = Vec::with_capacity(messages.len());
+    for m in &messages {
+        match m {
+            Incoming::Event { stream_seq, nats_subject, payload, event, document } => {
+                items.push(EventItem { stream_seq: *stream_seq, nats_subject, payload, event, document });
+            }
+            Incoming::Undecodable { stream_seq, nats_subject, reason, payload } => {
+                dead.push(*stream_seq, nats_subject, reason, payload);
+            }
+        }
+    }
+    let (items, broken) = store::in_chain(&mut tx, items).await?;
     for (item, why) in &broken {
         dead.push(item.stream_seq, item.nats_subject, &why.to_string(), item.payload);
     }
     let dead_letters = dead.len();
     dead.write(&mut tx).await?;
     if dead_letters > 0 {
-        tracing::warn!(subject, dead_letters, "waiting messages that break the subject's chain are dead letters");
+        tracing::warn!(subject, dead_letters, "waiting messages the gateway did not sign or chain are dead letters");
     }
     match store::write_events(&mut tx, &items, keys).await {
         Ok(_) => {
