@@ -178,12 +178,6 @@ pub trait Signers: Send + Sync + std::fmt::Debug {
     fn signed(&self, digest: &Digest, signature: &str) -> bool;
 }
 
-impl Signers for Vec<VerifyingKey> {
-    fn signed(&self, digest: &Digest, signature: &str) -> bool {
-        signature_valid_any(self, digest, signature)
-    }
-}
-
 /// Why a decoded stored event is not taken as the next of its subject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotTaken {

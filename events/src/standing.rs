@@ -58,6 +58,13 @@ struct Move {
     retracted: bool,
 }
 
+impl Move {
+    /// Whether an amendment by `source` naming `id` names this transfer.
+    fn named(&self, source: &PrincipalName, id: &EventId) -> bool {
+        self.key.0 == *source && self.key.1 == *id
+    }
+}
+
 /// A subject's standing, folded from its events in recorded order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
@@ -114,12 +121,12 @@ impl Standing {
             EventData::RecordCorrected(c) => {
                 // Only a transfer's business time can move; its council and
                 // everything about a registration stay as first recorded.
-                if let Some(m) = self.moves.iter_mut().find(|m| m.key.0 == *source && m.key.1 == c.corrects) {
+                if let Some(m) = self.moves.iter_mut().find(|m| m.named(source, &c.corrects)) {
                     m.at = c.time.as_ref().map_or(m.recorded_time, DateTime::to_utc);
                 }
             }
             EventData::RecordRetracted(r) => {
-                if let Some(m) = self.moves.iter_mut().find(|m| m.key.0 == *source && m.key.1 == r.retracts) {
+                if let Some(m) = self.moves.iter_mut().find(|m| m.named(source, &r.retracts)) {
                     m.retracted = true;
                 }
             }
@@ -190,7 +197,7 @@ impl Standing {
                         )
                     });
                 }
-                let m = self.moves.iter().find(|m| m.key.0 == *source && m.key.1 == c.corrects)?;
+                let m = self.moves.iter().find(|m| m.named(source, &c.corrects))?;
                 (*named != m.council).then(|| {
                     (
                         "/data/data/council",

@@ -52,11 +52,7 @@ impl MasterKey {
     /// to appear (`safeguard serve` starts every role at once). Never makes
     /// one: a reader with a new master key would open nothing.
     pub async fn open(path: &Path, wait: std::time::Duration) -> anyhow::Result<Self> {
-        let deadline = std::time::Instant::now() + wait;
-        while !path.exists() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        if !path.exists() {
+        if !crate::appeared(path, wait).await {
             anyhow::bail!(
                 "no master key at {}: give SAFEGUARD_MASTER_KEY the gateway's (the gateway makes one only with --create-keys)",
                 path.display()

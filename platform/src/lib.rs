@@ -125,10 +125,7 @@ impl PublicKeyFile {
     /// appears, or does not read, is an error: a reader that trusted no key
     /// would refuse every event.
     pub async fn open(path: &Path, wait: std::time::Duration) -> anyhow::Result<std::sync::Arc<Self>> {
-        let deadline = std::time::Instant::now() + wait;
-        while !path.exists() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        appeared(path, wait).await;
         let keys = Self::read(path)?;
         Ok(std::sync::Arc::new(Self { path: path.to_owned(), keys: std::sync::RwLock::new(keys) }))
     }
@@ -172,4 +169,15 @@ impl events::chain::Signers for PublicKeyFile {
             }
         }
     }
+}
+
+/// Waits up to `wait` for a file another role writes (the gateway's keys:
+/// `safeguard serve` starts every role at once); whether it appeared is
+/// the caller's to check.
+pub async fn appeared(path: &Path, wait: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    while !path.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    path.exists()
 }

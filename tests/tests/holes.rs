@@ -175,6 +175,35 @@ async fn an_event_the_gateway_did_not_sign_or_chain_is_a_dead_letter_and_opens_n
     assert!(reasons[1].contains("chain"), "{}", reasons[1]);
 }
 
+/// Starts `safeguard serve --role gateway` with the files in `dir`, the
+/// master key at `master` and `env`, and waits (a minute at most) for it to
+/// stop by itself: whether it failed, and what it said.
+async fn gateway_refusing_to_start(
+    nats: &tests::NatsServer,
+    dir: &std::path::Path,
+    master: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (bool, String) {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(tests::safeguard_binary())
+            .args(["serve", "--role", "gateway"])
+            .env("NATS_URL", nats.url())
+            .env("SAFEGUARD_PRINCIPALS", dir.join("principals.toml"))
+            .env("SAFEGUARD_SIGNING_KEY", dir.join("signing.key"))
+            .env("SAFEGUARD_MASTER_KEY", master)
+            .env("SAFEGUARD_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the gateway stops by itself")
+    .expect("run the gateway");
+    (!out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 /// Item 4: an admin's council scope was honoured for aggregates only, so an
 /// admin "limited" to one council read and erased children anywhere. No
 /// such entry loads now: the role covers every council or is not given.
@@ -188,25 +217,10 @@ async fn an_admin_limited_to_some_councils_is_refused_by_name_at_start_and_by_th
         platform::principals::token_sha256("limited-admin-token")
     );
     std::fs::write(&principals, entry).expect("write principals");
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        tokio::process::Command::new(tests::safeguard_binary())
-            .args(["serve", "--role", "gateway"])
-            .env("NATS_URL", nats.url())
-            .env("SAFEGUARD_PRINCIPALS", &principals)
-            .env("SAFEGUARD_SIGNING_KEY", dir.path().join("signing.key"))
-            .env("SAFEGUARD_MASTER_KEY", dir.path().join("master.key"))
-            .env("SAFEGUARD_CREATE_KEYS", "1")
-            .env("SAFEGUARD_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the gateway stops by itself")
-    .expect("run the gateway");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a gateway started with a council-limited admin");
+    let master = dir.path().join("master.key");
+    let (stopped, stderr) =
+        gateway_refusing_to_start(&nats, dir.path(), &master, &[("SAFEGUARD_CREATE_KEYS", "1")]).await;
+    assert!(stopped, "a gateway started with a council-limited admin");
     assert!(stderr.contains("principal 1 (haringey-admin)") && stderr.contains("admin"), "{stderr}");
 
     let token = |councils: &[&str]| {
@@ -345,24 +359,8 @@ async fn a_role_whose_master_key_is_missing_refuses_to_start_unless_told_to_make
     let principals = dir.path().join("principals.toml");
     std::fs::write(&principals, tests::gateway::principals_toml()).expect("write principals");
     let master = dir.path().join("mistyped.key");
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        tokio::process::Command::new(tests::safeguard_binary())
-            .args(["serve", "--role", "gateway"])
-            .env("NATS_URL", nats.url())
-            .env("SAFEGUARD_PRINCIPALS", &principals)
-            .env("SAFEGUARD_SIGNING_KEY", dir.path().join("signing.key"))
-            .env("SAFEGUARD_MASTER_KEY", &master)
-            .env("SAFEGUARD_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the gateway stops by itself")
-    .expect("run the gateway");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a gateway started without its master key");
+    let (stopped, stderr) = gateway_refusing_to_start(&nats, dir.path(), &master, &[]).await;
+    assert!(stopped, "a gateway started without its master key");
     assert!(stderr.contains("mistyped.key") && stderr.contains("--create-keys"), "{stderr}");
     assert!(!master.exists(), "no master key was made");
 }
