@@ -13,6 +13,103 @@ use tempfile::TempDir;
 /// The roles `accounts.conf` knows.
 pub const ROLES: [&str; 5] = ["gateway", "projector", "query", "dashboard", "operator"];
 
+/// Makes one nkey per role with `safeguard nkey` (the seed in
+/// `dir/ROLE.seed`) and returns the environment `accounts.conf` reads the
+/// public keys from.
+fn role_keys(dir: &Path) -> Vec<(String, String)> {
+    ROLES
+        .iter()
+        .map(|role| {
+            #[allow(clippy::expect_used)]
+            let out = Command::new(safeguard_binary())
+                .args(["nkey", "--out"])
+                .arg(dir.join(format!("{role}.seed")))
+                .output()
+                .expect("run safeguard nkey");
+            assert!(out.status.success(), "safeguard nkey: {}", String::from_utf8_lossy(&out.stderr));
+            let public = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            assert!(public.starts_with('U'), "a user public key: {public}");
+            (format!("SG_{}_NKEY", role.to_uppercase()), public)
+        })
+        .collect()
+}
+
+/// The single server of `ops/run`, run from `ops/nats/safeguard.conf`
+/// itself (on a free port and a store of its own) with one nkey per role.
+#[derive(Debug)]
+pub struct SingleServer {
+    dir: TempDir,
+    port: u16,
+    server: Child,
+}
+
+impl SingleServer {
+    pub async fn start() -> Self {
+        #[allow(clippy::expect_used)]
+        let dir = tempfile::Builder::new().prefix("sg-single-").tempdir().expect("temporary directory");
+        let env = role_keys(dir.path());
+        let port = free_port();
+        // Flags override the file's listen address and store, as ops/run's -sd does.
+        #[allow(clippy::expect_used)]
+        let server = Command::new(crate::nats::nats_server_binary())
+            .arg("-c")
+            .arg(workspace_root().join("ops/nats/safeguard.conf"))
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .arg("-sd")
+            .arg(dir.path().join("store"))
+            .arg("-l")
+            .arg(dir.path().join("nats.log"))
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        let server = Self { dir, port, server };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(server.dir.path().join("nats.log"))
+            .unwrap_or_default()
+            .contains("Server is ready")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "ops/nats/safeguard.conf did not start: {}",
+                log_tail(&server.log(), 30)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn seed(&self, role: &str) -> PathBuf {
+        self.dir.path().join(format!("{role}.seed"))
+    }
+
+    /// The environment a `safeguard` process of `role` runs with.
+    pub fn env(&self, role: &str) -> Vec<(String, String)> {
+        vec![("NATS_URL".into(), self.url()), ("NATS_CREDS".into(), self.seed(role).display().to_string())]
+    }
+
+    pub fn nats_args(&self, role: &str) -> platform::config::NatsArgs {
+        platform::config::NatsArgs { creds: Some(self.seed(role)), ..platform::config::NatsArgs::for_url(&self.url()) }
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("nats.log")
+    }
+}
+
+impl Drop for SingleServer {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
 #[derive(Debug)]
 pub struct SecureCluster {
     dir: TempDir,
@@ -33,19 +130,7 @@ impl SecureCluster {
             .status()
             .expect("run ops/nats/cluster/make-certs");
         assert!(status.success(), "make-certs failed");
-        let mut env: Vec<(String, String)> = Vec::new();
-        for role in ROLES {
-            #[allow(clippy::expect_used)]
-            let out = Command::new(safeguard_binary())
-                .args(["nkey", "--out"])
-                .arg(dir.path().join(format!("{role}.seed")))
-                .output()
-                .expect("run safeguard nkey");
-            assert!(out.status.success(), "safeguard nkey: {}", String::from_utf8_lossy(&out.stderr));
-            let public = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            assert!(public.starts_with('U'), "a user public key: {public}");
-            env.push((format!("SG_{}_NKEY", role.to_uppercase()), public));
-        }
+        let mut env = role_keys(dir.path());
         let tls = dir.path().join("tls");
         for (k, f) in [("SG_TLS_CERT", "node.pem"), ("SG_TLS_KEY", "node-key.pem"), ("SG_TLS_CA", "ca.pem")] {
             env.push((k.into(), tls.join(f).display().to_string()));

@@ -175,6 +175,67 @@ async fn an_event_the_gateway_did_not_sign_or_chain_is_a_dead_letter_and_opens_n
     assert!(reasons[1].contains("chain"), "{}", reasons[1]);
 }
 
+/// Item 3, second half: the single server `ops/run` starts
+/// (`ops/nats/safeguard.conf`) admits the roles' own users and no one
+/// else, with the cluster's allow lists: a process without a role's seed
+/// cannot connect, and a role cannot write the event subjects unless it is
+/// the gateway.
+#[tokio::test]
+async fn the_single_server_of_ops_run_admits_only_each_roles_own_user() {
+    let server = tests::secure::SingleServer::start().await;
+
+    let stranger = async_nats::ConnectOptions::new()
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .connect(server.url())
+        .await;
+    assert!(stranger.is_err(), "a connection without a role's key is refused");
+
+    // The operator makes the streams; the gateway stores events on them.
+    let out = std::process::Command::new(tests::safeguard_binary())
+        .arg("streams")
+        .envs(server.env("operator"))
+        .output()
+        .expect("run safeguard streams");
+    assert!(out.status.success(), "safeguard streams: {}", String::from_utf8_lossy(&out.stderr));
+    let options = tests::gateway::Options { creds: Some(server.seed("gateway")), ..tests::gateway::Options::default() };
+    let gateway = tests::gateway::TestGateway::start_with(&server.url(), options).await;
+    let child = new_id();
+    let r = gateway.post(tokens::HARINGEY, &registered("reg", &child, HARINGEY)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // The query role, holding its own seed, may not put anything on the event subjects.
+    let seed = std::fs::read_to_string(server.seed("query")).expect("seed");
+    let (errors_tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
+    let query = async_nats::ConnectOptions::with_nkey(seed.trim().to_owned())
+        .event_callback(move |event| {
+            let tx = errors_tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    let _ = tx.send(e.to_string());
+                }
+            }
+        })
+        .connect(server.url())
+        .await
+        .expect("the query role connects with its seed");
+    let subject = events::subjects::event_subject(
+        &events::Subject::parse(events::catalogue::SubjectKind::Child, &child).expect("a child"),
+    );
+    query.publish(subject.clone(), "forged".into()).await.expect("queued");
+    query.flush().await.expect("flush");
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(10), errors.recv())
+        .await
+        .expect("the server refuses the publish")
+        .expect("an error");
+    assert!(refused.contains("Permissions Violation"), "{refused}");
+    let operator =
+        async_nats::jetstream::new(platform::bus::connect(&server.nats_args("operator")).await.expect("operator"));
+    let mut stream = operator.get_stream(platform::bus::EVENTS_STREAM).await.expect("the event stream");
+    let last = stream.get_last_raw_message_by_subject(&subject).await.expect("the subject's last event");
+    let last: Value = serde_json::from_slice(&last.payload).expect("the gateway's event, not the forgery");
+    assert_eq!(last["id"], "reg");
+}
+
 /// Starts `safeguard serve --role gateway` with the files in `dir`, the
 /// master key at `master` and `env`, and waits (a minute at most) for it to
 /// stop by itself: whether it failed, and what it said.
