@@ -90,10 +90,12 @@ pub struct GatewaySettings {
     pub publish_timeout: Duration,
     /// None: no checkpoints.
     pub checkpoint_interval: Option<Duration>,
+    /// What one client, or all of them, may hold of the gateway.
+    pub http: crate::http::Limits,
 }
 
 impl GatewaySettings {
-    pub fn new(nats: NatsArgs, gateway: GatewayArgs) -> Self {
+    pub fn new(nats: NatsArgs, gateway: GatewayArgs, http: crate::http::Limits) -> Self {
         Self {
             nats,
             listen: gateway.listen,
@@ -104,6 +106,7 @@ impl GatewaySettings {
             publish_timeout: Duration::from_millis(gateway.publish_timeout_ms),
             checkpoint_interval: (gateway.checkpoint_interval_ms > 0)
                 .then(|| Duration::from_millis(gateway.checkpoint_interval_ms)),
+            http,
         }
     }
 }
@@ -175,4 +178,15 @@ pub struct QueryArgs {
     /// which is the default.
     #[arg(long = "public-key", env = "SAFEGUARD_PUBLIC_KEY")]
     pub public_key: Option<PathBuf>,
+    /// Event streams (Server-Sent Events) open at once on this query role.
+    #[arg(long = "max-streams", env = "SAFEGUARD_MAX_STREAMS", default_value_t = 200)]
+    pub max_streams: usize,
+    /// Event streams one principal may hold open at once.
+    #[arg(long = "max-streams-per-principal", env = "SAFEGUARD_MAX_STREAMS_PER_PRINCIPAL", default_value_t = 8)]
+    pub max_streams_per_principal: usize,
+    /// How often an open stream's credential and scope are checked again,
+    /// in milliseconds: a stream ends within this long of a sign-out, a
+    /// rotated token or a narrowed scope.
+    #[arg(long = "stream-recheck-ms", env = "SAFEGUARD_STREAM_RECHECK_MS", default_value_t = 10_000)]
+    pub stream_recheck_ms: u64,
 }

@@ -6,6 +6,7 @@
 //! - [`bus`]: the NATS connection, version check, streams and key buckets.
 //! - [`principals`]: `principals.toml`, tokens, roles and scopes.
 //! - [`keystore`]: children's data keys, wrapped by the master key.
+//! - [`http`]: serving a role's HTTP with timeouts and limits.
 //! - [`telemetry`]: request ids, request spans, and how a server error is reported.
 //!
 //! This crate may not depend on sqlx (a check in `tests/tests/workspace.rs`
@@ -14,6 +15,7 @@
 
 pub mod bus;
 pub mod config;
+pub mod http;
 pub mod keystore;
 pub mod principals;
 pub mod telemetry;

@@ -56,6 +56,12 @@ impl Principal {
         self.roles.contains(&role) || self.roles.contains(&Role::Admin)
     }
 
+    /// The SHA-256 of the token this principal holds now (what
+    /// `principals.toml` stores): what a session is bound to.
+    pub fn token_sha256(&self) -> &[u8; 32] {
+        &self.token_sha256
+    }
+
     pub fn is_admin(&self) -> bool {
         self.roles.contains(&Role::Admin)
     }

@@ -62,6 +62,10 @@ impl Caller {
             return Err(QueryError::Unauthorized);
         }
         let principal = app.principals.named(&session.principal).ok_or(QueryError::Unauthorized)?;
+        // Opened with a token the principal no longer holds: rotated, perhaps because it leaked.
+        if !app.sessions.same_credential(&session, principal.token_sha256()) {
+            return Err(QueryError::Unauthorized);
+        }
         let asker = Asker {
             principal: session.principal.clone(),
             acting_user: Some(session.acting_user.clone()),

@@ -29,6 +29,12 @@ pub enum QueryError {
     /// caller; `cause`, if any, is for the log only.
     #[error("unavailable: {detail}")]
     Unavailable { detail: String, cause: Option<anyhow::Error> },
+    /// The body is larger than this endpoint ever needs.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The caller holds as many event streams as it may, or the role does.
+    #[error("too many streams: {0}")]
+    TooManyStreams(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -56,6 +62,8 @@ impl QueryError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -102,6 +110,8 @@ impl IntoResponse for QueryError {
                 request_id = platform::telemetry::report(&detail, cause.as_ref()).map(|id| id.to_string());
                 ("unavailable", "Unavailable", detail, vec![])
             }
+            Self::TooLarge(detail) => ("too-large", "Body too large", detail, vec![]),
+            Self::TooManyStreams(detail) => ("too-many-streams", "Too many open streams", detail, vec![]),
             Self::Internal(cause) => {
                 request_id = platform::telemetry::report("internal error", Some(&cause)).map(|id| id.to_string());
                 let detail = "the query role failed; its log has the cause under this request_id".to_owned();
@@ -112,6 +122,9 @@ impl IntoResponse for QueryError {
             Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail, errors, request_id };
         let mut response = (status, axum::Json(body)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -10,6 +10,7 @@
 //! - [`caller`]: who is asking, from a bearer token or a page's session: one type for both.
 //! - [`error`]: the one error type and its problem+json form.
 //! - [`pages`]: the same reads as pages for people, under `/ui`.
+//! - [`streams`]: limits on open event streams, and each stream's caller checked again as it runs.
 //! - [`verify`]: chains, signatures, the Postgres copy and checkpoints (`GET /v1/verify`, `safeguard verify`).
 //!
 //! The query role reads PostgreSQL and publishes nothing but access events.
@@ -21,6 +22,7 @@ pub mod caller;
 pub mod error;
 pub mod pages;
 pub mod policy;
+pub mod streams;
 pub mod verify;
 
 use access::{AccessLog, Outcome};
@@ -75,6 +77,8 @@ pub struct QueryState {
     pub sessions: pages::session::SessionKey,
     /// Sessions signed out before they expired (`bus::SIGNED_OUT_BUCKET`).
     pub signed_out: async_nats::jetstream::kv::Store,
+    /// The event streams open now, within their limits.
+    pub streams: Arc<streams::Streams>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -855,19 +859,42 @@ struct Found {
     responses((status = 200, description = r#"{"children": [{"child", "council"}]}"#)),
     security(("bearer" = []))
 )]
-async fn lookup(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let result = do_lookup(&app, &headers, &body).await;
+async fn lookup(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: axum::body::Body) -> Response {
+    let result = do_lookup(&app, &headers, body).await;
     count(&app, "lookup", result)
 }
 
-async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: &[u8]) -> Result<Response, QueryError> {
+/// A lookup names one child: far less than this.
+const LOOKUP_BODY_LIMIT: usize = 4 * 1024;
+
+/// The body, read only up to `limit` bytes: a larger one is refused from
+/// its `Content-Length` before any of it is read, or as soon as it passes
+/// the limit. Handlers authenticate first and read the body after, so no
+/// one the role does not know can make it read anything.
+pub async fn bounded_body(headers: &HeaderMap, body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, QueryError> {
+    let too_large = || QueryError::TooLarge(format!("the body must be at most {limit} bytes"));
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if e.into_inner().is::<http_body_util::LengthLimitError>() {
+            too_large()
+        } else {
+            QueryError::invalid("body", "could not be read in full")
+        }
+    })
+}
+
+async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: axum::body::Body) -> Result<Response, QueryError> {
     let caller = Caller::from_bearer(app, headers)?;
     let endpoint = "POST /v1/children/lookup";
     if let Err(refusal) = policy::may_look_up(&caller.principal) {
         refuse(app, &caller, endpoint, &[], &refusal).await?;
         return Err(QueryError::Forbidden(refusal));
     }
-    let value = events::json::parse_strict(body).map_err(|e| QueryError::invalid("body", e.message))?;
+    let body = bounded_body(headers, body, LOOKUP_BODY_LIMIT).await?;
+    let value = events::json::parse_strict(&body).map_err(|e| QueryError::invalid("body", e.message))?;
     let Value::Object(map) = value else {
         return Err(QueryError::invalid("body", r#"must be {"council", "la_child_id"} or {"nhs_number"}"#));
     };
@@ -1008,7 +1035,7 @@ async fn admitted_worker_cases(
     Ok((council, cases))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct CouncilParams {
     council: Option<String>,
     period: Option<String>,
@@ -1107,7 +1134,17 @@ async fn indicators_stream(
             return Err(QueryError::invalid("from", "the stream follows a financial year: use period"));
         }
         let period = period_of(&p, today)?;
-        indicator_events(&app, &council, period, today).await
+        let caller = Caller::from_bearer(&app, &headers)?;
+        let ticket = app.streams.admit(caller.principal.name.as_str())?;
+        // The token must still name a principal that may read this council's figures.
+        let still_allowed = {
+            let app = app.clone();
+            move || {
+                let allowed = aggregate_scope(&app, &headers, &p).is_ok();
+                async move { allowed }
+            }
+        };
+        indicator_events(&app, &council, period, today, ticket, still_allowed).await
     }
     .await;
     count(&app, "indicators_stream", result)
@@ -1115,12 +1152,21 @@ async fn indicators_stream(
 
 /// The indicators document of `council` for `period` now, then each time
 /// the projector announces a change, as Server-Sent Events.
-async fn indicator_events(
+///
+/// The stream holds `ticket` while it runs and ends when `still_allowed`,
+/// asked every so often, says no.
+async fn indicator_events<F, Fut>(
     app: &QueryState,
     council: &CouncilCode,
     period: Period,
     today: NaiveDate,
-) -> Result<Response, QueryError> {
+    ticket: streams::Ticket,
+    still_allowed: F,
+) -> Result<Response, QueryError>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
     // Subscribe first, then read: a change between the two is not missed.
     let subject = events::subjects::indicators_change_subject(council.as_str(), &period.label());
     let changes = app.client.subscribe(subject).await.map_err(|e| anyhow::anyhow!("subscribe: {e}"))?;
@@ -1134,7 +1180,8 @@ async fn indicator_events(
             Event::default().event("indicators").data(String::from_utf8_lossy(&m.payload)),
         )
     });
-    Ok(Sse::new(head.chain(rest)).keep_alive(KeepAlive::default()).into_response())
+    let events = streams::guarded(head.chain(rest), ticket, still_allowed);
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
 
 /// Readiness: PostgreSQL answers and NATS is connected.

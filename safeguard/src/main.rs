@@ -32,6 +32,8 @@ enum Command {
         projector: ProjectorArgs,
         #[command(flatten)]
         query: QueryArgs,
+        #[command(flatten)]
+        http: platform::http::HttpArgs,
     },
     /// Build the read models afresh from the stream beside the live ones,
     /// then switch over in one step; reads are served throughout.
@@ -198,7 +200,8 @@ fn main() -> std::process::ExitCode {
             });
             if code == std::process::ExitCode::SUCCESS && !ok { std::process::ExitCode::from(3) } else { code }
         }
-        Command::Serve { roles, nats, gateway, database, projector, query } => {
+        Command::Serve { roles, nats, gateway, database, projector, query, http } => {
+            let http = http.limits();
             init_tracing();
             let all = roles.is_empty();
             let wants = |role: Role| all || roles.contains(&role);
@@ -224,7 +227,7 @@ fn main() -> std::process::ExitCode {
                 };
                 let mut tasks = tokio::task::JoinSet::new();
                 if wants(Role::Gateway) {
-                    let settings = GatewaySettings::new(nats.clone(), gateway.clone());
+                    let settings = GatewaySettings::new(nats.clone(), gateway.clone(), http);
                     tasks.spawn(safeguard::roles::gateway::run(settings, stopped(), None));
                 }
                 // The public keys are where the gateway keeps them, unless said otherwise.
@@ -241,6 +244,7 @@ fn main() -> std::process::ExitCode {
                         principals,
                         gateway.master_key.clone(),
                         query,
+                        http,
                         stopped(),
                         None,
                     ));

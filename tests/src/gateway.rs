@@ -72,6 +72,8 @@ pub struct Options {
     /// NATS credentials and CA (the secured cluster's gateway role).
     pub creds: Option<PathBuf>,
     pub ca: Option<PathBuf>,
+    /// Timeouts and caps on the gateway's HTTP.
+    pub http: platform::http::Limits,
 }
 
 impl Default for Options {
@@ -83,6 +85,7 @@ impl Default for Options {
             checkpoint_interval: None,
             creds: None,
             ca: None,
+            http: platform::http::Limits::default(),
         }
     }
 }
@@ -159,6 +162,7 @@ impl TestGateway {
             create_keys: true,
             publish_timeout: self.options.publish_timeout,
             checkpoint_interval: self.options.checkpoint_interval,
+            http: self.options.http,
         }
     }
 

@@ -6,6 +6,26 @@ use std::path::Path;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// What a test query role may serve at once, and how long it waits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub http: platform::http::Limits,
+    pub streams: usize,
+    pub streams_per_principal: usize,
+    pub stream_recheck: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            http: platform::http::Limits::default(),
+            streams: 200,
+            streams_per_principal: 8,
+            stream_recheck: std::time::Duration::from_millis(500),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct TestQuery {
     base: String,
@@ -49,15 +69,49 @@ impl TestQuery {
         master_key: &Path,
         public_key: &Path,
     ) -> Self {
+        Self::launch(nats, database_url, principals, master_key, public_key, Limits::default()).await
+    }
+
+    /// As [`TestQuery::start`], with the HTTP and stream limits given.
+    pub async fn start_limited(
+        nats_url: &str,
+        database_url: &str,
+        gateway: &crate::gateway::TestGateway,
+        limits: Limits,
+    ) -> Self {
+        Self::launch(
+            NatsArgs::for_url(nats_url),
+            database_url,
+            &gateway.path("principals.toml"),
+            &gateway.path("master.key"),
+            &gateway.path("signing.key.pub"),
+            limits,
+        )
+        .await
+    }
+
+    async fn launch(
+        nats: NatsArgs,
+        database_url: &str,
+        principals: &Path,
+        master_key: &Path,
+        public_key: &Path,
+        limits: Limits,
+    ) -> Self {
         let database = DatabaseArgs { database_url: database_url.to_owned() };
         let query = QueryArgs {
             listen: "127.0.0.1:0".into(),
             access_timeout_ms: 2000,
             public_key: Some(public_key.to_owned()),
+            max_streams: limits.streams,
+            max_streams_per_principal: limits.streams_per_principal,
+            stream_recheck_ms: limits.stream_recheck.as_millis() as u64,
         };
         let (principals, master_key) = (principals.to_owned(), master_key.to_owned());
+        let http = limits.http;
         let running = crate::start_role("query role", |stopped, bound| async move {
-            safeguard::roles::query::run(nats, database, principals, master_key, query, stopped, Some(bound)).await
+            safeguard::roles::query::run(nats, database, principals, master_key, query, http, stopped, Some(bound))
+                .await
         })
         .await;
         Self { base: running.base, stop: Some(running.stop), task: Some(running.task), http: reqwest::Client::new() }

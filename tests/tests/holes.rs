@@ -230,7 +230,7 @@ async fn the_single_server_of_ops_run_admits_only_each_roles_own_user() {
     assert!(refused.contains("Permissions Violation"), "{refused}");
     let operator =
         async_nats::jetstream::new(platform::bus::connect(&server.nats_args("operator")).await.expect("operator"));
-    let mut stream = operator.get_stream(platform::bus::EVENTS_STREAM).await.expect("the event stream");
+    let stream = operator.get_stream(platform::bus::EVENTS_STREAM).await.expect("the event stream");
     let last = stream.get_last_raw_message_by_subject(&subject).await.expect("the subject's last event");
     let last: Value = serde_json::from_slice(&last.payload).expect("the gateway's event, not the forgery");
     assert_eq!(last["id"], "reg");
@@ -424,4 +424,213 @@ async fn a_role_whose_master_key_is_missing_refuses_to_start_unless_told_to_make
     assert!(stopped, "a gateway started without its master key");
     assert!(stderr.contains("mistyped.key") && stderr.contains("--create-keys"), "{stderr}");
     assert!(!master.exists(), "no master key was made");
+}
+
+/// Opens a raw connection to `base` (`http://host:port`).
+async fn raw_connection(base: &str) -> tokio::net::TcpStream {
+    let addr = base.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    tokio::net::TcpStream::connect(addr).await.expect("connect")
+}
+
+/// Everything the server sends on `stream` until it closes the connection,
+/// or `None` if it has not closed it within `within`.
+async fn until_closed(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut answer = Vec::new();
+    match tokio::time::timeout(within, stream.read_to_end(&mut answer)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&answer).into_owned()),
+        Err(_) => None,
+    }
+}
+
+/// Item 6: no client holds a role for long. Headers sent a byte at a time,
+/// an idle connection and a body that never finishes are each cut off; a
+/// flood is answered 503 rather than queued; a body is not read before its
+/// sender is known, nor beyond what the endpoint needs; and event streams
+/// are capped per principal and in all.
+#[tokio::test]
+async fn a_slow_or_greedy_client_holds_no_role_for_long() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt as _;
+    let http = platform::http::Limits {
+        header_read: Duration::from_millis(700),
+        request: Duration::from_millis(1500),
+        in_flight: 2,
+        connections: 64,
+    };
+    let nats = tests::NatsServer::start().await;
+    let gateway = tests::gateway::TestGateway::start_with(
+        &nats.url(),
+        tests::gateway::Options { http, ..tests::gateway::Options::default() },
+    )
+    .await;
+    let base = gateway.url("");
+
+    // Headers a byte at a time: the connection is closed once the header time is up.
+    let mut slow = raw_connection(&base).await;
+    slow.write_all(b"POST /v1/events HTTP/1.1\r\n").await.expect("write");
+    let dribble = tokio::spawn(async move {
+        for byte in b"Host: gateway\r\nAuthorization: Bearer x".iter().cycle() {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return slow;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        slow
+    });
+    let mut slow = tokio::time::timeout(Duration::from_secs(5), dribble)
+        .await
+        .expect("the server stops taking headers a byte at a time")
+        .expect("the writer");
+    assert!(until_closed(&mut slow, Duration::from_secs(2)).await.is_some());
+
+    // An idle connection is closed too.
+    let mut idle = raw_connection(&base).await;
+    assert!(until_closed(&mut idle, Duration::from_secs(5)).await.is_some(), "an idle connection is closed");
+
+    // A body that never finishes is answered 408.
+    let stalled_body = || async {
+        let mut c = raw_connection(&base).await;
+        let head = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {}\r\nContent-Type: \
+             application/json\r\nContent-Length: 1000\r\n\r\n[{{\"id\":",
+            tokens::HARINGEY
+        );
+        c.write_all(head.as_bytes()).await.expect("write");
+        c
+    };
+    let (mut first, mut second) = (stalled_body().await, stalled_body().await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Two requests in flight are all this gateway answers at once: the third is refused at once.
+    let busy = gateway.post(tokens::HARINGEY, &registered("reg-busy", &new_id(), HARINGEY)).await;
+    assert_eq!(busy.status, 503, "{}", busy.text);
+    assert_eq!(busy.json["type"], "/problems/busy", "{}", busy.text);
+    let answer = until_closed(&mut first, Duration::from_secs(5)).await.expect("the stalled request is answered");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    let _ = until_closed(&mut second, Duration::from_secs(5)).await.expect("the second too");
+    let later = gateway.post(tokens::HARINGEY, &registered("reg-later", &new_id(), HARINGEY)).await;
+    assert_eq!(later.status, 201, "{}", later.text);
+
+    // The query role reads no body before it knows the sender, and no more than it needs.
+    let db = tests::TestDatabase::create().await;
+    let limits = tests::query::Limits {
+        http,
+        streams: 3,
+        streams_per_principal: 2,
+        stream_recheck: Duration::from_secs(1),
+    };
+    let query = tests::query::TestQuery::start_limited(&nats.url(), db.url(), &gateway, limits).await;
+    let announced = |path: &str, token: Option<&str>, origin: bool| {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let origin = if origin { format!("Origin: {}\r\n", query.url("")) } else { String::new() };
+        let host = query.url("").trim_start_matches("http://").to_owned();
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{origin}Content-Type: application/json\r\nContent-Length: \
+             2000000\r\n\r\n"
+        )
+    };
+    for (path, token, origin, status) in [
+        ("/v1/children/lookup", None, false, "401"),
+        ("/v1/children/lookup", Some(tokens::HARINGEY), false, "413"),
+        ("/ui/sign-in", None, true, "413"),
+    ] {
+        let mut c = raw_connection(&query.url("")).await;
+        c.write_all(announced(path, token, origin).as_bytes()).await.expect("write");
+        let mut head = [0u8; 12];
+        use tokio::io::AsyncReadExt as _;
+        tokio::time::timeout(Duration::from_secs(1), c.read_exact(&mut head))
+            .await
+            .unwrap_or_else(|_| panic!("{path} answered before its 2 MB body was sent"))
+            .expect("read");
+        assert_eq!(&String::from_utf8_lossy(&head)[9..12], status, "{path}");
+    }
+
+    // Event streams: two a principal, three in all.
+    let stream = |token: &'static str, council: &'static str| {
+        let url = query.url(&format!("/v1/indicators/stream?council={council}"));
+        async move { reqwest::Client::new().get(url).bearer_auth(token).send().await.expect("the query role answers") }
+    };
+    let a = stream(tokens::HARINGEY, HARINGEY).await;
+    let b = stream(tokens::HARINGEY, HARINGEY).await;
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let third = stream(tokens::HARINGEY, HARINGEY).await;
+    assert_eq!(third.status(), 429, "a third stream of one principal");
+    assert!(third.headers().contains_key("retry-after"));
+    let problem: Value = third.json().await.expect("problem+json");
+    assert_eq!(problem["type"], "/problems/too-many-streams");
+    let c = stream(tokens::ADMIN, ISLINGTON).await;
+    assert_eq!(c.status(), 200, "another principal's first");
+    assert_eq!(stream(tokens::DASHBOARD, HARINGEY).await.status(), 429, "a fourth in all");
+    drop(a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = stream(tokens::DASHBOARD, HARINGEY).await;
+        if d.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a closed stream's place is never given back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop((b, c));
+}
+
+/// Reads an event stream until the server ends it; whether it did within `within`.
+async fn ends_within(mut response: reqwest::Response, within: std::time::Duration) -> bool {
+    tokio::time::timeout(within, async { while let Ok(Some(_)) = response.chunk().await {} }).await.is_ok()
+}
+
+/// Item 7: a page session is bound to the token it was opened with, and an
+/// event stream stops once its caller may no longer have it: after a
+/// sign-out, and after the token is rotated.
+#[tokio::test]
+async fn sessions_and_streams_end_with_the_credential_that_opened_them() {
+    use std::time::Duration;
+    let sys = System::start().await;
+    let base = sys.query.url("");
+    let old_page = tests::query::PageSession::sign_in(&base, tokens::HARINGEY, "A. Worker").await;
+    assert_eq!(old_page.get("/ui").await.status(), 200);
+
+    // A stream on the page session ends when the session signs out.
+    let signing_out = tests::query::PageSession::sign_in(&base, tokens::HARINGEY, "B. Worker").await;
+    let page_stream = reqwest::Client::new()
+        .get(format!("{base}/ui/indicators/stream?council={HARINGEY}"))
+        .header("cookie", &signing_out.cookie)
+        .send()
+        .await
+        .expect("the stream");
+    assert_eq!(page_stream.status(), 200);
+    let csrf = signing_out.csrf().await;
+    assert_eq!(signing_out.sign_out(&csrf).await.status(), 303);
+    assert!(ends_within(page_stream, Duration::from_secs(5)).await, "the stream outlived its sign-out");
+
+    // A bearer stream opened with the token about to be rotated.
+    let bearer_stream = reqwest::Client::new()
+        .get(sys.query.url(&format!("/v1/indicators/stream?council={HARINGEY}")))
+        .bearer_auth(tokens::HARINGEY)
+        .send()
+        .await
+        .expect("the stream");
+    assert_eq!(bearer_stream.status(), 200);
+
+    // The token leaks; the operator rotates it in principals.toml and reloads.
+    let rotated = "test-haringey-rotated-token";
+    let path = sys.gateway.path("principals.toml");
+    let text = std::fs::read_to_string(&path).expect("principals");
+    let text = text.replace(
+        &platform::principals::token_sha256(tokens::HARINGEY),
+        &platform::principals::token_sha256(rotated),
+    );
+    std::fs::write(&path, text).expect("write principals");
+    nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGHUP).expect("signal");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sys.query.get(rotated, &format!("/v1/indicators?council={HARINGEY}")).await.status != 200 {
+        assert!(std::time::Instant::now() < deadline, "the rotated token was never taken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    assert_eq!(old_page.get("/ui").await.status(), 303, "a cookie minted with the old token is over");
+    assert!(ends_within(bearer_stream, Duration::from_secs(5)).await, "the stream outlived its token");
+    let new_page = tests::query::PageSession::sign_in(&base, rotated, "A. Worker").await;
+    assert_eq!(new_page.get("/ui").await.status(), 200, "the new token signs in");
 }

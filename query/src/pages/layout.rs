@@ -93,6 +93,8 @@ pub fn error_page(error: QueryError, frame: Frame<'_>) -> Response {
         QueryError::Unauthorized => return see_other("/ui/sign-in"),
         QueryError::Forbidden(reason) => ("You cannot see this", vec![capitalise(&reason)]),
         QueryError::NotFound(reason) => ("Not found", vec![capitalise(&reason)]),
+        QueryError::TooLarge(reason) => ("Too much sent", vec![capitalise(&reason)]),
+        QueryError::TooManyStreams(reason) => ("Too many open pages", vec![capitalise(&reason)]),
         QueryError::Invalid(errors) => (
             "Something in the address is not right",
             errors.into_iter().map(|e| format!("{}: {}", e.parameter, e.message)).collect(),

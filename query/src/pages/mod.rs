@@ -29,7 +29,6 @@ use crate::{
     CouncilParams, Lookup, Need, QueryState, admit_child, admitted_worker_cases, build_export, council_param,
     find_children, indicator_events, period_of, record, uuid_param,
 };
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -157,14 +156,28 @@ fn sign_in_page(problems: &[(&str, &str)], acting_user: &str) -> Markup {
     page("Sign in", Frame { session: None, csrf: None }, body)
 }
 
-async fn sign_in(
-    State(app): State<Arc<QueryState>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
+/// A sign-in or sign-out form is a few short fields: far less than this.
+const FORM_LIMIT: usize = 4 * 1024;
+
+/// A small form's fields, read only up to [`FORM_LIMIT`] bytes.
+async fn small_form(headers: &HeaderMap, body: axum::body::Body) -> Result<HashMap<String, String>, QueryError> {
+    let bytes = crate::bounded_body(headers, body, FORM_LIMIT).await?;
+    serde_urlencoded::from_bytes(&bytes).map_err(|_| QueryError::invalid("form", "is not a form this page sent"))
+}
+
+async fn sign_in(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: axum::body::Body) -> Response {
     if !session::same_origin(&headers) {
         return respond(StatusCode::FORBIDDEN, sign_in_page(&[("form", "must be sent from this site's own page")], ""));
     }
+    // The token is in the body, so the body is read before anyone is known:
+    // only as much of it as a sign-in form can be.
+    let form = match small_form(&headers, body).await {
+        Ok(form) => form,
+        Err(e) => {
+            let status = e.status();
+            return respond(status, sign_in_page(&[("form", "is not a sign-in form this page sent")], ""));
+        }
+    };
     let field = |name: &str| form.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
     let acting_user = field("acting_user").unwrap_or_default();
     let mut problems = Vec::new();
@@ -200,6 +213,7 @@ async fn sign_in(
     };
     let session = Session::new(
         principal.name.as_str().to_owned(),
+        app.sessions.credential(principal.token_sha256()),
         acting_user.to_owned(),
         purpose.map(str::to_owned),
         (app.now)(),
@@ -209,12 +223,12 @@ async fn sign_in(
     response
 }
 
-async fn sign_out(
-    State(app): State<Arc<QueryState>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
+async fn sign_out(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: axum::body::Body) -> Response {
     let Ok(v) = viewer(&app, &headers).await else { return see_other("/ui/sign-in") };
+    let form = match small_form(&headers, body).await {
+        Ok(form) => form,
+        Err(e) => return error_page(e, v.frame()),
+    };
     let token = form.get("csrf").map(String::as_str).unwrap_or_default();
     if !session::same_origin(&headers) || !app.sessions.csrf_ok(&v.session, token) {
         return error_page(QueryError::Forbidden("sign-out must come from this site's own page".into()), v.frame());
@@ -346,14 +360,13 @@ async fn councils_for(app: &QueryState, principal: &Principal) -> Result<Vec<Cou
         .collect())
 }
 
-async fn find(
-    State(app): State<Arc<QueryState>>,
-    headers: HeaderMap,
-    Form(fields): Form<HashMap<String, String>>,
-) -> Response {
+async fn find(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: axum::body::Body) -> Response {
     let same_origin = session::same_origin(&headers);
+    let form_headers = headers.clone();
     serve(&app, &headers, "ui_find", |v, app| async move {
         let endpoint = "POST /ui/find";
+        // Read only once the session is known, and only a form's worth.
+        let fields = small_form(&form_headers, body).await?;
         let given = |name: &str| fields.get(name).map(|t| t.trim().to_owned()).unwrap_or_default();
         if !same_origin || !app.sessions.csrf_ok(&v.session, &given("csrf")) {
             return Err(QueryError::Forbidden("a search must come from this site's own page".into()));
@@ -407,7 +420,7 @@ fn short(id: &uuid::Uuid) -> String {
 
 // ---------------------------------------------------------------- indicators
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 struct DashboardParams {
     council: Option<String>,
     period: Option<String>,
@@ -523,7 +536,23 @@ async fn dashboard_stream(
         let v = viewer(&app, &headers).await?;
         let today = business_date(&(app.now)());
         let (council, period) = dashboard_scope(&v, &p, today)?;
-        indicator_events(&app, &council, period, today).await
+        let ticket = app.streams.admit(v.caller.principal.name.as_str())?;
+        // The session must still be signed in, with the token it was opened
+        // with, as a principal that may read this council's figures.
+        let still_allowed = {
+            let app = app.clone();
+            move || {
+                let (app, headers, p) = (app.clone(), headers.clone(), p.clone());
+                async move {
+                    let today = business_date(&(app.now)());
+                    match viewer(&app, &headers).await {
+                        Ok(v) => dashboard_scope(&v, &p, today).is_ok(),
+                        Err(_) => false,
+                    }
+                }
+            }
+        };
+        indicator_events(&app, &council, period, today, ticket, still_allowed).await
     }
     .await;
     crate::count(&app, "ui_indicators_stream", result)

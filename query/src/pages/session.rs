@@ -6,11 +6,12 @@
 //!   scripts cannot read it, other sites cannot make the browser send it,
 //!   and no other host or path can overwrite it.
 //! - Its value is the session (principal, acting user, purpose, expiry,
-//!   nonce) with an HMAC-SHA256 tag under a key derived from the master key.
-//!   Nothing about a live session is stored server-side, so every query
-//!   role sharing the master key accepts it; the principal is looked up
-//!   again on every request, so removing a principal from `principals.toml`
-//!   (and SIGHUP) ends its sessions at once. Signing out records the
+//!   nonce, and a keyed digest of the credential it was opened with) with an
+//!   HMAC-SHA256 tag under the session key. Nothing about a live session is
+//!   stored server-side, so every query role sharing the session key
+//!   accepts it; the principal and its credential are looked up again on
+//!   every request, so removing a principal from `principals.toml` or
+//!   rotating its token (and SIGHUP) ends its sessions at once. Signing out records the
 //!   session's nonce in the `sg_signed_out` bucket (until the cookie would
 //!   have expired), so a copy of the cookie dies with it.
 //! - Anything that changes state (sign-in, sign-out) must come from our own
@@ -48,16 +49,28 @@ pub struct Session {
     /// Random, so two sessions of one person differ and each has its own CSRF token.
     #[serde(rename = "n")]
     pub nonce: String,
+    /// Which of the principal's credentials the session was opened with
+    /// ([`SessionKey::credential`]): a session outlives neither a rotated
+    /// token nor a removed principal.
+    #[serde(rename = "c")]
+    pub credential: String,
 }
 
 impl Session {
-    pub fn new(principal: String, acting_user: String, purpose: Option<String>, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        principal: String,
+        credential: String,
+        acting_user: String,
+        purpose: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             principal,
             acting_user,
             purpose,
             expires: now.timestamp() + LIFETIME_SECS,
             nonce: hex::encode(rand::random::<[u8; 16]>()),
+            credential,
         }
     }
 }
@@ -103,6 +116,19 @@ impl SessionKey {
         }
         let session: Session = serde_json::from_slice(&payload).ok()?;
         (session.expires > now.timestamp()).then_some(session)
+    }
+
+    /// What a session records of the credential it was opened with: a
+    /// keyed digest of the token's digest, so the cookie (which its holder
+    /// can read) tells nothing about the token, and a token rotated in
+    /// `principals.toml` no longer matches it.
+    pub fn credential(&self, token_sha256: &[u8; 32]) -> String {
+        hex::encode(&self.tag(b"credential\n", token_sha256)[..16])
+    }
+
+    /// Whether `session` was opened with the credential the principal holds now.
+    pub fn same_credential(&self, session: &Session, token_sha256: &[u8; 32]) -> bool {
+        bool::from(self.credential(token_sha256).as_bytes().ct_eq(session.credential.as_bytes()))
     }
 
     /// The CSRF token of a session, for forms that change state.
@@ -161,7 +187,7 @@ mod tests {
     #[test]
     fn a_sealed_session_opens_only_with_its_key_and_before_it_expires() {
         let key = SessionKey::new([7; 32]);
-        let session = Session::new("haringey-csc".into(), "A. Worker".into(), None, now());
+        let session = Session::new("haringey-csc".into(), "c".into(), "A. Worker".into(), None, now());
         let sealed = key.seal(&session);
         assert_eq!(key.open(&sealed, now()), Some(session.clone()));
         assert_eq!(SessionKey::new([8; 32]).open(&sealed, now()), None);
@@ -179,8 +205,8 @@ mod tests {
     #[test]
     fn csrf_tokens_belong_to_one_session() {
         let key = SessionKey::new([7; 32]);
-        let a = Session::new("p".into(), "u".into(), None, now());
-        let b = Session::new("p".into(), "u".into(), None, now());
+        let a = Session::new("p".into(), "c".into(), "u".into(), None, now());
+        let b = Session::new("p".into(), "c".into(), "u".into(), None, now());
         assert!(key.csrf_ok(&a, &key.csrf(&a)));
         assert!(!key.csrf_ok(&b, &key.csrf(&a)));
         assert!(!key.csrf_ok(&a, ""));

@@ -56,7 +56,7 @@ pub async fn run(
     if let Some(tx) = bound {
         let _ = tx.send(addr);
     }
-    let served = axum::serve(listener, gateway::router(state)).with_graceful_shutdown(shutdown).await;
+    let served = platform::http::serve(listener, gateway::router(state), settings.http, shutdown).await;
     if let Some(task) = checkpointer {
         task.abort();
     }

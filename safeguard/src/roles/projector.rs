@@ -48,7 +48,13 @@ pub async fn run(
     // with it: once per database, in the projector that holds partition 0.
     let audit_stats = Arc::new(projections::runtime::Stats::default());
     let router = router(projector.name, stats.clone(), audit_stats.clone(), pool.clone(), client);
-    let health = tokio::spawn(axum::serve(listener, router).into_future());
+    // Only /healthz, /readyz and /metrics: the default limits serve them.
+    let health = tokio::spawn(platform::http::serve(
+        listener,
+        router,
+        platform::http::Limits::default(),
+        std::future::pending(),
+    ));
     let (stop_audit, audit_stopped) = tokio::sync::oneshot::channel::<()>();
     let audit = partitions.contains(0).then(|| {
         tokio::spawn(projections::audit::run(pool.clone(), js.clone(), audit_stats, async {

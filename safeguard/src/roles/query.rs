@@ -15,6 +15,7 @@ pub async fn run(
     principals_path: std::path::PathBuf,
     master_key: std::path::PathBuf,
     query: platform::config::QueryArgs,
+    http: platform::http::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
     bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> anyhow::Result<()> {
@@ -44,6 +45,11 @@ pub async fn run(
         now: chrono::Utc::now,
         sessions,
         signed_out,
+        streams: query::streams::Streams::new(
+            query.max_streams,
+            query.max_streams_per_principal,
+            std::time::Duration::from_millis(query.stream_recheck_ms),
+        ),
     });
     let listener = tokio::net::TcpListener::bind(&query.listen)
         .await
@@ -53,6 +59,6 @@ pub async fn run(
     if let Some(tx) = bound {
         let _ = tx.send(addr);
     }
-    axum::serve(listener, query::router(state)).with_graceful_shutdown(shutdown).await?;
+    platform::http::serve(listener, query::router(state), http, shutdown).await?;
     Ok(())
 }
