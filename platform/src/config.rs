@@ -178,6 +178,10 @@ pub struct QueryArgs {
     /// which is the default.
     #[arg(long = "public-key", env = "SAFEGUARD_PUBLIC_KEY")]
     pub public_key: Option<PathBuf>,
+    /// The key that signs page session cookies (made if missing; its own,
+    /// not derived from the master key). Query roles behind one address share it.
+    #[arg(long = "session-key", env = "SAFEGUARD_SESSION_KEY", default_value = "session.key")]
+    pub session_key: PathBuf,
     /// Event streams (Server-Sent Events) open at once on this query role.
     #[arg(long = "max-streams", env = "SAFEGUARD_MAX_STREAMS", default_value_t = 200)]
     pub max_streams: usize,

@@ -120,17 +120,6 @@ impl MasterKey {
         hasher.finalize().into()
     }
 
-    /// The key that signs the pages' session cookies, derived the same way:
-    /// every query role sharing the master key accepts the same sessions,
-    /// and they survive a restart.
-    pub fn session_key(&self) -> [u8; 32] {
-        use sha2::Digest as _;
-        let mut hasher = sha2::Sha256::new();
-        hasher.update(b"safeguard page session key v1\n");
-        hasher.update(self.0);
-        hasher.finalize().into()
-    }
-
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
@@ -141,6 +130,31 @@ impl MasterKey {
 }
 
 /// Writes a file readable by its owner only.
+/// The key that signs the pages' session cookies: a file of its own (base64
+/// of 32 bytes, mode 0600), made on the first start if missing. Not derived
+/// from the master key, so it can be replaced on its own (which signs
+/// everyone out and touches no child's data) and a holder of it can forge
+/// a session but open nothing. Every query role behind one address must
+/// share the file, or a session opened on one is refused by the others.
+pub fn session_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    use anyhow::Context as _;
+    if !path.exists() {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        match write_secret(path, &format!("{}\n", BASE64.encode(bytes))) {
+            Ok(()) => tracing::warn!(path = %path.display(), "made a new page session key: every page session opened before is over"),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("could not create the session key {}", path.display())),
+        }
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
+    BASE64
+        .decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .with_context(|| format!("the session key file {} must hold base64 of 32 bytes", path.display()))
+}
+
 pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;

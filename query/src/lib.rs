@@ -73,7 +73,7 @@ pub struct QueryState {
     pub metrics: QueryMetrics,
     /// A clock that tests can replace.
     pub now: fn() -> DateTime<Utc>,
-    /// Signs the pages' session cookies (derived from the master key).
+    /// Signs the pages' session cookies (a key of its own, `SAFEGUARD_SESSION_KEY`).
     pub sessions: pages::session::SessionKey,
     /// Sessions signed out before they expired (`bus::SIGNED_OUT_BUCKET`).
     pub signed_out: async_nats::jetstream::kv::Store,

@@ -69,7 +69,27 @@ impl TestQuery {
         master_key: &Path,
         public_key: &Path,
     ) -> Self {
-        Self::launch(nats, database_url, principals, master_key, public_key, Limits::default()).await
+        let session_key = principals.with_file_name("session.key");
+        Self::launch(nats, database_url, principals, master_key, public_key, &session_key, Limits::default()).await
+    }
+
+    /// As [`TestQuery::start`], signing page sessions with the key at `session_key`.
+    pub async fn start_with_session_key(
+        nats_url: &str,
+        database_url: &str,
+        gateway: &crate::gateway::TestGateway,
+        session_key: &Path,
+    ) -> Self {
+        Self::launch(
+            NatsArgs::for_url(nats_url),
+            database_url,
+            &gateway.path("principals.toml"),
+            &gateway.path("master.key"),
+            &gateway.path("signing.key.pub"),
+            session_key,
+            Limits::default(),
+        )
+        .await
     }
 
     /// As [`TestQuery::start`], with the HTTP and stream limits given.
@@ -85,6 +105,7 @@ impl TestQuery {
             &gateway.path("principals.toml"),
             &gateway.path("master.key"),
             &gateway.path("signing.key.pub"),
+            &gateway.path("session.key"),
             limits,
         )
         .await
@@ -96,6 +117,7 @@ impl TestQuery {
         principals: &Path,
         master_key: &Path,
         public_key: &Path,
+        session_key: &Path,
         limits: Limits,
     ) -> Self {
         let database = DatabaseArgs { database_url: database_url.to_owned() };
@@ -103,6 +125,7 @@ impl TestQuery {
             listen: "127.0.0.1:0".into(),
             access_timeout_ms: 2000,
             public_key: Some(public_key.to_owned()),
+            session_key: session_key.to_owned(),
             max_streams: limits.streams,
             max_streams_per_principal: limits.streams_per_principal,
             stream_recheck_ms: limits.stream_recheck.as_millis() as u64,

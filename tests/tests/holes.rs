@@ -634,3 +634,39 @@ async fn sessions_and_streams_end_with_the_credential_that_opened_them() {
     let new_page = tests::query::PageSession::sign_in(&base, rotated, "A. Worker").await;
     assert_eq!(new_page.get("/ui").await.status(), 200, "the new token signs in");
 }
+
+/// Item 11: the page session key is its own, not derived from the master
+/// key: two query roles sharing the master key but not the session key do
+/// not accept each other's sessions, and one sharing the session key does.
+#[tokio::test]
+async fn the_page_session_key_is_its_own_and_not_the_master_keys() {
+    let sys = System::start().await;
+    let page = tests::query::PageSession::sign_in(&sys.query.url(""), tokens::HARINGEY, "A. Worker").await;
+    assert_eq!(page.get("/ui").await.status(), 200);
+
+    let other_dir = tempfile::tempdir().expect("a directory");
+    let other_key = other_dir.path().join("session.key");
+    let other =
+        tests::query::TestQuery::start_with_session_key(&sys.nats.url(), sys.db.url(), &sys.gateway, &other_key).await;
+    let same =
+        tests::query::TestQuery::start_with_session_key(&sys.nats.url(), sys.db.url(), &sys.gateway, &sys.gateway.path("session.key")).await;
+    let get = |base: String| {
+        let cookie = page.cookie.clone();
+        async move {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client")
+                .get(format!("{base}/ui"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("the query role answers")
+                .status()
+        }
+    };
+    assert_eq!(get(same.url("")).await, 200, "a query role sharing the session key accepts the session");
+    assert_eq!(get(other.url("")).await, 303, "the master key alone does not open a session");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&other_key).expect("made").permissions());
+    assert_eq!(mode & 0o777, 0o600, "the session key is its owner's alone");
+}

@@ -29,7 +29,7 @@ pub async fn run(
     platform::reload_on_hangup(principals.clone(), principals_path);
     let master = platform::keystore::MasterKey::open(&master_key, std::time::Duration::from_secs(30)).await?;
     let lookup_key = master.lookup_key();
-    let sessions = query::pages::session::SessionKey::new(master.session_key());
+    let sessions = query::pages::session::SessionKey::new(platform::keystore::session_key(&query.session_key)?);
     let signed_out = platform::bus::ensure_signed_out_bucket(&js, &nats.stream_settings()).await?;
     let bucket = platform::bus::ensure_key_bucket(&js, &nats.stream_settings()).await?;
     let keys = platform::keystore::KeyStore::watched(bucket, master).await?;
