@@ -194,7 +194,7 @@ pub struct Erased {
 /// Erases a child's data key: afterwards the child's personal data is
 /// unreadable everywhere, while every chain and signature still verifies.
 /// Recorded on the audit stream (`sg.audit.erasure.<pp>.<child>`) before the
-/// key is erased; safe to repeat.
+/// key is erased, with its basis (`X-Purpose`, a code); safe to repeat.
 #[utoipa::path(
     post,
     path = "/v1/children/{child}/erasure",
@@ -204,7 +204,7 @@ pub struct Erased {
         (status = 401, description = "No or unknown bearer token", content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", content_type = "application/problem+json"),
         (status = 404, description = "No such child in the stream", content_type = "application/problem+json"),
-        (status = 422, description = "The child id is not a UUID", content_type = "application/problem+json"),
+        (status = 422, description = "The child id is not a UUID, or X-Purpose is not a basis code (retention_ended, subject_request, court_order, recorded_in_error)", content_type = "application/problem+json"),
         (status = 503, description = "The audit stream or key store is unavailable; nothing or only the record was done, and repeating is safe", content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -244,13 +244,24 @@ async fn erase(app: &AppState, child: &str, headers: &HeaderMap) -> Result<Erase
         let text = headers.get(name)?.to_str().ok()?.trim();
         (!text.is_empty()).then(|| text.chars().take(200).collect())
     };
+    // Why, as a code: the record outlives the key, so free text about the
+    // child written here would outlive the erasure.
+    let basis = match header("x-purpose") {
+        Some(text) => events::audit::ErasureBasis::parse(&text),
+        None => None,
+    };
+    let Some(basis) = basis else {
+        let codes: Vec<&str> = events::audit::ErasureBasis::ALL.iter().map(|b| b.as_str()).collect();
+        let message = format!("must give the erasure's basis as one of {}", codes.join(", "));
+        return Err(ApiError::Invalid { errors: vec![FieldError::new(0, "/headers/x-purpose", message)] });
+    };
     let at = (app.now)();
     let record = events::audit::Erasure {
         id: uuid::Uuid::new_v4(),
         child: *child.as_uuid(),
         principal: principal.name.as_str().to_owned(),
         acting_user: header("x-acting-user"),
-        purpose: header("x-purpose"),
+        basis: Some(basis),
         at,
     };
     let js = async_nats::jetstream::new(app.ingest.client.clone());

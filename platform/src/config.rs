@@ -111,6 +111,20 @@ impl GatewaySettings {
     }
 }
 
+/// Everything the query role needs, resolved.
+#[derive(Debug, Clone)]
+pub struct QuerySettings {
+    pub nats: NatsArgs,
+    pub database: DatabaseArgs,
+    /// The principals (shared with the gateway: `SAFEGUARD_PRINCIPALS`).
+    pub principals: PathBuf,
+    /// The master key, which the gateway makes (`SAFEGUARD_MASTER_KEY`).
+    pub master_key: PathBuf,
+    pub query: QueryArgs,
+    /// What one client, or all of them, may hold of the query role.
+    pub http: crate::http::Limits,
+}
+
 /// The read-model database.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {

@@ -125,7 +125,8 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(router.clone().map_request(|r: Request<hyper::body::Incoming>| r.map(Body::new)));
+        let service =
+            TowerToHyperService::new(router.clone().map_request(|r: Request<hyper::body::Incoming>| r.map(Body::new)));
         let mut closing = closing_rx.clone();
         open.spawn(async move {
             let _permit = permit;

@@ -142,7 +142,9 @@ pub fn session_key(path: &Path) -> anyhow::Result<[u8; 32]> {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         match write_secret(path, &format!("{}\n", BASE64.encode(bytes))) {
-            Ok(()) => tracing::warn!(path = %path.display(), "made a new page session key: every page session opened before is over"),
+            Ok(()) => {
+                tracing::warn!(path = %path.display(), "made a new page session key: every page session opened before is over")
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).with_context(|| format!("could not create the session key {}", path.display())),
         }

@@ -16,7 +16,6 @@ use crate::runtime::{ProjectorError, Stats, consumer_from};
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
-use serde::Deserialize;
 use sqlx::{PgPool, Postgres, Transaction};
 use std::future::Future;
 use std::sync::Arc;
@@ -28,26 +27,23 @@ pub use events::subjects::AUDIT_STREAM;
 /// The consumer's row in `audit.position` and its durable's name.
 const CONSUMER: &str = "audit";
 
-/// An access-log row (the table `audit.access`), as the access log answers
-/// it (without its own id and the child, which the caller named). On the
-/// wire it is an `events::audit::AccessEvent`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, sqlx::FromRow)]
+/// An access-log row (the table `audit.access_event`). On the wire it is an
+/// `events::audit::AccessEvent`; the query role opens its purpose with the
+/// child's key when it answers.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccessRecord {
-    #[serde(skip_serializing)]
     pub id: uuid::Uuid,
-    #[serde(skip_serializing)]
     #[sqlx(rename = "child_id")]
     pub child: Option<uuid::Uuid>,
     #[sqlx(try_from = "String")]
     pub principal: events::ids::PrincipalName,
     pub acting_user: Option<String>,
-    pub purpose: Option<String>,
+    pub purpose: Option<sqlx::types::Json<events::audit::Purpose>>,
     pub endpoint: String,
     pub at: DateTime<Utc>,
     #[sqlx(try_from = "String")]
     pub outcome: events::audit::Outcome,
     /// Why a refused read was refused (absent for reads allowed).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
@@ -237,7 +233,7 @@ async fn record(tx: &mut Transaction<'_, Postgres>, stream_seq: i64, record: &Re
             Record::Known(events::audit::Record::Access(a)) => {
                 sqlx::query(
                     "insert into audit.access_event
-                       (stream_seq, id, child_id, principal, acting_user, purpose, endpoint, at, outcome, reason)
+                       (stream_seq, id, child_id, principal, acting_user, purpose_kept, endpoint, at, outcome, reason)
                      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                      on conflict do nothing",
                 )
@@ -246,7 +242,7 @@ async fn record(tx: &mut Transaction<'_, Postgres>, stream_seq: i64, record: &Re
                 .bind(a.child)
                 .bind(&a.principal)
                 .bind(&a.acting_user)
-                .bind(&a.purpose)
+                .bind(a.purpose.as_ref().map(sqlx::types::Json))
                 .bind(&a.endpoint)
                 .bind(a.at)
                 .bind(a.outcome.as_str())
@@ -304,7 +300,9 @@ async fn erase(
 /// applied the audit stream (returned alongside).
 pub async fn access_log(pool: &PgPool, child: uuid::Uuid) -> Result<(Vec<AccessRecord>, u64), sqlx::Error> {
     let entries: Vec<AccessRecord> = sqlx::query_as(
-        "select id, child_id, principal, acting_user, purpose, endpoint, at, outcome, reason from audit.access_event
+        "select id, child_id, principal, acting_user, coalesce(purpose_kept, to_jsonb(purpose)) as purpose, endpoint,
+                at, outcome, reason
+           from audit.access_event
           where child_id = $1 order by at, stream_seq",
     )
     .bind(child)

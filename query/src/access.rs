@@ -3,7 +3,9 @@
 //! answer is sent. If it cannot be stored, the read fails (503): a read
 //! nobody can later account for does not happen.
 //!
-//! The query role publishes nothing else.
+//! The query role publishes nothing else. A purpose given for a read is
+//! sealed under the child's data key before it is published
+//! ([`events::audit::Purpose`]).
 
 use chrono::{DateTime, Utc};
 use events::Subject;
@@ -18,13 +20,15 @@ pub struct Asker {
     pub purpose: Option<String>,
 }
 
-pub use events::audit::{AccessEvent, Outcome};
+pub use events::audit::{AccessEvent, Outcome, Purpose};
 
 /// Where access events go.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     pub js: async_nats::jetstream::Context,
     pub timeout: Duration,
+    /// Children's data keys, to seal each event's purpose for its child.
+    pub keys: std::sync::Arc<platform::keystore::KeyStore>,
 }
 
 /// Why an access event was not stored (and so the read is refused).
@@ -36,6 +40,8 @@ pub enum AccessError {
     Publish(#[source] async_nats::jetstream::context::PublishError),
     #[error("JetStream did not answer within {0:?}")]
     TimedOut(std::time::Duration),
+    #[error("the child's data key could not be read to seal the purpose")]
+    Keys(#[source] platform::keystore::KeyError),
 }
 
 impl AccessLog {
@@ -54,12 +60,17 @@ impl AccessLog {
             if children.is_empty() { vec![None] } else { children.iter().copied().map(Some).collect() };
         let mut acks = Vec::with_capacity(targets.len());
         for child in targets {
+            let id = uuid::Uuid::new_v4();
+            let purpose = match &asker.purpose {
+                None => None,
+                Some(text) => Some(self.seal(child, id, text).await?),
+            };
             let event = AccessEvent {
-                id: uuid::Uuid::new_v4(),
+                id,
                 child,
                 principal: asker.principal.clone(),
                 acting_user: asker.acting_user.clone(),
-                purpose: asker.purpose.clone(),
+                purpose,
                 endpoint: endpoint.to_owned(),
                 at,
                 outcome,
@@ -83,5 +94,21 @@ impl AccessLog {
                 .map_err(AccessError::Publish)?;
         }
         Ok(())
+    }
+
+    /// The purpose as the stream may keep it: sealed under the child's
+    /// data key, or withheld when there is no child or no key to seal it
+    /// under (free text about a child must not outlive its erasure).
+    async fn seal(&self, child: Option<uuid::Uuid>, event: uuid::Uuid, text: &str) -> Result<Purpose, AccessError> {
+        let Some(child) = child else { return Ok(Purpose::Withheld) };
+        match self.keys.existing_key(&ChildId::from_uuid(child)).await.map_err(AccessError::Keys)? {
+            Some(key) => {
+                use rand::RngCore as _;
+                let mut nonce = [0u8; 24];
+                rand::rngs::OsRng.fill_bytes(&mut nonce);
+                Ok(Purpose::seal(&key, nonce, child, event, text))
+            }
+            None => Ok(Purpose::Withheld),
+        }
     }
 }

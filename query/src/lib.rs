@@ -576,11 +576,52 @@ async fn access_log(State(app): State<Arc<QueryState>>, Path(child): Path<String
         let caller = Caller::from_bearer(&app, &headers)?;
         let child = uuid_param("child", &child)?;
         admit_child(&app, &caller, "GET /v1/children/{child}/access-log", child, Need::Audit).await?;
-        let (entries, position) = projections::audit::access_log(&app.pool, child).await?;
+        let (records, position) = projections::audit::access_log(&app.pool, child).await?;
+        let key = app
+            .keys
+            .existing_key(&events::ids::ChildId::from_uuid(child))
+            .await
+            .map_err(|e| QueryError::dependency("the key store is unavailable", e))?;
+        let entries: Vec<Value> = records.iter().map(|r| access_entry(r, child, key.as_ref())).collect();
         Ok(Json(json!({ "child": child, "entries": entries, "audit_position": position })).into_response())
     }
     .await;
     count(&app, "access_log", result)
+}
+
+/// One access-log entry as the log answers it: the purpose opened with the
+/// child's key (null once the key is erased, or if none was kept).
+fn access_entry(
+    record: &projections::audit::AccessRecord,
+    child: uuid::Uuid,
+    key: Option<&events::privacy::DataKey>,
+) -> Value {
+    use events::audit::Purpose;
+    let (purpose, kept) = match record.purpose.as_ref().map(|p| &p.0) {
+        None => (None, "none given"),
+        Some(Purpose::Legacy(text)) => (Some(text.clone()), "in clear (recorded before purposes were sealed)"),
+        Some(Purpose::Withheld) => (None, "withheld (no child's key to seal it under)"),
+        Some(Purpose::Sealed(sealed)) => match key {
+            None => (None, "erased with the child's data key"),
+            Some(key) => match sealed.open_json(key, &Purpose::place(child, record.id)) {
+                Ok(Value::String(text)) => (Some(text), "sealed"),
+                _ => (None, "does not open"),
+            },
+        },
+    };
+    let mut entry = json!({
+        "principal": record.principal.as_str(),
+        "acting_user": record.acting_user,
+        "purpose": purpose,
+        "purpose_kept": kept,
+        "endpoint": record.endpoint,
+        "at": record.at,
+        "outcome": record.outcome.as_str(),
+    });
+    if let Some(reason) = &record.reason {
+        entry["reason"] = json!(reason);
+    }
+    entry
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -871,9 +912,14 @@ const LOOKUP_BODY_LIMIT: usize = 4 * 1024;
 /// its `Content-Length` before any of it is read, or as soon as it passes
 /// the limit. Handlers authenticate first and read the body after, so no
 /// one the role does not know can make it read anything.
-pub async fn bounded_body(headers: &HeaderMap, body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, QueryError> {
+pub async fn bounded_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<bytes::Bytes, QueryError> {
     let too_large = || QueryError::TooLarge(format!("the body must be at most {limit} bytes"));
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }

@@ -18,23 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the backbone's roles (all of them when none is named).
-    Serve {
-        /// A role to run; repeat for several.
-        #[arg(long = "role", value_enum)]
-        roles: Vec<Role>,
-        #[command(flatten)]
-        nats: NatsArgs,
-        #[command(flatten)]
-        gateway: GatewayArgs,
-        #[command(flatten)]
-        database: DatabaseArgs,
-        #[command(flatten)]
-        projector: ProjectorArgs,
-        #[command(flatten)]
-        query: QueryArgs,
-        #[command(flatten)]
-        http: platform::http::HttpArgs,
-    },
+    Serve(Box<ServeArgs>),
     /// Build the read models afresh from the stream beside the live ones,
     /// then switch over in one step; reads are served throughout.
     ///
@@ -112,6 +96,25 @@ enum Command {
         #[arg(long = "event-type")]
         event_types: Vec<String>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// A role to run; repeat for several.
+    #[arg(long = "role", value_enum)]
+    roles: Vec<Role>,
+    #[command(flatten)]
+    nats: NatsArgs,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    projector: ProjectorArgs,
+    #[command(flatten)]
+    query: QueryArgs,
+    #[command(flatten)]
+    http: platform::http::HttpArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -200,7 +203,8 @@ fn main() -> std::process::ExitCode {
             });
             if code == std::process::ExitCode::SUCCESS && !ok { std::process::ExitCode::from(3) } else { code }
         }
-        Command::Serve { roles, nats, gateway, database, projector, query, http } => {
+        Command::Serve(serve) => {
+            let ServeArgs { roles, nats, gateway, database, projector, query, http } = *serve;
             let http = http.limits();
             init_tracing();
             let all = roles.is_empty();
@@ -238,16 +242,15 @@ fn main() -> std::process::ExitCode {
                 let public_key = query.public_key.clone().unwrap_or_default();
                 if wants(Role::Query) {
                     let principals = gateway.principals.clone();
-                    tasks.spawn(safeguard::roles::query::run(
-                        nats.clone(),
-                        database.clone(),
+                    let settings = platform::config::QuerySettings {
+                        nats: nats.clone(),
+                        database: database.clone(),
                         principals,
-                        gateway.master_key.clone(),
+                        master_key: gateway.master_key.clone(),
                         query,
                         http,
-                        stopped(),
-                        None,
-                    ));
+                    };
+                    tasks.spawn(safeguard::roles::query::run(settings, stopped(), None));
                 }
                 if wants(Role::Projector) {
                     let master_key = gateway.master_key.clone();

@@ -130,11 +130,16 @@ impl TestQuery {
             max_streams_per_principal: limits.streams_per_principal,
             stream_recheck_ms: limits.stream_recheck.as_millis() as u64,
         };
-        let (principals, master_key) = (principals.to_owned(), master_key.to_owned());
-        let http = limits.http;
+        let settings = platform::config::QuerySettings {
+            nats,
+            database,
+            principals: principals.to_owned(),
+            master_key: master_key.to_owned(),
+            query,
+            http: limits.http,
+        };
         let running = crate::start_role("query role", |stopped, bound| async move {
-            safeguard::roles::query::run(nats, database, principals, master_key, query, http, stopped, Some(bound))
-                .await
+            safeguard::roles::query::run(settings, stopped, Some(bound)).await
         })
         .await;
         Self { base: running.base, stop: Some(running.stop), task: Some(running.task), http: reqwest::Client::new() }

@@ -60,7 +60,7 @@ async fn a_backup_restored_into_an_empty_nats_and_database_carries_on_exactly() 
     let r = reqwest::Client::new()
         .post(gateway.url(&format!("/v1/children/{erased}/erasure")))
         .bearer_auth(tokens::ADMIN)
-        .header("x-purpose", "retention period ended")
+        .header("x-purpose", "retention_ended")
         .send()
         .await
         .expect("erase");

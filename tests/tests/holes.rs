@@ -514,12 +514,8 @@ async fn a_slow_or_greedy_client_holds_no_role_for_long() {
 
     // The query role reads no body before it knows the sender, and no more than it needs.
     let db = tests::TestDatabase::create().await;
-    let limits = tests::query::Limits {
-        http,
-        streams: 3,
-        streams_per_principal: 2,
-        stream_recheck: Duration::from_secs(1),
-    };
+    let limits =
+        tests::query::Limits { http, streams: 3, streams_per_principal: 2, stream_recheck: Duration::from_secs(1) };
     let query = tests::query::TestQuery::start_limited(&nats.url(), db.url(), &gateway, limits).await;
     let announced = |path: &str, token: Option<&str>, origin: bool| {
         let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
@@ -617,10 +613,8 @@ async fn sessions_and_streams_end_with_the_credential_that_opened_them() {
     let rotated = "test-haringey-rotated-token";
     let path = sys.gateway.path("principals.toml");
     let text = std::fs::read_to_string(&path).expect("principals");
-    let text = text.replace(
-        &platform::principals::token_sha256(tokens::HARINGEY),
-        &platform::principals::token_sha256(rotated),
-    );
+    let text = text
+        .replace(&platform::principals::token_sha256(tokens::HARINGEY), &platform::principals::token_sha256(rotated));
     std::fs::write(&path, text).expect("write principals");
     nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGHUP).expect("signal");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -648,8 +642,13 @@ async fn the_page_session_key_is_its_own_and_not_the_master_keys() {
     let other_key = other_dir.path().join("session.key");
     let other =
         tests::query::TestQuery::start_with_session_key(&sys.nats.url(), sys.db.url(), &sys.gateway, &other_key).await;
-    let same =
-        tests::query::TestQuery::start_with_session_key(&sys.nats.url(), sys.db.url(), &sys.gateway, &sys.gateway.path("session.key")).await;
+    let same = tests::query::TestQuery::start_with_session_key(
+        &sys.nats.url(),
+        sys.db.url(),
+        &sys.gateway,
+        &sys.gateway.path("session.key"),
+    )
+    .await;
     let get = |base: String| {
         let cookie = page.cookie.clone();
         async move {
@@ -669,4 +668,97 @@ async fn the_page_session_key_is_its_own_and_not_the_master_keys() {
     assert_eq!(get(other.url("")).await, 303, "the master key alone does not open a session");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&other_key).expect("made").permissions());
     assert_eq!(mode & 0o777, 0o600, "the session key is its owner's alone");
+}
+
+/// Every message of the audit stream, raw.
+async fn audit_payloads(sys: &System) -> Vec<(String, Vec<u8>)> {
+    let js = async_nats::jetstream::new(tests::connect(&sys.nats.url()).await);
+    let stream = js.get_stream(platform::bus::AUDIT_STREAM).await.expect("the audit stream");
+    let last = stream.get_info().await.expect("info").state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            out.push((m.subject.to_string(), m.payload.to_vec()));
+        }
+    }
+    out
+}
+
+/// Item 10: a purpose someone types is personal data. On the undeletable
+/// audit stream it is sealed under the child's data key (and so erased
+/// with it), withheld when there is no child to seal it for, and an
+/// erasure's own reason is a code, never free text.
+#[tokio::test]
+async fn a_readers_purpose_is_sealed_for_its_child_and_erased_with_it() {
+    let sys = System::start().await;
+    let child = new_id();
+    sys.publish(tokens::HARINGEY, vec![registered("reg", &child, HARINGEY)]).await;
+    let why = "worried about Jane Doe's bruising";
+    let path = format!("/v1/children/{child}/chronology");
+    let read = sys.query.get_with(Some(tokens::HARINGEY), &path, &[("x-purpose", why)]).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    let lookup = reqwest::Client::new()
+        .post(sys.query.url("/v1/children/lookup"))
+        .bearer_auth(tokens::HARINGEY)
+        .header("x-purpose", "looking for Jane Doe's brother")
+        .json(&json!({"council": HARINGEY, "la_child_id": "NOBODY1"}))
+        .send()
+        .await
+        .expect("lookup");
+    assert_eq!(lookup.status(), 200);
+    sys.projector.wait_for_audit().await;
+
+    let clear = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains("Jane Doe");
+    let on_stream = audit_payloads(&sys).await;
+    assert!(on_stream.iter().all(|(_, p)| !clear(p)), "a purpose in clear on the audit stream");
+    let rows: Vec<Option<String>> =
+        sqlx::query_scalar("select concat(purpose, purpose_kept::text) from audit.access_event")
+            .fetch_all(&sys.pool)
+            .await
+            .expect("access rows");
+    assert!(rows.iter().flatten().all(|r| !r.contains("Jane")), "a purpose in clear in the read model: {rows:?}");
+
+    // The auditor reads it, opened with the child's key.
+    let log_path = format!("/v1/children/{child}/access-log");
+    let log = sys.query.get(tokens::AUDITOR, &log_path).await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    let entry = log.json["entries"].as_array().expect("entries").iter().find(|e| e["purpose"] == why).cloned();
+    assert_eq!(entry.expect("the read, with its purpose")["purpose_kept"], "sealed", "{}", log.text);
+
+    // An erasure gives its basis as a code.
+    let erase = |purpose: &'static str| {
+        let url = sys.gateway.url(&format!("/v1/children/{child}/erasure"));
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(tokens::ADMIN)
+                .header("x-purpose", purpose)
+                .send()
+                .await
+                .expect("erase");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let (status, refusal) = erase("mother asked; Jane Doe moved away").await;
+    assert_eq!(status, 422, "{refusal}");
+    assert_eq!(pointers(&refusal), ["/headers/x-purpose"], "{refusal}");
+    let (status, answer) = erase("subject_request").await;
+    assert_eq!(status, 200, "{answer}");
+    sys.projector.wait_for_audit().await;
+    let erasure = audit_payloads(&sys)
+        .await
+        .into_iter()
+        .find(|(s, _)| s.starts_with("sg.audit.erasure."))
+        .map(|(_, p)| serde_json::from_slice::<Value>(&p).expect("json"))
+        .expect("the erasure record");
+    assert_eq!(erasure["basis"], "subject_request");
+
+    // Once the key is gone, so is what the reader wrote.
+    let log = sys.query.get(tokens::AUDITOR, &log_path).await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    assert!(!log.text.contains("Jane"), "{}", log.text);
+    let kept: Vec<&str> =
+        log.json["entries"].as_array().expect("entries").iter().filter_map(|e| e["purpose_kept"].as_str()).collect();
+    assert!(kept.contains(&"erased with the child's data key"), "{kept:?}");
 }

@@ -88,7 +88,9 @@ async fn chronology_in_three_formats_scoped_and_logged_before_answering() {
     assert_eq!(mine.iter().filter(|e| e["outcome"] == "refused").count(), 1, "the dashboard's refusal");
     assert_eq!(mine[0]["principal"], "haringey-csc");
     assert_eq!(mine[0]["acting_user"], "j.smith");
-    assert_eq!(mine[0]["purpose"], "visit preparation");
+    // The purpose is sealed under the child's key on the stream (issue 17 item 10).
+    assert_eq!(mine[0]["purpose"]["enc"], "xchacha20poly1305", "{:?}", mine[0]);
+    assert!(!serde_json::to_string(&log).unwrap_or_default().contains("visit preparation"));
     assert_eq!(mine[0]["endpoint"], "GET /v1/children/{child}/chronology");
     let theirs = about(&other);
     assert_eq!(theirs.len(), 1);
@@ -423,6 +425,7 @@ async fn the_chronology_command_reads_through_the_api_as_it_stood() {
 
     let log = access_events(&sys.nats.url()).await;
     assert!(
-        log.iter().any(|e| e["child"] == child && e["acting_user"] == "reviewer.one" && e["purpose"] == "case review")
+        log.iter()
+            .any(|e| e["child"] == child && e["acting_user"] == "reviewer.one" && e["purpose"]["enc"].is_string())
     );
 }

@@ -674,7 +674,7 @@ async fn erasure_leaves_no_personal_data_anywhere_while_chains_verify_and_aggreg
             let response = reqwest::Client::new()
                 .post(url)
                 .bearer_auth(token)
-                .header("x-purpose", "retention period ended")
+                .header("x-purpose", "retention_ended")
                 .header("x-acting-user", "records.officer")
                 .send()
                 .await

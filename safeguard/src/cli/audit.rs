@@ -72,8 +72,9 @@ pub struct EraseArgs {
     /// The child whose data key is erased.
     #[arg(long)]
     pub child: uuid::Uuid,
-    /// Why (recorded with the erasure).
-    #[arg(long)]
+    /// The basis (recorded with the erasure): retention_ended,
+    /// subject_request, court_order or recorded_in_error.
+    #[arg(long, value_parser = ["retention_ended", "subject_request", "court_order", "recorded_in_error"])]
     pub purpose: String,
     /// Who is doing it (recorded with the erasure).
     #[arg(long)]

@@ -10,15 +10,12 @@ use std::sync::Arc;
 /// Runs the query role until `shutdown` resolves. Returns the address it
 /// bound through `bound` before serving, so tests can use port 0.
 pub async fn run(
-    nats: platform::config::NatsArgs,
-    database: platform::config::DatabaseArgs,
-    principals_path: std::path::PathBuf,
-    master_key: std::path::PathBuf,
-    query: platform::config::QueryArgs,
-    http: platform::http::Limits,
+    settings: platform::config::QuerySettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
     bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> anyhow::Result<()> {
+    let platform::config::QuerySettings { nats, database, principals: principals_path, master_key, query, http } =
+        settings;
     let client = platform::bus::connect(&nats).await?;
     let js = async_nats::jetstream::new(client.clone());
     platform::bus::ensure_streams(&js, &nats.stream_settings()).await?;
@@ -36,10 +33,14 @@ pub async fn run(
     let state = Arc::new(query::QueryState {
         principals,
         lookup_key,
-        keys,
+        keys: keys.clone(),
         public_key: query.public_key.clone().unwrap_or_else(|| platform::public_key_path(Path::new("signing.key"))),
         pool,
-        access: query::access::AccessLog { js, timeout: std::time::Duration::from_millis(query.access_timeout_ms) },
+        access: query::access::AccessLog {
+            js,
+            timeout: std::time::Duration::from_millis(query.access_timeout_ms),
+            keys: keys.clone(),
+        },
         client,
         metrics: query::QueryMetrics::default(),
         now: chrono::Utc::now,
