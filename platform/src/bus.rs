@@ -120,6 +120,7 @@ pub fn events_stream_config(settings: &StreamSettings) -> stream::Config {
 pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), BusError> {
     ensure_streams(js, settings).await?;
     ensure_key_bucket(js, settings).await?;
+    upgrade_key_bucket(js).await?;
     ensure_signed_out_bucket(js, settings).await?;
     Ok(())
 }
@@ -187,11 +188,25 @@ pub async fn ensure_key_bucket(js: &jetstream::Context, settings: &StreamSetting
     if let Ok(store) = js.get_key_value(KEYS_BUCKET).await {
         return Ok(store);
     }
-    let config = stream::Config {
+    js.get_or_create_stream(key_bucket_config(settings))
+        .await
+        .map_err(|e| BusError::Setup { what: "the key bucket", message: e.to_string() })?;
+    js.get_key_value(KEYS_BUCKET).await.map_err(|e| BusError::Setup { what: "the key bucket", message: e.to_string() })
+}
+
+/// Two messages a child: an erasure puts its tombstone over the key in one
+/// compare-and-set step (so there is never a moment with neither), and
+/// only then securely erases the message that held the key, which must
+/// still be there to be overwritten (with one message a subject, the limit
+/// would drop it unerased).
+const KEY_BUCKET_HISTORY: i64 = 2;
+
+fn key_bucket_config(settings: &StreamSettings) -> stream::Config {
+    stream::Config {
         name: format!("KV_{KEYS_BUCKET}"),
         description: Some("per-child data keys, wrapped by the master key".to_owned()),
         subjects: vec![format!("$KV.{KEYS_BUCKET}.>")],
-        max_messages_per_subject: 1,
+        max_messages_per_subject: KEY_BUCKET_HISTORY,
         storage: stream::StorageType::File,
         num_replicas: settings.replicas,
         allow_rollup: true,
@@ -200,11 +215,20 @@ pub async fn ensure_key_bucket(js: &jetstream::Context, settings: &StreamSetting
         allow_direct: true,
         discard: stream::DiscardPolicy::New,
         ..Default::default()
-    };
-    js.get_or_create_stream(config)
-        .await
-        .map_err(|e| BusError::Setup { what: "the key bucket", message: e.to_string() })?;
-    js.get_key_value(KEYS_BUCKET).await.map_err(|e| BusError::Setup { what: "the key bucket", message: e.to_string() })
+    }
+}
+
+/// A key bucket made by an earlier version kept one message a child; the
+/// operator's `safeguard streams` raises it to [`KEY_BUCKET_HISTORY`].
+async fn upgrade_key_bucket(js: &jetstream::Context) -> Result<(), BusError> {
+    let setup = |e: &dyn std::fmt::Display| BusError::Setup { what: "the key bucket", message: e.to_string() };
+    let mut stream = js.get_stream(format!("KV_{KEYS_BUCKET}")).await.map_err(|e| setup(&e))?;
+    let mut config = stream.info().await.map_err(|e| setup(&e))?.config.clone();
+    if config.max_messages_per_subject < KEY_BUCKET_HISTORY {
+        config.max_messages_per_subject = KEY_BUCKET_HISTORY;
+        js.update_stream(config).await.map_err(|e| setup(&e))?;
+    }
+    Ok(())
 }
 
 /// Reads the messages of `stream` matching `filter` in stream order, from

@@ -9,11 +9,15 @@
 //! child's personal data unreadable everywhere, while every hash and
 //! signature still verifies.
 //!
-//! Erasure ([`KeyStore::erase`]) replaces the entry with a tombstone, so no
-//! new key is ever made for that child, and securely erases the message
+//! Erasure ([`KeyStore::erase`]) replaces the key with a tombstone in one
+//! compare-and-set step, so no new key is ever made for that child and
+//! there is no moment with neither, and then securely erases the message
 //! that held the wrapped key (JetStream overwrites it on disk), which is why
-//! the bucket's stream allows message deletes. Every process that caches
-//! keys watches the bucket and forgets a key the moment its entry changes.
+//! the bucket's stream allows message deletes and keeps two messages a
+//! child. Every process that caches keys watches the bucket, forgets a key
+//! the moment it is erased, and remembers the erasure's revision, so a key
+//! read before it (in flight, or from a replica that is behind) is never
+//! cached or used after it.
 //!
 //! Back up the bucket with the streams (it is a JetStream stream,
 //! `KV_sg_child_keys`), and the master key separately: either without the
@@ -192,7 +196,36 @@ impl KeyError {
 pub struct KeyStore {
     bucket: kv::Store,
     master: MasterKey,
-    cache: Mutex<HashMap<ChildId, DataKey>>,
+    state: Mutex<Known>,
+}
+
+/// What a key store knows of the bucket: keys it has read, and the
+/// children it has seen erased, each with the bucket revision it was
+/// learnt at. A key is never replaced by another, only by a tombstone, so
+/// any change after a key's revision is its erasure: a key read at a
+/// revision older than an erasure already seen (a read that was in flight
+/// when the erasure landed, or answered by a replica that is behind) is
+/// stale, and is neither used nor cached.
+#[derive(Default)]
+struct Known {
+    keys: HashMap<ChildId, (DataKey, u64)>,
+    /// Erased children and the revision of their tombstone. Erasures are
+    /// few, and this is never cleared: forgetting one would let a stale
+    /// read bring its key back.
+    erased: HashMap<ChildId, u64>,
+}
+
+impl Known {
+    /// Whether a key read at `revision` has been erased since.
+    fn erased_after(&self, child: &ChildId, revision: u64) -> bool {
+        self.erased.get(child).is_some_and(|&at| at > revision)
+    }
+
+    fn erase(&mut self, child: &ChildId, revision: u64) {
+        self.keys.remove(child);
+        let at = self.erased.entry(*child).or_insert(revision);
+        *at = (*at).max(revision);
+    }
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -207,14 +240,19 @@ const CACHE_LIMIT: usize = 100_000;
 /// What an erased child's entry holds instead of a wrapped key.
 const TOMBSTONE: &[u8] = b"erased";
 
+/// How often an erasure tries again when the bucket changed under it, or a
+/// replica answered with an older state than the one it must replace.
+const ERASE_ATTEMPTS: u32 = 100;
+
 impl KeyStore {
     pub fn new(bucket: kv::Store, master: MasterKey) -> Self {
-        Self { bucket, master, cache: Mutex::new(HashMap::new()) }
+        Self { bucket, master, state: Mutex::new(Known::default()) }
     }
 
-    /// A key store whose cache forgets a child's key as soon as its entry
-    /// changes anywhere (an erasure by another process). The watch is held
-    /// by a task that ends when the store is dropped.
+    /// A key store that learns of every change to the bucket anywhere (an
+    /// erasure by another process) as it happens: a key erased elsewhere
+    /// is forgotten, and never cached again from a stale read. The watch
+    /// is held by a task that ends when the store is dropped.
     pub async fn watched(bucket: kv::Store, master: MasterKey) -> Result<std::sync::Arc<Self>, KeyError> {
         let store = std::sync::Arc::new(Self::new(bucket, master));
         let mut watch = store.bucket.watch_all().await.map_err(|e| KeyError::unavailable("watching the bucket", e))?;
@@ -223,57 +261,103 @@ impl KeyStore {
             use futures::StreamExt as _;
             while let Some(entry) = watch.next().await {
                 let Some(store) = weak.upgrade() else { return };
+                let mut known = store.known();
                 match entry {
                     Ok(entry) => {
-                        if let Ok(child) = ChildId::parse(&entry.key)
-                            && let Ok(mut cache) = store.cache.lock()
-                        {
-                            cache.remove(&child);
+                        let Ok(child) = ChildId::parse(&entry.key) else { continue };
+                        let removed = entry.operation != kv::Operation::Put || entry.value.as_ref() == TOMBSTONE;
+                        if removed {
+                            known.erase(&child, entry.revision);
+                        } else {
+                            known.keys.remove(&child);
                         }
                     }
-                    // A watch that breaks cannot say what changed: forget everything.
-                    Err(_) => {
-                        if let Ok(mut cache) = store.cache.lock() {
-                            cache.clear();
-                        }
-                    }
+                    // A watch that breaks cannot say what changed: forget
+                    // every key (the erasures it knows stay known).
+                    Err(_) => known.keys.clear(),
                 }
             }
         });
         Ok(store)
     }
 
-    /// Erases the child's data key for good: a tombstone takes the entry's
-    /// place (so no new key is made), and the message that held the
-    /// wrapped key is securely erased from the bucket's stream. Safe to
-    /// repeat. Returns whether there was a key to erase.
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Erases the child's data key for good, in one atomic step: a
+    /// tombstone replaces the key by compare-and-set on the key's revision
+    /// (or is created where there is no key), so at no moment is there
+    /// neither, and no gateway can make a new key for the child after it.
+    /// Then the message that held the wrapped key is securely erased from
+    /// the bucket's stream (JetStream overwrites it on disk). Safe to
+    /// repeat, and a repeat finishes an erasure interrupted after its
+    /// first step. Returns whether there was a key to erase.
     pub async fn erase(&self, child: &ChildId) -> Result<bool, KeyError> {
-        let stream = self.bucket.stream.clone();
-        let mut erased = false;
-        loop {
-            if let Ok(mut cache) = self.cache.lock() {
-                cache.remove(child);
+        let name = child.to_string();
+        let mut attempts = 0;
+        let mut replaced_a_key = false;
+        let tombstone_revision = loop {
+            attempts += 1;
+            if attempts > ERASE_ATTEMPTS {
+                return Err(KeyError::Unavailable { what: "the key kept changing while being erased", cause: None });
             }
-            match self.bucket.entry(child.to_string()).await.map_err(|e| KeyError::unavailable("reading a key", e))? {
+            let current =
+                self.bucket.entry(name.clone()).await.map_err(|e| KeyError::unavailable("reading a key", e))?;
+            let placed = match &current {
                 Some(entry) if entry.operation == kv::Operation::Put && entry.value.as_ref() == TOMBSTONE => {
-                    return Ok(erased);
+                    break entry.revision;
                 }
                 Some(entry) if entry.operation == kv::Operation::Put => {
-                    // Erase (not merely delete) the wrapped key, then try again to place the tombstone.
-                    stream
-                        .delete_message(entry.revision)
-                        .await
-                        .map_err(|e| KeyError::unavailable("erasing a key", e))?;
-                    erased = true;
+                    let placed = self.bucket.update(name.clone(), TOMBSTONE.into(), entry.revision).await;
+                    replaced_a_key = placed.is_ok();
+                    placed.map_err(|e| {
+                        (
+                            e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                            KeyError::unavailable("placing a tombstone", e),
+                        )
+                    })
                 }
-                Some(_) | None => match self.bucket.create(child.to_string(), TOMBSTONE.into()).await {
-                    Ok(_) => return Ok(erased),
-                    // A gateway made a key in between: erase that one too.
-                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(KeyError::unavailable("placing a tombstone", e)),
-                },
+                Some(_) | None => self.bucket.create(name.clone(), TOMBSTONE.into()).await.map_err(|e| {
+                    (e.kind() == kv::CreateErrorKind::AlreadyExists, KeyError::unavailable("placing a tombstone", e))
+                }),
+            };
+            match placed {
+                Ok(revision) => break revision,
+                // The entry changed since it was read (a gateway made the
+                // key just now), or the read came from a replica behind the
+                // leader: read again.
+                Err((true, _)) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Err((false, e)) => return Err(e),
             }
+        };
+        self.known().erase(child, tombstone_revision);
+        // Every wrapped key the child's subject still holds is older than
+        // the tombstone: overwrite each on disk, oldest first.
+        let subject = format!("$KV.{}.{name}", crate::bus::KEYS_BUCKET);
+        let stream = &self.bucket.stream;
+        let mut erased = false;
+        let mut from = 1;
+        while from < tombstone_revision {
+            let held = match stream.direct_get_next_for_subject(subject.clone(), Some(from)).await {
+                Ok(message) => message,
+                Err(e) if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound => break,
+                Err(e) => return Err(KeyError::unavailable("reading a key's history", e)),
+            };
+            if held.sequence >= tombstone_revision {
+                break;
+            }
+            match stream.delete_message(held.sequence).await {
+                Ok(_) => erased = true,
+                // Gone already: an earlier attempt erased it.
+                Err(e)
+                    if matches!(e.kind(), async_nats::jetstream::stream::DeleteMessageErrorKind::JetStream(j)
+                        if j.error_code() == async_nats::jetstream::ErrorCode::NO_MESSAGE_FOUND) => {}
+                Err(e) => return Err(KeyError::unavailable("erasing a key", e)),
+            }
+            from = held.sequence + 1;
         }
+        Ok(replaced_a_key || erased)
     }
 
     /// The child's data key, created if the child has none yet. Two gateways
@@ -290,9 +374,9 @@ impl KeyStore {
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let wrapped = self.wrap(child, &bytes);
         match self.bucket.create(child.to_string(), wrapped.into()).await {
-            Ok(_) => {
+            Ok(revision) => {
                 let key = DataKey::from_bytes(bytes);
-                self.remember(child, &key);
+                self.remember(child, &key, revision)?;
                 Ok(key)
             }
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => self
@@ -315,29 +399,36 @@ impl KeyStore {
     }
 
     async fn fetch(&self, child: &ChildId) -> Result<Option<DataKey>, KeyError> {
-        let entry = self.bucket.get(child.to_string()).await.map_err(|e| KeyError::unavailable("reading a key", e))?;
-        let Some(wrapped) = entry else {
-            return Ok(None);
+        let entry =
+            self.bucket.entry(child.to_string()).await.map_err(|e| KeyError::unavailable("reading a key", e))?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return if self.known().erased.contains_key(child) { Err(KeyError::Erased) } else { Ok(None) };
         };
-        if wrapped.as_ref() == TOMBSTONE {
+        if entry.value.as_ref() == TOMBSTONE {
+            self.known().erase(child, entry.revision);
             return Err(KeyError::Erased);
         }
-        let key = self.unwrap(child, &wrapped)?;
-        self.remember(child, &key);
+        let key = self.unwrap(child, &entry.value)?;
+        self.remember(child, &key, entry.revision)?;
         Ok(Some(key))
     }
 
     fn cached(&self, child: &ChildId) -> Option<DataKey> {
-        self.cache.lock().ok()?.get(child).cloned()
+        self.known().keys.get(child).map(|(key, _)| key.clone())
     }
 
-    fn remember(&self, child: &ChildId, key: &DataKey) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(*child, key.clone());
+    /// Caches a key read at `revision`, unless an erasure since is known:
+    /// then the read was stale and the child is erased.
+    fn remember(&self, child: &ChildId, key: &DataKey, revision: u64) -> Result<(), KeyError> {
+        let mut known = self.known();
+        if known.erased_after(child, revision) {
+            return Err(KeyError::Erased);
         }
+        if known.keys.len() >= CACHE_LIMIT {
+            known.keys.clear();
+        }
+        known.keys.insert(*child, (key.clone(), revision));
+        Ok(())
     }
 
     fn wrap(&self, child: &ChildId, key: &[u8; 32]) -> Vec<u8> {

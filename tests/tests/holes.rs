@@ -762,3 +762,173 @@ async fn a_readers_purpose_is_sealed_for_its_child_and_erased_with_it() {
         log.json["entries"].as_array().expect("entries").iter().filter_map(|e| e["purpose_kept"].as_str()).collect();
     assert!(kept.contains(&"erased with the child's data key"), "{kept:?}");
 }
+
+const BRUISE: &str = "bruise seen at nursery";
+
+/// Registers `child` with a concern whose summary is [`BRUISE`].
+async fn child_with_a_concern(gateway: &tests::gateway::TestGateway, child: &str) -> u64 {
+    let concern = json!({"concern_id": "C1", "summary": BRUISE, "category": "PHY"});
+    let r = gateway
+        .post(
+            tokens::HARINGEY,
+            &json!([
+                registered("reg", child, HARINGEY),
+                event("concern", "concern.raised", child, "2024-02-01T10:00:00Z", concern)
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.last_stream_sequence()
+}
+
+/// Erases `child` through `gateway` as the admin, trying again while the
+/// cluster answers 503 (a stream leader being elected after a node went).
+async fn erase_child(gateway: &tests::gateway::TestGateway, child: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = reqwest::Client::new()
+            .post(gateway.url(&format!("/v1/children/{child}/erasure")))
+            .bearer_auth(tokens::ADMIN)
+            .header("x-purpose", "retention_ended")
+            .send()
+            .await
+            .expect("the gateway answers");
+        let status = r.status();
+        let body: Value = r.json().await.expect("json");
+        if status == 503 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        }
+        assert_eq!(status, 200, "{body}");
+        return body;
+    }
+}
+
+/// A later concern with free text about `child`: what a gateway holding a
+/// stale key would seal.
+async fn post_free_text(gateway: &tests::gateway::TestGateway, child: &str, n: usize) -> u16 {
+    let concern = json!({"concern_id": format!("L{n}"), "summary": "seen again", "category": "PHY"});
+    let e = event(&format!("later-{n}"), "concern.raised", child, "2024-03-01T10:00:00Z", concern);
+    gateway.post(tokens::HARINGEY, &e).await.status
+}
+
+/// Whether the anonymised export through `query` shows the concern's text.
+async fn export_shows_text(query: &tests::query::TestQuery, child: &str) -> bool {
+    let export = query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology/export?format=json")).await;
+    assert_eq!(export.status, 200, "{}", export.text);
+    export.text.contains(BRUISE)
+}
+
+/// Item 8: erasure is one atomic step. A reader of the bucket never finds
+/// a child with neither key nor tombstone (in which a gateway would make a
+/// fresh key and accept readable personal data), the message that held
+/// the key is securely erased, and no role uses or caches the erased key
+/// once it has seen the erasure.
+#[tokio::test]
+async fn erasure_is_one_step_that_leaves_no_moment_without_key_or_tombstone() {
+    let sys = System::start().await;
+    let other_gateway = sys.gateway.sibling().await;
+    let child = new_id();
+    let last = child_with_a_concern(&sys.gateway, &child).await;
+    sys.projector.wait_for(last).await;
+    assert!(export_shows_text(&sys.query, &child).await, "the query role holds the key");
+    assert_eq!(post_free_text(&other_gateway, &child, 0).await, 201, "the other gateway holds the key");
+
+    // Watch the child's entry as closely as the bucket can be read, while it is erased.
+    let js = async_nats::jetstream::new(tests::connect(&sys.nats.url()).await);
+    let bucket = js.get_key_value(platform::bus::KEYS_BUCKET).await.expect("the key bucket");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (bucket, stop, child) = (bucket.clone(), stop.clone(), child.clone());
+        tokio::spawn(async move {
+            let mut empty = 0;
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                reads += 1;
+                match bucket.entry(child.clone()).await.expect("read the entry") {
+                    Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {}
+                    _ => empty += 1,
+                }
+            }
+            (empty, reads)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let erased = erase_child(&sys.gateway, &child).await;
+    assert_eq!(erased["key_erased"], true, "{erased}");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (empty, reads) = watcher.await.expect("the watcher");
+    assert!(reads > 10, "the entry was read {reads} times");
+    assert_eq!(empty, 0, "{empty} of {reads} reads found neither key nor tombstone");
+
+    // Only the tombstone is left: the key's message is erased, not merely superseded.
+    let stream = js.get_stream(format!("KV_{}", platform::bus::KEYS_BUCKET)).await.expect("the bucket's stream");
+    let subject = format!("$KV.{}.{child}", platform::bus::KEYS_BUCKET);
+    let first = stream.direct_get_first_for_subject(subject).await.expect("the child's first message");
+    assert_eq!(first.payload.as_ref(), b"erased", "a wrapped key is still on disk");
+
+    // Every role that held the key stops using it, and never takes it up again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut n = 1;
+    while post_free_text(&other_gateway, &child, n).await != 409 {
+        assert!(std::time::Instant::now() < deadline, "the other gateway went on sealing with the erased key");
+        n += 1;
+    }
+    while export_shows_text(&sys.query, &child).await {
+        assert!(std::time::Instant::now() < deadline, "the query role went on opening with the erased key");
+    }
+    for i in 0..20 {
+        assert_eq!(post_free_text(&other_gateway, &child, 100 + i).await, 409);
+        assert!(!export_shows_text(&sys.query, &child).await);
+    }
+}
+
+/// Item 8, under a lagging replica: with the key bucket on three nodes, a
+/// query role and a gateway whose only node was stopped through the
+/// erasure (and so is behind when it comes back) stop using the key once
+/// they learn of the erasure, and never take it up again from a read of
+/// the lagging node.
+#[tokio::test]
+async fn erasure_holds_for_roles_reading_a_lagging_replica() {
+    let cluster = tests::NatsCluster::start(3).await;
+    let (first, lagging) = (cluster.node(0).url(), cluster.node(2).url());
+    let options = tests::gateway::Options { replicas: 3, ..tests::gateway::Options::default() };
+    let gateway = tests::gateway::TestGateway::start_with(&first, options).await;
+    let db = tests::TestDatabase::create().await;
+    let pool = db.pool().await;
+    let projector = tests::projector::LiveProjector::start_for(&gateway, &first, &pool).await;
+    let query = tests::query::TestQuery::start(&lagging, db.url(), &gateway).await;
+    let behind = gateway.sibling_on(&lagging).await;
+
+    let child = new_id();
+    let last = child_with_a_concern(&gateway, &child).await;
+    projector.wait_for(last).await;
+    assert!(export_shows_text(&query, &child).await, "the query role on the lagging node holds the key");
+    assert_eq!(post_free_text(&behind, &child, 0).await, 201, "so does the gateway on it");
+
+    cluster.node(2).pause();
+    let erased = erase_child(&gateway, &child).await;
+    assert_eq!(erased["key_erased"], true, "{erased}");
+    // More writes to the bucket while the node is away, so it has more to catch up on.
+    for i in 0..50 {
+        let other = new_id();
+        let r = gateway.post(tokens::HARINGEY, &json!([registered(&format!("reg-{i}"), &other, HARINGEY)])).await;
+        assert!(r.status == 201 || r.status == 503, "{}", r.text);
+    }
+    cluster.node(2).resume();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut n = 1;
+    while post_free_text(&behind, &child, n).await != 409 {
+        assert!(std::time::Instant::now() < deadline, "the gateway on the lagging node kept the erased key");
+        n += 1;
+    }
+    while export_shows_text(&query, &child).await {
+        assert!(std::time::Instant::now() < deadline, "the query role on the lagging node kept the erased key");
+    }
+    for i in 0..20 {
+        assert_eq!(post_free_text(&behind, &child, 100 + i).await, 409, "a stale read brought the key back");
+        assert!(!export_shows_text(&query, &child).await, "a stale read brought the key back");
+    }
+}
