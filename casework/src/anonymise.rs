@@ -140,7 +140,7 @@ fn worker_label(role: Option<WorkerRole>) -> &'static str {
 
 /// The event's data, and the data a correction carries, each with the
 /// pointer its personal fields were sealed under.
-fn data_objects(r: &Recorded) -> Vec<(&EventData, &'static str)> {
+pub(crate) fn data_objects(r: &Recorded) -> Vec<(&EventData, &'static str)> {
     let mut out = vec![(&r.data, "/data")];
     if let EventData::RecordCorrected(c) = &r.data
         && let CorrectedData::Resolved(inner) = &c.data
@@ -151,13 +151,13 @@ fn data_objects(r: &Recorded) -> Vec<(&EventData, &'static str)> {
 }
 
 /// Opens the personal fields of one stored event with the child's key.
-struct Opener<'a> {
-    subject: String,
-    key: Option<&'a DataKey>,
+pub(crate) struct Opener<'a> {
+    pub(crate) subject: String,
+    pub(crate) key: Option<&'a DataKey>,
 }
 
 impl Opener<'_> {
-    fn open<T: events::fields::FromJson + Clone>(
+    pub(crate) fn open<T: events::fields::FromJson + Clone>(
         &self,
         r: &Recorded,
         root: &str,
@@ -284,7 +284,7 @@ fn local_ids(data: &EventData) -> Vec<(&'static str, &LocalId)> {
 }
 
 /// The free text an event carries (`summary`, `reason`, `purpose`), by field.
-fn free_text(data: &EventData) -> Vec<(&'static str, &Personal<Text>)> {
+pub(crate) fn free_text(data: &EventData) -> Vec<(&'static str, &Personal<Text>)> {
     use EventData as D;
     match data {
         D::ContactRecorded(d) => vec![("summary", &d.summary)],

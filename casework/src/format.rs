@@ -1,8 +1,11 @@
 //! The chronology as CSV and Markdown, with the columns courts expect of a
 //! care-proceedings chronology (`serial`, `date`, `event`,
-//! `source_reference`, ISO dates) and then the backbone's own.
+//! `source_reference`, ISO dates), the entry's lasting `reference` and its
+//! `narrative` (what was written, opened for the reader), and then the
+//! backbone's own.
 
 use crate::chronology::{Entry, Status};
+use crate::narrative::{self, Narratives};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// How a chronology is answered (`format=`): JSON, CSV or Markdown.
@@ -25,11 +28,13 @@ impl Format {
     }
 }
 
-const COLUMNS: [&str; 10] = [
+const COLUMNS: [&str; 12] = [
     "serial",
     "date",
     "event",
     "source_reference",
+    "reference",
+    "narrative",
     "type",
     "occurred_at",
     "recorded_at",
@@ -38,7 +43,7 @@ const COLUMNS: [&str; 10] = [
     "retracted_by",
 ];
 
-fn row(serial: usize, e: &Entry) -> [String; 10] {
+fn row(serial: usize, e: &Entry, narratives: &Narratives) -> [String; 12] {
     let iso = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let event = match e.status {
         Status::Corrected => format!("{} [corrected]", e.summary),
@@ -50,6 +55,8 @@ fn row(serial: usize, e: &Entry) -> [String; 10] {
         events::calendar::business_date(&e.occurred_at).to_string(),
         event,
         format!("{} {}", e.source.as_str(), e.id.as_str()),
+        narrative::reference(e),
+        narrative::of(narratives, e).map(narrative::Narrative::line).unwrap_or_default(),
         e.event_type.name().to_owned(),
         iso(&e.occurred_at),
         iso(&e.recorded_at),
@@ -60,10 +67,10 @@ fn row(serial: usize, e: &Entry) -> [String; 10] {
 }
 
 /// `first_serial` numbers the first row, so pages continue each other.
-pub fn csv(entries: &[Entry], first_serial: usize) -> String {
+pub fn csv(entries: &[Entry], first_serial: usize, narratives: &Narratives) -> String {
     let mut out = crate::csv::line(&COLUMNS);
     for (i, e) in entries.iter().enumerate() {
-        out.push_str(&crate::csv::line(&row(first_serial + i, e)));
+        out.push_str(&crate::csv::line(&row(first_serial + i, e, narratives)));
     }
     out
 }
@@ -72,7 +79,13 @@ pub(crate) fn md_cell(value: &str) -> String {
     value.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
-pub fn markdown(child: &uuid::Uuid, as_of: &DateTime<Utc>, entries: &[Entry], first_serial: usize) -> String {
+pub fn markdown(
+    child: &uuid::Uuid,
+    as_of: &DateTime<Utc>,
+    entries: &[Entry],
+    first_serial: usize,
+    narratives: &Narratives,
+) -> String {
     let mut out = format!(
         "# Chronology of child {child}\n\nAs recorded by {}. Dates are business dates (Europe/London).\n\n",
         as_of.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -80,7 +93,7 @@ pub fn markdown(child: &uuid::Uuid, as_of: &DateTime<Utc>, entries: &[Entry], fi
     out.push_str(&format!("| {} |\n", COLUMNS.join(" | ")));
     out.push_str(&format!("|{}\n", "---|".repeat(COLUMNS.len())));
     for (i, e) in entries.iter().enumerate() {
-        let cells: Vec<String> = row(first_serial + i, e).iter().map(|c| md_cell(c)).collect();
+        let cells: Vec<String> = row(first_serial + i, e, narratives).iter().map(|c| md_cell(c)).collect();
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out

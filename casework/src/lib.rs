@@ -29,5 +29,6 @@ pub mod facts;
 pub mod format;
 pub mod identifiers;
 pub mod indicators;
+pub mod narrative;
 pub mod quality;
 pub mod summary;

@@ -409,22 +409,51 @@ async fn read_chronology(
         Some(_) => serial_before(app, &q).await?,
         None => 0,
     };
+    let narratives = narratives(app, child).await?;
     Ok(match format {
-        Format::Csv => {
-            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], casework::format::csv(&entries, first_serial))
-                .into_response()
-        }
+        Format::Csv => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            casework::format::csv(&entries, first_serial, &narratives),
+        )
+            .into_response(),
         Format::Markdown => (
             [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-            casework::format::markdown(&child, &as_of, &entries, first_serial),
+            casework::format::markdown(&child, &as_of, &entries, first_serial, &narratives),
         )
             .into_response(),
         Format::Json => {
+            let entries: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let mut v = serde_json::to_value(e).unwrap_or_default();
+                    v["reference"] = json!(casework::narrative::reference(e));
+                    if let Some(n) = casework::narrative::of(&narratives, e) {
+                        v["narrative"] = json!(n);
+                    }
+                    v
+                })
+                .collect();
             Json(json!({ "child": child, "as_of": as_of, "entries": entries, "next": next, "stale": stale }))
                 .into_response()
         }
     })
     .map(|r| marked_stale(r, stale.as_ref()))
+}
+
+/// What each of the child's events says in words, opened with its key for
+/// a reader already admitted to the record: the narrative is made for the
+/// answer and never stored.
+pub(crate) async fn narratives(
+    app: &QueryState,
+    child: uuid::Uuid,
+) -> Result<casework::narrative::Narratives, QueryError> {
+    let history = projections::reads::child_history(&app.pool, child).await?;
+    let key = app
+        .keys
+        .existing_key(&events::ids::ChildId::from_uuid(child))
+        .await
+        .map_err(|e| QueryError::dependency("the key store is unavailable", e))?;
+    Ok(casework::narrative::narratives(child, &history, key.as_ref()))
 }
 
 /// Whether a child's read models stand still behind a parked subject:

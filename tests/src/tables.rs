@@ -59,3 +59,22 @@ pub async fn differences(a: &PgPool, b: &PgPool) -> Vec<&'static str> {
     }
     differ
 }
+
+/// Every row of every read-model and audit table, as text.
+#[allow(clippy::expect_used)]
+pub async fn every_table_as_text(pool: &PgPool) -> String {
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "select table_schema::text, table_name::text from information_schema.tables
+          where table_schema in ('projection', 'audit') and table_type = 'BASE TABLE'",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("tables");
+    let mut out = String::new();
+    for (schema, table) in tables {
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("select t::text from {schema}.{table} t")).fetch_all(pool).await.expect("rows");
+        out.push_str(&rows.join("\n"));
+    }
+    out
+}

@@ -42,8 +42,11 @@ async fn chronology_in_three_formats_scoped_and_logged_before_answering() {
     assert_eq!(referral["summary"], "Referral R1 from police (6): primary need N1, abuse or neglect");
     assert_eq!(referral["status"], "current");
     assert!(referral["recorded_at"].as_str().is_some() && referral["occurred_at"] == "2024-02-01T09:00:00Z");
-    // Free text never reaches the chronology's summaries.
-    assert!(!json.text.contains("domestic incident"));
+    // Free text never reaches the chronology's summaries (written from
+    // codes, and stored); it is the narrative, opened for the reader (issue 18).
+    let entries = json.json["entries"].as_array().expect("entries");
+    assert!(entries.iter().all(|e| !e["summary"].as_str().unwrap_or("").contains("domestic incident")));
+    assert_eq!(entries[1]["narrative"]["text"][0]["text"], "Police attended a domestic incident");
 
     let csv = sys.query.get(tokens::HARINGEY, &format!("{path}?format=csv")).await;
     assert_eq!(csv.status, 200);
@@ -51,7 +54,10 @@ async fn chronology_in_three_formats_scoped_and_logged_before_answering() {
     let mut lines = csv.text.lines();
     assert_eq!(
         lines.next(),
-        Some("serial,date,event,source_reference,type,occurred_at,recorded_at,status,corrected_by,retracted_by")
+        Some(
+            "serial,date,event,source_reference,reference,narrative,type,occurred_at,recorded_at,status,corrected_by,\
+             retracted_by"
+        )
     );
     assert!(lines.nth(2).expect("third row").starts_with("3,2024-02-01,\"Referral R1 from police (6)"));
 

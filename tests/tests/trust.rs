@@ -3,7 +3,6 @@
 //! checkpoints, and erasure.
 
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use std::time::Duration;
 use tests::NatsServer;
 use tests::fixtures::{event, registered};
@@ -635,24 +634,6 @@ async fn after_a_key_rotation_events_and_checkpoints_of_both_keys_verify_with_th
     assert!(!report["checkpoints"]["failures"].as_array().expect("failures").is_empty(), "{report}");
 }
 
-/// Every row of every read-model and audit table, as text.
-async fn every_table_as_text(pool: &PgPool) -> String {
-    let tables: Vec<(String, String)> = sqlx::query_as(
-        "select table_schema::text, table_name::text from information_schema.tables
-          where table_schema in ('projection', 'audit') and table_type = 'BASE TABLE'",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("tables");
-    let mut out = String::new();
-    for (schema, table) in tables {
-        let rows: Vec<String> =
-            sqlx::query_scalar(&format!("select t::text from {schema}.{table} t")).fetch_all(pool).await.expect("rows");
-        out.push_str(&rows.join("\n"));
-    }
-    out
-}
-
 #[tokio::test]
 async fn erasure_leaves_no_personal_data_anywhere_while_chains_verify_and_aggregates_stand() {
     let sys = start(Setup::default()).await;
@@ -727,7 +708,7 @@ async fn erasure_leaves_no_personal_data_anywhere_while_chains_verify_and_aggreg
     }
 
     // No table and no raw message holds it, and the wrapped key is gone from the bucket's stream.
-    let tables = every_table_as_text(&sys.pool).await;
+    let tables = tests::tables::every_table_as_text(&sys.pool).await;
     for secret in ["Ayesha", "Okonkwo", "Grace", "Marcus", "9434765919", "Larkspur"] {
         assert!(!tables.contains(secret), "{secret} is in a table");
     }

@@ -910,7 +910,8 @@ async fn child_page(
                 after: None,
             };
             let entries = projections::chronology::read(&app.pool, &q).await?;
-            (format!("Child {}", short(&child)), record_items(&entries))
+            let narratives = crate::narratives(&app, child).await?;
+            (format!("Child {}", short(&child)), record_items(&entries, &narratives))
         };
         // Business dates narrow the view; serial numbers stay those of the whole chronology.
         let total = items.len();
@@ -971,7 +972,12 @@ async fn child_page(
     .await
 }
 
-fn record_items(entries: &[projections::chronology::Entry]) -> Vec<timeline::Item> {
+/// The full record's entries, each with what was written (opened for this
+/// reader; "[erased]" once the child's key is gone).
+fn record_items(
+    entries: &[projections::chronology::Entry],
+    narratives: &casework::narrative::Narratives,
+) -> Vec<timeline::Item> {
     let serial_of: HashMap<&str, usize> = entries.iter().enumerate().map(|(i, e)| (e.id.as_str(), i + 1)).collect();
     entries
         .iter()
@@ -984,7 +990,7 @@ fn record_items(entries: &[projections::chronology::Entry]) -> Vec<timeline::Ite
             lane: e.source.as_str().to_owned(),
             kind: e.event_type.name().to_owned(),
             summary: e.summary.clone(),
-            detail: None,
+            detail: casework::narrative::of(narratives, e).map(casework::narrative::Narrative::line),
             status: e.status,
             corrected_by: e
                 .corrected_by

@@ -74,13 +74,21 @@ pub async fn run(args: ChronologyArgs) -> anyhow::Result<()> {
             &serde_json::json!({ "child": args.child, "as_of": as_of, "entries": entries }),
         )?,
         format => {
+            // The narrative travels with each entry in JSON; the tables show it in a column.
+            let narratives: casework::narrative::Narratives = entries
+                .iter()
+                .filter_map(|e| {
+                    let narrative = serde_json::from_value(e.get("narrative")?.clone()).ok()?;
+                    Some(((e["source"].as_str()?.to_owned(), e["id"].as_str()?.to_owned()), narrative))
+                })
+                .collect();
             let parsed: Vec<projections::chronology::Entry> =
                 entries.into_iter().filter_map(|e| serde_json::from_value(e).ok()).collect();
             let as_of = as_of.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.to_utc());
             if format == "csv" {
-                casework::format::csv(&parsed, 1)
+                casework::format::csv(&parsed, 1, &narratives)
             } else {
-                casework::format::markdown(&args.child, &as_of.unwrap_or_default(), &parsed, 1)
+                casework::format::markdown(&args.child, &as_of.unwrap_or_default(), &parsed, 1, &narratives)
             }
         }
     };

@@ -1,0 +1,130 @@
+//! The narrative of a child's full record: what each agency wrote with an
+//! event (`summary`, `reason`, `purpose`) and the people it names, opened
+//! with the child's data key at read time for a principal entitled to the
+//! record. Pure: the stored history (personal fields sealed) and the key
+//! go in; the text comes out, and is never stored anywhere: read-model
+//! tables hold codes only.
+//!
+//! After erasure (no key) an event that carried free text says so instead.
+
+use crate::anonymise::{Opener, data_objects, free_text};
+use crate::facts::{History, Recorded};
+use events::EventData;
+use events::privacy::DataKey;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// What one event says in words.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Narrative {
+    /// Free text by field (`summary`, `reason`, `purpose`), as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub text: Vec<Said>,
+    /// The people the event names, by name and part ("Jane Smith (child)",
+    /// "Mary Smith (mother)").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub people: Vec<String>,
+    /// The event carried personal data that no longer opens: the child's
+    /// data key was erased.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
+}
+
+/// One free-text field of an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Said {
+    pub field: String,
+    pub text: String,
+}
+
+impl Narrative {
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.people.is_empty() && !self.erased
+    }
+
+    /// One line for a table cell: the text, then the people; or that it was erased.
+    pub fn line(&self) -> String {
+        if self.erased && self.text.is_empty() {
+            return "[erased]".to_owned();
+        }
+        let mut parts: Vec<String> = self.text.iter().map(|s| s.text.clone()).collect();
+        if !self.people.is_empty() {
+            parts.push(format!("People: {}", self.people.join("; ")));
+        }
+        parts.join(" / ")
+    }
+}
+
+/// Narratives by (publisher, event id).
+pub type Narratives = HashMap<(String, String), Narrative>;
+
+/// The narrative of `entry`, if it has one.
+pub fn of<'a>(narratives: &'a Narratives, entry: &crate::chronology::Entry) -> Option<&'a Narrative> {
+    narratives.get(&(entry.source.as_str().to_owned(), entry.id.as_str().to_owned()))
+}
+
+/// An entry's reference for ever: its place in the child's own history
+/// (the subject's sequence), which a late fact never changes, unlike its
+/// serial (its place in date order).
+pub fn reference(entry: &crate::chronology::Entry) -> String {
+    format!("E{}", entry.sequence)
+}
+
+/// The narrative of every event of `history` that has any, by (publisher, event id).
+pub fn narratives(child: uuid::Uuid, history: &History, key: Option<&DataKey>) -> Narratives {
+    let opener = Opener { subject: child.to_string(), key };
+    history
+        .iter()
+        .filter_map(|r| {
+            let n = narrative(r, &opener);
+            (!n.is_empty()).then(|| ((r.source.as_str().to_owned(), r.event_id.as_str().to_owned()), n))
+        })
+        .collect()
+}
+
+fn name(given: Option<&str>, family: Option<&str>) -> Option<String> {
+    let parts: Vec<&str> = [given, family].into_iter().flatten().map(str::trim).filter(|p| !p.is_empty()).collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+fn narrative(r: &Recorded, opener: &Opener<'_>) -> Narrative {
+    use EventData as D;
+    let mut n = Narrative::default();
+    let mut sealed_unopened = false;
+    for (data, root) in data_objects(r) {
+        for (field, text) in free_text(data) {
+            match opener.open(r, root, field, text) {
+                Some(t) => n.text.push(Said { field: field.to_owned(), text: t.as_str().to_owned() }),
+                None => sealed_unopened = true,
+            }
+        }
+        let person = match data {
+            D::ChildRegistered(d) => d.person.as_ref().map(|p| {
+                opener.open(r, root, "person", p).and_then(|p| {
+                    name(p.given_name.as_ref().map(|g| g.as_str()), p.family_name.as_ref().map(|f| f.as_str()))
+                        .map(|n| format!("{n} (child)"))
+                })
+            }),
+            D::ChildDetailsUpdated(d) => d.person.as_ref().map(|p| {
+                opener.open(r, root, "person", p).and_then(|p| {
+                    name(p.given_name.as_ref().map(|g| g.as_str()), p.family_name.as_ref().map(|f| f.as_str()))
+                        .map(|n| format!("{n} (child)"))
+                })
+            }),
+            D::RelationshipRecorded(d) => d.person.as_ref().map(|p| {
+                opener.open(r, root, "person", p).and_then(|p| {
+                    name(p.given_name.as_ref().map(|g| g.as_str()), p.family_name.as_ref().map(|f| f.as_str()))
+                        .map(|n| format!("{n} ({})", d.role.label().to_lowercase()))
+                })
+            }),
+            _ => None,
+        };
+        match person {
+            Some(Some(p)) => n.people.push(p),
+            Some(None) => sealed_unopened = true,
+            None => {}
+        }
+    }
+    n.erased = sealed_unopened && opener.key.is_none();
+    n
+}
