@@ -6,6 +6,15 @@
 
 use crate::chronology::{Entry, Status};
 use crate::narrative::{self, Narratives};
+use crate::plo::Plos;
+
+/// What a reader of the full record is shown beside the stored lines: the
+/// narrative and the PLO columns.
+#[derive(Debug, Clone, Copy)]
+pub struct Extras<'a> {
+    pub narratives: &'a Narratives,
+    pub plo: &'a Plos,
+}
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// How a chronology is answered (`format=`): JSON, CSV or Markdown.
@@ -28,13 +37,16 @@ impl Format {
     }
 }
 
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 15] = [
     "serial",
     "date",
     "event",
     "source_reference",
     "reference",
     "narrative",
+    "significance",
+    "outcome",
+    "links",
     "type",
     "occurred_at",
     "recorded_at",
@@ -43,20 +55,28 @@ const COLUMNS: [&str; 12] = [
     "retracted_by",
 ];
 
-fn row(serial: usize, e: &Entry, narratives: &Narratives) -> [String; 12] {
+fn row(serial: usize, e: &Entry, extras: &Extras<'_>) -> [String; 15] {
     let iso = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-    let event = match e.status {
-        Status::Corrected => format!("{} [corrected]", e.summary),
-        Status::Retracted => format!("{} [retracted]", e.summary),
-        Status::Current => e.summary.clone(),
+    let plo = extras.plo.get(&e.sequence).cloned().unwrap_or_default();
+    let mut event = match (e.status, &plo.corrected_to) {
+        (Status::Corrected, Some(now)) => format!("{} [corrected by {}: {}]", e.summary, now.reference, now.says),
+        (Status::Corrected, None) => format!("{} [corrected]", e.summary),
+        (Status::Retracted, _) => format!("{} [retracted]", e.summary),
+        (Status::Current, _) => e.summary.clone(),
     };
+    if let Some(was) = &plo.changes {
+        event.push_str(&format!(" ({} said: {})", was.reference, was.says));
+    }
     [
         serial.to_string(),
         events::calendar::business_date(&e.occurred_at).to_string(),
         event,
         format!("{} {}", e.source.as_str(), e.id.as_str()),
         narrative::reference(e),
-        narrative::of(narratives, e).map(narrative::Narrative::line).unwrap_or_default(),
+        narrative::of(extras.narratives, e).map(narrative::Narrative::line).unwrap_or_default(),
+        if plo.significant { "significant".to_owned() } else { String::new() },
+        plo.outcome.clone().unwrap_or_default(),
+        plo.links_line(),
         e.event_type.name().to_owned(),
         iso(&e.occurred_at),
         iso(&e.recorded_at),
@@ -67,10 +87,10 @@ fn row(serial: usize, e: &Entry, narratives: &Narratives) -> [String; 12] {
 }
 
 /// `first_serial` numbers the first row, so pages continue each other.
-pub fn csv(entries: &[Entry], first_serial: usize, narratives: &Narratives) -> String {
+pub fn csv(entries: &[Entry], first_serial: usize, extras: &Extras<'_>) -> String {
     let mut out = crate::csv::line(&COLUMNS);
     for (i, e) in entries.iter().enumerate() {
-        out.push_str(&crate::csv::line(&row(first_serial + i, e, narratives)));
+        out.push_str(&crate::csv::line(&row(first_serial + i, e, extras)));
     }
     out
 }
@@ -84,7 +104,7 @@ pub fn markdown(
     as_of: &DateTime<Utc>,
     entries: &[Entry],
     first_serial: usize,
-    narratives: &Narratives,
+    extras: &Extras<'_>,
 ) -> String {
     let mut out = format!(
         "# Chronology of child {child}\n\nAs recorded by {}. Dates are business dates (Europe/London).\n\n",
@@ -93,7 +113,7 @@ pub fn markdown(
     out.push_str(&format!("| {} |\n", COLUMNS.join(" | ")));
     out.push_str(&format!("|{}\n", "---|".repeat(COLUMNS.len())));
     for (i, e) in entries.iter().enumerate() {
-        let cells: Vec<String> = row(first_serial + i, e, narratives).iter().map(|c| md_cell(c)).collect();
+        let cells: Vec<String> = row(first_serial + i, e, extras).iter().map(|c| md_cell(c)).collect();
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out

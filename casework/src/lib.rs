@@ -30,5 +30,6 @@ pub mod format;
 pub mod identifiers;
 pub mod indicators;
 pub mod narrative;
+pub mod plo;
 pub mod quality;
 pub mod summary;

@@ -89,6 +89,18 @@ fn entry(row: &sqlx::postgres::PgRow) -> Result<Entry, sqlx::Error> {
 
 /// How many entries of `q` come before its page (`q.after`), so serial
 /// numbers run on across pages. 0 for the first page.
+/// The last of the child's sequences recorded by `as_of`: a subject's
+/// sequence is its recorded order, so everything known then is at or below it.
+pub async fn last_sequence_by(pool: &PgPool, child: uuid::Uuid, as_of: DateTime<Utc>) -> Result<i64, sqlx::Error> {
+    let last: Option<i64> =
+        sqlx::query_scalar("select max(sequence) from chronology_entry where child_id = $1 and recorded_at <= $2")
+            .bind(child)
+            .bind(as_of)
+            .fetch_one(pool)
+            .await?;
+    Ok(last.unwrap_or(0))
+}
+
 pub async fn entries_before(pool: &PgPool, q: &Query) -> Result<usize, sqlx::Error> {
     let Some((at, seq)) = q.after else { return Ok(0) };
     let n: i64 = sqlx::query_scalar(

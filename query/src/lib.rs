@@ -409,16 +409,17 @@ async fn read_chronology(
         Some(_) => serial_before(app, &q).await?,
         None => 0,
     };
-    let narratives = narratives(app, child).await?;
+    let record = full_record(app, child, as_of).await?;
+    let extras = casework::format::Extras { narratives: &record.narratives, plo: &record.plo };
     Ok(match format {
         Format::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            casework::format::csv(&entries, first_serial, &narratives),
+            casework::format::csv(&entries, first_serial, &extras),
         )
             .into_response(),
         Format::Markdown => (
             [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-            casework::format::markdown(&child, &as_of, &entries, first_serial, &narratives),
+            casework::format::markdown(&child, &as_of, &entries, first_serial, &extras),
         )
             .into_response(),
         Format::Json => {
@@ -427,8 +428,13 @@ async fn read_chronology(
                 .map(|e| {
                     let mut v = serde_json::to_value(e).unwrap_or_default();
                     v["reference"] = json!(casework::narrative::reference(e));
-                    if let Some(n) = casework::narrative::of(&narratives, e) {
+                    if let Some(n) = casework::narrative::of(&record.narratives, e) {
                         v["narrative"] = json!(n);
+                    }
+                    if let (Some(plo), Value::Object(map)) = (record.plo.get(&e.sequence), &mut v)
+                        && let Value::Object(columns) = json!(plo)
+                    {
+                        map.extend(columns);
                     }
                     v
                 })
@@ -440,20 +446,32 @@ async fn read_chronology(
     .map(|r| marked_stale(r, stale.as_ref()))
 }
 
-/// What each of the child's events says in words, opened with its key for
-/// a reader already admitted to the record: the narrative is made for the
-/// answer and never stored.
-pub(crate) async fn narratives(
+/// What the full record shows beside the stored lines.
+pub(crate) struct FullRecord {
+    /// What each event says in words, opened with the child's key.
+    pub narratives: casework::narrative::Narratives,
+    /// The PLO columns, as far as the history had been recorded by `as_of`.
+    pub plo: casework::plo::Plos,
+}
+
+/// The full record's narrative and PLO columns, for a reader already
+/// admitted to the record: made for the answer and never stored.
+pub(crate) async fn full_record(
     app: &QueryState,
     child: uuid::Uuid,
-) -> Result<casework::narrative::Narratives, QueryError> {
+    as_of: DateTime<Utc>,
+) -> Result<FullRecord, QueryError> {
     let history = projections::reads::child_history(&app.pool, child).await?;
+    let up_to = projections::chronology::last_sequence_by(&app.pool, child, as_of).await?;
     let key = app
         .keys
         .existing_key(&events::ids::ChildId::from_uuid(child))
         .await
         .map_err(|e| QueryError::dependency("the key store is unavailable", e))?;
-    Ok(casework::narrative::narratives(child, &history, key.as_ref()))
+    Ok(FullRecord {
+        narratives: casework::narrative::narratives(child, &history, key.as_ref()),
+        plo: casework::plo::plo(&history, up_to),
+    })
 }
 
 /// Whether a child's read models stand still behind a parked subject:

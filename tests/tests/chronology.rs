@@ -68,7 +68,11 @@ async fn the_narrative_is_read_by_those_entitled_to_the_record_and_never_stored_
     assert!(markdown.text.contains(DISCLOSURE), "{}", markdown.text);
     assert!(markdown.text.contains("| narrative |"), "{}", markdown.text);
     let csv = sys.query.get(tokens::HARINGEY, &format!("{path}?format=csv")).await;
-    assert!(csv.text.starts_with("serial,date,event,source_reference,reference,narrative,"), "{}", csv.text);
+    assert!(
+        csv.text.starts_with("serial,date,event,source_reference,reference,narrative,significance,outcome,links,"),
+        "{}",
+        csv.text
+    );
     assert!(csv.text.contains("Claire Hartley (mother)"), "{}", csv.text);
 
     // The timeline page shows it too.
@@ -148,4 +152,93 @@ async fn a_late_fact_leaves_every_earlier_entrys_reference_unchanged() {
     assert_eq!(entry(&after_json, "visit-late")["reference"], "E5", "a new entry takes the next reference");
     let markdown = sys.query.get(tokens::HARINGEY, &format!("{path}?format=md")).await.text;
     assert!(markdown.lines().any(|l| l.starts_with("| 2 |") && l.contains("E5")), "{markdown}");
+}
+
+fn by_type<'a>(chronology: &'a Value, t: &str) -> &'a Value {
+    chronology["entries"].as_array().expect("entries").iter().find(|e| e["type"] == t).expect("an entry of that type")
+}
+
+fn links(entry: &Value) -> Vec<(String, String)> {
+    entry["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| (l["relation"].as_str().unwrap_or("").to_owned(), l["reference"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_chronology_has_the_public_law_outlines_columns_and_shows_what_amendments_changed() {
+    let sys = System::start().await;
+    let child = new_id();
+    let at = |day: &str| format!("2024-{day}T10:00:00Z");
+    sys.publish(
+        tokens::HARINGEY,
+        vec![
+            registered("reg", &child, HARINGEY),
+            event("contact-1", "contact.recorded", &child, &at("01-20"), json!({"contact_id": "CT1", "source": "6", "summary": "Police called", "outcome": "referral"})),
+            event("ref-1", "referral.received", &child, &at("01-21"), json!({"referral_id": "R1", "source": "6", "nfa": false})),
+            event("sd-1", "strategy_discussion.held", &child, &at("01-22"), json!({"discussion_id": "D1", "referral_id": "R1", "agencies": ["police", "health"], "decision": "s47"})),
+            event("s47-1", "s47.started", &child, &at("01-23"), json!({"s47_id": "S1", "referral_id": "R1", "discussion_id": "D1"})),
+            event("icpc-1", "conference.held", &child, &at("02-05"), json!({"conference_id": "C1", "kind": "initial", "s47_id": "S1", "outcome": "plan"})),
+            event("plan-1", "cp_plan.started", &child, &at("02-05"), json!({"plan_id": "P1", "conference_id": "C1", "category": "PHY"})),
+            event("concern-2", "concern.raised", &child, &at("02-10"), json!({"concern_id": "K2", "summary": "wrong child", "category": "NEG"})),
+        ],
+    )
+    .await;
+    let before_amendments = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    sys.publish(
+        tokens::HARINGEY,
+        vec![
+            event("fix-1", "record.corrected", &child, &at("03-01"), json!({"corrects": "contact-1", "reason": "outcome mistyped", "data": {"contact_id": "CT1", "source": "6", "summary": "Police called", "outcome": "nfa"}})),
+            event("undo-2", "record.retracted", &child, &at("03-01"), json!({"retracts": "concern-2", "reason": "recorded on the wrong child"})),
+        ],
+    )
+    .await;
+
+    let path = format!("/v1/children/{child}/chronology");
+    let json = sys.query.get(tokens::HARINGEY, &path).await.json;
+    let reference = |id: &str| entry(&json, id)["reference"].as_str().expect("a reference").to_owned();
+
+    // Significance, outcome and the links between statutory steps.
+    let discussion = by_type(&json, "strategy_discussion.held");
+    assert_eq!(discussion["significant"], true);
+    assert_eq!(discussion["outcome"], "a section 47 enquiry");
+    assert!(links(discussion).contains(&("followed by".into(), reference("s47-1"))), "{discussion}");
+    let s47 = by_type(&json, "s47.started");
+    assert_eq!(
+        links(s47),
+        [
+            ("follows referral".to_owned(), reference("ref-1")),
+            ("decided at strategy discussion".to_owned(), reference("sd-1")),
+            ("followed by".to_owned(), reference("icpc-1")),
+        ]
+    );
+    let conference = by_type(&json, "conference.held");
+    assert_eq!(conference["outcome"], "child protection plan");
+    let plan = by_type(&json, "cp_plan.started");
+    assert_eq!(links(plan), [("decided at conference".to_owned(), reference("icpc-1"))]);
+    assert_eq!(by_type(&json, "child.registered")["significant"], false);
+
+    // A correction shows what the entry now says and what it said; a retraction what it withdrew.
+    let contact = entry(&json, "contact-1");
+    assert_eq!(contact["status"], "corrected");
+    assert_eq!(contact["corrected_to"]["reference"], reference("fix-1"));
+    assert!(contact["corrected_to"]["says"].as_str().unwrap_or("").contains("no further action"), "{contact}");
+    let fix = entry(&json, "fix-1");
+    assert_eq!(fix["changes"]["reference"], reference("contact-1"));
+    assert!(fix["changes"]["says"].as_str().unwrap_or("").contains("referred to children's social care"), "{fix}");
+    assert_eq!(fix["narrative"]["text"][0]["text"], "outcome mistyped");
+    let undo = entry(&json, "undo-2");
+    assert_eq!(undo["changes"]["reference"], reference("concern-2"));
+    assert_eq!(undo["narrative"]["text"][0]["text"], "recorded on the wrong child");
+
+    // As it stood before the amendments, nothing of them shows.
+    let then = sys.query.get(tokens::HARINGEY, &format!("{path}?as_of={before_amendments}")).await;
+    assert_eq!(then.status, 200, "{}", then.text);
+    assert!(entry(&then.json, "contact-1").get("corrected_to").is_none(), "{}", then.text);
+
+    let markdown = sys.query.get(tokens::HARINGEY, &format!("{path}?format=md")).await.text;
+    assert!(markdown.contains("| significance | outcome | links |"), "{markdown}");
+    assert!(markdown.contains(&format!("[corrected by {}:", reference("fix-1"))), "{markdown}");
 }

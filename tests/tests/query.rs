@@ -55,8 +55,8 @@ async fn chronology_in_three_formats_scoped_and_logged_before_answering() {
     assert_eq!(
         lines.next(),
         Some(
-            "serial,date,event,source_reference,reference,narrative,type,occurred_at,recorded_at,status,corrected_by,\
-             retracted_by"
+            "serial,date,event,source_reference,reference,narrative,significance,outcome,links,type,occurred_at,\
+             recorded_at,status,corrected_by,retracted_by"
         )
     );
     assert!(lines.nth(2).expect("third row").starts_with("3,2024-02-01,\"Referral R1 from police (6)"));
@@ -423,9 +423,13 @@ async fn the_chronology_command_reads_through_the_api_as_it_stood() {
     // Before the correction was recorded, the referral stood uncorrected and the correction did not exist.
     let then = run(Some(between), "md");
     assert!(then.contains("| 2 | 2024-02-01 | Referral R1 from police (6)"), "{then}");
-    assert!(!then.contains("[corrected]") && !then.contains("record.corrected"), "{then}");
+    assert!(!then.contains("[corrected") && !then.contains("record.corrected"), "{then}");
     let now = run(None, "md");
-    assert!(now.contains("[corrected]") && now.contains("record.corrected"), "{now}");
+    // The corrected entry says what it now says, and which entry corrected it (issue 18).
+    assert!(
+        now.contains("[corrected by E3: Referral R1 from schools (2A)]") && now.contains("record.corrected"),
+        "{now}"
+    );
     let csv = run(None, "csv");
     assert!(csv.starts_with("serial,date,event,source_reference"), "{csv}");
 

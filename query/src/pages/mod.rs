@@ -910,8 +910,8 @@ async fn child_page(
                 after: None,
             };
             let entries = projections::chronology::read(&app.pool, &q).await?;
-            let narratives = crate::narratives(&app, child).await?;
-            (format!("Child {}", short(&child)), record_items(&entries, &narratives))
+            let record = crate::full_record(&app, child, as_of_or_now).await?;
+            (format!("Child {}", short(&child)), record_items(&entries, &record.narratives))
         };
         // Business dates narrow the view; serial numbers stay those of the whole chronology.
         let total = items.len();

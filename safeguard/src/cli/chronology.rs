@@ -82,13 +82,18 @@ pub async fn run(args: ChronologyArgs) -> anyhow::Result<()> {
                     Some(((e["source"].as_str()?.to_owned(), e["id"].as_str()?.to_owned()), narrative))
                 })
                 .collect();
+            let plo: casework::plo::Plos = entries
+                .iter()
+                .filter_map(|e| Some((e["sequence"].as_i64()?, serde_json::from_value(e.clone()).ok()?)))
+                .collect();
+            let extras = casework::format::Extras { narratives: &narratives, plo: &plo };
             let parsed: Vec<projections::chronology::Entry> =
                 entries.into_iter().filter_map(|e| serde_json::from_value(e).ok()).collect();
             let as_of = as_of.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.to_utc());
             if format == "csv" {
-                casework::format::csv(&parsed, 1, &narratives)
+                casework::format::csv(&parsed, 1, &extras)
             } else {
-                casework::format::markdown(&args.child, &as_of.unwrap_or_default(), &parsed, 1, &narratives)
+                casework::format::markdown(&args.child, &as_of.unwrap_or_default(), &parsed, 1, &extras)
             }
         }
     };
