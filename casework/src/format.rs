@@ -5,7 +5,7 @@
 //! backbone's own.
 
 use crate::chronology::{Entry, Status};
-use crate::narrative::{self, Narratives};
+use crate::narrative::{self, Agencies, Narratives};
 use crate::plo::Plos;
 
 /// What a reader of the full record is shown beside the stored lines: the
@@ -14,6 +14,8 @@ use crate::plo::Plos;
 pub struct Extras<'a> {
     pub narratives: &'a Narratives,
     pub plo: &'a Plos,
+    /// The publishers as people name them.
+    pub agencies: &'a Agencies,
 }
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -37,11 +39,12 @@ impl Format {
     }
 }
 
-const COLUMNS: [&str; 15] = [
+const COLUMNS: [&str; 16] = [
     "serial",
     "date",
     "event",
     "source_reference",
+    "agency",
     "reference",
     "narrative",
     "significance",
@@ -55,7 +58,7 @@ const COLUMNS: [&str; 15] = [
     "retracted_by",
 ];
 
-fn row(serial: usize, e: &Entry, extras: &Extras<'_>) -> [String; 15] {
+fn row(serial: usize, e: &Entry, extras: &Extras<'_>) -> [String; 16] {
     let iso = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let plo = extras.plo.get(&e.sequence).cloned().unwrap_or_default();
     let mut event = match (e.status, &plo.corrected_to) {
@@ -72,6 +75,7 @@ fn row(serial: usize, e: &Entry, extras: &Extras<'_>) -> [String; 15] {
         events::calendar::business_date(&e.occurred_at).to_string(),
         event,
         format!("{} {}", e.source.as_str(), e.id.as_str()),
+        extras.agencies.get(e.source.as_str()).map_or_else(|| e.source.as_str().to_owned(), narrative::Agency::line),
         narrative::reference(e),
         narrative::of(extras.narratives, e).map(narrative::Narrative::line).unwrap_or_default(),
         if plo.significant { "significant".to_owned() } else { String::new() },

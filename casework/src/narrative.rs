@@ -55,6 +55,25 @@ impl Narrative {
     }
 }
 
+/// Who a publisher is, as people name it: from principals.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agency {
+    pub name: String,
+    /// The agency kind's code (`police`, `health`, ...).
+    pub kind: String,
+}
+
+impl Agency {
+    /// "Metropolitan Police (police)".
+    pub fn line(&self) -> String {
+        let kind = events::codes::AgencyKind::from_code(&self.kind).map_or(self.kind.as_str(), |k| k.label());
+        format!("{} ({kind})", self.name)
+    }
+}
+
+/// Agencies by publisher (principal) name.
+pub type Agencies = HashMap<String, Agency>;
+
 /// Narratives by (publisher, event id).
 pub type Narratives = HashMap<(String, String), Narrative>;
 

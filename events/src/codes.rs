@@ -385,6 +385,18 @@ code_set! {
     }
 }
 
+code_set! {
+    /// What kind of organisation a publisher is (principals.toml `agency`):
+    /// how a chronology names an entry's source.
+    AgencyKind, "agency kind" {
+        CouncilChildrensServices = "council_childrens_services": "council children's services",
+        Police = "police": "police",
+        Health = "health": "health",
+        Education = "education": "education",
+        Other = "other": "other agency",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,10 @@ impl<T: PartialEq> Scope<T> {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub name: PrincipalName,
+    /// The organisation as people name it ("Haringey children's services");
+    /// the principal's name when none is given.
+    pub display_name: String,
+    pub agency: events::codes::AgencyKind,
     token_sha256: [u8; 32],
     pub roles: Vec<Role>,
     pub councils: Scope<CouncilCode>,
@@ -93,6 +97,11 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct Entry {
     name: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    /// council_childrens_services, police, health, education or other.
+    #[serde(default)]
+    agency: Option<String>,
     token_sha256: String,
     roles: Vec<Role>,
     #[serde(default)]
@@ -214,7 +223,19 @@ fn parse(text: &str) -> Result<Vec<Principal>, String> {
                  for one council's operator give the practitioner and auditor roles instead"
             ));
         }
-        out.push(Principal { name, token_sha256, roles: e.roles, councils, event_types });
+        let display_name = match e.display_name.as_deref().map(str::trim) {
+            None => name.as_str().to_owned(),
+            Some(d) if !d.is_empty() && d.chars().count() <= 100 && !d.chars().any(char::is_control) => d.to_owned(),
+            Some(_) => return Err(format!("{at}: display_name must be 1 to 100 printable characters")),
+        };
+        let agency = match e.agency.as_deref() {
+            None => events::codes::AgencyKind::Other,
+            Some(code) => events::codes::AgencyKind::from_code(code).ok_or_else(|| {
+                let codes: Vec<&str> = events::codes::AgencyKind::ALL.iter().map(|k| k.code()).collect();
+                format!("{at}: agency {code:?} is not one of {}", codes.join(", "))
+            })?,
+        };
+        out.push(Principal { name, display_name, agency, token_sha256, roles: e.roles, councils, event_types });
     }
     Ok(out)
 }

@@ -410,7 +410,8 @@ async fn read_chronology(
         None => 0,
     };
     let record = full_record(app, child, as_of).await?;
-    let extras = casework::format::Extras { narratives: &record.narratives, plo: &record.plo };
+    let extras =
+        casework::format::Extras { narratives: &record.narratives, plo: &record.plo, agencies: &record.agencies };
     Ok(match format {
         Format::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
@@ -428,6 +429,9 @@ async fn read_chronology(
                 .map(|e| {
                     let mut v = serde_json::to_value(e).unwrap_or_default();
                     v["reference"] = json!(casework::narrative::reference(e));
+                    if let Some(agency) = record.agencies.get(e.source.as_str()) {
+                        v["agency"] = json!(agency);
+                    }
                     if let Some(n) = casework::narrative::of(&record.narratives, e) {
                         v["narrative"] = json!(n);
                     }
@@ -452,6 +456,8 @@ pub(crate) struct FullRecord {
     pub narratives: casework::narrative::Narratives,
     /// The PLO columns, as far as the history had been recorded by `as_of`.
     pub plo: casework::plo::Plos,
+    /// Every publisher of the history, as people name it.
+    pub agencies: casework::narrative::Agencies,
 }
 
 /// The full record's narrative and PLO columns, for a reader already
@@ -468,9 +474,20 @@ pub(crate) async fn full_record(
         .existing_key(&events::ids::ChildId::from_uuid(child))
         .await
         .map_err(|e| QueryError::dependency("the key store is unavailable", e))?;
+    let agencies = history
+        .iter()
+        .filter_map(|r| {
+            let p = app.principals.named(r.source.as_str())?;
+            Some((
+                p.name.as_str().to_owned(),
+                casework::narrative::Agency { name: p.display_name, kind: p.agency.code().to_owned() },
+            ))
+        })
+        .collect();
     Ok(FullRecord {
         narratives: casework::narrative::narratives(child, &history, key.as_ref()),
         plo: casework::plo::plo(&history, up_to),
+        agencies,
     })
 }
 

@@ -95,6 +95,13 @@ enum Command {
         /// An event type it may publish, or *; repeat for several (default *).
         #[arg(long = "event-type")]
         event_types: Vec<String>,
+        /// The organisation as people name it ("Haringey children's
+        /// services"); chronologies show it as each entry's source.
+        #[arg(long = "display-name")]
+        display_name: Option<String>,
+        /// council_childrens_services, police, health, education or other.
+        #[arg(long)]
+        agency: Option<String>,
     },
 }
 
@@ -130,9 +137,10 @@ enum Role {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Token { name, roles, councils, event_types } => {
+        Command::Token { name, roles, councils, event_types, display_name, agency } => {
             let token = safeguard::cli::token::new_token();
-            match safeguard::cli::token::render(&name, &roles, &councils, &event_types, &token) {
+            let identity = safeguard::cli::token::Identity { display_name, agency };
+            match safeguard::cli::token::render(&name, &identity, &roles, &councils, &event_types, &token) {
                 Ok(text) => {
                     #[allow(clippy::print_stdout)]
                     {

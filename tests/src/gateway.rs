@@ -37,15 +37,31 @@ pub fn principals_toml() -> String {
             platform::principals::token_sha256(token)
         )
     };
+    // Two publishers say who they are, as people would name them.
+    let named = |entry: String, display: &str, agency: &str| {
+        entry.replacen(
+            "\ntoken_sha256",
+            &format!("\ndisplay_name = \"{display}\"\nagency = \"{agency}\"\ntoken_sha256"),
+            1,
+        )
+    };
     [
         entry("safeguard-admin", tokens::ADMIN, r#"["publish", "admin"]"#, r#"["*"]"#, r#"["*"]"#),
-        entry("haringey-csc", tokens::HARINGEY, r#"["publish", "practitioner"]"#, r#"["E09000014"]"#, r#"["*"]"#),
-        entry(
-            "met-police",
-            tokens::POLICE,
-            r#"["publish"]"#,
-            r#"["E09000014"]"#,
-            r#"["concern.raised", "child.seen", "information.shared"]"#,
+        named(
+            entry("haringey-csc", tokens::HARINGEY, r#"["publish", "practitioner"]"#, r#"["E09000014"]"#, r#"["*"]"#),
+            "Haringey children's services",
+            "council_childrens_services",
+        ),
+        named(
+            entry(
+                "met-police",
+                tokens::POLICE,
+                r#"["publish"]"#,
+                r#"["E09000014"]"#,
+                r#"["concern.raised", "child.seen", "information.shared"]"#,
+            ),
+            "Metropolitan Police",
+            "police",
         ),
         entry("islington-csc", tokens::ISLINGTON, r#"["publish"]"#, r#"["E09000019"]"#, r#"["*"]"#),
         entry("partnership-dashboard", tokens::DASHBOARD, r#"["dashboard"]"#, r#"["*"]"#, r#"["*"]"#),

@@ -69,7 +69,8 @@ async fn the_narrative_is_read_by_those_entitled_to_the_record_and_never_stored_
     assert!(markdown.text.contains("| narrative |"), "{}", markdown.text);
     let csv = sys.query.get(tokens::HARINGEY, &format!("{path}?format=csv")).await;
     assert!(
-        csv.text.starts_with("serial,date,event,source_reference,reference,narrative,significance,outcome,links,"),
+        csv.text
+            .starts_with("serial,date,event,source_reference,agency,reference,narrative,significance,outcome,links,"),
         "{}",
         csv.text
     );
@@ -186,6 +187,14 @@ async fn the_chronology_has_the_public_law_outlines_columns_and_shows_what_amend
         ],
     )
     .await;
+    let police = event(
+        "police-1",
+        "concern.raised",
+        &child,
+        &at("01-19"),
+        json!({"concern_id": "P1", "summary": "Neighbours heard shouting"}),
+    );
+    sys.publish(tokens::POLICE, vec![police]).await;
     let before_amendments = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     sys.publish(
         tokens::HARINGEY,
@@ -220,6 +229,10 @@ async fn the_chronology_has_the_public_law_outlines_columns_and_shows_what_amend
     assert_eq!(links(plan), [("decided at conference".to_owned(), reference("icpc-1"))]);
     assert_eq!(by_type(&json, "child.registered")["significant"], false);
 
+    // Each entry names its source as people name it.
+    assert_eq!(entry(&json, "police-1")["agency"], json!({"name": "Metropolitan Police", "kind": "police"}));
+    assert_eq!(entry(&json, "ref-1")["agency"]["name"], "Haringey children's services");
+
     // A correction shows what the entry now says and what it said; a retraction what it withdrew.
     let contact = entry(&json, "contact-1");
     assert_eq!(contact["status"], "corrected");
@@ -240,5 +253,6 @@ async fn the_chronology_has_the_public_law_outlines_columns_and_shows_what_amend
 
     let markdown = sys.query.get(tokens::HARINGEY, &format!("{path}?format=md")).await.text;
     assert!(markdown.contains("| significance | outcome | links |"), "{markdown}");
+    assert!(markdown.contains("| Metropolitan Police (police) |"), "{markdown}");
     assert!(markdown.contains(&format!("[corrected by {}:", reference("fix-1"))), "{markdown}");
 }

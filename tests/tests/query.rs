@@ -55,8 +55,8 @@ async fn chronology_in_three_formats_scoped_and_logged_before_answering() {
     assert_eq!(
         lines.next(),
         Some(
-            "serial,date,event,source_reference,reference,narrative,significance,outcome,links,type,occurred_at,\
-             recorded_at,status,corrected_by,retracted_by"
+            "serial,date,event,source_reference,agency,reference,narrative,significance,outcome,links,type,\
+             occurred_at,recorded_at,status,corrected_by,retracted_by"
         )
     );
     assert!(lines.nth(2).expect("third row").starts_with("3,2024-02-01,\"Referral R1 from police (6)"));

@@ -86,7 +86,14 @@ pub async fn run(args: ChronologyArgs) -> anyhow::Result<()> {
                 .iter()
                 .filter_map(|e| Some((e["sequence"].as_i64()?, serde_json::from_value(e.clone()).ok()?)))
                 .collect();
-            let extras = casework::format::Extras { narratives: &narratives, plo: &plo };
+            let agencies: casework::narrative::Agencies = entries
+                .iter()
+                .filter_map(|e| {
+                    let agency = serde_json::from_value(e.get("agency")?.clone()).ok()?;
+                    Some((e["source"].as_str()?.to_owned(), agency))
+                })
+                .collect();
+            let extras = casework::format::Extras { narratives: &narratives, plo: &plo, agencies: &agencies };
             let parsed: Vec<projections::chronology::Entry> =
                 entries.into_iter().filter_map(|e| serde_json::from_value(e).ok()).collect();
             let as_of = as_of.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.to_utc());

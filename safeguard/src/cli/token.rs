@@ -34,8 +34,16 @@ pub fn new_nkey(out: &std::path::Path) -> Result<String, String> {
 }
 
 /// The text `safeguard token` prints.
+/// Who a principal is to people: its display name and agency kind (both optional).
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub display_name: Option<String>,
+    pub agency: Option<String>,
+}
+
 pub fn render(
     name: &str,
+    identity: &Identity,
     roles: &[String],
     councils: &[String],
     event_types: &[String],
@@ -66,10 +74,26 @@ pub fn render(
             return Err(format!("--event-type {t:?} is not an event type"));
         }
     }
+    if let Some(agency) = &identity.agency
+        && events::codes::AgencyKind::from_code(agency).is_none()
+    {
+        let codes: Vec<&str> = events::codes::AgencyKind::ALL.iter().map(|k| k.code()).collect();
+        return Err(format!("--agency {agency:?} is not one of {}", codes.join(", ")));
+    }
+    let mut identity_lines = String::new();
+    if let Some(display) = &identity.display_name {
+        if display.trim().is_empty() || display.chars().count() > 100 || display.chars().any(char::is_control) {
+            return Err("--display-name must be 1 to 100 printable characters".into());
+        }
+        identity_lines.push_str(&format!("display_name = {display:?}\n"));
+    }
+    if let Some(agency) = &identity.agency {
+        identity_lines.push_str(&format!("agency = {agency:?}\n"));
+    }
     let list = |items: &[String]| items.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
     let event_types = if event_types.is_empty() { vec!["*".to_owned()] } else { event_types.to_vec() };
     Ok(format!(
-        "# token (shown once; keep it secret): {token}\n[[principal]]\nname = {name:?}\ntoken_sha256 = {:?}\nroles = [{}]\ncouncils = [{}]\nevent_types = [{}]\n",
+        "# token (shown once; keep it secret): {token}\n[[principal]]\nname = {name:?}\n{identity_lines}token_sha256 = {:?}\nroles = [{}]\ncouncils = [{}]\nevent_types = [{}]\n",
         token_sha256(token),
         list(roles),
         list(councils),
@@ -85,20 +109,31 @@ mod tests {
     #[test]
     fn the_printed_entry_authenticates_the_printed_token() {
         let token = new_token();
-        let text = render("haringey-csc", &["publish".into()], &["E09000014".into()], &[], &token).expect("valid");
+        let identity = Identity {
+            display_name: Some("Haringey children's services".into()),
+            agency: Some("council_childrens_services".into()),
+        };
+        let text =
+            render("haringey-csc", &identity, &["publish".into()], &["E09000014".into()], &[], &token).expect("valid");
         let principals = Principals::from_text(&text).expect("parses");
-        assert!(principals.authenticate(&token).is_some());
+        let who = principals.authenticate(&token).expect("known");
+        assert_eq!(who.display_name, "Haringey children's services");
+        assert_eq!(who.agency, events::codes::AgencyKind::CouncilChildrensServices);
+        let unknown = Identity { agency: Some("navy".into()), ..Identity::default() };
+        assert!(render("x", &unknown, &["publish".into()], &["*".into()], &[], &token).is_err());
         assert!(!text.lines().skip(1).any(|l| l.contains(&token)), "only the comment line shows the token");
-        assert!(render("x", &["emperor".into()], &[], &[], &token).is_err());
+        assert!(render("x", &Identity::default(), &["emperor".into()], &[], &[], &token).is_err());
     }
 
     #[test]
     fn a_token_names_its_councils_and_an_admin_token_every_council() {
         let token = new_token();
-        let unscoped = render("x", &["practitioner".into()], &[], &[], &token).expect_err("refused");
+        let unscoped =
+            render("x", &Identity::default(), &["practitioner".into()], &[], &[], &token).expect_err("refused");
         assert!(unscoped.contains("--council"), "{unscoped}");
-        let narrow = render("x", &["admin".into()], &["E09000014".into()], &[], &token).expect_err("refused");
+        let narrow = render("x", &Identity::default(), &["admin".into()], &["E09000014".into()], &[], &token)
+            .expect_err("refused");
         assert!(narrow.contains("admin"), "{narrow}");
-        assert!(render("x", &["admin".into()], &["*".into()], &[], &token).is_ok());
+        assert!(render("x", &Identity::default(), &["admin".into()], &["*".into()], &[], &token).is_ok());
     }
 }
