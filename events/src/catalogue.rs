@@ -373,6 +373,7 @@ data_struct! {
         req person_id: LocalId,
         req role: RelationshipRole,
         opt person: Personal<RelatedPerson>,
+        opt child_id: ChildId,
     }
 }
 

@@ -117,6 +117,27 @@ pub async fn child_history(pool: &PgPool, child: uuid::Uuid) -> Result<History, 
     Ok(crate::refold::group_histories(&rows)?.pop().map(|(_, h)| h).unwrap_or_default())
 }
 
+/// The children linked to `child` as family: named by one of its
+/// relationships (`child_id`), or naming it in one of theirs; a retracted
+/// relationship links nobody.
+pub async fn family(pool: &PgPool, child: uuid::Uuid) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "select distinct case when e.subject = $1 then e.document->'data'->>'child_id' else e.subject end
+           from stored_event e
+          where e.subject_kind = 'child' and e.event_type = 'relationship.recorded'
+            and (e.subject = $1 or e.document->'data'->>'child_id' = $1)
+            and e.document->'data' ? 'child_id'
+            and not exists (
+                select 1 from chronology_entry a
+                 where a.child_id = e.subject::uuid and a.source = e.source and a.amends_event_id = e.event_id
+                   and a.event_type = 'record.retracted')",
+    )
+    .bind(child.to_string())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().filter_map(|(id,)| uuid::Uuid::parse_str(&id).ok()).filter(|id| *id != child).collect())
+}
+
 /// Each worker's role in their latest spell.
 pub async fn worker_roles(pool: &PgPool, workers: &[uuid::Uuid]) -> Result<HashMap<String, WorkerRole>, sqlx::Error> {
     let rows: Vec<(String, String)> = sqlx::query_as(

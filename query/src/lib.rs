@@ -116,6 +116,7 @@ impl Default for QueryMetrics {
         chronology,
         chronology_export,
         access_log,
+        family_chronology,
         verify,
         lookup,
         worker_caseload,
@@ -132,6 +133,7 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/v1/children/{child}/chronology", get(chronology))
         .route("/v1/children/{child}/chronology/export", get(chronology_export))
         .route("/v1/children/{child}/access-log", get(access_log))
+        .route("/v1/children/{child}/family", get(family_chronology))
         .route("/v1/verify", get(verify))
         .route("/v1/returns/cin", get(cin_return))
         .route("/v1/returns/annex-a", get(annex_a_return))
@@ -424,30 +426,97 @@ async fn read_chronology(
         )
             .into_response(),
         Format::Json => {
-            let entries: Vec<Value> = entries
-                .iter()
-                .map(|e| {
-                    let mut v = serde_json::to_value(e).unwrap_or_default();
-                    v["reference"] = json!(casework::narrative::reference(e));
-                    if let Some(agency) = record.agencies.get(e.source.as_str()) {
-                        v["agency"] = json!(agency);
-                    }
-                    if let Some(n) = casework::narrative::of(&record.narratives, e) {
-                        v["narrative"] = json!(n);
-                    }
-                    if let (Some(plo), Value::Object(map)) = (record.plo.get(&e.sequence), &mut v)
-                        && let Value::Object(columns) = json!(plo)
-                    {
-                        map.extend(columns);
-                    }
-                    v
-                })
-                .collect();
+            let entries: Vec<Value> = entries.iter().map(|e| entry_json(e, &record)).collect();
             Json(json!({ "child": child, "as_of": as_of, "entries": entries, "next": next, "stale": stale }))
                 .into_response()
         }
     })
     .map(|r| marked_stale(r, stale.as_ref()))
+}
+
+/// One chronology entry as the full record answers it in JSON: the stored
+/// line with its lasting reference, agency, narrative and PLO columns.
+fn entry_json(e: &projections::chronology::Entry, record: &FullRecord) -> Value {
+    let mut v = serde_json::to_value(e).unwrap_or_default();
+    v["reference"] = json!(casework::narrative::reference(e));
+    if let Some(agency) = record.agencies.get(e.source.as_str()) {
+        v["agency"] = json!(agency);
+    }
+    if let Some(n) = casework::narrative::of(&record.narratives, e) {
+        v["narrative"] = json!(n);
+    }
+    if let (Some(plo), Value::Object(map)) = (record.plo.get(&e.sequence), &mut v)
+        && let Value::Object(columns) = json!(plo)
+    {
+        map.extend(columns);
+    }
+    v
+}
+
+/// The family view: the child's chronology with those of the children its
+/// relationships link it to (brothers and sisters, children of one
+/// household), a lane each, in one date order. The child asked about must
+/// be readable (else 403, logged); each linked child is included only if
+/// the caller may read its record too, and each read is logged. A linked
+/// child the caller may not read is left out without a word, so the view
+/// tells nobody that it exists.
+#[utoipa::path(
+    get,
+    path = "/v1/children/{child}/family",
+    params(("child" = String, Path, description = "The child's id")),
+    responses(
+        (status = 200, description = r#"{"children": [{"child", "lane"}], "entries": [... each with "child" and "lane"]}"#),
+        (status = 403, description = "Not allowed to read this child's record (recorded)", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown child", content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn family_chronology(
+    State(app): State<Arc<QueryState>>,
+    Path(child): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let caller = Caller::from_bearer(&app, &headers)?;
+        let child = uuid_param("child", &child)?;
+        let endpoint = "GET /v1/children/{child}/family";
+        admit_child(&app, &caller, endpoint, child, Need::Record).await?;
+        let mut members = vec![child];
+        for other in projections::reads::family(&app.pool, child).await? {
+            let Some(info) = child_info(&app.pool, other).await? else { continue };
+            if policy::may_read_child(&caller.principal, &info, Need::Record).is_ok() {
+                record(&app, &caller, endpoint, &[other], Outcome::Allowed).await?;
+                members.push(other);
+            }
+        }
+        let now = (app.now)();
+        let mut lanes = Vec::new();
+        let mut entries: Vec<(DateTime<Utc>, usize, i64, Value)> = Vec::new();
+        for (i, member) in members.iter().enumerate() {
+            let lane = format!("Child {}", i + 1);
+            lanes.push(json!({ "child": member, "lane": lane }));
+            let q = projections::chronology::Query {
+                child: *member,
+                as_of: now,
+                from: None,
+                to: None,
+                limit: MAX_LIMIT,
+                after: None,
+            };
+            let record = full_record(&app, *member, now).await?;
+            for e in projections::chronology::read(&app.pool, &q).await? {
+                let mut v = entry_json(&e, &record);
+                v["child"] = json!(member);
+                v["lane"] = json!(lane);
+                entries.push((e.occurred_at, i, e.sequence, v));
+            }
+        }
+        entries.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        let entries: Vec<Value> = entries.into_iter().map(|(_, _, _, v)| v).collect();
+        Ok(Json(json!({ "child": child, "as_of": now, "children": lanes, "entries": entries })).into_response())
+    }
+    .await;
+    count(&app, "family", result)
 }
 
 /// What the full record shows beside the stored lines.

@@ -256,3 +256,88 @@ async fn the_chronology_has_the_public_law_outlines_columns_and_shows_what_amend
     assert!(markdown.contains("| Metropolitan Police (police) |"), "{markdown}");
     assert!(markdown.contains(&format!("[corrected by {}:", reference("fix-1"))), "{markdown}");
 }
+
+const ISLINGTON: &str = "E09000019";
+
+fn members(family: &Value) -> Vec<String> {
+    family["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter_map(|c| c["child"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn brothers_and_sisters_are_read_together_within_the_readers_scope_each_read_logged() {
+    let sys = System::start().await;
+    let (a, b, c) = (new_id(), new_id(), new_id());
+    let sibling = |id: &str, child: &str, other: &str| {
+        event(
+            id,
+            "relationship.recorded",
+            child,
+            "2024-01-05T10:00:00Z",
+            json!({"person_id": "SIB", "role": "sibling", "child_id": other}),
+        )
+    };
+    sys.publish(
+        tokens::HARINGEY,
+        vec![
+            registered("reg-a", &a, HARINGEY),
+            registered("reg-b", &b, HARINGEY),
+            sibling("a-knows-b", &a, &b),
+            event(
+                "b-seen",
+                "child.seen",
+                &b,
+                "2024-01-04T10:00:00Z",
+                json!({"seen_by": "W1", "seen_alone": false, "context": "school"}),
+            ),
+        ],
+    )
+    .await;
+    // A half-brother in another council names the child from his own record.
+    sys.publish(tokens::ISLINGTON, vec![registered("reg-c", &c, ISLINGTON), sibling("c-knows-a", &c, &a)]).await;
+
+    let path = format!("/v1/children/{a}/family");
+    let family = sys.query.get(tokens::HARINGEY, &path).await;
+    assert_eq!(family.status, 200, "{}", family.text);
+    assert_eq!(members(&family.json), [a.clone(), b.clone()], "the Islington brother is outside this reader's scope");
+    assert!(!family.text.contains(&c), "nothing tells of a child the reader may not read");
+    let lanes: Vec<(&str, &str)> = family.json["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| (e["lane"].as_str().unwrap_or(""), e["id"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(lanes, [("Child 1", "reg-a"), ("Child 2", "reg-b"), ("Child 2", "b-seen"), ("Child 1", "a-knows-b")]);
+
+    // Each child's read is logged.
+    let log = tests::query::access_events(&sys.nats.url()).await;
+    let read = |child: &str| {
+        log.iter().any(|e| {
+            e["child"] == child && e["endpoint"] == "GET /v1/children/{child}/family" && e["outcome"] == "allowed"
+        })
+    };
+    assert!(read(&a) && read(&b) && !read(&c), "{log:?}");
+
+    // An admin sees all three; the link holds from either end; nobody else gets in.
+    assert_eq!(members(&sys.query.get(tokens::ADMIN, &path).await.json).len(), 3);
+    assert_eq!(
+        members(&sys.query.get(tokens::HARINGEY, &format!("/v1/children/{b}/family")).await.json),
+        [b.clone(), a.clone()]
+    );
+    assert_eq!(sys.query.get(tokens::ISLINGTON, &path).await.status, 403);
+
+    // A relationship retracted links nobody.
+    let undo = event(
+        "undo",
+        "record.retracted",
+        &a,
+        "2024-02-01T10:00:00Z",
+        json!({"retracts": "a-knows-b", "reason": "wrong child"}),
+    );
+    sys.publish(tokens::HARINGEY, vec![undo]).await;
+    assert_eq!(members(&sys.query.get(tokens::HARINGEY, &path).await.json), [a.clone()]);
+}
