@@ -511,7 +511,7 @@ async fn family_chronology(
                 entries.push((e.occurred_at, i, e.sequence, v));
             }
         }
-        entries.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        entries.sort_by_key(|e| (e.0, e.1, e.2));
         let entries: Vec<Value> = entries.into_iter().map(|(_, _, _, v)| v).collect();
         Ok(Json(json!({ "child": child, "as_of": now, "children": lanes, "entries": entries })).into_response())
     }
