@@ -339,5 +339,5 @@ async fn brothers_and_sisters_are_read_together_within_the_readers_scope_each_re
         json!({"retracts": "a-knows-b", "reason": "wrong child"}),
     );
     sys.publish(tokens::HARINGEY, vec![undo]).await;
-    assert_eq!(members(&sys.query.get(tokens::HARINGEY, &path).await.json), [a.clone()]);
+    assert_eq!(members(&sys.query.get(tokens::HARINGEY, &path).await.json), [a]);
 }
