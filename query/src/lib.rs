@@ -482,13 +482,7 @@ async fn family_chronology(
         let endpoint = "GET /v1/children/{child}/family";
         admit_child(&app, &caller, endpoint, child, Need::Record).await?;
         let mut members = vec![child];
-        for other in projections::reads::family(&app.pool, child).await? {
-            let Some(info) = child_info(&app.pool, other).await? else { continue };
-            if policy::may_read_child(&caller.principal, &info, Need::Record).is_ok() {
-                record(&app, &caller, endpoint, &[other], Outcome::Allowed).await?;
-                members.push(other);
-            }
-        }
+        members.extend(family_members(&app, &caller, endpoint, child).await?);
         let now = (app.now)();
         let mut lanes = Vec::new();
         let mut entries: Vec<(DateTime<Utc>, usize, i64, Value)> = Vec::new();
@@ -517,6 +511,25 @@ async fn family_chronology(
     }
     .await;
     count(&app, "family", result)
+}
+
+/// The children linked to `child` as family whose records the caller may
+/// read, each read recorded; the others are left out without a word.
+pub(crate) async fn family_members(
+    app: &QueryState,
+    caller: &Caller,
+    endpoint: &str,
+    child: uuid::Uuid,
+) -> Result<Vec<uuid::Uuid>, QueryError> {
+    let mut members = Vec::new();
+    for other in projections::reads::family(&app.pool, child).await? {
+        let Some(info) = child_info(&app.pool, other).await? else { continue };
+        if policy::may_read_child(&caller.principal, &info, Need::Record).is_ok() {
+            record(app, caller, endpoint, &[other], Outcome::Allowed).await?;
+            members.push(other);
+        }
+    }
+    Ok(members)
 }
 
 /// What the full record shows beside the stored lines.

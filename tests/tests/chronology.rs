@@ -322,6 +322,15 @@ async fn brothers_and_sisters_are_read_together_within_the_readers_scope_each_re
     };
     assert!(read(&a) && read(&b) && !read(&c), "{log:?}");
 
+    // The page shows a lane a child.
+    let page = tests::query::PageSession::sign_in(&sys.query.url(""), tokens::HARINGEY, "A. Worker").await;
+    let html = page.get(&format!("/ui/children/{a}?view=family")).await.text().await.expect("the page");
+    assert!(
+        html.contains(&format!("Child 1 ({})", &a[..8])) && html.contains(&format!("Child 2 ({})", &b[..8])),
+        "{html}"
+    );
+    assert!(!html.contains(&c[..8]), "{html}");
+
     // An admin sees all three; the link holds from either end; nobody else gets in.
     assert_eq!(members(&sys.query.get(tokens::ADMIN, &path).await.json).len(), 3);
     assert_eq!(

@@ -878,10 +878,11 @@ async fn child_page(
         let child = uuid_param("child", &child)?;
         let now = (app.now)();
         let as_of = p.as_of.as_deref().filter(|t| !t.is_empty()).map(parse_as_of).transpose()?;
-        let publication = match p.view.as_deref() {
-            None | Some("record") => false,
-            Some("publication") => true,
-            Some(_) => return Err(QueryError::invalid("view", "must be record or publication")),
+        let (publication, family) = match p.view.as_deref() {
+            None | Some("record") => (false, false),
+            Some("publication") => (true, false),
+            Some("family") => (false, true),
+            Some(_) => return Err(QueryError::invalid("view", "must be record, family or publication")),
         };
         let from = form_date("from", p.from.as_deref())?;
         let to = form_date("to", p.to.as_deref())?;
@@ -893,13 +894,48 @@ async fn child_page(
         if publication && as_of.is_some() {
             return Err(QueryError::invalid("as_of", "the publication view is the record as it stands now"));
         }
-        let endpoint =
-            if publication { "GET /ui/children/{child}?view=publication" } else { "GET /ui/children/{child}" };
+        let endpoint = if publication {
+            "GET /ui/children/{child}?view=publication"
+        } else if family {
+            "GET /ui/children/{child}?view=family"
+        } else {
+            "GET /ui/children/{child}"
+        };
         let info = admit_child(&app, &v.caller, endpoint, child, Need::Record).await?;
         let as_of_or_now = as_of.unwrap_or(now);
         let (heading, items) = if publication {
             let x = build_export(&app, child).await?;
             (x.title.clone(), publication_items(&x))
+        } else if family {
+            // A lane a child: the child asked about first, then each linked
+            // child the reader may read (each read logged).
+            let mut members = vec![child];
+            members.extend(crate::family_members(&app, &v.caller, endpoint, child).await?);
+            let mut items = Vec::new();
+            for (i, member) in members.iter().enumerate() {
+                let q = projections::chronology::Query {
+                    child: *member,
+                    as_of: as_of_or_now,
+                    from: None,
+                    to: None,
+                    limit: crate::MAX_LIMIT,
+                    after: None,
+                };
+                let entries = projections::chronology::read(&app.pool, &q).await?;
+                let record = crate::full_record(&app, *member, as_of_or_now).await?;
+                items.extend(record_items(&entries, &record.narratives).into_iter().map(|mut item| {
+                    item.lane = format!("Child {} ({})", i + 1, short(member));
+                    item
+                }));
+            }
+            items.sort_by_key(|item| item.at);
+            for (i, item) in items.iter_mut().enumerate() {
+                item.serial = i + 1;
+                // Links between entries name serials within one child's record only.
+                item.corrected_by = None;
+                item.retracted_by = None;
+            }
+            (format!("The family of child {}", short(&child)), items)
         } else {
             let q = projections::chronology::Query {
                 child,
@@ -933,7 +969,9 @@ async fn child_page(
                 }
             }
             nav class="views" aria-label="Views of this chronology" {
-                a href=(here) aria-current=[(!publication).then_some("page")] { "Full record" }
+                a href=(here) aria-current=[(!publication && !family).then_some("page")] { "Full record" }
+                " · "
+                a href=(format!("{here}?view=family")) aria-current=[family.then_some("page")] { "Family" }
                 " · "
                 a href=(format!("{here}?view=publication")) aria-current=[publication.then_some("page")] { "Anonymised for publication" }
             }
@@ -944,6 +982,7 @@ async fn child_page(
                 @if publication {
                     input type="hidden" name="view" value="publication";
                 } @else {
+                    @if family { input type="hidden" name="view" value="family"; }
                     label for="as_of" { "As known at" }
                     input id="as_of" name="as_of" type="datetime-local" step="1" value=(layout::datetime_local(&as_of_or_now))
                         aria-describedby="as_of-hint";
@@ -953,7 +992,13 @@ async fn child_page(
                 label for="to" { "To" }
                 input id="to" name="to" type="date" value=(date_value(to));
                 button type="submit" { "Show" }
-                " " a href=(if publication { format!("{here}?view=publication") } else { here.clone() }) { "Reset" }
+                " " a href=(if publication {
+                    format!("{here}?view=publication")
+                } else if family {
+                    format!("{here}?view=family")
+                } else {
+                    here.clone()
+                }) { "Reset" }
                 @if !publication {
                     p id="as_of-hint" class="hint" {
                         @if as_of.is_some() {
