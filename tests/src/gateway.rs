@@ -19,6 +19,8 @@ pub mod tokens {
     pub const POLICE: &str = "test-police-token";
     /// publish for Islington (E09000019) only.
     pub const ISLINGTON: &str = "test-islington-token";
+    /// publish for Haringey, only concerns, sightings and information sharing: a health trust.
+    pub const HEALTH: &str = "test-health-token";
     /// dashboard only.
     pub const DASHBOARD: &str = "test-dashboard-token";
     /// reviewer only, named `panel-reviewer` (reviews name it), every council.
@@ -62,6 +64,17 @@ pub fn principals_toml() -> String {
             ),
             "Metropolitan Police",
             "police",
+        ),
+        named(
+            entry(
+                "whittington-health",
+                tokens::HEALTH,
+                r#"["publish"]"#,
+                r#"["E09000014"]"#,
+                r#"["concern.raised", "child.seen", "information.shared"]"#,
+            ),
+            "Whittington Health",
+            "health",
         ),
         entry("islington-csc", tokens::ISLINGTON, r#"["publish"]"#, r#"["E09000019"]"#, r#"["*"]"#),
         entry("partnership-dashboard", tokens::DASHBOARD, r#"["dashboard"]"#, r#"["*"]"#, r#"["*"]"#),

@@ -350,3 +350,119 @@ async fn brothers_and_sisters_are_read_together_within_the_readers_scope_each_re
     sys.publish(tokens::HARINGEY, vec![undo]).await;
     assert_eq!(members(&sys.query.get(tokens::HARINGEY, &path).await.json), [a]);
 }
+
+/// Item 18's leak test: a multi-agency case of more than fifty entries from
+/// three agencies, whose free text names the child, her family, her NHS
+/// number and her address in every way people write them. The full record
+/// shows them to its reader; the anonymised export shows none of them.
+#[tokio::test]
+async fn the_anonymised_export_of_a_long_multi_agency_case_names_nobody() {
+    let sys = System::start().await;
+    let child = new_id();
+    let address = "12 Elm Road, Tottenham, N17 9PL";
+    let mut registration = registered("reg", &child, HARINGEY);
+    registration["data"]["person"] = json!({
+        "given_name": "Amelia", "family_name": "Hartley", "nhs_number": "9434765919", "address": address,
+    });
+    let relative = |id: &str, person_id: &str, role: &str, given: &str, family: &str| {
+        event(
+            id,
+            "relationship.recorded",
+            &child,
+            "2024-01-02T11:00:00Z",
+            json!({
+                "person_id": person_id, "role": role, "person": {"given_name": given, "family_name": family, "address": address},
+            }),
+        )
+    };
+    sys.publish(
+        tokens::HARINGEY,
+        vec![
+            registration,
+            relative("mum", "P-MUM", "mother", "Claire", "Hartley"),
+            relative("sib", "P-SIB", "sibling", "Noah", "Hartley"),
+            relative("partner", "P-HH", "household_member", "Dean", "Rourke"),
+        ],
+    )
+    .await;
+    let sayings = [
+        "Amelia Hartley came to school hungry; Noah said there was no food at 12 Elm Road",
+        "Claire HARTLEY did not answer the door; Dean Rourke was heard shouting",
+        "Hartley, Amelia seen at A&E, NHS 943 476 5919, bruise to the left arm",
+        "Neighbour at 12 Elm Road reports Dean shouting at amelia late at night",
+        "Noah Hartley (brother) says Claire is frightened of Dean Rourke",
+    ];
+    let publishers = [(tokens::HARINGEY, "csc"), (tokens::POLICE, "police"), (tokens::HEALTH, "health")];
+    let mut count = 4;
+    for round in 0..6 {
+        for (p, (token, tag)) in publishers.iter().enumerate() {
+            let mut batch = Vec::new();
+            for k in 0..3 {
+                let n = round * 9 + p * 3 + k;
+                let day = format!("2024-{:02}-{:02}T10:00:00Z", 2 + n / 28, 1 + n % 28);
+                let text = sayings[n % sayings.len()];
+                let e = if k == 2 {
+                    event(
+                        &format!("{tag}-seen-{n}"),
+                        "child.seen",
+                        &child,
+                        &day,
+                        json!({"seen_by": format!("PRO-{tag}"), "seen_alone": n % 2 == 0, "context": "school"}),
+                    )
+                } else {
+                    event(
+                        &format!("{tag}-concern-{n}"),
+                        "concern.raised",
+                        &child,
+                        &day,
+                        json!({"concern_id": format!("K{n}"), "summary": text, "category": "NEG"}),
+                    )
+                };
+                batch.push(e);
+            }
+            sys.publish(token, batch).await;
+            count += 3;
+        }
+    }
+    assert!(count >= 50, "{count} entries");
+
+    // The full record names them for its reader.
+    let full = sys.query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology?limit=500")).await;
+    assert_eq!(full.json["entries"].as_array().map(Vec::len), Some(count));
+    assert!(full.text.contains("Amelia Hartley came to school hungry"));
+    let agencies: std::collections::BTreeSet<&str> =
+        full.json["entries"].as_array().expect("entries").iter().filter_map(|e| e["agency"]["kind"].as_str()).collect();
+    assert_eq!(agencies.into_iter().collect::<Vec<_>>(), ["council_childrens_services", "health", "police"]);
+
+    // The anonymised export names nobody, in any format.
+    let forbidden = [
+        "Amelia",
+        "amelia",
+        "AMELIA",
+        "Hartley",
+        "HARTLEY",
+        "Claire",
+        "Noah",
+        "Dean",
+        "Rourke",
+        "9434765919",
+        "943 476 5919",
+        "Elm Road",
+        "N17 9PL",
+        "Tottenham",
+        child.as_str(),
+        &format!("L{}", &child[..8]),
+        "P-MUM",
+        "P-SIB",
+        "P-HH",
+    ];
+    for format in ["md", "csv", "json"] {
+        let export =
+            sys.query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology/export?format={format}")).await;
+        assert_eq!(export.status, 200, "{}", export.text);
+        for word in forbidden {
+            assert!(!export.text.contains(word), "the {format} export names {word:?}:\n{}", export.text);
+        }
+        assert!(export.text.contains("Child A") && export.text.contains("Mother"), "{}", export.text);
+    }
+}
