@@ -29,47 +29,105 @@ async fn main() {
     registration["data"]["person"] =
         json!({"given_name": "Amelia", "family_name": "Hartley", "nhs_number": "9434765919", "address": address});
     let relative = |id: &str, person_id: &str, role: &str, given: &str, family: &str| {
-        event(id, "relationship.recorded", &child, &at("01-02"), json!({
-            "person_id": person_id, "role": role, "person": {"given_name": given, "family_name": family},
-        }))
+        event(
+            id,
+            "relationship.recorded",
+            &child,
+            &at("01-02"),
+            json!({
+                "person_id": person_id, "role": role, "person": {"given_name": given, "family_name": family},
+            }),
+        )
     };
     let csc = vec![
         registration,
         relative("rel-mum", "P-MUM", "mother", "Claire", "Hartley"),
         relative("rel-sib", "P-SIB", "sibling", "Noah", "Hartley"),
         relative("rel-hh", "P-HH", "household_member", "Dean", "Rourke"),
-        event("contact-1", "contact.recorded", &child, &at("01-15"), json!({"contact_id": "CT1", "source": "2A", "outcome": "referral",
-            "summary": "School: Amelia came in hungry and said Dean Rourke shouts at her mother"})),
-        event("referral-1", "referral.received", &child, &at("01-16"), json!({"referral_id": "R1", "source": "2A", "nfa": false, "primary_need": "N1"})),
+        event(
+            "contact-1",
+            "contact.recorded",
+            &child,
+            &at("01-15"),
+            json!({"contact_id": "CT1", "source": "2A", "outcome": "referral",
+            "summary": "School: Amelia came in hungry and said Dean Rourke shouts at her mother"}),
+        ),
+        event(
+            "referral-1",
+            "referral.received",
+            &child,
+            &at("01-16"),
+            json!({"referral_id": "R1", "source": "2A", "nfa": false, "primary_need": "N1"}),
+        ),
     ];
     sys.publish(tokens::HARINGEY, csc).await;
     sys.publish(
         tokens::POLICE,
-        vec![event("police-1", "concern.raised", &child, &at("01-20"), json!({"concern_id": "PC7", "category": "EMO",
-            "summary": "Called to 12 Elm Road at 23:40: shouting; Claire Hartley declined to make a statement"}))],
+        vec![event(
+            "police-1",
+            "concern.raised",
+            &child,
+            &at("01-20"),
+            json!({"concern_id": "PC7", "category": "EMO",
+            "summary": "Called to 12 Elm Road at 23:40: shouting; Claire Hartley declined to make a statement"}),
+        )],
     )
     .await;
     sys.publish(
         tokens::HEALTH,
-        vec![event("health-1", "concern.raised", &child, &at("01-22"), json!({"concern_id": "HV3", "category": "PHY",
-            "summary": "Health visitor saw a bruise on Amelia's upper arm; Noah said she fell"}))],
+        vec![event(
+            "health-1",
+            "concern.raised",
+            &child,
+            &at("01-22"),
+            json!({"concern_id": "HV3", "category": "PHY",
+            "summary": "Health visitor saw a bruise on Amelia's upper arm; Noah said she fell"}),
+        )],
     )
     .await;
     let casework = vec![
-        event("sd-1", "strategy_discussion.held", &child, &at("01-23"), json!({"discussion_id": "D1", "referral_id": "R1", "agencies": ["police", "health", "school"], "decision": "s47"})),
-        event("s47-1", "s47.started", &child, &at("01-23"), json!({"s47_id": "S1", "referral_id": "R1", "discussion_id": "D1"})),
+        event(
+            "sd-1",
+            "strategy_discussion.held",
+            &child,
+            &at("01-23"),
+            json!({"discussion_id": "D1", "referral_id": "R1", "agencies": ["police", "health", "school"], "decision": "s47"}),
+        ),
+        event(
+            "s47-1",
+            "s47.started",
+            &child,
+            &at("01-23"),
+            json!({"s47_id": "S1", "referral_id": "R1", "discussion_id": "D1"}),
+        ),
         event("s47-2", "s47.completed", &child, &at("02-06"), json!({"s47_id": "S1", "icpc_required": true})),
-        event("icpc-1", "conference.held", &child, &at("02-14"), json!({"conference_id": "C1", "kind": "initial", "s47_id": "S1", "outcome": "plan"})),
-        event("plan-1", "cp_plan.started", &child, &at("02-14"), json!({"plan_id": "P1", "conference_id": "C1", "category": "PHY"})),
+        event(
+            "icpc-1",
+            "conference.held",
+            &child,
+            &at("02-14"),
+            json!({"conference_id": "C1", "kind": "initial", "s47_id": "S1", "outcome": "plan"}),
+        ),
+        event(
+            "plan-1",
+            "cp_plan.started",
+            &child,
+            &at("02-14"),
+            json!({"plan_id": "P1", "conference_id": "C1", "category": "PHY"}),
+        ),
     ];
     sys.publish(tokens::HARINGEY, casework).await;
-    // A mistake put right, and one withdrawn: both show what they changed.
+    // A mistake put right: the corrected entry says what it now says, and the correction what it said.
     sys.publish(
         tokens::HARINGEY,
-        vec![
-            event("fix-1", "record.corrected", &child, &at("02-20"), json!({"corrects": "referral-1", "reason": "the school, not the health visitor, referred",
-                "data": {"referral_id": "R1", "source": "2A", "nfa": false, "primary_need": "N2"}})),
-        ],
+        vec![event(
+            "fix-1",
+            "record.corrected",
+            &child,
+            &at("02-20"),
+            json!({"corrects": "referral-1", "reason": "the school, not the health visitor, referred",
+                "data": {"referral_id": "R1", "source": "2A", "nfa": false, "primary_need": "N2"}}),
+        )],
     )
     .await;
     let path = format!("/v1/children/{child}/chronology");

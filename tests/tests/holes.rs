@@ -805,18 +805,36 @@ async fn erase_child(gateway: &tests::gateway::TestGateway, child: &str) -> Valu
 }
 
 /// A later concern with free text about `child`: what a gateway holding a
-/// stale key would seal.
+/// stale key would seal. A 503 (a cluster electing a stream leader after a
+/// node came back) is asked again, for 30 s at most.
 async fn post_free_text(gateway: &tests::gateway::TestGateway, child: &str, n: usize) -> u16 {
     let concern = json!({"concern_id": format!("L{n}"), "summary": "seen again", "category": "PHY"});
     let e = event(&format!("later-{n}"), "concern.raised", child, "2024-03-01T10:00:00Z", concern);
-    gateway.post(tokens::HARINGEY, &e).await.status
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = gateway.post(tokens::HARINGEY, &e).await.status;
+        if status != 503 || std::time::Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// Whether the anonymised export through `query` shows the concern's text.
+/// A 503 (the access log's stream still electing a leader after a node
+/// came back) is asked again, for 30 s at most.
 async fn export_shows_text(query: &tests::query::TestQuery, child: &str) -> bool {
-    let export = query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology/export?format=json")).await;
-    assert_eq!(export.status, 200, "{}", export.text);
-    export.text.contains(BRUISE)
+    let path = format!("/v1/children/{child}/chronology/export?format=json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let export = query.get(tokens::HARINGEY, &path).await;
+        if export.status == 503 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        }
+        assert_eq!(export.status, 200, "{}", export.text);
+        return export.text.contains(BRUISE);
+    }
 }
 
 /// Item 8: erasure is one atomic step. A reader of the bucket never finds
