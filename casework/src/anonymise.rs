@@ -72,6 +72,9 @@ pub struct Sources<'a> {
     pub entries: &'a [Entry],
     /// Worker id to role (worker.joined / worker.changed).
     pub worker_roles: &'a HashMap<String, WorkerRole>,
+    /// Worker id to the professional's name, opened from their own record,
+    /// so free text naming them is redacted to their role's label.
+    pub professionals: &'a crate::narrative::Professionals,
     pub produced_at: DateTime<Utc>,
     pub stream_position: u64,
 }
@@ -350,6 +353,15 @@ fn replacements(s: &Sources<'_>, opener: &Opener<'_>) -> (Vec<(String, String)>,
             };
             if let Some(id) = worker {
                 let label = labels.label(&id, worker_label(s.worker_roles.get(&id).copied()), true);
+                if let Some(p) = s.professionals.get(&id) {
+                    let person = Person {
+                        given: p.given_name.clone(),
+                        family: p.family_name.clone(),
+                        identifiers: Vec::new(),
+                        address: None,
+                    };
+                    push_person(&mut out, &person, &label);
+                }
                 out.push((id, label));
             }
             for (kind, id) in local_ids(data) {
@@ -622,12 +634,14 @@ mod tests {
         );
         let key = DataKey::from_bytes([7; 32]);
         let roles = HashMap::new();
+        let professionals = crate::narrative::Professionals::new();
         let sources = |key| Sources {
             child,
             history: &history,
             key,
             entries: &entries,
             worker_roles: &roles,
+            professionals: &professionals,
             produced_at: Utc::now(),
             stream_position: 2,
         };

@@ -74,6 +74,52 @@ impl Agency {
 /// Agencies by publisher (principal) name.
 pub type Agencies = HashMap<String, Agency>;
 
+/// A professional as the full record names them: their name (sealed in
+/// their own record, opened with their key), role and agency.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Professional {
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub role: Option<events::codes::WorkerRole>,
+    pub agency: Option<String>,
+}
+
+impl Professional {
+    /// "Jo Smith, social worker, Haringey children's services".
+    pub fn line(&self) -> Option<String> {
+        let name = name(self.given_name.as_deref(), self.family_name.as_deref())?;
+        let mut parts = vec![name];
+        parts.extend(self.role.map(|r| r.label().to_owned()));
+        parts.extend(self.agency.clone());
+        Some(parts.join(", "))
+    }
+}
+
+/// Professionals by worker id.
+pub type Professionals = HashMap<String, Professional>;
+
+/// A worker's name from their own history (`worker.joined`, then any
+/// `worker.changed` that renames them), opened with their key.
+pub fn professional_name(
+    worker: uuid::Uuid,
+    history: &History,
+    key: Option<&DataKey>,
+) -> (Option<String>, Option<String>) {
+    let opener = Opener { subject: worker.to_string(), key };
+    let mut names = (None, None);
+    for r in history.iter() {
+        let person = match &r.data {
+            EventData::WorkerJoined(d) => d.person.as_ref(),
+            EventData::WorkerChanged(d) => d.person.as_ref(),
+            _ => None,
+        };
+        if let Some(p) = person.and_then(|p| opener.open(r, "/data", "person", p)) {
+            names = (p.given_name.map(|g| g.as_str().to_owned()), p.family_name.map(|f| f.as_str().to_owned()));
+        }
+    }
+    names
+}
+
 /// Narratives by (publisher, event id).
 pub type Narratives = HashMap<(String, String), Narrative>;
 
@@ -90,12 +136,27 @@ pub fn reference(entry: &crate::chronology::Entry) -> String {
 }
 
 /// The narrative of every event of `history` that has any, by (publisher, event id).
-pub fn narratives(child: uuid::Uuid, history: &History, key: Option<&DataKey>) -> Narratives {
+pub fn narratives(
+    child: uuid::Uuid,
+    history: &History,
+    key: Option<&DataKey>,
+    professionals: &Professionals,
+) -> Narratives {
     let opener = Opener { subject: child.to_string(), key };
     history
         .iter()
         .filter_map(|r| {
-            let n = narrative(r, &opener);
+            let mut n = narrative(r, &opener);
+            // Who did it, by name: the worker a case went to, whoever saw the child.
+            let worker = match &r.data {
+                EventData::CaseAllocated(d) => Some(d.worker_id.to_string()),
+                EventData::CaseDeallocated(d) => Some(d.worker_id.to_string()),
+                EventData::ChildSeen(d) => Some(d.seen_by.as_str().to_owned()),
+                _ => None,
+            };
+            if let Some(line) = worker.and_then(|w| professionals.get(&w)).and_then(Professional::line) {
+                n.people.push(line);
+            }
             (!n.is_empty()).then(|| ((r.source.as_str().to_owned(), r.event_id.as_str().to_owned()), n))
         })
         .collect()

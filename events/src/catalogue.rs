@@ -726,6 +726,22 @@ data_struct! {
 // ----- workforce and councils --------------------------------------------
 
 data_struct! {
+    /// A professional's name, as a chronology names who did what. The whole
+    /// object is personal data, sealed under the worker's own data key.
+    WorkerPerson {
+        opt given_name: Label,
+        opt family_name: Label,
+    }
+    check check_worker_person
+}
+
+fn check_worker_person(p: &WorkerPerson, at: &str, problems: &mut Problems) {
+    if p.given_name.is_none() && p.family_name.is_none() {
+        problems.push(at, "must give a given or family name, or be left out");
+    }
+}
+
+data_struct! {
     /// A worker joins a council's children's services.
     WorkerJoined {
         req council: CouncilCode,
@@ -733,22 +749,24 @@ data_struct! {
         req role: WorkerRole,
         req fte: Fte,
         req agency_staff: bool,
+        opt person: Personal<WorkerPerson>,
     }
 }
 
 data_struct! {
-    /// A worker's team, role or hours change.
+    /// A worker's team, role, hours or name change.
     WorkerChanged {
         opt team_id: LocalId,
         opt role: WorkerRole,
         opt fte: Fte,
+        opt person: Personal<WorkerPerson>,
     }
     check check_worker_changed
 }
 
 fn check_worker_changed(e: &WorkerChanged, at: &str, problems: &mut Problems) {
-    if e.team_id.is_none() && e.role.is_none() && e.fte.is_none() {
-        problems.push(at, "must change at least one of team_id, role, fte");
+    if e.team_id.is_none() && e.role.is_none() && e.fte.is_none() && e.person.is_none() {
+        problems.push(at, "must change at least one of team_id, role, fte, person");
     }
 }
 

@@ -521,11 +521,13 @@ impl Ingest {
         Ok((payload, hash))
     }
 
+    /// The subject's data key: a child's, or a worker's (whose name is sealed under it).
     async fn data_key(&self, subject: &Subject) -> Result<DataKey, PlanError> {
-        let Subject::Child(child) = subject else {
-            return Err(ApiError::Internal(anyhow::anyhow!("personal data on a subject that is not a child")).into());
-        };
-        self.keys.key_for(child).await.map_err(key_error)
+        match subject {
+            Subject::Child(child) => self.keys.key_for(child).await.map_err(key_error),
+            Subject::Worker(worker) => self.keys.worker_key(worker).await.map_err(key_error),
+            _ => Err(ApiError::Internal(anyhow::anyhow!("personal data on a subject that holds none")).into()),
+        }
     }
 
     /// Where the id index says (publisher, id) was stored, if anywhere.
@@ -586,10 +588,14 @@ impl Ingest {
     /// Whether a retried event says exactly what the stored one says.
     async fn same_content(&self, stream_seq: u64, event: &ReceivedEvent) -> Result<bool, PlanError> {
         let (mut doc, stored) = self.fetch(stream_seq).await?;
-        if let Subject::Child(child) = &stored.subject {
-            // A resend after a 503 comes here while NATS may still be
-            // coming back: the key store being away is a 503 again, not a fault.
-            let key = self.keys.existing_key(child).await.map_err(key_error)?;
+        // A resend after a 503 comes here while NATS may still be coming
+        // back: the key store being away is a 503 again, not a fault.
+        let key = match &stored.subject {
+            Subject::Child(child) => self.keys.existing_key(child).await.map_err(key_error)?,
+            Subject::Worker(worker) => self.keys.existing_worker_key(worker).await.map_err(key_error)?,
+            Subject::Council(_) => None,
+        };
+        if !matches!(stored.subject, Subject::Council(_)) {
             privacy::open_fields(&mut doc, key.as_ref());
         }
         let received = serde_json::to_value(&event.data).map_err(|e| ApiError::Internal(e.into()))?;

@@ -28,7 +28,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use events::ids::ChildId;
+use events::ids::{ChildId, WorkerId};
 use events::privacy::DataKey;
 use rand::RngCore;
 use std::collections::HashMap;
@@ -208,20 +208,20 @@ pub struct KeyStore {
 /// stale, and is neither used nor cached.
 #[derive(Default)]
 struct Known {
-    keys: HashMap<ChildId, (DataKey, u64)>,
+    keys: HashMap<uuid::Uuid, (DataKey, u64)>,
     /// Erased children and the revision of their tombstone. Erasures are
     /// few, and this is never cleared: forgetting one would let a stale
     /// read bring its key back.
-    erased: HashMap<ChildId, u64>,
+    erased: HashMap<uuid::Uuid, u64>,
 }
 
 impl Known {
     /// Whether a key read at `revision` has been erased since.
-    fn erased_after(&self, child: &ChildId, revision: u64) -> bool {
+    fn erased_after(&self, child: &uuid::Uuid, revision: u64) -> bool {
         self.erased.get(child).is_some_and(|&at| at > revision)
     }
 
-    fn erase(&mut self, child: &ChildId, revision: u64) {
+    fn erase(&mut self, child: &uuid::Uuid, revision: u64) {
         self.keys.remove(child);
         let at = self.erased.entry(*child).or_insert(revision);
         *at = (*at).max(revision);
@@ -264,7 +264,7 @@ impl KeyStore {
                 let mut known = store.known();
                 match entry {
                     Ok(entry) => {
-                        let Ok(child) = ChildId::parse(&entry.key) else { continue };
+                        let Ok(child) = uuid::Uuid::parse_str(&entry.key) else { continue };
                         let removed = entry.operation != kv::Operation::Put || entry.value.as_ref() == TOMBSTONE;
                         if removed {
                             known.erase(&child, entry.revision);
@@ -294,6 +294,7 @@ impl KeyStore {
     /// repeat, and a repeat finishes an erasure interrupted after its
     /// first step. Returns whether there was a key to erase.
     pub async fn erase(&self, child: &ChildId) -> Result<bool, KeyError> {
+        let id = *child.as_uuid();
         let name = child.to_string();
         let mut attempts = 0;
         let mut replaced_a_key = false;
@@ -331,7 +332,7 @@ impl KeyStore {
                 Err((false, e)) => return Err(e),
             }
         };
-        self.known().erase(child, tombstone_revision);
+        self.known().erase(&id, tombstone_revision);
         // Every wrapped key the child's subject still holds is older than
         // the tombstone: overwrite each on disk, oldest first.
         let subject = format!("$KV.{}.{name}", crate::bus::KEYS_BUCKET);
@@ -364,74 +365,95 @@ impl KeyStore {
     /// creating one at once agree: the bucket's create is compare-and-set,
     /// and the loser reads the winner's key.
     pub async fn key_for(&self, child: &ChildId) -> Result<DataKey, KeyError> {
-        if let Some(key) = self.cached(child) {
+        self.key_of(child.as_uuid()).await
+    }
+
+    /// The child's data key if it exists (None after erasure or before any).
+    pub async fn existing_key(&self, child: &ChildId) -> Result<Option<DataKey>, KeyError> {
+        self.existing_key_of(child.as_uuid()).await
+    }
+
+    /// A worker's data key (its name is sealed under it), created if the
+    /// worker has none yet. Keys are per subject: a worker's and a child's
+    /// live side by side in the bucket under their own ids.
+    pub async fn worker_key(&self, worker: &WorkerId) -> Result<DataKey, KeyError> {
+        self.key_of(worker.as_uuid()).await
+    }
+
+    /// A worker's data key if it has one.
+    pub async fn existing_worker_key(&self, worker: &WorkerId) -> Result<Option<DataKey>, KeyError> {
+        self.existing_key_of(worker.as_uuid()).await
+    }
+
+    async fn key_of(&self, subject: &uuid::Uuid) -> Result<DataKey, KeyError> {
+        if let Some(key) = self.cached(subject) {
             return Ok(key);
         }
-        if let Some(key) = self.fetch(child).await? {
+        if let Some(key) = self.fetch(subject).await? {
             return Ok(key);
         }
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let wrapped = self.wrap(child, &bytes);
-        match self.bucket.create(child.to_string(), wrapped.into()).await {
+        let wrapped = self.wrap(subject, &bytes);
+        match self.bucket.create(subject.to_string(), wrapped.into()).await {
             Ok(revision) => {
                 let key = DataKey::from_bytes(bytes);
-                self.remember(child, &key, revision)?;
+                self.remember(subject, &key, revision)?;
                 Ok(key)
             }
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => self
-                .fetch(child)
+                .fetch(subject)
                 .await?
                 .ok_or(KeyError::Unavailable { what: "a key vanished while being created", cause: None }),
             Err(e) => Err(KeyError::unavailable("creating a key", e)),
         }
     }
 
-    /// The child's data key if it exists (None after erasure or before any).
-    pub async fn existing_key(&self, child: &ChildId) -> Result<Option<DataKey>, KeyError> {
-        if let Some(key) = self.cached(child) {
+    async fn existing_key_of(&self, subject: &uuid::Uuid) -> Result<Option<DataKey>, KeyError> {
+        if let Some(key) = self.cached(subject) {
             return Ok(Some(key));
         }
-        match self.fetch(child).await {
+        match self.fetch(subject).await {
             Err(KeyError::Erased) => Ok(None),
             other => other,
         }
     }
 
-    async fn fetch(&self, child: &ChildId) -> Result<Option<DataKey>, KeyError> {
+    async fn fetch(&self, subject: &uuid::Uuid) -> Result<Option<DataKey>, KeyError> {
         let entry =
-            self.bucket.entry(child.to_string()).await.map_err(|e| KeyError::unavailable("reading a key", e))?;
+            self.bucket.entry(subject.to_string()).await.map_err(|e| KeyError::unavailable("reading a key", e))?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
-            return if self.known().erased.contains_key(child) { Err(KeyError::Erased) } else { Ok(None) };
+            return if self.known().erased.contains_key(subject) { Err(KeyError::Erased) } else { Ok(None) };
         };
         if entry.value.as_ref() == TOMBSTONE {
-            self.known().erase(child, entry.revision);
+            self.known().erase(subject, entry.revision);
             return Err(KeyError::Erased);
         }
-        let key = self.unwrap(child, &entry.value)?;
-        self.remember(child, &key, entry.revision)?;
+        let key = self.unwrap(subject, &entry.value)?;
+        self.remember(subject, &key, entry.revision)?;
         Ok(Some(key))
     }
 
-    fn cached(&self, child: &ChildId) -> Option<DataKey> {
-        self.known().keys.get(child).map(|(key, _)| key.clone())
+    fn cached(&self, subject: &uuid::Uuid) -> Option<DataKey> {
+        self.known().keys.get(subject).map(|(key, _)| key.clone())
     }
 
     /// Caches a key read at `revision`, unless an erasure since is known:
-    /// then the read was stale and the child is erased.
-    fn remember(&self, child: &ChildId, key: &DataKey, revision: u64) -> Result<(), KeyError> {
+    /// then the read was stale and the subject is erased.
+    fn remember(&self, subject: &uuid::Uuid, key: &DataKey, revision: u64) -> Result<(), KeyError> {
         let mut known = self.known();
-        if known.erased_after(child, revision) {
+        if known.erased_after(subject, revision) {
             return Err(KeyError::Erased);
         }
         if known.keys.len() >= CACHE_LIMIT {
             known.keys.clear();
         }
-        known.keys.insert(*child, (key.clone(), revision));
+        known.keys.insert(*subject, (key.clone(), revision));
         Ok(())
     }
 
-    fn wrap(&self, child: &ChildId, key: &[u8; 32]) -> Vec<u8> {
+    /// The key wrapped by the master key, bound to its subject's id.
+    fn wrap(&self, child: &uuid::Uuid, key: &[u8; 32]) -> Vec<u8> {
         let mut nonce = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let aad = child.to_string();
@@ -445,7 +467,7 @@ impl KeyStore {
         BASE64.encode(out).into_bytes()
     }
 
-    fn unwrap(&self, child: &ChildId, wrapped: &[u8]) -> Result<DataKey, KeyError> {
+    fn unwrap(&self, child: &uuid::Uuid, wrapped: &[u8]) -> Result<DataKey, KeyError> {
         let bytes = BASE64.decode(wrapped).map_err(|_| KeyError::WrongMasterKey)?;
         if bytes.len() < 24 {
             return Err(KeyError::WrongMasterKey);

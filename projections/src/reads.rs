@@ -138,6 +138,18 @@ pub async fn family(pool: &PgPool, child: uuid::Uuid) -> Result<Vec<uuid::Uuid>,
     Ok(rows.into_iter().filter_map(|(id,)| uuid::Uuid::parse_str(&id).ok()).filter(|id| *id != child).collect())
 }
 
+/// A worker's stored history (their name sealed under their own key).
+pub async fn worker_history(pool: &PgPool, worker: uuid::Uuid) -> Result<History, sqlx::Error> {
+    let rows = sqlx::query(
+        "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data
+           from stored_event where subject_kind = 'worker' and subject = $1 order by subject, sequence",
+    )
+    .bind(worker.to_string())
+    .fetch_all(pool)
+    .await?;
+    Ok(crate::refold::group_histories(&rows)?.pop().map(|(_, h)| h).unwrap_or_default())
+}
+
 /// Each worker's role in their latest spell.
 pub async fn worker_roles(pool: &PgPool, workers: &[uuid::Uuid]) -> Result<HashMap<String, WorkerRole>, sqlx::Error> {
     let rows: Vec<(String, String)> = sqlx::query_as(

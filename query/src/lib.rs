@@ -532,6 +532,40 @@ pub(crate) async fn family_members(
     Ok(members)
 }
 
+/// The professionals a child's history names (the workers cases went to,
+/// whoever saw the child), each by the name sealed in their own record,
+/// their role and their agency.
+async fn professionals(
+    app: &QueryState,
+    history: &casework::facts::History,
+) -> Result<casework::narrative::Professionals, QueryError> {
+    let mut ids = casework::anonymise::worker_ids(history);
+    ids.sort_unstable();
+    ids.dedup();
+    let roles = projections::reads::worker_roles(&app.pool, &ids).await?;
+    let mut out = casework::narrative::Professionals::new();
+    for id in ids {
+        let record = projections::reads::worker_history(&app.pool, id).await?;
+        if record.iter().next().is_none() {
+            continue;
+        }
+        let key = app
+            .keys
+            .existing_worker_key(&events::ids::WorkerId::from_uuid(id))
+            .await
+            .map_err(|e| QueryError::dependency("the key store is unavailable", e))?;
+        let (given_name, family_name) = casework::narrative::professional_name(id, &record, key.as_ref());
+        let agency = record
+            .iter()
+            .find(|r| matches!(r.data, events::EventData::WorkerJoined(_)))
+            .and_then(|r| app.principals.named(r.source.as_str()))
+            .map(|p| p.display_name);
+        let role = roles.get(&id.to_string()).copied();
+        out.insert(id.to_string(), casework::narrative::Professional { given_name, family_name, role, agency });
+    }
+    Ok(out)
+}
+
 /// What the full record shows beside the stored lines.
 pub(crate) struct FullRecord {
     /// What each event says in words, opened with the child's key.
@@ -566,8 +600,9 @@ pub(crate) async fn full_record(
             ))
         })
         .collect();
+    let professionals = professionals(app, &history).await?;
     Ok(FullRecord {
-        narratives: casework::narrative::narratives(child, &history, key.as_ref()),
+        narratives: casework::narrative::narratives(child, &history, key.as_ref(), &professionals),
         plo: casework::plo::plo(&history, up_to),
         agencies,
     })
@@ -691,12 +726,14 @@ async fn build_export(app: &QueryState, child: uuid::Uuid) -> Result<export::Exp
         .await
         .map_err(|e| QueryError::dependency("the key store is unavailable", e))?;
     let worker_roles = projections::reads::worker_roles(&app.pool, &export::worker_ids(&history)).await?;
+    let professionals = professionals(app, &history).await?;
     let exported = export::anonymise(&export::Sources {
         child,
         history: &history,
         key: key.as_ref(),
         entries: &entries,
         worker_roles: &worker_roles,
+        professionals: &professionals,
         produced_at,
         stream_position: position,
     });

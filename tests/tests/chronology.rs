@@ -466,3 +466,68 @@ async fn the_anonymised_export_of_a_long_multi_agency_case_names_nobody() {
         assert!(export.text.contains("Child A") && export.text.contains("Mother"), "{}", export.text);
     }
 }
+
+#[tokio::test]
+async fn professionals_are_named_in_the_full_record_and_by_role_in_the_anonymised_one() {
+    let sys = System::start().await;
+    let (child, worker) = (new_id(), new_id());
+    sys.publish(
+        tokens::HARINGEY,
+        vec![event(
+            "w-joined",
+            "worker.joined",
+            &worker,
+            "2023-06-01T09:00:00Z",
+            json!({"council": HARINGEY, "team_id": "T-NORTH", "role": "social_worker", "fte": 1.0, "agency_staff": false,
+                   "person": {"given_name": "Joanna", "family_name": "Smithers"}}),
+        )],
+    )
+    .await;
+    sys.publish(
+        tokens::HARINGEY,
+        vec![
+            registered("reg", &child, HARINGEY),
+            event(
+                "alloc",
+                "case.allocated",
+                &child,
+                "2024-01-03T10:00:00Z",
+                json!({"worker_id": worker, "team_id": "T-NORTH"}),
+            ),
+            event(
+                "seen",
+                "child.seen",
+                &child,
+                "2024-01-10T10:00:00Z",
+                json!({"seen_by": worker, "seen_alone": true, "context": "statutory_visit"}),
+            ),
+            event(
+                "c1",
+                "concern.raised",
+                &child,
+                "2024-01-11T10:00:00Z",
+                json!({"concern_id": "K1", "summary": "Joanna Smithers found the flat cold"}),
+            ),
+        ],
+    )
+    .await;
+
+    let chronology = sys.query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology")).await;
+    let named = "Joanna Smithers, social worker, Haringey children's services";
+    assert_eq!(entry(&chronology.json, "alloc")["narrative"]["people"], json!([named]), "{}", chronology.text);
+    assert_eq!(entry(&chronology.json, "seen")["narrative"]["people"], json!([named]));
+
+    // The name is sealed in the worker's own record: nowhere in clear, on the stream or in a table.
+    let stored = tests::tables::every_table_as_text(&sys.pool).await;
+    assert!(!stored.contains("Smithers") && !stored.contains("Joanna"), "a table holds the worker's name");
+    let stream = tests::gateway::stream_messages(&sys.nats.url()).await;
+    assert!(
+        stream.iter().all(|(_, p)| !String::from_utf8_lossy(p).contains("Smithers")),
+        "the stream holds it in clear"
+    );
+
+    // Published, the professional is their role.
+    let export = sys.query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology/export?format=md")).await;
+    assert!(!export.text.contains("Smithers") && !export.text.contains("Joanna"), "{}", export.text);
+    assert!(export.text.contains("Social worker 1 found the flat cold"), "{}", export.text);
+}
