@@ -61,6 +61,39 @@ async fn main() {
         ),
     ];
     sys.publish(tokens::HARINGEY, csc).await;
+    let worker = uuid::Uuid::new_v4().to_string();
+    sys.publish(
+        tokens::HARINGEY,
+        vec![event(
+            "w-joined",
+            "worker.joined",
+            &worker,
+            "2023-09-01T09:00:00Z",
+            json!({"council": HARINGEY, "team_id": "T-NORTH", "role": "social_worker", "fte": 1.0,
+                   "agency_staff": false, "person": {"given_name": "Joanna", "family_name": "Smithers"}}),
+        )],
+    )
+    .await;
+    sys.publish(
+        tokens::HARINGEY,
+        vec![
+            event(
+                "alloc-1",
+                "case.allocated",
+                &child,
+                &at("01-17"),
+                json!({"worker_id": worker, "team_id": "T-NORTH"}),
+            ),
+            event(
+                "seen-1",
+                "child.seen",
+                &child,
+                &at("01-18"),
+                json!({"seen_by": worker, "seen_alone": true, "context": "statutory_visit"}),
+            ),
+        ],
+    )
+    .await;
     sys.publish(
         tokens::POLICE,
         vec![event(
