@@ -11,12 +11,26 @@
 //! <hash>\n"` concatenated, with SHA-256. The root of no subjects is the
 //! SHA-256 of nothing.
 //!
+//! That is the flat root of the first checkpoints. Checkpoints made now say
+//! `"tree": "merkle"` and their root is a Merkle tree over the same lines
+//! ([`merkle_root`]): one subject's head can then be proved to be in it with
+//! a path of sibling hashes ([`Proof`]), without showing any other subject
+//! (a court bundle proving one child's history names no other child).
+//!
+//! # The Merkle tree
+//!
+//! Leaves are the head lines `"<subject> <sequence> <hash>"` sorted by
+//! subject (byte order), each hashed as SHA-256 of a 0 byte and the line;
+//! a node is SHA-256 of a 1 byte, its left and its right child's hashes.
+//! Each level pairs neighbours from the left; an odd one out is carried up
+//! unchanged. The root of no subjects is the SHA-256 of nothing.
+//!
 //! # The document
 //!
 //! ```json
 //! {"type": "safeguard.checkpoint", "stream": "SG_EVENTS", "covers": 1042,
-//!  "subjects": 57, "events": 1000, "root": "<hex>", "previous": "<hex>", "at": "2025-...Z",
-//!  "hash": "<hex>", "signature": "<base64>"}
+//!  "subjects": 57, "events": 1000, "root": "<hex>", "tree": "merkle", "previous": "<hex>",
+//!  "at": "2025-...Z", "hash": "<hex>", "signature": "<base64>"}
 //! ```
 //!
 //! `events` is how many events the stream holds at or before `covers`, so
@@ -47,6 +61,122 @@ pub fn root<'a>(heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>) -> 
     Digest(hasher.finalize().into())
 }
 
+/// How a checkpoint's root is made from the heads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tree {
+    /// One SHA-256 over every head line (the first checkpoints).
+    Flat,
+    /// A Merkle tree over the head lines ([`merkle_root`]).
+    Merkle,
+}
+
+impl Tree {
+    /// The root of `heads` made this way.
+    pub fn root<'a>(self, heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>) -> Digest {
+        match self {
+            Self::Flat => root(heads),
+            Self::Merkle => merkle_root(heads),
+        }
+    }
+}
+
+fn line(subject: &str, sequence: u64, hash: &Digest) -> String {
+    format!("{subject} {sequence} {hash}")
+}
+
+fn leaf(line: &str) -> Digest {
+    let mut hasher = Sha256::new();
+    hasher.update([0u8]);
+    hasher.update(line.as_bytes());
+    Digest(hasher.finalize().into())
+}
+
+fn node(left: &Digest, right: &Digest) -> Digest {
+    let mut hasher = Sha256::new();
+    hasher.update([1u8]);
+    hasher.update(left.0);
+    hasher.update(right.0);
+    Digest(hasher.finalize().into())
+}
+
+/// The sorted leaves of `heads`, with their subjects.
+fn leaves<'a>(heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>) -> Vec<(&'a str, Digest)> {
+    let mut heads: Vec<(&str, u64, &Digest)> = heads.into_iter().collect();
+    heads.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    heads.into_iter().map(|(s, seq, h)| (s, leaf(&line(s, seq, h)))).collect()
+}
+
+/// The level above `level`: neighbours paired from the left, an odd one carried up.
+fn up(level: &[Digest]) -> Vec<Digest> {
+    level.chunks(2).map(|pair| if let [l, r] = pair { node(l, r) } else { pair[0] }).collect()
+}
+
+/// The Merkle root over subjects' heads, given in any order.
+pub fn merkle_root<'a>(heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>) -> Digest {
+    let mut level: Vec<Digest> = leaves(heads).into_iter().map(|(_, d)| d).collect();
+    if level.is_empty() {
+        return Digest(Sha256::digest([]).into());
+    }
+    while level.len() > 1 {
+        level = up(&level);
+    }
+    level[0]
+}
+
+/// Which side a sibling hash sits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Left,
+    Right,
+}
+
+/// That one subject's head is in a Merkle root: the siblings on the way up.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Proof {
+    pub subject: String,
+    pub sequence: u64,
+    pub hash: String,
+    /// From the leaf up; a level where the node was carried up has none.
+    pub path: Vec<(Side, String)>,
+}
+
+impl Proof {
+    /// The proof that `subject`'s head is in the Merkle root of `heads`, if it is one of them.
+    pub fn of<'a>(heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>, subject: &str) -> Option<Self> {
+        let heads: Vec<(&str, u64, &Digest)> = heads.into_iter().collect();
+        let (_, sequence, hash) = *heads.iter().find(|(s, _, _)| *s == subject)?;
+        let leaves = leaves(heads.iter().copied());
+        let mut index = leaves.iter().position(|(s, _)| *s == subject)?;
+        let mut level: Vec<Digest> = leaves.into_iter().map(|(_, d)| d).collect();
+        let mut path = Vec::new();
+        while level.len() > 1 {
+            let sibling = index ^ 1;
+            if sibling < level.len() {
+                let side = if sibling < index { Side::Left } else { Side::Right };
+                path.push((side, level[sibling].to_string()));
+            }
+            level = up(&level);
+            index /= 2;
+        }
+        Some(Self { subject: subject.to_owned(), sequence, hash: hash.to_string(), path })
+    }
+
+    /// Whether this proof leads from its head to `root`.
+    pub fn leads_to(&self, root: &Digest) -> bool {
+        let Ok(hash) = Digest::parse(&self.hash) else { return false };
+        let mut at = leaf(&line(&self.subject, self.sequence, &hash));
+        for (side, sibling) in &self.path {
+            let Ok(sibling) = Digest::parse(sibling) else { return false };
+            at = match side {
+                Side::Left => node(&sibling, &at),
+                Side::Right => node(&at, &sibling),
+            };
+        }
+        at == *root
+    }
+}
+
 /// A checkpoint, as published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -55,13 +185,16 @@ pub struct Checkpoint {
     pub subjects: u64,
     pub events: u64,
     pub root: Digest,
+    /// How the root was made.
+    pub tree: Tree,
     pub previous: Digest,
     pub at: chrono::DateTime<chrono::Utc>,
     /// The checkpoint's own hash (what `previous` of the next one names).
     pub hash: Digest,
 }
 
-/// Makes and signs a checkpoint document; `counts` is (subjects, events).
+/// Makes and signs a checkpoint document with a Merkle `root`; `counts`
+/// is (subjects, events).
 pub fn sign(
     stream: &str,
     covers: u64,
@@ -79,6 +212,7 @@ pub fn sign(
         "subjects": subjects,
         "events": events,
         "root": root.to_string(),
+        "tree": "merkle",
         "previous": previous.to_string(),
         "at": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     });
@@ -125,6 +259,11 @@ pub fn open(bytes: &[u8], keys: &[VerifyingKey]) -> Result<Checkpoint, Checkpoin
         subjects: number("subjects")?,
         events: number("events")?,
         root: digest("root")?,
+        tree: match doc.get("tree").and_then(Value::as_str) {
+            None => Tree::Flat,
+            Some("merkle") => Tree::Merkle,
+            Some(_) => return Err(CheckpointError::Malformed("tree")),
+        },
         previous: digest("previous")?,
         at,
         hash: actual,
@@ -140,13 +279,13 @@ mod tests {
         let key = chain::signing_key_from_seed([7; 32]);
         let h1 = Digest::of(b"one");
         let h2 = Digest::of(b"two");
-        let r = root([("b", 2, &h2), ("a", 1, &h1)]);
-        assert_eq!(r, root([("a", 1, &h1), ("b", 2, &h2)]), "order of the heads does not matter");
+        let r = merkle_root([("b", 2, &h2), ("a", 1, &h1)]);
+        assert_eq!(r, merkle_root([("a", 1, &h1), ("b", 2, &h2)]), "order of the heads does not matter");
         let at = chrono::DateTime::parse_from_rfc3339("2025-01-14T09:30:00Z").expect("time").to_utc();
         let doc = sign("SG_EVENTS", 10, (2, 3), &r, &Digest::ZERO, at, &key);
         let bytes = serde_json::to_vec(&doc).expect("json");
         let opened = open(&bytes, &[key.verifying_key()]).expect("valid");
-        assert_eq!((opened.covers, opened.subjects, opened.root), (10, 2, r));
+        assert_eq!((opened.covers, opened.subjects, opened.root, opened.tree), (10, 2, r, Tree::Merkle));
 
         let mut altered = doc.clone();
         altered.insert("covers".into(), 11.into());
@@ -157,5 +296,29 @@ mod tests {
         let other = chain::signing_key_from_seed([8; 32]);
         assert_eq!(open(&bytes, &[other.verifying_key()]), Err(CheckpointError::Forged));
         assert!(open(&bytes, &[other.verifying_key(), key.verifying_key()]).is_ok(), "any listed key will do");
+    }
+
+    #[test]
+    fn every_subjects_head_is_proved_in_the_merkle_root_and_no_altered_head_is() {
+        for n in 0..12usize {
+            let names: Vec<String> = (0..n).map(|i| format!("child-{i:02}")).collect();
+            let hashes: Vec<Digest> = (0..n).map(|i| Digest::of(format!("h{i}").as_bytes())).collect();
+            let heads: Vec<(&str, u64, &Digest)> =
+                names.iter().zip(&hashes).enumerate().map(|(i, (s, h))| (s.as_str(), i as u64 + 1, h)).collect();
+            let r = merkle_root(heads.iter().copied());
+            for (subject, sequence, _) in &heads {
+                let proof = Proof::of(heads.iter().copied(), subject).expect("a proof");
+                assert!(proof.leads_to(&r), "{n} heads: {subject}");
+                let mut later = proof.clone();
+                later.sequence = sequence + 1;
+                assert!(!later.leads_to(&r), "a head moved on is not in the root");
+                let mut other = proof.clone();
+                other.hash = Digest::of(b"other").to_string();
+                assert!(!other.leads_to(&r), "an altered head is not in the root");
+            }
+            assert!(Proof::of(heads.iter().copied(), "nobody").is_none());
+        }
+        let h = Digest::of(b"x");
+        assert_ne!(merkle_root([("a", 1, &h)]), root([("a", 1, &h)]), "the trees differ");
     }
 }

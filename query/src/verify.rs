@@ -299,7 +299,7 @@ fn check_root(
     events: u64,
     report: &mut CheckpointReport,
 ) {
-    let root = checkpoint::root(heads.iter().map(|(s, (seq, hash))| (s.as_str(), *seq, hash)));
+    let root = cp.tree.root(heads.iter().map(|(s, (seq, hash))| (s.as_str(), *seq, hash)));
     report.checked += 1;
     if root == cp.root && heads.len() as u64 == cp.subjects && events == cp.events {
         report.latest = Some((cp.covers, cp.root.to_string()));
@@ -420,7 +420,8 @@ mod tests {
             covers,
             subjects: heads.len() as u64,
             events,
-            root: checkpoint::root(heads.iter().map(|(s, (seq, hash))| (s.as_str(), *seq, hash))),
+            root: checkpoint::merkle_root(heads.iter().map(|(s, (seq, hash))| (s.as_str(), *seq, hash))),
+            tree: checkpoint::Tree::Merkle,
             previous: Digest::ZERO,
             at: chrono::DateTime::UNIX_EPOCH,
             hash: Digest::of(b"cp"),
@@ -438,6 +439,22 @@ mod tests {
         assert_eq!(report.failures.len(), 1);
         assert_eq!(report.failures[0].audit_sequence, 7);
         assert!(report.failures[0].reason.contains("the stream ends at 9"), "{}", report.failures[0].reason);
+    }
+
+    #[test]
+    fn a_checkpoint_made_before_merkle_roots_still_holds_and_a_wrong_tree_does_not() {
+        let heads: HashMap<String, (u64, Digest)> =
+            [("a".to_owned(), (2, Digest::of(b"a2"))), ("b".to_owned(), (1, Digest::of(b"b1")))].into();
+        let mut flat = checkpoint(4, &heads, 3);
+        flat.tree = checkpoint::Tree::Flat;
+        flat.root = checkpoint::root(heads.iter().map(|(s, (seq, hash))| (s.as_str(), *seq, hash)));
+        let mut report = CheckpointReport::default();
+        check_root(&flat, 5, &heads, 3, &mut report);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let mut mislabelled = flat.clone();
+        mislabelled.tree = checkpoint::Tree::Merkle;
+        check_root(&mislabelled, 6, &heads, 3, &mut report);
+        assert_eq!(report.failures.len(), 1, "a flat root read as a Merkle one does not fold");
     }
 
     #[test]
