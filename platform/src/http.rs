@@ -101,8 +101,7 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(limits.connections));
     let (closing, closing_rx) = watch::channel(false);
     let mut open = tokio::task::JoinSet::new();
-    let shutdown = std::pin::pin!(shutdown);
-    let mut shutdown = shutdown;
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         while open.try_join_next().is_some() {}
         let permit = tokio::select! {
