@@ -27,6 +27,13 @@ pub struct Query {
     pub after: Option<(DateTime<Utc>, i64)>,
 }
 
+impl Query {
+    /// Every entry of the child's chronology as it stood at `as_of`, in one read.
+    pub fn whole(child: uuid::Uuid, as_of: DateTime<Utc>) -> Self {
+        Self { child, as_of, from: None, to: None, limit: i64::from(i32::MAX), after: None }
+    }
+}
+
 pub async fn read(pool: &PgPool, q: &Query) -> Result<Vec<Entry>, sqlx::Error> {
     let (after_at, after_seq) = match q.after {
         Some((at, seq)) => (Some(at), Some(seq)),

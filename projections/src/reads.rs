@@ -105,16 +105,24 @@ pub async fn councils(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("select distinct council from council_setting order by council").fetch_all(pool).await
 }
 
-/// A child's stored history, typed (personal fields sealed).
-pub async fn child_history(pool: &PgPool, child: uuid::Uuid) -> Result<History, sqlx::Error> {
+/// The stored histories of the subjects of one kind named in `ids`, typed
+/// (personal fields sealed), by subject: one query for them all.
+async fn histories(pool: &PgPool, kind: &str, ids: &[uuid::Uuid]) -> Result<Vec<(String, History)>, sqlx::Error> {
+    let ids: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
     let rows = sqlx::query(
         "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data
-           from stored_event where subject_kind = 'child' and subject = $1 order by subject, sequence",
+           from stored_event where subject_kind = $1 and subject = any($2) order by subject, sequence",
     )
-    .bind(child.to_string())
+    .bind(kind)
+    .bind(&ids)
     .fetch_all(pool)
     .await?;
-    Ok(crate::refold::group_histories(&rows)?.pop().map(|(_, h)| h).unwrap_or_default())
+    crate::refold::group_histories(&rows)
+}
+
+/// A child's stored history, typed (personal fields sealed).
+pub async fn child_history(pool: &PgPool, child: uuid::Uuid) -> Result<History, sqlx::Error> {
+    Ok(histories(pool, "child", &[child]).await?.pop().map(|(_, h)| h).unwrap_or_default())
 }
 
 /// The children linked to `child` as family: named by one of its
@@ -138,16 +146,17 @@ pub async fn family(pool: &PgPool, child: uuid::Uuid) -> Result<Vec<uuid::Uuid>,
     Ok(rows.into_iter().filter_map(|(id,)| uuid::Uuid::parse_str(&id).ok()).filter(|id| *id != child).collect())
 }
 
-/// A worker's stored history (their name sealed under their own key).
-pub async fn worker_history(pool: &PgPool, worker: uuid::Uuid) -> Result<History, sqlx::Error> {
-    let rows = sqlx::query(
-        "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data
-           from stored_event where subject_kind = 'worker' and subject = $1 order by subject, sequence",
-    )
-    .bind(worker.to_string())
-    .fetch_all(pool)
-    .await?;
-    Ok(crate::refold::group_histories(&rows)?.pop().map(|(_, h)| h).unwrap_or_default())
+/// Workers' stored histories (their names sealed under their own keys), by
+/// worker id; a worker with no events is absent.
+pub async fn worker_histories(
+    pool: &PgPool,
+    workers: &[uuid::Uuid],
+) -> Result<HashMap<uuid::Uuid, History>, sqlx::Error> {
+    Ok(histories(pool, "worker", workers)
+        .await?
+        .into_iter()
+        .filter_map(|(subject, history)| Some((uuid::Uuid::parse_str(&subject).ok()?, history)))
+        .collect())
 }
 
 /// Each worker's role in their latest spell.

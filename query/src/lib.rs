@@ -489,14 +489,7 @@ async fn family_chronology(
         for (i, member) in members.iter().enumerate() {
             let lane = format!("Child {}", i + 1);
             lanes.push(json!({ "child": member, "lane": lane }));
-            let q = projections::chronology::Query {
-                child: *member,
-                as_of: now,
-                from: None,
-                to: None,
-                limit: MAX_LIMIT,
-                after: None,
-            };
+            let q = projections::chronology::Query::whole(*member, now);
             let record = full_record(&app, *member, now).await?;
             for e in projections::chronology::read(&app.pool, &q).await? {
                 let mut v = entry_json(&e, &record);
@@ -543,12 +536,11 @@ async fn professionals(
     ids.sort_unstable();
     ids.dedup();
     let roles = projections::reads::worker_roles(&app.pool, &ids).await?;
+    // One read for every worker's record; ids that name no worker (a
+    // professional from elsewhere who saw the child) have none.
+    let records = projections::reads::worker_histories(&app.pool, &ids).await?;
     let mut out = casework::narrative::Professionals::new();
-    for id in ids {
-        let record = projections::reads::worker_history(&app.pool, id).await?;
-        if record.iter().next().is_none() {
-            continue;
-        }
+    for (id, record) in records {
         let key = app
             .keys
             .existing_worker_key(&events::ids::WorkerId::from_uuid(id))
@@ -710,14 +702,7 @@ async fn build_export(app: &QueryState, child: uuid::Uuid) -> Result<export::Exp
     // much. The least of the projectors' positions: with partitioned
     // projectors, only below it is every subject's history complete.
     let position = projections::health::complete_up_to(&app.pool).await?;
-    let q = projections::chronology::Query {
-        child,
-        as_of: produced_at,
-        from: None,
-        to: None,
-        limit: i64::from(i32::MAX),
-        after: None,
-    };
+    let q = projections::chronology::Query::whole(child, produced_at);
     let entries = projections::chronology::read(&app.pool, &q).await?;
     let history = projections::reads::child_history(&app.pool, child).await?;
     let key = app

@@ -913,14 +913,7 @@ async fn child_page(
             members.extend(crate::family_members(&app, &v.caller, endpoint, child).await?);
             let mut items = Vec::new();
             for (i, member) in members.iter().enumerate() {
-                let q = projections::chronology::Query {
-                    child: *member,
-                    as_of: as_of_or_now,
-                    from: None,
-                    to: None,
-                    limit: crate::MAX_LIMIT,
-                    after: None,
-                };
+                let q = projections::chronology::Query::whole(*member, as_of_or_now);
                 let entries = projections::chronology::read(&app.pool, &q).await?;
                 let record = crate::full_record(&app, *member, as_of_or_now).await?;
                 items.extend(record_items(&entries, &record.narratives).into_iter().map(|mut item| {
@@ -937,14 +930,7 @@ async fn child_page(
             }
             (format!("The family of child {}", short(&child)), items)
         } else {
-            let q = projections::chronology::Query {
-                child,
-                as_of: as_of_or_now,
-                from: None,
-                to: None,
-                limit: crate::MAX_LIMIT,
-                after: None,
-            };
+            let q = projections::chronology::Query::whole(child, as_of_or_now);
             let entries = projections::chronology::read(&app.pool, &q).await?;
             let record = crate::full_record(&app, child, as_of_or_now).await?;
             (format!("Child {}", short(&child)), record_items(&entries, &record.narratives))
