@@ -591,11 +591,11 @@ impl Ingest {
         // A resend after a 503 comes here while NATS may still be coming
         // back: the key store being away is a 503 again, not a fault.
         let key = match &stored.subject {
-            Subject::Child(child) => self.keys.existing_key(child).await.map_err(key_error)?,
-            Subject::Worker(worker) => self.keys.existing_worker_key(worker).await.map_err(key_error)?,
+            Subject::Child(child) => Some(self.keys.existing_key(child).await.map_err(key_error)?),
+            Subject::Worker(worker) => Some(self.keys.existing_worker_key(worker).await.map_err(key_error)?),
             Subject::Council(_) => None,
         };
-        if !matches!(stored.subject, Subject::Council(_)) {
+        if let Some(key) = key {
             privacy::open_fields(&mut doc, key.as_ref());
         }
         let received = serde_json::to_value(&event.data).map_err(|e| ApiError::Internal(e.into()))?;

@@ -43,13 +43,18 @@ pub struct Limits {
     pub connections: usize,
 }
 
+const HEADER_TIMEOUT_MS: u64 = 10_000;
+const REQUEST_TIMEOUT_MS: u64 = 60_000;
+const MAX_IN_FLIGHT: usize = 256;
+const MAX_CONNECTIONS: usize = 1024;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            header_read: Duration::from_secs(10),
-            request: Duration::from_secs(60),
-            in_flight: 256,
-            connections: 1024,
+            header_read: Duration::from_millis(HEADER_TIMEOUT_MS),
+            request: Duration::from_millis(REQUEST_TIMEOUT_MS),
+            in_flight: MAX_IN_FLIGHT,
+            connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -59,17 +64,17 @@ impl Default for Limits {
 pub struct HttpArgs {
     /// How long a connection may take to send a request's headers (and may
     /// sit idle between requests), in milliseconds.
-    #[arg(long = "http-header-timeout-ms", env = "SAFEGUARD_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long = "http-header-timeout-ms", env = "SAFEGUARD_HTTP_HEADER_TIMEOUT_MS", default_value_t = HEADER_TIMEOUT_MS)]
     pub header_timeout_ms: u64,
     /// How long a request may take from its headers to its answer, body
     /// read included, in milliseconds; past it the answer is 408.
-    #[arg(long = "http-request-timeout-ms", env = "SAFEGUARD_HTTP_REQUEST_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(long = "http-request-timeout-ms", env = "SAFEGUARD_HTTP_REQUEST_TIMEOUT_MS", default_value_t = REQUEST_TIMEOUT_MS)]
     pub request_timeout_ms: u64,
     /// Requests answered at once by one role; more are answered 503.
-    #[arg(long = "http-max-in-flight", env = "SAFEGUARD_HTTP_MAX_IN_FLIGHT", default_value_t = 256)]
+    #[arg(long = "http-max-in-flight", env = "SAFEGUARD_HTTP_MAX_IN_FLIGHT", default_value_t = MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
     /// Connections open at once to one role; more wait to be accepted.
-    #[arg(long = "http-max-connections", env = "SAFEGUARD_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    #[arg(long = "http-max-connections", env = "SAFEGUARD_HTTP_MAX_CONNECTIONS", default_value_t = MAX_CONNECTIONS)]
     pub max_connections: usize,
 }
 
