@@ -240,6 +240,17 @@ impl TestGateway {
         format!("{}{path}", self.base)
     }
 
+    /// Asks this gateway to erase `child`'s data key as `token`, with
+    /// `headers` (`x-purpose`, the basis; `x-acting-user`).
+    pub async fn erase(&self, token: &str, child: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = self.http.post(self.url(&format!("/v1/children/{child}/erasure"))).bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        #[allow(clippy::expect_used)]
+        Response::read(request.send().await.expect("the gateway answers")).await
+    }
+
     /// The public key events are signed with.
     pub fn verifying_key(&self) -> VerifyingKey {
         #[allow(clippy::expect_used)]

@@ -80,16 +80,7 @@ impl TestQuery {
         gateway: &crate::gateway::TestGateway,
         session_key: &Path,
     ) -> Self {
-        Self::launch(
-            NatsArgs::for_url(nats_url),
-            database_url,
-            &gateway.path("principals.toml"),
-            &gateway.path("master.key"),
-            &gateway.path("signing.key.pub"),
-            session_key,
-            Limits::default(),
-        )
-        .await
+        Self::beside(nats_url, database_url, gateway, session_key, Limits::default()).await
     }
 
     /// As [`TestQuery::start`], with the HTTP and stream limits given.
@@ -99,13 +90,24 @@ impl TestQuery {
         gateway: &crate::gateway::TestGateway,
         limits: Limits,
     ) -> Self {
+        Self::beside(nats_url, database_url, gateway, &gateway.path("session.key"), limits).await
+    }
+
+    /// A query role with `gateway`'s principals and keys.
+    async fn beside(
+        nats_url: &str,
+        database_url: &str,
+        gateway: &crate::gateway::TestGateway,
+        session_key: &Path,
+        limits: Limits,
+    ) -> Self {
         Self::launch(
             NatsArgs::for_url(nats_url),
             database_url,
             &gateway.path("principals.toml"),
             &gateway.path("master.key"),
             &gateway.path("signing.key.pub"),
-            &gateway.path("session.key"),
+            session_key,
             limits,
         )
         .await

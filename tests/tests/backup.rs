@@ -57,14 +57,8 @@ async fn a_backup_restored_into_an_empty_nats_and_database_carries_on_exactly() 
         assert_eq!(r.status, 201, "{}", r.text);
         last = r.result(1)["stream_sequence"].as_u64().expect("sequence");
     }
-    let r = reqwest::Client::new()
-        .post(gateway.url(&format!("/v1/children/{erased}/erasure")))
-        .bearer_auth(tokens::ADMIN)
-        .header("x-purpose", "retention_ended")
-        .send()
-        .await
-        .expect("erase");
-    assert_eq!(r.status(), 200);
+    let r = gateway.erase(tokens::ADMIN, &erased, &[("x-purpose", "retention_ended")]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     projector.wait_for(last).await;
     projector.wait_for_audit().await;
 

@@ -93,14 +93,8 @@ async fn the_narrative_is_read_by_those_entitled_to_the_record_and_never_stored_
     }
 
     // After erasure the entry says that its words were erased.
-    let erased = reqwest::Client::new()
-        .post(sys.gateway.url(&format!("/v1/children/{child}/erasure")))
-        .bearer_auth(tokens::ADMIN)
-        .header("x-purpose", "retention_ended")
-        .send()
-        .await
-        .expect("the gateway answers");
-    assert_eq!(erased.status(), 200);
+    let erased = sys.gateway.erase(tokens::ADMIN, &child, &[("x-purpose", "retention_ended")]).await;
+    assert_eq!(erased.status, 200, "{}", erased.text);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let chronology = sys.query.get(tokens::HARINGEY, &path).await;

@@ -500,9 +500,15 @@ async fn a_slow_or_greedy_client_holds_no_role_for_long() {
         c
     };
     let (mut first, mut second) = (stalled_body().await, stalled_body().await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // Two requests in flight are all this gateway answers at once: the third is refused at once.
-    let busy = gateway.post(tokens::HARINGEY, &registered("reg-busy", &new_id(), HARINGEY)).await;
+    // Two requests in flight are all this gateway answers at once: once both
+    // stalled ones are in hand (well within their deadline), the next is refused at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let busy = loop {
+        let r = gateway.post(tokens::HARINGEY, &registered("reg-busy", &new_id(), HARINGEY)).await;
+        if r.status != 201 || std::time::Instant::now() > deadline {
+            break r;
+        }
+    };
     assert_eq!(busy.status, 503, "{}", busy.text);
     assert_eq!(busy.json["type"], "/problems/busy", "{}", busy.text);
     let answer = until_closed(&mut first, Duration::from_secs(5)).await.expect("the stalled request is answered");
@@ -727,17 +733,11 @@ async fn a_readers_purpose_is_sealed_for_its_child_and_erased_with_it() {
 
     // An erasure gives its basis as a code.
     let erase = |purpose: &'static str| {
-        let url = sys.gateway.url(&format!("/v1/children/{child}/erasure"));
+        let child = child.clone();
+        let gateway = &sys.gateway;
         async move {
-            let r = reqwest::Client::new()
-                .post(url)
-                .bearer_auth(tokens::ADMIN)
-                .header("x-purpose", purpose)
-                .send()
-                .await
-                .expect("erase");
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or_default())
+            let r = gateway.erase(tokens::ADMIN, &child, &[("x-purpose", purpose)]).await;
+            (r.status, r.json)
         }
     };
     let (status, refusal) = erase("mother asked; Jane Doe moved away").await;
@@ -786,21 +786,13 @@ async fn child_with_a_concern(gateway: &tests::gateway::TestGateway, child: &str
 async fn erase_child(gateway: &tests::gateway::TestGateway, child: &str) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let r = reqwest::Client::new()
-            .post(gateway.url(&format!("/v1/children/{child}/erasure")))
-            .bearer_auth(tokens::ADMIN)
-            .header("x-purpose", "retention_ended")
-            .send()
-            .await
-            .expect("the gateway answers");
-        let status = r.status();
-        let body: Value = r.json().await.expect("json");
-        if status == 503 && std::time::Instant::now() < deadline {
+        let r = gateway.erase(tokens::ADMIN, child, &[("x-purpose", "retention_ended")]).await;
+        if r.status == 503 && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             continue;
         }
-        assert_eq!(status, 200, "{body}");
-        return body;
+        assert_eq!(r.status, 200, "{}", r.text);
+        return r.json;
     }
 }
 
@@ -855,28 +847,41 @@ async fn erasure_is_one_step_that_leaves_no_moment_without_key_or_tombstone() {
     // Watch the child's entry as closely as the bucket can be read, while it is erased.
     let js = async_nats::jetstream::new(tests::connect(&sys.nats.url()).await);
     let bucket = js.get_key_value(platform::bus::KEYS_BUCKET).await.expect("the key bucket");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let reads = std::sync::Arc::new(AtomicUsize::new(0));
     let watcher = {
-        let (bucket, stop, child) = (bucket.clone(), stop.clone(), child.clone());
+        let (bucket, stop, reads, child) = (bucket.clone(), stop.clone(), reads.clone(), child.clone());
         tokio::spawn(async move {
             let mut empty = 0;
-            let mut reads = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                reads += 1;
+            while !stop.load(Ordering::Relaxed) {
                 match bucket.entry(child.clone()).await.expect("read the entry") {
                     Some(e) if e.operation == async_nats::jetstream::kv::Operation::Put => {}
                     _ => empty += 1,
                 }
+                reads.fetch_add(1, Ordering::Relaxed);
             }
-            (empty, reads)
+            empty
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Reads under way before the erasure, and for as many again after it.
+    let read_at_least = |n: usize| {
+        let reads = reads.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while reads.load(Ordering::Relaxed) < n {
+                assert!(std::time::Instant::now() < deadline, "the entry is not being read");
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    read_at_least(10).await;
     let erased = erase_child(&sys.gateway, &child).await;
     assert_eq!(erased["key_erased"], true, "{erased}");
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (empty, reads) = watcher.await.expect("the watcher");
+    read_at_least(reads.load(Ordering::Relaxed) + 10).await;
+    stop.store(true, Ordering::Relaxed);
+    let empty = watcher.await.expect("the watcher");
+    let reads = reads.load(Ordering::Relaxed);
     assert!(reads > 10, "the entry was read {reads} times");
     assert_eq!(empty, 0, "{empty} of {reads} reads found neither key nor tombstone");
 

@@ -173,14 +173,8 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
     assert_eq!(page.get("/ui").await.status(), 303, "the signed-out session is over");
     // The gateway erases a child's key under its own user: the tombstone by
     // compare-and-set, then the key's message securely erased.
-    let erased = reqwest::Client::new()
-        .post(gateway.url(&format!("/v1/children/{child}/erasure")))
-        .bearer_auth(tokens::ADMIN)
-        .header("x-purpose", "recorded_in_error")
-        .send()
-        .await
-        .expect("the gateway answers");
-    assert_eq!(erased.status(), 200, "{}", erased.text().await.unwrap_or_default());
+    let erased = gateway.erase(tokens::ADMIN, &child, &[("x-purpose", "recorded_in_error")]).await;
+    assert_eq!(erased.status, 200, "{}", erased.text);
     let change = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut changes))
         .await
         .expect("a change notice reached the dashboard")

@@ -650,17 +650,10 @@ async fn erasure_leaves_no_personal_data_anywhere_while_chains_verify_and_aggreg
 
     // Only an admin may erase, and only a child that exists.
     let erase = |token: &'static str, child: String| {
-        let url = sys.gateway.url(&format!("/v1/children/{child}/erasure"));
+        let gateway = &sys.gateway;
         async move {
-            let response = reqwest::Client::new()
-                .post(url)
-                .bearer_auth(token)
-                .header("x-purpose", "retention_ended")
-                .header("x-acting-user", "records.officer")
-                .send()
-                .await
-                .expect("the gateway answers");
-            tests::gateway::Response::read(response).await
+            let headers = [("x-purpose", "retention_ended"), ("x-acting-user", "records.officer")];
+            gateway.erase(token, &child, &headers).await
         }
     };
     assert_eq!(erase(tokens::HARINGEY, child.clone()).await.status, 403);
