@@ -10,6 +10,8 @@
 use crate::anonymise::{Opener, data_objects, free_text};
 use crate::facts::{History, Recorded};
 use events::EventData;
+use events::catalogue::{ChildDetailsUpdated, ChildRegistered};
+use events::ids::Label;
 use events::privacy::DataKey;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -178,24 +180,22 @@ fn narrative(r: &Recorded, opener: &Opener<'_>) -> Narrative {
                 None => sealed_unopened = true,
             }
         }
+        // A person the event names, and their part: the child, or a relative by role.
+        let labelled = |given: Option<&Label>, family: Option<&Label>, part: &str| {
+            name(given.map(Label::as_str), family.map(Label::as_str)).map(|n| format!("{n} ({part})"))
+        };
         let person = match data {
-            D::ChildRegistered(d) => d.person.as_ref().map(|p| {
-                opener.open(r, root, "person", p).and_then(|p| {
-                    name(p.given_name.as_ref().map(|g| g.as_str()), p.family_name.as_ref().map(|f| f.as_str()))
-                        .map(|n| format!("{n} (child)"))
-                })
-            }),
-            D::ChildDetailsUpdated(d) => d.person.as_ref().map(|p| {
-                opener.open(r, root, "person", p).and_then(|p| {
-                    name(p.given_name.as_ref().map(|g| g.as_str()), p.family_name.as_ref().map(|f| f.as_str()))
-                        .map(|n| format!("{n} (child)"))
-                })
-            }),
+            D::ChildRegistered(ChildRegistered { person: Some(p), .. })
+            | D::ChildDetailsUpdated(ChildDetailsUpdated { person: Some(p), .. }) => Some(
+                opener
+                    .open(r, root, "person", p)
+                    .and_then(|p| labelled(p.given_name.as_ref(), p.family_name.as_ref(), "child")),
+            ),
             D::RelationshipRecorded(d) => d.person.as_ref().map(|p| {
-                opener.open(r, root, "person", p).and_then(|p| {
-                    name(p.given_name.as_ref().map(|g| g.as_str()), p.family_name.as_ref().map(|f| f.as_str()))
-                        .map(|n| format!("{n} ({})", d.role.label().to_lowercase()))
-                })
+                let part = d.role.label().to_lowercase();
+                opener
+                    .open(r, root, "person", p)
+                    .and_then(|p| labelled(p.given_name.as_ref(), p.family_name.as_ref(), &part))
             }),
             _ => None,
         };
