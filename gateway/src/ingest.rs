@@ -490,15 +490,17 @@ impl Ingest {
         let data = serde_json::to_value(&event.data).map_err(|e| ApiError::Internal(e.into()))?;
         let mut doc = Value::Object(event.to_unsealed(stamp, data));
         let pointers = personal_pointers(&event.data, "/data");
-        if event.event_type == events::EventType::ChildRegistered && pointers.is_empty() {
-            // Every registered child has a data key from its registration
-            // on, so whatever is later said about it (a reader's purpose on
-            // the audit stream among it) can be sealed under a key that
-            // erasure reaches.
-            self.data_key(&event.subject).await?;
-        }
-        if !pointers.is_empty() {
-            let key = self.data_key(&event.subject).await?;
+        // Every registered child has a data key from its registration on,
+        // so whatever is later said about it (a reader's purpose on the audit
+        // stream among it) can be sealed under a key that erasure reaches.
+        let key = match (&event.subject, event.event_type) {
+            (Subject::Child(child), events::EventType::ChildRegistered) => {
+                Some(self.keys.key_for_new_child(child).await.map_err(key_error)?)
+            }
+            _ if !pointers.is_empty() => Some(self.data_key(&event.subject).await?),
+            _ => None,
+        };
+        if let Some(key) = key.filter(|_| !pointers.is_empty()) {
             let subject_text = event.subject.to_string();
             privacy::seal_fields(
                 &mut doc,

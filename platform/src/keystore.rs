@@ -385,6 +385,14 @@ impl KeyStore {
         self.existing_key_of(worker.as_uuid()).await
     }
 
+    /// A key for a child being registered now: it has none yet, so the key
+    /// is made straight away (one round trip, not a read and then a make).
+    /// Safe whatever is there: the bucket's create refuses to replace a key
+    /// or a tombstone, and then the entry is read.
+    pub async fn key_for_new_child(&self, child: &ChildId) -> Result<DataKey, KeyError> {
+        self.make(child.as_uuid()).await
+    }
+
     async fn key_of(&self, subject: &uuid::Uuid) -> Result<DataKey, KeyError> {
         if let Some(key) = self.cached(subject) {
             return Ok(key);
@@ -392,6 +400,12 @@ impl KeyStore {
         if let Some(key) = self.fetch(subject).await? {
             return Ok(key);
         }
+        self.make(subject).await
+    }
+
+    /// Makes the subject's key by compare-and-set; if one (or a tombstone)
+    /// is there already, reads it instead.
+    async fn make(&self, subject: &uuid::Uuid) -> Result<DataKey, KeyError> {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let wrapped = self.wrap(subject, &bytes);
