@@ -138,9 +138,13 @@ async fn handle_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<
             detail: "send application/cloudevents+json, application/json, or application/cloudevents-batch+json".into(),
         });
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::TooLarge {
-        detail: format!("the body is over {MAX_BODY} bytes (4 MiB)"),
-        errors: Vec::new(),
+    let bytes = platform::http::read_body(headers, body, MAX_BODY).await.map_err(|e| match e {
+        platform::http::BodyError::TooLarge(_) => {
+            ApiError::TooLarge { detail: format!("the body is over {MAX_BODY} bytes (4 MiB)"), errors: Vec::new() }
+        }
+        platform::http::BodyError::Unreadable => {
+            ApiError::BadJson { detail: "the body could not be read in full".into() }
+        }
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadJson { detail: "the body is empty".into() });

@@ -18,6 +18,9 @@
 //!   the role stops accepting until one closes (the kernel's backlog holds
 //!   the rest).
 //!
+//! - **Bodies**: [`read_body`] reads at most what an endpoint needs, and
+//!   refuses a larger declared one before reading any of it.
+//!
 //! Only HTTP/1.1 is served: every client of ours speaks it, and each
 //! protocol served is one more set of limits to get right.
 
@@ -200,4 +203,32 @@ pub fn problem(status: StatusCode, slug: &str, title: &str, detail: &str) -> Res
     let mut answer = (status, body.to_string()).into_response();
     answer.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     answer
+}
+
+/// Why a body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the body could not be read in full")]
+    Unreadable,
+}
+
+/// The body, read only up to `limit` bytes: a larger one is refused from
+/// its `Content-Length` before any of it is read, or as soon as it passes
+/// the limit. Handlers authenticate first and read the body after, so no
+/// one a role does not know can make it read anything.
+pub async fn read_body(headers: &axum::http::HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, BodyError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if e.into_inner().is::<http_body_util::LengthLimitError>() {
+            BodyError::TooLarge(limit)
+        } else {
+            BodyError::Unreadable
+        }
+    })
 }

@@ -1076,27 +1076,17 @@ async fn lookup(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: ax
 /// A lookup names one child: far less than this.
 const LOOKUP_BODY_LIMIT: usize = 4 * 1024;
 
-/// The body, read only up to `limit` bytes: a larger one is refused from
-/// its `Content-Length` before any of it is read, or as soon as it passes
-/// the limit. Handlers authenticate first and read the body after, so no
-/// one the role does not know can make it read anything.
+/// The body through [`platform::http::read_body`], its refusals as the query role answers them.
 pub async fn bounded_body(
     headers: &HeaderMap,
     body: axum::body::Body,
     limit: usize,
 ) -> Result<bytes::Bytes, QueryError> {
-    let too_large = || QueryError::TooLarge(format!("the body must be at most {limit} bytes"));
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if e.into_inner().is::<http_body_util::LengthLimitError>() {
-            too_large()
-        } else {
-            QueryError::invalid("body", "could not be read in full")
+    platform::http::read_body(headers, body, limit).await.map_err(|e| match e {
+        platform::http::BodyError::TooLarge(limit) => {
+            QueryError::TooLarge(format!("the body must be at most {limit} bytes"))
         }
+        platform::http::BodyError::Unreadable => QueryError::invalid("body", "could not be read in full"),
     })
 }
 

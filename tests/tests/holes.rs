@@ -931,6 +931,13 @@ async fn erasure_holds_for_roles_reading_a_lagging_replica() {
     assert_eq!(post_free_text(&behind, &child, 0).await, 201, "so does the gateway on it");
 
     cluster.node(2).pause();
+    // Let the two nodes left take over whatever the stopped one led: the
+    // gateway stores events again before the erasure is asked for.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while gateway.post(tokens::HARINGEY, &json!([registered(&new_id(), &new_id(), HARINGEY)])).await.status != 201 {
+        assert!(std::time::Instant::now() < deadline, "the cluster never took writes without the stopped node");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let erased = erase_child(&gateway, &child).await;
     assert_eq!(erased["key_erased"], true, "{erased}");
     // More writes to the bucket while the node is away, so it has more to catch up on.
