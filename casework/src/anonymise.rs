@@ -46,6 +46,11 @@ pub struct Export {
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportEntry {
     pub serial: usize,
+    /// The entry's lasting reference (`E` and its sequence in the child's history).
+    pub reference: String,
+    /// Its sequence in the child's history.
+    #[serde(skip)]
+    pub sequence: u64,
     pub date: NaiveDate,
     /// Whole years of age on that date, where the date of birth was recorded.
     pub age: Option<u32>,
@@ -474,6 +479,8 @@ pub fn anonymise(s: &Sources<'_>) -> Export {
             }
             ExportEntry {
                 serial: i + 1,
+                reference: crate::narrative::reference(e),
+                sequence: e.sequence.max(0) as u64,
                 date,
                 age: birth.and_then(|b| age_on(b, date)),
                 agency: e.source.as_str().to_owned(),
@@ -502,13 +509,14 @@ pub fn anonymise(s: &Sources<'_>) -> Export {
     }
 }
 
-const COLUMNS: [&str; 10] =
-    ["serial", "date", "age", "agency", "event", "summary", "detail", "status", "corrected_by", "retracted_by"];
+const COLUMNS: [&str; 11] =
+    ["serial", "reference", "date", "age", "agency", "event", "summary", "detail", "status", "corrected_by", "retracted_by"];
 
-fn cells(e: &ExportEntry) -> [String; 10] {
+fn cells(e: &ExportEntry) -> Vec<String> {
     let opt = |n: Option<usize>| n.map(|n| n.to_string()).unwrap_or_default();
-    [
+    vec![
         e.serial.to_string(),
+        e.reference.clone(),
         e.date.to_string(),
         e.age.map(|a| a.to_string()).unwrap_or_default(),
         e.agency.clone(),
@@ -521,31 +529,21 @@ fn cells(e: &ExportEntry) -> [String; 10] {
     ]
 }
 
-fn produced(x: &Export) -> String {
-    format!(
-        "Produced {} from the record up to event stream position {}. Names, identifiers and personal details are removed.",
-        x.produced_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-        x.stream_position
-    )
-}
-
-pub fn csv(x: &Export) -> String {
-    let mut out = format!("# {}\r\n", crate::csv::field(&produced(x)));
-    out.push_str(&crate::csv::line(&COLUMNS));
-    for e in &x.entries {
-        out.push_str(&crate::csv::line(&cells(e)));
+/// The export as a table, for CSV, Markdown and PDF (`crate::certified`).
+pub fn table(x: &Export) -> crate::certified::Table {
+    crate::certified::Table {
+        title: x.title.clone(),
+        preamble: vec![
+            format!(
+                "Produced {} from the record up to event stream position {}. Names, identifiers and personal details are removed.",
+                x.produced_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                x.stream_position
+            ),
+            format!("People: {}.", x.people.join(", ")),
+        ],
+        columns: COLUMNS.to_vec(),
+        rows: x.entries.iter().map(|e| crate::certified::Row { sequence: e.sequence, cells: cells(e) }).collect(),
     }
-    out
-}
-
-pub fn markdown(x: &Export) -> String {
-    let mut out = format!("# {}\n\n{}\n\nPeople: {}.\n\n", x.title, produced(x), x.people.join(", "));
-    out.push_str(&format!("| {} |\n|{}\n", COLUMNS.join(" | "), "---|".repeat(COLUMNS.len())));
-    for e in &x.entries {
-        let row: Vec<String> = cells(e).iter().map(|c| crate::format::md_cell(c)).collect();
-        out.push_str(&format!("| {} |\n", row.join(" | ")));
-    }
-    out
 }
 
 #[cfg(test)]

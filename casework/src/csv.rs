@@ -2,9 +2,15 @@
 //! Annex A): RFC 4180 quoting, and a leading `=`, `+`, `-` or `@` prefixed
 //! with `'` so a spreadsheet never runs a cell as a formula.
 
+/// A cell's value as a CSV reader gets it back: a leading formula
+/// character prefixed with `'`.
+pub fn defused(value: &str) -> String {
+    if value.starts_with(['=', '+', '-', '@']) { format!("'{value}") } else { value.to_owned() }
+}
+
 /// One cell.
 pub fn field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@']) { format!("'{value}") } else { value.to_owned() };
+    let value = defused(value);
     if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
 }
 

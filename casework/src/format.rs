@@ -19,12 +19,14 @@ pub struct Extras<'a> {
 }
 use chrono::{DateTime, SecondsFormat, Utc};
 
-/// How a chronology is answered (`format=`): JSON, CSV or Markdown.
+/// How a chronology is answered (`format=`): JSON, CSV or Markdown, and
+/// for an export also PDF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Json,
     Csv,
     Markdown,
+    Pdf,
 }
 
 impl Format {
@@ -34,7 +36,18 @@ impl Format {
             "json" => Some(Self::Json),
             "csv" => Some(Self::Csv),
             "md" => Some(Self::Markdown),
+            "pdf" => Some(Self::Pdf),
             _ => None,
+        }
+    }
+
+    /// As a certificate names it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Csv => "csv",
+            Self::Markdown => "md",
+            Self::Pdf => "pdf",
         }
     }
 }
@@ -97,6 +110,23 @@ pub fn csv(entries: &[Entry], first_serial: usize, extras: &Extras<'_>) -> Strin
         out.push_str(&crate::csv::line(&row(first_serial + i, e, extras)));
     }
     out
+}
+
+/// The whole full record as a table, for a certified export (`crate::certified`).
+pub fn table(child: &uuid::Uuid, as_of: &DateTime<Utc>, entries: &[Entry], extras: &Extras<'_>) -> crate::certified::Table {
+    crate::certified::Table {
+        title: format!("Chronology of child {child}"),
+        preamble: vec![format!(
+            "As recorded by {}. Dates are business dates (Europe/London).",
+            as_of.to_rfc3339_opts(SecondsFormat::Secs, true)
+        )],
+        columns: COLUMNS.to_vec(),
+        rows: entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| crate::certified::Row { sequence: e.sequence.max(0) as u64, cells: row(i + 1, e, extras).to_vec() })
+            .collect(),
+    }
 }
 
 pub(crate) fn md_cell(value: &str) -> String {

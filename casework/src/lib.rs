@@ -22,6 +22,7 @@
 
 pub mod annex_a;
 pub mod anonymise;
+pub mod certified;
 pub mod chronology;
 pub mod cin;
 pub mod csv;

@@ -134,7 +134,12 @@ pub fn of<'a>(narratives: &'a Narratives, entry: &crate::chronology::Entry) -> O
 /// (the subject's sequence), which a late fact never changes, unlike its
 /// serial (its place in date order).
 pub fn reference(entry: &crate::chronology::Entry) -> String {
-    format!("E{}", entry.sequence)
+    reference_of(entry.sequence.max(0) as u64)
+}
+
+/// The reference of the event at `sequence` in the child's history.
+pub fn reference_of(sequence: u64) -> String {
+    format!("E{sequence}")
 }
 
 /// The narrative of every event of `history` that has any, by (publisher, event id).

@@ -11,17 +11,21 @@
 //! <hash>\n"` concatenated, with SHA-256. The root of no subjects is the
 //! SHA-256 of nothing.
 //!
-//! That is the flat root of the first checkpoints. Checkpoints made now say
-//! `"tree": "merkle"` and their root is a Merkle tree over the same lines
-//! ([`merkle_root`]): one subject's head can then be proved to be in it with
-//! a path of sibling hashes ([`Proof`]), without showing any other subject
-//! (a court bundle proving one child's history names no other child).
+//! That is the flat root of the first checkpoints. Later ones said
+//! `"tree": "merkle"`: a Merkle tree over the same lines ([`merkle_root`]),
+//! so one subject's head can be proved to be in it with a path of sibling
+//! hashes ([`Proof`]) without showing any other subject. Checkpoints made
+//! now say `"tree": "hashed-merkle"`: the same tree, with each subject named
+//! in its leaf by the SHA-256 of its id ([`subject_name`]), so a proof shows
+//! not even the child's own id (an anonymised export carries one; the id is
+//! a random UUID, so its digest tells nobody outside anything).
 //!
 //! # The Merkle tree
 //!
-//! Leaves are the head lines `"<subject> <sequence> <hash>"` sorted by
-//! subject (byte order), each hashed as SHA-256 of a 0 byte and the line;
-//! a node is SHA-256 of a 1 byte, its left and its right child's hashes.
+//! Leaves are the head lines `"<name> <sequence> <hash>"` sorted by name
+//! (byte order), `name` the subject (`merkle`) or the hex SHA-256 of it
+//! (`hashed-merkle`), each hashed as SHA-256 of a 0 byte and the line; a
+//! node is SHA-256 of a 1 byte, its left and its right child's hashes.
 //! Each level pairs neighbours from the left; an odd one out is carried up
 //! unchanged. The root of no subjects is the SHA-256 of nothing.
 //!
@@ -29,7 +33,7 @@
 //!
 //! ```json
 //! {"type": "safeguard.checkpoint", "stream": "SG_EVENTS", "covers": 1042,
-//!  "subjects": 57, "events": 1000, "root": "<hex>", "tree": "merkle", "previous": "<hex>",
+//!  "subjects": 57, "events": 1000, "root": "<hex>", "tree": "hashed-merkle", "previous": "<hex>",
 //!  "at": "2025-...Z", "hash": "<hex>", "signature": "<base64>"}
 //! ```
 //!
@@ -66,8 +70,10 @@ pub fn root<'a>(heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>) -> 
 pub enum Tree {
     /// One SHA-256 over every head line (the first checkpoints).
     Flat,
-    /// A Merkle tree over the head lines ([`merkle_root`]).
+    /// A Merkle tree over the head lines ([`merkle_root`]), subjects by id.
     Merkle,
+    /// The Merkle tree with each subject named by its digest ([`subject_name`]).
+    HashedMerkle,
 }
 
 impl Tree {
@@ -75,9 +81,31 @@ impl Tree {
     pub fn root<'a>(self, heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>) -> Digest {
         match self {
             Self::Flat => root(heads),
-            Self::Merkle => merkle_root(heads),
+            Self::Merkle | Self::HashedMerkle => root_of_leaves(leaves(self, heads)),
         }
     }
+
+    /// What a subject is called in this tree's leaves.
+    pub fn name(self, subject: &str) -> String {
+        match self {
+            Self::Flat | Self::Merkle => subject.to_owned(),
+            Self::HashedMerkle => subject_name(subject),
+        }
+    }
+
+    /// As the document says it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Flat => "flat",
+            Self::Merkle => "merkle",
+            Self::HashedMerkle => "hashed-merkle",
+        }
+    }
+}
+
+/// A subject as a hashed Merkle tree names it: the hex SHA-256 of its id.
+pub fn subject_name(subject: &str) -> String {
+    Digest::of(subject.as_bytes()).to_string()
 }
 
 fn line(subject: &str, sequence: u64, hash: &Digest) -> String {
@@ -99,11 +127,14 @@ fn node(left: &Digest, right: &Digest) -> Digest {
     Digest(hasher.finalize().into())
 }
 
-/// The sorted leaves of `heads`, with their subjects.
-fn leaves<'a>(heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>) -> Vec<(&'a str, Digest)> {
-    let mut heads: Vec<(&str, u64, &Digest)> = heads.into_iter().collect();
-    heads.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    heads.into_iter().map(|(s, seq, h)| (s, leaf(&line(s, seq, h)))).collect()
+/// The sorted leaves of `heads` in `tree`, with the names of their subjects.
+fn leaves<'a>(tree: Tree, heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>) -> Vec<(String, Digest)> {
+    let mut named: Vec<(String, u64, &Digest)> = heads.into_iter().map(|(s, seq, h)| (tree.name(s), seq, h)).collect();
+    named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    named.into_iter().map(|(name, seq, h)| {
+        let l = leaf(&line(&name, seq, h));
+        (name, l)
+    }).collect()
 }
 
 /// The level above `level`: neighbours paired from the left, an odd one carried up.
@@ -111,9 +142,13 @@ fn up(level: &[Digest]) -> Vec<Digest> {
     level.chunks(2).map(|pair| if let [l, r] = pair { node(l, r) } else { pair[0] }).collect()
 }
 
-/// The Merkle root over subjects' heads, given in any order.
+/// The Merkle root over subjects' heads, given in any order, subjects by id.
 pub fn merkle_root<'a>(heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>) -> Digest {
-    let mut level: Vec<Digest> = leaves(heads).into_iter().map(|(_, d)| d).collect();
+    Tree::Merkle.root(heads)
+}
+
+fn root_of_leaves(leaves: Vec<(String, Digest)>) -> Digest {
+    let mut level: Vec<Digest> = leaves.into_iter().map(|(_, d)| d).collect();
     if level.is_empty() {
         return Digest(Sha256::digest([]).into());
     }
@@ -134,6 +169,7 @@ pub enum Side {
 /// That one subject's head is in a Merkle root: the siblings on the way up.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Proof {
+    /// The subject as the tree's leaves name it ([`Tree::name`]).
     pub subject: String,
     pub sequence: u64,
     pub hash: String,
@@ -142,12 +178,21 @@ pub struct Proof {
 }
 
 impl Proof {
-    /// The proof that `subject`'s head is in the Merkle root of `heads`, if it is one of them.
-    pub fn of<'a>(heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>, subject: &str) -> Option<Self> {
+    /// The proof that `subject`'s head is in the Merkle root of `heads`
+    /// made as `tree`, if it is one of them (a flat root proves no one head).
+    pub fn of<'a>(
+        tree: Tree,
+        heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>,
+        subject: &str,
+    ) -> Option<Self> {
+        if tree == Tree::Flat {
+            return None;
+        }
         let heads: Vec<(&str, u64, &Digest)> = heads.into_iter().collect();
         let (_, sequence, hash) = *heads.iter().find(|(s, _, _)| *s == subject)?;
-        let leaves = leaves(heads.iter().copied());
-        let mut index = leaves.iter().position(|(s, _)| *s == subject)?;
+        let name = tree.name(subject);
+        let leaves = leaves(tree, heads.iter().copied());
+        let mut index = leaves.iter().position(|(s, _)| *s == name)?;
         let mut level: Vec<Digest> = leaves.into_iter().map(|(_, d)| d).collect();
         let mut path = Vec::new();
         while level.len() > 1 {
@@ -159,7 +204,7 @@ impl Proof {
             level = up(&level);
             index /= 2;
         }
-        Some(Self { subject: subject.to_owned(), sequence, hash: hash.to_string(), path })
+        Some(Self { subject: name, sequence, hash: hash.to_string(), path })
     }
 
     /// Whether this proof leads from its head to `root`.
@@ -193,7 +238,7 @@ pub struct Checkpoint {
     pub hash: Digest,
 }
 
-/// Makes and signs a checkpoint document with a Merkle `root`; `counts`
+/// Makes and signs a checkpoint document with a hashed Merkle `root`; `counts`
 /// is (subjects, events).
 pub fn sign(
     stream: &str,
@@ -212,7 +257,7 @@ pub fn sign(
         "subjects": subjects,
         "events": events,
         "root": root.to_string(),
-        "tree": "merkle",
+        "tree": Tree::HashedMerkle.as_str(),
         "previous": previous.to_string(),
         "at": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     });
@@ -262,6 +307,7 @@ pub fn open(bytes: &[u8], keys: &[VerifyingKey]) -> Result<Checkpoint, Checkpoin
         tree: match doc.get("tree").and_then(Value::as_str) {
             None => Tree::Flat,
             Some("merkle") => Tree::Merkle,
+            Some("hashed-merkle") => Tree::HashedMerkle,
             Some(_) => return Err(CheckpointError::Malformed("tree")),
         },
         previous: digest("previous")?,
@@ -279,13 +325,13 @@ mod tests {
         let key = chain::signing_key_from_seed([7; 32]);
         let h1 = Digest::of(b"one");
         let h2 = Digest::of(b"two");
-        let r = merkle_root([("b", 2, &h2), ("a", 1, &h1)]);
-        assert_eq!(r, merkle_root([("a", 1, &h1), ("b", 2, &h2)]), "order of the heads does not matter");
+        let r = Tree::HashedMerkle.root([("b", 2, &h2), ("a", 1, &h1)]);
+        assert_eq!(r, Tree::HashedMerkle.root([("a", 1, &h1), ("b", 2, &h2)]), "order of the heads does not matter");
         let at = chrono::DateTime::parse_from_rfc3339("2025-01-14T09:30:00Z").expect("time").to_utc();
         let doc = sign("SG_EVENTS", 10, (2, 3), &r, &Digest::ZERO, at, &key);
         let bytes = serde_json::to_vec(&doc).expect("json");
         let opened = open(&bytes, &[key.verifying_key()]).expect("valid");
-        assert_eq!((opened.covers, opened.subjects, opened.root, opened.tree), (10, 2, r, Tree::Merkle));
+        assert_eq!((opened.covers, opened.subjects, opened.root, opened.tree), (10, 2, r, Tree::HashedMerkle));
 
         let mut altered = doc.clone();
         altered.insert("covers".into(), 11.into());
@@ -300,25 +346,33 @@ mod tests {
 
     #[test]
     fn every_subjects_head_is_proved_in_the_merkle_root_and_no_altered_head_is() {
-        for n in 0..12usize {
-            let names: Vec<String> = (0..n).map(|i| format!("child-{i:02}")).collect();
-            let hashes: Vec<Digest> = (0..n).map(|i| Digest::of(format!("h{i}").as_bytes())).collect();
-            let heads: Vec<(&str, u64, &Digest)> =
-                names.iter().zip(&hashes).enumerate().map(|(i, (s, h))| (s.as_str(), i as u64 + 1, h)).collect();
-            let r = merkle_root(heads.iter().copied());
-            for (subject, sequence, _) in &heads {
-                let proof = Proof::of(heads.iter().copied(), subject).expect("a proof");
-                assert!(proof.leads_to(&r), "{n} heads: {subject}");
-                let mut later = proof.clone();
-                later.sequence = sequence + 1;
-                assert!(!later.leads_to(&r), "a head moved on is not in the root");
-                let mut other = proof.clone();
-                other.hash = Digest::of(b"other").to_string();
-                assert!(!other.leads_to(&r), "an altered head is not in the root");
+        for tree in [Tree::Merkle, Tree::HashedMerkle] {
+            for n in 0..12usize {
+                let names: Vec<String> = (0..n).map(|i| format!("child-{i:02}")).collect();
+                let hashes: Vec<Digest> = (0..n).map(|i| Digest::of(format!("h{i}").as_bytes())).collect();
+                let heads: Vec<(&str, u64, &Digest)> =
+                    names.iter().zip(&hashes).enumerate().map(|(i, (s, h))| (s.as_str(), i as u64 + 1, h)).collect();
+                let r = tree.root(heads.iter().copied());
+                for (subject, sequence, _) in &heads {
+                    let proof = Proof::of(tree, heads.iter().copied(), subject).expect("a proof");
+                    assert!(proof.leads_to(&r), "{n} heads: {subject}");
+                    assert_eq!(proof.subject, tree.name(subject));
+                    if tree == Tree::HashedMerkle {
+                        assert!(!serde_json::to_string(&proof).expect("json").contains(*subject), "the id is not shown");
+                    }
+                    let mut later = proof.clone();
+                    later.sequence = sequence + 1;
+                    assert!(!later.leads_to(&r), "a head moved on is not in the root");
+                    let mut other = proof.clone();
+                    other.hash = Digest::of(b"other").to_string();
+                    assert!(!other.leads_to(&r), "an altered head is not in the root");
+                }
+                assert!(Proof::of(tree, heads.iter().copied(), "nobody").is_none());
             }
-            assert!(Proof::of(heads.iter().copied(), "nobody").is_none());
         }
         let h = Digest::of(b"x");
         assert_ne!(merkle_root([("a", 1, &h)]), root([("a", 1, &h)]), "the trees differ");
+        assert_ne!(merkle_root([("a", 1, &h)]), Tree::HashedMerkle.root([("a", 1, &h)]), "the trees differ");
+        assert!(Proof::of(Tree::Flat, [("a", 1, &h)], "a").is_none(), "a flat root proves no one head");
     }
 }

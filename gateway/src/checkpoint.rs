@@ -118,7 +118,7 @@ async fn publish(
         return Ok(Some(cp.covers));
     }
     let previous = last.as_ref().map_or(Digest::ZERO, |(_, cp)| cp.hash);
-    let root = checkpoint::merkle_root(heads.iter().map(|(s, (seq, hash))| (s.as_str(), *seq, hash)));
+    let root = checkpoint::Tree::HashedMerkle.root(heads.iter().map(|(s, (seq, hash))| (s.as_str(), *seq, hash)));
     let counts = (heads.len() as u64, events);
     let doc = checkpoint::sign(bus::EVENTS_STREAM, covers, counts, &root, &previous, chrono::Utc::now(), signing);
     let mut headers = async_nats::HeaderMap::new();

@@ -196,6 +196,11 @@ pub struct QueryArgs {
     /// not derived from the master key). Query roles behind one address share it.
     #[arg(long = "session-key", env = "SAFEGUARD_SESSION_KEY", default_value = "session.key")]
     pub session_key: PathBuf,
+    /// The key that signs certified exports (made if missing). Its public
+    /// keys are kept beside it as `<export key>.pub`, one per line, every
+    /// key it has signed with: what `safeguard verify --export` needs.
+    #[arg(long = "export-key", env = "SAFEGUARD_EXPORT_KEY", default_value = "export.key")]
+    pub export_key: PathBuf,
     /// Event streams (Server-Sent Events) open at once on this query role.
     #[arg(long = "max-streams", env = "SAFEGUARD_MAX_STREAMS", default_value_t = 200)]
     pub max_streams: usize,

@@ -314,3 +314,12 @@ pub async fn access_log(pool: &PgPool, child: uuid::Uuid) -> Result<(Vec<AccessR
         .await?;
     Ok((entries, position.unwrap_or(0).max(0) as u64))
 }
+
+/// The latest checkpoint covering no more than stream position `upto`, as
+/// the gateway published it (its signature is the reader's to check).
+pub async fn latest_checkpoint(pool: &PgPool, upto: u64) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    sqlx::query_scalar("select document from audit.checkpoint where covers <= $1 order by covers desc limit 1")
+        .bind(i64::try_from(upto).unwrap_or(i64::MAX))
+        .fetch_optional(pool)
+        .await
+}

@@ -88,3 +88,26 @@ pub async fn heads(pool: &PgPool, child: Option<&Subject>, upto: u64) -> Result<
         })
         .collect())
 }
+
+/// A subject's chain as the copy holds it (applied events only), in
+/// sequence order: what a certified export proves each entry with.
+pub async fn links(pool: &PgPool, subject: &Subject) -> Result<Vec<casework::certified::Link>, sqlx::Error> {
+    let rows: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "select sequence, hash, document->>'prevhash', document->>'signature' from stored_event
+          where subject = $1 order by sequence",
+    )
+    .bind(subject.to_string())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(sequence, hash, prevhash, signature)| {
+            Some(casework::certified::Link {
+                sequence: sequence.max(0) as u64,
+                hash: Digest::parse(&hash).ok()?,
+                prevhash: Digest::parse(&prevhash?).ok()?,
+                signature: signature?,
+            })
+        })
+        .collect())
+}

@@ -20,6 +20,8 @@
 pub mod access;
 pub mod caller;
 pub mod error;
+pub mod export;
+pub mod pdf;
 pub mod pages;
 pub mod policy;
 pub mod streams;
@@ -33,7 +35,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use caller::Caller;
-use casework::anonymise as export;
 use casework::format::Format;
 use casework::indicators::Period;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -70,6 +71,9 @@ pub struct QueryState {
     pub keys: Arc<platform::keystore::KeyStore>,
     /// The gateway's public key file, for verification.
     pub public_key: std::path::PathBuf,
+    /// Signs certified exports (`SAFEGUARD_EXPORT_KEY`); its public keys
+    /// are kept beside it for verifiers.
+    pub export_key: ed25519_dalek::SigningKey,
     pub metrics: QueryMetrics,
     /// A clock that tests can replace.
     pub now: fn() -> DateTime<Utc>,
@@ -114,7 +118,7 @@ impl Default for QueryMetrics {
     info(title = "Safeguard queries", description = "Chronologies, lookups, caseloads and indicators."),
     paths(
         chronology,
-        chronology_export,
+        export::chronology_export,
         access_log,
         family_chronology,
         verify,
@@ -131,7 +135,7 @@ pub struct ApiDoc;
 pub fn router(state: Arc<QueryState>) -> Router {
     let routes = Router::new()
         .route("/v1/children/{child}/chronology", get(chronology))
-        .route("/v1/children/{child}/chronology/export", get(chronology_export))
+        .route("/v1/children/{child}/chronology/export", get(export::chronology_export))
         .route("/v1/children/{child}/access-log", get(access_log))
         .route("/v1/children/{child}/family", get(family_chronology))
         .route("/v1/verify", get(verify))
@@ -389,10 +393,17 @@ async fn read_chronology(
         }),
         None => None,
     };
-    let format = params.format.as_deref().map_or(Some(Format::Json), Format::from_param).unwrap_or_else(|| {
-        check(Err(QueryError::invalid("format", "must be json, csv or md")));
-        Format::Json
-    });
+    let format = match params.format.as_deref().map_or(Some(Format::Json), Format::from_param) {
+        Some(Format::Pdf) => {
+            check(Err(QueryError::invalid("format", "must be json, csv or md; a PDF is an export (/chronology/export)")));
+            Format::Json
+        }
+        Some(format) => format,
+        None => {
+            check(Err(QueryError::invalid("format", "must be json, csv or md")));
+            Format::Json
+        }
+    };
     if !problems.is_empty() {
         return Err(QueryError::Invalid(problems));
     }
@@ -425,7 +436,8 @@ async fn read_chronology(
             casework::format::markdown(&child, &as_of, &entries, first_serial, &extras),
         )
             .into_response(),
-        Format::Json => {
+        // A PDF was refused above.
+        Format::Json | Format::Pdf => {
             let entries: Vec<Value> = entries.iter().map(|e| entry_json(e, &record)).collect();
             Json(json!({ "child": child, "as_of": as_of, "entries": entries, "next": next, "stale": stale }))
                 .into_response()
@@ -631,100 +643,6 @@ async fn serial_before(app: &QueryState, q: &projections::chronology::Query) -> 
     Ok(projections::chronology::entries_before(&app.pool, q).await?)
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct FormatParams {
-    format: Option<String>,
-}
-
-/// The anonymised chronology for publication: the child is "Child A",
-/// people and professionals appear by role, and no name, identifier or
-/// personal detail remains.
-#[utoipa::path(
-    get,
-    path = "/v1/children/{child}/chronology/export",
-    params(
-        ("child" = String, Path, description = "The child's id"),
-        ("format" = Option<String>, Query, description = "md (default), csv or json"),
-    ),
-    responses(
-        (status = 200, description = "The anonymised chronology"),
-        (status = 403, description = "Outside the principal's scope (recorded)", content_type = "application/problem+json"),
-        (status = 404, description = "Unknown child", content_type = "application/problem+json"),
-        (status = 503, description = "The access log could not record the read", content_type = "application/problem+json"),
-    ),
-    security(("bearer" = []))
-)]
-async fn chronology_export(
-    State(app): State<Arc<QueryState>>,
-    Path(child): Path<String>,
-    Query(params): Query<FormatParams>,
-    headers: HeaderMap,
-) -> Response {
-    let result = read_export(&app, &child, params, &headers).await;
-    count(&app, "chronology_export", result)
-}
-
-async fn read_export(
-    app: &QueryState,
-    child: &str,
-    params: FormatParams,
-    headers: &HeaderMap,
-) -> Result<Response, QueryError> {
-    let caller = Caller::from_bearer(app, headers)?;
-    let child = uuid_param("child", child)?;
-    let format = params
-        .format
-        .as_deref()
-        .map_or(Some(Format::Markdown), Format::from_param)
-        .ok_or_else(|| QueryError::invalid("format", "must be md, csv or json"))?;
-    admit_child(app, &caller, "GET /v1/children/{child}/chronology/export", child, Need::Record).await?;
-    let stale = parked_child(app, child).await?;
-    let exported = build_export(app, child).await?;
-    Ok(marked_stale(
-        match format {
-            Format::Csv => {
-                ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], export::csv(&exported)).into_response()
-            }
-            Format::Json => Json(exported).into_response(),
-            Format::Markdown => {
-                ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], export::markdown(&exported)).into_response()
-            }
-        },
-        stale.as_ref(),
-    ))
-}
-
-/// The anonymised chronology of a child as it stands now. The caller has
-/// admitted (and logged) the read.
-async fn build_export(app: &QueryState, child: uuid::Uuid) -> Result<export::Export, QueryError> {
-    let produced_at = (app.now)();
-    // The position first: everything read after it covers at least that
-    // much. The least of the projectors' positions: with partitioned
-    // projectors, only below it is every subject's history complete.
-    let position = projections::health::complete_up_to(&app.pool).await?;
-    let q = projections::chronology::Query::whole(child, produced_at);
-    let entries = projections::chronology::read(&app.pool, &q).await?;
-    let history = projections::reads::child_history(&app.pool, child).await?;
-    let key = app
-        .keys
-        .existing_key(&events::ids::ChildId::from_uuid(child))
-        .await
-        .map_err(|e| QueryError::dependency("the key store is unavailable", e))?;
-    let worker_roles = projections::reads::worker_roles(&app.pool, &export::worker_ids(&history)).await?;
-    let professionals = professionals(app, &history).await?;
-    let exported = export::anonymise(&export::Sources {
-        child,
-        history: &history,
-        key: key.as_ref(),
-        entries: &entries,
-        worker_roles: &worker_roles,
-        professionals: &professionals,
-        produced_at,
-        stream_position: position,
-    });
-    Ok(exported)
-}
-
 /// Who has read the child's record, or been refused: for auditors and
 /// admins. Reading it is itself recorded. Entries are those the projector
 /// has taken from the audit stream (up to `audit_position`).
@@ -823,18 +741,7 @@ async fn verify(State(app): State<Arc<QueryState>>, Query(p): Query<VerifyParams
                 None
             }
         };
-        let text = std::fs::read_to_string(&app.public_key).map_err(|e| {
-            QueryError::dependency(
-                "the gateway's public keys cannot be read",
-                anyhow::Error::new(e).context(app.public_key.display().to_string()),
-            )
-        })?;
-        let keys = events::chain::decode_verifying_keys(&text).map_err(|m| {
-            QueryError::dependency(
-                "the gateway's public keys cannot be read",
-                anyhow::anyhow!("{}: {m}", app.public_key.display()),
-            )
-        })?;
+        let keys = gateway_keys(&app)?;
         let js = app.access.js.clone();
         let report = crate::verify::verify(&js, Some(&app.pool), &keys, child.as_ref())
             .await
@@ -843,6 +750,19 @@ async fn verify(State(app): State<Arc<QueryState>>, Query(p): Query<VerifyParams
     }
     .await;
     count(&app, "verify", result)
+}
+
+/// The gateway's public keys, read from its public key file.
+pub(crate) fn gateway_keys(app: &QueryState) -> Result<Vec<ed25519_dalek::VerifyingKey>, QueryError> {
+    let text = std::fs::read_to_string(&app.public_key).map_err(|e| {
+        QueryError::dependency(
+            "the gateway's public keys cannot be read",
+            anyhow::Error::new(e).context(app.public_key.display().to_string()),
+        )
+    })?;
+    events::chain::decode_verifying_keys(&text).map_err(|m| {
+        QueryError::dependency("the gateway's public keys cannot be read", anyhow::anyhow!("{}: {m}", app.public_key.display()))
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -420,8 +420,8 @@ mod tests {
             covers,
             subjects: heads.len() as u64,
             events,
-            root: checkpoint::merkle_root(heads.iter().map(|(s, (seq, hash))| (s.as_str(), *seq, hash))),
-            tree: checkpoint::Tree::Merkle,
+            root: checkpoint::Tree::HashedMerkle.root(heads.iter().map(|(s, (seq, hash))| (s.as_str(), *seq, hash))),
+            tree: checkpoint::Tree::HashedMerkle,
             previous: Digest::ZERO,
             at: chrono::DateTime::UNIX_EPOCH,
             hash: Digest::of(b"cp"),
@@ -452,7 +452,7 @@ mod tests {
         check_root(&flat, 5, &heads, 3, &mut report);
         assert!(report.failures.is_empty(), "{:?}", report.failures);
         let mut mislabelled = flat.clone();
-        mislabelled.tree = checkpoint::Tree::Merkle;
+        mislabelled.tree = checkpoint::Tree::HashedMerkle;
         check_root(&mislabelled, 6, &heads, 3, &mut report);
         assert_eq!(report.failures.len(), 1, "a flat root read as a Merkle one does not fold");
     }

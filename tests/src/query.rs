@@ -128,6 +128,7 @@ impl TestQuery {
             access_timeout_ms: 2000,
             public_key: Some(public_key.to_owned()),
             session_key: session_key.to_owned(),
+            export_key: session_key.with_file_name("export.key"),
             max_streams: limits.streams,
             max_streams_per_principal: limits.streams_per_principal,
             stream_recheck_ms: limits.stream_recheck.as_millis() as u64,

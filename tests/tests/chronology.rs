@@ -525,3 +525,165 @@ async fn professionals_are_named_in_the_full_record_and_by_role_in_the_anonymise
     assert!(!export.text.contains("Smithers") && !export.text.contains("Joanna"), "{}", export.text);
     assert!(export.text.contains("Social worker 1 found the flat cold"), "{}", export.text);
 }
+
+/// A backbone whose gateway signs a checkpoint every 200 ms.
+async fn certifying_system() -> System {
+    let options = tests::gateway::Options {
+        checkpoint_interval: Some(std::time::Duration::from_millis(200)),
+        ..tests::gateway::Options::default()
+    };
+    System::start_with(tests::NatsServer::start().await, options).await
+}
+
+/// Waits until a signed checkpoint covering stream position `position` has
+/// reached the read side.
+async fn wait_for_checkpoint(sys: &System, position: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        sys.projector.wait_for_audit().await;
+        let covers: Option<i64> =
+            sqlx::query_scalar("select max(covers) from audit.checkpoint").fetch_one(&sys.pool).await.expect("read");
+        if covers.is_some_and(|c| c as u64 >= position) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no checkpoint covered {position}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The export's bytes, as a court clerk would save them.
+async fn export_bytes(sys: &System, child: &str, record: &str, format: &str) -> Vec<u8> {
+    let url = sys.query.url(&format!("/v1/children/{child}/chronology/export?record={record}&format={format}"));
+    let response =
+        reqwest::Client::new().get(url).bearer_auth(tokens::HARINGEY).send().await.expect("the query role answers");
+    assert_eq!(response.status(), 200, "{record} {format}");
+    response.bytes().await.expect("the body").to_vec()
+}
+
+/// `safeguard verify --export` on `bytes` with the public keys alone: its
+/// exit status and its report.
+fn verify_export(sys: &System, bytes: &[u8], name: &str) -> (bool, Value) {
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join(name);
+    std::fs::write(&file, bytes).expect("write the export");
+    let out = std::process::Command::new(tests::safeguard_binary())
+        .args(["verify", "--export"])
+        .arg(&file)
+        .arg("--public-key")
+        .arg(sys.gateway.path("signing.key.pub"))
+        .arg("--export-public-key")
+        .arg(sys.gateway.path("export.key.pub"))
+        .env_remove("NATS_URL")
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run safeguard verify");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("a report: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.success(), report)
+}
+
+fn problems(report: &Value) -> Vec<(String, String)> {
+    report["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| (p["kind"].as_str().unwrap_or("").to_owned(), p["reference"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_certified_export_verifies_with_the_public_keys_and_names_an_entry_removed_altered_or_moved() {
+    let sys = certifying_system().await;
+    let child = amelias_record(&sys).await;
+    // Three agencies, and a late fact dated before what came earlier, so
+    // date order and history order differ.
+    let police = event(
+        "police-1",
+        "concern.raised",
+        &child,
+        "2024-03-01T10:00:00Z",
+        json!({"concern_id": "P1", "category": "PHY", "summary": "Officers called to a disturbance at the address"}),
+    );
+    sys.publish(tokens::POLICE, vec![police]).await;
+    let health = event(
+        "health-1",
+        "child.seen",
+        &child,
+        "2024-03-05T10:00:00Z",
+        json!({"seen_by": "PRO-HV", "seen_alone": true, "context": "health"}),
+    );
+    sys.publish(tokens::HEALTH, vec![health]).await;
+    let late = event(
+        "late-1",
+        "concern.raised",
+        &child,
+        "2024-01-10T10:00:00Z",
+        json!({"concern_id": "C0", "category": "NEG", "summary": "Nursery noted Amelia often came in hungry"}),
+    );
+    let last = sys.publish(tokens::HARINGEY, vec![late]).await;
+    let position = last[0]["stream_sequence"].as_u64().expect("position");
+    wait_for_checkpoint(&sys, position).await;
+
+    // Every export, full and anonymised, in every format, verifies whole.
+    for record in ["full", "anonymised"] {
+        for format in ["md", "csv", "json", "pdf"] {
+            let bytes = export_bytes(&sys, &child, record, format).await;
+            let (ok, report) = verify_export(&sys, &bytes, &format!("export.{format}"));
+            assert!(ok, "{record} {format}: {report:#}");
+            assert_eq!(report["entries"], 7, "{record} {format}");
+            assert_eq!(report["certified_through"], 7, "{record} {format}: the checkpoint covers the whole history");
+            assert_eq!(report["uncertified"], json!([]), "{record} {format}");
+            assert_eq!(report["record"], record);
+        }
+    }
+
+    // The full record as CSV: one entry removed, one altered, two swapped.
+    let csv = String::from_utf8(export_bytes(&sys, &child, "full", "csv").await).expect("text");
+    let lines: Vec<&str> = csv.split_inclusive("\r\n").collect();
+    let row_of = |reference: &str| lines.iter().position(|l| l.contains(&format!(",{reference},"))).expect("a row");
+    let without: String = lines.iter().enumerate().filter(|(i, _)| *i != row_of("E3")).map(|(_, l)| *l).collect();
+    let (ok, report) = verify_export(&sys, without.as_bytes(), "removed.csv");
+    assert!(!ok);
+    assert!(problems(&report).contains(&("removed".into(), "E3".into())), "{report:#}");
+
+    let altered = csv.replacen("Officers called to a disturbance", "Officers called to a quiet visit", 1);
+    assert_ne!(altered, csv);
+    let (ok, report) = verify_export(&sys, altered.as_bytes(), "altered.csv");
+    assert!(!ok);
+    assert_eq!(problems(&report), vec![("altered".to_owned(), "E5".to_owned())], "{report:#}");
+
+    let mut moved = lines.clone();
+    let (a, b) = (row_of("E5"), row_of("E6"));
+    moved.swap(a, b);
+    let (ok, report) = verify_export(&sys, moved.concat().as_bytes(), "moved.csv");
+    assert!(!ok);
+    let named = problems(&report);
+    assert!(
+        !named.is_empty() && named.iter().all(|(k, r)| k == "reordered" && (r == "E5" || r == "E6")),
+        "{report:#}"
+    );
+
+    // The anonymised Markdown and JSON, altered, name the entry too.
+    let md = String::from_utf8(export_bytes(&sys, &child, "anonymised", "md").await).expect("text");
+    let altered = md.replacen("Officers called to a disturbance", "Officers were never called", 1);
+    assert_ne!(altered, md);
+    let (ok, report) = verify_export(&sys, altered.as_bytes(), "altered.md");
+    assert!(!ok);
+    assert_eq!(problems(&report), vec![("altered".to_owned(), "E5".to_owned())], "{report:#}");
+    let json_export: Value = serde_json::from_slice(&export_bytes(&sys, &child, "anonymised", "json").await).expect("json");
+    let mut fewer = json_export.clone();
+    let entries = fewer["entries"].as_array_mut().expect("entries");
+    entries.retain(|e| e["reference"] != "E4");
+    let (ok, report) = verify_export(&sys, &serde_json::to_vec(&fewer).expect("json"), "removed.json");
+    assert!(!ok);
+    assert!(problems(&report).contains(&("removed".into(), "E4".into())), "{report:#}");
+
+    // A PDF whose page was changed no longer matches the record it carries.
+    let pdf = export_bytes(&sys, &child, "full", "pdf").await;
+    let at = pdf.windows(8).position(|w| w == b"Officers").expect("the page shows the police's words");
+    let mut changed = pdf.clone();
+    changed[at..at + 8].copy_from_slice(b"Soldiers");
+    let (ok, report) = verify_export(&sys, &changed, "changed.pdf");
+    assert!(!ok, "{report:#}");
+    assert!(report["problems"].to_string().contains("pages"), "{report:#}");
+}

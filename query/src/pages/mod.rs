@@ -26,7 +26,7 @@ pub mod timeline;
 use crate::caller::Caller;
 use crate::error::QueryError;
 use crate::{
-    CouncilParams, Lookup, Need, QueryState, admit_child, admitted_worker_cases, build_export, council_param,
+    CouncilParams, Lookup, Need, QueryState, admit_child, admitted_worker_cases, council_param,
     find_children, indicator_events, period_of, record, uuid_param,
 };
 use axum::extract::{Path, Query, State};
@@ -904,7 +904,7 @@ async fn child_page(
         let info = admit_child(&app, &v.caller, endpoint, child, Need::Record).await?;
         let as_of_or_now = as_of.unwrap_or(now);
         let (heading, items) = if publication {
-            let x = build_export(&app, child).await?;
+            let x = crate::export::build_export(&app, child).await?;
             (x.title.clone(), publication_items(&x))
         } else if family {
             // A lane a child: the child asked about first, then each linked

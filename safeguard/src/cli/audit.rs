@@ -16,6 +16,18 @@ pub struct VerifyArgs {
     /// Only this child's history.
     #[arg(long)]
     pub child: Option<uuid::Uuid>,
+    /// Check a certified export (Markdown, CSV, JSON or PDF, from
+    /// `/chronology/export`) with the public keys alone: no NATS, no
+    /// database. Names every entry left out, altered or moved.
+    #[arg(long, conflicts_with_all = ["child", "stream_only"])]
+    pub export: Option<std::path::PathBuf>,
+    /// The export keys' public keys, one base64 key per line (default:
+    /// `<SAFEGUARD_EXPORT_KEY>.pub`, as the query role keeps them).
+    #[arg(long = "export-public-key", env = "SAFEGUARD_EXPORT_PUBLIC_KEY")]
+    pub export_public_key: Option<std::path::PathBuf>,
+    /// Only to find the default export public key file beside it.
+    #[arg(long = "export-key", env = "SAFEGUARD_EXPORT_KEY", default_value = "export.key", hide = true)]
+    pub export_key: std::path::PathBuf,
     /// The gateway's public keys: one base64 key per line, every key it has
     /// signed with (default: `<SAFEGUARD_SIGNING_KEY>.pub`, as the gateway keeps them).
     #[arg(long = "public-key", env = "SAFEGUARD_PUBLIC_KEY")]
@@ -33,13 +45,39 @@ pub struct VerifyArgs {
     pub database: config::DatabaseArgs,
 }
 
+fn read_public_keys(path: &std::path::Path) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("could not read the public keys {}", path.display()))?;
+    events::chain::decode_verifying_keys(&text).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))
+}
+
 /// Runs verification; prints the report as JSON on stdout and a summary on
 /// stderr. Returns whether everything held.
 pub async fn run_verify(args: VerifyArgs) -> anyhow::Result<bool> {
     let path = args.public_key.clone().unwrap_or_else(|| platform::public_key_path(&args.signing_key));
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("could not read the public keys {}", path.display()))?;
-    let keys = events::chain::decode_verifying_keys(&text).map_err(|m| anyhow::anyhow!("{m}"))?;
+    let keys = read_public_keys(&path)?;
+    if let Some(file) = &args.export {
+        let export_keys = read_public_keys(
+            &args.export_public_key.clone().unwrap_or_else(|| platform::public_key_path(&args.export_key)),
+        )?;
+        let bytes = std::fs::read(file).with_context(|| format!("could not read {}", file.display()))?;
+        let report = super::export_check::check(&bytes, &keys, &export_keys);
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        out.write_all(b"\n")?;
+        eprintln!(
+            "{}: {} entries, certified through {} by the checkpoint at {}; {} problems",
+            if report.ok { "ok" } else { "BROKEN" },
+            report.entries,
+            report.certified_through.map_or_else(|| "nothing".to_owned(), casework::narrative::reference_of),
+            report.checkpoint_covers.map_or_else(|| "none".to_owned(), |c| format!("stream position {c}")),
+            report.problems.len()
+        );
+        for p in &report.problems {
+            eprintln!("  {:?} {}: {}", p.kind, p.reference.as_deref().unwrap_or("-"), p.detail);
+        }
+        return Ok(report.ok);
+    }
     let client = bus::connect(&args.nats).await?;
     let js = async_nats::jetstream::new(client);
     let pool =

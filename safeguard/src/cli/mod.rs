@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod backup;
 pub mod chronology;
+pub mod export_check;
 pub mod client;
 pub mod import;
 pub mod parked;

@@ -30,11 +30,14 @@ pub async fn run(
     let signed_out = platform::bus::ensure_signed_out_bucket(&js, &nats.stream_settings()).await?;
     let bucket = platform::bus::ensure_key_bucket(&js, &nats.stream_settings()).await?;
     let keys = platform::keystore::KeyStore::watched(bucket, master).await?;
+    let export_key = platform::load_signing_key(&query.export_key, true)?;
+    platform::write_public_key(&query.export_key, &export_key)?;
     let state = Arc::new(query::QueryState {
         principals,
         lookup_key,
         keys: keys.clone(),
         public_key: query.public_key.clone().unwrap_or_else(|| platform::public_key_path(Path::new("signing.key"))),
+        export_key,
         pool,
         access: query::access::AccessLog {
             js,
