@@ -410,7 +410,7 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') {
         parse_json(text)
-    } else if trimmed.starts_with("# ") && text.contains("\n## Certificate\n") {
+    } else if text.contains("\n## Certificate\n") && text.contains("\n## Proof\n") {
         parse_markdown(text)
     } else {
         parse_csv(text)

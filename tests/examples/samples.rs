@@ -21,7 +21,12 @@ const HARINGEY: &str = "E09000014";
 async fn main() {
     let out = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "docs/samples".into()));
     std::fs::create_dir_all(&out).expect("the output directory");
-    let sys = System::start().await;
+    // A gateway that signs checkpoints often, so the exports are certified to their last entry.
+    let options = tests::gateway::Options {
+        checkpoint_interval: Some(std::time::Duration::from_millis(200)),
+        ..tests::gateway::Options::default()
+    };
+    let sys = System::start_with(tests::NatsServer::start().await, options).await;
     let child = uuid::Uuid::new_v4().to_string();
     let at = |day: &str| format!("2024-{day}T10:00:00Z");
     let address = "12 Elm Road, Tottenham, N17 9PL";
@@ -163,6 +168,16 @@ async fn main() {
         )],
     )
     .await;
+    let last: i64 = sqlx::query_scalar("select max(stream_seq) from stored_event").fetch_one(&sys.pool).await.expect("read");
+    loop {
+        sys.projector.wait_for_audit().await;
+        let covers: Option<i64> =
+            sqlx::query_scalar("select max(covers) from audit.checkpoint").fetch_one(&sys.pool).await.expect("read");
+        if covers.is_some_and(|c| c >= last) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let path = format!("/v1/children/{child}/chronology");
     let full = sys.query.get(tokens::HARINGEY, &format!("{path}?format=md")).await;
     let export = sys.query.get(tokens::HARINGEY, &format!("{path}/export?format=md")).await;
@@ -179,7 +194,18 @@ async fn main() {
         println!("wrote {}", path.display());
     };
     write("chronology.md", note("the full record, as a practitioner of the council reads it,") + &full.text);
-    write("export.md", note("the anonymised export") + &export.text);
+    write("export.md", note("the anonymised export, certified") + &export.text);
+    let pdf = reqwest::Client::new()
+        .get(sys.query.url(&format!("{path}/export?record=full&format=pdf")))
+        .bearer_auth(tokens::HARINGEY)
+        .send()
+        .await
+        .expect("the query role answers")
+        .bytes()
+        .await
+        .expect("the PDF");
+    std::fs::write(out.join("court-bundle.pdf"), &pdf).expect("write the sample");
+    println!("wrote {}", out.join("court-bundle.pdf").display());
     let json: Value = sys.query.get(tokens::HARINGEY, &path).await.json;
     println!("{} entries", json["entries"].as_array().map_or(0, Vec::len));
 }

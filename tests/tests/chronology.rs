@@ -450,7 +450,7 @@ async fn the_anonymised_export_of_a_long_multi_agency_case_names_nobody() {
         "P-SIB",
         "P-HH",
     ];
-    for format in ["md", "csv", "json"] {
+    for format in ["md", "csv", "json", "pdf"] {
         let export =
             sys.query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology/export?format={format}")).await;
         assert_eq!(export.status, 200, "{}", export.text);
