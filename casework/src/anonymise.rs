@@ -55,6 +55,9 @@ pub struct ExportEntry {
     /// Whole years of age on that date, where the date of birth was recorded.
     pub age: Option<u32>,
     pub agency: String,
+    /// Who at the agency wrote it, by role, where the publisher said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     pub event: String,
     pub summary: String,
     /// The free text recorded with the event, redacted.
@@ -484,6 +487,10 @@ pub fn anonymise(s: &Sources<'_>) -> Export {
                 date,
                 age: birth.and_then(|b| age_on(b, date)),
                 agency: e.source.as_str().to_owned(),
+                author: by_id
+                    .get(&(e.source.as_str(), e.id.as_str()))
+                    .and_then(|r| r.author_role)
+                    .map(|role| role.label().to_owned()),
                 event: e.event_type.name().to_owned(),
                 summary: redact(&e.summary, &replacements),
                 detail: (!texts.is_empty()).then(|| texts.join(" / ")),
@@ -509,8 +516,19 @@ pub fn anonymise(s: &Sources<'_>) -> Export {
     }
 }
 
-const COLUMNS: [&str; 11] =
-    ["serial", "reference", "date", "age", "agency", "event", "summary", "detail", "status", "corrected_by", "retracted_by"];
+const COLUMNS: [&str; 11] = [
+    "serial",
+    "reference",
+    "date",
+    "age",
+    "agency",
+    "event",
+    "summary",
+    "detail",
+    "status",
+    "corrected_by",
+    "retracted_by",
+];
 
 fn cells(e: &ExportEntry) -> Vec<String> {
     let opt = |n: Option<usize>| n.map(|n| n.to_string()).unwrap_or_default();
@@ -519,7 +537,10 @@ fn cells(e: &ExportEntry) -> Vec<String> {
         e.reference.clone(),
         e.date.to_string(),
         e.age.map(|a| a.to_string()).unwrap_or_default(),
-        e.agency.clone(),
+        match &e.author {
+            Some(role) => format!("{}; author: {role}", e.agency),
+            None => e.agency.clone(),
+        },
         e.event.clone(),
         e.summary.clone(),
         e.detail.clone().unwrap_or_default(),
@@ -609,6 +630,8 @@ mod tests {
                 occurred_at: at,
                 business_date: at.date_naive(),
                 data: d,
+                author_role: None,
+                significant: None,
             });
         }
         (History::new(recorded).expect("history"), entries)

@@ -150,7 +150,14 @@ pub struct Proof {
 pub const PROOF_COLUMNS: [&str; 5] = ["sequence", "hash", "prevhash", "signature", "attestation"];
 
 /// What an attestation signs for one entry.
-fn entry_digest(certificate: &Digest, sequence: u64, hash: &str, prevhash: &str, signature: &str, cells: &[String]) -> Digest {
+fn entry_digest(
+    certificate: &Digest,
+    sequence: u64,
+    hash: &str,
+    prevhash: &str,
+    signature: &str,
+    cells: &[String],
+) -> Digest {
     let value = json!({
         "certificate": certificate.to_string(),
         "sequence": sequence,
@@ -250,7 +257,7 @@ pub struct Row {
     pub cells: Vec<String>,
 }
 
-fn chain_of<'l>(links: &'l [Link], sequence: u64) -> Option<&'l Link> {
+fn chain_of(links: &[Link], sequence: u64) -> Option<&Link> {
     links.iter().find(|l| l.sequence == sequence)
 }
 
@@ -418,7 +425,8 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
 }
 
 fn parse_certificate(value: Value) -> Result<Certificate, String> {
-    let certificate: Certificate = serde_json::from_value(value).map_err(|e| format!("the certificate does not read: {e}"))?;
+    let certificate: Certificate =
+        serde_json::from_value(value).map_err(|e| format!("the certificate does not read: {e}"))?;
     if certificate.kind != TYPE {
         return Err(format!("the certificate's type is not {TYPE}"));
     }
@@ -550,7 +558,8 @@ fn parse_markdown(text: &str) -> Result<Parsed, String> {
     let (body, rest) = text.split_once("\n## Certificate\n").ok_or("no certificate section")?;
     let json_start = rest.find("```json\n").ok_or("no certificate block")? + "```json\n".len();
     let json_end = json_start + rest[json_start..].find("\n```").ok_or("the certificate block does not end")?;
-    let value = events::json::parse_strict(rest[json_start..json_end].as_bytes()).map_err(|e| format!("certificate: {e}"))?;
+    let value =
+        events::json::parse_strict(&rest.as_bytes()[json_start..json_end]).map_err(|e| format!("certificate: {e}"))?;
     let certificate = parse_certificate(value)?;
     let proof_section = rest.split_once("\n## Proof\n").ok_or("no proof section")?.1;
     let mut proofs: HashMap<String, Proof> = HashMap::new();
@@ -572,7 +581,8 @@ fn parse_markdown(text: &str) -> Result<Parsed, String> {
     let mut lines = body.lines().filter(|l| l.starts_with('|'));
     let header = lines.next().and_then(md_cells).ok_or("no entries table")?;
     let serial_at = header.iter().position(|c| c == "serial");
-    let reference_at = header.iter().position(|c| c == "reference").ok_or("the entries table has no reference column")?;
+    let reference_at =
+        header.iter().position(|c| c == "reference").ok_or("the entries table has no reference column")?;
     let mut rows = Vec::new();
     for (i, line) in lines.skip(1).enumerate() {
         let cells = md_cells(line).ok_or("a table row does not read")?;
@@ -607,17 +617,23 @@ pub fn verify(parsed: &Parsed, gateway: &[VerifyingKey], exporter: &[VerifyingKe
         match checkpoint::open(&serde_json::to_vec(doc).unwrap_or_default(), gateway) {
             Ok(cp) => {
                 checkpoint_covers = Some(cp.covers);
-                if cp.tree != checkpoint::Tree::HashedMerkle || proof.subject != c.subject || !proof.leads_to(&cp.root) {
+                if cp.tree != checkpoint::Tree::HashedMerkle || proof.subject != c.subject || !proof.leads_to(&cp.root)
+                {
                     problems.push(Problem {
                         reference: Some(crate::narrative::reference_of(proof.sequence)),
                         kind: Kind::Forged,
-                        detail: format!("the head proof does not lead to the root the checkpoint at {} signed", cp.covers),
+                        detail: format!(
+                            "the head proof does not lead to the root the checkpoint at {} signed",
+                            cp.covers
+                        ),
                     });
                 } else {
                     head = Some((proof.sequence, proof.hash.clone()));
                 }
             }
-            Err(e) => problems.push(Problem { reference: None, kind: Kind::Forged, detail: format!("checkpoint: {e}") }),
+            Err(e) => {
+                problems.push(Problem { reference: None, kind: Kind::Forged, detail: format!("checkpoint: {e}") })
+            }
         }
     }
 
@@ -703,7 +719,8 @@ pub fn verify(parsed: &Parsed, gateway: &[VerifyingKey], exporter: &[VerifyingKe
             }),
             None => {} // reported as removed above
         }
-        uncertified = by_sequence.keys().filter(|s| *s > sequence).map(|s| crate::narrative::reference_of(*s)).collect();
+        uncertified =
+            by_sequence.keys().filter(|s| *s > sequence).map(|s| crate::narrative::reference_of(*s)).collect();
     } else {
         uncertified = by_sequence.keys().map(|s| crate::narrative::reference_of(*s)).collect();
     }
@@ -824,8 +841,12 @@ mod tests {
                 cells: vec![(i + 1).to_string(), crate::narrative::reference_of(*s), format!("said, | \"{s}\"\nmore")],
             })
             .collect();
-        let table =
-            Table { title: "Chronology".into(), preamble: vec!["Made now".into()], columns: vec!["serial", "reference", "event"], rows };
+        let table = Table {
+            title: "Chronology".into(),
+            preamble: vec!["Made now".into()],
+            columns: vec!["serial", "reference", "event"],
+            rows,
+        };
         (links, covers, table)
     }
 
@@ -849,7 +870,11 @@ mod tests {
             assert_eq!(report.certified_through, Some(6));
             assert!(report.uncertified.is_empty());
         }
-        let report = verify(&parse(&csv_of(&links, &covers, &table)).expect("parses"), &[key(3).verifying_key()], &[key(2).verifying_key()]);
+        let report = verify(
+            &parse(&csv_of(&links, &covers, &table)).expect("parses"),
+            &[key(3).verifying_key()],
+            &[key(2).verifying_key()],
+        );
         assert!(!report.ok, "another gateway key does not verify");
     }
 
@@ -898,7 +923,9 @@ mod tests {
     #[test]
     fn json_exports_verify_and_name_an_altered_entry() {
         let (links, covers, _) = fixture(3);
-        let entries = (1..=3).map(|s| (s, json!({"serial": s, "event": format!("e{s}")}).as_object().cloned().unwrap_or_default())).collect();
+        let entries = (1..=3)
+            .map(|s| (s, json!({"serial": s, "event": format!("e{s}")}).as_object().cloned().unwrap_or_default()))
+            .collect();
         let doc = json(entries, Map::new(), &covers, &links, &key(2), None);
         let text = serde_json::to_string(&doc).expect("json");
         assert!(check(&text).ok);

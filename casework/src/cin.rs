@@ -632,6 +632,8 @@ mod tests {
                     occurred_at: on.and_hms_opt(10, 0, 0).expect("time").and_utc(),
                     business_date: on,
                     data: data.expect("data"),
+                    author_role: None,
+                    significant: None,
                 }
             })
             .collect();

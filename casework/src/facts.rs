@@ -38,6 +38,10 @@ pub struct Recorded {
     pub occurred_at: DateTime<Utc>,
     pub business_date: NaiveDate,
     pub data: EventData,
+    /// The envelope's `authorrole`: who at the publisher wrote it.
+    pub author_role: Option<events::codes::AuthorRole>,
+    /// The envelope's `significant`: the publisher's own mark, if it gave one.
+    pub significant: Option<bool>,
 }
 
 impl Recorded {

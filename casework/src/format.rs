@@ -88,7 +88,16 @@ fn row(serial: usize, e: &Entry, extras: &Extras<'_>) -> [String; 16] {
         events::calendar::business_date(&e.occurred_at).to_string(),
         event,
         format!("{} {}", e.source.as_str(), e.id.as_str()),
-        extras.agencies.get(e.source.as_str()).map_or_else(|| e.source.as_str().to_owned(), narrative::Agency::line),
+        {
+            let agency = extras
+                .agencies
+                .get(e.source.as_str())
+                .map_or_else(|| e.source.as_str().to_owned(), narrative::Agency::line);
+            match &plo.author {
+                Some(role) => format!("{agency}; author: {role}"),
+                None => agency,
+            }
+        },
         narrative::reference(e),
         narrative::of(extras.narratives, e).map(narrative::Narrative::line).unwrap_or_default(),
         if plo.significant { "significant".to_owned() } else { String::new() },
@@ -113,7 +122,12 @@ pub fn csv(entries: &[Entry], first_serial: usize, extras: &Extras<'_>) -> Strin
 }
 
 /// The whole full record as a table, for a certified export (`crate::certified`).
-pub fn table(child: &uuid::Uuid, as_of: &DateTime<Utc>, entries: &[Entry], extras: &Extras<'_>) -> crate::certified::Table {
+pub fn table(
+    child: &uuid::Uuid,
+    as_of: &DateTime<Utc>,
+    entries: &[Entry],
+    extras: &Extras<'_>,
+) -> crate::certified::Table {
     crate::certified::Table {
         title: format!("Chronology of child {child}"),
         preamble: vec![format!(
@@ -124,7 +138,10 @@ pub fn table(child: &uuid::Uuid, as_of: &DateTime<Utc>, entries: &[Entry], extra
         rows: entries
             .iter()
             .enumerate()
-            .map(|(i, e)| crate::certified::Row { sequence: e.sequence.max(0) as u64, cells: row(i + 1, e, extras).to_vec() })
+            .map(|(i, e)| crate::certified::Row {
+                sequence: e.sequence.max(0) as u64,
+                cells: row(i + 1, e, extras).to_vec(),
+            })
             .collect(),
     }
 }

@@ -21,6 +21,9 @@ pub struct Plo {
     /// significant.
     #[serde(default)]
     pub significant: bool,
+    /// Who at the publisher wrote it, by role (the envelope's `authorrole`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     /// What was done as a result: the outcome or decision the event records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
@@ -132,7 +135,9 @@ pub fn plo(history: &History, up_to: i64) -> Plos {
             _ => {}
         }
         let entry = out.entry(r.sequence).or_default();
-        entry.significant = significant(&r.data);
+        // The publisher's own mark wins; without one, statutory steps are significant.
+        entry.significant = r.significant.unwrap_or_else(|| significant(&r.data));
+        entry.author = r.author_role.map(|role| role.label().to_owned());
         entry.outcome = outcome(&r.data);
         for (relation, target) in links {
             if let Some(target) = target {

@@ -37,6 +37,8 @@ fn histories(events: &[Value]) -> BTreeMap<String, History> {
             occurred_at: time.to_utc(),
             business_date: business_date_of(&time),
             data,
+            author_role: None,
+            significant: None,
         });
     }
     out.into_iter().map(|(s, h)| (s, History::new(h).expect("a stored history folds"))).collect()

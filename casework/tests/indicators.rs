@@ -42,6 +42,8 @@ fn history(events: &[(&str, &str, Value)]) -> History {
                 occurred_at: at.to_utc(),
                 business_date: business_date_of(&at),
                 data: data.expect("catalogue-valid data"),
+                author_role: None,
+                significant: None,
             }
         })
         .collect();

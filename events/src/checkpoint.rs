@@ -131,10 +131,13 @@ fn node(left: &Digest, right: &Digest) -> Digest {
 fn leaves<'a>(tree: Tree, heads: impl IntoIterator<Item = (&'a str, u64, &'a Digest)>) -> Vec<(String, Digest)> {
     let mut named: Vec<(String, u64, &Digest)> = heads.into_iter().map(|(s, seq, h)| (tree.name(s), seq, h)).collect();
     named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    named.into_iter().map(|(name, seq, h)| {
-        let l = leaf(&line(&name, seq, h));
-        (name, l)
-    }).collect()
+    named
+        .into_iter()
+        .map(|(name, seq, h)| {
+            let l = leaf(&line(&name, seq, h));
+            (name, l)
+        })
+        .collect()
 }
 
 /// The level above `level`: neighbours paired from the left, an odd one carried up.
@@ -358,7 +361,10 @@ mod tests {
                     assert!(proof.leads_to(&r), "{n} heads: {subject}");
                     assert_eq!(proof.subject, tree.name(subject));
                     if tree == Tree::HashedMerkle {
-                        assert!(!serde_json::to_string(&proof).expect("json").contains(*subject), "the id is not shown");
+                        assert!(
+                            !serde_json::to_string(&proof).expect("json").contains(*subject),
+                            "the id is not shown"
+                        );
                     }
                     let mut later = proof.clone();
                     later.sequence = sequence + 1;

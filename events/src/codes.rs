@@ -397,6 +397,30 @@ code_set! {
     }
 }
 
+code_set! {
+    /// The role of the person who wrote an entry (the envelope's optional
+    /// `authorrole`): a chronology says who in the agency recorded it.
+    AuthorRole, "author role" {
+        SocialWorker = "social_worker": "social worker",
+        SeniorSocialWorker = "senior_social_worker": "senior social worker",
+        TeamManager = "team_manager": "team manager",
+        FamilySupportWorker = "family_support_worker": "family support worker",
+        PoliceOfficer = "police_officer": "police officer",
+        HealthVisitor = "health_visitor": "health visitor",
+        SchoolNurse = "school_nurse": "school nurse",
+        Midwife = "midwife": "midwife",
+        GeneralPractitioner = "gp": "GP",
+        Paediatrician = "paediatrician": "paediatrician",
+        Nurse = "nurse": "nurse",
+        Teacher = "teacher": "teacher",
+        DesignatedSafeguardingLead = "designated_safeguarding_lead": "designated safeguarding lead",
+        EarlyYearsPractitioner = "early_years_practitioner": "early years practitioner",
+        ProbationOfficer = "probation_officer": "probation officer",
+        HousingOfficer = "housing_officer": "housing officer",
+        Other = "other": "practitioner",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,13 +3,18 @@
 //!
 //! Received attributes: `specversion`, `id`, `type`, `subject`, `time`, `data`
 //! (all required), and optionally `source` (must equal the principal, checked
-//! by the gateway), `recordedat` (admin import only), `expectedsequence` and
-//! `datacontenttype`. The backbone adds `source`, `recordedat`, `sequence`,
+//! by the gateway), `recordedat` (admin import only), `expectedsequence`,
+//! `datacontenttype`, and two CloudEvents extensions a chronology shows:
+//! `authorrole` (the role of the person who wrote it, a code of
+//! [`AuthorRole`]) and `significant` (a boolean: the publisher marks the
+//! entry significant, or not, overriding the default that statutory steps
+//! are). Both are stored as sent, under the hash and signature. The backbone adds `source`, `recordedat`, `sequence`,
 //! `prevhash`, `hash` and `signature`; a publisher that sends the last four is
 //! refused. `expectedsequence` steers the write and is not stored.
 
 use crate::catalogue::{EventData, EventType, SubjectKind};
 use crate::chain::Digest;
+use crate::codes::AuthorRole;
 use crate::fields::{FromJson, expect_str, kind_of};
 use crate::ids::{ChildId, CouncilCode, EventId, PrincipalName, WorkerId};
 use crate::problem::{Problems, child_pointer};
@@ -26,7 +31,7 @@ pub const MAX_FUTURE: TimeDelta = TimeDelta::minutes(5);
 /// Attributes only the backbone writes.
 const BACKBONE_ATTRIBUTES: [&str; 4] = ["sequence", "prevhash", "hash", "signature"];
 
-const RECEIVED_ATTRIBUTES: [&str; 10] = [
+const RECEIVED_ATTRIBUTES: [&str; 12] = [
     "specversion",
     "id",
     "type",
@@ -37,6 +42,8 @@ const RECEIVED_ATTRIBUTES: [&str; 10] = [
     "recordedat",
     "expectedsequence",
     "datacontenttype",
+    "authorrole",
+    "significant",
 ];
 
 /// What an event is about: a child, a worker or a council.
@@ -91,6 +98,10 @@ pub struct ReceivedEvent {
     pub recorded_at: Option<DateTime<FixedOffset>>,
     /// The subject's position the publisher last saw (0 for a new subject).
     pub expected_sequence: Option<u64>,
+    /// Who at the publisher wrote it, by role.
+    pub author_role: Option<AuthorRole>,
+    /// The publisher's own mark of significance, where it gave one.
+    pub significant: Option<bool>,
 }
 
 /// Parses one received event, returning every problem at once. `now` is the
@@ -168,6 +179,15 @@ pub fn parse_received(value: &Value, now: DateTime<Utc>) -> Result<ReceivedEvent
         Some(v) => u64::from_json(v, "/expectedsequence", &mut problems),
     };
 
+    let author_role = match object.get("authorrole") {
+        None => None,
+        Some(v) => AuthorRole::from_json(v, "/authorrole", &mut problems),
+    };
+    let significant = match object.get("significant") {
+        None => None,
+        Some(v) => bool::from_json(v, "/significant", &mut problems),
+    };
+
     match object.get("datacontenttype") {
         None => {}
         Some(Value::String(s)) if s == "application/json" => {}
@@ -178,9 +198,18 @@ pub fn parse_received(value: &Value, now: DateTime<Utc>) -> Result<ReceivedEvent
         return Err(problems);
     }
     match (id, event_type, subject, time, data) {
-        (Some(id), Some(event_type), Some(subject), Some(time), Some(data)) => {
-            Ok(ReceivedEvent { id, event_type, subject, time, data, claimed_source, recorded_at, expected_sequence })
-        }
+        (Some(id), Some(event_type), Some(subject), Some(time), Some(data)) => Ok(ReceivedEvent {
+            id,
+            event_type,
+            subject,
+            time,
+            data,
+            claimed_source,
+            recorded_at,
+            expected_sequence,
+            author_role,
+            significant,
+        }),
         // Every None above recorded a problem, so this arm is unreachable in
         // practice; it keeps the function total.
         _ => {
@@ -250,6 +279,12 @@ impl ReceivedEvent {
         doc.insert("recordedat".into(), format_time(&stamp.recorded_at).into());
         doc.insert("sequence".into(), stamp.sequence.into());
         doc.insert("prevhash".into(), stamp.prevhash.to_string().into());
+        if let Some(role) = self.author_role {
+            doc.insert("authorrole".into(), role.code().into());
+        }
+        if let Some(significant) = self.significant {
+            doc.insert("significant".into(), significant.into());
+        }
         doc.insert("data".into(), stored_data);
         doc
     }
@@ -278,6 +313,8 @@ pub struct StoredEvent {
     pub hash: Digest,
     pub signature: String,
     pub data: EventData,
+    pub author_role: Option<AuthorRole>,
+    pub significant: Option<bool>,
 }
 
 impl StoredEvent {
@@ -322,6 +359,18 @@ impl StoredEvent {
         let hash =
             text("hash", &mut problems).and_then(|s| Digest::parse(&s).map_err(|m| problems.push("/hash", m)).ok());
         let signature = text("signature", &mut problems);
+        let author_role = match doc.get("authorrole") {
+            None => None,
+            Some(v) => AuthorRole::from_json(v, "/authorrole", &mut problems),
+        };
+        let significant = match doc.get("significant") {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                problems.push("/significant", "must be true or false");
+                None
+            }
+        };
         let data = match (doc.get("data"), event_type) {
             (Some(value), Some(t)) => EventData::parse_stored(t, value)
                 .map_err(|found| {
@@ -361,6 +410,8 @@ impl StoredEvent {
                 hash,
                 signature,
                 data,
+                author_role,
+                significant,
             }),
             _ => Err(problems),
         }

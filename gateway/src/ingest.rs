@@ -604,9 +604,11 @@ impl Ingest {
         let same_time = doc["time"].as_str() == Some(format_time(&event.time).as_str());
         let same_recorded =
             event.recorded_at.is_none_or(|r| doc["recordedat"].as_str() == Some(format_time(&r).as_str()));
+        let same_marks = stored.author_role == event.author_role && stored.significant == event.significant;
         Ok(stored.event_type == event.event_type
             && same_time
             && same_recorded
+            && same_marks
             && canonical(&doc["data"]) == canonical(&received))
     }
 }

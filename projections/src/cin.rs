@@ -48,7 +48,8 @@ pub async fn load(
     let children: Vec<String> =
         found.into_iter().filter(|(_, sealed)| with_sealed || !sealed).map(|(child, _)| child).collect();
     let rows = sqlx::query(
-        "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data
+        "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data,
+               document->>'authorrole' as author_role, (document->'significant')::boolean as significant
            from stored_event where subject = any($1) order by subject, sequence",
     )
     .bind(&children)

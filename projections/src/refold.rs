@@ -44,7 +44,8 @@ async fn histories(
     subjects: &[String],
 ) -> Result<Vec<(String, History)>, sqlx::Error> {
     let rows = sqlx::query(
-        "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data
+        "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data,
+               document->>'authorrole' as author_role, (document->'significant')::boolean as significant
            from stored_event where subject_kind = $1 and subject = any($2) order by subject, sequence",
     )
     .bind(kind)
@@ -67,11 +68,19 @@ fn recorded(row: &sqlx::postgres::PgRow) -> Result<Recorded, sqlx::Error> {
         occurred_at: row.try_get("occurred_at")?,
         business_date: row.try_get("business_date")?,
         data: EventData::parse_stored(event_type, &data).map_err(|p| not_as_written("data", p))?,
+        author_role: match row.try_get::<Option<String>, _>("author_role")? {
+            Some(code) => Some(events::codes::AuthorRole::from_code(&code).ok_or_else(|| {
+                sqlx::Error::Decode(format!("stored_event.authorrole is not an author role: {code}").into())
+            })?),
+            None => None,
+        },
+        significant: row.try_get("significant")?,
     })
 }
 
 /// Groups rows of `stored_event` (subject, sequence, event_id, source,
-/// event_type, occurred_at, business_date and `document->'data' as data`),
+/// event_type, occurred_at, business_date, `document->'data' as data`,
+/// `author_role` and `significant` from the envelope),
 /// ordered by subject and sequence, into each subject's history.
 pub(crate) fn group_histories(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(String, History)>, sqlx::Error> {
     let mut out: Vec<(String, Vec<Recorded>)> = Vec::new();

@@ -184,14 +184,10 @@ async fn anonymised(
     )
 }
 
-async fn full(
-    app: &QueryState,
-    child: uuid::Uuid,
-    covers: &Covers,
-    format: Format,
-) -> Result<Document, QueryError> {
+async fn full(app: &QueryState, child: uuid::Uuid, covers: &Covers, format: Format) -> Result<Document, QueryError> {
     let as_of = covers.produced_at;
-    let entries = projections::chronology::read(&app.pool, &projections::chronology::Query::whole(child, as_of)).await?;
+    let entries =
+        projections::chronology::read(&app.pool, &projections::chronology::Query::whole(child, as_of)).await?;
     let links = chain(app, child).await?;
     let record = full_record(app, child, as_of).await?;
     let extras =
@@ -259,7 +255,10 @@ async fn checkpoint_for(
     match proof {
         Some(p) if p.leads_to(&cp.root) => Ok(Some((document, p))),
         Some(_) => {
-            tracing::error!(covers = cp.covers, "the copy's heads do not fold to the checkpoint's root: run safeguard verify");
+            tracing::error!(
+                covers = cp.covers,
+                "the copy's heads do not fold to the checkpoint's root: run safeguard verify"
+            );
             Ok(None)
         }
         None => Ok(None), // the child's history began after the checkpoint

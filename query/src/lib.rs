@@ -21,8 +21,8 @@ pub mod access;
 pub mod caller;
 pub mod error;
 pub mod export;
-pub mod pdf;
 pub mod pages;
+pub mod pdf;
 pub mod policy;
 pub mod streams;
 pub mod verify;
@@ -395,7 +395,10 @@ async fn read_chronology(
     };
     let format = match params.format.as_deref().map_or(Some(Format::Json), Format::from_param) {
         Some(Format::Pdf) => {
-            check(Err(QueryError::invalid("format", "must be json, csv or md; a PDF is an export (/chronology/export)")));
+            check(Err(QueryError::invalid(
+                "format",
+                "must be json, csv or md; a PDF is an export (/chronology/export)",
+            )));
             Format::Json
         }
         Some(format) => format,
@@ -761,7 +764,10 @@ pub(crate) fn gateway_keys(app: &QueryState) -> Result<Vec<ed25519_dalek::Verify
         )
     })?;
     events::chain::decode_verifying_keys(&text).map_err(|m| {
-        QueryError::dependency("the gateway's public keys cannot be read", anyhow::anyhow!("{}: {m}", app.public_key.display()))
+        QueryError::dependency(
+            "the gateway's public keys cannot be read",
+            anyhow::anyhow!("{}: {m}", app.public_key.display()),
+        )
     })
 }
 

@@ -168,7 +168,8 @@ async fn main() {
         )],
     )
     .await;
-    let last: i64 = sqlx::query_scalar("select max(stream_seq) from stored_event").fetch_one(&sys.pool).await.expect("read");
+    let last: i64 =
+        sqlx::query_scalar("select max(stream_seq) from stored_event").fetch_one(&sys.pool).await.expect("read");
     loop {
         sys.projector.wait_for_audit().await;
         let covers: Option<i64> =

@@ -658,10 +658,7 @@ async fn a_certified_export_verifies_with_the_public_keys_and_names_an_entry_rem
     let (ok, report) = verify_export(&sys, moved.concat().as_bytes(), "moved.csv");
     assert!(!ok);
     let named = problems(&report);
-    assert!(
-        !named.is_empty() && named.iter().all(|(k, r)| k == "reordered" && (r == "E5" || r == "E6")),
-        "{report:#}"
-    );
+    assert!(!named.is_empty() && named.iter().all(|(k, r)| k == "reordered" && (r == "E5" || r == "E6")), "{report:#}");
 
     // The anonymised Markdown and JSON, altered, name the entry too.
     let md = String::from_utf8(export_bytes(&sys, &child, "anonymised", "md").await).expect("text");
@@ -670,7 +667,8 @@ async fn a_certified_export_verifies_with_the_public_keys_and_names_an_entry_rem
     let (ok, report) = verify_export(&sys, altered.as_bytes(), "altered.md");
     assert!(!ok);
     assert_eq!(problems(&report), vec![("altered".to_owned(), "E5".to_owned())], "{report:#}");
-    let json_export: Value = serde_json::from_slice(&export_bytes(&sys, &child, "anonymised", "json").await).expect("json");
+    let json_export: Value =
+        serde_json::from_slice(&export_bytes(&sys, &child, "anonymised", "json").await).expect("json");
     let mut fewer = json_export.clone();
     let entries = fewer["entries"].as_array_mut().expect("entries");
     entries.retain(|e| e["reference"] != "E4");
@@ -686,4 +684,59 @@ async fn a_certified_export_verifies_with_the_public_keys_and_names_an_entry_rem
     let (ok, report) = verify_export(&sys, &changed, "changed.pdf");
     assert!(!ok, "{report:#}");
     assert!(report["problems"].to_string().contains("pages"), "{report:#}");
+}
+
+#[tokio::test]
+async fn a_publisher_names_the_authors_role_and_marks_significance_and_a_bad_mark_is_refused() {
+    let sys = System::start().await;
+    let child = amelias_record(&sys).await;
+    let mut marked = event(
+        "police-marked",
+        "concern.raised",
+        &child,
+        "2024-03-01T10:00:00Z",
+        json!({"concern_id": "P1", "category": "PHY", "summary": "Officers called to a disturbance"}),
+    );
+    marked["authorrole"] = json!("police_officer");
+    marked["significant"] = json!(true);
+    sys.publish(tokens::POLICE, vec![marked.clone()]).await;
+    let mut referral = event(
+        "referral-unmarked",
+        "referral.received",
+        &child,
+        "2024-03-02T10:00:00Z",
+        json!({"referral_id": "R1", "source": "6", "nfa": false, "primary_need": "N1"}),
+    );
+    referral["significant"] = json!(false);
+    sys.publish(tokens::HARINGEY, vec![referral]).await;
+
+    let chronology = sys.query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology")).await;
+    let police = entry(&chronology.json, "police-marked");
+    assert_eq!((police["significant"].clone(), police["author"].clone()), (json!(true), json!("police officer")));
+    assert_eq!(entry(&chronology.json, "referral-unmarked")["significant"], false, "the publisher's mark wins");
+    assert_eq!(entry(&chronology.json, "concern-1")["significant"], false, "a concern is not significant unmarked");
+    assert!(entry(&chronology.json, "concern-1").get("author").is_none());
+    let csv = sys.query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology?format=csv")).await;
+    assert!(csv.text.contains("author: police officer"), "{}", csv.text);
+    let export = sys.query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology/export?format=json")).await;
+    let exported = export.json["entries"].as_array().expect("entries");
+    assert!(exported.iter().any(|e| e["author"] == "police officer"), "{}", export.text);
+
+    // A role outside the list, or a mark that is not a boolean, is refused by name.
+    let mut bad = marked.clone();
+    bad["id"] = json!("police-bad");
+    bad["authorrole"] = json!("constable");
+    bad["significant"] = json!("yes");
+    let r = sys.gateway.post(tokens::POLICE, &bad).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let pointers: Vec<&str> =
+        r.json["errors"].as_array().expect("errors").iter().filter_map(|e| e["pointer"].as_str()).collect();
+    assert_eq!(pointers, ["/authorrole", "/significant"], "{}", r.text);
+    // The same id with another mark is another event: refused, the first kept.
+    let mut remarked = marked.clone();
+    remarked["significant"] = json!(false);
+    let r = sys.gateway.post(tokens::POLICE, &remarked).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    let again = sys.gateway.post(tokens::POLICE, &marked).await;
+    assert_eq!((again.status, again.result(0)["duplicate"].clone()), (201, json!(true)), "{}", again.text);
 }

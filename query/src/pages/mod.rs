@@ -26,8 +26,8 @@ pub mod timeline;
 use crate::caller::Caller;
 use crate::error::QueryError;
 use crate::{
-    CouncilParams, Lookup, Need, QueryState, admit_child, admitted_worker_cases, council_param,
-    find_children, indicator_events, period_of, record, uuid_param,
+    CouncilParams, Lookup, Need, QueryState, admit_child, admitted_worker_cases, council_param, find_children,
+    indicator_events, period_of, record, uuid_param,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

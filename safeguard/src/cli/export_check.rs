@@ -27,7 +27,9 @@ fn check_pdf(bytes: &[u8], gateway: &[VerifyingKey], exporter: &[VerifyingKey]) 
         Ok(found) => found,
         Err(e) => return certified::unreadable(format!("the PDF does not read: {e}")),
     };
-    let Ok(text) = String::from_utf8(attached) else { return certified::unreadable("the attached record is not UTF-8") };
+    let Ok(text) = String::from_utf8(attached) else {
+        return certified::unreadable("the attached record is not UTF-8");
+    };
     let parsed = match certified::parse(&text) {
         Ok(parsed) => parsed,
         Err(e) => return certified::unreadable(format!("the attached record: {e}")),

@@ -14,8 +14,8 @@
 pub mod audit;
 pub mod backup;
 pub mod chronology;
-pub mod export_check;
 pub mod client;
+pub mod export_check;
 pub mod import;
 pub mod parked;
 pub mod returns;
