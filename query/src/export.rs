@@ -83,31 +83,13 @@ async fn read_export(
     let (Some(format), Some(record)) = (format, record) else { return Err(QueryError::Invalid(problems)) };
     admit_child(app, &caller, "GET /v1/children/{child}/chronology/export", child, Need::Record).await?;
     let stale = parked_child(app, child).await?;
-
-    let produced_at = (app.now)();
-    // The position first: everything read after it covers at least that
-    // much. The least of the projectors' positions: with partitioned
-    // projectors, only below it is every subject's history complete.
-    let position = projections::health::complete_up_to(&app.pool).await?;
-    let subject = events::Subject::Child(events::ids::ChildId::from_uuid(child));
-    let covers = Covers {
-        record,
-        format: format.name(),
-        // Named as the checkpoints' trees name it: not even the child's id is shown.
-        subject: checkpoint::subject_name(&subject.to_string()),
-        produced_at,
-        stream_position: position,
-        checkpoint: checkpoint_for(app, &subject.to_string(), position).await?,
-    };
-    let document = match record {
-        Record::Anonymised => anonymised(app, child, &covers, format).await?,
-        Record::Full => full(app, child, &covers, format).await?,
-    };
+    let prepared = prepare(app, child, record, format.name()).await?;
+    let document = document(prepared, format, &app.export_key)?;
     Ok(marked_stale(document.into_response(), stale.as_ref()))
 }
 
 /// An export's bytes and its media type.
-enum Document {
+pub(crate) enum Document {
     Text(&'static str, String),
     Json(Value),
     Pdf(Vec<u8>),
@@ -126,44 +108,45 @@ impl IntoResponse for Document {
 const CSV: &str = "text/csv; charset=utf-8";
 const MARKDOWN: &str = "text/markdown; charset=utf-8";
 
-/// One format of a table and its JSON entries, certified.
-fn certified_document(
-    format: Format,
-    table: &certified::Table,
-    entries: impl FnOnce() -> (Vec<(u64, Map<String, Value>)>, Map<String, Value>),
-    covers: &Covers,
-    links: &[Link],
-    key: &ed25519_dalek::SigningKey,
-) -> Result<Document, QueryError> {
-    Ok(match format {
-        Format::Csv => Document::Text(CSV, certified::csv(table, covers, links, key)),
-        Format::Markdown => Document::Text(MARKDOWN, certified::markdown(table, covers, links, key)),
-        Format::Json => {
-            let (entries, extra) = entries();
-            Document::Json(certified::json(entries, extra, covers, links, key, None))
-        }
-        Format::Pdf => {
-            let (entries, extra) = entries();
-            let pdf = crate::pdf::certified(table, entries, extra, covers, links, key)
-                .map_err(|e| QueryError::Internal(anyhow::anyhow!("the PDF could not be made: {e}")))?;
-            Document::Pdf(pdf)
-        }
-    })
+/// What every format of one export is made from: the table (CSV, Markdown,
+/// PDF, the printable page), the entries as JSON objects, what the
+/// certificate covers and the child's chain.
+pub(crate) struct Prepared {
+    pub table: certified::Table,
+    pub entries: Vec<(u64, Map<String, Value>)>,
+    pub extra: Map<String, Value>,
+    pub covers: Covers,
+    pub links: Vec<Link>,
 }
 
-async fn anonymised(
+/// Reads what an export of `record` needs, as it stands now. The caller
+/// has admitted (and logged) the read.
+pub(crate) async fn prepare(
     app: &QueryState,
     child: uuid::Uuid,
-    covers: &Covers,
-    format: Format,
-) -> Result<Document, QueryError> {
-    let exported = build_anonymised(app, child, covers.produced_at, covers.stream_position).await?;
-    let links = chain(app, child).await?;
-    let table = anonymise::table(&exported);
-    certified_document(
+    record: Record,
+    format: &'static str,
+) -> Result<Prepared, QueryError> {
+    let produced_at = (app.now)();
+    // The position first: everything read after it covers at least that
+    // much. The least of the projectors' positions: with partitioned
+    // projectors, only below it is every subject's history complete.
+    let position = projections::health::complete_up_to(&app.pool).await?;
+    let subject = events::Subject::Child(events::ids::ChildId::from_uuid(child)).to_string();
+    let covers = Covers {
+        record,
         format,
-        &table,
-        || {
+        // Named as the checkpoints' trees name it: not even the child's id is shown.
+        subject: checkpoint::subject_name(&subject),
+        produced_at,
+        stream_position: position,
+        checkpoint: checkpoint_for(app, &subject, position).await?,
+    };
+    match record {
+        Record::Anonymised => {
+            let exported = build_anonymised(app, child, produced_at, position).await?;
+            // The chain is read after the entries, so that every entry has its link.
+            let links = chain(app, child).await?;
             let entries = exported
                 .entries
                 .iter()
@@ -176,46 +159,51 @@ async fn anonymised(
                 "stream_position": exported.stream_position,
                 "people": exported.people,
             });
-            (entries, into_object(extra).unwrap_or_default())
-        },
-        covers,
-        &links,
-        &app.export_key,
-    )
-}
-
-async fn full(app: &QueryState, child: uuid::Uuid, covers: &Covers, format: Format) -> Result<Document, QueryError> {
-    let as_of = covers.produced_at;
-    let entries =
-        projections::chronology::read(&app.pool, &projections::chronology::Query::whole(child, as_of)).await?;
-    let links = chain(app, child).await?;
-    let record = full_record(app, child, as_of).await?;
-    let extras =
-        casework::format::Extras { narratives: &record.narratives, plo: &record.plo, agencies: &record.agencies };
-    let table = casework::format::table(&child, &as_of, &entries, &extras);
-    certified_document(
-        format,
-        &table,
-        || {
-            let objects = entries
+            Ok(Prepared {
+                table: anonymise::table(&exported),
+                entries,
+                extra: into_object(extra).unwrap_or_default(),
+                covers,
+                links,
+            })
+        }
+        Record::Full => {
+            let q = projections::chronology::Query::whole(child, produced_at);
+            let rows = projections::chronology::read(&app.pool, &q).await?;
+            let links = chain(app, child).await?;
+            let full = full_record(app, child, produced_at).await?;
+            let extras =
+                casework::format::Extras { narratives: &full.narratives, plo: &full.plo, agencies: &full.agencies };
+            let table = casework::format::table(&child, &produced_at, &rows, &extras);
+            let entries = rows
                 .iter()
                 .enumerate()
                 .map(|(i, e)| {
-                    let mut v = entry_json(e, &record);
+                    let mut v = entry_json(e, &full);
                     v["serial"] = json!(i + 1);
                     (e.sequence.max(0) as u64, into_object(v).unwrap_or_default())
                 })
                 .collect();
-            let extra = json!({ "title": table.title, "child": child, "as_of": as_of });
-            (objects, into_object(extra).unwrap_or_default())
-        },
-        covers,
-        &links,
-        &app.export_key,
-    )
+            let extra = json!({ "title": table.title, "child": child, "as_of": produced_at });
+            Ok(Prepared { table, entries, extra: into_object(extra).unwrap_or_default(), covers, links })
+        }
+    }
 }
 
-/// The child's chain, read after its entries so that every entry has its link.
+/// One format of a prepared export, certified with the export key.
+pub(crate) fn document(p: Prepared, format: Format, key: &ed25519_dalek::SigningKey) -> Result<Document, QueryError> {
+    Ok(match format {
+        Format::Csv => Document::Text(CSV, certified::csv(&p.table, &p.covers, &p.links, key)),
+        Format::Markdown => Document::Text(MARKDOWN, certified::markdown(&p.table, &p.covers, &p.links, key)),
+        Format::Json => Document::Json(certified::json(p.entries, p.extra, &p.covers, &p.links, key, None)),
+        Format::Pdf => Document::Pdf(
+            crate::pdf::certified(&p.table, p.entries, p.extra, &p.covers, &p.links, key)
+                .map_err(|e| QueryError::Internal(anyhow::anyhow!("the PDF could not be made: {e}")))?,
+        ),
+    })
+}
+
+/// The child's chain as the copy holds it.
 async fn chain(app: &QueryState, child: uuid::Uuid) -> Result<Vec<Link>, QueryError> {
     let subject = events::Subject::Child(events::ids::ChildId::from_uuid(child));
     Ok(projections::copy::links(&app.pool, &subject).await?)

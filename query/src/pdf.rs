@@ -128,6 +128,64 @@ fn win_ansi(text: &str) -> Vec<u8> {
         .collect()
 }
 
+/// One entry as the PDF and the printable page set it: a heading (serial,
+/// date, reference, agency), each other column that has something to say,
+/// and the event's hash and chain link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Block {
+    pub heading: String,
+    pub fields: Vec<(String, String)>,
+    pub proof: Option<String>,
+}
+
+const HEADING: [&str; 4] = ["serial", "date", "reference", "agency"];
+
+/// The table's entries as blocks.
+pub(crate) fn blocks(table: &Table, links: &[Link]) -> Vec<Block> {
+    let column = |name: &str| table.columns.iter().position(|c| *c == name);
+    table
+        .rows
+        .iter()
+        .map(|row| {
+            let cell = |name: &str| column(name).and_then(|i| row.cells.get(i)).cloned().unwrap_or_default();
+            Block {
+                heading: format!("{}.  {}   {}   {}", cell("serial"), cell("date"), cell("reference"), cell("agency")),
+                fields: table
+                    .columns
+                    .iter()
+                    .zip(&row.cells)
+                    .filter(|(name, value)| !HEADING.contains(name) && !value.trim().is_empty())
+                    .map(|(name, value)| (name.replace('_', " "), value.clone()))
+                    .collect(),
+                proof: links.iter().find(|l| l.sequence == row.sequence).map(|link| {
+                    format!("event {} · sha256 {} · follows {}", link.sequence, link.hash, link.prevhash)
+                }),
+            }
+        })
+        .collect()
+}
+
+/// What the certificate says, in a sentence.
+pub(crate) fn certificate_summary(covers: &Covers) -> String {
+    match &covers.checkpoint {
+        Some((doc, head)) => format!(
+            "Certified by the checkpoint at event stream position {} (root {}), signed {}: the history ends there at event {} with hash {}.",
+            doc["covers"],
+            doc["root"].as_str().unwrap_or(""),
+            doc["at"].as_str().unwrap_or(""),
+            head.sequence,
+            head.hash
+        ),
+        None => "No signed checkpoint covered this child's history yet: entries are signed and linked, and a later export certifies their end.".to_owned(),
+    }
+}
+
+/// What a certified export says of itself and how to check it.
+pub(crate) const CERTIFIED: &str = "This chronology is certified. The record it was drawn from is attached to this file as \
+     export.json, with the gateway's signed checkpoint, the proof that the child's history ended where this export \
+     says, and each entry's hash, chain link and signatures. Check it with `safeguard verify --export FILE` and the \
+     public keys: a page or an entry changed, left out or moved is found and named.";
+
 /// Every line of the document, in reading order.
 fn lines(table: &Table, links: &[Link], certificate: &str) -> Vec<Line> {
     let room = WIDTH - 2.0 * MARGIN;
@@ -135,35 +193,20 @@ fn lines(table: &Table, links: &[Link], certificate: &str) -> Vec<Line> {
     for p in &table.preamble {
         out.extend(wrap(p, 9.0, room).into_iter().map(|l| Line::new(l, 9.0)));
     }
-    let column = |name: &str| table.columns.iter().position(|c| *c == name);
-    let heading = ["serial", "date", "reference", "agency"];
-    for row in &table.rows {
-        let cell = |name: &str| column(name).and_then(|i| row.cells.get(i)).cloned().unwrap_or_default();
-        let title = format!("{}.  {}   {}   {}", cell("serial"), cell("date"), cell("reference"), cell("agency"));
-        out.push(Line::new(title, 10.0).bold().after(8.0));
-        for (name, value) in table.columns.iter().zip(&row.cells) {
-            if heading.contains(name) || value.trim().is_empty() {
-                continue;
-            }
-            let text = format!("{}: {value}", name.replace('_', " "));
+    for block in blocks(table, links) {
+        out.push(Line::new(block.heading, 10.0).bold().after(8.0));
+        for (name, value) in &block.fields {
+            let text = format!("{name}: {value}");
             out.extend(wrap(&text, 9.0, room - 12.0).into_iter().map(|l| Line::new(format!("   {l}"), 9.0)));
         }
-        if let Some(link) = links.iter().find(|l| l.sequence == row.sequence) {
-            let proof = format!("   event {} · sha256 {} · follows {}", link.sequence, link.hash, link.prevhash);
+        if let Some(proof) = block.proof {
+            let proof = format!("   {proof}");
             out.extend(wrap(&proof, 6.5, room - 12.0).into_iter().map(|l| Line::new(l, 6.5).gray(0.4)));
         }
     }
     out.push(Line::new("Certificate", 12.0).bold().after(14.0));
-    let said = [
-        "This chronology is certified. The record it was drawn from is attached to this file as export.json, \
-         with the gateway's signed checkpoint, the proof that the child's history ended where this export says, \
-         and each entry's hash, chain link and signatures. Check it with `safeguard verify --export FILE` and \
-         the public keys: a page or an entry changed, left out or moved is found and named."
-            .to_owned(),
-        certificate.to_owned(),
-    ];
-    for p in said {
-        out.extend(wrap(&p, 8.0, room).into_iter().map(|l| Line::new(l, 8.0)));
+    for p in [CERTIFIED, certificate] {
+        out.extend(wrap(p, 8.0, room).into_iter().map(|l| Line::new(l, 8.0)));
     }
     out
 }
@@ -212,13 +255,7 @@ pub fn certified(
     links: &[Link],
     key: &ed25519_dalek::SigningKey,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    let summary = match &covers.checkpoint {
-        Some((doc, head)) => format!(
-            "Certified by the checkpoint at event stream position {} (root {}), signed {}: the history ends there at event {} with hash {}.",
-            doc["covers"], doc["root"].as_str().unwrap_or(""), doc["at"].as_str().unwrap_or(""), head.sequence, head.hash
-        ),
-        None => "No signed checkpoint covered this child's history yet: entries are signed and linked, and a later export certifies their end.".to_owned(),
-    };
+    let summary = certificate_summary(covers);
     let pages = paginate(lines(table, links, &summary));
     let total = pages.len();
     let contents: Vec<Vec<u8>> = pages

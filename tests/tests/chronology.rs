@@ -676,6 +676,22 @@ async fn a_certified_export_verifies_with_the_public_keys_and_names_an_entry_rem
     assert!(!ok);
     assert!(problems(&report).contains(&("removed".into(), "E4".into())), "{report:#}");
 
+    // The printable page sets the same blocks, and the pages' own PDF verifies as the API's does.
+    let page = tests::query::PageSession::sign_in(&sys.query.url(""), tokens::HARINGEY, "A. Worker").await;
+    let printable = page.get(&format!("/ui/children/{child}/print")).await.text().await.expect("html");
+    for n in 1..=7 {
+        assert!(printable.contains(&format!("E{n}   ")), "E{n} in the printable view");
+    }
+    assert!(printable.contains("Certified by the checkpoint at event stream position"), "{printable}");
+    let from_page = page.get(&format!("/ui/children/{child}/export.pdf?record=full")).await;
+    assert_eq!(from_page.status(), 200);
+    let (ok, report) = verify_export(&sys, &from_page.bytes().await.expect("pdf"), "page.pdf");
+    assert!(ok && report["certified_through"] == 7, "{report:#}");
+    let islington = tests::query::PageSession::sign_in(&sys.query.url(""), tokens::ISLINGTON, "B. Worker").await;
+    for path in [format!("/ui/children/{child}/print"), format!("/ui/children/{child}/export.pdf")] {
+        assert_eq!(islington.get(&path).await.status(), 403, "{path}: another council's reader sees nothing");
+    }
+
     // A PDF whose page was changed no longer matches the record it carries.
     let pdf = export_bytes(&sys, &child, "full", "pdf").await;
     let at = pdf.windows(8).position(|w| w == b"Officers").expect("the page shows the police's words");
@@ -718,6 +734,10 @@ async fn a_publisher_names_the_authors_role_and_marks_significance_and_a_bad_mar
     assert!(entry(&chronology.json, "concern-1").get("author").is_none());
     let csv = sys.query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology?format=csv")).await;
     assert!(csv.text.contains("author: police officer"), "{}", csv.text);
+    let page = tests::query::PageSession::sign_in(&sys.query.url(""), tokens::HARINGEY, "A. Worker").await;
+    let timeline = page.get(&format!("/ui/children/{child}")).await.text().await.expect("html");
+    assert_eq!(timeline.matches("class=\"badge significant\"").count(), 1, "the police's marked concern only");
+    assert!(timeline.contains("author: police officer"), "the timeline names the author's role");
     let export = sys.query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology/export?format=json")).await;
     let exported = export.json["entries"].as_array().expect("entries");
     assert!(exported.iter().any(|e| e["author"] == "police officer"), "{}", export.text);

@@ -393,6 +393,15 @@ async fn the_timeline_replays_what_was_known_and_a_later_correction_is_hidden() 
     browser.screenshot("timeline_publication").await;
     browser.assert_accessible("the publication view").await;
 
+    // The printable view sets the full record as the court PDF does, the PDF one link away.
+    browser.goto(&sys.query.url(&format!("/ui/children/{child}/print"))).await;
+    browser.find("ol.print-entries").await;
+    assert_eq!(browser.texts("ol.print-entries > li").await.len(), 10);
+    assert!(browser.text("ol.print-entries > li h2").await.contains("E1"), "entries by their lasting reference");
+    assert!(browser.has("a[href$=\"export.pdf?record=full\"]").await);
+    browser.screenshot("print").await;
+    browser.assert_accessible("the printable chronology").await;
+
     let logged: Vec<(String, String)> = access_events(&sys.nats.url())
         .await
         .into_iter()

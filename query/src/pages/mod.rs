@@ -57,6 +57,8 @@ pub fn router() -> axum::Router<Arc<QueryState>> {
         .route("/ui/caseloads", get(board))
         .route("/ui/workers/{worker}", get(worker_page))
         .route("/ui/children/{child}", get(child_page))
+        .route("/ui/children/{child}/print", get(print_page))
+        .route("/ui/children/{child}/export.pdf", get(export_pdf))
         .route("/ui/assets/app.css", get(|| async { asset("text/css; charset=utf-8", include_str!("assets/app.css")) }))
         .route(
             "/ui/assets/app.js",
@@ -916,7 +918,7 @@ async fn child_page(
                 let q = projections::chronology::Query::whole(*member, as_of_or_now);
                 let entries = projections::chronology::read(&app.pool, &q).await?;
                 let record = crate::full_record(&app, *member, as_of_or_now).await?;
-                items.extend(record_items(&entries, &record.narratives).into_iter().map(|mut item| {
+                items.extend(record_items(&entries, &record).into_iter().map(|mut item| {
                     item.lane = format!("Child {} ({})", i + 1, short(member));
                     item
                 }));
@@ -933,7 +935,7 @@ async fn child_page(
             let q = projections::chronology::Query::whole(child, as_of_or_now);
             let entries = projections::chronology::read(&app.pool, &q).await?;
             let record = crate::full_record(&app, child, as_of_or_now).await?;
-            (format!("Child {}", short(&child)), record_items(&entries, &record.narratives))
+            (format!("Child {}", short(&child)), record_items(&entries, &record))
         };
         // Business dates narrow the view; serial numbers stay those of the whole chronology.
         let total = items.len();
@@ -960,6 +962,8 @@ async fn child_page(
                 a href=(format!("{here}?view=family")) aria-current=[family.then_some("page")] { "Family" }
                 " · "
                 a href=(format!("{here}?view=publication")) aria-current=[publication.then_some("page")] { "Anonymised for publication" }
+                " · "
+                a href=(format!("{here}/print{}", if publication { "?record=anonymised" } else { "" })) { "Printable, as the court PDF" }
             }
             @if publication {
                 p class="note" { "As it stands now: names, identifiers and personal details removed; people appear by role." }
@@ -1003,36 +1007,124 @@ async fn child_page(
     .await
 }
 
+#[derive(Debug, Default, Deserialize)]
+struct PrintParams {
+    record: Option<String>,
+}
+
+fn print_record(p: &PrintParams) -> Result<casework::certified::Record, QueryError> {
+    match p.record.as_deref() {
+        None | Some("full") => Ok(casework::certified::Record::Full),
+        Some("anonymised") => Ok(casework::certified::Record::Anonymised),
+        Some(_) => Err(QueryError::invalid("record", "must be full or anonymised")),
+    }
+}
+
+/// The chronology as the court PDF sets it, for the browser's print: the
+/// same blocks (`crate::pdf::blocks`), the same certificate, and the PDF
+/// itself one link away.
+async fn print_page(
+    State(app): State<Arc<QueryState>>,
+    Path(child): Path<String>,
+    Query(p): Query<PrintParams>,
+    headers: HeaderMap,
+) -> Response {
+    serve(&app, &headers, "ui_print", |v, app| async move {
+        let child = uuid_param("child", &child)?;
+        let record = print_record(&p)?;
+        admit_child(&app, &v.caller, "GET /ui/children/{child}/print", child, Need::Record).await?;
+        let prepared = crate::export::prepare(&app, child, record, "pdf").await?;
+        let blocks = crate::pdf::blocks(&prepared.table, &prepared.links);
+        let which = if record == casework::certified::Record::Anonymised { "anonymised" } else { "full" };
+        let body = html! {
+            div class="printable" {
+                p class="no-print" {
+                    a href=(format!("/ui/children/{child}/export.pdf?record={which}")) { "Download the certified PDF" }
+                    " · " a href=(format!("/ui/children/{child}")) { "Back to the timeline" }
+                }
+                h1 { (prepared.table.title) }
+                @for line in &prepared.table.preamble { p class="note" { (line) } }
+                ol class="print-entries" {
+                    @for block in &blocks {
+                        li {
+                            h2 { (block.heading) }
+                            dl {
+                                @for (name, value) in &block.fields { dt { (name) } dd { (value) } }
+                            }
+                            @if let Some(proof) = &block.proof { p class="proof" { (proof) } }
+                        }
+                    }
+                }
+                h2 { "Certificate" }
+                p { (crate::pdf::CERTIFIED) }
+                p class="proof" { (crate::pdf::certificate_summary(&prepared.covers)) }
+            }
+        };
+        Ok(respond(StatusCode::OK, page(&prepared.table.title, v.frame(), body)))
+    })
+    .await
+}
+
+/// The certified PDF, for a signed-in reader (the same export as the API's).
+async fn export_pdf(
+    State(app): State<Arc<QueryState>>,
+    Path(child): Path<String>,
+    Query(p): Query<PrintParams>,
+    headers: HeaderMap,
+) -> Response {
+    serve(&app, &headers, "ui_export_pdf", |v, app| async move {
+        let child = uuid_param("child", &child)?;
+        let record = print_record(&p)?;
+        admit_child(&app, &v.caller, "GET /ui/children/{child}/export.pdf", child, Need::Record).await?;
+        let prepared = crate::export::prepare(&app, child, record, "pdf").await?;
+        let document = crate::export::document(prepared, casework::format::Format::Pdf, &app.export_key)?;
+        let mut response = document.into_response();
+        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"chronology-{}.pdf\"", short(&child))) {
+            response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+        }
+        Ok(response)
+    })
+    .await
+}
+
 /// The full record's entries, each with what was written (opened for this
-/// reader; "[erased]" once the child's key is gone).
-fn record_items(
-    entries: &[projections::chronology::Entry],
-    narratives: &casework::narrative::Narratives,
-) -> Vec<timeline::Item> {
+/// reader; "[erased]" once the child's key is gone), its lasting
+/// reference, its source as people name it and its significance.
+fn record_items(entries: &[projections::chronology::Entry], record: &crate::FullRecord) -> Vec<timeline::Item> {
     let serial_of: HashMap<&str, usize> = entries.iter().enumerate().map(|(i, e)| (e.id.as_str(), i + 1)).collect();
     entries
         .iter()
         .enumerate()
-        .map(|(i, e)| timeline::Item {
-            serial: i + 1,
-            at: e.occurred_at,
-            date_only: false,
-            recorded_at: Some(e.recorded_at),
-            lane: e.source.as_str().to_owned(),
-            kind: e.event_type.name().to_owned(),
-            summary: e.summary.clone(),
-            detail: casework::narrative::of(narratives, e).map(casework::narrative::Narrative::line),
-            status: e.status,
-            corrected_by: e
-                .corrected_by
-                .as_ref()
-                .map(events::ids::EventId::as_str)
-                .and_then(|id| serial_of.get(id).copied()),
-            retracted_by: e
-                .retracted_by
-                .as_ref()
-                .map(events::ids::EventId::as_str)
-                .and_then(|id| serial_of.get(id).copied()),
+        .map(|(i, e)| {
+            let plo = record.plo.get(&e.sequence);
+            let agency = record.agencies.get(e.source.as_str()).map(casework::narrative::Agency::line);
+            timeline::Item {
+                serial: i + 1,
+                reference: Some(casework::narrative::reference(e)),
+                at: e.occurred_at,
+                date_only: false,
+                recorded_at: Some(e.recorded_at),
+                lane: e.source.as_str().to_owned(),
+                source: match (agency, plo.and_then(|p| p.author.as_ref())) {
+                    (Some(a), Some(role)) => Some(format!("{a}; author: {role}")),
+                    (agency, _) => agency,
+                },
+                significant: plo.is_some_and(|p| p.significant),
+                kind: e.event_type.name().to_owned(),
+                summary: e.summary.clone(),
+                detail: casework::narrative::of(&record.narratives, e).map(casework::narrative::Narrative::line),
+                status: e.status,
+                corrected_by: e
+                    .corrected_by
+                    .as_ref()
+                    .map(events::ids::EventId::as_str)
+                    .and_then(|id| serial_of.get(id).copied()),
+                retracted_by: e
+                    .retracted_by
+                    .as_ref()
+                    .map(events::ids::EventId::as_str)
+                    .and_then(|id| serial_of.get(id).copied()),
+            }
         })
         .collect()
 }
@@ -1042,6 +1134,9 @@ fn publication_items(x: &casework::anonymise::Export) -> Vec<timeline::Item> {
         .iter()
         .map(|e| timeline::Item {
             serial: e.serial,
+            reference: Some(e.reference.clone()),
+            source: e.author.as_ref().map(|role| format!("{}; author: {role}", e.agency)),
+            significant: false,
             // Dates only are published; noon keeps a day's markers in that day.
             at: e.date.and_hms_opt(12, 0, 0).map_or_else(Utc::now, |t| t.and_utc()),
             date_only: true,

@@ -17,6 +17,8 @@ use std::collections::HashMap;
 pub struct Item {
     /// 1-based position in business order: the entry's anchor and its name in links.
     pub serial: usize,
+    /// The entry's lasting reference (`E` and its sequence), where shown.
+    pub reference: Option<String>,
     /// Business time (when it happened).
     pub at: DateTime<Utc>,
     /// Only dates are published in the anonymised view.
@@ -25,6 +27,10 @@ pub struct Item {
     pub recorded_at: Option<DateTime<Utc>>,
     /// The agency: the lane.
     pub lane: String,
+    /// The source as people name it (agency, kind, author's role), where known.
+    pub source: Option<String>,
+    /// Significant in the Public Law Outline's sense.
+    pub significant: bool,
     pub kind: String,
     pub summary: String,
     pub detail: Option<String>,
@@ -166,12 +172,15 @@ pub fn render(items: &[Item]) -> Markup {
                             span class="what" { (item.summary) }
                             @let words = status_words(item, &amends);
                             @if !words.is_empty() { span class=(format!("badge {}", item.status)) { (words) } }
+                            @if item.significant { span class="badge significant" { "significant" } }
                         }
                         dl {
+                            @if let Some(r) = &item.reference { dt { "Reference" } dd { (r) } }
                             dt { "Event" } dd { (item.kind) }
                             dt { "Happened" } dd { (when(item)) }
                             @if let Some(r) = &item.recorded_at { dt { "Recorded" } dd { (london(r)) } }
-                            dt { "Agency" } dd { (item.lane) }
+                            dt { "Agency" } dd { (item.source.as_deref().unwrap_or(&item.lane)) }
+                            @if item.significant { dt { "Significance" } dd { "significant" } }
                             dt { "Status" } dd { (item.status) }
                             @if let Some(by) = item.corrected_by { dt { "Corrected by" } dd { (entry_link(by)) } }
                             @if let Some(by) = item.retracted_by { dt { "Retracted by" } dd { (entry_link(by)) } }
@@ -195,6 +204,9 @@ mod tests {
     fn item(serial: usize, day: u32, lane: &str, status: Status) -> Item {
         Item {
             serial,
+            reference: None,
+            source: None,
+            significant: false,
             at: DateTime::parse_from_rfc3339(&format!("2025-01-{day:02}T10:00:00Z"))
                 .map(|t| t.to_utc())
                 .unwrap_or_default(),
