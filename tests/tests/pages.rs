@@ -416,10 +416,13 @@ async fn the_timeline_replays_what_was_known_and_a_later_correction_is_hidden() 
     let found = ("POST /ui/find".to_owned(), "allowed".to_owned());
     let view = ("GET /ui/children/{child}".to_owned(), "allowed".to_owned());
     let publication = ("GET /ui/children/{child}?view=publication".to_owned(), "allowed".to_owned());
-    // The search, then now, as known before the correction, from June, and now again: each logged once; the refused dates not at all.
+    let print = ("GET /ui/children/{child}/print".to_owned(), "allowed".to_owned());
+    // The search, then now, as known before the correction, from June, now
+    // again, the publication view and the printable one: each logged once;
+    // the refused dates not at all.
     assert_eq!(
         logged,
-        [found, view.clone(), view.clone(), view.clone(), view, publication],
+        [found, view.clone(), view.clone(), view.clone(), view, publication, print],
         "each page view is logged once"
     );
 }

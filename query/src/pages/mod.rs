@@ -1056,7 +1056,11 @@ async fn print_page(
                     }
                 }
                 h2 { "Certificate" }
-                p { (crate::pdf::CERTIFIED) }
+                p {
+                    "The certified PDF of this page carries the record it is drawn from, with the gateway's signed "
+                    "checkpoint and each entry's hash, chain link and signatures. Check it with "
+                    code { "safeguard verify --export FILE" } " and the public keys."
+                }
                 p class="proof" { (crate::pdf::certificate_summary(&prepared.covers)) }
             }
         };
@@ -1079,7 +1083,8 @@ async fn export_pdf(
         let prepared = crate::export::prepare(&app, child, record, "pdf").await?;
         let document = crate::export::document(prepared, casework::format::Format::Pdf, &app.export_key)?;
         let mut response = document.into_response();
-        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"chronology-{}.pdf\"", short(&child))) {
+        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"chronology-{}.pdf\"", short(&child)))
+        {
             response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
         }
         Ok(response)
