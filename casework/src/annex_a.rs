@@ -14,7 +14,9 @@ use crate::facts::{History, effective};
 use chrono::{Months, NaiveDate};
 use events::EventData;
 use events::calendar::Calendar;
-use events::codes::{CategoryOfAbuse, CourtOrder, Disability, Ethnicity, ReferralSource, SeenContext, Sex};
+use events::codes::{
+    CategoryOfAbuse, ClosureReason, CourtOrder, Disability, Ethnicity, PrimaryNeed, ReferralSource, SeenContext, Sex,
+};
 use events::ids::CouncilCode;
 use events::ids::LocalId;
 
@@ -102,16 +104,90 @@ fn gender(sex: Option<Sex>) -> &'static str {
     }
 }
 
-/// Annex A's letters for referral sources end at "u) 10: Unknown" with
-/// "q) 6: Police"; the CIN code 5D, newer than that list, is given "v)".
+/// Ofsted's strings for referral and contact sources: a letter, the CIN
+/// code and Ofsted's group name (`q) 6: Police`). The CIN code 5D is newer
+/// than Ofsted's list; it keeps its group's name with the letter after
+/// the last (see [`NEWER_THAN_OFSTED`]).
 fn source(source: ReferralSource) -> String {
-    const ORDER: [&str; 21] = [
-        "1A", "1B", "1C", "1D", "2A", "2B", "3A", "3B", "3C", "3D", "3E", "3F", "4", "5A", "5B", "5C", "6", "7", "8",
-        "9", "10",
+    const ORDER: [(&str, &str); 21] = [
+        ("1A", "Individual"),
+        ("1B", "Individual"),
+        ("1C", "Individual"),
+        ("1D", "Individual"),
+        ("2A", "Schools"),
+        ("2B", "Education services"),
+        ("3A", "Health services"),
+        ("3B", "Health services"),
+        ("3C", "Health services"),
+        ("3D", "Health services"),
+        ("3E", "Health services"),
+        ("3F", "Health services"),
+        ("4", "Housing"),
+        ("5A", "LA services"),
+        ("5B", "LA services"),
+        ("5C", "LA services"),
+        ("6", "Police"),
+        ("7", "Other legal agency"),
+        ("8", "Other"),
+        ("9", "Anonymous"),
+        ("10", "Unknown"),
     ];
     let code = source.code();
-    let letter = ORDER.iter().position(|c| *c == code).map_or('v', |i| (b'a' + i as u8) as char);
-    format!("{letter}) {code}: {}", source.label())
+    match ORDER.iter().position(|(c, _)| *c == code) {
+        Some(i) => format!("{}) {code}: {}", (b'a' + i as u8) as char, ORDER[i].1),
+        None => format!("v) {code}: LA services"),
+    }
+}
+
+/// Values of CIN codes newer than Ofsted's Annex A template (5D, from
+/// 2023, and RC9, from 2019-20), written in the template's manner; a
+/// council's analyst sees them named in `safeguard return check`.
+pub const NEWER_THAN_OFSTED: [&str; 2] =
+    ["v) 5D: LA services", "RC9 - Case closed after assessment, referred to early help"];
+
+/// Ofsted's strings for ethnicity: a letter and the CIN code (`k) APKN`).
+fn ethnicity(e: Ethnicity) -> String {
+    const ORDER: [&str; 20] = [
+        "WBRI", "WIRI", "WIRT", "WOTH", "WROM", "MWBC", "MWBA", "MWAS", "MOTH", "AIND", "APKN", "ABAN", "AOTH", "BCRB",
+        "BAFR", "BOTH", "CHNE", "OOTH", "REFU", "NOBT",
+    ];
+    let code = e.code();
+    // Ofsted's template gives REFU and NOBT the same letter.
+    let i = ORDER.iter().position(|c| *c == code).unwrap_or(ORDER.len() - 1).min(18);
+    format!("{}) {code}", (b'a' + i as u8) as char)
+}
+
+/// Ofsted's strings for the primary need (`N1 - Abuse or neglect`).
+fn primary_need(n: PrimaryNeed) -> String {
+    let words = match n {
+        PrimaryNeed::N0 => "Not stated",
+        PrimaryNeed::N1 => "Abuse or neglect",
+        PrimaryNeed::N2 => "Child's disability",
+        PrimaryNeed::N3 => "Parental disability or illness",
+        PrimaryNeed::N4 => "Family in acute stress",
+        PrimaryNeed::N5 => "Family dysfunction",
+        PrimaryNeed::N6 => "Socially unacceptable behaviour",
+        PrimaryNeed::N7 => "Low income",
+        PrimaryNeed::N8 => "Absent parenting",
+        PrimaryNeed::N9 => "Cases other than children in need",
+    };
+    format!("{} - {words}", n.code())
+}
+
+/// Ofsted's strings for the reason for closure (`RC7 - Services ceased ...`).
+fn closure(r: ClosureReason) -> String {
+    let words = match r {
+        ClosureReason::Rc1 => "Adopted",
+        ClosureReason::Rc2 => "Died",
+        ClosureReason::Rc3 => "Child arrangements order",
+        ClosureReason::Rc4 => "Special guardianship order",
+        ClosureReason::Rc5 => "Transferred to services of another local authority",
+        ClosureReason::Rc6 => "Transferred to adult social care services",
+        ClosureReason::Rc7 => "Services ceased for any other reason, including child no longer in need",
+        ClosureReason::Rc8 => "Case closed after assessment, no further action",
+        ClosureReason::Rc9 => "Case closed after assessment, referred to early help",
+    };
+    format!("{} - {words}", r.code())
 }
 
 fn category(category: CategoryOfAbuse) -> String {
@@ -146,7 +222,7 @@ pub fn rows(history: &History, council: &CouncilCode, date: NaiveDate, calendar:
         vec![
             c.la_child_id.as_ref().map(|id| id.as_str().to_owned()).unwrap_or_default(),
             gender(c.sex).to_owned(),
-            c.ethnicity.unwrap_or(Ethnicity::Nobt).code().to_owned(),
+            ethnicity(c.ethnicity.unwrap_or(Ethnicity::Nobt)),
             day(c.birth_date.or(c.expected_birth_date)),
             age.clone(),
         ]
@@ -235,22 +311,22 @@ pub fn rows(history: &History, council: &CouncilCode, date: NaiveDate, calendar:
         let status = if e.closure.is_some() {
             "e) Closed episode"
         } else if open_plan {
-            "b) CP plan"
+            "b) Child Protection plan"
         } else if open_cin_plan {
-            "c) CIN plan"
+            "c) Child in need plan"
         } else if open_assessment {
             "d) Open assessment"
         } else {
-            "c) CIN plan"
+            "c) Child in need plan"
         };
         let mut row = common(&child);
         row.extend([
             disabled.clone(),
             day(Some(e.referral_date)),
-            e.primary_need.map(|n| n.code().to_owned()).unwrap_or_default(),
+            e.primary_need.map(primary_need).unwrap_or_default(),
             day(last_seen),
             day(e.closure.as_ref().map(|c| c.0)),
-            e.closure.as_ref().map(|c| c.1.code().to_owned()).unwrap_or_default(),
+            e.closure.as_ref().map(|c| closure(c.1)).unwrap_or_default(),
             status.to_owned(),
             team.clone(),
             worker.clone(),
@@ -314,4 +390,168 @@ pub fn csv(list: u8, rows: &[Vec<String>]) -> String {
         out.push_str(&crate::csv::line(row));
     }
     out
+}
+
+/// Ofsted's strings for every categorical column (`standards/annex-a-codes.md`).
+pub const OFSTED_CODES: &str = include_str!("../../standards/annex-a-codes.md");
+
+/// Our column name and the name Ofsted's codes file gives the same column,
+/// for each list's categorical columns.
+fn categorical(list: u8) -> &'static [(&'static str, &'static str)] {
+    const DISABILITY: (&str, &str) = ("Disability", "Does the Child have a Disability");
+    match list {
+        1 => &[("Gender", "Gender"), ("Ethnicity", "Ethnicity"), ("Contact Source", "Contact Source")],
+        3 => &[
+            ("Gender", "Gender"),
+            ("Ethnicity", "Ethnicity"),
+            ("Referral Source", "Referral Source"),
+            ("Referral NFA?", "Referral NFA?"),
+        ],
+        4 => &[
+            ("Gender", "Gender"),
+            ("Ethnicity", "Ethnicity"),
+            DISABILITY,
+            ("Child Seen During Assessment", "Child Seen During Continuous Assessment"),
+            (
+                "Assessed as Requiring Social Care Support?",
+                "Was the child assessed as requiring LA children's social care support",
+            ),
+        ],
+        5 => &[
+            ("Gender", "Gender"),
+            ("Ethnicity", "Ethnicity"),
+            DISABILITY,
+            ("ICPC Deemed Unnecessary?", "Was an Initial Child Protection Conference deemed unnecessary?"),
+            (
+                "ICPC Resulted in a CP Plan?",
+                "Did the Initial Child Protection Conference Result in a Child Protection Plan",
+            ),
+        ],
+        6 => &[
+            ("Gender", "Gender"),
+            ("Ethnicity", "Ethnicity"),
+            DISABILITY,
+            ("Primary Need Code", "Primary Need Code"),
+            ("Reason for Closure", "Reason for Closure"),
+            ("Case Status", "Case status"),
+        ],
+        7 => &[
+            ("Gender", "Gender"),
+            ("Ethnicity", "Ethnicity"),
+            DISABILITY,
+            ("Initial Category of Abuse", "Initial Category of Abuse"),
+            ("Latest Category of Abuse", "Latest Category of Abuse"),
+            ("Was the Child Seen Alone?", "Was the Child Seen Alone?"),
+            (
+                "Subject to EPO or Police Protection in Last Six Months",
+                "Subject to Emergency Protection Order or Protected Under Police Powers in Last Six Months (Y/N)",
+            ),
+        ],
+        _ => &[],
+    }
+}
+
+/// The strings Ofsted's codes file allows in `column` of `list`.
+fn allowed(list: u8, column: &str) -> Vec<String> {
+    let heading = format!("## List {list}");
+    let Some(section) = OFSTED_CODES.split("\n## ").find(|s| format!("## {s}").starts_with(&heading)) else {
+        return Vec::new();
+    };
+    let marker = format!("- **{column}**:");
+    section
+        .lines()
+        .find(|l| l.starts_with(&marker))
+        .map(|l| l[marker.len()..].split('`').skip(1).step_by(2).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Which list a CSV of ours is, from its header.
+pub fn list_of(header: &[String]) -> Option<u8> {
+    LISTS
+        .into_iter()
+        .find(|n| columns(*n).iter().zip(header).all(|(a, b)| *a == b) && columns(*n).len() == header.len())
+}
+
+/// A categorical value that is not one of Ofsted's strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Counted from 1 after the header; 0 for the header itself.
+    pub row: usize,
+    pub column: String,
+    pub detail: String,
+    /// A CIN code newer than Ofsted's template ([`NEWER_THAN_OFSTED`]):
+    /// written in the template's manner, for the analyst to decide on,
+    /// rather than a wrong string.
+    pub newer: bool,
+}
+
+/// Every categorical value of an Annex A list (its header and rows, as a
+/// CSV reader gives them) that is not one of Ofsted's strings.
+pub fn check(list: u8, header: &[String], rows: &[Vec<String>]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (ours, theirs) in categorical(list) {
+        let Some(at) = header.iter().position(|h| h == ours) else {
+            out.push(Finding {
+                row: 0,
+                column: (*ours).to_owned(),
+                detail: "the column is missing".into(),
+                newer: false,
+            });
+            continue;
+        };
+        let allowed = allowed(list, theirs);
+        for (i, row) in rows.iter().enumerate() {
+            let value = row.get(at).map(String::as_str).unwrap_or_default();
+            if value.is_empty() || allowed.iter().any(|a| a == value) {
+                continue;
+            }
+            let newer = NEWER_THAN_OFSTED.contains(&value);
+            let detail = if newer {
+                format!("{value:?} is a CIN code newer than Ofsted's template, which has no string for it")
+            } else {
+                format!("{value:?} is not one of Ofsted's strings for {theirs:?}")
+            };
+            out.push(Finding { row: i + 1, column: (*ours).to_owned(), detail, newer });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod ofsted {
+    use super::*;
+
+    #[test]
+    fn every_categorical_column_has_ofsteds_strings_and_our_writers_use_them() {
+        for list in LISTS {
+            for (ours, theirs) in categorical(list) {
+                assert!(columns(list).contains(ours), "list {list} has {ours}");
+                assert!(!allowed(list, theirs).is_empty(), "list {list}: Ofsted's codes for {theirs}");
+            }
+        }
+        for e in Ethnicity::ALL {
+            assert!(allowed(1, "Ethnicity").contains(&ethnicity(*e)), "{e:?}");
+        }
+        for s in ReferralSource::ALL {
+            let v = source(*s);
+            assert!(allowed(3, "Referral Source").contains(&v) || NEWER_THAN_OFSTED.contains(&v.as_str()), "{v}");
+        }
+        for n in PrimaryNeed::ALL {
+            assert!(allowed(6, "Primary Need Code").contains(&primary_need(*n)), "{n:?}");
+        }
+        for r in ClosureReason::ALL {
+            let v = closure(*r);
+            assert!(allowed(6, "Reason for Closure").contains(&v) || NEWER_THAN_OFSTED.contains(&v.as_str()), "{v}");
+        }
+        for c in CategoryOfAbuse::ALL {
+            assert!(allowed(7, "Initial Category of Abuse").contains(&category(*c)));
+        }
+        let header: Vec<String> = columns(6).iter().map(|c| (*c).to_owned()).collect();
+        assert_eq!(list_of(&header), Some(6));
+        let mut row = vec![String::new(); header.len()];
+        row[header.iter().position(|h| h == "Primary Need Code").unwrap_or(0)] = "N1".into();
+        let found = check(6, &header, &[row]);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].detail.contains("not one of Ofsted's strings") && !found[0].newer, "{found:?}");
+    }
 }

@@ -454,7 +454,7 @@ fn parse_json(text: &str) -> Result<Parsed, String> {
 }
 
 /// RFC 4180 records, as `crate::csv` writes them.
-fn csv_records(text: &str) -> Vec<Vec<String>> {
+pub fn csv_records(text: &str) -> Vec<Vec<String>> {
     let mut records = Vec::new();
     let mut record = Vec::new();
     let mut cell = String::new();

@@ -478,6 +478,10 @@ impl Xml {
     }
 }
 
+/// The DfE's CIN census schema this message is written to (2025-26, see
+/// `standards/README.md`): `safeguard return check` validates against it.
+pub const SCHEMA: &str = include_str!("../../standards/cin-census-2025-26.xsd");
+
 /// The census message: the header and every child in scope.
 pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) -> String {
     let mut x = Xml { out: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"), depth: 0 };
@@ -493,7 +497,8 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
     x.leaf("LEA", header.dfe_la_code.as_str());
     x.leaf("SoftwareCode", &header.software);
     x.leaf("Release", &header.release);
-    x.leaf("SerialNo", header.serial);
+    // At least three digits, as the schema's pattern requires.
+    x.leaf("SerialNo", format!("{:03}", header.serial));
     x.leaf("DateTime", header.made_at.format("%Y-%m-%dT%H:%M:%S"));
     x.close("Source");
     x.close("Header");
@@ -501,7 +506,9 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
     for c in children {
         x.open("Child");
         x.open("ChildIdentifiers");
-        x.maybe("LAchildID", c.la_child_id.as_ref().map(LaChildId::as_str));
+        // Required by the schema; every registration carries one, so an
+        // absent one is a history the census cannot describe: said, not skipped.
+        x.leaf("LAchildID", c.la_child_id.as_ref().map_or("UNKNOWN", LaChildId::as_str));
         x.maybe("UPN", c.upn.as_ref().map(Upn::as_str));
         x.maybe("FormerUPN", c.former_upn.as_ref().map(Upn::as_str));
         if c.upn.is_none() {
@@ -511,7 +518,8 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
         if c.birth_date.is_none() {
             x.maybe("ExpectedPersonBirthDate", c.expected_birth_date);
         }
-        x.maybe("Sex", c.sex.map(Sex::code));
+        // Required by the schema: U where the record does not say.
+        x.leaf("Sex", c.sex.map_or("U", Sex::code));
         x.maybe("PersonDeathDate", c.death_date);
         x.close("ChildIdentifiers");
         x.open("ChildCharacteristics");
@@ -536,7 +544,6 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
                 x.leaf("ReasonForClosure", reason.code());
             }
             x.maybe("DateOfInitialCPC", e.initial_cpc);
-            x.leaf("ReferralNFA", if e.nfa { "true" } else { "false" });
             for a in &e.assessments {
                 x.open("Assessments");
                 x.leaf("AssessmentActualStartDate", a.start);
@@ -564,6 +571,8 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
                 x.leaf("ICPCnotRequired", if s.icpc_not_required { "true" } else { "false" });
                 x.close("Section47");
             }
+            // The schema's sequence: after the enquiries, before the plans.
+            x.leaf("ReferralNFA", if e.nfa { "true" } else { "false" });
             for p in &e.plans {
                 x.open("ChildProtectionPlans");
                 x.leaf("CPPstartDate", p.start);

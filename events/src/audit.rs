@@ -164,12 +164,30 @@ pub struct Erasure {
     pub at: DateTime<Utc>,
 }
 
+/// A statutory return made: which, for which council and year, by whom,
+/// and its serial number (the CIN census's `SerialNo`): one more than the
+/// last made of the same return, council and year, so a council's
+/// resubmissions are told apart. Published on
+/// [`crate::subjects::return_subject`], expecting the last one there, so
+/// two query roles never hand out one number twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnMade {
+    pub kind: String,
+    pub council: String,
+    pub year: String,
+    pub serial: u32,
+    pub principal: String,
+    pub acting_user: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// An audit message, by the subject it was published on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Access(AccessEvent),
     Erasure(Erasure),
     Checkpoint { covers: i64, root: String, document: serde_json::Value },
+    Return(ReturnMade),
 }
 
 /// Reads the audit message published on `subject`. The reason for a
@@ -179,6 +197,8 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Record, String> {
         serde_json::from_slice(payload).map(Record::Access).map_err(|e| e.to_string())
     } else if subject.starts_with("sg.audit.erasure.") {
         serde_json::from_slice(payload).map(Record::Erasure).map_err(|e| e.to_string())
+    } else if subject.starts_with("sg.audit.return.") {
+        serde_json::from_slice(payload).map(Record::Return).map_err(|e| e.to_string())
     } else if subject == crate::subjects::CHECKPOINT {
         let document: serde_json::Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
         let covers = document["covers"].as_i64().ok_or("no covers")?;

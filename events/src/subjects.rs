@@ -48,6 +48,12 @@ pub const LOOKUP: &str = "sg.audit.lookup";
 /// Where checkpoints are published.
 pub const CHECKPOINT: &str = "sg.audit.checkpoint";
 
+/// Where the statutory returns made of one kind (`cin`), council and
+/// collection year (`2024-25`) are recorded, each with its serial number.
+pub fn return_subject(kind: &str, council: &str, year: &str) -> String {
+    format!("sg.audit.return.{kind}.{council}.{year}")
+}
+
 /// Everything dashboards may subscribe to.
 pub const CHANGES_FILTER: &str = "sg.changes.>";
 

@@ -55,6 +55,14 @@ ensure_cin_validator() {
     "csc-validator-be-cin==$CIN_VALIDATOR_VERSION" "numpy<2" pytest
 }
 
+# xmllint (Debian's libxml2-utils): the DfE's CIN census schema check, for
+# the returns tests and `safeguard return check`.
+ensure_xmllint() {
+  command -v xmllint >/dev/null 2>&1 && return
+  log "installing xmllint (libxml2-utils)"
+  apt_install libxml2-utils
+}
+
 pg_answers() {
   command -v psql >/dev/null 2>&1 || return 1
   PGCONNECT_TIMEOUT=3 psql "$1" -Atqc 'select 1' >/dev/null 2>&1

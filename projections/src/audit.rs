@@ -260,7 +260,8 @@ async fn record(tx: &mut Transaction<'_, Postgres>, stream_seq: i64, record: &Re
                     .execute(&mut **tx)
                     .await?;
             }
-            Record::Unknown(_) => {}
+            // The audit stream is the record of returns made; no read model needs them.
+            Record::Known(events::audit::Record::Return(_)) | Record::Unknown(_) => {}
         }
     }
     Ok(())

@@ -3,7 +3,8 @@
 //! answer is sent. If it cannot be stored, the read fails (503): a read
 //! nobody can later account for does not happen.
 //!
-//! The query role publishes nothing else. A purpose given for a read is
+//! Beside these the query role publishes only the record of each
+//! statutory return it makes (`events::audit::ReturnMade`, numbering it). A purpose given for a read is
 //! sealed under the child's data key before it is published
 //! ([`events::audit::Purpose`]).
 

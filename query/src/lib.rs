@@ -837,12 +837,15 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
     children.sort_by(|a, b| a.la_child_id.cmp(&b.la_child_id));
     // Sealed children are in statutory returns too; every child returned is a child-level read.
     record(app, &caller, endpoint, &ids, Outcome::Allowed).await?;
+    let made_at = (app.now)();
+    let year_name = format!("{}-{}", year.start.format("%Y"), year.reference_date.format("%y"));
+    let serial = next_serial(app, &caller, "cin", &council, &year_name, made_at).await?;
     let header = casework::cin::Header {
         dfe_la_code: dfe,
         software: "Safeguard".into(),
         release: env!("CARGO_PKG_VERSION").into(),
-        serial: 1,
-        made_at: (app.now)(),
+        serial,
+        made_at,
     };
     let xml = casework::cin::message(&header, &year, &children);
     Ok((
@@ -850,6 +853,62 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
         xml,
     )
         .into_response())
+}
+
+/// The serial number of a return about to be made: one more than the last
+/// made of the same kind, council and year, recorded on the audit stream
+/// (`events::audit::ReturnMade`) before the return is answered. Published
+/// expecting the last record there, so two query roles making the same
+/// return at once get two numbers.
+async fn next_serial(
+    app: &QueryState,
+    caller: &Caller,
+    kind: &str,
+    council: &CouncilCode,
+    year: &str,
+    at: DateTime<Utc>,
+) -> Result<u32, QueryError> {
+    use async_nats::jetstream::context::PublishErrorKind;
+    use async_nats::jetstream::stream::LastRawMessageErrorKind;
+    let unavailable = |e: anyhow::Error| QueryError::dependency("the audit stream could not number the return", e);
+    let subject = events::subjects::return_subject(kind, council.as_str(), year);
+    let stream = app.access.js.get_stream(platform::bus::AUDIT_STREAM).await.map_err(|e| unavailable(e.into()))?;
+    for _ in 0..10 {
+        let (serial, expected) = match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(last) => {
+                let made: events::audit::ReturnMade =
+                    serde_json::from_slice(&last.payload).map_err(|e| unavailable(e.into()))?;
+                (made.serial + 1, last.sequence)
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => (1, 0),
+            Err(e) => return Err(unavailable(e.into())),
+        };
+        let made = events::audit::ReturnMade {
+            kind: kind.to_owned(),
+            council: council.as_str().to_owned(),
+            year: year.to_owned(),
+            serial,
+            principal: caller.principal.name.as_str().to_owned(),
+            acting_user: caller.asker.acting_user.clone(),
+            at,
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, expected.to_string().as_str());
+        let payload = serde_json::to_vec(&made).map_err(|e| unavailable(e.into()))?;
+        let ack = app
+            .access
+            .js
+            .publish_with_headers(subject.clone(), headers, payload.into())
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        match ack.await {
+            Ok(_) => return Ok(serial),
+            // Another query role numbered one first: take the next.
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => continue,
+            Err(e) => return Err(unavailable(e.into())),
+        }
+    }
+    Err(QueryError::unavailable("the return could not be numbered: too many made at once; try again"))
 }
 
 /// One of Ofsted's Annex A lists (1, 3, 4, 5, 6 or 7) for the six months

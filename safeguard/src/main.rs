@@ -177,7 +177,14 @@ fn main() -> std::process::ExitCode {
         }
         Command::Chronology(args) => block_on(safeguard::cli::chronology::run(args)),
         Command::Erase(args) => block_on(safeguard::cli::audit::run_erase(args)),
-        Command::Return(args) => block_on(safeguard::cli::returns::run(args)),
+        Command::Return(args) => {
+            let mut ok = false;
+            let code = block_on(async {
+                ok = safeguard::cli::returns::run(args).await?;
+                Ok(())
+            });
+            if code == std::process::ExitCode::SUCCESS && !ok { std::process::ExitCode::from(3) } else { code }
+        }
         Command::Import(args) => {
             init_tracing();
             block_on(async move { safeguard::cli::import::run(args).await.map(|_| ()) })

@@ -94,15 +94,25 @@ async fn the_cin_census_of_a_seeded_population_holds_no_error_under_the_dfe_rule
     assert!(children > 100, "{children} children returned");
     assert!(errors.is_empty(), "{} errors, the first: {:#?}", errors.len(), &errors[..errors.len().min(15)]);
 
-    // Annex A of the same population: every list answers, and the busy ones have rows.
+    // Annex A of the same population: every list answers, the busy ones
+    // have rows, and every categorical value is one of Ofsted's strings.
+    let checked = tempfile::tempdir().expect("dir");
     for n in [1, 3, 4, 5, 6, 7] {
         let path = format!("/v1/returns/annex-a?council=E09000014&date=2025-03-31&list={n}");
         let answer = query.get(tokens::ADMIN, &path).await;
         assert_eq!(answer.status, 200, "{}", answer.text);
         let rows = answer.text.lines().count() - 1;
         assert!(rows > 0 || n == 5, "list {n} is empty");
+        let file = checked.path().join(format!("list{n}.csv"));
+        std::fs::write(&file, &answer.text).expect("write");
+        let out = tokio::process::Command::new(tests::safeguard_binary())
+            .args(["return", "check"])
+            .arg(&file)
+            .output()
+            .await
+            .expect("run safeguard return check");
+        assert!(out.status.success(), "list {n}:\n{}", String::from_utf8_lossy(&out.stdout));
     }
-
     // Every child returned is a child-level read in the access log; a dashboard may not have the return.
     projector.wait_for_audit().await;
     let logged: i64 = sqlx::query_scalar(
@@ -133,6 +143,54 @@ async fn the_cin_census_of_a_seeded_population_holds_no_error_under_the_dfe_rule
     let bad = query.get(tokens::ADMIN, "/v1/returns/cin?council=E09000014&year=2024").await;
     assert_eq!(bad.status, 422);
     assert!(bad.text.contains("year"), "{}", bad.text);
+    // Every census, of each council and year, is valid against the DfE's
+    // schema as `safeguard return check` finds it (xmllint); one of the
+    // current year is run through the DfE's rules by the same command.
+    let dir = checked;
+    for (council, _, name) in safeguard::cli::seed::COUNCILS.iter().take(3) {
+        for year in ["2024-25", "2025-26"] {
+            let answer = query.get(tokens::ADMIN, &format!("/v1/returns/cin?council={council}&year={year}")).await;
+            assert_eq!(answer.status, 200, "{}", answer.text);
+            let file = dir.path().join(format!("{name}-{year}.xml"));
+            std::fs::write(&file, &answer.text).expect("write");
+            let mut check = tokio::process::Command::new(tests::safeguard_binary());
+            check.args(["return", "check"]).arg(&file);
+            if !(year == "2025-26" && *council == "E09000014") {
+                check.env_remove("SAFEGUARD_CIN_VALIDATOR"); // the rules ran on 2024-25 above
+            }
+            let out = check.output().await.expect("run safeguard return check");
+            assert!(
+                out.status.success(),
+                "{name} {year}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // Each census made is numbered anew: SerialNo, three digits, one more each time.
+    let serial = |xml: &str| -> u32 {
+        let n = xml.split("<SerialNo>").nth(1).and_then(|r| r.split('<').next()).expect("a serial number");
+        assert!(n.len() >= 3, "{n}");
+        n.parse().expect("digits")
+    };
+    let path = "/v1/returns/cin?council=E09000014&year=2024-25";
+    let first = serial(&query.get(tokens::ADMIN, path).await.text);
+    let second = serial(&query.get(tokens::ADMIN, path).await.text);
+    assert_eq!(second, first + 1);
+
+    // A census broken as the DfE's collection would refuse it is named by the check.
+    let broken = dir.path().join("broken.xml");
+    let good = std::fs::read_to_string(dir.path().join("Haringey-2024-25.xml")).expect("a census");
+    std::fs::write(&broken, good.replacen("<Sex>", "<Gender>", 1).replacen("</Sex>", "</Gender>", 1)).expect("write");
+    let out = tokio::process::Command::new(tests::safeguard_binary())
+        .args(["return", "check"])
+        .arg(&broken)
+        .env_remove("SAFEGUARD_CIN_VALIDATOR")
+        .output()
+        .await
+        .expect("run safeguard return check");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Gender"), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 /// One child per breach, all in Haringey in 2024-25: what each child's
@@ -418,15 +476,15 @@ async fn annex_a_lists_a_known_child_with_ofsteds_columns_and_values() {
             parse_csv(&answer.text)
         }
     };
-    let common = ["HAR001", "a) Male", "BAFR", "10/02/2018", "6"];
+    let common = ["HAR001", "a) Male", "o) BAFR", "10/02/2018", "6"];
     let row = |own: &[&str]| common.iter().chain(own).map(|s| (*s).to_owned()).collect::<Vec<_>>();
     let (header, rows) = list(1).await;
     assert_eq!(header[..5], ["Child Unique ID", "Gender", "Ethnicity", "Date of Birth", "Age"]);
-    assert_eq!(rows, vec![row(&["01/10/2024", "q) 6: police"])]);
+    assert_eq!(rows, vec![row(&["01/10/2024", "q) 6: Police"])]);
     let (header, rows) = list(3).await;
     assert_eq!(header[8], "Number of Referrals in Last 12 Months");
     // The NFA referral of June is outside the six months but counts among the last twelve.
-    assert_eq!(rows, vec![row(&["01/10/2024", "q) 6: police", "b) No", "1", "T-NORTH", &worker])]);
+    assert_eq!(rows, vec![row(&["01/10/2024", "q) 6: Police", "b) No", "1", "T-NORTH", &worker])]);
     let (_, rows) = list(4).await;
     assert_eq!(rows, vec![row(&["a) Yes", "02/10/2024", "a) Yes", "20/11/2024", "a) Yes", "T-NORTH", &worker])]);
     let (_, rows) = list(5).await;
@@ -437,7 +495,17 @@ async fn annex_a_lists_a_known_child_with_ofsteds_columns_and_values() {
     let (_, rows) = list(6).await;
     assert_eq!(
         rows,
-        vec![row(&["a) Yes", "01/10/2024", "N1", "20/01/2025", "", "", "b) CP plan", "T-NORTH", &worker])]
+        vec![row(&[
+            "a) Yes",
+            "01/10/2024",
+            "N1 - Abuse or neglect",
+            "20/01/2025",
+            "",
+            "",
+            "b) Child Protection plan",
+            "T-NORTH",
+            &worker
+        ])]
     );
     let (header, rows) = list(7).await;
     assert_eq!(header.len(), 17);

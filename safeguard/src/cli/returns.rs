@@ -2,18 +2,29 @@
 //! `safeguard return annex-a --council CODE --date D [--out DIR]`: statutory
 //! returns through the query API, so the caller's scope applies and every
 //! child in them is recorded in the access log.
+//!
+//! `safeguard return check FILE`: the checks the DfE's and Ofsted's
+//! collections make, for a council's analyst before submitting: a CIN census
+//! against the DfE's schema (`xmllint`, Debian's libxml2-utils) and, where
+//! `SAFEGUARD_CIN_VALIDATOR` names the Python of an environment with the
+//! DfE's `csc-validator-be-cin`, its rules; an Annex A list's categorical
+//! values against Ofsted's strings. Exits 3 if anything fails.
 
 use anyhow::Context as _;
 use std::io::Write as _;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReturnArgs {
-    /// Which return: `cin` (the DfE CIN census XML) or `annex-a` (Ofsted's lists 1, 3, 4, 5, 6 and 7 as CSV).
-    #[arg(value_parser = ["cin", "annex-a"])]
+    /// Which return: `cin` (the DfE CIN census XML) or `annex-a` (Ofsted's
+    /// lists 1, 3, 4, 5, 6 and 7 as CSV); or `check` a return's file.
+    #[arg(value_parser = ["cin", "annex-a", "check"])]
     pub kind: String,
+    /// The file to check (`check`): a CIN census or one Annex A list.
+    #[arg(required_if_eq("kind", "check"))]
+    pub file: Option<std::path::PathBuf>,
     /// The council's ONS code.
-    #[arg(long)]
-    pub council: String,
+    #[arg(long, required_if_eq_any([("kind", "cin"), ("kind", "annex-a")]))]
+    pub council: Option<String>,
     /// The CIN census's collection year, such as 2024-25 (1 April 2024 to 31 March 2025).
     #[arg(long, required_if_eq("kind", "cin"))]
     pub year: Option<String>,
@@ -27,38 +38,142 @@ pub struct ReturnArgs {
     #[arg(long = "query-url", env = "SAFEGUARD_QUERY_URL", default_value = "http://127.0.0.1:8081")]
     pub query_url: String,
     /// A token of a practitioner or admin of the council.
-    #[arg(long, env = "SAFEGUARD_TOKEN", hide_env_values = true)]
-    pub token: String,
+    #[arg(long, env = "SAFEGUARD_TOKEN", hide_env_values = true, required_if_eq_any([("kind", "cin"), ("kind", "annex-a")]))]
+    pub token: Option<String>,
     /// Why (recorded in the access log).
     #[arg(long, default_value = "statutory return")]
     pub purpose: String,
 }
 
-pub async fn run(args: ReturnArgs) -> anyhow::Result<()> {
-    let http = super::client::RoleClient::query(&args.query_url, &args.token)?.acting(None, Some(args.purpose.clone()));
+/// Makes a return, or checks one (`check`); false if a check failed.
+pub async fn run(args: ReturnArgs) -> anyhow::Result<bool> {
+    if args.kind == "check" {
+        let file = args.file.clone().unwrap_or_default();
+        let problems = check(&file).await?;
+        for p in &problems {
+            println!("{p}");
+        }
+        eprintln!(
+            "{}: {} problems in {}",
+            if problems.is_empty() { "ok" } else { "FAILED" },
+            problems.len(),
+            file.display()
+        );
+        return Ok(problems.is_empty());
+    }
+    let token = args.token.clone().unwrap_or_default();
+    let council = args.council.clone().unwrap_or_default();
+    let http = super::client::RoleClient::query(&args.query_url, &token)?.acting(None, Some(args.purpose.clone()));
     if args.kind == "annex-a" {
         let dir = args.out.clone().unwrap_or_else(|| ".".into());
         std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
         let date = args.date.clone().unwrap_or_default();
         for list in casework::annex_a::LISTS {
             let list = list.to_string();
-            let body = fetch(&http, &args, &[("council", &args.council), ("date", &date), ("list", &list)]).await?;
+            let body = fetch(&http, &args, &[("council", &council), ("date", &date), ("list", &list)]).await?;
             let path = dir.join(format!("list{list}.csv"));
             std::fs::write(&path, &body).with_context(|| format!("could not write {}", path.display()))?;
-            eprintln!("wrote Annex A list {list} of {} at {date} to {}", args.council, path.display());
+            eprintln!("wrote Annex A list {list} of {council} at {date} to {}", path.display());
         }
-        return Ok(());
+        return Ok(true);
     }
     let year = args.year.clone().unwrap_or_default();
-    let body = fetch(&http, &args, &[("council", &args.council), ("year", &year)]).await?;
+    let body = fetch(&http, &args, &[("council", &council), ("year", &year)]).await?;
     match &args.out {
         Some(path) => {
             std::fs::write(path, &body).with_context(|| format!("could not write {}", path.display()))?;
-            eprintln!("wrote the CIN census of {} for {year} to {}", args.council, path.display());
+            eprintln!("wrote the CIN census of {council} for {year} to {}", path.display());
         }
         None => std::io::stdout().lock().write_all(&body)?,
     }
-    Ok(())
+    Ok(true)
+}
+
+/// Every problem the collections would find in the return at `path`.
+pub async fn check(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
+    let text = String::from_utf8(bytes).context("a return is UTF-8 text")?;
+    if text.trim_start().starts_with('<') {
+        let mut problems = check_schema(path).await?;
+        problems.extend(check_dfe_rules(path).await?);
+        Ok(problems)
+    } else {
+        check_annex_a(&text)
+    }
+}
+
+/// The census against the DfE's schema, with xmllint.
+async fn check_schema(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let dir = tempfile::tempdir().context("a temporary directory")?;
+    let schema = dir.path().join("cin-census.xsd");
+    std::fs::write(&schema, casework::cin::SCHEMA)?;
+    let out = tokio::process::Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&schema)
+        .arg(path)
+        .output()
+        .await
+        .map_err(|e| anyhow::anyhow!("could not run xmllint ({e}): on Debian, apt-get install libxml2-utils"))?;
+    if out.status.success() {
+        return Ok(Vec::new());
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    let problems: Vec<String> =
+        said.lines().filter(|l| !l.ends_with("fails to validate")).map(|l| format!("schema: {l}")).collect();
+    Ok(if problems.is_empty() { vec![format!("schema: {}", said.trim())] } else { problems })
+}
+
+/// The census under the DfE's rules, where the validator is installed;
+/// errors only (codes ending in Q are queries, for the analyst to review).
+async fn check_dfe_rules(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let Ok(python) = std::env::var("SAFEGUARD_CIN_VALIDATOR") else {
+        eprintln!(
+            "the DfE's rules were not run: set SAFEGUARD_CIN_VALIDATOR to the Python of an environment with csc-validator-be-cin"
+        );
+        return Ok(Vec::new());
+    };
+    let dir = tempfile::tempdir().context("a temporary directory")?;
+    let file = std::fs::canonicalize(path)?;
+    let out = tokio::process::Command::new(python)
+        .args(["-m", "cin_validator", "run"])
+        .arg(&file)
+        .args(["-r", "cin2024_25", "-o"])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .context("could not run the DfE's validator")?;
+    anyhow::ensure!(out.status.success(), "the DfE's validator failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report = std::fs::read_to_string(dir.path().join("user_report.csv")).unwrap_or_default();
+    let records = casework::certified::csv_records(&report);
+    let Some((header, rows)) = records.split_first() else { return Ok(Vec::new()) };
+    let at = |name: &str| header.iter().position(|h| h == name);
+    let (code, child, description) = (at("rule_code"), at("LAchildID"), at("rule_description"));
+    let cell = |row: &Vec<String>, i: Option<usize>| i.and_then(|i| row.get(i)).cloned().unwrap_or_default();
+    Ok(rows
+        .iter()
+        .filter(|r| !cell(r, code).is_empty() && !cell(r, code).ends_with('Q'))
+        .map(|r| format!("DfE rule {}: child {}: {}", cell(r, code), cell(r, child), cell(r, description)))
+        .collect())
+}
+
+/// An Annex A list (one of ours, known by its header) against Ofsted's strings.
+fn check_annex_a(text: &str) -> anyhow::Result<Vec<String>> {
+    let records = casework::certified::csv_records(text);
+    let Some((header, rows)) = records.split_first() else { anyhow::bail!("the file is empty") };
+    let list = casework::annex_a::list_of(header).ok_or_else(|| {
+        anyhow::anyhow!("not a CIN census nor one of the Annex A lists 1, 3, 4, 5, 6 or 7 this backbone writes")
+    })?;
+    let mut problems = Vec::new();
+    for f in casework::annex_a::check(list, header, rows) {
+        let line = format!("Annex A list {list}, row {}, {}: {}", f.row, f.column, f.detail);
+        if f.newer {
+            // Not a wrong string: a code Ofsted's template has no string for yet.
+            eprintln!("note: {line}");
+        } else {
+            problems.push(line);
+        }
+    }
+    Ok(problems)
 }
 
 async fn fetch(
