@@ -50,8 +50,9 @@ pub async fn run(args: ReturnArgs) -> anyhow::Result<bool> {
     if args.kind == "check" {
         let file = args.file.clone().unwrap_or_default();
         let problems = check(&file).await?;
+        let mut out = std::io::stdout().lock();
         for p in &problems {
-            println!("{p}");
+            writeln!(out, "{p}")?;
         }
         eprintln!(
             "{}: {} problems in {}",
