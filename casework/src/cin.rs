@@ -169,6 +169,8 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
     let facts: Vec<Fact<'_>> = effective(history).into_iter().filter(|f| f.on <= until).collect();
     let mut child = CinChild::default();
     let mut episodes: Vec<Episode> = Vec::new();
+    // Episodes a fact ended (a move, a death, an 18th birthday) and when.
+    let mut ended_by_fact: Vec<(usize, NaiveDate)> = Vec::new();
     for f in &facts {
         match f.data {
             D::ChildRegistered(d) => {
@@ -209,8 +211,10 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                     source: d.source,
                     primary_need: d.primary_need,
                     nfa: d.nfa,
-                    // A referral with no further action is closed the day it is received.
-                    closure: d.nfa.then_some((f.on, ClosureReason::Rc8)),
+                    // A referral with no further action is closed the day it came in. Not RC8 (closed after an
+                    // assessment, which an NFA referral never had: DfE query
+                    // 8825Q) but RC7, services ceased: no longer in need.
+                    closure: d.nfa.then_some((f.on, ClosureReason::Rc7)),
                     initial_cpc: None,
                     assessments: Vec::new(),
                     cin_plans: Vec::new(),
@@ -225,7 +229,36 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                     e.closure = Some((f.on, d.reason));
                 }
             }
+            // The sending council's open episodes end the day the child
+            // moves (RC5); the receiving council opens its own by referral.
+            D::ChildTransferred(d) => {
+                for (i, e) in episodes.iter_mut().enumerate() {
+                    if e.council != d.council && e.closure.is_none() {
+                        e.closure = Some((f.on, ClosureReason::Rc5));
+                        ended_by_fact.push((i, f.on));
+                    }
+                }
+            }
             _ => {}
+        }
+    }
+    // A death ends every episode open then (RC2); an 18th birthday ends
+    // what is still open (RC7: no longer a child in need of these services).
+    // A birthday is time passing, not a recorded fact: it counts only for a
+    // fold as at a date (a census), not for one of all that is recorded
+    // (`NaiveDate::MAX`, the quality flags), which would end episodes at
+    // birthdays still to come.
+    let eighteen = child
+        .birth_date
+        .and_then(|b| b.checked_add_months(chrono::Months::new(12 * 18)))
+        .filter(|_| until != NaiveDate::MAX);
+    let ends = [(child.death_date, ClosureReason::Rc2), (eighteen, ClosureReason::Rc7)];
+    for (on, reason) in ends.into_iter().filter_map(|(on, r)| Some((on.filter(|d| *d <= until)?, r))) {
+        for (i, e) in episodes.iter_mut().enumerate() {
+            if e.closure.is_none() && e.referral_date <= on {
+                e.closure = Some((on, reason));
+                ended_by_fact.push((i, on));
+            }
         }
     }
     let mut plans_started = 0u32;
@@ -284,15 +317,20 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                         s.icpc_not_required = !d.icpc_required;
                     }
                 }
+                // A transfer-in conference is the receiving council's initial
+                // conference (the census has no other date for it): a plan it
+                // starts starts on its day (DfE rule 2885). It follows no
+                // enquiry of this council, so its date is the episode's own.
                 D::ConferenceHeld(d) => match d.kind {
-                    ConferenceKind::Initial => {
+                    ConferenceKind::Initial | ConferenceKind::TransferIn => {
                         let conference = &d.conference_id;
                         initial_conferences.push((conference.clone(), f.on));
                         let s47 = d.s47_id.as_ref();
+                        let transfer = d.kind == ConferenceKind::TransferIn;
                         let found = episodes.iter_mut().enumerate().rev().find_map(|(i, e)| {
                             e.section47s
                                 .iter_mut()
-                                .find(|s| s47.is_none_or(|id| s.id == *id) && s.icpc.is_none())
+                                .find(|s| !transfer && s47.is_none_or(|id| s.id == *id) && s.icpc.is_none())
                                 .map(|s| (i, s))
                         });
                         match found {
@@ -313,7 +351,6 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                             reviews.push((plan, f.on));
                         }
                     }
-                    ConferenceKind::TransferIn => {}
                 },
                 D::CpPlanStarted(d) => {
                     let conference = &d.conference_id;
@@ -366,6 +403,17 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
     for (plan_id, day) in reviews {
         if let Some(p) = plan(&mut episodes, plan_id) {
             p.reviews.push(day);
+        }
+    }
+    // What an episode ended by a death, a move or an 18th birthday still
+    // had open ends with it: nothing is recorded after a closure (8565).
+    for (i, on) in ended_by_fact {
+        let e = &mut episodes[i];
+        for p in e.plans.iter_mut().filter(|p| p.end.is_none() && p.start <= on) {
+            p.end = Some(on);
+        }
+        for p in e.cin_plans.iter_mut().filter(|p| p.end.is_none() && p.start <= on) {
+            p.end = Some(on);
         }
     }
     child.plan_conferences = plan_conference;
@@ -673,5 +721,101 @@ mod tests {
         assert_eq!(e.section47s.len(), 1, "{e:?}");
         assert_eq!(e.section47s[0].icpc, NaiveDate::from_ymd_opt(2024, 4, 25));
         assert_eq!(e.initial_cpc, None);
+    }
+
+    #[test]
+    fn a_plan_started_at_a_transfer_in_conference_has_that_conference_as_its_initial_one() {
+        let facts = |plan_day: &'static str| {
+            vec![
+                (
+                    "child.registered",
+                    "2024-01-02",
+                    json!({"council": "E09000014", "la_child_id": "A1", "sex": "F", "birth_date": "2015-03-04"}),
+                ),
+                ("referral.received", "2024-05-01", json!({"referral_id": "R1", "source": "5A", "nfa": false})),
+                (
+                    "conference.held",
+                    "2024-05-10",
+                    json!({"conference_id": "TC1", "kind": "transfer_in", "outcome": "plan"}),
+                ),
+                ("cp_plan.started", plan_day, json!({"plan_id": "P1", "conference_id": "TC1", "category": "NEG"})),
+            ]
+        };
+        let year = CollectionYear::parse("2024-25").expect("year");
+        let haringey = CouncilCode::parse("E09000014").expect("a code");
+        let on_the_day = history(&facts("2024-05-10"));
+        let child = census_child(&on_the_day, &haringey, &year, Calendar::england_and_wales()).expect("in scope");
+        assert_eq!(child.episodes[0].initial_cpc, NaiveDate::from_ymd_opt(2024, 5, 10), "DateOfInitialCPC is given");
+        assert!(crate::quality::flags(&child).is_empty(), "{:?}", crate::quality::flags(&child));
+        let a_day_late = history(&facts("2024-05-11"));
+        let child = census_child(&a_day_late, &haringey, &year, Calendar::england_and_wales()).expect("in scope");
+        let rules: Vec<_> = crate::quality::flags(&child).into_iter().map(|f| f.rule).collect();
+        assert_eq!(rules, [crate::quality::Rule::PlanNotOnIcpcDay], "the project's own 2885 sees it too");
+    }
+
+    #[test]
+    fn a_death_a_move_and_an_18th_birthday_each_end_the_episodes_open_then() {
+        let registered = |born: &str| {
+            (
+                "child.registered",
+                "2024-01-02",
+                json!({"council": "E09000014", "la_child_id": "A1", "sex": "F", "birth_date": born}),
+            )
+        };
+        let referral = ("referral.received", "2024-05-01", json!({"referral_id": "R1", "source": "6", "nfa": false}));
+        let conference =
+            ("conference.held", "2024-06-03", json!({"conference_id": "C1", "kind": "initial", "outcome": "plan"}));
+        let plan =
+            ("cp_plan.started", "2024-06-03", json!({"plan_id": "P1", "conference_id": "C1", "category": "NEG"}));
+        let haringey = CouncilCode::parse("E09000014").expect("a code");
+        let census = |h: &History, year: &str| {
+            census_child(h, &haringey, &CollectionYear::parse(year).expect("year"), Calendar::england_and_wales())
+        };
+        let day = |text: &str| text.parse::<NaiveDate>().expect("date");
+
+        let died = history(&[
+            registered("2015-03-04"),
+            referral.clone(),
+            conference.clone(),
+            plan.clone(),
+            ("child.died", "2024-09-10", json!({"date": "2024-09-10"})),
+        ]);
+        let child = census(&died, "2024-25").expect("in scope");
+        assert_eq!(child.episodes[0].closure, Some((day("2024-09-10"), ClosureReason::Rc2)));
+        assert_eq!(child.episodes[0].plans[0].end, Some(day("2024-09-10")), "the plan ends with the episode");
+        assert!(crate::quality::flags(&child).is_empty(), "{:?}", crate::quality::flags(&child));
+        assert!(census(&died, "2025-26").is_none(), "no open episode in a later census");
+
+        let moved = history(&[
+            registered("2015-03-04"),
+            referral.clone(),
+            ("child.transferred", "2024-10-01", json!({"council": "E09000019"})),
+        ]);
+        let child = census(&moved, "2024-25").expect("in scope");
+        assert_eq!(child.episodes[0].closure, Some((day("2024-10-01"), ClosureReason::Rc5)));
+        assert!(census(&moved, "2025-26").is_none(), "the sending council's later census leaves the child out");
+
+        let grown = history(&[registered("2006-08-20"), referral.clone()]);
+        let child = census(&grown, "2024-25").expect("in scope");
+        assert_eq!(child.episodes[0].closure, Some((day("2024-08-20"), ClosureReason::Rc7)));
+    }
+
+    #[test]
+    fn a_referral_with_no_further_action_closes_that_day_as_services_ceased_not_after_assessment() {
+        let h = history(&[
+            (
+                "child.registered",
+                "2024-01-02",
+                json!({"council": "E09000014", "la_child_id": "A1", "sex": "F", "birth_date": "2015-03-04"}),
+            ),
+            ("referral.received", "2024-05-01", json!({"referral_id": "R1", "source": "6", "nfa": true})),
+        ]);
+        let year = CollectionYear::parse("2024-25").expect("year");
+        let child =
+            census_child(&h, &CouncilCode::parse("E09000014").expect("a code"), &year, Calendar::england_and_wales())
+                .expect("in scope");
+        let e = &child.episodes[0];
+        assert!(e.nfa && e.assessments.is_empty());
+        assert_eq!(e.closure, Some((NaiveDate::from_ymd_opt(2024, 5, 1).expect("date"), ClosureReason::Rc7)));
     }
 }

@@ -133,7 +133,7 @@ pub async fn council_cases(
 /// Open allocations with the child's status; each caller adds its own
 /// filter on `$1` (two statements, so each keeps its index).
 const CASES: &str = "select a.worker_id, a.child_id, a.council, a.allocated_at, s.last_seen_at, s.last_seen_alone_at,
-        s.on_cp_plan, s.on_cin_plan, s.plan_started_on, s.review_due_on, s.last_visit_on, s.sealed
+        s.on_cp_plan, s.on_cin_plan, s.plan_started_on, s.review_due_on, s.last_visit_on, s.sealed, s.died_on
    from allocation a join child_status s using (child_id)";
 const OPEN_ON_2: &str = "and a.from_on <= $2 and (a.to_on is null or a.to_on > $2)";
 
@@ -159,6 +159,9 @@ async fn cases_from(
         let last_visit: Option<NaiveDate> = row.try_get("last_visit_on")?;
         let plan_started: Option<NaiveDate> = row.try_get("plan_started_on")?;
         let review_due: Option<NaiveDate> = row.try_get("review_due_on")?;
+        // No visit or review falls due for a child who has died.
+        let died: Option<NaiveDate> = row.try_get("died_on")?;
+        let alive = died.is_none_or(|d| d > today);
         let case = Case {
             child: row.try_get("child_id")?,
             council,
@@ -166,8 +169,8 @@ async fn cases_from(
             last_seen: row.try_get("last_seen_at")?,
             last_seen_alone: row.try_get("last_seen_alone_at")?,
             on_plan,
-            visit_overdue: on_plan && visit_overdue(last_visit.or(plan_started), interval, today),
-            review_overdue: on_cp && review_due.is_some_and(|due| due < today),
+            visit_overdue: alive && on_plan && visit_overdue(last_visit.or(plan_started), interval, today),
+            review_overdue: alive && on_cp && review_due.is_some_and(|due| due < today),
             sealed: row.try_get("sealed")?,
         };
         cases.push((row.try_get("worker_id")?, case));

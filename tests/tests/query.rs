@@ -439,3 +439,67 @@ async fn the_chronology_command_reads_through_the_api_as_it_stood() {
             .any(|e| e["child"] == child && e["acting_user"] == "reviewer.one" && e["purpose"]["enc"].is_string())
     );
 }
+
+#[tokio::test]
+async fn no_visit_or_review_falls_due_for_a_child_who_has_died() {
+    let sys = System::start().await;
+    let worker = uuid::Uuid::new_v4().to_string();
+    let child = uuid::Uuid::new_v4().to_string();
+    let history = |died: bool| {
+        let mut events = vec![
+            event(
+                "cfg",
+                "council.configured",
+                HARINGEY,
+                "2024-01-01T00:00:00Z",
+                json!({"effective_from": "2024-01-01", "population_0_17": 20000, "caseload_threshold": 15, "visit_interval_days": 14, "funded_social_worker_fte": 4}),
+            ),
+            event(
+                "w",
+                "worker.joined",
+                &worker,
+                "2024-01-01T09:00:00Z",
+                json!({"council": HARINGEY, "team_id": "north", "role": "social_worker", "fte": 1.0, "agency_staff": false}),
+            ),
+            registered("reg", &child, HARINGEY),
+            event(
+                "ref",
+                "referral.received",
+                &child,
+                "2024-12-02T10:00:00Z",
+                json!({"referral_id": "R1", "source": "6", "nfa": false}),
+            ),
+            event(
+                "alloc",
+                "case.allocated",
+                &child,
+                "2024-12-02T11:00:00Z",
+                json!({"worker_id": worker, "team_id": "north"}),
+            ),
+            event(
+                "icpc",
+                "conference.held",
+                &child,
+                "2025-01-09T10:00:00Z",
+                json!({"conference_id": "C1", "kind": "initial", "outcome": "plan"}),
+            ),
+            event(
+                "plan",
+                "cp_plan.started",
+                &child,
+                "2025-01-09T11:00:00Z",
+                json!({"plan_id": "P1", "conference_id": "C1", "category": "NEG"}),
+            ),
+        ];
+        if died {
+            events.push(event("died", "child.died", &child, "2025-01-15T10:00:00Z", json!({"date": "2025-01-15"})));
+        }
+        events
+    };
+    sys.publish(tokens::ADMIN, history(false)[..2].to_vec()).await;
+    sys.publish(tokens::HARINGEY, history(true)[2..].to_vec()).await;
+    let mine = sys.query.get(tokens::HARINGEY, &format!("/v1/workers/{worker}/caseload")).await;
+    assert_eq!(mine.status, 200, "{}", mine.text);
+    let case = &mine.json["cases"][0];
+    assert_eq!((case["visit_overdue"].clone(), case["review_overdue"].clone()), (json!(false), json!(false)), "{case}");
+}
