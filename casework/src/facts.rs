@@ -602,6 +602,12 @@ impl WorkerSpell {
     pub fn holds_cases(&self) -> bool {
         matches!(self.role, WorkerRole::SocialWorker | WorkerRole::SeniorSocialWorker)
     }
+
+    /// A social worker of any grade, managers included: who fills a funded
+    /// post in the DfE's workforce census (family support workers do not).
+    pub fn is_social_worker(&self) -> bool {
+        matches!(self.role, WorkerRole::SocialWorker | WorkerRole::SeniorSocialWorker | WorkerRole::TeamManager)
+    }
 }
 
 /// Folds a worker's whole history into spells.

@@ -221,7 +221,7 @@ pub enum Detail {
     Visits { interval_days: i64, on: NaiveDate },
     /// `caseload_per_worker`.
     Caseload { on: NaiveDate, threshold: f64, workers_over_threshold: usize, case_holding_workers: usize },
-    /// `vacancy_rate`: permanent and agency case-holding FTE in post.
+    /// `vacancy_rate`: permanent and agency social worker FTE in post (every grade).
     Vacancy {
         on: NaiveDate,
         #[serde(serialize_with = "number")]
@@ -504,21 +504,27 @@ pub fn over_threshold(cases: usize, fte: f64, threshold: f64) -> bool {
     fte > 0.0 && cases as f64 / fte > threshold
 }
 
-/// (funded FTE minus permanent filled FTE) / funded FTE: agency staff cover
+/// The DfE's workforce census: vacant FTE / (vacant FTE + filled FTE), a
+/// post filled by a permanent social worker of any grade (managers too),
+/// vacant FTE the funded posts no one permanent fills. Agency staff cover
 /// vacancies but do not fill posts.
 fn vacancy_rate(data: &CouncilData, at: NaiveDate, setting: &CouncilSetting) -> Indicator {
-    let filled: f64 =
-        data.spells.iter().filter(|(_, s)| s.open_on(at) && s.holds_cases() && !s.agency).map(|(_, s)| s.fte).sum();
-    let agency: f64 =
-        data.spells.iter().filter(|(_, s)| s.open_on(at) && s.holds_cases() && s.agency).map(|(_, s)| s.fte).sum();
-    let funded = setting.funded_social_worker_fte;
-    let vacant = funded.map(|f| (f - filled).max(0.0));
+    let in_post = |agency: bool| -> f64 {
+        data.spells
+            .iter()
+            .filter(|(_, s)| s.open_on(at) && s.is_social_worker() && s.agency == agency)
+            .map(|(_, s)| s.fte)
+            .sum()
+    };
+    let (filled, agency) = (in_post(false), in_post(true));
+    let vacant = setting.funded_social_worker_fte.map(|f| (f - filled).max(0.0));
+    let posts = vacant.map(|v| v + filled);
     Indicator {
         name: Name::VacancyRate,
         unit: Unit::Share,
         numerator: vacant.unwrap_or(0.0),
-        denominator: funded,
-        value: funded.filter(|f| *f > 0.0).zip(vacant).map(|(f, v)| v / f),
+        denominator: posts,
+        value: posts.filter(|p| *p > 0.0).zip(vacant).map(|(p, v)| v / p),
         detail: Detail::Vacancy { on: at, filled_fte: filled, agency_fte: agency },
     }
 }

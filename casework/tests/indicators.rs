@@ -376,6 +376,27 @@ fn vacancy_rate_counts_permanent_staff_only() {
     assert_eq!(figures(&i), (4.5, Some(6.0), Some(0.75)));
 }
 
+/// The DfE's workforce census: vacancies over vacancies plus filled FTE,
+/// every grade of social worker filling a post (managers too), family
+/// support workers none.
+#[test]
+fn vacancy_rate_is_vacancies_over_vacancies_and_filled_posts_of_every_social_work_grade() {
+    let workers = [
+        worker(COUNCIL, "social_worker", 1.0, false, None),
+        worker(COUNCIL, "senior_social_worker", 1.0, false, None),
+        worker(COUNCIL, "team_manager", 1.0, false, None),
+        worker(COUNCIL, "family_support_worker", 1.0, false, None),
+    ];
+    let data = council(&[], &workers, &[json!({"effective_from": "2000-01-01", "funded_social_worker_fte": 5.0})]);
+    let i = indicator(&data, "2024-25", "2026-01-01", "vacancy_rate");
+    // Filled 3 (the manager's post is filled), vacant 2: 2 / (2 + 3) = 0.4.
+    assert_eq!(figures(&i), (2.0, Some(5.0), Some(0.4)));
+    // More in post than funded: no vacancy, and the denominator is who is in post.
+    let data = council(&[], &workers, &[json!({"effective_from": "2000-01-01", "funded_social_worker_fte": 2.0})]);
+    let i = indicator(&data, "2024-25", "2026-01-01", "vacancy_rate");
+    assert_eq!(figures(&i), (0.0, Some(3.0), Some(0.0)));
+}
+
 #[test]
 fn corrections_and_retractions_change_the_facts_they_name() {
     let h = history(&[
