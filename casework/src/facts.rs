@@ -197,8 +197,11 @@ pub struct Referral {
     pub council: CouncilCode,
     pub received_on: NaiveDate,
     pub nfa: bool,
+    /// This council's previous referral of the child.
     pub previous_on: Option<NaiveDate>,
     pub closed_on: Option<NaiveDate>,
+    /// Received while the council's episode was open: not a new referral.
+    pub during_open_episode: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,9 +352,13 @@ pub fn fold_child(history: &History) -> Result<ChildFacts, HistoryError> {
         sightings: Vec::new(),
         reviews: Vec::new(),
     };
-    let mut last_referral: Option<NaiveDate> = None;
-    let mut s47_started: HashMap<&LocalId, NaiveDate> = HashMap::new();
-    let mut last_s47: Option<NaiveDate> = None;
+    // Each council's last referral of the child: the DfE counts re-referrals within a council.
+    let mut last_referral: HashMap<CouncilCode, NaiveDate> = HashMap::new();
+    let mut discussions: HashMap<&LocalId, NaiveDate> = HashMap::new();
+    // Each enquiry: when its ICPC clock starts (the strategy discussion that
+    // initiated it, else its own start), in the order they began.
+    let mut enquiries: Vec<(&LocalId, NaiveDate)> = Vec::new();
+    let mut conferenced: std::collections::HashSet<&LocalId> = std::collections::HashSet::new();
     let mut conferences: HashMap<&LocalId, NaiveDate> = HashMap::new();
     let mut reviews: HashMap<&LocalId, Vec<NaiveDate>> = HashMap::new();
     let mut plan_conference: Vec<&LocalId> = Vec::new();
@@ -411,15 +418,26 @@ pub fn fold_child(history: &History) -> Result<ChildFacts, HistoryError> {
             D::ChildDied(d) => status.died_on = Some(d.date),
             D::ReferralReceived(d) => {
                 out.referrals.retain(|r| r.referral_id != d.referral_id);
+                // The census guide: a referral while the council's episode is
+                // still open is not recorded as a new one.
+                let during_open_episode = out.referrals.iter().any(|r| {
+                    r.council == *council && !r.nfa && !r.during_open_episode && r.closed_on.is_none_or(|c| c > f.on)
+                });
                 out.referrals.push(Referral {
                     referral_id: d.referral_id.clone(),
                     council: council.clone(),
                     received_on: f.on,
                     nfa: d.nfa,
-                    previous_on: last_referral,
+                    previous_on: last_referral.get(council).copied(),
                     closed_on: None,
+                    during_open_episode,
                 });
-                last_referral = Some(f.on);
+                if !during_open_episode {
+                    last_referral.insert(council.clone(), f.on);
+                }
+            }
+            D::StrategyDiscussionHeld(d) => {
+                discussions.insert(&d.discussion_id, f.on);
             }
             D::AssessmentStarted(d) => {
                 let a = assessment(&mut out.assessments, &d.assessment_id, council);
@@ -431,15 +449,25 @@ pub fn fold_child(history: &History) -> Result<ChildFacts, HistoryError> {
                 a.council.clone_from(council);
             }
             D::S47Started(d) => {
-                s47_started.insert(&d.s47_id, f.on);
-                last_s47 = Some(f.on);
+                let clock = d.discussion_id.as_ref().and_then(|id| discussions.get(id).copied()).unwrap_or(f.on);
+                enquiries.retain(|(id, _)| *id != &d.s47_id);
+                enquiries.push((&d.s47_id, clock));
             }
             D::ConferenceHeld(d) => {
                 let id = &d.conference_id;
                 conferences.insert(id, f.on);
                 match d.kind {
                     ConferenceKind::Initial => {
-                        let started = d.s47_id.as_ref().and_then(|s| s47_started.get(s).copied()).or(last_s47);
+                        // The enquiry it names, or else the latest not yet
+                        // conferenced: never an enquiry an earlier ICPC followed.
+                        let enquiry = match &d.s47_id {
+                            Some(named) => enquiries.iter().find(|(id, _)| *id == named),
+                            None => enquiries.iter().rev().find(|(id, _)| !conferenced.contains(*id)),
+                        };
+                        let started = enquiry.map(|(_, clock)| *clock);
+                        if let Some((id, _)) = enquiry {
+                            conferenced.insert(*id);
+                        }
                         // A conference id stated again (a resend under a new
                         // event id, a system that reuses ids) is one conference:
                         // the later statement stands, as for referrals.
@@ -466,7 +494,9 @@ pub fn fold_child(history: &History) -> Result<ChildFacts, HistoryError> {
                     out.plans.remove(i);
                     plan_conference.remove(i);
                 }
-                let earlier = out.plans.iter().any(|p| p.plan_id != *id && p.started_on <= f.on);
+                // Earlier plans with this council: the DfE counts within the council.
+                let earlier =
+                    out.plans.iter().any(|p| p.plan_id != *id && p.council == *council && p.started_on <= f.on);
                 out.plans.push(CpPlan {
                     plan_id: id.clone(),
                     council: council.clone(),

@@ -311,15 +311,17 @@ pub fn compute(data: &CouncilData, period: Period, today: NaiveDate, calendar: &
 }
 
 fn referrals(data: &CouncilData, period: Period, population: Option<i64>) -> Indicator {
-    let n = data.referrals.iter().filter(|r| period.contains(r.received_on)).count();
-    let nfa = data.referrals.iter().filter(|r| period.contains(r.received_on) && r.nfa).count();
+    let counted = |r: &&Referral| period.contains(r.received_on) && !r.during_open_episode;
+    let n = data.referrals.iter().filter(counted).count();
+    let nfa = data.referrals.iter().filter(counted).filter(|r| r.nfa).count();
     per_10000(Name::Referrals, n, population, Detail::Referrals { no_further_action: nfa })
 }
 
 /// Within 12 months: the previous referral's date is on or after the same
 /// calendar date one year earlier.
 fn re_referrals(data: &CouncilData, period: Period) -> Indicator {
-    let in_period: Vec<&Referral> = data.referrals.iter().filter(|r| period.contains(r.received_on)).collect();
+    let in_period: Vec<&Referral> =
+        data.referrals.iter().filter(|r| period.contains(r.received_on) && !r.during_open_episode).collect();
     let re = in_period.iter().filter(|r| r.previous_on.is_some_and(|p| p >= sub_months(r.received_on, 12))).count();
     share(Name::ReReferrals, re, in_period.len(), Detail::None {})
 }

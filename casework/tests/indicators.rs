@@ -100,6 +100,7 @@ fn referrals_count_by_london_date_and_rate_by_population() {
     let a = history(&[
         registered(),
         ("referral.received", "2024-03-31T23:30:00Z", json!({"referral_id": "R1", "source": "6", "nfa": false})),
+        ("case.closed", "2024-07-01", json!({"referral_id": "R1", "reason": "RC7"})),
         ("referral.received", "2024-09-01", json!({"referral_id": "R2", "source": "2A", "nfa": true})),
     ]);
     // 2024-03-31T22:30Z is 23:30 BST on 31 March: still 2023-24.
@@ -118,14 +119,19 @@ fn referrals_count_by_london_date_and_rate_by_population() {
 
 #[test]
 fn a_re_referral_at_exactly_twelve_months_counts_and_a_day_more_does_not() {
+    // The first episode closed before the second referral: a referral while
+    // an episode is open is no new referral (tested below).
+    let closed = ("case.closed", "2023-09-01", json!({"referral_id": "R1", "reason": "RC7"}));
     let exact = history(&[
         registered(),
         ("referral.received", "2023-06-01", json!({"referral_id": "R1", "source": "6", "nfa": false})),
+        closed.clone(),
         ("referral.received", "2024-06-01", json!({"referral_id": "R2", "source": "6", "nfa": false})),
     ]);
     let over = history(&[
         registered(),
         ("referral.received", "2023-05-31", json!({"referral_id": "R1", "source": "6", "nfa": false})),
+        closed,
         ("referral.received", "2024-06-01", json!({"referral_id": "R2", "source": "6", "nfa": false})),
     ]);
     let first = history(&[
@@ -137,6 +143,96 @@ fn a_re_referral_at_exactly_twelve_months_counts_and_a_day_more_does_not() {
     // Three referrals in 2024-25; only the one a year to the day after the last counts.
     assert_eq!(i.unit.code(), "share");
     assert_eq!(figures(&i), (1.0, Some(3.0), Some(1.0 / 3.0)));
+}
+
+/// Only this council's facts, as the read models load them for it.
+fn only_council(mut data: CouncilData) -> CouncilData {
+    data.referrals.retain(|r| r.council.as_str() == COUNCIL);
+    data.plans.retain(|(_, p)| p.council.as_str() == COUNCIL);
+    data
+}
+
+#[test]
+fn a_re_referral_and_an_earlier_plan_count_only_within_the_council() {
+    // Referred, planned and closed in Islington; then moved to Haringey and referred there.
+    let moved = history(&[
+        (
+            "child.registered",
+            "2010-01-01",
+            json!({"council": "E09000019", "la_child_id": "X1", "sex": "F", "birth_date": "2009-05-01"}),
+        ),
+        ("referral.received", "2023-11-01", json!({"referral_id": "I1", "source": "6", "nfa": false})),
+        ("conference.held", "2023-11-20", json!({"conference_id": "IC1", "kind": "initial", "outcome": "plan"})),
+        ("cp_plan.started", "2023-11-20", json!({"plan_id": "IP1", "conference_id": "IC1", "category": "NEG"})),
+        ("cp_plan.ended", "2024-02-01", json!({"plan_id": "IP1"})),
+        ("case.closed", "2024-02-01", json!({"referral_id": "I1", "reason": "RC7"})),
+        ("child.transferred", "2024-03-01", json!({"council": COUNCIL})),
+        ("referral.received", "2024-06-01", json!({"referral_id": "H1", "source": "6", "nfa": false})),
+        ("conference.held", "2024-07-01", json!({"conference_id": "HC1", "kind": "initial", "outcome": "plan"})),
+        ("cp_plan.started", "2024-07-01", json!({"plan_id": "HP1", "conference_id": "HC1", "category": "NEG"})),
+    ]);
+    let data = only_council(council(&[moved], &[], &[]));
+    // Haringey's first referral and first plan of this child: the DfE counts within the council.
+    let i = indicator(&data, "2024-25", "2025-06-01", "re_referrals_within_12_months");
+    assert_eq!(figures(&i), (0.0, Some(1.0), Some(0.0)));
+    let i = indicator(&data, "2024-25", "2025-06-01", "second_or_subsequent_plans");
+    assert_eq!(figures(&i), (0.0, Some(1.0), Some(0.0)));
+}
+
+#[test]
+fn a_referral_while_an_episode_is_open_is_not_a_new_referral() {
+    let child = history(&[
+        registered(),
+        ("referral.received", "2024-05-01", json!({"referral_id": "R1", "source": "6", "nfa": false})),
+        ("referral.received", "2024-06-01", json!({"referral_id": "R2", "source": "2A", "nfa": false})),
+        ("case.closed", "2024-08-01", json!({"referral_id": "R1", "reason": "RC7"})),
+        ("referral.received", "2024-09-01", json!({"referral_id": "R3", "source": "6", "nfa": false})),
+    ]);
+    let data = council(&[child], &[], &[json!({"effective_from": "2000-01-01", "population_0_17": 10000})]);
+    // R1 and R3 are referrals; R2 came while R1's episode was open.
+    let i = indicator(&data, "2024-25", "2025-06-01", "referrals");
+    assert_eq!(figures(&i).0, 2.0);
+    // R3 came within 12 months of R1: one re-referral of two.
+    let i = indicator(&data, "2024-25", "2025-06-01", "re_referrals_within_12_months");
+    assert_eq!(figures(&i), (1.0, Some(2.0), Some(0.5)));
+}
+
+#[test]
+fn the_icpc_clock_starts_at_the_strategy_discussion_and_never_at_an_old_enquiry() {
+    // Discussion Tue 10 Dec 2024, enquiry Mon 16 Dec, ICPC Thu 9 Jan 2025.
+    // Working days after 10 Dec: 11-13 (3), 16-20 (8), 23, 24 (10), 27 (11),
+    // 30, 31 (13), 2, 3 Jan (15), 6-9 (19): late, in the 16-20 band.
+    let from_discussion = history(&[
+        registered(),
+        (
+            "strategy_discussion.held",
+            "2024-12-10",
+            json!({"discussion_id": "D1", "referral_id": "R1", "agencies": ["police"], "decision": "s47"}),
+        ),
+        ("s47.started", "2024-12-16", json!({"s47_id": "S1", "referral_id": "R1", "discussion_id": "D1"})),
+        (
+            "conference.held",
+            "2025-01-09",
+            json!({"conference_id": "C1", "kind": "initial", "s47_id": "S1", "outcome": "plan"}),
+        ),
+    ]);
+    // An ICPC naming no enquiry, the only one two years old and conferenced long ago.
+    let no_enquiry = history(&[
+        registered(),
+        ("s47.started", "2022-11-01", json!({"s47_id": "S0", "referral_id": "R0"})),
+        (
+            "conference.held",
+            "2022-11-15",
+            json!({"conference_id": "C0", "kind": "initial", "s47_id": "S0", "outcome": "no_plan"}),
+        ),
+        ("conference.held", "2024-12-20", json!({"conference_id": "C2", "kind": "initial", "outcome": "plan"})),
+    ]);
+    let data = council(&[from_discussion, no_enquiry], &[], &[]);
+    let i = indicator(&data, "2024-25", "2025-06-01", "icpc_within_15_working_days");
+    assert_eq!(figures(&i), (0.0, Some(2.0), Some(0.0)));
+    let Detail::Icpc { bands, s47_start_unknown } = i.detail else { panic!("an ICPC detail") };
+    assert_eq!(bands, IcpcBands { up_to_10: 0, from_11_to_15: 0, from_16_to_20: 1, over_20: 0 });
+    assert_eq!(s47_start_unknown, 1, "the old enquiry starts no clock");
 }
 
 #[test]

@@ -43,7 +43,7 @@ pub async fn load(pool: &sqlx::PgPool, council: &CouncilCode) -> Result<CouncilD
         });
     }
     for r in
-        sqlx::query("select referral_id, received_on, nfa, previous_on, closed_on from referral where council = $1")
+        sqlx::query("select referral_id, received_on, nfa, previous_on, closed_on, during_open_episode from referral where council = $1")
             .bind(council.as_str())
             .fetch_all(pool)
             .await?
@@ -54,6 +54,7 @@ pub async fn load(pool: &sqlx::PgPool, council: &CouncilCode) -> Result<CouncilD
             received_on: r.try_get("received_on")?,
             nfa: r.try_get("nfa")?,
             previous_on: r.try_get("previous_on")?,
+            during_open_episode: r.try_get("during_open_episode")?,
             closed_on: r.try_get("closed_on")?,
         });
     }

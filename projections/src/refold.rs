@@ -297,7 +297,7 @@ async fn insert_referrals(
     }
     sqlx::query(
         "insert into referral select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[],
-            $5::bool[], $6::date[], $7::date[])",
+            $5::bool[], $6::date[], $7::date[], $8::bool[])",
     )
     .bind(r.iter().map(|(c, _)| *c).collect::<Vec<_>>())
     .bind(r.iter().map(|(_, x)| x.referral_id.as_str()).collect::<Vec<_>>())
@@ -306,6 +306,7 @@ async fn insert_referrals(
     .bind(r.iter().map(|(_, x)| x.nfa).collect::<Vec<_>>())
     .bind(r.iter().map(|(_, x)| x.previous_on).collect::<Vec<_>>())
     .bind(r.iter().map(|(_, x)| x.closed_on).collect::<Vec<_>>())
+    .bind(r.iter().map(|(_, x)| x.during_open_episode).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())

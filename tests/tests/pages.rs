@@ -224,15 +224,21 @@ async fn the_dashboard_and_caseload_board_show_the_fixture_and_follow_changes_li
         )
         .await;
     browser.execute("document.title = 'not reloaded'", json!([])).await;
+    // A child newly referred: a new referral (one received while a child's
+    // episode is open would not be).
+    let newcomer = uuid::Uuid::new_v4().to_string();
     sys.publish(
         tokens::HARINGEY,
-        vec![event(
-            "ref-late",
-            "referral.received",
-            &fx.children[2],
-            "2025-12-01T10:00:00Z",
-            json!({"referral_id": "R9", "source": "6", "nfa": false}),
-        )],
+        vec![
+            registered("reg-late", &newcomer, HARINGEY),
+            event(
+                "ref-late",
+                "referral.received",
+                &newcomer,
+                "2025-12-01T10:00:00Z",
+                json!({"referral_id": "R9", "source": "6", "nfa": false}),
+            ),
+        ],
     )
     .await;
     browser
