@@ -169,13 +169,22 @@ async fn cases_from(
             last_seen: row.try_get("last_seen_at")?,
             last_seen_alone: row.try_get("last_seen_alone_at")?,
             on_plan,
-            visit_overdue: alive && on_plan && visit_overdue(last_visit.or(plan_started), interval, today),
+            visit_overdue: alive
+                && on_plan
+                && visit_overdue(visits_due_since(last_visit, plan_started), interval, today),
             review_overdue: alive && on_cp && review_due.is_some_and(|due| due < today),
             sealed: row.try_get("sealed")?,
         };
         cases.push((row.try_get("worker_id")?, case));
     }
     Ok(cases)
+}
+
+/// Where the visit clock runs from: the later of the last statutory visit
+/// and the start of the plan open now, so a plan started today is not
+/// overdue on its first day for a visit made years before it.
+pub fn visits_due_since(last_visit: Option<NaiveDate>, plan_started: Option<NaiveDate>) -> Option<NaiveDate> {
+    last_visit.max(plan_started)
 }
 
 /// A visit is overdue when the last one (or the plan's start, before any)

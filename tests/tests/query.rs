@@ -503,3 +503,65 @@ async fn no_visit_or_review_falls_due_for_a_child_who_has_died() {
     let case = &mine.json["cases"][0];
     assert_eq!((case["visit_overdue"].clone(), case["review_overdue"].clone()), (json!(false), json!(false)), "{case}");
 }
+
+#[tokio::test]
+async fn a_plan_started_today_is_not_overdue_for_a_visit_made_years_before_it() {
+    let sys = System::start().await;
+    let worker = uuid::Uuid::new_v4().to_string();
+    let child = uuid::Uuid::new_v4().to_string();
+    let today = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    sys.publish(
+        tokens::ADMIN,
+        vec![
+            event("cfg", "council.configured", HARINGEY, "2020-01-01T00:00:00Z", json!({"effective_from": "2020-01-01", "visit_interval_days": 14})),
+            event("w", "worker.joined", &worker, "2020-01-01T09:00:00Z", json!({"council": HARINGEY, "team_id": "north", "role": "social_worker", "fte": 1.0, "agency_staff": false})),
+        ],
+    )
+    .await;
+    sys.publish(
+        tokens::HARINGEY,
+        vec![
+            registered("reg", &child, HARINGEY),
+            event(
+                "ref",
+                "referral.received",
+                &child,
+                "2022-01-05T10:00:00Z",
+                json!({"referral_id": "R1", "source": "6", "nfa": false}),
+            ),
+            event(
+                "alloc",
+                "case.allocated",
+                &child,
+                "2022-01-05T11:00:00Z",
+                json!({"worker_id": worker, "team_id": "north"}),
+            ),
+            event(
+                "seen",
+                "child.seen",
+                &child,
+                "2022-01-10T11:00:00Z",
+                json!({"seen_by": worker, "seen_alone": true, "context": "statutory_visit"}),
+            ),
+            event(
+                "icpc",
+                "conference.held",
+                &child,
+                &today,
+                json!({"conference_id": "C1", "kind": "initial", "outcome": "plan"}),
+            ),
+            event(
+                "plan",
+                "cp_plan.started",
+                &child,
+                &today,
+                json!({"plan_id": "P1", "conference_id": "C1", "category": "NEG"}),
+            ),
+        ],
+    )
+    .await;
+    let mine = sys.query.get(tokens::HARINGEY, &format!("/v1/workers/{worker}/caseload")).await;
+    assert_eq!(mine.status, 200, "{}", mine.text);
+    let case = &mine.json["cases"][0];
+    assert_eq!((case["on_plan"].clone(), case["visit_overdue"].clone()), (json!(true), json!(false)), "{case}");
+}
