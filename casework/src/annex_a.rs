@@ -216,7 +216,7 @@ pub fn rows(history: &History, council: &CouncilCode, date: NaiveDate, calendar:
     let child = cin::fold(history, date, calendar);
     let from = date.checked_sub_months(Months::new(6)).unwrap_or(date);
     let in_window = |d: NaiveDate| from < d && d <= date;
-    let extra = extra(history, date);
+    let extra = extra(history, council, date);
     let age = child.birth_date.and_then(|b| date.years_since(b)).map(|a| a.to_string()).unwrap_or_default();
     let common = |c: &CinChild| {
         vec![
@@ -358,13 +358,14 @@ pub fn rows(history: &History, council: &CouncilCode, date: NaiveDate, calendar:
     out
 }
 
-fn extra(history: &History, date: NaiveDate) -> Extra {
+fn extra(history: &History, council: &CouncilCode, date: NaiveDate) -> Extra {
     use EventData as D;
     let mut x = Extra::default();
     let mut allocations: Vec<(String, String)> = Vec::new();
     for f in effective(history).into_iter().filter(|f| f.on <= date) {
         match f.data {
-            D::ContactRecorded(d) => x.contacts.push((f.on, d.source)),
+            // Only the council's own contacts: a child who moved brings none of another's.
+            D::ContactRecorded(d) if f.council == Some(council) => x.contacts.push((f.on, d.source)),
             D::CaseAllocated(d) => allocations.push((d.team_id.as_str().to_owned(), d.worker_id.to_string())),
             D::CaseDeallocated(d) => {
                 let worker = d.worker_id.to_string();

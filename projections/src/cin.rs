@@ -17,14 +17,29 @@ pub struct Loaded {
     pub withheld: usize,
 }
 
+/// Which children a return is folded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Children with a referral to the council (the CIN census).
+    Referred,
+    /// Those, and every child of the council now with a contact recorded in
+    /// the window (Annex A's list 1 holds contacts that never became
+    /// referrals too; the fold keeps the council's own). A child contacted
+    /// but never referred who has since moved away is not found: the copy
+    /// does not index contacts by the council they were made to.
+    ReferredOrContacted,
+}
+
 /// The histories of every child with a referral to `council` by the year's
-/// reference date (the census decides which are in scope), sealed children
-/// only `with_sealed`, and the council's DfE code.
+/// reference date (the census decides which are in scope), and with
+/// [`Scope::ReferredOrContacted`] every child with a contact in the year,
+/// sealed children only `with_sealed`, and the council's DfE code.
 pub async fn load(
     pool: &sqlx::PgPool,
     council: &CouncilCode,
     year: &CollectionYear,
     with_sealed: bool,
+    scope: Scope,
 ) -> Result<Loaded, sqlx::Error> {
     let dfe: Option<String> = sqlx::query_scalar(
         "select dfe_la_code from council_setting where council = $1 and dfe_la_code is not null
@@ -35,15 +50,18 @@ pub async fn load(
     .await?
     .flatten();
     let dfe = dfe.map(DfeLaCode::try_from).transpose().map_err(|why| not_as_written("dfe_la_code", why))?;
-    let found: Vec<(String, bool)> = sqlx::query_as(
+    const REFERRED: &str =
         "select distinct r.child_id::text, s.sealed from referral r join child_status s using (child_id)
-          where r.council = $1 and r.received_on <= $2 and (r.closed_on is null or r.closed_on >= $3)",
-    )
-    .bind(council.as_str())
-    .bind(year.reference_date)
-    .bind(year.start)
-    .fetch_all(pool)
-    .await?;
+          where r.council = $1 and r.received_on <= $2 and (r.closed_on is null or r.closed_on >= $3)";
+    let sql = match scope {
+        Scope::Referred => REFERRED.to_owned(),
+        Scope::ReferredOrContacted => format!(
+            "{REFERRED} union select e.subject, s.sealed from stored_event e join child_status s on s.child_id::text = e.subject
+              where s.council = $1 and e.event_type = 'contact.recorded' and e.business_date >= $3 and e.business_date <= $2"
+        ),
+    };
+    let found: Vec<(String, bool)> =
+        sqlx::query_as(&sql).bind(council.as_str()).bind(year.reference_date).bind(year.start).fetch_all(pool).await?;
     let withheld = if with_sealed { 0 } else { found.iter().filter(|(_, sealed)| *sealed).count() };
     let children: Vec<String> =
         found.into_iter().filter(|(_, sealed)| with_sealed || !sealed).map(|(child, _)| child).collect();

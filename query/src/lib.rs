@@ -812,7 +812,14 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
     admit_council(app, &caller, endpoint, &council).await?;
     // Sealed children are returned to admins only (who make the statutory
     // return); anyone else's copy leaves them out and says how many.
-    let loaded = projections::cin::load(&app.pool, &council, &year, policy::sees_sealed(&caller.principal)).await?;
+    let loaded = projections::cin::load(
+        &app.pool,
+        &council,
+        &year,
+        policy::sees_sealed(&caller.principal),
+        projections::cin::Scope::Referred,
+    )
+    .await?;
     let (withheld, histories) = (loaded.withheld, loaded.histories);
     let dfe = loaded.dfe.ok_or_else(|| {
         QueryError::invalid("council", "has no DfE LA code: publish council.configured with dfe_la_code first")
@@ -944,8 +951,14 @@ async fn annex_a_return(
         admit_council(&app, &caller, endpoint, &council).await?;
         let from = date.checked_sub_months(chrono::Months::new(6)).unwrap_or(date);
         let window = casework::cin::CollectionYear { start: from, reference_date: date };
-        let loaded =
-            projections::cin::load(&app.pool, &council, &window, policy::sees_sealed(&caller.principal)).await?;
+        let loaded = projections::cin::load(
+            &app.pool,
+            &council,
+            &window,
+            policy::sees_sealed(&caller.principal),
+            projections::cin::Scope::ReferredOrContacted,
+        )
+        .await?;
         let (withheld, histories) = (loaded.withheld, loaded.histories);
         let calendar = events::calendar::Calendar::england_and_wales();
         let mut rows = Vec::new();

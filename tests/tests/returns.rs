@@ -478,9 +478,32 @@ async fn annex_a_lists_a_known_child_with_ofsteds_columns_and_values() {
     };
     let common = ["HAR001", "a) Male", "o) BAFR", "10/02/2018", "6"];
     let row = |own: &[&str]| common.iter().chain(own).map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    // A contact that never became a referral is listed too; one recorded
+    // while a child was another council's is not this council's to list.
+    let (contacted, moved) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+    let more = serde_json::json!([
+        {"specversion": "1.0", "id": "b-0", "type": "child.registered", "subject": contacted, "time": "2019-03-01T10:00:00Z",
+         "data": {"council": "E09000014", "la_child_id": "HAR002", "sex": "F", "birth_date": "2019-03-01", "ethnicity": "WBRI"}},
+        {"specversion": "1.0", "id": "b-1", "type": "contact.recorded", "subject": contacted, "time": "2024-11-05T10:00:00Z",
+         "data": {"contact_id": "C2", "source": "2A", "summary": "School asked for advice"}},
+        {"specversion": "1.0", "id": "c-0", "type": "child.registered", "subject": moved, "time": "2017-05-01T10:00:00Z",
+         "data": {"council": "E09000019", "la_child_id": "ISL001", "sex": "M", "birth_date": "2017-05-01", "ethnicity": "WBRI"}},
+        {"specversion": "1.0", "id": "c-1", "type": "contact.recorded", "subject": moved, "time": "2024-09-01T10:00:00Z",
+         "data": {"contact_id": "C3", "source": "6", "summary": "Police attended in Islington"}},
+        {"specversion": "1.0", "id": "c-2", "type": "child.transferred", "subject": moved, "time": "2024-12-01T10:00:00Z",
+         "data": {"council": "E09000014"}},
+    ]);
+    let r = gateway.post(tokens::ADMIN, &more).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    projector.wait_for(r.last_stream_sequence()).await;
+
     let (header, rows) = list(1).await;
     assert_eq!(header[..5], ["Child Unique ID", "Gender", "Ethnicity", "Date of Birth", "Age"]);
-    assert_eq!(rows, vec![row(&["01/10/2024", "q) 6: Police"])]);
+    let contact_only = ["HAR002", "b) Female", "a) WBRI", "01/03/2019", "5", "05/11/2024", "e) 2A: Schools"];
+    let contact_only: Vec<String> = contact_only.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.contains(&row(&["01/10/2024", "q) 6: Police"])), "{rows:?}");
+    assert!(rows.contains(&contact_only), "{rows:?}");
     let (header, rows) = list(3).await;
     assert_eq!(header[8], "Number of Referrals in Last 12 Months");
     // The NFA referral of June is outside the six months but counts among the last twelve.
