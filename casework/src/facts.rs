@@ -699,6 +699,9 @@ pub struct CouncilSetting {
     pub population_0_17: Option<i64>,
     pub assessment_timescale_days: Option<i32>,
     pub visit_interval_days: Option<i32>,
+    /// How often a child on a child in need plan is visited (not the child
+    /// protection interval: councils set their own).
+    pub cin_visit_interval_days: Option<i32>,
     pub caseload_threshold: Option<i32>,
     pub funded_social_worker_fte: Option<f64>,
 }
@@ -725,6 +728,7 @@ pub fn fold_council(history: &History) -> Vec<CouncilSetting> {
         s.population_0_17 = d.population_0_17.map(|p| i64::try_from(p).unwrap_or(i64::MAX)).or(s.population_0_17);
         s.assessment_timescale_days = days(d.assessment_timescale_days).or(s.assessment_timescale_days);
         s.visit_interval_days = days(d.visit_interval_days).or(s.visit_interval_days);
+        s.cin_visit_interval_days = days(d.cin_visit_interval_days).or(s.cin_visit_interval_days);
         s.caseload_threshold = days(d.caseload_threshold).or(s.caseload_threshold);
         s.funded_social_worker_fte = d.funded_social_worker_fte.map(|f| f.get()).or(s.funded_social_worker_fte);
         // Two configurations effective the same day: the later-recorded one stands.

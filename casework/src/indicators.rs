@@ -22,6 +22,10 @@ pub const ICPC_DAYS: i64 = 15;
 /// Statutory visits are usually due at least every 10 working days: about
 /// 14 calendar days, used when a council sets no `visit_interval_days`.
 pub const DEFAULT_VISIT_INTERVAL_DAYS: i64 = 14;
+/// 28 calendar days between visits to a child on a child in need plan, used
+/// when a council sets no `cin_visit_interval_days`: there is no national
+/// figure for children in need, and four weeks is a common local standard.
+pub const DEFAULT_CIN_VISIT_INTERVAL_DAYS: i64 = 28;
 /// Open cases per FTE above which a worker is flagged, when a council sets no
 /// `caseload_threshold` (the national mean is 16).
 pub const DEFAULT_CASELOAD_THRESHOLD: f64 = 20.0;

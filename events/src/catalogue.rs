@@ -783,6 +783,7 @@ data_struct! {
         opt population_0_17: u64,
         opt assessment_timescale_days: u32,
         opt visit_interval_days: u32,
+        opt cin_visit_interval_days: u32,
         opt caseload_threshold: u32,
         opt funded_social_worker_fte: FteTotal,
     }
@@ -790,8 +791,11 @@ data_struct! {
 }
 
 fn check_council_configured(e: &CouncilConfigured, at: &str, problems: &mut Problems) {
-    let days =
-        [("assessment_timescale_days", e.assessment_timescale_days), ("visit_interval_days", e.visit_interval_days)];
+    let days = [
+        ("assessment_timescale_days", e.assessment_timescale_days),
+        ("visit_interval_days", e.visit_interval_days),
+        ("cin_visit_interval_days", e.cin_visit_interval_days),
+    ];
     for (name, value) in days {
         if let Some(v) = value
             && !(1..=365).contains(&v)

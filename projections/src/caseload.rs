@@ -5,7 +5,9 @@
 //! since "overdue" moves with the calendar even when no event arrives.
 
 use crate::database::parsed;
-use casework::indicators::{DEFAULT_CASELOAD_THRESHOLD, DEFAULT_VISIT_INTERVAL_DAYS, over_threshold};
+use casework::indicators::{
+    DEFAULT_CASELOAD_THRESHOLD, DEFAULT_CIN_VISIT_INTERVAL_DAYS, DEFAULT_VISIT_INTERVAL_DAYS, over_threshold,
+};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use events::codes::WorkerRole;
 use events::ids::{CouncilCode, LocalId};
@@ -67,9 +69,10 @@ impl CouncilCaseload {
 }
 
 /// The council's settings on `day` that caseloads use: visit interval and threshold.
-async fn settings(pool: &PgPool, council: &CouncilCode, day: NaiveDate) -> Result<(i64, f64), sqlx::Error> {
+/// A council's visit intervals (child protection, child in need) and caseload threshold on `day`.
+async fn settings(pool: &PgPool, council: &CouncilCode, day: NaiveDate) -> Result<((i64, i64), f64), sqlx::Error> {
     let row = sqlx::query(
-        "select visit_interval_days, caseload_threshold from council_setting where council = $1
+        "select visit_interval_days, cin_visit_interval_days, caseload_threshold from council_setting where council = $1
           order by (effective_from <= $2) desc, case when effective_from <= $2 then effective_from end desc,
                    effective_from limit 1",
     )
@@ -81,11 +84,15 @@ async fn settings(pool: &PgPool, council: &CouncilCode, day: NaiveDate) -> Resul
         .as_ref()
         .and_then(|r| r.try_get::<Option<i32>, _>("visit_interval_days").ok().flatten())
         .map_or(DEFAULT_VISIT_INTERVAL_DAYS, i64::from);
+    let cin_interval = row
+        .as_ref()
+        .and_then(|r| r.try_get::<Option<i32>, _>("cin_visit_interval_days").ok().flatten())
+        .map_or(DEFAULT_CIN_VISIT_INTERVAL_DAYS, i64::from);
     let threshold = row
         .as_ref()
         .and_then(|r| r.try_get::<Option<i32>, _>("caseload_threshold").ok().flatten())
         .map_or(DEFAULT_CASELOAD_THRESHOLD, f64::from);
-    Ok((interval, threshold))
+    Ok(((interval, cin_interval), threshold))
 }
 
 /// The council a worker is in on `day` (their latest spell otherwise), if known.
@@ -142,7 +149,7 @@ async fn cases_from(
     rows: Vec<sqlx::postgres::PgRow>,
     today: NaiveDate,
 ) -> Result<Vec<(uuid::Uuid, Case)>, sqlx::Error> {
-    let mut intervals: BTreeMap<CouncilCode, i64> = BTreeMap::new();
+    let mut intervals: BTreeMap<CouncilCode, (i64, i64)> = BTreeMap::new();
     let mut cases = Vec::with_capacity(rows.len());
     for row in rows {
         let council = parsed(&row, "council", CouncilCode::try_from)?;
@@ -156,6 +163,8 @@ async fn cases_from(
         };
         let on_cp: bool = row.try_get("on_cp_plan")?;
         let on_plan = on_cp || row.try_get::<bool, _>("on_cin_plan")?;
+        // A child protection plan is visited on its interval; a child in need plan on the council's CIN one.
+        let interval = if on_cp { interval.0 } else { interval.1 };
         let last_visit: Option<NaiveDate> = row.try_get("last_visit_on")?;
         let plan_started: Option<NaiveDate> = row.try_get("plan_started_on")?;
         let review_due: Option<NaiveDate> = row.try_get("review_due_on")?;

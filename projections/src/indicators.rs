@@ -25,7 +25,7 @@ pub async fn load(pool: &sqlx::PgPool, council: &CouncilCode) -> Result<CouncilD
     let mut data = CouncilData::default();
     for r in sqlx::query(
         "select effective_from, dfe_la_code, population_0_17, assessment_timescale_days, visit_interval_days,
-                caseload_threshold, funded_social_worker_fte
+                cin_visit_interval_days, caseload_threshold, funded_social_worker_fte
            from council_setting where council = $1 order by effective_from",
     )
     .bind(council.as_str())
@@ -38,6 +38,7 @@ pub async fn load(pool: &sqlx::PgPool, council: &CouncilCode) -> Result<CouncilD
             population_0_17: r.try_get("population_0_17")?,
             assessment_timescale_days: r.try_get("assessment_timescale_days")?,
             visit_interval_days: r.try_get("visit_interval_days")?,
+            cin_visit_interval_days: r.try_get("cin_visit_interval_days")?,
             caseload_threshold: r.try_get("caseload_threshold")?,
             funded_social_worker_fte: r.try_get("funded_social_worker_fte")?,
         });

@@ -519,7 +519,7 @@ async fn refold_councils(
     if !rows.is_empty() {
         sqlx::query(
             "insert into council_setting select * from unnest($1::text[], $2::date[], $3::text[], $4::bigint[],
-                $5::int[], $6::int[], $7::int[], $8::float8[])",
+                $5::int[], $6::int[], $7::int[], $8::float8[], $9::int[])",
         )
         .bind(rows.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, s)| s.effective_from).collect::<Vec<_>>())
@@ -529,6 +529,7 @@ async fn refold_councils(
         .bind(rows.iter().map(|(_, s)| s.visit_interval_days).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, s)| s.caseload_threshold).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, s)| s.funded_social_worker_fte).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| s.cin_visit_interval_days).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
     }

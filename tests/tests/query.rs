@@ -565,3 +565,91 @@ async fn a_plan_started_today_is_not_overdue_for_a_visit_made_years_before_it() 
     let case = &mine.json["cases"][0];
     assert_eq!((case["on_plan"].clone(), case["visit_overdue"].clone()), (json!(true), json!(false)), "{case}");
 }
+
+#[tokio::test]
+async fn a_child_in_need_is_visited_on_the_councils_cin_interval_not_the_child_protection_one() {
+    let sys = System::start().await;
+    let worker = uuid::Uuid::new_v4().to_string();
+    let (cin, cp) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+    // Both children were last visited 20 days ago: late for a plan seen every
+    // 14 days, in time for one seen every 28.
+    let ago = |days: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    sys.publish(
+        tokens::ADMIN,
+        vec![
+            event("cfg", "council.configured", HARINGEY, "2020-01-01T00:00:00Z", json!({"effective_from": "2020-01-01", "visit_interval_days": 14, "cin_visit_interval_days": 28})),
+            event("w", "worker.joined", &worker, "2020-01-01T09:00:00Z", json!({"council": HARINGEY, "team_id": "north", "role": "social_worker", "fte": 1.0, "agency_staff": false})),
+        ],
+    )
+    .await;
+    let mut events = Vec::new();
+    for child in [&cin, &cp] {
+        events.extend([
+            registered(&format!("reg-{child}"), child, HARINGEY),
+            event(
+                &format!("ref-{child}"),
+                "referral.received",
+                child,
+                &ago(60),
+                json!({"referral_id": "R1", "source": "6", "nfa": false}),
+            ),
+            event(
+                &format!("alloc-{child}"),
+                "case.allocated",
+                child,
+                &ago(59),
+                json!({"worker_id": worker, "team_id": "north"}),
+            ),
+        ]);
+    }
+    events.push(event("cin-plan", "cin_plan.started", &cin, &ago(40), json!({"plan_id": "CIN1", "referral_id": "R1"})));
+    events.push(event(
+        "icpc",
+        "conference.held",
+        &cp,
+        &ago(40),
+        json!({"conference_id": "C1", "kind": "initial", "outcome": "plan"}),
+    ));
+    events.push(event(
+        "cp-plan",
+        "cp_plan.started",
+        &cp,
+        &ago(40),
+        json!({"plan_id": "P1", "conference_id": "C1", "category": "NEG"}),
+    ));
+    for child in [&cin, &cp] {
+        events.push(event(
+            &format!("seen-{child}"),
+            "child.seen",
+            child,
+            &ago(20),
+            json!({"seen_by": worker, "seen_alone": true, "context": "statutory_visit"}),
+        ));
+    }
+    sys.publish(tokens::HARINGEY, events).await;
+    let mine = sys.query.get(tokens::HARINGEY, &format!("/v1/workers/{worker}/caseload")).await;
+    assert_eq!(mine.status, 200, "{}", mine.text);
+    let overdue = |child: &str| {
+        mine.json["cases"].as_array().expect("cases").iter().find(|c| c["child"] == child).expect("the case")["visit_overdue"]
+            .clone()
+    };
+    assert_eq!((overdue(&cin), overdue(&cp)), (json!(false), json!(true)));
+    // An interval outside 1 to 365 days is refused by name.
+    let bad = sys
+        .gateway
+        .post(
+            tokens::ADMIN,
+            &event(
+                "cfg-bad",
+                "council.configured",
+                HARINGEY,
+                "2020-01-02T00:00:00Z",
+                json!({"effective_from": "2020-01-02", "cin_visit_interval_days": 0}),
+            ),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert!(bad.text.contains("/data/cin_visit_interval_days"), "{}", bad.text);
+}
