@@ -257,8 +257,10 @@ pub struct Row {
     pub cells: Vec<String>,
 }
 
-fn chain_of(links: &[Link], sequence: u64) -> Option<&Link> {
-    links.iter().find(|l| l.sequence == sequence)
+/// The link of the event at `sequence`; `links` are in sequence order, as
+/// the copy reads them.
+pub fn link_of(links: &[Link], sequence: u64) -> Option<&Link> {
+    links.binary_search_by_key(&sequence, |l| l.sequence).ok().map(|i| &links[i])
 }
 
 fn last_sequence(rows: &[Row]) -> u64 {
@@ -278,7 +280,7 @@ pub fn csv(table: &Table, covers: &Covers, links: &[Link], key: &SigningKey) -> 
     for row in &table.rows {
         let cells: Vec<String> = row.cells.iter().map(|c| crate::csv::defused(c)).collect();
         let mut line = cells.clone();
-        if let Some(link) = chain_of(links, row.sequence) {
+        if let Some(link) = link_of(links, row.sequence) {
             let p = certifier.proof(link, &cells);
             line.extend([p.sequence.to_string(), p.hash, p.prevhash, p.signature, p.attestation]);
         }
@@ -301,7 +303,7 @@ pub fn markdown(table: &Table, covers: &Covers, links: &[Link], key: &SigningKey
     for row in &table.rows {
         let cells: Vec<String> = row.cells.iter().map(|c| crate::format::md_cell(c).trim().to_owned()).collect();
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
-        if let Some(link) = chain_of(links, row.sequence) {
+        if let Some(link) = link_of(links, row.sequence) {
             let p = certifier.proof(link, &cells);
             proofs.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} |\n",
@@ -339,7 +341,7 @@ pub fn json(
         .into_iter()
         .map(|(sequence, mut entry)| {
             let cells = vec![String::from_utf8(canonical(&Value::Object(entry.clone()))).unwrap_or_default()];
-            if let Some(link) = chain_of(links, sequence) {
+            if let Some(link) = link_of(links, sequence) {
                 entry.insert("proof".into(), json!(certifier.proof(link, &cells)));
             }
             Value::Object(entry)

@@ -157,9 +157,7 @@ pub(crate) fn blocks(table: &Table, links: &[Link]) -> Vec<Block> {
                     .filter(|(name, value)| !HEADING.contains(name) && !value.trim().is_empty())
                     .map(|(name, value)| (name.replace('_', " "), value.clone()))
                     .collect(),
-                proof: links
-                    .iter()
-                    .find(|l| l.sequence == row.sequence)
+                proof: certified::link_of(links, row.sequence)
                     .map(|link| format!("event {} · sha256 {} · follows {}", link.sequence, link.hash, link.prevhash)),
             }
         })

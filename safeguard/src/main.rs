@@ -177,14 +177,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Chronology(args) => block_on(safeguard::cli::chronology::run(args)),
         Command::Erase(args) => block_on(safeguard::cli::audit::run_erase(args)),
-        Command::Return(args) => {
-            let mut ok = false;
-            let code = block_on(async {
-                ok = safeguard::cli::returns::run(args).await?;
-                Ok(())
-            });
-            if code == std::process::ExitCode::SUCCESS && !ok { std::process::ExitCode::from(3) } else { code }
-        }
+        Command::Return(args) => checked(safeguard::cli::returns::run(args)),
         Command::Import(args) => {
             init_tracing();
             block_on(async move { safeguard::cli::import::run(args).await.map(|_| ()) })
@@ -203,21 +196,9 @@ fn main() -> std::process::ExitCode {
         }
         Command::Parked(args) => {
             init_tracing();
-            let mut ok = false;
-            let code = block_on(async {
-                ok = safeguard::cli::parked::run(args).await?;
-                Ok(())
-            });
-            if code == std::process::ExitCode::SUCCESS && !ok { std::process::ExitCode::from(3) } else { code }
+            checked(safeguard::cli::parked::run(args))
         }
-        Command::Verify(args) => {
-            let mut ok = false;
-            let code = block_on(async {
-                ok = safeguard::cli::audit::run_verify(args).await?;
-                Ok(())
-            });
-            if code == std::process::ExitCode::SUCCESS && !ok { std::process::ExitCode::from(3) } else { code }
-        }
+        Command::Verify(args) => checked(safeguard::cli::audit::run_verify(args)),
         Command::Serve(serve) => {
             let ServeArgs { roles, nats, gateway, database, projector, query, http } = *serve;
             let http = http.limits();
@@ -306,6 +287,17 @@ fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) -> std:
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a check: exit 0 when it held, 3 when it found something wrong, 1
+/// when it could not run.
+fn checked(work: impl std::future::Future<Output = anyhow::Result<bool>>) -> std::process::ExitCode {
+    let mut held = false;
+    let code = block_on(async {
+        held = work.await?;
+        Ok(())
+    });
+    if code == std::process::ExitCode::SUCCESS && !held { std::process::ExitCode::from(3) } else { code }
 }
 
 fn init_tracing() {

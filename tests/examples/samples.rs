@@ -22,11 +22,7 @@ async fn main() {
     let out = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "docs/samples".into()));
     std::fs::create_dir_all(&out).expect("the output directory");
     // A gateway that signs checkpoints often, so the exports are certified to their last entry.
-    let options = tests::gateway::Options {
-        checkpoint_interval: Some(std::time::Duration::from_millis(200)),
-        ..tests::gateway::Options::default()
-    };
-    let sys = System::start_with(tests::NatsServer::start().await, options).await;
+    let sys = System::certifying().await;
     let child = uuid::Uuid::new_v4().to_string();
     let at = |day: &str| format!("2024-{day}T10:00:00Z");
     let address = "12 Elm Road, Tottenham, N17 9PL";
@@ -170,15 +166,7 @@ async fn main() {
     .await;
     let last: i64 =
         sqlx::query_scalar("select max(stream_seq) from stored_event").fetch_one(&sys.pool).await.expect("read");
-    loop {
-        sys.projector.wait_for_audit().await;
-        let covers: Option<i64> =
-            sqlx::query_scalar("select max(covers) from audit.checkpoint").fetch_one(&sys.pool).await.expect("read");
-        if covers.is_some_and(|c| c >= last) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    sys.wait_for_checkpoint(last.max(0) as u64).await;
     let path = format!("/v1/children/{child}/chronology");
     let full = sys.query.get(tokens::HARINGEY, &format!("{path}?format=md")).await;
     let export = sys.query.get(tokens::HARINGEY, &format!("{path}/export?format=md")).await;

@@ -24,6 +24,14 @@ impl System {
         Self::start_with(NatsServer::start().await, Options::default()).await
     }
 
+    /// A backbone whose gateway signs a checkpoint every 200 ms, so what is
+    /// published is soon under a signed root (certified exports).
+    pub async fn certifying() -> Self {
+        let options =
+            Options { checkpoint_interval: Some(std::time::Duration::from_millis(200)), ..Options::default() };
+        Self::start_with(NatsServer::start().await, options).await
+    }
+
     /// On a server the test has prepared, with a gateway of its own settings.
     pub async fn start_with(nats: NatsServer, options: Options) -> Self {
         let gateway = TestGateway::start_with(&nats.url(), options).await;
@@ -32,6 +40,25 @@ impl System {
         let projector = LiveProjector::start_for(&gateway, &nats.url(), &pool).await;
         let query = TestQuery::start(&nats.url(), db.url(), &gateway).await;
         Self { nats, gateway, db, pool, projector, query }
+    }
+
+    /// Waits, up to 30 s, until a signed checkpoint covering stream position
+    /// `position` has reached the read side (`audit.checkpoint`).
+    #[allow(clippy::expect_used)]
+    pub async fn wait_for_checkpoint(&self, position: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            self.projector.wait_for_audit().await;
+            let covers: Option<i64> = sqlx::query_scalar("select max(covers) from audit.checkpoint")
+                .fetch_one(&self.pool)
+                .await
+                .expect("read the checkpoints");
+            if covers.is_some_and(|c| c >= 0 && c as u64 >= position) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "no checkpoint covered stream position {position}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// Publishes `events` as `token`, which must be answered 201, waits until

@@ -526,31 +526,6 @@ async fn professionals_are_named_in_the_full_record_and_by_role_in_the_anonymise
     assert!(export.text.contains("Social worker 1 found the flat cold"), "{}", export.text);
 }
 
-/// A backbone whose gateway signs a checkpoint every 200 ms.
-async fn certifying_system() -> System {
-    let options = tests::gateway::Options {
-        checkpoint_interval: Some(std::time::Duration::from_millis(200)),
-        ..tests::gateway::Options::default()
-    };
-    System::start_with(tests::NatsServer::start().await, options).await
-}
-
-/// Waits until a signed checkpoint covering stream position `position` has
-/// reached the read side.
-async fn wait_for_checkpoint(sys: &System, position: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        sys.projector.wait_for_audit().await;
-        let covers: Option<i64> =
-            sqlx::query_scalar("select max(covers) from audit.checkpoint").fetch_one(&sys.pool).await.expect("read");
-        if covers.is_some_and(|c| c as u64 >= position) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "no checkpoint covered {position}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 /// The export's bytes, as a court clerk would save them.
 async fn export_bytes(sys: &System, child: &str, record: &str, format: &str) -> Vec<u8> {
     let url = sys.query.url(&format!("/v1/children/{child}/chronology/export?record={record}&format={format}"));
@@ -593,7 +568,7 @@ fn problems(report: &Value) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn a_certified_export_verifies_with_the_public_keys_and_names_an_entry_removed_altered_or_moved() {
-    let sys = certifying_system().await;
+    let sys = System::certifying().await;
     let child = amelias_record(&sys).await;
     // Three agencies, and a late fact dated before what came earlier, so
     // date order and history order differ.
@@ -622,7 +597,7 @@ async fn a_certified_export_verifies_with_the_public_keys_and_names_an_entry_rem
     );
     let last = sys.publish(tokens::HARINGEY, vec![late]).await;
     let position = last[0]["stream_sequence"].as_u64().expect("position");
-    wait_for_checkpoint(&sys, position).await;
+    sys.wait_for_checkpoint(position).await;
 
     // Every export, full and anonymised, in every format, verifies whole.
     for record in ["full", "anonymised"] {

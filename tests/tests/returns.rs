@@ -20,33 +20,18 @@ fn validator() -> String {
 /// One row of `user_report.csv`: (rule code, LAchildID, columns, value flagged).
 type Finding = (String, String, String, String);
 
-/// Runs the DfE rules on `xml`; returns every finding.
+/// Runs the DfE rules on `xml` (through the same code as `safeguard return
+/// check`); returns every finding.
 async fn validate(xml: &str, name: &str) -> Vec<Finding> {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join(format!("{name}.xml"));
     std::fs::write(&file, xml).expect("write");
-    let output = tokio::process::Command::new(validator())
-        .args(["-m", "cin_validator", "run"])
-        .arg(&file)
-        .args(["-r", "cin2024_25", "-o"])
-        .current_dir(dir.path())
-        .output()
+    safeguard::cli::returns::dfe_rules(&validator(), &file)
         .await
-        .expect("run the validator");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let report = std::fs::read_to_string(dir.path().join("user_report.csv")).unwrap_or_default();
-    let mut reader = report.lines();
-    let header: Vec<&str> = reader.next().map(|h| h.split(',').collect()).unwrap_or_default();
-    let column = |name: &str| header.iter().position(|h| *h == name);
-    let (code, child, columns, value) =
-        (column("rule_code"), column("LAchildID"), column("columns_affected"), column("value_flagged"));
-    let mut findings = Vec::new();
-    for line in report.lines().skip(1) {
-        let cells = split_csv(line);
-        let cell = |i: Option<usize>| i.and_then(|i| cells.get(i)).cloned().unwrap_or_default();
-        findings.push((cell(code), cell(child), cell(columns), cell(value)));
-    }
-    findings
+        .expect("run the validator")
+        .into_iter()
+        .map(|f| (f.rule, f.child, f.columns, f.value))
+        .collect()
 }
 
 fn split_csv(line: &str) -> Vec<String> {

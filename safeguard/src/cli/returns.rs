@@ -133,6 +133,35 @@ async fn check_dfe_rules(path: &std::path::Path) -> anyhow::Result<Vec<String>> 
         );
         return Ok(Vec::new());
     };
+    Ok(dfe_rules(&python, path)
+        .await?
+        .into_iter()
+        .filter(|f| !f.is_query())
+        .map(|f| format!("DfE rule {}: child {}: {}", f.rule, f.child, f.description))
+        .collect())
+}
+
+/// One finding of the DfE's rules: a row of the validator's `user_report.csv`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DfeFinding {
+    pub rule: String,
+    pub child: String,
+    pub columns: String,
+    pub value: String,
+    pub description: String,
+}
+
+impl DfeFinding {
+    /// A query (a code ending in Q): a warning for the analyst, not an error.
+    pub fn is_query(&self) -> bool {
+        self.rule.ends_with('Q')
+    }
+}
+
+/// Every finding of the DfE's rules (`csc-validator-be-cin`, run by
+/// `python`, the interpreter of an environment that has it) on the census
+/// at `path`. The validator exits 0 whatever it finds, so its report is read.
+pub async fn dfe_rules(python: &str, path: &std::path::Path) -> anyhow::Result<Vec<DfeFinding>> {
     let dir = tempfile::tempdir().context("a temporary directory")?;
     let file = std::fs::canonicalize(path)?;
     let out = tokio::process::Command::new(python)
@@ -148,12 +177,17 @@ async fn check_dfe_rules(path: &std::path::Path) -> anyhow::Result<Vec<String>> 
     let records = casework::certified::csv_records(&report);
     let Some((header, rows)) = records.split_first() else { return Ok(Vec::new()) };
     let at = |name: &str| header.iter().position(|h| h == name);
-    let (code, child, description) = (at("rule_code"), at("LAchildID"), at("rule_description"));
-    let cell = |row: &Vec<String>, i: Option<usize>| i.and_then(|i| row.get(i)).cloned().unwrap_or_default();
+    let cell = |row: &Vec<String>, name: &str| at(name).and_then(|i| row.get(i)).cloned().unwrap_or_default();
     Ok(rows
         .iter()
-        .filter(|r| !cell(r, code).is_empty() && !cell(r, code).ends_with('Q'))
-        .map(|r| format!("DfE rule {}: child {}: {}", cell(r, code), cell(r, child), cell(r, description)))
+        .map(|r| DfeFinding {
+            rule: cell(r, "rule_code"),
+            child: cell(r, "LAchildID"),
+            columns: cell(r, "columns_affected"),
+            value: cell(r, "value_flagged"),
+            description: cell(r, "rule_description"),
+        })
+        .filter(|f| !f.rule.is_empty())
         .collect())
 }
 
