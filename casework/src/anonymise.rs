@@ -276,7 +276,17 @@ fn local_ids(data: &EventData) -> Vec<(&'static str, &LocalId)> {
         D::CaseAllocated(d) => vec![("Team", &d.team_id)],
         D::CaseClosed(d) => vec![(referral, &d.referral_id)],
         D::ConcernRaised(d) => vec![("Concern", &d.concern_id)],
-        D::CourtApplicationFiled(d) => vec![(proceedings, &d.proceedings_id)],
+        D::PreProceedingsStarted(d)
+        | D::PreProceedingsLetterSent(d)
+        | D::FamilyGroupMeetingOffered(d)
+        | D::FamilyGroupMeetingHeld(d)
+        | D::PreProceedingsReviewed(d) => vec![("Pre-proceedings", &d.pre_proceedings_id)],
+        D::PreProceedingsDecided(d) => vec![("Pre-proceedings", &d.pre_proceedings_id)],
+        D::CourtApplicationFiled(d) => {
+            let mut ids = vec![(proceedings, &d.proceedings_id)];
+            ids.extend(d.pre_proceedings_id.iter().map(|id| ("Pre-proceedings", id)));
+            ids
+        }
         D::CourtHearingHeld(d) => vec![(proceedings, &d.proceedings_id)],
         D::CourtOrderMade(d) => vec![(proceedings, &d.proceedings_id)],
         D::CourtProceedingsConcluded(d) => vec![(proceedings, &d.proceedings_id)],

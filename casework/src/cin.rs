@@ -10,14 +10,19 @@
 //! assessment, section 47, plan or closure whose date falls in the year, or
 //! which is still open at its end (the DfE rules 8620, 8696, 8715, 8736,
 //! 8740, 8930 and 4013 ask exactly that).
+//!
+//! From 2026-27 the census has a fifth module, pre-proceedings and family
+//! group decision making: each pre-proceedings of an episode that touches
+//! the year, with its letter before proceedings, family group meeting
+//! offered and held, review meetings, and how and when it ended.
 
 use crate::facts::{Fact, History, effective};
-use chrono::NaiveDate;
+use chrono::{Datelike as _, NaiveDate};
 use events::calendar::Calendar;
 use events::catalogue::ChildPerson;
 use events::codes::{
-    AssessmentFactor, CategoryOfAbuse, ClosureReason, ConferenceKind, Disability, Ethnicity, PrimaryNeed,
-    ReferralSource, Sex, UpnUnknown,
+    AssessmentFactor, CategoryOfAbuse, ClosureReason, ConferenceKind, Disability, Ethnicity, PreProceedingsOutcome,
+    PrimaryNeed, ReferralSource, Sex, UpnUnknown,
 };
 use events::ids::{CouncilCode, DfeLaCode, LaChildId, LocalId, Upn};
 use events::{EventData, EventType, Personal};
@@ -39,6 +44,32 @@ impl CollectionYear {
 
     fn contains(&self, day: NaiveDate) -> bool {
         self.start <= day && day <= self.reference_date
+    }
+
+    /// The year a census message is for, by its `ReferenceDate`.
+    pub fn of_message(message: &str) -> Option<Self> {
+        let reference = message
+            .split("<ReferenceDate>")
+            .nth(1)
+            .and_then(|rest| rest.split('<').next())
+            .and_then(|date| date.trim().parse::<NaiveDate>().ok())?;
+        let start = NaiveDate::from_ymd_opt(reference.year() - 1, 4, 1)?;
+        Some(Self { start, reference_date: reference })
+    }
+
+    /// The DfE validator's rule set for the year: `cin2026_27`.
+    pub fn ruleset(&self) -> String {
+        format!("cin{}_{:02}", self.start.year(), self.reference_date.year() % 100)
+    }
+
+    /// Whether the census has module 5, pre-proceedings (2026-27 onward).
+    pub fn has_pre_proceedings(&self) -> bool {
+        self.reference_date >= FIRST_WITH_PRE_PROCEEDINGS
+    }
+
+    /// The schema a census of this year is written to.
+    pub fn schema(&self) -> &'static str {
+        if self.has_pre_proceedings() { SCHEMA_2026_27 } else { SCHEMA }
     }
 
     /// Whether something from `from` to `to` (open if None) touches the year.
@@ -84,6 +115,37 @@ pub struct Episode {
     pub cin_plans: Vec<CinPlan>,
     pub section47s: Vec<Section47>,
     pub plans: Vec<Plan>,
+    pub pre_proceedings: Vec<PreProceedings>,
+}
+
+/// Pre-proceedings under the Public Law Outline: the census's module 5.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreProceedings {
+    pub id: LocalId,
+    pub start: NaiveDate,
+    /// The letter before proceedings (the first, if sent again).
+    pub letter: Option<NaiveDate>,
+    pub family_meeting_offered: Option<NaiveDate>,
+    pub family_meeting_held: Option<NaiveDate>,
+    pub reviews: Vec<NaiveDate>,
+    /// When they ended: a decision, an application to court, or the end of
+    /// the episode (a closure, a move, a death: then with no outcome).
+    pub end: Option<NaiveDate>,
+    pub outcome: Option<PreProceedingsOutcome>,
+    /// The care proceedings application that followed them.
+    pub application: Option<NaiveDate>,
+}
+
+/// The census's code for how pre-proceedings ended (`continue` ends nothing).
+pub fn outcome_code(outcome: PreProceedingsOutcome) -> Option<&'static str> {
+    use PreProceedingsOutcome as O;
+    match outcome {
+        O::IssueProceedings => Some("PO1"),
+        O::StepDownChildProtection => Some("PO2"),
+        O::StepDownChildInNeed => Some("PO3"),
+        O::NoFurtherAction => Some("PO4"),
+        O::Continue => None,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +210,10 @@ pub fn census_child(
             e.plans.retain(|p| p.end.is_none_or(|end| year.contains(end)));
             for p in &mut e.plans {
                 p.reviews.retain(|r| year.contains(*r));
+            }
+            e.pre_proceedings.retain(|p| year.touches(p.start, p.end));
+            if !year.has_pre_proceedings() {
+                e.pre_proceedings.clear();
             }
             if e.initial_cpc.is_some_and(|d| !year.contains(d)) {
                 e.initial_cpc = None;
@@ -220,6 +286,7 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                     cin_plans: Vec::new(),
                     section47s: Vec::new(),
                     plans: Vec::new(),
+                    pre_proceedings: Vec::new(),
                 });
             }
             D::CaseClosed(d) => {
@@ -272,7 +339,8 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
         EventType::AssessmentStarted
         | EventType::S47Started
         | EventType::ConferenceHeld
-        | EventType::CinPlanStarted => 1,
+        | EventType::CinPlanStarted
+        | EventType::PreProceedingsStarted => 1,
         EventType::CpPlanStarted => 2,
         _ => 3,
     };
@@ -388,6 +456,65 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                         e.cin_plans.push(CinPlan { id: d.plan_id.clone(), start: f.on, end: None });
                     }
                 }
+                D::PreProceedingsStarted(d) => {
+                    if let Some(e) = episode(&mut episodes, None, f.on) {
+                        e.pre_proceedings.push(PreProceedings {
+                            id: d.pre_proceedings_id.clone(),
+                            start: f.on,
+                            letter: None,
+                            family_meeting_offered: None,
+                            family_meeting_held: None,
+                            reviews: Vec::new(),
+                            end: None,
+                            outcome: None,
+                            application: None,
+                        });
+                    }
+                }
+                D::PreProceedingsLetterSent(d) => {
+                    if let Some(p) = pre_proceedings(&mut episodes, &d.pre_proceedings_id) {
+                        p.letter = p.letter.or(Some(f.on));
+                    }
+                }
+                D::FamilyGroupMeetingOffered(d) => {
+                    if let Some(p) = pre_proceedings(&mut episodes, &d.pre_proceedings_id) {
+                        p.family_meeting_offered = p.family_meeting_offered.or(Some(f.on));
+                    }
+                }
+                D::FamilyGroupMeetingHeld(d) => {
+                    if let Some(p) = pre_proceedings(&mut episodes, &d.pre_proceedings_id) {
+                        p.family_meeting_held = p.family_meeting_held.or(Some(f.on));
+                    }
+                }
+                D::PreProceedingsReviewed(d) => {
+                    if let Some(p) = pre_proceedings(&mut episodes, &d.pre_proceedings_id) {
+                        p.reviews.push(f.on);
+                    }
+                }
+                D::PreProceedingsDecided(d) => {
+                    if let Some(p) = pre_proceedings(&mut episodes, &d.pre_proceedings_id)
+                        && p.end.is_none()
+                        && outcome_code(d.outcome).is_some()
+                    {
+                        p.end = Some(f.on);
+                        p.outcome = Some(d.outcome);
+                    }
+                }
+                // An application to court ends the pre-proceedings it
+                // follows: the one it names, or else the one open that day.
+                D::CourtApplicationFiled(d) => {
+                    let named = d.pre_proceedings_id.as_ref();
+                    let open = episodes.iter_mut().rev().flat_map(|e| e.pre_proceedings.iter_mut()).find(|p| {
+                        named.map_or(p.start <= f.on && p.end.is_none_or(|end| end >= f.on), |id| p.id == *id)
+                    });
+                    if let Some(p) = open {
+                        p.application = p.application.or(Some(f.on));
+                        if p.end.is_none() {
+                            p.end = Some(f.on);
+                            p.outcome = Some(PreProceedingsOutcome::IssueProceedings);
+                        }
+                    }
+                }
                 D::CinPlanEnded(d) => {
                     let id = &d.plan_id;
                     if let Some(p) =
@@ -403,6 +530,14 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
     for (plan_id, day) in reviews {
         if let Some(p) = plan(&mut episodes, plan_id) {
             p.reviews.push(day);
+        }
+    }
+    // Pre-proceedings still open when their episode closed end with it.
+    for e in &mut episodes {
+        if let Some((closed, _)) = e.closure {
+            for p in e.pre_proceedings.iter_mut().filter(|p| p.end.is_none() && p.start <= closed) {
+                p.end = Some(closed);
+            }
         }
     }
     // What an episode ended by a death, a move or an 18th birthday still
@@ -488,6 +623,10 @@ fn plan<'a>(episodes: &'a mut [Episode], id: &LocalId) -> Option<&'a mut Plan> {
     episodes.iter_mut().rev().flat_map(|e| e.plans.iter_mut()).find(|p| p.id == *id)
 }
 
+fn pre_proceedings<'a>(episodes: &'a mut [Episode], id: &LocalId) -> Option<&'a mut PreProceedings> {
+    episodes.iter_mut().rev().flat_map(|e| e.pre_proceedings.iter_mut()).find(|p| p.id == *id)
+}
+
 /// Who made the message.
 #[derive(Debug, Clone)]
 pub struct Header {
@@ -529,6 +668,19 @@ impl Xml {
 /// The DfE's CIN census schema this message is written to (2025-26, see
 /// `standards/README.md`): `safeguard return check` validates against it.
 pub const SCHEMA: &str = include_str!("../../standards/cin-census-2025-26.xsd");
+
+/// The 2026-27 schema: 2025-26 with module 5, pre-proceedings (ours, see
+/// `standards/README.md`, until the DfE's can be vendored).
+pub const SCHEMA_2026_27: &str = include_str!("../../standards/cin-census-2026-27.xsd");
+
+/// The schema a census message is written to, known by its reference date
+/// (the 2025-26 one where the message names none).
+pub fn schema_of(message: &str) -> &'static str {
+    CollectionYear::of_message(message).map_or(SCHEMA, |year| year.schema())
+}
+
+/// The reference date of the first census with module 5.
+const FIRST_WITH_PRE_PROCEEDINGS: NaiveDate = NaiveDate::from_ymd_opt(2027, 3, 31).expect("a date");
 
 /// The census message: the header and every child in scope.
 pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) -> String {
@@ -636,6 +788,24 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
                     x.close("Reviews");
                 }
                 x.close("ChildProtectionPlans");
+            }
+            for p in &e.pre_proceedings {
+                x.open("PreProceedings");
+                x.leaf("PPstartDate", p.start);
+                x.maybe("LetterBeforeProceedingsDate", p.letter);
+                x.maybe("FGDMofferedDate", p.family_meeting_offered);
+                x.maybe("FGDMheldDate", p.family_meeting_held);
+                if !p.reviews.is_empty() {
+                    x.open("PPreviews");
+                    for r in &p.reviews {
+                        x.leaf("PPreviewDate", r);
+                    }
+                    x.close("PPreviews");
+                }
+                x.maybe("PPendDate", p.end);
+                x.maybe("PPoutcome", p.outcome.and_then(outcome_code));
+                x.maybe("CareProceedingsIssuedDate", p.application);
+                x.close("PreProceedings");
             }
             x.close("CINdetails");
         }
@@ -817,5 +987,107 @@ mod tests {
         let e = &child.episodes[0];
         assert!(e.nfa && e.assessments.is_empty());
         assert_eq!(e.closure, Some((NaiveDate::from_ymd_opt(2024, 5, 1).expect("date"), ClosureReason::Rc7)));
+    }
+
+    #[test]
+    fn pre_proceedings_are_module_5_of_the_2026_27_census_and_no_earlier_one() {
+        let registered = json!({"council": "E09000014", "la_child_id": "A1", "sex": "M", "birth_date": "2019-03-04"});
+        let pp = |id: &str| json!({"pre_proceedings_id": id});
+        let h = history(&[
+            ("child.registered", "2025-01-02", registered),
+            ("referral.received", "2025-02-03", json!({"referral_id": "R1", "source": "6", "nfa": false})),
+            // The first pre-proceedings end in a step down; the second in an application to court.
+            ("pre_proceedings.started", "2026-03-02", pp("PP1")),
+            ("pre_proceedings.letter_sent", "2026-03-04", pp("PP1")),
+            ("family_group_meeting.offered", "2026-03-05", pp("PP1")),
+            ("family_group_meeting.held", "2026-03-20", pp("PP1")),
+            ("pre_proceedings.reviewed", "2026-04-20", pp("PP1")),
+            ("pre_proceedings.decided", "2026-04-21", json!({"pre_proceedings_id": "PP1", "outcome": "continue"})),
+            ("pre_proceedings.reviewed", "2026-05-20", pp("PP1")),
+            (
+                "pre_proceedings.decided",
+                "2026-05-21",
+                json!({"pre_proceedings_id": "PP1", "outcome": "step_down_child_protection"}),
+            ),
+            ("pre_proceedings.started", "2026-09-01", pp("PP2")),
+            ("pre_proceedings.letter_sent", "2026-09-03", pp("PP2")),
+            // Steps of pre-proceedings never started are no one's.
+            ("family_group_meeting.held", "2026-09-04", pp("PP9")),
+            (
+                "court.application_filed",
+                "2026-11-02",
+                json!({"proceedings_id": "PR1", "kind": "care", "court": "Family Court"}),
+            ),
+        ]);
+        let haringey = CouncilCode::parse("E09000014").expect("a code");
+        let calendar = Calendar::england_and_wales();
+        let day = |text: &str| text.parse::<NaiveDate>().ok();
+        let year = CollectionYear::parse("2026-27").expect("year");
+        let child = census_child(&h, &haringey, &year, calendar).expect("in scope");
+        let found = &child.episodes[0].pre_proceedings;
+        assert_eq!(found.len(), 2, "{found:?}");
+        let (first, second) = (&found[0], &found[1]);
+        assert_eq!(
+            (first.start, first.letter, first.family_meeting_offered, first.family_meeting_held),
+            (day("2026-03-02").expect("a date"), day("2026-03-04"), day("2026-03-05"), day("2026-03-20"))
+        );
+        assert_eq!(first.reviews, [day("2026-04-20").expect("a date"), day("2026-05-20").expect("a date")]);
+        // `continue` ends nothing; the step down does.
+        assert_eq!(
+            (first.end, first.outcome),
+            (day("2026-05-21"), Some(PreProceedingsOutcome::StepDownChildProtection))
+        );
+        assert_eq!(first.application, None);
+        // The application names no pre-proceedings: it ends the one open that day.
+        assert_eq!(
+            (second.end, second.outcome, second.application),
+            (day("2026-11-02"), Some(PreProceedingsOutcome::IssueProceedings), day("2026-11-02"))
+        );
+        assert_eq!(second.family_meeting_held, None);
+        let header = Header {
+            dfe_la_code: DfeLaCode::parse("309").expect("a code"),
+            software: "safeguard".into(),
+            release: "test".into(),
+            serial: 1,
+            made_at: chrono::DateTime::UNIX_EPOCH,
+        };
+        let xml = message(&header, &year, std::slice::from_ref(&child));
+        assert!(xml.contains("<PPoutcome>PO2</PPoutcome>") && xml.contains("<PPoutcome>PO1</PPoutcome>"), "{xml}");
+        assert!(xml.contains("<CareProceedingsIssuedDate>2026-11-02</CareProceedingsIssuedDate>"), "{xml}");
+        assert_eq!(schema_of(&xml), SCHEMA_2026_27);
+        assert!(crate::quality::flags(&child).is_empty(), "{:?}", crate::quality::flags(&child));
+        // The 2025-26 census has no module 5, though the first pre-proceedings began in its year.
+        let earlier = CollectionYear::parse("2025-26").expect("year");
+        let child = census_child(&h, &haringey, &earlier, calendar).expect("in scope");
+        assert!(child.episodes[0].pre_proceedings.is_empty());
+        let xml = message(&header, &earlier, &[child]);
+        assert!(!xml.contains("PreProceedings"), "{xml}");
+        assert_eq!(schema_of(&xml), SCHEMA);
+    }
+
+    #[test]
+    fn pre_proceedings_out_of_order_are_flagged_by_rule() {
+        let registered = json!({"council": "E09000014", "la_child_id": "A1", "sex": "M", "birth_date": "2019-03-04"});
+        let pp = |id: &str| json!({"pre_proceedings_id": id});
+        let h = history(&[
+            ("child.registered", "2025-01-02", registered),
+            ("referral.received", "2026-05-01", json!({"referral_id": "R1", "source": "6", "nfa": false})),
+            ("pre_proceedings.started", "2026-05-05", pp("PP1")),
+            ("pre_proceedings.letter_sent", "2026-05-04", pp("PP1")),
+            ("family_group_meeting.held", "2026-05-20", pp("PP1")),
+            ("pre_proceedings.started", "2026-06-01", pp("PP2")),
+        ]);
+        let child = fold(&h, NaiveDate::MAX, Calendar::england_and_wales());
+        let rules: Vec<_> =
+            crate::quality::flags(&child).into_iter().map(|f| (f.rule, f.reference.to_string())).collect();
+        use crate::quality::Rule as R;
+        assert_eq!(
+            rules,
+            [
+                (R::PreProceedingsStepBeforeStart, "PP1".to_owned()),
+                (R::FamilyMeetingHeldBeforeOffered, "PP1".to_owned()),
+                (R::PreProceedingsOverlap, "PP2".to_owned()),
+            ]
+        );
     }
 }

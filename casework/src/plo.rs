@@ -84,6 +84,7 @@ pub fn plo(history: &History, up_to: i64) -> Plos {
             D::ConferenceHeld(d) => Some(("conference", d.conference_id.as_str())),
             D::CpPlanStarted(d) => Some(("cp_plan", d.plan_id.as_str())),
             D::CinPlanStarted(d) => Some(("cin_plan", d.plan_id.as_str())),
+            D::PreProceedingsStarted(d) => Some(("pre_proceedings", d.pre_proceedings_id.as_str())),
             D::CourtApplicationFiled(d) => Some(("proceedings", d.proceedings_id.as_str())),
             _ => None,
         };
@@ -121,6 +122,20 @@ pub fn plo(history: &History, up_to: i64) -> Plos {
             D::CinPlanStarted(d) => links.push(("follows referral", to("referral", d.referral_id.as_str()))),
             D::CinPlanEnded(d) => links.push(("ends plan", to("cin_plan", d.plan_id.as_str()))),
             D::CaseClosed(d) => links.push(("closes referral", to("referral", d.referral_id.as_str()))),
+            D::PreProceedingsLetterSent(d)
+            | D::FamilyGroupMeetingOffered(d)
+            | D::FamilyGroupMeetingHeld(d)
+            | D::PreProceedingsReviewed(d) => {
+                links.push(("in pre-proceedings", to("pre_proceedings", d.pre_proceedings_id.as_str())));
+            }
+            D::PreProceedingsDecided(d) => {
+                links.push(("decides pre-proceedings", to("pre_proceedings", d.pre_proceedings_id.as_str())));
+            }
+            D::CourtApplicationFiled(d) => {
+                if let Some(id) = &d.pre_proceedings_id {
+                    links.push(("follows pre-proceedings", to("pre_proceedings", id.as_str())));
+                }
+            }
             D::CourtHearingHeld(d) => links.push(("in proceedings", to("proceedings", d.proceedings_id.as_str()))),
             D::CourtOrderMade(d) => links.push(("in proceedings", to("proceedings", d.proceedings_id.as_str()))),
             D::CourtProceedingsConcluded(d) => {
@@ -188,6 +203,9 @@ fn significant(data: &EventData) -> bool {
             | D::ConferenceHeld(_)
             | D::CpPlanStarted(_)
             | D::CpPlanEnded(_)
+            | D::PreProceedingsStarted(_)
+            | D::PreProceedingsLetterSent(_)
+            | D::PreProceedingsDecided(_)
             | D::CourtApplicationFiled(_)
             | D::CourtOrderMade(_)
             | D::CourtProceedingsConcluded(_)
@@ -215,6 +233,7 @@ fn outcome(data: &EventData) -> Option<String> {
         D::ConferenceHeld(d) => Some(d.outcome.label().to_owned()),
         D::CaseClosed(d) => Some(d.reason.label().to_owned()),
         D::CourtOrderMade(d) => Some(d.order.label().to_owned()),
+        D::PreProceedingsDecided(d) => Some(d.outcome.label().to_owned()),
         _ => None,
     }
 }

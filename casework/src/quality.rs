@@ -46,6 +46,14 @@ events::code_set! {
         PlanEndedBeforeStart = "8925": "child protection plan ended before it started",
         SeveralOpenPlans = "8935": "more than one open child protection plan",
         PlansOverlap = "8940": "child protection plans overlap",
+        // The census's module 5 (2026-27) has no rules in the DfE's
+        // validator as installed (csc-validator-be-cin 0.1.13: its
+        // cin2026_27 set is 2024-25's); these are the order its dates must
+        // keep, numbered as ours.
+        PreProceedingsBeforeReferral = "PP01": "pre-proceedings started before the referral",
+        PreProceedingsStepBeforeStart = "PP02": "a pre-proceedings step dated before they started",
+        FamilyMeetingHeldBeforeOffered = "PP03": "family group meeting held before it was offered, or never offered",
+        PreProceedingsOverlap = "PP04": "pre-proceedings overlap",
     }
 }
 
@@ -162,6 +170,52 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
                 flag(Rule::ReviewBeforePlan, e, &p.id, *r, format!("review on {r}, the plan started on {}", p.start));
             }
         }
+        let mut pre: Vec<&crate::cin::PreProceedings> = e.pre_proceedings.iter().collect();
+        pre.sort_by_key(|p| p.start);
+        for p in &pre {
+            if p.start < referred {
+                flag(
+                    Rule::PreProceedingsBeforeReferral,
+                    e,
+                    &p.id,
+                    p.start,
+                    format!("started {}, the referral was on {referred}", p.start),
+                );
+            }
+            if let Some(first) = steps(p).filter(|d| *d < p.start).min() {
+                flag(
+                    Rule::PreProceedingsStepBeforeStart,
+                    e,
+                    &p.id,
+                    first,
+                    format!("a step on {first}, they started on {}", p.start),
+                );
+            }
+            if let Some(held) = p.family_meeting_held
+                && p.family_meeting_offered.is_none_or(|offered| offered > held)
+            {
+                let offered = p.family_meeting_offered.map_or("never".to_owned(), |d| d.to_string());
+                flag(
+                    Rule::FamilyMeetingHeldBeforeOffered,
+                    e,
+                    &p.id,
+                    held,
+                    format!("held on {held}, offered {offered}"),
+                );
+            }
+        }
+        for pair in pre.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if a.end.is_none_or(|end| end > b.start) {
+                flag(
+                    Rule::PreProceedingsOverlap,
+                    e,
+                    &b.id,
+                    b.start,
+                    format!("started {} while those from {} were open", b.start, a.start),
+                );
+            }
+        }
         if let Some((closed, _)) = &e.closure {
             let mut later: Vec<NaiveDate> = Vec::new();
             later.extend(e.assessments.iter().flat_map(|a| [Some(a.start), a.authorised]).flatten());
@@ -169,6 +223,7 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
             later.extend(e.plans.iter().flat_map(|p| [Some(p.start), p.end]).flatten());
             later.extend(e.plans.iter().flat_map(|p| p.reviews.iter().copied()));
             later.extend(e.cin_plans.iter().flat_map(|p| [Some(p.start), p.end]).flatten());
+            later.extend(e.pre_proceedings.iter().flat_map(steps));
             if let Some(first) = later.into_iter().filter(|d| d > closed).min() {
                 flag(
                     Rule::ActivityAfterClosure,
@@ -242,4 +297,12 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
         }
     }
     out
+}
+
+/// Every dated step of pre-proceedings.
+fn steps(p: &crate::cin::PreProceedings) -> impl Iterator<Item = NaiveDate> + '_ {
+    [Some(p.start), p.letter, p.family_meeting_offered, p.family_meeting_held, p.end, p.application]
+        .into_iter()
+        .flatten()
+        .chain(p.reviews.iter().copied())
 }

@@ -120,6 +120,20 @@ pub fn summarise(data: &EventData) -> String {
             format!("Concern {} raised{about}", d.concern_id.as_str())
         }
         D::InformationShared(_) => "Information shared with another agency".to_owned(),
+        D::PreProceedingsStarted(d) => format!("Pre-proceedings {} started", d.pre_proceedings_id.as_str()),
+        D::PreProceedingsLetterSent(d) => {
+            format!("Letter before proceedings sent (pre-proceedings {})", d.pre_proceedings_id.as_str())
+        }
+        D::FamilyGroupMeetingOffered(d) => {
+            format!("Family group meeting offered (pre-proceedings {})", d.pre_proceedings_id.as_str())
+        }
+        D::FamilyGroupMeetingHeld(d) => {
+            format!("Family group meeting held (pre-proceedings {})", d.pre_proceedings_id.as_str())
+        }
+        D::PreProceedingsReviewed(d) => format!("Pre-proceedings {} reviewed", d.pre_proceedings_id.as_str()),
+        D::PreProceedingsDecided(d) => {
+            format!("Pre-proceedings {} decision: {}", d.pre_proceedings_id.as_str(), d.outcome.label())
+        }
         D::CourtApplicationFiled(d) => {
             format!("Court application {} filed: {}", d.proceedings_id.as_str(), d.kind.label())
         }

@@ -20,8 +20,9 @@
 
 use crate::catalogue::EventType;
 use crate::codes::{
-    AssessmentFactor, CategoryOfAbuse, ClosureReason, ContactOutcome, CourtOrder, Disability, Ethnicity, PrimaryNeed,
-    ReferralSource, RelationshipRole, ReviewKind, SeenContext, Sex, StrategyDecision, WorkerRole,
+    AssessmentFactor, CategoryOfAbuse, ClosureReason, ContactOutcome, CourtOrder, Disability, Ethnicity,
+    PreProceedingsOutcome, PrimaryNeed, ReferralSource, RelationshipRole, ReviewKind, SeenContext, Sex,
+    StrategyDecision, WorkerRole,
 };
 use chrono::{Duration, NaiveDate};
 use proptest::prelude::*;
@@ -114,6 +115,12 @@ const CHILD_TYPES: &[EventType] = &[
     EventType::CaseClosed,
     EventType::ConcernRaised,
     EventType::InformationShared,
+    EventType::PreProceedingsStarted,
+    EventType::PreProceedingsLetterSent,
+    EventType::FamilyGroupMeetingOffered,
+    EventType::FamilyGroupMeetingHeld,
+    EventType::PreProceedingsReviewed,
+    EventType::PreProceedingsDecided,
     EventType::CourtApplicationFiled,
     EventType::CourtHearingHeld,
     EventType::CourtOrderMade,
@@ -261,9 +268,21 @@ fn data(t: EventType, s: &Step, workers: &[String]) -> Value {
             d
         }
         T::InformationShared => json!({"with_agency": "police", "purpose": text("purpose")}),
+        T::PreProceedingsStarted
+        | T::PreProceedingsLetterSent
+        | T::FamilyGroupMeetingOffered
+        | T::FamilyGroupMeetingHeld
+        | T::PreProceedingsReviewed => json!({"pre_proceedings_id": id("PP", a)}),
+        T::PreProceedingsDecided => {
+            json!({"pre_proceedings_id": id("PP", a), "outcome": pick(PreProceedingsOutcome::ALL, b).code()})
+        }
         T::CourtApplicationFiled => {
-            json!({"proceedings_id": id("PR", a), "kind": if s.flag { "care" } else { "supervision" },
-                                           "court": "Family Court"})
+            let mut d = json!({"proceedings_id": id("PR", a), "kind": if s.flag { "care" } else { "supervision" },
+                               "court": "Family Court"});
+            if s.flag {
+                d["pre_proceedings_id"] = json!(id("PP", b));
+            }
+            d
         }
         T::CourtHearingHeld => json!({"proceedings_id": id("PR", a)}),
         T::CourtOrderMade => json!({"proceedings_id": id("PR", a), "order": pick(CourtOrder::ALL, b).code()}),

@@ -182,6 +182,12 @@ catalogue! {
     CaseClosed = "case.closed", Child, CaseClosed;
     ConcernRaised = "concern.raised", Child, ConcernRaised;
     InformationShared = "information.shared", Child, InformationShared;
+    PreProceedingsStarted = "pre_proceedings.started", Child, PreProceedingsStep;
+    PreProceedingsLetterSent = "pre_proceedings.letter_sent", Child, PreProceedingsStep;
+    FamilyGroupMeetingOffered = "family_group_meeting.offered", Child, PreProceedingsStep;
+    FamilyGroupMeetingHeld = "family_group_meeting.held", Child, PreProceedingsStep;
+    PreProceedingsReviewed = "pre_proceedings.reviewed", Child, PreProceedingsStep;
+    PreProceedingsDecided = "pre_proceedings.decided", Child, PreProceedingsDecided;
     CourtApplicationFiled = "court.application_filed", Child, CourtApplicationFiled;
     CourtHearingHeld = "court.hearing_held", Child, CourtHearingHeld;
     CourtOrderMade = "court.order_made", Child, CourtOrderMade;
@@ -569,6 +575,24 @@ data_struct! {
     }
 }
 
+// ----- pre-proceedings and family group decision making --------------------
+
+data_struct! {
+    /// A step of the Public Law Outline's pre-proceedings, each on its day:
+    /// the decision to start them, the letter before proceedings, a family
+    /// group meeting offered and held, a review meeting.
+    PreProceedingsStep { req pre_proceedings_id: LocalId }
+}
+
+data_struct! {
+    /// The decision meeting: what happens next. Any outcome but `continue`
+    /// ends the pre-proceedings.
+    PreProceedingsDecided {
+        req pre_proceedings_id: LocalId,
+        req outcome: PreProceedingsOutcome,
+    }
+}
+
 // ----- court --------------------------------------------------------------
 
 data_struct! {
@@ -578,6 +602,7 @@ data_struct! {
         req kind: ApplicationKind,
         req court: Label,
         opt pre_proceedings_letter_date: NaiveDate,
+        opt pre_proceedings_id: LocalId,
     }
 }
 

@@ -362,6 +362,18 @@ code_set! {
 }
 
 code_set! {
+    /// What a pre-proceedings decision meeting decided (the census's
+    /// pre-proceedings outcome; every value but `continue` ends them).
+    PreProceedingsOutcome, "pre-proceedings outcome" {
+        IssueProceedings = "issue_proceedings": "issue care proceedings",
+        StepDownChildProtection = "step_down_child_protection": "step down to a child protection plan",
+        StepDownChildInNeed = "step_down_child_in_need": "step down to a child in need plan",
+        NoFurtherAction = "no_further_action": "end with no further statutory action",
+        Continue = "continue": "continue pre-proceedings",
+    }
+}
+
+code_set! {
     /// An order a court made.
     CourtOrder, "court order" {
         InterimCare = "interim_care": "interim care order",

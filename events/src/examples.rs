@@ -73,8 +73,15 @@ pub fn data(event_type: EventType) -> Value {
         T::InformationShared => {
             json!({"with_agency": "police", "purpose": "Strategy discussion", "summary": "Chronology of contacts shared"})
         }
+        T::PreProceedingsStarted
+        | T::PreProceedingsLetterSent
+        | T::FamilyGroupMeetingOffered
+        | T::FamilyGroupMeetingHeld
+        | T::PreProceedingsReviewed => json!({"pre_proceedings_id": "PP-1"}),
+        T::PreProceedingsDecided => json!({"pre_proceedings_id": "PP-1", "outcome": "issue_proceedings"}),
         T::CourtApplicationFiled => json!({
-            "proceedings_id": "PR-1", "kind": "care", "court": "East London Family Court", "pre_proceedings_letter_date": "2025-02-01"
+            "proceedings_id": "PR-1", "kind": "care", "court": "East London Family Court",
+            "pre_proceedings_letter_date": "2025-02-01", "pre_proceedings_id": "PP-1"
         }),
         T::CourtHearingHeld => {
             json!({"proceedings_id": "PR-1", "summary": "Case management hearing; timetable set"})

@@ -95,7 +95,7 @@ pub async fn check(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
     let bytes = std::fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
     let text = String::from_utf8(bytes).context("a return is UTF-8 text")?;
     if text.trim_start().starts_with('<') {
-        let mut problems = check_schema(path).await?;
+        let mut problems = check_schema(path, casework::cin::schema_of(&text)).await?;
         problems.extend(check_dfe_rules(path).await?);
         Ok(problems)
     } else {
@@ -103,11 +103,11 @@ pub async fn check(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
     }
 }
 
-/// The census against the DfE's schema, with xmllint.
-async fn check_schema(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+/// The census against the schema of its year, with xmllint.
+async fn check_schema(path: &std::path::Path, xsd: &str) -> anyhow::Result<Vec<String>> {
     let dir = tempfile::tempdir().context("a temporary directory")?;
     let schema = dir.path().join("cin-census.xsd");
-    std::fs::write(&schema, casework::cin::SCHEMA)?;
+    std::fs::write(&schema, xsd)?;
     let out = tokio::process::Command::new("xmllint")
         .args(["--noout", "--schema"])
         .arg(&schema)
@@ -160,14 +160,17 @@ impl DfeFinding {
 
 /// Every finding of the DfE's rules (`csc-validator-be-cin`, run by
 /// `python`, the interpreter of an environment that has it) on the census
-/// at `path`. The validator exits 0 whatever it finds, so its report is read.
+/// at `path`, under the rule set of the census's own year. The validator
+/// exits 0 whatever it finds, so its report is read.
 pub async fn dfe_rules(python: &str, path: &std::path::Path) -> anyhow::Result<Vec<DfeFinding>> {
     let dir = tempfile::tempdir().context("a temporary directory")?;
     let file = std::fs::canonicalize(path)?;
+    let text = std::fs::read_to_string(&file).with_context(|| format!("could not read {}", file.display()))?;
+    let year = casework::cin::CollectionYear::of_message(&text).context("the census names no ReferenceDate")?;
     let out = tokio::process::Command::new(python)
         .args(["-m", "cin_validator", "run"])
         .arg(&file)
-        .args(["-r", "cin2024_25", "-o"])
+        .args(["-r", &year.ruleset(), "-o"])
         .current_dir(dir.path())
         .output()
         .await

@@ -183,15 +183,20 @@ pub fn generate(seed: u64, councils: usize, children: usize, until: NaiveDate) -
         // The second council sets its own, shorter assessment timescale.
         let timescale = if index == 1 { json!(35) } else { Value::Null };
         let mut data = json!({
-            "effective_from": start, "dfe_la_code": dfe, "population_0_17": 40_000 + rng.range(0, 30_000),
+            "effective_from": start, "dfe_la_code": dfe,
             "visit_interval_days": 14, "caseload_threshold": 18,
             "funded_social_worker_fte": (workers_needed as f64 * 1.15).round(),
         });
         if !timescale.is_null() {
             data["assessment_timescale_days"] = timescale;
         }
-        b.event("council.configured", code, start, data);
-        groups.push(std::mem::take(&mut b.out));
+        // Councils differ: referral rates from about four fifths to five
+        // quarters of England's.
+        let spread = 0.8 + rng.range(0, 45) as f64 / 100.0;
+        // The council's configuration goes first; its population is known
+        // once its children are (below).
+        let council_at = groups.len();
+        groups.push(Vec::new());
 
         let mut workers: Vec<(String, String)> = Vec::new();
         for w in 0..workers_needed {
@@ -226,19 +231,49 @@ pub fn generate(seed: u64, councils: usize, children: usize, until: NaiveDate) -
             }
         }
 
+        let first_child = groups.len();
         for c in 0..children {
             child(&mut b, &mut rng, code, c, start, &workers);
             groups.push(std::mem::take(&mut b.out));
         }
+        data["population_0_17"] = json!(population(&groups[first_child..], start, until, spread));
+        b.event("council.configured", code, start, data);
+        groups[council_at] = std::mem::take(&mut b.out);
     }
     Ok(groups)
+}
+
+/// England's referrals per 10,000 children a year (632,830 in 2024-25 over
+/// about 12.05 million children aged 0 to 17: DOMAIN.md).
+const ENGLAND_REFERRALS_PER_10000: f64 = 525.0;
+
+/// The 0-17 population a council must have for its seeded children to be
+/// referred at England's rate (times `spread`): the simulated children are
+/// the few a council's children's services meet, so the population they
+/// stand for is scaled from their referrals, not drawn at random. Counted
+/// after the first year, once re-referrals of children met earlier have
+/// built up as they would in a real council.
+fn population(children: &[Group], start: NaiveDate, until: NaiveDate, spread: f64) -> u64 {
+    let from = start + Days::new(365);
+    let referrals = children
+        .iter()
+        .flatten()
+        .filter(|e| e["type"] == "referral.received")
+        .filter_map(|e| e["time"].as_str()?.get(..10)?.parse::<NaiveDate>().ok())
+        .filter(|d| *d >= from && *d <= until)
+        .count();
+    let years = (until - from).num_days().max(1) as f64 / 365.25;
+    let per_year = referrals as f64 / years;
+    ((per_year * 10_000.0 / (ENGLAND_REFERRALS_PER_10000 * spread)).round() as u64).max(100)
 }
 
 /// The child's registration and its relatives: a mother nearly always, a
 /// father often, siblings sometimes. Returns the child's id and the day.
 fn register(b: &mut Builder<'_>, rng: &mut Rng, council: &str, index: usize, start: NaiveDate) -> (String, NaiveDate) {
     let id = rng.uuid().to_string();
-    let registered = start + Days::new(rng.range(0, 3 * 365));
+    // Children come to notice all through the history, so every year has
+    // its share of first referrals (not only the first three of four).
+    let registered = start + Days::new(rng.range(0, 4 * 365 - 1));
     let born = registered.checked_sub_days(Days::new(rng.range(30, 16 * 365))).unwrap_or(registered);
     let family = *rng.pick(&FAMILY);
     let mut data = json!({
@@ -504,17 +539,26 @@ fn section_47(
             // long plans that began before them are missing from the endings seen.
             let months = if rng.chance(0.09) { rng.range(24, 36) } else { rng.range(3, 20) } as u32;
             let plan_end = b.working(events::calendar::add_months(icpc, months));
-            // Court proceedings for a few children on plans.
-            if rng.chance(0.06) {
-                let filed = icpc + Days::new(rng.range(30, 120));
+            // Pre-proceedings for a few children on plans (the Public Law
+            // Outline): a letter before proceedings, a family group meeting
+            // offered and mostly held, reviews, and a decision: most step
+            // back down to the plan, some go to court.
+            let mut to_court = None;
+            if rng.chance(0.1) {
+                let started = icpc + Days::new(rng.range(20, 60));
+                to_court = pre_proceedings(b, rng, id, referral, started, plan_end);
+            }
+            // Court proceedings for a few children on plans, most after pre-proceedings.
+            if to_court.is_some() || rng.chance(0.015) {
+                let filed = to_court.unwrap_or_else(|| icpc + Days::new(rng.range(30, 120)));
                 if filed < plan_end.min(b.until) {
                     let pid = format!("CP{referral}");
-                    b.event(
-                        "court.application_filed",
-                        id,
-                        filed,
-                        json!({"proceedings_id": pid, "kind": "care", "court": "Family Court at East London"}),
-                    );
+                    let mut application =
+                        json!({"proceedings_id": pid, "kind": "care", "court": "Family Court at East London"});
+                    if to_court.is_some() {
+                        application["pre_proceedings_id"] = json!(format!("PP{referral}"));
+                    }
+                    b.event("court.application_filed", id, filed, application);
                     b.event("court.hearing_held", id, filed + Days::new(14), json!({"proceedings_id": pid}));
                     b.event(
                         "court.order_made",
@@ -571,6 +615,41 @@ fn section_47(
         }
     }
     Some(end)
+}
+
+/// Pre-proceedings from `started` while a plan runs to `plan_end`; the day
+/// care proceedings are to be issued, if that is what the decision was.
+fn pre_proceedings(
+    b: &mut Builder<'_>,
+    rng: &mut Rng,
+    id: &str,
+    referral: u32,
+    started: NaiveDate,
+    plan_end: NaiveDate,
+) -> Option<NaiveDate> {
+    let pp = json!({"pre_proceedings_id": format!("PP{referral}")});
+    let started = b.working(started);
+    let decided = b.working(started + Days::new(rng.range(70, 110)));
+    if decided >= plan_end.min(b.until) {
+        return None;
+    }
+    b.event("pre_proceedings.started", id, started, pp.clone());
+    b.event("pre_proceedings.letter_sent", id, b.working(started + Days::new(rng.range(1, 7))), pp.clone());
+    let offered = b.working(started + Days::new(rng.range(3, 10)));
+    b.event("family_group_meeting.offered", id, offered, pp.clone());
+    if rng.chance(0.7) {
+        b.event("family_group_meeting.held", id, b.working(offered + Days::new(rng.range(10, 30))), pp.clone());
+    }
+    b.event("pre_proceedings.reviewed", id, b.working(started + Days::new(rng.range(40, 60))), pp.clone());
+    let court = rng.chance(0.35);
+    let outcome = if court { "issue_proceedings" } else { "step_down_child_protection" };
+    b.event(
+        "pre_proceedings.decided",
+        id,
+        decided,
+        json!({"pre_proceedings_id": format!("PP{referral}"), "outcome": outcome}),
+    );
+    court.then(|| b.working(decided + Days::new(rng.range(3, 15))))
 }
 
 /// Batches of at most `max` events that never split a subject's group, so
