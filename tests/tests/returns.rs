@@ -34,6 +34,20 @@ async fn validate(xml: &str, name: &str) -> Vec<Finding> {
         .collect()
 }
 
+/// `xml` without any `<tag>...</tag>` element.
+fn strip(xml: &str, tag: &str) -> String {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = String::new();
+    let mut rest = xml;
+    while let Some(at) = rest.find(&open) {
+        out.push_str(&rest[..at]);
+        let end = rest[at..].find(&close).expect("closed") + at + close.len();
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn split_csv(line: &str) -> Vec<String> {
     let mut cells = vec![String::new()];
     let mut quoted = false;
@@ -55,7 +69,8 @@ async fn the_cin_census_of_a_seeded_population_holds_no_error_under_the_dfe_rule
     let db = TestDatabase::create().await;
     let projector = LiveProjector::start_for(&gateway, &nats.url(), &db.pool().await).await;
     let query = TestQuery::start(&nats.url(), db.url(), &gateway).await;
-    let until = chrono::NaiveDate::from_ymd_opt(2025, 6, 30).expect("date");
+    // Into the 2026-27 collection year, so its census has pre-proceedings (module 5).
+    let until = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).expect("date");
     let groups = safeguard::cli::seed::generate(5, 3, 120, until).expect("seed");
     let last = tests::gateway::load_groups(&gateway, groups).await;
     projector.wait_for(last).await;
@@ -128,20 +143,40 @@ async fn the_cin_census_of_a_seeded_population_holds_no_error_under_the_dfe_rule
     let bad = query.get(tokens::ADMIN, "/v1/returns/cin?council=E09000014&year=2024").await;
     assert_eq!(bad.status, 422);
     assert!(bad.text.contains("year"), "{}", bad.text);
-    // Every census, of each council and year, is valid against the DfE's
-    // schema as `safeguard return check` finds it (xmllint); one of the
-    // current year is run through the DfE's rules by the same command.
+    // Every census, of each council and year, is valid against the schema
+    // of its year as `safeguard return check` finds it (xmllint); Haringey's
+    // of each later year is run through the DfE's rules (that year's set)
+    // by the same command.
     let dir = checked;
+    let mut module_5 = 0;
     for (council, _, name) in safeguard::cli::seed::COUNCILS.iter().take(3) {
-        for year in ["2024-25", "2025-26"] {
+        for year in ["2024-25", "2025-26", "2026-27"] {
             let answer = query.get(tokens::ADMIN, &format!("/v1/returns/cin?council={council}&year={year}")).await;
             assert_eq!(answer.status, 200, "{}", answer.text);
             let file = dir.path().join(format!("{name}-{year}.xml"));
             std::fs::write(&file, &answer.text).expect("write");
             let mut check = tokio::process::Command::new(tests::safeguard_binary());
             check.args(["return", "check"]).arg(&file);
-            if !(year == "2025-26" && *council == "E09000014") {
+            if year == "2024-25" || *council != "E09000014" {
                 check.env_remove("SAFEGUARD_CIN_VALIDATOR"); // the rules ran on 2024-25 above
+            }
+            if year == "2026-27" {
+                module_5 += answer.text.matches("<PreProceedings>").count();
+                // Module 5 is all the 2026-27 census adds: without it, the
+                // message is valid against the DfE's own 2025-26 schema.
+                let without = dir.path().join(format!("{name}-{year}-without-module-5.xml"));
+                std::fs::write(&without, strip(&answer.text, "PreProceedings")).expect("write");
+                let dfe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../standards/cin-census-2025-26.xsd");
+                let out = tokio::process::Command::new("xmllint")
+                    .args(["--noout", "--schema"])
+                    .arg(&dfe)
+                    .arg(&without)
+                    .output()
+                    .await
+                    .expect("run xmllint");
+                assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+            } else {
+                assert!(!answer.text.contains("PreProceedings"), "{name} {year}: module 5 before 2026-27");
             }
             let out = check.output().await.expect("run safeguard return check");
             assert!(
@@ -152,6 +187,7 @@ async fn the_cin_census_of_a_seeded_population_holds_no_error_under_the_dfe_rule
             );
         }
     }
+    assert!(module_5 > 0, "the seed's pre-proceedings reach the 2026-27 census");
     // Each census made is numbered anew: SerialNo, three digits, one more each time.
     let serial = |xml: &str| -> u32 {
         let n = xml.split("<SerialNo>").nth(1).and_then(|r| r.split('<').next()).expect("a serial number");

@@ -142,6 +142,11 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn event(&mut self, event_type: &str, subject: &str, day: NaiveDate, data: Value) {
+        // The histories end at `until`: what a story would do after it has
+        // not happened yet (and the gateway refuses the future).
+        if day > self.until {
+            return;
+        }
         self.n += 1;
         // Within a subject, times rise with each event (a minute apart from
         // 08:00 UTC), so same-day events keep the order they were written in.
@@ -544,7 +549,7 @@ fn section_47(
             // offered and mostly held, reviews, and a decision: most step
             // back down to the plan, some go to court.
             let mut to_court = None;
-            if rng.chance(0.1) {
+            if rng.chance(0.2) {
                 let started = icpc + Days::new(rng.range(20, 60));
                 to_court = pre_proceedings(b, rng, id, referral, started, plan_end);
             }
