@@ -210,6 +210,16 @@ pub struct Assessment {
     pub council: CouncilCode,
     pub started_on: Option<NaiveDate>,
     pub completed_on: Option<NaiveDate>,
+    /// What the authorised assessment found: whether the child needs support.
+    pub needs_support: Option<bool>,
+}
+
+/// A section 47 enquiry started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section47 {
+    pub s47_id: LocalId,
+    pub council: CouncilCode,
+    pub started_on: NaiveDate,
 }
 
 /// An initial child protection conference and the start of the section 47
@@ -315,6 +325,7 @@ pub struct ChildFacts {
     pub status: ChildStatus,
     pub referrals: Vec<Referral>,
     pub assessments: Vec<Assessment>,
+    pub section47s: Vec<Section47>,
     pub icpcs: Vec<Icpc>,
     pub plans: Vec<CpPlan>,
     pub allocations: Vec<Allocation>,
@@ -346,6 +357,7 @@ pub fn fold_child(history: &History) -> Result<ChildFacts, HistoryError> {
         status: status.clone(),
         referrals: Vec::new(),
         assessments: Vec::new(),
+        section47s: Vec::new(),
         icpcs: Vec::new(),
         plans: Vec::new(),
         allocations: Vec::new(),
@@ -446,12 +458,16 @@ pub fn fold_child(history: &History) -> Result<ChildFacts, HistoryError> {
             D::AssessmentCompleted(d) => {
                 let a = assessment(&mut out.assessments, &d.assessment_id, council);
                 a.completed_on = Some(f.on);
+                a.needs_support = Some(d.needs_support);
                 a.council.clone_from(council);
             }
             D::S47Started(d) => {
                 let clock = d.discussion_id.as_ref().and_then(|id| discussions.get(id).copied()).unwrap_or(f.on);
                 enquiries.retain(|(id, _)| *id != &d.s47_id);
                 enquiries.push((&d.s47_id, clock));
+                // An enquiry id stated again is one enquiry: the later statement stands.
+                out.section47s.retain(|s| s.s47_id != d.s47_id);
+                out.section47s.push(Section47 { s47_id: d.s47_id.clone(), council: council.clone(), started_on: f.on });
             }
             D::ConferenceHeld(d) => {
                 let id = &d.conference_id;
@@ -592,6 +608,7 @@ fn assessment<'a>(list: &'a mut Vec<Assessment>, id: &LocalId, council: &Council
                 council: council.clone(),
                 started_on: None,
                 completed_on: None,
+                needs_support: None,
             });
             list.len() - 1
         }

@@ -7,7 +7,9 @@
 //! children seen, caseload, vacancies) are taken at the period's last day,
 //! or today while the period is still running.
 
-use crate::facts::{Allocation, Assessment, CouncilSetting, CpPlan, Icpc, Referral, WorkerSpell, setting_on};
+use crate::facts::{
+    Allocation, Assessment, CouncilSetting, CpPlan, Icpc, Referral, Section47, WorkerSpell, setting_on,
+};
 use chrono::{Datelike, Days, NaiveDate};
 use events::calendar::{Calendar, add_months, sub_months};
 use events::ids::{CouncilCode, WorkerId};
@@ -119,6 +121,12 @@ events::code_set! {
         ChildrenSeen = "children_on_plans_seen_within_interval": "Children on plans seen within the visit interval",
         CaseloadPerWorker = "caseload_per_worker": "Caseload per case-holding worker",
         VacancyRate = "vacancy_rate": "Social worker vacancy rate",
+        ChildrenInNeed = "children_in_need_at_period_end": "Children in need",
+        Section47s = "section_47_enquiries": "Section 47 enquiries",
+        InitialConferences = "initial_conferences": "Initial child protection conferences",
+        PlansStarted = "plans_started": "Child protection plans started",
+        AssessedNotInNeed = "assessments_finding_no_need": "Assessments finding the child not in need",
+        AssessmentDuration = "assessment_duration_median": "Assessment duration (median)",
     }
 }
 
@@ -131,6 +139,8 @@ pub enum Unit {
     Per10000,
     /// Cases per full-time equivalent worker.
     PerFte,
+    /// Working days.
+    WorkingDays,
 }
 
 impl Unit {
@@ -139,6 +149,7 @@ impl Unit {
             Self::Share => "share",
             Self::Per10000 => "per_10000",
             Self::PerFte => "per_fte",
+            Self::WorkingDays => "working_days",
         }
     }
 }
@@ -170,7 +181,14 @@ pub fn national(indicator: Name) -> Option<National> {
         N::PlansLasting2Years => (0.044, "England 2024-25"),
         N::CaseloadPerWorker => (16.0, "England, September 2023 (mean)"),
         N::VacancyRate => (0.189, "England, September 2023"),
-        N::SecondPlans | N::PlansReviewedOnTime | N::ChildrenSeen => return None,
+        // The DfE's "Characteristics of children in need" 2025 (year to 31
+        // March 2025), over the same 12.05 million children.
+        N::ChildrenInNeed => (334.0, "England, 31 March 2025, derived from 402,400 children in need"),
+        N::Section47s => (191.4, "England 2024-25, derived from 230,590 section 47 enquiries"),
+        N::InitialConferences => (59.8, "England 2024-25, derived from 72,100 ICPCs"),
+        N::PlansStarted => (51.3, "England 2024-25, derived from 61,840 plans started"),
+        N::AssessmentDuration => (33.0, "England 2024-25 (DfE children in need table C2)"),
+        N::SecondPlans | N::PlansReviewedOnTime | N::ChildrenSeen | N::AssessedNotInNeed => return None,
     };
     Some(National { value, source })
 }
@@ -181,6 +199,7 @@ pub struct CouncilData {
     pub settings: Vec<CouncilSetting>,
     pub referrals: Vec<Referral>,
     pub assessments: Vec<Assessment>,
+    pub section47s: Vec<Section47>,
     pub icpcs: Vec<Icpc>,
     /// Plans started in the council, with the child they belong to.
     pub plans: Vec<(uuid::Uuid, CpPlan)>,
@@ -219,8 +238,11 @@ pub enum Detail {
     /// `icpc_within_15_working_days`: the DfE's bands, and conferences whose
     /// enquiry's start is not known.
     Icpc { bands: IcpcBands, s47_start_unknown: usize },
-    /// `plans_open_at_period_end`: the day counted.
+    /// `plans_open_at_period_end`, `children_in_need_at_period_end`: the day counted.
     On { on: NaiveDate },
+    /// `assessment_duration_median`: assessments authorised in the period by
+    /// working days from start to authorisation, in the DfE's bands (table C2).
+    Durations { bands: DurationBands },
     /// `children_on_plans_seen_within_interval`: the interval and the day.
     Visits { interval_days: i64, on: NaiveDate },
     /// `caseload_per_worker`.
@@ -258,6 +280,47 @@ impl IcpcBands {
             11..=15 => &mut self.from_11_to_15,
             16..=20 => &mut self.from_16_to_20,
             _ => &mut self.over_20,
+        };
+        *band += 1;
+    }
+}
+
+/// Assessments by working days from start to authorisation, in the bands
+/// of the DfE's table C2 ("Completed assessments by duration").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DurationBands {
+    #[serde(rename = "same_day")]
+    pub same_day: usize,
+    #[serde(rename = "1-10")]
+    pub up_to_10: usize,
+    #[serde(rename = "11-20")]
+    pub up_to_20: usize,
+    #[serde(rename = "21-30")]
+    pub up_to_30: usize,
+    #[serde(rename = "31-40")]
+    pub up_to_40: usize,
+    #[serde(rename = "41-45")]
+    pub up_to_45: usize,
+    #[serde(rename = "46-50")]
+    pub up_to_50: usize,
+    #[serde(rename = "51-60")]
+    pub up_to_60: usize,
+    #[serde(rename = "61+")]
+    pub over_60: usize,
+}
+
+impl DurationBands {
+    fn count(&mut self, working_days: i64) {
+        let band = match working_days {
+            ..=0 => &mut self.same_day,
+            1..=10 => &mut self.up_to_10,
+            11..=20 => &mut self.up_to_20,
+            21..=30 => &mut self.up_to_30,
+            31..=40 => &mut self.up_to_40,
+            41..=45 => &mut self.up_to_45,
+            46..=50 => &mut self.up_to_50,
+            51..=60 => &mut self.up_to_60,
+            _ => &mut self.over_60,
         };
         *band += 1;
     }
@@ -311,7 +374,78 @@ pub fn compute(data: &CouncilData, period: Period, today: NaiveDate, calendar: &
         children_on_plans_seen_within_interval(data, at, &setting),
         caseload_per_worker(data, at, &setting),
         vacancy_rate(data, at, &setting),
+        children_in_need_at_period_end(data, at, population),
+        per_10000(
+            Name::Section47s,
+            data.section47s.iter().filter(|s| period.contains(s.started_on)).count(),
+            population,
+            Detail::None {},
+        ),
+        per_10000(
+            Name::InitialConferences,
+            data.icpcs.iter().filter(|i| period.contains(i.held_on)).count(),
+            population,
+            Detail::None {},
+        ),
+        per_10000(
+            Name::PlansStarted,
+            data.plans.iter().filter(|(_, p)| period.contains(p.started_on)).count(),
+            population,
+            Detail::None {},
+        ),
+        assessments_finding_no_need(data, period),
+        assessment_duration_median(data, period, calendar),
     ]
+}
+
+/// Children in need on `at`: the council's episodes open that day, from a
+/// referral not closed with no further action (a referral received while an
+/// episode was open is part of that episode, not another child in need).
+fn children_in_need_at_period_end(data: &CouncilData, at: NaiveDate, population: Option<i64>) -> Indicator {
+    let n = data
+        .referrals
+        .iter()
+        .filter(|r| !r.nfa && !r.during_open_episode && r.received_on <= at && r.closed_on.is_none_or(|c| c > at))
+        .count();
+    per_10000(Name::ChildrenInNeed, n, population, Detail::On { on: at })
+}
+
+/// Of assessments authorised in the period, those that found the child not
+/// in need (assessments folded before the finding was kept are left out).
+fn assessments_finding_no_need(data: &CouncilData, period: Period) -> Indicator {
+    let found: Vec<bool> = data
+        .assessments
+        .iter()
+        .filter(|a| a.completed_on.is_some_and(|d| period.contains(d)))
+        .filter_map(|a| a.needs_support)
+        .collect();
+    share(Name::AssessedNotInNeed, found.iter().filter(|n| !**n).count(), found.len(), Detail::None {})
+}
+
+/// The median working days from start to authorisation of assessments
+/// authorised in the period (the lower middle of an even count, as the
+/// DfE's whole-day medians), with the DfE's bands.
+fn assessment_duration_median(data: &CouncilData, period: Period, calendar: &Calendar) -> Indicator {
+    let mut bands = DurationBands::default();
+    let mut days: Vec<i64> = data
+        .assessments
+        .iter()
+        .filter_map(|a| Some((a.started_on?, a.completed_on.filter(|d| period.contains(*d))?)))
+        .map(|(start, done)| calendar.working_days_between(start, done))
+        .collect();
+    days.sort_unstable();
+    for d in &days {
+        bands.count(*d);
+    }
+    let median = (!days.is_empty()).then(|| days[(days.len() - 1) / 2] as f64);
+    Indicator {
+        name: Name::AssessmentDuration,
+        unit: Unit::WorkingDays,
+        numerator: median.unwrap_or(0.0),
+        denominator: Some(days.len() as f64),
+        value: median,
+        detail: Detail::Durations { bands },
+    }
 }
 
 fn referrals(data: &CouncilData, period: Period, population: Option<i64>) -> Indicator {

@@ -96,6 +96,7 @@ proptest! {
                         data.referrals.extend(facts.referrals.iter().filter(|r| r.council == **council).cloned());
                         data.assessments.extend(facts.assessments.iter().filter(|a| a.council == **council).cloned());
                         data.icpcs.extend(facts.icpcs.iter().filter(|i| i.council == **council).cloned());
+                        data.section47s.extend(facts.section47s.iter().filter(|s| s.council == **council).cloned());
                         data.plans.extend(facts.plans.iter().filter(|p| p.council == **council).map(|p| (child, p.clone())));
                         data.allocations.extend(facts.allocations.iter().filter(|a| a.council == **council).cloned());
                         data.visits.insert(child, facts.sightings.iter().filter(|s| s.statutory).map(|s| s.seen_on).collect());

@@ -66,6 +66,7 @@ fn council(children: &[History], workers: &[History], config: &[Value]) -> Counc
         let facts = casework::facts::fold_child(h).expect("registered");
         data.referrals.extend(facts.referrals);
         data.assessments.extend(facts.assessments);
+        data.section47s.extend(facts.section47s);
         data.icpcs.extend(facts.icpcs);
         data.plans.extend(facts.plans.into_iter().map(|p| (child, p)));
         data.allocations.extend(facts.allocations);
@@ -535,4 +536,71 @@ fn a_stored_amendment_neither_moves_a_child_nor_unregisters_it() {
     let haringey = events::ids::CouncilCode::parse(COUNCIL).expect("a code");
     let census = casework::cin::census_child(&h, &haringey, &year, Calendar::england_and_wales());
     assert_eq!(census.map(|c| c.episodes.len()), Some(1), "the referral is in Haringey's census");
+}
+
+#[test]
+fn the_analysts_rates_medians_and_bands_by_hand() {
+    // Child A: referred in 2024-25, assessed in 10 working days (in need),
+    // an enquiry, an ICPC and a plan, still open at 31 March 2025.
+    let a = history(&[
+        registered(),
+        ("referral.received", "2024-06-03", json!({"referral_id": "R1", "source": "6", "nfa": false})),
+        ("assessment.started", "2024-06-03", json!({"assessment_id": "A1", "referral_id": "R1"})),
+        (
+            "assessment.completed",
+            "2024-06-17",
+            json!({"assessment_id": "A1", "factors": ["2B"], "child_seen": true, "needs_support": true}),
+        ),
+        ("s47.started", "2024-06-04", json!({"s47_id": "S1", "referral_id": "R1"})),
+        (
+            "conference.held",
+            "2024-06-20",
+            json!({"conference_id": "C1", "kind": "initial", "s47_id": "S1", "outcome": "plan"}),
+        ),
+        ("cp_plan.started", "2024-06-20", json!({"plan_id": "P1", "conference_id": "C1", "category": "NEG"})),
+    ]);
+    // Child B: referred and assessed in 50 working days as not in need, closed in the year.
+    let b = history(&[
+        registered(),
+        ("referral.received", "2024-09-02", json!({"referral_id": "R1", "source": "2A", "nfa": false})),
+        ("assessment.started", "2024-09-02", json!({"assessment_id": "A1", "referral_id": "R1"})),
+        (
+            "assessment.completed",
+            "2024-11-11",
+            json!({"assessment_id": "A1", "factors": ["21"], "child_seen": true, "needs_support": false}),
+        ),
+        ("case.closed", "2024-11-12", json!({"referral_id": "R1", "reason": "RC8"})),
+    ]);
+    // Child C: a no-further-action referral, never in need; an assessment the same day it began.
+    let c = history(&[
+        registered(),
+        ("referral.received", "2025-01-06", json!({"referral_id": "R1", "source": "1A", "nfa": true})),
+        ("assessment.started", "2025-01-06", json!({"assessment_id": "A1", "referral_id": "R1"})),
+        (
+            "assessment.completed",
+            "2025-01-06",
+            json!({"assessment_id": "A1", "factors": ["21"], "child_seen": true, "needs_support": false}),
+        ),
+    ]);
+    let data = council(&[a, b, c], &[], &[json!({"effective_from": "2000-01-01", "population_0_17": 20000})]);
+    let got = |name: &str| figures(&indicator(&data, "2024-25", "2025-06-01", name));
+    // One child in need on 31 March 2025 (A); B closed, C never opened: 1 per 20,000 = 0.5 per 10,000.
+    assert_eq!(got("children_in_need_at_period_end"), (1.0, Some(20000.0), Some(0.5)));
+    assert_eq!(got("section_47_enquiries"), (1.0, Some(20000.0), Some(0.5)));
+    assert_eq!(got("initial_conferences"), (1.0, Some(20000.0), Some(0.5)));
+    assert_eq!(got("plans_started"), (1.0, Some(20000.0), Some(0.5)));
+    // Two of three assessments found no need.
+    assert_eq!(got("assessments_finding_no_need"), (2.0, Some(3.0), Some(2.0 / 3.0)));
+    // Working days 0, 10 and 50 (2 September to 11 November 2024: ten weeks, no bank holiday): median 10.
+    let median = indicator(&data, "2024-25", "2025-06-01", "assessment_duration_median");
+    assert_eq!(median.unit.code(), "working_days");
+    assert_eq!(figures(&median), (10.0, Some(3.0), Some(10.0)));
+    let bands = serde_json::to_value(&median.detail).expect("json");
+    assert_eq!(bands["bands"]["same_day"], 1);
+    assert_eq!(bands["bands"]["1-10"], 1);
+    assert_eq!(bands["bands"]["46-50"], 1);
+    assert_eq!(bands["bands"]["61+"], 0);
+    // England's figures come with their source.
+    let england = casework::indicators::national(casework::indicators::Name::ChildrenInNeed).expect("a figure");
+    assert!(england.source.contains("402,400"), "{}", england.source);
 }

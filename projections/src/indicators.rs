@@ -2,7 +2,7 @@
 //! is in `casework::indicators`).
 
 use crate::database::{parsed, parsed_opt};
-use casework::facts::{Allocation, Assessment, CouncilSetting, CpPlan, Icpc, Referral, WorkerSpell};
+use casework::facts::{Allocation, Assessment, CouncilSetting, CpPlan, Icpc, Referral, Section47, WorkerSpell};
 use casework::indicators::{CouncilData, Document, Period, document_from};
 use chrono::NaiveDate;
 use events::codes::{CategoryOfAbuse, WorkerRole};
@@ -59,16 +59,29 @@ pub async fn load(pool: &sqlx::PgPool, council: &CouncilCode) -> Result<CouncilD
             closed_on: r.try_get("closed_on")?,
         });
     }
-    for r in sqlx::query("select assessment_id, started_on, completed_on from assessment where council = $1")
+    for r in sqlx::query("select s47_id, started_on from section_47 where council = $1")
         .bind(council.as_str())
         .fetch_all(pool)
         .await?
+    {
+        data.section47s.push(Section47 {
+            s47_id: parsed(&r, "s47_id", LocalId::try_from)?,
+            council: council.clone(),
+            started_on: r.try_get("started_on")?,
+        });
+    }
+    for r in
+        sqlx::query("select assessment_id, started_on, completed_on, needs_support from assessment where council = $1")
+            .bind(council.as_str())
+            .fetch_all(pool)
+            .await?
     {
         data.assessments.push(Assessment {
             assessment_id: parsed(&r, "assessment_id", LocalId::try_from)?,
             council: council.clone(),
             started_on: r.try_get("started_on")?,
             completed_on: r.try_get("completed_on")?,
+            needs_support: r.try_get("needs_support")?,
         });
     }
     for r in sqlx::query("select conference_id, held_on, s47_started_on from icpc where council = $1")

@@ -133,10 +133,11 @@ pub async fn refold(
 /// write for ever (as `quality_flag` once was). The read-side test checks
 /// this list against the schema: every table with a `child_id` column is
 /// here or is the identifier index, which [`identifiers::refresh`] rewrites.
-pub const CHILD_TABLES: [&str; 9] = [
+pub const CHILD_TABLES: [&str; 10] = [
     "child_status",
     "referral",
     "assessment",
+    "section_47",
     "icpc",
     "cp_plan",
     "allocation",
@@ -208,6 +209,7 @@ struct ChildRows {
     status: Vec<(uuid::Uuid, casework::facts::ChildStatus)>,
     referrals: Vec<(uuid::Uuid, casework::facts::Referral)>,
     assessments: Vec<(uuid::Uuid, casework::facts::Assessment)>,
+    section47s: Vec<(uuid::Uuid, casework::facts::Section47)>,
     icpcs: Vec<(uuid::Uuid, casework::facts::Icpc)>,
     plans: Vec<(uuid::Uuid, casework::facts::CpPlan)>,
     allocations: Vec<(uuid::Uuid, i32, uuid::Uuid, casework::facts::Allocation)>,
@@ -221,6 +223,7 @@ impl ChildRows {
         self.status.push((child, facts.status));
         self.referrals.extend(facts.referrals.into_iter().map(|r| (child, r)));
         self.assessments.extend(facts.assessments.into_iter().map(|a| (child, a)));
+        self.section47s.extend(facts.section47s.into_iter().map(|s| (child, s)));
         self.icpcs.extend(facts.icpcs.into_iter().map(|i| (child, i)));
         self.plans.extend(facts.plans.into_iter().map(|p| (child, p)));
         self.allocations.extend(
@@ -235,6 +238,7 @@ impl ChildRows {
         insert_status(tx, &self.status).await?;
         insert_referrals(tx, &self.referrals).await?;
         insert_assessments(tx, &self.assessments).await?;
+        insert_section47s(tx, &self.section47s).await?;
         insert_icpcs(tx, &self.icpcs).await?;
         insert_plans(tx, &self.plans).await?;
         insert_allocations(tx, &self.allocations).await?;
@@ -321,15 +325,35 @@ async fn insert_assessments(
         return Ok(());
     }
     sqlx::query(
-        "insert into assessment select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::date[])",
+        "insert into assessment select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::date[],
+            $6::boolean[])",
     )
     .bind(a.iter().map(|(c, _)| *c).collect::<Vec<_>>())
     .bind(a.iter().map(|(_, x)| x.assessment_id.as_str()).collect::<Vec<_>>())
     .bind(a.iter().map(|(_, x)| x.council.as_str()).collect::<Vec<_>>())
     .bind(a.iter().map(|(_, x)| x.started_on).collect::<Vec<_>>())
     .bind(a.iter().map(|(_, x)| x.completed_on).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.needs_support).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Writes `section_47` rows in one statement.
+async fn insert_section47s(
+    tx: &mut Transaction<'_, Postgres>,
+    s: &[(uuid::Uuid, casework::facts::Section47)],
+) -> Result<(), sqlx::Error> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("insert into section_47 select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[])")
+        .bind(s.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+        .bind(s.iter().map(|(_, x)| x.s47_id.as_str()).collect::<Vec<_>>())
+        .bind(s.iter().map(|(_, x)| x.council.as_str()).collect::<Vec<_>>())
+        .bind(s.iter().map(|(_, x)| x.started_on).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

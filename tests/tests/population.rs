@@ -123,6 +123,67 @@ async fn the_seed_follows_the_national_rates_within_tolerance() {
     assert!(outside.is_empty(), "outside tolerance: {outside:?}\n{report}");
 }
 
+/// Each of the last three financial years of the seed, on its own, against
+/// England's rates (`casework::indicators::national`): the population is
+/// scaled to the children simulated, and children come to notice in every
+/// year, so no year's figures collapse or swell at the edges of the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_of_the_last_three_years_looks_like_england() {
+    let nats = NatsServer::start().await;
+    let gateway = Arc::new(TestGateway::start(&nats.url()).await);
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let projector = LiveProjector::start(&gateway, &nats.url(), &pool).await;
+    let until = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
+    let councils = 4;
+    let groups = safeguard::cli::seed::generate(33, councils, 400, until).expect("seed");
+    let last = tests::gateway::load_groups(&gateway, groups).await;
+    projector.wait_for(last).await;
+
+    use casework::indicators::Name;
+    // (indicator, band: the share of England's figure the seed may be off by)
+    let rates = [
+        (Name::Referrals, 0.2),
+        (Name::ChildrenInNeed, 0.35),
+        (Name::Section47s, 0.3),
+        (Name::InitialConferences, 0.35),
+        (Name::PlansStarted, 0.35),
+        (Name::PlansOpen, 0.4),
+        (Name::ReReferrals, 0.35),
+    ];
+    let mut report = String::new();
+    let mut outside = Vec::new();
+    for year in ["2023-24", "2024-25", "2025-26"] {
+        let period = casework::indicators::Period::financial_year(year).expect("period");
+        let mut sums: std::collections::HashMap<String, (f64, f64)> = std::collections::HashMap::new();
+        for (council, _, _) in safeguard::cli::seed::COUNCILS.iter().take(councils) {
+            let code = events::ids::CouncilCode::parse(council).expect("a council");
+            let doc = projections::indicators::document(&pool, &code, period, until).await.expect("indicators");
+            for i in serde_json::to_value(&doc).expect("json")["indicators"].as_array().expect("indicators") {
+                let entry = sums.entry(i["name"].as_str().expect("name").to_owned()).or_default();
+                entry.0 += i["numerator"].as_f64().unwrap_or(0.0);
+                entry.1 += i["denominator"].as_f64().unwrap_or(0.0);
+            }
+        }
+        for (name, band) in rates {
+            let (n, d) = sums.get(name.code()).copied().unwrap_or_default();
+            let england = casework::indicators::national(name).expect("England's figure").value;
+            let measured = if name == Name::ReReferrals { n / d.max(1.0) } else { n * 10_000.0 / d.max(1.0) };
+            let off = (measured - england).abs() / england;
+            report.push_str(&format!(
+                "{year} {}: {measured:.3} (England {england}, band ±{:.0}%)\n",
+                name.code(),
+                band * 100.0
+            ));
+            if off > band {
+                outside.push(format!("{year} {}", name.code()));
+            }
+        }
+    }
+    eprintln!("{report}");
+    assert!(outside.is_empty(), "outside their bands: {outside:?}\n{report}");
+}
+
 async fn count_type(pool: &sqlx::PgPool, event_type: &str, when: &str) -> i64 {
     sqlx::query_scalar(&format!("select count(*) from stored_event where event_type = $1 and {when}"))
         .bind(event_type)

@@ -133,6 +133,7 @@ pub fn format_value(value: f64, unit: Unit) -> String {
     match unit {
         Unit::Share => format!("{:.1}%", value * 100.0),
         Unit::Per10000 | Unit::PerFte => format!("{value:.1}"),
+        Unit::WorkingDays => format!("{value:.0}"),
     }
 }
 
@@ -157,6 +158,7 @@ pub fn unit_words(unit: Unit) -> &'static str {
         Unit::Share => "",
         Unit::Per10000 => "per 10,000 children",
         Unit::PerFte => "cases per FTE",
+        Unit::WorkingDays => "working days",
     }
 }
 

@@ -256,10 +256,10 @@ const ENGLAND_REFERRALS_PER_10000: f64 = 525.0;
 /// referred at England's rate (times `spread`): the simulated children are
 /// the few a council's children's services meet, so the population they
 /// stand for is scaled from their referrals, not drawn at random. Counted
-/// after the first year, once re-referrals of children met earlier have
+/// over the last two years, once re-referrals of children met earlier have
 /// built up as they would in a real council.
 fn population(children: &[Group], start: NaiveDate, until: NaiveDate, spread: f64) -> u64 {
-    let from = start + Days::new(365);
+    let from = (start + Days::new(365)).max(until - Days::new(2 * 365));
     let referrals = children
         .iter()
         .flatten()
@@ -447,7 +447,9 @@ fn child(
         if cin_plan {
             let p = format!("CIN{referral}");
             let from = b.working(a_done + Days::new(rng.range(1, 10)));
-            let to = b.working(events::calendar::add_months(from, rng.range(3, 12) as u32));
+            // Six months to two years: children in need are most of the
+            // 334 per 10,000 England counts at 31 March, so their plans last.
+            let to = b.working(events::calendar::add_months(from, rng.range(6, 24) as u32));
             if from >= b.until {
                 return;
             }
@@ -542,7 +544,9 @@ fn section_47(
             );
             // A long plan is more likely than the 4.4% of endings: histories start four years back, so
             // long plans that began before them are missing from the endings seen.
-            let months = if rng.chance(0.09) { rng.range(24, 36) } else { rng.range(3, 20) } as u32;
+            // England's plans open at 31 March are about 0.8 of a year's
+            // starts: plans last about ten months on average.
+            let months = if rng.chance(0.06) { rng.range(24, 36) } else { rng.range(3, 13) } as u32;
             let plan_end = b.working(events::calendar::add_months(icpc, months));
             // Pre-proceedings for a few children on plans (the Public Law
             // Outline): a letter before proceedings, a family group meeting
