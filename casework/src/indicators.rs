@@ -103,6 +103,7 @@ pub struct National {
     pub value: f64,
     /// Where the figure comes from, in a few words.
     pub source: &'static str,
+    pub year: &'static str,
 }
 
 events::code_set! {
@@ -127,6 +128,7 @@ events::code_set! {
         PlansStarted = "plans_started": "Child protection plans started",
         AssessedNotInNeed = "assessments_finding_no_need": "Assessments finding the child not in need",
         AssessmentDuration = "assessment_duration_median": "Assessment duration (median)",
+        UnallocatedCases = "unallocated_cases": "Children in need with no allocated worker",
     }
 }
 
@@ -166,38 +168,65 @@ impl Serialize for Unit {
     }
 }
 
-/// England's figure for an indicator, from DOMAIN.md ("National scale",
-/// year to 31 March 2025; workforce at September 2023), where it gives one.
+/// A published figure to read a council's indicator against, from
+/// `data/comparators.json` (shipped with the code, each with its year and
+/// source).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Comparator {
+    #[serde(skip_serializing)]
+    pub indicator: String,
+    /// `england`, `region` or `statistical_neighbours`.
+    pub kind: String,
+    /// The area the figure is of: "England", "London", "Haringey's statistical neighbours".
+    pub area: String,
+    /// The year it is of: "2024-25", or the workforce census's "2023".
+    pub year: String,
+    pub value: f64,
+    pub source: String,
+    /// The councils a regional or neighbours' figure is for (none for England's).
+    #[serde(default, skip_serializing)]
+    pub councils: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Comparators {
+    figures: Vec<Comparator>,
+}
+
+fn all_comparators() -> &'static [Comparator] {
+    static FIGURES: std::sync::OnceLock<Vec<Comparator>> = std::sync::OnceLock::new();
+    FIGURES.get_or_init(|| {
+        // Checked by a unit test: the shipped file always parses and names known indicators.
+        serde_json::from_str::<Comparators>(include_str!("../data/comparators.json"))
+            .map(|c| c.figures)
+            .unwrap_or_default()
+    })
+}
+
+/// The figures `council`'s indicator is read against: England's, then its
+/// region's and its statistical neighbours', where the data has them.
+pub fn comparators(indicator: Name, council: &CouncilCode) -> Vec<&'static Comparator> {
+    all_comparators()
+        .iter()
+        .filter(|c| c.indicator == indicator.code())
+        .filter(|c| c.kind == "england" || c.councils.iter().any(|code| code == council.as_str()))
+        .collect()
+}
+
+/// England's figure for an indicator, where the data has one.
 pub fn national(indicator: Name) -> Option<National> {
-    use Name as N;
-    let (value, source) = match indicator {
-        // 632,830 referrals over the 0-17 population that 49,420 open plans
-        // at about 41 per 10,000 imply (12.05 million).
-        N::Referrals => (525.0, "England 2024-25, derived from 632,830 referrals"),
-        N::ReReferrals => (0.226, "England 2024-25"),
-        N::AssessmentsWithinTimescale => (0.86, "England 2024-25, within 45 working days"),
-        N::IcpcWithin15WorkingDays => (0.814, "England 2024-25"),
-        N::PlansOpen => (41.0, "England, 31 March 2025"),
-        N::PlansLasting2Years => (0.044, "England 2024-25"),
-        N::CaseloadPerWorker => (16.0, "England, September 2023 (mean)"),
-        N::VacancyRate => (0.189, "England, September 2023"),
-        // The DfE's "Characteristics of children in need" 2025 (year to 31
-        // March 2025), over the same 12.05 million children.
-        N::ChildrenInNeed => (334.0, "England, 31 March 2025, derived from 402,400 children in need"),
-        N::Section47s => (191.4, "England 2024-25, derived from 230,590 section 47 enquiries"),
-        N::InitialConferences => (59.8, "England 2024-25, derived from 72,100 ICPCs"),
-        N::PlansStarted => (51.3, "England 2024-25, derived from 61,840 plans started"),
-        N::AssessmentDuration => (33.0, "England 2024-25 (DfE children in need table C2)"),
-        N::SecondPlans | N::PlansReviewedOnTime | N::ChildrenSeen | N::AssessedNotInNeed => return None,
-    };
-    Some(National { value, source })
+    all_comparators()
+        .iter()
+        .find(|c| c.indicator == indicator.code() && c.kind == "england")
+        .map(|c| National { value: c.value, source: &c.source, year: &c.year })
 }
 
 /// Everything one council's indicators are computed from.
 #[derive(Debug, Clone, Default)]
 pub struct CouncilData {
     pub settings: Vec<CouncilSetting>,
-    pub referrals: Vec<Referral>,
+    /// Referrals received by the council, with the child they are about.
+    pub referrals: Vec<(uuid::Uuid, Referral)>,
     pub assessments: Vec<Assessment>,
     pub section47s: Vec<Section47>,
     pub icpcs: Vec<Icpc>,
@@ -205,7 +234,8 @@ pub struct CouncilData {
     pub plans: Vec<(uuid::Uuid, CpPlan)>,
     /// Statutory visits of the children in `plans`.
     pub visits: HashMap<uuid::Uuid, Vec<NaiveDate>>,
-    pub allocations: Vec<Allocation>,
+    /// Allocations in the council, with the child allocated.
+    pub allocations: Vec<(uuid::Uuid, Allocation)>,
     /// Spells of workers who were ever in the council.
     pub spells: Vec<(WorkerId, WorkerSpell)>,
 }
@@ -223,6 +253,9 @@ pub struct Indicator {
     #[serde(serialize_with = "optional_number")]
     pub value: Option<f64>,
     pub detail: Detail,
+    /// The published figures to read it against (England's, and the
+    /// region's and statistical neighbours' where known).
+    pub comparators: Vec<&'static Comparator>,
 }
 
 /// What an indicator shows beside its figure, one shape per indicator
@@ -348,13 +381,22 @@ fn share(name: Name, numerator: usize, denominator: usize, detail: Detail) -> In
         denominator: Some(denominator as f64),
         value,
         detail,
+        comparators: Vec::new(),
     }
 }
 
 fn per_10000(name: Name, numerator: usize, population: Option<i64>, detail: Detail) -> Indicator {
     let denominator = population.filter(|p| *p > 0).map(|p| p as f64);
     let value = denominator.map(|p| numerator as f64 * 10_000.0 / p);
-    Indicator { name, unit: Unit::Per10000, numerator: numerator as f64, denominator, value, detail }
+    Indicator {
+        name,
+        unit: Unit::Per10000,
+        numerator: numerator as f64,
+        denominator,
+        value,
+        detail,
+        comparators: Vec::new(),
+    }
 }
 
 /// Every indicator for `period`, as known `today`.
@@ -395,6 +437,7 @@ pub fn compute(data: &CouncilData, period: Period, today: NaiveDate, calendar: &
         ),
         assessments_finding_no_need(data, period),
         assessment_duration_median(data, period, calendar),
+        unallocated_cases(data, at),
     ]
 }
 
@@ -402,12 +445,27 @@ pub fn compute(data: &CouncilData, period: Period, today: NaiveDate, calendar: &
 /// referral not closed with no further action (a referral received while an
 /// episode was open is part of that episode, not another child in need).
 fn children_in_need_at_period_end(data: &CouncilData, at: NaiveDate, population: Option<i64>) -> Indicator {
-    let n = data
-        .referrals
-        .iter()
-        .filter(|r| !r.nfa && !r.during_open_episode && r.received_on <= at && r.closed_on.is_none_or(|c| c > at))
-        .count();
+    let n = in_need_on(data, at).len();
     per_10000(Name::ChildrenInNeed, n, population, Detail::On { on: at })
+}
+
+/// The children with an episode of the council open on `at`.
+fn in_need_on(data: &CouncilData, at: NaiveDate) -> BTreeSet<uuid::Uuid> {
+    data.referrals
+        .iter()
+        .filter(|(_, r)| !r.nfa && !r.during_open_episode && r.received_on <= at && r.closed_on.is_none_or(|c| c > at))
+        .map(|(child, _)| *child)
+        .collect()
+}
+
+/// Children in need on `at` whom no worker of the council holds: the
+/// cases waiting for a social worker.
+fn unallocated_cases(data: &CouncilData, at: NaiveDate) -> Indicator {
+    let open = in_need_on(data, at);
+    let held: BTreeSet<uuid::Uuid> =
+        data.allocations.iter().filter(|(_, a)| a.open_on(at)).map(|(child, _)| *child).collect();
+    let waiting = open.difference(&held).count();
+    share(Name::UnallocatedCases, waiting, open.len(), Detail::On { on: at })
 }
 
 /// Of assessments authorised in the period, those that found the child not
@@ -445,21 +503,26 @@ fn assessment_duration_median(data: &CouncilData, period: Period, calendar: &Cal
         denominator: Some(days.len() as f64),
         value: median,
         detail: Detail::Durations { bands },
+        comparators: Vec::new(),
     }
 }
 
 fn referrals(data: &CouncilData, period: Period, population: Option<i64>) -> Indicator {
     let counted = |r: &&Referral| period.contains(r.received_on) && !r.during_open_episode;
-    let n = data.referrals.iter().filter(counted).count();
-    let nfa = data.referrals.iter().filter(counted).filter(|r| r.nfa).count();
+    let n = data.referrals.iter().map(|(_, r)| r).filter(counted).count();
+    let nfa = data.referrals.iter().map(|(_, r)| r).filter(counted).filter(|r| r.nfa).count();
     per_10000(Name::Referrals, n, population, Detail::Referrals { no_further_action: nfa })
 }
 
 /// Within 12 months: the previous referral's date is on or after the same
 /// calendar date one year earlier.
 fn re_referrals(data: &CouncilData, period: Period) -> Indicator {
-    let in_period: Vec<&Referral> =
-        data.referrals.iter().filter(|r| period.contains(r.received_on) && !r.during_open_episode).collect();
+    let in_period: Vec<&Referral> = data
+        .referrals
+        .iter()
+        .map(|(_, r)| r)
+        .filter(|r| period.contains(r.received_on) && !r.during_open_episode)
+        .collect();
     let re = in_period.iter().filter(|r| r.previous_on.is_some_and(|p| p >= sub_months(r.received_on, 12))).count();
     share(Name::ReReferrals, re, in_period.len(), Detail::None {})
 }
@@ -609,7 +672,7 @@ fn children_on_plans_seen_within_interval(data: &CouncilData, at: NaiveDate, set
 pub fn worker_loads(data: &CouncilData, at: NaiveDate) -> BTreeMap<WorkerId, (WorkerSpell, usize)> {
     let mut loads: BTreeMap<WorkerId, (WorkerSpell, usize)> =
         data.spells.iter().filter(|(_, s)| s.open_on(at)).map(|(worker, s)| (*worker, (s.clone(), 0))).collect();
-    for a in data.allocations.iter().filter(|a| a.open_on(at)) {
+    for (_, a) in data.allocations.iter().filter(|(_, a)| a.open_on(at)) {
         if let Some((_, n)) = loads.get_mut(&a.worker_id) {
             *n += 1;
         }
@@ -636,6 +699,7 @@ fn caseload_per_worker(data: &CouncilData, at: NaiveDate, setting: &CouncilSetti
             workers_over_threshold: over,
             case_holding_workers: holders.len(),
         },
+        comparators: Vec::new(),
     }
 }
 
@@ -666,6 +730,7 @@ fn vacancy_rate(data: &CouncilData, at: NaiveDate, setting: &CouncilSetting) -> 
         denominator: posts,
         value: posts.filter(|p| *p > 0.0).zip(vacant).map(|(p, v)| v / p),
         detail: Detail::Vacancy { on: at, filled_fte: filled, agency_fte: agency },
+        comparators: Vec::new(),
     }
 }
 
@@ -686,7 +751,13 @@ pub fn document_from(data: &CouncilData, council: &CouncilCode, period: Period, 
         period: period.label(),
         from: period.from,
         to: period.to,
-        indicators: compute(data, period, today, Calendar::england_and_wales()),
+        indicators: compute(data, period, today, Calendar::england_and_wales())
+            .into_iter()
+            .map(|mut i| {
+                i.comparators = comparators(i.name, council);
+                i
+            })
+            .collect(),
     }
 }
 
@@ -712,6 +783,19 @@ mod tests {
         );
         // A year to 31 March is the financial year, and says so.
         assert_eq!(periods[1].label(), "2024-25");
+    }
+
+    #[test]
+    fn the_shipped_comparators_parse_and_name_known_indicators() {
+        let raw: serde_json::Value =
+            serde_json::from_str(include_str!("../data/comparators.json")).expect("comparators.json is JSON");
+        let figures = raw["figures"].as_array().expect("figures");
+        assert_eq!(all_comparators().len(), figures.len(), "every figure parses");
+        for c in all_comparators() {
+            assert!(Name::ALL.iter().any(|n| n.code() == c.indicator), "{}", c.indicator);
+            assert!(["england", "region", "statistical_neighbours"].contains(&c.kind.as_str()), "{}", c.kind);
+            assert!(!c.source.is_empty() && !c.year.is_empty());
+        }
     }
 
     #[test]

@@ -93,12 +93,12 @@ proptest! {
                         let _ = casework::annex_a::rows(history, council, today, calendar);
                     }
                     for (council, data) in &mut councils {
-                        data.referrals.extend(facts.referrals.iter().filter(|r| r.council == **council).cloned());
+                        data.referrals.extend(facts.referrals.iter().filter(|r| r.council == **council).map(|r| (child, r.clone())));
                         data.assessments.extend(facts.assessments.iter().filter(|a| a.council == **council).cloned());
                         data.icpcs.extend(facts.icpcs.iter().filter(|i| i.council == **council).cloned());
                         data.section47s.extend(facts.section47s.iter().filter(|s| s.council == **council).cloned());
                         data.plans.extend(facts.plans.iter().filter(|p| p.council == **council).map(|p| (child, p.clone())));
-                        data.allocations.extend(facts.allocations.iter().filter(|a| a.council == **council).cloned());
+                        data.allocations.extend(facts.allocations.iter().filter(|a| a.council == **council).map(|a| (child, a.clone())));
                         data.visits.insert(child, facts.sightings.iter().filter(|s| s.statutory).map(|s| s.seen_on).collect());
                     }
                 }

@@ -64,12 +64,12 @@ fn council(children: &[History], workers: &[History], config: &[Value]) -> Counc
     for (i, h) in children.iter().enumerate() {
         let child = uuid::Uuid::from_u128(i as u128 + 1);
         let facts = casework::facts::fold_child(h).expect("registered");
-        data.referrals.extend(facts.referrals);
+        data.referrals.extend(facts.referrals.into_iter().map(|r| (child, r)));
         data.assessments.extend(facts.assessments);
         data.section47s.extend(facts.section47s);
         data.icpcs.extend(facts.icpcs);
         data.plans.extend(facts.plans.into_iter().map(|p| (child, p)));
-        data.allocations.extend(facts.allocations);
+        data.allocations.extend(facts.allocations.into_iter().map(|a| (child, a)));
         let visits: Vec<NaiveDate> = facts.sightings.iter().filter(|s| s.statutory).map(|s| s.seen_on).collect();
         data.visits.insert(child, visits);
     }
@@ -148,7 +148,7 @@ fn a_re_referral_at_exactly_twelve_months_counts_and_a_day_more_does_not() {
 
 /// Only this council's facts, as the read models load them for it.
 fn only_council(mut data: CouncilData) -> CouncilData {
-    data.referrals.retain(|r| r.council.as_str() == COUNCIL);
+    data.referrals.retain(|(_, r)| r.council.as_str() == COUNCIL);
     data.plans.retain(|(_, p)| p.council.as_str() == COUNCIL);
     data
 }
@@ -558,6 +558,12 @@ fn the_analysts_rates_medians_and_bands_by_hand() {
             json!({"conference_id": "C1", "kind": "initial", "s47_id": "S1", "outcome": "plan"}),
         ),
         ("cp_plan.started", "2024-06-20", json!({"plan_id": "P1", "conference_id": "C1", "category": "NEG"})),
+        ("case.allocated", "2024-06-03", json!({"worker_id": "0b9f3c52-8d1e-4f6a-9c2b-3e4d5f6a7b8c", "team_id": "T1"})),
+    ]);
+    // Child D: referred in March 2025, still waiting for a worker on the 31st.
+    let d = history(&[
+        registered(),
+        ("referral.received", "2025-03-20", json!({"referral_id": "R1", "source": "3A", "nfa": false})),
     ]);
     // Child B: referred and assessed in 50 working days as not in need, closed in the year.
     let b = history(&[
@@ -582,10 +588,12 @@ fn the_analysts_rates_medians_and_bands_by_hand() {
             json!({"assessment_id": "A1", "factors": ["21"], "child_seen": true, "needs_support": false}),
         ),
     ]);
-    let data = council(&[a, b, c], &[], &[json!({"effective_from": "2000-01-01", "population_0_17": 20000})]);
+    let data = council(&[a, b, c, d], &[], &[json!({"effective_from": "2000-01-01", "population_0_17": 20000})]);
     let got = |name: &str| figures(&indicator(&data, "2024-25", "2025-06-01", name));
-    // One child in need on 31 March 2025 (A); B closed, C never opened: 1 per 20,000 = 0.5 per 10,000.
-    assert_eq!(got("children_in_need_at_period_end"), (1.0, Some(20000.0), Some(0.5)));
+    // Two children in need on 31 March 2025 (A and D); B closed, C never opened: 2 per 20,000 = 1 per 10,000.
+    assert_eq!(got("children_in_need_at_period_end"), (2.0, Some(20000.0), Some(1.0)));
+    // Of them, D has no worker.
+    assert_eq!(got("unallocated_cases"), (1.0, Some(2.0), Some(0.5)));
     assert_eq!(got("section_47_enquiries"), (1.0, Some(20000.0), Some(0.5)));
     assert_eq!(got("initial_conferences"), (1.0, Some(20000.0), Some(0.5)));
     assert_eq!(got("plans_started"), (1.0, Some(20000.0), Some(0.5)));

@@ -44,12 +44,12 @@ pub async fn load(pool: &sqlx::PgPool, council: &CouncilCode) -> Result<CouncilD
         });
     }
     for r in
-        sqlx::query("select referral_id, received_on, nfa, previous_on, closed_on, during_open_episode from referral where council = $1")
+        sqlx::query("select child_id, referral_id, received_on, nfa, previous_on, closed_on, during_open_episode from referral where council = $1")
             .bind(council.as_str())
             .fetch_all(pool)
             .await?
     {
-        data.referrals.push(Referral {
+        data.referrals.push((r.try_get("child_id")?, Referral {
             referral_id: parsed(&r, "referral_id", LocalId::try_from)?,
             council: council.clone(),
             received_on: r.try_get("received_on")?,
@@ -57,7 +57,7 @@ pub async fn load(pool: &sqlx::PgPool, council: &CouncilCode) -> Result<CouncilD
             previous_on: r.try_get("previous_on")?,
             during_open_episode: r.try_get("during_open_episode")?,
             closed_on: r.try_get("closed_on")?,
-        });
+        }));
     }
     for r in sqlx::query("select s47_id, started_on from section_47 where council = $1")
         .bind(council.as_str())
@@ -128,19 +128,24 @@ pub async fn load(pool: &sqlx::PgPool, council: &CouncilCode) -> Result<CouncilD
     {
         data.visits.entry(r.try_get("child_id")?).or_default().push(r.try_get("seen_on")?);
     }
-    for r in sqlx::query("select worker_id, team_id, allocated_at, from_on, to_on from allocation where council = $1")
-        .bind(council.as_str())
-        .fetch_all(pool)
-        .await?
+    for r in sqlx::query(
+        "select child_id, worker_id, team_id, allocated_at, from_on, to_on from allocation where council = $1",
+    )
+    .bind(council.as_str())
+    .fetch_all(pool)
+    .await?
     {
-        data.allocations.push(Allocation {
-            worker_id: WorkerId::from_uuid(r.try_get("worker_id")?),
-            team_id: parsed(&r, "team_id", LocalId::try_from)?,
-            council: council.clone(),
-            allocated_at: r.try_get("allocated_at")?,
-            from_on: r.try_get("from_on")?,
-            to_on: r.try_get("to_on")?,
-        });
+        data.allocations.push((
+            r.try_get("child_id")?,
+            Allocation {
+                worker_id: WorkerId::from_uuid(r.try_get("worker_id")?),
+                team_id: parsed(&r, "team_id", LocalId::try_from)?,
+                council: council.clone(),
+                allocated_at: r.try_get("allocated_at")?,
+                from_on: r.try_get("from_on")?,
+                to_on: r.try_get("to_on")?,
+            },
+        ));
     }
     for r in
         sqlx::query("select worker_id, team_id, role, fte, agency, from_on, to_on from worker_spell where council = $1")

@@ -179,6 +179,14 @@ async fn caseloads_and_indicators_answer_from_the_read_models() {
     assert_eq!(by_name("plans_open_at_period_end")["numerator"], 1);
     let vacancy = by_name("vacancy_rate");
     assert_eq!((vacancy["numerator"].clone(), vacancy["value"].clone()), (json!(3), json!(0.75)));
+    // Each indicator carries the published figures it is read against, with their source and year.
+    assert_eq!(
+        referrals["comparators"][0],
+        json!({"kind": "england", "area": "England", "year": "2024-25", "value": 525.0,
+               "source": "DfE, Characteristics of children in need 2025: 632,830 referrals"})
+    );
+    assert_eq!(by_name("children_in_need_at_period_end")["unit"], "per_10000");
+    assert_eq!(by_name("assessment_duration_median")["unit"], "working_days");
     let bad = sys.query.get(tokens::DASHBOARD, &format!("/v1/indicators?council={HARINGEY}&period=2024")).await;
     assert_eq!(bad.status, 422);
     assert_eq!(bad.json["errors"][0]["parameter"], "period");

@@ -481,7 +481,8 @@ async fn dashboard(
             p class="note" {
                 "Figures from " (doc.from) " to " (doc.to) "; indicators of a moment are taken at "
                 (period.to.min(today)) ". Each chart point is the twelve months to a quarter's end; "
-                "the dashed line is England's figure where DOMAIN.md gives one."
+                "the dashed line is England's figure where one is published. Beside each figure are the published "
+                "figures it is read against (data/comparators.json, each with its source and year)."
             }
             div class="cards" data-stream=(stream) {
                 @for ind in &doc.indicators {
@@ -496,8 +497,12 @@ async fn dashboard(
                         dl class="nd" {
                             dt { "Numerator" } dd class="numerator" { (format_count(ind.numerator)) }
                             dt { "Denominator" } dd class="denominator" { (ind.denominator.map_or("none".into(), format_count)) }
-                            @if let Some(n) = national {
-                                dt { "England" } dd class="national" { (format_value(n.value, ind.unit)) " (" (n.source) ")" }
+                            // England's, then the region's and the statistical neighbours' where shipped.
+                            @for c in &ind.comparators {
+                                dt { (c.area) }
+                                dd class=(if c.kind == "england" { "national" } else { "comparator" }) data-kind=(c.kind) {
+                                    (format_value(c.value, ind.unit)) " (" (c.source) ", " (c.year) ")"
+                                }
                             }
                         }
                         @let points = trends.get(&ind.name).cloned().unwrap_or_default();
