@@ -276,11 +276,11 @@ fn local_ids(data: &EventData) -> Vec<(&'static str, &LocalId)> {
         D::CaseAllocated(d) => vec![("Team", &d.team_id)],
         D::CaseClosed(d) => vec![(referral, &d.referral_id)],
         D::ConcernRaised(d) => vec![("Concern", &d.concern_id)],
-        D::PreProceedingsStarted(d)
-        | D::PreProceedingsLetterSent(d)
-        | D::FamilyGroupMeetingOffered(d)
-        | D::FamilyGroupMeetingHeld(d)
-        | D::PreProceedingsReviewed(d) => vec![("Pre-proceedings", &d.pre_proceedings_id)],
+        D::PreProceedingsStarted(d) | D::FamilyGroupMeetingOffered(d) | D::FamilyGroupMeetingHeld(d) => {
+            vec![("Pre-proceedings", &d.pre_proceedings_id)]
+        }
+        D::PreProceedingsLetterSent(d) => vec![("Pre-proceedings", &d.pre_proceedings_id)],
+        D::PreProceedingsMeetingHeld(d) => vec![("Pre-proceedings", &d.pre_proceedings_id)],
         D::PreProceedingsDecided(d) => vec![("Pre-proceedings", &d.pre_proceedings_id)],
         D::CourtApplicationFiled(d) => {
             let mut ids = vec![(proceedings, &d.proceedings_id)];

@@ -12,17 +12,20 @@
 //! 8740, 8930 and 4013 ask exactly that).
 //!
 //! From 2026-27 the census has a fifth module, pre-proceedings and family
-//! group decision making: each pre-proceedings of an episode that touches
-//! the year, with its letter before proceedings, family group meeting
-//! offered and held, review meetings, and how and when it ended.
+//! group decision making (`PreProceedingsandFGDM`): each pre-proceedings
+//! begun in the year (DfE rule 9005), with its letter before proceedings,
+//! whether a family group decision making meeting was offered in it and
+//! then held, the initial meeting, how many review meetings followed, the
+//! decision to step up or down and its outcome, the court application and
+//! the letter initiating proceedings.
 
 use crate::facts::{Fact, History, effective};
 use chrono::{Datelike as _, NaiveDate};
 use events::calendar::Calendar;
 use events::catalogue::ChildPerson;
 use events::codes::{
-    AssessmentFactor, CategoryOfAbuse, ClosureReason, ConferenceKind, Disability, Ethnicity, PreProceedingsOutcome,
-    PrimaryNeed, ReferralSource, Sex, UpnUnknown,
+    AssessmentFactor, CategoryOfAbuse, ClosureReason, ConferenceKind, Disability, Ethnicity, PreProceedingsLetter,
+    PreProceedingsMeeting, PreProceedingsOutcome, PrimaryNeed, ReferralSource, Sex, UpnUnknown,
 };
 use events::ids::{CouncilCode, DfeLaCode, LaChildId, LocalId, Upn};
 use events::{EventData, EventType, Personal};
@@ -119,31 +122,51 @@ pub struct Episode {
 }
 
 /// Pre-proceedings under the Public Law Outline: the census's module 5.
+/// Each date is the first of its kind (a letter sent again is the same letter).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreProceedings {
     pub id: LocalId,
+    /// The legal planning meeting's decision to begin them (PPStartDate).
     pub start: NaiveDate,
-    /// The letter before proceedings (the first, if sent again).
-    pub letter: Option<NaiveDate>,
+    /// The letter before proceedings (LBPSentDate).
+    pub letter_before: Option<NaiveDate>,
+    /// A family group decision making meeting offered, and held.
     pub family_meeting_offered: Option<NaiveDate>,
     pub family_meeting_held: Option<NaiveDate>,
+    /// The initial pre-proceedings meeting (InitialPPMeetingDate).
+    pub initial_meeting: Option<NaiveDate>,
+    /// Review meetings held (ReviewMeetingsCount is how many).
     pub reviews: Vec<NaiveDate>,
-    /// When they ended: a decision, an application to court, or the end of
-    /// the episode (a closure, a move, a death: then with no outcome).
-    pub end: Option<NaiveDate>,
-    pub outcome: Option<PreProceedingsOutcome>,
-    /// The care proceedings application that followed them.
+    /// The decision to step up or down (StepDecisionDate) and its outcome.
+    pub decision: Option<(NaiveDate, PreProceedingsOutcome)>,
+    /// The application to court (CourtAppDate).
     pub application: Option<NaiveDate>,
+    /// The letter initiating care proceedings (LetterInitCPDate).
+    pub letter_initiating: Option<NaiveDate>,
+    /// When they ended: a decision, an application to court, or the end of
+    /// the episode (a closure, a move, a death).
+    pub end: Option<NaiveDate>,
 }
 
-/// The census's code for how pre-proceedings ended (`continue` ends nothing).
+impl PreProceedings {
+    /// How they ended, as decided, or as an application to court implies.
+    pub fn outcome(&self) -> Option<PreProceedingsOutcome> {
+        self.decision.map(|(_, o)| o).or(self.application.map(|_| PreProceedingsOutcome::IssueProceedings))
+    }
+}
+
+/// The census's code (the DfE's code set CS131: A, B or C) for how
+/// pre-proceedings ended; `continue` ends nothing. A is care proceedings
+/// issued (the DfE's own sample pairs it with a court application); B a
+/// step down to a plan; C an end with no further statutory action. The
+/// code set's words were not reachable from here: B and C are our reading
+/// of it (docs/returns.md).
 pub fn outcome_code(outcome: PreProceedingsOutcome) -> Option<&'static str> {
     use PreProceedingsOutcome as O;
     match outcome {
-        O::IssueProceedings => Some("PO1"),
-        O::StepDownChildProtection => Some("PO2"),
-        O::StepDownChildInNeed => Some("PO3"),
-        O::NoFurtherAction => Some("PO4"),
+        O::IssueProceedings => Some("A"),
+        O::StepDownChildProtection | O::StepDownChildInNeed => Some("B"),
+        O::NoFurtherAction => Some("C"),
         O::Continue => None,
     }
 }
@@ -211,7 +234,8 @@ pub fn census_child(
             for p in &mut e.plans {
                 p.reviews.retain(|r| year.contains(*r));
             }
-            e.pre_proceedings.retain(|p| year.touches(p.start, p.end));
+            // Begun in the year: DfE rule 9005.
+            e.pre_proceedings.retain(|p| year.contains(p.start));
             if !year.has_pre_proceedings() {
                 e.pre_proceedings.clear();
             }
@@ -461,19 +485,33 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                         e.pre_proceedings.push(PreProceedings {
                             id: d.pre_proceedings_id.clone(),
                             start: f.on,
-                            letter: None,
+                            letter_before: None,
                             family_meeting_offered: None,
                             family_meeting_held: None,
+                            initial_meeting: None,
                             reviews: Vec::new(),
-                            end: None,
-                            outcome: None,
+                            decision: None,
                             application: None,
+                            letter_initiating: None,
+                            end: None,
                         });
                     }
                 }
                 D::PreProceedingsLetterSent(d) => {
                     if let Some(p) = pre_proceedings(&mut episodes, &d.pre_proceedings_id) {
-                        p.letter = p.letter.or(Some(f.on));
+                        let letter = match d.letter {
+                            PreProceedingsLetter::BeforeProceedings => &mut p.letter_before,
+                            PreProceedingsLetter::InitiatingProceedings => &mut p.letter_initiating,
+                        };
+                        *letter = letter.or(Some(f.on));
+                    }
+                }
+                D::PreProceedingsMeetingHeld(d) => {
+                    if let Some(p) = pre_proceedings(&mut episodes, &d.pre_proceedings_id) {
+                        match d.kind {
+                            PreProceedingsMeeting::Initial => p.initial_meeting = p.initial_meeting.or(Some(f.on)),
+                            PreProceedingsMeeting::Review => p.reviews.push(f.on),
+                        }
                     }
                 }
                 D::FamilyGroupMeetingOffered(d) => {
@@ -486,18 +524,13 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                         p.family_meeting_held = p.family_meeting_held.or(Some(f.on));
                     }
                 }
-                D::PreProceedingsReviewed(d) => {
-                    if let Some(p) = pre_proceedings(&mut episodes, &d.pre_proceedings_id) {
-                        p.reviews.push(f.on);
-                    }
-                }
                 D::PreProceedingsDecided(d) => {
                     if let Some(p) = pre_proceedings(&mut episodes, &d.pre_proceedings_id)
-                        && p.end.is_none()
+                        && p.decision.is_none()
                         && outcome_code(d.outcome).is_some()
                     {
-                        p.end = Some(f.on);
-                        p.outcome = Some(d.outcome);
+                        p.decision = Some((f.on, d.outcome));
+                        p.end = p.end.or(Some(f.on));
                     }
                 }
                 // An application to court ends the pre-proceedings it
@@ -509,10 +542,7 @@ pub fn fold(history: &History, until: NaiveDate, calendar: &Calendar) -> CinChil
                     });
                     if let Some(p) = open {
                         p.application = p.application.or(Some(f.on));
-                        if p.end.is_none() {
-                            p.end = Some(f.on);
-                            p.outcome = Some(PreProceedingsOutcome::IssueProceedings);
-                        }
+                        p.end = p.end.or(Some(f.on));
                     }
                 }
                 D::CinPlanEnded(d) => {
@@ -669,8 +699,9 @@ impl Xml {
 /// `standards/README.md`): `safeguard return check` validates against it.
 pub const SCHEMA: &str = include_str!("../../standards/cin-census-2025-26.xsd");
 
-/// The 2026-27 schema: 2025-26 with module 5, pre-proceedings (ours, see
-/// `standards/README.md`, until the DfE's can be vendored).
+/// The 2026-27 schema: 2025-26 with module 5, pre-proceedings, as the
+/// DfE's 2026-27 rules read it (`standards/README.md`: until the DfE's XSD
+/// can be vendored).
 pub const SCHEMA_2026_27: &str = include_str!("../../standards/cin-census-2026-27.xsd");
 
 /// The schema a census message is written to, known by its reference date
@@ -790,22 +821,28 @@ pub fn message(header: &Header, year: &CollectionYear, children: &[CinChild]) ->
                 x.close("ChildProtectionPlans");
             }
             for p in &e.pre_proceedings {
-                x.open("PreProceedings");
-                x.leaf("PPstartDate", p.start);
-                x.maybe("LetterBeforeProceedingsDate", p.letter);
-                x.maybe("FGDMofferedDate", p.family_meeting_offered);
-                x.maybe("FGDMheldDate", p.family_meeting_held);
-                if !p.reviews.is_empty() {
-                    x.open("PPreviews");
-                    for r in &p.reviews {
-                        x.leaf("PPreviewDate", r);
-                    }
-                    x.close("PPreviews");
+                let flag = |yes: bool| if yes { "1" } else { "0" };
+                x.open("PreProceedingsandFGDM");
+                x.leaf("PPStartDate", p.start);
+                x.maybe("LBPSentDate", p.letter_before);
+                // Whether the letter offered a family group decision making
+                // meeting: said only with a letter (rule 9007), and then
+                // whether one was held only after an offer (9010Q).
+                if p.letter_before.is_some() {
+                    x.leaf("FGDMMeetingOffer", flag(p.family_meeting_offered.is_some()));
                 }
-                x.maybe("PPendDate", p.end);
-                x.maybe("PPoutcome", p.outcome.and_then(outcome_code));
-                x.maybe("CareProceedingsIssuedDate", p.application);
-                x.close("PreProceedings");
+                if p.family_meeting_offered.is_some() {
+                    x.leaf("FGDMMeetingFac", flag(p.family_meeting_held.is_some()));
+                }
+                x.maybe("InitialPPMeetingDate", p.initial_meeting);
+                if p.initial_meeting.is_some() || !p.reviews.is_empty() {
+                    x.leaf("ReviewMeetingsCount", p.reviews.len());
+                }
+                x.maybe("StepDecisionDate", p.decision.map(|(on, _)| on));
+                x.maybe("PPOutcome", p.outcome().and_then(outcome_code));
+                x.maybe("CourtAppDate", p.application);
+                x.maybe("LetterInitCPDate", p.letter_initiating);
+                x.close("PreProceedingsandFGDM");
             }
             x.close("CINdetails");
         }
@@ -993,31 +1030,43 @@ mod tests {
     fn pre_proceedings_are_module_5_of_the_2026_27_census_and_no_earlier_one() {
         let registered = json!({"council": "E09000014", "la_child_id": "A1", "sex": "M", "birth_date": "2019-03-04"});
         let pp = |id: &str| json!({"pre_proceedings_id": id});
+        let letter = |id: &str, which: &str| json!({"pre_proceedings_id": id, "letter": which});
+        let meeting = |id: &str, kind: &str| json!({"pre_proceedings_id": id, "kind": kind});
         let h = history(&[
             ("child.registered", "2025-01-02", registered),
             ("referral.received", "2025-02-03", json!({"referral_id": "R1", "source": "6", "nfa": false})),
-            // The first pre-proceedings end in a step down; the second in an application to court.
-            ("pre_proceedings.started", "2026-03-02", pp("PP1")),
-            ("pre_proceedings.letter_sent", "2026-03-04", pp("PP1")),
-            ("family_group_meeting.offered", "2026-03-05", pp("PP1")),
-            ("family_group_meeting.held", "2026-03-20", pp("PP1")),
-            ("pre_proceedings.reviewed", "2026-04-20", pp("PP1")),
-            ("pre_proceedings.decided", "2026-04-21", json!({"pre_proceedings_id": "PP1", "outcome": "continue"})),
-            ("pre_proceedings.reviewed", "2026-05-20", pp("PP1")),
+            // Begun in 2025-26: not the 2026-27 census's (rule 9005), though it ends in it.
+            ("pre_proceedings.started", "2026-03-02", pp("PP0")),
             (
                 "pre_proceedings.decided",
-                "2026-05-21",
+                "2026-05-01",
+                json!({"pre_proceedings_id": "PP0", "outcome": "no_further_action"}),
+            ),
+            // Stepped down after a family group meeting offered and held, and two reviews.
+            ("pre_proceedings.started", "2026-05-04", pp("PP1")),
+            ("pre_proceedings.letter_sent", "2026-05-06", letter("PP1", "before_proceedings")),
+            ("family_group_meeting.offered", "2026-05-06", pp("PP1")),
+            ("pre_proceedings.meeting_held", "2026-05-13", meeting("PP1", "initial")),
+            ("family_group_meeting.held", "2026-05-27", pp("PP1")),
+            ("pre_proceedings.meeting_held", "2026-06-24", meeting("PP1", "review")),
+            ("pre_proceedings.decided", "2026-06-25", json!({"pre_proceedings_id": "PP1", "outcome": "continue"})),
+            ("pre_proceedings.meeting_held", "2026-07-22", meeting("PP1", "review")),
+            (
+                "pre_proceedings.decided",
+                "2026-07-23",
                 json!({"pre_proceedings_id": "PP1", "outcome": "step_down_child_protection"}),
             ),
+            // To court: a letter with no family group meeting offered, no decision recorded.
             ("pre_proceedings.started", "2026-09-01", pp("PP2")),
-            ("pre_proceedings.letter_sent", "2026-09-03", pp("PP2")),
-            // Steps of pre-proceedings never started are no one's.
+            ("pre_proceedings.letter_sent", "2026-09-03", letter("PP2", "before_proceedings")),
+            // Steps of pre-proceedings never begun are no one's.
             ("family_group_meeting.held", "2026-09-04", pp("PP9")),
             (
                 "court.application_filed",
                 "2026-11-02",
                 json!({"proceedings_id": "PR1", "kind": "care", "court": "Family Court"}),
             ),
+            ("pre_proceedings.letter_sent", "2026-11-03", letter("PP2", "initiating_proceedings")),
         ]);
         let haringey = CouncilCode::parse("E09000014").expect("a code");
         let calendar = Calendar::england_and_wales();
@@ -1025,25 +1074,24 @@ mod tests {
         let year = CollectionYear::parse("2026-27").expect("year");
         let child = census_child(&h, &haringey, &year, calendar).expect("in scope");
         let found = &child.episodes[0].pre_proceedings;
-        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["PP1", "PP2"]);
         let (first, second) = (&found[0], &found[1]);
         assert_eq!(
-            (first.start, first.letter, first.family_meeting_offered, first.family_meeting_held),
-            (day("2026-03-02").expect("a date"), day("2026-03-04"), day("2026-03-05"), day("2026-03-20"))
+            (first.letter_before, first.family_meeting_offered, first.family_meeting_held),
+            (day("2026-05-06"), day("2026-05-06"), day("2026-05-27"))
         );
-        assert_eq!(first.reviews, [day("2026-04-20").expect("a date"), day("2026-05-20").expect("a date")]);
-        // `continue` ends nothing; the step down does.
+        assert_eq!((first.initial_meeting, first.reviews.len()), (day("2026-05-13"), 2));
+        // `continue` decides nothing; the step down does.
         assert_eq!(
-            (first.end, first.outcome),
-            (day("2026-05-21"), Some(PreProceedingsOutcome::StepDownChildProtection))
+            first.decision,
+            Some((day("2026-07-23").expect("a date"), PreProceedingsOutcome::StepDownChildProtection))
         );
-        assert_eq!(first.application, None);
-        // The application names no pre-proceedings: it ends the one open that day.
+        // The application names no pre-proceedings: it follows the one open that day.
         assert_eq!(
-            (second.end, second.outcome, second.application),
-            (day("2026-11-02"), Some(PreProceedingsOutcome::IssueProceedings), day("2026-11-02"))
+            (second.decision, second.application, second.letter_initiating),
+            (None, day("2026-11-02"), day("2026-11-03"))
         );
-        assert_eq!(second.family_meeting_held, None);
+        assert_eq!(second.outcome(), Some(PreProceedingsOutcome::IssueProceedings));
         let header = Header {
             dfe_la_code: DfeLaCode::parse("309").expect("a code"),
             software: "safeguard".into(),
@@ -1052,11 +1100,42 @@ mod tests {
             made_at: chrono::DateTime::UNIX_EPOCH,
         };
         let xml = message(&header, &year, std::slice::from_ref(&child));
-        assert!(xml.contains("<PPoutcome>PO2</PPoutcome>") && xml.contains("<PPoutcome>PO1</PPoutcome>"), "{xml}");
-        assert!(xml.contains("<CareProceedingsIssuedDate>2026-11-02</CareProceedingsIssuedDate>"), "{xml}");
+        let blocks: Vec<&str> = xml.split("<PreProceedingsandFGDM>").skip(1).collect();
+        assert_eq!(blocks.len(), 2, "{xml}");
+        for (expected, block) in [
+            (
+                vec![
+                    "<PPStartDate>2026-05-04<",
+                    "<LBPSentDate>2026-05-06<",
+                    "<FGDMMeetingOffer>1<",
+                    "<FGDMMeetingFac>1<",
+                    "<InitialPPMeetingDate>2026-05-13<",
+                    "<ReviewMeetingsCount>2<",
+                    "<StepDecisionDate>2026-07-23<",
+                    "<PPOutcome>B<",
+                ],
+                blocks[0],
+            ),
+            (
+                vec![
+                    "<PPStartDate>2026-09-01<",
+                    "<FGDMMeetingOffer>0<",
+                    "<PPOutcome>A<",
+                    "<CourtAppDate>2026-11-02<",
+                    "<LetterInitCPDate>2026-11-03<",
+                ],
+                blocks[1],
+            ),
+        ] {
+            for part in expected {
+                assert!(block.contains(part), "{part} in {block}");
+            }
+        }
+        // No family group meeting offered: nothing said of one held (9010Q asks only after an offer).
+        assert!(!blocks[1].contains("FGDMMeetingFac"), "{}", blocks[1]);
         assert_eq!(schema_of(&xml), SCHEMA_2026_27);
         assert!(crate::quality::flags(&child).is_empty(), "{:?}", crate::quality::flags(&child));
-        // The 2025-26 census has no module 5, though the first pre-proceedings began in its year.
+        // The 2025-26 census has no module 5, though PP0 began in its year.
         let earlier = CollectionYear::parse("2025-26").expect("year");
         let child = census_child(&h, &haringey, &earlier, calendar).expect("in scope");
         assert!(child.episodes[0].pre_proceedings.is_empty());
@@ -1073,9 +1152,23 @@ mod tests {
             ("child.registered", "2025-01-02", registered),
             ("referral.received", "2026-05-01", json!({"referral_id": "R1", "source": "6", "nfa": false})),
             ("pre_proceedings.started", "2026-05-05", pp("PP1")),
-            ("pre_proceedings.letter_sent", "2026-05-04", pp("PP1")),
+            (
+                "pre_proceedings.letter_sent",
+                "2026-05-04",
+                json!({"pre_proceedings_id": "PP1", "letter": "before_proceedings"}),
+            ),
             ("family_group_meeting.held", "2026-05-20", pp("PP1")),
             ("pre_proceedings.started", "2026-06-01", pp("PP2")),
+            (
+                "pre_proceedings.decided",
+                "2026-07-01",
+                json!({"pre_proceedings_id": "PP2", "outcome": "issue_proceedings"}),
+            ),
+            (
+                "court.application_filed",
+                "2026-06-30",
+                json!({"proceedings_id": "PR1", "kind": "care", "court": "Family Court", "pre_proceedings_id": "PP2"}),
+            ),
         ]);
         let child = fold(&h, NaiveDate::MAX, Calendar::england_and_wales());
         let rules: Vec<_> =
@@ -1084,8 +1177,9 @@ mod tests {
         assert_eq!(
             rules,
             [
-                (R::PreProceedingsStepBeforeStart, "PP1".to_owned()),
+                (R::LetterBeforePreProceedings, "PP1".to_owned()),
                 (R::FamilyMeetingHeldBeforeOffered, "PP1".to_owned()),
+                (R::CourtApplicationBeforeDecision, "PP2".to_owned()),
                 (R::PreProceedingsOverlap, "PP2".to_owned()),
             ]
         );

@@ -215,10 +215,11 @@ pub fn comparators(indicator: Name, council: &CouncilCode) -> Vec<&'static Compa
 
 /// England's figure for an indicator, where the data has one.
 pub fn national(indicator: Name) -> Option<National> {
-    all_comparators()
-        .iter()
-        .find(|c| c.indicator == indicator.code() && c.kind == "england")
-        .map(|c| National { value: c.value, source: &c.source, year: &c.year })
+    all_comparators().iter().find(|c| c.indicator == indicator.code() && c.kind == "england").map(|c| National {
+        value: c.value,
+        source: &c.source,
+        year: &c.year,
+    })
 }
 
 /// Everything one council's indicators are computed from.

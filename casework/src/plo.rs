@@ -122,10 +122,13 @@ pub fn plo(history: &History, up_to: i64) -> Plos {
             D::CinPlanStarted(d) => links.push(("follows referral", to("referral", d.referral_id.as_str()))),
             D::CinPlanEnded(d) => links.push(("ends plan", to("cin_plan", d.plan_id.as_str()))),
             D::CaseClosed(d) => links.push(("closes referral", to("referral", d.referral_id.as_str()))),
-            D::PreProceedingsLetterSent(d)
-            | D::FamilyGroupMeetingOffered(d)
-            | D::FamilyGroupMeetingHeld(d)
-            | D::PreProceedingsReviewed(d) => {
+            D::FamilyGroupMeetingOffered(d) | D::FamilyGroupMeetingHeld(d) => {
+                links.push(("in pre-proceedings", to("pre_proceedings", d.pre_proceedings_id.as_str())));
+            }
+            D::PreProceedingsLetterSent(d) => {
+                links.push(("in pre-proceedings", to("pre_proceedings", d.pre_proceedings_id.as_str())));
+            }
+            D::PreProceedingsMeetingHeld(d) => {
                 links.push(("in pre-proceedings", to("pre_proceedings", d.pre_proceedings_id.as_str())));
             }
             D::PreProceedingsDecided(d) => {

@@ -46,12 +46,15 @@ events::code_set! {
         PlanEndedBeforeStart = "8925": "child protection plan ended before it started",
         SeveralOpenPlans = "8935": "more than one open child protection plan",
         PlansOverlap = "8940": "child protection plans overlap",
-        // The census's module 5 (2026-27) has no rules in the DfE's
-        // validator as installed (csc-validator-be-cin 0.1.13: its
-        // cin2026_27 set is 2024-25's); these are the order its dates must
-        // keep, numbered as ours.
-        PreProceedingsBeforeReferral = "PP01": "pre-proceedings started before the referral",
-        PreProceedingsStepBeforeStart = "PP02": "a pre-proceedings step dated before they started",
+        // The census's module 5 (2026-27): the DfE's order rules (as the
+        // open-source validator implements them; its release on PyPI has
+        // none yet), and three of our own.
+        LetterBeforePreProceedings = "9006": "letter before proceedings sent before pre-proceedings began",
+        StepDecisionBeforePreProceedings = "9009": "step up or down decided before pre-proceedings began",
+        CourtApplicationBeforeDecision = "9012": "court application before the decision to issue proceedings",
+        InitiatingLetterBeforeApplication = "9013": "letter initiating proceedings before the court application",
+        PreProceedingsBeforeReferral = "PP01": "pre-proceedings began before the referral",
+        PreProceedingsMeetingBeforeStart = "PP02": "a pre-proceedings or family group meeting before they began",
         FamilyMeetingHeldBeforeOffered = "PP03": "family group meeting held before it was offered, or never offered",
         PreProceedingsOverlap = "PP04": "pre-proceedings overlap",
     }
@@ -173,24 +176,24 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
         let mut pre: Vec<&crate::cin::PreProceedings> = e.pre_proceedings.iter().collect();
         pre.sort_by_key(|p| p.start);
         for p in &pre {
-            if p.start < referred {
-                flag(
-                    Rule::PreProceedingsBeforeReferral,
-                    e,
-                    &p.id,
-                    p.start,
-                    format!("started {}, the referral was on {referred}", p.start),
-                );
-            }
-            if let Some(first) = steps(p).filter(|d| *d < p.start).min() {
-                flag(
-                    Rule::PreProceedingsStepBeforeStart,
-                    e,
-                    &p.id,
-                    first,
-                    format!("a step on {first}, they started on {}", p.start),
-                );
-            }
+            let began = p.start;
+            let mut order = |rule: Rule, later: Option<NaiveDate>, earlier: Option<NaiveDate>, what: &str| {
+                if let (Some(later), Some(earlier)) = (later, earlier)
+                    && later < earlier
+                {
+                    flag(rule, e, &p.id, later, format!("{what} on {later}, before {earlier}"));
+                }
+            };
+            order(Rule::PreProceedingsBeforeReferral, Some(began), Some(referred), "began");
+            order(Rule::LetterBeforePreProceedings, p.letter_before, Some(began), "letter before proceedings");
+            order(Rule::StepDecisionBeforePreProceedings, p.decision.map(|(d, _)| d), Some(began), "decision");
+            order(Rule::CourtApplicationBeforeDecision, p.application, p.decision.map(|(d, _)| d), "application");
+            order(Rule::InitiatingLetterBeforeApplication, p.letter_initiating, p.application, "letter initiating");
+            let meetings = [p.initial_meeting, p.family_meeting_offered, p.family_meeting_held]
+                .into_iter()
+                .flatten()
+                .chain(p.reviews.iter().copied());
+            order(Rule::PreProceedingsMeetingBeforeStart, meetings.min(), Some(began), "meeting");
             if let Some(held) = p.family_meeting_held
                 && p.family_meeting_offered.is_none_or(|offered| offered > held)
             {
@@ -301,8 +304,17 @@ pub fn flags(child: &CinChild) -> Vec<Flag> {
 
 /// Every dated step of pre-proceedings.
 fn steps(p: &crate::cin::PreProceedings) -> impl Iterator<Item = NaiveDate> + '_ {
-    [Some(p.start), p.letter, p.family_meeting_offered, p.family_meeting_held, p.end, p.application]
-        .into_iter()
-        .flatten()
-        .chain(p.reviews.iter().copied())
+    [
+        Some(p.start),
+        p.letter_before,
+        p.family_meeting_offered,
+        p.family_meeting_held,
+        p.initial_meeting,
+        p.decision.map(|(d, _)| d),
+        p.application,
+        p.letter_initiating,
+    ]
+    .into_iter()
+    .flatten()
+    .chain(p.reviews.iter().copied())
 }

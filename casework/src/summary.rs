@@ -122,7 +122,7 @@ pub fn summarise(data: &EventData) -> String {
         D::InformationShared(_) => "Information shared with another agency".to_owned(),
         D::PreProceedingsStarted(d) => format!("Pre-proceedings {} started", d.pre_proceedings_id.as_str()),
         D::PreProceedingsLetterSent(d) => {
-            format!("Letter before proceedings sent (pre-proceedings {})", d.pre_proceedings_id.as_str())
+            format!("{} sent (pre-proceedings {})", capitalised(d.letter.label()), d.pre_proceedings_id.as_str())
         }
         D::FamilyGroupMeetingOffered(d) => {
             format!("Family group meeting offered (pre-proceedings {})", d.pre_proceedings_id.as_str())
@@ -130,7 +130,9 @@ pub fn summarise(data: &EventData) -> String {
         D::FamilyGroupMeetingHeld(d) => {
             format!("Family group meeting held (pre-proceedings {})", d.pre_proceedings_id.as_str())
         }
-        D::PreProceedingsReviewed(d) => format!("Pre-proceedings {} reviewed", d.pre_proceedings_id.as_str()),
+        D::PreProceedingsMeetingHeld(d) => {
+            format!("{} held (pre-proceedings {})", capitalised(d.kind.label()), d.pre_proceedings_id.as_str())
+        }
         D::PreProceedingsDecided(d) => {
             format!("Pre-proceedings {} decision: {}", d.pre_proceedings_id.as_str(), d.outcome.label())
         }
@@ -159,6 +161,12 @@ pub fn amends(data: &EventData) -> Option<&EventId> {
         EventData::RecordRetracted(d) => Some(&d.retracts),
         _ => None,
     }
+}
+
+/// "letter before proceedings" as a sentence begins it.
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@
 use crate::catalogue::EventType;
 use crate::codes::{
     AssessmentFactor, CategoryOfAbuse, ClosureReason, ContactOutcome, CourtOrder, Disability, Ethnicity,
-    PreProceedingsOutcome, PrimaryNeed, ReferralSource, RelationshipRole, ReviewKind, SeenContext, Sex,
-    StrategyDecision, WorkerRole,
+    PreProceedingsLetter, PreProceedingsMeeting, PreProceedingsOutcome, PrimaryNeed, ReferralSource, RelationshipRole,
+    ReviewKind, SeenContext, Sex, StrategyDecision, WorkerRole,
 };
 use chrono::{Duration, NaiveDate};
 use proptest::prelude::*;
@@ -119,7 +119,7 @@ const CHILD_TYPES: &[EventType] = &[
     EventType::PreProceedingsLetterSent,
     EventType::FamilyGroupMeetingOffered,
     EventType::FamilyGroupMeetingHeld,
-    EventType::PreProceedingsReviewed,
+    EventType::PreProceedingsMeetingHeld,
     EventType::PreProceedingsDecided,
     EventType::CourtApplicationFiled,
     EventType::CourtHearingHeld,
@@ -268,11 +268,15 @@ fn data(t: EventType, s: &Step, workers: &[String]) -> Value {
             d
         }
         T::InformationShared => json!({"with_agency": "police", "purpose": text("purpose")}),
-        T::PreProceedingsStarted
-        | T::PreProceedingsLetterSent
-        | T::FamilyGroupMeetingOffered
-        | T::FamilyGroupMeetingHeld
-        | T::PreProceedingsReviewed => json!({"pre_proceedings_id": id("PP", a)}),
+        T::PreProceedingsStarted | T::FamilyGroupMeetingOffered | T::FamilyGroupMeetingHeld => {
+            json!({"pre_proceedings_id": id("PP", a)})
+        }
+        T::PreProceedingsLetterSent => {
+            json!({"pre_proceedings_id": id("PP", a), "letter": pick(PreProceedingsLetter::ALL, b).code()})
+        }
+        T::PreProceedingsMeetingHeld => {
+            json!({"pre_proceedings_id": id("PP", a), "kind": pick(PreProceedingsMeeting::ALL, b).code()})
+        }
         T::PreProceedingsDecided => {
             json!({"pre_proceedings_id": id("PP", a), "outcome": pick(PreProceedingsOutcome::ALL, b).code()})
         }

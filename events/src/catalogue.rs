@@ -183,10 +183,10 @@ catalogue! {
     ConcernRaised = "concern.raised", Child, ConcernRaised;
     InformationShared = "information.shared", Child, InformationShared;
     PreProceedingsStarted = "pre_proceedings.started", Child, PreProceedingsStep;
-    PreProceedingsLetterSent = "pre_proceedings.letter_sent", Child, PreProceedingsStep;
+    PreProceedingsLetterSent = "pre_proceedings.letter_sent", Child, PreProceedingsLetterSent;
     FamilyGroupMeetingOffered = "family_group_meeting.offered", Child, PreProceedingsStep;
     FamilyGroupMeetingHeld = "family_group_meeting.held", Child, PreProceedingsStep;
-    PreProceedingsReviewed = "pre_proceedings.reviewed", Child, PreProceedingsStep;
+    PreProceedingsMeetingHeld = "pre_proceedings.meeting_held", Child, PreProceedingsMeetingHeld;
     PreProceedingsDecided = "pre_proceedings.decided", Child, PreProceedingsDecided;
     CourtApplicationFiled = "court.application_filed", Child, CourtApplicationFiled;
     CourtHearingHeld = "court.hearing_held", Child, CourtHearingHeld;
@@ -578,10 +578,26 @@ data_struct! {
 // ----- pre-proceedings and family group decision making --------------------
 
 data_struct! {
-    /// A step of the Public Law Outline's pre-proceedings, each on its day:
-    /// the decision to start them, the letter before proceedings, a family
-    /// group meeting offered and held, a review meeting.
+    /// A step of the Public Law Outline's pre-proceedings, on its day: the
+    /// decision to start them (a legal planning meeting), a family group
+    /// decision making meeting offered to the family, and held.
     PreProceedingsStep { req pre_proceedings_id: LocalId }
+}
+
+data_struct! {
+    /// A letter to the parents: before proceedings, or initiating them.
+    PreProceedingsLetterSent {
+        req pre_proceedings_id: LocalId,
+        req letter: PreProceedingsLetter,
+    }
+}
+
+data_struct! {
+    /// A meeting with the parents: the initial pre-proceedings meeting, or a review.
+    PreProceedingsMeetingHeld {
+        req pre_proceedings_id: LocalId,
+        req kind: PreProceedingsMeeting,
+    }
 }
 
 data_struct! {

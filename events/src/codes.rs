@@ -362,6 +362,22 @@ code_set! {
 }
 
 code_set! {
+    /// Which letter of the Public Law Outline was sent to the parents.
+    PreProceedingsLetter, "pre-proceedings letter" {
+        BeforeProceedings = "before_proceedings": "letter before proceedings",
+        InitiatingProceedings = "initiating_proceedings": "letter initiating care proceedings",
+    }
+}
+
+code_set! {
+    /// A meeting with the parents in pre-proceedings.
+    PreProceedingsMeeting, "pre-proceedings meeting" {
+        Initial = "initial": "initial pre-proceedings meeting",
+        Review = "review": "pre-proceedings review meeting",
+    }
+}
+
+code_set! {
     /// What a pre-proceedings decision meeting decided (the census's
     /// pre-proceedings outcome; every value but `continue` ends them).
     PreProceedingsOutcome, "pre-proceedings outcome" {

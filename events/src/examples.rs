@@ -73,11 +73,11 @@ pub fn data(event_type: EventType) -> Value {
         T::InformationShared => {
             json!({"with_agency": "police", "purpose": "Strategy discussion", "summary": "Chronology of contacts shared"})
         }
-        T::PreProceedingsStarted
-        | T::PreProceedingsLetterSent
-        | T::FamilyGroupMeetingOffered
-        | T::FamilyGroupMeetingHeld
-        | T::PreProceedingsReviewed => json!({"pre_proceedings_id": "PP-1"}),
+        T::PreProceedingsStarted | T::FamilyGroupMeetingOffered | T::FamilyGroupMeetingHeld => {
+            json!({"pre_proceedings_id": "PP-1"})
+        }
+        T::PreProceedingsLetterSent => json!({"pre_proceedings_id": "PP-1", "letter": "before_proceedings"}),
+        T::PreProceedingsMeetingHeld => json!({"pre_proceedings_id": "PP-1", "kind": "initial"}),
         T::PreProceedingsDecided => json!({"pre_proceedings_id": "PP-1", "outcome": "issue_proceedings"}),
         T::CourtApplicationFiled => json!({
             "proceedings_id": "PR-1", "kind": "care", "court": "East London Family Court",

@@ -64,9 +64,10 @@ fn every_type_has_its_json_shape_pinned() {
 }
 
 #[test]
-fn the_catalogue_is_the_contracts_v1_list() {
+fn the_catalogue_is_the_contracts_v1_list_and_the_pre_proceedings() {
     let names: Vec<&str> = EventType::ALL.iter().map(|t| t.name()).collect();
-    assert_eq!(names.len(), 38);
+    // CONTRACT.md's 38, and the six of the 2026-27 census's module 5 (issue 19).
+    assert_eq!(names.len(), 44);
     for t in EventType::ALL {
         assert_eq!(EventType::from_name(t.name()), Some(*t));
     }
@@ -104,10 +105,10 @@ fn each_required_field_missing_is_named() {
         ("concern.raised", vec!["concern_id", "summary"]),
         ("information.shared", vec!["purpose", "with_agency"]),
         ("pre_proceedings.started", vec!["pre_proceedings_id"]),
-        ("pre_proceedings.letter_sent", vec!["pre_proceedings_id"]),
+        ("pre_proceedings.letter_sent", vec!["letter", "pre_proceedings_id"]),
         ("family_group_meeting.offered", vec!["pre_proceedings_id"]),
         ("family_group_meeting.held", vec!["pre_proceedings_id"]),
-        ("pre_proceedings.reviewed", vec!["pre_proceedings_id"]),
+        ("pre_proceedings.meeting_held", vec!["kind", "pre_proceedings_id"]),
         ("pre_proceedings.decided", vec!["outcome", "pre_proceedings_id"]),
         ("court.application_filed", vec!["court", "kind", "proceedings_id"]),
         ("court.hearing_held", vec!["proceedings_id"]),

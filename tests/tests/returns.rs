@@ -155,17 +155,22 @@ async fn the_cin_census_of_a_seeded_population_holds_no_error_under_the_dfe_rule
             assert_eq!(answer.status, 200, "{}", answer.text);
             let file = dir.path().join(format!("{name}-{year}.xml"));
             std::fs::write(&file, &answer.text).expect("write");
+            // For running other checkers on the same censuses by hand (docs/returns.md).
+            if let Some(keep) = std::env::var_os("SAFEGUARD_KEEP_RETURNS") {
+                std::fs::create_dir_all(&keep).expect("a directory for the returns kept");
+                std::fs::copy(&file, std::path::Path::new(&keep).join(format!("{name}-{year}.xml"))).expect("keep");
+            }
             let mut check = tokio::process::Command::new(tests::safeguard_binary());
             check.args(["return", "check"]).arg(&file);
             if year == "2024-25" || *council != "E09000014" {
                 check.env_remove("SAFEGUARD_CIN_VALIDATOR"); // the rules ran on 2024-25 above
             }
             if year == "2026-27" {
-                module_5 += answer.text.matches("<PreProceedings>").count();
+                module_5 += answer.text.matches("<PreProceedingsandFGDM>").count();
                 // Module 5 is all the 2026-27 census adds: without it, the
                 // message is valid against the DfE's own 2025-26 schema.
                 let without = dir.path().join(format!("{name}-{year}-without-module-5.xml"));
-                std::fs::write(&without, strip(&answer.text, "PreProceedings")).expect("write");
+                std::fs::write(&without, strip(&answer.text, "PreProceedingsandFGDM")).expect("write");
                 let dfe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../standards/cin-census-2025-26.xsd");
                 let out = tokio::process::Command::new("xmllint")
                     .args(["--noout", "--schema"])

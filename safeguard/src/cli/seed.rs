@@ -553,8 +553,8 @@ fn section_47(
             // offered and mostly held, reviews, and a decision: most step
             // back down to the plan, some go to court.
             let mut to_court = None;
-            if rng.chance(0.2) {
-                let started = icpc + Days::new(rng.range(20, 60));
+            if rng.chance(0.3) {
+                let started = icpc + Days::new(rng.range(10, 40));
                 to_court = pre_proceedings(b, rng, id, referral, started, plan_end);
             }
             // Court proceedings for a few children on plans, most after pre-proceedings.
@@ -568,6 +568,11 @@ fn section_47(
                         application["pre_proceedings_id"] = json!(format!("PP{referral}"));
                     }
                     b.event("court.application_filed", id, filed, application);
+                    if to_court.is_some() {
+                        let pp_id = format!("PP{referral}");
+                        let letter = json!({"pre_proceedings_id": pp_id, "letter": "initiating_proceedings"});
+                        b.event("pre_proceedings.letter_sent", id, b.working(filed + Days::new(1)), letter);
+                    }
                     b.event("court.hearing_held", id, filed + Days::new(14), json!({"proceedings_id": pid}));
                     b.event(
                         "court.order_made",
@@ -626,8 +631,11 @@ fn section_47(
     Some(end)
 }
 
-/// Pre-proceedings from `started` while a plan runs to `plan_end`; the day
-/// care proceedings are to be issued, if that is what the decision was.
+/// Pre-proceedings from `started` while a plan runs to `plan_end`: the
+/// letter before proceedings (most offering a family group decision making
+/// meeting, most of those then held), the initial meeting, reviews, and the
+/// decision. The day care proceedings are to be applied for, if that is
+/// what was decided.
 fn pre_proceedings(
     b: &mut Builder<'_>,
     rng: &mut Rng,
@@ -636,28 +644,39 @@ fn pre_proceedings(
     started: NaiveDate,
     plan_end: NaiveDate,
 ) -> Option<NaiveDate> {
-    let pp = json!({"pre_proceedings_id": format!("PP{referral}")});
+    let pp_id = format!("PP{referral}");
+    let pp = json!({"pre_proceedings_id": pp_id});
     let started = b.working(started);
-    let decided = b.working(started + Days::new(rng.range(70, 110)));
-    if decided >= plan_end.min(b.until) {
+    let decided = b.working(started + Days::new(rng.range(60, 100)));
+    // Within the plan; what falls after `until` is not written (Builder::event).
+    if decided >= plan_end || started > b.until {
         return None;
     }
     b.event("pre_proceedings.started", id, started, pp.clone());
-    b.event("pre_proceedings.letter_sent", id, b.working(started + Days::new(rng.range(1, 7))), pp.clone());
-    let offered = b.working(started + Days::new(rng.range(3, 10)));
-    b.event("family_group_meeting.offered", id, offered, pp.clone());
-    if rng.chance(0.7) {
-        b.event("family_group_meeting.held", id, b.working(offered + Days::new(rng.range(10, 30))), pp.clone());
+    let letter = b.working(started + Days::new(rng.range(1, 7)));
+    b.event(
+        "pre_proceedings.letter_sent",
+        id,
+        letter,
+        json!({"pre_proceedings_id": pp_id, "letter": "before_proceedings"}),
+    );
+    if rng.chance(0.8) {
+        b.event("family_group_meeting.offered", id, letter, pp.clone());
+        if rng.chance(0.7) {
+            b.event("family_group_meeting.held", id, b.working(letter + Days::new(rng.range(10, 30))), pp.clone());
+        }
     }
-    b.event("pre_proceedings.reviewed", id, b.working(started + Days::new(rng.range(40, 60))), pp.clone());
+    let initial = b.working(letter + Days::new(rng.range(5, 12)));
+    b.event("pre_proceedings.meeting_held", id, initial, json!({"pre_proceedings_id": pp_id, "kind": "initial"}));
+    for k in 1..=rng.range(1, 2) {
+        let review = b.working(initial + Days::new(28 * k));
+        if review < decided {
+            b.event("pre_proceedings.meeting_held", id, review, json!({"pre_proceedings_id": pp_id, "kind": "review"}));
+        }
+    }
     let court = rng.chance(0.35);
     let outcome = if court { "issue_proceedings" } else { "step_down_child_protection" };
-    b.event(
-        "pre_proceedings.decided",
-        id,
-        decided,
-        json!({"pre_proceedings_id": format!("PP{referral}"), "outcome": outcome}),
-    );
+    b.event("pre_proceedings.decided", id, decided, json!({"pre_proceedings_id": pp_id, "outcome": outcome}));
     court.then(|| b.working(decided + Days::new(rng.range(3, 15))))
 }
 
