@@ -30,6 +30,7 @@ pub mod facts;
 pub mod format;
 pub mod identifiers;
 pub mod indicators;
+pub mod module5;
 pub mod narrative;
 pub mod plo;
 pub mod quality;

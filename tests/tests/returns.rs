@@ -193,6 +193,33 @@ async fn the_cin_census_of_a_seeded_population_holds_no_error_under_the_dfe_rule
         }
     }
     assert!(module_5 > 0, "the seed's pre-proceedings reach the 2026-27 census");
+    // Module 5 broken as the DfE's 2026-27 rules would refuse it (which
+    // the released validator does not run yet): the check names the rules.
+    let with_module_5 = safeguard::cli::seed::COUNCILS
+        .iter()
+        .take(3)
+        .map(|(_, _, name)| std::fs::read_to_string(dir.path().join(format!("{name}-2026-27.xml"))).expect("a census"))
+        .find(|xml| xml.contains("<LBPSentDate>"))
+        .expect("a 2026-27 census with a letter before proceedings");
+    let start = with_module_5.split("<PPStartDate>").nth(1).and_then(|r| r.split('<').next()).expect("a start");
+    let letter = with_module_5.split("<LBPSentDate>").nth(1).and_then(|r| r.split('<').next()).expect("a letter");
+    let day_before: chrono::NaiveDate = start.parse::<chrono::NaiveDate>().expect("a date").pred_opt().expect("a day");
+    let broken_5 = dir.path().join("broken-module-5.xml");
+    std::fs::write(
+        &broken_5,
+        with_module_5.replacen(&format!("<LBPSentDate>{letter}<"), &format!("<LBPSentDate>{day_before}<"), 1),
+    )
+    .expect("write");
+    let out = tokio::process::Command::new(tests::safeguard_binary())
+        .args(["return", "check"])
+        .arg(&broken_5)
+        .env_remove("SAFEGUARD_CIN_VALIDATOR")
+        .output()
+        .await
+        .expect("run safeguard return check");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("DfE rule 9006 (module 5)") && said.contains("LBPSentDate"), "{said}");
     // Each census made is numbered anew: SerialNo, three digits, one more each time.
     let serial = |xml: &str| -> u32 {
         let n = xml.split("<SerialNo>").nth(1).and_then(|r| r.split('<').next()).expect("a serial number");
