@@ -41,6 +41,10 @@ impl Finding {
     }
 }
 
+/// A date rule: its code, the date's element, and the element (with its
+/// date) it must not precede.
+type Ordered = (&'static str, &'static str, Option<(&'static str, Option<NaiveDate>)>);
+
 /// Every finding of module 5's rules on the blocks of a census for `year`.
 pub fn findings(year: &CollectionYear, blocks: &[Block]) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -61,8 +65,7 @@ pub fn findings(year: &CollectionYear, blocks: &[Block]) -> Vec<Finding> {
         // schema names it.
         let date = |field: &str| text(field).and_then(|v| v.parse::<NaiveDate>().ok());
         let in_year = |d: NaiveDate| year.start <= d && d <= year.reference_date;
-        // (rule, the date, the date it must not precede and that one's name)
-        let ordered: [(&'static str, &'static str, Option<(&'static str, Option<NaiveDate>)>); 6] = [
+        let ordered: [Ordered; 6] = [
             ("9005", "PPStartDate", None),
             ("9006", "LBPSentDate", Some(("PPStartDate", date("PPStartDate")))),
             ("9008", "InitialPPMeetingDate", None),
