@@ -310,11 +310,15 @@ pub async fn apply_batch(
 
     dead.write(tx).await?;
     if applied.position > from {
-        sqlx::query("update projector_position set stream_seq = $2, updated_at = now() where projector = $1")
-            .bind(projector)
-            .bind(to_i64(applied.position))
-            .execute(&mut **tx)
-            .await?;
+        // Never backwards (see `in_chain`: a batch may have read an older position than the table now holds).
+        sqlx::query(
+            "update projector_position set stream_seq = greatest(stream_seq, $2), updated_at = now()
+              where projector = $1",
+        )
+        .bind(projector)
+        .bind(to_i64(applied.position))
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(applied)
 }
@@ -596,10 +600,27 @@ impl DeadRows {
 /// subject, or a message someone else put there linked to nothing true.
 /// Such a message is a dead letter rather than a parking, so nobody can
 /// stop a child's projection by publishing one.
+///
+/// A message the read models already hold (its stream sequence is stored)
+/// is dropped from both: it is a redelivery, not a replay, and applying
+/// is idempotent whatever the recorded position says. (A rebuild's switch
+/// can leave a live projector's batch, blocked on the old position row,
+/// holding a position older than the rebuilt tables.)
 pub(crate) async fn in_chain<'a>(
     tx: &mut Transaction<'_, Postgres>,
     items: Vec<EventItem<'a>>,
 ) -> Result<(Vec<EventItem<'a>>, Vec<(EventItem<'a>, NotTaken)>), sqlx::Error> {
+    if items.is_empty() {
+        return Ok((items, Vec::new()));
+    }
+    let sequences: Vec<i64> = items.iter().map(|i| to_i64(i.stream_seq)).collect();
+    let stored: BTreeSet<i64> = sqlx::query_scalar("select stream_seq from stored_event where stream_seq = any($1)")
+        .bind(&sequences)
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect();
+    let items: Vec<EventItem<'a>> = items.into_iter().filter(|i| !stored.contains(&to_i64(i.stream_seq))).collect();
     if items.is_empty() {
         return Ok((items, Vec::new()));
     }

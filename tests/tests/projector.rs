@@ -80,6 +80,16 @@ async fn every_event_is_copied_once_and_a_rerun_applies_nothing_twice() {
     project_until(&gw, &nats.url(), &pool, last).await;
     assert_eq!(count(&pool, "stored_event").await, expected_child_events + 1);
     assert_eq!(count(&pool, "chronology_entry").await, expected_child_events);
+
+    // And when the recorded position is behind what the read models hold
+    // (as a rebuild's switch can leave a live batch), every message is
+    // redelivered: each is known by its stream sequence and dropped, not
+    // taken for a break in its child's chain and dead-lettered.
+    sqlx::query("update projector_position set stream_seq = 0").execute(&pool).await.expect("rewind");
+    project_until(&gw, &nats.url(), &pool, last).await;
+    assert_eq!(count(&pool, "dead_letter").await, 0);
+    assert_eq!(count(&pool, "stored_event").await, expected_child_events + 1);
+    assert_eq!(count(&pool, "chronology_entry").await, expected_child_events);
 }
 
 #[tokio::test]

@@ -160,6 +160,12 @@ async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables(
         ..projections::runtime::Settings::new(signers)
     };
     tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
+    // What the live projector could not apply, said if anything (a dead letter is a defect here).
+    let dead: Vec<(i64, String)> = sqlx::query_as("select stream_seq, reason from dead_letter order by stream_seq")
+        .fetch_all(&pool)
+        .await
+        .expect("dead letters");
+    assert!(dead.is_empty(), "the live projector dead-lettered: {dead:?}");
     for (table, order) in read_models() {
         assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");
     }
