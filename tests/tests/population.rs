@@ -18,16 +18,9 @@ fn share(numerator: i64, denominator: i64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_follows_the_national_rates_within_tolerance() {
-    let nats = NatsServer::start().await;
-    let gateway = Arc::new(TestGateway::start(&nats.url()).await);
-    let db = TestDatabase::create().await;
-    let pool = db.pool().await;
-    let projector = LiveProjector::start(&gateway, &nats.url(), &pool).await;
-    let until = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
     let councils = 4;
-    let groups = safeguard::cli::seed::generate(21, councils, 450, until).expect("seed");
-    let last = tests::gateway::load_groups(&gateway, groups).await;
-    projector.wait_for(last).await;
+    let seeded = Seeded::project(21, councils, 450).await;
+    let (pool, until) = (seeded.pool.clone(), seeded.until);
 
     // Indicators of two financial years, summed over the councils.
     let mut sums: std::collections::HashMap<String, (i64, i64)> = std::collections::HashMap::new();
@@ -129,16 +122,9 @@ async fn the_seed_follows_the_national_rates_within_tolerance() {
 /// year, so no year's figures collapse or swell at the edges of the history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_of_the_last_three_years_looks_like_england() {
-    let nats = NatsServer::start().await;
-    let gateway = Arc::new(TestGateway::start(&nats.url()).await);
-    let db = TestDatabase::create().await;
-    let pool = db.pool().await;
-    let projector = LiveProjector::start(&gateway, &nats.url(), &pool).await;
-    let until = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
     let councils = 4;
-    let groups = safeguard::cli::seed::generate(33, councils, 400, until).expect("seed");
-    let last = tests::gateway::load_groups(&gateway, groups).await;
-    projector.wait_for(last).await;
+    let seeded = Seeded::project(33, councils, 400).await;
+    let (pool, until) = (seeded.pool.clone(), seeded.until);
 
     use casework::indicators::Name;
     // (indicator, band: the share of England's figure the seed may be off by)
@@ -182,6 +168,32 @@ async fn each_of_the_last_three_years_looks_like_england() {
     }
     eprintln!("{report}");
     assert!(outside.is_empty(), "outside their bands: {outside:?}\n{report}");
+}
+
+/// A seeded population to 31 March 2026, published through a real gateway
+/// and projected into its own database; the servers live as long as it does.
+struct Seeded {
+    pool: sqlx::PgPool,
+    until: chrono::NaiveDate,
+    _db: TestDatabase,
+    _projector: LiveProjector,
+    _gateway: Arc<TestGateway>,
+    _nats: NatsServer,
+}
+
+impl Seeded {
+    async fn project(seed: u64, councils: usize, children: usize) -> Self {
+        let nats = NatsServer::start().await;
+        let gateway = Arc::new(TestGateway::start(&nats.url()).await);
+        let db = TestDatabase::create().await;
+        let pool = db.pool().await;
+        let projector = LiveProjector::start(&gateway, &nats.url(), &pool).await;
+        let until = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
+        let groups = safeguard::cli::seed::generate(seed, councils, children, until).expect("seed");
+        let last = tests::gateway::load_groups(&gateway, groups).await;
+        projector.wait_for(last).await;
+        Self { pool, until, _db: db, _projector: projector, _gateway: gateway, _nats: nats }
+    }
 }
 
 async fn count_type(pool: &sqlx::PgPool, event_type: &str, when: &str) -> i64 {
