@@ -49,13 +49,8 @@ impl CollectionYear {
         self.start <= day && day <= self.reference_date
     }
 
-    /// The year a census message is for, by its `ReferenceDate`.
-    pub fn of_message(message: &str) -> Option<Self> {
-        let reference = message
-            .split("<ReferenceDate>")
-            .nth(1)
-            .and_then(|rest| rest.split('<').next())
-            .and_then(|date| date.trim().parse::<NaiveDate>().ok())?;
+    /// The year whose census has `reference` (31 March) as its `ReferenceDate`.
+    pub fn ending(reference: NaiveDate) -> Option<Self> {
         let start = NaiveDate::from_ymd_opt(reference.year() - 1, 4, 1)?;
         Some(Self { start, reference_date: reference })
     }
@@ -70,9 +65,10 @@ impl CollectionYear {
         self.reference_date >= FIRST_WITH_PRE_PROCEEDINGS
     }
 
-    /// The schema a census of this year is written to.
+    /// The schema a census of this year is written to: the name of one of
+    /// [`SCHEMAS`].
     pub fn schema(&self) -> &'static str {
-        if self.has_pre_proceedings() { SCHEMA_2026_27 } else { SCHEMA }
+        if self.has_pre_proceedings() { SCHEMAS[1].0 } else { SCHEMAS[0].0 }
     }
 
     /// Whether something from `from` to `to` (open if None) touches the year.
@@ -695,20 +691,15 @@ impl Xml {
     }
 }
 
-/// The DfE's CIN census schema this message is written to (2025-26, see
-/// `standards/README.md`): `safeguard return check` validates against it.
-pub const SCHEMA: &str = include_str!("../../standards/cin-census-2025-26.xsd");
-
-/// The 2026-27 schema: 2025-26 with module 5, pre-proceedings, as the
-/// DfE's 2026-27 rules read it (`standards/README.md`: until the DfE's XSD
-/// can be vendored).
-pub const SCHEMA_2026_27: &str = include_str!("../../standards/cin-census-2026-27.xsd");
-
-/// The schema a census message is written to, known by its reference date
-/// (the 2025-26 one where the message names none).
-pub fn schema_of(message: &str) -> &'static str {
-    CollectionYear::of_message(message).map_or(SCHEMA, |year| year.schema())
-}
+/// The census schemas, by file name, as `standards/` holds them (see its
+/// README): the DfE's 2025-26 one, and 2026-27's, which redefines it to add
+/// module 5 (pre-proceedings) as the DfE's 2026-27 rules read it, so it is
+/// read beside the 2025-26 file. `safeguard return check` writes them all
+/// and validates against the one of the census's year.
+pub const SCHEMAS: [(&str, &str); 2] = [
+    ("cin-census-2025-26.xsd", include_str!("../../standards/cin-census-2025-26.xsd")),
+    ("cin-census-2026-27.xsd", include_str!("../../standards/cin-census-2026-27.xsd")),
+];
 
 /// The reference date of the first census with module 5.
 const FIRST_WITH_PRE_PROCEEDINGS: NaiveDate = NaiveDate::from_ymd_opt(2027, 3, 31).expect("a date");
@@ -1133,7 +1124,7 @@ mod tests {
         }
         // No family group meeting offered: nothing said of one held (9010Q asks only after an offer).
         assert!(!blocks[1].contains("FGDMMeetingFac"), "{}", blocks[1]);
-        assert_eq!(schema_of(&xml), SCHEMA_2026_27);
+        assert_eq!(year.schema(), "cin-census-2026-27.xsd");
         assert!(crate::quality::flags(&child).is_empty(), "{:?}", crate::quality::flags(&child));
         // The 2025-26 census has no module 5, though PP0 began in its year.
         let earlier = CollectionYear::parse("2025-26").expect("year");
@@ -1141,7 +1132,7 @@ mod tests {
         assert!(child.episodes[0].pre_proceedings.is_empty());
         let xml = message(&header, &earlier, &[child]);
         assert!(!xml.contains("PreProceedings"), "{xml}");
-        assert_eq!(schema_of(&xml), SCHEMA);
+        assert_eq!(earlier.schema(), "cin-census-2025-26.xsd");
     }
 
     #[test]
