@@ -97,15 +97,6 @@ impl Period {
     }
 }
 
-/// A national figure to read a council's indicator against.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct National {
-    pub value: f64,
-    /// Where the figure comes from, in a few words.
-    pub source: &'static str,
-    pub year: &'static str,
-}
-
 events::code_set! {
     /// Every indicator, in the order a council's document lists them: the
     /// code is its name in the API and documents, the label words for a
@@ -214,12 +205,8 @@ pub fn comparators(indicator: Name, council: &CouncilCode) -> Vec<&'static Compa
 }
 
 /// England's figure for an indicator, where the data has one.
-pub fn national(indicator: Name) -> Option<National> {
-    all_comparators().iter().find(|c| c.indicator == indicator.code() && c.kind == "england").map(|c| National {
-        value: c.value,
-        source: &c.source,
-        year: &c.year,
-    })
+pub fn national(indicator: Name) -> Option<&'static Comparator> {
+    all_comparators().iter().find(|c| c.indicator == indicator.code() && c.kind == "england")
 }
 
 /// Everything one council's indicators are computed from.

@@ -518,14 +518,7 @@ async fn a_plan_started_today_is_not_overdue_for_a_visit_made_years_before_it() 
     let worker = uuid::Uuid::new_v4().to_string();
     let child = uuid::Uuid::new_v4().to_string();
     let today = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    sys.publish(
-        tokens::ADMIN,
-        vec![
-            event("cfg", "council.configured", HARINGEY, "2020-01-01T00:00:00Z", json!({"effective_from": "2020-01-01", "visit_interval_days": 14})),
-            event("w", "worker.joined", &worker, "2020-01-01T09:00:00Z", json!({"council": HARINGEY, "team_id": "north", "role": "social_worker", "fte": 1.0, "agency_staff": false})),
-        ],
-    )
-    .await;
+    council_with_worker(&sys, &worker, json!({"visit_interval_days": 14})).await;
     sys.publish(
         tokens::HARINGEY,
         vec![
@@ -584,14 +577,7 @@ async fn a_child_in_need_is_visited_on_the_councils_cin_interval_not_the_child_p
     let ago = |days: i64| {
         (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     };
-    sys.publish(
-        tokens::ADMIN,
-        vec![
-            event("cfg", "council.configured", HARINGEY, "2020-01-01T00:00:00Z", json!({"effective_from": "2020-01-01", "visit_interval_days": 14, "cin_visit_interval_days": 28})),
-            event("w", "worker.joined", &worker, "2020-01-01T09:00:00Z", json!({"council": HARINGEY, "team_id": "north", "role": "social_worker", "fte": 1.0, "agency_staff": false})),
-        ],
-    )
-    .await;
+    council_with_worker(&sys, &worker, json!({"visit_interval_days": 14, "cin_visit_interval_days": 28})).await;
     let mut events = Vec::new();
     for child in [&cin, &cp] {
         events.extend([
@@ -660,4 +646,20 @@ async fn a_child_in_need_is_visited_on_the_councils_cin_interval_not_the_child_p
         .await;
     assert_eq!(bad.status, 422, "{}", bad.text);
     assert!(bad.text.contains("/data/cin_visit_interval_days"), "{}", bad.text);
+}
+
+/// Haringey configured since 2020 with `settings` (visit intervals), and
+/// `worker` a social worker in its north team since then.
+async fn council_with_worker(sys: &System, worker: &str, mut settings: Value) {
+    settings["effective_from"] = json!("2020-01-01");
+    let joined =
+        json!({"council": HARINGEY, "team_id": "north", "role": "social_worker", "fte": 1.0, "agency_staff": false});
+    sys.publish(
+        tokens::ADMIN,
+        vec![
+            event("cfg", "council.configured", HARINGEY, "2020-01-01T00:00:00Z", settings),
+            event("w", "worker.joined", worker, "2020-01-01T09:00:00Z", joined),
+        ],
+    )
+    .await;
 }
