@@ -886,6 +886,7 @@ mod tests {
                     source: PrincipalName::parse("test").expect("name"),
                     occurred_at: on.and_hms_opt(10, 0, 0).expect("time").and_utc(),
                     business_date: on,
+                    recorded_at: on.and_hms_opt(10, 0, 0).expect("time").and_utc(),
                     data: data.expect("data"),
                     author_role: None,
                     significant: None,

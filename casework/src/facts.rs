@@ -37,6 +37,8 @@ pub struct Recorded {
     pub source: PrincipalName,
     pub occurred_at: DateTime<Utc>,
     pub business_date: NaiveDate,
+    /// When the backbone stored it: what was known when (the alerts' clock).
+    pub recorded_at: DateTime<Utc>,
     pub data: EventData,
     /// The envelope's `authorrole`: who at the publisher wrote it.
     pub author_role: Option<events::codes::AuthorRole>,
@@ -721,6 +723,12 @@ pub struct CouncilSetting {
     pub cin_visit_interval_days: Option<i32>,
     pub caseload_threshold: Option<i32>,
     pub funded_social_worker_fte: Option<f64>,
+    /// The alerts' settings ([`crate::alerts::Settings`]).
+    pub pattern_agencies: Option<u32>,
+    pub pattern_events: Option<u32>,
+    pub pattern_window_days: Option<u32>,
+    pub acknowledge_within_days: Option<u32>,
+    pub alert_lead_days: Option<u32>,
 }
 
 /// Folds a council's configurations, in order of the date each takes effect.
@@ -748,6 +756,11 @@ pub fn fold_council(history: &History) -> Vec<CouncilSetting> {
         s.cin_visit_interval_days = days(d.cin_visit_interval_days).or(s.cin_visit_interval_days);
         s.caseload_threshold = days(d.caseload_threshold).or(s.caseload_threshold);
         s.funded_social_worker_fte = d.funded_social_worker_fte.map(|f| f.get()).or(s.funded_social_worker_fte);
+        s.pattern_agencies = d.pattern_agencies.or(s.pattern_agencies);
+        s.pattern_events = d.pattern_events.or(s.pattern_events);
+        s.pattern_window_days = d.pattern_window_days.or(s.pattern_window_days);
+        s.acknowledge_within_days = d.acknowledge_within_days.or(s.acknowledge_within_days);
+        s.alert_lead_days = d.alert_lead_days.or(s.alert_lead_days);
         // Two configurations effective the same day: the later-recorded one stands.
         if out.last().is_some_and(|last| last.effective_from == from) {
             out.pop();

@@ -20,6 +20,7 @@
 //! `projections` writes what these folds yield and reads it back; the
 //! query role serves it.
 
+pub mod alerts;
 pub mod annex_a;
 pub mod anonymise;
 pub mod certified;

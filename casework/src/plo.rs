@@ -121,6 +121,7 @@ pub fn plo(history: &History, up_to: i64) -> Plos {
             D::CpPlanEnded(d) => links.push(("ends plan", to("cp_plan", d.plan_id.as_str()))),
             D::CinPlanStarted(d) => links.push(("follows referral", to("referral", d.referral_id.as_str()))),
             D::CinPlanEnded(d) => links.push(("ends plan", to("cin_plan", d.plan_id.as_str()))),
+            D::CinPlanReviewed(d) => links.push(("reviews plan", to("cin_plan", d.plan_id.as_str()))),
             D::CaseClosed(d) => links.push(("closes referral", to("referral", d.referral_id.as_str()))),
             D::FamilyGroupMeetingOffered(d) | D::FamilyGroupMeetingHeld(d) => {
                 links.push(("in pre-proceedings", to("pre_proceedings", d.pre_proceedings_id.as_str())));

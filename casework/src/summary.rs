@@ -104,6 +104,7 @@ pub fn summarise(data: &EventData) -> String {
         D::CpPlanEnded(d) => format!("Child protection plan {} ended", d.plan_id.as_str()),
         D::CinPlanStarted(d) => format!("Child in need plan {} started", d.plan_id.as_str()),
         D::CinPlanEnded(d) => format!("Child in need plan {} ended", d.plan_id.as_str()),
+        D::CinPlanReviewed(d) => format!("Child in need plan {} reviewed", d.plan_id.as_str()),
         D::ChildSeen(d) => format!(
             "Child seen{} ({}) by {}",
             if d.seen_alone { " alone" } else { "" },
@@ -148,6 +149,7 @@ pub fn summarise(data: &EventData) -> String {
         D::RecordUnsealed(_) => "Record unsealed".to_owned(),
         D::ReviewOpened(d) => format!("{} {} opened", d.kind.label(), d.review_id.as_str()),
         D::ReviewClosed(d) => format!("Review {} closed", d.review_id.as_str()),
+        D::AlertAcknowledged(d) => format!("Alert {} acknowledged", d.alert_id),
         D::WorkerJoined(_) | D::WorkerChanged(_) | D::WorkerLeft(_) | D::CouncilConfigured(_) => {
             data.event_type().name().to_owned()
         }

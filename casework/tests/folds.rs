@@ -36,6 +36,7 @@ fn histories(events: &[Value]) -> BTreeMap<String, History> {
             source: PrincipalName::parse(source).expect("principal"),
             occurred_at: time.to_utc(),
             business_date: business_date_of(&time),
+            recorded_at: time.to_utc(),
             data,
             author_role: None,
             significant: None,
@@ -80,6 +81,16 @@ proptest! {
                     unique("icpc", facts.icpcs.iter().map(|i| i.conference_id.as_str()))?;
                     unique("cp_plan", facts.plans.iter().map(|p| p.plan_id.as_str()))?;
                     unique("child_review", facts.reviews.iter().map(|r| r.review_id.as_str()))?;
+                    // Alerts: one per id, every status defined at any moment.
+                    let settings: BTreeMap<CouncilCode, Vec<casework::facts::CouncilSetting>> = BTreeMap::new();
+                    let child_id = events::ids::ChildId::from_uuid(child);
+                    let alerts = casework::alerts::fold(child_id, history, &facts, &settings, calendar);
+                    let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
+                    unique("alert", ids.iter().map(String::as_str))?;
+                    for a in &alerts {
+                        prop_assert!(a.raised_at < a.escalates_at, "an alert escalates after it is raised: {a:?}");
+                        let _ = a.status(today.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+                    }
                     let folded = casework::cin::fold(history, NaiveDate::MAX, calendar);
                     let _ = casework::quality::flags(&folded);
                     for council in &codes {

@@ -41,6 +41,7 @@ fn history(events: &[(&str, &str, Value)]) -> History {
                 source: PrincipalName::parse(source).expect("principal"),
                 occurred_at: at.to_utc(),
                 business_date: business_date_of(&at),
+                recorded_at: at.to_utc(),
                 data: data.expect("catalogue-valid data"),
                 author_role: None,
                 significant: None,

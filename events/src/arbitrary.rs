@@ -108,6 +108,7 @@ const CHILD_TYPES: &[EventType] = &[
     EventType::CpPlanEnded,
     EventType::CinPlanStarted,
     EventType::CinPlanEnded,
+    EventType::CinPlanReviewed,
     EventType::ChildSeen,
     EventType::ChildSeen,
     EventType::CaseAllocated,
@@ -133,6 +134,7 @@ const CHILD_TYPES: &[EventType] = &[
     EventType::RecordUnsealed,
     EventType::ReviewOpened,
     EventType::ReviewClosed,
+    EventType::AlertAcknowledged,
 ];
 
 /// Amendments are child events in the catalogue: a worker's history is
@@ -253,7 +255,7 @@ fn data(t: EventType, s: &Step, workers: &[String]) -> Value {
             d
         }
         T::CinPlanStarted => json!({"plan_id": id("CIN", a), "referral_id": id("R", b)}),
-        T::CinPlanEnded => json!({"plan_id": id("CIN", a)}),
+        T::CinPlanEnded | T::CinPlanReviewed => json!({"plan_id": id("CIN", a)}),
         T::ChildSeen => {
             json!({"seen_by": id("W", a), "seen_alone": s.flag, "context": pick(SeenContext::ALL, b).code()})
         }
@@ -295,6 +297,14 @@ fn data(t: EventType, s: &Step, workers: &[String]) -> Value {
         T::ReviewOpened => json!({"review_id": id("REV", a), "kind": pick(ReviewKind::ALL, b).code(),
                                   "reviewers": ["panel-reviewer"]}),
         T::ReviewClosed => json!({"review_id": id("REV", a)}),
+        // An id of no alert as often as not: the read side must take both.
+        T::AlertAcknowledged => {
+            let mut d = json!({"alert_id": uuid::Uuid::from_u128(1 + u128::from(a % 4)).to_string()});
+            if s.flag {
+                d["note"] = json!(text("note"));
+            }
+            d
+        }
         T::WorkerJoined => json!({
             "council": pick(&COUNCILS, a), "team_id": id("T", b), "role": pick(WorkerRole::ALL, c).code(),
             "fte": if s.flag { 1.0 } else { 0.5 }, "agency_staff": a % 4 == 0
@@ -313,6 +323,8 @@ fn data(t: EventType, s: &Step, workers: &[String]) -> Value {
                 d["assessment_timescale_days"] = json!(45);
                 d["caseload_threshold"] = json!(1 + u32::from(b % 30));
                 d["funded_social_worker_fte"] = json!(f64::from(a) + 0.5);
+                d["pattern_events"] = json!(2 + u32::from(c) % 4);
+                d["acknowledge_within_days"] = json!(1 + u32::from(b) % 3);
             }
             d
         }

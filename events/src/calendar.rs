@@ -22,6 +22,21 @@ pub fn business_date_of(time: &DateTime<FixedOffset>) -> NaiveDate {
     business_date(time)
 }
 
+/// The instant a Europe/London calendar day begins: local midnight, or the
+/// first instant after it where a clock change skips midnight. A deadline
+/// "by the end of day D" is the start of the day after D.
+pub fn start_of_day(date: NaiveDate) -> DateTime<chrono::Utc> {
+    let midnight = date.and_time(chrono::NaiveTime::MIN);
+    match London.from_local_datetime(&midnight) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t.to_utc(),
+        // No day in England has ever skipped midnight, but a rule may change: an hour on.
+        chrono::LocalResult::None => London
+            .from_local_datetime(&(midnight + chrono::TimeDelta::hours(1)))
+            .earliest()
+            .map_or_else(|| midnight.and_utc(), |t| t.to_utc()),
+    }
+}
+
 /// `date` plus whole calendar months, clamped to the month's last day
 /// (29 February plus 24 months is 28 February), as DOMAIN.md's "within 12
 /// months", "two years or more" and review-timescale rules require.
@@ -135,6 +150,20 @@ impl Calendar {
         }
         date
     }
+
+    /// The date `n` working days before `to` (n = 0 gives `to`): the day
+    /// from which `to` is `n` working days on.
+    pub fn sub_working_days(&self, to: NaiveDate, n: u32) -> NaiveDate {
+        let mut date = to;
+        let mut left = n;
+        while left > 0 {
+            date = date - Days::new(1);
+            if self.is_working_day(date) {
+                left -= 1;
+            }
+        }
+        date
+    }
 }
 
 fn is_weekend(date: NaiveDate) -> bool {
@@ -186,6 +215,23 @@ mod tests {
         assert_eq!(cal.working_days_between(d("2021-12-24"), d("2022-01-04")), 4);
         assert!(!cal.is_working_day(d("2022-01-03")));
         assert!(!cal.is_working_day(d("2022-09-19")), "the state funeral");
+    }
+
+    #[test]
+    fn a_day_begins_at_london_midnight_and_working_days_count_back_past_holidays() {
+        let cal = Calendar::england_and_wales();
+        assert_eq!(start_of_day(d("2025-01-14")).to_rfc3339(), "2025-01-14T00:00:00+00:00");
+        assert_eq!(start_of_day(d("2025-07-01")).to_rfc3339(), "2025-06-30T23:00:00+00:00", "summer time");
+        // The days the clocks change still begin at midnight.
+        assert_eq!(start_of_day(d("2025-03-30")).to_rfc3339(), "2025-03-30T00:00:00+00:00");
+        assert_eq!(start_of_day(d("2025-10-26")).to_rfc3339(), "2025-10-25T23:00:00+00:00");
+        // Tuesday after the spring bank holiday (Monday 26 May 2025): one
+        // working day before is Friday.
+        assert_eq!(cal.sub_working_days(d("2025-05-27"), 1), d("2025-05-23"));
+        assert_eq!(cal.sub_working_days(d("2025-05-27"), 0), d("2025-05-27"));
+        for n in 0..40 {
+            assert_eq!(cal.add_working_days(cal.sub_working_days(d("2025-04-22"), n), n), d("2025-04-22"));
+        }
     }
 
     #[test]

@@ -175,7 +175,8 @@ catalogue! {
     CpPlanCategoryChanged = "cp_plan.category_changed", Child, CpPlanCategoryChanged;
     CpPlanEnded = "cp_plan.ended", Child, CpPlanEnded;
     CinPlanStarted = "cin_plan.started", Child, CinPlanStarted;
-    CinPlanEnded = "cin_plan.ended", Child, CinPlanEnded;
+    CinPlanEnded = "cin_plan.ended", Child, CinPlanStep;
+    CinPlanReviewed = "cin_plan.reviewed", Child, CinPlanStep;
     ChildSeen = "child.seen", Child, ChildSeen;
     CaseAllocated = "case.allocated", Child, CaseAllocated;
     CaseDeallocated = "case.deallocated", Child, CaseDeallocated;
@@ -198,6 +199,7 @@ catalogue! {
     RecordUnsealed = "record.unsealed", Child, SealChange;
     ReviewOpened = "review.opened", Child, ReviewOpened;
     ReviewClosed = "review.closed", Child, ReviewClosed;
+    AlertAcknowledged = "alert.acknowledged", Child, AlertAcknowledged;
     WorkerJoined = "worker.joined", Worker, WorkerJoined;
     WorkerChanged = "worker.changed", Worker, WorkerChanged;
     WorkerLeft = "worker.left", Worker, WorkerLeft;
@@ -521,8 +523,9 @@ data_struct! {
 }
 
 data_struct! {
-    /// A child in need plan ends.
-    CinPlanEnded { req plan_id: LocalId }
+    /// A step of a child in need plan on its day: it ended, or it was
+    /// reviewed (the review clock of `casework::alerts`).
+    CinPlanStep { req plan_id: LocalId }
 }
 
 data_struct! {
@@ -641,6 +644,19 @@ data_struct! {
 data_struct! {
     /// The proceedings ended.
     CourtProceedingsConcluded { req proceedings_id: LocalId }
+}
+
+// ----- alerts --------------------------------------------------------------
+
+data_struct! {
+    /// A worker acknowledges an alert about the child (`casework::alerts`):
+    /// who knew what, and when, is part of the signed history. The first
+    /// acknowledgement of an alert stands; the gateway cannot know the read
+    /// side's alerts, so one naming no alert of this child changes nothing.
+    AlertAcknowledged {
+        req alert_id: AlertId,
+        opt note: Personal<Text>,
+    }
 }
 
 // ----- amendments, sealing and reviews -----------------------------------
@@ -827,6 +843,11 @@ data_struct! {
         opt cin_visit_interval_days: u32,
         opt caseload_threshold: u32,
         opt funded_social_worker_fte: FteTotal,
+        opt pattern_agencies: u32,
+        opt pattern_events: u32,
+        opt pattern_window_days: u32,
+        opt acknowledge_within_days: u32,
+        opt alert_lead_days: u32,
     }
     check check_council_configured
 }
@@ -846,6 +867,22 @@ fn check_council_configured(e: &CouncilConfigured, at: &str, problems: &mut Prob
     }
     if e.caseload_threshold == Some(0) {
         problems.push(child_pointer(at, "caseload_threshold"), "must be at least 1");
+    }
+    // The alert settings (`casework::alerts`): a pattern needs two agencies
+    // and two events at the least, or every concern would be a pattern.
+    let ranges = [
+        ("pattern_agencies", e.pattern_agencies, 2..=20),
+        ("pattern_events", e.pattern_events, 2..=100),
+        ("pattern_window_days", e.pattern_window_days, 1..=365),
+        ("acknowledge_within_days", e.acknowledge_within_days, 1..=20),
+        ("alert_lead_days", e.alert_lead_days, 0..=20),
+    ];
+    for (name, value, range) in ranges {
+        if let Some(v) = value
+            && !range.contains(&v)
+        {
+            problems.push(child_pointer(at, name), format!("must be between {} and {}", range.start(), range.end()));
+        }
     }
     if e.population_0_17 == Some(0) {
         problems.push(child_pointer(at, "population_0_17"), "must be at least 1");

@@ -60,7 +60,7 @@ pub fn data(event_type: EventType) -> Value {
             json!({"plan_id": "CPP-1", "reason": "Risks reduced; stepped down to a child in need plan"})
         }
         T::CinPlanStarted => json!({"plan_id": "CIN-1", "referral_id": "R-4411"}),
-        T::CinPlanEnded => json!({"plan_id": "CIN-1"}),
+        T::CinPlanEnded | T::CinPlanReviewed => json!({"plan_id": "CIN-1"}),
         T::ChildSeen => {
             json!({"seen_by": WORKER, "seen_alone": true, "context": "statutory_visit", "agency": "Haringey children's services"})
         }
@@ -101,6 +101,9 @@ pub fn data(event_type: EventType) -> Value {
             json!({"review_id": "CSPR-2025-01", "kind": "cspr", "reviewers": ["haringey-cspr-panel"]})
         }
         T::ReviewClosed => json!({"review_id": "CSPR-2025-01"}),
+        T::AlertAcknowledged => json!({
+            "alert_id": "0b9d6c1e-2f57-5e1c-9a43-6d0f4f1b7a21", "note": "Spoke to the school; visit brought forward"
+        }),
         T::WorkerJoined => {
             json!({"council": COUNCIL, "team_id": "T-NORTH-1", "role": "social_worker", "fte": 1.0, "agency_staff": false})
         }
@@ -109,7 +112,8 @@ pub fn data(event_type: EventType) -> Value {
         T::CouncilConfigured => json!({
             "effective_from": "2024-04-01", "dfe_la_code": "309", "population_0_17": 58000,
             "assessment_timescale_days": 45, "visit_interval_days": 10, "caseload_threshold": 20,
-            "funded_social_worker_fte": 120.5
+            "funded_social_worker_fte": 120.5, "pattern_agencies": 2, "pattern_events": 3,
+            "pattern_window_days": 30, "acknowledge_within_days": 1, "alert_lead_days": 2
         }),
     }
 }

@@ -80,6 +80,12 @@ uuid_id!(
     /// A worker: the subject of `worker.*` events and the holder of cases.
     WorkerId, "worker"
 );
+uuid_id!(
+    /// An alert the read side raised about a child (`casework::alerts`):
+    /// derived from the child and what raised it, so a rebuild gives every
+    /// alert the id an acknowledgement already names.
+    AlertId, "alert"
+);
 
 /// A council's 9-character ONS code, such as `E09000014` (Haringey).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -408,6 +414,7 @@ impl FromJson for FteTotal {
 from_json_via_parse!(
     ChildId,
     WorkerId,
+    AlertId,
     CouncilCode,
     DfeLaCode,
     LaChildId,

@@ -67,6 +67,16 @@ pub fn caseload_change_subject(council: &str, team: &str) -> String {
     format!("sg.changes.caseload.{council}.{}", token(team))
 }
 
+/// The token of a council's alerts with no team: no team id's token can
+/// be it, since [`token`] makes only letters, digits, `-` and `_`.
+pub const UNALLOCATED_TOKEN: &str = "~unallocated";
+
+/// Where a team's waiting alerts (counts, no child) are announced when they
+/// change; no team is the council's unallocated alerts.
+pub fn alerts_change_subject(council: &str, team: Option<&str>) -> String {
+    format!("sg.changes.alerts.{council}.{}", team.map_or_else(|| UNALLOCATED_TOKEN.to_owned(), token))
+}
+
 /// A subject token for a local id: kept as it is when it is letters,
 /// digits, `-` and `_`; otherwise `x` and the hex of its bytes, since `.`
 /// would split it into two tokens (team ids may hold `.`, `:` and `/`).
@@ -201,6 +211,8 @@ mod tests {
         assert_eq!(caseload_change_subject("E09000014", "team-1"), "sg.changes.caseload.E09000014.team-1");
         assert_eq!(caseload_change_subject("E09000014", "a.b"), "sg.changes.caseload.E09000014.x612e62");
         assert_eq!(indicators_change_subject("E09000014", "2024-25"), "sg.changes.indicators.E09000014.2024-25");
+        assert_eq!(alerts_change_subject("E09000014", Some("team-1")), "sg.changes.alerts.E09000014.team-1");
+        assert_eq!(alerts_change_subject("E09000014", None), "sg.changes.alerts.E09000014.~unallocated");
     }
 
     #[test]

@@ -64,10 +64,11 @@ fn every_type_has_its_json_shape_pinned() {
 }
 
 #[test]
-fn the_catalogue_is_the_contracts_v1_list_and_the_pre_proceedings() {
+fn the_catalogue_is_the_contracts_v1_list_the_pre_proceedings_and_the_alerts() {
     let names: Vec<&str> = EventType::ALL.iter().map(|t| t.name()).collect();
-    // CONTRACT.md's 38, and the six of the 2026-27 census's module 5 (issue 19).
-    assert_eq!(names.len(), 44);
+    // CONTRACT.md's 38, the six of the 2026-27 census's module 5 (issue 19),
+    // and alert.acknowledged with cin_plan.reviewed (issue 20).
+    assert_eq!(names.len(), 46);
     for t in EventType::ALL {
         assert_eq!(EventType::from_name(t.name()), Some(*t));
     }
@@ -98,6 +99,7 @@ fn each_required_field_missing_is_named() {
         ("cp_plan.ended", vec!["plan_id"]),
         ("cin_plan.started", vec!["plan_id", "referral_id"]),
         ("cin_plan.ended", vec!["plan_id"]),
+        ("cin_plan.reviewed", vec!["plan_id"]),
         ("child.seen", vec!["context", "seen_alone", "seen_by"]),
         ("case.allocated", vec!["team_id", "worker_id"]),
         ("case.deallocated", vec!["worker_id"]),
@@ -120,6 +122,7 @@ fn each_required_field_missing_is_named() {
         ("record.unsealed", vec!["reason"]),
         ("review.opened", vec!["kind", "review_id", "reviewers"]),
         ("review.closed", vec!["review_id"]),
+        ("alert.acknowledged", vec!["alert_id"]),
         ("worker.joined", vec!["agency_staff", "council", "fte", "role", "team_id"]),
         ("worker.changed", vec![]),
         ("worker.left", vec![]),
@@ -148,7 +151,7 @@ fn each_required_field_missing_is_named() {
 }
 
 /// Personal data is the `person` object and every free-text field: `summary`,
-/// `reason` (except case.closed's, which is a code) and `purpose`.
+/// `reason` (except case.closed's, which is a code), `purpose` and `note`.
 #[test]
 fn personal_fields_are_known_from_the_types() {
     for &t in EventType::ALL {
@@ -160,7 +163,7 @@ fn personal_fields_are_known_from_the_types() {
             .expect("object")
             .keys()
             .filter(|k| match k.as_str() {
-                "person" | "summary" | "purpose" => true,
+                "person" | "summary" | "purpose" | "note" => true,
                 "reason" => t != EventType::CaseClosed,
                 _ => false,
             })

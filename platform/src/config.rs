@@ -123,6 +123,9 @@ pub struct QuerySettings {
     pub query: QueryArgs,
     /// What one client, or all of them, may hold of the query role.
     pub http: crate::http::Limits,
+    /// The time of reading: what alerts are raised, open or escalated is
+    /// read against it (`chrono::Utc::now` but in tests of time's passing).
+    pub clock: fn() -> chrono::DateTime<chrono::Utc>,
 }
 
 /// The read-model database.
@@ -201,6 +204,10 @@ pub struct QueryArgs {
     /// key it has signed with: what `safeguard verify --export` needs.
     #[arg(long = "export-key", env = "SAFEGUARD_EXPORT_KEY", default_value = "export.key")]
     pub export_key: PathBuf,
+    /// How long a read with `min_position` may wait for the read models to
+    /// apply it before it is answered 503 with their position, in milliseconds.
+    #[arg(long = "read-wait-ms", env = "SAFEGUARD_READ_WAIT_MS", default_value_t = 5000)]
+    pub read_wait_ms: u64,
     /// Event streams (Server-Sent Events) open at once on this query role.
     #[arg(long = "max-streams", env = "SAFEGUARD_MAX_STREAMS", default_value_t = 200)]
     pub max_streams: usize,

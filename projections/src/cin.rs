@@ -3,6 +3,7 @@
 //! in `casework::cin`).
 
 use crate::database::not_as_written;
+use crate::refold::HISTORY_COLUMNS;
 use casework::cin::CollectionYear;
 use casework::facts::History;
 use events::ids::{CouncilCode, DfeLaCode};
@@ -65,11 +66,9 @@ pub async fn load(
     let withheld = if with_sealed { 0 } else { found.iter().filter(|(_, sealed)| *sealed).count() };
     let children: Vec<String> =
         found.into_iter().filter(|(_, sealed)| with_sealed || !sealed).map(|(child, _)| child).collect();
-    let rows = sqlx::query(
-        "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data,
-               document->>'authorrole' as author_role, (document->'significant')::boolean as significant
-           from stored_event where subject = any($1) order by subject, sequence",
-    )
+    let rows = sqlx::query(&format!(
+        "select {HISTORY_COLUMNS} from stored_event where subject = any($1) order by subject, sequence"
+    ))
     .bind(&children)
     .fetch_all(pool)
     .await?;

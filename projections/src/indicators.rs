@@ -19,29 +19,39 @@ pub async fn document(
     Ok(document_from(&data, council, period, today))
 }
 
+/// One row of `council_setting`.
+pub(crate) fn setting(r: &sqlx::postgres::PgRow) -> Result<CouncilSetting, sqlx::Error> {
+    use sqlx::Row as _;
+    let count = |name: &str| -> Result<Option<u32>, sqlx::Error> {
+        Ok(r.try_get::<Option<i32>, _>(name)?.and_then(|v| u32::try_from(v).ok()))
+    };
+    Ok(CouncilSetting {
+        effective_from: r.try_get("effective_from")?,
+        dfe_la_code: parsed_opt(r, "dfe_la_code", DfeLaCode::try_from)?,
+        population_0_17: r.try_get("population_0_17")?,
+        assessment_timescale_days: r.try_get("assessment_timescale_days")?,
+        visit_interval_days: r.try_get("visit_interval_days")?,
+        cin_visit_interval_days: r.try_get("cin_visit_interval_days")?,
+        caseload_threshold: r.try_get("caseload_threshold")?,
+        funded_social_worker_fte: r.try_get("funded_social_worker_fte")?,
+        pattern_agencies: count("pattern_agencies")?,
+        pattern_events: count("pattern_events")?,
+        pattern_window_days: count("pattern_window_days")?,
+        acknowledge_within_days: count("acknowledge_within_days")?,
+        alert_lead_days: count("alert_lead_days")?,
+    })
+}
+
 /// Reads everything `casework::indicators::compute` needs about one council.
 pub async fn load(pool: &sqlx::PgPool, council: &CouncilCode) -> Result<CouncilData, sqlx::Error> {
     use sqlx::Row as _;
     let mut data = CouncilData::default();
-    for r in sqlx::query(
-        "select effective_from, dfe_la_code, population_0_17, assessment_timescale_days, visit_interval_days,
-                cin_visit_interval_days, caseload_threshold, funded_social_worker_fte
-           from council_setting where council = $1 order by effective_from",
-    )
-    .bind(council.as_str())
-    .fetch_all(pool)
-    .await?
+    for r in sqlx::query("select * from council_setting where council = $1 order by effective_from")
+        .bind(council.as_str())
+        .fetch_all(pool)
+        .await?
     {
-        data.settings.push(CouncilSetting {
-            effective_from: r.try_get("effective_from")?,
-            dfe_la_code: parsed_opt(&r, "dfe_la_code", DfeLaCode::try_from)?,
-            population_0_17: r.try_get("population_0_17")?,
-            assessment_timescale_days: r.try_get("assessment_timescale_days")?,
-            visit_interval_days: r.try_get("visit_interval_days")?,
-            cin_visit_interval_days: r.try_get("cin_visit_interval_days")?,
-            caseload_threshold: r.try_get("caseload_threshold")?,
-            funded_social_worker_fte: r.try_get("funded_social_worker_fte")?,
-        });
+        data.settings.push(setting(&r)?);
     }
     for r in
         sqlx::query("select child_id, referral_id, received_on, nfa, previous_on, closed_on, during_open_episode from referral where council = $1")

@@ -27,6 +27,7 @@
 
 pub use sqlx::{Error as ReadError, PgPool};
 
+pub mod alerts;
 pub mod audit;
 pub mod caseload;
 pub mod chronology;

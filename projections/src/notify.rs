@@ -10,6 +10,12 @@
 //! for that subject, so subscribers see changes, not heartbeats. After a
 //! restart the first flush of each subject is published again: a
 //! subscriber may see one repeat, never a gap.
+//!
+//! Alerts change with time as well as with events: a clock folded ahead
+//! is raised when its day comes, and an alert not acknowledged escalates.
+//! So every flush also sweeps `alert` for what time alone raised,
+//! escalated or closed since the last sweep (from a day before the start,
+//! after a restart), and announces those teams' counts too.
 
 use crate::refold::Changed;
 use crate::{caseload, indicators};
@@ -17,7 +23,7 @@ use casework::indicators::Period;
 use chrono::{DateTime, NaiveDate, Utc};
 use events::calendar::business_date;
 use events::ids::{CouncilCode, LocalId};
-use events::subjects::{caseload_change_subject, indicators_change_subject};
+use events::subjects::{alerts_change_subject, caseload_change_subject, indicators_change_subject};
 use sqlx::PgPool;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -28,6 +34,13 @@ struct Dirty {
     /// Council to the financial years (by first calendar year) to recompute.
     councils: BTreeMap<CouncilCode, BTreeSet<i32>>,
     teams: BTreeSet<(CouncilCode, LocalId)>,
+    alerts: BTreeSet<(CouncilCode, Option<LocalId>)>,
+}
+
+impl Dirty {
+    fn is_empty(&self) -> bool {
+        self.councils.is_empty() && self.teams.is_empty() && self.alerts.is_empty()
+    }
 }
 
 /// Marks what changed; a background task publishes it.
@@ -44,10 +57,21 @@ impl Notifier {
             dirty.councils.entry(council.clone()).or_default().extend(years.iter().copied());
         }
         dirty.teams.extend(changed.teams.iter().cloned());
+        dirty.alerts.extend(changed.alerts.iter().cloned());
     }
 
     fn take(&self) -> Dirty {
         self.dirty.lock().map(|mut d| std::mem::take(&mut *d)).unwrap_or_default()
+    }
+
+    /// Puts back what a failed flush took, for the next one.
+    fn restore(&self, taken: Dirty) {
+        let Ok(mut dirty) = self.dirty.lock() else { return };
+        for (council, years) in taken.councils {
+            dirty.councils.entry(council).or_default().extend(years);
+        }
+        dirty.teams.extend(taken.teams);
+        dirty.alerts.extend(taken.alerts);
     }
 
     /// Publishes what was marked, every `interval`, until the task is dropped.
@@ -55,21 +79,24 @@ impl Notifier {
         let mut last: HashMap<String, Vec<u8>> = HashMap::new();
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut swept = now() - chrono::TimeDelta::days(1);
         loop {
             tick.tick().await;
+            let at = now();
+            match crate::alerts::changed_between(&pool, swept, at).await {
+                Ok(teams) => {
+                    self.mark(&Changed { alerts: teams, ..Changed::default() }, &BTreeSet::new());
+                    swept = at;
+                }
+                Err(e) => tracing::warn!(error = &e as &dyn std::error::Error, "could not sweep the alerts"),
+            }
             let dirty = self.take();
-            if dirty.councils.is_empty() && dirty.teams.is_empty() {
+            if dirty.is_empty() {
                 continue;
             }
-            let today = business_date(&now());
-            if let Err(e) = publish(&client, &pool, dirty.clone(), today, &mut last).await {
+            if let Err(e) = publish(&client, &pool, dirty.clone(), at, &mut last).await {
                 tracing::warn!(error = &e as &dyn std::error::Error, "could not publish change notifications");
-                let mut again = Changed { councils: BTreeSet::new(), teams: dirty.teams };
-                for (council, years) in dirty.councils {
-                    again.councils.insert(council.clone());
-                    self.mark(&Changed { councils: [council].into(), teams: BTreeSet::new() }, &years);
-                }
-                self.mark(&Changed { councils: BTreeSet::new(), teams: again.teams }, &BTreeSet::new());
+                self.restore(dirty);
             }
         }
     }
@@ -79,9 +106,10 @@ async fn publish(
     client: &async_nats::Client,
     pool: &PgPool,
     dirty: Dirty,
-    today: NaiveDate,
+    now: DateTime<Utc>,
     last: &mut HashMap<String, Vec<u8>>,
 ) -> Result<(), NotifyError> {
+    let today = business_date(&now);
     let current = Period::containing(today);
     for (council, years) in dirty.councils {
         let mut periods: BTreeSet<i32> = years;
@@ -106,6 +134,21 @@ async fn publish(
             let subject = caseload_change_subject(council.as_str(), team.as_str());
             send(client, subject, serde_json::to_vec(&loads.team(&team))?, last).await?;
         }
+    }
+    for (council, team) in dirty.alerts {
+        let waiting = crate::alerts::waiting(pool, &council, team.as_ref(), now).await?;
+        let workers: Vec<serde_json::Value> = waiting
+            .iter()
+            .map(|(worker, w)| serde_json::json!({"worker": worker, "open": w.open, "escalated": w.escalated}))
+            .collect();
+        let doc = serde_json::json!({
+            "council": council, "team": team, "at": now,
+            "open": waiting.values().map(|w| w.open).sum::<i64>(),
+            "escalated": waiting.values().map(|w| w.escalated).sum::<i64>(),
+            "workers": workers,
+        });
+        let subject = alerts_change_subject(council.as_str(), team.as_ref().map(LocalId::as_str));
+        send(client, subject, serde_json::to_vec(&doc)?, last).await?;
     }
     client.flush().await.map_err(|e| NotifyError::Nats(e.into()))?;
     Ok(())

@@ -4,6 +4,7 @@
 //! so that this crate stays the only one that runs it.
 
 use crate::database::not_as_written;
+use crate::refold::HISTORY_COLUMNS;
 use casework::facts::History;
 use casework::quality::Rule;
 use chrono::NaiveDate;
@@ -110,9 +111,7 @@ pub async fn councils(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
 async fn histories(pool: &PgPool, kind: &str, ids: &[uuid::Uuid]) -> Result<Vec<(String, History)>, sqlx::Error> {
     let ids: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
     let rows = sqlx::query(
-        "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data,
-               document->>'authorrole' as author_role, (document->'significant')::boolean as significant
-           from stored_event where subject_kind = $1 and subject = any($2) order by subject, sequence",
+        &format!("select {HISTORY_COLUMNS} from stored_event where subject_kind = $1 and subject = any($2) order by subject, sequence"),
     )
     .bind(kind)
     .bind(&ids)

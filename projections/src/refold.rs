@@ -7,11 +7,11 @@ use crate::identifiers;
 use crate::store::{ApplyError, folded};
 use casework::facts::{History, Recorded};
 use chrono::{DateTime, NaiveDate, Utc};
-use events::ids::{CouncilCode, EventId, LocalId, PrincipalName};
+use events::ids::{ChildId, CouncilCode, EventId, LocalId, PrincipalName};
 use events::privacy::ChildKeys;
 use events::{EventData, EventType};
 use sqlx::{Postgres, Row, Transaction};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The subjects a batch touched, by kind.
 #[derive(Debug, Default, Clone)]
@@ -29,14 +29,24 @@ pub struct Touched {
 pub struct Changed {
     pub councils: BTreeSet<CouncilCode>,
     pub teams: BTreeSet<(CouncilCode, LocalId)>,
+    /// (council, team) whose alerts may have changed; no team is the
+    /// council's unallocated alerts.
+    pub alerts: BTreeSet<(CouncilCode, Option<LocalId>)>,
 }
 
 impl Changed {
     pub fn merge(&mut self, other: Changed) {
         self.councils.extend(other.councils);
         self.teams.extend(other.teams);
+        self.alerts.extend(other.alerts);
     }
 }
+
+/// The columns of `stored_event` that [`group_histories`] reads, in a select
+/// list: every history the folds take is read with these.
+pub(crate) const HISTORY_COLUMNS: &str = "subject, sequence, event_id, source, event_type, occurred_at, business_date,
+    recorded_at, document->'data' as data, document->>'authorrole' as author_role,
+    (document->'significant')::boolean as significant";
 
 async fn histories(
     tx: &mut Transaction<'_, Postgres>,
@@ -44,9 +54,7 @@ async fn histories(
     subjects: &[String],
 ) -> Result<Vec<(String, History)>, sqlx::Error> {
     let rows = sqlx::query(
-        "select subject, sequence, event_id, source, event_type, occurred_at, business_date, document->'data' as data,
-               document->>'authorrole' as author_role, (document->'significant')::boolean as significant
-           from stored_event where subject_kind = $1 and subject = any($2) order by subject, sequence",
+        &format!("select {HISTORY_COLUMNS} from stored_event where subject_kind = $1 and subject = any($2) order by subject, sequence"),
     )
     .bind(kind)
     .bind(subjects)
@@ -67,6 +75,7 @@ fn recorded(row: &sqlx::postgres::PgRow) -> Result<Recorded, sqlx::Error> {
         source: parsed(row, "source", PrincipalName::try_from)?,
         occurred_at: row.try_get("occurred_at")?,
         business_date: row.try_get("business_date")?,
+        recorded_at: row.try_get("recorded_at")?,
         data: EventData::parse_stored(event_type, &data).map_err(|p| not_as_written("data", p))?,
         author_role: match row.try_get::<Option<String>, _>("author_role")? {
             Some(code) => Some(events::codes::AuthorRole::from_code(&code).ok_or_else(|| {
@@ -78,10 +87,8 @@ fn recorded(row: &sqlx::postgres::PgRow) -> Result<Recorded, sqlx::Error> {
     })
 }
 
-/// Groups rows of `stored_event` (subject, sequence, event_id, source,
-/// event_type, occurred_at, business_date, `document->'data' as data`,
-/// `author_role` and `significant` from the envelope),
-/// ordered by subject and sequence, into each subject's history.
+/// Groups rows of `stored_event` ([`HISTORY_COLUMNS`]), ordered by subject
+/// and sequence, into each subject's history.
 pub(crate) fn group_histories(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(String, History)>, sqlx::Error> {
     let mut out: Vec<(String, Vec<Recorded>)> = Vec::new();
     for row in rows {
@@ -109,8 +116,19 @@ pub async fn refold(
     keys: Option<&dyn ChildKeys>,
 ) -> Result<Changed, ApplyError> {
     let mut changed = Changed::default();
-    if !touched.children.is_empty() {
-        let (child_changes, histories) = refold_children(tx, &touched.children).await?;
+    // Councils first: a child's alerts are folded under its council's
+    // settings, so a council reconfigured refolds its children too (all
+    // but the parked, whose rows wait for their own messages).
+    let mut children = touched.children.clone();
+    if !touched.councils.is_empty() {
+        changed.merge(refold_councils(tx, &touched.councils).await?);
+        children.extend(children_of(tx, &touched.councils).await?);
+    }
+    if !touched.workers.is_empty() {
+        changed.merge(refold_workers(tx, &touched.workers).await?);
+    }
+    if !children.is_empty() {
+        let (child_changes, histories) = refold_children(tx, &children).await?;
         changed.merge(child_changes);
         if let Some(keys) = keys
             && !touched.identities.is_empty()
@@ -118,13 +136,36 @@ pub async fn refold(
             identifiers::refresh(tx, keys, &touched.identities, &histories).await?;
         }
     }
-    if !touched.workers.is_empty() {
-        changed.merge(refold_workers(tx, &touched.workers).await?);
-    }
-    if !touched.councils.is_empty() {
-        changed.merge(refold_councils(tx, &touched.councils).await?);
-    }
     Ok(changed)
+}
+
+/// The children of `councils` in the read models, but those parked.
+async fn children_of(
+    tx: &mut Transaction<'_, Postgres>,
+    councils: &BTreeSet<CouncilCode>,
+) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+    let codes: Vec<&str> = councils.iter().map(CouncilCode::as_str).collect();
+    sqlx::query_scalar(
+        "select child_id from child_status where council = any($1)
+            and child_id::text not in (select subject from parked_subject)",
+    )
+    .bind(&codes)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Every council's settings, for the alerts' fold (a few rows a council).
+async fn council_settings(
+    tx: &mut Transaction<'_, Postgres>,
+) -> Result<BTreeMap<CouncilCode, Vec<casework::facts::CouncilSetting>>, sqlx::Error> {
+    let mut out: BTreeMap<CouncilCode, Vec<casework::facts::CouncilSetting>> = BTreeMap::new();
+    for row in
+        sqlx::query("select * from council_setting order by council, effective_from").fetch_all(&mut **tx).await?
+    {
+        let council = parsed(&row, "council", CouncilCode::try_from)?;
+        out.entry(council).or_default().push(crate::indicators::setting(&row)?);
+    }
+    Ok(out)
 }
 
 /// Every table [`ChildRows::write`] fills, each keyed by child. A refold
@@ -133,7 +174,7 @@ pub async fn refold(
 /// write for ever (as `quality_flag` once was). The read-side test checks
 /// this list against the schema: every table with a `child_id` column is
 /// here or is the identifier index, which [`identifiers::refresh`] rewrites.
-pub const CHILD_TABLES: [&str; 10] = [
+pub const CHILD_TABLES: [&str; 11] = [
     "child_status",
     "referral",
     "assessment",
@@ -144,7 +185,12 @@ pub const CHILD_TABLES: [&str; 10] = [
     "sighting",
     "child_review",
     "quality_flag",
+    "alert",
 ];
+
+fn count(n: Option<u32>) -> Option<i32> {
+    n.map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+}
 
 fn i32_of(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -171,27 +217,41 @@ async fn refold_children(
         }
         changed.councils.insert(council);
     }
+    // Alerts' teams before, so a team that lost one hears of it.
+    for row in sqlx::query("select distinct council, team_id from alert where child_id = any($1)")
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        let council = parsed(&row, "council", CouncilCode::try_from)?;
+        changed.alerts.insert((council, parsed_opt(&row, "team_id", LocalId::try_from)?));
+    }
     for table in CHILD_TABLES {
         sqlx::query(&format!("delete from {table} where child_id = any($1)")).bind(&ids).execute(&mut **tx).await?;
     }
+    let settings = council_settings(tx).await?;
 
     let subjects: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
     let mut rows = ChildRows::default();
     let loaded = histories(tx, "child", &subjects).await?;
     for (subject, history) in &loaded {
         let Ok(child) = subject.parse::<uuid::Uuid>() else { continue };
-        let (facts, flags) = folded(subject, || {
+        let (facts, flags, alerts) = folded(subject, || {
+            let calendar = events::calendar::Calendar::england_and_wales();
             let facts = casework::facts::fold_child(history)?;
-            let census = casework::cin::fold(history, NaiveDate::MAX, events::calendar::Calendar::england_and_wales());
+            let census = casework::cin::fold(history, NaiveDate::MAX, calendar);
             let mut flags = casework::quality::flags(&census);
             // In a fixed order, so the rows do not depend on the order the events arrived in.
             flags.sort_by(|a, b| (a.rule, &a.reference, a.on, &a.detail).cmp(&(b.rule, &b.reference, b.on, &b.detail)));
-            Ok((facts, flags))
+            let alerts = casework::alerts::fold(ChildId::from_uuid(child), history, &facts, &settings, calendar);
+            Ok((facts, flags, alerts))
         })?
         // A child's history the gateway did not write (no registration):
         // a content error, which parks the child.
         .map_err(|e: casework::facts::HistoryError| sqlx::Error::Decode(Box::new(e)))?;
         rows.flags.extend(flags.into_iter().enumerate().map(|(i, f)| (child, i32_of(i), f)));
+        changed.alerts.extend(alerts.iter().map(|a| (a.council.clone(), a.team.clone())));
+        rows.alerts.extend(alerts.into_iter().map(|a| (child, a)));
         changed.councils.insert(facts.status.council.clone());
         for a in facts.allocations.iter().filter(|a| a.to_on.is_none()) {
             changed.teams.insert((a.council.clone(), a.team_id.clone()));
@@ -216,6 +276,7 @@ struct ChildRows {
     sightings: Vec<(uuid::Uuid, i32, casework::facts::Sighting)>,
     reviews: Vec<(uuid::Uuid, casework::facts::Review)>,
     flags: Vec<(uuid::Uuid, i32, casework::quality::Flag)>,
+    alerts: Vec<(uuid::Uuid, casework::alerts::Alert)>,
 }
 
 impl ChildRows {
@@ -244,6 +305,7 @@ impl ChildRows {
         insert_allocations(tx, &self.allocations).await?;
         insert_sightings(tx, &self.sightings).await?;
         insert_flags(tx, &self.flags).await?;
+        insert_alerts(tx, &self.alerts).await?;
         // One row at a time: reviews are rare.
         for (child, r) in &self.reviews {
             sqlx::query("insert into child_review values ($1, $2, $3, $4, $5, $6)")
@@ -258,6 +320,42 @@ impl ChildRows {
         }
         Ok(())
     }
+}
+
+/// Writes `alert` rows in one statement.
+async fn insert_alerts(
+    tx: &mut Transaction<'_, Postgres>,
+    a: &[(uuid::Uuid, casework::alerts::Alert)],
+) -> Result<(), sqlx::Error> {
+    if a.is_empty() {
+        return Ok(());
+    }
+    fn ack(x: &casework::alerts::Alert) -> Option<&casework::alerts::Acknowledgement> {
+        x.acknowledged.as_ref()
+    }
+    sqlx::query(
+        "insert into alert select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[],
+            $6::text[], $7::text[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
+            $12::timestamptz[], $13::text[], $14::timestamptz[], $15::bigint[])",
+    )
+    .bind(a.iter().map(|(_, x)| *x.id.as_uuid()).collect::<Vec<_>>())
+    .bind(a.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.kind.code()).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.council.as_str()).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.worker.map(|w| *w.as_uuid())).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.team.as_ref().map(LocalId::as_str)).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.raised_by.as_ref().map(PrincipalName::as_str)).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.sequence).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.raised_at).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.due_by).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.escalates_at).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| x.closed_at).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| ack(x).map(|k| k.by.as_str())).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| ack(x).map(|k| k.at)).collect::<Vec<_>>())
+    .bind(a.iter().map(|(_, x)| ack(x).map(|k| k.sequence)).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Writes `child_status` rows in one statement.
@@ -543,7 +641,8 @@ async fn refold_councils(
     if !rows.is_empty() {
         sqlx::query(
             "insert into council_setting select * from unnest($1::text[], $2::date[], $3::text[], $4::bigint[],
-                $5::int[], $6::int[], $7::int[], $8::float8[], $9::int[])",
+                $5::int[], $6::int[], $7::int[], $8::float8[], $9::int[], $10::int[], $11::int[], $12::int[], $13::int[],
+                $14::int[])",
         )
         .bind(rows.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, s)| s.effective_from).collect::<Vec<_>>())
@@ -554,8 +653,13 @@ async fn refold_councils(
         .bind(rows.iter().map(|(_, s)| s.caseload_threshold).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, s)| s.funded_social_worker_fte).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, s)| s.cin_visit_interval_days).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| count(s.pattern_agencies)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| count(s.pattern_events)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| count(s.pattern_window_days)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| count(s.acknowledge_within_days)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, s)| count(s.alert_lead_days)).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
     }
-    Ok(Changed { councils: councils.clone(), teams: Default::default() })
+    Ok(Changed { councils: councils.clone(), ..Changed::default() })
 }

@@ -29,6 +29,10 @@ pub enum QueryError {
     /// caller; `cause`, if any, is for the log only.
     #[error("unavailable: {detail}")]
     Unavailable { detail: String, cause: Option<anyhow::Error> },
+    /// The read models had not applied `wanted` (a `min_position`) within
+    /// the wait allowed; `position` is where they are.
+    #[error("behind: at {position}, not yet {wanted}")]
+    Behind { position: u64, wanted: u64 },
     /// The body is larger than this endpoint ever needs.
     #[error("too large: {0}")]
     TooLarge(String),
@@ -61,7 +65,7 @@ impl QueryError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::Behind { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -84,6 +88,9 @@ struct Problem {
     detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<ParamError>,
+    /// On a read that waited for a position: where the read models are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<u64>,
     /// On a server error: the id its cause is logged under.
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
@@ -93,6 +100,7 @@ impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut request_id = None;
+        let mut position = None;
         let (slug, title, detail, errors) = match self {
             Self::Unauthorized => (
                 "unauthorized",
@@ -110,6 +118,13 @@ impl IntoResponse for QueryError {
                 request_id = platform::telemetry::report(&detail, cause.as_ref()).map(|id| id.to_string());
                 ("unavailable", "Unavailable", detail, vec![])
             }
+            Self::Behind { position: at, wanted } => {
+                position = Some(at);
+                let detail = format!(
+                    "the read models have applied the stream up to {at}, not yet min_position {wanted}; retry shortly"
+                );
+                ("behind", "Read models behind", detail, vec![])
+            }
             Self::TooLarge(detail) => ("too-large", "Body too large", detail, vec![]),
             Self::TooManyStreams(detail) => ("too-many-streams", "Too many open streams", detail, vec![]),
             Self::Internal(cause) => {
@@ -118,10 +133,21 @@ impl IntoResponse for QueryError {
                 ("internal", "Internal error", detail, vec![])
             }
         };
-        let body =
-            Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail, errors, request_id };
+        let body = Problem {
+            kind: format!("/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            errors,
+            position,
+            request_id,
+        };
         let mut response = (status, axum::Json(body)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(at) = position {
+            response.headers_mut().insert("x-read-position", HeaderValue::from(at));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         }

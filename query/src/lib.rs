@@ -18,6 +18,7 @@
 //! answer through [`admit_child`], [`admit_council`] or [`record`].
 
 pub mod access;
+pub mod alerts;
 pub mod caller;
 pub mod error;
 pub mod export;
@@ -83,6 +84,8 @@ pub struct QueryState {
     pub signed_out: async_nats::jetstream::kv::Store,
     /// The event streams open now, within their limits.
     pub streams: Arc<streams::Streams>,
+    /// How long a read with `min_position` waits for the read models.
+    pub read_wait: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -126,7 +129,9 @@ impl Default for QueryMetrics {
         worker_caseload,
         caseloads,
         indicators,
-        indicators_stream
+        indicators_stream,
+        alerts::alerts,
+        alerts::alerts_stream
     ),
     components(schemas(ParamError))
 )]
@@ -148,6 +153,8 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/v1/caseloads", get(caseloads))
         .route("/v1/indicators", get(indicators))
         .route("/v1/indicators/stream", get(indicators_stream))
+        .route("/v1/alerts", get(alerts::alerts))
+        .route("/v1/alerts/stream", get(alerts::alerts_stream))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -162,12 +169,27 @@ pub fn router(state: Arc<QueryState>) -> Router {
 /// read before the answer is made, so it is a floor: everything at or
 /// below it was applied. While a projector reports a stall, answers also
 /// say `X-Read-Stale: stalled`; a parked child's reads say so themselves.
+///
+/// Read-your-writes: a read with `min_position` (the `stream_sequence` a
+/// 201 returned) first waits, up to the role's read wait, until the read
+/// models have applied it; if they have not, it is answered 503 with their
+/// position, and nothing is read or logged.
 async fn read_position(
     State(app): State<Arc<QueryState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let known = projections::health::position(&app.pool).await.ok();
+    let wanted = match min_position(request.uri().query()) {
+        Ok(wanted) => wanted,
+        Err(e) => return e.into_response(),
+    };
+    let known = match wanted {
+        Some(wanted) => match caught_up(&app, wanted).await {
+            Ok(known) => Some(known),
+            Err(e) => return e.into_response(),
+        },
+        None => projections::health::position(&app.pool).await.ok(),
+    };
     let mut response = next.run(request).await;
     if let Some((position, stalled)) = known {
         let headers = response.headers_mut();
@@ -177,6 +199,45 @@ async fn read_position(
         }
     }
     response
+}
+
+/// The `min_position` of a query string, if it has one.
+fn min_position(query: Option<&str>) -> Result<Option<u64>, QueryError> {
+    let Some(query) = query else { return Ok(None) };
+    let mut found = None;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "min_position" {
+            continue;
+        }
+        if found.is_some() {
+            return Err(QueryError::invalid("min_position", "must be given once"));
+        }
+        let position = value.parse::<u64>().ok().filter(|p| *p <= 1 << 53).ok_or_else(|| {
+            QueryError::invalid("min_position", "must be a stream position: a whole number, as a 201's stream_sequence")
+        })?;
+        found = Some(position);
+    }
+    Ok(found)
+}
+
+/// Waits until the read models have applied `wanted`, polling their
+/// position (a one-row read) at a growing interval, for at most the role's
+/// read wait.
+async fn caught_up(app: &QueryState, wanted: u64) -> Result<(u64, bool), QueryError> {
+    let deadline = tokio::time::Instant::now() + app.read_wait;
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        let (position, stalled) = projections::health::position(&app.pool).await?;
+        if position >= wanted {
+            return Ok((position, stalled));
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            return Err(QueryError::Behind { position, wanted });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
 }
 
 fn count(app: &QueryState, endpoint: &'static str, result: Result<Response, QueryError>) -> Response {

@@ -245,6 +245,7 @@ fn main() -> std::process::ExitCode {
                         master_key: gateway.master_key.clone(),
                         query,
                         http,
+                        clock: chrono::Utc::now,
                     };
                     tasks.spawn(safeguard::roles::query::run(settings, stopped(), None));
                 }

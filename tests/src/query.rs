@@ -13,6 +13,10 @@ pub struct Limits {
     pub streams: usize,
     pub streams_per_principal: usize,
     pub stream_recheck: std::time::Duration,
+    /// How long a read with `min_position` waits.
+    pub read_wait: std::time::Duration,
+    /// The role's time of reading.
+    pub clock: fn() -> chrono::DateTime<chrono::Utc>,
 }
 
 impl Default for Limits {
@@ -22,6 +26,8 @@ impl Default for Limits {
             streams: 200,
             streams_per_principal: 8,
             stream_recheck: std::time::Duration::from_millis(500),
+            read_wait: std::time::Duration::from_secs(5),
+            clock: chrono::Utc::now,
         }
     }
 }
@@ -132,6 +138,7 @@ impl TestQuery {
             max_streams: limits.streams,
             max_streams_per_principal: limits.streams_per_principal,
             stream_recheck_ms: limits.stream_recheck.as_millis() as u64,
+            read_wait_ms: limits.read_wait.as_millis() as u64,
         };
         let settings = platform::config::QuerySettings {
             nats,
@@ -140,6 +147,7 @@ impl TestQuery {
             master_key: master_key.to_owned(),
             query,
             http: limits.http,
+            clock: limits.clock,
         };
         let running = crate::start_role("query role", |stopped, bound| async move {
             safeguard::roles::query::run(settings, stopped, Some(bound)).await
@@ -184,6 +192,24 @@ impl Drop for TestQuery {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// The next Server-Sent Event's data (JSON) from `body`, within 20 s;
+/// `buffer` keeps what arrived after it for the next call.
+#[allow(clippy::expect_used)]
+pub async fn next_sse_event(body: &mut reqwest::Response, buffer: &mut String) -> serde_json::Value {
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                return serde_json::from_str(data.trim()).expect("SSE data is JSON");
+            }
+            continue;
+        }
+        let chunk =
+            tokio::time::timeout(std::time::Duration::from_secs(20), body.chunk()).await.expect("an SSE event in time");
+        buffer.push_str(&String::from_utf8_lossy(&chunk.expect("stream open").expect("the stream stays open")));
     }
 }
 

@@ -34,11 +34,20 @@ impl System {
 
     /// On a server the test has prepared, with a gateway of its own settings.
     pub async fn start_with(nats: NatsServer, options: Options) -> Self {
+        Self::start_on(nats, options, crate::query::Limits::default()).await
+    }
+
+    /// With a query role of the limits (and clock) given.
+    pub async fn start_limited(limits: crate::query::Limits) -> Self {
+        Self::start_on(NatsServer::start().await, Options::default(), limits).await
+    }
+
+    async fn start_on(nats: NatsServer, options: Options, limits: crate::query::Limits) -> Self {
         let gateway = TestGateway::start_with(&nats.url(), options).await;
         let db = TestDatabase::create().await;
         let pool = db.pool().await;
         let projector = LiveProjector::start_for(&gateway, &nats.url(), &pool).await;
-        let query = TestQuery::start(&nats.url(), db.url(), &gateway).await;
+        let query = TestQuery::start_limited(&nats.url(), db.url(), &gateway, limits).await;
         Self { nats, gateway, db, pool, projector, query }
     }
 

@@ -520,8 +520,13 @@ async fn a_slow_or_greedy_client_holds_no_role_for_long() {
 
     // The query role reads no body before it knows the sender, and no more than it needs.
     let db = tests::TestDatabase::create().await;
-    let limits =
-        tests::query::Limits { http, streams: 3, streams_per_principal: 2, stream_recheck: Duration::from_secs(1) };
+    let limits = tests::query::Limits {
+        http,
+        streams: 3,
+        streams_per_principal: 2,
+        stream_recheck: Duration::from_secs(1),
+        ..Default::default()
+    };
     let query = tests::query::TestQuery::start_limited(&nats.url(), db.url(), &gateway, limits).await;
     let announced = |path: &str, token: Option<&str>, origin: bool| {
         let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tests::fixtures::{event, registered};
 use tests::gateway::tokens;
 use tests::query::access_events;
+use tests::query::next_sse_event;
 use tests::system::System;
 
 const HARINGEY: &str = "E09000014";
@@ -191,21 +192,6 @@ async fn caseloads_and_indicators_answer_from_the_read_models() {
     assert_eq!(bad.status, 422);
     assert_eq!(bad.json["errors"][0]["parameter"], "period");
     assert_eq!(sys.query.get(tokens::ISLINGTON, &format!("/v1/indicators?council={HARINGEY}")).await.status, 403);
-}
-
-/// Reads Server-Sent Events from `response` until one `indicators` event arrives.
-async fn next_sse_event(body: &mut reqwest::Response, buffer: &mut String) -> Value {
-    loop {
-        if let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
-                return serde_json::from_str(data.trim()).expect("SSE data is JSON");
-            }
-            continue;
-        }
-        let chunk = tokio::time::timeout(Duration::from_secs(20), body.chunk()).await.expect("an SSE event in time");
-        buffer.push_str(&String::from_utf8_lossy(&chunk.expect("stream open").expect("the stream stays open")));
-    }
 }
 
 fn referrals_numerator(doc: &Value) -> Value {

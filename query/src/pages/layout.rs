@@ -99,6 +99,10 @@ pub fn error_page(error: QueryError, frame: Frame<'_>) -> Response {
             "Something in the address is not right",
             errors.into_iter().map(|e| format!("{}: {}", e.parameter, e.message)).collect(),
         ),
+        QueryError::Behind { position, wanted } => (
+            "Not up to date yet",
+            vec![format!("The records hold everything up to {position}, not yet {wanted}. Try again in a moment.")],
+        ),
         QueryError::Unavailable { detail, cause } => {
             platform::telemetry::report(&detail, cause.as_ref());
             ("Not available just now", vec![capitalise(&detail)])

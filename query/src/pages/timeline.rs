@@ -164,7 +164,8 @@ pub fn render(items: &[Item]) -> Markup {
         ol class="entries" aria-labelledby="entries-heading" {
             @for item in items {
                 li id=(format!("entry-{}", item.serial)) class=(format!("entry {}", item.status)) {
-                    details {
+                    // The lasting reference is an anchor too: alerts link to the entry that raised them.
+                    details id=[item.reference.as_deref()] {
                         summary {
                             span class="serial" { (item.serial) }
                             span class="when" { (when(item)) }

@@ -14,7 +14,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> anyhow::Result<()> {
-    let platform::config::QuerySettings { nats, database, principals: principals_path, master_key, query, http } =
+    let platform::config::QuerySettings { nats, database, principals: principals_path, master_key, query, http, clock } =
         settings;
     let client = platform::bus::connect(&nats).await?;
     let js = async_nats::jetstream::new(client.clone());
@@ -46,7 +46,7 @@ pub async fn run(
         },
         client,
         metrics: query::QueryMetrics::default(),
-        now: chrono::Utc::now,
+        now: clock,
         sessions,
         signed_out,
         streams: query::streams::Streams::new(
@@ -54,6 +54,7 @@ pub async fn run(
             query.max_streams_per_principal,
             std::time::Duration::from_millis(query.stream_recheck_ms),
         ),
+        read_wait: std::time::Duration::from_millis(query.read_wait_ms),
     });
     let listener = tokio::net::TcpListener::bind(&query.listen)
         .await
