@@ -31,6 +31,7 @@ pub mod facts;
 pub mod format;
 pub mod identifiers;
 pub mod indicators;
+pub mod involvement;
 pub mod module5;
 pub mod narrative;
 pub mod plo;

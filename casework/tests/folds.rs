@@ -91,6 +91,12 @@ proptest! {
                         prop_assert!(a.raised_at < a.escalates_at, "an alert escalates after it is raised: {a:?}");
                         let _ = a.status(today.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
                     }
+                    let involved = casework::involvement::involvement(history, &facts);
+                    let publishers: Vec<&str> = involved.agencies.iter().map(|a| a.publisher.as_str()).collect();
+                    unique("agency", publishers)?;
+                    for a in &involved.agencies {
+                        prop_assert!(a.first_on <= a.last_on && a.counts.values().all(|n| *n > 0));
+                    }
                     let folded = casework::cin::fold(history, NaiveDate::MAX, calendar);
                     let _ = casework::quality::flags(&folded);
                     for council in &codes {

@@ -143,31 +143,32 @@ pub struct Waiting {
     pub escalated: i64,
 }
 
-/// A team's waiting alerts, by worker (none for those with no worker), at
-/// `now`: counts only, for dashboards' change notices and the caseload board.
+/// A council's waiting alerts at `now`, by team and worker (none for
+/// those with no team or worker): counts only, for dashboards' change
+/// notices and the caseload board.
 pub async fn waiting(
     pool: &PgPool,
     council: &CouncilCode,
-    team: Option<&LocalId>,
     now: DateTime<Utc>,
-) -> Result<BTreeMap<Option<uuid::Uuid>, Waiting>, sqlx::Error> {
+) -> Result<BTreeMap<(Option<LocalId>, Option<uuid::Uuid>), Waiting>, sqlx::Error> {
     let rows = sqlx::query(&format!(
-        "select a.worker_id, count(*) filter (where {open}) as open, count(*) filter (where {escalated}) as escalated
+        "select a.team_id, a.worker_id, count(*) filter (where {open}) as open,
+                count(*) filter (where {escalated}) as escalated
            from alert a
-          where a.council = $2 and a.raised_at <= $1 and a.team_id is not distinct from $3
+          where a.council = $2 and a.raised_at <= $1
             and (a.acknowledged_at is null or a.acknowledged_at > $1) and (a.closed_at is null or a.closed_at > $1)
-          group by a.worker_id",
+          group by a.team_id, a.worker_id",
         open = status_condition(Status::Open),
         escalated = status_condition(Status::Escalated),
     ))
     .bind(now)
     .bind(council.as_str())
-    .bind(team.map(LocalId::as_str))
     .fetch_all(pool)
     .await?;
     rows.iter()
         .map(|r| {
-            Ok((r.try_get("worker_id")?, Waiting { open: r.try_get("open")?, escalated: r.try_get("escalated")? }))
+            let holder = (parsed_opt(r, "team_id", LocalId::try_from)?, r.try_get("worker_id")?);
+            Ok((holder, Waiting { open: r.try_get("open")?, escalated: r.try_get("escalated")? }))
         })
         .collect()
 }

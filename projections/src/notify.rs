@@ -135,20 +135,28 @@ async fn publish(
             send(client, subject, serde_json::to_vec(&loads.team(&team))?, last).await?;
         }
     }
+    let mut alerts: BTreeMap<CouncilCode, BTreeSet<Option<LocalId>>> = BTreeMap::new();
     for (council, team) in dirty.alerts {
-        let waiting = crate::alerts::waiting(pool, &council, team.as_ref(), now).await?;
-        let workers: Vec<serde_json::Value> = waiting
-            .iter()
-            .map(|(worker, w)| serde_json::json!({"worker": worker, "open": w.open, "escalated": w.escalated}))
-            .collect();
-        let doc = serde_json::json!({
-            "council": council, "team": team, "at": now,
-            "open": waiting.values().map(|w| w.open).sum::<i64>(),
-            "escalated": waiting.values().map(|w| w.escalated).sum::<i64>(),
-            "workers": workers,
-        });
-        let subject = alerts_change_subject(council.as_str(), team.as_ref().map(LocalId::as_str));
-        send(client, subject, serde_json::to_vec(&doc)?, last).await?;
+        alerts.entry(council).or_default().insert(team);
+    }
+    for (council, teams) in alerts {
+        let waiting = crate::alerts::waiting(pool, &council, now).await?;
+        for team in teams {
+            let mine: Vec<(&Option<uuid::Uuid>, &crate::alerts::Waiting)> =
+                waiting.iter().filter(|((t, _), _)| *t == team).map(|((_, w), n)| (w, n)).collect();
+            let workers: Vec<serde_json::Value> = mine
+                .iter()
+                .map(|(worker, w)| serde_json::json!({"worker": worker, "open": w.open, "escalated": w.escalated}))
+                .collect();
+            let doc = serde_json::json!({
+                "council": council, "team": team, "at": now,
+                "open": mine.iter().map(|(_, w)| w.open).sum::<i64>(),
+                "escalated": mine.iter().map(|(_, w)| w.escalated).sum::<i64>(),
+                "workers": workers,
+            });
+            let subject = alerts_change_subject(council.as_str(), team.as_ref().map(LocalId::as_str));
+            send(client, subject, serde_json::to_vec(&doc)?, last).await?;
+        }
     }
     client.flush().await.map_err(|e| NotifyError::Nats(e.into()))?;
     Ok(())

@@ -22,6 +22,7 @@ pub mod alerts;
 pub mod caller;
 pub mod error;
 pub mod export;
+pub mod involvement;
 pub mod pages;
 pub mod pdf;
 pub mod policy;
@@ -131,7 +132,8 @@ impl Default for QueryMetrics {
         indicators,
         indicators_stream,
         alerts::alerts,
-        alerts::alerts_stream
+        alerts::alerts_stream,
+        involvement::involvement
     ),
     components(schemas(ParamError))
 )]
@@ -153,6 +155,7 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/v1/caseloads", get(caseloads))
         .route("/v1/indicators", get(indicators))
         .route("/v1/indicators/stream", get(indicators_stream))
+        .route("/v1/children/{child}/involvement", get(involvement::involvement))
         .route("/v1/alerts", get(alerts::alerts))
         .route("/v1/alerts/stream", get(alerts::alerts_stream))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -604,7 +607,7 @@ pub(crate) async fn family_members(
 /// The professionals a child's history names (the workers cases went to,
 /// whoever saw the child), each by the name sealed in their own record,
 /// their role and their agency.
-async fn professionals(
+pub(crate) async fn professionals(
     app: &QueryState,
     history: &casework::facts::History,
 ) -> Result<casework::narrative::Professionals, QueryError> {

@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 
 /// The casework tables: what late facts must leave as if they came in business order.
-pub const CASEWORK: [(&str, &str); 11] = [
+pub const CASEWORK: [(&str, &str); 13] = [
     ("quality_flag", "child_id, ordinal"),
     ("child_review", "child_id, review_id"),
     ("child_status", "child_id"),
@@ -15,6 +15,17 @@ pub const CASEWORK: [(&str, &str); 11] = [
     ("sighting", "child_id, ordinal"),
     ("worker_spell", "worker_id, ordinal"),
     ("council_setting", "council, effective_from"),
+    ("section_47", "child_id, s47_id"),
+    ("alert", "alert_id"),
+];
+
+/// The read-model tables left out of comparisons, and why: what they hold
+/// is when or how a projector ran, not what the stream says.
+pub const NOT_COMPARED: [(&str, &str); 4] = [
+    ("projector_position", "when each projector ran"),
+    ("projector_health", "what each projector last saw, on its timer"),
+    ("parked_subject", "the error a projector met, in its words"),
+    ("_sqlx_migrations", "when the schema was migrated"),
 ];
 
 /// Every read-model table with the order that makes its rows comparable.

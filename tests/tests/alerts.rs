@@ -386,3 +386,95 @@ async fn every_bad_parameter_is_named() {
         assert_eq!(r.json["errors"][0]["parameter"], "min_position");
     }
 }
+
+#[tokio::test]
+async fn who_is_involved_and_the_pages_show_the_alerts_where_people_work() {
+    let sys = System::start().await;
+    let worker = new_id();
+    let now = Utc::now();
+    let at = |minutes: i64| (now - chrono::Duration::minutes(minutes)).to_rfc3339();
+    sys.publish(
+        tokens::ADMIN,
+        vec![event("w", "worker.joined", &worker, &at(600), json!({"council": HARINGEY, "team_id": "north", "role": "social_worker", "fte": 1.0, "agency_staff": false, "person": {"given_name": "Jo", "family_name": "Smith"}}))],
+    )
+    .await;
+    let child = child_on_a_plan(&sys, &worker).await;
+    sys.publish(tokens::POLICE, vec![concern("p-1", &child, &at(50), "Call-out to the address")]).await;
+    sys.publish(
+        tokens::HEALTH,
+        vec![
+            concern("h-1", &child, &at(40), "Missed appointments"),
+            event(
+                "h-seen",
+                "child.seen",
+                &child,
+                &at(30),
+                json!({"seen_by": "HV-7", "seen_alone": false, "context": "health"}),
+            ),
+        ],
+    )
+    .await;
+    sys.publish(
+        tokens::HARINGEY,
+        vec![event(
+            "visit",
+            "child.seen",
+            &child,
+            &at(20),
+            json!({"seen_by": worker, "seen_alone": true, "context": "statutory_visit"}),
+        )],
+    )
+    .await;
+
+    // Who is involved: each agency as people name it, the holder, who has seen the child.
+    let path = format!("/v1/children/{child}/involvement");
+    let involved = sys.query.get(tokens::HARINGEY, &path).await;
+    assert_eq!(involved.status, 200, "{}", involved.text);
+    let agencies = involved.json["agencies"].as_array().expect("agencies");
+    let names: Vec<&str> = agencies.iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names, ["Haringey children's services", "Metropolitan Police", "Whittington Health"]);
+    let health = &agencies[2];
+    assert_eq!((health["kind"].as_str(), health["events"].as_u64()), (Some("health"), Some(2)));
+    assert_eq!(health["counts"], json!({"child.seen": 1, "concern.raised": 1}));
+    assert_eq!(agencies[0]["first"], "2025-03-03");
+    assert_eq!(involved.json["allocated"]["worker"], worker.as_str());
+    assert_eq!(involved.json["allocated"]["team"], "north");
+    let seen: Vec<(&str, &str)> = involved.json["seen_by"]
+        .as_array()
+        .expect("seen_by")
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap_or(""), s["agency"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(seen, [("HV-7", "Whittington Health"), (worker.as_str(), "Haringey children's services")]);
+    assert!(
+        involved.json["seen_by"][1]["name"].as_str().is_some_and(|n| n.starts_with("Jo Smith")),
+        "{}",
+        involved.text
+    );
+    for token in [tokens::DASHBOARD, tokens::ISLINGTON, tokens::POLICE] {
+        assert_eq!(sys.query.get(token, &path).await.status, 403);
+    }
+    let log = access_events(&sys.nats.url()).await;
+    assert!(
+        log.iter().any(|e| e["endpoint"] == "GET /v1/children/{child}/involvement" && e["child"] == child.as_str())
+    );
+
+    // The worker's page lists the alerts waiting, each linking to its entry.
+    let session = tests::query::PageSession::sign_in(&sys.query.url(""), tokens::HARINGEY, "J. Smith").await;
+    let page = session.get(&format!("/ui/workers/{worker}")).await.text().await.expect("page");
+    // Two concerns and a health sighting, and the plan's first review
+    // conference (due 8 August 2025, never held): warned and missed, both
+    // escalated long since. The visits' clocks were met, late, today: closed.
+    assert!(page.contains("Alerts waiting (5)"), "{page}");
+    assert!(page.contains("Review conference missed"), "{page}");
+    assert!(page.contains(&format!("/ui/children/{child}#E5")), "a link to the police concern's entry: {page}");
+    assert!(page.contains("from Metropolitan Police"), "{page}");
+    // The board counts them, naming no child.
+    let board = session.get(&format!("/ui/caseloads?council={HARINGEY}")).await.text().await.expect("board");
+    assert!(board.contains("Alerts waiting (escalated)"), "{board}");
+    assert!(board.contains("5 (2)"), "{board}");
+    // The child's page shows who is involved beside the timeline, and the entry the link opens.
+    let child_page = session.get(&format!("/ui/children/{child}")).await.text().await.expect("child page");
+    assert!(child_page.contains("Who is involved") && child_page.contains("Whittington Health"), "{child_page}");
+    assert!(child_page.contains(r#"id="E5""#), "{child_page}");
+}

@@ -260,10 +260,12 @@ async fn the_dashboard_and_caseload_board_show_the_fixture_and_follow_changes_li
     let row_b = format!("#workers tr[data-worker=\"{}\"]", fx.worker_b);
     let cells = |row: &str| format!("{row} td");
     // Team, role, open cases, per FTE, visits overdue, reviews overdue, longest unseen (moves with today),
-    // never seen, never seen alone (child 1 was, on the first visit).
+    // never seen, never seen alone (child 1 was, on the first visit), then
+    // the alerts waiting (their statutory clocks: nine, eight escalated long since).
     let a = browser.texts(&cells(&row_a)).await;
     let expected = ["north", "social worker", "3", "3.0", "2", "2"].map(String::from);
-    assert_eq!((&a[..6], &a[7..]), (&expected[..], &["2".to_owned(), "2".to_owned()][..]));
+    assert_eq!((&a[..6], &a[7..9]), (&expected[..], &["2".to_owned(), "2".to_owned()][..]));
+    assert_eq!(a[9], "9 (8)");
     assert!(browser.text(&format!("{row_a} th")).await.contains("over threshold"));
     assert!(!browser.text(&format!("{row_b} th")).await.contains("over threshold"));
     assert_eq!(browser.texts(&cells(&row_b)).await[2..6], ["1".to_owned(), "1.0".into(), "0".into(), "0".into()]);

@@ -585,6 +585,9 @@ struct WorkerRow {
     never_seen_alone: usize,
     /// Days since the least recently seen child was seen.
     longest_unseen: Option<i64>,
+    /// Alerts waiting on the worker (open and escalated), and of them escalated.
+    alerts: i64,
+    escalated: i64,
 }
 
 impl WorkerRow {
@@ -594,7 +597,7 @@ impl WorkerRow {
 }
 
 /// The sortable columns: (key, heading).
-const BOARD_COLUMNS: [(&str, &str); 10] = [
+const BOARD_COLUMNS: [(&str, &str); 11] = [
     ("worker", "Worker"),
     ("team", "Team"),
     ("role", "Role"),
@@ -605,6 +608,7 @@ const BOARD_COLUMNS: [(&str, &str); 10] = [
     ("unseen", "Longest unseen (days)"),
     ("never", "Never seen"),
     ("never_alone", "Never seen alone"),
+    ("alerts", "Alerts waiting (escalated)"),
 ];
 
 fn sort_params(
@@ -657,6 +661,10 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
         let today = business_date(&now);
         let loads = projections::caseload::council(&app.pool, &council, today).await?;
         let cases = projections::caseload::council_cases(&app.pool, &council, today).await?;
+        let waiting = projections::alerts::waiting(&app.pool, &council, now).await?;
+        let waiting_on = |pick: &dyn Fn(&Option<events::ids::LocalId>, &Option<uuid::Uuid>) -> bool| {
+            waiting.iter().filter(|((t, w), _)| pick(t, w)).fold((0, 0), |(n, e), (_, c)| (n + c.open + c.escalated, e + c.escalated))
+        };
         // Counts only: the board names no child, so it is an aggregate read.
         let mut rows: Vec<WorkerRow> = loads
             .workers
@@ -672,6 +680,8 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
                     never_seen: held.iter().filter(|c| c.last_seen.is_none()).count(),
                     never_seen_alone: held.iter().filter(|c| c.last_seen_alone.is_none()).count(),
                     longest_unseen: held.iter().filter_map(|c| c.last_seen).map(|t| layout::days_since(&t, &now)).max(),
+                    alerts: waiting_on(&|_, worker| *worker == Some(w.worker)).0,
+                    escalated: waiting_on(&|_, worker| *worker == Some(w.worker)).1,
                 }
             })
             .collect();
@@ -686,6 +696,7 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
                 "unseen" => a.longest_unseen.cmp(&b.longest_unseen),
                 "never" => a.never_seen.cmp(&b.never_seen),
                 "never_alone" => a.never_seen_alone.cmp(&b.never_seen_alone),
+                "alerts" => (a.escalated, a.alerts).cmp(&(b.escalated, b.alerts)),
                 _ => a.load.open_cases.cmp(&b.load.open_cases),
             };
             let order = if descending { order.reverse() } else { order };
@@ -708,6 +719,7 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
                 thead { tr {
                     th scope="col" { "Team" } th scope="col" { "Workers" } th scope="col" { "Open cases" }
                     th scope="col" { "Visits overdue" } th scope="col" { "Reviews overdue" }
+                    th scope="col" { "Alerts waiting (escalated)" }
                 } }
                 tbody {
                     @for t in &loads.teams {
@@ -717,9 +729,16 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
                             th scope="row" { a href=(format!("/ui/caseloads?council={}&team={}", council.as_str(), encode(t.team.as_str()))) { (t.team) } }
                             td { (t.workers) } td { (t.open_cases) }
                             td { (in_team(|c| c.visit_overdue)) } td { (in_team(|c| c.review_overdue)) }
+                            @let (n, e) = waiting_on(&|team, _| team.as_ref() == Some(&t.team));
+                            td class=[(e > 0).then_some("overdue")] { (n) " (" (e) ")" }
                         }
                     }
                 }
+            }
+            @let (unallocated, unallocated_escalated) = waiting_on(&|team, _| team.is_none());
+            p id="unallocated-alerts" {
+                "Alerts about children with no allocated worker, for team managers: "
+                strong { (unallocated) } " waiting, " (unallocated_escalated) " escalated."
             }
             h2 id="workers-heading" {
                 "Workers"
@@ -747,6 +766,7 @@ async fn board(State(app): State<Arc<QueryState>>, Query(p): Query<BoardParams>,
                             td { (r.longest_unseen.map_or("–".into(), |d| d.to_string())) }
                             td class=[(r.never_seen > 0).then_some("overdue")] { (r.never_seen) }
                             td class=[(r.never_seen_alone > 0).then_some("overdue")] { (r.never_seen_alone) }
+                            td class=[(r.escalated > 0).then_some("overdue")] { (r.alerts) " (" (r.escalated) ")" }
                         }
                     }
                 }
@@ -765,6 +785,101 @@ fn encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Who is involved with the child (`GET /v1/children/{child}/involvement`'s document).
+fn involvement_aside(doc: &serde_json::Value) -> Markup {
+    let list = |key: &str| doc[key].as_array().cloned().unwrap_or_default();
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+    html! {
+        aside class="involvement" aria-labelledby="involvement-heading" {
+            h2 id="involvement-heading" { "Who is involved" }
+            @if let Some(held) = doc["allocated"].as_object() {
+                p {
+                    "Case held by "
+                    a href=(format!("/ui/workers/{}", text(&held["worker"]))) {
+                        (held["name"].as_str().map_or_else(|| format!("worker {}", short_text(&text(&held["worker"]))), str::to_owned))
+                    }
+                    ", team " (text(&held["team"])) ", since " (text(&held["since"])) "."
+                }
+            } @else {
+                p { "No worker holds the case." }
+            }
+            table class="data" id="agencies" {
+                caption { "Agencies that have recorded something" }
+                thead { tr { th scope="col" { "Agency" } th scope="col" { "First" } th scope="col" { "Last" } th scope="col" { "Entries" } } }
+                tbody {
+                    @for a in list("agencies") {
+                        tr {
+                            th scope="row" { (text(&a["name"])) @if let Some(kind) = a["kind"].as_str() { " (" (kind.replace('_', " ")) ")" } }
+                            td { (text(&a["first"])) } td { (text(&a["last"])) } td { (text(&a["events"])) }
+                        }
+                    }
+                }
+            }
+            @let seen = list("seen_by");
+            @if !seen.is_empty() {
+                table class="data" id="seen-by" {
+                    caption { "Professionals who have seen the child" }
+                    thead { tr { th scope="col" { "Who" } th scope="col" { "Agency" } th scope="col" { "Last seen" } th scope="col" { "Times" } } }
+                    tbody {
+                        @for s in seen {
+                            tr {
+                                th scope="row" { (s["name"].as_str().map_or_else(|| text(&s["id"]), str::to_owned)) }
+                                td { (s["agency"].as_str().unwrap_or("–")) } td { (text(&s["last"])) } td { (text(&s["times"])) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn short_text(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+/// A worker's waiting alerts: each links to the chronology entry that raised it.
+fn alert_list(alerts: &[projections::alerts::Read], principals: &platform::principals::Principals) -> Markup {
+    let agency = |p: &events::ids::PrincipalName| {
+        principals.named(p.as_str()).map_or_else(|| p.as_str().to_owned(), |x| x.display_name)
+    };
+    html! {
+        section class="alerts" aria-labelledby="alerts-heading" {
+            h2 id="alerts-heading" { "Alerts waiting (" (alerts.len()) ")" }
+            @if alerts.is_empty() {
+                p { "No alerts are waiting." }
+            } @else {
+                p class="note" {
+                    "Acknowledge an alert from the case system (an alert.acknowledged event); "
+                    "one not acknowledged by the end of the next working day goes to the team manager."
+                }
+                ul id="alerts" {
+                    @for r in alerts {
+                        @let a = &r.alert;
+                        @let reference = casework::narrative::reference_of(u64::try_from(a.sequence).unwrap_or(0));
+                        li class=(format!("alert {}", r.status.code())) data-alert=(a.id) {
+                            span class=(format!("badge {}", r.status.code())) { (r.status.code()) }
+                            " "
+                            a href=(format!("/ui/children/{}#{reference}", r.child)) {
+                                (capitalised(a.kind.label())) ": child " (short(&r.child)) ", entry " (reference)
+                            }
+                            @if let Some(by) = &a.raised_by { " from " (agency(by)) }
+                            span class="when" {
+                                " raised " (layout::london(&a.raised_at)) "; due by " (layout::london(&a.due_by))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -795,6 +910,28 @@ async fn worker_page(
         let today = business_date(&now);
         let (council, mut cases) =
             admitted_worker_cases(&app, &v.caller, "GET /ui/workers/{worker}", worker, today).await?;
+        // The alerts waiting on this worker: open and escalated, newest first.
+        // Their children are logged as read here, each once with the cases'.
+        let filter = projections::alerts::Filter {
+            council: council.clone(),
+            holder: projections::alerts::Holder::Worker(events::ids::WorkerId::from_uuid(worker)),
+            status: None,
+            children: None,
+            limit: 1000,
+        };
+        let with_sealed = crate::policy::may_see_case(&v.caller.principal, &council, true);
+        let alerts: Vec<projections::alerts::Read> = projections::alerts::list(&app.pool, &filter, now, with_sealed)
+            .await?
+            .into_iter()
+            .filter(|r| matches!(r.status, casework::alerts::Status::Open | casework::alerts::Status::Escalated))
+            .collect();
+        let mut unlisted: Vec<uuid::Uuid> =
+            alerts.iter().map(|r| r.child).filter(|c| !cases.iter().any(|case| case.child == *c)).collect();
+        unlisted.sort_unstable();
+        unlisted.dedup();
+        if !unlisted.is_empty() {
+            record(&app, &v.caller, "GET /ui/workers/{worker}", &unlisted, crate::Outcome::Allowed).await?;
+        }
         // "Last seen" sorts by how long since: descending (the default) puts
         // the child unseen longest, or never seen, first.
         let unseen = |t: &Option<DateTime<Utc>>| t.map_or(i64::MAX, |t| (now - t).num_seconds());
@@ -821,6 +958,7 @@ async fn worker_page(
                 "Council " (council) ", on " (today) ". Overdue visits and reviews are highlighted; "
                 "sorted by last seen, the child unseen longest comes first."
             }
+            (alert_list(&alerts, &app.principals))
             table class="data sortable" id="cases" {
                 caption class="visually-hidden" { "Open cases" }
                 thead { tr {
@@ -942,6 +1080,8 @@ async fn child_page(
             let record = crate::full_record(&app, child, as_of_or_now).await?;
             (format!("Child {}", short(&child)), record_items(&entries, &record))
         };
+        // Who is involved, beside the full record (the same admitted read).
+        let involved = if publication || family { None } else { Some(crate::involvement::read(&app, child).await?) };
         // Business dates narrow the view; serial numbers stay those of the whole chronology.
         let total = items.len();
         let mut items = items;
@@ -1005,6 +1145,7 @@ async fn child_page(
                     }
                 }
             }
+            @if let Some(involved) = &involved { (involvement_aside(involved)) }
             (timeline::render(&items))
         };
         Ok(respond(StatusCode::OK, page(&heading, v.frame(), body)))
