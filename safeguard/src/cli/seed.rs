@@ -44,6 +44,14 @@ pub struct SeedArgs {
     /// Only write NDJSON; publish nothing.
     #[arg(long)]
     pub no_publish: bool,
+    /// With --health-token: also tell the demo's story, published by a
+    /// police and a health principal of the first council (publish only,
+    /// `concern.raised` and `child.seen`): a child on a plan about whom both
+    /// raise concerns in the last days, so its worker has alerts waiting.
+    #[arg(long = "police-token", env = "SAFEGUARD_POLICE_TOKEN", hide_env_values = true)]
+    pub police_token: Option<String>,
+    #[arg(long = "health-token", env = "SAFEGUARD_HEALTH_TOKEN", hide_env_values = true)]
+    pub health_token: Option<String>,
 }
 
 /// Councils the seed draws from: (ONS code, DfE code, name).
@@ -738,7 +746,73 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!("\rpublished {sent} events in {secs:.1} s ({:.0} events/s)", sent as f64 / secs.max(1e-9));
+    let given = |t: &Option<String>| t.clone().filter(|t| !t.is_empty());
+    if let (Some(police), Some(health)) = (given(&args.police_token), given(&args.health_token)) {
+        let worker = groups
+            .iter()
+            .flatten()
+            .find(|e| e["type"] == "worker.joined" && e["data"]["role"] == "social_worker")
+            .and_then(|e| e["subject"].as_str().map(str::to_owned))
+            .context("the population has no social worker to hold the story's case")?;
+        let story = story(args.seed, &worker, chrono::Utc::now());
+        for (token, events) in [(token, story.council), (police, story.police), (health, story.health)] {
+            let gateway = super::client::RoleClient::gateway(&args.gateway_url, &token)?;
+            for event in events {
+                post(&gateway, vec![event]).await?;
+            }
+        }
+        eprintln!(
+            "the story: police and health concerns about child {} on a plan; see /ui/workers/{worker} and /ui/children/{}",
+            story.child, story.child
+        );
+    }
     Ok(())
+}
+
+/// The demo's story, in the words of the issue that asked for it: a child
+/// on a plan about whom police and health raise concerns. Times run up to
+/// `now`, so the alerts are fresh when the demo starts.
+struct Story {
+    child: String,
+    council: Vec<Value>,
+    police: Vec<Value>,
+    health: Vec<Value>,
+}
+
+fn story(seed: u64, worker: &str, now: chrono::DateTime<chrono::Utc>) -> Story {
+    let child = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("safeguard-story-{seed}").as_bytes()).to_string();
+    let (code, _, _) = COUNCILS[0];
+    let days_ago = |days: i64, hour: u32| {
+        let day = (now - chrono::Duration::days(days)).date_naive();
+        day.and_hms_opt(hour, 0, 0).map_or_else(|| now.to_rfc3339(), |t| t.and_utc().to_rfc3339()).min(now.to_rfc3339())
+    };
+    let event = |id: &str, kind: &str, time: String, data: Value| {
+        json!({"specversion": "1.0", "id": format!("story-{seed}-{id}"), "type": kind, "subject": child, "time": time, "data": data})
+    };
+    let council = vec![
+        event("reg", "child.registered", days_ago(60, 9), json!({
+            "council": code, "la_child_id": format!("STORY{seed}"), "sex": "F", "birth_date": "2019-06-12",
+            "person": {"given_name": "Ellie", "family_name": "Story"}})),
+        event("ref", "referral.received", days_ago(56, 10), json!({"referral_id": "R-STORY", "source": "3A", "nfa": false, "primary_need": "N1"})),
+        event("alloc", "case.allocated", days_ago(56, 11), json!({"worker_id": worker, "team_id": "T1"})),
+        event("sd", "strategy_discussion.held", days_ago(50, 10), json!({"discussion_id": "SD-STORY", "referral_id": "R-STORY", "agencies": ["police", "health"], "decision": "s47"})),
+        event("s47", "s47.started", days_ago(50, 12), json!({"s47_id": "S47-STORY", "referral_id": "R-STORY", "discussion_id": "SD-STORY"})),
+        event("icpc", "conference.held", days_ago(38, 10), json!({"conference_id": "C-STORY", "kind": "initial", "s47_id": "S47-STORY", "outcome": "plan"})),
+        event("plan", "cp_plan.started", days_ago(38, 12), json!({"plan_id": "P-STORY", "conference_id": "C-STORY", "category": "NEG"})),
+        event("visit", "child.seen", days_ago(8, 15), json!({"seen_by": worker, "seen_alone": true, "context": "statutory_visit"})),
+    ];
+    let police = vec![
+        event("police-1", "concern.raised", days_ago(5, 23), json!({"concern_id": "MPS-1", "category": "NEG",
+            "summary": "Officers attended a domestic incident at the address; the child was present"})),
+        event("police-2", "child.seen", days_ago(2, 22), json!({"seen_by": "PC-4471", "seen_alone": false, "context": "police", "agency": "Metropolitan Police"})),
+    ];
+    let health = vec![
+        event("health-1", "concern.raised", days_ago(3, 11), json!({"concern_id": "HV-1", "category": "NEG",
+            "summary": "Third missed health visitor appointment; weight below the 2nd centile"})),
+        event("health-2", "concern.raised", days_ago(1, 10), json!({"concern_id": "ED-1", "category": "PHY",
+            "summary": "Seen at the emergency department with a bruise the parents could not explain"})),
+    ];
+    Story { child, council, police, health }
 }
 
 async fn post(gateway: &super::client::RoleClient, batch: Vec<Value>) -> anyhow::Result<usize> {
@@ -770,6 +844,18 @@ mod tests {
             let parsed = events::envelope::parse_received(e, now);
             assert!(parsed.is_ok(), "{e}: {parsed:?}");
         }
+    }
+
+    #[test]
+    fn the_story_is_valid_and_tells_of_two_agencies() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-06T09:00:00Z").map(|t| t.to_utc()).unwrap_or_default();
+        let story = story(1, "3a3b8f40-55d2-4c8e-9a51-2f7a0e0c1d11", now);
+        for e in story.council.iter().chain(&story.police).chain(&story.health) {
+            let parsed = events::envelope::parse_received(e, now);
+            assert!(parsed.is_ok(), "{e}: {parsed:?}");
+        }
+        let concerns = story.police.iter().chain(&story.health).filter(|e| e["type"] == "concern.raised").count();
+        assert_eq!(concerns, 3, "three concerns from two agencies: a pattern");
     }
 
     #[test]
