@@ -198,10 +198,14 @@ struct Http {
 
 impl Http {
     async fn post(&self, url: &str, body: &Value) -> (u16, Value) {
+        self.post_as(tokens::ADMIN, url, body).await
+    }
+
+    async fn post_as(&self, token: &str, url: &str, body: &Value) -> (u16, Value) {
         let r = self
             .client
             .post(url)
-            .bearer_auth(tokens::ADMIN)
+            .bearer_auth(token)
             .header("content-type", "application/cloudevents+json")
             .body(body.to_string())
             .send()
@@ -942,6 +946,43 @@ async fn main() {
         }
         times.push(acked.elapsed());
     }
+
+    // Alert latency, under the same load: a police concern's 201 until the
+    // allocated worker's open alerts list it (`GET /v1/alerts`).
+    let alerted = uuid::Uuid::new_v4().to_string();
+    let worker = uuid::Uuid::new_v4().to_string();
+    let case_day = (chrono::Utc::now() - chrono::Duration::days(7)).to_rfc3339();
+    let open_case = [
+        tests::fixtures::registered("alerted-reg", &alerted, "E09000014"),
+        tests::fixtures::event("alerted-ref", "referral.received", &alerted, &case_day, json!({"referral_id": "R1", "source": "6", "nfa": false})),
+        tests::fixtures::event("alerted-alloc", "case.allocated", &alerted, &case_day, json!({"worker_id": worker, "team_id": "T1"})),
+    ];
+    for e in &open_case {
+        let (status, body) = http.post(&events_url, e).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let alerts = deployment.query_url(&format!("/v1/alerts?council=E09000014&worker={worker}&status=open&limit=1000"));
+    let mut alert_times = Vec::new();
+    for i in 0..scale.samples {
+        let concern = tests::fixtures::event(
+            &format!("alert-probe-{i}"),
+            "concern.raised",
+            &alerted,
+            &chrono::Utc::now().to_rfc3339(),
+            json!({"concern_id": format!("P{i}"), "summary": "A concern from the police"}),
+        );
+        let (status, body) = http.post_as(tokens::POLICE, &events_url, &concern).await;
+        assert_eq!(status, 201, "{body}");
+        let acked = Instant::now();
+        loop {
+            let (_, body) = http.get(&alerts).await;
+            if body["alerts"].as_array().map_or(0, |a| a.iter().filter(|a| a["kind"] == "agency_concern").count()) > i {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        alert_times.push(acked.elapsed());
+    }
     stop.store(true, Ordering::Relaxed);
     let mut steady = 0;
     for load in loads {
@@ -954,6 +995,11 @@ async fn main() {
             steady as f64 / load_started.elapsed().as_secs_f64()
         ),
         times,
+    );
+    report.latency(
+        "reads",
+        "alert latency: a police concern's 201 until the worker's open alerts list it, under the same load",
+        alert_times,
     );
 
     // 3. Projection, rebuild and verification over the whole stream.

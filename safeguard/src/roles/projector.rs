@@ -33,6 +33,9 @@ pub async fn run(
         stall_after: std::time::Duration::from_millis(projector.stall_after_ms),
     };
     let stats = Arc::new(projections::runtime::Stats::default());
+    // The notifier's sweep reads the alerts from its first tick: the schema
+    // must be there before it starts (the consumer migrates again, a no-op).
+    projections::migrate(&pool, projections::LIVE_SCHEMA).await?;
     let notifier = projections::notify::Notifier::default();
     let notifying = tokio::spawn(notifier.clone().run(
         client.clone(),
