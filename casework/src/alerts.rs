@@ -558,54 +558,76 @@ fn clocks(
         });
     }
 
-    // Review conferences: 3 months from the ICPC, then 6 from each review.
+    // Review conferences: 3 months from the ICPC, then 6 from each review;
+    // child in need plans: every 3 months.
     for p in &facts.plans {
-        let mut due_on = add_months(p.icpc_on, 3);
-        for n in 0.. {
-            let held = p.reviews.get(n).copied();
-            // A plan that ended before a review fell due owed none.
-            if p.ended_on.is_some_and(|e| e <= due_on && held.is_none_or(|h| h >= e)) {
-                break;
-            }
-            out.push(Clock {
-                due: Kind::ReviewConferenceDue,
-                missed: Kind::ReviewConferenceMissed,
-                key: format!("review/{}/{n}", p.plan_id.as_str()),
-                council: p.council.clone(),
-                started_by: seq_on(if n == 0 { p.icpc_on } else { p.reviews[n - 1] }),
-                due_on,
-                met_at: held.map(start_of_day),
-                ended_at: ended(p.ended_on),
-            });
-            match held {
-                Some(h) => due_on = add_months(h, 6),
-                None => break,
-            }
-        }
+        out.extend(reviews(Reviews {
+            kinds: (Kind::ReviewConferenceDue, Kind::ReviewConferenceMissed),
+            key: format!("review/{}", p.plan_id.as_str()),
+            council: &p.council,
+            from: p.icpc_on,
+            held: &p.reviews,
+            end: p.ended_on,
+            months: (3, 6),
+            started_by: &seq_on,
+            ended_at: ended(p.ended_on),
+        }));
     }
-
-    // Child in need plan reviews: every 3 months.
     for p in &cin {
-        let mut due_on = add_months(p.start, 3);
-        for n in 0.. {
-            let held = p.reviews.get(n).copied();
-            if p.end.is_some_and(|e| e <= due_on && held.is_none_or(|h| h >= e)) {
-                break;
-            }
-            out.push(Clock {
-                due: Kind::CinPlanReviewDue,
-                missed: Kind::CinPlanReviewMissed,
-                key: format!("cin_review/{}/{n}", p.id.as_str()),
-                council: p.council.clone(),
-                started_by: seq_on(if n == 0 { p.start } else { p.reviews[n - 1] }),
-                due_on,
-                met_at: held.map(start_of_day),
-                ended_at: ended(p.end),
-            });
-            match held {
-                Some(h) => due_on = add_months(h, 3),
-                None => break,
-            }
+        out.extend(reviews(Reviews {
+            kinds: (Kind::CinPlanReviewDue, Kind::CinPlanReviewMissed),
+            key: format!("cin_review/{}", p.id.as_str()),
+            council: p.council,
+            from: p.start,
+            held: &p.reviews,
+            end: p.end,
+            months: (3, 3),
+            started_by: &seq_on,
+            ended_at: ended(p.end),
+        }));
+    }
+    out
+}
+
+/// A plan's reviews, as a schedule of clocks.
+struct Reviews<'a> {
+    kinds: (Kind, Kind),
+    key: String,
+    council: &'a CouncilCode,
+    /// The day the first review's clock starts.
+    from: NaiveDate,
+    held: &'a [NaiveDate],
+    end: Option<NaiveDate>,
+    /// Months to the first review, then from each review to the next.
+    months: (u32, u32),
+    /// The event that started a clock on a day.
+    started_by: &'a dyn Fn(NaiveDate) -> i64,
+    ended_at: Option<DateTime<Utc>>,
+}
+
+/// One clock for each review held and one for the next not yet held; a
+/// plan that ended before a review fell due owed none.
+fn reviews(r: Reviews<'_>) -> Vec<Clock> {
+    let mut out = Vec::new();
+    let (mut start, mut due_on) = (r.from, add_months(r.from, r.months.0));
+    for n in 0.. {
+        let held = r.held.get(n).copied();
+        if r.end.is_some_and(|e| e <= due_on && held.is_none_or(|h| h >= e)) {
+            break;
+        }
+        out.push(Clock {
+            due: r.kinds.0,
+            missed: r.kinds.1,
+            key: format!("{}/{n}", r.key),
+            council: r.council.clone(),
+            started_by: (r.started_by)(start),
+            due_on,
+            met_at: held.map(start_of_day),
+            ended_at: r.ended_at,
+        });
+        match held {
+            Some(h) => (start, due_on) = (h, add_months(h, r.months.1)),
+            None => break,
         }
     }
     out

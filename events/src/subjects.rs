@@ -29,6 +29,18 @@ use sha2::{Digest, Sha256};
 pub const EVENTS_STREAM: &str = "SG_EVENTS";
 /// The JetStream stream of access events, erasures and checkpoints.
 pub const AUDIT_STREAM: &str = "SG_AUDIT";
+/// The JetStream stream that keeps change notices (`sg.changes.>`) for a
+/// week, so a dashboard that was away resumes where it left off.
+pub const CHANGES_STREAM: &str = "SG_CHANGES";
+/// Where dashboards' replies come (their JetStream pulls): their own
+/// inbox prefix, since they may not subscribe to `_INBOX.>`, where the
+/// service roles' replies are.
+pub const DASHBOARD_INBOX_PREFIX: &str = "_INBOX_dashboard";
+/// The durable consumer of change notices the operator makes for a
+/// dashboard (`safeguard streams --dashboard NAME`).
+pub fn dashboard_consumer(name: &str) -> String {
+    format!("sg-dashboard-{}", token(name))
+}
 /// The key-value bucket of children's wrapped data keys.
 pub const KEYS_BUCKET: &str = "sg_child_keys";
 /// The key-value bucket of page sessions that were signed out (by nonce).

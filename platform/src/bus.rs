@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, kv, stream};
 use events::subjects;
 use std::time::Duration;
 
-pub use events::subjects::{AUDIT_STREAM, EVENTS_STREAM, KEYS_BUCKET, SIGNED_OUT_BUCKET};
+pub use events::subjects::{AUDIT_STREAM, CHANGES_STREAM, EVENTS_STREAM, KEYS_BUCKET, SIGNED_OUT_BUCKET};
 
 /// The oldest server the backbone runs on: atomic batch publish arrived in 2.12.
 pub const MIN_SERVER: (u32, u32) = (2, 12);
@@ -111,6 +111,51 @@ pub fn events_stream_config(settings: &StreamSettings) -> stream::Config {
     protected(EVENTS_STREAM, vec![subjects::EVENTS_FILTER.to_owned(), subjects::IDS_FILTER.to_owned()], settings)
 }
 
+/// How long change notices are kept: a dashboard away for longer starts
+/// again from the documents as they stand.
+pub const CHANGES_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The stream of change notices: what the projector announces on
+/// `sg.changes.>` (core NATS), kept for [`CHANGES_KEPT`]. Unlike the event
+/// and audit streams it forgets: notices are derived, and the read models
+/// can always say what is true now.
+pub fn changes_stream_config(settings: &StreamSettings) -> stream::Config {
+    stream::Config {
+        name: CHANGES_STREAM.to_owned(),
+        subjects: vec![subjects::CHANGES_FILTER.to_owned()],
+        storage: stream::StorageType::File,
+        num_replicas: settings.replicas,
+        max_age: CHANGES_KEPT,
+        discard: stream::DiscardPolicy::Old,
+        duplicate_window: Duration::from_secs(60),
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// The durable consumer a dashboard resumes from, made by the operator
+/// (the dashboard's NATS user may pull from it and acknowledge, not make
+/// consumers: a consumer's delivery subject could be anything).
+pub async fn ensure_dashboard_consumer(js: &jetstream::Context, name: &str) -> Result<(), BusError> {
+    let durable = subjects::dashboard_consumer(name);
+    let stream = js
+        .get_stream(CHANGES_STREAM)
+        .await
+        .map_err(|e| BusError::Setup { what: "the change stream", message: e.to_string() })?;
+    stream
+        .get_or_create_consumer(
+            &durable,
+            jetstream::consumer::pull::Config {
+                durable_name: Some(durable.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| BusError::Setup { what: "a dashboard's consumer", message: e.to_string() })?;
+    Ok(())
+}
+
 /// Makes every stream and bucket the backbone needs, if missing: the
 /// operator's act (`safeguard streams`, run by ops/cluster before any role
 /// starts). On the secured cluster no serving role may make or change a
@@ -125,7 +170,7 @@ pub async fn provision(js: &jetstream::Context, settings: &StreamSettings) -> Re
     Ok(())
 }
 
-/// Creates the event and audit streams if they are missing. Existing streams
+/// Creates the event, audit and change streams if they are missing. Existing streams
 /// are left as they are (they cannot be loosened: deny_delete and
 /// deny_purge are permanent).
 pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) -> Result<(), BusError> {
@@ -136,6 +181,9 @@ pub async fn ensure_streams(js: &jetstream::Context, settings: &StreamSettings) 
     js.get_or_create_stream(audit)
         .await
         .map_err(|e| BusError::Setup { what: "the audit stream", message: e.to_string() })?;
+    js.get_or_create_stream(changes_stream_config(settings))
+        .await
+        .map_err(|e| BusError::Setup { what: "the change stream", message: e.to_string() })?;
     Ok(())
 }
 

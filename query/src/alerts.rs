@@ -222,17 +222,24 @@ pub async fn alerts_stream(
                 async move { allowed }
             }
         };
-        // Subscribe, then read again: a change between the two is not missed.
+        // The change stream's position, then the list: a change between the
+        // two is announced after it. Each event is the whole list, so a
+        // client back with `Last-Event-ID` is given the list as it stands
+        // now and misses nothing.
+        let filter = Arc::new(filter);
         let subject = match &filter.holder {
             Holder::Team(t) => events::subjects::alerts_change_subject(filter.council.as_str(), Some(t.as_str())),
             _ => format!("sg.changes.alerts.{}.>", filter.council.as_str()),
         };
-        let changes = app.client.subscribe(subject).await.map_err(|e| anyhow::anyhow!("subscribe: {e}"))?;
+        let notices = streams::Notices::open(&app.client).await?;
+        let from = notices.last;
         let now = (app.now)();
         let head = document(&filter, now, &first);
-        let head = futures::stream::once(async move { Ok(Event::default().event("alerts").data(head.to_string())) });
+        let head = futures::stream::once(async move {
+            Ok(Event::default().event("alerts").id(from.to_string()).data(head.to_string()))
+        });
         let reader = app.clone();
-        let rest = changes.then(move |_| {
+        let rest = notices.after(subject, from).await?.then(move |(sequence, _)| {
             let (app, caller, filter) = (reader.clone(), caller.clone(), filter.clone());
             async move {
                 let now = (app.now)();
@@ -242,7 +249,9 @@ pub async fn alerts_stream(
                     // cause is the role's, not the reader's: it is not repeated.)
                     Err(_) => json!({"error": "the alerts could not be read just now"}),
                 };
-                Ok::<_, std::convert::Infallible>(Event::default().event("alerts").data(data.to_string()))
+                Ok::<_, std::convert::Infallible>(
+                    Event::default().event("alerts").id(sequence.to_string()).data(data.to_string()),
+                )
             }
         });
         let events = streams::guarded(head.chain(rest), ticket, still_allowed);

@@ -1401,6 +1401,7 @@ async fn indicators_stream(
         }
         let period = period_of(&p, today)?;
         let caller = Caller::from_bearer(&app, &headers)?;
+        let resume = streams::last_event_id(&headers)?;
         let ticket = app.streams.admit(caller.principal.name.as_str())?;
         // The token must still name a principal that may read this council's figures.
         let still_allowed = {
@@ -1410,22 +1411,27 @@ async fn indicators_stream(
                 async move { allowed }
             }
         };
-        indicator_events(&app, &council, period, today, ticket, still_allowed).await
+        indicator_events(&app, &council, period, today, resume, ticket, still_allowed).await
     }
     .await;
     count(&app, "indicators_stream", result)
 }
 
 /// The indicators document of `council` for `period` now, then each time
-/// the projector announces a change, as Server-Sent Events.
+/// the projector announces a change, as Server-Sent Events, each with its
+/// place on the change stream as its id. A client that reconnects with
+/// `Last-Event-ID` (browsers do) gets every notice it missed, in order,
+/// then the new ones; one away for longer than the stream keeps them
+/// starts again from the document.
 ///
 /// The stream holds `ticket` while it runs and ends when `still_allowed`,
 /// asked every so often, says no.
-async fn indicator_events<F, Fut>(
+pub(crate) async fn indicator_events<F, Fut>(
     app: &QueryState,
     council: &CouncilCode,
     period: Period,
     today: NaiveDate,
+    resume: Option<u64>,
     ticket: streams::Ticket,
     still_allowed: F,
 ) -> Result<Response, QueryError>
@@ -1433,17 +1439,22 @@ where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send + 'static,
 {
-    // Subscribe first, then read: a change between the two is not missed.
+    // The stream's position first, then the document: a change between
+    // the two comes again after it, never not at all.
     let subject = events::subjects::indicators_change_subject(council.as_str(), &period.label());
-    let changes = app.client.subscribe(subject).await.map_err(|e| anyhow::anyhow!("subscribe: {e}"))?;
-    let first = projections::indicators::document(&app.pool, council, period, today).await?;
-    let first = serde_json::to_string(&first).map_err(anyhow::Error::from)?;
-    let head = futures::stream::once(async move {
-        Ok::<_, std::convert::Infallible>(Event::default().event("indicators").data(first))
-    });
-    let rest = changes.map(|m| {
+    let notices = streams::Notices::open(&app.client).await?;
+    let (head, from) = match resume.filter(|id| notices.resumes(*id)) {
+        Some(id) => (None, id),
+        None => {
+            let first = projections::indicators::document(&app.pool, council, period, today).await?;
+            let first = serde_json::to_string(&first).map_err(anyhow::Error::from)?;
+            (Some(Event::default().event("indicators").id(notices.last.to_string()).data(first)), notices.last)
+        }
+    };
+    let head = futures::stream::iter(head.map(Ok::<_, std::convert::Infallible>));
+    let rest = notices.after(subject, from).await?.map(|(sequence, payload)| {
         Ok::<_, std::convert::Infallible>(
-            Event::default().event("indicators").data(String::from_utf8_lossy(&m.payload)),
+            Event::default().event("indicators").id(sequence.to_string()).data(String::from_utf8_lossy(&payload)),
         )
     });
     let events = streams::guarded(head.chain(rest), ticket, still_allowed);

@@ -119,3 +119,73 @@ where
             }
         })
 }
+
+/// Change notices kept on the change stream (`SG_CHANGES`), for event
+/// streams that resume: a client that sends `Last-Event-ID` gets every
+/// notice after it that the stream still holds, in order, then the new
+/// ones; each notice's id is its stream sequence.
+#[derive(Debug)]
+pub struct Notices {
+    stream: async_nats::jetstream::stream::Stream,
+    /// The stream's last sequence when opened: a reader's "now".
+    pub last: u64,
+    /// Its first sequence still held: a `Last-Event-ID` before it has
+    /// missed notices that aged out, and must start from the documents.
+    pub first: u64,
+}
+
+impl Notices {
+    pub async fn open(client: &async_nats::Client) -> Result<Self, QueryError> {
+        let js = async_nats::jetstream::new(client.clone());
+        let mut stream = js
+            .get_stream(events::subjects::CHANGES_STREAM)
+            .await
+            .map_err(|e| QueryError::dependency("the change stream is unavailable", e))?;
+        let info = stream.info().await.map_err(|e| QueryError::dependency("the change stream is unavailable", e))?;
+        let (last, first) = (info.state.last_sequence, info.state.first_sequence);
+        Ok(Self { stream, last, first })
+    }
+
+    /// Whether a client last given `id` can resume from the stream without a gap.
+    pub fn resumes(&self, id: u64) -> bool {
+        id <= self.last && id + 1 >= self.first
+    }
+
+    /// The notices on `filter` after stream position `after`, as they come.
+    pub async fn after(
+        self,
+        filter: String,
+        after: u64,
+    ) -> Result<impl Stream<Item = (u64, bytes::Bytes)> + Send + 'static, QueryError> {
+        use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+        let consumer = self
+            .stream
+            .create_consumer(OrderedConfig {
+                filter_subject: filter,
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| QueryError::dependency("the change stream is unavailable", e))?;
+        let messages =
+            consumer.messages().await.map_err(|e| QueryError::dependency("the change stream is unavailable", e))?;
+        Ok(messages.filter_map(|m| async move {
+            let m = m.ok()?;
+            let sequence = m.info().ok()?.stream_sequence;
+            Some((sequence, m.payload.clone()))
+        }))
+    }
+}
+
+/// The `Last-Event-ID` a reconnecting event-stream client sent, if any.
+pub fn last_event_id(headers: &axum::http::HeaderMap) -> Result<Option<u64>, QueryError> {
+    headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .ok_or_else(|| QueryError::invalid("Last-Event-ID", "must be the id of an event this stream sent"))
+        })
+        .transpose()
+}

@@ -954,8 +954,20 @@ async fn main() {
     let case_day = (chrono::Utc::now() - chrono::Duration::days(7)).to_rfc3339();
     let open_case = [
         tests::fixtures::registered("alerted-reg", &alerted, "E09000014"),
-        tests::fixtures::event("alerted-ref", "referral.received", &alerted, &case_day, json!({"referral_id": "R1", "source": "6", "nfa": false})),
-        tests::fixtures::event("alerted-alloc", "case.allocated", &alerted, &case_day, json!({"worker_id": worker, "team_id": "T1"})),
+        tests::fixtures::event(
+            "alerted-ref",
+            "referral.received",
+            &alerted,
+            &case_day,
+            json!({"referral_id": "R1", "source": "6", "nfa": false}),
+        ),
+        tests::fixtures::event(
+            "alerted-alloc",
+            "case.allocated",
+            &alerted,
+            &case_day,
+            json!({"worker_id": worker, "team_id": "T1"}),
+        ),
     ];
     for e in &open_case {
         let (status, body) = http.post(&events_url, e).await;

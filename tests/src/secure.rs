@@ -204,6 +204,16 @@ impl SecureCluster {
     /// A client of `role`, and the errors the server sends it (permission
     /// violations among them), as text.
     pub async fn client(&self, role: &str) -> (async_nats::Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        self.client_with_inbox(role, "_INBOX").await
+    }
+
+    /// As [`SecureCluster::client`], with replies on `inbox` (a dashboard's
+    /// are on `events::subjects::DASHBOARD_INBOX_PREFIX`).
+    pub async fn client_with_inbox(
+        &self,
+        role: &str,
+        inbox: &str,
+    ) -> (async_nats::Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         #[allow(clippy::expect_used)]
         let seed = std::fs::read_to_string(self.seed(role)).expect("seed");
@@ -213,6 +223,7 @@ impl SecureCluster {
         let client = async_nats::ConnectOptions::with_nkey(seed.trim().to_owned())
             .require_tls(true)
             .add_root_certificates(self.ca())
+            .custom_inbox_prefix(inbox)
             .event_callback(move |event| {
                 let tx = tx.clone();
                 async move {

@@ -478,3 +478,110 @@ async fn who_is_involved_and_the_pages_show_the_alerts_where_people_work() {
     assert!(child_page.contains("Who is involved") && child_page.contains("Whittington Health"), "{child_page}");
     assert!(child_page.contains(r#"id="E5""#), "{child_page}");
 }
+
+/// Every notice on `subject` the change stream holds after `after`: what a
+/// resumed subscriber must be given, read straight from the stream.
+async fn notices_after(nats: &str, subject: &str, after: u64) -> Vec<(u64, Value)> {
+    let js = async_nats::jetstream::new(async_nats::connect(nats).await.expect("connect"));
+    let mut stream = js.get_stream(events::subjects::CHANGES_STREAM).await.expect("the change stream");
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut out = Vec::new();
+    for sequence in after + 1..=last {
+        if let Ok(m) = stream.get_raw_message(sequence).await
+            && m.subject.as_str() == subject
+        {
+            out.push((sequence, serde_json::from_slice(&m.payload).expect("JSON")));
+        }
+    }
+    out
+}
+
+/// The next SSE event's id and data.
+async fn next_with_id(body: &mut reqwest::Response, buffer: &mut String) -> (u64, Value) {
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let id = block.lines().find_map(|l| l.strip_prefix("id:")).and_then(|v| v.trim().parse().ok());
+            let data = block.lines().find_map(|l| l.strip_prefix("data:"));
+            if let (Some(id), Some(data)) = (id, data) {
+                return (id, serde_json::from_str(data.trim()).expect("JSON"));
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.chunk()).await.expect("an SSE event in time");
+        buffer.push_str(&String::from_utf8_lossy(&chunk.expect("open").expect("the stream stays open")));
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_subscription_resumes_and_misses_no_notice() {
+    let sys = System::start().await;
+    let now = Utc::now();
+    let period = casework::indicators::Period::containing(events::calendar::business_date(&now)).label();
+    let subject = format!("sg.changes.indicators.{HARINGEY}.{period}");
+    let url = sys.query.url(&format!("/v1/indicators/stream?council={HARINGEY}"));
+    let open = |last: Option<u64>| {
+        let mut request = reqwest::Client::new().get(url.clone()).bearer_auth(tokens::DASHBOARD);
+        if let Some(id) = last {
+            request = request.header("last-event-id", id.to_string());
+        }
+        request.send()
+    };
+    let mut first = open(None).await.expect("the stream opens");
+    let mut buffer = String::new();
+    let (seen, _) = next_with_id(&mut first, &mut buffer).await;
+    drop(first);
+
+    // While the dashboard is away: four children referred, each announced on its own.
+    for i in 0..4 {
+        let child = new_id();
+        let time = (now - chrono::Duration::minutes(30 - i)).to_rfc3339();
+        let referral = event(
+            &format!("ref-{i}"),
+            "referral.received",
+            &child,
+            &time,
+            json!({"referral_id": "R1", "source": "6", "nfa": false}),
+        );
+        sys.publish(tokens::HARINGEY, vec![registered(&format!("reg-{i}"), &child, HARINGEY), referral]).await;
+        // Let the notifier flush each one (every 100 ms in the harness).
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let missed = notices_after(&sys.nats.url(), &subject, seen).await;
+    assert!(missed.len() >= 2, "the changes were announced while it was away: {}", missed.len());
+
+    // Back with Last-Event-ID: every notice it missed, in order, and nothing it had.
+    let mut again = open(Some(seen)).await.expect("the stream opens again");
+    let mut buffer = String::new();
+    let mut resumed = Vec::new();
+    while resumed.len() < missed.len() {
+        resumed.push(next_with_id(&mut again, &mut buffer).await);
+    }
+    assert_eq!(resumed, missed);
+    // And then the new ones.
+    let child = new_id();
+    let referral = event(
+        "ref",
+        "referral.received",
+        &child,
+        &now.to_rfc3339(),
+        json!({"referral_id": "R1", "source": "6", "nfa": false}),
+    );
+    sys.publish(tokens::HARINGEY, vec![registered("reg-new", &child, HARINGEY), referral]).await;
+    let (next, _) = next_with_id(&mut again, &mut buffer).await;
+    assert!(next > resumed.last().map_or(seen, |(id, _)| *id));
+
+    // An id the stream never gave (or long aged out) starts from the document.
+    let mut fresh = open(Some(u64::MAX / 2)).await.expect("the stream opens");
+    let mut buffer = String::new();
+    let (_, doc) = next_with_id(&mut fresh, &mut buffer).await;
+    assert_eq!(doc["council"], HARINGEY);
+    let bad = reqwest::Client::new()
+        .get(url.clone())
+        .bearer_auth(tokens::DASHBOARD)
+        .header("last-event-id", "yesterday")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(bad.status(), 422);
+}

@@ -89,7 +89,7 @@ async fn cannot_administer_the_streams(cluster: &SecureCluster, role: &str) {
 /// before any role starts.
 fn provision_as_operator(cluster: &SecureCluster) {
     let out = Command::new(safeguard_binary())
-        .arg("streams")
+        .args(["streams", "--dashboard", "wall"])
         .envs(cluster.env("operator"))
         .output()
         .expect("run safeguard streams");
@@ -165,6 +165,17 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(chronology["entries"][1]["type"], "child.seen");
+    // An event stream follows the change stream under the query role's own user.
+    let mut sse = reqwest::Client::new()
+        .get(query.url("/v1/indicators/stream?council=E09000014"))
+        .bearer_auth(tokens::DASHBOARD)
+        .send()
+        .await
+        .expect("the stream opens");
+    assert_eq!(sse.status(), 200);
+    let mut buffer = String::new();
+    let first = tests::query::next_sse_event(&mut sse, &mut buffer).await;
+    assert_eq!(first["council"], "E09000014");
     // A page session signed in and out under the query role's own key: the sign-out is recorded.
     let page = tests::query::PageSession::sign_in(&query.url(""), tokens::HARINGEY, "Cluster Check").await;
     assert_eq!(page.get("/ui").await.status(), 200);
@@ -180,6 +191,19 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
         .expect("a change notice reached the dashboard")
         .expect("subscription open");
     assert!(change.subject.starts_with("sg.changes."), "{}", change.subject);
+    // A dashboard that was away resumes from the durable consumer the
+    // operator made for it: the notices are kept on the change stream.
+    let (wall, mut wall_errors) =
+        cluster.client_with_inbox("dashboard", events::subjects::DASHBOARD_INBOX_PREFIX).await;
+    let wall_js = jetstream::new(wall.clone());
+    let consumer: jetstream::consumer::PullConsumer = wall_js
+        .get_consumer_from_stream(events::subjects::dashboard_consumer("wall"), platform::bus::CHANGES_STREAM)
+        .await
+        .expect("the dashboard opens its consumer");
+    let mut kept = consumer.fetch().max_messages(10).expires(Duration::from_secs(5)).messages().await.expect("pull");
+    let notice = futures::StreamExt::next(&mut kept).await.expect("a kept notice").expect("message");
+    assert!(notice.subject.starts_with("sg.changes."), "{}", notice.subject);
+    notice.ack().await.expect("the dashboard acknowledges what it read");
     // All of that work was done within each role's allow list: no server
     // refused anything a role asked for (a refused request is only logged
     // there, and would surface as a time-out much later).
@@ -188,6 +212,17 @@ async fn each_role_may_do_only_its_part_on_the_secured_cluster() {
         let refused: Vec<&str> = log.lines().filter(|l| l.contains("Violation")).collect();
         assert!(refused.is_empty(), "node {node} refused a role's own work: {refused:#?}");
     }
+
+    // It may not make a consumer of its own: a consumer's delivery subject could be anything.
+    let changes_stream = wall_js.get_stream(platform::bus::CHANGES_STREAM).await.expect("stream info");
+    let own = changes_stream
+        .create_consumer(jetstream::consumer::push::Config {
+            deliver_subject: "sg.audit.access.forged".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(own.is_err(), "a dashboard made a consumer");
+    violation(&mut wall_errors, "a dashboard making a consumer").await;
 
     let operator = jetstream::new(cluster.client("operator").await.0);
     let before = message_count(&operator).await;

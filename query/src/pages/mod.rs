@@ -543,6 +543,7 @@ async fn dashboard_stream(
         let v = viewer(&app, &headers).await?;
         let today = business_date(&(app.now)());
         let (council, period) = dashboard_scope(&v, &p, today)?;
+        let resume = crate::streams::last_event_id(&headers)?;
         let ticket = app.streams.admit(v.caller.principal.name.as_str())?;
         // The session must still be signed in, with the token it was opened
         // with, as a principal that may read this council's figures.
@@ -559,7 +560,7 @@ async fn dashboard_stream(
                 }
             }
         };
-        indicator_events(&app, &council, period, today, ticket, still_allowed).await
+        indicator_events(&app, &council, period, today, resume, ticket, still_allowed).await
     }
     .await;
     crate::count(&app, "ui_indicators_stream", result)

@@ -780,37 +780,91 @@ struct Story {
 }
 
 fn story(seed: u64, worker: &str, now: chrono::DateTime<chrono::Utc>) -> Story {
-    let child = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("safeguard-story-{seed}").as_bytes()).to_string();
+    let child =
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("safeguard-story-{seed}").as_bytes()).to_string();
     let (code, _, _) = COUNCILS[0];
     let days_ago = |days: i64, hour: u32| {
         let day = (now - chrono::Duration::days(days)).date_naive();
         day.and_hms_opt(hour, 0, 0).map_or_else(|| now.to_rfc3339(), |t| t.and_utc().to_rfc3339()).min(now.to_rfc3339())
     };
-    let event = |id: &str, kind: &str, time: String, data: Value| {
-        json!({"specversion": "1.0", "id": format!("story-{seed}-{id}"), "type": kind, "subject": child, "time": time, "data": data})
-    };
+    let event = |id: &str, kind: &str, time: String, data: Value| json!({"specversion": "1.0", "id": format!("story-{seed}-{id}"), "type": kind, "subject": child, "time": time, "data": data});
     let council = vec![
-        event("reg", "child.registered", days_ago(60, 9), json!({
+        event(
+            "reg",
+            "child.registered",
+            days_ago(60, 9),
+            json!({
             "council": code, "la_child_id": format!("STORY{seed}"), "sex": "F", "birth_date": "2019-06-12",
-            "person": {"given_name": "Ellie", "family_name": "Story"}})),
-        event("ref", "referral.received", days_ago(56, 10), json!({"referral_id": "R-STORY", "source": "3A", "nfa": false, "primary_need": "N1"})),
+            "person": {"given_name": "Ellie", "family_name": "Story"}}),
+        ),
+        event(
+            "ref",
+            "referral.received",
+            days_ago(56, 10),
+            json!({"referral_id": "R-STORY", "source": "3A", "nfa": false, "primary_need": "N1"}),
+        ),
         event("alloc", "case.allocated", days_ago(56, 11), json!({"worker_id": worker, "team_id": "T1"})),
-        event("sd", "strategy_discussion.held", days_ago(50, 10), json!({"discussion_id": "SD-STORY", "referral_id": "R-STORY", "agencies": ["police", "health"], "decision": "s47"})),
-        event("s47", "s47.started", days_ago(50, 12), json!({"s47_id": "S47-STORY", "referral_id": "R-STORY", "discussion_id": "SD-STORY"})),
-        event("icpc", "conference.held", days_ago(38, 10), json!({"conference_id": "C-STORY", "kind": "initial", "s47_id": "S47-STORY", "outcome": "plan"})),
-        event("plan", "cp_plan.started", days_ago(38, 12), json!({"plan_id": "P-STORY", "conference_id": "C-STORY", "category": "NEG"})),
-        event("visit", "child.seen", days_ago(8, 15), json!({"seen_by": worker, "seen_alone": true, "context": "statutory_visit"})),
+        event(
+            "sd",
+            "strategy_discussion.held",
+            days_ago(50, 10),
+            json!({"discussion_id": "SD-STORY", "referral_id": "R-STORY", "agencies": ["police", "health"], "decision": "s47"}),
+        ),
+        event(
+            "s47",
+            "s47.started",
+            days_ago(50, 12),
+            json!({"s47_id": "S47-STORY", "referral_id": "R-STORY", "discussion_id": "SD-STORY"}),
+        ),
+        event(
+            "icpc",
+            "conference.held",
+            days_ago(38, 10),
+            json!({"conference_id": "C-STORY", "kind": "initial", "s47_id": "S47-STORY", "outcome": "plan"}),
+        ),
+        event(
+            "plan",
+            "cp_plan.started",
+            days_ago(38, 12),
+            json!({"plan_id": "P-STORY", "conference_id": "C-STORY", "category": "NEG"}),
+        ),
+        event(
+            "visit",
+            "child.seen",
+            days_ago(8, 15),
+            json!({"seen_by": worker, "seen_alone": true, "context": "statutory_visit"}),
+        ),
     ];
     let police = vec![
-        event("police-1", "concern.raised", days_ago(5, 23), json!({"concern_id": "MPS-1", "category": "NEG",
-            "summary": "Officers attended a domestic incident at the address; the child was present"})),
-        event("police-2", "child.seen", days_ago(2, 22), json!({"seen_by": "PC-4471", "seen_alone": false, "context": "police", "agency": "Metropolitan Police"})),
+        event(
+            "police-1",
+            "concern.raised",
+            days_ago(5, 23),
+            json!({"concern_id": "MPS-1", "category": "NEG",
+            "summary": "Officers attended a domestic incident at the address; the child was present"}),
+        ),
+        event(
+            "police-2",
+            "child.seen",
+            days_ago(2, 22),
+            json!({"seen_by": "PC-4471", "seen_alone": false, "context": "police", "agency": "Metropolitan Police"}),
+        ),
     ];
     let health = vec![
-        event("health-1", "concern.raised", days_ago(3, 11), json!({"concern_id": "HV-1", "category": "NEG",
-            "summary": "Third missed health visitor appointment; weight below the 2nd centile"})),
-        event("health-2", "concern.raised", days_ago(1, 10), json!({"concern_id": "ED-1", "category": "PHY",
-            "summary": "Seen at the emergency department with a bruise the parents could not explain"})),
+        event(
+            "health-1",
+            "concern.raised",
+            days_ago(3, 11),
+            json!({"concern_id": "HV-1", "category": "NEG",
+            "summary": "Third missed health visitor appointment; weight below the 2nd centile"}),
+        ),
+        event(
+            "health-2",
+            "concern.raised",
+            days_ago(1, 10),
+            json!({"concern_id": "ED-1", "category": "PHY",
+            "summary": "Seen at the emergency department with a bruise the parents could not explain"}),
+        ),
     ];
     Story { child, council, police, health }
 }
