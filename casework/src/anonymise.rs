@@ -589,7 +589,9 @@ mod tests {
     fn every_free_text_field_of_the_catalogue_is_known() {
         for &t in events::EventType::ALL {
             let example = events::examples::data(t);
-            let cloud = [serde_json::json!({"type": t.name(), "subject": "7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11", "id": "e1", "data": example})];
+            let cloud = [
+                serde_json::json!({"type": t.name(), "subject": "7d1c9c1e-8a4e-4c5e-9f3f-0c9f6f3f2b11", "id": "e1", "data": example}),
+            ];
             let Some(Some(data)) = events::arbitrary::stored_data(&cloud, "test").pop() else { continue };
             let mut personal: Vec<String> = events::personal::personal_pointers(&data, "")
                 .into_iter()

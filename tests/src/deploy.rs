@@ -76,6 +76,7 @@ impl Deployment {
             .env("SAFEGUARD_SIGNING_KEY", path("signing.key"))
             .env("SAFEGUARD_MASTER_KEY", path("master.key"))
             .env("SAFEGUARD_SESSION_KEY", path("session.key"))
+            .env("SAFEGUARD_EXPORT_KEY", path("export.key"))
             .env("SAFEGUARD_CREATE_KEYS", "1")
             .env("SAFEGUARD_PUBLIC_KEY", path("signing.key.pub"))
             .env("SAFEGUARD_LISTEN", &self.gateway)
