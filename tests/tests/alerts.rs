@@ -354,6 +354,35 @@ async fn a_publish_then_a_read_with_its_position_always_sees_it() {
     }
     load.await.expect("the load ran");
 
+    // The command a script runs after publishing waits the same way, and
+    // says so when the read models are not there yet.
+    let cli = |position: u64| {
+        tokio::process::Command::new(tests::safeguard_binary())
+            .args(["chronology", "--child", &child, "--format", "json", "--min-position", &position.to_string()])
+            .env("SAFEGUARD_QUERY_URL", sys.query.url(""))
+            .env("SAFEGUARD_TOKEN", tokens::HARINGEY)
+            .output()
+    };
+    let seen = event(
+        "seen-cli",
+        "child.seen",
+        &child,
+        &Utc::now().to_rfc3339(),
+        json!({"seen_by": "W1", "seen_alone": true, "context": "statutory_visit"}),
+    );
+    let r = sys.gateway.post(tokens::HARINGEY, &json!([seen])).await;
+    let at = r.json["results"][0]["stream_sequence"].as_u64().expect("position");
+    let output = cli(at).await.expect("run safeguard chronology");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("seen-cli"));
+    let behind = cli(9_000_000).await.expect("run safeguard chronology");
+    assert!(!behind.status.success());
+    assert!(
+        String::from_utf8_lossy(&behind.stderr).contains("min_position"),
+        "{}",
+        String::from_utf8_lossy(&behind.stderr)
+    );
+
     // A position the stream has not reached: 503 with where the read models are.
     let far = sys.query.get(tokens::HARINGEY, &format!("/v1/children/{child}/chronology?min_position=9000000")).await;
     assert_eq!(far.status, 503, "{}", far.text);

@@ -34,6 +34,10 @@ pub struct ChronologyArgs {
     /// The query role.
     #[arg(long = "query-url", env = "SAFEGUARD_QUERY_URL", default_value = "http://127.0.0.1:8081")]
     pub query_url: String,
+    /// Wait until the read models hold this stream position (what a publish
+    /// printed, or a 201's stream_sequence): read what was just written.
+    #[arg(long)]
+    pub min_position: Option<u64>,
     /// A token of a principal allowed to read this child.
     #[arg(long, env = "SAFEGUARD_TOKEN", hide_env_values = true)]
     pub token: String,
@@ -42,7 +46,8 @@ pub struct ChronologyArgs {
 /// Fetches every page and writes the chronology to stdout.
 pub async fn run(args: ChronologyArgs) -> anyhow::Result<()> {
     let query = super::client::RoleClient::query(&args.query_url, &args.token)?
-        .acting(args.acting_user.clone(), args.purpose.clone());
+        .acting(args.acting_user.clone(), args.purpose.clone())
+        .at_least(args.min_position);
     if args.export {
         return export(&query, &args).await;
     }

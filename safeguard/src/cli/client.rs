@@ -19,6 +19,8 @@ pub struct RoleClient {
     token: String,
     acting_user: Option<String>,
     purpose: Option<String>,
+    /// Reads wait until the read models hold this stream position (`min_position`).
+    min_position: Option<u64>,
 }
 
 /// A role's answer: its status and body.
@@ -59,6 +61,7 @@ impl RoleClient {
             token: token.to_owned(),
             acting_user: None,
             purpose: None,
+            min_position: None,
         })
     }
 
@@ -77,8 +80,20 @@ impl RoleClient {
         self
     }
 
+    /// Every read waits until the read models have applied `position` (a
+    /// 201's `stream_sequence`): read-your-writes for a script that published.
+    pub fn at_least(mut self, position: Option<u64>) -> Self {
+        self.min_position = position;
+        self
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if method == reqwest::Method::GET
+            && let Some(position) = self.min_position
+        {
+            request = request.query(&[("min_position", position)]);
+        }
         if let Some(user) = &self.acting_user {
             request = request.header("x-acting-user", user);
         }

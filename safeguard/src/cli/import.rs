@@ -90,6 +90,8 @@ struct Sent {
     subjects: HashSet<String>,
     stored: u64,
     duplicates: u64,
+    /// The highest stream position the gateway gave the batch's events.
+    position: u64,
 }
 
 /// Totals of a run.
@@ -98,6 +100,9 @@ pub struct Summary {
     pub stored: u64,
     pub duplicates: u64,
     pub skipped_lines: u64,
+    /// The highest stream position of the events sent: a read with
+    /// `min_position` at it sees the whole import.
+    pub position: u64,
 }
 
 /// Imports the file; prints a progress bar and a summary on stderr.
@@ -158,6 +163,9 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<Summary> {
         summary.skipped_lines,
         (summary.stored + summary.duplicates) as f64 / secs.max(1e-9)
     );
+    if summary.position > 0 {
+        eprintln!("to read what was imported as soon as it is applied: --min-position {}", summary.position);
+    }
     Ok(summary)
 }
 
@@ -205,6 +213,7 @@ fn settle(
     }
     summary.stored += sent.stored;
     summary.duplicates += sent.duplicates;
+    summary.position = summary.position.max(sent.position);
     if let Some(entry) = order.iter_mut().find(|(last, _)| *last == sent.last_line) {
         entry.1 = true;
     }
@@ -231,6 +240,7 @@ async fn send(gateway: super::client::RoleClient, batch: Batch) -> anyhow::Resul
             subjects: batch.subjects,
             stored: results.len() as u64 - duplicates,
             duplicates,
+            position: results.iter().filter_map(|r| r["stream_sequence"].as_u64()).max().unwrap_or(0),
         });
     }
     // Name the lines at fault, as the gateway named the events.

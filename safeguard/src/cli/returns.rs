@@ -36,6 +36,9 @@ pub struct ReturnArgs {
     /// The census: a file (default stdout). Annex A: a directory for list1.csv ... list7.csv (default .).
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+    /// Wait until the read models hold this stream position (what a publish printed).
+    #[arg(long)]
+    pub min_position: Option<u64>,
     /// The query role.
     #[arg(long = "query-url", env = "SAFEGUARD_QUERY_URL", default_value = "http://127.0.0.1:8081")]
     pub query_url: String,
@@ -66,7 +69,9 @@ pub async fn run(args: ReturnArgs) -> anyhow::Result<bool> {
     }
     let token = args.token.clone().unwrap_or_default();
     let council = args.council.clone().unwrap_or_default();
-    let http = super::client::RoleClient::query(&args.query_url, &token)?.acting(None, Some(args.purpose.clone()));
+    let http = super::client::RoleClient::query(&args.query_url, &token)?
+        .acting(None, Some(args.purpose.clone()))
+        .at_least(args.min_position);
     if args.kind == "annex-a" {
         let dir = args.out.clone().unwrap_or_else(|| ".".into());
         std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;

@@ -731,6 +731,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     let children_from =
         groups.iter().position(|g| g.first().is_some_and(|e| e["type"] == "child.registered")).unwrap_or(groups.len());
     let mut sent = 0;
+    let mut position = 0;
     for part in [&groups[..children_from], &groups[children_from..]] {
         let list = batches(part, 1000);
         let mut in_flight = futures::stream::iter(list.into_iter().map(|batch| {
@@ -739,8 +740,10 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         }))
         .buffer_unordered(4);
         use futures::StreamExt as _;
-        while let Some(n) = in_flight.next().await {
-            sent += n?;
+        while let Some(done) = in_flight.next().await {
+            let (n, at) = done?;
+            sent += n;
+            position = position.max(at);
             eprint!("\rpublished {sent}/{total} events");
         }
     }
@@ -758,7 +761,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         for (token, events) in [(token, story.council), (police, story.police), (health, story.health)] {
             let gateway = super::client::RoleClient::gateway(&args.gateway_url, &token)?;
             for event in events {
-                post(&gateway, vec![event]).await?;
+                position = position.max(post(&gateway, vec![event]).await?.1);
             }
         }
         eprintln!(
@@ -766,6 +769,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
             story.child, story.child
         );
     }
+    eprintln!("to read it all as soon as it is applied: --min-position {position}");
     Ok(())
 }
 
@@ -869,10 +873,12 @@ fn story(seed: u64, worker: &str, now: chrono::DateTime<chrono::Utc>) -> Story {
     Story { child, council, police, health }
 }
 
-async fn post(gateway: &super::client::RoleClient, batch: Vec<Value>) -> anyhow::Result<usize> {
+/// Publishes a batch: how many events, and the highest stream position they were given.
+async fn post(gateway: &super::client::RoleClient, batch: Vec<Value>) -> anyhow::Result<(usize, u64)> {
     let body = serde_json::to_vec(&batch)?;
-    gateway.publish(&body, 5).await?.success("gateway")?;
-    Ok(batch.len())
+    let answer = gateway.publish(&body, 5).await?.success("gateway")?.json();
+    let results = answer["results"].as_array().into_iter().flatten();
+    Ok((batch.len(), results.filter_map(|r| r["stream_sequence"].as_u64()).max().unwrap_or(0)))
 }
 
 #[cfg(test)]
