@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 
 /// The casework tables: what late facts must leave as if they came in business order.
-pub const CASEWORK: [(&str, &str); 13] = [
+pub const CASEWORK: [(&str, &str); 12] = [
     ("quality_flag", "child_id, ordinal"),
     ("child_review", "child_id, review_id"),
     ("child_status", "child_id"),
@@ -16,7 +16,6 @@ pub const CASEWORK: [(&str, &str); 13] = [
     ("worker_spell", "worker_id, ordinal"),
     ("council_setting", "council, effective_from"),
     ("section_47", "child_id, s47_id"),
-    ("alert", "alert_id"),
 ];
 
 /// The read-model tables left out of comparisons, and why: what they hold
@@ -37,6 +36,11 @@ pub fn read_models() -> Vec<(&'static str, &'static str)> {
         ("dead_letter", "stream_seq"),
         ("parked_message", "stream_seq"),
         ("child_identifier", "child_id, kind, digest"),
+        // Not in CASEWORK: an alert is raised when the backbone learns a
+        // fact (its recorded_at), so two systems told the same facts at
+        // different times raise them at different times, by design. A
+        // rebuild replays the same recorded times and must equal live.
+        ("alert", "alert_id"),
     ];
     all.extend(CASEWORK);
     all
