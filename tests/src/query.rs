@@ -197,13 +197,22 @@ impl Drop for TestQuery {
 
 /// The next Server-Sent Event's data (JSON) from `body`, within 20 s;
 /// `buffer` keeps what arrived after it for the next call.
-#[allow(clippy::expect_used)]
 pub async fn next_sse_event(body: &mut reqwest::Response, buffer: &mut String) -> serde_json::Value {
+    next_sse_event_with_id(body, buffer).await.1
+}
+
+/// As [`next_sse_event`], with the event's `id` (none if it had none).
+#[allow(clippy::expect_used)]
+pub async fn next_sse_event_with_id(
+    body: &mut reqwest::Response,
+    buffer: &mut String,
+) -> (Option<u64>, serde_json::Value) {
     loop {
         if let Some(end) = buffer.find("\n\n") {
             let block: String = buffer.drain(..end + 2).collect();
+            let id = block.lines().find_map(|l| l.strip_prefix("id:")).and_then(|v| v.trim().parse().ok());
             if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) {
-                return serde_json::from_str(data.trim()).expect("SSE data is JSON");
+                return (id, serde_json::from_str(data.trim()).expect("SSE data is JSON"));
             }
             continue;
         }

@@ -525,21 +525,10 @@ async fn notices_after(nats: &str, subject: &str, after: u64) -> Vec<(u64, Value
     out
 }
 
-/// The next SSE event's id and data.
+/// The next SSE event's id (which every event of these streams carries) and data.
 async fn next_with_id(body: &mut reqwest::Response, buffer: &mut String) -> (u64, Value) {
-    loop {
-        if let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let id = block.lines().find_map(|l| l.strip_prefix("id:")).and_then(|v| v.trim().parse().ok());
-            let data = block.lines().find_map(|l| l.strip_prefix("data:"));
-            if let (Some(id), Some(data)) = (id, data) {
-                return (id, serde_json::from_str(data.trim()).expect("JSON"));
-            }
-            continue;
-        }
-        let chunk = tokio::time::timeout(Duration::from_secs(20), body.chunk()).await.expect("an SSE event in time");
-        buffer.push_str(&String::from_utf8_lossy(&chunk.expect("open").expect("the stream stays open")));
-    }
+    let (id, data) = tests::query::next_sse_event_with_id(body, buffer).await;
+    (id.expect("an event id"), data)
 }
 
 #[tokio::test]
@@ -573,8 +562,12 @@ async fn an_interrupted_subscription_resumes_and_misses_no_notice() {
             json!({"referral_id": "R1", "source": "6", "nfa": false}),
         );
         sys.publish(tokens::HARINGEY, vec![registered(&format!("reg-{i}"), &child, HARINGEY), referral]).await;
-        // Let the notifier flush each one (every 100 ms in the harness).
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Each announced before the next is published: wait for its notice on the stream.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while notices_after(&sys.nats.url(), &subject, seen).await.len() <= usize::try_from(i).unwrap_or(0) {
+            assert!(tokio::time::Instant::now() < deadline, "referral {i} was never announced");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     let missed = notices_after(&sys.nats.url(), &subject, seen).await;
     assert!(missed.len() >= 2, "the changes were announced while it was away: {}", missed.len());
