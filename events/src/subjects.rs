@@ -179,6 +179,11 @@ impl Partitions {
         self.0.contains(&partition)
     }
 
+    /// The partitions' numbers, in order.
+    pub fn numbers(&self) -> &[u32] {
+        &self.0
+    }
+
     /// The event-stream filters of these partitions (one `sg.ev.>` for all of them).
     pub fn filters(&self) -> Vec<String> {
         if self.0.len() == PARTITIONS as usize {

@@ -31,6 +31,9 @@ pub struct Freshness {
     pub lag_seconds: f64,
     /// Subjects parked, in all.
     pub parked: i64,
+    /// Children waiting to be folded again under their council's new
+    /// settings (`refold_pending`): their alerts follow once it is 0.
+    pub refolds_pending: i64,
     /// The oldest report's age in seconds: a projector that is gone stops reporting.
     pub report_age_seconds: Option<f64>,
     pub projectors: Vec<ProjectorHealth>,
@@ -82,12 +85,14 @@ pub async fn freshness(pool: &PgPool) -> Result<Freshness, sqlx::Error> {
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let parked: i64 = sqlx::query_scalar("select count(*) from parked_subject").fetch_one(pool).await?;
+    let refolds_pending: i64 = sqlx::query_scalar("select count(*) from refold_pending").fetch_one(pool).await?;
     let now = Utc::now();
     Ok(Freshness {
         position,
         stalled: projectors.iter().any(|p| p.stalled),
         lag_seconds: projectors.iter().map(|p| p.lag_seconds).fold(0.0, f64::max),
         parked,
+        refolds_pending,
         report_age_seconds: projectors
             .iter()
             .map(|p| (now - p.checked_at).num_milliseconds() as f64 / 1000.0)

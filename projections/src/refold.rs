@@ -9,7 +9,7 @@ use casework::facts::{History, Recorded};
 use chrono::{DateTime, NaiveDate, Utc};
 use events::ids::{ChildId, CouncilCode, EventId, LocalId, PrincipalName};
 use events::privacy::ChildKeys;
-use events::{EventData, EventType};
+use events::{EventData, EventType, Subject};
 use sqlx::{Postgres, Row, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +32,8 @@ pub struct Changed {
     /// (council, team) whose alerts may have changed; no team is the
     /// council's unallocated alerts.
     pub alerts: BTreeSet<(CouncilCode, Option<LocalId>)>,
+    /// Children were queued to be folded again ([`drain`]).
+    pub requeued: bool,
 }
 
 impl Changed {
@@ -39,6 +41,7 @@ impl Changed {
         self.councils.extend(other.councils);
         self.teams.extend(other.teams);
         self.alerts.extend(other.alerts);
+        self.requeued |= other.requeued;
     }
 }
 
@@ -117,18 +120,20 @@ pub async fn refold(
 ) -> Result<Changed, ApplyError> {
     let mut changed = Changed::default();
     // Councils first: a child's alerts are folded under its council's
-    // settings, so a council reconfigured refolds its children too (all
-    // but the parked, whose rows wait for their own messages).
-    let mut children = touched.children.clone();
+    // settings, so a council reconfigured queues its children to be folded
+    // again. Not in this batch: a council may hold a hundred thousand
+    // children, and one transaction refolding them all would hold every
+    // later event back for as long (see [`drain`]).
     if !touched.councils.is_empty() {
         changed.merge(refold_councils(tx, &touched.councils).await?);
-        children.extend(children_of(tx, &touched.councils).await?);
+        queue_children_of(tx, &touched.councils).await?;
+        changed.requeued = true;
     }
     if !touched.workers.is_empty() {
         changed.merge(refold_workers(tx, &touched.workers).await?);
     }
-    if !children.is_empty() {
-        let (child_changes, histories) = refold_children(tx, &children).await?;
+    if !touched.children.is_empty() {
+        let (child_changes, histories) = refold_children(tx, &touched.children).await?;
         changed.merge(child_changes);
         if let Some(keys) = keys
             && !touched.identities.is_empty()
@@ -139,19 +144,88 @@ pub async fn refold(
     Ok(changed)
 }
 
-/// The children of `councils` in the read models, but those parked.
-async fn children_of(
+/// Queues the children of `councils` in the read models (but the parked,
+/// whose rows wait for their own messages) to be folded again by
+/// [`drain`], each under its own partition.
+async fn queue_children_of(
     tx: &mut Transaction<'_, Postgres>,
     councils: &BTreeSet<CouncilCode>,
-) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     let codes: Vec<&str> = councils.iter().map(CouncilCode::as_str).collect();
-    sqlx::query_scalar(
+    let children: Vec<uuid::Uuid> = sqlx::query_scalar(
         "select child_id from child_status where council = any($1)
             and child_id::text not in (select subject from parked_subject)",
     )
     .bind(&codes)
     .fetch_all(&mut **tx)
-    .await
+    .await?;
+    let partitions: Vec<i32> = children
+        .iter()
+        .map(|c| events::subjects::partition(&Subject::Child(ChildId::from_uuid(*c))))
+        .map(|p| i32::try_from(p).unwrap_or(i32::MAX))
+        .collect();
+    sqlx::query(
+        "insert into refold_pending (child_id, partition) select * from unnest($1::uuid[], $2::int[])
+         on conflict (child_id) do nothing",
+    )
+    .bind(&children)
+    .bind(&partitions)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What one [`drain`] did.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// Children folded again.
+    pub children: usize,
+    /// Children still queued in the drained partitions.
+    pub left: u64,
+    pub changed: Changed,
+}
+
+/// Folds again up to `limit` of the children queued in `partitions` (see
+/// [`queue_children_of`]), oldest first, within `tx`. Only the projector
+/// owning a partition drains it, between its batches, so a child's rows
+/// are never written by two transactions at once.
+pub async fn drain(
+    tx: &mut Transaction<'_, Postgres>,
+    partitions: &[u32],
+    limit: usize,
+) -> Result<Drained, ApplyError> {
+    let partitions: Vec<i32> = partitions.iter().map(|p| i32::try_from(*p).unwrap_or(i32::MAX)).collect();
+    let taken: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "delete from refold_pending where child_id in (
+             select child_id from refold_pending where partition = any($1)
+              order by partition, queued_at limit $2 for update skip locked)
+         returning child_id",
+    )
+    .bind(&partitions)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut **tx)
+    .await?;
+    // A child parked since it was queued waits for its own messages.
+    let parked: BTreeSet<uuid::Uuid> = sqlx::query_scalar::<_, String>(
+        "select subject from parked_subject where subject_kind = 'child' and subject = any($1)",
+    )
+    .bind(taken.iter().map(uuid::Uuid::to_string).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .filter_map(|s| s.parse().ok())
+    .collect();
+    let children: BTreeSet<uuid::Uuid> = taken.into_iter().filter(|c| !parked.contains(c)).collect();
+    let mut drained = Drained { children: children.len(), ..Drained::default() };
+    if !children.is_empty() {
+        drained.changed = refold_children(tx, &children).await?.0;
+    }
+    let left: i64 = sqlx::query_scalar("select count(*) from refold_pending where partition = any($1)")
+        .bind(&partitions)
+        .fetch_one(&mut **tx)
+        .await?;
+    drained.left = u64::try_from(left).unwrap_or(0);
+    Ok(drained)
 }
 
 /// Every council's settings, for the alerts' fold (a few rows a council).

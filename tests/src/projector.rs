@@ -34,7 +34,7 @@ pub async fn run_until(nats_url: &str, pool: &PgPool, settings: Settings, target
         },
     ));
     let deadline = Instant::now() + Duration::from_secs(300);
-    while stats.position.load(Ordering::Relaxed) < target {
+    while !settled(&stats, target) {
         assert!(!task.is_finished(), "the projector stopped early");
         assert!(Instant::now() < deadline, "the projector did not reach {target}");
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -44,6 +44,12 @@ pub async fn run_until(nats_url: &str, pool: &PgPool, settings: Settings, target
     #[allow(clippy::expect_used)]
     task.await.expect("join the projector").expect("the projector ran cleanly");
     elapsed
+}
+
+/// Whether a projector has applied the stream up to `target` and folded
+/// again every child a council's new settings queued.
+pub fn settled(stats: &Stats, target: u64) -> bool {
+    stats.position.load(Ordering::Relaxed) >= target && stats.refolds_pending.load(Ordering::Relaxed) == 0
 }
 
 /// A clean projection of the stream up to `target` in a new database, as a
@@ -97,12 +103,17 @@ pub fn spawn_process(
 }
 
 /// The furthest position any projector has stored in `pool`'s database (0
-/// before the first batch, or before the tables exist).
+/// before the first batch, before the tables exist, and while children
+/// wait to be folded again under their council's new settings: a wait for
+/// a position waits for them too).
 pub async fn stored_position(pool: &PgPool) -> u64 {
-    sqlx::query_scalar::<_, i64>("select coalesce(max(stream_seq), 0) from projector_position")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0) as u64
+    sqlx::query_scalar::<_, i64>(
+        "select case when exists (select from refold_pending) then 0
+                     else coalesce((select max(stream_seq) from projector_position), 0) end",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap_or(0) as u64
 }
 
 /// A projector running in the background, as `serve --role projector`
@@ -214,7 +225,7 @@ impl LiveProjector {
     /// waited out.
     pub async fn wait_clean(&self, target: u64) {
         let deadline = Instant::now() + Duration::from_secs(120);
-        while self.stats.position.load(Ordering::Relaxed) < target {
+        while !settled(&self.stats, target) {
             assert_eq!(self.interruptions(), 0, "the projector was interrupted before reaching {target}");
             assert_eq!(
                 self.stats.parkings.load(Ordering::Relaxed),
@@ -236,7 +247,7 @@ impl LiveProjector {
     /// Waits until the projector has applied the stream up to `target`.
     pub async fn wait_for(&self, target: u64) {
         let deadline = Instant::now() + Duration::from_secs(120);
-        while self.stats.position.load(Ordering::Relaxed) < target {
+        while !settled(&self.stats, target) {
             assert!(!self.task.is_finished(), "the projector stopped early");
             assert!(Instant::now() < deadline, "the projector did not reach {target}");
             tokio::time::sleep(Duration::from_millis(10)).await;

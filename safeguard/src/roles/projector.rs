@@ -26,7 +26,7 @@ pub async fn run(
     let settings = projections::runtime::Settings {
         name: projector.name.clone(),
         batch: projector.batch,
-        filters: partitions.filters(),
+        partitions: partitions.clone(),
         keys: Some(keys),
         signers,
         health_interval: std::time::Duration::from_millis(projector.health_interval_ms.max(100)),
@@ -116,7 +116,7 @@ impl prometheus_client::collector::Collector for ProjectorMetrics {
         use prometheus_client::metrics::gauge::ConstGauge;
         use std::sync::atomic::Ordering::Relaxed;
         let (s, label) = (&self.stats, ProjectorLabel { projector: self.name.clone() });
-        let gauges: [(&str, &str, u64); 5] = [
+        let gauges: [(&str, &str, u64); 6] = [
             ("position", "Stream sequence applied up to", s.position.load(Relaxed)),
             ("stream_last", "The stream's last sequence when last looked at", s.stream_last.load(Relaxed)),
             (
@@ -129,6 +129,11 @@ impl prometheus_client::collector::Collector for ProjectorMetrics {
                 "parked_subjects",
                 "Subjects parked: their events wait until `safeguard parked retry`",
                 s.parked.load(Relaxed),
+            ),
+            (
+                "refolds_pending",
+                "Children of this projector's partitions waiting to be folded again under their council's new settings",
+                s.refolds_pending.load(Relaxed),
             ),
         ];
         for (name, help, value) in gauges {
