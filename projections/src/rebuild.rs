@@ -58,7 +58,7 @@ pub async fn rebuild(
     if let Ok(info) = stream.clone().info().await {
         stats.stream_last.store(info.state.last_sequence, Ordering::Relaxed);
     }
-    let consumer = runtime::consumer_from(&stream, None, &settings.filters, 0).await?;
+    let consumer = runtime::consumer_from(&stream, None, &settings.partitions.filters(), 0).await?;
     // A lost delivery fails the rebuild (run it again) rather than leave a hole.
     let mut deliveries = runtime::Deliveries::new();
     let mut position = 0;

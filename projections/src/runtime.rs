@@ -13,6 +13,7 @@ use crate::store::{self, Incoming};
 use async_nats::jetstream::{self, consumer};
 use events::chain::Signers;
 use events::privacy::ChildKeys;
+use events::subjects::Partitions;
 use futures::StreamExt;
 use sqlx::PgPool;
 use std::future::Future;
@@ -29,10 +30,10 @@ pub struct Settings {
     pub name: String,
     /// Messages applied per transaction at most.
     pub batch: usize,
-    /// The subjects this projector owns: all events, or some partitions'
-    /// (`events::subjects::Partitions::filters`). A subject lives in one
-    /// partition, so each child's events still arrive in order.
-    pub filters: Vec<String>,
+    /// The partitions this projector owns: all, or some. A subject lives
+    /// in one partition, so each child's events still arrive in order, and
+    /// only its partition's projector writes its rows.
+    pub partitions: Partitions,
     /// Children's data keys, for the NHS-number index; without them that
     /// index is left empty.
     pub keys: Option<Arc<dyn ChildKeys>>,
@@ -55,7 +56,7 @@ impl Settings {
         Self {
             name: "main".into(),
             batch: 1000,
-            filters: vec![events::subjects::EVENTS_FILTER.into()],
+            partitions: Partitions::all(),
             keys: None,
             signers,
             health_interval: Duration::from_secs(5),
@@ -81,6 +82,9 @@ pub struct Stats {
     pub lag_ms: AtomicU64,
     /// 1 while stalled: no progress for `stall_after` with an event waiting at least that long.
     pub stalled: AtomicBool,
+    /// Children of its partitions waiting to be folded again after their
+    /// council's settings changed (`refold_pending`).
+    pub refolds_pending: AtomicU64,
     /// Subjects this projector has parked, as the database holds them.
     pub parked: AtomicU64,
     /// Subjects parked since start.
@@ -145,15 +149,20 @@ pub enum ProjectorError {
 /// consumer numbers its deliveries 1, 2, 3, ... from its creation, so a
 /// number out of turn is a loss; the batch is not applied, and the caller
 /// starts again from the position PostgreSQL holds.
+///
+/// It also holds the batch fetched ahead (see [`pump`]), so that a pump
+/// stopping at a position leaves it to the next pump on the same consumer
+/// rather than losing what it delivered.
 #[derive(Debug)]
 pub struct Deliveries {
     next: u64,
+    ahead: Option<Ahead>,
 }
 
 impl Deliveries {
     /// For a consumer just made: its first delivery is number 1.
     pub fn new() -> Self {
-        Self { next: 1 }
+        Self { next: 1, ahead: None }
     }
 
     pub fn check(&mut self, consumer_sequence: u64) -> Result<(), ProjectorError> {
@@ -255,7 +264,7 @@ async fn session<F: Future<Output = ()> + Unpin>(
     // The durable is rebuilt from the database's position: Postgres, not the
     // consumer's ack floor, says what the read models hold.
     let _ = stream.delete_consumer(durable).await;
-    let consumer = consumer_from(&stream, Some(durable.to_owned()), &settings.filters, from).await?;
+    let consumer = consumer_from(&stream, Some(durable.to_owned()), &settings.partitions.filters(), from).await?;
     tracing::info!(projector = %settings.name, from, "projector started");
     let mut deliveries = Deliveries::new();
     pump(pool, &stream, &consumer, &mut deliveries, settings, stats, from, notifier, Target::Forever(shutdown)).await
@@ -309,7 +318,65 @@ pub(crate) enum Outcome {
     },
 }
 
-/// Fetches, applies and acknowledges batches.
+/// One fetch's messages, decoded, with what [`Deliveries`] checks.
+struct Fetched {
+    batch: Vec<Incoming>,
+    consumer_sequences: Vec<u64>,
+    /// The last message, whose acknowledgement acknowledges them all.
+    last: Option<jetstream::Message>,
+}
+
+/// A fetch (and its decoding) running beside the batch being applied.
+struct Ahead(tokio::task::JoinHandle<Result<Fetched, ProjectorError>>);
+
+impl Ahead {
+    fn start(consumer: &consumer::PullConsumer, settings: &Settings, wait: Duration) -> Self {
+        Self(tokio::spawn(fetch(consumer.clone(), settings.batch, wait, settings.signers.clone())))
+    }
+
+    async fn done(mut self) -> Result<Fetched, ProjectorError> {
+        (&mut self.0).await.map_err(|e| ProjectorError::JetStream(e.into()))?
+    }
+}
+
+impl std::fmt::Debug for Ahead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Ahead").field(&self.0.is_finished()).finish()
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Fetches up to `max` messages (waiting up to `wait` for the first) and
+/// decodes them.
+async fn fetch(
+    consumer: consumer::PullConsumer,
+    max: usize,
+    wait: Duration,
+    signers: Arc<dyn Signers>,
+) -> Result<Fetched, ProjectorError> {
+    let mut messages = consumer.fetch().max_messages(max).expires(wait).messages().await.map_err(js_error)?;
+    let mut raw = Vec::with_capacity(max);
+    let mut consumer_sequences = Vec::with_capacity(max);
+    let mut last = None;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(js_error)?;
+        let info = message.info().map_err(js_error)?;
+        consumer_sequences.push(info.consumer_sequence);
+        raw.push((info.stream_sequence, message.subject.to_string(), message.payload.clone()));
+        last = Some(message);
+    }
+    Ok(Fetched { batch: decode(raw, &signers).await?, consumer_sequences, last })
+}
+
+/// Fetches, applies and acknowledges batches. The next batch is fetched
+/// and decoded while one is applied: decoding (hashes, signatures) is CPU
+/// in this process, applying is mostly PostgreSQL's, and side by side
+/// they take the time of the longer.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
     pool: &PgPool,
@@ -323,40 +390,48 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
     mut target: Target<'_, F>,
 ) -> Result<Outcome, ProjectorError> {
     let mut position = from;
+    // Children queued to be folded again (a council reconfigured) are
+    // drained a chunk at a time between batches, and while the stream is
+    // quiet; after a restart, whatever an earlier run left is found by the
+    // first drain.
+    let mut pending = true;
     loop {
-        let fetch = consumer.fetch().max_messages(settings.batch).expires(Duration::from_millis(500)).messages();
-        let mut messages = match &mut target {
+        // Queued by this projector's own batches, or found by its watcher.
+        pending |= stats.refolds_pending.load(Ordering::Relaxed) > 0;
+        if pending {
+            pending = drain(pool, settings, stats, notifier).await?;
+        }
+        let next = match deliveries.ahead.take() {
+            Some(ahead) => ahead,
+            // While children wait, a fetch that finds nothing returns soon.
+            None => Ahead::start(consumer, settings, Duration::from_millis(if pending { 10 } else { 500 })),
+        };
+        while pending && !next.0.is_finished() {
+            pending = drain(pool, settings, stats, notifier).await?;
+        }
+        let fetched = match &mut target {
             Target::Forever(shutdown) => tokio::select! {
                 () = &mut **shutdown => return Ok(Outcome::Stopped),
-                m = fetch => m.map_err(js_error)?,
+                f = next.done() => f?,
             },
-            Target::Head | Target::Until(_) => fetch.await.map_err(js_error)?,
+            Target::Head | Target::Until(_) => next.done().await?,
         };
-        let mut batch = Vec::with_capacity(settings.batch);
-        let mut last = None;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(js_error)?;
-            let info = message.info().map_err(js_error)?;
-            deliveries.check(info.consumer_sequence)?;
-            batch.push(Incoming::decode(
-                info.stream_sequence,
-                message.subject.as_str(),
-                &message.payload,
-                &*settings.signers,
-            ));
-            last = Some(message);
+        for sequence in &fetched.consumer_sequences {
+            deliveries.check(*sequence)?;
         }
-        let Some(last) = last else {
+        let Some(last) = fetched.last else {
             if let Ok(info) = stream.get_info().await {
                 stats.stream_last.store(info.state.last_sequence, Ordering::Relaxed);
             }
-            // Nothing came: at the head if nothing matching the filter is left undelivered.
-            if matches!(target, Target::Head) && caught_up(consumer).await? {
+            // Nothing came: at the head if nothing matching the filter is
+            // left undelivered and no child waits to be folded again.
+            if matches!(target, Target::Head) && !pending && caught_up(consumer).await? {
                 return Ok(Outcome::Reached);
             }
             continue;
         };
-        let applied = match apply(pool, settings, &batch, position).await {
+        deliveries.ahead = Some(Ahead::start(consumer, settings, Duration::from_millis(500)));
+        let applied = match apply(pool, settings, &fetched.batch, position).await {
             Ok(applied) => applied,
             Err(store::ApplyError::Moved { stored, .. }) => return Ok(Outcome::Moved { stored }),
             Err(store::ApplyError::Database(e)) => return Err(e.into()),
@@ -364,8 +439,14 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
             // Only a per-subject application can meet a fold's failure, and it parks it.
             Err(e @ store::ApplyError::Fold { .. }) => return Err(ProjectorError::Fold(e.to_string())),
         };
-        // Acknowledged only now: AckPolicy::All acknowledges the whole batch.
+        // Acknowledged only now: AckPolicy::All acknowledges the whole batch
+        // (and nothing fetched ahead, which comes after it).
         last.ack().await.map_err(js_error)?;
+        if applied.changed.requeued {
+            // Before the position moves: whoever waits for both never sees one without the other.
+            stats.refolds_pending.fetch_max(1, Ordering::Relaxed);
+            pending = true;
+        }
         position = applied.position;
         stats.applied.fetch_add(applied.events, Ordering::Relaxed);
         stats.dead_letters.fetch_add(applied.dead_letters, Ordering::Relaxed);
@@ -383,12 +464,82 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
         if let Some(notifier) = notifier {
             notifier.mark(&applied.changed, &applied.years);
         }
+        // The batch fetched ahead stays with `deliveries` for whoever pumps
+        // this consumer next (a rebuild's switch catches up with it).
         match target {
-            Target::Until(wanted) if position >= wanted => return Ok(Outcome::Reached),
-            Target::Head if caught_up(consumer).await? => return Ok(Outcome::Reached),
+            Target::Until(wanted) if position >= wanted && !pending => return Ok(Outcome::Reached),
+            Target::Head if !pending && caught_up(consumer).await? => return Ok(Outcome::Reached),
             _ => {}
         }
     }
+}
+
+/// Fewer messages than this are decoded where they arrived: a thread's
+/// start costs more than they do.
+const DECODE_ALONE: usize = 64;
+
+/// Decodes a batch's messages, in stream order, on every core. Checking an
+/// event's hash and the gateway's signature on it is most of the CPU a
+/// batch costs the projector (about 60 µs an event on the benchmark's
+/// machine), and nothing else can happen to a batch before it is done.
+async fn decode(
+    raw: Vec<(u64, String, bytes::Bytes)>,
+    signers: &Arc<dyn Signers>,
+) -> Result<Vec<Incoming>, ProjectorError> {
+    let one = |(seq, subject, payload): &(u64, String, bytes::Bytes), signers: &dyn Signers| {
+        Incoming::decode(*seq, subject, payload, signers)
+    };
+    if raw.len() < DECODE_ALONE {
+        return Ok(raw.iter().map(|m| one(m, &**signers)).collect());
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let size = raw.len().div_ceil(cores);
+    let mut raw = raw;
+    let mut parts = Vec::with_capacity(cores);
+    while !raw.is_empty() {
+        let rest = raw.split_off(size.min(raw.len()));
+        let part = std::mem::replace(&mut raw, rest);
+        let signers = signers.clone();
+        parts.push(tokio::task::spawn_blocking(move || part.iter().map(|m| one(m, &*signers)).collect::<Vec<_>>()));
+    }
+    let mut batch = Vec::new();
+    for part in parts {
+        batch.extend(part.await.map_err(|e| ProjectorError::Fold(format!("decoding a batch failed: {e}")))?);
+    }
+    Ok(batch)
+}
+
+/// Children folded again per transaction while draining.
+const DRAIN_CHUNK: usize = 250;
+
+/// Folds again one chunk of this projector's children queued by a council's
+/// new settings ([`crate::refold::drain`]), in a transaction of its own.
+/// Returns whether any are left.
+async fn drain(
+    pool: &PgPool,
+    settings: &Settings,
+    stats: &Stats,
+    notifier: Option<&Notifier>,
+) -> Result<bool, ProjectorError> {
+    let mut tx = pool.begin().await?;
+    let drained = match crate::refold::drain(&mut tx, settings.partitions.numbers(), DRAIN_CHUNK).await {
+        Ok(drained) => drained,
+        Err(store::ApplyError::Database(e)) => return Err(e.into()),
+        Err(store::ApplyError::Keys(e)) => return Err(ProjectorError::Keys(e)),
+        // A child's history folded when its events were applied, and its
+        // council's settings cannot make a fold fail: a failure here is
+        // the projector's fault, retried (and alarmed) like an outage.
+        Err(e) => return Err(ProjectorError::Fold(e.to_string())),
+    };
+    tx.commit().await?;
+    stats.refolds_pending.store(drained.left, Ordering::Relaxed);
+    if drained.children > 0 {
+        tracing::debug!(projector = %settings.name, children = drained.children, left = drained.left, "folded children again under their council's new settings");
+        if let Some(notifier) = notifier {
+            notifier.mark(&drained.changed, &std::collections::BTreeSet::new());
+        }
+    }
+    Ok(drained.left > 0)
 }
 
 /// Applies one batch and commits it. A batch that fails on its content
@@ -465,7 +616,7 @@ async fn look(
     // position, one look per filter (a partitioned projector has several).
     let mut oldest: Option<i64> = None;
     if last > position {
-        for filter in &settings.filters {
+        for filter in &settings.partitions.filters() {
             match stream.direct_get_next_for_subject(filter.as_str(), Some(position + 1)).await {
                 Ok(message) => {
                     let at = i64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
@@ -492,6 +643,16 @@ async fn look(
         .fetch_one(pool)
         .await?;
     stats.parked.store(u64::try_from(parked).unwrap_or(0), Ordering::Relaxed);
+    // Children of this projector's partitions may have been queued by
+    // another's batch (the one owning their council): the pump drains
+    // them once it sees the count.
+    let partitions: Vec<i32> =
+        settings.partitions.numbers().iter().map(|p| i32::try_from(*p).unwrap_or(i32::MAX)).collect();
+    let queued: i64 = sqlx::query_scalar("select count(*) from refold_pending where partition = any($1)")
+        .bind(&partitions)
+        .fetch_one(pool)
+        .await?;
+    stats.refolds_pending.store(u64::try_from(queued).unwrap_or(0), Ordering::Relaxed);
     sqlx::query(
         "insert into projector_health (projector, position, stream_last, lag, lag_seconds, stalled, parked, checked_at)
          values ($1, $2, $3, $4, $5, $6, $7, now())

@@ -1,0 +1,117 @@
+//! Where projection time goes: a stream shaped like the benchmark's
+//! (many short children in one council, a seeded population with its
+//! council settings, a few long histories), projected afresh by an
+//! in-process projector, with the read models' sizes after.
+//!
+//! `cargo run --release -p tests --example projection_profile -- [--children N] [--long N]`
+//!
+//! Run `perf record -g -p <pid>` beside it (the pid is printed) to see
+//! which functions the time goes to.
+
+#![allow(clippy::print_stdout)] // printing the figures is the point
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a measurement run stops at the first surprise
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tests::deploy::{Deployment, release_binary};
+use tests::{NatsServer, TestDatabase};
+
+async fn post(client: &reqwest::Client, url: &str, body: Value) -> u64 {
+    let response = client.post(url).bearer_auth(tests::gateway::tokens::ADMIN).json(&body).send().await.unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert!(status.is_success(), "{status}: {body}");
+    let seqs = |v: &Value| v["stream_sequence"].as_u64().unwrap_or(0);
+    match &body {
+        Value::Array(items) => items.iter().map(seqs).max().unwrap_or(0),
+        other => other["results"].as_array().map_or_else(|| seqs(other), |r| r.iter().map(seqs).max().unwrap_or(0)),
+    }
+}
+
+fn short_child(prefix: &str, events: usize) -> Vec<Value> {
+    let child = uuid::Uuid::new_v4().to_string();
+    (0..events)
+        .map(|i| {
+            let id = format!("{prefix}-{i}");
+            if i == 0 {
+                tests::fixtures::registered(&id, &child, "E09000014")
+            } else {
+                let day = chrono::NaiveDate::from_ymd_opt(2024, 1, 3).unwrap() + chrono::Days::new(i as u64 % 700);
+                tests::fixtures::event(
+                    &id,
+                    "child.seen",
+                    &child,
+                    &format!("{day}T11:00:00Z"),
+                    json!({"seen_by": "8a0e4c8e-5d1b-4a63-9c1e-2f7f5a1d9b10", "seen_alone": i % 2 == 0, "context": "statutory_visit"}),
+                )
+            }
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (children, long, seeded) = (arg("--children", 20_000), arg("--long", 8), arg("--seeded", 3_000));
+    let nats = NatsServer::start().await;
+    let db = TestDatabase::create().await;
+    let deployment = Deployment::start(&release_binary(), &nats.url(), db.url()).await;
+    let client = reqwest::Client::new();
+    let url = deployment.gateway_url("/v1/events");
+
+    let t = Instant::now();
+    let mut last = 0;
+    let shorts: Vec<Value> = (0..children).flat_map(|i| short_child(&format!("s{i}"), 3)).collect();
+    for chunk in shorts.chunks(999) {
+        last = last.max(post(&client, &url, Value::Array(chunk.to_vec())).await);
+    }
+    let until = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
+    let groups = safeguard::cli::seed::generate(42, 2, seeded, until).expect("seed");
+    for batch in safeguard::cli::seed::batches(&groups, 1000) {
+        last = last.max(post(&client, &url, Value::Array(batch)).await);
+    }
+    for l in 0..long {
+        for chunk in short_child(&format!("long{l}"), 2_000).chunks(1000) {
+            last = last.max(post(&client, &url, Value::Array(chunk.to_vec())).await);
+        }
+    }
+    println!("published to {last} in {:.1} s", t.elapsed().as_secs_f64());
+
+    let clean = TestDatabase::create().await;
+    let pool = clean.pool().await;
+    let signers: std::sync::Arc<dyn events::chain::Signers> =
+        platform::PublicKeyFile::open(&deployment.path("signing.key.pub"), Duration::ZERO).await.unwrap();
+    let settings = projections::runtime::Settings::new(signers);
+    println!("projecting in process {}", std::process::id());
+    let elapsed = tests::projector::run_until(&nats.url(), &pool, settings, last).await;
+    let events: i64 = sqlx::query_scalar("select count(*) from stored_event").fetch_one(&pool).await.unwrap();
+    println!(
+        "projected {events} events in {:.1} s: {:.0} events/s",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64()
+    );
+    for (table, rows) in sqlx::query_as::<_, (String, i64)>(
+        "select relname::text, n_live_tup from pg_stat_user_tables where schemaname = 'projection' order by 2 desc limit 12",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    {
+        println!("{table:<24} {rows:>10}");
+    }
+    for (kind, rows) in
+        sqlx::query_as::<_, (String, i64)>("select kind, count(*) from alert group by 1 order by 2 desc")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    {
+        println!("alert {kind:<28} {rows:>10}");
+    }
+}
