@@ -159,11 +159,12 @@ async fn queue_children_of(
     .bind(&codes)
     .fetch_all(&mut **tx)
     .await?;
-    let partitions: Vec<i32> = children
-        .iter()
-        .map(|c| events::subjects::partition(&Subject::Child(ChildId::from_uuid(*c))))
-        .map(|p| i32::try_from(p).unwrap_or(i32::MAX))
-        .collect();
+    let partitions = partition_numbers(
+        &children
+            .iter()
+            .map(|c| events::subjects::partition(&Subject::Child(ChildId::from_uuid(*c))))
+            .collect::<Vec<_>>(),
+    );
     sqlx::query(
         "insert into refold_pending (child_id, partition) select * from unnest($1::uuid[], $2::int[])
          on conflict (child_id) do nothing",
@@ -194,7 +195,7 @@ pub async fn drain(
     partitions: &[u32],
     limit: usize,
 ) -> Result<Drained, ApplyError> {
-    let partitions: Vec<i32> = partitions.iter().map(|p| i32::try_from(*p).unwrap_or(i32::MAX)).collect();
+    let partitions = partition_numbers(partitions);
     let taken: Vec<uuid::Uuid> = sqlx::query_scalar(
         "delete from refold_pending where child_id in (
              select child_id from refold_pending where partition = any($1)
@@ -220,12 +221,22 @@ pub async fn drain(
     if !children.is_empty() {
         drained.changed = refold_children(tx, &children).await?.0;
     }
-    let left: i64 = sqlx::query_scalar("select count(*) from refold_pending where partition = any($1)")
-        .bind(&partitions)
-        .fetch_one(&mut **tx)
-        .await?;
-    drained.left = u64::try_from(left).unwrap_or(0);
+    drained.left = queued(&mut **tx, &partitions).await?;
     Ok(drained)
+}
+
+/// How many children of `partitions` wait to be folded again.
+pub async fn queued<'e>(db: impl sqlx::PgExecutor<'e>, partitions: &[i32]) -> Result<u64, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar("select count(*) from refold_pending where partition = any($1)")
+        .bind(partitions)
+        .fetch_one(db)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Partition numbers as the `refold_pending` column holds them.
+pub fn partition_numbers(partitions: &[u32]) -> Vec<i32> {
+    partitions.iter().map(|p| i32::try_from(*p).unwrap_or(i32::MAX)).collect()
 }
 
 /// Every council's settings, for the alerts' fold (a few rows a council).

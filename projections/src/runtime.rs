@@ -646,13 +646,8 @@ async fn look(
     // Children of this projector's partitions may have been queued by
     // another's batch (the one owning their council): the pump drains
     // them once it sees the count.
-    let partitions: Vec<i32> =
-        settings.partitions.numbers().iter().map(|p| i32::try_from(*p).unwrap_or(i32::MAX)).collect();
-    let queued: i64 = sqlx::query_scalar("select count(*) from refold_pending where partition = any($1)")
-        .bind(&partitions)
-        .fetch_one(pool)
-        .await?;
-    stats.refolds_pending.store(u64::try_from(queued).unwrap_or(0), Ordering::Relaxed);
+    let partitions = crate::refold::partition_numbers(settings.partitions.numbers());
+    stats.refolds_pending.store(crate::refold::queued(pool, &partitions).await?, Ordering::Relaxed);
     sqlx::query(
         "insert into projector_health (projector, position, stream_last, lag, lag_seconds, stalled, parked, checked_at)
          values ($1, $2, $3, $4, $5, $6, $7, now())
