@@ -102,7 +102,13 @@ fn token(id: &str) -> String {
 
 /// The partition of a subject.
 pub fn partition(subject: &Subject) -> u32 {
-    let digest = Sha256::digest(subject.to_string().as_bytes());
+    partition_of_name(&subject.to_string())
+}
+
+/// The partition of a subject by its name (a child's or worker's UUID, a
+/// council's code), as the read models store it.
+pub fn partition_of_name(name: &str) -> u32 {
+    let digest = Sha256::digest(name.as_bytes());
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % PARTITIONS
 }
 

@@ -41,6 +41,7 @@ pub mod notify;
 pub mod parking;
 pub mod reads;
 pub mod rebuild;
+pub mod reconcile;
 pub mod refold;
 pub mod runtime;
 pub mod store;

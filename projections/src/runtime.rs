@@ -91,6 +91,12 @@ pub struct Stats {
     pub parkings: AtomicU64,
     /// Sessions ended by a NATS or PostgreSQL failure (each followed by a retry).
     pub interruptions: AtomicU64,
+    /// Times the stream was found to have gone back on messages it had
+    /// delivered, and the read models were corrected (see [`crate::reconcile`]).
+    pub reconciliations: AtomicU64,
+    /// Set by the watcher when the stream's leader changed: the positions
+    /// after this one are read back and checked before the next batch.
+    pub recheck_after: std::sync::Mutex<Option<u64>>,
     /// When the position last moved, and when the last failure was, in Unix milliseconds (0: never).
     pub progress_at_ms: AtomicU64,
     pub last_error_at_ms: AtomicU64,
@@ -111,6 +117,16 @@ impl Stats {
 
     fn failed_now(&self) {
         self.last_error_at_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Asks the pump to check the positions after `after` against the stream.
+    fn recheck(&self, after: u64) {
+        let mut recheck = self.recheck_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *recheck = Some(recheck.map_or(after, |a| a.min(after)));
+    }
+
+    fn take_recheck(&self) -> Option<u64> {
+        self.recheck_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
     }
 }
 
@@ -260,6 +276,9 @@ async fn session<F: Future<Output = ()> + Unpin>(
     let mut conn = pool.acquire().await?;
     let from = store::position(&mut conn, &settings.name).await?;
     drop(conn);
+    // The stream may have gone back on what it delivered last before this
+    // session (a leader lost in an outage): read it back first.
+    recheck(pool, &stream, settings, stats, notifier, from.saturating_sub(crate::reconcile::WINDOW), from).await?;
     stats.position.store(from, Ordering::Relaxed);
     // The durable is rebuilt from the database's position: Postgres, not the
     // consumer's ack floor, says what the read models hold.
@@ -395,7 +414,18 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
     // quiet; after a restart, whatever an earlier run left is found by the
     // first drain.
     let mut pending = true;
+    // After a recheck, the batch already fetched ahead is checked too once
+    // applied: the old leader may have delivered it.
+    let mut recheck_next: Option<u64> = None;
     loop {
+        // The watcher saw the stream's leader change.
+        if let Some(after) = stats.take_recheck() {
+            if let Err(e) = recheck(pool, stream, settings, stats, notifier, after, position).await {
+                stats.recheck(after);
+                return Err(e);
+            }
+            recheck_next = Some(position);
+        }
         // Queued by this projector's own batches, or found by its watcher.
         pending |= stats.refolds_pending.load(Ordering::Relaxed) > 0;
         if pending {
@@ -464,6 +494,12 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
         if let Some(notifier) = notifier {
             notifier.mark(&applied.changed, &applied.years);
         }
+        if let Some(after) = recheck_next.take()
+            && let Err(e) = recheck(pool, stream, settings, stats, notifier, after, position).await
+        {
+            stats.recheck(after);
+            return Err(e);
+        }
         // The batch fetched ahead stays with `deliveries` for whoever pumps
         // this consumer next (a rebuild's switch catches up with it).
         match target {
@@ -472,6 +508,42 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
             _ => {}
         }
     }
+}
+
+/// Makes the read models agree with the stream over positions `after + 1
+/// ..= upto` ([`crate::reconcile`]), and raises the alarm if they did not.
+async fn recheck(
+    pool: &PgPool,
+    stream: &jetstream::stream::Stream,
+    settings: &Settings,
+    stats: &Stats,
+    notifier: Option<&Notifier>,
+    after: u64,
+    upto: u64,
+) -> Result<(), ProjectorError> {
+    let done = crate::reconcile::reconcile(pool, stream, settings, after, upto).await?;
+    if !done.corrected() {
+        tracing::debug!(projector = %settings.name, after, upto, read = done.read, "the stream holds what the read models applied");
+        return Ok(());
+    }
+    stats.reconciliations.fetch_add(1, Ordering::Relaxed);
+    stats.failed_now();
+    tracing::error!(
+        projector = %settings.name,
+        after,
+        upto,
+        removed = done.removed,
+        added = done.added,
+        dead_letters = done.dead_letters,
+        "the stream no longer holds what it delivered at positions the projector had applied; the read models now follow the stream"
+    );
+    if done.changed.requeued {
+        stats.refolds_pending.fetch_max(1, Ordering::Relaxed);
+    }
+    if let Some(notifier) = notifier {
+        notifier.mark(&done.changed, &std::collections::BTreeSet::new());
+    }
+    Ok(())
 }
 
 /// Fewer messages than this are decoded where they arrived: a thread's
@@ -582,10 +654,29 @@ pub async fn watch(pool: PgPool, js: jetstream::Context, settings: Settings, sta
     let mut tick = tokio::time::interval(settings.health_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_stalled = false;
+    // The stream's leader at the last look, and the position then.
+    let mut seen: Option<(String, u64)> = None;
     loop {
         tick.tick().await;
-        if let Err(e) = look(&pool, &js, &settings, &stats).await {
-            tracing::warn!(projector = %settings.name, error = &e as &dyn std::error::Error, "could not look at the stream's state");
+        let position = stats.position.load(Ordering::Relaxed);
+        match look(&pool, &js, &settings, &stats).await {
+            Ok(leader) => {
+                // A leader that died may have delivered what its successor
+                // never held: what was applied since a little before the
+                // last look is read back (see crate::reconcile).
+                if let (Some((before, at)), Some(now)) = (&seen, &leader)
+                    && before != now
+                {
+                    tracing::warn!(projector = %settings.name, "the stream's leader changed; checking what was applied last against the stream");
+                    stats.recheck(at.saturating_sub(crate::reconcile::WINDOW));
+                }
+                if let Some(now) = leader {
+                    seen = Some((now, position));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(projector = %settings.name, error = &e as &dyn std::error::Error, "could not look at the stream's state");
+            }
         }
         let stalled = stats.stalled();
         if stalled && !was_stalled {
@@ -607,9 +698,11 @@ async fn look(
     js: &jetstream::Context,
     settings: &Settings,
     stats: &Stats,
-) -> Result<(), ProjectorError> {
+) -> Result<Option<String>, ProjectorError> {
     let mut stream = js.get_stream(EVENTS_STREAM).await.map_err(js_error)?;
-    let last = stream.info().await.map_err(js_error)?.state.last_sequence;
+    let info = stream.info().await.map_err(js_error)?;
+    let last = info.state.last_sequence;
+    let leader = info.cluster.as_ref().and_then(|c| c.leader.clone());
     stats.stream_last.store(last, Ordering::Relaxed);
     let position = stats.position.load(Ordering::Relaxed);
     // The oldest message this projector applies that lies past its
@@ -664,7 +757,7 @@ async fn look(
     .bind(parked as i32)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(leader)
 }
 
 /// Whether the consumer has delivered everything its filter matches.

@@ -194,6 +194,10 @@ impl ClusterRig {
     /// Once the projector has applied the load, holds everything to it.
     async fn hold_to(&self, outcome: &Outcome) {
         self.projector.wait_for(outcome.last_sequence()).await;
+        eprintln!(
+            "the projector corrected its read models to follow the stream {} time(s)",
+            self.projector.stats.reconciliations.load(std::sync::atomic::Ordering::Relaxed)
+        );
         assert_held_exactly(&self.url, &self.gateway, &self.pool, outcome).await;
     }
 }

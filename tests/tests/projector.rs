@@ -518,3 +518,109 @@ async fn a_reconfigured_council_queues_its_children_and_folds_them_again_a_chunk
         );
     }
 }
+
+/// Settings for a projector named `name` that reads children's keys, as
+/// `serve` runs it and as a clean projection does.
+async fn keyed(gateway: &TestGateway, nats_url: &str, name: &str) -> projections::runtime::Settings {
+    let client = tests::connect(nats_url).await;
+    let keys = safeguard::roles::projector::keys(
+        &async_nats::jetstream::new(client),
+        &platform::config::NatsArgs::for_url(nats_url),
+        &gateway.path("master.key"),
+    )
+    .await
+    .expect("keys");
+    let signers = tests::projector::signers_beside(&gateway.path("master.key")).await;
+    projections::runtime::Settings {
+        name: name.into(),
+        keys: Some(keys),
+        ..projections::runtime::Settings::new(signers)
+    }
+}
+
+/// Removes the event at `seq` from the stream with its id-index message, as
+/// a new stream leader that never held them leaves them.
+async fn disown(stream: &async_nats::jetstream::stream::Stream, seq: u64) {
+    let event: Value =
+        serde_json::from_slice(&stream.get_raw_message(seq).await.expect("the event").payload).expect("JSON");
+    let index = json!({ "subject": event["subject"], "sequence": event["sequence"] });
+    let mut gone = 0;
+    for at in [seq - 1, seq, seq + 1] {
+        let Ok(message) = stream.get_raw_message(at).await else { continue };
+        let indexes_it = message.subject.starts_with("sg.id.")
+            && serde_json::from_slice::<Value>(&message.payload).is_ok_and(|v| v == index);
+        if at == seq || indexes_it {
+            assert!(stream.delete_message(at).await.expect("delete"), "message {at} deleted");
+            gone += 1;
+        }
+    }
+    assert_eq!(gone, 2, "the event and its id-index message are gone");
+}
+
+/// JetStream can deliver a message its stream does not keep: in the fault
+/// suite a killed stream leader had handed the projector an event that the
+/// new leader never held, and the publisher's retry stored it again at a
+/// later position. Here the stream is made to disown two delivered events
+/// (deletes stand in for the lost leader): one sent again by its publisher,
+/// one never sent again. The projector, started again, finds both where it
+/// reads back what it applied last: the copy and every read model then
+/// equal a clean projection of the stream, and verification finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_the_stream_disowns_after_delivering_them_leave_the_read_models_too() {
+    let nats = NatsServer::start().await;
+    let js = async_nats::jetstream::new(nats.client().await);
+    let stream_settings =
+        platform::config::StreamSettings { replicas: 1, duplicate_window: std::time::Duration::from_secs(120) };
+    let config = async_nats::jetstream::stream::Config {
+        deny_delete: false,
+        ..platform::bus::events_stream_config(&stream_settings)
+    };
+    let stream = js.create_stream(config).await.expect("a stream that allows deletes");
+    let mut gw = TestGateway::start(&nats.url()).await;
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+
+    let (resent_child, lost_child) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+    let post = |body: Value| {
+        let gw = &gw;
+        async move {
+            let r = gw.post(tokens::HARINGEY, &body).await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.last_stream_sequence()
+        }
+    };
+    for child in [&resent_child, &lost_child] {
+        post(child_event(EventType::ChildRegistered, &format!("r-{child}"), child)).await;
+        post(child_event(EventType::ContactRecorded, &format!("c-{child}"), child)).await;
+    }
+    let concern = child_event(EventType::ConcernRaised, "concern-1", &resent_child);
+    let disowned = post(concern.clone()).await;
+    let last = post(child_event(EventType::ChildSeen, "seen-1", &lost_child)).await;
+    tests::projector::run_until(&nats.url(), &pool, keyed(&gw, &nats.url(), "live").await, last).await;
+
+    // The stream goes back on two events the projector has applied; the
+    // concern's publisher, never answered, sends it again.
+    disown(&stream, disowned).await;
+    disown(&stream, last).await;
+    gw.restart().await;
+    let r = gw.post(tokens::HARINGEY, &concern).await;
+    assert_eq!(r.status, 201, "the concern is stored again: {}", r.text);
+    let again = r.last_stream_sequence();
+    assert!(again > last, "at a new position");
+
+    tests::projector::run_until(&nats.url(), &pool, keyed(&gw, &nats.url(), "live").await, again).await;
+    let (_clean_db, clean) = tests::projector::clean_projection(&nats.url(), &gw.path("master.key"), again).await;
+    assert_eq!(
+        tests::tables::differences(&pool, &clean).await,
+        Vec::<&str>::new(),
+        "the read models equal a clean projection"
+    );
+    assert_eq!(count(&pool, "dead_letter").await, 0, "the concern sent again is no replay");
+    let positions: Vec<i64> = sqlx::query_scalar("select stream_seq from stored_event where event_id = 'concern-1'")
+        .fetch_all(&pool)
+        .await
+        .expect("positions");
+    assert_eq!(positions, [i64::try_from(again).expect("a position")]);
+    let report = query::verify::verify(&js, Some(&pool), &[gw.verifying_key()], None).await.expect("verify");
+    assert!(report.ok, "{:?}", report.breaks);
+}

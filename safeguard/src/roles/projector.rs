@@ -156,7 +156,7 @@ impl prometheus_client::collector::Collector for ProjectorMetrics {
             ConstGauge::new(value)
                 .encode(encoder.encode_descriptor(name, help, None, Gauge)?.encode_family(&label)?)?;
         }
-        let counters: [(&str, &str, u64); 5] = [
+        let counters: [(&str, &str, u64); 6] = [
             ("events_applied", "Events applied since start", s.applied.load(Relaxed)),
             (
                 "dead_letters",
@@ -173,6 +173,11 @@ impl prometheus_client::collector::Collector for ProjectorMetrics {
                 "interruptions",
                 "Sessions ended by a NATS or PostgreSQL failure since start (each retried)",
                 s.interruptions.load(Relaxed),
+            ),
+            (
+                "reconciliations",
+                "Times the stream was found to no longer hold what it had delivered and the read models were made to follow it, since start",
+                s.reconciliations.load(Relaxed),
             ),
         ];
         for (name, help, value) in counters {

@@ -1,0 +1,362 @@
+//! Keeping the copy true to the stream when the stream's leader changes.
+//!
+//! JetStream can hand a consumer a message that the stream does not keep.
+//! The fault suite found it: a three-node stream's leader was killed with
+//! an atomic batch in flight; the projector had already been given the
+//! batch's event, the new leader never held it, and the publisher, never
+//! answered, sent the event again, which the stream stored at a later
+//! position. The read models then held an event at a position the stream
+//! leaves empty, and took the retry for a replay (a dead letter). Had the
+//! new leader put another event at that position, the projector would
+//! have taken it for a redelivery and never applied it.
+//!
+//! The class is *the read models trusting a delivery the stream later
+//! disowns*, and no check of one batch can see it: the batch was true when
+//! it came. So the projector reads the stream back over the positions it
+//! applied last, and makes its copy agree, whenever the stream may have
+//! moved under it: when a session starts (after a restart, an outage or a
+//! lost delivery) and when its watcher sees the stream's leader change. A
+//! row the stream does not hold where the copy has it is removed; an event
+//! the stream holds that the copy lacks is applied (if it continues its
+//! subject's chain, else it is a dead letter like any other); and every
+//! subject either touched is folded again from its corrected history.
+//! Afterwards the read models equal what a clean rebuild of the stream
+//! gives, and the correction is logged as an error and counted, since it
+//! means the stream went back on something it had delivered.
+
+use crate::refold::{self, Changed, Touched};
+use crate::runtime::{ProjectorError, Settings};
+use crate::store::{self, DeadRows, EventItem, Incoming};
+use async_nats::jetstream::{self, consumer};
+use events::Subject;
+use events::catalogue::SubjectKind;
+use events::chain::{Head, NotTaken};
+use futures::StreamExt;
+use sqlx::PgPool;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// How far back from its position the projector reads the stream again.
+/// A leader dies with at most a few commits in flight (a gateway has two,
+/// of up to 1,000 messages each); the rest is room for the projector to
+/// have gone on applying before its watcher looked.
+pub const WINDOW: u64 = 10_000;
+
+/// What one [`reconcile`] found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Stream messages read back.
+    pub read: u64,
+    /// Rows of the copy the stream does not hold at their position, removed.
+    pub removed: u64,
+    /// Events the stream holds that the copy lacked, now applied.
+    pub added: u64,
+    /// Messages looked at again that do not continue their subject's chain.
+    pub dead_letters: u64,
+    /// What the corrections changed, for change notifications.
+    pub changed: Changed,
+}
+
+impl Reconciled {
+    /// Whether the copy had to be corrected.
+    pub fn corrected(&self) -> bool {
+        self.removed + self.added + self.dead_letters > 0
+    }
+}
+
+/// A stream message read back.
+struct Message {
+    stream_seq: u64,
+    nats_subject: String,
+    payload: bytes::Bytes,
+}
+
+/// Makes the copy of this projector's partitions agree with the stream
+/// over positions `after + 1 ..= upto` (see the module documentation).
+/// `upto` is the projector's position: past it, the pump applies as usual.
+pub async fn reconcile(
+    pool: &PgPool,
+    stream: &jetstream::stream::Stream,
+    settings: &Settings,
+    after: u64,
+    upto: u64,
+) -> Result<Reconciled, ProjectorError> {
+    if upto <= after {
+        return Ok(Reconciled::default());
+    }
+    let messages = read_back(stream, settings, after, upto).await?;
+    let mut done = Reconciled { read: messages.len() as u64, ..Reconciled::default() };
+
+    // What the stream holds at each position: the event's verified hash,
+    // or nothing for a message that is not a readable event (a dead letter).
+    let mut in_stream: HashMap<u64, (String, String)> = HashMap::with_capacity(messages.len());
+    for m in &messages {
+        if let Ok(decoded) = events::stored::decode(&m.nats_subject, &m.payload) {
+            in_stream.insert(m.stream_seq, (decoded.event.subject.to_string(), decoded.event.hash.to_string()));
+        }
+    }
+    let copy: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "select stream_seq, subject, subject_kind, hash from stored_event where stream_seq > $1 and stream_seq <= $2",
+    )
+    .bind(to_i64(after))
+    .bind(to_i64(upto))
+    .fetch_all(pool)
+    .await?;
+    let mut wrong: Vec<i64> = Vec::new();
+    let mut wrong_subjects: Vec<(String, String)> = Vec::new();
+    let mut held: HashSet<u64> = HashSet::new();
+    for (seq, subject, kind, hash) in copy {
+        let seq_u = u64::try_from(seq).unwrap_or(0);
+        // Another partition's projector keeps its own rows true.
+        if !settings.partitions.contains(events::subjects::partition_of_name(&subject)) {
+            continue;
+        }
+        match in_stream.get(&seq_u) {
+            Some((s, h)) if *s == subject && *h == hash => {
+                held.insert(seq_u);
+            }
+            _ => {
+                wrong.push(seq);
+                wrong_subjects.push((kind, subject));
+            }
+        }
+    }
+    let touched_names: HashSet<&str> = wrong_subjects.iter().map(|(_, s)| s.as_str()).collect();
+    let accounted = |table: &str| format!("select stream_seq from {table} where stream_seq > $1 and stream_seq <= $2");
+    let parked: HashSet<i64> = sqlx::query_scalar(&accounted("parked_message"))
+        .bind(to_i64(after))
+        .bind(to_i64(upto))
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect();
+    let dead: HashSet<i64> = sqlx::query_scalar(&accounted("dead_letter"))
+        .bind(to_i64(after))
+        .bind(to_i64(upto))
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect();
+    // Events the copy lacks: neither applied, nor held behind a parked
+    // subject, nor a dead letter already (unless it was judged against a
+    // row now found untrue, as the retry of a disowned event was).
+    let missing: Vec<&Message> = messages
+        .iter()
+        .filter(|m| {
+            let Some((subject, _)) = in_stream.get(&m.stream_seq) else { return false };
+            let seq = to_i64(m.stream_seq);
+            !held.contains(&m.stream_seq)
+                && !parked.contains(&seq)
+                && (!dead.contains(&seq) || touched_names.contains(subject.as_str()))
+        })
+        .collect();
+    if wrong.is_empty() && missing.is_empty() {
+        return Ok(done);
+    }
+
+    let mut tx = pool.begin().await?;
+    // The pump is this projector's only other writer and waits for us; a
+    // rebuild's switch may have swapped the tables, which are then a clean
+    // projection of the stream already.
+    let stored: Option<i64> =
+        sqlx::query_scalar("select stream_seq from projector_position where projector = $1 for update")
+            .bind(&settings.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if stored != Some(to_i64(upto)) {
+        return Ok(done);
+    }
+    if !wrong.is_empty() {
+        sqlx::query("delete from chronology_entry where stream_seq = any($1)").bind(&wrong).execute(&mut *tx).await?;
+        sqlx::query("delete from stored_event where stream_seq = any($1)").bind(&wrong).execute(&mut *tx).await?;
+        done.removed = wrong.len() as u64;
+    }
+    let again: Vec<i64> = missing.iter().map(|m| to_i64(m.stream_seq)).filter(|seq| dead.contains(seq)).collect();
+    sqlx::query("delete from dead_letter where stream_seq = any($1)").bind(&again).execute(&mut *tx).await?;
+
+    let decoded: Vec<Incoming> = missing
+        .iter()
+        .map(|m| Incoming::decode(m.stream_seq, &m.nats_subject, &m.payload, &*settings.signers))
+        .collect();
+    let mut dead_rows = DeadRows::default();
+    let mut items: Vec<EventItem<'_>> = Vec::new();
+    for incoming in &decoded {
+        match incoming {
+            Incoming::Event { stream_seq, nats_subject, payload, event, document } => {
+                items.push(EventItem { stream_seq: *stream_seq, nats_subject, payload, event, document })
+            }
+            Incoming::Undecodable { stream_seq, nats_subject, reason, payload } => {
+                dead_rows.push(*stream_seq, nats_subject, reason, payload)
+            }
+        }
+    }
+    let (kept, broken) = linked(&mut tx, items).await?;
+    for (item, why) in &broken {
+        dead_rows.push(item.stream_seq, item.nats_subject, &why.to_string(), item.payload);
+    }
+    done.dead_letters = dead_rows.len() as u64;
+    dead_rows.write(&mut tx).await?;
+    let keys = settings.keys.as_deref();
+    done.changed = store::write_events(&mut tx, &kept, keys).await.map_err(fold_error)?;
+    done.added = kept.len() as u64;
+
+    // The subjects whose untrue rows went, folded from what is left.
+    let mut touched = Touched::default();
+    for (kind, subject) in &wrong_subjects {
+        let kind = match kind.as_str() {
+            "child" => SubjectKind::Child,
+            "worker" => SubjectKind::Worker,
+            _ => SubjectKind::Council,
+        };
+        match Subject::parse(kind, subject) {
+            Ok(Subject::Child(child)) => {
+                touched.children.insert(*child.as_uuid());
+                touched.identities.insert(*child.as_uuid());
+            }
+            Ok(Subject::Worker(worker)) => {
+                touched.workers.insert(*worker.as_uuid());
+            }
+            Ok(Subject::Council(council)) => {
+                touched.councils.insert(council);
+            }
+            Err(_) => {}
+        }
+    }
+    done.changed.merge(refold::refold(&mut tx, &touched, keys).await.map_err(fold_error)?);
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Reads back this projector's messages at positions `after + 1 ..= upto`.
+async fn read_back(
+    stream: &jetstream::stream::Stream,
+    settings: &Settings,
+    after: u64,
+    upto: u64,
+) -> Result<Vec<Message>, ProjectorError> {
+    let filters = settings.partitions.filters();
+    let (filter_subject, filter_subjects) = match filters.as_slice() {
+        [one] => (one.clone(), Vec::new()),
+        many => (String::new(), many.to_vec()),
+    };
+    let name = format!("sg-reconcile-{}", uuid::Uuid::new_v4().simple());
+    let mut consumer = stream
+        .create_consumer(consumer::pull::Config {
+            name: Some(name.clone()),
+            filter_subject,
+            filter_subjects,
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
+            ack_policy: consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            num_replicas: 1,
+            memory_storage: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(js_error)?;
+    let result = async {
+        let mut out = Vec::new();
+        let mut left = consumer.info().await.map_err(js_error)?.num_pending;
+        while left > 0 {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(1_000)
+                .expires(Duration::from_secs(1))
+                .messages()
+                .await
+                .map_err(js_error)?;
+            let mut got = 0;
+            while let Some(message) = batch.next().await {
+                let message = message.map_err(js_error)?;
+                let info = message.info().map_err(js_error)?;
+                got += 1;
+                left = info.pending;
+                if info.stream_sequence > upto {
+                    left = 0;
+                    break;
+                }
+                out.push(Message {
+                    stream_seq: info.stream_sequence,
+                    nats_subject: message.subject.to_string(),
+                    payload: message.payload.clone(),
+                });
+            }
+            if got == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+    .await;
+    let _ = stream.delete_consumer(&name).await;
+    result
+}
+
+/// Splits `items` (in stream order) into those that continue their
+/// subject's chain where it stands in the copy (the event before them
+/// there, their own place free) and the rest, with why. Unlike the
+/// pump's check, an event may land before the subject's last row: it is
+/// put back where the stream has it.
+async fn linked<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    items: Vec<EventItem<'a>>,
+) -> Result<(Vec<EventItem<'a>>, Vec<(EventItem<'a>, NotTaken)>), sqlx::Error> {
+    let mut subjects = Vec::with_capacity(items.len() * 2);
+    let mut sequences = Vec::with_capacity(items.len() * 2);
+    for item in &items {
+        for sequence in [item.event.sequence.saturating_sub(1), item.event.sequence] {
+            subjects.push(item.event.subject.to_string());
+            sequences.push(to_i64(sequence));
+        }
+    }
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "select subject, sequence, hash from stored_event
+          where (subject, sequence) in (select * from unnest($1::text[], $2::bigint[]))",
+    )
+    .bind(&subjects)
+    .bind(&sequences)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut held: HashMap<(String, u64), events::Digest> = HashMap::with_capacity(rows.len());
+    for (subject, sequence, hash) in rows {
+        let hash = events::Digest::parse(&hash).map_err(|why| crate::database::not_as_written("hash", why))?;
+        held.insert((subject, u64::try_from(sequence).unwrap_or(0)), hash);
+    }
+    let mut kept = Vec::with_capacity(items.len());
+    let mut broken = Vec::new();
+    for item in items {
+        let subject = item.event.subject.to_string();
+        let sequence = item.event.sequence;
+        let before = sequence.checked_sub(1).filter(|s| *s > 0);
+        let head = before.and_then(|s| held.get(&(subject.clone(), s)).map(|hash| Head { sequence: s, hash: *hash }));
+        let placed = if held.contains_key(&(subject.clone(), sequence)) {
+            Err(NotTaken::OutOfChain { sequence, after: sequence })
+        } else {
+            events::chain::follows(head, sequence, &item.event.prevhash)
+        };
+        match placed {
+            Ok(()) => {
+                held.insert((subject, sequence), item.event.hash);
+                kept.push(item);
+            }
+            Err(why) => broken.push((item, why)),
+        }
+    }
+    Ok((kept, broken))
+}
+
+fn fold_error(e: store::ApplyError) -> ProjectorError {
+    match e {
+        store::ApplyError::Database(e) => ProjectorError::Database(e),
+        store::ApplyError::Keys(e) => ProjectorError::Keys(e),
+        e => ProjectorError::Fold(e.to_string()),
+    }
+}
+
+fn js_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ProjectorError {
+    ProjectorError::JetStream(e.into())
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
