@@ -36,6 +36,9 @@ pub enum ApiError {
     BadJson { detail: String },
     #[error("no valid bearer token")]
     Unauthorized,
+    /// An identity provider's token that did not verify, and why.
+    #[error("the bearer token was refused: {0}")]
+    TokenRefused(String),
     #[error("not allowed")]
     Forbidden { errors: Vec<FieldError> },
     #[error("conflict with what is stored")]
@@ -87,7 +90,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadJson { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::TokenRefused(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -102,7 +105,7 @@ impl ApiError {
     fn slug_and_title(&self) -> (&'static str, &'static str) {
         match self {
             Self::BadJson { .. } => ("malformed-json", "The body is not JSON"),
-            Self::Unauthorized => ("unauthorized", "No valid bearer token"),
+            Self::Unauthorized | Self::TokenRefused(_) => ("unauthorized", "No valid bearer token"),
             Self::Forbidden { .. } => ("forbidden", "Not allowed for this principal"),
             Self::Conflict { .. } => ("conflict", "Conflicts with what is stored"),
             Self::TooLarge { .. } => ("too-large", "Too large"),
@@ -147,6 +150,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => {
                 body.detail = "send Authorization: Bearer TOKEN with a token from principals.toml".into()
             }
+            Self::TokenRefused(reason) => body.detail = reason,
             Self::Forbidden { errors } | Self::Invalid { errors } => {
                 body.detail = summarise(&errors);
                 body.errors = errors;

@@ -80,9 +80,16 @@ pub fn router(state: Arc<AppState>) -> Router {
     platform::telemetry::traced(routes)
 }
 
-fn authenticate(principals: &Principals, headers: &HeaderMap) -> Result<Principal, ApiError> {
+/// The principal a request's bearer token names: a token of
+/// `principals.toml`, or an access token of one of its identity providers.
+async fn authenticate(principals: &Principals, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    use platform::oidc::Refused;
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    principals.authenticate_header(authorization).ok_or(ApiError::Unauthorized)
+    match principals.authenticate_bearer(authorization).await {
+        Ok(who) => Ok(who.principal),
+        Err(Refused::Missing | Refused::Unknown) => Err(ApiError::Unauthorized),
+        Err(refused) => Err(ApiError::TokenRefused(refused.to_string())),
+    }
 }
 
 /// JSON media types: `application/json` and `application/*+json`.
@@ -122,7 +129,7 @@ async fn post_events(State(app): State<Arc<AppState>>, headers: HeaderMap, body:
 }
 
 async fn handle_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Accepted, ApiError> {
-    let principal = authenticate(&app.principals, headers)?;
+    let principal = authenticate(&app.principals, headers).await?;
     if !principal.has(Role::Publish) {
         return Err(ApiError::Forbidden {
             errors: vec![FieldError::new(0, "", "this principal does not have the publish role")],
@@ -222,7 +229,7 @@ async fn erase_child(State(app): State<Arc<AppState>>, Path(child): Path<String>
 
 async fn erase(app: &AppState, child: &str, headers: &HeaderMap) -> Result<Erased, ApiError> {
     use events::ids::ChildId;
-    let principal = authenticate(&app.principals, headers)?;
+    let principal = authenticate(&app.principals, headers).await?;
     if !principal.is_admin() {
         return Err(ApiError::Forbidden { errors: vec![FieldError::new(0, "", "erasure needs the admin role")] });
     }

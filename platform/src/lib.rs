@@ -17,6 +17,7 @@ pub mod bus;
 pub mod config;
 pub mod http;
 pub mod keystore;
+pub mod oidc;
 pub mod principals;
 pub mod telemetry;
 

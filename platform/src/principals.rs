@@ -4,11 +4,16 @@
 //! presented token is hashed and compared in constant time against every
 //! entry, so neither timing nor an early exit tells an attacker how close a
 //! guess was.
+//!
+//! The file also names identity providers (`[[issuer]]`): which of their
+//! clients and groups act as which principal. Tokens they issue are
+//! verified by [`crate::oidc`].
 
 use events::EventType;
 use events::ids::{CouncilCode, PrincipalName};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use subtle::ConstantTimeEq;
@@ -49,7 +54,8 @@ pub struct Principal {
     /// the principal's name when none is given.
     pub display_name: String,
     pub agency: events::codes::AgencyKind,
-    token_sha256: [u8; 32],
+    /// None for a principal reached only through an identity provider.
+    token_sha256: Option<[u8; 32]>,
     pub roles: Vec<Role>,
     pub councils: Scope<CouncilCode>,
     pub event_types: Scope<EventType>,
@@ -61,9 +67,10 @@ impl Principal {
     }
 
     /// The SHA-256 of the token this principal holds now (what
-    /// `principals.toml` stores): what a session is bound to.
-    pub fn token_sha256(&self) -> &[u8; 32] {
-        &self.token_sha256
+    /// `principals.toml` stores): what a session is bound to. None for a
+    /// principal reached only through an identity provider.
+    pub fn token_sha256(&self) -> Option<&[u8; 32]> {
+        self.token_sha256.as_ref()
     }
 
     pub fn is_admin(&self) -> bool {
@@ -86,11 +93,62 @@ impl Principal {
     }
 }
 
+/// An identity provider whose tokens are taken, and what they map to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    /// How logs and the access log name it ("haringey-entra").
+    pub name: String,
+    /// Its issuer identifier: the `iss` of its tokens, exactly, and where
+    /// its discovery document lives.
+    pub url: String,
+    /// The `aud` its access tokens for Safeguard carry.
+    pub audience: String,
+    /// Client ids (`client_id` or `azp`) acting as a principal.
+    pub clients: HashMap<String, PrincipalName>,
+    /// Values of a person's `groups` or `roles` claim acting as a principal.
+    pub groups: HashMap<String, PrincipalName>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
     principal: Vec<Entry>,
+    #[serde(default)]
+    issuer: Vec<IssuerEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuerEntry {
+    name: String,
+    url: String,
+    audience: String,
+    #[serde(default)]
+    client: Vec<ClientEntry>,
+    #[serde(default)]
+    group: Vec<GroupEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientEntry {
+    client_id: String,
+    principal: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupEntry {
+    group: String,
+    principal: String,
+}
+
+/// Everything a file says, swapped whole on reload.
+#[derive(Debug, Default)]
+struct Set {
+    principals: Vec<Principal>,
+    issuers: Vec<Issuer>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,7 +160,8 @@ struct Entry {
     /// council_childrens_services, police, health, education or other.
     #[serde(default)]
     agency: Option<String>,
-    token_sha256: String,
+    #[serde(default)]
+    token_sha256: Option<String>,
     roles: Vec<Role>,
     #[serde(default)]
     councils: Vec<String>,
@@ -113,7 +172,18 @@ struct Entry {
 /// The principals in force. Cheap to clone; reloads replace the whole set.
 #[derive(Debug, Clone, Default)]
 pub struct Principals {
-    inner: Arc<RwLock<Arc<Vec<Principal>>>>,
+    inner: Arc<RwLock<Arc<Set>>>,
+    /// The identity providers' keys, kept across reloads.
+    verifier: crate::oidc::Verifier,
+}
+
+/// Who a request's bearer token speaks for.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub principal: Principal,
+    /// The person an identity provider vouches for, when the token was
+    /// obtained on a person's behalf (never a name the caller typed).
+    pub person: Option<crate::oidc::Person>,
 }
 
 /// Why a principals file was refused. The old set stays in force.
@@ -138,7 +208,7 @@ impl Principals {
             .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
         let parsed =
             parse(&text).map_err(|message| LoadError::Invalid { path: path.display().to_string(), message })?;
-        let n = parsed.len();
+        let n = parsed.principals.len();
         if let Ok(mut guard) = self.inner.write() {
             *guard = Arc::new(parsed);
         }
@@ -160,8 +230,10 @@ impl Principals {
         let all = self.inner.read().ok()?.clone();
         // Compare against every entry without stopping early.
         let mut found = None;
-        for p in all.iter() {
-            if bool::from(p.token_sha256.ct_eq(&presented)) {
+        for p in &all.principals {
+            if let Some(held) = &p.token_sha256
+                && bool::from(held.ct_eq(&presented))
+            {
                 found = Some(p.clone());
             }
         }
@@ -172,26 +244,64 @@ impl Principals {
     /// principal, which may since have been removed or changed).
     pub fn named(&self, name: &str) -> Option<Principal> {
         let all = self.inner.read().ok()?.clone();
-        all.iter().find(|p| p.name.as_str() == name).cloned()
+        all.principals.iter().find(|p| p.name.as_str() == name).cloned()
     }
 
-    /// The principal whose token an `Authorization: Bearer TOKEN` header
-    /// value carries, if any.
-    pub fn authenticate_header(&self, authorization: Option<&str>) -> Option<Principal> {
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
-        if token.is_empty() { None } else { self.authenticate(token) }
+    /// The identity provider whose issuer identifier is `url`, as configured now.
+    pub fn issuer(&self, url: &str) -> Option<Issuer> {
+        let all = self.inner.read().ok()?.clone();
+        all.issuers.iter().find(|i| i.url == url).cloned()
+    }
+
+    /// Whether any identity provider is configured.
+    pub fn has_issuers(&self) -> bool {
+        self.inner.read().map(|all| !all.issuers.is_empty()).unwrap_or(false)
+    }
+
+    /// Who an `Authorization: Bearer TOKEN` header speaks for: a token of
+    /// this file, or an access token of one of its identity providers
+    /// ([`crate::oidc`]).
+    pub async fn authenticate_bearer(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Authenticated, crate::oidc::Refused> {
+        use crate::oidc::Refused;
+        let token = authorization.and_then(|a| a.strip_prefix("Bearer ")).map(str::trim).unwrap_or_default();
+        if token.is_empty() {
+            return Err(Refused::Missing);
+        }
+        if let Some(principal) = self.authenticate(token) {
+            return Ok(Authenticated { principal, person: None });
+        }
+        if token.split('.').count() != 3 || !self.has_issuers() {
+            return Err(Refused::Unknown);
+        }
+        let verified = self.verifier.verify(self, token).await?;
+        Ok(Authenticated { principal: verified.principal, person: verified.person })
     }
 }
 
-fn parse(text: &str) -> Result<Vec<Principal>, String> {
+fn parse(text: &str) -> Result<Set, String> {
     let file: File = toml::from_str(text).map_err(|e| e.message().to_owned())?;
-    let mut out = Vec::with_capacity(file.principal.len());
-    for (i, e) in file.principal.into_iter().enumerate() {
+    let principals = parse_principals(file.principal)?;
+    let issuers = parse_issuers(file.issuer, &principals)?;
+    Ok(Set { principals, issuers })
+}
+
+fn parse_principals(entries: Vec<Entry>) -> Result<Vec<Principal>, String> {
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
         let at = format!("principal {} ({})", i + 1, e.name);
         let name = PrincipalName::parse(&e.name).map_err(|m| format!("{at}: name {m}"))?;
-        let mut token_sha256 = [0u8; 32];
-        hex::decode_to_slice(e.token_sha256.trim(), &mut token_sha256)
-            .map_err(|_| format!("{at}: token_sha256 must be 64 hex characters"))?;
+        let token_sha256 = match &e.token_sha256 {
+            None => None,
+            Some(text) => {
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(text.trim(), &mut digest)
+                    .map_err(|_| format!("{at}: token_sha256 must be 64 hex characters"))?;
+                Some(digest)
+            }
+        };
         let councils = if e.councils.iter().any(|c| c == "*") {
             Scope::All
         } else {
@@ -240,6 +350,57 @@ fn parse(text: &str) -> Result<Vec<Principal>, String> {
     Ok(out)
 }
 
+fn parse_issuers(entries: Vec<IssuerEntry>, principals: &[Principal]) -> Result<Vec<Issuer>, String> {
+    let mut out: Vec<Issuer> = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        let at = format!("issuer {} ({})", i + 1, e.name);
+        if e.name.trim().is_empty() || e.name.len() > 60 || e.name.chars().any(|c| c.is_control() || c == ':') {
+            return Err(format!("{at}: name must be 1 to 60 printable characters without ':'"));
+        }
+        check_issuer_url(&e.url).map_err(|m| format!("{at}: url {m}"))?;
+        if e.audience.trim().is_empty() {
+            return Err(format!("{at}: audience must not be empty"));
+        }
+        if out.iter().any(|o| o.name == e.name || o.url == e.url) {
+            return Err(format!("{at}: another issuer has the same name or url"));
+        }
+        let principal = |name: &str, what: &str| -> Result<PrincipalName, String> {
+            principals
+                .iter()
+                .find(|p| p.name.as_str() == name)
+                .map(|p| p.name.clone())
+                .ok_or_else(|| format!("{at}: {what} maps to {name:?}, which is no principal of this file"))
+        };
+        let mut clients = HashMap::new();
+        for c in &e.client {
+            let p = principal(&c.principal, &format!("client {:?}", c.client_id))?;
+            if clients.insert(c.client_id.clone(), p).is_some() {
+                return Err(format!("{at}: client {:?} is mapped twice", c.client_id));
+            }
+        }
+        let mut groups = HashMap::new();
+        for g in &e.group {
+            let p = principal(&g.principal, &format!("group {:?}", g.group))?;
+            if groups.insert(g.group.clone(), p).is_some() {
+                return Err(format!("{at}: group {:?} is mapped twice", g.group));
+            }
+        }
+        out.push(Issuer { name: e.name, url: e.url, audience: e.audience, clients, groups });
+    }
+    Ok(out)
+}
+
+/// An issuer's URL (and where its keys are) must be `https`, but on this
+/// machine's loopback (a demo or test provider).
+pub fn check_issuer_url(url: &str) -> Result<(), String> {
+    let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"];
+    if url.starts_with("https://") || loopback.iter().any(|l| url.starts_with(l)) {
+        Ok(())
+    } else {
+        Err(format!("{url:?} must be https (plain http only on this machine's loopback)"))
+    }
+}
+
 /// The SHA-256 of a token, as written in the file.
 pub fn token_sha256(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -274,6 +435,31 @@ mod tests {
         let p = Principals::from_text(&text).expect("valid").authenticate("t").expect("known");
         assert!(p.may_publish(EventType::RecordSealed).is_err());
         assert!(p.may_publish(EventType::ContactRecorded).is_ok());
+    }
+
+    #[test]
+    fn issuers_map_their_own_clients_and_groups_to_principals_of_the_file() {
+        let principal = "[[principal]]\nname = \"haringey-practitioners\"\nroles = [\"practitioner\"]\ncouncils = [\"E09000014\"]\n";
+        let issuer = |url: &str, maps_to: &str| {
+            format!(
+                "{principal}[[issuer]]\nname = \"haringey\"\nurl = \"{url}\"\naudience = \"urn:safeguard\"\n\
+                 [[issuer.group]]\ngroup = \"leads\"\nprincipal = \"{maps_to}\"\n"
+            )
+        };
+        let p =
+            Principals::from_text(&issuer("https://login.example/haringey", "haringey-practitioners")).expect("valid");
+        let found = p.issuer("https://login.example/haringey").expect("the issuer");
+        assert_eq!(found.groups.get("leads").map(PrincipalName::as_str), Some("haringey-practitioners"));
+        assert!(p.issuer("https://login.example/other").is_none());
+        // A principal without a token is reached through its issuer only.
+        assert!(p.named("haringey-practitioners").expect("named").token_sha256().is_none());
+
+        let refused = Principals::from_text(&issuer("https://login.example/haringey", "nobody")).expect_err("refused");
+        assert!(refused.contains("issuer 1 (haringey)") && refused.contains("\"nobody\""), "{refused}");
+        let refused = Principals::from_text(&issuer("http://login.example/haringey", "haringey-practitioners"))
+            .expect_err("plain http off the loopback");
+        assert!(refused.contains("https"), "{refused}");
+        assert!(Principals::from_text(&issuer("http://127.0.0.1:8080", "haringey-practitioners")).is_ok());
     }
 
     #[test]

@@ -178,7 +178,7 @@ fn document(filter: &Filter, now: DateTime<Utc>, reads: &[Read]) -> Value {
 )]
 pub async fn alerts(State(app): State<Arc<QueryState>>, Query(p): Query<AlertParams>, headers: HeaderMap) -> Response {
     let result = async {
-        let caller = Caller::from_bearer(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers).await?;
         let filter = filter_of(&p)?;
         let now = (app.now)();
         let reads = admitted(&app, &caller, LIST, &filter, now).await?;
@@ -209,7 +209,7 @@ pub async fn alerts_stream(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        let caller = Caller::from_bearer(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers).await?;
         let filter = filter_of(&p)?;
         let first = admitted(&app, &caller, STREAM, &filter, (app.now)()).await?;
         let ticket = app.streams.admit(caller.principal.name.as_str())?;
@@ -217,9 +217,12 @@ pub async fn alerts_stream(
             let app = app.clone();
             let council = filter.council.clone();
             move || {
-                let allowed = Caller::from_bearer(&app, &headers)
-                    .is_ok_and(|c| policy::may_read_council_children(&c.principal, &council).is_ok());
-                async move { allowed }
+                let (app, headers, council) = (app.clone(), headers.clone(), council.clone());
+                async move {
+                    Caller::from_bearer(&app, &headers)
+                        .await
+                        .is_ok_and(|c| policy::may_read_council_children(&c.principal, &council).is_ok())
+                }
             }
         };
         // The change stream's position, then the list: a change between the

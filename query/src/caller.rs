@@ -22,9 +22,19 @@ pub struct Caller {
 impl Caller {
     /// An API request: the bearer token names the principal; `X-Acting-User`
     /// and `X-Purpose` say who at the agency asked and why.
-    pub fn from_bearer(app: &QueryState, headers: &HeaderMap) -> Result<Self, QueryError> {
+    ///
+    /// An identity provider's token obtained on a person's behalf names
+    /// the person: they, as the provider vouches, are the acting user,
+    /// whatever `X-Acting-User` says.
+    pub async fn from_bearer(app: &QueryState, headers: &HeaderMap) -> Result<Self, QueryError> {
+        use platform::oidc::Refused;
         let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let principal = app.principals.authenticate_header(authorization).ok_or(QueryError::Unauthorized)?;
+        let who = match app.principals.authenticate_bearer(authorization).await {
+            Ok(who) => who,
+            Err(Refused::Missing | Refused::Unknown) => return Err(QueryError::Unauthorized),
+            Err(refused) => return Err(QueryError::TokenRefused(refused.to_string())),
+        };
+        let principal = who.principal;
         let header_text = |name: &str| -> Result<Option<String>, QueryError> {
             match headers.get(name) {
                 None => Ok(None),
@@ -39,7 +49,10 @@ impl Caller {
         };
         let asker = Asker {
             principal: principal.name.as_str().to_owned(),
-            acting_user: header_text("x-acting-user")?,
+            acting_user: match &who.person {
+                Some(person) => Some(person.acting_user()),
+                None => header_text("x-acting-user")?,
+            },
             purpose: header_text("x-purpose")?,
         };
         Ok(Self { principal, asker })
@@ -63,7 +76,7 @@ impl Caller {
         }
         let principal = app.principals.named(&session.principal).ok_or(QueryError::Unauthorized)?;
         // Opened with a token the principal no longer holds: rotated, perhaps because it leaked.
-        if !app.sessions.same_credential(&session, principal.token_sha256()) {
+        if !principal.token_sha256().is_some_and(|held| app.sessions.same_credential(&session, held)) {
             return Err(QueryError::Unauthorized);
         }
         let asker = Asker {

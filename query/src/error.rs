@@ -17,6 +17,9 @@ pub struct ParamError {
 pub enum QueryError {
     #[error("unauthorized")]
     Unauthorized,
+    /// An identity provider's token that did not verify, and why.
+    #[error("the bearer token was refused: {0}")]
+    TokenRefused(String),
     /// The principal may not read this.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -61,7 +64,7 @@ impl QueryError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::TokenRefused(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -108,6 +111,7 @@ impl IntoResponse for QueryError {
                 "send Authorization: Bearer TOKEN with a token from principals.toml".to_owned(),
                 vec![],
             ),
+            Self::TokenRefused(reason) => ("unauthorized", "No valid bearer token", reason, vec![]),
             Self::Forbidden(detail) => ("forbidden", "Not allowed for this principal", detail, vec![]),
             Self::NotFound(detail) => ("not-found", "Not found", detail, vec![]),
             Self::Invalid(errors) => {

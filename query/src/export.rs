@@ -65,7 +65,7 @@ async fn read_export(
     params: ExportParams,
     headers: &HeaderMap,
 ) -> Result<Response, QueryError> {
-    let caller = Caller::from_bearer(app, headers)?;
+    let caller = Caller::from_bearer(app, headers).await?;
     let child = uuid_param("child", child)?;
     let mut problems = Vec::new();
     let format = params.format.as_deref().map_or(Some(Format::Markdown), Format::from_param);

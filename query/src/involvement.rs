@@ -34,7 +34,7 @@ pub async fn involvement(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        let caller = Caller::from_bearer(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers).await?;
         let child = uuid_param("child", &child)?;
         admit_child(&app, &caller, ENDPOINT, child, Need::Record).await?;
         Ok(Json(read(&app, child).await?).into_response())

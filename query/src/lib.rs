@@ -256,8 +256,8 @@ fn council_param(value: Option<&str>) -> Result<CouncilCode, QueryError> {
 }
 
 /// The council an aggregate request names, once the caller is known to be allowed its aggregates.
-fn aggregate_scope(app: &QueryState, headers: &HeaderMap, p: &CouncilParams) -> Result<CouncilCode, QueryError> {
-    let principal = Caller::from_bearer(app, headers)?.principal;
+async fn aggregate_scope(app: &QueryState, headers: &HeaderMap, p: &CouncilParams) -> Result<CouncilCode, QueryError> {
+    let principal = Caller::from_bearer(app, headers).await?.principal;
     let council = council_param(p.council.as_deref())?;
     policy::may_read_aggregates(&principal, &council).map_err(QueryError::Forbidden)?;
     Ok(council)
@@ -419,7 +419,7 @@ async fn read_chronology(
     params: ChronologyParams,
     headers: &HeaderMap,
 ) -> Result<Response, QueryError> {
-    let caller = Caller::from_bearer(app, headers)?;
+    let caller = Caller::from_bearer(app, headers).await?;
     let child = uuid_param("child", child)?;
     // Every parameter is checked before the read is admitted and logged.
     let mut problems = Vec::new();
@@ -556,7 +556,7 @@ async fn family_chronology(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        let caller = Caller::from_bearer(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers).await?;
         let child = uuid_param("child", &child)?;
         let endpoint = "GET /v1/children/{child}/family";
         admit_child(&app, &caller, endpoint, child, Need::Record).await?;
@@ -726,7 +726,7 @@ async fn serial_before(app: &QueryState, q: &projections::chronology::Query) -> 
 )]
 async fn access_log(State(app): State<Arc<QueryState>>, Path(child): Path<String>, headers: HeaderMap) -> Response {
     let result = async {
-        let caller = Caller::from_bearer(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers).await?;
         let child = uuid_param("child", &child)?;
         admit_child(&app, &caller, "GET /v1/children/{child}/access-log", child, Need::Audit).await?;
         let (records, position) = projections::audit::access_log(&app.pool, child).await?;
@@ -796,7 +796,7 @@ pub struct VerifyParams {
 )]
 async fn verify(State(app): State<Arc<QueryState>>, Query(p): Query<VerifyParams>, headers: HeaderMap) -> Response {
     let result = async {
-        let caller = Caller::from_bearer(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers).await?;
         let child = match p.child.as_deref() {
             Some(text) => {
                 let child = uuid_param("child", text)?;
@@ -866,7 +866,7 @@ async fn cin_return(State(app): State<Arc<QueryState>>, Query(p): Query<ReturnPa
 
 async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap) -> Result<Response, QueryError> {
     let endpoint = "GET /v1/returns/cin";
-    let caller = Caller::from_bearer(app, headers)?;
+    let caller = Caller::from_bearer(app, headers).await?;
     let council = council_param(p.council.as_deref())?;
     let year = p
         .year
@@ -1002,7 +1002,7 @@ async fn annex_a_return(
 ) -> Response {
     let result = async {
         let endpoint = "GET /v1/returns/annex-a";
-        let caller = Caller::from_bearer(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers).await?;
         let council = council_param(p.council.as_deref())?;
         let date = date_param("date", p.date.as_deref())?
             .ok_or_else(|| QueryError::invalid("date", "is required (the inspection date, YYYY-MM-DD)"))?;
@@ -1067,7 +1067,7 @@ async fn council_quality(
 ) -> Response {
     let result = async {
         let endpoint = "GET /v1/quality";
-        let caller = Caller::from_bearer(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers).await?;
         let council = council_param(p.council.as_deref())?;
         admit_council(&app, &caller, endpoint, &council).await?;
         let counts = projections::reads::flag_counts(&app.pool, council.as_str()).await?;
@@ -1101,7 +1101,7 @@ async fn council_quality(
 )]
 async fn child_quality(State(app): State<Arc<QueryState>>, Path(child): Path<String>, headers: HeaderMap) -> Response {
     let result = async {
-        let caller = Caller::from_bearer(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers).await?;
         let child = uuid_param("child", &child)?;
         admit_child(&app, &caller, "GET /v1/children/{child}/quality", child, Need::Record).await?;
         let flags = projections::reads::child_flags(&app.pool, child).await?;
@@ -1153,7 +1153,7 @@ pub async fn bounded_body(
 }
 
 async fn do_lookup(app: &QueryState, headers: &HeaderMap, body: axum::body::Body) -> Result<Response, QueryError> {
-    let caller = Caller::from_bearer(app, headers)?;
+    let caller = Caller::from_bearer(app, headers).await?;
     let endpoint = "POST /v1/children/lookup";
     if let Err(refusal) = policy::may_look_up(&caller.principal) {
         refuse(app, &caller, endpoint, &[], &refusal).await?;
@@ -1267,7 +1267,7 @@ async fn worker_caseload(
 }
 
 async fn read_worker_caseload(app: &QueryState, worker: &str, headers: &HeaderMap) -> Result<Response, QueryError> {
-    let caller = Caller::from_bearer(app, headers)?;
+    let caller = Caller::from_bearer(app, headers).await?;
     let worker = uuid_param("worker", worker)?;
     let today = business_date(&(app.now)());
     let (council, cases) =
@@ -1319,7 +1319,7 @@ pub struct CouncilParams {
 )]
 async fn caseloads(State(app): State<Arc<QueryState>>, Query(p): Query<CouncilParams>, headers: HeaderMap) -> Response {
     let result = async {
-        let council = aggregate_scope(&app, &headers, &p)?;
+        let council = aggregate_scope(&app, &headers, &p).await?;
         let today = business_date(&(app.now)());
         let loads = projections::caseload::council(&app.pool, &council, today).await?;
         Ok(Json(loads).into_response())
@@ -1367,7 +1367,7 @@ async fn indicators(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        let council = aggregate_scope(&app, &headers, &p)?;
+        let council = aggregate_scope(&app, &headers, &p).await?;
         let today = business_date(&(app.now)());
         let period = period_of(&p, today)?;
         let doc = projections::indicators::document(&app.pool, &council, period, today).await?;
@@ -1394,21 +1394,21 @@ async fn indicators_stream(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        let council = aggregate_scope(&app, &headers, &p)?;
+        let council = aggregate_scope(&app, &headers, &p).await?;
         let today = business_date(&(app.now)());
         if p.from.is_some() || p.to.is_some() {
             return Err(QueryError::invalid("from", "the stream follows a financial year: use period"));
         }
         let period = period_of(&p, today)?;
-        let caller = Caller::from_bearer(&app, &headers)?;
+        let caller = Caller::from_bearer(&app, &headers).await?;
         let resume = streams::last_event_id(&headers)?;
         let ticket = app.streams.admit(caller.principal.name.as_str())?;
         // The token must still name a principal that may read this council's figures.
         let still_allowed = {
             let app = app.clone();
             move || {
-                let allowed = aggregate_scope(&app, &headers, &p).is_ok();
-                async move { allowed }
+                let (app, headers, p) = (app.clone(), headers.clone(), p.clone());
+                async move { aggregate_scope(&app, &headers, &p).await.is_ok() }
             }
         };
         indicator_events(&app, &council, period, today, resume, ticket, still_allowed).await

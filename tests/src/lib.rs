@@ -15,6 +15,7 @@
 //! - [`query`]: a real query role on a free port, and the access events it stored.
 //! - [`system`]: all of it at once (NATS, gateway, database, projector, query role).
 //! - [`browser`]: headless Chromium driven through ChromeDriver, for the pages.
+//! - [`oidc`]: a real OpenID Connect provider (oidc-provider from npm) on a free port.
 //!
 //! Nothing here is a stand-in: tests talk to the same servers production
 //! runs, configured as production is (`sync_interval: always`).
@@ -25,6 +26,7 @@ pub mod fixtures;
 pub mod gateway;
 pub mod load;
 pub mod nats;
+pub mod oidc;
 pub mod postgres;
 pub mod projector;
 pub mod query;

@@ -90,7 +90,7 @@ pub fn see_other(location: &'static str) -> Response {
 pub fn error_page(error: QueryError, frame: Frame<'_>) -> Response {
     let status = error.status();
     let (heading, lines): (&str, Vec<String>) = match error {
-        QueryError::Unauthorized => return see_other("/ui/sign-in"),
+        QueryError::Unauthorized | QueryError::TokenRefused(_) => return see_other("/ui/sign-in"),
         QueryError::Forbidden(reason) => ("You cannot see this", vec![capitalise(&reason)]),
         QueryError::NotFound(reason) => ("Not found", vec![capitalise(&reason)]),
         QueryError::TooLarge(reason) => ("Too much sent", vec![capitalise(&reason)]),

@@ -198,14 +198,17 @@ async fn sign_in(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: a
             None
         }
         Some(token) => {
-            let found = app.principals.authenticate(token);
+            // Only a principal holding a token signs in with one (those
+            // reached through an identity provider hold none).
+            let found =
+                app.principals.authenticate(token).and_then(|p| p.token_sha256().copied().map(|held| (p, held)));
             if found.is_none() {
                 problems.push(("token", "is not a token this service knows"));
             }
             found
         }
     };
-    let Some(principal) = principal.filter(|_| problems.is_empty()) else {
+    let Some((principal, held)) = principal.filter(|_| problems.is_empty()) else {
         let status = if problems.iter().all(|(f, _)| *f == "token") {
             StatusCode::UNAUTHORIZED
         } else {
@@ -215,7 +218,7 @@ async fn sign_in(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: a
     };
     let session = Session::new(
         principal.name.as_str().to_owned(),
-        app.sessions.credential(principal.token_sha256()),
+        app.sessions.credential(&held),
         acting_user.to_owned(),
         purpose.map(str::to_owned),
         (app.now)(),
