@@ -88,6 +88,10 @@ async fn authenticate(principals: &Principals, headers: &HeaderMap) -> Result<Pr
     match principals.authenticate_bearer(authorization).await {
         Ok(who) => Ok(who.principal),
         Err(Refused::Missing | Refused::Unknown) => Err(ApiError::Unauthorized),
+        // Nothing is wrong with the token that we know of: try again later.
+        Err(refused @ Refused::IssuerUnreachable) => {
+            Err(ApiError::Unavailable { detail: refused.to_string(), stored: Vec::new(), cause: None })
+        }
         Err(refused) => Err(ApiError::TokenRefused(refused.to_string())),
     }
 }

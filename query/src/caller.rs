@@ -32,6 +32,8 @@ impl Caller {
         let who = match app.principals.authenticate_bearer(authorization).await {
             Ok(who) => who,
             Err(Refused::Missing | Refused::Unknown) => return Err(QueryError::Unauthorized),
+            // Nothing is wrong with the token that we know of: try again later.
+            Err(refused @ Refused::IssuerUnreachable) => return Err(QueryError::unavailable(refused.to_string())),
             Err(refused) => return Err(QueryError::TokenRefused(refused.to_string())),
         };
         let principal = who.principal;

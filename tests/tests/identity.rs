@@ -165,6 +165,23 @@ async fn tokens_that_must_fail_are_refused_with_401_and_nothing_is_stored() {
     assert_eq!(r.status, 401, "a key the provider removed is refused: {}", r.text);
 }
 
+/// A provider that cannot be reached says nothing against a token whose
+/// key is not cached yet: the answer is 503 (try again), not 401, and
+/// nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_whose_provider_cannot_be_reached_is_answered_503_and_nothing_is_stored() {
+    let s = setup().await;
+    let token = s.council.key().sign(&s.council.person_claims("u-ada", "haringey-case-system"));
+    let Setup { nats, gateway, council, police: _police } = s;
+    drop(council);
+    let child = uuid::Uuid::new_v4().to_string();
+    let before = tests::gateway::stream_count(&nats.url()).await;
+    let r = gateway.post(&token, &event(events::EventType::ChildRegistered, "reg-u", &child)).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.json["detail"].as_str().unwrap_or_default().contains("could not be reached"), "{}", r.text);
+    assert_eq!(tests::gateway::stream_count(&nats.url()).await, before, "nothing was stored");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persons_token_reads_as_that_person_and_a_group_of_the_same_name_elsewhere_gives_nothing() {
     let s = setup().await;
