@@ -25,8 +25,8 @@
 //! means the stream went back on something it had delivered.
 
 use crate::refold::{self, Changed, Touched};
-use crate::runtime::{ProjectorError, Settings};
-use crate::store::{self, DeadRows, EventItem, Incoming};
+use crate::runtime::{ProjectorError, Settings, filter_fields, js_error};
+use crate::store::{self, DeadRows, EventItem, Incoming, to_i64};
 use async_nats::jetstream::{self, consumer};
 use events::Subject;
 use events::catalogue::SubjectKind;
@@ -122,21 +122,8 @@ pub async fn reconcile(
         }
     }
     let touched_names: HashSet<&str> = wrong_subjects.iter().map(|(_, s)| s.as_str()).collect();
-    let accounted = |table: &str| format!("select stream_seq from {table} where stream_seq > $1 and stream_seq <= $2");
-    let parked: HashSet<i64> = sqlx::query_scalar(&accounted("parked_message"))
-        .bind(to_i64(after))
-        .bind(to_i64(upto))
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .collect();
-    let dead: HashSet<i64> = sqlx::query_scalar(&accounted("dead_letter"))
-        .bind(to_i64(after))
-        .bind(to_i64(upto))
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .collect();
+    let parked = positions(pool, "parked_message", after, upto).await?;
+    let dead = positions(pool, "dead_letter", after, upto).await?;
     // Events the copy lacks: neither applied, nor held behind a parked
     // subject, nor a dead letter already (unless it was judged against a
     // row now found untrue, as the retry of a disowned event was).
@@ -234,11 +221,7 @@ async fn read_back(
     after: u64,
     upto: u64,
 ) -> Result<Vec<Message>, ProjectorError> {
-    let filters = settings.partitions.filters();
-    let (filter_subject, filter_subjects) = match filters.as_slice() {
-        [one] => (one.clone(), Vec::new()),
-        many => (String::new(), many.to_vec()),
-    };
+    let (filter_subject, filter_subjects) = filter_fields(&settings.partitions.filters());
     let name = format!("sg-reconcile-{}", uuid::Uuid::new_v4().simple());
     let mut consumer = stream
         .create_consumer(consumer::pull::Config {
@@ -353,10 +336,13 @@ fn fold_error(e: store::ApplyError) -> ProjectorError {
     }
 }
 
-fn js_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ProjectorError {
-    ProjectorError::JetStream(e.into())
-}
-
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+/// The positions `table` (keyed by `stream_seq`) holds in `after + 1 ..= upto`.
+async fn positions(pool: &PgPool, table: &str, after: u64, upto: u64) -> Result<HashSet<i64>, sqlx::Error> {
+    let rows: Vec<i64> =
+        sqlx::query_scalar(&format!("select stream_seq from {table} where stream_seq > $1 and stream_seq <= $2"))
+            .bind(to_i64(after))
+            .bind(to_i64(upto))
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
 }

@@ -196,7 +196,7 @@ impl Default for Deliveries {
     }
 }
 
-fn js_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ProjectorError {
+pub(crate) fn js_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ProjectorError {
     ProjectorError::JetStream(e.into())
 }
 
@@ -296,11 +296,7 @@ pub(crate) async fn consumer_from(
     filters: &[String],
     from: u64,
 ) -> Result<consumer::PullConsumer, ProjectorError> {
-    // One filter goes in `filter_subject`, which every server version takes.
-    let (filter_subject, filter_subjects) = match filters {
-        [one] => (one.clone(), Vec::new()),
-        many => (String::new(), many.to_vec()),
-    };
+    let (filter_subject, filter_subjects) = filter_fields(filters);
     stream
         .create_consumer(consumer::pull::Config {
             durable_name: durable,
@@ -315,6 +311,15 @@ pub(crate) async fn consumer_from(
         })
         .await
         .map_err(js_error)
+}
+
+/// A consumer's `filter_subject` and `filter_subjects` for `filters`: one
+/// filter goes in `filter_subject`, which every server version takes.
+pub(crate) fn filter_fields(filters: &[String]) -> (String, Vec<String>) {
+    match filters {
+        [one] => (one.clone(), Vec::new()),
+        many => (String::new(), many.to_vec()),
+    }
 }
 
 /// When [`pump`] stops.

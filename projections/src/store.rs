@@ -164,7 +164,7 @@ pub async fn position(conn: &mut PgConnection, projector: &str) -> Result<u64, s
     Ok(seq.unwrap_or(0).max(0) as u64)
 }
 
-fn to_i64(n: u64) -> i64 {
+pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
