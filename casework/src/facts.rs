@@ -115,6 +115,24 @@ impl History {
         Ok(Self { events, standing })
     }
 
+    /// This history with `more` events recorded after it, as
+    /// [`History::new`] would make of them all: a projector that keeps a
+    /// subject's history between batches reads only what is new.
+    /// Corrections already resolved stay resolved, and a correction among
+    /// `more` may correct an event of the kept history.
+    pub fn extended(mut self, more: Vec<Recorded>) -> Result<Self, HistoryError> {
+        if more.is_empty() {
+            return Ok(self);
+        }
+        self.events.extend(more);
+        Self::new(self.events)
+    }
+
+    /// The sequence of the last event recorded (none before any).
+    pub fn last_sequence(&self) -> Option<i64> {
+        self.events.last().map(|r| r.sequence)
+    }
+
     /// Whether the subject is registered, and whose it is when.
     pub fn standing(&self) -> &Standing {
         &self.standing

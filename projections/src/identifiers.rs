@@ -21,12 +21,12 @@ pub async fn refresh(
     tx: &mut Transaction<'_, Postgres>,
     keys: &dyn ChildKeys,
     children: &BTreeSet<uuid::Uuid>,
-    histories: &[(String, History)],
+    histories: &[(&str, &History)],
 ) -> Result<(), crate::store::ApplyError> {
     let ids: Vec<uuid::Uuid> = children.iter().copied().collect();
     sqlx::query("delete from child_identifier where child_id = any($1)").bind(&ids).execute(&mut **tx).await?;
     let mut rows: (Vec<uuid::Uuid>, Vec<String>) = (Vec::new(), Vec::new());
-    for (subject, history) in histories {
+    for &(subject, history) in histories {
         let Ok(child) = subject.parse::<uuid::Uuid>() else { continue };
         if !children.contains(&child) {
             continue;

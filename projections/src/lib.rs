@@ -15,6 +15,7 @@
 //! - [`runtime`]: the durable pull consumer, acknowledging after commit.
 //! - [`chronology`]: reading a child's chronology as it stood at a moment.
 //! - [`refold`]: writing a subject's folded facts, in the batch's transaction.
+//! - [`kept`]: children's histories kept between batches, so a batch folds only what is new.
 //! - [`cin`]: the histories the CIN census and Annex A are folded from.
 //! - [`indicators`]: reading a council's facts for the indicator arithmetic.
 //! - [`caseload`]: caseloads per worker, team and council, on a given day.
@@ -37,6 +38,7 @@ pub mod database;
 pub mod health;
 pub mod identifiers;
 pub mod indicators;
+pub mod kept;
 pub mod notify;
 pub mod parking;
 pub mod reads;

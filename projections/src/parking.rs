@@ -150,7 +150,7 @@ async fn retry_one(
     if dead_letters > 0 {
         tracing::warn!(subject, dead_letters, "waiting messages the gateway did not sign or chain are dead letters");
     }
-    match store::write_events(&mut tx, &items, keys).await {
+    match store::write_events(&mut tx, &items, keys, &crate::kept::Kept::new(0)).await {
         Ok(_) => {
             sqlx::query("delete from parked_message where subject = $1").bind(subject).execute(&mut *tx).await?;
             sqlx::query("delete from parked_subject where subject = $1").bind(subject).execute(&mut *tx).await?;

@@ -85,6 +85,8 @@ pub async fn reconcile(
         return Ok(Reconciled::default());
     }
     let messages = read_back(stream, settings, after, upto).await?;
+    // Histories kept between batches may hold what is about to be removed.
+    settings.kept.clear();
     let mut done = Reconciled { read: messages.len() as u64, ..Reconciled::default() };
 
     // What the stream holds at each position: the event's verified hash,
@@ -184,7 +186,7 @@ pub async fn reconcile(
     done.dead_letters = dead_rows.len() as u64;
     dead_rows.write(&mut tx).await?;
     let keys = settings.keys.as_deref();
-    done.changed = store::write_events(&mut tx, &kept, keys).await.map_err(fold_error)?;
+    done.changed = store::write_events(&mut tx, &kept, keys, &settings.kept).await.map_err(fold_error)?;
     done.added = kept.len() as u64;
 
     // The subjects whose untrue rows went, folded from what is left.
@@ -209,7 +211,7 @@ pub async fn reconcile(
             Err(_) => {}
         }
     }
-    done.changed.merge(refold::refold(&mut tx, &touched, keys).await.map_err(fold_error)?);
+    done.changed.merge(refold::refold(&mut tx, &touched, keys, &settings.kept).await.map_err(fold_error)?);
     tx.commit().await?;
     Ok(done)
 }

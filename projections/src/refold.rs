@@ -4,6 +4,7 @@
 
 use crate::database::{not_as_written, parsed, parsed_opt};
 use crate::identifiers;
+use crate::kept::{Entry, Kept, Rows};
 use crate::store::{ApplyError, folded};
 use casework::facts::{History, Recorded};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -51,6 +52,8 @@ pub(crate) const HISTORY_COLUMNS: &str = "subject, sequence, event_id, source, e
     recorded_at, document->'data' as data, document->>'authorrole' as author_role,
     (document->'significant')::boolean as significant";
 
+/// Each subject's whole history, for workers and councils (a handful of
+/// events each); children are read through [`recorded_after`].
 async fn histories(
     tx: &mut Transaction<'_, Postgres>,
     kind: &str,
@@ -93,6 +96,18 @@ fn recorded(row: &sqlx::postgres::PgRow) -> Result<Recorded, sqlx::Error> {
 /// Groups rows of `stored_event` ([`HISTORY_COLUMNS`]), ordered by subject
 /// and sequence, into each subject's history.
 pub(crate) fn group_histories(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(String, History)>, sqlx::Error> {
+    group_recorded(rows)?
+        .into_iter()
+        .map(|(subject, events)| {
+            let history = History::new(events).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            Ok((subject, history))
+        })
+        .collect()
+}
+
+/// Groups rows of `stored_event` ([`HISTORY_COLUMNS`]), ordered by subject
+/// and sequence, into each subject's events, decoded.
+fn group_recorded(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(String, Vec<Recorded>)>, sqlx::Error> {
     let mut out: Vec<(String, Vec<Recorded>)> = Vec::new();
     for row in rows {
         let subject: String = row.try_get("subject")?;
@@ -102,21 +117,18 @@ pub(crate) fn group_histories(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(Str
             _ => out.push((subject, vec![recorded])),
         }
     }
-    out.into_iter()
-        .map(|(subject, events)| {
-            let history = History::new(events).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            Ok((subject, history))
-        })
-        .collect()
+    Ok(out)
 }
 
 /// Refolds every touched subject within `tx`; with `keys`, also the
-/// identifier index of children whose identifying events arrived.
+/// identifier index of children whose identifying events arrived. Children
+/// kept in `kept` are folded from what it holds (see [`crate::kept`]).
 #[tracing::instrument(name = "refold", skip_all, fields(children = touched.children.len()))]
 pub async fn refold(
     tx: &mut Transaction<'_, Postgres>,
     touched: &Touched,
     keys: Option<&dyn ChildKeys>,
+    kept: &Kept,
 ) -> Result<Changed, ApplyError> {
     let mut changed = Changed::default();
     // Councils first: a child's alerts are folded under its council's
@@ -133,13 +145,16 @@ pub async fn refold(
         changed.merge(refold_workers(tx, &touched.workers).await?);
     }
     if !touched.children.is_empty() {
-        let (child_changes, histories) = refold_children(tx, &touched.children).await?;
-        changed.merge(child_changes);
+        let folded = refold_children(tx, &touched.children, kept).await?;
+        changed.merge(folded.changed);
         if let Some(keys) = keys
             && !touched.identities.is_empty()
         {
+            let histories: Vec<(&str, &History)> =
+                folded.children.iter().map(|(_, c)| (c.subject.as_str(), &c.entry.history)).collect();
             identifiers::refresh(tx, keys, &touched.identities, &histories).await?;
         }
+        kept.keep(folded.children.into_iter().map(|(child, c)| (child, c.entry)));
     }
     Ok(changed)
 }
@@ -194,6 +209,7 @@ pub async fn drain(
     tx: &mut Transaction<'_, Postgres>,
     partitions: &[u32],
     limit: usize,
+    kept: &Kept,
 ) -> Result<Drained, ApplyError> {
     let partitions = partition_numbers(partitions);
     let taken: Vec<uuid::Uuid> = sqlx::query_scalar(
@@ -219,7 +235,9 @@ pub async fn drain(
     let children: BTreeSet<uuid::Uuid> = taken.into_iter().filter(|c| !parked.contains(c)).collect();
     let mut drained = Drained { children: children.len(), ..Drained::default() };
     if !children.is_empty() {
-        drained.changed = refold_children(tx, &children).await?.0;
+        let folded = refold_children(tx, &children, kept).await?;
+        drained.changed = folded.changed;
+        kept.keep(folded.children.into_iter().map(|(child, c)| (child, c.entry)));
     }
     drained.left = queued(&mut **tx, &partitions).await?;
     Ok(drained)
@@ -281,10 +299,24 @@ fn i32_of(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// One child as a refold left it: its history and the rows written from
+/// it, under the stamp written with them.
+struct FoldedChild {
+    subject: String,
+    entry: Entry,
+}
+
+/// What [`refold_children`] did.
+struct Folded {
+    changed: Changed,
+    children: Vec<(uuid::Uuid, FoldedChild)>,
+}
+
 async fn refold_children(
     tx: &mut Transaction<'_, Postgres>,
     children: &BTreeSet<uuid::Uuid>,
-) -> Result<(Changed, Vec<(String, History)>), ApplyError> {
+    kept: &Kept,
+) -> Result<Folded, ApplyError> {
     let ids: Vec<uuid::Uuid> = children.iter().copied().collect();
     let mut changed = Changed::default();
     // What the children looked like before, so a council or team they left hears of it too.
@@ -311,46 +343,145 @@ async fn refold_children(
         let council = parsed(&row, "council", CouncilCode::try_from)?;
         changed.alerts.insert((council, parsed_opt(&row, "team_id", LocalId::try_from)?));
     }
-    for table in CHILD_TABLES {
-        sqlx::query(&format!("delete from {table} where child_id = any($1)")).bind(&ids).execute(&mut **tx).await?;
-    }
-    let settings = council_settings(tx).await?;
 
-    let subjects: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
+    // The kept folds whose rows are still the ones the database holds; the
+    // rest of the children are read and written afresh.
+    let mut entries = kept.take(ids.iter().copied());
+    if !entries.is_empty() {
+        let stamps: BTreeMap<uuid::Uuid, uuid::Uuid> =
+            sqlx::query_as("select child_id, stamp from child_fold where child_id = any($1)")
+                .bind(entries.keys().copied().collect::<Vec<_>>())
+                .fetch_all(&mut **tx)
+                .await?
+                .into_iter()
+                .collect();
+        entries.retain(|child, entry| stamps.get(child) == Some(&entry.stamp));
+    }
+    let afresh: Vec<uuid::Uuid> = ids.iter().filter(|c| !entries.contains_key(c)).copied().collect();
+    if !afresh.is_empty() {
+        for table in CHILD_TABLES {
+            sqlx::query(&format!("delete from {table} where child_id = any($1)"))
+                .bind(&afresh)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    let mut histories: Vec<(String, Option<Entry>, Vec<Recorded>)> = Vec::with_capacity(ids.len());
+    let subjects: Vec<String> = afresh.iter().map(uuid::Uuid::to_string).collect();
+    for (subject, events) in recorded_after(tx, &subjects, &[]).await? {
+        histories.push((subject, None, events));
+    }
+    if !entries.is_empty() {
+        let (subjects, after): (Vec<String>, Vec<i64>) =
+            entries.iter().map(|(c, e)| (c.to_string(), e.history.last_sequence().unwrap_or(0))).unzip();
+        let mut new: BTreeMap<String, Vec<Recorded>> =
+            recorded_after(tx, &subjects, &after).await?.into_iter().collect();
+        for (child, entry) in entries {
+            let subject = child.to_string();
+            let events = new.remove(&subject).unwrap_or_default();
+            histories.push((subject, Some(entry), events));
+        }
+    }
+
+    let settings = council_settings(tx).await?;
     let mut rows = ChildRows::default();
-    let loaded = histories(tx, "child", &subjects).await?;
-    for (subject, history) in &loaded {
+    let mut out = Vec::with_capacity(histories.len());
+    for (subject, entry, events) in histories {
         let Ok(child) = subject.parse::<uuid::Uuid>() else { continue };
-        let (facts, flags, alerts) = folded(subject, || {
+        let (history, before) = match entry {
+            Some(entry) => (entry.history.extended(events), Some(entry.rows)),
+            None => (History::new(events), None),
+        };
+        // A child's history the gateway did not write (no registration, a
+        // correction that does not fit): a content error, which parks the child.
+        let history = history.map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let (facts, flags, alerts) = folded(&subject, || {
             let calendar = events::calendar::Calendar::england_and_wales();
-            let facts = casework::facts::fold_child(history)?;
-            let census = casework::cin::fold(history, NaiveDate::MAX, calendar);
+            let facts = casework::facts::fold_child(&history)?;
+            let census = casework::cin::fold(&history, NaiveDate::MAX, calendar);
             let mut flags = casework::quality::flags(&census);
             // In a fixed order, so the rows do not depend on the order the events arrived in.
             flags.sort_by(|a, b| (a.rule, &a.reference, a.on, &a.detail).cmp(&(b.rule, &b.reference, b.on, &b.detail)));
-            let alerts = casework::alerts::fold(ChildId::from_uuid(child), history, &facts, &settings, calendar);
+            let alerts = casework::alerts::fold(ChildId::from_uuid(child), &history, &facts, &settings, calendar);
             Ok((facts, flags, alerts))
         })?
-        // A child's history the gateway did not write (no registration):
-        // a content error, which parks the child.
         .map_err(|e: casework::facts::HistoryError| sqlx::Error::Decode(Box::new(e)))?;
-        rows.flags.extend(flags.into_iter().enumerate().map(|(i, f)| (child, i32_of(i), f)));
         changed.alerts.extend(alerts.iter().map(|a| (a.council.clone(), a.team.clone())));
-        rows.alerts.extend(alerts.into_iter().map(|a| (child, a)));
         changed.councils.insert(facts.status.council.clone());
         for a in facts.allocations.iter().filter(|a| a.to_on.is_none()) {
             changed.teams.insert((a.council.clone(), a.team_id.clone()));
         }
         changed.councils.extend(facts.referrals.iter().map(|r| r.council.clone()));
         changed.councils.extend(facts.plans.iter().map(|p| p.council.clone()));
-        rows.push(child, facts);
+        let now = Rows { facts, flags, alerts };
+        rows.add(child, before.as_ref(), &now);
+        let entry = Entry { stamp: uuid::Uuid::new_v4(), history, rows: now };
+        out.push((child, FoldedChild { subject, entry }));
     }
     rows.write(tx).await?;
-    Ok((changed, loaded))
+    sqlx::query(
+        "insert into child_fold (child_id, stamp) select * from unnest($1::uuid[], $2::uuid[])
+         on conflict (child_id) do update set stamp = excluded.stamp",
+    )
+    .bind(out.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+    .bind(out.iter().map(|(_, f)| f.entry.stamp).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(Folded { changed, children: out })
 }
 
+/// Each subject's events after a sequence (`after`, one per subject, or
+/// from the first when empty), decoded, in order.
+async fn recorded_after(
+    tx: &mut Transaction<'_, Postgres>,
+    subjects: &[String],
+    after: &[i64],
+) -> Result<Vec<(String, Vec<Recorded>)>, sqlx::Error> {
+    if subjects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = if after.is_empty() {
+        sqlx::query(&format!(
+            "select {HISTORY_COLUMNS} from stored_event where subject_kind = 'child' and subject = any($1)
+              order by subject, sequence"
+        ))
+        .bind(subjects)
+        .fetch_all(&mut **tx)
+        .await?
+    } else {
+        sqlx::query(&format!(
+            "select h.* from unnest($1::text[], $2::bigint[]) as k(s, after)
+               cross join lateral (select {HISTORY_COLUMNS} from stored_event
+                                    where subject_kind = 'child' and subject = k.s and sequence > k.after) h
+              order by h.subject, h.sequence"
+        ))
+        .bind(subjects)
+        .bind(after)
+        .fetch_all(&mut **tx)
+        .await?
+    };
+    group_recorded(&rows)
+}
+
+/// Where a child's rows in one table stop agreeing with what the database
+/// holds (`old`, none when it holds none of them): the first row to
+/// rewrite, or none when they agree throughout.
+fn cut<T: PartialEq>(old: Option<&[T]>, new: &[T]) -> Option<usize> {
+    match old {
+        None => Some(0),
+        Some(old) => {
+            let same = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+            (same < old.len() || same < new.len()).then_some(same)
+        }
+    }
+}
+
+/// The rows a batch writes, table by table, and the rows it removes first:
+/// for each table, the children whose rows from an ordinal on (or all of
+/// them, for tables keyed otherwise) no longer stand.
 #[derive(Default)]
 struct ChildRows {
+    cuts: BTreeMap<&'static str, (Vec<uuid::Uuid>, Vec<i32>)>,
     status: Vec<(uuid::Uuid, casework::facts::ChildStatus)>,
     referrals: Vec<(uuid::Uuid, casework::facts::Referral)>,
     assessments: Vec<(uuid::Uuid, casework::facts::Assessment)>,
@@ -364,23 +495,131 @@ struct ChildRows {
     alerts: Vec<(uuid::Uuid, casework::alerts::Alert)>,
 }
 
+/// The tables whose rows are numbered by `ordinal` in the fold's order, so
+/// that rows appended to a long history are written alone. The others are
+/// a handful of rows a child and are rewritten whole when any changes.
+const ORDINAL_TABLES: [&str; 3] = ["allocation", "sighting", "quality_flag"];
+
 impl ChildRows {
-    fn push(&mut self, child: uuid::Uuid, facts: casework::facts::ChildFacts) {
-        self.status.push((child, facts.status));
-        self.referrals.extend(facts.referrals.into_iter().map(|r| (child, r)));
-        self.assessments.extend(facts.assessments.into_iter().map(|a| (child, a)));
-        self.section47s.extend(facts.section47s.into_iter().map(|s| (child, s)));
-        self.icpcs.extend(facts.icpcs.into_iter().map(|i| (child, i)));
-        self.plans.extend(facts.plans.into_iter().map(|p| (child, p)));
-        self.allocations.extend(
-            facts.allocations.into_iter().enumerate().map(|(i, a)| (child, i32_of(i), *a.worker_id.as_uuid(), a)),
+    /// Adds what `child`'s fold `now` changes from `before` (none: the
+    /// database holds no rows of the child).
+    fn add(&mut self, child: uuid::Uuid, before: Option<&Rows>, now: &Rows) {
+        /// Rows keyed otherwise than by ordinal: all rewritten, or none.
+        fn whole<T: PartialEq + Clone, R>(
+            cuts: &mut BTreeMap<&'static str, (Vec<uuid::Uuid>, Vec<i32>)>,
+            table: &'static str,
+            child: uuid::Uuid,
+            old: Option<&[T]>,
+            new: &[T],
+            out: &mut Vec<R>,
+            row: impl Fn(T) -> R,
+        ) {
+            if cut(old, new).is_some() {
+                if old.is_some() {
+                    let c = cuts.entry(table).or_default();
+                    c.0.push(child);
+                    c.1.push(0);
+                }
+                out.extend(new.iter().cloned().map(row));
+            }
+        }
+        /// Rows keyed by ordinal: those from the first that changed.
+        fn tail<T: PartialEq + Clone, R>(
+            cuts: &mut BTreeMap<&'static str, (Vec<uuid::Uuid>, Vec<i32>)>,
+            table: &'static str,
+            child: uuid::Uuid,
+            old: Option<&[T]>,
+            new: &[T],
+            out: &mut Vec<R>,
+            row: impl Fn(i32, T) -> R,
+        ) {
+            if let Some(from) = cut(old, new) {
+                if old.is_some() {
+                    let c = cuts.entry(table).or_default();
+                    c.0.push(child);
+                    c.1.push(i32_of(from));
+                }
+                out.extend(new[from..].iter().cloned().enumerate().map(|(i, x)| row(i32_of(from + i), x)));
+            }
+        }
+        let (f, c) = (&now.facts, &mut self.cuts);
+        whole(
+            c,
+            "child_status",
+            child,
+            before.map(|b| std::slice::from_ref(&b.facts.status)),
+            std::slice::from_ref(&f.status),
+            &mut self.status,
+            |x| (child, x),
         );
-        self.sightings.extend(facts.sightings.into_iter().enumerate().map(|(i, s)| (child, i32_of(i), s)));
-        self.reviews.extend(facts.reviews.into_iter().map(|r| (child, r)));
+        whole(c, "referral", child, before.map(|b| &b.facts.referrals[..]), &f.referrals, &mut self.referrals, |x| {
+            (child, x)
+        });
+        whole(
+            c,
+            "assessment",
+            child,
+            before.map(|b| &b.facts.assessments[..]),
+            &f.assessments,
+            &mut self.assessments,
+            |x| (child, x),
+        );
+        whole(
+            c,
+            "section_47",
+            child,
+            before.map(|b| &b.facts.section47s[..]),
+            &f.section47s,
+            &mut self.section47s,
+            |x| (child, x),
+        );
+        whole(c, "icpc", child, before.map(|b| &b.facts.icpcs[..]), &f.icpcs, &mut self.icpcs, |x| (child, x));
+        whole(c, "cp_plan", child, before.map(|b| &b.facts.plans[..]), &f.plans, &mut self.plans, |x| (child, x));
+        whole(c, "child_review", child, before.map(|b| &b.facts.reviews[..]), &f.reviews, &mut self.reviews, |x| {
+            (child, x)
+        });
+        whole(c, "alert", child, before.map(|b| &b.alerts[..]), &now.alerts, &mut self.alerts, |x| (child, x));
+        tail(
+            c,
+            "allocation",
+            child,
+            before.map(|b| &b.facts.allocations[..]),
+            &f.allocations,
+            &mut self.allocations,
+            |i, a| (child, i, *a.worker_id.as_uuid(), a),
+        );
+        tail(
+            c,
+            "sighting",
+            child,
+            before.map(|b| &b.facts.sightings[..]),
+            &f.sightings,
+            &mut self.sightings,
+            |i, s| (child, i, s),
+        );
+        tail(c, "quality_flag", child, before.map(|b| &b.flags[..]), &now.flags, &mut self.flags, |i, x| (child, i, x));
     }
 
-    /// Writes every row, table by table, in the batch's transaction.
+    /// Removes the rows that no longer stand, then writes every row, table
+    /// by table, in the batch's transaction.
     async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        for (table, (children, from)) in &self.cuts {
+            if ORDINAL_TABLES.contains(table) {
+                sqlx::query(&format!(
+                    "delete from {table} t using unnest($1::uuid[], $2::int[]) as d(child, from_ordinal)
+                      where t.child_id = d.child and t.ordinal >= d.from_ordinal"
+                ))
+                .bind(children)
+                .bind(from)
+                .execute(&mut **tx)
+                .await?;
+            } else {
+                sqlx::query(&format!("delete from {table} where child_id = any($1)"))
+                    .bind(children)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
         insert_status(tx, &self.status).await?;
         insert_referrals(tx, &self.referrals).await?;
         insert_assessments(tx, &self.assessments).await?;

@@ -8,6 +8,7 @@
 //! between commit and acknowledgement only redelivers messages the
 //! position already covers, which [`crate::store::apply_batch`] skips.
 
+use crate::kept::Kept;
 use crate::notify::Notifier;
 use crate::store::{self, Incoming};
 use async_nats::jetstream::{self, consumer};
@@ -37,6 +38,9 @@ pub struct Settings {
     /// Children's data keys, for the NHS-number index; without them that
     /// index is left empty.
     pub keys: Option<Arc<dyn ChildKeys>>,
+    /// The histories of the children folded last, kept between batches
+    /// (see [`crate::kept`]); shared by clones of these settings.
+    pub kept: Arc<Kept>,
     /// The gateway's public keys: a message on the event subjects that
     /// they do not verify is a dead letter, never history. There is no
     /// default: a projector that trusted anything would apply forgeries.
@@ -58,6 +62,7 @@ impl Settings {
             batch: 1000,
             partitions: Partitions::all(),
             keys: None,
+            kept: Arc::new(Kept::default()),
             signers,
             health_interval: Duration::from_secs(5),
             stall_after: Duration::from_secs(60),
@@ -599,7 +604,8 @@ async fn drain(
     notifier: Option<&Notifier>,
 ) -> Result<bool, ProjectorError> {
     let mut tx = pool.begin().await?;
-    let drained = match crate::refold::drain(&mut tx, settings.partitions.numbers(), DRAIN_CHUNK).await {
+    let drained = match crate::refold::drain(&mut tx, settings.partitions.numbers(), DRAIN_CHUNK, &settings.kept).await
+    {
         Ok(drained) => drained,
         Err(store::ApplyError::Database(e)) => return Err(e.into()),
         Err(store::ApplyError::Keys(e)) => return Err(ProjectorError::Keys(e)),
@@ -631,7 +637,17 @@ async fn apply(
 ) -> Result<store::Applied, store::ApplyError> {
     let keys = settings.keys.as_deref();
     let mut tx = pool.begin().await?;
-    match store::apply_batch(&mut tx, &settings.name, batch, Some(position), keys, store::Isolation::Together).await {
+    match store::apply_batch(
+        &mut tx,
+        &settings.name,
+        batch,
+        Some(position),
+        keys,
+        &settings.kept,
+        store::Isolation::Together,
+    )
+    .await
+    {
         Ok(applied) => {
             tx.commit().await?;
             Ok(applied)
@@ -640,9 +656,16 @@ async fn apply(
             drop(tx);
             tracing::warn!(projector = %settings.name, error = &e as &dyn std::error::Error, "a batch failed on its content; applying it subject by subject");
             let mut tx = pool.begin().await?;
-            let applied =
-                store::apply_batch(&mut tx, &settings.name, batch, Some(position), keys, store::Isolation::PerSubject)
-                    .await?;
+            let applied = store::apply_batch(
+                &mut tx,
+                &settings.name,
+                batch,
+                Some(position),
+                keys,
+                &settings.kept,
+                store::Isolation::PerSubject,
+            )
+            .await?;
             tx.commit().await?;
             Ok(applied)
         }

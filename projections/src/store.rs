@@ -2,6 +2,7 @@
 //! that also moves the projector's position, so a batch is either wholly
 //! applied, position included, or not at all.
 
+use crate::kept::Kept;
 use crate::refold::{self, Changed, Touched};
 use casework::indicators::Period;
 use casework::summary;
@@ -200,6 +201,7 @@ pub async fn apply_batch(
     batch: &[Incoming],
     expected: Option<u64>,
     keys: Option<&dyn ChildKeys>,
+    kept: &Kept,
     isolation: Isolation,
 ) -> Result<Applied, ApplyError> {
     sqlx::query("insert into projector_position (projector, stream_seq) values ($1, 0) on conflict do nothing")
@@ -269,13 +271,13 @@ pub async fn apply_batch(
 
     match isolation {
         Isolation::Together => {
-            applied.changed = write_events(tx, &live, keys).await?;
+            applied.changed = write_events(tx, &live, keys, kept).await?;
             applied.events = live.len() as u64;
         }
         Isolation::PerSubject => {
             for (subject, group) in by_subject(&live) {
                 sqlx::query("savepoint subject").execute(&mut **tx).await?;
-                match write_events(tx, &group, keys).await {
+                match write_events(tx, &group, keys, kept).await {
                     Ok(changed) => {
                         sqlx::query("release savepoint subject").execute(&mut **tx).await?;
                         applied.changed.merge(changed);
@@ -377,6 +379,7 @@ pub(crate) async fn write_events(
     tx: &mut Transaction<'_, Postgres>,
     items: &[EventItem<'_>],
     keys: Option<&dyn ChildKeys>,
+    kept: &Kept,
 ) -> Result<Changed, ApplyError> {
     let mut touched = Touched::default();
     let mut rows = EventRows::default();
@@ -448,7 +451,7 @@ pub(crate) async fn write_events(
         .await?;
     }
     // After the copy is written: the folds read each subject's whole history from it.
-    refold::refold(tx, &touched, keys).await
+    refold::refold(tx, &touched, keys, kept).await
 }
 
 /// Messages waiting behind a parked subject.

@@ -470,6 +470,7 @@ async fn a_reconfigured_council_queues_its_children_and_folds_them_again_a_chunk
         &[incoming],
         None,
         None,
+        &projections::kept::Kept::default(),
         projections::store::Isolation::Together,
     )
     .await
@@ -491,7 +492,9 @@ async fn a_reconfigured_council_queues_its_children_and_folds_them_again_a_chunk
     let mut chunks = Vec::new();
     loop {
         let mut tx = pool.begin().await.expect("begin");
-        let drained = projections::refold::drain(&mut tx, all.numbers(), 250).await.expect("drain");
+        let drained = projections::refold::drain(&mut tx, all.numbers(), 250, &projections::kept::Kept::default())
+            .await
+            .expect("drain");
         tx.commit().await.expect("commit");
         chunks.push((drained.children, drained.left));
         if drained.left == 0 {
@@ -623,4 +626,118 @@ async fn events_the_stream_disowns_after_delivering_them_leave_the_read_models_t
     assert_eq!(positions, [i64::try_from(again).expect("a position")]);
     let report = query::verify::verify(&js, Some(&pool), &[gw.verifying_key()], None).await.expect("verify");
     assert!(report.ok, "{:?}", report.breaks);
+}
+
+/// A projector keeps the histories of the children it folded last, with
+/// the rows it wrote from them, so a batch reads and writes only what is
+/// new (`projections::kept`). The kept copy must never outlive the rows it
+/// describes: here another process folds the child for a while, a
+/// retraction and a correction change rows in the middle of the child's
+/// sightings, and a batch is rolled back after its refold, then retried.
+/// Each batch is one event, applied as the projector applies it, and the
+/// read models still equal a clean projection. Without the stamp check the
+/// retried batch writes nothing, and a sighting is missing for ever.
+#[tokio::test]
+async fn a_kept_history_is_trusted_only_while_the_database_holds_what_it_wrote() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    projections::migrate(&pool, projections::LIVE_SCHEMA).await.expect("migrate");
+
+    let child = uuid::Uuid::new_v4().to_string();
+    let mut history = vec![
+        tests::fixtures::registered("reg", &child, "E09000014"),
+        child_event(EventType::ReferralReceived, "ref", &child),
+        child_event(EventType::CaseAllocated, "alloc", &child),
+    ];
+    for day in 1..=20 {
+        let mut seen =
+            examples::event(EventType::ChildSeen, &format!("seen-{day}"), &format!("2025-02-{day:02}T10:00:00Z"));
+        seen["subject"] = json!(child);
+        history.push(seen);
+    }
+    let mut retraction = child_event(EventType::RecordRetracted, "retract-3", &child);
+    retraction["data"]["retracts"] = json!("seen-3");
+    let mut correction = child_event(EventType::RecordCorrected, "correct-5", &child);
+    correction["data"] = json!({
+        "corrects": "seen-5", "reason": "Seen with the parent present",
+        "data": {"seen_by": examples::WORKER, "seen_alone": false, "context": "statutory_visit",
+                 "agency": "Haringey children's services"}
+    });
+    history.extend([retraction, correction]);
+    for day in 21..=25 {
+        let mut seen =
+            examples::event(EventType::ChildSeen, &format!("seen-{day}"), &format!("2025-02-{day:02}T10:00:00Z"));
+        seen["subject"] = json!(child);
+        history.push(seen);
+    }
+    let mut positions = Vec::new();
+    for event in &history {
+        let r = gw.post(tokens::ADMIN, event).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        positions.push(r.result(0)["stream_sequence"].as_u64().expect("position"));
+    }
+
+    let signers = tests::projector::signers_beside(&gw.path("master.key")).await;
+    let stream = async_nats::jetstream::new(tests::connect(&nats.url()).await)
+        .get_stream(events::subjects::EVENTS_STREAM)
+        .await
+        .expect("stream");
+    let mut messages = Vec::new();
+    for at in &positions {
+        let m = stream.get_raw_message(*at).await.expect("message");
+        messages.push(projections::store::Incoming::decode(*at, &m.subject, &m.payload, &*signers));
+    }
+    /// One message as the projector applies a batch, committed or rolled back.
+    async fn apply(
+        pool: &PgPool,
+        kept: &projections::kept::Kept,
+        message: &projections::store::Incoming,
+        commit: bool,
+    ) {
+        let mut tx = pool.begin().await.expect("begin");
+        let applied = projections::store::apply_batch(
+            &mut tx,
+            "main",
+            std::slice::from_ref(message),
+            None,
+            None,
+            kept,
+            projections::store::Isolation::Together,
+        )
+        .await
+        .expect("apply");
+        assert_eq!(applied.events, 1);
+        if commit {
+            tx.commit().await.expect("commit");
+        }
+    }
+    let (ours, another) = (projections::kept::Kept::default(), projections::kept::Kept::default());
+    for message in &messages[..10] {
+        apply(&pool, &ours, message, true).await;
+    }
+    assert_eq!(ours.size().0, 1, "the child is kept");
+    // Another process folds the child meanwhile (a partition handed over and back).
+    for message in &messages[10..14] {
+        apply(&pool, &another, message, true).await;
+    }
+    // The retraction and the correction change rows in the middle.
+    for message in &messages[14..25] {
+        apply(&pool, &ours, message, true).await;
+    }
+    // Folded, then rolled back: the kept copy now describes rows that never
+    // were. The projector retries the batch, as after a lost connection.
+    apply(&pool, &ours, &messages[25], false).await;
+    apply(&pool, &ours, &messages[25], true).await;
+    for message in &messages[26..] {
+        apply(&pool, &ours, message, true).await;
+    }
+    let sightings: i64 = sqlx::query_scalar("select count(*) from sighting").fetch_one(&pool).await.expect("count");
+    assert_eq!(sightings, 24, "twenty-five visits, one retracted");
+
+    let last = *positions.last().expect("events");
+    let (_clean, clean_pool) = tests::projector::clean_projection(&nats.url(), &gw.path("master.key"), last).await;
+    let differ = tests::tables::differences(&pool, &clean_pool).await;
+    assert!(differ.is_empty(), "{differ:?} differ from a clean projection");
 }

@@ -28,6 +28,7 @@ pub async fn run(
         batch: projector.batch,
         partitions: partitions.clone(),
         keys: Some(keys),
+        kept: Default::default(),
         signers,
         health_interval: std::time::Duration::from_millis(projector.health_interval_ms.max(100)),
         stall_after: std::time::Duration::from_millis(projector.stall_after_ms),
