@@ -158,8 +158,12 @@ ensure_test_tools() {
     log "installing axe-core (npm ci in tests/browser)"
     (cd "$ROOT/tests/browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
-  # A real OpenID Connect provider for the identity tests: oidc-provider,
-  # pinned in tests/oidc/package-lock.json, run by the image's Node.js.
+  ensure_oidc_provider
+}
+
+# A real OpenID Connect provider for the identity tests and ops/run's demo:
+# oidc-provider, pinned in tests/oidc/package-lock.json, run by Node.js.
+ensure_oidc_provider() {
   if [ ! -f "$ROOT/tests/oidc/node_modules/oidc-provider/package.json" ]; then
     command -v npm >/dev/null 2>&1 || apt_install npm
     log "installing oidc-provider (npm ci in tests/oidc)"

@@ -13,8 +13,15 @@
 //! to principals: a group of the same name at another provider maps to
 //! nothing, so a police officer can never take a council's role by a
 //! group name.
+//!
+//! People sign in to the pages with the authorization code flow and PKCE
+//! (the pages hold the state, nonce and verifier, see the query role's
+//! `pages::session`); [`Verifier::redeem`] exchanges the code at the
+//! provider's token endpoint and verifies the ID token it answers with:
+//! the same keys and rules, the pages' client as audience, and the nonce
+//! of this very sign-in.
 
-use crate::principals::{Issuer, Principal, Principals};
+use crate::principals::{Issuer, Principal, Principals, SignIn};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -104,6 +111,77 @@ pub enum Refused {
     Claims,
     #[error("the token's client and groups map to no principal of its issuer")]
     Unmapped,
+    #[error("the ID token was not issued for this sign-in (its nonce differs)")]
+    Nonce,
+}
+
+/// Why a sign-in through an identity provider did not complete. Each says
+/// what went wrong, never what a token held.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignInFailed {
+    #[error("the identity provider could not be reached")]
+    Unreachable,
+    #[error("the identity provider's discovery document names no authorization or token endpoint")]
+    NoEndpoints,
+    #[error("the identity provider refused to redeem the sign-in: {0}")]
+    Redeem(String),
+    #[error("the identity provider's answer held no ID token")]
+    NoIdToken,
+    #[error("{0}")]
+    IdToken(Refused),
+}
+
+/// A provider's answer to one sign-in, with what that sign-in kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// The authorization code the provider sent back.
+    pub code: &'a str,
+    /// The PKCE verifier whose challenge went out with the request.
+    pub code_verifier: &'a str,
+    /// The redirect address the request named, exactly.
+    pub redirect_uri: &'a str,
+    /// The nonce the request carried, which the ID token must name.
+    pub nonce: &'a str,
+}
+
+/// A person signed in through their identity provider.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub principal: Principal,
+    pub person: Person,
+    /// The group (or role) of theirs that mapped to the principal: a
+    /// session lasts only while the issuer still maps it so.
+    pub group: String,
+}
+
+/// Where an issuer's endpoints are, from its discovery document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub authorization: String,
+    pub token: String,
+    /// Where a person is signed out at the provider too (RP-initiated logout), if it offers it.
+    pub end_session: Option<String>,
+}
+
+/// The claims read from a verified ID token.
+#[derive(Debug, Deserialize)]
+struct IdClaims {
+    sub: String,
+    nonce: Option<String>,
+    name: Option<String>,
+    preferred_username: Option<String>,
+    email: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// The token endpoint's answer to a code.
+#[derive(Debug, Deserialize)]
+struct TokenAnswer {
+    id_token: Option<String>,
+    error: Option<String>,
 }
 
 /// The claims read from a verified token.
@@ -131,6 +209,9 @@ struct IssuerOnly {
 struct Discovery {
     issuer: String,
     jwks_uri: String,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    end_session_endpoint: Option<String>,
 }
 
 /// One issuer's keys as last fetched.
@@ -149,6 +230,8 @@ pub struct Verifier {
     /// Held while fetching, so a burst of tokens naming a new key fetches
     /// once; requests whose key is cached never wait for it.
     fetching: Arc<Mutex<()>>,
+    /// Endpoints by issuer, from the discovery document last fetched.
+    endpoints: Arc<RwLock<HashMap<String, Arc<Endpoints>>>>,
 }
 
 impl Default for Verifier {
@@ -164,7 +247,121 @@ impl Verifier {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { http, keys: Arc::default(), fetching: Arc::default() }
+        Self { http, keys: Arc::default(), fetching: Arc::default(), endpoints: Arc::default() }
+    }
+
+    /// The issuer's endpoints, from its discovery document (fetched once,
+    /// and again with its keys).
+    pub async fn endpoints(&self, issuer: &Issuer) -> Result<Arc<Endpoints>, SignInFailed> {
+        let cached = || self.endpoints.read().ok().and_then(|e| e.get(&issuer.url).cloned());
+        if let Some(found) = cached() {
+            return Ok(found);
+        }
+        let _fetching = self.fetching.lock().await;
+        if let Some(found) = cached() {
+            return Ok(found);
+        }
+        let set = self.fetch(issuer).await.map_err(|e| {
+            tracing::warn!(issuer = %issuer.name, error = %e, "could not fetch an identity provider's discovery document");
+            SignInFailed::Unreachable
+        })?;
+        if let Ok(mut keys) = self.keys.write() {
+            keys.insert(issuer.url.clone(), Arc::new(Keys { set, fetched: Instant::now() }));
+        }
+        cached().ok_or(SignInFailed::NoEndpoints)
+    }
+
+    /// Completes a person's sign-in: redeems `code` at the issuer's token
+    /// endpoint with the PKCE `code_verifier`, verifies the ID token it
+    /// answers with (signature, issuer, the pages' client as audience,
+    /// expiry, and `nonce`), and maps the person's groups to a principal
+    /// of this issuer. A client mapping never applies: the pages' client
+    /// is no agency system.
+    pub async fn redeem(
+        &self,
+        principals: &Principals,
+        issuer: &Issuer,
+        sign_in: &SignIn,
+        answer: &Answer<'_>,
+    ) -> Result<SignedIn, SignInFailed> {
+        let endpoints = self.endpoints(issuer).await?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", answer.code),
+            ("redirect_uri", answer.redirect_uri),
+            ("code_verifier", answer.code_verifier),
+        ];
+        let mut request = self.http.post(&endpoints.token);
+        match &sign_in.client_secret {
+            // client_secret_basic: both parts form-encoded first (RFC 6749, 2.3.1).
+            Some(secret) => {
+                request = request.basic_auth(form_encode(&sign_in.client_id), Some(form_encode(secret.expose())));
+            }
+            None => form.push(("client_id", sign_in.client_id.as_str())),
+        }
+        let response = request.form(&form).send().await.map_err(|e| {
+            tracing::warn!(issuer = %issuer.name, error = %e, "could not reach an identity provider's token endpoint");
+            SignInFailed::Unreachable
+        })?;
+        let status = response.status();
+        let tokens: TokenAnswer =
+            response.json().await.map_err(|_| SignInFailed::Redeem(format!("status {status}")))?;
+        if let Some(error) = tokens.error {
+            // The error code only (invalid_grant and the like): its description may echo what was sent.
+            let code: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(40).collect();
+            return Err(SignInFailed::Redeem(code));
+        }
+        if !status.is_success() {
+            return Err(SignInFailed::Redeem(format!("status {status}")));
+        }
+        let id_token = tokens.id_token.ok_or(SignInFailed::NoIdToken)?;
+        self.verify_id_token(principals, issuer, sign_in, &id_token, answer.nonce).await.map_err(SignInFailed::IdToken)
+    }
+
+    /// Verifies an ID token issued to the pages' client for the sign-in
+    /// that sent `nonce`, and maps the person it names.
+    async fn verify_id_token(
+        &self,
+        principals: &Principals,
+        issuer: &Issuer,
+        sign_in: &SignIn,
+        token: &str,
+        nonce: &str,
+    ) -> Result<SignedIn, Refused> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Refused::Malformed)?;
+        if !ASYMMETRIC.contains(&header.alg) {
+            return Err(Refused::Algorithm);
+        }
+        let jwk = self.key(issuer, header.kid.as_deref()).await?;
+        if let Some(algorithm) = jwk.common.key_algorithm
+            && Algorithm::try_from(algorithm).ok() != Some(header.alg)
+        {
+            return Err(Refused::Algorithm);
+        }
+        let key = DecodingKey::from_jwk(&jwk).map_err(|_| Refused::UnknownKey)?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[issuer.url.as_str()]);
+        validation.set_audience(&[sign_in.client_id.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        let claims = jsonwebtoken::decode::<IdClaims>(token, &key, &validation).map_err(|e| refusal(&e))?.claims;
+        let same_nonce = claims.nonce.as_deref().is_some_and(|n| {
+            use subtle::ConstantTimeEq as _;
+            bool::from(n.as_bytes().ct_eq(nonce.as_bytes()))
+        });
+        if !same_nonce {
+            return Err(Refused::Nonce);
+        }
+        let person = person(issuer, &claims.sub, claims.name, claims.preferred_username, claims.email);
+        let (group, name) = claims
+            .groups
+            .iter()
+            .chain(&claims.roles)
+            .find_map(|g| issuer.groups.get(g.as_str()).map(|p| (g.clone(), p)))
+            .ok_or(Refused::Unmapped)?;
+        let principal = principals.named(name.as_str()).ok_or(Refused::Unmapped)?;
+        Ok(SignedIn { principal, person, group })
     }
 
     /// Verifies `token` against the issuers `principals` holds now.
@@ -228,6 +425,15 @@ impl Verifier {
             return Err(format!("the discovery document names issuer {:?}", discovery.issuer));
         }
         crate::principals::check_issuer_url(&discovery.jwks_uri).map_err(|m| format!("jwks_uri {m}"))?;
+        if let (Some(authorization), Some(token)) = (discovery.authorization_endpoint, discovery.token_endpoint) {
+            // The browser is sent to one and the code to the other: both must be the provider's own kind of URL.
+            crate::principals::check_issuer_url(&authorization).map_err(|m| format!("authorization_endpoint {m}"))?;
+            crate::principals::check_issuer_url(&token).map_err(|m| format!("token_endpoint {m}"))?;
+            let end_session = discovery.end_session_endpoint.filter(|u| crate::principals::check_issuer_url(u).is_ok());
+            if let Ok(mut endpoints) = self.endpoints.write() {
+                endpoints.insert(issuer.url.clone(), Arc::new(Endpoints { authorization, token, end_session }));
+            }
+        }
         self.get_json(&discovery.jwks_uri).await
     }
 
@@ -279,23 +485,92 @@ fn refusal(e: &jsonwebtoken::errors::Error) -> Refused {
     }
 }
 
+/// Where to send the browser to sign in: the authorization endpoint with
+/// a code request for the pages' client, this sign-in's `state` and
+/// `nonce`, and the PKCE challenge of its verifier (S256).
+pub fn authorization_url(
+    endpoints: &Endpoints,
+    sign_in: &SignIn,
+    redirect_uri: &str,
+    state: &str,
+    nonce: &str,
+    code_verifier: &str,
+) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(code_verifier.as_bytes()));
+    let scope = sign_in.scopes.join(" ");
+    let query = [
+        ("response_type", "code"),
+        ("client_id", sign_in.client_id.as_str()),
+        ("redirect_uri", redirect_uri),
+        ("scope", scope.as_str()),
+        ("state", state),
+        ("nonce", nonce),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", form_encode(v)))
+    .collect::<Vec<_>>()
+    .join("&");
+    let joiner = if endpoints.authorization.contains('?') { '&' } else { '?' };
+    format!("{}{joiner}{query}", endpoints.authorization)
+}
+
+/// Where to send the browser to sign out at the provider too, coming back
+/// to `post_logout_redirect_uri`; none if the provider offers no such endpoint.
+pub fn end_session_url(endpoints: &Endpoints, sign_in: &SignIn, post_logout_redirect_uri: &str) -> Option<String> {
+    let end = endpoints.end_session.as_ref()?;
+    let joiner = if end.contains('?') { '&' } else { '?' };
+    Some(format!(
+        "{end}{joiner}client_id={}&post_logout_redirect_uri={}",
+        form_encode(&sign_in.client_id),
+        form_encode(post_logout_redirect_uri)
+    ))
+}
+
+/// A person as their provider names them: `name`, else
+/// `preferred_username`, else `email`, else the subject.
+fn person(
+    issuer: &Issuer,
+    sub: &str,
+    name: Option<String>,
+    preferred_username: Option<String>,
+    email: Option<String>,
+) -> Person {
+    Person {
+        issuer: issuer.name.clone(),
+        subject: sub.to_owned(),
+        name: name.or(preferred_username).or_else(|| email.clone()).unwrap_or_else(|| sub.to_owned()),
+        email,
+    }
+}
+
+/// `application/x-www-form-urlencoded` of one value: unreserved characters
+/// as they are, every other byte percent-encoded.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The principal (and person) a verified token's claims map to under its issuer.
 fn resolve(principals: &Principals, issuer: &Issuer, claims: Claims) -> Result<Verified, Refused> {
     let client = claims.client_id.as_deref().or(claims.azp.as_deref());
     // A token a client obtained for itself has the client as its subject.
     let person = match (&claims.sub, client) {
         (Some(sub), Some(client)) if sub == client => None,
-        (Some(sub), _) => Some(Person {
-            issuer: issuer.name.clone(),
-            subject: sub.clone(),
-            name: claims
-                .name
-                .clone()
-                .or_else(|| claims.preferred_username.clone())
-                .or_else(|| claims.email.clone())
-                .unwrap_or_else(|| sub.clone()),
-            email: claims.email.clone(),
-        }),
+        (Some(sub), _) => {
+            Some(person(issuer, sub, claims.name.clone(), claims.preferred_username.clone(), claims.email.clone()))
+        }
         (None, _) => None,
     };
     // A person's groups first: what they may do is theirs, whichever

@@ -107,6 +107,41 @@ pub struct Issuer {
     pub clients: HashMap<String, PrincipalName>,
     /// Values of a person's `groups` or `roles` claim acting as a principal.
     pub groups: HashMap<String, PrincipalName>,
+    /// How people sign in to the pages through this provider, if they do.
+    pub sign_in: Option<SignIn>,
+}
+
+/// The pages' client at an identity provider (`[issuer.sign_in]`): people
+/// sign in with the authorization code flow and PKCE, and their ID token
+/// names them and their groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignIn {
+    pub client_id: String,
+    /// Without one, the client is public and PKCE alone protects the code
+    /// (Keycloak's public clients); Entra ID's web platform wants one.
+    pub client_secret: Option<Secret>,
+    /// Where the provider sends the browser back; by default the query
+    /// role's own `/ui/sign-in/callback` on the host the browser asked for.
+    pub redirect_url: Option<String>,
+    pub scopes: Vec<String>,
+    /// The sign-in button's words.
+    pub label: String,
+}
+
+/// A secret read from a file, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +151,42 @@ struct File {
     principal: Vec<Entry>,
     #[serde(default)]
     issuer: Vec<IssuerEntry>,
+    #[serde(default)]
+    pages: PagesEntry,
+}
+
+/// `[pages]`: how people sign in to the pages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PagesEntry {
+    /// Whether a principal's token may still open a page session (for
+    /// operators); people sign in through their identity provider.
+    #[serde(default = "yes")]
+    token_sign_in: bool,
+}
+
+impl Default for PagesEntry {
+    fn default() -> Self {
+        Self { token_sign_in: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignInEntry {
+    client_id: String,
+    #[serde(default)]
+    client_secret_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    redirect_url: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    label: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +199,8 @@ struct IssuerEntry {
     client: Vec<ClientEntry>,
     #[serde(default)]
     group: Vec<GroupEntry>,
+    #[serde(default)]
+    sign_in: Option<SignInEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +222,7 @@ struct GroupEntry {
 struct Set {
     principals: Vec<Principal>,
     issuers: Vec<Issuer>,
+    token_sign_in: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,6 +327,28 @@ impl Principals {
         all.issuers.iter().find(|i| i.url == url).cloned()
     }
 
+    /// The identity provider of this name, as configured now.
+    pub fn issuer_named(&self, name: &str) -> Option<Issuer> {
+        let all = self.inner.read().ok()?.clone();
+        all.issuers.iter().find(|i| i.name == name).cloned()
+    }
+
+    /// The identity providers people sign in to the pages through, in the file's order.
+    pub fn sign_in_issuers(&self) -> Vec<Issuer> {
+        let Ok(all) = self.inner.read().map(|all| all.clone()) else { return Vec::new() };
+        all.issuers.iter().filter(|i| i.sign_in.is_some()).cloned().collect()
+    }
+
+    /// Whether a principal's token may open a page session (`[pages] token_sign_in`).
+    pub fn token_sign_in(&self) -> bool {
+        self.inner.read().map(|all| all.token_sign_in).unwrap_or(false)
+    }
+
+    /// The verifier of the identity providers' tokens, with its cached keys.
+    pub fn verifier(&self) -> &crate::oidc::Verifier {
+        &self.verifier
+    }
+
     /// Whether any identity provider is configured.
     pub fn has_issuers(&self) -> bool {
         self.inner.read().map(|all| !all.issuers.is_empty()).unwrap_or(false)
@@ -285,7 +381,7 @@ fn parse(text: &str) -> Result<Set, String> {
     let file: File = toml::from_str(text).map_err(|e| e.message().to_owned())?;
     let principals = parse_principals(file.principal)?;
     let issuers = parse_issuers(file.issuer, &principals)?;
-    Ok(Set { principals, issuers })
+    Ok(Set { principals, issuers, token_sign_in: file.pages.token_sign_in })
 }
 
 fn parse_principals(entries: Vec<Entry>) -> Result<Vec<Principal>, String> {
@@ -385,9 +481,51 @@ fn parse_issuers(entries: Vec<IssuerEntry>, principals: &[Principal]) -> Result<
                 return Err(format!("{at}: group {:?} is mapped twice", g.group));
             }
         }
-        out.push(Issuer { name: e.name, url: e.url, audience: e.audience, clients, groups });
+        let sign_in = match e.sign_in {
+            None => None,
+            Some(s) => Some(parse_sign_in(s, &e.name).map_err(|m| format!("{at}: sign_in: {m}"))?),
+        };
+        out.push(Issuer { name: e.name, url: e.url, audience: e.audience, clients, groups, sign_in });
     }
     Ok(out)
+}
+
+fn parse_sign_in(s: SignInEntry, issuer: &str) -> Result<SignIn, String> {
+    if s.client_id.trim().is_empty() {
+        return Err("client_id must not be empty".into());
+    }
+    let client_secret = match &s.client_secret_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("client_secret_file {} could not be read: {e}", path.display()))?;
+            let secret = text.trim();
+            if secret.is_empty() {
+                return Err(format!("client_secret_file {} is empty", path.display()));
+            }
+            Some(Secret(secret.to_owned()))
+        }
+    };
+    if let Some(url) = &s.redirect_url {
+        check_issuer_url(url).map_err(|m| format!("redirect_url {m}"))?;
+        if !url.ends_with("/ui/sign-in/callback") {
+            return Err(format!(
+                "redirect_url {url:?} must end in /ui/sign-in/callback, where the pages take the answer"
+            ));
+        }
+    }
+    let scopes = s.scopes.unwrap_or_else(|| ["openid", "profile", "email"].map(String::from).to_vec());
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err("scopes must include openid".into());
+    }
+    if scopes.iter().any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control())) {
+        return Err("scopes must be words without spaces".into());
+    }
+    let label = s.label.unwrap_or_else(|| format!("Sign in with {issuer}"));
+    if label.trim().is_empty() || label.chars().count() > 80 || label.chars().any(char::is_control) {
+        return Err("label must be 1 to 80 printable characters".into());
+    }
+    Ok(SignIn { client_id: s.client_id, client_secret, redirect_url: s.redirect_url, scopes, label })
 }
 
 /// An issuer's URL (and where its keys are) must be `https`, but on this
@@ -409,6 +547,43 @@ pub fn token_sha256(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_in_through_an_issuer_is_checked_when_the_file_is_read() {
+        let file = |sign_in: &str, pages: &str| {
+            format!(
+                "{pages}[[principal]]\nname = \"people\"\nroles = [\"practitioner\"]\ncouncils = [\"E09000014\"]\n\
+                 [[issuer]]\nname = \"council\"\nurl = \"https://login.example/council\"\naudience = \"urn:safeguard\"\n\
+                 [[issuer.group]]\ngroup = \"staff\"\nprincipal = \"people\"\n[issuer.sign_in]\n{sign_in}"
+            )
+        };
+        let p = Principals::from_text(&file("client_id = \"pages\"\n", "")).expect("valid");
+        let sign_in = p.sign_in_issuers()[0].sign_in.clone().expect("sign-in");
+        assert_eq!(sign_in.scopes, ["openid", "profile", "email"]);
+        assert_eq!(sign_in.label, "Sign in with council");
+        assert!(sign_in.client_secret.is_none() && p.token_sign_in());
+        let p =
+            Principals::from_text(&file("client_id = \"pages\"\n", "[pages]\ntoken_sign_in = false\n")).expect("valid");
+        assert!(!p.token_sign_in());
+        for (bad, says) in [
+            ("client_id = \"\"\n", "client_id"),
+            ("client_id = \"p\"\nscopes = [\"profile\"]\n", "openid"),
+            ("client_id = \"p\"\nredirect_url = \"http://safeguard.example/ui/sign-in/callback\"\n", "https"),
+            ("client_id = \"p\"\nredirect_url = \"https://safeguard.example/elsewhere\"\n", "/ui/sign-in/callback"),
+            ("client_id = \"p\"\nclient_secret_file = \"/nonexistent/secret\"\n", "could not be read"),
+        ] {
+            let refused = Principals::from_text(&file(bad, "")).expect_err(bad);
+            assert!(refused.contains("issuer 1 (council): sign_in") && refused.contains(says), "{refused}");
+        }
+        let dir = std::env::temp_dir().join(format!("sg-secret-{}", std::process::id()));
+        std::fs::write(&dir, "s3cret\n").expect("write");
+        let p = Principals::from_text(&file(&format!("client_id = \"p\"\nclient_secret_file = {:?}\n", dir), ""))
+            .expect("valid");
+        let secret = p.sign_in_issuers()[0].sign_in.clone().and_then(|s| s.client_secret).expect("a secret");
+        assert_eq!(secret.expose(), "s3cret");
+        assert_eq!(format!("{secret:?}"), "Secret(..)", "never printed");
+        let _ = std::fs::remove_file(dir);
+    }
 
     #[test]
     fn tokens_authenticate_by_hash_and_scopes_parse() {

@@ -77,8 +77,23 @@ impl Caller {
             return Err(QueryError::Unauthorized);
         }
         let principal = app.principals.named(&session.principal).ok_or(QueryError::Unauthorized)?;
-        // Opened with a token the principal no longer holds: rotated, perhaps because it leaked.
-        if !principal.token_sha256().is_some_and(|held| app.sessions.same_credential(&session, held)) {
+        let standing = match (&session.issuer, &session.group) {
+            // A person's session lasts while their provider is still one
+            // people sign in through and still maps their group to this principal.
+            (Some(issuer), Some(group)) => app
+                .principals
+                .issuer_named(issuer)
+                .filter(|i| i.sign_in.is_some())
+                .is_some_and(|i| i.groups.get(group).is_some_and(|p| p.as_str() == session.principal)),
+            // A token's session lasts while token sign-in is allowed and the
+            // principal holds the token still (not rotated, perhaps because it leaked).
+            (None, None) => {
+                app.principals.token_sign_in()
+                    && principal.token_sha256().is_some_and(|held| app.sessions.same_credential(&session, held))
+            }
+            _ => false,
+        };
+        if !standing {
             return Err(QueryError::Unauthorized);
         }
         let asker = Asker {

@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 /// The `aud` of the provider's access tokens for Safeguard.
 pub const AUDIENCE: &str = "urn:safeguard";
 
+/// The pages' own client at every provider: public (PKCE, no secret), and
+/// a native application, so its loopback addresses match on any port.
+pub const PAGES_CLIENT: &str = "safeguard-pages";
+
 /// A client of the provider: id and secret.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -54,8 +58,9 @@ pub struct IdentityProvider {
 }
 
 impl IdentityProvider {
-    /// A provider with these clients (client credentials) and people
-    /// (`{"id", "name", "email", "groups"}`).
+    /// A provider with these clients (client credentials), the pages'
+    /// client ([`PAGES_CLIENT`]), and people (`{"id", "name", "email",
+    /// "password", "groups"}`).
     pub async fn start(clients: &[&str], people: Vec<Value>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
         let clients = clients
@@ -140,7 +145,16 @@ impl IdentityProvider {
             "issuer": self.issuer(),
             "audience": AUDIENCE,
             "key_file": self.key_file(),
-            "clients": self.clients.iter().map(|c| json!({"client_id": c.id, "client_secret": c.secret})).collect::<Vec<_>>(),
+            "clients": self
+                .clients
+                .iter()
+                .map(|c| json!({"client_id": c.id, "client_secret": c.secret}))
+                .chain([json!({
+                    "client_id": PAGES_CLIENT, "public": true,
+                    "redirect_uris": ["http://127.0.0.1/ui/sign-in/callback"],
+                    "post_logout_redirect_uris": ["http://127.0.0.1/ui/sign-in"],
+                })])
+                .collect::<Vec<_>>(),
             "users": self.people,
         });
         let config_path = self.dir.path().join("provider.json");

@@ -228,3 +228,66 @@ async fn a_persons_token_reads_as_that_person_and_a_group_of_the_same_name_elsew
     let r = query.get(&unmapped, &chronology).await;
     assert_eq!(r.status, 401, "a group of the same name at the police maps to nothing: {}", r.text);
 }
+
+/// The pages' sign-in through a provider, from outside a browser: the
+/// start sends the browser to the provider with a PKCE code request and
+/// keeps the sign-in's secrets in its own cookie; an answer that is not
+/// this browser's sign-in (no cookie, another state), a provider's refusal,
+/// and a code the provider never issued all open nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_answer_that_is_not_this_browsers_opens_no_session() {
+    let s = setup().await;
+    let db = TestDatabase::create().await;
+    // The police provider is one people sign in to the pages through (the last [[issuer]] of the file).
+    let mut principals = std::fs::read_to_string(s.gateway.path("principals.toml")).expect("principals");
+    principals.push_str(&format!("[issuer.sign_in]\nclient_id = \"{}\"\n", tests::oidc::PAGES_CLIENT));
+    std::fs::write(s.gateway.path("principals.toml"), principals).expect("write principals");
+    let query = tests::query::TestQuery::start(&s.nats.url(), db.url(), &s.gateway).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+
+    let unknown = http.get(query.url("/ui/sign-in/with/nobody")).send().await.expect("start");
+    assert_eq!(unknown.status(), 404);
+    let start = http.get(query.url("/ui/sign-in/with/met-idp")).send().await.expect("start");
+    assert_eq!(start.status(), 303);
+    let location = start.headers()["location"].to_str().expect("location").to_owned();
+    let to = reqwest::Url::parse(&location).expect("an address");
+    assert!(location.starts_with(&format!("{}/auth?", s.police.issuer())), "{location}");
+    let param = |name: &str| to.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    assert_eq!(param("client_id").as_deref(), Some(tests::oidc::PAGES_CLIENT));
+    assert_eq!(param("response_type").as_deref(), Some("code"));
+    assert_eq!(param("code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(param("redirect_uri"), Some(query.url("/ui/sign-in/callback")));
+    assert!(param("nonce").is_some_and(|n| n.len() >= 32) && param("code_challenge").is_some());
+    let state = param("state").expect("a state");
+    let cookie = start.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+    assert!(cookie.starts_with("__Host-sg_login=") && cookie.contains("SameSite=Lax") && cookie.contains("HttpOnly"));
+    let login = cookie.split(';').next().expect("the cookie's value").to_owned();
+
+    let callback = |query_string: String, with_cookie: bool| {
+        let mut request = http.get(query.url(&format!("/ui/sign-in/callback?{query_string}")));
+        if with_cookie {
+            request = request.header("cookie", login.clone());
+        }
+        async move { request.send().await.expect("callback") }
+    };
+    let opened = |r: &reqwest::Response| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().is_ok_and(|c| c.starts_with("__Host-sg_session=v1")))
+    };
+    let no_cookie = callback(format!("code=made-up&state={state}"), false).await;
+    assert_eq!(no_cookie.status(), 400);
+    assert!(!opened(&no_cookie));
+    let other_state = callback("code=made-up&state=another".into(), true).await;
+    assert_eq!(other_state.status(), 400);
+    assert!(!opened(&other_state));
+    let denied = callback(format!("error=access_denied&state={state}"), true).await;
+    assert_eq!(denied.status(), 401);
+    assert!(!opened(&denied));
+    assert!(denied.text().await.expect("page").contains("did not sign you in (access_denied)"));
+    let made_up = callback(format!("code=made-up&state={state}"), true).await;
+    assert_eq!(made_up.status(), 401);
+    assert!(!opened(&made_up));
+    assert!(made_up.text().await.expect("page").contains("invalid_grant"));
+}

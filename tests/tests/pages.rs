@@ -560,3 +560,97 @@ async fn people_without_the_right_see_nothing() {
     assert_eq!(copied.status(), 303, "a signed-out session's cookie no longer opens a page");
     assert_eq!(copied.headers().get("location").and_then(|v| v.to_str().ok()), Some("/ui/sign-in"));
 }
+
+/// A person signs in through their council's identity provider (a real
+/// OpenID Connect provider, its own login page, authorization code with
+/// PKCE), sees the dashboard, opens a child (the access log names the
+/// person from the ID token, never a typed name), and signs out here and
+/// at the provider. With `[pages] token_sign_in = false` the token form
+/// is gone and a token posted anyway is refused.
+#[tokio::test]
+async fn a_person_signs_in_through_their_identity_provider_and_the_access_log_names_them() {
+    let sys = System::start().await;
+    let fx = seed(&sys).await;
+    let child = &fx.children[0];
+    let provider = tests::oidc::IdentityProvider::start(
+        &[],
+        vec![json!({"id": "u-ada", "name": "Ada Okafor", "email": "ada@haringey.example",
+                    "password": "correct horse battery", "groups": ["haringey-social-workers"]})],
+    )
+    .await;
+    let mut principals = std::fs::read_to_string(sys.gateway.path("principals.toml")).expect("principals");
+    principals.push_str(&format!(
+        "\n[pages]\ntoken_sign_in = false\n\n\
+         [[principal]]\nname = \"haringey-practitioners\"\ndisplay_name = \"Haringey social workers\"\n\
+         agency = \"council_childrens_services\"\nroles = [\"practitioner\"]\ncouncils = [\"{HARINGEY}\"]\n\n\
+         [[issuer]]\nname = \"haringey-idp\"\nurl = \"{}\"\naudience = \"{}\"\n\
+         [[issuer.group]]\ngroup = \"haringey-social-workers\"\nprincipal = \"haringey-practitioners\"\n\
+         [issuer.sign_in]\nclient_id = \"{}\"\nscopes = [\"openid\", \"profile\", \"email\", \"groups\"]\n\
+         label = \"Sign in with Haringey Council\"\n",
+        provider.issuer(),
+        tests::oidc::AUDIENCE,
+        tests::oidc::PAGES_CLIENT,
+    ));
+    std::fs::write(sys.gateway.path("principals.toml"), principals).expect("write principals");
+    let query = tests::query::TestQuery::start(&sys.nats.url(), sys.db.url(), &sys.gateway).await;
+    let browser = Browser::start("identity_provider").await;
+
+    browser.goto(&query.url("/ui")).await;
+    assert_eq!(browser.text("#sign-in a.button").await, "Sign in with Haringey Council");
+    assert!(!browser.has("form.sign-in").await, "the token form is switched off");
+    browser.assert_accessible("the sign-in page with an identity provider").await;
+    browser.click("#sign-in a.button").await;
+    // The provider's own login page: a wrong password first.
+    browser.find("#login").await;
+    browser.type_into("#login", "u-ada").await;
+    browser.type_into("#password", "wrong").await;
+    browser.click("#sign-in").await;
+    browser.find("#problem").await;
+    browser.type_into("#login", "u-ada").await;
+    browser.type_into("#password", "correct horse battery").await;
+    browser.screenshot("provider_login").await;
+    browser.click("#sign-in").await;
+    browser.wait_until("return location.pathname === '/ui'", json!([]), 15, "signed in through the provider").await;
+    let who = browser.text(".who").await;
+    assert!(who.contains("Ada Okafor (haringey-idp:u-ada)") && who.contains("haringey-practitioners"), "{who}");
+    browser.goto(&query.url(&format!("/ui/indicators?council={HARINGEY}"))).await;
+    browser.find("[data-indicator]").await;
+    browser.goto(&query.url(&format!("/ui/children/{child}"))).await;
+    browser.find("svg.lanes").await;
+    browser.screenshot("child_as_a_person").await;
+    let mine: Vec<Value> = access_events(&sys.nats.url())
+        .await
+        .into_iter()
+        .filter(|e| e["principal"] == "haringey-practitioners")
+        .collect();
+    assert!(!mine.is_empty(), "the child's page was logged");
+    assert!(
+        mine.iter().all(|e| e["acting_user"] == "Ada Okafor (haringey-idp:u-ada)"),
+        "every read names the person the provider vouched for: {mine:?}"
+    );
+    assert!(mine.iter().any(|e| e["child"] == json!(child) && e["outcome"] != "refused"), "{mine:?}");
+
+    // Signing out ends the session here, then at the provider (it asks first).
+    browser.click("form[action=\"/ui/sign-out\"] button").await;
+    browser.find("button[name=logout][value=yes]").await;
+    browser.click("button[name=logout][value=yes]").await;
+    browser.wait_until("return location.pathname === '/ui/sign-in'", json!([]), 15, "back at the sign-in page").await;
+    browser.goto(&query.url(&format!("/ui/children/{child}"))).await;
+    browser.find("#sign-in a.button").await;
+    assert!(!browser.has("svg.lanes").await);
+    // Signed out at the provider too: signing in again asks for the password.
+    browser.click("#sign-in a.button").await;
+    browser.find("#login").await;
+
+    // With token sign-in switched off, a token posted anyway opens nothing.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let refused = http
+        .post(query.url("/ui/sign-in"))
+        .header("origin", query.url(""))
+        .form(&[("token", tests::gateway::tokens::HARINGEY), ("acting_user", "Someone")])
+        .send()
+        .await
+        .expect("sign-in");
+    assert_eq!(refused.status(), 403);
+    assert!(refused.headers().get("set-cookie").is_none());
+}

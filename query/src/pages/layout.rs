@@ -52,6 +52,32 @@ pub fn page(title: &str, frame: Frame<'_>, body: Markup) -> Markup {
 /// HTML with the headers every page carries: nothing cached (pages hold
 /// personal data), nothing framed, no address leaves in a referrer, and scripts and
 /// styles only from our own assets.
+/// A page that sends the browser on to `to` at once (a refresh, not a
+/// redirect): after a provider sent the browser here from its own site, a
+/// navigation this page starts is our own, so the strict session cookie
+/// goes with it; and leaving for a provider's sign-out this way is not a
+/// form's redirect, which `form-action 'self'` would stop. `words` is what
+/// shows if the browser does not move on by itself.
+pub fn forward_page(title: &str, to: &str, words: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en-GB" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content=(format!("0;url={to}"));
+                title { (title) " – Safeguard" }
+                link rel="stylesheet" href="/ui/assets/app.css";
+            }
+            body {
+                main id="main" {
+                    h1 { (title) }
+                    p { (words) " " a href=(to) { "Continue" } }
+                }
+            }
+        }
+    }
+}
+
 pub fn respond(status: StatusCode, markup: Markup) -> Response {
     let mut response = (status, markup.into_string()).into_response();
     let h = response.headers_mut();
@@ -80,6 +106,15 @@ pub fn secure_headers(h: &mut axum::http::HeaderMap) {
 pub fn see_other(location: &'static str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     response.headers_mut().insert(header::LOCATION, HeaderValue::from_static(location));
+    secure_headers(response.headers_mut());
+    response
+}
+
+/// A redirect to an address made at run time (an identity provider's).
+pub fn see_other_to(location: &str) -> Response {
+    let Ok(value) = HeaderValue::from_str(location) else { return see_other("/ui/sign-in") };
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response.headers_mut().insert(header::LOCATION, value);
     secure_headers(response.headers_mut());
     response
 }

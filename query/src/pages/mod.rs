@@ -15,8 +15,9 @@
 //! pages work without script; `assets/app.js` adds live indicator updates
 //! (Server-Sent Events) and opens an entry when its marker is followed.
 //! Nothing personal goes in a URL: child and worker ids are random UUIDs
-//! (as in the API and the NATS subjects), and the token travels only in
-//! the sign-in form's body.
+//! (as in the API and the NATS subjects), and an operator's token travels
+//! only in the sign-in form's body. People sign in through their identity
+//! provider (`/ui/sign-in/with/{issuer}`, back at `/ui/sign-in/callback`).
 
 pub mod chart;
 pub mod layout;
@@ -38,7 +39,9 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
 use chrono_tz::Europe::London;
 use events::calendar::business_date;
 use events::ids::CouncilCode;
-use layout::{Frame, error_page, format_count, format_value, page, respond, see_other, unit_words};
+use layout::{
+    Frame, error_page, format_count, format_value, forward_page, page, respond, see_other, see_other_to, unit_words,
+};
 use maud::{Markup, html};
 use platform::principals::Principal;
 use serde::Deserialize;
@@ -50,6 +53,8 @@ pub fn router() -> axum::Router<Arc<QueryState>> {
     axum::Router::new()
         .route("/ui", get(home))
         .route("/ui/sign-in", get(sign_in_form).post(sign_in))
+        .route("/ui/sign-in/with/{issuer}", get(sign_in_with))
+        .route("/ui/sign-in/callback", get(sign_in_callback))
         .route("/ui/sign-out", post(sign_out))
         .route("/ui/find", post(find))
         .route("/ui/indicators", get(dashboard))
@@ -121,41 +126,195 @@ async fn sign_in_form(State(app): State<Arc<QueryState>>, headers: HeaderMap) ->
     if viewer(&app, &headers).await.is_ok() {
         return see_other("/ui");
     }
-    respond(StatusCode::OK, sign_in_page(&[], ""))
+    respond(StatusCode::OK, sign_in_page(&app, &[], ""))
 }
 
-fn sign_in_page(problems: &[(&str, &str)], acting_user: &str) -> Markup {
+fn sign_in_page(app: &QueryState, problems: &[(&str, &str)], acting_user: &str) -> Markup {
     let problem = |field: &str| problems.iter().find(|(f, _)| *f == field).map(|(_, m)| *m);
+    let providers: Vec<(String, String)> =
+        app.principals.sign_in_issuers().into_iter().filter_map(|i| i.sign_in.map(|s| (i.name, s.label))).collect();
+    let tokens = app.principals.token_sign_in();
     let body = html! {
         h1 { "Sign in" }
-        p { "Use your organisation's Safeguard token. Everything you open about a child is recorded with your name." }
+        p { "Everything you open about a child is recorded with your name." }
         @if !problems.is_empty() {
             div class="problem" role="alert" id="sign-in-problems" {
                 h2 { "There is a problem" }
                 ul { @for (field, message) in problems { li { a href=(format!("#{field}")) { (field) ": " (message) } } } }
             }
         }
-        form method="post" action="/ui/sign-in" class="sign-in" {
-            div class="field" {
-                label for="acting_user" { "Your name" }
-                @if let Some(m) = problem("acting_user") { p class="field-error" id="acting_user-error" { (m) } }
-                input id="acting_user" name="acting_user" type="text" autocomplete="name" required maxlength="200"
-                    value=(acting_user) aria-invalid=[problem("acting_user").map(|_| "true")];
+        @if !providers.is_empty() {
+            ul class="providers" id="sign-in" {
+                @for (name, label) in &providers {
+                    li { a class="button" href=(format!("/ui/sign-in/with/{name}")) { (label) } }
+                }
             }
-            div class="field" {
-                label for="purpose" { "Purpose (optional)" }
-                input id="purpose" name="purpose" type="text" maxlength="200";
+        }
+        @if tokens {
+            @if !providers.is_empty() { h2 { "Operators" } }
+            p { "Sign in with your organisation's Safeguard token." }
+            form method="post" action="/ui/sign-in" class="sign-in" {
+                div class="field" {
+                    label for="acting_user" { "Your name" }
+                    @if let Some(m) = problem("acting_user") { p class="field-error" id="acting_user-error" { (m) } }
+                    input id="acting_user" name="acting_user" type="text" autocomplete="name" required maxlength="200"
+                        value=(acting_user) aria-invalid=[problem("acting_user").map(|_| "true")];
+                }
+                div class="field" {
+                    label for="purpose" { "Purpose (optional)" }
+                    input id="purpose" name="purpose" type="text" maxlength="200";
+                }
+                div class="field" {
+                    label for="token" { "Token" }
+                    @if let Some(m) = problem("token") { p class="field-error" id="token-error" { (m) } }
+                    input id="token" name="token" type="password" autocomplete="off" required
+                        aria-invalid=[problem("token").map(|_| "true")];
+                }
+                button type="submit" { "Sign in" }
             }
-            div class="field" {
-                label for="token" { "Token" }
-                @if let Some(m) = problem("token") { p class="field-error" id="token-error" { (m) } }
-                input id="token" name="token" type="password" autocomplete="off" required
-                    aria-invalid=[problem("token").map(|_| "true")];
-            }
-            button type="submit" { "Sign in" }
+        }
+        @if providers.is_empty() && !tokens {
+            p { "No way to sign in is configured. Ask your administrator." }
         }
     };
     page("Sign in", Frame { session: None, csrf: None }, body)
+}
+
+/// Where this query role is, as the browser reached it: the configured
+/// redirect address's origin, else the request's host (`http` only on the
+/// loopback, as for the providers themselves).
+fn own_origin(headers: &HeaderMap, sign_in: &platform::principals::SignIn) -> Option<String> {
+    if let Some(url) = &sign_in.redirect_url {
+        return url.strip_suffix("/ui/sign-in/callback").map(str::to_owned);
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok())?;
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/' || c == '@') {
+        return None;
+    }
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let scheme = if ["127.0.0.1", "localhost", "[::1]"].contains(&name) { "http" } else { "https" };
+    Some(format!("{scheme}://{host}"))
+}
+
+/// The identity provider of this name that people sign in through.
+fn sign_in_issuer(
+    app: &QueryState,
+    name: &str,
+) -> Option<(platform::principals::Issuer, platform::principals::SignIn)> {
+    let issuer = app.principals.issuer_named(name)?;
+    let sign_in = issuer.sign_in.clone()?;
+    Some((issuer, sign_in))
+}
+
+/// Starts a person's sign-in: sends the browser to their identity provider
+/// with a code request, keeping the sign-in's secrets in its own cookie.
+async fn sign_in_with(State(app): State<Arc<QueryState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let Some((issuer, sign_in)) = sign_in_issuer(&app, &name) else {
+        return respond(
+            StatusCode::NOT_FOUND,
+            sign_in_page(&app, &[("sign-in", "names no identity provider of this service")], ""),
+        );
+    };
+    let Some(origin) = own_origin(&headers, &sign_in) else {
+        return respond(
+            StatusCode::BAD_REQUEST,
+            sign_in_page(&app, &[("sign-in", "came with no host to come back to")], ""),
+        );
+    };
+    let endpoints = match app.principals.verifier().endpoints(&issuer).await {
+        Ok(endpoints) => endpoints,
+        Err(e) => {
+            let problem = format!("{e}; try again in a moment");
+            return respond(StatusCode::SERVICE_UNAVAILABLE, sign_in_page(&app, &[("sign-in", &problem)], ""));
+        }
+    };
+    let login = session::Login::new(issuer.name.clone(), (app.now)());
+    let redirect_uri = format!("{origin}/ui/sign-in/callback");
+    let url = platform::oidc::authorization_url(
+        &endpoints,
+        &sign_in,
+        &redirect_uri,
+        &login.state,
+        &login.nonce,
+        &login.verifier,
+    );
+    let mut response = see_other_to(&url);
+    response.headers_mut().insert(header::SET_COOKIE, session::set_login_cookie(&app.sessions.seal_login(&login)));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// The provider's answer: checks it is this browser's sign-in, redeems the
+/// code, verifies the ID token, and opens the person's session.
+async fn sign_in_callback(
+    State(app): State<Arc<QueryState>>,
+    Query(answer): Query<Callback>,
+    headers: HeaderMap,
+) -> Response {
+    let failed = |status: StatusCode, problem: &str| {
+        let mut response = respond(status, sign_in_page(&app, &[("sign-in", problem)], ""));
+        response.headers_mut().insert(header::SET_COOKIE, session::clear_login_cookie());
+        response
+    };
+    let Some(login) = session::login_cookie(&headers).and_then(|v| app.sessions.open_login(v, (app.now)())) else {
+        return failed(
+            StatusCode::BAD_REQUEST,
+            "was not started in this browser, or took longer than ten minutes; start again",
+        );
+    };
+    if !answer.state.as_deref().is_some_and(|s| login.same_state(s)) {
+        return failed(StatusCode::BAD_REQUEST, "came back with an answer to another sign-in; start again");
+    }
+    if let Some(error) = answer.error {
+        // The error code only: the provider's description is not ours to show.
+        let code: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(40).collect();
+        return failed(StatusCode::UNAUTHORIZED, &format!("your identity provider did not sign you in ({code})"));
+    }
+    let Some(code) = answer.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
+        return failed(StatusCode::BAD_REQUEST, "came back without a code");
+    };
+    let Some((issuer, sign_in)) = sign_in_issuer(&app, &login.issuer) else {
+        return failed(StatusCode::UNAUTHORIZED, "was through an identity provider this service no longer takes");
+    };
+    let Some(origin) = own_origin(&headers, &sign_in) else {
+        return failed(StatusCode::BAD_REQUEST, "came with no host");
+    };
+    let redirect_uri = format!("{origin}/ui/sign-in/callback");
+    let verifier = app.principals.verifier();
+    let answer = platform::oidc::Answer {
+        code: &code,
+        code_verifier: &login.verifier,
+        redirect_uri: &redirect_uri,
+        nonce: &login.nonce,
+    };
+    let signed_in = match verifier.redeem(&app.principals, &issuer, &sign_in, &answer).await {
+        Ok(signed_in) => signed_in,
+        Err(platform::oidc::SignInFailed::Unreachable) => {
+            return failed(StatusCode::SERVICE_UNAVAILABLE, "your identity provider could not be reached; try again");
+        }
+        Err(platform::oidc::SignInFailed::IdToken(platform::oidc::Refused::Unmapped)) => {
+            let problem =
+                format!("your groups at {} give you no role in Safeguard; ask your administrator", issuer.name);
+            return failed(StatusCode::FORBIDDEN, &problem);
+        }
+        Err(e) => {
+            tracing::warn!(issuer = %issuer.name, error = %e, "a sign-in through an identity provider failed");
+            return failed(StatusCode::UNAUTHORIZED, &e.to_string());
+        }
+    };
+    tracing::info!(issuer = %issuer.name, principal = signed_in.principal.name.as_str(), "a person signed in to the pages");
+    let session = Session::for_person(&app.sessions, &signed_in, (app.now)());
+    let mut response = respond(StatusCode::OK, forward_page("Signed in", "/ui", "You are signed in."));
+    let h = response.headers_mut();
+    h.append(header::SET_COOKIE, session::set_cookie(&app.sessions.seal(&session)));
+    h.append(header::SET_COOKIE, session::clear_login_cookie());
+    response
 }
 
 /// A sign-in or sign-out form is a few short fields: far less than this.
@@ -168,8 +327,15 @@ async fn small_form(headers: &HeaderMap, body: axum::body::Body) -> Result<HashM
 }
 
 async fn sign_in(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: axum::body::Body) -> Response {
+    if !app.principals.token_sign_in() {
+        let problem = [("token", "sign-in is switched off here: sign in through your identity provider")];
+        return respond(StatusCode::FORBIDDEN, sign_in_page(&app, &problem, ""));
+    }
     if !session::same_origin(&headers) {
-        return respond(StatusCode::FORBIDDEN, sign_in_page(&[("form", "must be sent from this site's own page")], ""));
+        return respond(
+            StatusCode::FORBIDDEN,
+            sign_in_page(&app, &[("form", "must be sent from this site's own page")], ""),
+        );
     }
     // The token is in the body, so the body is read before anyone is known:
     // only as much of it as a sign-in form can be.
@@ -177,7 +343,7 @@ async fn sign_in(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: a
         Ok(form) => form,
         Err(e) => {
             let status = e.status();
-            return respond(status, sign_in_page(&[("form", "is not a sign-in form this page sent")], ""));
+            return respond(status, sign_in_page(&app, &[("form", "is not a sign-in form this page sent")], ""));
         }
     };
     let field = |name: &str| form.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
@@ -214,7 +380,7 @@ async fn sign_in(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: a
         } else {
             StatusCode::UNPROCESSABLE_ENTITY
         };
-        return respond(status, sign_in_page(&problems, acting_user));
+        return respond(status, sign_in_page(&app, &problems, acting_user));
     };
     let session = Session::new(
         principal.name.as_str().to_owned(),
@@ -244,7 +410,25 @@ async fn sign_out(State(app): State<Arc<QueryState>>, headers: HeaderMap, body: 
         let reason = "the sign-out could not be recorded, so you are still signed in; try again";
         return error_page(QueryError::unavailable(reason), v.frame());
     }
-    let mut response = see_other("/ui/sign-in");
+    // A person is signed out at their provider too, where it offers that.
+    let at_provider = match v.session.issuer.as_deref().and_then(|name| sign_in_issuer(&app, name)) {
+        None => None,
+        Some((issuer, sign_in)) => {
+            match (app.principals.verifier().endpoints(&issuer).await, own_origin(&headers, &sign_in)) {
+                (Ok(endpoints), Some(origin)) => {
+                    platform::oidc::end_session_url(&endpoints, &sign_in, &format!("{origin}/ui/sign-in"))
+                }
+                _ => None,
+            }
+        }
+    };
+    let mut response = match at_provider {
+        Some(url) => respond(
+            StatusCode::OK,
+            forward_page("Signed out", &url, "You are signed out here; now signing you out at your identity provider."),
+        ),
+        None => see_other("/ui/sign-in"),
+    };
     response.headers_mut().insert(header::SET_COOKIE, session::clear_cookie());
     response
 }

@@ -1,6 +1,12 @@
-//! Sign-in for the pages. A browser cannot put a bearer token on an
-//! `EventSource` or a link, so the token is presented once, in the body of a
-//! same-origin POST, and exchanged for a session cookie:
+//! Sign-in for the pages. People sign in through their identity provider
+//! (OpenID Connect, authorization code with PKCE): the state, nonce and
+//! code verifier of a sign-in travel in a short-lived sealed cookie of
+//! their own (`__Host-sg_login`, `SameSite=Lax`, since the provider sends
+//! the browser back from another site), and the verified ID token opens a
+//! session bound to the issuer and the person's subject. Operators may
+//! still present a principal's token (when `[pages] token_sign_in` allows),
+//! once, in the body of a same-origin POST. Either way the browser then
+//! holds a session cookie:
 //!
 //! - `__Host-` prefixed, `HttpOnly`, `Secure`, `SameSite=Strict`, `Path=/`:
 //!   scripts cannot read it, other sites cannot make the browser send it,
@@ -54,6 +60,14 @@ pub struct Session {
     /// token nor a removed principal.
     #[serde(rename = "c")]
     pub credential: String,
+    /// The identity provider the person signed in through (its name in
+    /// `principals.toml`); none for a token sign-in.
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Their group that mapped to the principal: the session lasts only
+    /// while the issuer maps it so.
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl Session {
@@ -71,7 +85,64 @@ impl Session {
             expires: now.timestamp() + LIFETIME_SECS,
             nonce: hex::encode(rand::random::<[u8; 16]>()),
             credential,
+            issuer: None,
+            group: None,
         }
+    }
+
+    /// A session for a person an identity provider vouched for.
+    pub fn for_person(key: &SessionKey, signed_in: &platform::oidc::SignedIn, now: DateTime<Utc>) -> Self {
+        let person = &signed_in.person;
+        Self {
+            issuer: Some(person.issuer.clone()),
+            group: Some(signed_in.group.clone()),
+            ..Self::new(
+                signed_in.principal.name.as_str().to_owned(),
+                key.person_credential(&person.issuer, &person.subject),
+                person.acting_user(),
+                None,
+                now,
+            )
+        }
+    }
+}
+
+/// A sign-in under way at an identity provider: what the callback checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    #[serde(rename = "i")]
+    pub issuer: String,
+    /// Sent to the provider and back: the callback is this sign-in's answer.
+    #[serde(rename = "s")]
+    pub state: String,
+    /// Sent to the provider, which puts it in the ID token.
+    #[serde(rename = "n")]
+    pub nonce: String,
+    /// The PKCE code verifier: only its hash went to the provider.
+    #[serde(rename = "v")]
+    pub verifier: String,
+    #[serde(rename = "e")]
+    pub expires: i64,
+}
+
+/// How long a person may take at their provider's sign-in page.
+pub const LOGIN_LIFETIME_SECS: i64 = 10 * 60;
+
+impl Login {
+    pub fn new(issuer: String, now: DateTime<Utc>) -> Self {
+        let random = || URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        Self {
+            issuer,
+            state: random(),
+            nonce: random(),
+            verifier: random(),
+            expires: now.timestamp() + LOGIN_LIFETIME_SECS,
+        }
+    }
+
+    /// Whether the provider's `state` is this sign-in's.
+    pub fn same_state(&self, presented: &str) -> bool {
+        bool::from(self.state.as_bytes().ct_eq(presented.as_bytes()))
     }
 }
 
@@ -100,22 +171,46 @@ impl SessionKey {
 
     /// The cookie value: `v1.<payload>.<tag>`, both base64url.
     pub fn seal(&self, session: &Session) -> String {
-        let payload = serde_json::to_vec(session).unwrap_or_default();
-        let tag = self.tag(b"session\n", &payload);
-        format!("v1.{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
+        self.seal_as(b"session\n", session)
     }
 
     /// The session a cookie value holds, if its tag is ours and it has not expired.
     pub fn open(&self, value: &str, now: DateTime<Utc>) -> Option<Session> {
+        let session: Session = self.open_as(b"session\n", value)?;
+        (session.expires > now.timestamp()).then_some(session)
+    }
+
+    /// A sign-in's cookie value, tagged apart from sessions so one can never pass for the other.
+    pub fn seal_login(&self, login: &Login) -> String {
+        self.seal_as(b"login\n", login)
+    }
+
+    pub fn open_login(&self, value: &str, now: DateTime<Utc>) -> Option<Login> {
+        let login: Login = self.open_as(b"login\n", value)?;
+        (login.expires > now.timestamp()).then_some(login)
+    }
+
+    fn seal_as<T: Serialize>(&self, label: &[u8], value: &T) -> String {
+        let payload = serde_json::to_vec(value).unwrap_or_default();
+        let tag = self.tag(label, &payload);
+        format!("v1.{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    fn open_as<T: serde::de::DeserializeOwned>(&self, label: &[u8], value: &str) -> Option<T> {
         let rest = value.strip_prefix("v1.")?;
         let (payload, tag) = rest.split_once('.')?;
         let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        if !bool::from(self.tag(b"session\n", &payload).as_slice().ct_eq(&tag)) {
+        if !bool::from(self.tag(label, &payload).as_slice().ct_eq(&tag)) {
             return None;
         }
-        let session: Session = serde_json::from_slice(&payload).ok()?;
-        (session.expires > now.timestamp()).then_some(session)
+        serde_json::from_slice(&payload).ok()
+    }
+
+    /// What a person's session records of who they are: a keyed digest of
+    /// their issuer and subject.
+    pub fn person_credential(&self, issuer: &str, subject: &str) -> String {
+        hex::encode(&self.tag(b"person\n", format!("{issuer}\n{subject}").as_bytes())[..16])
     }
 
     /// What a session records of the credential it was opened with: a
@@ -143,14 +238,37 @@ impl SessionKey {
 
 /// The session cookie's value among the request's cookies.
 pub fn cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie_named(headers, COOKIE)
+}
+
+/// A sign-in's cookie value among the request's cookies.
+pub fn login_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie_named(headers, LOGIN_COOKIE)
+}
+
+fn cookie_named<'h>(headers: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value)
+}
+
+pub const LOGIN_COOKIE: &str = "__Host-sg_login";
+
+/// The sign-in's cookie: `SameSite=Lax`, because the provider sends the
+/// browser back to us from its own site, and a strict cookie would stay
+/// behind. It holds nothing that opens a session by itself.
+pub fn set_login_cookie(value: &str) -> HeaderValue {
+    let text = format!("{LOGIN_COOKIE}={value}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={LOGIN_LIFETIME_SECS}");
+    HeaderValue::from_str(&text).unwrap_or_else(|_| clear_login_cookie())
+}
+
+pub fn clear_login_cookie() -> HeaderValue {
+    HeaderValue::from_static("__Host-sg_login=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0")
 }
 
 pub fn set_cookie(value: &str) -> HeaderValue {
