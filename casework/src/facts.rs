@@ -303,6 +303,9 @@ impl Allocation {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sighting {
+    /// The subject sequence of the event that recorded it: a sighting's
+    /// identity, which a late or corrected visit does not change.
+    pub sequence: i64,
     pub seen_at: DateTime<Utc>,
     pub seen_on: NaiveDate,
     pub statutory: bool,
@@ -563,7 +566,13 @@ pub fn fold_child(history: &History) -> Result<ChildFacts, HistoryError> {
             }
             D::ChildSeen(d) => {
                 let statutory = d.context == SeenContext::StatutoryVisit;
-                out.sightings.push(Sighting { seen_at: f.at, seen_on: f.on, statutory, alone: d.seen_alone });
+                out.sightings.push(Sighting {
+                    sequence: f.sequence,
+                    seen_at: f.at,
+                    seen_on: f.on,
+                    statutory,
+                    alone: d.seen_alone,
+                });
                 status.last_seen_at = Some(f.at);
                 if d.seen_alone {
                     status.last_seen_alone_at = Some(f.at);

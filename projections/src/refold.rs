@@ -12,7 +12,7 @@ use events::ids::{ChildId, CouncilCode, EventId, LocalId, PrincipalName};
 use events::privacy::ChildKeys;
 use events::{EventData, EventType, Subject};
 use sqlx::{Postgres, Row, Transaction};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The subjects a batch touched, by kind.
 #[derive(Debug, Default, Clone)]
@@ -482,6 +482,8 @@ fn cut<T: PartialEq>(old: Option<&[T]>, new: &[T]) -> Option<usize> {
 #[derive(Default)]
 struct ChildRows {
     cuts: BTreeMap<&'static str, (Vec<uuid::Uuid>, Vec<i32>)>,
+    /// Rows keyed by the event that recorded them, removed one by one.
+    gone: BTreeMap<&'static str, (Vec<uuid::Uuid>, Vec<i32>)>,
     status: Vec<(uuid::Uuid, casework::facts::ChildStatus)>,
     referrals: Vec<(uuid::Uuid, casework::facts::Referral)>,
     assessments: Vec<(uuid::Uuid, casework::facts::Assessment)>,
@@ -496,9 +498,12 @@ struct ChildRows {
 }
 
 /// The tables whose rows are numbered by `ordinal` in the fold's order, so
-/// that rows appended to a long history are written alone. The others are
-/// a handful of rows a child and are rewritten whole when any changes.
-const ORDINAL_TABLES: [&str; 3] = ["allocation", "sighting", "quality_flag"];
+/// that rows appended to a long history are written alone. `sighting` is
+/// keyed by the sequence of the visit's own event instead: visits come late
+/// and are corrected, and a position in business order would shift every
+/// later row with each late one. The other tables are a handful of rows a
+/// child and are rewritten whole when any changes.
+const ORDINAL_TABLES: [&str; 2] = ["allocation", "quality_flag"];
 
 impl ChildRows {
     /// Adds what `child`'s fold `now` changes from `before` (none: the
@@ -522,6 +527,31 @@ impl ChildRows {
                 }
                 out.extend(new.iter().cloned().map(row));
             }
+        }
+        /// Rows keyed by their own event's sequence: those added, changed or gone.
+        #[allow(clippy::too_many_arguments)] // one call per table, each naming what it writes
+        fn keyed<T: PartialEq + Clone, R>(
+            gone: &mut BTreeMap<&'static str, (Vec<uuid::Uuid>, Vec<i32>)>,
+            table: &'static str,
+            child: uuid::Uuid,
+            old: Option<&[T]>,
+            new: &[T],
+            key: impl Fn(&T) -> i32,
+            out: &mut Vec<R>,
+            row: impl Fn(i32, T) -> R,
+        ) {
+            let before: HashMap<i32, &T> = old.unwrap_or_default().iter().map(|x| (key(x), x)).collect();
+            let now: HashMap<i32, &T> = new.iter().map(|x| (key(x), x)).collect();
+            if old.is_some() {
+                let g = gone.entry(table).or_default();
+                for (k, x) in &before {
+                    if now.get(k) != Some(x) {
+                        g.0.push(child);
+                        g.1.push(*k);
+                    }
+                }
+            }
+            out.extend(new.iter().filter(|x| before.get(&key(x)) != Some(x)).map(|x| row(key(x), x.clone())));
         }
         /// Rows keyed by ordinal: those from the first that changed.
         fn tail<T: PartialEq + Clone, R>(
@@ -588,14 +618,16 @@ impl ChildRows {
             &mut self.allocations,
             |i, a| (child, i, *a.worker_id.as_uuid(), a),
         );
-        tail(
-            c,
+        let at = |s: &casework::facts::Sighting| i32::try_from(s.sequence).unwrap_or(i32::MAX);
+        keyed(
+            &mut self.gone,
             "sighting",
             child,
             before.map(|b| &b.facts.sightings[..]),
             &f.sightings,
+            at,
             &mut self.sightings,
-            |i, s| (child, i, s),
+            |k, s| (child, k, s),
         );
         tail(c, "quality_flag", child, before.map(|b| &b.flags[..]), &now.flags, &mut self.flags, |i, x| (child, i, x));
     }
@@ -603,6 +635,19 @@ impl ChildRows {
     /// Removes the rows that no longer stand, then writes every row, table
     /// by table, in the batch's transaction.
     async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        for (table, (children, keys)) in &self.gone {
+            if children.is_empty() {
+                continue;
+            }
+            sqlx::query(&format!(
+                "delete from {table} t using unnest($1::uuid[], $2::int[]) as d(child, key)
+                  where t.child_id = d.child and t.ordinal = d.key"
+            ))
+            .bind(children)
+            .bind(keys)
+            .execute(&mut **tx)
+            .await?;
+        }
         for (table, (children, from)) in &self.cuts {
             if ORDINAL_TABLES.contains(table) {
                 sqlx::query(&format!(
