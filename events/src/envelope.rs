@@ -11,6 +11,12 @@
 //! are). Both are stored as sent, under the hash and signature. The backbone adds `source`, `recordedat`, `sequence`,
 //! `prevhash`, `hash` and `signature`; a publisher that sends the last four is
 //! refused. `expectedsequence` steers the write and is not stored.
+//!
+//! The distributed tracing extension (`traceparent`, `tracestate`, W3C
+//! Trace Context) is taken too, checked, and carried beside the stored
+//! event as NATS headers rather than in it: the trace of a retry differs
+//! from the first attempt's, and the same (publisher, id) must still be the
+//! same event.
 
 use crate::catalogue::{EventData, EventType, SubjectKind};
 use crate::chain::Digest;
@@ -31,7 +37,7 @@ pub const MAX_FUTURE: TimeDelta = TimeDelta::minutes(5);
 /// Attributes only the backbone writes.
 const BACKBONE_ATTRIBUTES: [&str; 4] = ["sequence", "prevhash", "hash", "signature"];
 
-const RECEIVED_ATTRIBUTES: [&str; 12] = [
+const RECEIVED_ATTRIBUTES: [&str; 14] = [
     "specversion",
     "id",
     "type",
@@ -44,6 +50,8 @@ const RECEIVED_ATTRIBUTES: [&str; 12] = [
     "datacontenttype",
     "authorrole",
     "significant",
+    "traceparent",
+    "tracestate",
 ];
 
 /// What an event is about: a child, a worker or a council.
@@ -102,6 +110,67 @@ pub struct ReceivedEvent {
     pub author_role: Option<AuthorRole>,
     /// The publisher's own mark of significance, where it gave one.
     pub significant: Option<bool>,
+    /// The publisher's trace, carried beside the stored event (not in it).
+    pub trace: Option<TraceContext>,
+}
+
+/// A W3C Trace Context (`traceparent`, and `tracestate` if any), checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    traceparent: String,
+    tracestate: Option<String>,
+}
+
+impl TraceContext {
+    /// Checks both values as W3C Trace Context 1 defines them; the problem
+    /// names which attribute is at fault and why.
+    pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Result<Self, (&'static str, &'static str)> {
+        const FORMAT: &str = "must be a W3C traceparent: 2 hex digits of version, 32 of trace id, 16 of parent id and 2 of flags, joined by '-' (lower case)";
+        let bytes = traceparent.as_bytes();
+        let hex = |range: std::ops::Range<usize>| {
+            bytes[range].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        };
+        let shaped = bytes.len() >= 55
+            && [2, 35, 52].iter().all(|&i| bytes[i] == b'-')
+            && hex(0..2)
+            && hex(3..35)
+            && hex(36..52)
+            && hex(53..55);
+        // A later version may append fields after a '-'; version 00 has none.
+        if !shaped || (bytes.len() > 55 && (&traceparent[..2] == "00" || bytes[55] != b'-')) {
+            return Err(("/traceparent", FORMAT));
+        }
+        if &traceparent[..2] == "ff" {
+            return Err(("/traceparent", "has version ff, which W3C Trace Context forbids"));
+        }
+        if traceparent[3..35].bytes().all(|b| b == b'0') || traceparent[36..52].bytes().all(|b| b == b'0') {
+            return Err(("/traceparent", "has a trace id or parent id of all zeros, which W3C Trace Context forbids"));
+        }
+        if let Some(state) = tracestate {
+            let members: Vec<&str> = state.split(',').map(str::trim).filter(|m| !m.is_empty()).collect();
+            let printable = state.bytes().all(|b| (0x20..=0x7e).contains(&b));
+            if state.len() > 512 || !printable || members.len() > 32 || members.iter().any(|m| !m.contains('=')) {
+                return Err((
+                    "/tracestate",
+                    "must be a W3C tracestate: at most 32 key=value members, comma-separated, printable ASCII, 512 characters at most",
+                ));
+            }
+        }
+        Ok(Self { traceparent: traceparent.to_owned(), tracestate: tracestate.map(str::to_owned) })
+    }
+
+    pub fn traceparent(&self) -> &str {
+        &self.traceparent
+    }
+
+    pub fn tracestate(&self) -> Option<&str> {
+        self.tracestate.as_deref()
+    }
+
+    /// The trace id (32 hex digits).
+    pub fn trace_id(&self) -> &str {
+        &self.traceparent[3..35]
+    }
 }
 
 /// Parses one received event, returning every problem at once. `now` is the
@@ -188,6 +257,27 @@ pub fn parse_received(value: &Value, now: DateTime<Utc>) -> Result<ReceivedEvent
         Some(v) => bool::from_json(v, "/significant", &mut problems),
     };
 
+    let trace = match (object.get("traceparent"), object.get("tracestate")) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            problems.push("/tracestate", "is taken only with a traceparent");
+            None
+        }
+        (Some(parent), state) => {
+            let parent = expect_str(parent, "/traceparent", &mut problems);
+            let state = match state {
+                None => Some(None),
+                Some(v) => expect_str(v, "/tracestate", &mut problems).map(Some),
+            };
+            match (parent, state) {
+                (Some(parent), Some(state)) => {
+                    TraceContext::parse(parent, state).map_err(|(at, message)| problems.push(at, message)).ok()
+                }
+                _ => None,
+            }
+        }
+    };
+
     match object.get("datacontenttype") {
         None => {}
         Some(Value::String(s)) if s == "application/json" => {}
@@ -209,6 +299,7 @@ pub fn parse_received(value: &Value, now: DateTime<Utc>) -> Result<ReceivedEvent
             expected_sequence,
             author_role,
             significant,
+            trace,
         }),
         // Every None above recorded a problem, so this arm is unreachable in
         // practice; it keeps the function total.

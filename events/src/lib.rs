@@ -46,7 +46,7 @@ pub mod subjects;
 
 pub use catalogue::{EventData, EventType, SubjectKind};
 pub use chain::{Break, BreakKind, Digest, Head};
-pub use envelope::{ReceivedEvent, Stamp, StoredEvent, Subject, parse_received};
+pub use envelope::{ReceivedEvent, Stamp, StoredEvent, Subject, TraceContext, parse_received};
 pub use personal::{Personal, personal_pointers};
 pub use problem::{Problem, Problems};
 

@@ -456,11 +456,13 @@ impl Ingest {
                     subject: subjects::id_subject(&principal.name, &event.id),
                     payload: Bytes::from(index_payload.to_string()),
                     expect_last_subject_seq: Some(0),
+                    trace: None,
                 },
                 event_message: Outgoing {
                     subject: subjects::event_subject(&subject),
                     payload,
                     expect_last_subject_seq: first_of_subject.then(|| before.get(&subject).copied().unwrap_or(0)),
+                    trace: event.trace.clone(),
                 },
             };
 

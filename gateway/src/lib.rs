@@ -97,6 +97,79 @@ async fn authenticate(principals: &Principals, headers: &HeaderMap) -> Result<Pr
 }
 
 /// JSON media types: `application/json` and `application/*+json`.
+/// An event sent in CloudEvents' binary content mode: each `ce-NAME`
+/// header is the attribute NAME (percent-decoded, as the HTTP binding
+/// encodes it), and `data` the body already parsed. Header values are
+/// text, so the catalogue's two attributes of other types are read back
+/// into them (`significant` a boolean, `expectedsequence` a number); a
+/// value that does not read stays text, for the envelope to refuse by name.
+fn binary_event(headers: &HeaderMap, data: Value) -> Result<Value, ApiError> {
+    let mut event = serde_json::Map::new();
+    let mut errors = Vec::new();
+    for (name, value) in headers {
+        let Some(attribute) = name.as_str().strip_prefix("ce-") else { continue };
+        let pointer = format!("/{attribute}");
+        let Some(text) = value.to_str().ok().and_then(percent_decoded) else {
+            errors.push(FieldError::new(0, pointer, "the ce- header is not percent-encoded UTF-8"));
+            continue;
+        };
+        let typed = match attribute {
+            "significant" if text.eq_ignore_ascii_case("true") => Value::Bool(true),
+            "significant" if text.eq_ignore_ascii_case("false") => Value::Bool(false),
+            "expectedsequence" => text.parse::<u64>().map(Value::from).unwrap_or(Value::String(text)),
+            _ => Value::String(text),
+        };
+        if attribute == "data" {
+            errors.push(FieldError::new(0, pointer, "in binary mode the data is the body, not a header"));
+        } else if event.insert(attribute.to_owned(), typed).is_some() {
+            errors.push(FieldError::new(0, pointer, "is sent in two ce- headers"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid { errors });
+    }
+    event.insert("data".into(), data);
+    Ok(Value::Object(event))
+}
+
+/// `%XX` sequences decoded, the result UTF-8; none for a broken sequence.
+fn percent_decoded(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The request's own W3C trace context (`traceparent`, `tracestate`
+/// headers) for every event that does not carry one: an SDK traces the
+/// HTTP request, and its events belong to that trace.
+fn with_request_trace(headers: &HeaderMap, events: &mut [Value]) {
+    let Some(parent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) else { return };
+    let state = headers.get("tracestate").and_then(|v| v.to_str().ok());
+    for event in events {
+        if let Value::Object(object) = event
+            && !object.contains_key("traceparent")
+        {
+            object.insert("traceparent".into(), parent.into());
+            if let Some(state) = state
+                && !object.contains_key("tracestate")
+            {
+                object.insert("tracestate".into(), state.into());
+            }
+        }
+    }
+}
+
 fn is_json_type(media: &str) -> bool {
     media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
 }
@@ -144,9 +217,20 @@ async fn handle_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
         .unwrap_or_default();
-    if !is_json_type(&media) {
+    // CloudEvents' HTTP binding: a cloudevents media type is structured
+    // (or batched) mode whatever else is sent; otherwise a ce-specversion
+    // header makes it binary mode, the attributes in headers.
+    let binary = !media.starts_with("application/cloudevents") && headers.contains_key("ce-specversion");
+    if binary && !(media.is_empty() || media == "application/json") {
         return Err(ApiError::UnsupportedMediaType {
-            detail: "send application/cloudevents+json, application/json, or application/cloudevents-batch+json".into(),
+            detail: "in binary mode the body is the event's data: send it as application/json".into(),
+        });
+    }
+    if !binary && !is_json_type(&media) {
+        return Err(ApiError::UnsupportedMediaType {
+            detail: "send application/cloudevents+json, application/json, or application/cloudevents-batch+json, \
+                     or binary mode (ce-* headers, the data as application/json)"
+                .into(),
         });
     }
     let bytes = platform::http::read_body(headers, body, MAX_BODY).await.map_err(|e| match e {
@@ -162,7 +246,8 @@ async fn handle_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<
     }
     let value = events::json::parse_strict(&bytes)
         .map_err(|e| ApiError::BadJson { detail: format!("{} (line {}, column {})", e.message, e.line, e.column) })?;
-    let events = match value {
+    let value = if binary { binary_event(headers, value)? } else { value };
+    let mut events = match value {
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(ApiError::Invalid {
@@ -188,6 +273,7 @@ async fn handle_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<
     if !oversized.is_empty() {
         return Err(ApiError::TooLarge { detail: "an event is over 512 KiB".into(), errors: oversized });
     }
+    with_request_trace(headers, &mut events);
     ingest::check_permissions(&principal, &events)?;
     let now = (app.now)();
     let received = ingest::validate(&events, now)?;

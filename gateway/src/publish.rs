@@ -33,6 +33,9 @@ pub struct Outgoing {
     pub payload: Bytes,
     /// JetStream's `Nats-Expected-Last-Subject-Sequence` for this message.
     pub expect_last_subject_seq: Option<u64>,
+    /// The publisher's trace, kept as `traceparent` and `tracestate`
+    /// headers of the stored message, beside the event rather than in it.
+    pub trace: Option<events::TraceContext>,
 }
 
 /// What a committed batch tells us.
@@ -98,6 +101,12 @@ pub async fn publish_atomic(
             headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
             if let Some(seq) = message.expect_last_subject_seq {
                 headers.insert("Nats-Expected-Last-Subject-Sequence", seq.to_string().as_str());
+            }
+            if let Some(trace) = &message.trace {
+                headers.insert("traceparent", trace.traceparent());
+                if let Some(state) = trace.tracestate() {
+                    headers.insert("tracestate", state);
+                }
             }
             if i + 1 == last {
                 headers.insert("Nats-Batch-Commit", "1");

@@ -55,6 +55,19 @@ ensure_cin_validator() {
     "csc-validator-be-cin==$CIN_VALIDATOR_VERSION" "numpy<2" pytest
 }
 
+# The official CloudEvents SDK, which the Python publisher of clients/python
+# is built on and tested with (tests/tests/clients.rs).
+CLOUDEVENTS_VERSION=2.2.0
+
+ensure_python_client() {
+  ensure_nats # the same virtual environment
+  if "$ROOT/.venv/bin/python" -c "import cloudevents, pytest, sys; sys.exit(cloudevents.__version__ != '$CLOUDEVENTS_VERSION')" >/dev/null 2>&1; then
+    return
+  fi
+  log "installing cloudevents $CLOUDEVENTS_VERSION from PyPI into .venv"
+  "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "cloudevents==$CLOUDEVENTS_VERSION" pytest
+}
+
 # xmllint (Debian's libxml2-utils): the DfE's CIN census schema check, for
 # the returns tests and `safeguard return check`.
 ensure_xmllint() {
@@ -148,6 +161,8 @@ ensure_test_tools() {
   command -v pg_dump >/dev/null 2>&1 || apt_install postgresql-client
   # promtool checks and unit-tests the alert rules in ops/prometheus.
   command -v promtool >/dev/null 2>&1 || apt_install --no-install-recommends prometheus
+  # systemd-analyze verifies the units of ops/systemd.
+  command -v systemd-analyze >/dev/null 2>&1 || apt_install --no-install-recommends systemd
   # The page tests drive Debian's Chromium through its ChromeDriver (no browser download).
   if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     apt_install chromium chromium-driver

@@ -498,6 +498,7 @@ async fn raw_jetstream(report: &mut Report, scale: Scale, size: usize) -> Vec<us
                         subject: subject.clone(),
                         payload: payload.clone(),
                         expect_last_subject_seq: (expected && i == 0).then_some(0),
+                        trace: None,
                     })
                     .collect();
                 let t = Instant::now();
@@ -528,6 +529,7 @@ async fn raw_jetstream(report: &mut Report, scale: Scale, size: usize) -> Vec<us
                             subject: format!("raw.pair.{c}.{i}.{k}"),
                             payload: payload.clone(),
                             expect_last_subject_seq: None,
+                            trace: None,
                         })
                         .collect();
                     let t = Instant::now();
@@ -665,6 +667,7 @@ async fn cluster(report: &mut Report, scale: Scale, size: usize, http: &Arc<Http
                 subject: format!("raw.batch.{b}"),
                 payload: payload.clone(),
                 expect_last_subject_seq: None,
+                trace: None,
             })
             .collect();
         gateway::publish::publish_atomic(&client, &messages, Duration::from_secs(30)).await.expect("atomic batch");
@@ -681,6 +684,7 @@ async fn cluster(report: &mut Report, scale: Scale, size: usize, http: &Arc<Http
                 subject: format!("raw.pair.{i}.{k}"),
                 payload: payload.clone(),
                 expect_last_subject_seq: None,
+                trace: None,
             })
             .collect();
         gateway::publish::publish_atomic(&client, &messages, Duration::from_secs(30)).await.expect("atomic batch");

@@ -264,6 +264,17 @@ impl TestGateway {
         self.post_raw(Some(token), "application/cloudevents+json", body.to_string().into_bytes()).await
     }
 
+    /// POSTs `body` to `/v1/events` with `token` and these headers (a
+    /// content type among them, or none), as a CloudEvents SDK sends.
+    pub async fn post_with(&self, token: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Response {
+        let mut request = self.http.post(self.url("/v1/events")).bearer_auth(token).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        #[allow(clippy::expect_used)]
+        Response::read(request.send().await.expect("the gateway answers")).await
+    }
+
     pub async fn post_raw(&self, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Response {
         let mut request = self.http.post(self.url("/v1/events")).header("content-type", content_type).body(body);
         if let Some(token) = token {

@@ -336,3 +336,110 @@ async fn post_until_stored(gw: &TestGateway, body: &Value) -> tests::gateway::Re
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// CloudEvents' binary content mode, as SDKs, Knative and Dapr send by
+/// default: the attributes in `ce-*` headers (percent-encoded), the data as
+/// the body. Stored exactly as the same event in structured mode would be;
+/// a publisher's W3C trace context (the `traceparent` extension, or the
+/// request's own header) travels as headers of the stored message, not in
+/// the event, so a retry under a new trace is still the same event.
+#[tokio::test]
+async fn binary_mode_and_trace_context_are_taken_as_sdks_send_them() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let child = new_child();
+    register(&gw, &child).await;
+    let seen = for_child(EventType::ChildSeen, "seen-binary", &child);
+    let data = seen["data"].to_string().into_bytes();
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let binary = [
+        ("content-type", "application/json"),
+        ("ce-specversion", "1.0"),
+        ("ce-id", "seen-binary"),
+        ("ce-type", "child.seen"),
+        ("ce-subject", child.as_str()),
+        // Percent-encoded: the HTTP binding lets a sender encode any character so.
+        ("ce-time", "2025-01-14T09%3A30%3A00Z"),
+        ("ce-source", "haringey-csc"),
+        ("ce-significant", "True"),
+        ("ce-authorrole", "social_worker"),
+        ("ce-traceparent", PARENT),
+        ("ce-tracestate", "vendor=abc"),
+    ];
+    let r = gw.post_with(tokens::HARINGEY, &binary, data.clone()).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let at = r.result(0)["stream_sequence"].as_u64().expect("position");
+    let stream = async_nats::jetstream::new(tests::connect(&nats.url()).await)
+        .get_stream(events::subjects::EVENTS_STREAM)
+        .await
+        .expect("stream");
+    let message = stream.get_raw_message(at).await.expect("the stored message");
+    let headers = message.headers;
+    assert_eq!(headers.get("traceparent").map(|v| v.as_str()), Some(PARENT));
+    assert_eq!(headers.get("tracestate").map(|v| v.as_str()), Some("vendor=abc"));
+    let doc: Value = serde_json::from_slice(&message.payload).expect("the stored event");
+    assert_eq!(doc["significant"], json!(true));
+    assert_eq!(doc["authorrole"], "social_worker");
+    assert_eq!(doc["time"], "2025-01-14T09:30:00Z");
+    assert!(doc.get("traceparent").is_none(), "the trace is beside the event, not in it");
+
+    // The same event again, under another trace and in structured mode: a duplicate, not a conflict.
+    let mut again = seen.clone();
+    again["significant"] = json!(true);
+    again["authorrole"] = json!("social_worker");
+    again["traceparent"] = json!("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    let r = gw.post(tokens::HARINGEY, &again).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.result(0)["duplicate"], json!(true));
+    assert_eq!(r.result(0)["stream_sequence"].as_u64(), Some(at));
+
+    // The request's own traceparent header traces an event that carries none.
+    let plain = for_child(EventType::ChildSeen, "seen-traced-request", &child);
+    let r = gw
+        .post_with(
+            tokens::HARINGEY,
+            &[("content-type", "application/cloudevents+json"), ("traceparent", PARENT)],
+            plain.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let at = r.result(0)["stream_sequence"].as_u64().expect("position");
+    let message = stream.get_raw_message(at).await.expect("the stored message");
+    assert_eq!(message.headers.get("traceparent").map(|v| v.as_str()), Some(PARENT));
+
+    // Refusals name the attribute, and store nothing.
+    let before = stream_count(&nats.url()).await;
+    let with = |name: &'static str, value: &'static str| {
+        let mut h: Vec<(&str, &str)> = binary.iter().copied().filter(|(n, _)| *n != name).collect();
+        h.push((name, value));
+        h
+    };
+    for (headers, pointer, says) in [
+        (with("ce-traceparent", "00-0000-bad"), "/traceparent", "W3C traceparent"),
+        (
+            with("ce-traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            "/traceparent",
+            "all zeros",
+        ),
+        (with("ce-significant", "perhaps"), "/significant", ""),
+        (with("ce-data", "{}"), "/data", "the body"),
+        (with("ce-time", "2025-01-14T09%3"), "/time", "percent-encoded"),
+    ] {
+        let r = gw.post_with(tokens::HARINGEY, &headers, data.clone()).await;
+        assert_eq!(r.status, 422, "{pointer}: {}", r.text);
+        let errors = r.json["errors"].as_array().expect("errors");
+        assert!(
+            errors.iter().any(|e| e["pointer"] == pointer && e["message"].as_str().is_some_and(|m| m.contains(says))),
+            "{pointer}: {}",
+            r.text
+        );
+    }
+    let mut stateless = for_child(EventType::ChildSeen, "seen-state-only", &child);
+    stateless["tracestate"] = json!("vendor=abc");
+    let r = gw.post(tokens::HARINGEY, &stateless).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text.contains("/tracestate"), "{}", r.text);
+    let r = gw.post_with(tokens::HARINGEY, &with("content-type", "text/plain"), data.clone()).await;
+    assert_eq!(r.status, 415, "{}", r.text);
+    assert_eq!(stream_count(&nats.url()).await, before, "nothing refused was stored");
+}

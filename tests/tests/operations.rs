@@ -85,3 +85,36 @@ async fn principals_reload_on_sighup_and_a_bad_file_keeps_the_old_ones() {
     let r = gw.post("newcomer-token", &seen).await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
+
+/// The systemd units of `ops/systemd` are ones systemd takes: checked by
+/// `systemd-analyze verify` with the binaries where the units expect them
+/// replaced by the ones this suite runs, failing on any complaint (an
+/// unknown key is only a warning to systemd, and a unit silently missing a
+/// hardening line would be a worse unit).
+#[test]
+fn the_systemd_units_verify() {
+    let root = tests::workspace_root();
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut units = Vec::new();
+    for entry in std::fs::read_dir(root.join("ops/systemd")).expect("ops/systemd") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_none_or(|e| e != "service") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("a unit");
+        let text = text
+            .replace("/usr/local/bin/safeguard", &tests::safeguard_binary().display().to_string())
+            .replace("/usr/local/bin/nats-server", &tests::nats::nats_server_binary().display().to_string());
+        let copy = dir.path().join(path.file_name().expect("a name"));
+        std::fs::write(&copy, text).expect("write");
+        units.push(copy);
+    }
+    assert_eq!(units.len(), 4, "NATS and the three roles");
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&units)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; ops/test installs it if missing)");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+}
