@@ -90,6 +90,8 @@ pub struct Stats {
     /// Children of its partitions waiting to be folded again after their
     /// council's settings changed (`refold_pending`).
     pub refolds_pending: AtomicU64,
+    /// Children the next drain transaction folds (0 before the first; see `DRAIN_BUDGET`).
+    pub drain_chunk: std::sync::atomic::AtomicUsize,
     /// Subjects this projector has parked, as the database holds them.
     pub parked: AtomicU64,
     /// Subjects parked since start.
@@ -591,8 +593,17 @@ async fn decode(
     Ok(batch)
 }
 
-/// Children folded again per transaction while draining.
-const DRAIN_CHUNK: usize = 250;
+/// About how long one drain transaction may take: the next batch, and so
+/// every live event behind it, waits for the one under way. A fixed count
+/// of children (250) took about a second a chunk once a council of 100,000
+/// was reconfigured, and held every event of every council back as long
+/// for the minutes the drain lasted. So the chunk is sized from the last
+/// one's time per child.
+const DRAIN_BUDGET: Duration = Duration::from_millis(50);
+/// The first chunk's size, and the bounds of every later one.
+const DRAIN_CHUNK_FIRST: usize = 50;
+const DRAIN_CHUNK_MIN: usize = 5;
+const DRAIN_CHUNK_MAX: usize = 1000;
 
 /// Folds again one chunk of this projector's children queued by a council's
 /// new settings ([`crate::refold::drain`]), in a transaction of its own.
@@ -603,9 +614,13 @@ async fn drain(
     stats: &Stats,
     notifier: Option<&Notifier>,
 ) -> Result<bool, ProjectorError> {
+    let chunk = match stats.drain_chunk.load(Ordering::Relaxed) {
+        0 => DRAIN_CHUNK_FIRST,
+        n => n,
+    };
+    let started = std::time::Instant::now();
     let mut tx = pool.begin().await?;
-    let drained = match crate::refold::drain(&mut tx, settings.partitions.numbers(), DRAIN_CHUNK, &settings.kept).await
-    {
+    let drained = match crate::refold::drain(&mut tx, settings.partitions.numbers(), chunk, &settings.kept).await {
         Ok(drained) => drained,
         Err(store::ApplyError::Database(e)) => return Err(e.into()),
         Err(store::ApplyError::Keys(e)) => return Err(ProjectorError::Keys(e)),
@@ -617,6 +632,12 @@ async fn drain(
     tx.commit().await?;
     stats.refolds_pending.store(drained.left, Ordering::Relaxed);
     if drained.children > 0 {
+        let per_child = started.elapsed().as_nanos() / drained.children as u128;
+        let next = DRAIN_BUDGET.as_nanos() / per_child.max(1);
+        stats.drain_chunk.store(
+            usize::try_from(next).unwrap_or(usize::MAX).clamp(DRAIN_CHUNK_MIN, DRAIN_CHUNK_MAX),
+            Ordering::Relaxed,
+        );
         tracing::debug!(projector = %settings.name, children = drained.children, left = drained.left, "folded children again under their council's new settings");
         if let Some(notifier) = notifier {
             notifier.mark(&drained.changed, &std::collections::BTreeSet::new());

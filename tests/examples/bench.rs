@@ -1136,7 +1136,15 @@ async fn wait_for(deployment: &Deployment, sequence: u64) {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        if position >= sequence {
+        // Applied, and no child left to fold again under a council's new
+        // settings: a phase measured after this sees no drain under way.
+        let pending = text
+            .lines()
+            .find(|l| l.starts_with("safeguard_projector_refolds_pending"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if position >= sequence && pending == 0.0 {
             return;
         }
         assert!(Instant::now() < deadline, "the projector did not reach {sequence}: {text}");
