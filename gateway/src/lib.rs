@@ -68,6 +68,11 @@ pub struct Accepted {
 )]
 pub struct ApiDoc;
 
+/// The OpenAPI document the role serves at `/openapi.json`, as JSON.
+pub fn openapi_document() -> Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null)
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     let routes = Router::new()
         .route("/v1/events", post(post_events))

@@ -133,11 +133,23 @@ impl Default for QueryMetrics {
         indicators_stream,
         alerts::alerts,
         alerts::alerts_stream,
-        involvement::involvement
+        involvement::involvement,
+        cin_return,
+        annex_a_return,
+        council_quality,
+        child_quality,
+        healthz,
+        readyz,
+        metrics_text
     ),
     components(schemas(ParamError))
 )]
 pub struct ApiDoc;
+
+/// The OpenAPI document the role serves at `/openapi.json`, as JSON.
+pub fn openapi_document() -> Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null)
+}
 
 pub fn router(state: Arc<QueryState>) -> Router {
     let routes = Router::new()
@@ -158,7 +170,7 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/v1/children/{child}/involvement", get(involvement::involvement))
         .route("/v1/alerts", get(alerts::alerts))
         .route("/v1/alerts/stream", get(alerts::alerts_stream))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
@@ -1461,7 +1473,21 @@ where
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive", content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
 /// Readiness: PostgreSQL answers and NATS is connected.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    responses(
+        (status = 200, description = r#"{"ready": true, "read_models": {position, lag, stalled, parked, refolds_pending, ...}}"#),
+        (status = 503, description = r#"{"nats": bool, "postgres": bool}: which is unreachable"#),
+    )
+)]
 async fn readyz(State(app): State<Arc<QueryState>>) -> Response {
     let nats = app.client.connection_state() == async_nats::connection::State::Connected;
     let pg = tokio::time::timeout(std::time::Duration::from_secs(2), projections::database::reachable(&app.pool))
@@ -1479,6 +1505,7 @@ async fn readyz(State(app): State<Arc<QueryState>>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics_text(State(app): State<Arc<QueryState>>) -> Response {
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &app.metrics.registry);

@@ -118,3 +118,54 @@ fn the_systemd_units_verify() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
 }
+
+/// Every route of each role's router is in its OpenAPI document with its
+/// methods, and the document names no route the router lacks: read from
+/// the routers' source (`.route("PATH", get(..).post(..))`) against the
+/// documents the roles serve at `/openapi.json`. The pages (`/ui`, for
+/// people, not clients) and the document itself are left out.
+#[test]
+fn the_openapi_documents_and_the_routers_name_the_same_routes() {
+    use std::collections::BTreeSet;
+    let root = tests::workspace_root();
+    let routed = |file: &str| -> BTreeSet<(String, String)> {
+        let text = std::fs::read_to_string(root.join(file)).expect("a router's source");
+        let mut out = BTreeSet::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(".route(\"") {
+            rest = &rest[at + 8..];
+            let path = &rest[..rest.find('"').expect("a path's end")];
+            let call = &rest[..rest.find(".route(").unwrap_or(rest.len()).min(rest.find(";\n").unwrap_or(rest.len()))];
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if call.contains(&format!("{method}(")) {
+                    out.insert((method.to_owned(), path.to_owned()));
+                }
+            }
+        }
+        out.retain(|(_, p)| p != "/openapi.json" && !p.starts_with("/ui"));
+        out
+    };
+    let documented = |doc: Value| -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("a path item").keys() {
+                if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    out.insert((method.clone(), path.clone()));
+                }
+            }
+        }
+        out
+    };
+    for (role, routes, doc) in [
+        ("gateway", routed("gateway/src/lib.rs"), documented(gateway::openapi_document())),
+        ("query", routed("query/src/lib.rs"), documented(query::openapi_document())),
+    ] {
+        assert!(routes.len() > 3, "{role}: the router's routes were found: {routes:?}");
+        let undocumented: Vec<_> = routes.difference(&doc).collect();
+        let unrouted: Vec<_> = doc.difference(&routes).collect();
+        assert!(
+            undocumented.is_empty() && unrouted.is_empty(),
+            "{role}: routes missing from the OpenAPI document: {undocumented:?}; documented but not routed: {unrouted:?}"
+        );
+    }
+}
