@@ -163,20 +163,6 @@ pub struct Endpoints {
     pub end_session: Option<String>,
 }
 
-/// The claims read from a verified ID token.
-#[derive(Debug, Deserialize)]
-struct IdClaims {
-    sub: String,
-    nonce: Option<String>,
-    name: Option<String>,
-    preferred_username: Option<String>,
-    email: Option<String>,
-    #[serde(default)]
-    groups: Vec<String>,
-    #[serde(default)]
-    roles: Vec<String>,
-}
-
 /// The token endpoint's answer to a code.
 #[derive(Debug, Deserialize)]
 struct TokenAnswer {
@@ -184,10 +170,12 @@ struct TokenAnswer {
     error: Option<String>,
 }
 
-/// The claims read from a verified token.
+/// The claims read from a verified token (an access token, or an ID token,
+/// which also carries its sign-in's `nonce`).
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: Option<String>,
+    nonce: Option<String>,
     client_id: Option<String>,
     azp: Option<String>,
     name: Option<String>,
@@ -328,24 +316,9 @@ impl Verifier {
         token: &str,
         nonce: &str,
     ) -> Result<SignedIn, Refused> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| Refused::Malformed)?;
-        if !ASYMMETRIC.contains(&header.alg) {
-            return Err(Refused::Algorithm);
-        }
-        let jwk = self.key(issuer, header.kid.as_deref()).await?;
-        if let Some(algorithm) = jwk.common.key_algorithm
-            && Algorithm::try_from(algorithm).ok() != Some(header.alg)
-        {
-            return Err(Refused::Algorithm);
-        }
-        let key = DecodingKey::from_jwk(&jwk).map_err(|_| Refused::UnknownKey)?;
-        let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[issuer.url.as_str()]);
-        validation.set_audience(&[sign_in.client_id.as_str()]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = LEEWAY_SECONDS;
-        validation.validate_nbf = true;
-        let claims = jsonwebtoken::decode::<IdClaims>(token, &key, &validation).map_err(|e| refusal(&e))?.claims;
+        let header = asymmetric_header(token)?;
+        let claims = self.decode(issuer, token, &header, &sign_in.client_id).await?;
+        let sub = claims.sub.ok_or(Refused::Claims)?;
         let same_nonce = claims.nonce.as_deref().is_some_and(|n| {
             use subtle::ConstantTimeEq as _;
             bool::from(n.as_bytes().ct_eq(nonce.as_bytes()))
@@ -353,7 +326,7 @@ impl Verifier {
         if !same_nonce {
             return Err(Refused::Nonce);
         }
-        let person = person(issuer, &claims.sub, claims.name, claims.preferred_username, claims.email);
+        let person = person(issuer, &sub, claims.name, claims.preferred_username, claims.email);
         let (group, name) = claims
             .groups
             .iter()
@@ -366,13 +339,23 @@ impl Verifier {
 
     /// Verifies `token` against the issuers `principals` holds now.
     pub async fn verify(&self, principals: &Principals, token: &str) -> Result<Verified, Refused> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| Refused::Malformed)?;
-        if !ASYMMETRIC.contains(&header.alg) {
-            return Err(Refused::Algorithm);
-        }
+        let header = asymmetric_header(token)?;
         let iss = unverified_issuer(token)?;
         let issuer = principals.issuer(&iss).ok_or(Refused::UnknownIssuer)?;
-        let jwk = self.key(&issuer, header.kid.as_deref()).await?;
+        let claims = self.decode(&issuer, token, &header, &issuer.audience).await?;
+        resolve(principals, &issuer, claims)
+    }
+
+    /// Verifies `token` with `issuer`'s key for it: the algorithm the key
+    /// is for, the signature, `iss`, `aud` (`audience`), `exp` and `nbf`.
+    async fn decode(
+        &self,
+        issuer: &Issuer,
+        token: &str,
+        header: &jsonwebtoken::Header,
+        audience: &str,
+    ) -> Result<Claims, Refused> {
+        let jwk = self.key(issuer, header.kid.as_deref()).await?;
         // The key says what it is for; a token naming another algorithm is refused.
         if let Some(algorithm) = jwk.common.key_algorithm
             && Algorithm::try_from(algorithm).ok() != Some(header.alg)
@@ -382,12 +365,11 @@ impl Verifier {
         let key = DecodingKey::from_jwk(&jwk).map_err(|_| Refused::UnknownKey)?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[issuer.url.as_str()]);
-        validation.set_audience(&[issuer.audience.as_str()]);
+        validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_nbf = true;
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| refusal(&e))?;
-        resolve(principals, &issuer, data.claims)
+        Ok(jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| refusal(&e))?.claims)
     }
 
     /// The issuer's key `kid` (or its only key, for a token naming none),
@@ -459,6 +441,16 @@ fn pick<'a>(set: &'a JwkSet, kid: Option<&str>) -> Option<&'a Jwk> {
             }
         }
     }
+}
+
+/// A token's header, if it names a public-key algorithm: `alg: none` and
+/// HMACs are refused before any key is looked at.
+fn asymmetric_header(token: &str) -> Result<jsonwebtoken::Header, Refused> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| Refused::Malformed)?;
+    if !ASYMMETRIC.contains(&header.alg) {
+        return Err(Refused::Algorithm);
+    }
+    Ok(header)
 }
 
 /// The `iss` of a token not yet verified: only to choose which issuer's

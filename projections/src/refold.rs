@@ -481,9 +481,9 @@ fn cut<T: PartialEq>(old: Option<&[T]>, new: &[T]) -> Option<usize> {
 /// them, for tables keyed otherwise) no longer stand.
 #[derive(Default)]
 struct ChildRows {
-    cuts: BTreeMap<&'static str, (Vec<uuid::Uuid>, Vec<i32>)>,
+    cuts: Deletes,
     /// Rows keyed by the event that recorded them, removed one by one.
-    gone: BTreeMap<&'static str, (Vec<uuid::Uuid>, Vec<i32>)>,
+    gone: Deletes,
     status: Vec<(uuid::Uuid, casework::facts::ChildStatus)>,
     referrals: Vec<(uuid::Uuid, casework::facts::Referral)>,
     assessments: Vec<(uuid::Uuid, casework::facts::Assessment)>,
@@ -495,6 +495,16 @@ struct ChildRows {
     reviews: Vec<(uuid::Uuid, casework::facts::Review)>,
     flags: Vec<(uuid::Uuid, i32, casework::quality::Flag)>,
     alerts: Vec<(uuid::Uuid, casework::alerts::Alert)>,
+}
+
+/// Rows to remove before writing, by table: each child with the ordinal
+/// from which (in `cuts`) or at which (in `gone`) its rows no longer stand.
+type Deletes = BTreeMap<&'static str, (Vec<uuid::Uuid>, Vec<i32>)>;
+
+fn delete(deletes: &mut Deletes, table: &'static str, child: uuid::Uuid, ordinal: i32) {
+    let d = deletes.entry(table).or_default();
+    d.0.push(child);
+    d.1.push(ordinal);
 }
 
 /// The tables whose rows are numbered by `ordinal` in the fold's order, so
@@ -511,7 +521,7 @@ impl ChildRows {
     fn add(&mut self, child: uuid::Uuid, before: Option<&Rows>, now: &Rows) {
         /// Rows keyed otherwise than by ordinal: all rewritten, or none.
         fn whole<T: PartialEq + Clone, R>(
-            cuts: &mut BTreeMap<&'static str, (Vec<uuid::Uuid>, Vec<i32>)>,
+            cuts: &mut Deletes,
             table: &'static str,
             child: uuid::Uuid,
             old: Option<&[T]>,
@@ -521,9 +531,7 @@ impl ChildRows {
         ) {
             if cut(old, new).is_some() {
                 if old.is_some() {
-                    let c = cuts.entry(table).or_default();
-                    c.0.push(child);
-                    c.1.push(0);
+                    delete(cuts, table, child, 0);
                 }
                 out.extend(new.iter().cloned().map(row));
             }
@@ -531,7 +539,7 @@ impl ChildRows {
         /// Rows keyed by their own event's sequence: those added, changed or gone.
         #[allow(clippy::too_many_arguments)] // one call per table, each naming what it writes
         fn keyed<T: PartialEq + Clone, R>(
-            gone: &mut BTreeMap<&'static str, (Vec<uuid::Uuid>, Vec<i32>)>,
+            gone: &mut Deletes,
             table: &'static str,
             child: uuid::Uuid,
             old: Option<&[T]>,
@@ -543,11 +551,9 @@ impl ChildRows {
             let before: HashMap<i32, &T> = old.unwrap_or_default().iter().map(|x| (key(x), x)).collect();
             let now: HashMap<i32, &T> = new.iter().map(|x| (key(x), x)).collect();
             if old.is_some() {
-                let g = gone.entry(table).or_default();
                 for (k, x) in &before {
                     if now.get(k) != Some(x) {
-                        g.0.push(child);
-                        g.1.push(*k);
+                        delete(gone, table, child, *k);
                     }
                 }
             }
@@ -555,7 +561,7 @@ impl ChildRows {
         }
         /// Rows keyed by ordinal: those from the first that changed.
         fn tail<T: PartialEq + Clone, R>(
-            cuts: &mut BTreeMap<&'static str, (Vec<uuid::Uuid>, Vec<i32>)>,
+            cuts: &mut Deletes,
             table: &'static str,
             child: uuid::Uuid,
             old: Option<&[T]>,
@@ -565,9 +571,7 @@ impl ChildRows {
         ) {
             if let Some(from) = cut(old, new) {
                 if old.is_some() {
-                    let c = cuts.entry(table).or_default();
-                    c.0.push(child);
-                    c.1.push(i32_of(from));
+                    delete(cuts, table, child, i32_of(from));
                 }
                 out.extend(new[from..].iter().cloned().enumerate().map(|(i, x)| row(i32_of(from + i), x)));
             }
