@@ -12,6 +12,7 @@ use crate::fields::{Fields, FromJson, no_repeats};
 use crate::ids::*;
 use crate::personal::Personal;
 use crate::problem::{Form, Problems, child_pointer};
+use crate::schema::{self as rules, Schema};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
@@ -41,13 +42,23 @@ macro_rules! write_field {
     };
 }
 
+macro_rules! field_value {
+    (req, $v:expr) => {
+        Some($v)
+    };
+    (opt, $v:expr) => {
+        $v.as_ref()
+    };
+}
+
 macro_rules! data_struct {
     (
-        $(#[$meta:meta])*
-        $name:ident { $( $kind:ident $field:ident : $t:ty ),* $(,)? }
+        $(#[doc = $doc:literal])*
+        $name:ident { $( $kind:ident $field:ident : $t:ty $([$lo:literal, $hi:literal])? ),* $(,)? }
         $( check $check:ident )?
+        $( schema $refine:path )?
     ) => {
-        $(#[$meta])*
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, PartialEq)]
         pub struct $name {
             $( pub $field: field_type!($kind, $t), )*
@@ -62,13 +73,16 @@ macro_rules! data_struct {
                     return None;
                 }
                 let parsed = Self { $( $field: $field?, )* };
-                $(
-                    let before = problems.len();
-                    $check(&parsed, at, problems);
-                    if problems.len() > before {
-                        return None;
+                let before = problems.len();
+                $($(
+                    if let Some(&v) = field_value!($kind, &parsed.$field) {
+                        crate::schema::check_range(u64::from(v), ($lo, $hi), &child_pointer(at, stringify!($field)), problems);
                     }
-                )?
+                )?)*
+                $( $check(&parsed, at, problems); )?
+                if problems.len() > before {
+                    return None;
+                }
                 Some(parsed)
             }
         }
@@ -79,6 +93,27 @@ macro_rules! data_struct {
                 let mut map = s.serialize_map(None)?;
                 $( write_field!($kind, map, stringify!($field), &self.$field); )*
                 map.end()
+            }
+        }
+
+        /// An object of exactly these fields, each with its type's schema
+        /// and range; rules across fields, where a schema can say them, in
+        /// the `schema` function beside the `check` that enforces them.
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            #[allow(unused_mut, unused_variables)]
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let mut object = crate::schema::Object::new(&[$($doc),*]);
+                $(
+                    let mut field = generator.subschema_for::<$t>();
+                    $( crate::schema::bound(&mut field, ($lo, $hi)); )?
+                    object.field(stringify!($field), field, stringify!($kind) == "req");
+                )*
+                let mut schema = object.finish();
+                $( $refine(&mut schema); )?
+                schema
             }
         }
     };
@@ -111,6 +146,12 @@ macro_rules! catalogue {
 
             pub fn from_name(name: &str) -> Option<Self> {
                 match name { $($name => Some(Self::$variant),)+ _ => None }
+            }
+
+            /// The schema of this type's `data` (`schema`), its definitions
+            /// added to `generator`.
+            pub fn data_schema(self, generator: &mut schemars::SchemaGenerator) -> Schema {
+                match self { $(Self::$variant => generator.subschema_for::<$data>()),+ }
             }
 
             /// What this type's `subject` must name.
@@ -267,6 +308,7 @@ data_struct! {
         opt address: Text,
     }
     check check_child_person
+    schema schema_child_person
 }
 
 fn check_child_person(p: &ChildPerson, at: &str, problems: &mut Problems) {
@@ -293,6 +335,12 @@ data_struct! {
         opt address: Text,
     }
     check check_related_person
+    schema rules::some_field
+}
+
+fn schema_child_person(schema: &mut Schema) {
+    rules::some_field(schema);
+    rules::not_together(schema, "upn", "upn_unknown");
 }
 
 fn check_related_person(p: &RelatedPerson, at: &str, problems: &mut Problems) {
@@ -316,6 +364,7 @@ data_struct! {
         opt person: Personal<ChildPerson>,
     }
     check check_child_registered
+    schema schema_child_registered
 }
 
 fn check_child_registered(e: &ChildRegistered, at: &str, problems: &mut Problems) {
@@ -325,6 +374,11 @@ fn check_child_registered(e: &ChildRegistered, at: &str, problems: &mut Problems
     if let Some(d) = &e.disabilities {
         check_disabilities(d, &child_pointer(at, "disabilities"), problems);
     }
+}
+
+fn schema_child_registered(schema: &mut Schema) {
+    rules::either_of(schema, "birth_date", "expected_birth_date");
+    rules::list(schema, "disabilities", Some(Disability::None.code()));
 }
 
 fn check_disabilities(list: &[Disability], at: &str, problems: &mut Problems) {
@@ -347,6 +401,7 @@ data_struct! {
         opt person: Personal<ChildPerson>,
     }
     check check_child_details_updated
+    schema schema_child_details_updated
 }
 
 fn check_child_details_updated(e: &ChildDetailsUpdated, at: &str, problems: &mut Problems) {
@@ -363,6 +418,11 @@ fn check_child_details_updated(e: &ChildDetailsUpdated, at: &str, problems: &mut
     if let Some(d) = &e.disabilities {
         check_disabilities(d, &child_pointer(at, "disabilities"), problems);
     }
+}
+
+fn schema_child_details_updated(schema: &mut Schema) {
+    rules::some_field(schema);
+    rules::list(schema, "disabilities", Some(Disability::None.code()));
 }
 
 data_struct! {
@@ -424,6 +484,7 @@ data_struct! {
         req needs_support: bool,
     }
     check check_assessment_completed
+    schema schema_assessment_completed
 }
 
 fn check_assessment_completed(e: &AssessmentCompleted, at: &str, problems: &mut Problems) {
@@ -432,6 +493,10 @@ fn check_assessment_completed(e: &AssessmentCompleted, at: &str, problems: &mut 
         problems.push(&at, "factor 21 (no factors identified) must stand alone");
     }
     no_repeats(&e.factors, &at, problems);
+}
+
+fn schema_assessment_completed(schema: &mut Schema) {
+    rules::list(schema, "factors", Some(AssessmentFactor::F21.code()));
 }
 
 data_struct! {
@@ -471,6 +536,7 @@ data_struct! {
         req outcome: ConferenceOutcome,
     }
     check check_conference
+    schema schema_conference
 }
 
 fn check_conference(e: &ConferenceHeld, at: &str, problems: &mut Problems) {
@@ -487,6 +553,27 @@ fn check_conference(e: &ConferenceHeld, at: &str, problems: &mut Problems) {
     if e.kind == K::Review && e.plan_id.is_none() {
         problems.push(child_pointer(at, "plan_id"), "is required for a review conference: it names the plan reviewed");
     }
+}
+
+fn schema_conference(schema: &mut Schema) {
+    use ConferenceKind as K;
+    use ConferenceOutcome as O;
+    let codes = |list: &[&'static str]| list.to_vec();
+    rules::when(
+        schema,
+        "kind",
+        &codes(&[K::Initial.code(), K::TransferIn.code()]),
+        serde_json::json!({"properties": {"outcome": {"enum": [O::Plan.code(), O::NoPlan.code()]}}}),
+    );
+    rules::when(
+        schema,
+        "kind",
+        &codes(&[K::Review.code()]),
+        serde_json::json!({
+            "properties": {"outcome": {"enum": [O::Continue.code(), O::End.code()]}},
+            "allOf": [rules::given("plan_id")],
+        }),
+    );
 }
 
 data_struct! {
@@ -739,6 +826,19 @@ impl FromJson for CorrectedData {
     }
 }
 
+/// What a schema can say of a correction's data: an object. Its shape is
+/// the corrected event's type's, which only the subject's history knows.
+impl schemars::JsonSchema for CorrectedData {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CorrectedData".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> Schema {
+        rules::any_object(
+            "The corrected event's data, whole: valid against the data schema of the type of the event it corrects.",
+        )
+    }
+}
+
 impl Serialize for CorrectedData {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -769,10 +869,15 @@ data_struct! {
         req reviewers: Vec<PrincipalName>,
     }
     check check_review_opened
+    schema schema_review_opened
 }
 
 fn check_review_opened(e: &ReviewOpened, at: &str, problems: &mut Problems) {
     no_repeats(&e.reviewers, &child_pointer(at, "reviewers"), problems);
+}
+
+fn schema_review_opened(schema: &mut Schema) {
+    rules::list(schema, "reviewers", None);
 }
 
 data_struct! {
@@ -790,6 +895,7 @@ data_struct! {
         opt family_name: Label,
     }
     check check_worker_person
+    schema rules::some_field
 }
 
 fn check_worker_person(p: &WorkerPerson, at: &str, problems: &mut Problems) {
@@ -819,6 +925,7 @@ data_struct! {
         opt person: Personal<WorkerPerson>,
     }
     check check_worker_changed
+    schema rules::some_field
 }
 
 fn check_worker_changed(e: &WorkerChanged, at: &str, problems: &mut Problems) {
@@ -837,54 +944,19 @@ data_struct! {
     CouncilConfigured {
         req effective_from: NaiveDate,
         opt dfe_la_code: DfeLaCode,
-        opt population_0_17: u64,
-        opt assessment_timescale_days: u32,
-        opt visit_interval_days: u32,
-        opt cin_visit_interval_days: u32,
-        opt caseload_threshold: u32,
+        opt population_0_17: u64 [1, 9_007_199_254_740_991],
+        opt assessment_timescale_days: u32 [1, 365],
+        opt visit_interval_days: u32 [1, 365],
+        opt cin_visit_interval_days: u32 [1, 365],
+        opt caseload_threshold: u32 [1, 4_294_967_295],
         opt funded_social_worker_fte: FteTotal,
-        opt pattern_agencies: u32,
-        opt pattern_events: u32,
-        opt pattern_window_days: u32,
-        opt acknowledge_within_days: u32,
-        opt alert_lead_days: u32,
-    }
-    check check_council_configured
-}
-
-fn check_council_configured(e: &CouncilConfigured, at: &str, problems: &mut Problems) {
-    let days = [
-        ("assessment_timescale_days", e.assessment_timescale_days),
-        ("visit_interval_days", e.visit_interval_days),
-        ("cin_visit_interval_days", e.cin_visit_interval_days),
-    ];
-    for (name, value) in days {
-        if let Some(v) = value
-            && !(1..=365).contains(&v)
-        {
-            problems.push(child_pointer(at, name), "must be between 1 and 365 days");
-        }
-    }
-    if e.caseload_threshold == Some(0) {
-        problems.push(child_pointer(at, "caseload_threshold"), "must be at least 1");
-    }
-    // The alert settings (`casework::alerts`): a pattern needs two agencies
-    // and two events at the least, or every concern would be a pattern.
-    let ranges = [
-        ("pattern_agencies", e.pattern_agencies, 2..=20),
-        ("pattern_events", e.pattern_events, 2..=100),
-        ("pattern_window_days", e.pattern_window_days, 1..=365),
-        ("acknowledge_within_days", e.acknowledge_within_days, 1..=20),
-        ("alert_lead_days", e.alert_lead_days, 0..=20),
-    ];
-    for (name, value, range) in ranges {
-        if let Some(v) = value
-            && !range.contains(&v)
-        {
-            problems.push(child_pointer(at, name), format!("must be between {} and {}", range.start(), range.end()));
-        }
-    }
-    if e.population_0_17 == Some(0) {
-        problems.push(child_pointer(at, "population_0_17"), "must be at least 1");
+        // The alert settings (`casework::alerts`): a pattern needs two
+        // agencies and two events at the least, or every concern would be
+        // a pattern.
+        opt pattern_agencies: u32 [2, 20],
+        opt pattern_events: u32 [2, 100],
+        opt pattern_window_days: u32 [1, 365],
+        opt acknowledge_within_days: u32 [1, 20],
+        opt alert_lead_days: u32 [0, 20],
     }
 }

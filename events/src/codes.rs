@@ -75,6 +75,17 @@ macro_rules! code_set {
             }
         }
 
+        /// The codes as a JSON Schema enumeration, each with its label, so
+        /// a generated client offers exactly what `from_json` accepts.
+        impl $crate::__private::schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut $crate::__private::schemars::SchemaGenerator) -> $crate::__private::schemars::Schema {
+                $crate::schema::code_set($what, &[$(($code, $label)),+])
+            }
+        }
+
         impl<'de> $crate::__private::Deserialize<'de> for $name {
             fn deserialize<D: $crate::__private::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = <std::borrow::Cow<'de, str> as $crate::__private::Deserialize>::deserialize(d)?;

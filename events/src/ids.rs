@@ -3,10 +3,28 @@
 
 use crate::fields::{FromJson, expect_str, scalar};
 use crate::problem::Problems;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt;
 use uuid::Uuid;
+
+/// The JSON Schema of a value type, written beside its `parse`: as much of
+/// the rule as a schema can say (a check digit or letter it cannot, and the
+/// description says so). `events::schema`'s tests hold each to its parser.
+macro_rules! value_schema {
+    ($t:ty, $schema:tt) => {
+        impl JsonSchema for $t {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($t).into()
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!($schema)
+            }
+        }
+    };
+}
 
 /// Implements `FromJson` and `TryFrom<String>` for a type with
 /// `fn parse(&str) -> Result<Self, String>`: JSON at the edge and serde
@@ -69,8 +87,19 @@ macro_rules! uuid_id {
                 self.0.hyphenated().fmt(f)
             }
         }
+
+        value_schema!($name, {
+            "type": "string",
+            "format": "uuid",
+            "pattern": UUID_PATTERN,
+            "not": {"const": "00000000-0000-0000-0000-000000000000"},
+            "description": concat!("A ", $what, " id: a UUID in lowercase hyphenated form, not the nil UUID"),
+        });
     };
 }
+
+/// Lowercase hyphenated UUIDs only: the one form [`parse_canonical_uuid`] takes.
+const UUID_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
 
 uuid_id!(
     /// A child: the subject of every child event.
@@ -410,6 +439,73 @@ impl FromJson for FteTotal {
         }
     }
 }
+
+value_schema!(CouncilCode, {
+    "type": "string",
+    "pattern": "^E[0-9]{8}$",
+    "description": "A council's 9-character ONS code: E followed by 8 digits, for example E09000014",
+});
+value_schema!(DfeLaCode, {
+    "type": "string",
+    "pattern": "^[0-9]{3}$",
+    "description": "A 3-digit DfE local authority code, for example 309",
+});
+value_schema!(LaChildId, {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9]{1,20}$",
+    "description": "The council's own case-system id for the child (CIN census LAchildID): 1 to 20 letters and digits",
+});
+value_schema!(LocalId, {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9._:/-]{1,64}$",
+    "description": "A publisher's own identifier: 1 to 64 letters, digits and - _ . : /",
+});
+value_schema!(EventId, {
+    "type": "string",
+    "pattern": "^[!-~]{1,128}$",
+    "description": "The publisher's id for one fact: 1 to 128 printable ASCII characters without spaces",
+});
+value_schema!(PrincipalName, {
+    "type": "string",
+    "pattern": "^[a-z0-9_-]{1,64}$",
+    "description": "A principal's name: 1 to 64 lowercase letters, digits, - and _",
+});
+value_schema!(NhsNumber, {
+    "type": "string",
+    "pattern": "^[0-9]{10}$",
+    "description": "An NHS number: 10 digits, the last a modulus 11 check digit (checked by the gateway)",
+});
+value_schema!(Upn, {
+    "type": "string",
+    "pattern": "^[A-HJ-NP-RT-Z][0-9]{11}[0-9A-HJ-NP-RT-Z]$",
+    "description": "A Unique Pupil Number: a check letter (checked by the gateway), 11 digits, then a digit or a letter (not I, O or S)",
+});
+value_schema!(Text, {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": Text::MAX_CHARS,
+    "allOf": [{"pattern": "\\S"}, {"pattern": "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"}],
+    "description": "Free text: not blank, at most 20,000 characters, no control characters but line breaks and tabs",
+});
+value_schema!(Label, {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "allOf": [{"pattern": "\\S"}, {"pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"}],
+    "description": "A short label: not blank, at most 200 characters, one line without control characters",
+});
+value_schema!(Fte, {
+    "type": "number",
+    "exclusiveMinimum": 0,
+    "maximum": 1,
+    "description": "Full-time equivalent of one person: more than 0 and at most 1",
+});
+value_schema!(FteTotal, {
+    "type": "number",
+    "minimum": 0,
+    "maximum": 1_000_000,
+    "description": "A number of full-time equivalent posts, zero or more",
+});
 
 from_json_via_parse!(
     ChildId,

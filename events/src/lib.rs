@@ -21,6 +21,7 @@
 //! - [`stored`]: the one decoder of stored events, as readers of the stream take them.
 //! - [`audit`]: the audit stream's records (access events, erasures), for writer and reader alike.
 //! - [`subjects`]: the NATS subject scheme, stream and bucket names.
+//! - [`schema`]: JSON Schema of every event type, generated from the catalogue's own types.
 
 /// Arbitrary catalogue-valid histories, for property tests downstream.
 #[cfg(feature = "arbitrary")]
@@ -40,6 +41,7 @@ pub mod json;
 pub mod personal;
 pub mod privacy;
 pub mod problem;
+pub mod schema;
 pub mod standing;
 pub mod stored;
 pub mod subjects;
@@ -54,6 +56,7 @@ pub use problem::{Problem, Problems};
 /// serde or serde_json themselves.
 #[doc(hidden)]
 pub mod __private {
+    pub use schemars;
     pub use serde::de::Error as DeError;
     pub use serde::{Deserialize, Deserializer, Serialize, Serializer};
     pub use serde_json::Value;

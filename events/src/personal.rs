@@ -83,6 +83,23 @@ impl<T: Serialize> Serialize for Personal<T> {
     }
 }
 
+/// A personal field's schema is its value's, as a publisher sends it, marked
+/// `x-personal` so a client knows the gateway seals it: the stored form is
+/// never published.
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Personal<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Personal_{}", T::schema_name()).into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = T::json_schema(generator);
+        schema.insert("x-personal".into(), true.into());
+        schema
+    }
+}
+
 impl<T: FromJson> FromJson for Personal<T> {
     fn from_json(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
         match problems.form() {

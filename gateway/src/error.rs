@@ -66,11 +66,13 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// An RFC 9457 problem, as every error of the gateway answers it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Problem {
+    /// `/problems/<slug>`: what kind of problem.
     #[serde(rename = "type")]
     kind: String,
-    title: &'a str,
+    title: &'static str,
     status: u16,
     detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -132,7 +134,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let (slug, title) = self.slug_and_title();
-        let mut body = Body {
+        let mut body = Problem {
             kind: format!("/problems/{slug}"),
             title,
             status: status.as_u16(),

@@ -26,7 +26,7 @@ pub mod state;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -63,14 +63,43 @@ pub struct Accepted {
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "Safeguard gateway", description = "Publish child-protection events as CloudEvents 1.0."),
-    paths(post_events, erase_child, healthz, readyz, metrics_text),
-    components(schemas(Accepted, EventResult, FieldError, error::KnownStored, Erased))
+    paths(post_events, erase_child, event_schemas, event_schema, healthz, readyz, metrics_text),
+    components(schemas(
+        Accepted,
+        EventResult,
+        FieldError,
+        error::KnownStored,
+        error::Problem,
+        Erased,
+        SchemaIndex,
+        SchemaEntry
+    ))
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI document the role serves at `/openapi.json`, as JSON.
+/// The OpenAPI document the role serves at `/openapi.json`, as JSON: utoipa's
+/// from the annotations, finished (`platform::openapi`), with the event
+/// catalogue as schemas (`events::schema`), one per type and their `oneOf`,
+/// as the body of `POST /v1/events`.
 pub fn openapi_document() -> Value {
-    serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null)
+    static DOCUMENT: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+        if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+            schemas.extend(events::schema::components());
+        }
+        let event = serde_json::json!({"$ref": "#/components/schemas/Event"});
+        let batch = serde_json::json!({"type": "array", "items": event, "minItems": 1, "maxItems": MAX_BATCH});
+        if let Some(body) = doc.pointer_mut("/paths/~1v1~1events/post/requestBody") {
+            body["content"] = serde_json::json!({
+                "application/cloudevents+json": {"schema": event},
+                "application/cloudevents-batch+json": {"schema": batch},
+                "application/json": {"schema": {"oneOf": [event, batch]}},
+            });
+        }
+        platform::openapi::finish(&mut doc);
+        doc
+    });
+    DOCUMENT.clone()
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -80,6 +109,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/v1/schemas", get(event_schemas))
+        .route("/v1/schemas/{type}", get(event_schema))
         .route("/openapi.json", get(openapi))
         .with_state(state);
     platform::telemetry::traced(routes)
@@ -286,6 +317,69 @@ async fn handle_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<
     Ok(Accepted { results })
 }
 
+/// The catalogue's event types, each with where its JSON Schema is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SchemaIndex {
+    pub schemas: Vec<SchemaEntry>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SchemaEntry {
+    /// The CloudEvents `type`, such as `referral.received`.
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+    /// What its `subject` names: `child`, `worker` or `council`.
+    pub subject: &'static str,
+    /// The path of its JSON Schema document.
+    pub href: String,
+}
+
+/// Every event type of catalogue v1, with the path of its JSON Schema.
+/// Public, like this document: the schemas hold no data.
+#[utoipa::path(get, path = "/v1/schemas", responses((status = 200, description = "The catalogue's types", body = SchemaIndex)))]
+async fn event_schemas() -> Json<SchemaIndex> {
+    use events::SubjectKind;
+    let schemas = events::EventType::ALL
+        .iter()
+        .map(|t| SchemaEntry {
+            event_type: t.name(),
+            subject: match t.subject_kind() {
+                SubjectKind::Child => "child",
+                SubjectKind::Worker => "worker",
+                SubjectKind::Council => "council",
+            },
+            href: format!("{}/{}", events::schema::PATH, t.name()),
+        })
+        .collect();
+    Json(SchemaIndex { schemas })
+}
+
+/// One event type's JSON Schema (draft 2020-12): the whole event as a
+/// publisher sends it. The same documents are committed under
+/// `events/schemas/`.
+#[utoipa::path(
+    get,
+    path = "/v1/schemas/{type}",
+    params(("type" = String, Path, description = "An event type of catalogue v1, such as referral.received", pattern = "^[a-z_]+\\.[a-z_]+$")),
+    responses(
+        (status = 200, description = "The type's JSON Schema", content_type = "application/schema+json"),
+        (status = 404, description = "No event type of catalogue v1 is named so", content_type = "application/problem+json"),
+    )
+)]
+async fn event_schema(Path(name): Path<String>) -> Response {
+    match events::EventType::from_name(&name) {
+        Some(t) => {
+            let mut response = Json(events::schema::document(t)).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/schema+json"));
+            response
+        }
+        None => ApiError::NotFound {
+            detail: "no event type of catalogue v1 is named so; GET /v1/schemas lists them".into(),
+        }
+        .into_response(),
+    }
+}
+
 /// What an erasure answers.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Erased {
@@ -430,6 +524,6 @@ async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+async fn openapi() -> Json<Value> {
+    Json(openapi_document())
 }

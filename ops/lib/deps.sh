@@ -68,6 +68,19 @@ ensure_python_client() {
   "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "cloudevents==$CLOUDEVENTS_VERSION" pytest
 }
 
+# Schemathesis, run by tests/tests/contract.rs against both roles' OpenAPI
+# documents with every check on.
+SCHEMATHESIS_VERSION=4.32.5
+
+ensure_schemathesis() {
+  ensure_nats # the same virtual environment
+  if [ -x "$ROOT/.venv/bin/schemathesis" ] && "$ROOT/.venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    return
+  fi
+  log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI into .venv"
+  "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
 # xmllint (Debian's libxml2-utils): the DfE's CIN census schema check, for
 # the returns tests and `safeguard return check`.
 ensure_xmllint() {

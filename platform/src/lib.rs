@@ -8,6 +8,7 @@
 //! - [`keystore`]: children's data keys, wrapped by the master key.
 //! - [`http`]: serving a role's HTTP with timeouts and limits.
 //! - [`telemetry`]: request ids, request spans, and how a server error is reported.
+//! - [`openapi`]: what both roles' OpenAPI documents share (the bearer scheme, problem+json).
 //!
 //! This crate may not depend on sqlx (a check in `tests/tests/workspace.rs`
 //! holds it to that): the gateway is built on it, and the gateway never
@@ -18,6 +19,7 @@ pub mod config;
 pub mod http;
 pub mod keystore;
 pub mod oidc;
+pub mod openapi;
 pub mod principals;
 pub mod telemetry;
 

@@ -443,3 +443,48 @@ async fn binary_mode_and_trace_context_are_taken_as_sdks_send_them() {
     assert_eq!(r.status, 415, "{}", r.text);
     assert_eq!(stream_count(&nats.url()).await, before, "nothing refused was stored");
 }
+
+/// The JSON Schemas, as a client generating from them would fetch them:
+/// every type listed, each document the committed one, and every event the
+/// schema refuses is refused by the gateway too, with the same pointer.
+#[tokio::test]
+async fn the_published_schemas_describe_what_the_gateway_takes() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let http = reqwest::Client::new();
+    let index: Value = http.get(gw.url("/v1/schemas")).send().await.expect("index").json().await.expect("json");
+    let listed = index["schemas"].as_array().expect("schemas");
+    assert_eq!(listed.len(), EventType::ALL.len());
+
+    let child = new_child();
+    register(&gw, &child).await;
+    for entry in listed {
+        let name = entry["type"].as_str().expect("type");
+        let event_type = EventType::from_name(name).expect("a catalogue type");
+        let response = http.get(gw.url(entry["href"].as_str().expect("href"))).send().await.expect("schema");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/schema+json");
+        let document: Value = response.json().await.expect("json");
+        let committed = tests::workspace_root().join(format!("events/schemas/{name}.json"));
+        let committed: Value =
+            serde_json::from_str(&std::fs::read_to_string(committed).expect("committed")).expect("json");
+        assert_eq!(document, committed, "{name}: served and committed differ");
+
+        let validator = jsonschema::options().should_validate_formats(true).build(&document).expect("compiles");
+        let mut good = event(event_type, &format!("schema-{name}"));
+        if event_type.subject_kind() == events::SubjectKind::Child {
+            good["subject"] = json!(child);
+        }
+        assert!(validator.is_valid(&good), "{name}: the example");
+        // A field the type does not have: refused by both, at the same place.
+        let mut bad = good.clone();
+        bad["data"]["not_a_field"] = json!(1);
+        assert!(!validator.is_valid(&bad), "{name}: an unknown field");
+        let r = gw.post(tokens::ADMIN, &bad).await;
+        assert_eq!(r.status, 422, "{name}: {}", r.text);
+        assert_eq!(r.json["errors"][0]["pointer"], "/data/not_a_field", "{}", r.text);
+    }
+    let unknown = http.get(gw.url("/v1/schemas/child.adopted")).send().await.expect("404");
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.headers()["content-type"], "application/problem+json");
+}
