@@ -166,7 +166,7 @@ impl FromJson for NaiveDate {
     }
 }
 
-pub(crate) fn parse_date(s: &str) -> Result<NaiveDate, String> {
+pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
     // chrono accepts "2025-1-5"; ISO 8601 calendar dates have fixed widths.
     if s.len() != 10 {
         return Err("must be a date written YYYY-MM-DD".into());

@@ -79,7 +79,9 @@ fn envelope(event_type: EventType, generator: &mut SchemaGenerator) -> Schema {
         SubjectKind::Worker => generator.subschema_for::<WorkerId>(),
         SubjectKind::Council => generator.subschema_for::<CouncilCode>(),
     };
-    let instant = |what: &str| json!({"type": "string", "format": "date-time", "description": what});
+    // The parser refuses a year before 1900 (in the offset given), which
+    // `date-time` alone allows.
+    let instant = |what: &str| json!({"type": "string", "format": "date-time", "pattern": "^(19|[2-9][0-9])[0-9]{2}-", "description": what});
     json_schema!({
         "title": event_type.name(),
         "description": format!(
@@ -121,6 +123,37 @@ fn envelope(event_type: EventType, generator: &mut SchemaGenerator) -> Schema {
 const TRACEPARENT: &str = "^(00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}|(0[1-9a-f]|[1-9a-e][0-9a-f]|f[0-9a-e])-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[ -~]*)?)$";
 /// Comma-separated members, each key=value or blank, printable ASCII.
 const TRACESTATE: &str = "^(?:[ -+\\--~]*=[ -+\\--~]*| *)(?:,(?:[ -+\\--~]*=[ -+\\--~]*| *))*$";
+
+/// `T`'s schema with every definition inline: for a parameter of an API
+/// (a child's id in a path, a council's code in a query string).
+pub fn inline<T: schemars::JsonSchema>() -> Value {
+    SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.inline_subschemas = true;
+            s.meta_schema = None;
+        })
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
+/// A calendar date as `fields::parse_date` reads it: `YYYY-MM-DD`, a real day.
+pub fn date() -> Value {
+    json!({"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"})
+}
+
+/// A financial year as the indicators and the CIN census name it: `2024-25`,
+/// April to March, the second year the first's next (a four-digit first
+/// year). The pattern says exactly that, one alternative per century's
+/// year, so a generated client cannot write `2024-26`.
+pub fn financial_year() -> Value {
+    let pairs: Vec<String> = (0..100).map(|y| format!("{y:02}-{:02}", (y + 1) % 100)).collect();
+    json!({
+        "type": "string",
+        "pattern": format!("^[1-9][0-9]({})$", pairs.join("|")),
+        "description": "A financial year such as 2024-25: 1 April 2024 to 31 March 2025",
+    })
+}
 
 /// A data struct's schema, built field by field (`catalogue::data_struct!`).
 #[derive(Debug)]

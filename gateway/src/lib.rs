@@ -96,7 +96,13 @@ pub fn openapi_document() -> Value {
                 "application/json": {"schema": {"oneOf": [event, batch]}},
             });
         }
-        platform::openapi::finish(&mut doc);
+        platform::openapi::finish(&mut doc, &|_, name| match name {
+            "child" => Some(events::schema::inline::<events::ids::ChildId>()),
+            "type" => Some(
+                serde_json::json!({"type": "string", "enum": events::EventType::ALL.iter().map(|t| t.name()).collect::<Vec<_>>()}),
+            ),
+            _ => None,
+        });
         doc
     });
     DOCUMENT.clone()
@@ -360,7 +366,7 @@ async fn event_schemas() -> Json<SchemaIndex> {
 #[utoipa::path(
     get,
     path = "/v1/schemas/{type}",
-    params(("type" = String, Path, description = "An event type of catalogue v1, such as referral.received", pattern = "^[a-z_]+\\.[a-z_]+$")),
+    params(("type" = String, Path, description = "An event type of catalogue v1, such as referral.received")),
     responses(
         (status = 200, description = "The type's JSON Schema", content_type = "application/schema+json"),
         (status = 404, description = "No event type of catalogue v1 is named so", content_type = "application/problem+json"),
@@ -515,7 +521,7 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text")))]
 async fn metrics_text(State(app): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

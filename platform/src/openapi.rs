@@ -10,10 +10,15 @@ use serde_json::{Value, json};
 pub const PROBLEM: &str = "#/components/schemas/Problem";
 
 /// Finishes `doc` (an OpenAPI 3.1 document as JSON): declares the bearer
-/// scheme, gives every `application/problem+json` answer the `Problem`
-/// schema (which the role must list among its components), and adds the
-/// 401 to each operation that requires a bearer token.
-pub fn finish(doc: &mut Value) {
+/// scheme; gives each parameter the schema `parameter` has for its name
+/// in the operation at its path (the role's real formats: a child's UUID, a
+/// council's ONS code, a date),
+/// so every operation taking a `council` says the same of it; gives every
+/// `application/problem+json` answer the `Problem` schema (which the role
+/// must list among its components); and adds the answers every operation
+/// of a kind can give: 401 where a bearer token is required, 422 where
+/// there is anything to be invalid.
+pub fn finish(doc: &mut Value, parameter: &dyn Fn(&str, &str) -> Option<Value>) {
     if let Some(components) = doc.pointer_mut("/components").and_then(Value::as_object_mut) {
         components.insert(
             "securitySchemes".into(),
@@ -21,11 +26,29 @@ pub fn finish(doc: &mut Value) {
         );
     }
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
-    for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|p| p.values_mut()) {
+    for (path, operation) in paths
+        .iter_mut()
+        .filter_map(|(path, p)| Some((path, p.as_object_mut()?)))
+        .flat_map(|(path, p)| p.values_mut().map(move |o| (path, o)))
+    {
+        let Some(operation) = operation.as_object_mut() else { continue };
+        let mut takes_input = operation.contains_key("requestBody");
+        if let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) {
+            takes_input |= !parameters.is_empty();
+            for p in parameters.iter_mut() {
+                let name = p.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                if let Some(schema) = parameter(path, &name) {
+                    p["schema"] = schema;
+                }
+            }
+        }
         let secured = operation.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
         let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
         if secured && !responses.contains_key("401") {
             responses.insert("401".into(), problem("No bearer token, or one that is unknown or refused"));
+        }
+        if takes_input && !responses.contains_key("422") {
+            responses.insert("422".into(), problem("A parameter is invalid: each is named with the reason"));
         }
         for response in responses.values_mut() {
             if let Some(content) = response.pointer_mut("/content/application~1problem+json") {

@@ -10,8 +10,9 @@
 
 use crate::caller::Caller;
 use crate::error::QueryError;
+use crate::params::Params;
 use crate::{Outcome, QueryState, admit_council, council_param, count, policy, record, streams, uuid_param};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
@@ -176,7 +177,11 @@ fn document(filter: &Filter, now: DateTime<Utc>, reads: &[Read]) -> Value {
     ),
     security(("bearer" = []))
 )]
-pub async fn alerts(State(app): State<Arc<QueryState>>, Query(p): Query<AlertParams>, headers: HeaderMap) -> Response {
+pub async fn alerts(
+    State(app): State<Arc<QueryState>>,
+    Params(p): Params<AlertParams>,
+    headers: HeaderMap,
+) -> Response {
     let result = async {
         let caller = Caller::from_bearer(&app, &headers).await?;
         let filter = filter_of(&p)?;
@@ -205,7 +210,7 @@ pub async fn alerts(State(app): State<Arc<QueryState>>, Query(p): Query<AlertPar
 )]
 pub async fn alerts_stream(
     State(app): State<Arc<QueryState>>,
-    Query(p): Query<AlertParams>,
+    Params(p): Params<AlertParams>,
     headers: HeaderMap,
 ) -> Response {
     let result = async {

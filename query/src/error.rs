@@ -27,6 +27,14 @@ pub enum QueryError {
     NotFound(String),
     #[error("invalid parameter")]
     Invalid(Vec<ParamError>),
+    /// The request is well formed, but what it asks for needs something the
+    /// stream does not yet hold (a council's DfE code for its census).
+    #[error("not configured: {0}")]
+    NotConfigured(String),
+    /// A `min_position` past the end of the stream: no 201 gave it, so
+    /// waiting would not bring it.
+    #[error("beyond the stream: {0}")]
+    BeyondStream(u64),
     /// Something the answer needs is not there just now (the access log,
     /// the key store, a parked registration). `detail` is ours, for the
     /// caller; `cause`, if any, is for the log only.
@@ -68,6 +76,7 @@ impl QueryError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotConfigured(_) | Self::BeyondStream(_) => StatusCode::CONFLICT,
             Self::Unavailable { .. } | Self::Behind { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -82,8 +91,9 @@ impl From<projections::ReadError> for QueryError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem {
+/// An RFC 9457 problem, as every error of the query role answers it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Problem {
     #[serde(rename = "type")]
     kind: String,
     title: &'static str,
@@ -114,6 +124,11 @@ impl IntoResponse for QueryError {
             Self::TokenRefused(reason) => ("unauthorized", "No valid bearer token", reason, vec![]),
             Self::Forbidden(detail) => ("forbidden", "Not allowed for this principal", detail, vec![]),
             Self::NotFound(detail) => ("not-found", "Not found", detail, vec![]),
+            Self::NotConfigured(detail) => ("not-configured", "Not configured", detail, vec![]),
+            Self::BeyondStream(wanted) => {
+                let detail = format!("min_position {wanted} is beyond the end of the stream: no 201 has returned it");
+                ("beyond-stream", "Beyond the end of the stream", detail, vec![])
+            }
             Self::Invalid(errors) => {
                 let detail = errors.iter().map(|e| format!("{}: {}", e.parameter, e.message)).collect::<Vec<_>>();
                 ("invalid-parameter", "Invalid parameter", detail.join("; "), errors)

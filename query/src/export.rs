@@ -9,9 +9,10 @@
 
 use crate::caller::Caller;
 use crate::error::{ParamError, QueryError};
+use crate::params::Params;
 use crate::policy::Need;
 use crate::{QueryState, admit_child, count, entry_json, full_record, marked_stale, parked_child, uuid_param};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use casework::anonymise;
@@ -52,7 +53,7 @@ pub struct ExportParams {
 pub(crate) async fn chronology_export(
     State(app): State<Arc<QueryState>>,
     Path(child): Path<String>,
-    Query(params): Query<ExportParams>,
+    Params(params): Params<ExportParams>,
     headers: HeaderMap,
 ) -> Response {
     let result = read_export(&app, &child, params, &headers).await;

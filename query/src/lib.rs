@@ -24,13 +24,14 @@ pub mod error;
 pub mod export;
 pub mod involvement;
 pub mod pages;
+pub mod params;
 pub mod pdf;
 pub mod policy;
 pub mod streams;
 pub mod verify;
 
 use access::{AccessLog, Outcome};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -44,6 +45,7 @@ use error::{ParamError, QueryError};
 use events::calendar::business_date;
 use events::ids::CouncilCode;
 use futures::StreamExt as _;
+use params::Params;
 use platform::principals::Principals;
 use policy::{ChildInfo, Need};
 use projections::PgPool;
@@ -142,13 +144,116 @@ impl Default for QueryMetrics {
         readyz,
         metrics_text
     ),
-    components(schemas(ParamError))
+    components(schemas(ParamError, error::Problem))
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI document the role serves at `/openapi.json`, as JSON.
+/// The OpenAPI document the role serves at `/openapi.json`, as JSON:
+/// utoipa's from the annotations, finished (`platform::openapi`) with each
+/// parameter's real format, and with what every read can answer because
+/// of [`read_position`]: a `min_position` to wait for, and 503 when the
+/// read models have not reached it in time.
 pub fn openapi_document() -> Value {
-    serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null)
+    static DOCUMENT: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+        if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+            for (path, item) in paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")) {
+                let _ = path;
+                for operation in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+                    let Some(operation) = operation.as_object_mut() else { continue };
+                    let parameters = operation.entry("parameters").or_insert_with(|| json!([]));
+                    if let Some(parameters) = parameters.as_array_mut() {
+                        parameters.push(json!({
+                            "name": "min_position", "in": "query", "required": false,
+                            "description": "Read your writes: a 201's stream_sequence; the read waits until the read models have applied it",
+                        }));
+                    }
+                    if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
+                        responses.entry("409").or_insert_with(|| {
+                            platform::openapi::problem(
+                                "min_position is beyond the end of the stream: no 201 returned it",
+                            )
+                        });
+                        responses.entry("503").or_insert_with(|| {
+                            platform::openapi::problem(
+                                "The read models have not reached min_position in time (the body gives their position), or a store is unavailable",
+                            )
+                        });
+                    }
+                }
+            }
+        }
+        // A lookup names a child one of two ways, each whole.
+        if let Some(body) = doc.pointer_mut("/paths/~1v1~1children~1lookup/post/requestBody/content/application~1json")
+        {
+            body["schema"] = json!({"oneOf": [
+                {
+                    "type": "object",
+                    "properties": {"nhs_number": {"type": "string", "pattern": "^ *([0-9] *){10}$", "description": "10 digits, spaces allowed; the last a modulus 11 check digit"}},
+                    "required": ["nhs_number"],
+                    "additionalProperties": false,
+                },
+                {
+                    "type": "object",
+                    "properties": {
+                        "council": events::schema::inline::<CouncilCode>(),
+                        "la_child_id": events::schema::inline::<events::ids::LaChildId>(),
+                    },
+                    "required": ["council", "la_child_id"],
+                    "additionalProperties": false,
+                },
+            ]});
+        }
+        // Reads naming a child or a worker answer 404 for one not known.
+        for operation in doc["paths"]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|p| p.values_mut())
+            .filter_map(Value::as_object_mut)
+            .flat_map(|o| o.values_mut())
+        {
+            let names_one = operation["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| matches!(p["name"].as_str(), Some("child" | "worker"))));
+            if let (true, Some(responses)) = (names_one, operation["responses"].as_object_mut()) {
+                responses
+                    .entry("404")
+                    .or_insert_with(|| platform::openapi::problem("No such child or worker is known"));
+            }
+        }
+        platform::openapi::finish(&mut doc, &parameter_schema);
+        doc
+    });
+    DOCUMENT.clone()
+}
+
+/// Every parameter of this role by name (and, for `format`, the operation
+/// at `path`), with the format its parser takes.
+fn parameter_schema(path: &str, name: &str) -> Option<Value> {
+    use events::schema;
+    Some(match name {
+        "format" if path.ends_with("/export") => json!({"type": "string", "enum": ["md", "csv", "json", "pdf"]}),
+        "format" => json!({"type": "string", "enum": ["json", "csv", "md"]}),
+        "child" => schema::inline::<events::ids::ChildId>(),
+        "worker" => schema::inline::<events::ids::WorkerId>(),
+        "council" => schema::inline::<CouncilCode>(),
+        "team" => schema::inline::<events::ids::LocalId>(),
+        "from" | "to" | "date" => schema::date(),
+        "period" | "year" => schema::financial_year(),
+        "as_of" => json!({"type": "string", "format": "date-time"}),
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+        "min_position" => json!({"type": "integer", "minimum": 0, "maximum": 1_u64 << 53}),
+        "after" => {
+            json!({"type": "string", "pattern": "^-?[0-9]{1,19}\\.-?[0-9]{1,19}$", "description": "The `next` of the previous page"})
+        }
+        "unallocated" => json!({"type": "boolean"}),
+        "status" => {
+            json!({"type": "string", "enum": casework::alerts::Status::ALL.iter().map(|s| s.code()).collect::<Vec<_>>()})
+        }
+        "record" => json!({"type": "string", "enum": ["anonymised", "full"]}),
+        "list" => json!({"type": "integer", "enum": [1, 3, 4, 5, 6, 7]}),
+        _ => return None,
+    })
 }
 
 pub fn router(state: Arc<QueryState>) -> Router {
@@ -173,7 +278,7 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/openapi.json", get(|| async { Json(openapi_document()) }))
         .merge(pages::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), read_position))
         .with_state(state);
@@ -239,13 +344,26 @@ fn min_position(query: Option<&str>) -> Result<Option<u64>, QueryError> {
 /// Waits until the read models have applied `wanted`, polling their
 /// position (a one-row read) at a growing interval, for at most the role's
 /// read wait.
+///
+/// A position beyond the end of the stream is no 201's `stream_sequence`
+/// (the gateway answers 201 only once the event is in the stream): it is
+/// refused at once, as the caller's mistake, rather than waited for and
+/// answered 503 as if the read models were slow.
 async fn caught_up(app: &QueryState, wanted: u64) -> Result<(u64, bool), QueryError> {
     let deadline = tokio::time::Instant::now() + app.read_wait;
     let mut pause = std::time::Duration::from_millis(2);
+    let mut end_checked = false;
     loop {
         let (position, stalled) = projections::health::position(&app.pool).await?;
         if position >= wanted {
             return Ok((position, stalled));
+        }
+        if !end_checked {
+            end_checked = true;
+            // If the stream cannot be asked, wait as before: it may be slow, not wrong.
+            if stream_end(&app.client).await.is_some_and(|end| wanted > end) {
+                return Err(QueryError::BeyondStream(wanted));
+            }
         }
         if tokio::time::Instant::now() + pause > deadline {
             return Err(QueryError::Behind { position, wanted });
@@ -253,6 +371,13 @@ async fn caught_up(app: &QueryState, wanted: u64) -> Result<(u64, bool), QueryEr
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(50));
     }
+}
+
+/// The stream position of the last event stored, as JetStream says.
+async fn stream_end(client: &async_nats::Client) -> Option<u64> {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js.get_stream(events::subjects::EVENTS_STREAM).await.ok()?;
+    Some(stream.info().await.ok()?.state.last_sequence)
 }
 
 fn count(app: &QueryState, endpoint: &'static str, result: Result<Response, QueryError>) -> Response {
@@ -364,13 +489,15 @@ async fn logged(
     })
 }
 
+/// A child's or worker's id as the gateway takes it: lowercase hyphenated,
+/// the one form the catalogue writes, not any form a UUID parser reads.
 fn uuid_param(name: &str, text: &str) -> Result<uuid::Uuid, QueryError> {
-    uuid::Uuid::parse_str(text).map_err(|_| QueryError::invalid(name, "must be a UUID"))
+    events::ids::parse_canonical_uuid(text, name).map_err(|m| QueryError::invalid(name, m))
 }
 
+/// A date as the catalogue reads one: `YYYY-MM-DD`, a real day.
 fn date_param(name: &str, text: Option<&str>) -> Result<Option<NaiveDate>, QueryError> {
-    text.map(|t| t.parse::<NaiveDate>().map_err(|_| QueryError::invalid(name, "must be a date, YYYY-MM-DD")))
-        .transpose()
+    text.map(|t| events::fields::parse_date(t).map_err(|m| QueryError::invalid(name, m))).transpose()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -418,7 +545,7 @@ fn parse_cursor(text: &str) -> Option<(DateTime<Utc>, i64)> {
 async fn chronology(
     State(app): State<Arc<QueryState>>,
     Path(child): Path<String>,
-    Query(params): Query<ChronologyParams>,
+    Params(params): Params<ChronologyParams>,
     headers: HeaderMap,
 ) -> Response {
     let result = read_chronology(&app, &child, params, &headers).await;
@@ -806,7 +933,7 @@ pub struct VerifyParams {
     ),
     security(("bearer" = []))
 )]
-async fn verify(State(app): State<Arc<QueryState>>, Query(p): Query<VerifyParams>, headers: HeaderMap) -> Response {
+async fn verify(State(app): State<Arc<QueryState>>, Params(p): Params<VerifyParams>, headers: HeaderMap) -> Response {
     let result = async {
         let caller = Caller::from_bearer(&app, &headers).await?;
         let child = match p.child.as_deref() {
@@ -867,11 +994,16 @@ pub struct ReturnParams {
     responses(
         (status = 200, description = "The CIN census message", content_type = "application/xml"),
         (status = 403, description = "Not a practitioner or admin of the council", content_type = "application/problem+json"),
-        (status = 422, description = "A parameter is invalid, or the council has no DfE code configured", content_type = "application/problem+json"),
+        (status = 409, description = "The council has no DfE LA code configured (council.configured with dfe_la_code)", content_type = "application/problem+json"),
+        (status = 422, description = "A parameter is invalid", content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
-async fn cin_return(State(app): State<Arc<QueryState>>, Query(p): Query<ReturnParams>, headers: HeaderMap) -> Response {
+async fn cin_return(
+    State(app): State<Arc<QueryState>>,
+    Params(p): Params<ReturnParams>,
+    headers: HeaderMap,
+) -> Response {
     let result = read_cin_return(&app, &p, &headers).await;
     count(&app, "cin_return", result)
 }
@@ -898,7 +1030,9 @@ async fn read_cin_return(app: &QueryState, p: &ReturnParams, headers: &HeaderMap
     .await?;
     let (withheld, histories) = (loaded.withheld, loaded.histories);
     let dfe = loaded.dfe.ok_or_else(|| {
-        QueryError::invalid("council", "has no DfE LA code: publish council.configured with dfe_la_code first")
+        QueryError::NotConfigured(
+            "the council has no DfE LA code: publish council.configured with dfe_la_code first".into(),
+        )
     })?;
     let calendar = events::calendar::Calendar::england_and_wales();
     let mut children = Vec::new();
@@ -1009,7 +1143,7 @@ async fn next_serial(
 )]
 async fn annex_a_return(
     State(app): State<Arc<QueryState>>,
-    Query(p): Query<ReturnParams>,
+    Params(p): Params<ReturnParams>,
     headers: HeaderMap,
 ) -> Response {
     let result = async {
@@ -1074,7 +1208,7 @@ async fn annex_a_return(
 )]
 async fn council_quality(
     State(app): State<Arc<QueryState>>,
-    Query(p): Query<CouncilParams>,
+    Params(p): Params<CouncilParams>,
     headers: HeaderMap,
 ) -> Response {
     let result = async {
@@ -1329,7 +1463,11 @@ pub struct CouncilParams {
     responses((status = 200, description = r#"{"council", "workers": [...], "teams": [...]}"#)),
     security(("bearer" = []))
 )]
-async fn caseloads(State(app): State<Arc<QueryState>>, Query(p): Query<CouncilParams>, headers: HeaderMap) -> Response {
+async fn caseloads(
+    State(app): State<Arc<QueryState>>,
+    Params(p): Params<CouncilParams>,
+    headers: HeaderMap,
+) -> Response {
     let result = async {
         let council = aggregate_scope(&app, &headers, &p).await?;
         let today = business_date(&(app.now)());
@@ -1375,7 +1513,7 @@ fn period_of(p: &CouncilParams, today: NaiveDate) -> Result<Period, QueryError> 
 )]
 async fn indicators(
     State(app): State<Arc<QueryState>>,
-    Query(p): Query<CouncilParams>,
+    Params(p): Params<CouncilParams>,
     headers: HeaderMap,
 ) -> Response {
     let result = async {
@@ -1402,7 +1540,7 @@ async fn indicators(
 )]
 async fn indicators_stream(
     State(app): State<Arc<QueryState>>,
-    Query(p): Query<CouncilParams>,
+    Params(p): Params<CouncilParams>,
     headers: HeaderMap,
 ) -> Response {
     let result = async {
@@ -1505,7 +1643,7 @@ async fn readyz(State(app): State<Arc<QueryState>>) -> Response {
     }
 }
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text")))]
 async fn metrics_text(State(app): State<Arc<QueryState>>) -> Response {
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &app.metrics.registry);

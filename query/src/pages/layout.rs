@@ -128,6 +128,10 @@ pub fn error_page(error: QueryError, frame: Frame<'_>) -> Response {
         QueryError::Unauthorized | QueryError::TokenRefused(_) => return see_other("/ui/sign-in"),
         QueryError::Forbidden(reason) => ("You cannot see this", vec![capitalise(&reason)]),
         QueryError::NotFound(reason) => ("Not found", vec![capitalise(&reason)]),
+        QueryError::NotConfigured(reason) => ("Not set up yet", vec![capitalise(&reason)]),
+        QueryError::BeyondStream(wanted) => {
+            ("Not in the records", vec![format!("Nothing has been recorded at position {wanted} yet.")])
+        }
         QueryError::TooLarge(reason) => ("Too much sent", vec![capitalise(&reason)]),
         QueryError::TooManyStreams(reason) => ("Too many open pages", vec![capitalise(&reason)]),
         QueryError::Invalid(errors) => (
