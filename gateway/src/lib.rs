@@ -319,7 +319,24 @@ async fn handle_post(app: &AppState, headers: &HeaderMap, body: Body) -> Result<
     ingest::check_permissions(&principal, &events)?;
     let now = (app.now)();
     let received = ingest::validate(&events, now)?;
+    // Each traced event's storing is a span of its publisher's trace
+    // (the request's own span is in the trace its headers name, if any).
+    let storing: Vec<(usize, tracing::Span)> = received
+        .iter()
+        .enumerate()
+        .filter_map(|(i, event)| {
+            let trace = event.trace.as_ref()?;
+            let span = tracing::info_span!("gateway.store", stream_sequence = tracing::field::Empty);
+            platform::telemetry::continue_trace(&span, trace.traceparent(), trace.tracestate());
+            Some((i, span))
+        })
+        .collect();
     let results = app.ingest.ingest(&principal, received, now).await?;
+    for (i, span) in storing {
+        if let Some(result) = results.get(i) {
+            span.record("stream_sequence", result.stream_sequence);
+        }
+    }
     Ok(Accepted { results })
 }
 

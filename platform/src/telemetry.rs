@@ -5,6 +5,13 @@
 //! path or query reaches a log), and the rule for server errors: the cause
 //! goes to the log with the request id, the caller gets the id and words
 //! of ours ([`server_error`]).
+//!
+//! Traces: [`init`] sets up the log and, when `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, exports every span over
+//! OTLP/HTTP. A request's span continues the caller's W3C trace
+//! (`traceparent`), so one trace runs from a publisher through the gateway,
+//! the stored event (its NATS headers) and the projector's apply span
+//! (`projections::trace`) to the reads that follow.
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -60,12 +67,18 @@ pub fn report(what: &str, cause: Option<&anyhow::Error>) -> Option<RequestId> {
     id
 }
 
-/// `router` with a request id and a span on every request.
+/// `router` with a request id and a span on every request, continuing the
+/// caller's trace when the request carries a `traceparent`.
 pub fn traced(router: Router) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request| {
         let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
         let id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-        tracing::info_span!("request", method = %request.method(), route, request_id = id)
+        let span = tracing::info_span!("request", method = %request.method(), route, request_id = id);
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        if let Some(parent) = header("traceparent") {
+            continue_trace(&span, parent, header("tracestate"));
+        }
+        span
     });
     // Layers run outside in: the id is set before the span is made.
     router.layer(trace).layer(middleware::from_fn(with_request_id))
@@ -78,6 +91,87 @@ async fn with_request_id(mut request: Request, next: Next) -> Response {
     let mut response = CURRENT.scope(id, next.run(request)).await;
     response.headers_mut().insert(REQUEST_ID, value);
     response
+}
+
+/// Makes `span` a child of the W3C trace context given (a request's
+/// headers, an event's attributes). A context that does not parse leaves
+/// the span a root of its own: a caller's bad header is no reason to fail.
+pub fn continue_trace(span: &tracing::Span, traceparent: &str, tracestate: Option<&str>) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let mut carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    if let Some(state) = tracestate {
+        carrier.insert("tracestate".to_owned(), state.to_owned());
+    }
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+    let _ = span.set_parent(parent);
+}
+
+/// The process's tracing, set up by [`init`]: flushes the last spans to the
+/// OTLP receiver when dropped (at the end of `main`).
+#[derive(Debug)]
+pub struct Tracing {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Logs to standard error (filtered by `RUST_LOG`, `info` by default) and,
+/// when an OTLP endpoint is configured in the standard variables, exports
+/// spans to it as `service` over OTLP/HTTP with protobuf, in batches. Call
+/// before any runtime starts: the exporter's HTTP client is a blocking one
+/// with a thread of its own.
+pub fn init(service: &str) -> Tracing {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // `RUST_LOG` says what is logged, not what is traced: a quiet log
+    // (`warn`) must not silence the spans, which are all at `info`.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let log = tracing_subscriber::fmt::layer().with_target(false).with_filter(filter);
+    let configured = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+    let exporter = if configured {
+        match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+            Ok(exporter) => Some(exporter),
+            Err(e) => {
+                // The log is not up yet: say it where the operator looks.
+                eprintln!("safeguard: traces are not exported: the OTLP exporter could not be made: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let Some(exporter) = exporter else {
+        tracing_subscriber::registry().with(log).init();
+        return Tracing { provider: None };
+    };
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned()).build())
+        .build();
+    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    let spans = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::INFO)
+        // Libraries' own spans (a connection pool's, an HTTP client's) are
+        // theirs to explain, not part of a request's trace.
+        .with_targets([
+            ("sqlx", tracing::Level::WARN),
+            ("hyper", tracing::Level::WARN),
+            ("h2", tracing::Level::WARN),
+            ("async_nats", tracing::Level::WARN),
+        ]);
+    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("safeguard")).with_filter(spans);
+    tracing_subscriber::registry().with(log).with(layer).init();
+    Tracing { provider: Some(provider) }
 }
 
 #[cfg(test)]

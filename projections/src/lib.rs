@@ -47,6 +47,7 @@ pub mod reconcile;
 pub mod refold;
 pub mod runtime;
 pub mod store;
+pub mod trace;
 
 /// The read-model tables.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

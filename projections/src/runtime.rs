@@ -353,6 +353,8 @@ pub(crate) enum Outcome {
 struct Fetched {
     batch: Vec<Incoming>,
     consumer_sequences: Vec<u64>,
+    /// The publishers' traces the messages carry (`crate::trace`).
+    traces: Vec<crate::trace::Carried>,
     /// The last message, whose acknowledgement acknowledges them all.
     last: Option<jetstream::Message>,
 }
@@ -393,15 +395,17 @@ async fn fetch(
     let mut messages = consumer.fetch().max_messages(max).expires(wait).messages().await.map_err(js_error)?;
     let mut raw = Vec::with_capacity(max);
     let mut consumer_sequences = Vec::with_capacity(max);
+    let mut traces = Vec::new();
     let mut last = None;
     while let Some(message) = messages.next().await {
         let message = message.map_err(js_error)?;
         let info = message.info().map_err(js_error)?;
         consumer_sequences.push(info.consumer_sequence);
+        traces.extend(crate::trace::Carried::from_headers(info.stream_sequence, message.headers.as_ref()));
         raw.push((info.stream_sequence, message.subject.to_string(), message.payload.clone()));
         last = Some(message);
     }
-    Ok(Fetched { batch: decode(raw, &signers).await?, consumer_sequences, last })
+    Ok(Fetched { batch: decode(raw, &signers).await?, consumer_sequences, traces, last })
 }
 
 /// Fetches, applies and acknowledges batches. The next batch is fetched
@@ -473,6 +477,9 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
             continue;
         };
         deliveries.ahead = Some(Ahead::start(consumer, settings, Duration::from_millis(500)));
+        // One span per traced event, in its publisher's trace, open while
+        // the batch is applied and acknowledged.
+        let following = crate::trace::follow(&fetched.traces);
         let applied = match apply(pool, settings, &fetched.batch, position).await {
             Ok(applied) => applied,
             Err(store::ApplyError::Moved { stored, .. }) => return Ok(Outcome::Moved { stored }),
@@ -484,6 +491,7 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
         // Acknowledged only now: AckPolicy::All acknowledges the whole batch
         // (and nothing fetched ahead, which comes after it).
         last.ack().await.map_err(js_error)?;
+        crate::trace::applied(following, applied.position);
         if applied.changed.requeued {
             // Before the position moves: whoever waits for both never sees one without the other.
             stats.refolds_pending.fetch_max(1, Ordering::Relaxed);

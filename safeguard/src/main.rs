@@ -168,41 +168,46 @@ fn main() -> std::process::ExitCode {
             }
         },
         Command::Rebuild { projection: _, all: _, nats, database, batch, name, master_key, public_key } => {
-            init_tracing();
+            let _tracing = init_tracing("safeguard");
             block_on(safeguard::roles::projector::rebuild(nats, database, batch, name, master_key, public_key))
         }
         Command::Seed(args) => {
-            init_tracing();
+            let _tracing = init_tracing("safeguard");
             block_on(safeguard::cli::seed::run(args))
         }
         Command::Chronology(args) => block_on(safeguard::cli::chronology::run(args)),
         Command::Erase(args) => block_on(safeguard::cli::audit::run_erase(args)),
         Command::Return(args) => checked(safeguard::cli::returns::run(args)),
         Command::Import(args) => {
-            init_tracing();
+            let _tracing = init_tracing("safeguard");
             block_on(async move { safeguard::cli::import::run(args).await.map(|_| ()) })
         }
         Command::Backup(args) => {
-            init_tracing();
+            let _tracing = init_tracing("safeguard");
             block_on(safeguard::cli::backup::backup(args))
         }
         Command::Restore(args) => {
-            init_tracing();
+            let _tracing = init_tracing("safeguard");
             block_on(safeguard::cli::backup::restore(args))
         }
         Command::Streams(args) => {
-            init_tracing();
+            let _tracing = init_tracing("safeguard");
             block_on(safeguard::cli::streams::run(args))
         }
         Command::Parked(args) => {
-            init_tracing();
+            let _tracing = init_tracing("safeguard");
             checked(safeguard::cli::parked::run(args))
         }
         Command::Verify(args) => checked(safeguard::cli::audit::run_verify(args)),
         Command::Serve(serve) => {
             let ServeArgs { roles, nats, gateway, database, projector, query, http } = *serve;
             let http = http.limits();
-            init_tracing();
+            // Each role run alone is its own service in a trace.
+            let service = match roles.as_slice() {
+                [one] => format!("safeguard-{}", format!("{one:?}").to_lowercase()),
+                _ => "safeguard".to_owned(),
+            };
+            let _tracing = init_tracing(&service);
             let all = roles.is_empty();
             let wants = |role: Role| all || roles.contains(&role);
             let runtime = match tokio::runtime::Runtime::new() {
@@ -301,7 +306,8 @@ fn checked(work: impl std::future::Future<Output = anyhow::Result<bool>>) -> std
     if code == std::process::ExitCode::SUCCESS && !held { std::process::ExitCode::from(3) } else { code }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+/// The log, and traces exported over OTLP when configured
+/// (`platform::telemetry::init`); kept until the command ends.
+fn init_tracing(service: &str) -> platform::telemetry::Tracing {
+    platform::telemetry::init(service)
 }
