@@ -17,7 +17,8 @@ pub const PROBLEM: &str = "#/components/schemas/Problem";
 /// `application/problem+json` answer the `Problem` schema (which the role
 /// must list among its components); and adds the answers every operation
 /// of a kind can give: 401 where a bearer token is required, 422 where
-/// there is anything to be invalid.
+/// there is anything to be invalid, 413 where there is a body, and the
+/// 408 and 503 of `platform::http` everywhere.
 pub fn finish(doc: &mut Value, parameter: &dyn Fn(&str, &str) -> Option<Value>) {
     if let Some(components) = doc.pointer_mut("/components").and_then(Value::as_object_mut) {
         components.insert(
@@ -32,7 +33,8 @@ pub fn finish(doc: &mut Value, parameter: &dyn Fn(&str, &str) -> Option<Value>) 
         .flat_map(|(path, p)| p.values_mut().map(move |o| (path, o)))
     {
         let Some(operation) = operation.as_object_mut() else { continue };
-        let mut takes_input = operation.contains_key("requestBody");
+        let operation_has_body = operation.contains_key("requestBody");
+        let mut takes_input = operation_has_body;
         if let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) {
             takes_input |= !parameters.is_empty();
             for p in parameters.iter_mut() {
@@ -50,6 +52,15 @@ pub fn finish(doc: &mut Value, parameter: &dyn Fn(&str, &str) -> Option<Value>) 
         if takes_input && !responses.contains_key("422") {
             responses.insert("422".into(), problem("A parameter is invalid: each is named with the reason"));
         }
+        if operation_has_body && !responses.contains_key("413") {
+            responses.insert("413".into(), problem("The body is larger than this operation takes"));
+        }
+        // What `platform::http` answers for any route: a request too slow
+        // to arrive, and a role at its cap of requests in flight.
+        responses.entry("408").or_insert_with(|| problem("The request took longer than the role allows to arrive"));
+        responses.entry("503").or_insert_with(|| {
+            problem("The role is at its cap of requests in flight (Retry-After), or a store it needs is unavailable")
+        });
         for response in responses.values_mut() {
             if let Some(content) = response.pointer_mut("/content/application~1problem+json") {
                 content["schema"] = json!({"$ref": PROBLEM});

@@ -204,6 +204,18 @@ pub fn openapi_document() -> Value {
                 },
             ]});
         }
+        // Event streams are capped per principal and in all (`streams`).
+        for (path, item) in doc["paths"].as_object_mut().into_iter().flat_map(|p| p.iter_mut()) {
+            if path.ends_with("/stream")
+                && let Some(responses) = item.pointer_mut("/get/responses").and_then(Value::as_object_mut)
+            {
+                responses.entry("429").or_insert_with(|| {
+                    platform::openapi::problem(
+                        "The caller, or the role, holds as many open streams as it may (Retry-After)",
+                    )
+                });
+            }
+        }
         // Reads naming a child or a worker answer 404 for one not known.
         for operation in doc["paths"]
             .as_object_mut()
