@@ -7,7 +7,8 @@
 //! no server error). Settings: `tests/contract/schemathesis.toml`.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 use tests::gateway::tokens;
 use tests::system::System;
 
@@ -15,20 +16,40 @@ use tests::system::System;
 /// few enough to keep the suite quick.
 const MAX_EXAMPLES: &str = "25";
 
+/// The longest one role's run may take; it takes about 15 s.
+const TIME_LIMIT: Duration = Duration::from_secs(300);
+
 fn schemathesis(location: &str, base: &str, token: &str, report: &Path) -> Output {
     let root = tests::workspace_root();
-    Command::new(root.join(".venv/bin/schemathesis"))
+    let said = report.with_extension("out");
+    let mut child = Command::new(root.join(".venv/bin/schemathesis"))
         .arg("--config-file")
         .arg(root.join("tests/contract/schemathesis.toml"))
         .args(["--no-color", "run", location, "--url", base, "--checks", "all", "--max-examples", MAX_EXAMPLES])
-        .args(["--seed", "20261206", "--generation-database", "none", "--workers", "2"])
+        .args(["--seed", "20261206", "--generation-database", "none", "--workers", "2", "--request-timeout", "10"])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--header", "X-Acting-User: contract-test", "--header", "X-Purpose: contract-test"])
         .args(["--report", "junit", "--report-junit-path"])
         .arg(report)
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .expect("schemathesis in .venv (ops/test installs it)")
+        // To a file, not a pipe: a run with many failures writes more than
+        // a pipe holds, and would wait for a reader while this one waits for it.
+        .stdout(Stdio::from(std::fs::File::create(&said).expect("an output file")))
+        .stderr(Stdio::from(std::fs::File::create(said.with_extension("err")).expect("an output file")))
+        .spawn()
+        .expect("schemathesis in .venv (ops/test installs it)");
+    // Bounded in time as well as in cases: a run that hangs fails the test.
+    let deadline = Instant::now() + TIME_LIMIT;
+    while child.try_wait().expect("schemathesis").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("schemathesis ran past {TIME_LIMIT:?} against {base}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = child.wait().expect("schemathesis");
+    let read = |path: &Path| std::fs::read(path).unwrap_or_default();
+    Output { status, stdout: read(&said), stderr: read(&said.with_extension("err")) }
 }
 
 fn said(out: &Output) -> String {
