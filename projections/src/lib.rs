@@ -46,6 +46,7 @@ pub mod rebuild;
 pub mod reconcile;
 pub mod refold;
 pub mod runtime;
+pub mod statistics;
 pub mod store;
 pub mod trace;
 

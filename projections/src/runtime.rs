@@ -747,6 +747,13 @@ pub async fn watch(pool: PgPool, js: jetstream::Context, settings: Settings, sta
             tracing::info!(projector = %settings.name, "the projector is applying the stream again");
         }
         was_stalled = stalled;
+        match crate::statistics::analyze_grown(&pool).await {
+            Ok(analysed) if !analysed.is_empty() => {
+                tracing::info!(projector = %settings.name, tables = ?analysed, "gathered the statistics of tables that had grown");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(projector = %settings.name, error = %e, "could not gather table statistics"),
+        }
     }
 }
 

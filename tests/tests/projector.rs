@@ -741,3 +741,41 @@ async fn a_kept_history_is_trusted_only_while_the_database_holds_what_it_wrote()
     let differ = tests::tables::differences(&pool, &clean_pool).await;
     assert!(differ.is_empty(), "{differ:?} differ from a clean projection");
 }
+
+/// The projector gathers its tables' planner statistics itself when they
+/// have grown, so a server run without autovacuum (the benchmark's was)
+/// does not plan every read as if the tables were empty: a kept child's
+/// read of its new events became a parallel scan of all of `stored_event`.
+#[tokio::test]
+async fn the_projector_analyses_its_tables_once_they_have_grown() {
+    let sys = tests::system::System::start().await;
+    // As if autovacuum were off for the server: only the projector can analyse it now.
+    sqlx::query("alter table stored_event set (autovacuum_enabled = false)").execute(&sys.pool).await.expect("alter");
+    let analysed_at = || async {
+        sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+            "select last_analyze from pg_stat_user_tables where schemaname = 'projection' and relname = 'stored_event'",
+        )
+        .fetch_one(&sys.pool)
+        .await
+        .expect("pg_stat_user_tables")
+    };
+    let before = analysed_at().await;
+    let events: Vec<Value> = (0..200)
+        .map(|i| child_event(EventType::ChildRegistered, &format!("grown-{i}"), &uuid::Uuid::new_v4().to_string()))
+        .collect();
+    sys.publish(tokens::HARINGEY, events).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = analysed_at().await;
+        if now.is_some() && now != before {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "stored_event was never analysed after 200 rows");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let estimated: f32 = sqlx::query_scalar("select reltuples from pg_class where oid = 'stored_event'::regclass")
+        .fetch_one(&sys.pool)
+        .await
+        .expect("reltuples");
+    assert!(estimated >= 200.0, "the planner now knows the table's size: {estimated}");
+}
