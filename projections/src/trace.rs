@@ -26,7 +26,10 @@ impl Carried {
     }
 }
 
-/// A span for each traced event, parented to the publisher's context.
+/// A span for each traced event, parented to the publisher's context. The
+/// same three lines as `platform::telemetry::continue_trace`, which this
+/// crate may not reach (tests/tests/workspace.rs: no platform below the
+/// read side).
 pub fn follow(carried: &[Carried]) -> Vec<tracing::Span> {
     carried
         .iter()

@@ -157,8 +157,7 @@ pub fn openapi_document() -> Value {
     static DOCUMENT: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
         let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
         if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
-            for (path, item) in paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")) {
-                let _ = path;
+            for (_, item) in paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")) {
                 for operation in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
                     let Some(operation) = operation.as_object_mut() else { continue };
                     let parameters = operation.entry("parameters").or_insert_with(|| json!([]));

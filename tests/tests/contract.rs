@@ -32,6 +32,8 @@ fn schemathesis(location: &str, base: &str, token: &str, report: &Path) -> Outpu
         .args(["--report", "junit", "--report-junit-path"])
         .arg(report)
         .env("PYTHONDONTWRITEBYTECODE", "1")
+        // Schemathesis keeps a cache where it runs: in the test's own directory, not the repository.
+        .current_dir(report.parent().expect("the report's directory"))
         // To a file, not a pipe: a run with many failures writes more than
         // a pipe holds, and would wait for a reader while this one waits for it.
         .stdout(Stdio::from(std::fs::File::create(&said).expect("an output file")))
