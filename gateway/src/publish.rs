@@ -1,22 +1,22 @@
-//! Writing to JetStream with atomic batch publish (NATS 2.12+): every
-//! message of a request's chunk is stored, or none is.
+//! Writing to JetStream: one message as a plain publish, several as an
+//! atomic batch (NATS 2.12+) in which every message is stored or none is.
 //!
-//! JetStream commits atomic batches of a stream one after another, and a
-//! commit costs about the same whether it holds two messages or a hundred
-//! (measured in BENCHMARKS.md: some 200 commits a second with fsync on
-//! every write, however many clients). So the gateway's writes go through a
-//! [`Committer`] that group-commits: while commits are in flight, the
-//! chunks of other requests queue, and the next commit takes all of them
-//! at once (up to the server's limit), each chunk's messages kept together
-//! and in order. A merged commit refused for one chunk's expectation is
-//! retried chunk by chunk, so each request gets exactly its own answer.
+//! A plain publish is the cheapest durable write JetStream has. An atomic
+//! batch costs a fixed amount on top (on one server JetStream stages it on
+//! disk before committing it, and commits a stream's batches one after
+//! another: see BENCHMARKS.md), which a batch of hundreds amortises and a
+//! batch of two does not. So [`Committer::commit`] sends a single message
+//! on its own, and group-commits the rest: while commits are in flight,
+//! the chunks of other requests queue, and the next commit takes all of
+//! them at once (up to the server's limit), each chunk's messages kept
+//! together and in order. A merged commit refused for one chunk's
+//! expectation is retried chunk by chunk, so each request gets exactly its
+//! own answer.
 //!
-//! Each event travels with an id-index message (`sg.id.<source>.<digest>`)
-//! that expects its subject to be empty, so a (publisher, id) can be stored
-//! once, ever, whatever the timing, and with the event's first message per
-//! subject carrying the subject's expected last sequence, so two writers can
-//! never fork a chain. JetStream applies these checks to the state before
-//! the whole batch and commits all or nothing.
+//! What is written, and why in which order, is `crate::ingest`'s business:
+//! every message may carry the expected last sequence of its subject, and
+//! JetStream checks it against the state before the message (or the whole
+//! batch) and refuses the write if another writer got there first.
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -96,18 +96,9 @@ pub async fn publish_atomic(
     let last = messages.len();
     let work = async {
         for (i, message) in messages.iter().enumerate() {
-            let mut headers = HeaderMap::new();
+            let mut headers = headers_of(message);
             headers.insert("Nats-Batch-Id", batch_id.as_str());
             headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
-            if let Some(seq) = message.expect_last_subject_seq {
-                headers.insert("Nats-Expected-Last-Subject-Sequence", seq.to_string().as_str());
-            }
-            if let Some(trace) = &message.trace {
-                headers.insert("traceparent", trace.traceparent());
-                if let Some(state) = trace.tracestate() {
-                    headers.insert("tracestate", state);
-                }
-            }
             if i + 1 == last {
                 headers.insert("Nats-Batch-Commit", "1");
                 let reply = client
@@ -129,6 +120,38 @@ pub async fn publish_atomic(
     }
 }
 
+/// Stores one message with a plain publish.
+pub async fn publish_one(
+    client: &async_nats::Client,
+    message: &Outgoing,
+    timeout: Duration,
+) -> Result<Committed, PublishError> {
+    if client.connection_state() != async_nats::connection::State::Connected {
+        return Err(PublishError::NotConnected);
+    }
+    let request = client.request_with_headers(message.subject.clone(), headers_of(message), message.payload.clone());
+    match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(reply)) => parse_ack(&reply.payload),
+        Ok(Err(e)) => Err(PublishError::Nats { doing: "publishing", cause: Arc::new(e) }),
+        Err(_) => Err(PublishError::TimedOut(timeout)),
+    }
+}
+
+/// The headers every stored message carries: its expectation and its trace.
+fn headers_of(message: &Outgoing) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(seq) = message.expect_last_subject_seq {
+        headers.insert("Nats-Expected-Last-Subject-Sequence", seq.to_string().as_str());
+    }
+    if let Some(trace) = &message.trace {
+        headers.insert("traceparent", trace.traceparent());
+        if let Some(state) = trace.tracestate() {
+            headers.insert("tracestate", state);
+        }
+    }
+    headers
+}
+
 /// Commits running at once. More than one lets a commit's round trip
 /// overlap the next one's sending; beyond a few they only queue at the server.
 const IN_FLIGHT: usize = 2;
@@ -143,6 +166,10 @@ struct Job {
 #[derive(Debug, Clone)]
 pub struct Committer {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    client: async_nats::Client,
+    timeout: Duration,
+    /// Writes asked for and not yet answered, plain or batched.
+    pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Job {
@@ -155,17 +182,44 @@ impl Committer {
     /// Starts the committing task; it ends when the last `Committer` is dropped.
     pub fn start(client: async_nats::Client, timeout: Duration) -> Self {
         let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(run_committer(client, timeout, queue));
-        Self { jobs }
+        tokio::spawn(run_committer(client.clone(), timeout, queue));
+        Self { jobs, client, timeout, pending: Arc::default() }
     }
 
-    /// Stores `messages` as one atomic unit, alone or with other chunks:
-    /// the same promise as [`publish_atomic`].
+    /// Stores `messages` as one atomic unit: a single message by a plain
+    /// publish, several in an atomic batch, alone or with other chunks.
     #[tracing::instrument(name = "commit", skip_all, fields(messages = messages.len()))]
     pub async fn commit(&self, messages: Vec<Outgoing>) -> Result<Committed, PublishError> {
+        let _pending = Pending::count(&self.pending);
+        if let [message] = messages.as_slice() {
+            return publish_one(&self.client, message, self.timeout).await;
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.jobs.send(Job { messages, reply }).map_err(|_| PublishError::ShuttingDown)?;
         answer.await.map_err(|_| PublishError::ShuttingDown)?
+    }
+
+    /// Whether nothing is being written: a writer that finds the committer
+    /// idle has no one to share an atomic commit with.
+    pub fn is_idle(&self) -> bool {
+        self.pending.load(std::sync::atomic::Ordering::Relaxed) == 0
+    }
+}
+
+/// One write counted in `Committer::pending` while it lasts, however it ends
+/// (answered, failed, or its request dropped).
+struct Pending<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Pending<'a> {
+    fn count(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -254,7 +308,11 @@ fn parse_ack(payload: &[u8]) -> Result<Committed, PublishError> {
         return Err(PublishError::Refused { code, description });
     }
     let seq = value.get("seq").and_then(|s| s.as_u64());
-    let count = value.get("count").and_then(|c| c.as_u64());
+    // A plain publish's acknowledgement names no batch and no count.
+    let count = match value.get("batch") {
+        None => value.get("count").and_then(|c| c.as_u64()).or(Some(1)),
+        Some(_) => value.get("count").and_then(|c| c.as_u64()),
+    };
     match (seq, count) {
         (Some(seq), Some(count)) if count >= 1 && seq >= count => {
             Ok(Committed { first_stream_seq: seq - count + 1, count })
@@ -277,5 +335,8 @@ mod tests {
         assert!(matches!(refused, Err(PublishError::Refused { code: 10077, .. })), "{refused:?}");
         assert!(matches!(parse_ack(b"<html>"), Err(PublishError::Unreadable(_))));
         assert!(matches!(parse_ack(br#"{"seq":3,"count":4}"#), Err(PublishError::Unreadable(_))));
+        assert!(matches!(parse_ack(br#"{"stream":"S","seq":3,"batch":"b"}"#), Err(PublishError::Unreadable(_))));
+        let plain = parse_ack(br#"{"stream":"SG_EVENTS","seq":7}"#).expect("a plain publish's ack");
+        assert_eq!(plain, Committed { first_stream_seq: 7, count: 1 });
     }
 }

@@ -549,6 +549,42 @@ async fn raw_jetstream(report: &mut Report, scale: Scale, size: usize) -> Vec<us
         );
         report.compare(pair, rows[if clients == 1 { 0 } else { 1 }]);
     }
+    // The alternative without atomic batches: the id claimed first, on its
+    // own subject expecting it empty, and the event published only once the
+    // claim is acknowledged (expecting its subject's last sequence). Two
+    // plain publishes in turn per event.
+    for clients in [1, CLIENTS] {
+        let started = Instant::now();
+        let per = scale.singles / clients;
+        let tasks = (0..clients).map(|c| {
+            let (js, payload) = (js.clone(), payload.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut last = 0u64;
+                for i in 0..per {
+                    let t = Instant::now();
+                    let mut claim = async_nats::HeaderMap::new();
+                    claim.insert("Nats-Expected-Last-Subject-Sequence", "0");
+                    let index = format!("raw.claim.{clients}.{c}.{i}");
+                    js.publish_with_headers(index, claim, Bytes::from_static(b"{}")).await.unwrap().await.unwrap();
+                    let mut chain = async_nats::HeaderMap::new();
+                    chain.insert("Nats-Expected-Last-Subject-Sequence", last.to_string().as_str());
+                    let subject = format!("raw.claimed.{clients}.{c}");
+                    last =
+                        js.publish_with_headers(subject, chain, payload.clone()).await.unwrap().await.unwrap().sequence;
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        });
+        let lat: Vec<Duration> = futures::future::join_all(tasks).await.into_iter().flat_map(Result::unwrap).collect();
+        let pair = report.rate(
+            "ingest",
+            format!("raw JetStream: the id claimed, then the event, two publishes in turn, {clients} client(s)"),
+            &Measured::new(per * clients, started.elapsed(), lat),
+        );
+        report.compare(pair, rows[if clients == 1 { 0 } else { 1 }]);
+    }
     rows
 }
 

@@ -33,6 +33,7 @@ pub async fn run(
         .checkpoint_interval
         .map(|every| tokio::spawn(gateway::checkpoint::run(js.clone(), signing.clone(), public_keys, every)));
 
+    let replicas = stream.cached_info().config.num_replicas;
     let state = Arc::new(gateway::AppState {
         principals,
         ingest: gateway::ingest::Ingest {
@@ -44,6 +45,7 @@ pub async fn run(
             signers,
             cache: gateway::state::Cache::default(),
             publish_timeout: settings.publish_timeout,
+            lone_event_as_two_publishes: replicas <= 1,
             metrics: Arc::default(),
         },
         now: chrono::Utc::now,
