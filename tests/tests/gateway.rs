@@ -153,6 +153,55 @@ async fn fifty_concurrent_writers_on_two_gateways_extend_one_unbroken_chain() {
     assert_eq!(verify(&gw, &subject, &history), vec![]);
 }
 
+/// A request longer than one atomic batch is written in rounds, and each
+/// round's first event expects the subject's position as the round before
+/// left it: a writer on another gateway that got in between the rounds
+/// would have the second round refused and planned again, never forked.
+/// JetStream keeps each message's headers, so the stored messages show what
+/// every write expected.
+#[tokio::test]
+async fn every_round_of_a_long_request_expects_its_subjects_position() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let (a, b) = (new_child(), new_child());
+    register(&gw, &a).await;
+    register(&gw, &b).await;
+    // Two subjects interleaved across two rounds of 500.
+    let batch: Vec<Value> = (0..1000)
+        .map(|i| for_child(EventType::ChildSeen, &format!("long-{i}"), if i % 2 == 0 { &a } else { &b }))
+        .collect();
+    let js = async_nats::jetstream::new(nats.client().await);
+    let stream = js.get_stream(events::subjects::EVENTS_STREAM).await.expect("the stream");
+    // Each subject's position before the request: its registration.
+    let mut last: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for child in [&a, &b] {
+        let registered = stream
+            .get_last_raw_message_by_subject(&events::subjects::event_subject(&child_subject(child)))
+            .await
+            .expect("registered");
+        last.insert(child.clone(), registered.sequence);
+    }
+    let r = gw.post(tokens::HARINGEY, &Value::Array(batch)).await;
+    assert_eq!(r.status, 201, "{}", &r.text[..r.text.len().min(500)]);
+    let mut expecting = Vec::new();
+    for (i, result) in r.json["results"].as_array().expect("results").iter().enumerate() {
+        let seq = result["stream_sequence"].as_u64().expect("stream_sequence");
+        let message = stream.get_raw_message(seq).await.expect("the event");
+        let expected = message
+            .headers
+            .get("Nats-Expected-Last-Subject-Sequence")
+            .map(|v| v.as_str().parse::<u64>().expect("a sequence"));
+        let subject = result["subject"].as_str().expect("subject").to_owned();
+        if let Some(expected) = expected {
+            assert_eq!(Some(&expected), last.get(&subject), "event {i} expects its subject's last position");
+            expecting.push(i);
+        }
+        last.insert(subject, seq);
+    }
+    // The first event of each subject in each round, and no other.
+    assert_eq!(expecting, vec![0, 1, 500, 501]);
+}
+
 #[tokio::test]
 async fn an_old_id_retried_after_the_duplicate_window_and_a_restart_is_not_stored_twice() {
     let nats = NatsServer::start().await;
