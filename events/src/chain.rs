@@ -91,13 +91,28 @@ pub fn signature_valid_any(keys: &[VerifyingKey], digest: &Digest, signature: &s
 }
 
 /// Adds `hash` and `signature` to an unsealed stored document.
-pub fn seal(mut doc: Map<String, Value>, key: &SigningKey) -> Map<String, Value> {
+pub fn seal(doc: Map<String, Value>, key: &SigningKey) -> Map<String, Value> {
+    let (mut doc, digest) = hashed(doc);
+    doc.insert("signature".into(), sign_digest(key, &digest).into());
+    doc
+}
+
+/// The first half of [`seal`]: the document with its `hash`, and the hash.
+/// Hashing must go in chain order (each document names the hash before
+/// it); the second half, [`signed`], can then run anywhere.
+pub fn hashed(mut doc: Map<String, Value>) -> (Map<String, Value>, Digest) {
     doc.remove("hash");
     doc.remove("signature");
     let digest = content_hash(&doc);
     doc.insert("hash".into(), digest.to_string().into());
-    doc.insert("signature".into(), sign_digest(key, &digest).into());
-    doc
+    (doc, digest)
+}
+
+/// The second half of [`seal`]: a [`hashed`] document signed, as the JSON
+/// bytes to store.
+pub fn signed(mut doc: Map<String, Value>, key: &SigningKey, digest: &Digest) -> Result<Vec<u8>, serde_json::Error> {
+    doc.insert("signature".into(), sign_digest(key, digest).into());
+    serde_json::to_vec(&doc)
 }
 
 /// A signing key from its 32-byte seed.

@@ -42,6 +42,26 @@ const TYPES: [EventType; 5] = [
     EventType::ContactRecorded,
 ];
 
+/// Sealing in two halves, hashed in chain order and signed anywhere (as the
+/// gateway signs on every core), stores the very bytes sealing at once does.
+#[test]
+fn hashed_then_signed_is_sealed() {
+    let key = key(1);
+    let now = DateTime::parse_from_rfc3339("2025-06-01T12:00:00Z").expect("time").to_utc();
+    let received =
+        parse_received(&examples::event(EventType::ChildSeen, "halves", "2025-01-14T09:30:00Z"), now).expect("valid");
+    let stamp = Stamp {
+        source: PrincipalName::parse("haringey-csc").expect("name"),
+        recorded_at: DateTime::parse_from_rfc3339("2025-01-14T09:31:00Z").expect("time"),
+        sequence: 2,
+        prevhash: chain::content_hash(&serde_json::Map::new()),
+    };
+    let whole = serde_json::to_vec(&seal(received.to_unsealed_plain(&stamp), &key)).expect("json");
+    let (doc, digest) = chain::hashed(received.to_unsealed_plain(&stamp));
+    assert_eq!(chain::signed(doc, &key, &digest).expect("json"), whole);
+    assert_eq!(verify(&[whole], &key).len(), 1, "a lone second event misses its first, and nothing else");
+}
+
 fn verify(messages: &[Vec<u8>], key: &SigningKey) -> Vec<events::Break> {
     let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
     verify_history(examples::CHILD, &refs, &key.verifying_key(), None)

@@ -27,7 +27,7 @@ use platform::keystore::{KeyError, KeyStore};
 use platform::principals::Principal;
 use rand::RngCore;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -154,6 +154,8 @@ struct NewEvent {
     hash: Digest,
     recorded_at: String,
     event_type: EventType,
+    /// The stored document, hashed and not yet signed.
+    unsigned: Map<String, Value>,
     /// The id's claim in the id index; `None` when an earlier attempt
     /// claimed it for this subject and its event was never stored.
     claim: Option<Outgoing>,
@@ -170,6 +172,47 @@ struct Plan {
     /// Each subject's last stream sequence as planned against: what the
     /// subject's first write expects.
     before: HashMap<Subject, u64>,
+}
+
+/// Signs the planned events and turns them into the bytes to publish, on
+/// every core. Each event's hash is fixed by the plan, one event after
+/// another, since each names the one before it; the signatures and the
+/// bytes depend on nothing but their own event, and signing is most of the
+/// CPU a stored event costs.
+async fn sign_all(key: &SigningKey, new: &mut [NewEvent]) -> Result<(), ApiError> {
+    /// Below this, another thread costs more than it saves.
+    const PER_TASK_AT_LEAST: usize = 64;
+    let work: Vec<(Map<String, Value>, Digest)> =
+        new.iter_mut().map(|n| (std::mem::take(&mut n.unsigned), n.hash)).collect();
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let per_task = work.len().div_ceil(cores).max(PER_TASK_AT_LEAST);
+    let sign = |part: Vec<(Map<String, Value>, Digest)>, key: &SigningKey| {
+        part.into_iter().map(|(doc, hash)| chain::signed(doc, key, &hash)).collect::<Result<Vec<Vec<u8>>, _>>()
+    };
+    let payloads: Vec<Vec<u8>> = if work.len() <= per_task {
+        sign(work, key).map_err(|e| ApiError::Internal(e.into()))?
+    } else {
+        let mut parts = Vec::new();
+        let mut rest = work.into_iter();
+        loop {
+            let part: Vec<_> = rest.by_ref().take(per_task).collect();
+            if part.is_empty() {
+                break;
+            }
+            let key = key.clone();
+            parts.push(tokio::task::spawn_blocking(move || sign(part, &key)));
+        }
+        let mut payloads = Vec::with_capacity(new.len());
+        for part in futures::future::join_all(parts).await {
+            let part = part.map_err(|e| ApiError::Internal(e.into()))?;
+            payloads.extend(part.map_err(|e| ApiError::Internal(e.into()))?);
+        }
+        payloads
+    };
+    for (n, payload) in new.iter_mut().zip(payloads) {
+        n.event_message.payload = Bytes::from(payload);
+    }
+    Ok(())
 }
 
 /// Why planning stopped.
@@ -494,7 +537,7 @@ impl Ingest {
                 sequence: st.sequence + 1,
                 prevhash: st.head,
             };
-            let (payload, hash) = match self.seal_and_sign(event, &stamp).await {
+            let (unsigned, hash) = match self.seal_and_hash(event, &stamp).await {
                 Ok(sealed) => sealed,
                 Err(PlanError::Erased) => {
                     let pointer = personal_pointers(&event.data, "/data").first().cloned().unwrap_or_default();
@@ -518,6 +561,7 @@ impl Ingest {
                 hash,
                 recorded_at: format_time(&stamp.recorded_at),
                 event_type: event.event_type,
+                unsigned,
                 claim: claim_needed.then(|| Outgoing {
                     subject: subjects::id_subject(&principal.name, &event.id),
                     payload: Bytes::from(index_payload.to_string()),
@@ -526,7 +570,8 @@ impl Ingest {
                 }),
                 event_message: Outgoing {
                     subject: subjects::event_subject(&subject),
-                    payload,
+                    // Filled in by `sign_all` once the plan stands.
+                    payload: Bytes::new(),
                     // Set when the event's run is written (see `ingest_inner`).
                     expect_last_subject_seq: None,
                     trace: event.trace.clone(),
@@ -548,14 +593,20 @@ impl Ingest {
         if !conflicts.is_empty() {
             return Err(ApiError::Conflict { errors: conflicts, current_sequence }.into());
         }
+        sign_all(&self.signing, &mut new).await?;
         Ok(Plan { slots, new, after: states, before })
     }
 
     /// The stored form of `event` at `stamp`: its personal fields sealed
     /// under the child's data key (none to seal, no key needed), chained and
-    /// signed. The bytes to publish and their hash; `PlanError::Erased` if
-    /// the child's key has been erased and there is something to seal.
-    async fn seal_and_sign(&self, event: &ReceivedEvent, stamp: &Stamp) -> Result<(Bytes, Digest), PlanError> {
+    /// hashed; `sign_all` signs it. The document and its hash;
+    /// `PlanError::Erased` if the child's key has been erased and there is
+    /// something to seal.
+    async fn seal_and_hash(
+        &self,
+        event: &ReceivedEvent,
+        stamp: &Stamp,
+    ) -> Result<(Map<String, Value>, Digest), PlanError> {
         let data = serde_json::to_value(&event.data).map_err(|e| ApiError::Internal(e.into()))?;
         let mut doc = Value::Object(event.to_unsealed(stamp, data));
         let pointers = personal_pointers(&event.data, "/data");
@@ -586,10 +637,7 @@ impl Ingest {
         let Value::Object(unsealed) = doc else {
             return Err(ApiError::Internal(anyhow::anyhow!("a stored document is not an object")).into());
         };
-        let sealed = chain::seal(unsealed, &self.signing);
-        let hash = chain::content_hash(&sealed);
-        let payload = Bytes::from(serde_json::to_vec(&sealed).map_err(|e| ApiError::Internal(e.into()))?);
-        Ok((payload, hash))
+        Ok(chain::hashed(unsealed))
     }
 
     /// The subject's data key: a child's, or a worker's (whose name is sealed under it).
