@@ -1285,16 +1285,18 @@ fn markdown(report: &Report, elapsed: Duration, pg_version: &str) -> String {
     let _ = writeln!(out, "## Reading the figures\n");
     let _ = writeln!(
         out,
-        "- **Why single events are slow on one server.** The gateway stores each event with its id-index entry \
-         in one atomic batch, so nothing can ever store an id twice. On one server JetStream stages an atomic \
-         batch on disk before committing it, and commits a stream's batches one at a time: compare the row \
-         `raw JetStream: atomic commits of 2 messages` with plain publishes. The gateway's single events sit \
-         close to that primitive. Its group commit (`gateway::publish::Committer`) merges the chunks of \
-         concurrent requests into one commit, which is why 32 clients get several times what one does.\n\
+        "- **Single events on one server.** No (publisher, id) may ever be stored twice, so each event travels \
+         with its id's claim in the id index, and each write expects its subject's last sequence, so no chain \
+         forks. JetStream allows one such expectation per message, so an event costs two messages. On one \
+         server JetStream stages an atomic batch on disk before committing it: compare the rows `raw JetStream: \
+         atomic commits of 2 messages` and `the id claimed, then the event, two publishes in turn`. So a lone \
+         event goes as two plain publishes, its claim and then itself, and the gateway's single events sit \
+         close to that second primitive. Under concurrent load the group commit (`gateway::publish::Committer`) \
+         shares one atomic commit among many requests' events and claims instead.\n\
          - **On three replicas** every write is a Raft round as well as an fsync, plain publishes cost about \
-         what atomic commits do, and the gateway is closer to raw.\n\
+         what atomic commits do, so there a lone event stays one atomic batch of its claim and itself.\n\
          - **Batches** amortise the commit: the gateway's batches of 1,000 stay below raw JetStream because each \
-         event is validated, stamped, hashed (RFC 8785), signed (Ed25519) and, where it carries personal data, \
+         event is validated, stamped, hashed (RFC 8785), signed (Ed25519, on every core) and, where it carries personal data, \
          sealed, and because the stream holds two messages per event.\n\
          - **Projection** writes every read model in the batch's transaction and refolds each touched subject \
          from its whole history, so it runs at a fraction of a bare `COPY` into one table.\n\
