@@ -340,9 +340,14 @@ impl KeyStore {
         let mut erased = false;
         let mut from = 1;
         while from < tombstone_revision {
-            let held = match stream.direct_get_next_for_subject(subject.clone(), Some(from)).await {
+            // From the stream's leader, not a direct get: any replica may
+            // answer a direct get, and one that is stopped lets it time out
+            // (a 503 for as long as it stays away) or one that is behind
+            // may not hold the key yet, leaving it on disk.
+            let next = stream.raw_message_builder().sequence(from).next_by_subject(subject.clone()).send().await;
+            let held = match next {
                 Ok(message) => message,
-                Err(e) if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound => break,
+                Err(e) if e.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound => break,
                 Err(e) => return Err(KeyError::unavailable("reading a key's history", e)),
             };
             if held.sequence >= tombstone_revision {
