@@ -774,12 +774,16 @@ async fn look(
     let mut oldest: Option<i64> = None;
     if last > position {
         for filter in &settings.partitions.filters() {
-            match stream.direct_get_next_for_subject(filter.as_str(), Some(position + 1)).await {
+            // From the stream's leader, like the last sequence above: a
+            // direct get may be answered by a replica that is behind, which
+            // would not hold the message yet and report no lag.
+            let next = stream.raw_message_builder().sequence(position + 1).next_by_subject(filter.clone()).send().await;
+            match next {
                 Ok(message) => {
                     let at = i64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
                     oldest = Some(oldest.map_or(at, |o| o.min(at)));
                 }
-                Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => {}
+                Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {}
                 Err(e) => return Err(js_error(e)),
             }
         }
