@@ -10,6 +10,7 @@
 use crate::facts::{
     Allocation, Assessment, CouncilSetting, CpPlan, Icpc, Referral, Section47, WorkerSpell, setting_on,
 };
+use crate::tally::{Measure, REFERRAL_NFA, REFERRAL_REPEAT, Summed};
 use chrono::{Datelike, Days, NaiveDate};
 use events::calendar::{Calendar, add_months, sub_months};
 use events::ids::{CouncilCode, WorkerId};
@@ -296,13 +297,17 @@ pub struct IcpcBands {
 
 impl IcpcBands {
     fn count(&mut self, working_days: i64) {
+        self.count_n(working_days, 1);
+    }
+
+    fn count_n(&mut self, working_days: i64, n: usize) {
         let band = match working_days {
             ..=10 => &mut self.up_to_10,
             11..=15 => &mut self.from_11_to_15,
             16..=20 => &mut self.from_16_to_20,
             _ => &mut self.over_20,
         };
-        *band += 1;
+        *band += n;
     }
 }
 
@@ -331,7 +336,7 @@ pub struct DurationBands {
 }
 
 impl DurationBands {
-    fn count(&mut self, working_days: i64) {
+    fn count_n(&mut self, working_days: i64, n: usize) {
         let band = match working_days {
             ..=0 => &mut self.same_day,
             1..=10 => &mut self.up_to_10,
@@ -343,7 +348,7 @@ impl DurationBands {
             51..=60 => &mut self.up_to_60,
             _ => &mut self.over_60,
         };
-        *band += 1;
+        *band += n;
     }
 }
 
@@ -389,7 +394,7 @@ fn per_10000(name: Name, numerator: usize, population: Option<i64>, detail: Deta
 
 /// Every indicator for `period`, as known `today`.
 pub fn compute(data: &CouncilData, period: Period, today: NaiveDate, calendar: &Calendar) -> Vec<Indicator> {
-    let at = period.to.min(today).max(period.from);
+    let at = day_counted(period, today);
     let setting = setting_on(&data.settings, at).cloned().unwrap_or_default();
     let population = setting.population_0_17;
     vec![
@@ -400,10 +405,10 @@ pub fn compute(data: &CouncilData, period: Period, today: NaiveDate, calendar: &
         plans_open_at_period_end(data, at, population),
         plans_lasting_2_years_or_more(data, period),
         second_or_subsequent_plans(data, period),
-        plans_reviewed_within_timescale(data, period, today),
+        plans_reviewed_within_timescale(data.plans.iter().map(|(_, p)| p), period, today),
         children_on_plans_seen_within_interval(data, at, &setting),
-        caseload_per_worker(data, at, &setting),
-        vacancy_rate(data, at, &setting),
+        caseload_per_worker(&worker_loads(data, at), at, &setting),
+        vacancy_rate(&data.spells, at, &setting),
         children_in_need_at_period_end(data, at, population),
         per_10000(
             Name::Section47s,
@@ -427,6 +432,152 @@ pub fn compute(data: &CouncilData, period: Period, today: NaiveDate, calendar: &
         assessment_duration_median(data, period, calendar),
         unallocated_cases(data, at),
     ]
+}
+
+/// The day indicators of a moment are taken on: the period's last day, or
+/// today while the period runs.
+pub fn day_counted(period: Period, today: NaiveDate) -> NaiveDate {
+    period.to.min(today).max(period.from)
+}
+
+/// What the indicators of one council and period are read from in place of
+/// its whole facts: its tallies summed (see [`crate::tally`]) and the few
+/// rows tallies cannot hold. `compute_tallied` gives from it what
+/// [`compute`] gives from the facts.
+#[derive(Debug, Clone, Default)]
+pub struct Tallied {
+    pub settings: Vec<CouncilSetting>,
+    /// The tallies over the period, split at [`Summed::segments`], and up
+    /// to the [`day_counted`].
+    pub summed: Summed,
+    /// The council's plans that may have had a review fall due in the
+    /// period: not ended by its first day, ICPC before its last.
+    pub plans_under_review: Vec<CpPlan>,
+    /// Children starting a plan in the period, and how many of them had an earlier plan.
+    pub starting_plans: (usize, usize),
+    /// Children on a plan on the day counted, and how many of them were
+    /// seen within the visit interval (the council's on that day).
+    pub on_plans_seen: (usize, usize),
+    /// Spells of workers who were ever in the council.
+    pub spells: Vec<(WorkerId, WorkerSpell)>,
+    /// Open cases on the day counted, by worker.
+    pub cases: BTreeMap<WorkerId, usize>,
+}
+
+/// The visit interval in calendar days under `setting`.
+pub fn visit_interval(setting: &CouncilSetting) -> i64 {
+    setting.visit_interval_days.map_or(DEFAULT_VISIT_INTERVAL_DAYS, i64::from)
+}
+
+/// Every indicator for `period`, as known `today`, from tallies: the same
+/// figures as [`compute`] over the facts the tallies were made from.
+pub fn compute_tallied(t: &Tallied, period: Period, today: NaiveDate) -> Vec<Indicator> {
+    let at = day_counted(period, today);
+    let setting = setting_on(&t.settings, at).cloned().unwrap_or_default();
+    let population = setting.population_0_17;
+    let s = &t.summed;
+    let all = |_| true;
+    let referrals = s.total(Measure::Referral, all);
+    let durations: Vec<(i64, usize)> =
+        s.keys(Measure::AssessmentDuration).into_iter().map(|(k, n)| (i64::from(k), n)).collect();
+    let (on_plan, seen) = t.on_plans_seen;
+    let (starting, second) = t.starting_plans;
+    let in_need = s.open(Measure::InNeed);
+    vec![
+        per_10000(
+            Name::Referrals,
+            referrals,
+            population,
+            Detail::Referrals { no_further_action: s.total(Measure::Referral, |k| k & REFERRAL_NFA != 0) },
+        ),
+        share(Name::ReReferrals, s.total(Measure::Referral, |k| k & REFERRAL_REPEAT != 0), referrals, Detail::None {}),
+        tallied_assessments_within_timescale(t, period),
+        tallied_icpc_within_15_working_days(s),
+        per_10000(Name::PlansOpen, s.open(Measure::PlansOpen), population, Detail::On { on: at }),
+        share(
+            Name::PlansLasting2Years,
+            s.total(Measure::PlanEnded, |k| k == 1),
+            s.total(Measure::PlanEnded, all),
+            Detail::None {},
+        ),
+        share(Name::SecondPlans, second, starting, Detail::None {}),
+        plans_reviewed_within_timescale(t.plans_under_review.iter(), period, today),
+        share(Name::ChildrenSeen, seen, on_plan, Detail::Visits { interval_days: visit_interval(&setting), on: at }),
+        caseload_per_worker(&loads_of(&t.spells, &t.cases, at), at, &setting),
+        vacancy_rate(&t.spells, at, &setting),
+        per_10000(Name::ChildrenInNeed, in_need, population, Detail::On { on: at }),
+        per_10000(Name::Section47s, s.total(Measure::Section47, all), population, Detail::None {}),
+        per_10000(
+            Name::InitialConferences,
+            s.total(Measure::Icpc, all) + s.total(Measure::IcpcStartUnknown, all),
+            population,
+            Detail::None {},
+        ),
+        per_10000(Name::PlansStarted, s.total(Measure::PlanStarted, all), population, Detail::None {}),
+        share(
+            Name::AssessedNotInNeed,
+            s.total(Measure::AssessmentFinding, |k| k == 0),
+            s.total(Measure::AssessmentFinding, all),
+            Detail::None {},
+        ),
+        duration_median(&durations),
+        share(Name::UnallocatedCases, s.open(Measure::Unallocated), in_need, Detail::On { on: at }),
+    ]
+}
+
+/// [`assessments_within_timescale`] from tallies: each segment of the
+/// period has one setting, so one timescale.
+fn tallied_assessments_within_timescale(t: &Tallied, period: Period) -> Indicator {
+    let starts = std::iter::once(period.from).chain(Summed::segments(&t.settings, period.from, period.to));
+    let (mut within, mut total, mut local) = (0, 0, false);
+    let mut timescales = BTreeSet::new();
+    for (segment, start) in starts.enumerate() {
+        let configured = setting_on(&t.settings, start).and_then(|s| s.assessment_timescale_days);
+        let timescale = configured.map_or(DEFAULT_ASSESSMENT_DAYS, i64::from);
+        let counted: Vec<(i64, i64)> = t
+            .summed
+            .over
+            .iter()
+            .filter(|((m, seg, _), _)| *m == Measure::AssessmentDuration && *seg == segment)
+            .map(|((_, _, key), n)| (i64::from(*key), *n))
+            .collect();
+        let n: i64 = counted.iter().map(|(_, n)| n).sum();
+        if n <= 0 {
+            continue;
+        }
+        local |= configured.is_some();
+        timescales.insert(timescale);
+        total += n;
+        within += counted.iter().filter(|(days, _)| *days <= timescale).map(|(_, n)| n).sum::<i64>();
+    }
+    if timescales.is_empty() {
+        let configured = setting_on(&t.settings, period.to).and_then(|s| s.assessment_timescale_days);
+        local = configured.is_some();
+        timescales.insert(configured.map_or(DEFAULT_ASSESSMENT_DAYS, i64::from));
+    }
+    let count = |n: i64| usize::try_from(n).unwrap_or(0);
+    share(
+        Name::AssessmentsWithinTimescale,
+        count(within),
+        count(total),
+        Detail::Assessments { timescale_working_days: timescales.into_iter().collect(), local_timescale: local },
+    )
+}
+
+/// [`icpc_within_15_working_days`] from tallies.
+fn tallied_icpc_within_15_working_days(s: &Summed) -> Indicator {
+    let mut bands = IcpcBands::default();
+    let mut within = 0;
+    let unknown = s.total(Measure::IcpcStartUnknown, |_| true);
+    let mut total = unknown;
+    for (days, n) in s.keys(Measure::Icpc) {
+        bands.count_n(i64::from(days), n);
+        total += n;
+        if i64::from(days) <= ICPC_DAYS {
+            within += n;
+        }
+    }
+    share(Name::IcpcWithin15WorkingDays, within, total, Detail::Icpc { bands, s47_start_unknown: unknown })
 }
 
 /// Children in need on `at`: the council's episodes open that day, from a
@@ -472,7 +623,6 @@ fn assessments_finding_no_need(data: &CouncilData, period: Period) -> Indicator 
 /// authorised in the period (the lower middle of an even count, as the
 /// DfE's whole-day medians), with the DfE's bands.
 fn assessment_duration_median(data: &CouncilData, period: Period, calendar: &Calendar) -> Indicator {
-    let mut bands = DurationBands::default();
     let mut days: Vec<i64> = data
         .assessments
         .iter()
@@ -480,15 +630,38 @@ fn assessment_duration_median(data: &CouncilData, period: Period, calendar: &Cal
         .map(|(start, done)| calendar.working_days_between(start, done))
         .collect();
     days.sort_unstable();
-    for d in &days {
-        bands.count(*d);
+    let counted: Vec<(i64, usize)> = days.iter().map(|d| (*d, 1)).collect();
+    duration_median(&counted)
+}
+
+/// The median and bands of durations given as (working days, how many),
+/// in ascending order of days.
+fn duration_median(counted: &[(i64, usize)]) -> Indicator {
+    let mut bands = DurationBands::default();
+    for (d, n) in counted {
+        bands.count_n(*d, *n);
     }
-    let median = (!days.is_empty()).then(|| days[(days.len() - 1) / 2] as f64);
+    let total: usize = counted.iter().map(|(_, n)| n).sum();
+    // The lower middle: the ((total - 1) / 2)th duration, counting from 0.
+    let median = (total > 0).then(|| {
+        let mut left = (total - 1) / 2;
+        counted
+            .iter()
+            .find(|(_, n)| {
+                if left < *n {
+                    true
+                } else {
+                    left -= n;
+                    false
+                }
+            })
+            .map_or(0.0, |(d, _)| *d as f64)
+    });
     Indicator {
         name: Name::AssessmentDuration,
         unit: Unit::WorkingDays,
         numerator: median.unwrap_or(0.0),
-        denominator: Some(days.len() as f64),
+        denominator: Some(total as f64),
         value: median,
         detail: Detail::Durations { bands },
         comparators: Vec::new(),
@@ -599,10 +772,14 @@ fn second_or_subsequent_plans(data: &CouncilData, period: Period) -> Indicator {
 /// while it was open in the period was held on time: the first within three
 /// months of the ICPC, each later one within six months of the one before.
 /// Plans with no review due in the period are not counted either way.
-fn plans_reviewed_within_timescale(data: &CouncilData, period: Period, today: NaiveDate) -> Indicator {
+fn plans_reviewed_within_timescale<'a>(
+    plans: impl Iterator<Item = &'a CpPlan>,
+    period: Period,
+    today: NaiveDate,
+) -> Indicator {
     let mut on_time = 0;
     let mut counted = 0;
-    for (_, plan) in &data.plans {
+    for plan in plans {
         match reviews_on_time(plan, period, today) {
             Some(true) => {
                 counted += 1;
@@ -644,7 +821,7 @@ pub fn reviews_on_time(plan: &CpPlan, period: Period, today: NaiveDate) -> Optio
 }
 
 fn children_on_plans_seen_within_interval(data: &CouncilData, at: NaiveDate, setting: &CouncilSetting) -> Indicator {
-    let interval = setting.visit_interval_days.map_or(DEFAULT_VISIT_INTERVAL_DAYS, i64::from);
+    let interval = visit_interval(setting);
     let since = at.checked_sub_days(Days::new(interval.max(0) as u64)).unwrap_or(at);
     let children: BTreeSet<uuid::Uuid> =
         data.plans.iter().filter(|(_, p)| p.open_on(at)).map(|(child, _)| *child).collect();
@@ -658,19 +835,32 @@ fn children_on_plans_seen_within_interval(data: &CouncilData, at: NaiveDate, set
 /// Open allocated cases per case-holding FTE in the council, on `at`, and
 /// each worker's own ratio against the threshold.
 pub fn worker_loads(data: &CouncilData, at: NaiveDate) -> BTreeMap<WorkerId, (WorkerSpell, usize)> {
-    let mut loads: BTreeMap<WorkerId, (WorkerSpell, usize)> =
-        data.spells.iter().filter(|(_, s)| s.open_on(at)).map(|(worker, s)| (*worker, (s.clone(), 0))).collect();
+    let mut cases: BTreeMap<WorkerId, usize> = BTreeMap::new();
     for (_, a) in data.allocations.iter().filter(|(_, a)| a.open_on(at)) {
-        if let Some((_, n)) = loads.get_mut(&a.worker_id) {
-            *n += 1;
-        }
+        *cases.entry(a.worker_id).or_default() += 1;
     }
-    loads
+    loads_of(&data.spells, &cases, at)
 }
 
-fn caseload_per_worker(data: &CouncilData, at: NaiveDate, setting: &CouncilSetting) -> Indicator {
+/// Each worker in post on `at` with the open cases `cases` gives them.
+fn loads_of(
+    spells: &[(WorkerId, WorkerSpell)],
+    cases: &BTreeMap<WorkerId, usize>,
+    at: NaiveDate,
+) -> BTreeMap<WorkerId, (WorkerSpell, usize)> {
+    spells
+        .iter()
+        .filter(|(_, s)| s.open_on(at))
+        .map(|(worker, s)| (*worker, (s.clone(), cases.get(worker).copied().unwrap_or(0))))
+        .collect()
+}
+
+fn caseload_per_worker(
+    loads: &BTreeMap<WorkerId, (WorkerSpell, usize)>,
+    at: NaiveDate,
+    setting: &CouncilSetting,
+) -> Indicator {
     let threshold = setting.caseload_threshold.map_or(DEFAULT_CASELOAD_THRESHOLD, f64::from);
-    let loads = worker_loads(data, at);
     let holders: Vec<&(WorkerSpell, usize)> = loads.values().filter(|(s, _)| s.holds_cases()).collect();
     let cases: usize = holders.iter().map(|(_, n)| n).sum();
     let fte: f64 = holders.iter().map(|(s, _)| s.fte).sum();
@@ -700,9 +890,9 @@ pub fn over_threshold(cases: usize, fte: f64, threshold: f64) -> bool {
 /// post filled by a permanent social worker of any grade (managers too),
 /// vacant FTE the funded posts no one permanent fills. Agency staff cover
 /// vacancies but do not fill posts.
-fn vacancy_rate(data: &CouncilData, at: NaiveDate, setting: &CouncilSetting) -> Indicator {
+fn vacancy_rate(spells: &[(WorkerId, WorkerSpell)], at: NaiveDate, setting: &CouncilSetting) -> Indicator {
     let in_post = |agency: bool| -> f64 {
-        data.spells
+        spells
             .iter()
             .filter(|(_, s)| s.open_on(at) && s.is_social_worker() && s.agency == agency)
             .map(|(_, s)| s.fte)
@@ -734,12 +924,21 @@ pub struct Document {
 
 /// The document from facts already loaded (one load serves many periods).
 pub fn document_from(data: &CouncilData, council: &CouncilCode, period: Period, today: NaiveDate) -> Document {
+    document_of(compute(data, period, today, Calendar::england_and_wales()), council, period)
+}
+
+/// The document from a council's tallies for the period.
+pub fn document_tallied(t: &Tallied, council: &CouncilCode, period: Period, today: NaiveDate) -> Document {
+    document_of(compute_tallied(t, period, today), council, period)
+}
+
+fn document_of(indicators: Vec<Indicator>, council: &CouncilCode, period: Period) -> Document {
     Document {
         council: council.clone(),
         period: period.label(),
         from: period.from,
         to: period.to,
-        indicators: compute(data, period, today, Calendar::england_and_wales())
+        indicators: indicators
             .into_iter()
             .map(|mut i| {
                 i.comparators = comparators(i.name, council);

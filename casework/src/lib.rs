@@ -37,3 +37,4 @@ pub mod narrative;
 pub mod plo;
 pub mod quality;
 pub mod summary;
+pub mod tally;

@@ -9,41 +9,18 @@
 //! role, is `tests/tests/read_side.rs`; this one runs thousands of
 //! histories in seconds and shrinks a failure to a few events.
 
-use casework::facts::{History, Recorded};
-use casework::indicators::{CouncilData, Period};
-use chrono::{DateTime, NaiveDate};
-use events::EventType;
-use events::arbitrary::{COUNCILS, population, stored_data};
-use events::calendar::{Calendar, business_date_of};
-use events::ids::{CouncilCode, EventId, PrincipalName};
-use proptest::prelude::*;
-use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+mod common;
 
-/// Each subject's history as the read models keep it (in the stored form,
-/// personal fields sealed), by subject.
-fn histories(events: &[Value]) -> BTreeMap<String, History> {
-    let mut out: BTreeMap<String, Vec<Recorded>> = BTreeMap::new();
-    let source = "safeguard-admin";
-    for (e, data) in events.iter().zip(stored_data(events, source)) {
-        let data = data.unwrap_or_else(|| panic!("the generator made an event the catalogue refuses: {e}"));
-        let subject = e["subject"].as_str().unwrap_or_default().to_owned();
-        let time = DateTime::parse_from_rfc3339(e["time"].as_str().unwrap_or_default()).unwrap_or_default();
-        let list = out.entry(subject).or_default();
-        list.push(Recorded {
-            sequence: list.len() as i64 + 1,
-            event_id: EventId::parse(e["id"].as_str().unwrap_or_default()).expect("event id"),
-            source: PrincipalName::parse(source).expect("principal"),
-            occurred_at: time.to_utc(),
-            business_date: business_date_of(&time),
-            recorded_at: time.to_utc(),
-            data,
-            author_role: None,
-            significant: None,
-        });
-    }
-    out.into_iter().map(|(s, h)| (s, History::new(h).expect("a stored history folds"))).collect()
-}
+use casework::facts::History;
+use casework::indicators::{CouncilData, Period};
+use chrono::NaiveDate;
+use common::histories;
+use events::EventType;
+use events::arbitrary::{COUNCILS, population};
+use events::calendar::Calendar;
+use events::ids::CouncilCode;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, HashSet};
 
 fn unique<'a>(what: &str, keys: impl IntoIterator<Item = &'a str>) -> Result<(), TestCaseError> {
     let mut seen = HashSet::new();
@@ -54,7 +31,7 @@ fn unique<'a>(what: &str, keys: impl IntoIterator<Item = &'a str>) -> Result<(),
 }
 
 fn kind_of(history: &History) -> Option<EventType> {
-    history.first().map(Recorded::event_type)
+    history.first().map(casework::facts::Recorded::event_type)
 }
 
 proptest! {

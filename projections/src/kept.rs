@@ -30,6 +30,8 @@ pub(crate) struct Rows {
     pub facts: ChildFacts,
     pub flags: Vec<casework::quality::Flag>,
     pub alerts: Vec<casework::alerts::Alert>,
+    /// The child's indicator tallies, as `indicator_part` holds them.
+    pub tallies: Vec<casework::tally::Tally>,
 }
 
 /// One child's kept fold.

@@ -48,6 +48,7 @@ pub mod refold;
 pub mod runtime;
 pub mod statistics;
 pub mod store;
+pub(crate) mod tally;
 pub mod trace;
 
 /// The read-model tables.
@@ -81,7 +82,10 @@ pub async fn migrate(pool: &sqlx::PgPool, schema: &str) -> Result<(), sqlx::migr
     sqlx::query("select pg_advisory_lock(hashtext('safeguard read-model migrations'))").execute(&mut conn).await?;
     let create = format!("create schema if not exists {schema}");
     let result = match sqlx::query(&create).execute(&mut conn).await {
-        Ok(_) => MIGRATOR.run_direct(&mut conn).await,
+        Ok(_) => match MIGRATOR.run_direct(&mut conn).await {
+            Ok(()) => tally::backfill(&mut conn).await.map_err(Into::into),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e.into()),
     };
     let _ =

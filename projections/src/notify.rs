@@ -114,12 +114,10 @@ async fn publish(
     for (council, years) in dirty.councils {
         let mut periods: BTreeSet<i32> = years;
         periods.insert(chrono::Datelike::year(&current.from));
-        // One read of the council's facts serves every period marked.
-        let data = indicators::load(pool, &council).await?;
         for year in periods {
             let Some(from) = NaiveDate::from_ymd_opt(year, 4, 1) else { continue };
             let period = Period::containing(from);
-            let doc = casework::indicators::document_from(&data, &council, period, today);
+            let doc = indicators::document(pool, &council, period, today).await?;
             let subject = indicators_change_subject(council.as_str(), &doc.period);
             send(client, subject, serde_json::to_vec(&doc)?, last).await?;
         }

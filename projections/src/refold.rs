@@ -162,7 +162,7 @@ pub async fn refold(
 /// Queues the children of `councils` in the read models (but the parked,
 /// whose rows wait for their own messages) to be folded again by
 /// [`drain`], each under its own partition.
-async fn queue_children_of(
+pub(crate) async fn queue_children_of(
     tx: &mut Transaction<'_, Postgres>,
     councils: &BTreeSet<CouncilCode>,
 ) -> Result<(), sqlx::Error> {
@@ -271,7 +271,8 @@ async fn council_settings(
     Ok(out)
 }
 
-/// Every table [`ChildRows::write`] fills, each keyed by child. A refold
+/// Every table [`ChildRows::write`] fills, each keyed by child (and
+/// `indicator_part`, which [`crate::tally::Writes`] rewrites). A refold
 /// deletes a child's rows from all of them before writing them afresh, so a
 /// table left off this list would be written twice and refuse the second
 /// write for ever (as `quality_flag` once was). The read-side test checks
@@ -358,6 +359,7 @@ async fn refold_children(
         entries.retain(|child, entry| stamps.get(child) == Some(&entry.stamp));
     }
     let afresh: Vec<uuid::Uuid> = ids.iter().filter(|c| !entries.contains_key(c)).copied().collect();
+    let mut tallies = crate::tally::Writes::default();
     if !afresh.is_empty() {
         for table in CHILD_TABLES {
             sqlx::query(&format!("delete from {table} where child_id = any($1)"))
@@ -365,6 +367,7 @@ async fn refold_children(
                 .execute(&mut **tx)
                 .await?;
         }
+        tallies.take_afresh(tx, &afresh).await?;
     }
     let mut histories: Vec<(String, Option<Entry>, Vec<Recorded>)> = Vec::with_capacity(ids.len());
     let subjects: Vec<String> = afresh.iter().map(uuid::Uuid::to_string).collect();
@@ -395,15 +398,16 @@ async fn refold_children(
         // A child's history the gateway did not write (no registration, a
         // correction that does not fit): a content error, which parks the child.
         let history = history.map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        let (facts, flags, alerts) = folded(&subject, || {
+        let (facts, flags, alerts, tallied) = folded(&subject, || {
             let calendar = events::calendar::Calendar::england_and_wales();
             let facts = casework::facts::fold_child(&history)?;
+            let tallied = casework::tally::tallies(&facts, &settings, calendar);
             let census = casework::cin::fold(&history, NaiveDate::MAX, calendar);
             let mut flags = casework::quality::flags(&census);
             // In a fixed order, so the rows do not depend on the order the events arrived in.
             flags.sort_by(|a, b| (a.rule, &a.reference, a.on, &a.detail).cmp(&(b.rule, &b.reference, b.on, &b.detail)));
             let alerts = casework::alerts::fold(ChildId::from_uuid(child), &history, &facts, &settings, calendar);
-            Ok((facts, flags, alerts))
+            Ok((facts, flags, alerts, tallied))
         })?
         .map_err(|e: casework::facts::HistoryError| sqlx::Error::Decode(Box::new(e)))?;
         changed.alerts.extend(alerts.iter().map(|a| (a.council.clone(), a.team.clone())));
@@ -413,12 +417,16 @@ async fn refold_children(
         }
         changed.councils.extend(facts.referrals.iter().map(|r| r.council.clone()));
         changed.councils.extend(facts.plans.iter().map(|p| p.council.clone()));
-        let now = Rows { facts, flags, alerts };
+        let now = Rows { facts, flags, alerts, tallies: tallied };
         rows.add(child, before.as_ref(), &now);
+        tallies.add(child, before.as_ref().map(|b| &b.tallies[..]), &now.tallies);
         let entry = Entry { stamp: uuid::Uuid::new_v4(), history, rows: now };
         out.push((child, FoldedChild { subject, entry }));
     }
     rows.write(tx).await?;
+    // Last of the child rows: the tallies' rows are shared with other
+    // projectors, and are held from here until the batch commits.
+    tallies.write(tx).await?;
     sqlx::query(
         "insert into child_fold (child_id, stamp) select * from unnest($1::uuid[], $2::uuid[])
          on conflict (child_id) do update set stamp = excluded.stamp",

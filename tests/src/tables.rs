@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 
 /// The casework tables: what late facts must leave as if they came in business order.
-pub const CASEWORK: [(&str, &str); 12] = [
+pub const CASEWORK: [(&str, &str); 14] = [
     ("quality_flag", "child_id, ordinal"),
     ("child_review", "child_id, review_id"),
     ("child_status", "child_id"),
@@ -16,6 +16,8 @@ pub const CASEWORK: [(&str, &str); 12] = [
     ("worker_spell", "worker_id, ordinal"),
     ("council_setting", "council, effective_from"),
     ("section_47", "child_id, s47_id"),
+    ("indicator_part", "child_id, council, measure, day, key"),
+    ("indicator_tally", "council, measure, day, key"),
 ];
 
 /// Columns that are keys of arrival, not facts: `sighting.ordinal` is the
@@ -37,12 +39,13 @@ pub async fn checksum_without(pool: &PgPool, table: &str, order: &str, left_out:
 
 /// The read-model tables left out of comparisons, and why: what they hold
 /// is when or how a projector ran, not what the stream says.
-pub const NOT_COMPARED: [(&str, &str); 5] = [
+pub const NOT_COMPARED: [(&str, &str); 6] = [
     ("projector_position", "when each projector ran"),
     ("projector_health", "what each projector last saw, on its timer"),
     ("parked_subject", "the error a projector met, in its words"),
     ("child_fold", "which writing of a child's rows a projector last made"),
     ("_sqlx_migrations", "when the schema was migrated"),
+    ("indicator_backfill", "whether the schema was migrated over read models older than tallies"),
 ];
 
 /// Every read-model table with the order that makes its rows comparable.

@@ -774,3 +774,62 @@ async fn the_projector_analyses_its_tables_once_they_have_grown() {
         .expect("reltuples");
     assert!(estimated >= 200.0, "the planner now knows the table's size: {estimated}");
 }
+
+/// Read models written before indicator tallies existed hold none; the
+/// migration marks them, and the first projector to migrate queues every
+/// child to be folded again, once. Folded, the tallies equal those the
+/// projector wrote as the events came.
+#[tokio::test]
+async fn read_models_older_than_tallies_are_folded_again_once() {
+    const CHILDREN: usize = 40;
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let histories: Vec<Value> = (0..CHILDREN)
+        .flat_map(|i| {
+            let child = uuid::Uuid::new_v4().to_string();
+            [
+                tests::fixtures::registered(&format!("reg-{i}"), &child, "E09000014"),
+                child_event(EventType::ReferralReceived, &format!("ref-{i}"), &child),
+                child_event(EventType::AssessmentStarted, &format!("asm-{i}"), &child),
+            ]
+        })
+        .collect();
+    let r = gw.post(tokens::ADMIN, &Value::Array(histories)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let last = r.json["results"].as_array().and_then(|a| a.last()).and_then(|l| l["stream_sequence"].as_u64());
+    project_until(&gw, &nats.url(), &pool, last.expect("position")).await;
+    let tallies = |pool: PgPool| async move {
+        (
+            tests::tables::checksum(&pool, "indicator_part", "child_id, council, measure, day, key").await,
+            tests::tables::checksum(&pool, "indicator_tally", "council, measure, day, key").await,
+        )
+    };
+    let written = tallies(pool.clone()).await;
+    let referrals: i64 =
+        sqlx::query_scalar("select coalesce(sum(n), 0)::bigint from indicator_tally where measure = 'referral'")
+            .fetch_one(&pool)
+            .await
+            .expect("sum");
+    assert_eq!(referrals, CHILDREN as i64, "each child's referral is tallied");
+
+    // As an older release left them: no tallies, and the migration's marker.
+    sqlx::query("truncate indicator_part, indicator_tally").execute(&pool).await.expect("truncate");
+    sqlx::query("insert into indicator_backfill values (false)").execute(&pool).await.expect("mark");
+    projections::migrate(&pool, projections::LIVE_SCHEMA).await.expect("migrate");
+    assert_eq!(count(&pool, "refold_pending").await, CHILDREN as i64, "every child is queued");
+    assert_eq!(count(&pool, "indicator_backfill").await, 0, "the marker is taken");
+    let all = events::subjects::Partitions::all();
+    let mut tx = pool.begin().await.expect("begin");
+    let drained = projections::refold::drain(&mut tx, all.numbers(), 1000, &projections::kept::Kept::default())
+        .await
+        .expect("drain");
+    tx.commit().await.expect("commit");
+    assert_eq!((drained.children, drained.left), (CHILDREN, 0));
+    assert_eq!(tallies(pool.clone()).await, written, "folded again, the tallies are as written live");
+
+    // Once: a second migration queues nothing.
+    projections::migrate(&pool, projections::LIVE_SCHEMA).await.expect("migrate again");
+    assert_eq!(count(&pool, "refold_pending").await, 0);
+}

@@ -71,8 +71,10 @@ async fn a_second_referral_while_the_first_is_open_then_a_plan_is_applied_withou
 /// Every table keyed by child is refolded whole: the list the refold
 /// deletes from covers every table of the schema with a `child_id`,
 /// but the chronology (one row per event, never rewritten), the
-/// identifier index (rewritten by its own refresh) and the queue of
-/// children to fold again (which a refold empties, never writes).
+/// identifier index (rewritten by its own refresh), a child's indicator
+/// tallies (rewritten by `tally::Writes`, which must read what it
+/// deletes) and the queue of children to fold again (which a refold
+/// empties, never writes).
 #[tokio::test]
 async fn every_table_keyed_by_child_is_rewritten_by_a_refold() {
     let db = tests::TestDatabase::create().await;
@@ -88,7 +90,10 @@ async fn every_table_keyed_by_child_is_rewritten_by_a_refold() {
     let left: Vec<&String> = tables
         .iter()
         .filter(|t| !projections::refold::CHILD_TABLES.contains(&t.as_str()))
-        .filter(|t| !["chronology_entry", "child_identifier", "refold_pending", "child_fold"].contains(&t.as_str()))
+        .filter(|t| {
+            !["chronology_entry", "child_identifier", "indicator_part", "refold_pending", "child_fold"]
+                .contains(&t.as_str())
+        })
         .collect();
     assert!(left.is_empty(), "tables keyed by child that a refold would write twice: {left:?}");
 }
@@ -212,6 +217,35 @@ mod generated {
             let answer = system.query.get(tokens::ADMIN, &path).await;
             if answer.status != 200 {
                 return Err(format!("GET {path} answered {}: {}", answer.status, answer.text));
+            }
+        }
+        // The indicators the projector's tallies give are those of the
+        // council's whole facts, for financial years, spans across them
+        // and days counted before, within and after.
+        for council in COUNCILS {
+            let council = events::ids::CouncilCode::parse(council).map_err(|e| e.to_string())?;
+            let data = projections::indicators::load(&system.pool, &council).await.map_err(|e| e.to_string())?;
+            let day = |s: &str| s.parse::<chrono::NaiveDate>().map_err(|e| e.to_string());
+            let mut periods = Vec::new();
+            for year in ["2019-20", "2021-22", "2024-25", "2025-26", "2026-27"] {
+                periods.push(casework::indicators::Period::financial_year(year)?);
+            }
+            periods.push(casework::indicators::Period { from: day("2020-02-11")?, to: day("2023-07-30")? });
+            periods.push(casework::indicators::Period { from: day("2025-12-24")?, to: day("2026-01-02")? });
+            for period in periods {
+                for today in [day("2025-06-15")?, day("2026-11-30")?] {
+                    let expected = casework::indicators::document_from(&data, &council, period, today);
+                    let got = projections::indicators::document(&system.pool, &council, period, today)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if got != expected {
+                        return Err(format!(
+                            "indicators of {council} for {period:?} on {today} from tallies differ from the facts':\n{}\n{}",
+                            serde_json::to_string(&got).unwrap_or_default(),
+                            serde_json::to_string(&expected).unwrap_or_default()
+                        ));
+                    }
+                }
             }
         }
         let parked: i64 = sqlx::query_scalar("select count(*) from parked_subject")

@@ -634,14 +634,13 @@ async fn dashboard(
     serve(&app, &headers, "ui_indicators", |v, app| async move {
         let today = business_date(&(app.now)());
         let (council, period) = dashboard_scope(&v, &p, today)?;
-        let data = projections::indicators::load(&app.pool, &council).await?;
-        let doc = casework::indicators::document_from(&data, &council, period, today);
+        let doc = projections::indicators::document(&app.pool, &council, period, today).await?;
         // Twelve months to each quarter end, up to the period's last quarter (or today's).
         let trend_periods = Period::rolling_years_to_quarters(period.to.min(today), TREND_QUARTERS);
         let mut trends: BTreeMap<casework::indicators::Name, Vec<chart::Point>> = BTreeMap::new();
         for tp in &trend_periods {
             let label = tp.to.format("%b %Y").to_string();
-            for ind in casework::indicators::document_from(&data, &council, *tp, today).indicators {
+            for ind in projections::indicators::document(&app.pool, &council, *tp, today).await?.indicators {
                 trends.entry(ind.name).or_default().push(chart::Point { label: label.clone(), value: ind.value });
             }
         }
