@@ -47,3 +47,10 @@ insert into indicator_backfill select false where exists (select from child_stat
 -- their end, most of them open still, rather than all it ever made.
 drop index if exists allocation_council;
 create index if not exists allocation_council_open on allocation (council, to_on);
+
+-- Assessments, conferences and enquiries were read by council only to
+-- load a council's whole facts for its indicators, which the tallies
+-- replace; every refold of a child rewrote these indexes for no read.
+drop index if exists assessment_council;
+drop index if exists icpc_council;
+drop index if exists section_47_by_council;

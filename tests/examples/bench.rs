@@ -945,18 +945,21 @@ async fn main() {
 
     // Ack-to-visible: under a steady background load, a probe event's 201
     // until the chronology shows it.
-    const STEADY_CLIENTS: usize = 8;
+    // Issue 23's target load: 1,000 events/s, sixteen children visited every 16 ms.
+    const STEADY_CLIENTS: usize = 16;
+    const STEADY_EVERY: Duration = Duration::from_millis(16);
     let stop = Arc::new(AtomicBool::new(false));
     let loads: Vec<_> = (0..STEADY_CLIENTS)
         .map(|c| {
             let (http, url, stop) = (http.clone(), events_url.clone(), stop.clone());
             tokio::spawn(async move {
                 let child = uuid::Uuid::new_v4().to_string();
-                let all = history(&format!("steady{c}"), &child, 100_000, false);
+                let all = history(&format!("steady{c}"), &child, 20_000, false);
                 http.post(&url, &all[0]).await;
                 let mut sent = 1;
-                // Each client records a visit every 25 ms at most: a steady load, not a flood.
-                let mut ticker = tokio::time::interval(Duration::from_millis(25));
+                // Each client records a visit every STEADY_EVERY at most: a steady load, not a flood.
+                let mut ticker = tokio::time::interval(STEADY_EVERY);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while !stop.load(Ordering::Relaxed) && sent < all.len() {
                     ticker.tick().await;
                     let (status, body) = http.post(&url, &all[sent]).await;
