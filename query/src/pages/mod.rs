@@ -39,6 +39,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
 use chrono_tz::Europe::London;
 use events::calendar::business_date;
 use events::ids::CouncilCode;
+use futures::{StreamExt as _, TryStreamExt as _};
 use layout::{
     Frame, error_page, format_count, format_value, forward_page, page, respond, see_other, see_other_to, unit_words,
 };
@@ -626,6 +627,9 @@ fn dashboard_scope(v: &Viewer, p: &DashboardParams, today: NaiveDate) -> Result<
 /// How many quarters the trend charts cover.
 const TREND_QUARTERS: usize = 8;
 
+/// How many of the trend's periods the dashboard reads at once.
+const TREND_READS_AT_ONCE: usize = 3;
+
 async fn dashboard(
     State(app): State<Arc<QueryState>>,
     Query(p): Query<DashboardParams>,
@@ -638,9 +642,17 @@ async fn dashboard(
         // Twelve months to each quarter end, up to the period's last quarter (or today's).
         let trend_periods = Period::rolling_years_to_quarters(period.to.min(today), TREND_QUARTERS);
         let mut trends: BTreeMap<casework::indicators::Name, Vec<chart::Point>> = BTreeMap::new();
-        for tp in &trend_periods {
+        // A few periods at once, in order: each read is a handful of short
+        // queries, and the pool's other callers keep the rest of it.
+        let (pool, place) = (&app.pool, &council);
+        let docs: Vec<_> = futures::stream::iter(trend_periods.iter().copied())
+            .map(|tp| projections::indicators::document(pool, place, tp, today))
+            .buffered(TREND_READS_AT_ONCE)
+            .try_collect()
+            .await?;
+        for (tp, doc) in trend_periods.iter().zip(docs) {
             let label = tp.to.format("%b %Y").to_string();
-            for ind in projections::indicators::document(&app.pool, &council, *tp, today).await?.indicators {
+            for ind in doc.indicators {
                 trends.entry(ind.name).or_default().push(chart::Point { label: label.clone(), value: ind.value });
             }
         }
