@@ -271,8 +271,9 @@ async fn council_settings(
     Ok(out)
 }
 
-/// Every table [`ChildRows::write`] fills, each keyed by child (and
-/// `indicator_part`, which [`crate::tally::Writes`] rewrites). A refold
+/// Every table [`ChildRows::write`] fills, each keyed by child. (A child's
+/// `indicator_part` rows are kept by [`crate::tally::Writes`] instead,
+/// which must read what it deletes.) A refold
 /// deletes a child's rows from all of them before writing them afresh, so a
 /// table left off this list would be written twice and refuse the second
 /// write for ever (as `quality_flag` once was). The read-side test checks
