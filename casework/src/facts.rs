@@ -356,37 +356,44 @@ pub struct ChildFacts {
     pub reviews: Vec<Review>,
 }
 
+impl ChildFacts {
+    /// A child registered with `council`, of whom nothing more is known.
+    pub fn registered(council: CouncilCode) -> Self {
+        Self {
+            status: ChildStatus {
+                council,
+                la_child_id: None,
+                died_on: None,
+                sealed: false,
+                episode_open: false,
+                on_cp_plan: false,
+                on_cin_plan: false,
+                plan_started_on: None,
+                review_due_on: None,
+                last_seen_at: None,
+                last_seen_alone_at: None,
+                last_visit_on: None,
+            },
+            referrals: Vec::new(),
+            assessments: Vec::new(),
+            section47s: Vec::new(),
+            icpcs: Vec::new(),
+            plans: Vec::new(),
+            allocations: Vec::new(),
+            sightings: Vec::new(),
+            reviews: Vec::new(),
+        }
+    }
+}
+
 /// Folds a child's whole history. Every fact belongs to the council the
 /// child was in when it happened, so a history with no registration is
 /// an error, not a child of no council.
 pub fn fold_child(history: &History) -> Result<ChildFacts, HistoryError> {
     use EventData as D;
     let council_now = history.standing().council().ok_or(HistoryError::Unregistered)?.clone();
-    let mut status = ChildStatus {
-        council: council_now.clone(),
-        la_child_id: None,
-        died_on: None,
-        sealed: false,
-        episode_open: false,
-        on_cp_plan: false,
-        on_cin_plan: false,
-        plan_started_on: None,
-        review_due_on: None,
-        last_seen_at: None,
-        last_seen_alone_at: None,
-        last_visit_on: None,
-    };
-    let mut out = ChildFacts {
-        status: status.clone(),
-        referrals: Vec::new(),
-        assessments: Vec::new(),
-        section47s: Vec::new(),
-        icpcs: Vec::new(),
-        plans: Vec::new(),
-        allocations: Vec::new(),
-        sightings: Vec::new(),
-        reviews: Vec::new(),
-    };
+    let mut out = ChildFacts::registered(council_now.clone());
+    let mut status = out.status.clone();
     // Each council's last referral of the child: the DfE counts re-referrals within a council.
     let mut last_referral: HashMap<CouncilCode, NaiveDate> = HashMap::new();
     let mut discussions: HashMap<&LocalId, NaiveDate> = HashMap::new();

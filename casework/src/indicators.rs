@@ -455,9 +455,6 @@ pub struct Tallied {
     pub plans_under_review: Vec<CpPlan>,
     /// Children starting a plan in the period, and how many of them had an earlier plan.
     pub starting_plans: (usize, usize),
-    /// Children on a plan on the day counted, and how many of them were
-    /// seen within the visit interval (the council's on that day).
-    pub on_plans_seen: (usize, usize),
     /// Spells of workers who were ever in the council.
     pub spells: Vec<(WorkerId, WorkerSpell)>,
     /// Open cases on the day counted, by worker.
@@ -480,7 +477,7 @@ pub fn compute_tallied(t: &Tallied, period: Period, today: NaiveDate) -> Vec<Ind
     let referrals = s.total(Measure::Referral, all);
     let durations: Vec<(i64, usize)> =
         s.keys(Measure::AssessmentDuration).into_iter().map(|(k, n)| (i64::from(k), n)).collect();
-    let (on_plan, seen) = t.on_plans_seen;
+    let (on_plan, seen) = (s.open(Measure::OnPlan), s.open(Measure::Seen));
     let (starting, second) = t.starting_plans;
     let in_need = s.open(Measure::InNeed);
     vec![

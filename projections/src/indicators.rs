@@ -110,13 +110,11 @@ pub async fn tallied(
         cases.insert(WorkerId::from_uuid(worker), usize::try_from(n).unwrap_or(0));
     }
     let count = |n: i64| usize::try_from(n).unwrap_or(0);
-    let on_plans_seen = (summed.open(Measure::OnPlan), summed.open(Measure::Seen));
     Ok(Tallied {
         settings,
         summed,
         plans_under_review,
         starting_plans: (count(starting), count(second)),
-        on_plans_seen,
         spells,
         cases,
     })

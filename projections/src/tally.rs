@@ -54,69 +54,56 @@ impl Writes {
         if !self.parts.is_empty() {
             let children: Vec<uuid::Uuid> = self.parts.iter().map(|(c, _)| *c).collect();
             let list: Vec<Tally> = self.parts.into_iter().map(|(_, t)| t).collect();
-            let (councils, measures, days, keys, ns) = columns(&list);
-            sqlx::query(
-                "insert into indicator_part
-                 select * from unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::int[], $6::bigint[])
-                 on conflict (child_id, council, measure, day, key) do update set n = indicator_part.n + excluded.n",
-            )
-            .bind(&children)
-            .bind(&councils)
-            .bind(&measures)
-            .bind(&days)
-            .bind(&keys)
-            .bind(&ns)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query(
-                "delete from indicator_part p
-                  using unnest($1::uuid[], $2::text[], $3::text[], $4::date[], $5::int[]) as c(ch, c, m, d, k)
-                  where p.child_id = c.ch and p.council = c.c and p.measure = c.m and p.day = c.d and p.key = c.k
-                    and p.n = 0",
-            )
-            .bind(&children)
-            .bind(&councils)
-            .bind(&measures)
-            .bind(&days)
-            .bind(&keys)
-            .execute(&mut **tx)
-            .await?;
+            add(tx, "indicator_part", Some(&children), &list).await?;
         }
         // Summed per row and sorted (`difference` against nothing merges),
-        // so this transaction locks the rows it changes in key order.
-        let changes = difference(&[], &self.changes);
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let (councils, measures, days, keys, ns) = columns(&changes);
-        // One statement for every change: a second would lock rows out of
+        // so this transaction locks the rows it changes in key order: one
+        // statement for every change, since a second would lock rows out of
         // order with another projector's.
-        sqlx::query(
-            "insert into indicator_tally
-             select * from unnest($1::text[], $2::text[], $3::date[], $4::int[], $5::bigint[])
-              order by 1, 2, 3, 4
-             on conflict (council, measure, day, key) do update set n = indicator_tally.n + excluded.n",
-        )
-        .bind(&councils)
-        .bind(&measures)
-        .bind(&days)
-        .bind(&keys)
-        .bind(&ns)
-        .execute(&mut **tx)
-        .await?;
-        // The rows now at zero, which a rebuild would not write (all locked above).
-        sqlx::query(
-            "delete from indicator_tally t using unnest($1::text[], $2::text[], $3::date[], $4::int[]) as c(c, m, d, k)
-              where t.council = c.c and t.measure = c.m and t.day = c.d and t.key = c.k and t.n = 0",
-        )
-        .bind(&councils)
-        .bind(&measures)
-        .bind(&days)
-        .bind(&keys)
-        .execute(&mut **tx)
-        .await?;
+        let changes = difference(&[], &self.changes);
+        if !changes.is_empty() {
+            add(tx, "indicator_tally", None, &changes).await?;
+        }
         Ok(())
     }
+}
+
+/// Adds `list`'s counts to `table`'s rows, keyed by council, measure, day
+/// and key (after `children`'s child, for `indicator_part`), in the order
+/// given, then removes the rows it left at zero, which a rebuild would not
+/// write (all locked by the first statement).
+async fn add(
+    tx: &mut Transaction<'_, Postgres>,
+    table: &str,
+    children: Option<&[uuid::Uuid]>,
+    list: &[Tally],
+) -> Result<(), sqlx::Error> {
+    // `indicator_part`'s rows lead with the child.
+    let (child_type, child_key, child_col, child_match) = match children {
+        Some(_) => ("$6::uuid[], ", "child_id, ", "ch, ", "t.child_id = c.ch and "),
+        None => ("", "", "", ""),
+    };
+    let (councils, measures, days, keys, ns) = columns(list);
+    let given = format!(
+        "unnest({child_type}$1::text[], $2::text[], $3::date[], $4::int[], $5::bigint[]) as c({child_col}c, m, d, k, n)"
+    );
+    let upsert = format!(
+        "insert into {table} ({child_key}council, measure, day, key, n)
+         select {child_col}c, m, d, k, n from {given} order by {child_col}c, m, d, k
+         on conflict ({child_key}council, measure, day, key) do update set n = {table}.n + excluded.n"
+    );
+    let prune = format!(
+        "delete from {table} t using {given}
+          where {child_match}t.council = c.c and t.measure = c.m and t.day = c.d and t.key = c.k and t.n = 0"
+    );
+    for sql in [upsert, prune] {
+        let mut q = sqlx::query(&sql).bind(&councils).bind(&measures).bind(&days).bind(&keys).bind(&ns);
+        if let Some(children) = children {
+            q = q.bind(children);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 type Columns<'a> = (Vec<&'a str>, Vec<&'static str>, Vec<chrono::NaiveDate>, Vec<i32>, Vec<i64>);

@@ -20,6 +20,20 @@ async fn project_until(gateway: &TestGateway, nats_url: &str, pool: &PgPool, tar
     tests::projector::run_until(nats_url, pool, projections::runtime::Settings::new(signers), target).await;
 }
 
+/// `n` children of Haringey, each referred and with an assessment under way.
+fn referred_and_assessed(n: usize) -> Vec<Value> {
+    (0..n)
+        .flat_map(|i| {
+            let child = uuid::Uuid::new_v4().to_string();
+            [
+                tests::fixtures::registered(&format!("reg-{i}"), &child, "E09000014"),
+                child_event(EventType::ReferralReceived, &format!("ref-{i}"), &child),
+                child_event(EventType::AssessmentStarted, &format!("asm-{i}"), &child),
+            ]
+        })
+        .collect()
+}
+
 async fn count(pool: &PgPool, table: &str) -> i64 {
     sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(pool).await.expect("count")
 }
@@ -417,16 +431,7 @@ async fn a_reconfigured_council_queues_its_children_and_folds_them_again_a_chunk
     };
     assert_eq!(gw.post(tokens::ADMIN, &json!([configured("cfg-45", 45)])).await.status, 201);
     // Each child has an assessment under way, whose clock runs on the council's timescale.
-    let histories: Vec<Value> = (0..CHILDREN)
-        .flat_map(|i| {
-            let child = uuid::Uuid::new_v4().to_string();
-            [
-                tests::fixtures::registered(&format!("reg-{i}"), &child, "E09000014"),
-                child_event(EventType::ReferralReceived, &format!("ref-{i}"), &child),
-                child_event(EventType::AssessmentStarted, &format!("asm-{i}"), &child),
-            ]
-        })
-        .collect();
+    let histories: Vec<Value> = referred_and_assessed(CHILDREN);
     let mut before = 0;
     for chunk in histories.chunks(999) {
         let r = gw.post(tokens::ADMIN, &Value::Array(chunk.to_vec())).await;
@@ -786,16 +791,7 @@ async fn read_models_older_than_tallies_are_folded_again_once() {
     let gw = TestGateway::start(&nats.url()).await;
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
-    let histories: Vec<Value> = (0..CHILDREN)
-        .flat_map(|i| {
-            let child = uuid::Uuid::new_v4().to_string();
-            [
-                tests::fixtures::registered(&format!("reg-{i}"), &child, "E09000014"),
-                child_event(EventType::ReferralReceived, &format!("ref-{i}"), &child),
-                child_event(EventType::AssessmentStarted, &format!("asm-{i}"), &child),
-            ]
-        })
-        .collect();
+    let histories: Vec<Value> = referred_and_assessed(CHILDREN);
     let r = gw.post(tokens::ADMIN, &Value::Array(histories)).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let last = r.json["results"].as_array().and_then(|a| a.last()).and_then(|l| l["stream_sequence"].as_u64());
