@@ -181,6 +181,30 @@ impl Partitions {
         Self((0..PARTITIONS).collect())
     }
 
+    /// Partitions by number, as stored (`rebuild_share.partitions`): each
+    /// below [`PARTITIONS`], none twice.
+    pub fn from_numbers(numbers: impl IntoIterator<Item = u32>) -> Result<Self, String> {
+        let mut owned: Vec<u32> = numbers.into_iter().collect();
+        owned.sort_unstable();
+        if let Some(&p) = owned.iter().find(|&&p| p >= PARTITIONS) {
+            return Err(format!("partition {p} is not below {PARTITIONS}"));
+        }
+        if let Some(w) = owned.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("partition {} is named twice", w[0]));
+        }
+        Ok(Self(owned))
+    }
+
+    /// Whether every partition is here.
+    pub fn is_all(&self) -> bool {
+        self.0.len() == PARTITIONS as usize
+    }
+
+    /// Whether any partition is in both.
+    pub fn overlaps(&self, other: &Self) -> bool {
+        self.0.iter().any(|p| other.contains(*p))
+    }
+
     pub fn contains(&self, partition: u32) -> bool {
         self.0.contains(&partition)
     }
@@ -192,10 +216,31 @@ impl Partitions {
 
     /// The event-stream filters of these partitions (one `sg.ev.>` for all of them).
     pub fn filters(&self) -> Vec<String> {
-        if self.0.len() == PARTITIONS as usize {
+        if self.is_all() {
             return vec![EVENTS_FILTER.to_owned()];
         }
         self.0.iter().map(|&p| partition_filter(p)).collect()
+    }
+}
+
+/// Written as [`Partitions::parse`] reads it, in ranges: `0-15`, `0-7,24-31`.
+impl std::fmt::Display for Partitions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        let mut numbers = self.0.iter().copied().peekable();
+        while let Some(from) = numbers.next() {
+            let mut to = from;
+            while numbers.peek() == Some(&(to + 1)) {
+                to += 1;
+                numbers.next();
+            }
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            if from == to { write!(f, "{from}")? } else { write!(f, "{from}-{to}")? }
+        }
+        Ok(())
     }
 }
 
@@ -248,5 +293,18 @@ mod tests {
         for bad in ["", "32", "3-1", "0-3,2", "a-b", "-1"] {
             assert!(Partitions::parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn partitions_are_written_as_they_are_read_and_stored_by_number() {
+        for text in ["0-31", "0-15", "16-31", "0-7,24-31", "5", "0,2,4-6"] {
+            let p = Partitions::parse(text).expect("parses");
+            assert_eq!(p.to_string(), text);
+            assert_eq!(Partitions::from_numbers(p.numbers().to_vec()), Ok(p));
+        }
+        assert!(Partitions::parse("0-31").expect("all").is_all() && !Partitions::parse("0-30").expect("some").is_all());
+        let (low, high) = (Partitions::parse("0-15").expect("low"), Partitions::parse("16-31").expect("high"));
+        assert!(!low.overlaps(&high) && low.overlaps(&Partitions::parse("15-16").expect("middle")));
+        assert!(Partitions::from_numbers([3, 3]).is_err() && Partitions::from_numbers([32]).is_err());
     }
 }

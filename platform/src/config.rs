@@ -172,7 +172,8 @@ pub struct ProjectorArgs {
     pub stall_after_ms: u64,
 }
 
-fn parse_partitions(text: &str) -> Result<events::subjects::Partitions, String> {
+/// `--partitions`, for the projector and `safeguard rebuild`.
+pub fn parse_partitions(text: &str) -> Result<events::subjects::Partitions, String> {
     events::subjects::Partitions::parse(text)
 }
 

@@ -2,7 +2,7 @@
 //! and switching over in one step.
 //!
 //! The rebuild fills the schema [`crate::REBUILD_SCHEMA`] from the first
-//! stream message with an ephemeral consumer, while the live schema keeps
+//! stream message with ephemeral consumers, while the live schema keeps
 //! serving reads and the live projector keeps applying new events. Once
 //! caught up, one transaction locks the live projectors' position rows
 //! (waiting for any batch in flight), catches the rebuild up to them while
@@ -14,10 +14,21 @@
 //! after it, never a mix. A live projector whose next batch finds a position
 //! other than where it left off resumes from the rebuilt position
 //! ([`crate::store::ApplyError::Moved`]).
+//!
+//! A rebuild may be shared: processes given disjoint partitions (as
+//! partitioned projectors are) fill the same schema side by side, and the
+//! one that finishes last, once every partition is done, catches all of
+//! them up and switches ([`share`]). Every casework row is folded from its
+//! own subject's history, and council-wide rows (tallies, settings) are
+//! written as partitioned projectors write them, so the shares need nothing
+//! from each other but the schema.
 
-use crate::runtime::{self, Outcome, ProjectorError, Settings, Stats, Target};
+mod share;
+
+use crate::runtime::{self, Deliveries, Outcome, ProjectorError, Settings, Stats, Target};
 use crate::{LIVE_SCHEMA, PREVIOUS_SCHEMA, REBUILD_SCHEMA};
 use async_nats::jetstream;
+use share::{Finished, Share, Turn};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, Row as _};
 use std::sync::Arc;
@@ -27,17 +38,27 @@ use std::time::{Duration, Instant};
 /// What a rebuild did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
-    /// Events applied to the rebuilt read models.
+    /// Events this process applied to the rebuilt read models.
     pub events: u64,
-    /// The stream position the rebuilt read models covered at the switch.
+    /// The stream position the rebuilt read models covered: at the switch,
+    /// or, for a share another switched, where its partitions finished.
     pub position: u64,
     pub elapsed: Duration,
     /// Whether there were live read models to replace (kept in [`PREVIOUS_SCHEMA`]).
     pub replaced: bool,
+    /// Whether this process switched the read models over (in a shared
+    /// rebuild, the share that finished last does).
+    pub switched: bool,
 }
 
-/// Rebuilds every read model from the stream and switches over. `stats`
-/// moves as it goes, for a progress bar.
+/// How often a share that has finished its partitions looks whether the
+/// others have.
+const WAIT: Duration = Duration::from_millis(200);
+
+/// Rebuilds the read models of `settings.partitions` from the stream and,
+/// once every partition is rebuilt (by this process or by the other shares
+/// of the rebuild), switches over. `stats` moves as it goes, for a
+/// progress bar.
 pub async fn rebuild(
     database: PgConnectOptions,
     js: jetstream::Context,
@@ -46,78 +67,108 @@ pub async fn rebuild(
 ) -> Result<Report, ProjectorError> {
     let started = Instant::now();
     let mut admin = sqlx::PgConnection::connect_with(&database).await?;
-    sqlx::query(&format!("drop schema if exists {REBUILD_SCHEMA} cascade")).execute(&mut admin).await?;
+    let share = Share::join(&mut admin, &database, &settings).await?;
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .connect_with(crate::in_schema(database.clone(), REBUILD_SCHEMA))
         .await?;
-    crate::migrate(&pool, REBUILD_SCHEMA).await?;
-
     let stream =
         js.get_stream(events::subjects::EVENTS_STREAM).await.map_err(|e| ProjectorError::JetStream(e.into()))?;
-    if let Ok(info) = stream.clone().info().await {
+    if let Ok(info) = stream.get_info().await {
         stats.stream_last.store(info.state.last_sequence, Ordering::Relaxed);
     }
-    let consumer = runtime::consumer_from(&stream, None, &settings.partitions.filters(), 0).await?;
+    // From where this share's name left its partitions: nothing on a fresh
+    // schema, or a stopped share's position when its partitions are taken
+    // up again under its name.
+    let from = stored(&pool, &settings.name).await?;
+    stats.position.store(from, Ordering::Relaxed);
+    let consumer = runtime::consumer_from(&stream, None, &settings.partitions.filters(), from).await?;
     // A lost delivery fails the rebuild (run it again) rather than leave a hole.
-    let mut deliveries = runtime::Deliveries::new();
-    let mut position = 0;
-    let mut target = Target::<std::future::Pending<()>>::Head;
-    loop {
-        match runtime::pump(&pool, &stream, &consumer, &mut deliveries, &settings, &stats, position, None, target)
-            .await?
-        {
-            Outcome::Reached | Outcome::Stopped => {}
-            Outcome::Moved { stored } => {
-                return Err(ProjectorError::RebuildRaced { stored });
-            }
-        }
-        position = stats.position.load(Ordering::Relaxed);
-        match switch(
-            &mut admin,
-            &settings.name,
-            position,
-            &pool,
-            &stream,
-            &consumer,
-            &mut deliveries,
-            &settings,
-            &stats,
-        )
-        .await?
-        {
-            Some(at) => {
-                position = at;
-                break;
-            }
-            // The live projector got ahead while the lock was being taken: catch up and try again.
-            None => target = Target::Head,
-        }
+    let mut deliveries = Deliveries::new();
+    let target = Target::<std::future::Pending<()>>::Head;
+    if let Outcome::Moved { stored } =
+        runtime::pump(&pool, &stream, &consumer, &mut deliveries, &settings, &stats, from, None, target).await?
+    {
+        return Err(ProjectorError::RebuildRaced { stored });
     }
+    let finished = stats.position.load(Ordering::Relaxed);
+    share.finished(&mut admin).await?;
+    let mut waiting_for = None;
+    let switched = loop {
+        match share.turn(&mut admin).await? {
+            Turn::Switch(shares) => {
+                if let Some(at) = switch(&mut admin, &pool, &stream, &settings, &stats, &shares).await? {
+                    break Some(at);
+                }
+                // The live projectors got ahead while the lock was being taken: catch up and try again.
+            }
+            Turn::Wait { missing } => {
+                if waiting_for.as_ref() != Some(&missing) {
+                    tracing::info!(partitions = %settings.partitions, missing = %missing, "rebuilt these partitions; waiting for the other shares");
+                    waiting_for = Some(missing);
+                }
+                tokio::time::sleep(WAIT).await;
+            }
+            Turn::Switched => break None,
+        }
+    };
     pool.close().await;
     let replaced = sqlx::query_scalar::<_, bool>("select exists (select from pg_namespace where nspname = $1)")
         .bind(PREVIOUS_SCHEMA)
         .fetch_one(&mut admin)
         .await?;
-    Ok(Report { events: stats.applied.load(Ordering::Relaxed), position, elapsed: started.elapsed(), replaced })
+    Ok(Report {
+        events: stats.applied.load(Ordering::Relaxed),
+        position: switched.unwrap_or(finished),
+        elapsed: started.elapsed(),
+        replaced,
+        switched: switched.is_some(),
+    })
 }
 
-/// Swaps the rebuilt schema in. Holding the live projectors' position rows
-/// (so they cannot move), it catches the rebuild up to the furthest of them,
-/// then renames the schemas in the same transaction. Returns the position
-/// the rebuilt read models cover.
-#[allow(clippy::too_many_arguments)]
+/// The position the rebuild's tables hold for `projector`.
+async fn stored(pool: &sqlx::PgPool, projector: &str) -> Result<u64, ProjectorError> {
+    let mut conn = pool.acquire().await?;
+    Ok(crate::store::position(&mut conn, projector).await?)
+}
+
+/// One finished share's partitions, pumped by the share that switches.
+struct Catching {
+    settings: Settings,
+    consumer: jetstream::consumer::PullConsumer,
+    deliveries: Deliveries,
+}
+
+/// Swaps the rebuilt schema in, every share's partitions being finished.
+/// First it brings each share's partitions up to the head (the others
+/// stopped where they finished); then, holding the live projectors'
+/// position rows (so they cannot move), up to the furthest of them, and
+/// renames the schemas in the same transaction. Returns the position the
+/// rebuilt read models cover, or None if the live side got away.
 async fn switch(
     admin: &mut sqlx::PgConnection,
-    name: &str,
-    mut position: u64,
     pool: &sqlx::PgPool,
     stream: &jetstream::stream::Stream,
-    consumer: &jetstream::consumer::PullConsumer,
-    deliveries: &mut runtime::Deliveries,
     settings: &Settings,
     stats: &Stats,
+    shares: &[Finished],
 ) -> Result<Option<u64>, ProjectorError> {
+    let mut catching = Vec::with_capacity(shares.len());
+    for finished in shares {
+        let settings =
+            Settings { name: finished.name.clone(), partitions: finished.partitions.clone(), ..settings.clone() };
+        let from = stored(pool, &settings.name).await?;
+        let consumer = runtime::consumer_from(stream, None, &settings.partitions.filters(), from).await?;
+        let mut deliveries = Deliveries::new();
+        let target = Target::<std::future::Pending<()>>::Head;
+        if let Outcome::Moved { stored } =
+            runtime::pump(pool, stream, &consumer, &mut deliveries, &settings, stats, from, None, target).await?
+        {
+            return Err(ProjectorError::RebuildRaced { stored });
+        }
+        catching.push(Catching { settings, consumer, deliveries });
+    }
+
     let mut tx = admin.begin().await?;
     let live_exists: bool = sqlx::query_scalar("select exists (select from pg_namespace where nspname = $1)")
         .bind(LIVE_SCHEMA)
@@ -125,9 +176,9 @@ async fn switch(
         .await?;
     // The projectors that will resume from the rebuilt tables: the live
     // ones (all partitioned projectors among them), or, on a first build,
-    // the rebuild's own name. No other row is written: the copy counts as
-    // complete only up to the least position of its rows.
+    // the shares' own names.
     let mut names: Vec<String> = Vec::new();
+    let mut furthest = 0u64;
     if live_exists {
         // Waits for a live batch in flight, and holds the live projectors still until the switch commits.
         let rows = sqlx::query(&format!(
@@ -135,7 +186,6 @@ async fn switch(
         ))
         .fetch_all(&mut *tx)
         .await?;
-        let mut furthest = 0u64;
         for row in rows {
             let live: i64 = row.try_get("stream_seq")?;
             furthest = furthest.max(live.max(0) as u64);
@@ -144,38 +194,51 @@ async fn switch(
                 names.push(projector);
             }
         }
-        if furthest > position {
-            // The rebuild applies on its own connections, so the lock held here only stops the live side.
-            let target = Target::<std::future::Pending<()>>::Until(furthest);
-            match runtime::pump(pool, stream, consumer, deliveries, settings, stats, position, None, target).await? {
-                Outcome::Reached => position = stats.position.load(Ordering::Relaxed),
-                Outcome::Stopped | Outcome::Moved { .. } => {
-                    tx.rollback().await?;
-                    return Ok(None);
-                }
-            }
-        }
     }
     if names.is_empty() {
-        names.push(name.to_owned());
+        names.extend(shares.iter().map(|s| s.name.clone()));
     }
-    // Every live projector resumes from the rebuilt position: the rebuild covered all subjects up to it.
+    // Every share's partitions complete through the same position, at
+    // least the furthest live one. The rebuild applies on its own
+    // connections, so the lock held here only stops the live side.
+    let mut covered = u64::MAX;
+    for Catching { settings, consumer, deliveries } in &mut catching {
+        let from = stored(pool, &settings.name).await?;
+        let target = Target::<std::future::Pending<()>>::Until(furthest);
+        match runtime::pump(pool, stream, consumer, deliveries, settings, stats, from, None, target).await? {
+            Outcome::Reached => {}
+            Outcome::Stopped | Outcome::Moved { .. } => {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        let position = stored(pool, &settings.name).await?;
+        covered = covered.min(runtime::covered_through(stream, &settings.partitions.filters(), position).await?);
+    }
+    // Every live projector resumes from there: the rebuild covered all subjects up to it.
     for projector in &names {
         sqlx::query(&format!(
             "insert into {REBUILD_SCHEMA}.projector_position (projector, stream_seq) values ($1, $2)
              on conflict (projector) do update set stream_seq = excluded.stream_seq, updated_at = now()"
         ))
         .bind(projector)
-        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .bind(i64::try_from(covered).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
     }
+    // Shares named after no live projector leave no row behind: the copy
+    // counts as complete only up to the least position of its rows.
+    sqlx::query(&format!("delete from {REBUILD_SCHEMA}.projector_position where projector <> all($1)"))
+        .bind(&names)
+        .execute(&mut *tx)
+        .await?;
+    Share::close(&mut tx).await?;
     sqlx::query(&format!("drop schema if exists {PREVIOUS_SCHEMA} cascade")).execute(&mut *tx).await?;
     if live_exists {
         sqlx::query(&format!("alter schema {LIVE_SCHEMA} rename to {PREVIOUS_SCHEMA}")).execute(&mut *tx).await?;
     }
     sqlx::query(&format!("alter schema {REBUILD_SCHEMA} rename to {LIVE_SCHEMA}")).execute(&mut *tx).await?;
     tx.commit().await?;
-    tracing::info!(position, "switched to the rebuilt read models");
-    Ok(Some(position))
+    tracing::info!(position = covered, shares = shares.len(), "switched to the rebuilt read models");
+    Ok(Some(covered))
 }

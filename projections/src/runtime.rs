@@ -150,8 +150,19 @@ pub enum ProjectorError {
     #[error("JetStream failed")]
     JetStream(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Another process wrote to the schema a rebuild is building.
-    #[error("another process wrote to the rebuild's schema (position {stored}); run one rebuild at a time")]
+    #[error(
+        "another process wrote to the rebuild's schema (position {stored}); run one rebuild at a time, or give each share of it its own partitions and projector name"
+    )]
     RebuildRaced { stored: u64 },
+    /// A rebuild is under way and one of its shares already holds some of
+    /// these partitions, or this projector name.
+    #[error(
+        "a rebuild is under way whose share {projector} holds partitions {partitions}: give each share of a rebuild its own partitions and projector name, or wait for it to finish"
+    )]
+    RebuildShared { projector: String, partitions: String },
+    /// The table of a shared rebuild's shares holds what no share wrote.
+    #[error("the rebuild's table of shares is not as its shares left it: {0}")]
+    RebuildShares(String),
     #[error("the key store failed")]
     Keys(#[source] events::privacy::KeyStoreError),
     /// A fold failed outside a per-subject application (which parks instead).
@@ -471,7 +482,7 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
             }
             // Nothing came: at the head if nothing matching the filter is
             // left undelivered and no child waits to be folded again.
-            if matches!(target, Target::Head) && !pending && caught_up(consumer).await? {
+            if !pending && reached(stream, consumer, settings, position, &target).await? {
                 return Ok(Outcome::Reached);
             }
             continue;
@@ -522,12 +533,50 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
         }
         // The batch fetched ahead stays with `deliveries` for whoever pumps
         // this consumer next (a rebuild's switch catches up with it).
-        match target {
-            Target::Until(wanted) if position >= wanted && !pending => return Ok(Outcome::Reached),
-            Target::Head if !pending && caught_up(consumer).await? => return Ok(Outcome::Reached),
-            _ => {}
+        if !pending && reached(stream, consumer, settings, position, &target).await? {
+            return Ok(Outcome::Reached);
         }
     }
+}
+
+/// Whether a pump at `position` has reached `target` (never a `Forever`).
+async fn reached<F: Future<Output = ()> + Unpin>(
+    stream: &jetstream::stream::Stream,
+    consumer: &consumer::PullConsumer,
+    settings: &Settings,
+    position: u64,
+    target: &Target<'_, F>,
+) -> Result<bool, ProjectorError> {
+    Ok(match *target {
+        Target::Forever(_) => false,
+        Target::Head => caught_up(consumer).await?,
+        Target::Until(wanted) => {
+            position >= wanted || covered_through(stream, &settings.partitions.filters(), position).await? >= wanted
+        }
+    })
+}
+
+/// How far the read models are complete for `filters`: every message of
+/// theirs at or below the sequence returned is at or below `position`, so
+/// applied. A partitioned projector's position is the last message of its
+/// own partitions, which can lie well behind the stream's head while they
+/// are quiet: this is the sequence just before their next message, or the
+/// stream's last (read first) when none waits.
+pub(crate) async fn covered_through(
+    stream: &jetstream::stream::Stream,
+    filters: &[String],
+    position: u64,
+) -> Result<u64, ProjectorError> {
+    let mut covered = stream.get_info().await.map_err(js_error)?.state.last_sequence.max(position);
+    for filter in filters {
+        let next = stream.raw_message_builder().sequence(position + 1).next_by_subject(filter.clone()).send().await;
+        match next {
+            Ok(message) => covered = covered.min(message.sequence.saturating_sub(1)),
+            Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {}
+            Err(e) => return Err(js_error(e)),
+        }
+    }
+    Ok(covered.max(position))
 }
 
 /// Makes the read models agree with the stream over positions `after + 1

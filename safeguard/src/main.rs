@@ -39,9 +39,17 @@ enum Command {
         /// Messages applied per transaction while rebuilding.
         #[arg(long, default_value_t = 5000)]
         batch: usize,
-        /// The live projector whose position the rebuild must reach.
+        /// The live projector whose position the rebuild must reach. Each
+        /// share of a shared rebuild has its own: the name of the live
+        /// projector holding the same partitions.
         #[arg(long = "projector-name", env = "SAFEGUARD_PROJECTOR", default_value = "main")]
         name: String,
+        /// This process's share of a rebuild shared by several, such as
+        /// `0-15`; all by default. Run one process per share (disjoint
+        /// partitions, distinct projector names) at the same time: each
+        /// rebuilds its partitions, and the one finishing last switches.
+        #[arg(long = "partitions", env = "SAFEGUARD_PROJECTOR_PARTITIONS", value_parser = platform::config::parse_partitions)]
+        partitions: Option<events::subjects::Partitions>,
         /// The master key (for the NHS-number index, which needs children's data keys).
         #[arg(long, env = "SAFEGUARD_MASTER_KEY", default_value = "master.key")]
         master_key: std::path::PathBuf,
@@ -167,9 +175,13 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
-        Command::Rebuild { projection: _, all: _, nats, database, batch, name, master_key, public_key } => {
+        Command::Rebuild { projection: _, all: _, nats, database, batch, name, partitions, master_key, public_key } => {
             let _tracing = init_tracing("safeguard");
-            block_on(safeguard::roles::projector::rebuild(nats, database, batch, name, master_key, public_key))
+            let share = safeguard::roles::projector::Share {
+                name,
+                partitions: partitions.unwrap_or_else(events::subjects::Partitions::all),
+            };
+            block_on(safeguard::roles::projector::rebuild(nats, database, batch, share, master_key, public_key))
         }
         Command::Seed(args) => {
             let _tracing = init_tracing("safeguard");

@@ -1122,6 +1122,55 @@ async fn main() {
         &Measured::new(rebuilt.events as usize, rebuilt.elapsed, vec![]),
     );
     report.compare(rebuild, copy);
+    // The rebuild as an operator runs it, one process, then shared by two
+    // processes given half the partitions each (as two partitioned
+    // projectors would be), on the same database one after the other.
+    let rebuild_processes = |shares: &'static [(&'static str, &'static str)]| {
+        let (nats_url, database_url) = (nats.url(), clean.url().to_owned());
+        let (master_key, public_key) = (deployment.path("master.key"), deployment.path("signing.key.pub"));
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let running: Vec<_> = shares
+                .iter()
+                .map(|(name, partitions)| {
+                    std::process::Command::new(release_binary())
+                        .args(["rebuild", "--all", "--batch", "5000", "--partitions", partitions])
+                        .args(["--projector-name", name])
+                        .env("NATS_URL", &nats_url)
+                        .env("DATABASE_URL", &database_url)
+                        .env("SAFEGUARD_MASTER_KEY", &master_key)
+                        .env("SAFEGUARD_PUBLIC_KEY", &public_key)
+                        .env("RUST_LOG", "warn")
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .expect("start safeguard rebuild")
+                })
+                .collect();
+            let mut events = 0;
+            for child in running {
+                let output = child.wait_with_output().expect("safeguard rebuild");
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                assert!(output.status.success(), "safeguard rebuild failed: {stderr}");
+                events += stderr
+                    .split("rebuilt ")
+                    .nth(1)
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .expect("safeguard rebuild says how many events it rebuilt");
+            }
+            Measured::new(events, started.elapsed(), vec![])
+        })
+    };
+    let one = rebuild_processes(&[("bench-clean", "0-31")]).await.expect("join");
+    let one =
+        report.rate("projection", "rebuild, one `safeguard rebuild` process, then switch (batches of 5,000)", &one);
+    let shared = rebuild_processes(&[("bench-low", "0-15"), ("bench-high", "16-31")]).await.expect("join");
+    let shared = report.rate(
+        "projection",
+        "rebuild shared by two `safeguard rebuild` processes (partitions 0-15 and 16-31), then switch",
+        &shared,
+    );
+    report.compare(shared, one);
     let keys =
         events::chain::decode_verifying_keys(&std::fs::read_to_string(deployment.path("signing.key.pub")).unwrap())
             .expect("public keys");

@@ -3,10 +3,13 @@
 //! council settings, a few long histories), projected afresh by an
 //! in-process projector, with the read models' sizes after.
 //!
-//! `cargo run --release -p tests --example projection_profile -- [--children N] [--long N]`
+//! `cargo run --release -p tests --example projection_profile -- [--children N] [--long N] [--shares N]`
 //!
 //! Run `perf record -g -p <pid>` beside it (the pid is printed) to see
-//! which functions the time goes to.
+//! which functions the time goes to. With `--shares N` it then rebuilds
+//! the same database with one `safeguard rebuild` process and with N
+//! sharing the partitions, and says what PostgreSQL's sessions waited on
+//! during each.
 
 #![allow(clippy::print_stdout)] // printing the figures is the point
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a measurement run stops at the first surprise
@@ -60,6 +63,7 @@ async fn main() {
             .unwrap_or(default)
     };
     let (children, long, seeded) = (arg("--children", 20_000), arg("--long", 8), arg("--seeded", 3_000));
+    let shares = arg("--shares", 0);
     let nats = NatsServer::start().await;
     let db = TestDatabase::create().await;
     let deployment = Deployment::start(&release_binary(), &nats.url(), db.url()).await;
@@ -113,5 +117,68 @@ async fn main() {
             .unwrap()
     {
         println!("alert {kind:<28} {rows:>10}");
+    }
+    if shares > 0 {
+        for n in [1, shares] {
+            rebuild_in_shares(&deployment, &nats.url(), clean.url(), &pool, n).await;
+        }
+    }
+}
+
+/// Rebuilds `database_url`'s read models with `n` `safeguard rebuild`
+/// processes sharing the partitions evenly, and prints the rate and the
+/// wait events PostgreSQL's active sessions showed, sampled every 50 ms.
+async fn rebuild_in_shares(deployment: &Deployment, nats_url: &str, database_url: &str, pool: &sqlx::PgPool, n: usize) {
+    let t = Instant::now();
+    let mut running: Vec<_> = (0..n)
+        .map(|i| {
+            let (from, to) = (i * 32 / n, (i + 1) * 32 / n - 1);
+            std::process::Command::new(release_binary())
+                .args(["rebuild", "--all", "--batch", "5000", "--partitions", &format!("{from}-{to}")])
+                .args(["--projector-name", &format!("share-{i}")])
+                .env("NATS_URL", nats_url)
+                .env("DATABASE_URL", database_url)
+                .env("SAFEGUARD_MASTER_KEY", deployment.path("master.key"))
+                .env("SAFEGUARD_PUBLIC_KEY", deployment.path("signing.key.pub"))
+                .env("RUST_LOG", "warn")
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut waits = std::collections::BTreeMap::<String, u64>::new();
+    while running.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
+        for (wait, sessions) in sqlx::query_as::<_, (String, i64)>(
+            "select coalesce(wait_event_type || ':' || wait_event, 'on CPU') || '  ' || regexp_replace(left(query, 70), '\\s+', ' ', 'g'),
+                    count(*) from pg_stat_activity
+             where datname = current_database() and state = 'active' and pid <> pg_backend_pid() group by 1",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        {
+            *waits.entry(wait).or_default() += sessions as u64;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut events = 0;
+    for child in running {
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        events += stderr
+            .split("rebuilt ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|e| e.parse::<u64>().ok())
+            .unwrap();
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    println!("rebuilt {events} events with {n} process(es) in {elapsed:.1} s: {:.0} events/s", events as f64 / elapsed);
+    let samples: u64 = waits.values().sum();
+    let mut waits: Vec<_> = waits.into_iter().collect();
+    waits.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+    for (wait, count) in waits.into_iter().take(12) {
+        println!("  {:>5.1}%  {wait}", 100.0 * count as f64 / samples.max(1) as f64);
     }
 }

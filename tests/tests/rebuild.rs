@@ -15,23 +15,32 @@ use tests::query::TestQuery;
 use tests::tables::{checksum, count, read_models};
 use tests::{NatsServer, TestDatabase, safeguard_binary};
 
+/// `safeguard rebuild --all` with `extra` arguments (a share's partitions
+/// and name), not yet started.
+fn rebuild_command(nats_url: &str, database_url: &str, master_key: &std::path::Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(safeguard_binary());
+    command
+        .args(["rebuild", "--all", "--batch", "500"])
+        .args(extra)
+        .env("NATS_URL", nats_url)
+        .env("DATABASE_URL", database_url)
+        .env("SAFEGUARD_PUBLIC_KEY", master_key.with_file_name("signing.key.pub"))
+        .env("SAFEGUARD_MASTER_KEY", master_key)
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Waits for a `safeguard rebuild` to end, and returns its stderr and whether it succeeded.
+async fn finished(mut command: Command) -> (bool, String) {
+    let output =
+        tokio::task::spawn_blocking(move || command.output().expect("run safeguard rebuild")).await.expect("join");
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
 /// Runs `safeguard rebuild --all` to the end and returns its stderr.
 async fn rebuild(nats_url: String, database_url: String, master_key: std::path::PathBuf) -> String {
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(safeguard_binary())
-            .args(["rebuild", "--all", "--batch", "500"])
-            .env("NATS_URL", nats_url)
-            .env("DATABASE_URL", database_url)
-            .env("SAFEGUARD_PUBLIC_KEY", master_key.with_file_name("signing.key.pub"))
-            .env("SAFEGUARD_MASTER_KEY", master_key)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run safeguard rebuild")
-    })
-    .await
-    .expect("join");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "rebuild failed: {stderr}");
+    let (success, stderr) = finished(rebuild_command(&nats_url, &database_url, &master_key, &[])).await;
+    assert!(success, "rebuild failed: {stderr}");
     assert!(stderr.contains("rebuilt") && stderr.contains("events/s"), "{stderr}");
     stderr
 }
@@ -170,4 +179,149 @@ async fn a_rebuild_under_read_load_answers_throughout_and_equals_the_old_tables(
         assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");
     }
     assert_eq!(count(&pool, "stored_event").await, before + 1 + written as i64);
+}
+
+/// Partitioned projectors share a rebuild: one `safeguard rebuild` process
+/// per share of the partitions, run together. The share finishing first
+/// waits (the live tables serve on), a share claiming its partitions or its
+/// name is refused, and the share finishing last catches every partition
+/// up, under live traffic, and switches once. The result equals a clean
+/// projection, and the live projectors carry on in it under their names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_shared_by_two_processes_switches_once_and_equals_a_clean_projection() {
+    let nats = NatsServer::start().await;
+    let gateway = Arc::new(TestGateway::start(&nats.url()).await);
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let master_key = gateway.path("master.key");
+    let live = |name: &str, partitions: &str| {
+        let extra = ["--projector-name", name, "--partitions", partitions];
+        tests::projector::spawn_process(&nats.url(), db.url(), &master_key, 200, "127.0.0.1:0", &extra)
+    };
+    let _low = live("low", "0-15");
+    let _high = live("high", "16-31");
+    let until = NaiveDate::from_ymd_opt(2025, 3, 31).expect("date");
+    let groups = safeguard::cli::seed::generate(23, 2, 40, until).expect("seed");
+    let events: i64 = groups.iter().map(|g| g.len() as i64).sum();
+    let child = groups.iter().flatten().find(|e| e["type"] == "child.registered").expect("a child")["subject"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    tests::gateway::load_groups(&gateway, groups).await;
+    let applied =
+        || async { (count(&pool, "projection.stored_event").await, count(&pool, "projection.refold_pending").await) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while applied().await != (events, 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the live projectors did not apply the population: {:?}",
+            applied().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Events keep arriving throughout.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (writing, gateway, child) = (writing.clone(), gateway.clone(), child.clone());
+        tokio::spawn(async move {
+            let (mut n, mut last) = (0, 0);
+            while writing.load(Ordering::Relaxed) {
+                n += 1;
+                let r = gateway.post(tokens::ADMIN, &seen(&format!("shared-{n}"), &child)).await;
+                assert_eq!(r.status, 201, "{}", r.text);
+                last = r.result(0)["stream_sequence"].as_u64().expect("seq");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            (n, last)
+        })
+    };
+
+    // The first share rebuilds its half and waits for the other.
+    let low = tokio::spawn(finished(rebuild_command(
+        &nats.url(),
+        db.url(),
+        &master_key,
+        &["--partitions", "0-15", "--projector-name", "low"],
+    )));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let done: Option<bool> =
+            sqlx::query_scalar("select finished from projection_rebuild.rebuild_share where projector = 'low'")
+                .fetch_optional(&pool)
+                .await
+                .unwrap_or(None);
+        if done == Some(true) {
+            break;
+        }
+        assert!(!low.is_finished(), "the first share ended alone: {:?}", low.await);
+        assert!(std::time::Instant::now() < deadline, "the first share did not finish its partitions");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!low.is_finished(), "a share with partitions missing waits");
+    let stored: i64 = count(&pool, "projection_rebuild.stored_event").await;
+    assert!(stored > 0 && stored < events, "the first share rebuilt only its partitions ({stored} of {events} events)");
+
+    // Shares that would overlap the one running are refused, and change nothing.
+    for (partitions, name) in [("8-9", "other"), ("16-31", "low")] {
+        let (success, stderr) = finished(rebuild_command(
+            &nats.url(),
+            db.url(),
+            &master_key,
+            &["--partitions", partitions, "--projector-name", name],
+        ))
+        .await;
+        assert!(!success, "share {name} {partitions} was let in: {stderr}");
+        assert!(stderr.contains("share low holds partitions 0-15"), "{stderr}");
+    }
+    let shares: Vec<String> =
+        sqlx::query_scalar("select projector from projection_rebuild.rebuild_share order by share")
+            .fetch_all(&pool)
+            .await
+            .expect("shares");
+    assert_eq!(shares, ["low"]);
+
+    // The second share finishes the rebuild; exactly one of the two switches.
+    let (high_ok, high) = finished(rebuild_command(
+        &nats.url(),
+        db.url(),
+        &master_key,
+        &["--partitions", "16-31", "--projector-name", "high"],
+    ))
+    .await;
+    let (low_ok, low) = low.await.expect("join");
+    assert!(high_ok && low_ok, "a share failed:\n{low}\n{high}");
+    assert!(
+        low.contains("rebuilt") && low.contains("of partitions 0-15") && high.contains("of partitions 16-31"),
+        "{low}\n{high}"
+    );
+    let switched = [&low, &high].iter().filter(|s| s.contains("kept in schema projection_previous")).count();
+    let left = [&low, &high].iter().filter(|s| s.contains("another share of the rebuild switched")).count();
+    assert_eq!((switched, left), (1, 1), "{low}\n{high}");
+    let rebuilding: bool =
+        sqlx::query_scalar("select exists (select from pg_namespace where nspname = 'projection_rebuild')")
+            .fetch_one(&pool)
+            .await
+            .expect("schemas");
+    assert!(!rebuilding, "the rebuild's schema was switched in");
+
+    writing.store(false, Ordering::Relaxed);
+    let (written, last) = writer.await.expect("writer");
+    assert!(written > 5, "events arrived during the rebuild ({written})");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while applied().await != (events + written as i64, 0) {
+        assert!(std::time::Instant::now() < deadline, "the live projectors did not carry on: {:?}", applied().await);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let names: Vec<String> =
+        sqlx::query_scalar("select projector from projection.projector_position order by projector")
+            .fetch_all(&pool)
+            .await
+            .expect("positions");
+    assert_eq!(names, ["high", "low"], "the live projectors' rows, and no other");
+
+    let (_clean, clean_pool) = tests::projector::clean_projection(&nats.url(), &master_key, last).await;
+    for (table, order) in read_models() {
+        assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");
+    }
 }

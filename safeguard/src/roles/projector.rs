@@ -249,13 +249,22 @@ fn router(
     )
 }
 
-/// `safeguard rebuild`: builds the read models afresh beside the live ones
-/// with a progress bar on stderr, then switches over.
+/// A rebuild's share: its projector name and partitions (all of them when
+/// one process rebuilds alone).
+#[derive(Debug)]
+pub struct Share {
+    pub name: String,
+    pub partitions: events::subjects::Partitions,
+}
+
+/// `safeguard rebuild`: builds the read models (of a share's partitions)
+/// afresh beside the live ones with a progress bar on stderr, then
+/// switches over (or leaves that to the share finishing last).
 pub async fn rebuild(
     nats: platform::config::NatsArgs,
     database: platform::config::DatabaseArgs,
     batch: usize,
-    name: String,
+    share: Share,
     master_key: std::path::PathBuf,
     public_key: std::path::PathBuf,
 ) -> anyhow::Result<()> {
@@ -266,7 +275,8 @@ pub async fn rebuild(
     let keys = keys(&js, &nats, &master_key).await?;
     let options = projections::database::options(&database.database_url).await?;
     let settings = projections::runtime::Settings {
-        name,
+        name: share.name,
+        partitions: share.partitions.clone(),
         batch: batch.max(1),
         keys: Some(keys),
         ..projections::runtime::Settings::new(signers)
@@ -278,15 +288,16 @@ pub async fn rebuild(
     eprintln!();
     let report = report?;
     let rate = report.events as f64 / report.elapsed.as_secs_f64().max(1e-9);
+    let of = if share.partitions.is_all() { String::new() } else { format!(" of partitions {}", share.partitions) };
     eprintln!(
-        "rebuilt {} events up to stream position {} in {:.1} s ({rate:.0} events/s); {}",
+        "rebuilt {} events{of} up to stream position {} in {:.1} s ({rate:.0} events/s); {}",
         report.events,
         report.position,
         report.elapsed.as_secs_f64(),
-        if report.replaced {
-            "the previous read models are kept in schema projection_previous until the next rebuild"
-        } else {
-            "there were no live read models to replace"
+        match (report.switched, report.replaced) {
+            (false, _) => "another share of the rebuild switched the read models over",
+            (true, true) => "the previous read models are kept in schema projection_previous until the next rebuild",
+            (true, false) => "there were no live read models to replace",
         }
     );
     Ok(())
