@@ -458,10 +458,16 @@ async fn recorded_after(
         .fetch_all(&mut **tx)
         .await?
     } else {
+        // `offset 0` keeps the subquery a lateral one, an index range scan of
+        // `(subject, sequence)` per subject. Flattened into a join, the
+        // planner was free to hash the whole of `stored_event` instead, and
+        // did while two rebuild shares filled it (parallel scans spilling
+        // to disk: three quarters of PostgreSQL's time).
         sqlx::query(&format!(
             "select h.* from unnest($1::text[], $2::bigint[]) as k(s, after)
                cross join lateral (select {HISTORY_COLUMNS} from stored_event
-                                    where subject_kind = 'child' and subject = k.s and sequence > k.after) h
+                                    where subject_kind = 'child' and subject = k.s and sequence > k.after
+                                   offset 0) h
               order by h.subject, h.sequence"
         ))
         .bind(subjects)
