@@ -20,7 +20,8 @@ use tests::{NatsServer, TestDatabase, safeguard_binary};
 fn rebuild_command(nats_url: &str, database_url: &str, master_key: &std::path::Path, extra: &[&str]) -> Command {
     let mut command = Command::new(safeguard_binary());
     command
-        .args(["rebuild", "--all", "--batch", "500"])
+        .args(["rebuild", "--all"])
+        .args(if extra.contains(&"--batch") { &[][..] } else { &["--batch", "500"][..] })
         .args(extra)
         .env("NATS_URL", nats_url)
         .env("DATABASE_URL", database_url)
@@ -30,10 +31,12 @@ fn rebuild_command(nats_url: &str, database_url: &str, master_key: &std::path::P
     command
 }
 
-/// Waits for a `safeguard rebuild` to end, and returns its stderr and whether it succeeded.
-async fn finished(mut command: Command) -> (bool, String) {
+/// Waits for a `safeguard rebuild` to end, and returns its stderr and
+/// whether it succeeded. The process is killed if the wait is dropped (a
+/// test that failed leaves no share waiting behind it).
+async fn finished(command: Command) -> (bool, String) {
     let output =
-        tokio::task::spawn_blocking(move || command.output().expect("run safeguard rebuild")).await.expect("join");
+        tokio::process::Command::from(command).kill_on_drop(true).output().await.expect("run safeguard rebuild");
     (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
@@ -289,8 +292,12 @@ async fn a_rebuild_shared_by_two_processes_switches_once_and_equals_a_clean_proj
         &["--partitions", "16-31", "--projector-name", "high"],
     ))
     .await;
-    let (low_ok, low) = low.await.expect("join");
-    assert!(high_ok && low_ok, "a share failed:\n{low}\n{high}");
+    assert!(high_ok, "the high share failed: {high}");
+    let (low_ok, low) = tokio::time::timeout(std::time::Duration::from_secs(60), low)
+        .await
+        .expect("the waiting share ended once the rebuild switched")
+        .expect("join");
+    assert!(low_ok, "the low share failed: {low}");
     assert!(
         low.contains("rebuilt") && low.contains("of partitions 0-15") && high.contains("of partitions 16-31"),
         "{low}\n{high}"
@@ -320,6 +327,85 @@ async fn a_rebuild_shared_by_two_processes_switches_once_and_equals_a_clean_proj
             .expect("positions");
     assert_eq!(names, ["high", "low"], "the live projectors' rows, and no other");
 
+    let (_clean, clean_pool) = tests::projector::clean_projection(&nats.url(), &master_key, last).await;
+    for (table, order) in read_models() {
+        assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");
+    }
+}
+
+/// A share that stops before finishing leaves its partitions to the next
+/// process given them: under the same name, while another share of the
+/// rebuild runs, it resumes from where the stopped one got to (what the
+/// tables already hold is skipped), and the result equals a clean projection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_stopped_half_way_is_resumed_under_its_name_and_the_rebuild_equals_a_clean_projection() {
+    let nats = NatsServer::start().await;
+    let gateway = Arc::new(TestGateway::start(&nats.url()).await);
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let master_key = gateway.path("master.key");
+    let projector = LiveProjector::start_for(&gateway, &nats.url(), &pool).await;
+    let until = NaiveDate::from_ymd_opt(2025, 3, 31).expect("date");
+    let groups = safeguard::cli::seed::generate(29, 2, 40, until).expect("seed");
+    let last = tests::gateway::load_groups(&gateway, groups).await;
+    projector.wait_for(last).await;
+    let share = |partitions: &str, name: &str, batch: &str| {
+        let extra = ["--partitions", partitions, "--projector-name", name, "--batch", batch];
+        rebuild_command(&nats.url(), db.url(), &master_key, &extra)
+    };
+    let position = |name: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "select stream_seq from projection_rebuild.projector_position where projector = $1",
+            )
+            .bind(name)
+            .fetch_optional(&pool)
+            .await
+            .unwrap_or(None)
+            .unwrap_or(0)
+        }
+    };
+
+    // One share runs and waits; the other is stopped part of the way through, a message at a time.
+    let high = tokio::spawn(finished(share("16-31", "high", "500")));
+    let mut low = tests::Process(share("0-15", "low", "1").stderr(std::process::Stdio::null()).spawn().expect("start"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while position("low").await < 50 {
+        assert!(std::time::Instant::now() < deadline, "the first low share made no progress");
+        assert!(low.try_wait().expect("wait").is_none(), "the first low share ended before it was stopped");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let _ = low.kill();
+    let _ = low.wait();
+    let stopped_at = position("low").await;
+    assert!(stopped_at < i64::try_from(last).expect("position"), "stopped part of the way ({stopped_at} of {last})");
+    assert!(!high.is_finished(), "the other share waits for the stopped one's partitions");
+
+    let (low_ok, low) = finished(share("0-15", "low", "500")).await;
+    assert!(low_ok, "the low share failed: {low}");
+    let (high_ok, high) = tokio::time::timeout(std::time::Duration::from_secs(60), high)
+        .await
+        .expect("the waiting share ended once the rebuild switched")
+        .expect("join");
+    assert!(high_ok, "{low}\n{high}");
+    let rebuilt = |stderr: &str| -> i64 {
+        stderr
+            .split("rebuilt ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect("how many events a share rebuilt")
+    };
+    // The share finishing last switches; the other one's count is its partitions' alone.
+    assert!(low.contains("kept in schema projection_previous") && high.contains("another share"), "{low}\n{high}");
+    let low_partitions = count(&pool, "projection.stored_event").await - rebuilt(&high);
+    let resumed = rebuilt(&low);
+    assert!(
+        resumed > 0 && resumed < low_partitions,
+        "the resumed share applied {resumed} events, not all {low_partitions} of its partitions again"
+    );
+    projector.wait_for(last).await;
     let (_clean, clean_pool) = tests::projector::clean_projection(&nats.url(), &master_key, last).await;
     for (table, order) in read_models() {
         assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");
