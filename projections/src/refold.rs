@@ -321,30 +321,28 @@ async fn refold_children(
 ) -> Result<Folded, ApplyError> {
     let ids: Vec<uuid::Uuid> = children.iter().copied().collect();
     let mut changed = Changed::default();
-    // What the children looked like before, so a council or team they left hears of it too.
+    // What the children looked like before, so a council or team they left
+    // hears of it too. Every fold writes a child's status row with the
+    // rest of its rows, so a child without one holds no rows at all: it
+    // was never folded here (in a rebuild, most children of a batch),
+    // and nothing of its needs reading back or removing.
     let before = sqlx::query(
-        "select council, null as team_id from child_status where child_id = any($1) and council is not null
-         union select council, team_id from allocation where child_id = any($1) and to_on is null",
+        "select child_id, council, null as team_id from child_status where child_id = any($1)
+         union all select child_id, council, team_id from allocation where child_id = any($1) and to_on is null",
     )
     .bind(&ids)
     .fetch_all(&mut **tx)
     .await?;
+    let mut held = BTreeSet::new();
     for row in before {
-        let council = parsed(&row, "council", CouncilCode::try_from)?;
+        held.insert(row.try_get::<uuid::Uuid, _>("child_id")?);
+        let Some(council) = parsed_opt(&row, "council", CouncilCode::try_from)? else { continue };
         if let Some(team) = parsed_opt(&row, "team_id", LocalId::try_from)? {
             changed.teams.insert((council.clone(), team));
         }
         changed.councils.insert(council);
     }
-    // Alerts' teams before, so a team that lost one hears of it.
-    for row in sqlx::query("select distinct council, team_id from alert where child_id = any($1)")
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await?
-    {
-        let council = parsed(&row, "council", CouncilCode::try_from)?;
-        changed.alerts.insert((council, parsed_opt(&row, "team_id", LocalId::try_from)?));
-    }
+    let held: Vec<uuid::Uuid> = held.into_iter().collect();
 
     // The kept folds whose rows are still the ones the database holds; the
     // rest of the children are read and written afresh.
@@ -360,15 +358,30 @@ async fn refold_children(
         entries.retain(|child, entry| stamps.get(child) == Some(&entry.stamp));
     }
     let afresh: Vec<uuid::Uuid> = ids.iter().filter(|c| !entries.contains_key(c)).copied().collect();
+    // Of those, the ones whose rows the database holds.
+    let replaced: Vec<uuid::Uuid> = held.iter().filter(|c| !entries.contains_key(c)).copied().collect();
+    // Alerts' teams before, so a team that lost one hears of it: the kept
+    // folds hold them, the database holds the rest.
+    for entry in entries.values() {
+        changed.alerts.extend(entry.rows.alerts.iter().map(|a| (a.council.clone(), a.team.clone())));
+    }
     let mut tallies = crate::tally::Writes::default();
-    if !afresh.is_empty() {
+    if !replaced.is_empty() {
+        for row in sqlx::query("select distinct council, team_id from alert where child_id = any($1)")
+            .bind(&replaced)
+            .fetch_all(&mut **tx)
+            .await?
+        {
+            let council = parsed(&row, "council", CouncilCode::try_from)?;
+            changed.alerts.insert((council, parsed_opt(&row, "team_id", LocalId::try_from)?));
+        }
         for table in CHILD_TABLES {
             sqlx::query(&format!("delete from {table} where child_id = any($1)"))
-                .bind(&afresh)
+                .bind(&replaced)
                 .execute(&mut **tx)
                 .await?;
         }
-        tallies.take_afresh(tx, &afresh).await?;
+        tallies.take_afresh(tx, &replaced).await?;
     }
     let mut histories: Vec<(String, Option<Entry>, Vec<Recorded>)> = Vec::with_capacity(ids.len());
     let subjects: Vec<String> = afresh.iter().map(uuid::Uuid::to_string).collect();

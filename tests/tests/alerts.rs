@@ -614,3 +614,57 @@ async fn an_interrupted_subscription_resumes_and_misses_no_notice() {
         .expect("answer");
     assert_eq!(bad.status(), 422);
 }
+
+/// An alert that goes away (its concern retracted by whoever recorded it)
+/// is news to the team that held it, here the council's managers of
+/// unallocated cases, who hold no other: the projector tells their
+/// dashboards from what the child's rows held before, in this case from
+/// the fold it kept in memory since the concern's batch.
+#[tokio::test]
+async fn a_retracted_concern_tells_the_team_that_held_its_alert() {
+    let sys = System::start().await;
+    let child = new_id();
+    let at = |minutes: i64| (Utc::now() - chrono::Duration::minutes(minutes)).to_rfc3339();
+    let referral = json!({"referral_id": "R1", "source": "6", "nfa": false});
+    sys.publish(
+        tokens::HARINGEY,
+        vec![registered("reg", &child, HARINGEY), event("ref", "referral.received", &child, &at(60), referral)],
+    )
+    .await;
+    sys.publish(tokens::ADMIN, vec![concern("c-1", &child, &at(5), "Bruising seen at clinic")]).await;
+    let unallocated = format!("/v1/alerts?council={HARINGEY}&unallocated=true&status=open");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let open = sys.query.get(tokens::HARINGEY, &unallocated).await;
+        if alerts_of(&open.json, "unallocated").len() == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the concern raised no alert: {}", open.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let nats = async_nats::connect(sys.nats.url()).await.expect("connect");
+    let mut notices = nats.subscribe(format!("sg.changes.alerts.{HARINGEY}.~unallocated")).await.expect("subscribe");
+    nats.flush().await.expect("flush");
+    let retraction = event(
+        "c-1-retracted",
+        "record.retracted",
+        &child,
+        &at(0),
+        json!({"retracts": "c-1", "reason": "recorded against the wrong child"}),
+    );
+    sys.publish(tokens::ADMIN, vec![retraction]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut notices))
+            .await
+            .expect("the unallocated cases' managers heard that their alert went")
+            .expect("message");
+        let doc: Value = serde_json::from_slice(&m.payload).expect("JSON");
+        if doc["open"].as_i64() == Some(0) {
+            break;
+        }
+    }
+    let open = sys.query.get(tokens::HARINGEY, &unallocated).await;
+    assert!(open.json["alerts"].as_array().is_some_and(Vec::is_empty), "{}", open.text);
+}
