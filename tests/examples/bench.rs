@@ -1126,39 +1126,26 @@ async fn main() {
     // processes given half the partitions each (as two partitioned
     // projectors would be), on the same database one after the other.
     let rebuild_processes = |shares: &'static [(&'static str, &'static str)]| {
-        let (nats_url, database_url) = (nats.url(), clean.url().to_owned());
-        let (master_key, public_key) = (deployment.path("master.key"), deployment.path("signing.key.pub"));
+        let running: Vec<_> = shares
+            .iter()
+            .map(|(name, partitions)| {
+                deployment
+                    .rebuild_share(&nats.url(), clean.url(), partitions, name)
+                    .spawn()
+                    .expect("start safeguard rebuild")
+            })
+            .collect();
+        let started = Instant::now();
         tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let running: Vec<_> = shares
-                .iter()
-                .map(|(name, partitions)| {
-                    std::process::Command::new(release_binary())
-                        .args(["rebuild", "--all", "--batch", "5000", "--partitions", partitions])
-                        .args(["--projector-name", name])
-                        .env("NATS_URL", &nats_url)
-                        .env("DATABASE_URL", &database_url)
-                        .env("SAFEGUARD_MASTER_KEY", &master_key)
-                        .env("SAFEGUARD_PUBLIC_KEY", &public_key)
-                        .env("RUST_LOG", "warn")
-                        .stderr(std::process::Stdio::piped())
-                        .spawn()
-                        .expect("start safeguard rebuild")
-                })
-                .collect();
             let mut events = 0;
             for child in running {
                 let output = child.wait_with_output().expect("safeguard rebuild");
                 let stderr = String::from_utf8_lossy(&output.stderr);
                 assert!(output.status.success(), "safeguard rebuild failed: {stderr}");
-                events += stderr
-                    .split("rebuilt ")
-                    .nth(1)
-                    .and_then(|rest| rest.split(' ').next())
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .expect("safeguard rebuild says how many events it rebuilt");
+                events +=
+                    tests::deploy::rebuilt_events(&stderr).expect("safeguard rebuild says how many events it rebuilt");
             }
-            Measured::new(events, started.elapsed(), vec![])
+            Measured::new(events as usize, started.elapsed(), vec![])
         })
     };
     let one = rebuild_processes(&[("bench-clean", "0-31")]).await.expect("join");

@@ -133,15 +133,8 @@ async fn rebuild_in_shares(deployment: &Deployment, nats_url: &str, database_url
     let mut running: Vec<_> = (0..n)
         .map(|i| {
             let (from, to) = (i * 32 / n, (i + 1) * 32 / n - 1);
-            std::process::Command::new(release_binary())
-                .args(["rebuild", "--all", "--batch", "5000", "--partitions", &format!("{from}-{to}")])
-                .args(["--projector-name", &format!("share-{i}")])
-                .env("NATS_URL", nats_url)
-                .env("DATABASE_URL", database_url)
-                .env("SAFEGUARD_MASTER_KEY", deployment.path("master.key"))
-                .env("SAFEGUARD_PUBLIC_KEY", deployment.path("signing.key.pub"))
-                .env("RUST_LOG", "warn")
-                .stderr(std::process::Stdio::piped())
+            deployment
+                .rebuild_share(nats_url, database_url, &format!("{from}-{to}"), &format!("share-{i}"))
                 .spawn()
                 .unwrap()
         })
@@ -166,12 +159,7 @@ async fn rebuild_in_shares(deployment: &Deployment, nats_url: &str, database_url
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{stderr}");
-        events += stderr
-            .split("rebuilt ")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .and_then(|e| e.parse::<u64>().ok())
-            .unwrap();
+        events += tests::deploy::rebuilt_events(&stderr).unwrap();
     }
     let elapsed = t.elapsed().as_secs_f64();
     println!("rebuilt {events} events with {n} process(es) in {elapsed:.1} s: {:.0} events/s", events as f64 / elapsed);

@@ -128,10 +128,37 @@ impl Deployment {
         self.dir.path().join(file)
     }
 
+    /// A release `safeguard rebuild` share of `partitions` under `name`
+    /// (batches of 5,000), with this deployment's keys and its stderr
+    /// piped, not yet started.
+    pub fn rebuild_share(
+        &self,
+        nats_url: &str,
+        database_url: &str,
+        partitions: &str,
+        name: &str,
+    ) -> std::process::Command {
+        let mut command = std::process::Command::new(release_binary());
+        command
+            .args(["rebuild", "--all", "--batch", "5000", "--partitions", partitions, "--projector-name", name])
+            .env("NATS_URL", nats_url)
+            .env("DATABASE_URL", database_url)
+            .env("SAFEGUARD_MASTER_KEY", self.path("master.key"))
+            .env("SAFEGUARD_PUBLIC_KEY", self.path("signing.key.pub"))
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::piped());
+        command
+    }
+
     /// The peak resident memory (VmHWM) of each role's process so far, in KiB.
     pub fn peak_memory_kib(&self) -> Vec<(&'static str, u64)> {
         self.roles.iter().map(|(role, child)| (*role, peak_rss_kib(child.id()).unwrap_or(0))).collect()
     }
+}
+
+/// How many events a finished `safeguard rebuild` says it applied ("rebuilt N events ...").
+pub fn rebuilt_events(stderr: &str) -> Option<u64> {
+    stderr.split("rebuilt ").nth(1)?.split(' ').next()?.parse().ok()
 }
 
 /// VmHWM of a process, from `/proc`.

@@ -390,11 +390,8 @@ async fn a_share_stopped_half_way_is_resumed_under_its_name_and_the_rebuild_equa
         .expect("join");
     assert!(high_ok, "{low}\n{high}");
     let rebuilt = |stderr: &str| -> i64 {
-        stderr
-            .split("rebuilt ")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .and_then(|n| n.parse().ok())
+        tests::deploy::rebuilt_events(stderr)
+            .and_then(|n| i64::try_from(n).ok())
             .expect("how many events a share rebuilt")
     };
     // The share finishing last switches; the other one's count is its partitions' alone.
