@@ -299,27 +299,6 @@ pub async fn read_ordered(
     consumer.messages().await.map_err(|e| setup(&e))
 }
 
-/// How many messages match `filter` in `stream` (0 when none).
-pub async fn count_matching(stream: &jetstream::stream::Stream, filter: &str) -> Result<u64, BusError> {
-    let setup = |e: &dyn std::fmt::Display| BusError::Setup { what: "a count", message: e.to_string() };
-    // One replica, in memory: placed with the stream's leader, which has
-    // every stored message, rather than on a replica that may lag.
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            filter_subject: filter.to_owned(),
-            inactive_threshold: Duration::from_secs(10),
-            num_replicas: 1,
-            memory_storage: true,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| setup(&e))?;
-    let mut consumer = consumer;
-    // Not deleted: the server forgets it after `inactive_threshold`, and no
-    // serving role may delete consumers (only the projector its own).
-    Ok(consumer.info().await.map_err(|e| setup(&e))?.num_pending)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

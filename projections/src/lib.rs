@@ -39,6 +39,7 @@ pub mod health;
 pub mod identifiers;
 pub mod indicators;
 pub mod kept;
+pub mod leader;
 pub mod notify;
 pub mod parking;
 pub mod reads;

@@ -141,7 +141,9 @@ async fn retry_one(
             }
         }
     }
-    let (items, broken) = store::in_chain(&mut tx, items).await?;
+    // A parked subject's messages wait behind it; whether a break among
+    // them is suspect was for the pump to judge when they came.
+    let store::Chained { kept: items, broken, .. } = store::in_chain(&mut tx, items, 0).await?;
     for (item, why) in &broken {
         dead.push(item.stream_seq, item.nats_subject, &why.to_string(), item.payload);
     }

@@ -15,7 +15,12 @@
 //! it came. So the projector reads the stream back over the positions it
 //! applied last, and makes its copy agree, whenever the stream may have
 //! moved under it: when a session starts (after a restart, an outage or a
-//! lost delivery) and when its watcher sees the stream's leader change. A
+//! lost delivery); when its watcher sees the stream elect a leader (told
+//! by the leader's name and when it took over: the fault suite lost a
+//! correction when one server was elected again between two looks); and
+//! when a batch's dead letters look like the copy is what is wrong
+//! (`store::Chained::suspect`), which needs no election to be seen. The
+//! stream is read from its leader (`crate::leader`). A
 //! row the stream does not hold where the copy has it is removed; an event
 //! the stream holds that the copy lacks is applied (if it continues its
 //! subject's chain, else it is a dead letter like any other); and every
@@ -224,21 +229,21 @@ async fn read_back(
     upto: u64,
 ) -> Result<Vec<Message>, ProjectorError> {
     let (filter_subject, filter_subjects) = filter_fields(&settings.partitions.filters());
-    let name = format!("sg-reconcile-{}", uuid::Uuid::new_v4().simple());
-    let mut consumer = stream
-        .create_consumer(consumer::pull::Config {
-            name: Some(name.clone()),
+    // What the stream holds is what its leader holds.
+    let mut consumer = crate::leader::consumer(
+        stream,
+        consumer::pull::Config {
             filter_subject,
             filter_subjects,
             deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
             ack_policy: consumer::AckPolicy::None,
             inactive_threshold: Duration::from_secs(30),
-            num_replicas: 1,
-            memory_storage: true,
             ..Default::default()
-        })
-        .await
-        .map_err(js_error)?;
+        },
+    )
+    .await
+    .map_err(js_error)?;
+    let name = consumer.cached_info().name.clone();
     let result = async {
         let mut out = Vec::new();
         let mut left = consumer.info().await.map_err(js_error)?.num_pending;

@@ -101,9 +101,12 @@ pub struct Stats {
     /// Times the stream was found to have gone back on messages it had
     /// delivered, and the read models were corrected (see [`crate::reconcile`]).
     pub reconciliations: AtomicU64,
-    /// Set by the watcher when the stream's leader changed: the positions
-    /// after this one are read back and checked before the next batch.
+    /// Set by the watcher when the stream elected a leader: the positions
+    /// after this one are read back and checked before the next batch,
+    /// and it is cleared only once they have been.
     pub recheck_after: std::sync::Mutex<Option<u64>>,
+    /// Looks the watcher has completed at the stream's state.
+    pub looks: AtomicU64,
     /// When the position last moved, and when the last failure was, in Unix milliseconds (0: never).
     pub progress_at_ms: AtomicU64,
     pub last_error_at_ms: AtomicU64,
@@ -132,8 +135,22 @@ impl Stats {
         *recheck = Some(recheck.map_or(after, |a| a.min(after)));
     }
 
-    fn take_recheck(&self) -> Option<u64> {
-        self.recheck_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    fn recheck_wanted(&self) -> Option<u64> {
+        *self.recheck_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Clears the request for `after` once it is checked, unless a wider
+    /// one came in the meantime.
+    fn rechecked(&self, after: u64) {
+        let mut recheck = self.recheck_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *recheck == Some(after) {
+            *recheck = None;
+        }
+    }
+
+    /// Whether positions wait to be read back and checked against the stream.
+    pub fn recheck_pending(&self) -> bool {
+        self.recheck_wanted().is_some()
     }
 }
 
@@ -445,12 +462,11 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
     // applied: the old leader may have delivered it.
     let mut recheck_next: Option<u64> = None;
     loop {
-        // The watcher saw the stream's leader change.
-        if let Some(after) = stats.take_recheck() {
-            if let Err(e) = recheck(pool, stream, settings, stats, notifier, after, position).await {
-                stats.recheck(after);
-                return Err(e);
-            }
+        // The watcher saw the stream elect a leader. Should the check
+        // fail, the request stands for the next session.
+        if let Some(after) = stats.recheck_wanted() {
+            recheck(pool, stream, settings, stats, notifier, after, position).await?;
+            stats.rechecked(after);
             recheck_next = Some(position);
         }
         // Queued by this projector's own batches, or found by its watcher.
@@ -508,7 +524,18 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
             stats.refolds_pending.fetch_max(1, Ordering::Relaxed);
             pending = true;
         }
+        let before = position;
         position = applied.position;
+        // A dead letter that looks like the read models, not the message,
+        // are wrong (store::Chained::suspect): the stream may have gone
+        // back on what it delivered with no election seen yet. It is read
+        // back before the position is announced, so whoever waits for the
+        // position sees the read models corrected.
+        if applied.suspect {
+            tracing::warn!(projector = %settings.name, position, "a message does not continue its subject's chain as the read models hold it; checking what was applied last against the stream");
+            recheck(pool, stream, settings, stats, notifier, before.saturating_sub(crate::reconcile::WINDOW), position)
+                .await?;
+        }
         stats.applied.fetch_add(applied.events, Ordering::Relaxed);
         stats.dead_letters.fetch_add(applied.dead_letters, Ordering::Relaxed);
         if applied.position > stats.position.swap(applied.position, Ordering::Relaxed) {
@@ -761,24 +788,27 @@ pub async fn watch(pool: PgPool, js: jetstream::Context, settings: Settings, sta
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_stalled = false;
     // The stream's leader at the last look, and the position then.
-    let mut seen: Option<(String, u64)> = None;
+    let mut seen: Option<(Leader, u64)> = None;
     loop {
         tick.tick().await;
         let position = stats.position.load(Ordering::Relaxed);
         match look(&pool, &js, &settings, &stats).await {
             Ok(leader) => {
-                // A leader that died may have delivered what its successor
-                // never held: what was applied since a little before the
-                // last look is read back (see crate::reconcile).
+                // A leader that died or stepped down may have delivered what
+                // its successor never held: what was applied since a little
+                // before the last look is read back (see crate::reconcile).
+                // An election is told by when the leader took over, not only
+                // by who it is: the same server can be elected again.
                 if let (Some((before, at)), Some(now)) = (&seen, &leader)
                     && before != now
                 {
-                    tracing::warn!(projector = %settings.name, "the stream's leader changed; checking what was applied last against the stream");
+                    tracing::warn!(projector = %settings.name, leader = %now.name, "the stream elected a leader; checking what was applied last against the stream");
                     stats.recheck(at.saturating_sub(crate::reconcile::WINDOW));
                 }
                 if let Some(now) = leader {
                     seen = Some((now, position));
                 }
+                stats.looks.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 tracing::warn!(projector = %settings.name, error = &e as &dyn std::error::Error, "could not look at the stream's state");
@@ -806,16 +836,25 @@ pub async fn watch(pool: PgPool, js: jetstream::Context, settings: Settings, sta
     }
 }
 
+/// A stream's leader as one look saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Leader {
+    name: String,
+    /// When it took over, as the server reports it.
+    since: Option<async_nats::datetime::DateTime>,
+}
+
 async fn look(
     pool: &PgPool,
     js: &jetstream::Context,
     settings: &Settings,
     stats: &Stats,
-) -> Result<Option<String>, ProjectorError> {
+) -> Result<Option<Leader>, ProjectorError> {
     let mut stream = js.get_stream(EVENTS_STREAM).await.map_err(js_error)?;
     let info = stream.info().await.map_err(js_error)?;
     let last = info.state.last_sequence;
-    let leader = info.cluster.as_ref().and_then(|c| c.leader.clone());
+    let leader =
+        info.cluster.as_ref().and_then(|c| c.leader.clone().map(|name| Leader { name, since: c.leader_since }));
     stats.stream_last.store(last, Ordering::Relaxed);
     let position = stats.position.load(Ordering::Relaxed);
     // The oldest message this projector applies that lies past its

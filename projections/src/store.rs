@@ -85,6 +85,10 @@ pub struct Applied {
     pub parked: u64,
     /// Messages kept waiting behind a parked subject (those of newly parked subjects included).
     pub held: u64,
+    /// Dead letters that suggest the read models hold what the stream has
+    /// since disowned (see [`Chained::suspect`]): the caller reads the
+    /// stream back over the positions applied last ([`crate::reconcile`]).
+    pub suspect: bool,
     pub position: u64,
     /// Councils and teams whose caseloads or indicators may have changed.
     pub changed: Changed,
@@ -260,7 +264,8 @@ pub async fn apply_batch(
     let (held, live): (Vec<EventItem<'_>>, Vec<EventItem<'_>>) =
         items.into_iter().partition(|i| parked.contains(&i.event.subject.to_string()));
     // A parked subject's waiting messages are checked when they are retried.
-    let (live, broken) = in_chain(tx, live).await?;
+    let Chained { kept: live, broken, suspect } = in_chain(tx, live, from).await?;
+    applied.suspect = suspect;
     for (item, why) in broken {
         applied.dead_letters += 1;
         dead.push(item.stream_seq, item.nats_subject, &why.to_string(), item.payload);
@@ -597,12 +602,31 @@ impl DeadRows {
     }
 }
 
+/// What [`in_chain`] made of a batch's events.
+pub(crate) struct Chained<'a> {
+    /// Those that continue their subject's chain, in stream order.
+    pub kept: Vec<EventItem<'a>>,
+    /// The rest, with why: dead letters.
+    pub broken: Vec<(EventItem<'a>, NotTaken)>,
+    /// Whether a break looks like the read models, not the message, being
+    /// wrong: an event that skips past the subject's last held event or
+    /// links to another event in its place (the copy lacks or holds
+    /// something the stream does not), or repeats one held since recently
+    /// (the copy holds it at a position the stream went back on, and the
+    /// publisher, never answered, sent it again). Only events the gateway
+    /// signed get here, so nobody without its key can raise this; a true
+    /// event replayed long after its subject's last one raises nothing.
+    pub suspect: bool,
+}
+
 /// Splits `items` (in stream order) into those that continue their
 /// subject's chain from the last event the read models hold (and from
 /// each other), and the rest with why: a true event replayed onto its own
 /// subject, or a message someone else put there linked to nothing true.
 /// Such a message is a dead letter rather than a parking, so nobody can
-/// stop a child's projection by publishing one.
+/// stop a child's projection by publishing one. `from` is the position
+/// the batch applies after: a subject's last event held from within
+/// [`crate::reconcile::WINDOW`] of it counts as recent.
 ///
 /// A message the read models already hold (its stream sequence is stored)
 /// is dropped from both: it is a redelivery, not a replay, and applying
@@ -612,9 +636,11 @@ impl DeadRows {
 pub(crate) async fn in_chain<'a>(
     tx: &mut Transaction<'_, Postgres>,
     items: Vec<EventItem<'a>>,
-) -> Result<(Vec<EventItem<'a>>, Vec<(EventItem<'a>, NotTaken)>), sqlx::Error> {
+    from: u64,
+) -> Result<Chained<'a>, sqlx::Error> {
+    let nothing = |kept| Chained { kept, broken: Vec::new(), suspect: false };
     if items.is_empty() {
-        return Ok((items, Vec::new()));
+        return Ok(nothing(items));
     }
     let sequences: Vec<i64> = items.iter().map(|i| to_i64(i.stream_seq)).collect();
     let stored: BTreeSet<i64> = sqlx::query_scalar("select stream_seq from stored_event where stream_seq = any($1)")
@@ -625,33 +651,42 @@ pub(crate) async fn in_chain<'a>(
         .collect();
     let items: Vec<EventItem<'a>> = items.into_iter().filter(|i| !stored.contains(&to_i64(i.stream_seq))).collect();
     if items.is_empty() {
-        return Ok((items, Vec::new()));
+        return Ok(nothing(items));
     }
     let subjects: Vec<String> =
         items.iter().map(|i| i.event.subject.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
-    let rows: Vec<(String, i64, String)> = sqlx::query_as(
-        "select distinct on (subject) subject, sequence, hash from stored_event
+    let rows: Vec<(String, i64, String, i64)> = sqlx::query_as(
+        "select distinct on (subject) subject, sequence, hash, stream_seq from stored_event
           where subject = any($1) order by subject, sequence desc",
     )
     .bind(&subjects)
     .fetch_all(&mut **tx)
     .await?;
-    let mut heads: std::collections::HashMap<String, Head> = std::collections::HashMap::new();
-    for (subject, sequence, hash) in rows {
+    // Each subject's last event, and the position it was applied at (0 for
+    // one applied in this batch).
+    let mut heads: std::collections::HashMap<String, (Head, u64)> = std::collections::HashMap::new();
+    for (subject, sequence, hash, stream_seq) in rows {
         let hash = events::Digest::parse(&hash).map_err(|why| crate::database::not_as_written("hash", why))?;
-        heads.insert(subject, Head { sequence: u64::try_from(sequence).unwrap_or(0), hash });
+        let head = Head { sequence: u64::try_from(sequence).unwrap_or(0), hash };
+        heads.insert(subject, (head, u64::try_from(stream_seq).unwrap_or(0)));
     }
-    let mut kept = Vec::with_capacity(items.len());
-    let mut broken = Vec::new();
+    let recent_after = from.saturating_sub(crate::reconcile::WINDOW);
+    let mut chained = Chained { kept: Vec::with_capacity(items.len()), broken: Vec::new(), suspect: false };
     for item in items {
         let subject = item.event.subject.to_string();
-        match events::chain::follows(heads.get(&subject).copied(), item.event.sequence, &item.event.prevhash) {
+        let head = heads.get(&subject).copied();
+        match events::chain::follows(head.map(|(h, _)| h), item.event.sequence, &item.event.prevhash) {
             Ok(()) => {
-                heads.insert(subject, Head { sequence: item.event.sequence, hash: item.event.hash });
-                kept.push(item);
+                heads.insert(subject, (Head { sequence: item.event.sequence, hash: item.event.hash }, item.stream_seq));
+                chained.kept.push(item);
             }
-            Err(why) => broken.push((item, why)),
+            Err(why) => {
+                let held = head.map_or(0, |(h, _)| h.sequence);
+                let held_at = head.map_or(0, |(_, at)| at);
+                chained.suspect |= item.event.sequence > held || held_at > recent_after;
+                chained.broken.push((item, why));
+            }
         }
     }
-    Ok((kept, broken))
+    Ok(chained)
 }

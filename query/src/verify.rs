@@ -95,7 +95,7 @@ pub async fn verify(
         }
         None => None,
     };
-    let to_read = bus::count_matching(&stream, &filter).await?;
+    let to_read = projections::leader::count_matching(&stream, &filter).await?;
 
     // Checkpoints cover every subject, so only a whole-stream pass can check them.
     let mut report = CheckpointReport::default();
@@ -377,7 +377,7 @@ async fn read_checkpoints(
     report: &mut CheckpointReport,
 ) -> anyhow::Result<Vec<(u64, checkpoint::Checkpoint)>> {
     let stream = js.get_stream(bus::AUDIT_STREAM).await.context("could not open the audit stream")?;
-    let total = bus::count_matching(&stream, subjects::CHECKPOINT).await?;
+    let total = projections::leader::count_matching(&stream, subjects::CHECKPOINT).await?;
     let mut out: Vec<(u64, checkpoint::Checkpoint)> = Vec::new();
     if total == 0 {
         return Ok(out);

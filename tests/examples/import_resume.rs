@@ -102,8 +102,8 @@ async fn main() {
     // Every event of the file exactly once.
     let js = async_nats::jetstream::new(nats.client().await);
     let stream = js.get_stream(platform::bus::EVENTS_STREAM).await.expect("stream");
-    let stored = platform::bus::count_matching(&stream, events::subjects::EVENTS_FILTER).await.expect("count");
-    let indexed = platform::bus::count_matching(&stream, events::subjects::IDS_FILTER).await.expect("count");
+    let stored = projections::leader::count_matching(&stream, events::subjects::EVENTS_FILTER).await.expect("count");
+    let indexed = projections::leader::count_matching(&stream, events::subjects::IDS_FILTER).await.expect("count");
     let mut seen = HashSet::with_capacity(events);
     let mut messages = platform::bus::read_ordered(&stream, events::subjects::EVENTS_FILTER, 1).await.expect("read");
     use futures::StreamExt as _;

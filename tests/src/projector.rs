@@ -152,6 +152,8 @@ impl LiveProjector {
         #[allow(clippy::expect_used)]
         let client = crate::connect(nats_url).await;
         let mut settings = Settings::new(signers_beside(&gateway.path("master.key")).await);
+        // Its watcher looks often, so a test waiting for a look waits little.
+        settings.health_interval = Duration::from_secs(1);
         if let Some(path) = master_key {
             let js = async_nats::jetstream::new(client.clone());
             let nats = platform::config::NatsArgs::for_url(nats_url);
@@ -245,6 +247,34 @@ impl LiveProjector {
     }
 
     /// Waits until the projector has applied the stream up to `target`.
+    /// Waits until the projector has applied something, so a fault that
+    /// follows lands on a projector that is consuming.
+    pub async fn wait_applying(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.stats.position.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(!self.task.is_finished(), "the projector stopped early");
+            assert!(Instant::now() < deadline, "the projector applied nothing for 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until the watcher has looked at the stream twice more (so an
+    /// election before this call has been seen) and the projector has
+    /// read back whatever that asked it to check.
+    pub async fn wait_checked(&self) {
+        let looks = || self.stats.looks.load(std::sync::atomic::Ordering::Relaxed);
+        let wanted = looks() + 2;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while looks() < wanted || self.stats.recheck_pending() {
+            assert!(!self.task.is_finished(), "the projector stopped early");
+            assert!(
+                Instant::now() < deadline,
+                "the projector's watcher did not look, or its check did not end, in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn wait_for(&self, target: u64) {
         let deadline = Instant::now() + Duration::from_secs(120);
         while !settled(&self.stats, target) {

@@ -628,6 +628,81 @@ async fn events_the_stream_disowns_after_delivering_them_leave_the_read_models_t
     assert!(report.ok, "{:?}", report.breaks);
 }
 
+/// The same disowned deliveries met by a projector that keeps running: no
+/// restart reads back what it applied, and a single server elects no
+/// leader for its watcher to see. The messages that follow tell it. The
+/// concern sent again repeats an event the read models took a moment ago,
+/// and the lost child's next event follows the event before the one the
+/// read models hold in its place. Either makes the projector read back
+/// what it applied last before it goes on, and the read models then equal
+/// a clean projection, with no dead letter. (The fault suite met this with
+/// a three-node stream: a delivery disowned after the leader's election
+/// had gone unseen.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_projector_finds_what_the_stream_disowned_from_the_messages_that_follow() {
+    let nats = NatsServer::start().await;
+    let js = async_nats::jetstream::new(nats.client().await);
+    let stream_settings =
+        platform::config::StreamSettings { replicas: 1, duplicate_window: std::time::Duration::from_secs(120) };
+    let config = async_nats::jetstream::stream::Config {
+        deny_delete: false,
+        ..platform::bus::events_stream_config(&stream_settings)
+    };
+    let stream = js.create_stream(config).await.expect("a stream that allows deletes");
+    let mut gw = TestGateway::start(&nats.url()).await;
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let projector = tests::projector::LiveProjector::start_for(&gw, &nats.url(), &pool).await;
+
+    let (resent_child, lost_child) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+    for child in [&resent_child, &lost_child] {
+        for event in [
+            child_event(EventType::ChildRegistered, &format!("r-{child}"), child),
+            child_event(EventType::ContactRecorded, &format!("c-{child}"), child),
+        ] {
+            assert_eq!(gw.post(tokens::HARINGEY, &event).await.status, 201);
+        }
+    }
+    let concern = child_event(EventType::ConcernRaised, "concern-1", &resent_child);
+    let r = gw.post(tokens::HARINGEY, &concern).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let disowned = r.last_stream_sequence();
+    let r = gw.post(tokens::HARINGEY, &child_event(EventType::ChildSeen, "seen-1", &lost_child)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let lost = r.last_stream_sequence();
+    projector.wait_for(lost).await;
+
+    disown(&stream, disowned).await;
+    disown(&stream, lost).await;
+    gw.restart().await;
+    let r = gw.post(tokens::HARINGEY, &concern).await;
+    assert_eq!(r.status, 201, "the concern is stored again: {}", r.text);
+    let again = r.last_stream_sequence();
+    let r = gw.post(tokens::HARINGEY, &child_event(EventType::ChildSeen, "seen-2", &lost_child)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let next = r.last_stream_sequence();
+    projector.wait_for(next).await;
+
+    assert!(
+        projector.stats.reconciliations.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+        "the projector corrected its read models"
+    );
+    assert_eq!(count(&pool, "dead_letter").await, 0, "neither message that told it is a dead letter");
+    let concern_at: Vec<i64> = sqlx::query_scalar("select stream_seq from stored_event where event_id = 'concern-1'")
+        .fetch_all(&pool)
+        .await
+        .expect("positions");
+    assert_eq!(concern_at, [i64::try_from(again).expect("a position")], "the concern is where the stream has it");
+    let (_clean_db, clean) = tests::projector::clean_projection(&nats.url(), &gw.path("master.key"), next).await;
+    assert_eq!(
+        tests::tables::differences(&pool, &clean).await,
+        Vec::<&str>::new(),
+        "the read models equal a clean projection"
+    );
+    let report = query::verify::verify(&js, Some(&pool), &[gw.verifying_key()], None).await.expect("verify");
+    assert!(report.ok, "{:?}", report.breaks);
+}
+
 /// A projector keeps the histories of the children it folded last, with
 /// the rows it wrote from them, so a batch reads and writes only what is
 /// new (`projections::kept`). The kept copy must never outlive the rows it

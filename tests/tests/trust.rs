@@ -757,7 +757,7 @@ async fn erasure_leaves_no_personal_data_anywhere_while_chains_verify_and_aggreg
     let keys = js.get_stream(format!("KV_{}", platform::bus::KEYS_BUCKET)).await.expect("key stream");
     let entry = keys.get_last_raw_message_by_subject(&format!("$KV.{}.{child}", platform::bus::KEYS_BUCKET)).await;
     assert_eq!(entry.expect("the tombstone").payload.as_ref(), b"erased");
-    let held = platform::bus::count_matching(&keys, &format!("$KV.{}.{child}", platform::bus::KEYS_BUCKET))
+    let held = projections::leader::count_matching(&keys, &format!("$KV.{}.{child}", platform::bus::KEYS_BUCKET))
         .await
         .expect("count");
     assert_eq!(held, 1, "only the tombstone is left");
