@@ -194,6 +194,9 @@ impl ClusterRig {
     /// Once the projector has applied the load, holds everything to it.
     async fn hold_to(&self, outcome: &Outcome) {
         self.projector.wait_for(outcome.last_sequence()).await;
+        // An election near the end may have been seen by no look yet: the
+        // read models are held to the stream once it has been, and checked.
+        self.projector.wait_checked().await;
         eprintln!(
             "the projector corrected its read models to follow the stream {} time(s)",
             self.projector.stats.reconciliations.load(std::sync::atomic::Ordering::Relaxed)
@@ -208,6 +211,11 @@ async fn killing_the_stream_leader_during_ingest_loses_nothing_acknowledged() {
     let cluster = &mut rig.cluster;
     let load = Ingest::start(rig.gateway.clone(), CLIENTS);
     load.wait_for_more(150).await;
+    // The leader dies under a projector that is consuming, with batches in
+    // flight: without this wait the kill could land before the projector's
+    // first session has made its consumer, and the test would not see it.
+    rig.projector.wait_applying().await;
+    load.wait_for_more(50).await;
     let leader = stream_leader(cluster).await;
     cluster.node_mut(leader).kill();
     // Ingest resumes on the two nodes left, under a new leader.
@@ -230,6 +238,7 @@ async fn a_killed_follower_restarts_and_catches_up() {
     let cluster = &mut rig.cluster;
     let load = Ingest::start(rig.gateway.clone(), CLIENTS);
     load.wait_for_more(100).await;
+    rig.projector.wait_applying().await;
     let leader = stream_leader(cluster).await;
     let follower = (leader + 1) % cluster.len();
     cluster.node_mut(follower).kill();
@@ -252,6 +261,7 @@ async fn stopping_and_starting_the_whole_cluster_loses_nothing_acknowledged() {
     let cluster = &mut rig.cluster;
     let load = Ingest::start(rig.gateway.clone(), CLIENTS);
     load.wait_for_more(150).await;
+    rig.projector.wait_applying().await;
     for i in 0..cluster.len() {
         cluster.node_mut(i).stop();
     }
