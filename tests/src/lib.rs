@@ -40,15 +40,38 @@ pub use postgres::{PgCluster, TestDatabase};
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-/// A TCP port on 127.0.0.1 that was free a moment ago. The kernel hands out
-/// ephemeral ports in rotation, so reuse by another test before the server
-/// binds it is very unlikely; servers that fail to bind are reported with
-/// their log.
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a server a
+/// test starts, and never handed out twice by this process.
+///
+/// It is taken below the kernel's ephemeral range. A port from that range
+/// (what binding port 0 gives) is also what the kernel gives outgoing
+/// connections as their source port, and a test's clients make thousands:
+/// the fault suite saw a restarted nats-server find its port taken by one
+/// ("address already in use"). Below the range only another listener can
+/// take it, and every listener of ours comes through here.
 pub fn free_port() -> u16 {
-    #[allow(clippy::expect_used)]
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
-    #[allow(clippy::expect_used)]
-    listener.local_addr().expect("local address").port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let (low, high) = listening_range();
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..1_000 {
+        let candidate = low + (uuid::Uuid::new_v4().as_u128() % u128::from(high - low)) as u16;
+        if !given.contains(&candidate) && TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            given.insert(candidate);
+            return candidate;
+        }
+    }
+    panic!("no free port between {low} and {high} in 1,000 tries");
+}
+
+/// Where [`free_port`] looks: from 10,000 (above the usual services) to
+/// the start of the kernel's ephemeral range (Linux's default if unread).
+fn listening_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().and_then(|low| low.parse::<u16>().ok()))
+        .unwrap_or(32_768);
+    (10_000, ephemeral_low.max(20_000))
 }
 
 /// A client of the server or servers in `urls` (comma-separated, as
