@@ -611,11 +611,15 @@ pub(crate) struct Chained<'a> {
     /// Whether a break looks like the read models, not the message, being
     /// wrong: an event that skips past the subject's last held event or
     /// links to another event in its place (the copy lacks or holds
-    /// something the stream does not), or repeats one held since recently
-    /// (the copy holds it at a position the stream went back on, and the
-    /// publisher, never answered, sent it again). Only events the gateway
-    /// signed get here, so nobody without its key can raise this; a true
-    /// event replayed long after its subject's last one raises nothing.
+    /// something the stream does not), or takes the place of the subject's
+    /// last event held since recently (the copy holds that event at a
+    /// position the stream went back on, and this is the publisher's retry
+    /// of it, or the event the stream holds there instead). A healthy
+    /// stream, written with expected subject sequences, delivers none of
+    /// these. Only events the gateway signed get here, so nobody without
+    /// its key can raise this; an older event replayed (or moved by
+    /// someone who tampered with the stream) raises nothing, and the copy
+    /// keeps what it holds as evidence for `safeguard verify`.
     pub suspect: bool,
 }
 
@@ -683,7 +687,8 @@ pub(crate) async fn in_chain<'a>(
             Err(why) => {
                 let held = head.map_or(0, |(h, _)| h.sequence);
                 let held_at = head.map_or(0, |(_, at)| at);
-                chained.suspect |= item.event.sequence > held || held_at > recent_after;
+                let sequence = item.event.sequence;
+                chained.suspect |= sequence > held || (sequence == held && held_at > recent_after);
                 chained.broken.push((item, why));
             }
         }
