@@ -274,18 +274,8 @@ async fn a_child_with_no_worker_goes_to_the_team_managers_and_new_alerts_are_pus
     assert_eq!(alert["links"]["entry"], format!("/ui/children/{child}#E3"));
 
     // Dashboards hear counts, never a child.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let notice: Value = loop {
-        let m = tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut notices))
-            .await
-            .expect("a notice")
-            .expect("message");
-        let doc: Value = serde_json::from_slice(&m.payload).expect("JSON");
-        if doc["open"].as_i64() == Some(1) {
-            assert_eq!(m.subject.as_str(), format!("sg.changes.alerts.{HARINGEY}.~unallocated"));
-            break doc;
-        }
-    };
+    let (subject, notice) = notice_where(&mut notices, "a notice", |doc| doc["open"].as_i64() == Some(1)).await;
+    assert_eq!(subject, format!("sg.changes.alerts.{HARINGEY}.~unallocated"));
     assert_eq!(notice["team"], Value::Null);
     assert!(!notice.to_string().contains(&child), "{notice}");
 }
@@ -654,17 +644,30 @@ async fn a_retracted_concern_tells_the_team_that_held_its_alert() {
         json!({"retracts": "c-1", "reason": "recorded against the wrong child"}),
     );
     sys.publish(tokens::ADMIN, vec![retraction]).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut notices))
-            .await
-            .expect("the unallocated cases' managers heard that their alert went")
-            .expect("message");
-        let doc: Value = serde_json::from_slice(&m.payload).expect("JSON");
-        if doc["open"].as_i64() == Some(0) {
-            break;
-        }
-    }
+    notice_where(&mut notices, "the unallocated cases' managers heard that their alert went", |doc| {
+        doc["open"].as_i64() == Some(0)
+    })
+    .await;
     let open = sys.query.get(tokens::HARINGEY, &unallocated).await;
     assert!(open.json["alerts"].as_array().is_some_and(Vec::is_empty), "{}", open.text);
+}
+
+/// The first change notice on `notices` whose document `wanted` takes,
+/// with its subject, within 20 s (else the test fails saying `what`).
+async fn notice_where(
+    notices: &mut async_nats::Subscriber,
+    what: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> (String, Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = tokio::time::timeout_at(deadline, futures::StreamExt::next(notices))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: none within 20 s"))
+            .expect("message");
+        let doc: Value = serde_json::from_slice(&m.payload).expect("JSON");
+        if wanted(&doc) {
+            return (m.subject.to_string(), doc);
+        }
+    }
 }

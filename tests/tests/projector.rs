@@ -546,6 +546,54 @@ async fn keyed(gateway: &TestGateway, nats_url: &str, name: &str) -> projections
     }
 }
 
+/// A single server's event stream made as the backbone makes it, but
+/// allowing deletes, so a test can make the stream go back on an event.
+async fn stream_allowing_deletes(
+    nats: &NatsServer,
+) -> (async_nats::jetstream::Context, async_nats::jetstream::stream::Stream) {
+    let js = async_nats::jetstream::new(nats.client().await);
+    let stream_settings =
+        platform::config::StreamSettings { replicas: 1, duplicate_window: std::time::Duration::from_secs(120) };
+    let config = async_nats::jetstream::stream::Config {
+        deny_delete: false,
+        ..platform::bus::events_stream_config(&stream_settings)
+    };
+    let stream = js.create_stream(config).await.expect("a stream that allows deletes");
+    (js, stream)
+}
+
+/// Two children of Haringey, each registered with a contact; then a
+/// concern about the first (its publisher will send it again once the
+/// stream disowns it) and a sighting of the second (disowned, never sent
+/// again).
+struct Disowning {
+    lost_child: String,
+    concern: Value,
+    /// The concern's position.
+    disowned: u64,
+    /// The sighting's position, the last.
+    last: u64,
+}
+
+impl Disowning {
+    async fn post(gw: &TestGateway) -> Self {
+        let post = |body: Value| async move {
+            let r = gw.post(tokens::HARINGEY, &body).await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.last_stream_sequence()
+        };
+        let (resent_child, lost_child) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+        for child in [&resent_child, &lost_child] {
+            post(child_event(EventType::ChildRegistered, &format!("r-{child}"), child)).await;
+            post(child_event(EventType::ContactRecorded, &format!("c-{child}"), child)).await;
+        }
+        let concern = child_event(EventType::ConcernRaised, "concern-1", &resent_child);
+        let disowned = post(concern.clone()).await;
+        let last = post(child_event(EventType::ChildSeen, "seen-1", &lost_child)).await;
+        Self { lost_child, concern, disowned, last }
+    }
+}
+
 /// Removes the event at `seq` from the stream with its id's claim, as a new
 /// stream leader that never held them leaves them.
 async fn disown(stream: &async_nats::jetstream::stream::Stream, seq: u64) {
@@ -571,34 +619,12 @@ async fn disown(stream: &async_nats::jetstream::stream::Stream, seq: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_the_stream_disowns_after_delivering_them_leave_the_read_models_too() {
     let nats = NatsServer::start().await;
-    let js = async_nats::jetstream::new(nats.client().await);
-    let stream_settings =
-        platform::config::StreamSettings { replicas: 1, duplicate_window: std::time::Duration::from_secs(120) };
-    let config = async_nats::jetstream::stream::Config {
-        deny_delete: false,
-        ..platform::bus::events_stream_config(&stream_settings)
-    };
-    let stream = js.create_stream(config).await.expect("a stream that allows deletes");
+    let (js, stream) = stream_allowing_deletes(&nats).await;
     let mut gw = TestGateway::start(&nats.url()).await;
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
 
-    let (resent_child, lost_child) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
-    let post = |body: Value| {
-        let gw = &gw;
-        async move {
-            let r = gw.post(tokens::HARINGEY, &body).await;
-            assert_eq!(r.status, 201, "{}", r.text);
-            r.last_stream_sequence()
-        }
-    };
-    for child in [&resent_child, &lost_child] {
-        post(child_event(EventType::ChildRegistered, &format!("r-{child}"), child)).await;
-        post(child_event(EventType::ContactRecorded, &format!("c-{child}"), child)).await;
-    }
-    let concern = child_event(EventType::ConcernRaised, "concern-1", &resent_child);
-    let disowned = post(concern.clone()).await;
-    let last = post(child_event(EventType::ChildSeen, "seen-1", &lost_child)).await;
+    let Disowning { concern, disowned, last, .. } = Disowning::post(&gw).await;
     tests::projector::run_until(&nats.url(), &pool, keyed(&gw, &nats.url(), "live").await, last).await;
 
     // The stream goes back on two events the projector has applied; the
@@ -641,35 +667,13 @@ async fn events_the_stream_disowns_after_delivering_them_leave_the_read_models_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_projector_finds_what_the_stream_disowned_from_the_messages_that_follow() {
     let nats = NatsServer::start().await;
-    let js = async_nats::jetstream::new(nats.client().await);
-    let stream_settings =
-        platform::config::StreamSettings { replicas: 1, duplicate_window: std::time::Duration::from_secs(120) };
-    let config = async_nats::jetstream::stream::Config {
-        deny_delete: false,
-        ..platform::bus::events_stream_config(&stream_settings)
-    };
-    let stream = js.create_stream(config).await.expect("a stream that allows deletes");
+    let (js, stream) = stream_allowing_deletes(&nats).await;
     let mut gw = TestGateway::start(&nats.url()).await;
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
     let projector = tests::projector::LiveProjector::start_for(&gw, &nats.url(), &pool).await;
 
-    let (resent_child, lost_child) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
-    for child in [&resent_child, &lost_child] {
-        for event in [
-            child_event(EventType::ChildRegistered, &format!("r-{child}"), child),
-            child_event(EventType::ContactRecorded, &format!("c-{child}"), child),
-        ] {
-            assert_eq!(gw.post(tokens::HARINGEY, &event).await.status, 201);
-        }
-    }
-    let concern = child_event(EventType::ConcernRaised, "concern-1", &resent_child);
-    let r = gw.post(tokens::HARINGEY, &concern).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let disowned = r.last_stream_sequence();
-    let r = gw.post(tokens::HARINGEY, &child_event(EventType::ChildSeen, "seen-1", &lost_child)).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let lost = r.last_stream_sequence();
+    let Disowning { lost_child, concern, disowned, last: lost } = Disowning::post(&gw).await;
     projector.wait_for(lost).await;
 
     disown(&stream, disowned).await;
