@@ -860,7 +860,7 @@ async fn main() {
             .collect();
         last = last.max(post_all(&http, &events_url, bodies, 4).await.1);
         children_now = children_now.max(target);
-        wait_for(&deployment, last).await;
+        deployment.wait_projected(last).await;
         for (n, child) in &probes {
             let url = deployment.query_url(&format!("/v1/children/{child}/chronology?limit=1000"));
             let mut times = Vec::new();
@@ -888,7 +888,7 @@ async fn main() {
     };
     let (m, seeded_last) = post_all(&http, &events_url, bodies, 4).await;
     report.rate("ingest", format!("gateway: seeded population ({seeded} events), batches of 1,000, 4 at a time"), &m);
-    wait_for(&deployment, seeded_last).await;
+    deployment.wait_projected(seeded_last).await;
     // The second seeded council holds only its seeded children; the first
     // also holds every child registered above (over 100,000 at full scale).
     let (seeded_council, _, _) = safeguard::cli::seed::COUNCILS[1];
@@ -1207,37 +1207,16 @@ async fn main() {
         .unwrap_or_default();
         let settings: Vec<String> = settings.iter().map(|(name, value)| format!("`{name}` {value}")).collect();
         let pg = format!("{pg_version}; {}", settings.join(", "));
-        std::fs::write(&path, markdown(&report, started.elapsed(), &pg)).expect("write markdown");
+        // The long `ops/bench --scale` run's section is kept as it was.
+        let mut document = markdown(&report, started.elapsed(), &pg);
+        let previous = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(section) = tests::benchmarks::scale_section(&previous) {
+            document = tests::benchmarks::with_scale_section(&document, section);
+        }
+        std::fs::write(&path, document).expect("write markdown");
         println!("wrote {path}");
     }
     drop(deployment);
-}
-
-/// Waits until the projector process has applied the stream up to `sequence`.
-async fn wait_for(deployment: &Deployment, sequence: u64) {
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        let text = reqwest::get(deployment.projector_url("/metrics")).await.unwrap().text().await.unwrap();
-        let position = text
-            .lines()
-            .find(|l| l.starts_with("safeguard_projector_position{"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        // Applied, and no child left to fold again under a council's new
-        // settings: a phase measured after this sees no drain under way.
-        let pending = text
-            .lines()
-            .find(|l| l.starts_with("safeguard_projector_refolds_pending"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if position >= sequence && pending == 0.0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the projector did not reach {sequence}: {text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {

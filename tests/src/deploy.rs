@@ -150,6 +150,36 @@ impl Deployment {
         command
     }
 
+    /// Waits (up to 15 minutes) until the projector has applied `sequence`
+    /// and has no child left to fold again under a council's new settings,
+    /// so a phase measured after this sees no drain under way.
+    pub async fn wait_projected(&self, sequence: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+        loop {
+            #[allow(clippy::expect_used)]
+            let text = reqwest::get(self.projector_url("/metrics"))
+                .await
+                .expect("the projector answers")
+                .text()
+                .await
+                .expect("its metrics");
+            let gauge = |name: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(name))
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            if gauge("safeguard_projector_position{") >= sequence as f64
+                && gauge("safeguard_projector_refolds_pending") == 0.0
+            {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "the projector did not reach {sequence}: {text}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// The peak resident memory (VmHWM) of each role's process so far, in KiB.
     pub fn peak_memory_kib(&self) -> Vec<(&'static str, u64)> {
         self.roles.iter().map(|(role, child)| (*role, peak_rss_kib(child.id()).unwrap_or(0))).collect()
@@ -159,6 +189,11 @@ impl Deployment {
 /// How many events a finished `safeguard rebuild` says it applied ("rebuilt N events ...").
 pub fn rebuilt_events(stderr: &str) -> Option<u64> {
     stderr.split("rebuilt ").nth(1)?.split(' ').next()?.parse().ok()
+}
+
+/// The peak resident memory a finished `safeguard rebuild` reports for itself, in MiB.
+pub fn rebuilt_peak_mib(stderr: &str) -> Option<f64> {
+    stderr.split("peak resident memory ").nth(1)?.split(' ').next()?.parse().ok()
 }
 
 /// VmHWM of a process, from `/proc`.

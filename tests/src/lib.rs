@@ -20,6 +20,7 @@
 //! Nothing here is a stand-in: tests talk to the same servers production
 //! runs, configured as production is (`sync_interval: always`).
 
+pub mod benchmarks;
 pub mod browser;
 pub mod deploy;
 pub mod fixtures;

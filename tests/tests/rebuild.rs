@@ -394,6 +394,11 @@ async fn a_share_stopped_half_way_is_resumed_under_its_name_and_the_rebuild_equa
             .and_then(|n| i64::try_from(n).ok())
             .expect("how many events a share rebuilt")
     };
+    // Each process reports its own peak memory, for sizing a rebuild's machine.
+    for stderr in [&low, &high] {
+        let mib = tests::deploy::rebuilt_peak_mib(stderr).expect("a share reports its peak memory");
+        assert!(mib > 1.0, "peak resident memory {mib} MiB: {stderr}");
+    }
     // The share finishing last switches; the other one's count is its partitions' alone.
     assert!(low.contains("kept in schema projection_previous") && high.contains("another share"), "{low}\n{high}");
     let low_partitions = count(&pool, "projection.stored_event").await - rebuilt(&high);

@@ -289,8 +289,11 @@ pub async fn rebuild(
     let report = report?;
     let rate = report.events as f64 / report.elapsed.as_secs_f64().max(1e-9);
     let of = if share.partitions.is_all() { String::new() } else { format!(" of partitions {}", share.partitions) };
+    // The process's own high-water mark, so an operator sizing a machine
+    // for a national rebuild reads it off the run that just finished.
+    let peak = peak_resident_mib().map_or(String::new(), |mib| format!(", peak resident memory {mib:.0} MiB"));
     eprintln!(
-        "rebuilt {} events{of} up to stream position {} in {:.1} s ({rate:.0} events/s); {}",
+        "rebuilt {} events{of} up to stream position {} in {:.1} s ({rate:.0} events/s{peak}); {}",
         report.events,
         report.position,
         report.elapsed.as_secs_f64(),
@@ -301,6 +304,13 @@ pub async fn rebuild(
         }
     );
     Ok(())
+}
+
+/// This process's peak resident set (VmHWM), where the kernel reports it.
+fn peak_resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Draws `[#####.....]  45%  123456/270000  5432/s` on stderr until aborted.
