@@ -25,9 +25,20 @@
 //! the stream holds that the copy lacks is applied (if it continues its
 //! subject's chain, else it is a dead letter like any other); and every
 //! subject either touched is folded again from its corrected history.
-//! Afterwards the read models equal what a clean rebuild of the stream
-//! gives, and the correction is logged as an error and counted, since it
-//! means the stream went back on something it had delivered.
+//! The projector's position moves back to just before the first position
+//! the stream went back on: its consumer had delivered past it, and would
+//! never deliver what the stream stores there next. Afterwards the read
+//! models equal what a clean rebuild of the stream gives, and the
+//! correction is logged as an error and counted, since it means the stream
+//! went back on something it had delivered.
+//!
+//! A stream that goes back leaves no hole: a position it went back on is
+//! reused by a later message, or lies past its end. A position left empty
+//! inside its range was deleted, which the stream denies, so somebody
+//! changed it. The copy's row there is not removed (following the stream
+//! would erase the evidence of what was deleted, and `safeguard verify`
+//! names it only while the copy keeps it); it is logged and counted, and
+//! raises an alarm.
 
 use crate::refold::{self, Changed, Touched};
 use crate::runtime::{ProjectorError, Settings, filter_fields, js_error};
@@ -58,6 +69,14 @@ pub struct Reconciled {
     pub added: u64,
     /// Messages looked at again that do not continue their subject's chain.
     pub dead_letters: u64,
+    /// Rows of the copy at positions the stream left empty inside its
+    /// range: deleted (the stream denies deletes, so someone changed it),
+    /// not disowned. Kept as the evidence `safeguard verify` reports.
+    pub deleted: u64,
+    /// Where this projector's position was moved back to: the stream went
+    /// back on positions at or below it, and messages it stores there later
+    /// must be delivered, which a consumer past them never does.
+    pub moved_back_to: Option<u64>,
     /// What the corrections changed, for change notifications.
     pub changed: Changed,
 }
@@ -65,7 +84,7 @@ pub struct Reconciled {
 impl Reconciled {
     /// Whether the copy had to be corrected.
     pub fn corrected(&self) -> bool {
-        self.removed + self.added + self.dead_letters > 0
+        self.removed + self.added + self.dead_letters > 0 || self.moved_back_to.is_some()
     }
 }
 
@@ -109,8 +128,7 @@ pub async fn reconcile(
     .bind(to_i64(upto))
     .fetch_all(pool)
     .await?;
-    let mut wrong: Vec<i64> = Vec::new();
-    let mut wrong_subjects: Vec<(String, String)> = Vec::new();
+    let mut untrue: Vec<(i64, String, String)> = Vec::new();
     let mut held: HashSet<u64> = HashSet::new();
     for (seq, subject, kind, hash) in copy {
         let seq_u = u64::try_from(seq).unwrap_or(0);
@@ -122,12 +140,28 @@ pub async fn reconcile(
             Some((s, h)) if *s == subject && *h == hash => {
                 held.insert(seq_u);
             }
-            _ => {
-                wrong.push(seq);
-                wrong_subjects.push((kind, subject));
-            }
+            _ => untrue.push((seq, kind, subject)),
         }
     }
+    // Told apart by what the stream holds at each such position now.
+    let read_at: HashSet<u64> = messages.iter().map(|m| m.stream_seq).collect();
+    let last = stream.get_info().await.map_err(js_error)?.state.last_sequence;
+    let mut wrong: Vec<i64> = Vec::new();
+    let mut wrong_subjects: Vec<(String, String)> = Vec::new();
+    for (seq, kind, subject) in untrue {
+        let seq_u = u64::try_from(seq).unwrap_or(0);
+        if !read_at.contains(&seq_u) && seq_u <= last && !holds_a_message(stream, seq_u).await? {
+            done.deleted += 1;
+            tracing::error!(projector = %settings.name, stream_seq = seq_u, "the event stream no longer holds a message at a position inside its range: it was deleted, and the read models keep the event as evidence");
+            continue;
+        }
+        wrong.push(seq);
+        wrong_subjects.push((kind, subject));
+    }
+    // A disowned position, or the stream's end below the position, means
+    // the stream went back: the consumer must deliver from there again.
+    let went_back_to = wrong.iter().map(|&s| u64::try_from(s).unwrap_or(0).saturating_sub(1)).chain([last]).min();
+    let moved_back_to = went_back_to.filter(|&to| to < upto);
     let touched_names: HashSet<&str> = wrong_subjects.iter().map(|(_, s)| s.as_str()).collect();
     let parked = positions(pool, "parked_message", after, upto).await?;
     let dead = positions(pool, "dead_letter", after, upto).await?;
@@ -144,7 +178,7 @@ pub async fn reconcile(
                 && (!dead.contains(&seq) || touched_names.contains(subject.as_str()))
         })
         .collect();
-    if wrong.is_empty() && missing.is_empty() {
+    if wrong.is_empty() && missing.is_empty() && moved_back_to.is_none() {
         return Ok(done);
     }
 
@@ -217,8 +251,27 @@ pub async fn reconcile(
         }
     }
     done.changed.merge(refold::refold(&mut tx, &touched, keys, &settings.kept).await.map_err(fold_error)?);
+    if let Some(to) = moved_back_to {
+        // What it applied above lies past `to`; redelivered, it is skipped
+        // as held (`store::in_chain`).
+        sqlx::query("update projector_position set stream_seq = $2, updated_at = now() where projector = $1")
+            .bind(&settings.name)
+            .bind(to_i64(to))
+            .execute(&mut *tx)
+            .await?;
+        done.moved_back_to = Some(to);
+    }
     tx.commit().await?;
     Ok(done)
+}
+
+/// Whether the stream (its leader) holds any message at `seq`, of any subject.
+async fn holds_a_message(stream: &jetstream::stream::Stream, seq: u64) -> Result<bool, ProjectorError> {
+    match stream.get_raw_message(seq).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => Ok(false),
+        Err(e) => Err(js_error(e)),
+    }
 }
 
 /// Reads back this projector's messages at positions `after + 1 ..= upto`.

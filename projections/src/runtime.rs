@@ -101,6 +101,10 @@ pub struct Stats {
     /// Times the stream was found to have gone back on messages it had
     /// delivered, and the read models were corrected (see [`crate::reconcile`]).
     pub reconciliations: AtomicU64,
+    /// Events the read models hold at positions the stream has deleted
+    /// (which it denies: someone changed it), counted at each check that
+    /// finds them; the rows are kept (see [`crate::reconcile`]).
+    pub deletions: AtomicU64,
     /// Set by the watcher when the stream elected a leader: the positions
     /// after this one are read back and checked before the next batch,
     /// and it is cleared only once they have been.
@@ -313,7 +317,9 @@ async fn session<F: Future<Output = ()> + Unpin>(
     drop(conn);
     // The stream may have gone back on what it delivered last before this
     // session (a leader lost in an outage): read it back first.
-    recheck(pool, &stream, settings, stats, notifier, from.saturating_sub(crate::reconcile::WINDOW), from).await?;
+    let from = recheck(pool, &stream, settings, stats, notifier, from.saturating_sub(crate::reconcile::WINDOW), from)
+        .await?
+        .unwrap_or(from);
     stats.position.store(from, Ordering::Relaxed);
     // The durable is rebuilt from the database's position: Postgres, not the
     // consumer's ack floor, says what the read models hold.
@@ -465,8 +471,11 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
         // The watcher saw the stream elect a leader. Should the check
         // fail, the request stands for the next session.
         if let Some(after) = stats.recheck_wanted() {
-            recheck(pool, stream, settings, stats, notifier, after, position).await?;
+            let moved = recheck(pool, stream, settings, stats, notifier, after, position).await?;
             stats.rechecked(after);
+            if let Some(stored) = moved {
+                return Ok(Outcome::Moved { stored });
+            }
             recheck_next = Some(position);
         }
         // Queued by this projector's own batches, or found by its watcher.
@@ -533,8 +542,10 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
         // position sees the read models corrected.
         if applied.suspect {
             tracing::warn!(projector = %settings.name, position, "a message does not continue its subject's chain as the read models hold it; checking what was applied last against the stream");
-            recheck(pool, stream, settings, stats, notifier, before.saturating_sub(crate::reconcile::WINDOW), position)
-                .await?;
+            let after = before.saturating_sub(crate::reconcile::WINDOW);
+            if let Some(stored) = recheck(pool, stream, settings, stats, notifier, after, position).await? {
+                return Ok(Outcome::Moved { stored });
+            }
         }
         stats.applied.fetch_add(applied.events, Ordering::Relaxed);
         stats.dead_letters.fetch_add(applied.dead_letters, Ordering::Relaxed);
@@ -552,11 +563,15 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
         if let Some(notifier) = notifier {
             notifier.mark(&applied.changed, &applied.years);
         }
-        if let Some(after) = recheck_next.take()
-            && let Err(e) = recheck(pool, stream, settings, stats, notifier, after, position).await
-        {
-            stats.recheck(after);
-            return Err(e);
+        if let Some(after) = recheck_next.take() {
+            match recheck(pool, stream, settings, stats, notifier, after, position).await {
+                Ok(Some(stored)) => return Ok(Outcome::Moved { stored }),
+                Ok(None) => {}
+                Err(e) => {
+                    stats.recheck(after);
+                    return Err(e);
+                }
+            }
         }
         // The batch fetched ahead stays with `deliveries` for whoever pumps
         // this consumer next (a rebuild's switch catches up with it).
@@ -608,6 +623,9 @@ pub(crate) async fn covered_through(
 
 /// Makes the read models agree with the stream over positions `after + 1
 /// ..= upto` ([`crate::reconcile`]), and raises the alarm if they did not.
+/// Returns the position the projector was moved back to, if the stream
+/// went back on positions at or below `upto`: the session's consumer is
+/// past them and must be made again from there.
 async fn recheck(
     pool: &PgPool,
     stream: &jetstream::stream::Stream,
@@ -616,11 +634,15 @@ async fn recheck(
     notifier: Option<&Notifier>,
     after: u64,
     upto: u64,
-) -> Result<(), ProjectorError> {
+) -> Result<Option<u64>, ProjectorError> {
     let done = crate::reconcile::reconcile(pool, stream, settings, after, upto).await?;
+    if done.deleted > 0 {
+        stats.deletions.fetch_add(done.deleted, Ordering::Relaxed);
+        stats.failed_now();
+    }
     if !done.corrected() {
         tracing::debug!(projector = %settings.name, after, upto, read = done.read, "the stream holds what the read models applied");
-        return Ok(());
+        return Ok(None);
     }
     stats.reconciliations.fetch_add(1, Ordering::Relaxed);
     stats.failed_now();
@@ -631,6 +653,7 @@ async fn recheck(
         removed = done.removed,
         added = done.added,
         dead_letters = done.dead_letters,
+        moved_back_to = done.moved_back_to,
         "the stream no longer holds what it delivered at positions the projector had applied; the read models now follow the stream"
     );
     if done.changed.requeued {
@@ -639,7 +662,7 @@ async fn recheck(
     if let Some(notifier) = notifier {
         notifier.mark(&done.changed, &std::collections::BTreeSet::new());
     }
-    Ok(())
+    Ok(done.moved_back_to)
 }
 
 /// Fewer messages than this are decoded where they arrived: a thread's

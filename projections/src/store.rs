@@ -224,12 +224,32 @@ pub async fn apply_batch(
     }
 
     let mut applied = Applied { position: from, ..Applied::default() };
+    // Past the stored position, a message may still have been dealt with:
+    // a projector moved back after the stream went back on what it had
+    // delivered (`crate::reconcile`) is delivered again what it kept as a
+    // dead letter or queued behind a parked subject. Each is left as it
+    // is, as an event already applied is (`in_chain`).
+    let after: Vec<i64> = batch.iter().map(Incoming::stream_seq).filter(|&s| s > from).map(to_i64).collect();
+    let recorded: BTreeSet<i64> = if after.is_empty() {
+        BTreeSet::new()
+    } else {
+        sqlx::query_scalar(
+            "select stream_seq from dead_letter where stream_seq = any($1)
+             union all select stream_seq from parked_message where stream_seq = any($1)",
+        )
+        .bind(&after)
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect()
+    };
     let mut items: Vec<EventItem<'_>> = Vec::with_capacity(batch.len());
     let mut dead = DeadRows::default();
     for item in batch {
         let seq = item.stream_seq();
-        if seq <= from {
+        if seq <= from || recorded.contains(&to_i64(seq)) {
             applied.skipped += 1;
+            applied.position = applied.position.max(seq);
             continue;
         }
         applied.position = applied.position.max(seq);

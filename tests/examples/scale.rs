@@ -18,7 +18,7 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tests::deploy::{Deployment, release_binary};
 use tests::gateway::tokens;
@@ -33,19 +33,39 @@ const CLIENTS: usize = 4;
 /// The target the issue sets for each role during the rebuild.
 const MEMORY_TARGET_MIB: f64 = 256.0;
 
+/// 503s answered and retried, as an agency system's outbox retries them
+/// (the same body and ids, which the gateway stores once).
+static RETRIED: AtomicU64 = AtomicU64::new(0);
+
 async fn post(client: &reqwest::Client, url: &str, body: &Value) -> u64 {
-    let response = client
-        .post(url)
-        .bearer_auth(tokens::ADMIN)
-        .header("content-type", "application/cloudevents+json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("the gateway answers");
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(status, 201, "{answer}");
-    answer["results"].as_array().into_iter().flatten().filter_map(|r| r["stream_sequence"].as_u64()).max().unwrap_or(0)
+    let body = body.to_string();
+    for attempt in 0..20u64 {
+        let response = client
+            .post(url)
+            .bearer_auth(tokens::ADMIN)
+            .header("content-type", "application/cloudevents+json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("the gateway answers");
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if status == 503 {
+            RETRIED.fetch_add(1, Ordering::Relaxed);
+            println!("503 (attempt {attempt}), retrying: {answer}");
+            tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
+            continue;
+        }
+        assert_eq!(status, 201, "{answer}");
+        return answer["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["stream_sequence"].as_u64())
+            .max()
+            .unwrap_or(0);
+    }
+    panic!("the gateway answered 503 twenty times");
 }
 
 /// Posts every body, `clients` at a time; returns the highest stream position acknowledged.
@@ -225,6 +245,10 @@ async fn main() {
         (
             format!("indicators of one council and year during the rebuild ({} reads)", read_times.len()),
             format!("{:.1} ms p50, {:.1} ms p99", percentile(&mut read_times, 0.5), percentile(&mut read_times, 0.99)),
+        ),
+        (
+            "requests answered 503 (storage unavailable) and retried with the same ids".into(),
+            format!("{}", RETRIED.load(Ordering::Relaxed)),
         ),
         (
             "events in the read models after the switch, of those published".into(),

@@ -128,6 +128,8 @@ pub struct LiveProjector {
     notifier: tokio::task::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     nats_url: String,
+    pool: PgPool,
+    master_key: Option<std::path::PathBuf>,
 }
 
 impl LiveProjector {
@@ -154,11 +156,11 @@ impl LiveProjector {
         let mut settings = Settings::new(signers_beside(&gateway.path("master.key")).await);
         // Its watcher looks often, so a test waiting for a look waits little.
         settings.health_interval = Duration::from_secs(1);
-        if let Some(path) = master_key {
+        if let Some(path) = &master_key {
             let js = async_nats::jetstream::new(client.clone());
             let nats = platform::config::NatsArgs::for_url(nats_url);
             #[allow(clippy::expect_used)]
-            let keys = safeguard::roles::projector::keys(&js, &nats, &path).await.expect("the key store");
+            let keys = safeguard::roles::projector::keys(&js, &nats, path).await.expect("the key store");
             settings.keys = Some(keys);
         }
         let stats = Arc::new(Stats::default());
@@ -195,7 +197,22 @@ impl LiveProjector {
             notifier: notifying,
             stop: Some(stop_tx),
             nats_url: nats_url.to_owned(),
+            pool: pool.clone(),
+            master_key,
         }
+    }
+
+    /// Stops it as a shutdown does and starts it again (a new process, as
+    /// far as the projector can tell: it keeps nothing in memory), with
+    /// `gateway`'s keys. Its counters start again from zero.
+    pub async fn restart(&mut self, gateway: &crate::gateway::TestGateway) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+        let (nats_url, pool, master_key) = (self.nats_url.clone(), self.pool.clone(), self.master_key.clone());
+        // The old one's notifier and audit consumer go with it (Drop).
+        *self = Self::start_with(gateway, &nats_url, &pool, master_key).await;
     }
 
     /// How many times a NATS or PostgreSQL failure has interrupted it.

@@ -547,19 +547,50 @@ async fn keyed(gateway: &TestGateway, nats_url: &str, name: &str) -> projections
 }
 
 /// A single server's event stream made as the backbone makes it, but
-/// allowing deletes, so a test can make the stream go back on an event.
+/// allowing deletes, so a test can tamper with it.
 async fn stream_allowing_deletes(
     nats: &NatsServer,
 ) -> (async_nats::jetstream::Context, async_nats::jetstream::stream::Stream) {
     let js = async_nats::jetstream::new(nats.client().await);
-    let stream_settings =
-        platform::config::StreamSettings { replicas: 1, duplicate_window: std::time::Duration::from_secs(120) };
-    let config = async_nats::jetstream::stream::Config {
-        deny_delete: false,
-        ..platform::bus::events_stream_config(&stream_settings)
-    };
+    let config =
+        async_nats::jetstream::stream::Config { deny_delete: false, ..platform::bus::events_stream_config(&SETTINGS) };
     let stream = js.create_stream(config).await.expect("a stream that allows deletes");
     (js, stream)
+}
+
+/// The event stream's settings as the test gateway makes it.
+const SETTINGS: platform::config::StreamSettings =
+    platform::config::StreamSettings { replicas: 1, duplicate_window: std::time::Duration::from_secs(120) };
+
+/// Makes the event stream go back to just before position `from`, as a
+/// new leader that never held what followed leaves it (the fault suite's
+/// three-node streams did): the stream is made again holding only the
+/// messages before `from`, each at its old position, so the messages
+/// published next take `from` and the positions after it.
+async fn go_back_to_before(js: &async_nats::jetstream::Context, from: u64) {
+    let stream = js.get_stream(platform::bus::EVENTS_STREAM).await.expect("the event stream");
+    let mut before = Vec::new();
+    for seq in 1..from {
+        let message = stream.get_raw_message(seq).await.expect("a message");
+        before.push((message.subject, message.payload));
+    }
+    js.delete_stream(platform::bus::EVENTS_STREAM).await.expect("delete the stream");
+    js.create_stream(platform::bus::events_stream_config(&SETTINGS)).await.expect("the stream made again");
+    for (seq, (subject, payload)) in (1..).zip(before) {
+        let ack = js.publish(subject, payload).await.expect("publish").await.expect("ack");
+        assert_eq!(ack.sequence, seq, "each message at its old position");
+    }
+}
+
+/// Where the id's claim for the event at `seq` stands.
+async fn claim_of(stream: &async_nats::jetstream::stream::Stream, seq: u64) -> u64 {
+    let message = stream.get_raw_message(seq).await.expect("the event");
+    let event = events::stored::decode(&message.subject, &message.payload).expect("an event").event;
+    stream
+        .get_last_raw_message_by_subject(&events::subjects::id_subject(&event.source, &event.id))
+        .await
+        .expect("the id's claim")
+        .sequence
 }
 
 /// Two children of Haringey, each registered with a contact; then a
@@ -567,6 +598,7 @@ async fn stream_allowing_deletes(
 /// stream disowns it) and a sighting of the second (disowned, never sent
 /// again).
 struct Disowning {
+    resent_child: String,
     lost_child: String,
     concern: Value,
     /// The concern's position.
@@ -590,82 +622,120 @@ impl Disowning {
         let concern = child_event(EventType::ConcernRaised, "concern-1", &resent_child);
         let disowned = post(concern.clone()).await;
         let last = post(child_event(EventType::ChildSeen, "seen-1", &lost_child)).await;
-        Self { lost_child, concern, disowned, last }
+        Self { resent_child, lost_child, concern, disowned, last }
     }
 }
 
-/// Removes the event at `seq` from the stream with its id's claim, as a new
-/// stream leader that never held them leaves them.
-async fn disown(stream: &async_nats::jetstream::stream::Stream, seq: u64) {
-    let message = stream.get_raw_message(seq).await.expect("the event");
-    let event = events::stored::decode(&message.subject, &message.payload).expect("an event").event;
-    let claim = stream
-        .get_last_raw_message_by_subject(&events::subjects::id_subject(&event.source, &event.id))
-        .await
-        .expect("the id's claim");
-    for at in [seq, claim.sequence] {
+/// Deletes the event at `seq` from the stream with its id's claim, as
+/// someone who changed the stream would.
+async fn delete_with_claim(stream: &async_nats::jetstream::stream::Stream, seq: u64) {
+    let claim = claim_of(stream, seq).await;
+    for at in [seq, claim] {
         assert!(stream.delete_message(at).await.expect("delete"), "message {at} deleted");
     }
 }
 
 /// JetStream can deliver a message its stream does not keep: in the fault
 /// suite a killed stream leader had handed the projector an event that the
-/// new leader never held, and the publisher's retry stored it again at a
-/// later position. Here the stream is made to disown two delivered events
-/// (deletes stand in for the lost leader): one sent again by its publisher,
-/// one never sent again. The projector, started again, finds both where it
-/// reads back what it applied last: the copy and every read model then
-/// equal a clean projection of the stream, and verification finds nothing.
+/// new leader never held, and the publisher's retry stored it again. Here
+/// the stream goes back to before two delivered events (made again without
+/// them, as such a leader leaves it): the concern's publisher, never
+/// answered, sends it again, and it takes its old position with another
+/// hash; the sighting is never sent again. The projector, started again,
+/// reads back what it applied last, and moves its position back to where
+/// the stream went back to: an event published afterwards at a position
+/// it had applied is delivered too (its consumer would otherwise start
+/// past it). The copy and every read model then equal a clean projection
+/// of the stream, and verification finds nothing but an event someone
+/// replayed, which the projector, delivered it again, keeps as one dead
+/// letter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_the_stream_disowns_after_delivering_them_leave_the_read_models_too() {
+async fn events_the_stream_goes_back_on_leave_the_read_models_and_their_positions_are_delivered_again() {
     let nats = NatsServer::start().await;
-    let (js, stream) = stream_allowing_deletes(&nats).await;
     let mut gw = TestGateway::start(&nats.url()).await;
+    let js = async_nats::jetstream::new(nats.client().await);
+    let stream = js.get_stream(platform::bus::EVENTS_STREAM).await.expect("the event stream");
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
 
-    let Disowning { concern, disowned, last, .. } = Disowning::post(&gw).await;
-    tests::projector::run_until(&nats.url(), &pool, keyed(&gw, &nats.url(), "live").await, last).await;
+    let Disowning { concern, disowned, .. } = Disowning::post(&gw).await;
+    // One more, so the positions the stream goes back on reach further.
+    let extra = child_event(EventType::ChildRegistered, "r-extra", &uuid::Uuid::new_v4().to_string());
+    let r = gw.post(tokens::HARINGEY, &extra).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let last = r.last_stream_sequence();
+    tests::projector::run_until(&nats.url(), &pool, keyed(&gw, &nats.url(), "main").await, last).await;
 
-    // The stream goes back on two events the projector has applied; the
-    // concern's publisher, never answered, sends it again.
-    disown(&stream, disowned).await;
-    disown(&stream, last).await;
+    go_back_to_before(&js, claim_of(&stream, disowned).await).await;
     gw.restart().await;
     let r = gw.post(tokens::HARINGEY, &concern).await;
     assert_eq!(r.status, 201, "the concern is stored again: {}", r.text);
     let again = r.last_stream_sequence();
-    assert!(again > last, "at a new position");
+    assert!(again <= last, "at a position the projector had applied ({again}, {last})");
+    // And an event of the lost child's replayed by someone with publish
+    // rights: a dead letter the projector records while it reads back, at
+    // a position it is then delivered again.
+    let replayed = stream.get_raw_message(claim_of(&stream, disowned).await - 1).await.expect("the contact");
+    let replayed_child =
+        events::stored::decode(&replayed.subject, &replayed.payload).expect("an event").event.subject.to_string();
+    js.publish(replayed.subject, replayed.payload).await.expect("publish").await.expect("ack");
 
-    tests::projector::run_until(&nats.url(), &pool, keyed(&gw, &nats.url(), "live").await, again).await;
-    let (_clean_db, clean) = tests::projector::clean_projection(&nats.url(), &gw.path("master.key"), again).await;
-    assert_eq!(
-        tests::tables::differences(&pool, &clean).await,
-        Vec::<&str>::new(),
-        "the read models equal a clean projection"
+    let projector = tests::projector::LiveProjector::start_for(&gw, &nats.url(), &pool).await;
+    projector.wait_for(again).await;
+    let late_child = uuid::Uuid::new_v4().to_string();
+    let r = gw.post(tokens::HARINGEY, &child_event(EventType::ChildRegistered, "r-late", &late_child)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let late = r.last_stream_sequence();
+    assert!(late <= last, "published after the projector read back, at a position it had applied ({late}, {last})");
+    projector.wait_for(late).await;
+
+    let late_held: i64 = sqlx::query_scalar("select count(*) from stored_event where event_id = 'r-late'")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(late_held, 1, "the late event is applied");
+    assert!(
+        projector.stats.reconciliations.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+        "the projector corrected its read models"
     );
-    assert_eq!(count(&pool, "dead_letter").await, 0, "the concern sent again is no replay");
+    assert_eq!(
+        count(&pool, "dead_letter").await,
+        1,
+        "only the replay is a dead letter, once: the concern sent again is no replay"
+    );
     let positions: Vec<i64> = sqlx::query_scalar("select stream_seq from stored_event where event_id = 'concern-1'")
         .fetch_all(&pool)
         .await
         .expect("positions");
     assert_eq!(positions, [i64::try_from(again).expect("a position")]);
+    let (_clean_db, clean) = tests::projector::clean_projection(&nats.url(), &gw.path("master.key"), late).await;
+    assert_eq!(
+        tests::tables::differences(&pool, &clean).await,
+        Vec::<&str>::new(),
+        "the read models equal a clean projection"
+    );
+    // Verification names the replay, and nothing else.
     let report = query::verify::verify(&js, Some(&pool), &[gw.verifying_key()], None).await.expect("verify");
-    assert!(report.ok, "{:?}", report.breaks);
+    assert!(
+        !report.breaks.is_empty() && report.breaks.iter().all(|b| b.subject == replayed_child),
+        "{:?}",
+        report.breaks
+    );
 }
 
-/// The same disowned deliveries met by a projector that keeps running: no
-/// restart reads back what it applied, and a single server elects no
-/// leader for its watcher to see. The messages that follow tell it. The
-/// concern sent again repeats an event the read models took a moment ago,
-/// and the lost child's next event follows the event before the one the
-/// read models hold in its place. Either makes the projector read back
-/// what it applied last before it goes on, and the read models then equal
-/// a clean projection, with no dead letter. (The fault suite met this with
-/// a three-node stream: a delivery disowned after the leader's election
-/// had gone unseen.)
+/// The same two events deleted from the stream under a running projector,
+/// as someone who changed it would (the stream denies deletes), and the
+/// concern sent again by its publisher, its claim deleted too. The
+/// messages that follow tell the projector: each takes the place of its
+/// subject's last event, held since recently, so it reads back what it
+/// applied last. Both positions are empty inside the stream's range:
+/// deleted, not lost by a leader, whose positions are reused or lie past
+/// the stream's end. So the copy keeps both events as evidence, the alarm
+/// is raised, what followed them are dead letters, and verification with
+/// the copy names both children. (Followed instead, the copy would agree
+/// with the changed stream and verification would find nothing.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_running_projector_finds_what_the_stream_disowned_from_the_messages_that_follow() {
+async fn a_running_projector_keeps_what_was_deleted_from_the_stream_and_raises_the_alarm() {
     let nats = NatsServer::start().await;
     let (js, stream) = stream_allowing_deletes(&nats).await;
     let mut gw = TestGateway::start(&nats.url()).await;
@@ -673,38 +743,41 @@ async fn a_running_projector_finds_what_the_stream_disowned_from_the_messages_th
     let pool = db.pool().await;
     let projector = tests::projector::LiveProjector::start_for(&gw, &nats.url(), &pool).await;
 
-    let Disowning { lost_child, concern, disowned, last: lost } = Disowning::post(&gw).await;
+    let Disowning { resent_child, lost_child, concern, disowned, last: lost } = Disowning::post(&gw).await;
     projector.wait_for(lost).await;
 
-    disown(&stream, disowned).await;
-    disown(&stream, lost).await;
+    delete_with_claim(&stream, disowned).await;
+    delete_with_claim(&stream, lost).await;
     gw.restart().await;
     let r = gw.post(tokens::HARINGEY, &concern).await;
     assert_eq!(r.status, 201, "the concern is stored again: {}", r.text);
-    let again = r.last_stream_sequence();
     let r = gw.post(tokens::HARINGEY, &child_event(EventType::ChildSeen, "seen-2", &lost_child)).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let next = r.last_stream_sequence();
     projector.wait_for(next).await;
 
-    assert!(
-        projector.stats.reconciliations.load(std::sync::atomic::Ordering::Relaxed) >= 1,
-        "the projector corrected its read models"
+    let deletions = projector.stats.deletions.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(deletions >= 2, "both deleted positions raise the alarm ({deletions})");
+    assert_eq!(
+        projector.stats.reconciliations.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing was taken for the stream going back"
     );
-    assert_eq!(count(&pool, "dead_letter").await, 0, "neither message that told it is a dead letter");
+    assert_eq!(count(&pool, "dead_letter").await, 2, "what followed the deleted events are dead letters");
     let concern_at: Vec<i64> = sqlx::query_scalar("select stream_seq from stored_event where event_id = 'concern-1'")
         .fetch_all(&pool)
         .await
         .expect("positions");
-    assert_eq!(concern_at, [i64::try_from(again).expect("a position")], "the concern is where the stream has it");
-    let (_clean_db, clean) = tests::projector::clean_projection(&nats.url(), &gw.path("master.key"), next).await;
-    assert_eq!(
-        tests::tables::differences(&pool, &clean).await,
-        Vec::<&str>::new(),
-        "the read models equal a clean projection"
-    );
+    assert_eq!(concern_at, [i64::try_from(disowned).expect("a position")], "the copy keeps the deleted concern");
     let report = query::verify::verify(&js, Some(&pool), &[gw.verifying_key()], None).await.expect("verify");
-    assert!(report.ok, "{:?}", report.breaks);
+    assert!(!report.ok, "verification finds the deletions");
+    for child in [&resent_child, &lost_child] {
+        assert!(
+            report.breaks.iter().any(|b| b.subject == *child && b.kind == events::chain::BreakKind::CopyMismatch),
+            "{child} is named: {:?}",
+            report.breaks
+        );
+    }
 }
 
 /// A projector keeps the histories of the children it folded last, with

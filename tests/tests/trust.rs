@@ -619,6 +619,25 @@ async fn tampering_is_reported_by_kind_and_a_checkpoint_holds_only_until_the_str
     let subjects: Vec<&str> =
         one.json["breaks"].as_array().expect("breaks").iter().filter_map(|b| b["subject"].as_str()).collect();
     assert!(!subjects.is_empty() && subjects.iter().all(|s| *s == a), "{}", one.text);
+
+    // A projector started again reads back what it applied last. A
+    // position left empty inside the stream's range was deleted, not lost
+    // by a leader: the copy keeps what stood there, so the differences are
+    // still named, and the alarm is raised rather than the copy following
+    // the tampered stream.
+    let tampered_to = stream.get_info().await.expect("stream info").state.last_sequence;
+    sys.projector.restart(&sys.gateway).await;
+    sys.projector.wait_for(tampered_to).await;
+    let deletions = sys.projector.stats.deletions.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(deletions >= 3, "the three deleted positions raise the alarm ({deletions})");
+    assert_eq!(
+        sys.projector.stats.reconciliations.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing was taken for the stream going back"
+    );
+    let whole = sys.query.get(tokens::NATIONAL_AUDITOR, "/v1/verify").await;
+    assert!(has_break(&whole.json, &a, 2, "copy_mismatch"), "{}", whole.text);
+    assert!(has_break(&whole.json, &b, 3, "copy_mismatch"), "{}", whole.text);
 }
 
 /// Waits until a checkpoint covers stream position `position`.

@@ -157,7 +157,7 @@ impl prometheus_client::collector::Collector for ProjectorMetrics {
             ConstGauge::new(value)
                 .encode(encoder.encode_descriptor(name, help, None, Gauge)?.encode_family(&label)?)?;
         }
-        let counters: [(&str, &str, u64); 6] = [
+        let counters: [(&str, &str, u64); 7] = [
             ("events_applied", "Events applied since start", s.applied.load(Relaxed)),
             (
                 "dead_letters",
@@ -179,6 +179,11 @@ impl prometheus_client::collector::Collector for ProjectorMetrics {
                 "reconciliations",
                 "Times the stream was found to no longer hold what it had delivered and the read models were made to follow it, since start",
                 s.reconciliations.load(Relaxed),
+            ),
+            (
+                "stream_deletions",
+                "Events the read models hold at positions the event stream has deleted, counted at each check that finds them (the rows are kept), since start",
+                s.deletions.load(Relaxed),
             ),
         ];
         for (name, help, value) in counters {
