@@ -132,17 +132,56 @@ pub async fn catch_up(
 /// Per-subject states with a lock each. One writer per subject at a time in
 /// this gateway; writers in other gateways are caught by JetStream's
 /// expected-last-subject-sequence check.
-#[derive(Debug, Default)]
+///
+/// Bounded by the events its states know, not by how many subjects it
+/// holds: each state knows every id of its subject, and a child's history
+/// may hold ten events or ten thousand. A bound of 200,000 subjects let the
+/// gateway grow past 800 MB in the ten-million-event run (`ops/bench
+/// --scale`). Past the budget, the states used longest ago that no request
+/// holds are dropped; they reload from the stream on demand.
+#[derive(Debug)]
 pub struct Cache {
-    entries: Mutex<HashMap<Subject, Arc<tokio::sync::Mutex<Option<SubjectState>>>>>,
+    inner: Mutex<Entries>,
+    budget: usize,
 }
 
-/// Subjects cached at most before idle ones are dropped.
-const CACHE_LIMIT: usize = 200_000;
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<Subject, Entry>,
+    /// Counts locks, for recency.
+    tick: u64,
+    /// Locks since the states were last weighed.
+    since_weighed: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    state: Arc<tokio::sync::Mutex<Option<SubjectState>>>,
+    /// The tick it was last locked at.
+    used: u64,
+}
+
+/// Events the cached states know at most, once weighed: at about 150 bytes
+/// an id, some 40 MB.
+pub const EVENTS_CACHED: usize = 250_000;
+/// Locks between two weighings. A subject's state grows between them by
+/// at most the requests' events (up to 1,000 each).
+const WEIGH_EVERY: usize = 256;
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self::with_budget(EVENTS_CACHED)
+    }
+}
 
 pub type Slot = OwnedMutexGuard<Option<SubjectState>>;
 
 impl Cache {
+    /// A cache whose states know at most about `events` events once weighed.
+    pub fn with_budget(events: usize) -> Self {
+        Self { inner: Mutex::new(Entries::default()), budget: events.max(1) }
+    }
+
     /// Locks every subject in `wanted` (in a fixed order, so two batches
     /// touching the same subjects cannot deadlock).
     pub async fn lock(&self, wanted: &[Subject]) -> Vec<(Subject, Slot)> {
@@ -150,14 +189,24 @@ impl Cache {
         sorted.sort();
         sorted.dedup();
         let mutexes: Vec<(Subject, Arc<tokio::sync::Mutex<Option<SubjectState>>>)> = {
-            let Ok(mut entries) = self.entries.lock() else {
+            let Ok(mut entries) = self.inner.lock() else {
                 return Vec::new();
             };
-            if entries.len() > CACHE_LIMIT {
-                // Drop states nobody holds; they reload on demand.
-                entries.retain(|_, m| Arc::strong_count(m) > 1);
+            entries.tick += 1;
+            entries.since_weighed += 1;
+            if entries.since_weighed >= WEIGH_EVERY || entries.map.len() > self.budget {
+                entries.trim(self.budget);
             }
-            sorted.iter().map(|s| (s.clone(), entries.entry(s.clone()).or_default().clone())).collect()
+            let tick = entries.tick;
+            sorted
+                .iter()
+                .map(|s| {
+                    let entry =
+                        entries.map.entry(s.clone()).or_insert_with(|| Entry { state: Arc::default(), used: tick });
+                    entry.used = tick;
+                    (s.clone(), entry.state.clone())
+                })
+                .collect()
         };
         let mut out = Vec::with_capacity(mutexes.len());
         for (subject, mutex) in mutexes {
@@ -166,11 +215,108 @@ impl Cache {
         out
     }
 
+    /// The events the states no request holds know now (each state counts
+    /// one at least).
+    pub fn weight(&self) -> usize {
+        self.inner.lock().map(|e| e.weigh().0).unwrap_or(0)
+    }
+
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+        self.inner.lock().map(|e| e.map.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Entries {
+    /// The events the states nobody holds know, and those states (last
+    /// used, subject, weight). A state a request holds or waits for is in
+    /// use and neither weighed nor dropped: no new request can reach it
+    /// while `self` is locked.
+    fn weigh(&self) -> (usize, Vec<(u64, Subject, usize)>) {
+        let mut total = 0;
+        let mut idle = Vec::new();
+        for (subject, entry) in &self.map {
+            if Arc::strong_count(&entry.state) > 1 {
+                continue;
+            }
+            let Ok(state) = entry.state.try_lock() else { continue };
+            let weight = state.as_ref().map_or(0, |s| s.ids.len()) + 1;
+            total += weight;
+            idle.push((entry.used, subject.clone(), weight));
+        }
+        (total, idle)
+    }
+
+    /// Drops the states used longest ago until those left know at most
+    /// three quarters of `budget` events, if they know more than `budget`.
+    fn trim(&mut self, budget: usize) {
+        self.since_weighed = 0;
+        let (mut total, mut idle) = self.weigh();
+        if total <= budget {
+            return;
+        }
+        idle.sort_unstable_by_key(|(used, ..)| *used);
+        for (_, subject, weight) in idle {
+            if total <= budget / 4 * 3 {
+                break;
+            }
+            self.map.remove(&subject);
+            total -= weight;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::ids::ChildId;
+
+    fn child() -> Subject {
+        Subject::Child(ChildId::parse(&uuid::Uuid::new_v4().to_string()).expect("an id"))
+    }
+
+    /// A subject's state that knows `events` events.
+    fn knowing(subject: &Subject, events: usize) -> SubjectState {
+        let mut state = SubjectState::new(subject);
+        let publisher = PrincipalName::parse("haringey").expect("a name");
+        for i in 0..events {
+            let id = EventId::parse(&format!("e-{i}")).expect("an id");
+            state.ids.insert(
+                (publisher.clone(), id),
+                Known { event_type: EventType::ChildSeen, sequence: 1, stream_seq: 1 },
+            );
+        }
+        state
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded_by_the_events_its_states_know_and_keeps_what_is_in_use_and_used_last() {
+        let cache = Cache::with_budget(1_000);
+        // Held throughout: in use, so never dropped however old.
+        let held_subject = child();
+        let mut held = cache.lock(std::slice::from_ref(&held_subject)).await;
+        *held[0].1 = Some(knowing(&held_subject, 500));
+        // Long histories, then short ones: many more events than the budget.
+        let mut subjects = Vec::new();
+        for n in 0..600 {
+            let subject = child();
+            let mut slots = cache.lock(std::slice::from_ref(&subject)).await;
+            *slots[0].1 = Some(knowing(&subject, if n < 20 { 200 } else { 3 }));
+            subjects.push(subject);
+        }
+        let weight = cache.weight();
+        assert!(weight <= 1_000 + WEIGH_EVERY * 4, "the idle states know {weight} events");
+        {
+            let entries = cache.inner.lock().expect("lock");
+            assert!(entries.map.contains_key(&held_subject), "a held state stays");
+            assert!(entries.map.contains_key(subjects.last().expect("one")), "the one used last stays");
+            assert!(!entries.map.contains_key(&subjects[0]), "the long history used first went");
+        }
+        // What went reloads as empty: the request brings it up to date from the stream.
+        let again = cache.lock(std::slice::from_ref(&subjects[0])).await;
+        assert!(again[0].1.is_none());
     }
 }
