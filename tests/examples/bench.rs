@@ -1174,13 +1174,7 @@ async fn main() {
     for (role, kib) in deployment.peak_memory_kib() {
         report.add("memory", format!("peak resident memory of the {role} process"), kib as f64 / 1024.0, "MiB");
     }
-    let table_bytes: i64 = sqlx::query_scalar(
-        "select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint from pg_class c join pg_namespace n on n.oid = c.relnamespace
-          where n.nspname = 'projection' and c.relkind = 'r'",
-    )
-    .fetch_one(&clean_pool)
-    .await
-    .unwrap();
+    let table_bytes: i64 = tests::benchmarks::read_model_bytes(&clean_pool).await;
     report.add(
         "memory",
         "read-model storage per event (all tables and indexes)",

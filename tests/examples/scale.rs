@@ -202,13 +202,7 @@ async fn main() {
     let pool = db.pool().await;
     let stored: i64 = sqlx::query_scalar("select count(*) from stored_event").fetch_one(&pool).await.unwrap();
     let holds_all = stored as usize == published + trickled;
-    let table_bytes: i64 = sqlx::query_scalar(
-        "select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint from pg_class c join pg_namespace n on n.oid = c.relnamespace
-          where n.nspname = 'projection' and c.relkind = 'r'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let table_bytes: i64 = tests::benchmarks::read_model_bytes(&pool).await;
     let js = async_nats::jetstream::new(nats.client().await);
     let stream = js.get_stream(platform::bus::EVENTS_STREAM).await.unwrap().info().await.unwrap().state.clone();
 

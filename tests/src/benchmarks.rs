@@ -25,6 +25,18 @@ pub fn scale_section(document: &str) -> Option<&str> {
     (b < e).then(|| &document[b..e + END.len()])
 }
 
+/// The bytes every read-model table takes, indexes and TOAST included.
+pub async fn read_model_bytes(pool: &sqlx::PgPool) -> i64 {
+    #[allow(clippy::expect_used)]
+    sqlx::query_scalar(
+        "select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where n.nspname = 'projection' and c.relkind = 'r'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("the read models' size")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
