@@ -213,6 +213,7 @@ async fn main() {
         if mib <= MEMORY_TARGET_MIB { "within the 256 MiB target" } else { "**over** the 256 MiB target" }
     };
     let events = stored as f64;
+    let nats_mib = nats.peak_memory_kib().unwrap_or(0) as f64 / 1024.0;
     let rows: Vec<(String, String)> = vec![
         (
             format!(
@@ -275,6 +276,13 @@ async fn main() {
         (
             "peak resident memory of the `safeguard rebuild` process (its own report)".into(),
             format!("{rebuild_peak:.1} MiB, {}", verdict(rebuild_peak)),
+        ),
+        (
+            format!(
+                "peak resident memory of nats-server ({} messages on {} subjects in the stream)",
+                stream.messages, stream.subjects_count
+            ),
+            format!("{nats_mib:.1} MiB, {:.0} bytes per stream message", nats_mib * 1048576.0 / stream.messages as f64),
         ),
         (
             "read-model storage per event (all tables and indexes, after the switch)".into(),

@@ -150,6 +150,11 @@ impl NatsServer {
         self.dir.path().join("nats.log")
     }
 
+    /// The server process's peak resident memory (VmHWM) so far, in KiB.
+    pub fn peak_memory_kib(&self) -> Option<u64> {
+        crate::deploy::peak_rss_kib(self.child.as_ref()?.id())
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
