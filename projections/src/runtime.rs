@@ -737,20 +737,29 @@ async fn drain(
         Err(e) => return Err(ProjectorError::Fold(e.to_string())),
     };
     tx.commit().await?;
-    stats.refolds_pending.store(drained.left, Ordering::Relaxed);
+    // The gauge counts down between the health check's exact counts, and
+    // reads 0 only once a chunk found the queue empty: whoever waits for
+    // it (a rebuild's switch, an operator) never sees 0 too soon.
+    let left = |n: u64| if drained.more { n.saturating_sub(drained.children as u64).max(1) } else { 0 };
+    let _ = stats.refolds_pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(left(n)));
     if drained.children > 0 {
-        let per_child = started.elapsed().as_nanos() / drained.children as u128;
-        let next = DRAIN_BUDGET.as_nanos() / per_child.max(1);
-        stats.drain_chunk.store(
-            usize::try_from(next).unwrap_or(usize::MAX).clamp(DRAIN_CHUNK_MIN, DRAIN_CHUNK_MAX),
-            Ordering::Relaxed,
-        );
-        tracing::debug!(projector = %settings.name, children = drained.children, left = drained.left, "folded children again under their council's new settings");
+        stats.drain_chunk.store(next_drain_chunk(started.elapsed(), drained.children), Ordering::Relaxed);
+        tracing::debug!(projector = %settings.name, children = drained.children, more = drained.more, "folded children again under their council's new settings");
         if let Some(notifier) = notifier {
             notifier.mark(&drained.changed, &std::collections::BTreeSet::new());
         }
     }
-    Ok(drained.left > 0)
+    Ok(drained.more)
+}
+
+/// The next drain chunk's size, from the time the last one took for its
+/// `children`: as many as fit in [`DRAIN_BUDGET`] at that rate. A fixed
+/// cost per chunk shrinks the chunk until the budget covers it, which is
+/// why none may grow with the queue (see [`crate::refold::Drained::more`]).
+fn next_drain_chunk(took: Duration, children: usize) -> usize {
+    let per_child = took.as_nanos() / children.max(1) as u128;
+    let next = DRAIN_BUDGET.as_nanos() / per_child.max(1);
+    usize::try_from(next).unwrap_or(usize::MAX).clamp(DRAIN_CHUNK_MIN, DRAIN_CHUNK_MAX)
 }
 
 /// Applies one batch and commits it. A batch that fails on its content
@@ -943,6 +952,20 @@ async fn look(
 async fn caught_up(consumer: &consumer::PullConsumer) -> Result<bool, ProjectorError> {
     let info = consumer.clone().info().await.map_err(js_error)?.clone();
     Ok(info.num_pending == 0)
+}
+
+#[cfg(test)]
+mod drain_tests {
+    use super::*;
+
+    #[test]
+    fn a_drain_chunk_is_sized_to_the_budget_at_the_last_ones_rate() {
+        assert_eq!(next_drain_chunk(Duration::from_millis(50), 50), 50, "on budget: the same again");
+        assert_eq!(next_drain_chunk(Duration::from_millis(10), 50), 250, "five times as fast: five times as many");
+        assert_eq!(next_drain_chunk(Duration::from_millis(1), 50), DRAIN_CHUNK_MAX, "bounded above");
+        assert_eq!(next_drain_chunk(Duration::from_secs(1), 5), DRAIN_CHUNK_MIN, "bounded below");
+        assert_eq!(next_drain_chunk(Duration::ZERO, 5), DRAIN_CHUNK_MAX, "no time measured");
+    }
 }
 
 #[cfg(test)]

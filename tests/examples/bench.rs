@@ -1170,7 +1170,29 @@ async fn main() {
         report.rate("projection", what, &Measured::new(r.checked as usize, t.elapsed(), vec![]));
     }
 
-    // 4. Peak memory of each role over the whole run.
+    // 4. A council's new settings reach every child's alerts: the live
+    // projector folds each child of the crowded council again, a chunk at
+    // a time between its batches (`refold::drain`). Measured last, so the
+    // projections and rebuilds above do not fold them too.
+    let mut configured = events::examples::event(
+        events::EventType::CouncilConfigured,
+        "bench-reconfigured",
+        &chrono::Utc::now().to_rfc3339(),
+    );
+    configured["subject"] = json!("E09000014");
+    configured["data"]["assessment_timescale_days"] = json!(20);
+    let t = Instant::now();
+    let (status, body) = http.post(&events_url, &configured).await;
+    assert_eq!(status, 201, "{body}");
+    deployment.wait_projected(body["results"][0]["stream_sequence"].as_u64().expect("a position")).await;
+    report.add(
+        "projection",
+        format!("a council reconfigured: each of its {crowded} children folded again by the live projector"),
+        crowded as f64 / t.elapsed().as_secs_f64(),
+        "children/s",
+    );
+
+    // 5. Peak memory of each role over the whole run.
     for (role, kib) in deployment.peak_memory_kib() {
         report.add("memory", format!("peak resident memory of the {role} process"), kib as f64 / 1024.0, "MiB");
     }

@@ -3,13 +3,15 @@
 //! council settings, a few long histories), projected afresh by an
 //! in-process projector, with the read models' sizes after.
 //!
-//! `cargo run --release -p tests --example projection_profile -- [--children N] [--long N] [--shares N]`
+//! `cargo run --release -p tests --example projection_profile -- [--children N] [--long N] [--shares N] [--reconfigure]`
 //!
 //! Run `perf record -g -p <pid>` beside it (the pid is printed) to see
 //! which functions the time goes to. With `--shares N` it then rebuilds
 //! the same database with one `safeguard rebuild` process and with N
 //! sharing the partitions, and says what PostgreSQL's sessions waited on
-//! during each.
+//! during each. With `--reconfigure` it then configures the crowded
+//! council again and times the projector folding each of its children
+//! again (`refold::drain`).
 
 #![allow(clippy::print_stdout)] // printing the figures is the point
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a measurement run stops at the first surprise
@@ -64,6 +66,7 @@ async fn main() {
     };
     let (children, long, seeded) = (arg("--children", 20_000), arg("--long", 8), arg("--seeded", 3_000));
     let shares = arg("--shares", 0);
+    let reconfigure = args.iter().any(|a| a == "--reconfigure");
     let nats = NatsServer::start().await;
     let db = TestDatabase::create().await;
     let deployment = Deployment::start(&release_binary(), &nats.url(), db.url()).await;
@@ -94,7 +97,7 @@ async fn main() {
         platform::PublicKeyFile::open(&deployment.path("signing.key.pub"), Duration::ZERO).await.unwrap();
     let settings = projections::runtime::Settings::new(signers);
     println!("projecting in process {}", std::process::id());
-    let elapsed = tests::projector::run_until(&nats.url(), &pool, settings, last).await;
+    let elapsed = tests::projector::run_until(&nats.url(), &pool, settings.clone(), last).await;
     let events: i64 = sqlx::query_scalar("select count(*) from stored_event").fetch_one(&pool).await.unwrap();
     println!(
         "projected {events} events in {:.1} s: {:.0} events/s",
@@ -117,6 +120,26 @@ async fn main() {
             .unwrap()
     {
         println!("alert {kind:<28} {rows:>10}");
+    }
+    if reconfigure {
+        let mut configured = events::examples::event(
+            events::EventType::CouncilConfigured,
+            "profile-reconfigured",
+            &chrono::Utc::now().to_rfc3339(),
+        );
+        configured["data"]["assessment_timescale_days"] = json!(20);
+        let at = post(&client, &url, json!([configured])).await;
+        let queued: i64 = sqlx::query_scalar("select count(*) from child_status where council = $1")
+            .bind(events::examples::COUNCIL)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let elapsed = tests::projector::run_until(&nats.url(), &pool, settings, at).await;
+        println!(
+            "folded the council's {queued} children again in {:.1} s: {:.0} children/s",
+            elapsed.as_secs_f64(),
+            queued as f64 / elapsed.as_secs_f64()
+        );
     }
     if shares > 0 {
         for n in [1, shares] {

@@ -501,12 +501,13 @@ async fn a_reconfigured_council_queues_its_children_and_folds_them_again_a_chunk
             .await
             .expect("drain");
         tx.commit().await.expect("commit");
-        chunks.push((drained.children, drained.left));
-        if drained.left == 0 {
+        chunks.push((drained.children, drained.more));
+        if !drained.more {
             break;
         }
     }
-    assert_eq!(chunks, [(250, 350), (250, 100), (100, 0)]);
+    assert_eq!(chunks, [(250, true), (250, true), (100, false)]);
+    assert_eq!(count(&pool, "refold_pending").await, 0, "the queue is empty once a chunk comes back short");
     let under_20 = due(pool.clone()).await;
     assert_eq!(under_20.len(), CHILDREN);
     for ((id, old), (same, new)) in under_45.iter().zip(&under_20) {
@@ -974,7 +975,7 @@ async fn read_models_older_than_tallies_are_folded_again_once() {
         .await
         .expect("drain");
     tx.commit().await.expect("commit");
-    assert_eq!((drained.children, drained.left), (CHILDREN, 0));
+    assert_eq!((drained.children, drained.more), (CHILDREN, false));
     assert_eq!(tallies(pool.clone()).await, written, "folded again, the tallies are as written live");
 
     // Once: a second migration queues nothing.
