@@ -14,7 +14,6 @@ use events::chain::Digest;
 use events::{checkpoint, subjects};
 use futures::StreamExt as _;
 use platform::bus;
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// What the follower reads of each event: no more than it needs.
@@ -52,7 +51,10 @@ async fn follow(
     let events = js.get_stream(bus::EVENTS_STREAM).await?;
     let audit = js.get_stream(bus::AUDIT_STREAM).await?;
     let mut messages = bus::read_ordered(&events, subjects::EVENTS_FILTER, 1).await?;
-    let mut heads: HashMap<String, (u64, Digest)> = HashMap::new();
+    // Every subject's head, for ever: the checkpointer's memory grows with
+    // the subjects, about 80 bytes each (a national stream's eight million
+    // children would take some 650 MB; see ARCHITECTURE.md).
+    let mut heads = checkpoint::HashedHeads::default();
     let mut covers = 0u64;
     let mut count = 0u64;
     let mut caught_up = false;
@@ -70,7 +72,7 @@ async fn follow(
                 caught_up = info.pending == 0;
                 let head: HeadOf = serde_json::from_slice(&message.payload)?;
                 let hash = Digest::parse(&head.hash).map_err(|m| anyhow::anyhow!("stream position {covers}: {m}"))?;
-                heads.insert(head.subject, (head.sequence, hash));
+                heads.set(&head.subject, head.sequence, hash);
                 count += 1;
             }
             _ = tick.tick() => {
@@ -109,7 +111,7 @@ async fn publish(
     audit: &jetstream::stream::Stream,
     (signing, keys): (&SigningKey, &[ed25519_dalek::VerifyingKey]),
     (covers, events): (u64, u64),
-    heads: &HashMap<String, (u64, Digest)>,
+    heads: &checkpoint::HashedHeads,
 ) -> anyhow::Result<Option<u64>> {
     let last = last_checkpoint(audit, keys).await?;
     if let Some((_, cp)) = &last
@@ -118,7 +120,7 @@ async fn publish(
         return Ok(Some(cp.covers));
     }
     let previous = last.as_ref().map_or(Digest::ZERO, |(_, cp)| cp.hash);
-    let root = checkpoint::Tree::HashedMerkle.root(heads.iter().map(|(s, (seq, hash))| (s.as_str(), *seq, hash)));
+    let root = heads.root();
     let counts = (heads.len() as u64, events);
     let doc = checkpoint::sign(bus::EVENTS_STREAM, covers, counts, &root, &previous, chrono::Utc::now(), signing);
     let mut headers = async_nats::HeaderMap::new();
