@@ -3,7 +3,7 @@
 //! gateway with the live projector following, then every read model rebuilt
 //! by one `safeguard rebuild` process beside the live ones while the gateway
 //! takes a trickle of new events and the query role answers reads; with each
-//! role's peak resident memory. A long run outside CI (about 80 minutes here):
+//! role's peak resident memory. A long run outside CI (about 100 minutes here):
 //!
 //! `ops/bench --scale [--events N] [--markdown FILE]`
 //!
