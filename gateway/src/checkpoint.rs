@@ -52,8 +52,8 @@ async fn follow(
     let audit = js.get_stream(bus::AUDIT_STREAM).await?;
     let mut messages = bus::read_ordered(&events, subjects::EVENTS_FILTER, 1).await?;
     // Every subject's head, for ever: the checkpointer's memory grows with
-    // the subjects, about 80 bytes each (a national stream's eight million
-    // children would take some 650 MB; see ARCHITECTURE.md).
+    // the subjects, about 100 bytes each (a national stream's eight million
+    // children would take most of a gigabyte; see ARCHITECTURE.md).
     let mut heads = checkpoint::HashedHeads::default();
     let mut covers = 0u64;
     let mut count = 0u64;
