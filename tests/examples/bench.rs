@@ -1174,13 +1174,7 @@ async fn main() {
     // projector folds each child of the crowded council again, a chunk at
     // a time between its batches (`refold::drain`). Measured last, so the
     // projections and rebuilds above do not fold them too.
-    let mut configured = events::examples::event(
-        events::EventType::CouncilConfigured,
-        "bench-reconfigured",
-        &chrono::Utc::now().to_rfc3339(),
-    );
-    configured["subject"] = json!("E09000014");
-    configured["data"]["assessment_timescale_days"] = json!(20);
+    let configured = tests::fixtures::configured("bench-reconfigured", &chrono::Utc::now().to_rfc3339(), 20);
     let t = Instant::now();
     let (status, body) = http.post(&events_url, &configured).await;
     assert_eq!(status, 201, "{body}");

@@ -122,12 +122,7 @@ async fn main() {
         println!("alert {kind:<28} {rows:>10}");
     }
     if reconfigure {
-        let mut configured = events::examples::event(
-            events::EventType::CouncilConfigured,
-            "profile-reconfigured",
-            &chrono::Utc::now().to_rfc3339(),
-        );
-        configured["data"]["assessment_timescale_days"] = json!(20);
+        let configured = tests::fixtures::configured("profile-reconfigured", &chrono::Utc::now().to_rfc3339(), 20);
         let at = post(&client, &url, json!([configured])).await;
         let queued: i64 = sqlx::query_scalar("select count(*) from child_status where council = $1")
             .bind(events::examples::COUNCIL)

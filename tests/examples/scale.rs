@@ -99,7 +99,7 @@ async fn main() {
     let target: usize = arg("--events").and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
     let markdown = arg("--markdown");
     let started = Instant::now();
-    // The code measured is the code at the start: the run takes an hour.
+    // The code measured is the code at the start: the run takes over an hour.
     let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
 
     let nats = NatsServer::start().await;

@@ -424,11 +424,7 @@ async fn a_reconfigured_council_queues_its_children_and_folds_them_again_a_chunk
     let gw = TestGateway::start(&nats.url()).await;
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
-    let configured = |id: &str, days: u32| {
-        let mut e = examples::event(EventType::CouncilConfigured, id, "2025-01-02T09:00:00Z");
-        e["data"]["assessment_timescale_days"] = json!(days);
-        e
-    };
+    let configured = |id: &str, days: u32| tests::fixtures::configured(id, "2025-01-02T09:00:00Z", days);
     assert_eq!(gw.post(tokens::ADMIN, &json!([configured("cfg-45", 45)])).await.status, 201);
     // Each child has an assessment under way, whose clock runs on the council's timescale.
     let histories: Vec<Value> = referred_and_assessed(CHILDREN);
