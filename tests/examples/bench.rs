@@ -156,6 +156,37 @@ impl Measured {
     }
 }
 
+/// How busy the machine's cores were over a measurement, from `/proc/stat`:
+/// the figure that says whether a phase was limited by CPU (every core busy),
+/// by the disk (cores waiting on I/O) or by neither (waiting on each other).
+struct Cores {
+    busy: u64,
+    iowait: u64,
+    total: u64,
+}
+
+impl Cores {
+    fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        // cpu  user nice system idle iowait irq softirq steal ...
+        let t: Vec<u64> =
+            stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let at = |i: usize| t.get(i).copied().unwrap_or(0);
+        let total = (0..8).map(at).sum();
+        Self { busy: total - at(3) - at(4), iowait: at(4), total }
+    }
+
+    /// Adds a row: the share of all cores busy since `self`, with the share
+    /// waiting on I/O in its name.
+    fn report(&self, report: &mut Report, section: &'static str, what: &str) {
+        let end = Self::now();
+        let total = end.total.saturating_sub(self.total).max(1) as f64;
+        let busy = 100.0 * end.busy.saturating_sub(self.busy) as f64 / total;
+        let iowait = 100.0 * end.iowait.saturating_sub(self.iowait) as f64 / total;
+        report.add(section, format!("cores busy during {what} (waiting on I/O: {iowait:.0}%)"), busy, "%");
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -1091,6 +1122,7 @@ async fn main() {
         name: "bench-clean".into(),
         ..projections::runtime::Settings::new(signers.clone())
     };
+    let cores = Cores::now();
     let elapsed = tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
     let total_events: i64 =
         sqlx::query_scalar("select count(*) from stored_event").fetch_one(&clean_pool).await.unwrap();
@@ -1099,6 +1131,7 @@ async fn main() {
         format!("projection, every read model, one projector, batches of 1,000 ({total_events} events)"),
         &Measured::new(total_events as usize, elapsed, vec![]),
     );
+    cores.report(&mut report, "projection", "the projection");
     let copy =
         raw_copy(&mut report, scale.copy_rows, &json!({"example": "x".repeat(event_bytes.saturating_sub(40))})).await;
     report.compare(projection, copy);
@@ -1126,6 +1159,7 @@ async fn main() {
     // processes given half the partitions each (as two partitioned
     // projectors would be), on the same database one after the other.
     let rebuild_processes = |shares: &'static [(&'static str, &'static str)]| {
+        let cores = Cores::now();
         let running: Vec<_> = shares
             .iter()
             .map(|(name, partitions)| {
@@ -1145,18 +1179,20 @@ async fn main() {
                 events +=
                     tests::deploy::rebuilt_events(&stderr).expect("safeguard rebuild says how many events it rebuilt");
             }
-            Measured::new(events as usize, started.elapsed(), vec![])
+            (Measured::new(events as usize, started.elapsed(), vec![]), cores)
         })
     };
-    let one = rebuild_processes(&[("bench-clean", "0-31")]).await.expect("join");
+    let (one, cores) = rebuild_processes(&[("bench-clean", "0-31")]).await.expect("join");
     let one =
         report.rate("projection", "rebuild, one `safeguard rebuild` process, then switch (batches of 5,000)", &one);
-    let shared = rebuild_processes(&[("bench-low", "0-15"), ("bench-high", "16-31")]).await.expect("join");
+    cores.report(&mut report, "projection", "the rebuild by one process");
+    let (shared, cores) = rebuild_processes(&[("bench-low", "0-15"), ("bench-high", "16-31")]).await.expect("join");
     let shared = report.rate(
         "projection",
         "rebuild shared by two `safeguard rebuild` processes (partitions 0-15 and 16-31), then switch",
         &shared,
     );
+    cores.report(&mut report, "projection", "the rebuild shared by two processes");
     report.compare(shared, one);
     let keys =
         events::chain::decode_verifying_keys(&std::fs::read_to_string(deployment.path("signing.key.pub")).unwrap())
