@@ -393,12 +393,16 @@ struct Fetched {
     last: Option<jetstream::Message>,
 }
 
+/// How long a fetch that does not wait (the batch fetched ahead topped up
+/// with what came since) may go unanswered before the session ends.
+const TOP_UP_DEADLINE: Duration = Duration::from_secs(5);
+
 /// A fetch (and its decoding) running beside the batch being applied.
 struct Ahead(tokio::task::JoinHandle<Result<Fetched, ProjectorError>>);
 
 impl Ahead {
     fn start(consumer: &consumer::PullConsumer, settings: &Settings, wait: Duration) -> Self {
-        Self(tokio::spawn(fetch(consumer.clone(), settings.batch, wait, settings.signers.clone())))
+        Self(tokio::spawn(fetch(consumer.clone(), settings.batch, Some(wait), settings.signers.clone())))
     }
 
     async fn done(mut self) -> Result<Fetched, ProjectorError> {
@@ -418,15 +422,33 @@ impl Drop for Ahead {
     }
 }
 
-/// Fetches up to `max` messages (waiting up to `wait` for the first) and
-/// decodes them.
+impl Fetched {
+    /// Messages fetched after these, appended: the last of them is then
+    /// the one whose acknowledgement acknowledges all.
+    fn extend(&mut self, more: Fetched) {
+        self.batch.extend(more.batch);
+        self.consumer_sequences.extend(more.consumer_sequences);
+        self.traces.extend(more.traces);
+        if more.last.is_some() {
+            self.last = more.last;
+        }
+    }
+}
+
+/// Fetches up to `max` messages and decodes them: what is there, waiting
+/// up to `wait` for the first, or not at all without one.
 async fn fetch(
     consumer: consumer::PullConsumer,
     max: usize,
-    wait: Duration,
+    wait: Option<Duration>,
     signers: Arc<dyn Signers>,
 ) -> Result<Fetched, ProjectorError> {
-    let mut messages = consumer.fetch().max_messages(max).expires(wait).messages().await.map_err(js_error)?;
+    let request = consumer.fetch().max_messages(max);
+    let request = match wait {
+        Some(wait) => request.expires(wait),
+        None => request,
+    };
+    let mut messages = request.messages().await.map_err(js_error)?;
     let mut raw = Vec::with_capacity(max);
     let mut consumer_sequences = Vec::with_capacity(max);
     let mut traces = Vec::new();
@@ -498,6 +520,24 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
             },
             Target::Head | Target::Until(_) => next.done().await?,
         };
+        // The batch fetched ahead was fetched when the batch before it
+        // began: under a steady load it holds what had come by then, and
+        // what came while that batch was applied would wait behind it for
+        // the next. So it takes what is there now, without waiting.
+        // A request without an expiry is answered at once, but nothing
+        // times it out on the client: one lost in an outage (the fault
+        // suite stops the whole cluster) would be waited for forever. A
+        // deadline ends the session instead, which starts again from the
+        // position PostgreSQL holds.
+        let mut fetched = fetched;
+        if fetched.last.is_some() && fetched.batch.len() < settings.batch {
+            let rest = settings.batch - fetched.batch.len();
+            let more = fetch(consumer.clone(), rest, None, settings.signers.clone());
+            let more = tokio::time::timeout(TOP_UP_DEADLINE, more)
+                .await
+                .map_err(|_| js_error("a fetch of what was waiting went unanswered"))??;
+            fetched.extend(more);
+        }
         for sequence in &fetched.consumer_sequences {
             deliveries.check(*sequence)?;
         }

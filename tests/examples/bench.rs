@@ -1171,22 +1171,24 @@ async fn main() {
             .collect();
         let started = Instant::now();
         tokio::task::spawn_blocking(move || {
-            let mut events = 0;
+            let (mut events, mut peak) = (0, 0.0f64);
             for child in running {
                 let output = child.wait_with_output().expect("safeguard rebuild");
                 let stderr = String::from_utf8_lossy(&output.stderr);
                 assert!(output.status.success(), "safeguard rebuild failed: {stderr}");
                 events +=
                     tests::deploy::rebuilt_events(&stderr).expect("safeguard rebuild says how many events it rebuilt");
+                peak =
+                    peak.max(tests::deploy::rebuilt_peak_mib(&stderr).expect("safeguard rebuild says its peak memory"));
             }
-            (Measured::new(events as usize, started.elapsed(), vec![]), cores)
+            (Measured::new(events as usize, started.elapsed(), vec![]), cores, peak)
         })
     };
-    let (one, cores) = rebuild_processes(&[("bench-clean", "0-31")]).await.expect("join");
+    let (one, cores, rebuild_peak_mib) = rebuild_processes(&[("bench-clean", "0-31")]).await.expect("join");
     let one =
         report.rate("projection", "rebuild, one `safeguard rebuild` process, then switch (batches of 5,000)", &one);
     cores.report(&mut report, "projection", "the rebuild by one process");
-    let (shared, cores) = rebuild_processes(&[("bench-low", "0-15"), ("bench-high", "16-31")]).await.expect("join");
+    let (shared, cores, _) = rebuild_processes(&[("bench-low", "0-15"), ("bench-high", "16-31")]).await.expect("join");
     let shared = report.rate(
         "projection",
         "rebuild shared by two `safeguard rebuild` processes (partitions 0-15 and 16-31), then switch",
@@ -1226,6 +1228,12 @@ async fn main() {
     for (role, kib) in deployment.peak_memory_kib() {
         report.add("memory", format!("peak resident memory of the {role} process"), kib as f64 / 1024.0, "MiB");
     }
+    report.add(
+        "memory",
+        format!("peak resident memory of the `safeguard rebuild` process (one process, {total_events} events)"),
+        rebuild_peak_mib,
+        "MiB",
+    );
     let table_bytes: i64 = tests::benchmarks::read_model_bytes(&clean_pool).await;
     report.add(
         "memory",
