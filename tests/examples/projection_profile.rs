@@ -178,7 +178,10 @@ async fn rebuild_in_shares(deployment: &Deployment, nats_url: &str, database_url
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{stderr}");
         events += tests::deploy::rebuilt_events(&stderr).unwrap();
-        println!("  a `safeguard rebuild` process peaked at {:.1} MiB", tests::deploy::rebuilt_peak_mib(&stderr).unwrap());
+        println!(
+            "  a `safeguard rebuild` process peaked at {:.1} MiB",
+            tests::deploy::rebuilt_peak_mib(&stderr).unwrap()
+        );
     }
     let elapsed = t.elapsed().as_secs_f64();
     println!("rebuilt {events} events with {n} process(es) in {elapsed:.1} s: {:.0} events/s", events as f64 / elapsed);
