@@ -435,6 +435,33 @@ impl Fetched {
     }
 }
 
+/// The batch fetched ahead, with what came since, up to a full batch.
+///
+/// It was fetched when the batch before it began to be applied: under a
+/// steady load it holds what had come by then, and what came during that
+/// apply would wait behind it for the batch after. So it takes what is
+/// there now, without waiting. A request without an expiry is answered at
+/// once, but nothing in the client times it out: one lost in an outage
+/// (the fault suite stops the whole cluster) would be waited for forever.
+/// A deadline ends the session instead, which starts again from the
+/// position PostgreSQL holds.
+async fn top_up(
+    consumer: &consumer::PullConsumer,
+    settings: &Settings,
+    mut fetched: Fetched,
+) -> Result<Fetched, ProjectorError> {
+    if fetched.last.is_none() || fetched.batch.len() >= settings.batch {
+        return Ok(fetched);
+    }
+    let rest = settings.batch - fetched.batch.len();
+    let more = fetch(consumer.clone(), rest, None, settings.signers.clone());
+    let more = tokio::time::timeout(TOP_UP_DEADLINE, more)
+        .await
+        .map_err(|_| js_error("a fetch of what was waiting went unanswered"))??;
+    fetched.extend(more);
+    Ok(fetched)
+}
+
 /// Fetches up to `max` messages and decodes them: what is there, waiting
 /// up to `wait` for the first, or not at all without one.
 async fn fetch(
@@ -520,24 +547,7 @@ pub(crate) async fn pump<F: Future<Output = ()> + Unpin>(
             },
             Target::Head | Target::Until(_) => next.done().await?,
         };
-        // The batch fetched ahead was fetched when the batch before it
-        // began: under a steady load it holds what had come by then, and
-        // what came while that batch was applied would wait behind it for
-        // the next. So it takes what is there now, without waiting.
-        // A request without an expiry is answered at once, but nothing
-        // times it out on the client: one lost in an outage (the fault
-        // suite stops the whole cluster) would be waited for forever. A
-        // deadline ends the session instead, which starts again from the
-        // position PostgreSQL holds.
-        let mut fetched = fetched;
-        if fetched.last.is_some() && fetched.batch.len() < settings.batch {
-            let rest = settings.batch - fetched.batch.len();
-            let more = fetch(consumer.clone(), rest, None, settings.signers.clone());
-            let more = tokio::time::timeout(TOP_UP_DEADLINE, more)
-                .await
-                .map_err(|_| js_error("a fetch of what was waiting went unanswered"))??;
-            fetched.extend(more);
-        }
+        let fetched = top_up(consumer, settings, fetched).await?;
         for sequence in &fetched.consumer_sequences {
             deliveries.check(*sequence)?;
         }
