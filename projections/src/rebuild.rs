@@ -26,6 +26,7 @@
 mod share;
 
 use crate::runtime::{self, Deliveries, Outcome, ProjectorError, Settings, Stats, Target};
+use crate::statistics;
 use crate::{LIVE_SCHEMA, PREVIOUS_SCHEMA, REBUILD_SCHEMA};
 use async_nats::jetstream;
 use share::{Finished, Share, Turn};
@@ -86,11 +87,20 @@ pub async fn rebuild(
     // A lost delivery fails the rebuild (run it again) rather than leave a hole.
     let mut deliveries = Deliveries::new();
     let target = Target::<std::future::Pending<()>>::Head;
+    let tending = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(crate::in_schema(database.clone(), REBUILD_SCHEMA))
+        .await?;
+    let tended = runtime::AbortOnDrop(tokio::spawn(tend(tending.clone(), settings.clone(), stats.clone())));
     if let Outcome::Moved { stored } =
         runtime::pump(&pool, &stream, &consumer, &mut deliveries, &settings, &stats, from, None, target).await?
     {
         return Err(ProjectorError::RebuildRaced { stored });
     }
+    drop(tended);
+    // So that the switch, and the live projectors after it, plan from what the tables now hold.
+    analyse(&tending, &settings.name, statistics::Growth::Rebuilt).await;
+    tending.close().await;
     let finished = stats.position.load(Ordering::Relaxed);
     share.finished(&mut admin).await?;
     let mut waiting_for = None;
@@ -124,6 +134,50 @@ pub async fn rebuild(
         replaced,
         switched: switched.is_some(),
     })
+}
+
+/// What a share does beside its pump, every `settings.health_interval`,
+/// as the live projector's watcher does for the live tables:
+///
+/// - gathers the statistics of the rebuild's tables as they grow (see
+///   [`crate::statistics`]): no live projector need share the database;
+/// - counts the children of its partitions queued to be folded again,
+///   whichever share's batch queued them (a council's new settings queue
+///   all its children, in every partition). The pump drains them between
+///   its batches once it sees the count. Without this look a share learnt
+///   only of the children it queued itself, and the rest waited for the
+///   switch, where one process folded them while the others stood idle.
+async fn tend(pool: sqlx::PgPool, settings: Settings, stats: Arc<Stats>) {
+    let partitions = crate::refold::partition_numbers(settings.partitions.numbers());
+    let mut tick = tokio::time::interval(settings.health_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        analyse(&pool, &settings.name, statistics::Growth::Rebuilding).await;
+        match crate::refold::queued(&pool, &partitions).await {
+            Ok(queued) => stats.refolds_pending.store(queued, Ordering::Relaxed),
+            Err(e) => {
+                tracing::warn!(projector = %settings.name, error = %e, "could not count the children queued to be folded again")
+            }
+        }
+    }
+}
+
+/// Analyses the rebuild's tables grown past `growth`, one share at a time:
+/// while it grows, a share whose turn another has taken skips it; as its
+/// partitions finish, it waits.
+async fn analyse(pool: &sqlx::PgPool, projector: &str, growth: statistics::Growth) {
+    let wait = growth == statistics::Growth::Rebuilt;
+    let analysed = async {
+        let mut tx = pool.begin().await?;
+        if share::statistics_lock(&mut tx, wait).await? {
+            statistics::analyse(&mut tx, &[REBUILD_SCHEMA], growth, projector).await;
+        }
+        tx.commit().await
+    };
+    if let Err(e) = analysed.await {
+        tracing::warn!(projector, error = %e, "could not gather table statistics");
+    }
 }
 
 /// The position the rebuild's tables hold for `projector`.
@@ -170,16 +224,22 @@ async fn switch(
     }
 
     let mut tx = admin.begin().await?;
-    let live_exists: bool = sqlx::query_scalar("select exists (select from pg_namespace where nspname = $1)")
-        .bind(LIVE_SCHEMA)
-        .fetch_one(&mut *tx)
-        .await?;
+    // The live schema may exist with no tables yet: every role creates it
+    // before it uses the database, and only a projector migrates it. Such
+    // a schema is renamed away like any other, but holds no positions.
+    let (live_exists, live_positions): (bool, bool) = sqlx::query_as(
+        "select exists (select from pg_namespace where nspname = $1),
+                to_regclass(format('%I.projector_position', $1::text)) is not null",
+    )
+    .bind(LIVE_SCHEMA)
+    .fetch_one(&mut *tx)
+    .await?;
     // The projectors that will resume from the rebuilt tables: the live
     // ones (all partitioned projectors among them), or, on a first build,
     // the shares' own names.
     let mut names: Vec<String> = Vec::new();
     let mut furthest = 0u64;
-    if live_exists {
+    if live_positions {
         // Waits for a live batch in flight, and holds the live projectors still until the switch commits.
         let rows = sqlx::query(&format!(
             "select projector, stream_seq from {LIVE_SCHEMA}.projector_position order by projector for update"

@@ -292,7 +292,7 @@ pub async fn run_with(
 }
 
 /// Aborts a background task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -908,11 +908,11 @@ pub async fn watch(pool: PgPool, js: jetstream::Context, settings: Settings, sta
             tracing::info!(projector = %settings.name, "the projector is applying the stream again");
         }
         was_stalled = stalled;
-        match crate::statistics::analyze_grown(&pool).await {
-            Ok(analysed) if !analysed.is_empty() => {
-                tracing::info!(projector = %settings.name, tables = ?analysed, "gathered the statistics of tables that had grown");
+        match pool.acquire().await {
+            Ok(mut conn) => {
+                use crate::statistics::{Growth, LIVE, analyse};
+                analyse(&mut conn, &LIVE, Growth::Live, &settings.name).await;
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(projector = %settings.name, error = %e, "could not gather table statistics"),
         }
     }

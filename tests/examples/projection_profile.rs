@@ -191,4 +191,17 @@ async fn rebuild_in_shares(deployment: &Deployment, nats_url: &str, database_url
     for (wait, count) in waits.into_iter().take(12) {
         println!("  {:>5.1}%  {wait}", 100.0 * count as f64 / samples.max(1) as f64);
     }
+    // The switched-in tables are the rebuild's own: how they were read
+    // while it ran, and whether their statistics were ever gathered.
+    println!("  {:<24} {:>10} {:>14} {:>10}  analysed", "table", "seq scans", "rows seq-read", "idx scans");
+    for (table, seq, read, idx, analysed) in sqlx::query_as::<_, (String, i64, i64, i64, bool)>(
+        "select relname::text, seq_scan, seq_tup_read, coalesce(idx_scan, 0), last_analyze is not null
+           from pg_stat_user_tables where schemaname = 'projection' order by seq_tup_read desc limit 8",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    {
+        println!("  {table:<24} {seq:>10} {read:>14} {idx:>10}  {analysed}");
+    }
 }

@@ -416,3 +416,36 @@ async fn a_share_stopped_half_way_is_resumed_under_its_name_and_the_rebuild_equa
         assert_eq!(checksum(&pool, table, order).await, checksum(&clean_pool, table, order).await, "{table} differs");
     }
 }
+
+/// A rebuild gathers its own tables' planner statistics as they grow,
+/// whether or not a live projector shares its database (whose watcher
+/// would otherwise have been the only one to). Without them every batch's
+/// reads and deletes of its children were planned as scans of whole
+/// tables; the benchmark's rebuilds, on a database with no live
+/// projector, never had any. The database also holds the live schema as
+/// every role leaves it before a projector has migrated it, created and
+/// empty, which a first rebuild's switch once failed on.
+#[tokio::test]
+async fn a_rebuild_with_no_live_projector_beside_it_arrives_with_its_tables_analysed() {
+    let nats = NatsServer::start().await;
+    let gateway = Arc::new(TestGateway::start(&nats.url()).await);
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let until = NaiveDate::from_ymd_opt(2025, 3, 31).expect("date");
+    let groups = safeguard::cli::seed::generate(31, 1, 30, until).expect("seed");
+    let events: i64 = groups.iter().map(|g| g.len() as i64).sum();
+    assert!(events > 200, "enough events to pass autoanalyze's threshold ({events})");
+    tests::gateway::load_groups(&gateway, groups).await;
+
+    rebuild(nats.url(), db.url().to_owned(), gateway.path("master.key")).await;
+    assert_eq!(count(&pool, "projection.stored_event").await, events);
+    let unanalysed: Vec<String> = sqlx::query_scalar(
+        "select relname::text from pg_stat_user_tables
+          where schemaname = 'projection' and relname in ('stored_event', 'chronology_entry')
+            and last_analyze is null order by 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("statistics");
+    assert!(unanalysed.is_empty(), "the rebuilt tables arrived without statistics: {unanalysed:?}");
+}

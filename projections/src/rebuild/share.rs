@@ -31,6 +31,9 @@ use sqlx::{PgConnection, Row as _};
 /// taking turns, or a share's number (from 1) for its life.
 const LOCKS: i32 = 0x5347_5242;
 const TURNS: i32 = 0;
+/// Held, for its transaction, by the share analysing the rebuild's tables:
+/// the others skip their turn rather than analyse the same tables again.
+const STATISTICS: i32 = -1;
 
 /// This process's share of the rebuild.
 pub(super) struct Share {
@@ -226,4 +229,19 @@ async fn lock(admin: &mut PgConnection, key: i32) -> Result<(), ProjectorError> 
 async fn unlock(admin: &mut PgConnection, key: i32) -> Result<(), ProjectorError> {
     sqlx::query("select pg_advisory_unlock($1, $2)").bind(LOCKS).bind(key).execute(&mut *admin).await?;
     Ok(())
+}
+
+/// Takes the rebuild's statistics lock for the transaction `tx` is in:
+/// waiting for it, or, with `wait` false, only if no other share holds
+/// it. Returns whether it is held.
+pub(super) async fn statistics_lock(tx: &mut PgConnection, wait: bool) -> Result<bool, sqlx::Error> {
+    if wait {
+        sqlx::query("select pg_advisory_xact_lock($1, $2)").bind(LOCKS).bind(STATISTICS).execute(&mut *tx).await?;
+        return Ok(true);
+    }
+    sqlx::query_scalar("select pg_try_advisory_xact_lock($1, $2)")
+        .bind(LOCKS)
+        .bind(STATISTICS)
+        .fetch_one(&mut *tx)
+        .await
 }
