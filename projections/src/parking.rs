@@ -132,20 +132,16 @@ async fn retry_one(
     let mut dead = store::DeadRows::default();
     let mut items: Vec<EventItem<'_>> = Vec::with_capacity(messages.len());
     for m in &messages {
-        match m {
-            Incoming::Event { stream_seq, nats_subject, payload, event, document } => {
-                items.push(EventItem { stream_seq: *stream_seq, nats_subject, payload, event, document });
-            }
-            Incoming::Undecodable { stream_seq, nats_subject, reason, payload } => {
-                dead.push(*stream_seq, nats_subject, reason, payload);
-            }
+        match m.item() {
+            Ok(item) => items.push(item),
+            Err(letter) => dead.push_letter(&letter),
         }
     }
     // A parked subject's messages wait behind it; whether a break among
     // them is suspect was for the pump to judge when they came.
     let store::Chained { kept: items, broken, .. } = store::in_chain(&mut tx, items, 0).await?;
     for (item, why) in &broken {
-        dead.push(item.stream_seq, item.nats_subject, &why.to_string(), item.payload);
+        dead.push(item.stream_seq, item.nats_subject, &why.to_string(), item.payload());
     }
     let dead_letters = dead.len();
     dead.write(&mut tx).await?;

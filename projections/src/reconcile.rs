@@ -209,18 +209,14 @@ pub async fn reconcile(
     let mut dead_rows = DeadRows::default();
     let mut items: Vec<EventItem<'_>> = Vec::new();
     for incoming in &decoded {
-        match incoming {
-            Incoming::Event { stream_seq, nats_subject, payload, event, document } => {
-                items.push(EventItem { stream_seq: *stream_seq, nats_subject, payload, event, document })
-            }
-            Incoming::Undecodable { stream_seq, nats_subject, reason, payload } => {
-                dead_rows.push(*stream_seq, nats_subject, reason, payload)
-            }
+        match incoming.item() {
+            Ok(item) => items.push(item),
+            Err(letter) => dead_rows.push_letter(&letter),
         }
     }
     let (kept, broken) = linked(&mut tx, items).await?;
     for (item, why) in &broken {
-        dead_rows.push(item.stream_seq, item.nats_subject, &why.to_string(), item.payload);
+        dead_rows.push(item.stream_seq, item.nats_subject, &why.to_string(), item.payload());
     }
     done.dead_letters = dead_rows.len() as u64;
     dead_rows.write(&mut tx).await?;

@@ -21,9 +21,14 @@ pub enum Incoming {
     Event {
         stream_seq: u64,
         nats_subject: String,
-        payload: Vec<u8>,
+        /// The stored JSON document: the message's bytes, checked as UTF-8
+        /// JSON by decoding. It is what `stored_event.document` holds, so
+        /// PostgreSQL parses it into `jsonb` from this text. The parsed
+        /// tree the hash was checked on is not kept: in a batch of
+        /// thousands it cost several times the text's memory, and a deep
+        /// copy and a serialisation each per event to write.
+        document: String,
         event: Box<StoredEvent>,
-        document: serde_json::Value,
     },
     Undecodable {
         stream_seq: u64,
@@ -64,14 +69,37 @@ impl Incoming {
         if !signers.signed(&decoded.event.hash, &decoded.event.signature) {
             return undecodable(NotTaken::Unsigned.to_string());
         }
+        // `decode` parsed the bytes as JSON, which only UTF-8 passes.
+        let Ok(document) = std::str::from_utf8(payload) else {
+            return undecodable("the message is not UTF-8".to_owned());
+        };
         Self::Event {
             stream_seq,
             nats_subject: nats_subject.to_owned(),
-            payload: payload.to_vec(),
+            document: document.to_owned(),
             event: Box::new(decoded.event),
-            document: decoded.document,
         }
     }
+
+    /// The event to apply, or the dead letter's row.
+    pub(crate) fn item(&self) -> Result<EventItem<'_>, DeadLetter<'_>> {
+        match self {
+            Self::Event { stream_seq, nats_subject, document, event } => {
+                Ok(EventItem { stream_seq: *stream_seq, nats_subject, document, event })
+            }
+            Self::Undecodable { stream_seq, nats_subject, reason, payload } => {
+                Err(DeadLetter { stream_seq: *stream_seq, nats_subject, reason, payload })
+            }
+        }
+    }
+}
+
+/// An undecodable message, as `dead_letter` keeps it.
+pub(crate) struct DeadLetter<'a> {
+    pub stream_seq: u64,
+    pub nats_subject: &'a str,
+    pub reason: &'a str,
+    pub payload: &'a [u8],
 }
 
 /// What one batch did.
@@ -189,9 +217,16 @@ pub enum Isolation {
 pub(crate) struct EventItem<'a> {
     pub stream_seq: u64,
     pub nats_subject: &'a str,
-    pub payload: &'a [u8],
+    /// The stored JSON document, exactly the message's bytes.
+    pub document: &'a str,
     pub event: &'a StoredEvent,
-    pub document: &'a serde_json::Value,
+}
+
+impl EventItem<'_> {
+    /// The message's bytes, for a dead letter or a parked message.
+    pub fn payload(&self) -> &[u8] {
+        self.document.as_bytes()
+    }
 }
 
 /// Applies `batch` (in stream order) within `tx`. Messages at or below the
@@ -253,13 +288,11 @@ pub async fn apply_batch(
             continue;
         }
         applied.position = applied.position.max(seq);
-        match item {
-            Incoming::Event { stream_seq, nats_subject, payload, event, document } => {
-                items.push(EventItem { stream_seq: *stream_seq, nats_subject, payload, event, document })
-            }
-            Incoming::Undecodable { stream_seq, nats_subject, reason, payload } => {
+        match item.item() {
+            Ok(event) => items.push(event),
+            Err(letter) => {
                 applied.dead_letters += 1;
-                dead.push(*stream_seq, nats_subject, reason, payload);
+                dead.push_letter(&letter);
             }
         }
     }
@@ -288,7 +321,7 @@ pub async fn apply_batch(
     applied.suspect = suspect;
     for (item, why) in broken {
         applied.dead_letters += 1;
-        dead.push(item.stream_seq, item.nats_subject, &why.to_string(), item.payload);
+        dead.push(item.stream_seq, item.nats_subject, &why.to_string(), item.payload());
     }
     for item in &held {
         waiting.push(item);
@@ -436,8 +469,10 @@ pub(crate) async fn write_events(
         sqlx::query(
             "insert into stored_event (stream_seq, subject, subject_kind, sequence, event_id, source, event_type,
                                        occurred_at, business_date, recorded_at, hash, document)
-             select * from unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
-                                  $8::timestamptz[], $9::date[], $10::timestamptz[], $11::text[], $12::jsonb[])",
+             select s, sub, kind, seq, id, src, ty, occ, bd, rec, h, doc::jsonb
+               from unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+                           $8::timestamptz[], $9::date[], $10::timestamptz[], $11::text[], $12::text[])
+                    as u(s, sub, kind, seq, id, src, ty, occ, bd, rec, h, doc)",
         )
         .bind(&rows.stream_seq)
         .bind(&rows.subject)
@@ -497,7 +532,7 @@ impl ParkedRows {
         self.sequence.push(to_i64(item.event.sequence));
         self.hash.push(item.event.hash.to_string());
         self.nats_subject.push(item.nats_subject.to_owned());
-        self.payload.push(item.payload.to_vec());
+        self.payload.push(item.payload().to_vec());
     }
 
     async fn write(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
@@ -521,7 +556,7 @@ impl ParkedRows {
 }
 
 #[derive(Default)]
-struct EventRows {
+struct EventRows<'a> {
     stream_seq: Vec<i64>,
     subject: Vec<String>,
     subject_kind: Vec<String>,
@@ -533,11 +568,11 @@ struct EventRows {
     business_date: Vec<NaiveDate>,
     recorded_at: Vec<DateTime<Utc>>,
     hash: Vec<String>,
-    document: Vec<serde_json::Value>,
+    document: Vec<&'a str>,
 }
 
-impl EventRows {
-    fn push(&mut self, stream_seq: u64, event: &StoredEvent, document: &serde_json::Value) {
+impl<'a> EventRows<'a> {
+    fn push(&mut self, stream_seq: u64, event: &StoredEvent, document: &'a str) {
         self.stream_seq.push(to_i64(stream_seq));
         self.subject.push(event.subject.to_string());
         self.subject_kind.push(subject_kind(&event.subject).to_owned());
@@ -549,7 +584,7 @@ impl EventRows {
         self.business_date.push(business_date_of(&event.time));
         self.recorded_at.push(event.recorded_at.to_utc());
         self.hash.push(event.hash.to_string());
-        self.document.push(document.clone());
+        self.document.push(document);
     }
 }
 
@@ -598,6 +633,10 @@ impl DeadRows {
         self.nats_subject.push(nats_subject.to_owned());
         self.reason.push(reason.to_owned());
         self.payload.push(payload.to_vec());
+    }
+
+    pub(crate) fn push_letter(&mut self, letter: &DeadLetter<'_>) {
+        self.push(letter.stream_seq, letter.nats_subject, letter.reason, letter.payload);
     }
 
     pub(crate) fn len(&self) -> usize {
