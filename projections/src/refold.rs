@@ -216,10 +216,21 @@ pub async fn drain(
     kept: &Kept,
 ) -> Result<Drained, ApplyError> {
     let partitions = partition_numbers(partitions);
+    // Written so that no plan of it reads more of the queue than the chunk,
+    // for the server keeps one generic plan of a statement after its first
+    // five runs on a connection, and a generic plan knows neither the limit
+    // nor the partitions. Each partition is an ordered probe of the
+    // (partition, queued_at) index, taken in turn until the chunk is full;
+    // the chunk is then deleted by key as an array, which the planner
+    // expects to be short. Written as `child_id in (select ...)`, the
+    // generic plan guessed the limit at a tenth of the queue and joined the
+    // chunk to a sequential scan of the whole queue, every chunk.
     let taken: Vec<uuid::Uuid> = sqlx::query_scalar(
-        "delete from refold_pending where child_id in (
-             select child_id from refold_pending where partition = any($1)
-              order by partition, queued_at limit $2 for update skip locked)
+        "delete from refold_pending where child_id = any(array(
+             select queued.child_id from unnest($1::int[]) as p(partition)
+              cross join lateral (select child_id from refold_pending r where r.partition = p.partition
+                                   order by r.queued_at limit $2 for update skip locked) as queued
+              limit $2))
          returning child_id",
     )
     .bind(&partitions)
