@@ -428,26 +428,16 @@ async fn refold_children(
         // A child's history the gateway did not write (no registration, a
         // correction that does not fit): a content error, which parks the child.
         let history = history.map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        let (facts, flags, alerts, tallied) = folded(&subject, || {
-            let calendar = events::calendar::Calendar::england_and_wales();
-            let facts = casework::facts::fold_child(&history)?;
-            let tallied = casework::tally::tallies(&facts, &settings, calendar);
-            let census = casework::cin::fold(&history, NaiveDate::MAX, calendar);
-            let mut flags = casework::quality::flags(&census);
-            // In a fixed order, so the rows do not depend on the order the events arrived in.
-            flags.sort_by(|a, b| (a.rule, &a.reference, a.on, &a.detail).cmp(&(b.rule, &b.reference, b.on, &b.detail)));
-            let alerts = casework::alerts::fold(ChildId::from_uuid(child), &history, &facts, &settings, calendar);
-            Ok((facts, flags, alerts, tallied))
-        })?
-        .map_err(|e: casework::facts::HistoryError| sqlx::Error::Decode(Box::new(e)))?;
-        changed.alerts.extend(alerts.iter().map(|a| (a.council.clone(), a.team.clone())));
+        let now = folded(&subject, || Rows::fold(child, &history, &settings))?
+            .map_err(|e: casework::facts::HistoryError| sqlx::Error::Decode(Box::new(e)))?;
+        let facts = &now.facts;
+        changed.alerts.extend(now.alerts.iter().map(|a| (a.council.clone(), a.team.clone())));
         changed.councils.insert(facts.status.council.clone());
         for a in facts.allocations.iter().filter(|a| a.to_on.is_none()) {
             changed.teams.insert((a.council.clone(), a.team_id.clone()));
         }
         changed.councils.extend(facts.referrals.iter().map(|r| r.council.clone()));
         changed.councils.extend(facts.plans.iter().map(|p| p.council.clone()));
-        let now = Rows { facts, flags, alerts, tallies: tallied };
         rows.add(child, before.as_ref(), &now);
         tallies.add(child, before.as_ref().map(|b| &b.tallies[..]), &now.tallies);
         let entry = Entry { stamp: uuid::Uuid::new_v4(), history, rows: now };

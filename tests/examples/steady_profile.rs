@@ -37,11 +37,11 @@ async fn main() {
         let db = tests::TestDatabase::create().await;
         let pool = db.pool().await;
         projections::migrate(&pool, projections::LIVE_SCHEMA).await.unwrap();
-        // SAFEGUARD_KEPT_EVENTS=0 keeps nothing: every batch folds from the whole history.
-        let budget = std::env::var("SAFEGUARD_KEPT_EVENTS")
+        // SAFEGUARD_KEPT_WEIGHT=0 keeps nothing: every batch folds from the whole history.
+        let budget = std::env::var("SAFEGUARD_KEPT_WEIGHT")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(projections::kept::KEPT_EVENTS);
+            .unwrap_or(projections::kept::KEPT_WEIGHT);
         let kept = projections::kept::Kept::new(budget);
         let child = uuid::Uuid::new_v4().to_string();
         let mut all = vec![tests::fixtures::registered(&format!("r-{child}"), &child, "E09000014")];
