@@ -23,6 +23,7 @@ use events::envelope::{ReceivedEvent, Stamp, Subject, format_time, parse_receive
 use events::ids::{EventId, PrincipalName};
 use events::privacy::{self, DataKey};
 use events::{personal_pointers, subjects};
+use futures::{StreamExt as _, TryStreamExt as _};
 use platform::keystore::{KeyError, KeyStore};
 use platform::principals::Principal;
 use rand::RngCore;
@@ -40,6 +41,12 @@ const EVENTS_PER_BATCH: usize = publish::MAX_BATCH_MESSAGES / 2;
 /// its subjects on. The request's deadline (the publish timeout) is the real
 /// bound; this only stops a loop that could never succeed.
 const MAX_ATTEMPTS: u32 = 1000;
+/// JetStream reads a request keeps in flight at once while it catches its
+/// subjects up and reads what a resend names. Each read is a round trip;
+/// a cold batch of 1,000 events needs one or two an event, and one after
+/// another they outlasted the publish timeout against a JetStream a
+/// network hop away (`tests/gateway.rs`).
+const READS_IN_FLIGHT: usize = 64;
 
 /// What the publisher gets back for each event, in request order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -286,22 +293,38 @@ impl Ingest {
             // not cached, or any subject after a failed commit, is brought up
             // to date from the stream.
             let mut states: HashMap<Subject, SubjectState> = HashMap::new();
-            for (subject, slot) in slots.iter_mut() {
+            let mut behind = Vec::new();
+            for (i, (subject, slot)) in slots.iter_mut().enumerate() {
                 let cached = slot.is_some();
-                let mut st = slot.take().unwrap_or_else(|| SubjectState::new(subject));
-                if !cached || attempt > 0 {
-                    let loaded = state::catch_up(&self.stream, subject, &mut st, &*self.signers).await;
+                let st = slot.take().unwrap_or_else(|| SubjectState::new(subject));
+                if cached && attempt == 0 {
                     **slot = Some(st.clone());
-                    loaded.map_err(|e| match e {
-                        state::LoadError::Unavailable(e) => unavailable("JetStream could not be read", e, &committed),
-                        // A stored message that is not an event is not an
-                        // outage: refuse loudly rather than ask for retries.
-                        corrupt @ state::LoadError::Corrupt { .. } => ApiError::Internal(corrupt.into()),
-                    })?;
+                    states.insert(subject.clone(), st);
                 } else {
+                    behind.push((i, subject.clone(), st));
+                }
+            }
+            // Side by side: each subject's catching up is a round trip per
+            // message, and one subject after another a cold batch of 1,000
+            // events took longer than the publish timeout against a
+            // JetStream a network hop away (`READS_IN_FLIGHT`).
+            let mut loading = futures::stream::iter(behind)
+                .map(|(i, subject, mut st)| async move {
+                    let loaded = state::catch_up(&self.stream, &subject, &mut st, &*self.signers).await;
+                    (i, subject, st, loaded)
+                })
+                .buffer_unordered(READS_IN_FLIGHT);
+            while let Some((i, subject, st, loaded)) = loading.next().await {
+                if let Some((_, slot)) = slots.get_mut(i) {
                     **slot = Some(st.clone());
                 }
-                states.insert(subject.clone(), st);
+                loaded.map_err(|e| match e {
+                    state::LoadError::Unavailable(e) => unavailable("JetStream could not be read", e, &committed),
+                    // A stored message that is not an event is not an
+                    // outage: refuse loudly rather than ask for retries.
+                    corrupt @ state::LoadError::Corrupt { .. } => ApiError::Internal(corrupt.into()),
+                })?;
+                states.insert(subject, st);
             }
 
             let plan = match self.plan(principal, &mut events, states, recorded_at, check_index, &ours).await {
@@ -455,6 +478,25 @@ impl Ingest {
         // JetStream's expectation on each subject's first message.
         let before: HashMap<Subject, u64> = states.iter().map(|(s, st)| (s.clone(), st.last_stream_seq)).collect();
 
+        // What the loop below would otherwise read one event at a time, in
+        // turn: the stored events this request names again (a resend), and
+        // after a refused write the id index's entry of every other event.
+        // Read side by side first (`READS_IN_FLIGHT`).
+        let known = |e: &ReceivedEvent| {
+            states
+                .get(&e.subject)
+                .and_then(|st| st.ids.get(&(principal.name.clone(), e.id.clone())))
+                .map(|k| k.stream_seq)
+        };
+        let resent: HashSet<u64> = events.iter().filter_map(known).filter(|&seq| seq != 0).collect();
+        let mut stored = self.fetch_all(resent).await?;
+        let mut claims = if check_index {
+            let unknown: Vec<EventId> = events.iter().filter(|e| known(e).is_none()).map(|e| e.id.clone()).collect();
+            self.claimed_subjects(&principal.name, unknown).await?
+        } else {
+            HashMap::new()
+        };
+
         for (i, event) in events.iter_mut().enumerate() {
             let subject = event.subject.clone();
             let first_of_subject = seen_subjects.insert(subject.clone());
@@ -477,15 +519,33 @@ impl Ingest {
             // Idempotency: this subject's own history first.
             if let Some(known) = st.ids.get(&key) {
                 let stream_seq = known.stream_seq;
-                let mut original = self.fetch_result(stream_seq, &subject).await?;
+                if stream_seq == 0 {
+                    // Known from this request's own planning but not yet
+                    // committed: can only happen for repeated ids, which
+                    // validation refuses.
+                    return Err(PlanError::Stale);
+                }
+                let (doc, original) = match stored.remove(&stream_seq) {
+                    Some(fetched) => fetched,
+                    None => self.fetch(stream_seq).await?,
+                };
+                let mut result = EventResult {
+                    id: original.id.as_str().to_owned(),
+                    subject: subject.to_string(),
+                    sequence: original.sequence,
+                    stream_sequence: stream_seq,
+                    recorded_at: format_time(&original.recorded_at),
+                    hash: original.hash.to_string(),
+                    duplicate: true,
+                };
                 if ours.contains(&key) {
-                    original.duplicate = false;
-                    slots.push(Slot::Earlier(original));
+                    result.duplicate = false;
+                    slots.push(Slot::Earlier(result));
                     continue;
                 }
-                if self.same_content(stream_seq, event).await? {
+                if self.same_content(doc, &original, event).await? {
                     self.metrics.duplicates.inc();
-                    slots.push(Slot::Earlier(original));
+                    slots.push(Slot::Earlier(result));
                 } else {
                     conflicts.push(FieldError::new(
                         i,
@@ -503,7 +563,12 @@ impl Ingest {
             // and the subject's expected sequence lets only one of the two
             // writers store it. An id claimed for another subject is taken.
             let mut claim_needed = true;
-            if check_index && let Some(claimed) = self.claimed_subject(&principal.name, &event.id).await? {
+            let claimed = match claims.remove(&event.id) {
+                Some(claimed) => claimed,
+                None if check_index => self.claimed_subject(&principal.name, &event.id).await?,
+                None => None,
+            };
+            if let Some(claimed) = claimed {
                 if claimed != subject.to_string() {
                     conflicts.push(FieldError::new(
                         i,
@@ -683,27 +748,42 @@ impl Ingest {
         Ok((decoded.document, decoded.event))
     }
 
-    async fn fetch_result(&self, stream_seq: u64, subject: &Subject) -> Result<EventResult, PlanError> {
-        if stream_seq == 0 {
-            // Known from this request's own planning but not yet committed:
-            // can only happen for repeated ids, which validation refuses.
-            return Err(PlanError::Stale);
-        }
-        let (_, stored) = self.fetch(stream_seq).await?;
-        Ok(EventResult {
-            id: stored.id.as_str().to_owned(),
-            subject: subject.to_string(),
-            sequence: stored.sequence,
-            stream_sequence: stream_seq,
-            recorded_at: format_time(&stored.recorded_at),
-            hash: stored.hash.to_string(),
-            duplicate: true,
-        })
+    /// [`Self::fetch`] of each of `stream_seqs`, side by side.
+    async fn fetch_all(
+        &self,
+        stream_seqs: impl IntoIterator<Item = u64>,
+    ) -> Result<HashMap<u64, (Value, events::StoredEvent)>, PlanError> {
+        futures::stream::iter(stream_seqs)
+            .map(|seq| async move { Ok::<_, PlanError>((seq, self.fetch(seq).await?)) })
+            .buffer_unordered(READS_IN_FLIGHT)
+            .try_collect()
+            .await
     }
 
-    /// Whether a retried event says exactly what the stored one says.
-    async fn same_content(&self, stream_seq: u64, event: &ReceivedEvent) -> Result<bool, PlanError> {
-        let (mut doc, stored) = self.fetch(stream_seq).await?;
+    /// [`Self::claimed_subject`] of each of `ids`, side by side.
+    async fn claimed_subjects(
+        &self,
+        source: &PrincipalName,
+        ids: impl IntoIterator<Item = EventId>,
+    ) -> Result<HashMap<EventId, Option<String>>, PlanError> {
+        futures::stream::iter(ids)
+            .map(|id| async move {
+                let claimed = self.claimed_subject(source, &id).await?;
+                Ok::<_, PlanError>((id, claimed))
+            })
+            .buffer_unordered(READS_IN_FLIGHT)
+            .try_collect()
+            .await
+    }
+
+    /// Whether a retried event says exactly what the stored one (`doc`, as
+    /// stored, and `stored`, decoded) says.
+    async fn same_content(
+        &self,
+        mut doc: Value,
+        stored: &events::StoredEvent,
+        event: &ReceivedEvent,
+    ) -> Result<bool, PlanError> {
         // A resend after a 503 comes here while NATS may still be coming
         // back: the key store being away is a 503 again, not a fault.
         let key = match &stored.subject {

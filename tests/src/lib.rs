@@ -16,6 +16,7 @@
 //! - [`system`]: all of it at once (NATS, gateway, database, projector, query role).
 //! - [`browser`]: headless Chromium driven through ChromeDriver, for the pages.
 //! - [`oidc`]: a real OpenID Connect provider (oidc-provider from npm) on a free port.
+//! - [`link`]: a network hop on loopback, a TCP relay that adds latency each way.
 //!
 //! Nothing here is a stand-in: tests talk to the same servers production
 //! runs, configured as production is (`sync_interval: always`).
@@ -25,6 +26,7 @@ pub mod browser;
 pub mod deploy;
 pub mod fixtures;
 pub mod gateway;
+pub mod link;
 pub mod load;
 pub mod nats;
 pub mod oidc;

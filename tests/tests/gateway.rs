@@ -589,3 +589,44 @@ async fn the_published_schemas_describe_what_the_gateway_takes() {
     assert_eq!(unknown.status(), 404);
     assert_eq!(unknown.headers()["content-type"], "application/problem+json");
 }
+
+/// A resend can reach a gateway that holds nothing of its subjects: another
+/// replica behind the load balancer, or this one restarted. That gateway
+/// must read every subject's history and every stored event the request
+/// names before it can answer. Read one message at a time, in turn, a
+/// batch of 1,000 events took one round trip to JetStream for each message
+/// twice over. Against a JetStream a network hop away that outlasted the
+/// publish timeout, so the resend got a 503, and so did every resend after
+/// it: the ten-million-event run retried one batch seven times
+/// (docs/benchmarks.md). Here JetStream is 5 ms away each way, and the
+/// gateway's timeout is its default in the tests (10 s).
+#[tokio::test]
+async fn a_batch_resent_to_a_cold_gateway_a_network_hop_from_jetstream_is_answered_in_time() {
+    let nats = NatsServer::start().await;
+    let gw = TestGateway::start(&nats.url()).await;
+    let until = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).expect("date");
+    let groups = safeguard::cli::seed::generate(3, 1, 100, until).expect("seed");
+    let (people, children): (Vec<_>, Vec<_>) =
+        groups.into_iter().partition(|g| g.first().is_some_and(|e| e["type"] != "child.registered"));
+    for batch in safeguard::cli::seed::batches(&people, 1_000) {
+        let r = gw.post(tokens::ADMIN, &Value::Array(batch)).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let body = Value::Array(safeguard::cli::seed::batches(&children, 1_000).swap_remove(0));
+    let events = body.as_array().map_or(0, Vec::len);
+    let subjects: BTreeSet<&str> =
+        body.as_array().into_iter().flatten().filter_map(|e| e["subject"].as_str()).collect();
+    assert!(events > 900 && subjects.len() > 40, "a batch of {events} events on {} children", subjects.len());
+    let first = gw.post(tokens::ADMIN, &body).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+
+    let link = tests::link::SlowLink::start(nats.url().trim_start_matches("nats://"), Duration::from_millis(5)).await;
+    let cold = gw.sibling_on(&link.nats_url()).await;
+    let started = Instant::now();
+    let again = cold.post(tokens::ADMIN, &body).await;
+    assert_eq!(again.status, 201, "after {:?}: {}", started.elapsed(), again.text);
+    for i in 0..events {
+        assert_eq!(again.result(i)["duplicate"], true, "event {i} is the one stored first");
+        assert_eq!(again.result(i)["stream_sequence"], first.result(i)["stream_sequence"], "event {i}");
+    }
+}
