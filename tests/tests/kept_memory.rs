@@ -9,6 +9,7 @@
 //! One test in its own binary: DHAT counts the whole process's heap.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test stops at the first surprise
+#![allow(clippy::print_stdout)] // the measured figures, for the notes
 
 use casework::facts::{History, Recorded};
 use chrono::DateTime;
