@@ -525,10 +525,8 @@ impl Ingest {
                     // validation refuses.
                     return Err(PlanError::Stale);
                 }
-                let (doc, original) = match stored.remove(&stream_seq) {
-                    Some(fetched) => fetched,
-                    None => self.fetch(stream_seq).await?,
-                };
+                // Read above: this loop adds only planned ids (position 0).
+                let Some((doc, original)) = stored.remove(&stream_seq) else { return Err(PlanError::Stale) };
                 let mut result = EventResult {
                     id: original.id.as_str().to_owned(),
                     subject: subject.to_string(),
@@ -563,12 +561,8 @@ impl Ingest {
             // and the subject's expected sequence lets only one of the two
             // writers store it. An id claimed for another subject is taken.
             let mut claim_needed = true;
-            let claimed = match claims.remove(&event.id) {
-                Some(claimed) => claimed,
-                None if check_index => self.claimed_subject(&principal.name, &event.id).await?,
-                None => None,
-            };
-            if let Some(claimed) = claimed {
+            // Read above, when the index is to be checked (empty otherwise).
+            if let Some(claimed) = claims.remove(&event.id).flatten() {
                 if claimed != subject.to_string() {
                     conflicts.push(FieldError::new(
                         i,
