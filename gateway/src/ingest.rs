@@ -296,10 +296,10 @@ impl Ingest {
             let mut behind = Vec::new();
             for (i, (subject, slot)) in slots.iter_mut().enumerate() {
                 let cached = slot.is_some();
-                let st = slot.take().unwrap_or_else(|| SubjectState::new(subject));
+                let mut st = slot.take().unwrap_or_else(|| SubjectState::new(subject));
                 if cached && attempt == 0 {
-                    **slot = Some(st.clone());
-                    states.insert(subject.clone(), st);
+                    states.insert(subject.clone(), st.copy_to_plan_on());
+                    **slot = Some(st);
                 } else {
                     behind.push((i, subject.clone(), st));
                 }
@@ -314,10 +314,12 @@ impl Ingest {
                     (i, subject, st, loaded)
                 })
                 .buffer_unordered(READS_IN_FLIGHT);
-            while let Some((i, subject, st, loaded)) = loading.next().await {
+            while let Some((i, subject, mut st, loaded)) = loading.next().await {
+                let copy = st.copy_to_plan_on();
                 if let Some((_, slot)) = slots.get_mut(i) {
-                    **slot = Some(st.clone());
+                    **slot = Some(st);
                 }
+                let st = copy;
                 loaded.map_err(|e| match e {
                     state::LoadError::Unavailable(e) => unavailable("JetStream could not be read", e, &committed),
                     // A stored message that is not an event is not an

@@ -39,7 +39,64 @@ pub struct SubjectState {
     /// Whether it is registered and whose it is: the same fold the read
     /// side makes, so the two agree (events::standing).
     pub standing: Standing,
-    pub ids: HashMap<(PrincipalName, EventId), Known>,
+    pub ids: Ids,
+}
+
+/// The ids stored in a subject, by (publisher, id): every one of its
+/// history, so a child's may run to thousands.
+///
+/// A request plans on a copy of its subjects' states and keeps the cached
+/// state untouched until its write is acknowledged, so that a refused
+/// request leaves the cache as it was. Copying every id for each request
+/// made one event on a long history allocate about a megabyte
+/// (`tests/heap.rs`). So the ids known before a request are shared between
+/// the cached state and the copy (`settled`), and what a request or a
+/// catch-up adds goes beside them (`recent`) until the next copy is made.
+#[derive(Debug, Clone, Default)]
+pub struct Ids {
+    settled: Arc<HashMap<(PrincipalName, EventId), Known>>,
+    recent: HashMap<(PrincipalName, EventId), Known>,
+}
+
+impl Ids {
+    pub fn get(&self, key: &(PrincipalName, EventId)) -> Option<&Known> {
+        self.recent.get(key).or_else(|| self.settled.get(key))
+    }
+
+    /// For updating an id's stream position once its write is acknowledged.
+    pub fn get_mut(&mut self, key: &(PrincipalName, EventId)) -> Option<&mut Known> {
+        if !self.recent.contains_key(key) {
+            let known = self.settled.get(key)?.clone();
+            self.recent.insert(key.clone(), known);
+        }
+        self.recent.get_mut(key)
+    }
+
+    pub fn insert(&mut self, key: (PrincipalName, EventId), known: Known) {
+        self.recent.insert(key, known);
+    }
+
+    /// How many ids are known.
+    pub fn len(&self) -> usize {
+        self.settled.len() + self.recent.keys().filter(|k| !self.settled.contains_key(*k)).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.settled.is_empty() && self.recent.is_empty()
+    }
+
+    /// Moves what was added into the shared part. The shared part is
+    /// copied only if another copy still holds it, which the cache's own
+    /// state, the one copy left once a request is done, never does. The
+    /// added part is left empty and without capacity: a copy of a map
+    /// copies its table, however few it holds, and a catch-up over a whole
+    /// history leaves a large one.
+    fn settle(&mut self) {
+        if !self.recent.is_empty() {
+            let recent = std::mem::take(&mut self.recent);
+            Arc::make_mut(&mut self.settled).extend(recent);
+        }
+    }
 }
 
 impl SubjectState {
@@ -49,8 +106,15 @@ impl SubjectState {
             head: Digest::ZERO,
             last_stream_seq: 0,
             standing: Standing::new(subject),
-            ids: HashMap::new(),
+            ids: Ids::default(),
         }
+    }
+
+    /// A copy to plan a request on, sharing the ids known so far with
+    /// `self` rather than copying them (see [`Ids`]).
+    pub fn copy_to_plan_on(&mut self) -> Self {
+        self.ids.settle();
+        self.clone()
     }
 
     /// Folds one stored event in, if it is the subject's next true event
@@ -290,6 +354,30 @@ mod tests {
             );
         }
         state
+    }
+
+    #[test]
+    fn a_copy_to_plan_on_knows_every_id_and_what_it_adds_stays_its_own() {
+        let subject = child();
+        let mut cached = knowing(&subject, 3);
+        let publisher = PrincipalName::parse("haringey").expect("a name");
+        let key = |i: usize| (publisher.clone(), EventId::parse(&format!("e-{i}")).expect("an id"));
+        let mut planned = cached.copy_to_plan_on();
+        assert_eq!(planned.ids.len(), 3);
+        planned.ids.insert(key(3), Known { event_type: EventType::ChildSeen, sequence: 4, stream_seq: 0 });
+        // Acknowledged: an id known before moves its position in the copy only.
+        planned.ids.get_mut(&key(0)).expect("known").stream_seq = 99;
+        assert_eq!(planned.ids.len(), 4, "an id updated in the copy is counted once");
+        assert_eq!(planned.ids.get(&key(0)).map(|k| k.stream_seq), Some(99));
+        assert_eq!(cached.ids.len(), 3);
+        assert_eq!(cached.ids.get(&key(0)).map(|k| k.stream_seq), Some(1), "the cached state is as it was");
+        assert!(cached.ids.get(&key(3)).is_none());
+        // The copy becomes the cached state, and the next copy knows all of it.
+        let mut cached = planned;
+        let next = cached.copy_to_plan_on();
+        assert_eq!(next.ids.len(), 4);
+        assert_eq!(next.ids.get(&key(0)).map(|k| k.stream_seq), Some(99));
+        assert!(next.ids.get(&key(3)).is_some());
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 /// What the copy keeps at most, over all children, in units of
 /// [`Entry::weight`]: an event, a row or a child, each a few hundred bytes
-/// decoded (`kept_memory` in this crate's tests measures it), so this bounds
+/// decoded (`heap` in the tests crate measures it), so this bounds
 /// the copy under a hundred megabytes. The children folded least recently
 /// are let go first.
 pub const KEPT_WEIGHT: usize = 100_000;
@@ -73,7 +73,7 @@ impl Entry {
     /// status, stamp and place in the map). Counted in events alone, the
     /// rows and the child were free: a child registered and not yet heard
     /// of again cost 994 bytes an event against 594 for a seeded history
-    /// (`tests/kept_memory.rs`), and beside a long rebuild, with a trickle
+    /// (`tests/heap.rs`), and beside a long rebuild, with a trickle
     /// of new children, a live projector grew from 183 to 218 MiB and was
     /// still rising (docs/benchmarks.md).
     pub fn weight(&self) -> usize {

@@ -1,12 +1,17 @@
-//! The projector's kept folds (`projections::kept`) bound its memory by a
-//! budget counted in [`Entry::weight`]. The bound holds only if a unit of
-//! weight costs about the same memory whatever the histories look like, so
-//! this measures it, with DHAT's heap statistics (`dhat`), for children
-//! registered and not yet heard of again (a steady trickle of new children)
-//! and for seeded four-year histories. Measured when it was written: 497
-//! and 277 bytes a unit (994 and 594 bytes an event).
+//! What the service's own copies cost in heap, measured with DHAT's heap
+//! statistics (`dhat`). DHAT counts the whole process's heap, so the tests
+//! of this binary take turns (`SERIAL`).
 //!
-//! One test in its own binary: DHAT counts the whole process's heap.
+//! - The projector's kept folds (`projections::kept`) bound its memory by a
+//!   budget counted in [`Entry::weight`]. The bound holds only if a unit of
+//!   weight costs about the same memory whatever the histories look like,
+//!   so this measures it for children registered and not yet heard of again
+//!   (a steady trickle of new children) and for seeded four-year histories.
+//!   Measured when it was written: 497 and 277 bytes a unit (994 and 594
+//!   bytes an event).
+//! - The gateway keeps each subject's state, every id stored in it among
+//!   it, and a request plans on a copy of its subjects' states. What one
+//!   event costs must not grow with the child's history.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test stops at the first surprise
 #![allow(clippy::print_stdout)] // the measured figures, for the notes
@@ -23,12 +28,16 @@ use std::collections::BTreeMap;
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
+/// One DHAT profiler at a time, and nothing else allocating beside it.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The most a unit of weight may cost, so that [`KEPT_WEIGHT`] bounds the
 /// copy near a hundred megabytes.
 const BYTES_PER_UNIT: usize = 1_000;
 
 #[test]
 fn a_unit_of_kept_weight_costs_about_the_same_memory_whatever_the_histories() {
+    let _serial = SERIAL.blocking_lock();
     let until = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
     let seeded: Vec<Vec<Value>> = safeguard::cli::seed::generate(7, 2, 400, until)
         .unwrap()
@@ -73,6 +82,65 @@ fn a_unit_of_kept_weight_costs_about_the_same_memory_whatever_the_histories() {
     }
     let (low, high) = (costs.iter().min().unwrap(), costs.iter().max().unwrap());
     assert!(high / low < 3, "a unit of weight costs from {low} to {high} bytes as the histories' shape changes");
+}
+
+/// Events for a child, for the gateway test.
+fn seen(prefix: &str, child: &str, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            tests::fixtures::event(
+                &format!("{prefix}-{i}"),
+                "child.seen",
+                child,
+                "2026-11-02T10:00:00Z",
+                serde_json::json!({"seen_by": "W1", "seen_alone": true, "context": "statutory_visit"}),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_costs_the_gateway_the_same_heap_whatever_the_length_of_the_childs_history() {
+    let _serial = SERIAL.lock().await;
+    let nats = tests::NatsServer::start().await;
+    let gateway = tests::gateway::TestGateway::start(&nats.url()).await;
+    let token = tests::gateway::tokens::HARINGEY;
+    let (long, short) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+    for (child, events) in [(&long, 5_000), (&short, 5)] {
+        let r = gateway
+            .post(token, &Value::Array(vec![tests::fixtures::registered(&format!("r-{child}"), child, "E09000014")]))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        for (b, batch) in seen(&format!("h-{child}"), child, events).chunks(1_000).enumerate() {
+            let r = gateway.post(token, &Value::Array(batch.to_vec())).await;
+            assert_eq!(r.status, 201, "batch {b}: {}", r.text);
+        }
+    }
+
+    // Counted from here, with both children's states in the gateway's cache.
+    const REQUESTS: usize = 50;
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let mut per_request = Vec::new();
+    for (round, (child, what)) in
+        [(&long, "5,000 events"), (&short, "5 events"), (&long, "5,000 events, again")].into_iter().enumerate()
+    {
+        let events = seen(&format!("one-{round}-{child}"), child, REQUESTS);
+        let before = dhat::HeapStats::get().total_bytes;
+        for event in events {
+            let r = gateway.post(token, &Value::Array(vec![event])).await;
+            assert_eq!(r.status, 201, "{}", r.text);
+        }
+        let bytes = (dhat::HeapStats::get().total_bytes - before) / REQUESTS as u64;
+        println!("one event on a child of {what}: {bytes} bytes allocated a request");
+        per_request.push(bytes);
+    }
+    let short_one = per_request[1];
+    for long_one in [per_request[0], per_request[2]] {
+        assert!(
+            long_one < short_one * 3 / 2,
+            "an event on a child of 5,000 events allocates {long_one} bytes, on a child of 5 {short_one}"
+        );
+    }
 }
 
 /// A child's history as the projector reads it back from `stored_event`:
