@@ -21,6 +21,12 @@
 //!    latency under a steady load;
 //! 4. rebuild and verification rates, and each role's peak memory;
 //! 5. what a national deployment would need, worked out from the above.
+//!
+//! Beside the rates: where the CPU went in each ingest, projection, rebuild
+//! and steady-load row, process by process (`tests::cpu::Meter`), with a
+//! `perf` profile of the gateway and the projector during the rows the
+//! targets name (`tests::cpu::Profile`, where `perf` runs); and issue 23's
+//! targets, each with what this run measured and what bound its row.
 
 #![allow(clippy::print_stdout)] // printing the figures is the point
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a measurement run stops at the first surprise
@@ -35,6 +41,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tests::cpu::{Meter, Profile, Which};
 use tests::deploy::{Deployment, release_binary};
 use tests::gateway::tokens;
 use tests::{NatsServer, TestDatabase};
@@ -77,6 +84,9 @@ const QUICK: Scale = Scale {
 /// Clients for the concurrent workloads.
 const CLIENTS: usize = 32;
 
+/// The row of the load the ack-to-visible probes ran under.
+const STEADY_LOAD: &str = "steady load during the ack-to-visible and alert probes (background and probes)";
+
 #[derive(Debug, Clone, Serialize)]
 struct Row {
     section: &'static str,
@@ -87,6 +97,25 @@ struct Row {
     p99_ms: Option<f64>,
     /// This figure over each figure it is compared with, and what that is.
     ratios: Vec<Ratio>,
+    /// Where the machine's CPU went while it was measured, if metered.
+    cpu: Option<Cpu>,
+    /// A sampling profile of one process during the row: which, and its
+    /// functions with their share of its samples (per cent).
+    profile: Option<(String, Vec<(f64, String)>)>,
+}
+
+/// A row's CPU, from `tests::cpu`: what says whether the cores or waiting
+/// limited it, and whose CPU an event costs.
+#[derive(Debug, Clone, Serialize)]
+struct Cpu {
+    /// Microseconds of CPU an event, by process, `other` last.
+    per_event_us: Vec<(String, f64)>,
+    /// The share of the machine's cores busy, in per cent.
+    busy_percent: f64,
+    /// The share of the machine's cores idle waiting on the disk, in per cent.
+    iowait_percent: f64,
+    /// Events a second the cores would allow if nothing waited.
+    ceiling: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,7 +131,17 @@ struct Report {
 
 impl Report {
     fn add(&mut self, section: &'static str, name: impl Into<String>, value: f64, unit: &'static str) -> usize {
-        let row = Row { section, name: name.into(), value, unit, p50_ms: None, p99_ms: None, ratios: Vec::new() };
+        let row = Row {
+            section,
+            name: name.into(),
+            value,
+            unit,
+            p50_ms: None,
+            p99_ms: None,
+            ratios: Vec::new(),
+            cpu: None,
+            profile: None,
+        };
         println!("{:<12} {:<66} {:>12.1} {}", row.section, row.name, row.value, row.unit);
         self.rows.push(row);
         self.rows.len() - 1
@@ -132,6 +171,43 @@ impl Report {
         println!("{:<12} {} / {}: {ratio:.2}", "ratio", self.rows[row].name, self.rows[base].name);
     }
 
+    /// Records where the CPU went while `row` was measured over `events`.
+    fn cpu(&mut self, row: usize, split: &tests::cpu::Split, events: usize) {
+        let events = events as f64;
+        let per_event_us: Vec<(String, f64)> =
+            split.per_event_us(events).into_iter().map(|(name, us)| (name.to_owned(), us)).collect();
+        let cpu = Cpu {
+            per_event_us,
+            busy_percent: 100.0 * split.busy_share(),
+            iowait_percent: 100.0 * split.iowait_share(),
+            ceiling: split.ceiling(events),
+        };
+        let parts: Vec<String> = cpu.per_event_us.iter().map(|(n, us)| format!("{n} {us:.0}")).collect();
+        println!(
+            "{:<12} {}: cores {:.0}% busy; µs an event: {}; the cores' ceiling {:.0}/s",
+            "cpu",
+            self.rows[row].name,
+            cpu.busy_percent,
+            parts.join(", "),
+            cpu.ceiling
+        );
+        self.rows[row].cpu = Some(cpu);
+    }
+
+    /// Records a profile of `process` taken while `row` was measured.
+    fn profile(&mut self, row: usize, process: &str, profile: Option<tests::cpu::Profile>) {
+        let Some(profile) = profile else { return };
+        let functions = profile.stop(2.0);
+        for (share, function) in &functions {
+            println!("{:<12} {}: {process}: {share:.1}% {function}", "profile", self.rows[row].name);
+        }
+        self.rows[row].profile = Some((process.to_owned(), functions));
+    }
+
+    fn row(&self, name: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.name == name)
+    }
+
     fn value(&self, name: &str) -> f64 {
         self.rows.iter().find(|r| r.name == name).map_or(0.0, |r| r.value)
     }
@@ -156,35 +232,18 @@ impl Measured {
     }
 }
 
-/// How busy the machine's cores were over a measurement, from `/proc/stat`:
-/// the figure that says whether a phase was limited by CPU (every core busy),
-/// by the disk (cores waiting on I/O) or by neither (waiting on each other).
-struct Cores {
-    busy: u64,
-    iowait: u64,
-    total: u64,
-}
-
-impl Cores {
-    fn now() -> Self {
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        // cpu  user nice system idle iowait irq softirq steal ...
-        let t: Vec<u64> =
-            stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-        let at = |i: usize| t.get(i).copied().unwrap_or(0);
-        let total = (0..8).map(at).sum();
-        Self { busy: total - at(3) - at(4), iowait: at(4), total }
-    }
-
-    /// Adds a row: the share of all cores busy since `self`, with the share
-    /// waiting on I/O in its name.
-    fn report(&self, report: &mut Report, section: &'static str, what: &str) {
-        let end = Self::now();
-        let total = end.total.saturating_sub(self.total).max(1) as f64;
-        let busy = 100.0 * end.busy.saturating_sub(self.busy) as f64 / total;
-        let iowait = 100.0 * end.iowait.saturating_sub(self.iowait) as f64 / total;
-        report.add(section, format!("cores busy during {what} (waiting on I/O: {iowait:.0}%)"), busy, "%");
-    }
+/// The processes of a deployment to meter, by role, with PostgreSQL and
+/// this process (named for what it does in the phase).
+fn roles(deployment: &Deployment, nats: &NatsServer, this: &'static str) -> Vec<(&'static str, Which)> {
+    let pid = |role: &str| Which::Pids(deployment.pid(role).into_iter().collect());
+    vec![
+        ("gateway", pid("gateway")),
+        ("projector", pid("projector")),
+        ("query", pid("query")),
+        ("nats-server", Which::Pids(nats.pid().into_iter().collect())),
+        ("PostgreSQL", Which::Command("postgres")),
+        (this, Which::This),
+    ]
 }
 
 fn ms(d: Duration) -> f64 {
@@ -403,6 +462,8 @@ async fn peer(report: &mut Report, scale: Scale, gateway_rows: &[(usize, &str)])
         async move {
             let events: usize = commands.iter().map(|(_, c)| c.len()).sum();
             let commands = Arc::new(commands);
+            let meter =
+                Meter::start(vec![("PostgreSQL", Which::Command("postgres")), ("cqrs-es, in process", Which::This)]);
             let started = Instant::now();
             let tasks = (0..clients).map(|c| {
                 let (cqrs, commands) = (cqrs.clone(), commands.clone());
@@ -418,7 +479,7 @@ async fn peer(report: &mut Report, scale: Scale, gateway_rows: &[(usize, &str)])
             });
             let lat: Vec<Duration> =
                 futures::future::join_all(tasks).await.into_iter().flat_map(Result::unwrap).collect();
-            Measured::new(events, started.elapsed(), lat)
+            (Measured::new(events, started.elapsed(), lat), meter.stop(), events)
         }
     };
     let spread = |prefix: &str, n: usize, clients: usize| -> Vec<(String, Vec<Value>)> {
@@ -439,8 +500,9 @@ async fn peer(report: &mut Report, scale: Scale, gateway_rows: &[(usize, &str)])
         run(whole("pb", scale.batches_100, 100), 1).await,
         run(whole("pk", scale.batches_1000, 1000), 1).await,
     ];
-    for ((gateway_row, what), m) in gateway_rows.iter().zip(measured) {
+    for ((gateway_row, what), (m, split, events)) in gateway_rows.iter().zip(measured) {
         let peer = report.rate("peer", format!("cqrs-es + postgres-es: {what}"), &m);
+        report.cpu(peer, &split, events);
         report.compare(*gateway_row, peer);
     }
 }
@@ -462,12 +524,15 @@ async fn raw_jetstream(report: &mut Report, scale: Scale, size: usize) -> Vec<us
     .expect("raw stream");
     let payload = Bytes::from(vec![b'x'; size]);
     let mut rows = Vec::new();
+    let groups =
+        || vec![("nats-server", Which::Pids(nats.pid().into_iter().collect())), ("load generator", Which::This)];
 
     for expected in [false, true] {
         let tag = if expected { ", expecting the subject's last sequence" } else { "" };
         // One at a time, one client.
         let mut last = std::collections::HashMap::<String, u64>::new();
         let mut lat = Vec::new();
+        let meter = Meter::start(groups());
         let started = Instant::now();
         for i in 0..scale.singles {
             let subject = format!("raw.{expected}.one.{}", i % 64);
@@ -488,7 +553,9 @@ async fn raw_jetstream(report: &mut Report, scale: Scale, size: usize) -> Vec<us
             format!("raw JetStream: single events, 1 client{tag}"),
             &Measured::new(scale.singles, started.elapsed(), lat),
         ));
+        report.cpu(rows[rows.len() - 1], &meter.stop(), scale.singles);
         // 32 clients, each publishing and waiting for its ack.
+        let meter = Meter::start(groups());
         let started = Instant::now();
         let tasks = (0..CLIENTS).map(|c| {
             let (js, payload) = (js.clone(), payload.clone());
@@ -518,9 +585,11 @@ async fn raw_jetstream(report: &mut Report, scale: Scale, size: usize) -> Vec<us
             format!("raw JetStream: single events, {CLIENTS} clients{tag}"),
             &Measured::new(scale.concurrent / CLIENTS * CLIENTS, started.elapsed(), lat),
         ));
+        report.cpu(rows[rows.len() - 1], &meter.stop(), scale.concurrent / CLIENTS * CLIENTS);
         // Atomic batches, as the gateway stores a request.
         for (size_of_batch, batches) in [(100, scale.batches_100), (1000, scale.batches_1000)] {
             let mut lat = Vec::new();
+            let meter = Meter::start(groups());
             let started = Instant::now();
             for b in 0..batches {
                 let subject = format!("raw.{expected}.batch.{size_of_batch}.{b}");
@@ -543,6 +612,7 @@ async fn raw_jetstream(report: &mut Report, scale: Scale, size: usize) -> Vec<us
                 format!("raw JetStream: batches of {size_of_batch}{tag}"),
                 &Measured::new(size_of_batch * batches, started.elapsed(), lat),
             ));
+            report.cpu(rows[rows.len() - 1], &meter.stop(), size_of_batch * batches);
         }
     }
     // The primitive the gateway stores a single event with: an atomic batch
@@ -791,19 +861,22 @@ async fn main() {
         let tag = if expected { ", with expectedsequence" } else { "" };
         let (registrations, bodies) = singles(&format!("g1{expected}"), scale.singles, 1, expected);
         post_all(&http, &events_url, vec![Value::Array(registrations)], 1).await;
-        let one = report.rate(
-            "ingest",
-            format!("gateway: single events, 1 client{tag}"),
-            &post_all(&http, &events_url, bodies, 1).await.0,
-        );
+        let profile = expected.then(|| deployment.pid("gateway").and_then(Profile::start)).flatten();
+        let meter = Meter::start(roles(&deployment, &nats, "load generator"));
+        let (measured, _) = post_all(&http, &events_url, bodies, 1).await;
+        let one = report.rate("ingest", format!("gateway: single events, 1 client{tag}"), &measured);
+        report.cpu(one, &meter.stop(), scale.singles);
+        report.profile(one, "gateway", profile);
         let (registrations, bodies) =
             singles(&format!("gc{expected}"), scale.concurrent / CLIENTS * CLIENTS, CLIENTS, expected);
         post_all(&http, &events_url, vec![Value::Array(registrations)], 1).await;
-        let many = report.rate(
-            "ingest",
-            format!("gateway: single events, {CLIENTS} clients{tag}"),
-            &post_all(&http, &events_url, bodies, CLIENTS).await.0,
-        );
+        let events = bodies.len();
+        let profile = expected.then(|| deployment.pid("gateway").and_then(Profile::start)).flatten();
+        let meter = Meter::start(roles(&deployment, &nats, "load generator"));
+        let (measured, _) = post_all(&http, &events_url, bodies, CLIENTS).await;
+        let many = report.rate("ingest", format!("gateway: single events, {CLIENTS} clients{tag}"), &measured);
+        report.cpu(many, &meter.stop(), events);
+        report.profile(many, "gateway", profile);
         let mut batch_rows = Vec::new();
         for (size, batches) in [(100, scale.batches_100), (1000, scale.batches_1000)] {
             let bodies = (0..batches)
@@ -816,11 +889,14 @@ async fn main() {
                     ))
                 })
                 .collect();
-            batch_rows.push(report.rate(
-                "ingest",
-                format!("gateway: batches of {size}{tag}"),
-                &post_all(&http, &events_url, bodies, 1).await.0,
-            ));
+            let profile =
+                (expected && size == 1000).then(|| deployment.pid("gateway").and_then(Profile::start)).flatten();
+            let meter = Meter::start(roles(&deployment, &nats, "load generator"));
+            let (measured, _) = post_all(&http, &events_url, bodies, 1).await;
+            let row = report.rate("ingest", format!("gateway: batches of {size}{tag}"), &measured);
+            report.cpu(row, &meter.stop(), size * batches);
+            report.profile(row, "gateway", profile);
+            batch_rows.push(row);
         }
         gateway_rows.push([one, many, batch_rows[0], batch_rows[1]]);
     }
@@ -1036,6 +1112,7 @@ async fn main() {
     let mut alert_times = Vec::new();
 
     let mut times = Vec::new();
+    let meter = Meter::start(roles(&deployment, &nats, "load generator"));
     let load_started = Instant::now();
     // The steady children's histories grow for as long as this runs, and
     // each batch refolds a child's whole history (see docs/benchmarks.md),
@@ -1089,12 +1166,13 @@ async fn main() {
     }
 
     stop.store(true, Ordering::Relaxed);
+    let split = meter.stop();
     let mut steady = 0;
     for load in loads {
         steady += load.await.unwrap();
     }
     let probes = times.len();
-    report.latency(
+    let visible = report.latency(
         "reads",
         format!(
             "ack-to-visible in the chronology, under {:.0} events/s of steady load on {STEADY_CLIENTS} children \
@@ -1104,6 +1182,9 @@ async fn main() {
         ),
         times,
     );
+    // Each probe is an event too, and so is each alert probe's concern.
+    report.cpu(visible, &split, steady + 2 * probes);
+    report.add("reads", STEADY_LOAD, (steady + 2 * probes) as f64 / load_started.elapsed().as_secs_f64(), "events/s");
     report.latency(
         "reads",
         "alert latency: a police concern's 201 until the worker's open alerts list it, turn about with the above",
@@ -1122,8 +1203,10 @@ async fn main() {
         name: "bench-clean".into(),
         ..projections::runtime::Settings::new(signers.clone())
     };
-    let cores = Cores::now();
+    let profile = Profile::start(std::process::id());
+    let meter = Meter::start(roles(&deployment, &nats, "projector, in process"));
     let elapsed = tests::projector::run_until(&nats.url(), &clean_pool, settings, last).await;
+    let split = meter.stop();
     let total_events: i64 =
         sqlx::query_scalar("select count(*) from stored_event").fetch_one(&clean_pool).await.unwrap();
     let projection = report.rate(
@@ -1131,12 +1214,14 @@ async fn main() {
         format!("projection, every read model, one projector, batches of 1,000 ({total_events} events)"),
         &Measured::new(total_events as usize, elapsed, vec![]),
     );
-    cores.report(&mut report, "projection", "the projection");
+    report.cpu(projection, &split, total_events as usize);
+    report.profile(projection, "the projector (this process)", profile);
     let copy =
         raw_copy(&mut report, scale.copy_rows, &json!({"example": "x".repeat(event_bytes.saturating_sub(40))})).await;
     report.compare(projection, copy);
 
     let options: sqlx::postgres::PgConnectOptions = clean.url().parse().unwrap();
+    let meter = Meter::start(roles(&deployment, &nats, "rebuild, in process"));
     let rebuilt = projections::rebuild::rebuild(
         options,
         jetstream::new(nats.client().await),
@@ -1154,12 +1239,12 @@ async fn main() {
         "rebuild beside the live tables, then switch (batches of 5,000)",
         &Measured::new(rebuilt.events as usize, rebuilt.elapsed, vec![]),
     );
+    report.cpu(rebuild, &meter.stop(), rebuilt.events as usize);
     report.compare(rebuild, copy);
     // The rebuild as an operator runs it, one process, then shared by two
     // processes given half the partitions each (as two partitioned
     // projectors would be), on the same database one after the other.
     let rebuild_processes = |shares: &'static [(&'static str, &'static str)]| {
-        let cores = Cores::now();
         let running: Vec<_> = shares
             .iter()
             .map(|(name, partitions)| {
@@ -1169,6 +1254,10 @@ async fn main() {
                     .expect("start safeguard rebuild")
             })
             .collect();
+        let mut groups = roles(&deployment, &nats, "bench");
+        // Counted once each has exited and been waited for, below.
+        groups.insert(0, ("safeguard rebuild", Which::ExitedChildren));
+        let meter = Meter::start(groups);
         let started = Instant::now();
         tokio::task::spawn_blocking(move || {
             let (mut events, mut peak) = (0, 0.0f64);
@@ -1181,20 +1270,21 @@ async fn main() {
                 peak =
                     peak.max(tests::deploy::rebuilt_peak_mib(&stderr).expect("safeguard rebuild says its peak memory"));
             }
-            (Measured::new(events as usize, started.elapsed(), vec![]), cores, peak)
+            (Measured::new(events as usize, started.elapsed(), vec![]), meter.stop(), events, peak)
         })
     };
-    let (one, cores, rebuild_peak_mib) = rebuild_processes(&[("bench-clean", "0-31")]).await.expect("join");
+    let (one, split, events, rebuild_peak_mib) = rebuild_processes(&[("bench-clean", "0-31")]).await.expect("join");
     let one =
         report.rate("projection", "rebuild, one `safeguard rebuild` process, then switch (batches of 5,000)", &one);
-    cores.report(&mut report, "projection", "the rebuild by one process");
-    let (shared, cores, _) = rebuild_processes(&[("bench-low", "0-15"), ("bench-high", "16-31")]).await.expect("join");
+    report.cpu(one, &split, events as usize);
+    let (shared, split, events, _) =
+        rebuild_processes(&[("bench-low", "0-15"), ("bench-high", "16-31")]).await.expect("join");
     let shared = report.rate(
         "projection",
         "rebuild shared by two `safeguard rebuild` processes (partitions 0-15 and 16-31), then switch",
         &shared,
     );
-    cores.report(&mut report, "projection", "the rebuild shared by two processes");
+    report.cpu(shared, &split, events as usize);
     report.compare(shared, one);
     let keys =
         events::chain::decode_verifying_keys(&std::fs::read_to_string(deployment.path("signing.key.pub")).unwrap())
@@ -1354,6 +1444,8 @@ fn markdown(report: &Report, elapsed: Duration, pg_version: &str) -> String {
         }
         let _ = writeln!(out);
     }
+    cpu_section(&mut out, report);
+    targets(&mut out, report);
     let _ = writeln!(out, "## Reading the figures\n");
     let _ = writeln!(
         out,
@@ -1378,6 +1470,154 @@ fn markdown(report: &Report, elapsed: Duration, pg_version: &str) -> String {
     );
     national(&mut out, report);
     out
+}
+
+/// Where the machine's CPU went during each metered row (`tests::cpu`).
+fn cpu_section(out: &mut String, report: &Report) {
+    let _ = writeln!(out, "## Where the CPU went\n");
+    let _ = writeln!(
+        out,
+        "Every process shares the two cores. For each metered row: how busy the cores were (and how much of \
+         the time they sat waiting on the disk), the CPU every process spent an event (from `/proc`, in \
+         microseconds), and the rate the cores would allow if nothing waited (cores over all the CPU an event \
+         cost). A row near its ceiling is bound by the cores, and the largest share says whose; a row far \
+         below it is bound by waiting (round trips, fsyncs, one thing after another).\n"
+    );
+    let _ = writeln!(
+        out,
+        "| measure | events/s | cores busy (on the disk) | CPU an event, µs | the cores' ceiling, events/s | of the ceiling |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---|---:|---:|");
+    for r in &report.rows {
+        let Some(cpu) = &r.cpu else { continue };
+        let rate = if r.unit == "events/s" { r.value } else { report.value(STEADY_LOAD) };
+        let _ = writeln!(
+            out,
+            "| {} | {rate:.0} | {:.0}% ({:.0}%) | {} | {:.0} | {:.2} |",
+            r.name,
+            cpu.busy_percent,
+            cpu.iowait_percent,
+            cpu_parts(cpu),
+            cpu.ceiling,
+            rate / cpu.ceiling
+        );
+    }
+    let _ = writeln!(out);
+    for r in &report.rows {
+        let Some((process, functions)) = &r.profile else { continue };
+        let _ = writeln!(
+            out,
+            "Inside {process} during `{}` (`perf record`, 499 samples a second; functions with 2% of its samples or more):\n",
+            r.name
+        );
+        let _ = writeln!(out, "| share of samples | function |\n|---:|---|");
+        for (share, function) in functions {
+            let _ = writeln!(out, "| {share:.1}% | `{}` |", function.replace('|', "\\|"));
+        }
+        let _ = writeln!(out);
+    }
+}
+
+/// "gateway 41, nats-server 22, … (total 70)", leaving out processes that spent under a microsecond.
+fn cpu_parts(cpu: &Cpu) -> String {
+    let total: f64 = cpu.per_event_us.iter().map(|(_, us)| us).sum();
+    let parts: Vec<String> =
+        cpu.per_event_us.iter().filter(|(_, us)| *us >= 1.0).map(|(n, us)| format!("{n} {us:.0}")).collect();
+    format!("{} (total {total:.0})", parts.join(", "))
+}
+
+/// What bound a metered row, read from its CPU: the cores (and whose CPU
+/// most), or waiting.
+fn bound_by(row: &Row, rate: f64) -> String {
+    let Some(cpu) = &row.cpu else { return String::new() };
+    let mut parts = cpu.per_event_us.clone();
+    parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = parts.iter().map(|(_, us)| us).sum();
+    let top: Vec<String> = parts
+        .iter()
+        .take(2)
+        .map(|(n, us)| format!("{n} {us:.0} µs ({:.0}%)", 100.0 * us / total.max(f64::MIN_POSITIVE)))
+        .collect();
+    if rate >= 0.8 * cpu.ceiling {
+        format!("the cores ({:.0}% busy): {total:.0} µs of CPU an event, most {}", cpu.busy_percent, top.join(", "))
+    } else {
+        format!(
+            "waiting, not the cores ({:.0}% busy, {:.0}% on the disk): {:.2} of the cores' ceiling; CPU an event {total:.0} µs, most {}",
+            cpu.busy_percent,
+            cpu.iowait_percent,
+            rate / cpu.ceiling,
+            top.join(", ")
+        )
+    }
+}
+
+/// Issue 23's targets, each beside what this run measured and, where
+/// metered, what bound it.
+fn targets(out: &mut String, report: &Report) {
+    let _ = writeln!(out, "## The targets\n");
+    let _ = writeln!(out, "| target | this run | met | what bound the row |\n|---|---|---|---|");
+    let mut line = |target: String, measured: String, met: bool, row: Option<&Row>| {
+        let bound = row.map_or(String::new(), |r| {
+            bound_by(r, if r.unit == "events/s" { r.value } else { report.value(STEADY_LOAD) })
+        });
+        let _ = writeln!(out, "| {target} | {measured} | {} | {bound} |", if met { "yes" } else { "**no**" });
+    };
+    let ratio = |row: &Row, against: &str| row.ratios.iter().find(|x| x.against.starts_with(against)).map(|x| x.ratio);
+    let gateway = |what: &str| report.row(&format!("gateway: {what}, with expectedsequence"));
+    for what in
+        ["single events, 1 client", &format!("single events, {CLIENTS} clients"), "batches of 100", "batches of 1000"]
+    {
+        let Some(row) = gateway(what) else { continue };
+        let r = ratio(row, "cqrs-es").unwrap_or(0.0);
+        line(format!("gateway {what} ≥ 1.5 × cqrs-es + postgres-es"), format!("{r:.2} ×"), r >= 1.5, Some(row));
+    }
+    for (what, at_least) in [
+        ("single events, 1 client", 0.5),
+        (&format!("single events, {CLIENTS} clients"), 0.8),
+        ("batches of 1000", 0.5),
+    ] {
+        let Some(row) = gateway(what) else { continue };
+        let r = ratio(row, "raw JetStream").unwrap_or(0.0);
+        line(format!("gateway {what} ≥ {at_least} × raw JetStream"), format!("{r:.2} ×"), r >= at_least, Some(row));
+    }
+    for name in [
+        report.rows.iter().find(|r| r.name.starts_with("projection, every read model")).map(|r| r.name.clone()),
+        Some("rebuild beside the live tables, then switch (batches of 5,000)".to_owned()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let Some(row) = report.row(&name) else { continue };
+        let r = ratio(row, "raw PostgreSQL COPY").unwrap_or(0.0);
+        let what = name.split(',').next().unwrap_or(&name).split(" beside").next().unwrap_or(&name).to_owned();
+        line(format!("{what} ≥ 0.5 × raw `COPY`"), format!("{r:.2} ×"), r >= 0.5, Some(row));
+    }
+    if let Some(row) = report.rows.iter().find(|r| r.name.starts_with("rebuild shared by two")) {
+        let r = ratio(row, "rebuild, one").unwrap_or(0.0);
+        line("a rebuild shared by two processes faster than one".to_owned(), format!("{r:.2} ×"), r > 1.0, Some(row));
+    }
+    if let Some(row) = report.rows.iter().rev().find(|r| r.name.starts_with("indicators of one council and year")) {
+        line(
+            "indicators of one council-year at 100,000 children ≤ 10 ms p50".to_owned(),
+            format!("{:.1} ms p50 ({})", row.value, row.name.split('(').nth(1).unwrap_or("").trim_end_matches(')')),
+            row.value <= 10.0,
+            None,
+        );
+    }
+    if let Some(row) = report.rows.iter().find(|r| r.name.starts_with("ack-to-visible")) {
+        let load = report.value(STEADY_LOAD);
+        let p99 = row.p99_ms.unwrap_or(f64::INFINITY);
+        line(
+            "ack-to-visible p99 ≤ 100 ms at 1,000 events/s".to_owned(),
+            format!("{p99:.0} ms p99 at {load:.0} events/s"),
+            p99 <= 100.0 && load >= 1000.0,
+            Some(row),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| peak resident memory of each role during a 10-million-event rebuild ≤ 256 MiB | `ops/bench --scale`: the section on a rebuild at national scale | see there | |\n"
+    );
 }
 
 /// What a national deployment needs, from the measured rates.

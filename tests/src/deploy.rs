@@ -180,6 +180,11 @@ impl Deployment {
         }
     }
 
+    /// The process id of a running role.
+    pub fn pid(&self, role: &str) -> Option<u32> {
+        self.roles.iter().find(|(r, _)| *r == role).map(|(_, child)| child.id())
+    }
+
     /// The peak resident memory (VmHWM) of each role's process so far, in KiB.
     pub fn peak_memory_kib(&self) -> Vec<(&'static str, u64)> {
         self.roles.iter().map(|(role, child)| (*role, peak_rss_kib(child.id()).unwrap_or(0))).collect()

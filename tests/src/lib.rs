@@ -17,12 +17,14 @@
 //! - [`browser`]: headless Chromium driven through ChromeDriver, for the pages.
 //! - [`oidc`]: a real OpenID Connect provider (oidc-provider from npm) on a free port.
 //! - [`link`]: a network hop on loopback, a TCP relay that adds latency each way.
+//! - [`cpu`]: where a benchmark's CPU went, process by process, from `/proc`.
 //!
 //! Nothing here is a stand-in: tests talk to the same servers production
 //! runs, configured as production is (`sync_interval: always`).
 
 pub mod benchmarks;
 pub mod browser;
+pub mod cpu;
 pub mod deploy;
 pub mod fixtures;
 pub mod gateway;

@@ -150,6 +150,11 @@ impl NatsServer {
         self.dir.path().join("nats.log")
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// The server process's peak resident memory (VmHWM) so far, in KiB.
     pub fn peak_memory_kib(&self) -> Option<u64> {
         crate::deploy::peak_rss_kib(self.child.as_ref()?.id())
