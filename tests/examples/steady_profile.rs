@@ -91,6 +91,11 @@ async fn main() {
             from = to + 1;
         }
         let mut times = Vec::new();
+        let meter = tests::cpu::Meter::start(vec![
+            ("PostgreSQL", tests::cpu::Which::Command("postgres")),
+            ("this process (gateway and projector)", tests::cpu::Which::This),
+            ("nats-server", tests::cpu::Which::Pids(nats.pid().into_iter().collect())),
+        ]);
         for i in 0..40 {
             let r = gw.post(tests::gateway::tokens::ADMIN, &visit(&child, n + i)).await;
             assert_eq!(r.status, 201, "{}", r.text);
@@ -98,7 +103,11 @@ async fn main() {
             // The id-index message comes first in the same commit.
             times.push(apply(at.saturating_sub(1), at).await);
         }
+        let split = meter.stop();
         times.sort();
+        let cpu: Vec<String> =
+            split.per_event_us(40.0).iter().map(|(n, us)| format!("{n} {:.2} ms", us / 1e3)).collect();
+        println!("history {n}: CPU a one-event request and batch: {}", cpu.join(", "));
         println!(
             "history {n}: one-event batch p50 {:.2} ms, p90 {:.2} ms ({} kept children, {} kept events)",
             times[times.len() / 2].as_secs_f64() * 1e3,
