@@ -1049,7 +1049,7 @@ fn rows_scanned(plan: &Value, table: &str) -> f64 {
 async fn a_batch_reads_the_last_event_of_each_subject_it_touches_without_reading_the_history() {
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
-    projections::migrate(&pool, projections::LIVE_SCHEMA).await.unwrap();
+    projections::migrate(&pool, projections::LIVE_SCHEMA).await.expect("migrate");
     // The copy as the projector leaves it: one child of 5,000 events, one of 1.
     sqlx::query(
         "insert into stored_event (stream_seq, subject, subject_kind, sequence, event_id, source, event_type,
@@ -1060,12 +1060,12 @@ async fn a_batch_reads_the_last_event_of_each_subject_it_touches_without_reading
     )
     .execute(&pool)
     .await
-    .unwrap();
-    sqlx::query("analyze stored_event").execute(&pool).await.unwrap();
+    .expect("a long history and a short one");
+    sqlx::query("analyze stored_event").execute(&pool).await.expect("analyze");
     let subjects = vec!["long".to_owned(), "short".to_owned()];
 
     let heads: Vec<(String, i64, String, i64)> =
-        sqlx::query_as(projections::store::SUBJECT_HEADS).bind(&subjects).fetch_all(&pool).await.unwrap();
+        sqlx::query_as(projections::store::SUBJECT_HEADS).bind(&subjects).fetch_all(&pool).await.expect("heads");
     let mut heads: Vec<(String, i64, i64)> = heads.into_iter().map(|(s, seq, _, at)| (s, seq, at)).collect();
     heads.sort();
     assert_eq!(heads, vec![("long".to_owned(), 5000, 5000), ("short".to_owned(), 1, 5001)]);
@@ -1075,7 +1075,7 @@ async fn a_batch_reads_the_last_event_of_each_subject_it_touches_without_reading
             .bind(&subjects)
             .fetch_one(&pool)
             .await
-            .unwrap();
+            .expect("the plan");
     let scanned = rows_scanned(&plan[0]["Plan"], "stored_event");
     assert!(scanned <= 2.0, "reading two subjects' last events scanned {scanned} rows of stored_event: {plan}");
 }
