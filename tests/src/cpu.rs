@@ -182,18 +182,28 @@ pub struct Profile {
 
 impl Profile {
     /// Starts sampling `pid` (499 times a second, so the profile costs the
-    /// measurement little); `None` where `perf` cannot run here.
+    /// measurement little), once perf is attached; `None` where `perf`
+    /// cannot run here.
     pub fn start(pid: u32) -> Option<Self> {
         let file = tempfile::NamedTempFile::new().ok()?.into_temp_path();
-        let perf = std::process::Command::new("perf")
+        let mut perf = std::process::Command::new("perf")
             .args(["record", "-q", "-F", "499", "-p", &pid.to_string(), "-o"])
             .arg(&file)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .ok()?;
-        // perf attaches asynchronously: give it a moment before the work starts.
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // perf writes its file's header once it has attached to the
+        // process; the work must not start before.
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::metadata(&file).map_or(0, |m| m.len()) == 0 {
+            if !matches!(perf.try_wait(), Ok(None)) || Instant::now() > deadline {
+                let _ = perf.kill();
+                let _ = perf.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         Some(Self { perf, file })
     }
 
