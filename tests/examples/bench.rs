@@ -232,6 +232,29 @@ impl Measured {
     }
 }
 
+/// What a gateway ingest row needs: where it reports, and the deployment it loads.
+struct Ingest<'a> {
+    report: &'a mut Report,
+    deployment: &'a Deployment,
+    nats: &'a NatsServer,
+    http: &'a Arc<Http>,
+    url: &'a str,
+}
+
+impl Ingest<'_> {
+    /// Posts `bodies` (`events` in all) from `clients` clients as the row
+    /// `name`, metered, and with the gateway profiled if `profiled`.
+    async fn row(&mut self, name: String, bodies: Vec<Value>, clients: usize, events: usize, profiled: bool) -> usize {
+        let profile = profiled.then(|| self.deployment.pid("gateway").and_then(Profile::start)).flatten();
+        let meter = Meter::start(roles(self.deployment, self.nats, "load generator"));
+        let (measured, _) = post_all(self.http, self.url, bodies, clients).await;
+        let row = self.report.rate("ingest", name, &measured);
+        self.report.cpu(row, &meter.stop(), events);
+        self.report.profile(row, "gateway", profile);
+        row
+    }
+}
+
 /// The processes of a deployment to meter, by role, with PostgreSQL and
 /// this process (named for what it does in the phase).
 fn roles(deployment: &Deployment, nats: &NatsServer, this: &'static str) -> Vec<(&'static str, Which)> {
@@ -857,26 +880,21 @@ async fn main() {
     let http = Arc::new(Http { client: reqwest::Client::new() });
     let events_url = deployment.gateway_url("/v1/events");
     let mut gateway_rows = Vec::new();
+    let mut ingest =
+        Ingest { report: &mut report, deployment: &deployment, nats: &nats, http: &http, url: &events_url };
     for expected in [false, true] {
         let tag = if expected { ", with expectedsequence" } else { "" };
         let (registrations, bodies) = singles(&format!("g1{expected}"), scale.singles, 1, expected);
         post_all(&http, &events_url, vec![Value::Array(registrations)], 1).await;
-        let profile = expected.then(|| deployment.pid("gateway").and_then(Profile::start)).flatten();
-        let meter = Meter::start(roles(&deployment, &nats, "load generator"));
-        let (measured, _) = post_all(&http, &events_url, bodies, 1).await;
-        let one = report.rate("ingest", format!("gateway: single events, 1 client{tag}"), &measured);
-        report.cpu(one, &meter.stop(), scale.singles);
-        report.profile(one, "gateway", profile);
+        let one =
+            ingest.row(format!("gateway: single events, 1 client{tag}"), bodies, 1, scale.singles, expected).await;
         let (registrations, bodies) =
             singles(&format!("gc{expected}"), scale.concurrent / CLIENTS * CLIENTS, CLIENTS, expected);
         post_all(&http, &events_url, vec![Value::Array(registrations)], 1).await;
         let events = bodies.len();
-        let profile = expected.then(|| deployment.pid("gateway").and_then(Profile::start)).flatten();
-        let meter = Meter::start(roles(&deployment, &nats, "load generator"));
-        let (measured, _) = post_all(&http, &events_url, bodies, CLIENTS).await;
-        let many = report.rate("ingest", format!("gateway: single events, {CLIENTS} clients{tag}"), &measured);
-        report.cpu(many, &meter.stop(), events);
-        report.profile(many, "gateway", profile);
+        let many = ingest
+            .row(format!("gateway: single events, {CLIENTS} clients{tag}"), bodies, CLIENTS, events, expected)
+            .await;
         let mut batch_rows = Vec::new();
         for (size, batches) in [(100, scale.batches_100), (1000, scale.batches_1000)] {
             let bodies = (0..batches)
@@ -889,14 +907,10 @@ async fn main() {
                     ))
                 })
                 .collect();
-            let profile =
-                (expected && size == 1000).then(|| deployment.pid("gateway").and_then(Profile::start)).flatten();
-            let meter = Meter::start(roles(&deployment, &nats, "load generator"));
-            let (measured, _) = post_all(&http, &events_url, bodies, 1).await;
-            let row = report.rate("ingest", format!("gateway: batches of {size}{tag}"), &measured);
-            report.cpu(row, &meter.stop(), size * batches);
-            report.profile(row, "gateway", profile);
-            batch_rows.push(row);
+            let profiled = expected && size == 1000;
+            batch_rows.push(
+                ingest.row(format!("gateway: batches of {size}{tag}"), bodies, 1, size * batches, profiled).await,
+            );
         }
         gateway_rows.push([one, many, batch_rows[0], batch_rows[1]]);
     }
